@@ -1,0 +1,75 @@
+"""Zpravodaj: the mailing-list and newsletter service of the social-housing programme."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment; `test_config` overrides it (tests, dev command)."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    from .config import check_required, load_config
+
+    app.config.update(load_config(os.environ, app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+    check_required(app.config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    _derive_extension_config(app)
+
+    from . import database, errors, health, jobs, pages
+    from .extensions import db, limiter, migrate
+    from .subscriptions import bp as subscriptions_bp
+
+    database.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    limiter.init_app(app)
+    jobs.init_app(app)
+    errors.init_app(app)
+    pages.init_app(app)
+    app.register_blueprint(subscriptions_bp)
+    app.register_blueprint(health.bp)
+    if app.config.get("DEV_OUTBOX_DIR"):
+        from .dev.outbox import bp as outbox_bp
+
+        app.register_blueprint(outbox_bp)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _derive_extension_config(app: Flask) -> None:
+    """Translate the service's settings into what Flask's extensions read."""
+    config = app.config
+    url = config["DATABASE_URL"]
+    # psycopg 3 is the PostgreSQL driver; accept the plain URLs operators write.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    config["SQLALCHEMY_DATABASE_URI"] = url
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    config["RATELIMIT_ENABLED"] = config["RATE_LIMITS"]
+    config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
+    config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    config["RATELIMIT_KEY_PREFIX"] = "zpravodaj-limits"
+    config["RATELIMIT_HEADERS_ENABLED"] = True
+    # A Redis outage must not stop sign-ups: the database is the source of truth.
+    config["RATELIMIT_SWALLOW_ERRORS"] = True
+    config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    config["PREFERRED_URL_SCHEME"] = "https" if config["BASE_URL"].startswith("https") else "http"
+    config["SESSION_COOKIE_SECURE"] = config["PREFERRED_URL_SCHEME"] == "https"
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"

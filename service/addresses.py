@@ -1,0 +1,134 @@
+"""E-mail address validation and normalisation, shared by the form, the API and imports.
+
+email-validator does the parsing (RFC 5321/5322 with `strict=True` length
+limits, IDNA for domains, special-use domains refused); this module adds
+the few rules a public form needs on top: trimming, refusing line breaks,
+and SMTPUTF8 only when the mail server can take it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+
+from .jobs import redis_connection
+
+INVALID_ADDRESS_MESSAGE = "Neplatný e-mail."
+
+# Where the worker records what the SMTP server's EHLO said about SMTPUTF8;
+# the web process never talks SMTP itself.
+SMTPUTF8_CAPABILITY_KEY = "zpravodaj:smtp:smtputf8"
+
+# Plain spaces and tabs around a pasted address are trimmed; anything else
+# (no-break spaces, zero-width characters, line breaks) makes it invalid.
+_TRIMMED = " \t"
+
+
+class InvalidAddress(ValueError):
+    """The text is not an address this service can mail."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """A validated address in the forms the service needs."""
+
+    email: str  # normalised, Unicode domain: what the person sees
+    ascii_email: str | None  # IDNA domain; None when the local part needs SMTPUTF8
+
+    @property
+    def key(self) -> str:
+        """Case-folded: the identity of a subscriber."""
+        return self.email.casefold()
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        return self.ascii_email is None
+
+
+def parse_address(
+    raw: object,
+    *,
+    allow_smtputf8: bool,
+    check_deliverability: bool = False,
+    dns_timeout: int = 5,
+) -> Address:
+    """Validate and normalise `raw`; raise InvalidAddress for anything unusable."""
+    if not isinstance(raw, str):
+        raise InvalidAddress("not text")
+    text = raw.strip(_TRIMMED)
+    if not text or "\r" in text or "\n" in text:
+        raise InvalidAddress("empty or contains a line break")
+    try:
+        result = validate_email(
+            text,
+            allow_smtputf8=allow_smtputf8,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+            globally_deliverable=True,
+            check_deliverability=check_deliverability,
+            timeout=dns_timeout,
+            strict=True,
+        )
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from exc
+    return Address(email=result.normalized, ascii_email=result.ascii_email)
+
+
+def parse_address_for_app(raw: object) -> Address:
+    """`parse_address` with the running app's SMTPUTF8 and DNS settings."""
+    config = current_app.config
+    return parse_address(
+        raw,
+        allow_smtputf8=smtputf8_allowed(),
+        check_deliverability=config["CHECK_DELIVERABILITY"],
+        dns_timeout=config["DNS_TIMEOUT"],
+    )
+
+
+_capability_cache: dict[str, tuple[float, bool]] = {}
+_CAPABILITY_CACHE_SECONDS = 30.0
+
+
+def smtputf8_allowed() -> bool:
+    """Whether addresses with a non-ASCII local part can be accepted now.
+
+    `SMTPUTF8=on|off` decides outright; `auto` trusts what a worker last saw
+    in the SMTP server's EHLO (unknown counts as no: refusing is safe,
+    accepting an address that can never be mailed is not).
+    """
+    setting = current_app.config["SMTPUTF8"]
+    if setting != "auto":
+        return setting == "on"
+    redis_url = current_app.config["REDIS_URL"]
+    cached = _capability_cache.get(redis_url)
+    if cached and time.monotonic() - cached[0] < _CAPABILITY_CACHE_SECONDS:
+        return cached[1]
+    try:
+        allowed = redis_connection().get(SMTPUTF8_CAPABILITY_KEY) == b"1"
+    except Exception:  # Redis down: refuse rather than fail the form
+        current_app.logger.warning("could not read the SMTPUTF8 capability from Redis")
+        return False
+    _capability_cache[redis_url] = (time.monotonic(), allowed)
+    return allowed
+
+
+def forget_smtputf8_capability() -> None:
+    """Drop the cached capability (tests, and after a worker reports a change)."""
+    _capability_cache.clear()
+
+
+def address_hash(address_key: str) -> str:
+    """Keyed hash of a case-folded address, for the suppression list.
+
+    Keyed with the secret so the list cannot be reversed by hashing guesses.
+    """
+    config = current_app.config
+    key = (config["SUPPRESSION_KEY"] or config["SECRET_KEY"]).encode()
+    return hmac.new(key, b"suppression:" + address_key.encode(), hashlib.sha256).hexdigest()

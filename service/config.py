@@ -1,0 +1,95 @@
+"""Configuration read from the environment (DESIGN.md §5.2).
+
+Every setting has one place: the table in README.md mirrors `SETTINGS` below.
+Production refuses to start without the secrets and services it cannot guess;
+the dev command and the tests fill those in themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """The environment lacks or mangles a setting the service cannot run without."""
+
+
+REQUIRED = ("SECRET_KEY", "REDIS_URL", "SMTP_URL")
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in {"", "0", "off", "false", "no"}
+
+
+def _list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+# name -> (parser, default). Defaults that depend on the instance folder are
+# filled in by `load_config`.
+SETTINGS: dict[str, tuple[Any, Any]] = {
+    "DATABASE_URL": (str, None),
+    "REDIS_URL": (str, None),
+    "SMTP_URL": (str, None),
+    "SMTP_TIMEOUT": (_int, 30),
+    # "auto": trust what the worker saw in the SMTP server's EHLO answer;
+    # "on"/"off" force it (local parts with diacritics need SMTPUTF8).
+    "SMTPUTF8": (str, "auto"),
+    "BASE_URL": (str, "http://127.0.0.1:5000"),
+    "SECRET_KEY": (str, None),
+    "SECRET_KEY_FALLBACKS": (_list, []),
+    # Keys the suppression hashes; set it so rotating SECRET_KEY keeps them.
+    "SUPPRESSION_KEY": (str, None),
+    "MAIL_FROM": (str, "Zpravodaj sociálního bydlení <zpravodaj@localhost.localdomain>"),
+    "DEFAULT_LIST": (str, "zpravodaj"),
+    "EMBED_ORIGINS": (_list, []),
+    "RATE_LIMITS": (_flag, True),
+    "RATE_LIMIT_SUBSCRIBE_IP": (str, "20 per hour; 5 per minute"),
+    "RATE_LIMIT_SUBSCRIBE_ADDRESS": (str, "5 per hour"),
+    "CONFIRMATION_MAILS_PER_HOUR": (_int, 3),
+    "CONFIRM_TOKEN_MAX_AGE_DAYS": (_int, 7),
+    "CHECK_DELIVERABILITY": (_flag, False),
+    "DNS_TIMEOUT": (_int, 5),
+    "MAIL_RETRY_INTERVALS": (lambda v: [int(x) for x in _list(v)], [10, 60, 300, 900, 3600]),
+    "RECONCILE_INTERVAL": (_int, 30),
+    "RECONCILE_GRACE_SECONDS": (_int, 60),
+    "MAIL_CLAIM_LEASE_SECONDS": (_int, 120),
+    "MAIL_MAX_AGE_HOURS": (_int, 72),
+    "PROXY_FIX": (_int, 0),
+}
+
+
+def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any]:
+    """Parse the known settings from `environ`, applying defaults."""
+    config: dict[str, Any] = {}
+    for name, (parse, default) in SETTINGS.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            config[name] = default
+            continue
+        try:
+            config[name] = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from exc
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "zpravodaj.sqlite3")
+    return config
+
+
+def check_required(config: Mapping[str, Any]) -> None:
+    """Refuse to run without the settings that have no safe default."""
+    missing = [name for name in REQUIRED if not config.get(name)]
+    if missing:
+        raise ConfigError(
+            "Missing configuration: "
+            + ", ".join(missing)
+            + ". Set them in the environment (see README.md), or run `zpravodaj dev` locally."
+        )
+    if config.get("SMTPUTF8") not in {"auto", "on", "off"}:
+        raise ConfigError("SMTPUTF8 must be one of auto, on, off.")

@@ -1,0 +1,112 @@
+"""`zpravodaj dev`: the whole service on one machine with one command.
+
+Starts (or reuses, with REDIS_URL) a Redis, an SMTP catcher whose mails are
+shown at /dev/outbox, one RQ worker with its scheduler, and the web app, all
+wired together through the environment; seeds the demo lists. Ctrl-C or
+SIGTERM stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+DEMO_LISTS = (
+    ("zpravodaj", "Zpravodaj sociálního bydlení", "Pravidelný zpravodaj programu sociálního bydlení."),
+    ("novinky", "Novinky", "Krátké zprávy o novinkách v sociálním bydlení."),
+)
+
+
+@click.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--smtp-port", default=0, type=int, help="Port of the mail catcher (default: any free).")
+def dev_command(host: str, port: int, smtp_port: int) -> None:
+    """Run the whole service locally: web, worker, Redis and a mail catcher."""
+    from werkzeug.serving import run_simple
+
+    from .. import PROJECT_ROOT, create_app
+    from .mail_catcher import MailCatcher, start_catcher
+    from .processes import spawn, stop
+    from .redis_server import NoRedisServer, PrivateRedis
+
+    instance = Path(os.environ.get("INSTANCE_PATH") or PROJECT_ROOT / "instance")
+    instance.mkdir(parents=True, exist_ok=True)
+    outbox_dir = instance / "dev-outbox"
+    started: list = []
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        redis = None
+        if not os.environ.get("REDIS_URL"):
+            try:
+                redis = PrivateRedis().start()
+            except NoRedisServer as exc:
+                raise click.ClickException(str(exc)) from exc
+            started.append(redis.stop)
+            os.environ["REDIS_URL"] = redis.url
+
+        catcher = start_catcher(MailCatcher(outbox_dir), port=smtp_port)
+        started.append(catcher.stop)
+
+        base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        os.environ.setdefault("SECRET_KEY", _dev_secret_key(instance))
+        os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{catcher.port}"
+        os.environ.setdefault("BASE_URL", base_url)
+        os.environ.setdefault("MAIL_FROM", "Zpravodaj sociálního bydlení <zpravodaj@zpravodaj.example>")
+        os.environ["DEV_OUTBOX_DIR"] = str(outbox_dir)
+
+        app = create_app({"DEV_OUTBOX_DIR": str(outbox_dir)})
+        with app.app_context():
+            _prepare_database()
+
+        worker = spawn([sys.executable, "-m", "service", "worker"], env=os.environ.copy())
+        started.append(lambda: stop(worker, timeout=15))
+
+        click.echo(
+            "\nZpravodaj is running:\n"
+            f"  form     {base_url}/subscribe\n"
+            f"  outbox   {base_url}/dev/outbox   (every mail the service sends lands here)\n"
+            f"  redis    {os.environ['REDIS_URL']}{' (private)' if redis else ''}\n"
+            f"  smtp     {os.environ['SMTP_URL']} (catcher)\n"
+            "Press Ctrl-C to stop.\n"
+        )
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for stop_one in reversed(started):
+            stop_one()
+        click.echo("stopped")
+
+
+def _dev_secret_key(instance: Path) -> str:
+    """A random key kept in the instance folder, so links survive a restart."""
+    path = instance / "dev-secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _prepare_database() -> None:
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from ..extensions import db
+    from ..models import MailingList
+
+    upgrade()
+    for slug, name, description in DEMO_LISTS:
+        if db.session.scalar(select(MailingList).filter_by(slug=slug)) is None:
+            db.session.add(MailingList(slug=slug, name=name, description=description))
+    db.session.commit()

@@ -1,0 +1,140 @@
+"""Composing mail in the web process and handing it to the workers.
+
+One function per mail kind lives with its feature (e.g.
+`subscriptions/emails.py`); this module renders the `.txt`/`.html` template
+pair, builds the MIME message the way every mail of the service must look
+(DESIGN.md §5.6) and stores it as an `OutgoingMail` row. The row is enqueued
+only after the transaction that created it commits, so no job can ever point
+at a row that does not exist, and a row whose enqueue failed (Redis down)
+is picked up by the reconciler.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8, EmailPolicy
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+
+from flask import current_app, render_template
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from .clock import utcnow
+from .extensions import db
+from .jobs import enqueue_outgoing_mail
+from .models import OutgoingMail, Subscriber
+
+log = logging.getLogger(__name__)
+
+# Headers written exactly as given, never folded or RFC 2047-encoded: RFC 8058
+# one-click unsubscribe needs List-Unsubscribe(-Post) readable verbatim, and
+# Python's email package would otherwise encode a long URL into =?utf-8?q?…?=.
+VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-id"})
+
+
+class _VerbatimListHeaders(EmailPolicy):
+    """EmailPolicy that leaves the list headers on one line, untouched."""
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in VERBATIM_HEADERS:
+            return f"{name}: {value}{self.linesep}"
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in VERBATIM_HEADERS:
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+# CRLF line endings (SMTP's), 78-column folding for everything else.
+MAIL_POLICY = _VerbatimListHeaders() + SMTP
+MAIL_POLICY_UTF8 = _VerbatimListHeaders() + SMTPUTF8
+
+
+def sender_address() -> tuple[str, str]:
+    """(display name, address) of MAIL_FROM."""
+    name, address = parseaddr(current_app.config["MAIL_FROM"])
+    return name, address
+
+
+def sender_domain() -> str:
+    return sender_address()[1].rpartition("@")[2] or "localhost.localdomain"
+
+
+def render_pair(template: str, **context: Any) -> tuple[str, str]:
+    """Render templates/email/<template>.txt and .html with the same context."""
+    text = render_template(f"email/{template}.txt", **context)
+    html = render_template(f"email/{template}.html", **context)
+    return text, html
+
+
+def compose(
+    *,
+    to_name: str,
+    to_address: str,
+    smtputf8: bool,
+    subject: str,
+    text: str,
+    html: str,
+    extra_headers: dict[str, str] | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message, text first, with the headers every mail carries."""
+    policy = MAIL_POLICY_UTF8 if smtputf8 else MAIL_POLICY
+    msg = EmailMessage(policy=policy)
+    from_name, from_address = sender_address()
+    msg["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
+    msg["To"] = HeaderAddress(display_name=to_name, addr_spec=to_address)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(utcnow().replace(tzinfo=UTC))
+    msg["Message-ID"] = make_msgid(domain=sender_domain())
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
+    msg.set_content(_with_final_newline(text), subtype="plain", cte="quoted-printable")
+    msg.add_alternative(_with_final_newline(html), subtype="html", cte="quoted-printable")
+    return msg
+
+
+def queue_message(
+    msg: EmailMessage, *, kind: str, recipient: str, subscriber: Subscriber | None
+) -> OutgoingMail:
+    """Store `msg` for sending to `recipient`; enqueued when the transaction commits."""
+    if subscriber is not None and subscriber.id is None:
+        db.session.flush()
+    mail = OutgoingMail(
+        kind=kind,
+        subscriber_id=subscriber.id if subscriber is not None else None,
+        sender=sender_address()[1],
+        recipient=recipient,
+        smtputf8=not recipient.isascii(),
+        message_id=str(msg["Message-ID"]),
+        raw=msg.as_bytes(policy=msg.policy),
+        status="queued",
+    )
+    db.session.add(mail)
+    db.session.flush()  # the id names the job
+    db.session.info.setdefault("outgoing_mail_to_enqueue", []).append(mail.id)
+    return mail
+
+
+@event.listens_for(Session, "after_commit")
+def _enqueue_committed_mail(session: Session) -> None:
+    for mail_id in session.info.pop("outgoing_mail_to_enqueue", []):
+        try:
+            enqueue_outgoing_mail(mail_id)
+        except Exception:
+            # The row is committed; the reconciler enqueues it once Redis is back.
+            log.warning("could not enqueue outgoing mail %s; the reconciler will", mail_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_mail(session: Session) -> None:
+    session.info.pop("outgoing_mail_to_enqueue", None)
+
+
+def _with_final_newline(body: str) -> str:
+    return body if body.endswith("\n") else body + "\n"
+

@@ -1,0 +1,194 @@
+"""The data model. The database is the source of truth; Redis only carries work.
+
+Every piece of work (a mail to send) is a row here before it is enqueued, so a
+reconciler can always find what is unfinished (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .clock import utcnow
+from .extensions import db
+
+LIST_KINDS = ("newsletter", "group")
+SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
+
+
+def new_public_key() -> str:
+    """An opaque random id for signed links: tokens never carry the address or a row id."""
+    return secrets.token_urlsafe(12)
+
+
+class MailingList(db.Model):
+    """A newsletter (public sign-up) or a working group (members only)."""
+
+    __tablename__ = "mailing_list"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="newsletter")
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<MailingList {self.slug}>"
+
+
+class Subscriber(db.Model):
+    """One person, identified by the case-folded normalised address."""
+
+    __tablename__ = "subscriber"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_key)
+    # As email-validator normalises it (Unicode domain): what the person sees.
+    email: Mapped[str] = mapped_column(String(320))
+    # Case-folded `email`: one subscriber per address whatever the capitals.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    # What goes to the SMTP server: ASCII domain (IDNA); None when the local
+    # part itself is non-ASCII and the mail needs SMTPUTF8.
+    ascii_email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
+
+    @property
+    def envelope_address(self) -> str:
+        """The address for RCPT TO."""
+        return self.ascii_email or self.email
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id}>"
+
+
+class Subscription(db.Model):
+    """A subscriber's membership of one list, with its current status."""
+
+    __tablename__ = "subscription"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "list_id"),
+        Index("ix_subscription_list_status", "list_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    subscribed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class ConsentText(db.Model):
+    """A version of the consent text shown next to a form, stored whole and hashed."""
+
+    __tablename__ = "consent_text"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsentEvent(db.Model):
+    """One step of consent (sign-up, confirmation, withdrawal, ...). Append-only."""
+
+    __tablename__ = "consent_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
+    # signup, confirm, unsubscribe, import, preferences_add, preferences_remove
+    action: Mapped[str] = mapped_column(String(32))
+    # page, embed, api, import, link, one-click, preferences
+    channel: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    origin: Mapped[str | None] = mapped_column(String(255))
+    consent_text_id: Mapped[int | None] = mapped_column(ForeignKey("consent_text.id"))
+    # The Message-ID of the confirmation mail sent for this sign-up.
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    # Free text, e.g. the consent source of an import.
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    subscriber: Mapped[Subscriber] = relationship()
+    consent_text: Mapped[ConsentText | None] = relationship()
+    mailing_list: Mapped[MailingList | None] = relationship()
+
+
+class OutgoingMail(db.Model):
+    """A fully built message waiting to be sent, being sent, sent, or failed.
+
+    Built in the web process, sent by a worker; the row outlives Redis, so the
+    reconciler re-enqueues what a flushed Redis or a killed worker left behind.
+    """
+
+    __tablename__ = "outgoing_mail"
+    __table_args__ = (Index("ix_outgoing_mail_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    sender: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    smtputf8: Mapped[bool] = mapped_column(default=False)
+    message_id: Mapped[str] = mapped_column(String(255))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # queued, sending, sent, failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+
+class Suppression(db.Model):
+    """An address that must not be mailed or imported, kept only as a keyed hash."""
+
+    __tablename__ = "suppression"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))  # erased, bounced
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppendOnlyViolation(RuntimeError):
+    """Consent evidence may be added, never edited or deleted one by one."""
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_consent_events_append_only(session: Session, flush_context, instances) -> None:
+    for obj in session.dirty:
+        if isinstance(obj, ConsentEvent) and session.is_modified(obj):
+            raise AppendOnlyViolation("consent events are append-only")
+    for obj in session.deleted:
+        if isinstance(obj, ConsentEvent):
+            raise AppendOnlyViolation("consent events are append-only")

@@ -1,0 +1,49 @@
+"""Cross-cutting page concerns: template filters, security headers, proxy awareness."""
+
+from __future__ import annotations
+
+from flask import Flask, redirect, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .czech import plural
+
+
+def init_app(app: Flask) -> None:
+    if app.config["PROXY_FIX"]:
+        # Behind N reverse proxies: trust their X-Forwarded-* so rate limits
+        # and consent records see the real client.
+        hops = app.config["PROXY_FIX"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    app.jinja_env.filters["plural"] = plural
+    app.jinja_env.globals["site_name"] = "Sociální bydlení v ČR"
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("subscriptions.subscribe_page"))
+
+    @app.after_request
+    def _security_headers(response):
+        embeddable = request.endpoint == "subscriptions.subscribe_embed" or (
+            request.endpoint == "subscriptions.subscribe" and request.form.get("form") == "embed"
+        )
+        if embeddable:
+            ancestors = " ".join(["'self'", *app.config["EMBED_ORIGINS"]])
+        else:
+            ancestors = "'none'"
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; "
+            f"object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        # Links carrying a token must not leak it to other sites through Referer.
+        if request.view_args and "token" in request.view_args:
+            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Cache-Control"] = "no-store"
+        else:
+            response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response

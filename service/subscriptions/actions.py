@@ -1,0 +1,341 @@
+"""What subscribers can do, independent of HTTP: sign up, confirm, leave, export, erase.
+
+Routes, the CLI and (later) the admin call these; each records its consent
+step and leaves committing to the caller unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import consent
+from ..addresses import Address, address_hash
+from ..clock import utcnow
+from ..consent import RequestInfo
+from ..extensions import db
+from ..models import (
+    ConsentEvent,
+    ConsentText,
+    MailingList,
+    OutgoingMail,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
+from . import emails
+
+# Mail kinds counted against CONFIRMATION_MAILS_PER_HOUR: what a stranger can
+# make the service send to someone else's address by typing it in the form.
+SIGNUP_MAIL_KINDS = (emails.CONFIRMATION, emails.ALREADY_SUBSCRIBED)
+
+
+@dataclass
+class SignupResult:
+    """What a sign-up did; the public answer is the same whatever it says (no enumeration)."""
+
+    pending: list[MailingList] = field(default_factory=list)
+    already_confirmed: list[MailingList] = field(default_factory=list)
+    mail_sent: bool = False
+
+
+def public_newsletters() -> list[MailingList]:
+    """Lists a visitor may sign up for on the public form."""
+    return list(
+        db.session.scalars(
+            select(MailingList).filter_by(kind="newsletter").order_by(MailingList.id)
+        )
+    )
+
+
+def newsletters_by_slug(slugs: Iterable[str]) -> tuple[list[MailingList], list[str]]:
+    """(found newsletter lists in the given order, unknown slugs)."""
+    wanted = list(dict.fromkeys(slugs))
+    rows = db.session.scalars(
+        select(MailingList).where(MailingList.slug.in_(wanted), MailingList.kind == "newsletter")
+    )
+    by_slug = {row.slug: row for row in rows}
+    return [by_slug[s] for s in wanted if s in by_slug], [s for s in wanted if s not in by_slug]
+
+
+def find_subscriber(address: Address) -> Subscriber | None:
+    return db.session.scalar(select(Subscriber).filter_by(email_key=address.key))
+
+
+def subscriber_by_public_key(public_key: Any) -> Subscriber | None:
+    if not isinstance(public_key, str):
+        return None
+    return db.session.scalar(select(Subscriber).filter_by(public_key=public_key))
+
+
+def get_or_create_subscriber(address: Address, name: str = "") -> Subscriber:
+    """The subscriber for `address`, created when new (safe against a concurrent twin)."""
+    subscriber = find_subscriber(address)
+    if subscriber is not None:
+        if name and not subscriber.name:
+            subscriber.name = name
+        return subscriber
+    subscriber = Subscriber(
+        email=address.email, email_key=address.key, ascii_email=address.ascii_email, name=name
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(subscriber)
+    except IntegrityError:
+        # Another request created the same address between our SELECT and INSERT.
+        subscriber = find_subscriber(address)
+        if subscriber is None:
+            raise
+    return subscriber
+
+
+def subscription_for(subscriber: Subscriber, mailing_list: MailingList) -> Subscription | None:
+    for subscription in subscriber.subscriptions:
+        if subscription.list_id == mailing_list.id:
+            return subscription
+    return None
+
+
+def signup(
+    address: Address,
+    name: str,
+    lists: list[MailingList],
+    info: RequestInfo,
+    consent_text: ConsentText,
+) -> SignupResult:
+    """A visitor asks to receive `lists`: record it and mail a confirmation link.
+
+    A new, pending or unsubscribed subscription (re)starts double opt-in; a
+    confirmed one stays as it is. Mails are capped per address per hour so the
+    form cannot be used to flood someone's mailbox.
+    """
+    subscriber = get_or_create_subscriber(address, name)
+    now = utcnow()
+    result = SignupResult()
+    for mailing_list in lists:
+        subscription = subscription_for(subscriber, mailing_list)
+        if subscription is None:
+            subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
+            subscriber.subscriptions.append(subscription)
+        elif subscription.status == "confirmed":
+            result.already_confirmed.append(mailing_list)
+            continue
+        elif subscription.status != "pending":
+            subscription.status = "pending"
+            subscription.subscribed_at = now
+            subscription.confirmed_at = None
+            subscription.unsubscribed_at = None
+        result.pending.append(mailing_list)
+
+    message_id = None
+    if _signup_mails_left(subscriber) > 0:
+        if result.pending:
+            message_id = emails.send_confirmation(subscriber, result.pending)
+        else:
+            message_id = emails.send_already_subscribed(subscriber, result.already_confirmed)
+        result.mail_sent = True
+    for mailing_list in result.pending:
+        consent.record(
+            subscriber,
+            "signup",
+            info,
+            mailing_list=mailing_list,
+            consent_text=consent_text,
+            message_id=message_id,
+        )
+    return result
+
+
+def _signup_mails_left(subscriber: Subscriber) -> int:
+    if subscriber.id is None:
+        return current_app.config["CONFIRMATION_MAILS_PER_HOUR"]
+    since = utcnow() - timedelta(hours=1)
+    sent = db.session.scalar(
+        select(func.count(OutgoingMail.id)).where(
+            OutgoingMail.subscriber_id == subscriber.id,
+            OutgoingMail.kind.in_(SIGNUP_MAIL_KINDS),
+            OutgoingMail.created_at >= since,
+        )
+    )
+    return current_app.config["CONFIRMATION_MAILS_PER_HOUR"] - (sent or 0)
+
+
+def resend_confirmation(subscriber: Subscriber, list_slugs: list[str]) -> bool:
+    """Mail a fresh confirmation link for the still-pending lists; False when none or capped."""
+    pending = [
+        s.mailing_list
+        for s in subscriber.subscriptions
+        if s.status == "pending" and s.mailing_list.slug in list_slugs
+    ]
+    if not pending or _signup_mails_left(subscriber) <= 0:
+        return False
+    emails.send_confirmation(subscriber, pending)
+    return True
+
+
+def confirm(subscriber: Subscriber, list_slugs: list[str], info: RequestInfo) -> list[MailingList]:
+    """Confirm the pending subscriptions named by a confirmation link; harmless to repeat.
+
+    Returns the lists the subscriber is now confirmed on among those named.
+    """
+    now = utcnow()
+    confirmed = []
+    for subscription in subscriber.subscriptions:
+        if subscription.mailing_list.slug not in list_slugs:
+            continue
+        if subscription.status == "pending":
+            subscription.status = "confirmed"
+            subscription.confirmed_at = now
+            consent.record(subscriber, "confirm", info, mailing_list=subscription.mailing_list)
+        if subscription.status == "confirmed":
+            confirmed.append(subscription.mailing_list)
+    if confirmed:
+        # A fresh double opt-in is the one way back for an erased address.
+        lift_suppression(subscriber.email_key)
+    return confirmed
+
+
+def unsubscribe(
+    subscriber: Subscriber, list_slug: str | None, info: RequestInfo
+) -> list[MailingList]:
+    """Leave one list (or all when `list_slug` is None) at once; harmless to repeat."""
+    now = utcnow()
+    left = []
+    for subscription in subscriber.subscriptions:
+        if list_slug is not None and subscription.mailing_list.slug != list_slug:
+            continue
+        if subscription.status in ("pending", "confirmed"):
+            subscription.status = "unsubscribed"
+            subscription.unsubscribed_at = now
+            consent.record(subscriber, "unsubscribe", info, mailing_list=subscription.mailing_list)
+            left.append(subscription.mailing_list)
+    return left
+
+
+def update_preferences(
+    subscriber: Subscriber, name: str, wanted: list[MailingList], info: RequestInfo
+) -> None:
+    """Apply the preferences page: join the ticked newsletters, leave the unticked ones.
+
+    Joining here needs no second opt-in: the signed link proves the person
+    holds the mailbox, as the confirmation link would.
+    """
+    now = utcnow()
+    subscriber.name = name
+    wanted_ids = {m.id for m in wanted}
+    for mailing_list in public_newsletters():
+        subscription = subscription_for(subscriber, mailing_list)
+        active = subscription is not None and subscription.status in ("pending", "confirmed")
+        if mailing_list.id in wanted_ids and not (
+            subscription is not None and subscription.status == "confirmed"
+        ):
+            if subscription is None:
+                subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
+                subscriber.subscriptions.append(subscription)
+            elif subscription.status == "bounced":
+                continue  # only an administrator reactivates a bounced address
+            subscription.status = "confirmed"
+            subscription.confirmed_at = now
+            subscription.unsubscribed_at = None
+            consent.record(subscriber, "preferences_add", info, mailing_list=mailing_list)
+        elif mailing_list.id not in wanted_ids and active:
+            subscription.status = "unsubscribed"
+            subscription.unsubscribed_at = now
+            consent.record(subscriber, "preferences_remove", info, mailing_list=mailing_list)
+
+
+def export(subscriber: Subscriber) -> dict[str, Any]:
+    """Everything held about one subscriber, as JSON-ready data (GDPR art. 15 and 20)."""
+    events = db.session.scalars(
+        select(ConsentEvent).filter_by(subscriber_id=subscriber.id).order_by(ConsentEvent.id)
+    )
+    mails = db.session.scalars(
+        select(OutgoingMail).filter_by(subscriber_id=subscriber.id).order_by(OutgoingMail.id)
+    )
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "created_at": _iso(subscriber.created_at),
+        "subscriptions": [
+            {
+                "list": s.mailing_list.slug,
+                "list_name": s.mailing_list.name,
+                "status": s.status,
+                "subscribed_at": _iso(s.subscribed_at),
+                "confirmed_at": _iso(s.confirmed_at),
+                "unsubscribed_at": _iso(s.unsubscribed_at),
+            }
+            for s in subscriber.subscriptions
+        ],
+        "consent_events": [
+            {
+                "action": e.action,
+                "list": e.mailing_list.slug if e.mailing_list else None,
+                "channel": e.channel,
+                "occurred_at": _iso(e.occurred_at),
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "origin": e.origin,
+                "consent_text": (
+                    {
+                        "version": e.consent_text.version,
+                        "sha256": e.consent_text.sha256,
+                        "text": e.consent_text.text,
+                    }
+                    if e.consent_text
+                    else None
+                ),
+                "confirmation_message_id": e.message_id,
+                "detail": e.detail,
+            }
+            for e in events
+        ],
+        "mails": [
+            {
+                "kind": m.kind,
+                "message_id": m.message_id,
+                "status": m.status,
+                "created_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+            for m in mails
+        ],
+    }
+
+
+def erase(subscriber: Subscriber) -> None:
+    """Delete everything about the subscriber, keeping only a keyed hash that stops imports.
+
+    Consent events are append-only for everyone else; erasure is the one
+    sanctioned bulk delete (GDPR art. 17).
+    """
+    suppress(subscriber.email_key, "erased")
+    for model in (ConsentEvent, OutgoingMail, Subscription):
+        db.session.execute(delete(model).where(model.subscriber_id == subscriber.id))
+    db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+    db.session.expire_all()
+
+
+def suppress(address_key: str, reason: str) -> None:
+    digest = address_hash(address_key)
+    if db.session.scalar(select(Suppression).filter_by(address_hash=digest)) is None:
+        db.session.add(Suppression(address_hash=digest, reason=reason))
+
+
+def is_suppressed(address_key: str) -> bool:
+    digest = address_hash(address_key)
+    return db.session.scalar(select(Suppression.id).filter_by(address_hash=digest)) is not None
+
+
+def lift_suppression(address_key: str) -> None:
+    db.session.execute(delete(Suppression).where(Suppression.address_hash == address_hash(address_key)))
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() + "Z" if value is not None else None

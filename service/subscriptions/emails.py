@@ -1,0 +1,72 @@
+"""The mails of the subscription flow: one function per kind, one template pair each."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+
+from .. import tokens
+from ..mail import compose, queue_message, render_pair
+from ..models import MailingList, Subscriber
+
+CONFIRMATION = "confirmation"
+ALREADY_SUBSCRIBED = "already_subscribed"
+
+
+def personal_links(subscriber: Subscriber) -> dict[str, str]:
+    """The preferences and leave-everything links every mail to a subscriber carries."""
+    return {
+        "preferences_url": url_for(
+            "subscriptions.preferences",
+            token=tokens.preferences_token(subscriber),
+            _external=True,
+        ),
+        "unsubscribe_url": url_for(
+            "subscriptions.unsubscribe", token=tokens.unsubscribe_token(subscriber), _external=True
+        ),
+    }
+
+
+def _send(subscriber: Subscriber, kind: str, subject: str, template: str, **context) -> str:
+    text, html = render_pair(template, subscriber=subscriber, subject=subject, **context)
+    msg = compose(
+        to_name=subscriber.name,
+        to_address=subscriber.envelope_address,
+        smtputf8=subscriber.ascii_email is None,
+        subject=subject,
+        text=text,
+        html=html,
+    )
+    queue_message(msg, kind=kind, recipient=subscriber.envelope_address, subscriber=subscriber)
+    return str(msg["Message-ID"])
+
+
+def send_confirmation(subscriber: Subscriber, lists: list[MailingList]) -> str:
+    """The double opt-in mail; returns its Message-ID for the consent record."""
+    subject = (
+        f"Potvrďte prosím odběr: {lists[0].name}"
+        if len(lists) == 1
+        else "Potvrďte prosím odběr: " + ", ".join(m.name for m in lists)
+    )
+    token = tokens.confirm_token(subscriber, [m.slug for m in lists])
+    return _send(
+        subscriber,
+        CONFIRMATION,
+        subject,
+        "confirmation",
+        lists=lists,
+        confirm_url=url_for("subscriptions.confirm", token=token, _external=True),
+        valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
+        **personal_links(subscriber),
+    )
+
+
+def send_already_subscribed(subscriber: Subscriber, lists: list[MailingList]) -> str:
+    """Told instead of a second subscription when a confirmed address signs up again."""
+    return _send(
+        subscriber,
+        ALREADY_SUBSCRIBED,
+        "Odběr už máte potvrzený",
+        "already_subscribed",
+        lists=lists,
+        **personal_links(subscriber),
+    )

@@ -1,0 +1,99 @@
+"""Reading the sign-up form, posted as HTML form data or as JSON, into one shape."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from flask import Request
+
+from ..addresses import INVALID_ADDRESS_MESSAGE, Address, InvalidAddress, parse_address_for_app
+
+NAME_MAX_LENGTH = 200
+NAME_TOO_LONG = "Jméno je příliš dlouhé (nejvýše 200 znaků)."
+NAME_BAD_CHARACTERS = "Jméno obsahuje nepovolené znaky."
+NO_LIST_CHOSEN = "Vyberte alespoň jeden odběr."
+UNKNOWN_LIST = "Tento odběr neexistuje."
+BAD_REQUEST = "Požadavek se nepodařilo přečíst."
+
+
+class UnreadableRequest(ValueError):
+    """The body is not a form or a JSON object."""
+
+
+@dataclass
+class SubscribeInput:
+    email: str = ""
+    name: str = ""
+    list_slugs: list[str] = field(default_factory=list)
+    # Set by the HTML form, which shows tick boxes: nothing ticked is an error
+    # there, while a bare API post without `list` means the default newsletter.
+    list_choice_shown: bool = False
+    honeypot: str = ""
+    embed: bool = False
+    consent_hash: str | None = None
+    is_json: bool = False
+
+    @classmethod
+    def from_request(cls, request: Request) -> SubscribeInput:
+        if request.is_json:
+            data = request.get_json(silent=True)
+            if not isinstance(data, dict):
+                raise UnreadableRequest(BAD_REQUEST)
+            lists = data.get("list", [])
+            if isinstance(lists, str):
+                lists = [lists]
+            if not isinstance(lists, list) or not all(isinstance(s, str) for s in lists):
+                raise UnreadableRequest(BAD_REQUEST)
+            return cls(
+                email=data.get("email", ""),
+                name=_text(data.get("name")),
+                list_slugs=lists,
+                honeypot=_text(data.get("website")),
+                consent_hash=_text(data.get("consent")) or None,
+                is_json=True,
+            )
+        form = request.form
+        return cls(
+            email=form.get("email", ""),
+            name=form.get("name", ""),
+            list_slugs=form.getlist("list"),
+            list_choice_shown=form.get("list_choice") == "1",
+            honeypot=form.get("website", ""),
+            embed=form.get("form") == "embed",
+            consent_hash=form.get("consent") or None,
+        )
+
+    @property
+    def email_text(self) -> str:
+        """What was typed, for showing the form again (non-text JSON becomes empty)."""
+        return self.email if isinstance(self.email, str) else ""
+
+
+@dataclass
+class ValidatedSignup:
+    address: Address
+    name: str
+
+
+def validate(data: SubscribeInput) -> tuple[ValidatedSignup | None, dict[str, str]]:
+    """Check the address and name; returns (result, errors by field)."""
+    errors: dict[str, str] = {}
+    address = None
+    try:
+        address = parse_address_for_app(data.email)
+    except InvalidAddress:
+        errors["email"] = INVALID_ADDRESS_MESSAGE
+    name = data.name.strip()
+    if len(name) > NAME_MAX_LENGTH:
+        errors["name"] = NAME_TOO_LONG
+    elif any(unicodedata.category(ch).startswith("C") for ch in name):
+        # Control and format characters: CR/LF would inject headers, others hide text.
+        errors["name"] = NAME_BAD_CHARACTERS
+    if errors or address is None:
+        return None, errors
+    return ValidatedSignup(address=address, name=name), errors
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,337 @@
+"""HTTP views of the public subscription flow (DESIGN.md §5.4).
+
+No GET changes anything: mail scanners fetch every link in a mail, so each
+link opens a page with a button and only its POST acts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, jsonify, render_template, request
+
+from .. import consent, tokens
+from ..consent import RequestInfo
+from ..extensions import db, limiter
+from ..models import MailingList, Subscriber
+from . import actions, bp
+from .emails import personal_links
+from .forms import NO_LIST_CHOSEN, UNKNOWN_LIST, SubscribeInput, UnreadableRequest, validate
+
+# --- errors a link can meet -------------------------------------------------
+
+
+class LinkProblem(Exception):
+    """A signed link that cannot be used; rendered as a Czech page."""
+
+    status = 400
+    template = "public/link_invalid.html"
+
+    def __init__(self, token: str | None = None) -> None:
+        super().__init__()
+        self.token = token
+
+
+class LinkExpired(LinkProblem):
+    status = 410
+    template = "public/link_expired.html"
+
+
+class SubscriberGone(LinkProblem):
+    status = 404
+    template = "public/link_gone.html"
+
+
+@bp.errorhandler(LinkProblem)
+def _link_problem(error: LinkProblem):
+    return render_template(error.template, token=error.token), error.status
+
+
+def _load(purpose: str, token: str, max_age: int | None = None) -> tuple[Subscriber, dict]:
+    """The subscriber a signed link names, or a LinkProblem."""
+    try:
+        payload = tokens.load(purpose, token, max_age=max_age)
+    except tokens.SignatureExpired as exc:
+        raise LinkExpired(token) from exc
+    except tokens.BadSignature as exc:
+        raise LinkProblem(token) from exc
+    if not isinstance(payload, dict):
+        raise LinkProblem(token)
+    subscriber = actions.subscriber_by_public_key(payload.get("s"))
+    if subscriber is None:
+        raise SubscriberGone(token)
+    return subscriber, payload
+
+
+def _slugs(payload: dict) -> list[str]:
+    slugs = payload.get("l")
+    return [s for s in slugs if isinstance(s, str)] if isinstance(slugs, list) else []
+
+
+# --- the form -----------------------------------------------------------------
+
+
+def _address_rate_key() -> str:
+    """Rate-limit key of the address being signed up (lower-cased as typed)."""
+    try:
+        typed = SubscribeInput.from_request(request).email_text
+    except UnreadableRequest:
+        typed = ""
+    return "subscribe-address:" + (typed.strip().casefold() or "-")
+
+
+def _ip_limit() -> str:
+    return current_app.config["RATE_LIMIT_SUBSCRIBE_IP"]
+
+
+def _address_limit() -> str:
+    return current_app.config["RATE_LIMIT_SUBSCRIBE_ADDRESS"]
+
+
+def _offered_lists() -> tuple[list[MailingList], list[str]]:
+    """The newsletters the form offers (?list=… narrows them) and those ticked at first."""
+    available = actions.public_newsletters()
+    requested = request.args.getlist("list")
+    if requested:
+        chosen = [m for m in available if m.slug in requested]
+        if chosen:
+            return chosen, [m.slug for m in chosen]
+    default = current_app.config["DEFAULT_LIST"]
+    return available, [default]
+
+
+def _render_form(
+    *,
+    embed: bool,
+    status: int = 200,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    lists: list[MailingList] | None = None,
+    checked: list[str] | None = None,
+):
+    offered, default_checked = _offered_lists()
+    return (
+        render_template(
+            "public/subscribe_embed.html" if embed else "public/subscribe.html",
+            lists=lists if lists is not None else offered,
+            checked=checked if checked is not None else default_checked,
+            values=values or {},
+            errors=errors or {},
+            consent_text=consent.current_consent_text(),
+            embed=embed,
+        ),
+        status,
+    )
+
+
+@bp.get("/subscribe")
+def subscribe_page():
+    return _render_form(embed=False)
+
+
+@bp.get("/embed/subscribe")
+def subscribe_embed():
+    return _render_form(embed=True)
+
+
+@bp.post("/subscribe")
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
+def subscribe():
+    try:
+        data = SubscribeInput.from_request(request)
+    except UnreadableRequest as exc:
+        return jsonify(errors={"request": str(exc)}), 400
+
+    if data.honeypot:
+        # A bot filled the field people cannot see: answer as if it worked.
+        return _accepted(data)
+
+    signup, errors = validate(data)
+    slugs = data.list_slugs
+    if not slugs and not data.list_choice_shown:
+        slugs = [current_app.config["DEFAULT_LIST"]]
+    lists, unknown = actions.newsletters_by_slug(slugs)
+    if not slugs:
+        errors["list"] = NO_LIST_CHOSEN
+    elif unknown:
+        errors["list"] = UNKNOWN_LIST
+
+    if errors or signup is None:
+        if data.is_json:
+            return jsonify(errors=errors), 422
+        return _render_form(
+            embed=data.embed,
+            status=422,
+            values={"email": data.email_text, "name": data.name},
+            errors=errors,
+            checked=data.list_slugs,
+        )
+
+    consent_text = consent.consent_text_by_hash(data.consent_hash) or consent.current_consent_text()
+    info = RequestInfo.from_request(request, "api" if data.is_json else ("embed" if data.embed else "page"))
+    actions.signup(signup.address, signup.name, lists, info, consent_text)
+    db.session.commit()
+    return _accepted(data)
+
+
+def _accepted(data: SubscribeInput):
+    if data.is_json:
+        return jsonify(status="pending"), 202
+    template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
+    return render_template(template, embed=data.embed), 202
+
+
+@bp.after_request
+def _cors_for_website(response: Response) -> Response:
+    """Let the programme's website post the form from its own pages (CORS)."""
+    if request.endpoint not in {"subscriptions.subscribe"}:
+        return response
+    origin = request.headers.get("Origin")
+    if origin and origin in current_app.config["EMBED_ORIGINS"]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "86400"
+    response.vary.add("Origin")
+    return response
+
+
+# --- confirmation -------------------------------------------------------------
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str):
+    subscriber, payload = _load("confirm", token, max_age=tokens.confirm_max_age())
+    lists = [s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)]
+    return render_template("public/confirm.html", token=token, subscriber=subscriber, lists=lists)
+
+
+@bp.post("/confirm/<token>")
+def confirm_post(token: str):
+    subscriber, payload = _load("confirm", token, max_age=tokens.confirm_max_age())
+    info = RequestInfo.from_request(request, "link")
+    confirmed = actions.confirm(subscriber, _slugs(payload), info)
+    db.session.commit()
+    return render_template(
+        "public/confirmed.html", lists=confirmed, subscriber=subscriber, **personal_links(subscriber)
+    )
+
+
+@bp.post("/confirm/<token>/resend")
+def confirm_resend(token: str):
+    # An expired link still proves who it was sent to: its signature is checked.
+    subscriber, payload = _load("confirm", token)
+    actions.resend_confirmation(subscriber, _slugs(payload))
+    db.session.commit()
+    return render_template("public/confirm_resent.html"), 202
+
+
+# --- unsubscribe ----------------------------------------------------------------
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe(token: str):
+    subscriber, payload = _load("unsubscribe", token)
+    return render_template(
+        "public/unsubscribe.html", token=token, mailing_list=_named_list(subscriber, payload)
+    )
+
+
+@bp.post("/unsubscribe/<token>")
+def unsubscribe_post(token: str):
+    """Unsubscribe at once; also the RFC 8058 one-click target (no cookie, no CSRF, 200)."""
+    try:
+        subscriber, payload = _load("unsubscribe", token)
+    except SubscriberGone:
+        # Erased already: nothing is sent to them any more, which is what they asked.
+        return render_template("public/unsubscribed.html", lists=[], gone=True)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    info = RequestInfo.from_request(request, "one-click" if one_click else "link")
+    list_slug = payload.get("l") if isinstance(payload.get("l"), str) else None
+    left = actions.unsubscribe(subscriber, list_slug, info)
+    db.session.commit()
+    return render_template(
+        "public/unsubscribed.html",
+        lists=left,
+        mailing_list=_named_list(subscriber, payload),
+        gone=False,
+        preferences_url=personal_links(subscriber)["preferences_url"],
+    )
+
+
+def _named_list(subscriber: Subscriber, payload: dict) -> MailingList | None:
+    slug = payload.get("l")
+    for subscription in subscriber.subscriptions:
+        if subscription.mailing_list.slug == slug:
+            return subscription.mailing_list
+    return None
+
+
+# --- preferences, export, erasure -----------------------------------------------
+
+
+def _preferences_page(token: str, subscriber: Subscriber, *, saved: bool = False, errors=None):
+    active = {
+        s.list_id for s in subscriber.subscriptions if s.status in ("pending", "confirmed")
+    }
+    return render_template(
+        "public/preferences.html",
+        token=token,
+        subscriber=subscriber,
+        newsletters=actions.public_newsletters(),
+        active=active,
+        saved=saved,
+        errors=errors or {},
+    )
+
+
+@bp.get("/preferences/<token>")
+def preferences(token: str):
+    subscriber, _ = _load("preferences", token)
+    return _preferences_page(token, subscriber)
+
+
+@bp.post("/preferences/<token>")
+def preferences_post(token: str):
+    subscriber, _ = _load("preferences", token)
+    data = SubscribeInput(email=subscriber.email, name=request.form.get("name", ""))
+    _, errors = validate(data)
+    errors.pop("email", None)
+    if errors:
+        return _preferences_page(token, subscriber, errors=errors), 422
+    wanted, _unknown = actions.newsletters_by_slug(request.form.getlist("list"))
+    info = RequestInfo.from_request(request, "preferences")
+    actions.update_preferences(subscriber, data.name.strip(), wanted, info)
+    db.session.commit()
+    return _preferences_page(token, subscriber, saved=True)
+
+
+@bp.get("/preferences/<token>/export")
+def preferences_export(token: str):
+    subscriber, _ = _load("preferences", token)
+    response = jsonify(actions.export(subscriber))
+    response.headers["Content-Disposition"] = 'attachment; filename="zpravodaj-moje-udaje.json"'
+    return response
+
+
+@bp.get("/preferences/<token>/erase")
+def preferences_erase(token: str):
+    subscriber, _ = _load("preferences", token)
+    return render_template("public/erase.html", token=token, subscriber=subscriber)
+
+
+@bp.post("/preferences/<token>/erase")
+def preferences_erase_post(token: str):
+    try:
+        subscriber, _ = _load("preferences", token)
+    except SubscriberGone:
+        return render_template("public/erased.html")
+    actions.erase(subscriber)
+    db.session.commit()
+    return render_template("public/erased.html")
+
+
+@bp.get("/privacy")
+def privacy():
+    return render_template("public/privacy.html")

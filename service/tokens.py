@@ -1,0 +1,57 @@
+"""Signed links (DESIGN.md §6): one salt per purpose, opaque ids only.
+
+Payloads carry the subscriber's random public key and list slugs, never the
+address or a row id. Old keys in SECRET_KEY_FALLBACKS still verify, so a key
+can be rotated without breaking the links in mails already delivered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .models import Subscriber
+
+__all__ = ["BadSignature", "SignatureExpired", "dump", "load"]
+
+SALTS = {
+    "confirm": "zpravodaj.confirm",
+    "unsubscribe": "zpravodaj.unsubscribe",
+    "preferences": "zpravodaj.preferences",
+    "invite": "zpravodaj.invite",
+}
+
+
+def _serializer(purpose: str) -> URLSafeTimedSerializer:
+    config = current_app.config
+    # itsdangerous signs with the last key and verifies with any of them.
+    keys = [*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=SALTS[purpose])
+
+
+def dump(purpose: str, payload: Any) -> str:
+    return _serializer(purpose).dumps(payload)
+
+
+def load(purpose: str, token: str, max_age: int | None = None) -> Any:
+    """Verify and decode; raises SignatureExpired or BadSignature."""
+    return _serializer(purpose).loads(token, max_age=max_age)
+
+
+def confirm_max_age() -> int:
+    return current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"] * 24 * 3600
+
+
+def confirm_token(subscriber: Subscriber, list_slugs: list[str]) -> str:
+    return dump("confirm", {"s": subscriber.public_key, "l": sorted(list_slugs)})
+
+
+def unsubscribe_token(subscriber: Subscriber, list_slug: str | None = None) -> str:
+    """A list's unsubscribe link; without a list it leaves every list."""
+    return dump("unsubscribe", {"s": subscriber.public_key, "l": list_slug})
+
+
+def preferences_token(subscriber: Subscriber) -> str:
+    return dump("preferences", {"s": subscriber.public_key})

@@ -1,0 +1,66 @@
+"""RQ workers that run each job in a fresh Flask app context."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from rq import SimpleWorker, Worker
+from rq.job import Job
+from rq.queue import Queue
+
+from service.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+class AppContextMixin:
+    """Gives each job its own app context and database session.
+
+    A fresh context per job means no session state leaks from one job to the
+    next; `dispose(close=False)` drops pooled connections inherited through
+    fork without closing the parent's sockets.
+    """
+
+    app: Flask
+
+    def perform_job(self, job: Job, queue: Queue, *args, **kwargs) -> bool:
+        with self.app.app_context():
+            try:
+                return super().perform_job(job, queue, *args, **kwargs)
+            finally:
+                db.session.remove()
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's registry cleaning, plus re-enqueueing what the database says is unfinished."""
+        super().run_maintenance_tasks()
+        from .reconcile import reconcile
+
+        with self.app.app_context():
+            try:
+                reconcile()
+            except Exception:
+                log.exception("reconciler failed; it will run again")
+            finally:
+                db.session.remove()
+
+
+class AppWorker(AppContextMixin, Worker):
+    """Forks a work horse per job: a crashing job cannot take the worker down."""
+
+    def __init__(self, *args, app: Flask, **kwargs) -> None:
+        self.app = app
+        super().__init__(*args, **kwargs)
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        with self.app.app_context():
+            db.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
+
+
+class AppSimpleWorker(AppContextMixin, SimpleWorker):
+    """Runs jobs in its own process: for tests and small deployments."""
+
+    def __init__(self, *args, app: Flask, **kwargs) -> None:
+        self.app = app
+        super().__init__(*args, **kwargs)

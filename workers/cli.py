@@ -1,0 +1,53 @@
+"""`zpravodaj worker`: an RQ worker with the scheduler, inside the app context."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from service.jobs import ALL_QUEUES, redis_connection
+
+from . import log
+from .app_worker import AppSimpleWorker, AppWorker
+from .transport import app_transport
+
+logger = logging.getLogger(__name__)
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
+@click.option(
+    "--queue", "queues", multiple=True, default=ALL_QUEUES, show_default=True,
+    help="Queue to work on (repeatable).",
+)  # fmt: skip
+@click.option("--simple", is_flag=True, help="Run jobs in this process instead of forking.")
+@with_appcontext
+def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
+    """Run an RQ worker (with the scheduler) for the mail queues."""
+    log.setup()
+    app = current_app._get_current_object()
+    _probe_smtp()
+    interval = app.config["RECONCILE_INTERVAL"]
+    worker_class = AppSimpleWorker if simple else AppWorker
+    worker = worker_class(
+        list(queues),
+        connection=redis_connection(),
+        app=app,
+        # The maintenance loop runs the reconciler; RQ blocks on the queues
+        # for worker_ttl - 15 s, so this keeps it running every `interval`.
+        maintenance_interval=interval,
+        worker_ttl=interval + 15,
+    )
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+def _probe_smtp() -> None:
+    """Connect once at start: logs a broken SMTP_URL early and publishes SMTPUTF8 support."""
+    try:
+        with app_transport() as transport:
+            transport.connect()
+    except Exception as exc:
+        logger.warning("SMTP server not reachable at start (%s); mails wait until it is", exc)

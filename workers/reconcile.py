@@ -1,0 +1,85 @@
+"""The reconciler: the database says what is unfinished; make sure Redis knows.
+
+Runs when a worker starts and every RECONCILE_INTERVAL seconds after (from
+the worker's maintenance loop). A flushed or restarted Redis, an enqueue that
+failed while Redis was down, or a worker killed mid-send all leave rows that
+no job points at; this puts jobs back for them. Jobs are idempotent, so an
+occasional duplicate costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from rq.job import Job, JobStatus
+from sqlalchemy import and_, or_, select, update
+
+from service.clock import utcnow
+from service.extensions import db
+from service.jobs import enqueue_outgoing_mail, outgoing_mail_job_id, redis_connection
+from service.models import OutgoingMail
+
+from .mail import claim_lease
+
+log = logging.getLogger(__name__)
+
+LIVE_JOB_STATES = {
+    JobStatus.QUEUED,
+    JobStatus.STARTED,
+    JobStatus.SCHEDULED,
+    JobStatus.DEFERRED,
+}
+
+
+def reconcile() -> dict[str, int]:
+    return {"outgoing_mail": reconcile_outgoing_mail()}
+
+
+def reconcile_outgoing_mail() -> int:
+    """Re-enqueue queued mails with no live job, and mails whose sender died mid-send."""
+    config = current_app.config
+    now = utcnow()
+    _expire_stale(now - timedelta(hours=config["MAIL_MAX_AGE_HOURS"]))
+    # Leave young rows alone: their own enqueue may be a moment away.
+    settled = now - timedelta(seconds=config["RECONCILE_GRACE_SECONDS"])
+    rows = db.session.scalars(
+        select(OutgoingMail.id).where(
+            or_(
+                and_(OutgoingMail.status == "queued", OutgoingMail.created_at < settled),
+                and_(OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()),
+            )
+        )
+    ).all()
+    db.session.commit()
+    connection = redis_connection()
+    requeued = 0
+    for mail_id in rows:
+        job = _fetch(outgoing_mail_job_id(mail_id), connection)
+        if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES:
+            continue
+        if job is not None:
+            job.delete()
+        enqueue_outgoing_mail(mail_id)
+        requeued += 1
+    if requeued:
+        log.info("reconciler re-enqueued %d outgoing mail(s)", requeued)
+    return requeued
+
+
+def _expire_stale(cutoff) -> None:
+    """Give up on mails that could not be sent for days: their links have expired anyway."""
+    db.session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff)
+        .values(status="failed", last_error="not sent in time; given up")
+    )
+    db.session.commit()
+
+
+def _fetch(job_id: str, connection) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=connection)
+    except Exception:
+        return None

@@ -1,0 +1,161 @@
+"""Sending over SMTP as SMTP_URL says: plain, STARTTLS or TLS, with optional login.
+
+One connection serves a whole job (many messages in a batch job); errors are
+sorted into permanent (5xx: record and move on) and transient (4xx, network:
+retry later).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from redis import Redis
+
+from service.addresses import SMTPUTF8_CAPABILITY_KEY
+
+
+class PermanentFailure(Exception):
+    """The server refused for good (5xx): retrying will not help."""
+
+
+class TransientFailure(Exception):
+    """The server is unreachable or said try later (4xx): retry with backoff."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str  # "plain", "starttls" or "tls"
+    username: str | None
+    password: str | None
+    timeout: float
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 30) -> SmtpSettings:
+        parts = urlsplit(url)
+        schemes = {"smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
+        if parts.scheme not in schemes:
+            raise ValueError(f"SMTP_URL scheme must be one of {', '.join(schemes)}")
+        security, default_port = schemes[parts.scheme]
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or default_port,
+            security=security,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            timeout=timeout,
+        )
+
+
+class SmtpTransport:
+    """A lazily opened, reused SMTP connection. Use as a context manager."""
+
+    def __init__(self, settings: SmtpSettings, capability_store: Redis | None = None) -> None:
+        self.settings = settings
+        self.capability_store = capability_store
+        self._connection: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def connect(self) -> smtplib.SMTP:
+        if self._connection is not None:
+            return self._connection
+        s = self.settings
+        try:
+            if s.security == "tls":
+                connection = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
+                )
+            else:
+                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            connection.ehlo()
+            if s.security == "starttls":
+                connection.starttls(context=ssl.create_default_context())
+                connection.ehlo()
+            if s.username:
+                connection.login(s.username, s.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            # Wrong credentials are an operator's problem, not the recipient's:
+            # keep the mail queued and retry rather than fail it for good.
+            raise TransientFailure(f"SMTP login refused: {exc.smtp_code}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientFailure(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
+        self._connection = connection
+        self._report_capabilities(connection)
+        return connection
+
+    def _report_capabilities(self, connection: smtplib.SMTP) -> None:
+        """Tell the web process whether the server takes SMTPUTF8 (see addresses.py)."""
+        if self.capability_store is None:
+            return
+        try:
+            self.capability_store.set(
+                SMTPUTF8_CAPABILITY_KEY, "1" if connection.has_extn("smtputf8") else "0"
+            )
+        except Exception:
+            pass  # a capability note is not worth failing a send
+
+    def send(self, sender: str, recipient: str, raw: bytes, *, smtputf8: bool = False) -> None:
+        """Send one message; raise PermanentFailure or TransientFailure when it is refused."""
+        connection = self.connect()
+        options = []
+        if smtputf8:
+            if not connection.has_extn("smtputf8"):
+                raise PermanentFailure("the SMTP server does not support SMTPUTF8")
+            options.append("SMTPUTF8")
+            if connection.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
+        try:
+            refused = connection.sendmail(sender, [recipient], raw, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, message = next(iter(exc.recipients.values()))
+            raise _classify(code, message) from exc
+        except smtplib.SMTPResponseException as exc:
+            self._drop_after(exc)
+            raise _classify(exc.smtp_code, exc.smtp_error) from exc
+        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+            self._drop()
+            raise TransientFailure(f"connection lost: {exc}") from exc
+        if refused:  # only possible with several recipients; kept for safety
+            code, message = next(iter(refused.values()))
+            raise _classify(code, message)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._connection = None
+
+    def _drop_after(self, exc: smtplib.SMTPResponseException) -> None:
+        # After a refused MAIL/DATA the session is still usable; reset it.
+        try:
+            self._connection.rset()
+        except (OSError, smtplib.SMTPException, AttributeError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except OSError:
+                pass
+        self._connection = None
+
+
+def _classify(code: int, message: bytes | str) -> Exception:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    reason = f"{code} {text}".strip()
+    if 500 <= code < 600:
+        return PermanentFailure(reason)
+    return TransientFailure(reason)

@@ -1,0 +1,15 @@
+"""The SMTP transport configured for the running app."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from service.jobs import redis_connection
+
+from .smtp import SmtpSettings, SmtpTransport
+
+
+def app_transport() -> SmtpTransport:
+    config = current_app.config
+    settings = SmtpSettings.from_url(config["SMTP_URL"], timeout=config["SMTP_TIMEOUT"])
+    return SmtpTransport(settings, capability_store=redis_connection())
