@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ SMTPUTF8_CAPABILITY_KEY = "zpravodaj:smtp:smtputf8"
 # Plain spaces and tabs around a pasted address are trimmed; anything else
 # (no-break spaces, zero-width characters, line breaks) makes it invalid.
 _TRIMMED = " \t"
+_TOP_LEVEL_DOMAIN = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
 
 
 class InvalidAddress(ValueError):
@@ -78,6 +80,10 @@ def parse_address(
         )
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from exc
+    top_level = result.ascii_domain.rsplit(".", 1)[-1].lower()
+    if not _TOP_LEVEL_DOMAIN.fullmatch(top_level):
+        # Every real TLD is two or more letters (or an IDN's xn-- form).
+        raise InvalidAddress("not a top-level domain")
     return Address(email=result.normalized, ascii_email=result.ascii_email)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import current_app
 
 from .. import tokens
+from ..links import external_url
 from ..mail import compose, queue_message, render_pair
 from ..models import MailingList, Subscriber
 
@@ -15,13 +16,11 @@ ALREADY_SUBSCRIBED = "already_subscribed"
 def personal_links(subscriber: Subscriber) -> dict[str, str]:
     """The preferences and leave-everything links every mail to a subscriber carries."""
     return {
-        "preferences_url": url_for(
-            "subscriptions.preferences",
-            token=tokens.preferences_token(subscriber),
-            _external=True,
+        "preferences_url": external_url(
+            "subscriptions.preferences", token=tokens.preferences_token(subscriber)
         ),
-        "unsubscribe_url": url_for(
-            "subscriptions.unsubscribe", token=tokens.unsubscribe_token(subscriber), _external=True
+        "unsubscribe_url": external_url(
+            "subscriptions.unsubscribe", token=tokens.unsubscribe_token(subscriber)
         ),
     }
 
@@ -54,7 +53,7 @@ def send_confirmation(subscriber: Subscriber, lists: list[MailingList]) -> str:
         subject,
         "confirmation",
         lists=lists,
-        confirm_url=url_for("subscriptions.confirm", token=token, _external=True),
+        confirm_url=external_url("subscriptions.confirm", token=token),
         valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
         **personal_links(subscriber),
     )

@@ -185,7 +185,9 @@ def _accepted(data: SubscribeInput):
 @bp.after_request
 def _cors_for_website(response: Response) -> Response:
     """Let the programme's website post the form from its own pages (CORS)."""
-    if request.endpoint not in {"subscriptions.subscribe"}:
+    # By rule, not endpoint: the automatic OPTIONS (preflight) answer belongs
+    # to whichever view of /subscribe was registered first.
+    if request.url_rule is None or request.url_rule.rule != "/subscribe":
         return response
     origin = request.headers.get("Origin")
     if origin and origin in current_app.config["EMBED_ORIGINS"]:

