@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
@@ -111,4 +113,4 @@ def subscribers_export(list_slug: str) -> None:
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
         raise click.ClickException(f"no list {list_slug!r}")
-    export_subscribers(mailing_list, click.get_text_stream("stdout"))
+    export_subscribers(mailing_list, sys.stdout)

@@ -87,7 +87,10 @@ def compose(
     msg = EmailMessage(policy=policy)
     from_name, from_address = sender_address()
     msg["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
-    msg["To"] = HeaderAddress(display_name=to_name, addr_spec=to_address)
+    # username/domain rather than addr_spec: the parser rejects a non-ASCII
+    # local part, which SMTPUTF8 mail legitimately has.
+    local, _, domain = to_address.rpartition("@")
+    msg["To"] = HeaderAddress(display_name=to_name, username=local, domain=domain)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(utcnow().replace(tzinfo=UTC))
     msg["Message-ID"] = make_msgid(domain=sender_domain())

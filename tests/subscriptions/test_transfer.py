@@ -1,0 +1,140 @@
+"""`zpravodaj subscribers import/export` and `zpravodaj lists create`."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import select
+
+from service.extensions import db
+from service.models import ConsentEvent, MailingList, OutgoingMail, Subscriber, Subscription
+
+CSV = """email,name,organization
+jana.novakova@seznam.cz,Jana Nováková,Magistrát města Ostravy
+  PETR@Centrum.cz ,Petr,
+jana.novakova@seznam.cz,Duplicate,
+not-an-address,Nikdo,
+eva@příklad.cz,Eva,Charita
+"""
+
+
+def write(tmp_path, text: str, name="people.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def run_import(runner, path, list_slug="zpravodaj", source="Mailchimp, export 2026-11-01"):
+    return runner.invoke(
+        args=["subscribers", "import", path, "--list", list_slug, "--consent-source", source]
+    )
+
+
+def test_import_confirms_consented_people_and_reports_bad_rows(runner, app, tmp_path, outbox):
+    result = run_import(runner, write(tmp_path, CSV))
+    assert result.exit_code == 0, result.output
+    assert "line 4: duplicate of line 2" in result.output
+    assert "line 5: invalid address 'not-an-address'" in result.output
+    assert "imported 3, already subscribed 0, skipped 2" in result.output
+    rows = db.session.execute(
+        select(Subscriber.email, Subscriber.name, Subscription.status).join(Subscription)
+    ).all()
+    assert sorted(rows) == [
+        ("PETR@centrum.cz", "Petr", "confirmed"),
+        ("eva@příklad.cz", "Eva", "confirmed"),
+        ("jana.novakova@seznam.cz", "Jana Nováková", "confirmed"),
+    ]
+    event = db.session.scalar(select(ConsentEvent))
+    assert event.action == "import"
+    assert event.channel == "import"
+    assert event.detail == "Mailchimp, export 2026-11-01"
+    assert db.session.scalar(select(OutgoingMail)) is None  # no mail to imported people
+
+
+def test_import_twice_is_harmless(runner, app, tmp_path):
+    path = write(tmp_path, CSV)
+    run_import(runner, path)
+    again = run_import(runner, path)
+    assert "imported 0, already subscribed 3" in again.output
+    assert db.session.query(Subscription).count() == 3
+    assert db.session.query(ConsentEvent).count() == 3
+
+
+def test_import_does_not_resubscribe_who_left(runner, app, tmp_path, client):
+    run_import(runner, write(tmp_path, "email\njana@seznam.cz\n"))
+    subscription = db.session.scalar(select(Subscription))
+    subscription.status = "unsubscribed"
+    db.session.commit()
+    result = run_import(runner, write(tmp_path, "email\njana@seznam.cz\n"))
+    assert "line 2: address is unsubscribed on this list; not re-added" in result.output
+    assert db.session.scalar(select(Subscription.status)) == "unsubscribed"
+
+
+def test_erased_address_cannot_come_back_through_an_import(runner, app, tmp_path):
+    from service.subscriptions import actions
+
+    run_import(runner, write(tmp_path, "email\njana@seznam.cz\n"))
+    actions.erase(db.session.scalar(select(Subscriber)))
+    db.session.commit()
+    result = run_import(runner, write(tmp_path, "email\nJana@Seznam.cz\n"))
+    assert "line 2: address was erased or bounced; not imported" in result.output
+    assert db.session.query(Subscriber).count() == 0
+
+
+def test_import_without_email_column_fails_cleanly(runner, app, tmp_path):
+    result = run_import(runner, write(tmp_path, "mail,name\njana@seznam.cz,Jana\n"))
+    assert result.exit_code == 1
+    assert "no `email` column" in result.output
+    assert "Traceback" not in result.output
+    empty = run_import(runner, write(tmp_path, ""))
+    assert empty.exit_code == 1
+    assert "empty" in empty.output
+
+
+def test_import_into_unknown_list_fails_cleanly(runner, app, tmp_path):
+    result = run_import(runner, write(tmp_path, "email\njana@seznam.cz\n"), list_slug="nic")
+    assert result.exit_code == 1
+    assert "no list 'nic'" in result.output
+
+
+def test_import_accepts_excel_bom_and_header_case(runner, app, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffEmail,Name\r\njana@seznam.cz,Jana\r\n".encode())
+    result = run_import(runner, str(path))
+    assert "imported 1" in result.output
+
+
+def test_export_writes_csv_with_status_and_times(runner, app, tmp_path, client):
+    run_import(runner, write(tmp_path, "email,name\njana@seznam.cz,Jana\n"))
+    client.post("/subscribe", json={"email": "petr@seznam.cz"})
+    result = runner.invoke(args=["subscribers", "export", "--list", "zpravodaj"])
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert list(rows[0]) == [
+        "email",
+        "name",
+        "status",
+        "subscribed_at",
+        "confirmed_at",
+        "unsubscribed_at",
+    ]
+    by_email = {row["email"]: row for row in rows}
+    assert by_email["jana@seznam.cz"]["status"] == "confirmed"
+    assert by_email["jana@seznam.cz"]["confirmed_at"].endswith("Z")
+    assert by_email["petr@seznam.cz"]["status"] == "pending"
+    assert by_email["petr@seznam.cz"]["confirmed_at"] == ""
+
+
+def test_lists_create(runner, app):
+    result = runner.invoke(
+        args=["lists", "create", "chomutov-eps", "--name", "Expertní skupina Chomutov", "--kind", "group"]
+    )
+    assert result.exit_code == 0, result.output
+    created = db.session.scalar(select(MailingList).filter_by(slug="chomutov-eps"))
+    assert (created.name, created.kind) == ("Expertní skupina Chomutov", "group")
+    duplicate = runner.invoke(args=["lists", "create", "chomutov-eps", "--name", "X"])
+    assert duplicate.exit_code == 1
+    assert "already exists" in duplicate.output
+    bad = runner.invoke(args=["lists", "create", "Špatný Slug", "--name", "X"])
+    assert bad.exit_code == 2

