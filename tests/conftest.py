@@ -75,11 +75,34 @@ def outbox(smtp_sink: SmtpSink) -> Iterator[SmtpSink]:
     smtp_sink.catcher.reject_data = None
 
 
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """TEST_DATABASE_URL narrowed to a schema of this session's own.
+
+    Runs sharing one database (two checkouts, CI next to a developer) then
+    cannot drop each other's tables.
+    """
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(TEST_DATABASE_URL).set(drivername="postgresql+psycopg")
+    schema = f"zpravodaj_test_{os.getpid()}"
+    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        connection.execute(f"CREATE SCHEMA {schema}")
+    yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 @pytest.fixture(params=DATABASES)
 def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite3'}"
-    return TEST_DATABASE_URL
+    return request.getfixturevalue("postgresql_url")
 
 
 def make_config(database_url: str, redis_url: str, smtp_url: str, **overrides) -> dict:

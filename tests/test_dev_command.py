@@ -224,14 +224,16 @@ def _wait_healthy(server: DevServer) -> None:
 
 
 def _wait_for_worker(server: DevServer) -> None:
-    """The worker is the one Python process below the dev command running `service worker`."""
+    """Wait for the worker below the dev command and its scheduler (a fork of it)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         server.record_descendants()
-        if any("service worker" in _cmdline(pid) for pid in server.seen):
+        workers = [pid for pid in server.seen if "service worker" in _cmdline(pid)]
+        if len(workers) >= 2:
             return
         time.sleep(0.1)
-    pytest.fail(f"no worker process below the dev command:\n{server.log}")
+    found = {pid: _cmdline(pid) for pid in server.seen}
+    pytest.fail(f"no worker with its scheduler below the dev command: {found}\n{server.log}")
 
 
 def _stop_and_check(server: DevServer, sig: signal.Signals, *, group: bool) -> float:

@@ -61,7 +61,13 @@ class LiveServer:
 def serve(wsgi_app: Callable) -> LiveServer:
     """Serve `wsgi_app` on a free port of 127.0.0.1 until stop()."""
     server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread = threading.Thread(
+        # A short poll interval so that stop() (shutdown) returns at once.
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"live-server-{server.server_port}",
+        daemon=True,
+    )
     thread.start()
     return LiveServer(server, thread)
 

@@ -22,6 +22,15 @@ SUBMIT = "Přihlásit k odběru"
 CHECK_MAILBOX = "Zkontrolujte svou e-mailovou schránku"
 
 
+def frame_ancestors(headers: dict[str, str]) -> list[str]:
+    """The sources of the frame-ancestors directive of a response's CSP."""
+    for directive in headers["content-security-policy"].split(";"):
+        name, *sources = directive.split()
+        if name == "frame-ancestors":
+            return sources
+    raise AssertionError("no frame-ancestors in the Content-Security-Policy")
+
+
 def test_website_frames_the_form_and_a_visitor_signs_up(app, live_server, website, page):
     app.config["EMBED_ORIGINS"] = [website.origin]
     blocked = []
@@ -29,9 +38,7 @@ def test_website_frames_the_form_and_a_visitor_signs_up(app, live_server, websit
 
     with page.expect_response(f"{live_server.url}/embed/subscribe") as embed:
         page.goto(website.url)
-    assert f"frame-ancestors 'self' {website.origin}" in embed.value.headers[
-        "content-security-policy"
-    ]
+    assert frame_ancestors(embed.value.headers) == ["'self'", website.origin]
 
     frame = page.frame_locator("iframe")
     email = frame.locator("input[name=email]")
@@ -93,9 +100,7 @@ def test_form_does_not_render_on_a_website_not_allowed(
     ):
         page.goto(website.url)
     assert embed.value.status == 200
-    policy = embed.value.headers["content-security-policy"]
-    assert f"frame-ancestors {' '.join(["'self'", *embed_origins])}" in policy
-    assert website.origin not in policy
+    assert frame_ancestors(embed.value.headers) == ["'self'", *embed_origins]
 
     frame = page.frame_locator("iframe")
     expect(frame.locator("input[name=email]")).to_have_count(0)
