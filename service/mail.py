@@ -140,4 +140,3 @@ def _forget_rolled_back_mail(session: Session) -> None:
 
 def _with_final_newline(body: str) -> str:
     return body if body.endswith("\n") else body + "\n"
-

@@ -154,7 +154,9 @@ def seed_lists() -> None:
         [
             MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"),
             MailingList(slug="novinky", name="Novinky"),
-            MailingList(slug="ostrava-psb", name="Pracovní skupina sociálního bydlení", kind="group"),
+            MailingList(
+                slug="ostrava-psb", name="Pracovní skupina sociálního bydlení", kind="group"
+            ),
         ]
     )
     db.session.commit()
@@ -171,10 +173,12 @@ def runner(app):
 
 
 def run_jobs(app, queues=ALL_QUEUES) -> None:
-    """Run every queued job through a real RQ worker, in this process, until the queues are empty."""
+    """Run every queued job through a real RQ worker, in this process, until queues are empty."""
     from workers.app_worker import AppSimpleWorker
 
-    worker = AppSimpleWorker(list(queues), connection=Redis.from_url(app.config["REDIS_URL"]), app=app)
+    worker = AppSimpleWorker(
+        list(queues), connection=Redis.from_url(app.config["REDIS_URL"]), app=app
+    )
     worker.work(burst=True)
 
 

@@ -64,7 +64,9 @@ def test_healthz_ok(client):
 
 
 def test_healthz_names_what_is_down(client, app, monkeypatch):
-    monkeypatch.setitem(app.extensions, "redis", Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"))
+    monkeypatch.setitem(
+        app.extensions, "redis", Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    )
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json["checks"]["database"] == "ok"

@@ -65,7 +65,9 @@ def _state(pid: int) -> str | None:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -253,7 +255,9 @@ def _stop_and_check(server: DevServer, sig: signal.Signals, *, group: bool) -> f
         returncode = server.process.wait(STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
         server.record_descendants()
-        pytest.fail(f"the dev command did not stop within {STOP_TIMEOUT} s of {sig.name}:\n{server.log}")
+        pytest.fail(
+            f"the dev command did not stop within {STOP_TIMEOUT} s of {sig.name}:\n{server.log}"
+        )
     took = time.monotonic() - began
 
     left = {pid: _cmdline(pid) for pid, start in server.seen.items() if _alive(pid, start)}
@@ -263,7 +267,9 @@ def _stop_and_check(server: DevServer, sig: signal.Signals, *, group: bool) -> f
         for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
         if re.search(rf"\b{redis_port}\b", _cmdline(pid)) and _state(pid) not in (None, "Z", "X")
     ]
-    assert not redis_left, f"a process still names the private Redis port {redis_port}: {redis_left}"
+    assert not redis_left, (
+        f"a process still names the private Redis port {redis_port}: {redis_left}"
+    )
     assert not _listening(redis_port), f"something still listens on the Redis port {redis_port}"
     assert not _listening(server.port), f"something still listens on the web port {server.port}"
     assert returncode == 0, f"exit status {returncode} after {sig.name}:\n{server.log}"
@@ -297,7 +303,9 @@ def test_dev_command_runs_the_double_opt_in_and_stops_cleanly_on_sigterm(start_d
         assert status == 200
         mail_paths = re.findall(r'href="(/dev/outbox/\d+)"', outbox)
         if not mail_paths:
-            assert time.monotonic() < deadline, f"no mail in the outbox after {MAIL_TIMEOUT} s:\n{server.log}"
+            assert time.monotonic() < deadline, (
+                f"no mail in the outbox after {MAIL_TIMEOUT} s:\n{server.log}"
+            )
             time.sleep(0.2)
     assert len(mail_paths) == 1, outbox
     assert EMAIL in outbox

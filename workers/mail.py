@@ -36,7 +36,9 @@ def send_outgoing(mail_id: int) -> str:
             OutgoingMail.id == mail_id,
             or_(
                 OutgoingMail.status == "queued",
-                and_(OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()),
+                and_(
+                    OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()
+                ),
             ),
         )
         .values(status="sending", claimed_at=now, attempts=OutgoingMail.attempts + 1)

@@ -48,7 +48,9 @@ def reconcile_outgoing_mail() -> int:
         select(OutgoingMail.id).where(
             or_(
                 and_(OutgoingMail.status == "queued", OutgoingMail.created_at < settled),
-                and_(OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()),
+                and_(
+                    OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()
+                ),
             )
         )
     ).all()

@@ -7,8 +7,8 @@ retry later).
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
-import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -97,12 +97,11 @@ class SmtpTransport:
         """Tell the web process whether the server takes SMTPUTF8 (see addresses.py)."""
         if self.capability_store is None:
             return
-        try:
+        # A capability note is not worth failing a send.
+        with contextlib.suppress(Exception):
             self.capability_store.set(
                 SMTPUTF8_CAPABILITY_KEY, "1" if connection.has_extn("smtputf8") else "0"
             )
-        except Exception:
-            pass  # a capability note is not worth failing a send
 
     def send(self, sender: str, recipient: str, raw: bytes, *, smtputf8: bool = False) -> None:
         """Send one message; raise PermanentFailure or TransientFailure when it is refused."""
@@ -122,7 +121,7 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as exc:
             self._drop_after(exc)
             raise _classify(exc.smtp_code, exc.smtp_error) from exc
-        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TransientFailure(f"connection lost: {exc}") from exc
         if refused:  # only possible with several recipients; kept for safety
@@ -131,10 +130,8 @@ class SmtpTransport:
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._connection.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
             self._connection = None
 
     def _drop_after(self, exc: smtplib.SMTPResponseException) -> None:
@@ -146,10 +143,8 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._connection.close()
-            except OSError:
-                pass
         self._connection = None
 
 

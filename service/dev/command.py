@@ -17,7 +17,11 @@ from pathlib import Path
 import click
 
 DEMO_LISTS = (
-    ("zpravodaj", "Zpravodaj sociálního bydlení", "Pravidelný zpravodaj programu sociálního bydlení."),
+    (
+        "zpravodaj",
+        "Zpravodaj sociálního bydlení",
+        "Pravidelný zpravodaj programu sociálního bydlení.",
+    ),
     ("novinky", "Novinky", "Krátké zprávy o novinkách v sociálním bydlení."),
 )
 
@@ -25,7 +29,9 @@ DEMO_LISTS = (
 @click.command("dev")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--smtp-port", default=0, type=int, help="Port of the mail catcher (default: any free).")
+@click.option(
+    "--smtp-port", default=0, type=int, help="Port of the mail catcher (default: any free)."
+)
 def dev_command(host: str, port: int, smtp_port: int) -> None:
     """Run the whole service locally: web, worker, Redis and a mail catcher."""
     from werkzeug.serving import run_simple
@@ -61,7 +67,9 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         os.environ.setdefault("SECRET_KEY", _dev_secret_key(instance))
         os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{catcher.port}"
         os.environ.setdefault("BASE_URL", base_url)
-        os.environ.setdefault("MAIL_FROM", "Zpravodaj sociálního bydlení <zpravodaj@zpravodaj.example>")
+        os.environ.setdefault(
+            "MAIL_FROM", "Zpravodaj sociálního bydlení <zpravodaj@zpravodaj.example>"
+        )
         os.environ["DEV_OUTBOX_DIR"] = str(outbox_dir)
 
         app = create_app({"DEV_OUTBOX_DIR": str(outbox_dir)})

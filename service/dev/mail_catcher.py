@@ -42,7 +42,9 @@ class MailCatcher:
         self.reject_rcpt: dict[str, tuple[int, str]] = {}
         self.reject_data: tuple[int, str] | None = None
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options):
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options
+    ):
         if address in self.reject_rcpt:
             code, text = self.reject_rcpt[address]
             return f"{code} {text}"
@@ -73,9 +75,7 @@ class MailCatcher:
             self.mails.clear()
 
 
-def start_catcher(
-    catcher: MailCatcher, host: str = "127.0.0.1", port: int = 0
-) -> Controller:
+def start_catcher(catcher: MailCatcher, host: str = "127.0.0.1", port: int = 0) -> Controller:
     """Run `catcher` on host:port (0 picks a free port); `controller.port` says which."""
     port = port or free_port(host)
     controller = Controller(

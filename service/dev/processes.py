@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -24,7 +25,7 @@ def _die_with_parent() -> None:
 
 def spawn(args: Sequence[str], **kwargs) -> subprocess.Popen:
     """Start `args` in its own process group, tied to this process's life."""
-    return subprocess.Popen(list(args), preexec_fn=_die_with_parent, **kwargs)  # noqa: PLW1509
+    return subprocess.Popen(list(args), preexec_fn=_die_with_parent, **kwargs)
 
 
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -33,22 +34,16 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
         _kill_group(process.pid, signal.SIGKILL)
         return
     _kill_group(process.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
     _kill_group(process.pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _kill_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:

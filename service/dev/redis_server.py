@@ -72,10 +72,10 @@ class PrivateRedis:
             try:
                 client.ping()
                 return self
-            except Exception:
+            except Exception as exc:
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise NoRedisServer(f"{self.binary} did not start on port {self.port}")
+                    raise NoRedisServer(f"{self.binary} did not start on port {self.port}") from exc
                 time.sleep(0.05)
 
     def stop(self) -> None:

@@ -334,7 +334,9 @@ def is_suppressed(address_key: str) -> bool:
 
 
 def lift_suppression(address_key: str) -> None:
-    db.session.execute(delete(Suppression).where(Suppression.address_hash == address_hash(address_key)))
+    db.session.execute(
+        delete(Suppression).where(Suppression.address_hash == address_hash(address_key))
+    )
 
 
 def _iso(value) -> str | None:

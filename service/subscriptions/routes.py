@@ -169,7 +169,9 @@ def subscribe():
         )
 
     consent_text = consent.consent_text_by_hash(data.consent_hash) or consent.current_consent_text()
-    info = RequestInfo.from_request(request, "api" if data.is_json else ("embed" if data.embed else "page"))
+    info = RequestInfo.from_request(
+        request, "api" if data.is_json else ("embed" if data.embed else "page")
+    )
     actions.signup(signup.address, signup.name, lists, info, consent_text)
     db.session.commit()
     return _accepted(data)
@@ -205,7 +207,9 @@ def _cors_for_website(response: Response) -> Response:
 @bp.get("/confirm/<token>")
 def confirm(token: str):
     subscriber, payload = _load("confirm", token, max_age=tokens.confirm_max_age())
-    lists = [s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)]
+    lists = [
+        s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)
+    ]
     return render_template("public/confirm.html", token=token, subscriber=subscriber, lists=lists)
 
 
@@ -216,7 +220,10 @@ def confirm_post(token: str):
     confirmed = actions.confirm(subscriber, _slugs(payload), info)
     db.session.commit()
     return render_template(
-        "public/confirmed.html", lists=confirmed, subscriber=subscriber, **personal_links(subscriber)
+        "public/confirmed.html",
+        lists=confirmed,
+        subscriber=subscriber,
+        **personal_links(subscriber),
     )
 
 
@@ -274,9 +281,7 @@ def _named_list(subscriber: Subscriber, payload: dict) -> MailingList | None:
 
 
 def _preferences_page(token: str, subscriber: Subscriber, *, saved: bool = False, errors=None):
-    active = {
-        s.list_id for s in subscriber.subscriptions if s.status in ("pending", "confirmed")
-    }
+    active = {s.list_id for s in subscriber.subscriptions if s.status in ("pending", "confirmed")}
     return render_template(
         "public/preferences.html",
         token=token,

@@ -21,7 +21,10 @@ def sign_up(client, email="jana.novakova@seznam.cz", **extra):
     response = client.post(
         "/subscribe",
         data=data,
-        headers={"User-Agent": "Mozilla/5.0 (test)", "Referer": "https://www.socialnibydleni.example/o-nas"},
+        headers={
+            "User-Agent": "Mozilla/5.0 (test)",
+            "Referer": "https://www.socialnibydleni.example/o-nas",
+        },
         environ_base={"REMOTE_ADDR": "192.0.2.10"},
     )
     assert response.status_code == 202

@@ -36,9 +36,10 @@ def test_list_parameter_narrows_the_form(client):
 
 def test_embed_page_may_be_framed_by_the_website_only(client, app):
     embed = client.get("/embed/subscribe")
-    assert "frame-ancestors 'self' https://www.socialnibydleni.example" in embed.headers[
-        "Content-Security-Policy"
-    ]
+    assert (
+        "frame-ancestors 'self' https://www.socialnibydleni.example"
+        in embed.headers["Content-Security-Policy"]
+    )
     assert "X-Frame-Options" not in embed.headers
     page = client.get("/subscribe")
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]

@@ -128,7 +128,15 @@ def test_export_writes_csv_with_status_and_times(runner, app, tmp_path, client):
 
 def test_lists_create(runner, app):
     result = runner.invoke(
-        args=["lists", "create", "chomutov-eps", "--name", "Expertní skupina Chomutov", "--kind", "group"]
+        args=[
+            "lists",
+            "create",
+            "chomutov-eps",
+            "--name",
+            "Expertní skupina Chomutov",
+            "--kind",
+            "group",
+        ]
     )
     assert result.exit_code == 0, result.output
     created = db.session.scalar(select(MailingList).filter_by(slug="chomutov-eps"))

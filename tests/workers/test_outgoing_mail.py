@@ -186,7 +186,9 @@ def test_worker_killed_mid_send_loses_nothing(client, app, outbox):
 
 
 @pytest.mark.parametrize("smtputf8_server", [True, False])
-def test_local_part_with_diacritics_depends_on_the_smtp_server(client, app, outbox, smtputf8_server):
+def test_local_part_with_diacritics_depends_on_the_smtp_server(
+    client, app, outbox, smtputf8_server
+):
     from aiosmtpd.controller import Controller
 
     from service.addresses import forget_smtputf8_capability
@@ -194,7 +196,9 @@ def test_local_part_with_diacritics_depends_on_the_smtp_server(client, app, outb
 
     port = free_port()
     catcher = MailCatcher()
-    controller = Controller(catcher, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8_server)
+    controller = Controller(
+        catcher, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8_server
+    )
     controller.start()
     try:
         app.config["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
