@@ -28,6 +28,13 @@ def wants_json() -> bool:
     )
 
 
+def error_page(status: int, message: str) -> str:
+    """The Czech error page; inside the embedded form's frame, in the frame's layout."""
+    embedded = request.form.get("form") == "embed" if request.method == "POST" else False
+    template = "public/error_embed.html" if embedded else "public/error.html"
+    return render_template(template, status=status, message=message)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -36,9 +43,7 @@ def init_app(app: Flask) -> None:
         if wants_json():
             response = jsonify(errors={"request": message})
         else:
-            response = app.make_response(
-                render_template("public/error.html", status=status, message=message)
-            )
+            response = app.make_response(error_page(status, message))
         response.status_code = status
         # Keep Retry-After and the like (e.g. from the rate limiter).
         for name, value in error.get_headers():
@@ -52,4 +57,4 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         if wants_json():
             return jsonify(errors={"request": MESSAGES[500]}), 500
-        return render_template("public/error.html", status=500, message=MESSAGES[500]), 500
+        return error_page(500, MESSAGES[500]), 500

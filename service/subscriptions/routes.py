@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, jsonify, render_template, request
+from flask import Response, current_app, jsonify, render_template, request, url_for
 
 from .. import consent, tokens
 from ..consent import RequestInfo
@@ -88,16 +88,20 @@ def _address_limit() -> str:
     return current_app.config["RATE_LIMIT_SUBSCRIBE_ADDRESS"]
 
 
-def _offered_lists() -> tuple[list[MailingList], list[str]]:
-    """The newsletters the form offers (?list=… narrows them) and those ticked at first."""
+def _offered_lists() -> tuple[list[MailingList], list[str], bool]:
+    """The newsletters the form offers, those ticked at first, and whether ?list=… narrowed them.
+
+    The form posts to /subscribe with the same ?list=…, so a form shown again
+    after an error offers the same lists.
+    """
     available = actions.public_newsletters()
     requested = request.args.getlist("list")
     if requested:
         chosen = [m for m in available if m.slug in requested]
         if chosen:
-            return chosen, [m.slug for m in chosen]
+            return chosen, [m.slug for m in chosen], True
     default = current_app.config["DEFAULT_LIST"]
-    return available, [default]
+    return available, [default], False
 
 
 def _render_form(
@@ -109,10 +113,13 @@ def _render_form(
     lists: list[MailingList] | None = None,
     checked: list[str] | None = None,
 ):
-    offered, default_checked = _offered_lists()
+    offered, default_checked, narrowed = _offered_lists()
     return (
         render_template(
             "public/subscribe_embed.html" if embed else "public/subscribe.html",
+            action=url_for(
+                "subscriptions.subscribe", list=[m.slug for m in offered] if narrowed else None
+            ),
             lists=lists if lists is not None else offered,
             checked=checked if checked is not None else default_checked,
             values=values or {},

@@ -34,6 +34,20 @@ def test_list_parameter_narrows_the_form(client):
     assert 'value="zpravodaj"' not in page
 
 
+def test_narrowed_form_stays_narrowed_after_an_error(client):
+    page = client.get("/embed/subscribe?list=novinky").get_data(as_text=True)
+    assert 'action="/subscribe?list=novinky"' in page
+    response = client.post(
+        "/subscribe?list=novinky",
+        data={"email": "x@@y", "list": "novinky", "list_choice": "1", "form": "embed"},
+    )
+    again = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'value="novinky" checked' in again
+    assert 'value="zpravodaj"' not in again
+    assert 'action="/subscribe?list=novinky"' in again
+
+
 def test_embed_page_may_be_framed_by_the_website_only(client, app):
     embed = client.get("/embed/subscribe")
     assert (
@@ -235,6 +249,15 @@ class TestRateLimits:
         page = client.post("/subscribe", data={"email": "jana@seznam.cz"})
         assert page.status_code == 429
         assert "Příliš mnoho pokusů" in page.get_data(as_text=True)
+
+    def test_limit_inside_the_embedded_form_keeps_the_frame_layout(self, client):
+        for _ in range(3):
+            response = client.post("/subscribe", data={"email": "jana@seznam.cz", "form": "embed"})
+        assert response.status_code == 429
+        page = response.get_data(as_text=True)
+        assert 'class="embed"' in page
+        assert "Příliš mnoho pokusů" in page
+        assert "https://www.socialnibydleni.example" in response.headers["Content-Security-Policy"]
 
     def test_per_ip_limit(self, client):
         statuses = [
