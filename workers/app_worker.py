@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 from rq import SimpleWorker, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
 
@@ -39,6 +40,8 @@ class AppContextMixin:
         with self.app.app_context():
             try:
                 reconcile()
+            except StopRequested:
+                raise  # SIGTERM/Ctrl-C while reconciling: RQ's way of stopping an idle worker
             except Exception:
                 log.exception("reconciler failed; it will run again")
             finally:
