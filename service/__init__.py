@@ -28,7 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
 
-    from . import database, errors, health, jobs, pages
+    from . import database, errors, health, input_guard, jobs, pages
     from .extensions import db, limiter, migrate
     from .subscriptions import bp as subscriptions_bp
 
@@ -37,6 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     jobs.init_app(app)
     errors.init_app(app)
+    input_guard.init_app(app)
     pages.init_app(app)
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(health.bp)
@@ -61,6 +62,8 @@ def _derive_extension_config(app: Flask) -> None:
             url = "postgresql+psycopg://" + url[len(prefix) :]
     config["SQLALCHEMY_DATABASE_URI"] = url
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    # No form of this service needs more; larger bodies get a Czech 413.
+    config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
     config["RATELIMIT_ENABLED"] = config["RATE_LIMITS"]
     config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 2, "socket_timeout": 2}

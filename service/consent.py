@@ -42,7 +42,10 @@ def _origin_of(request: Request) -> str | None:
         referrer = request.headers.get("Referer")
         if not referrer:
             return None
-        parts = urlsplit(referrer)
+        try:
+            parts = urlsplit(referrer)
+        except ValueError:  # e.g. a malformed IPv6 host: not evidence of anything
+            return None
         origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
     return origin[:255] if origin else None
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC
+from email.header import Header
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8, EmailPolicy
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Any
 
 from flask import current_app, render_template
@@ -30,14 +31,26 @@ from .models import OutgoingMail, Subscriber
 
 log = logging.getLogger(__name__)
 
-# Headers written exactly as given, never folded or RFC 2047-encoded: RFC 8058
+# Headers written exactly as given, never folded or re-encoded. RFC 8058
 # one-click unsubscribe needs List-Unsubscribe(-Post) readable verbatim, and
-# Python's email package would otherwise encode a long URL into =?utf-8?q?…?=.
-VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-id"})
+# Python's email package would otherwise encode a long URL into =?utf-8?q?…?=;
+# and its folding of a long To drops the quotes around a display name with
+# commas, turning one recipient into several. These are built with
+# `formataddr` (quoting, RFC 2047 for non-ASCII names) and kept as built.
+VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-id", "to"})
 
 
-class _VerbatimListHeaders(EmailPolicy):
-    """EmailPolicy that leaves the list headers on one line, untouched."""
+class _VerbatimHeaders(EmailPolicy):
+    """EmailPolicy that stores and writes VERBATIM_HEADERS as given, on one line."""
+
+    def header_store_parse(self, name: str, value: str):
+        if name.lower() in VERBATIM_HEADERS:
+            if "\r" in value or "\n" in value:
+                raise ValueError(
+                    "Header values may not contain linefeed or carriage return characters"
+                )
+            return name, value
+        return super().header_store_parse(name, value)
 
     def fold(self, name: str, value: str) -> str:
         if name.lower() in VERBATIM_HEADERS:
@@ -46,13 +59,14 @@ class _VerbatimListHeaders(EmailPolicy):
 
     def fold_binary(self, name: str, value: str) -> bytes:
         if name.lower() in VERBATIM_HEADERS:
-            return f"{name}: {value}{self.linesep}".encode("ascii")
+            line = f"{name}: {value}{self.linesep}"
+            return line.encode("utf-8" if self.utf8 else "ascii")
         return super().fold_binary(name, value)
 
 
 # CRLF line endings (SMTP's), 78-column folding for everything else.
-MAIL_POLICY = _VerbatimListHeaders() + SMTP
-MAIL_POLICY_UTF8 = _VerbatimListHeaders() + SMTPUTF8
+MAIL_POLICY = _VerbatimHeaders() + SMTP
+MAIL_POLICY_UTF8 = _VerbatimHeaders() + SMTPUTF8
 
 
 def sender_address() -> tuple[str, str]:
@@ -87,10 +101,7 @@ def compose(
     msg = EmailMessage(policy=policy)
     from_name, from_address = sender_address()
     msg["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
-    # username/domain rather than addr_spec: the parser rejects a non-ASCII
-    # local part, which SMTPUTF8 mail legitimately has.
-    local, _, domain = to_address.rpartition("@")
-    msg["To"] = HeaderAddress(display_name=to_name, username=local, domain=domain)
+    msg["To"] = _recipient(to_name, to_address, smtputf8)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(utcnow().replace(tzinfo=UTC))
     msg["Message-ID"] = make_msgid(domain=sender_domain())
@@ -136,6 +147,23 @@ def _enqueue_committed_mail(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_rolled_back_mail(session: Session) -> None:
     session.info.pop("outgoing_mail_to_enqueue", None)
+
+
+def _recipient(name: str, address: str, smtputf8: bool) -> str:
+    """The To value: the name always quoted; RFC 2047 only for non-ASCII without SMTPUTF8.
+
+    Always quoting keeps a typed `=?utf-8?…?=` from being read as an encoded word.
+    """
+    if not name:
+        return address
+    if "=?" in name:
+        # Mail readers decode encoded words even inside quotes; encode the
+        # whole name so a typed one is shown as typed, not interpreted.
+        return f"{Header(name, 'utf-8').encode(maxlinelen=10_000)} <{address}>"
+    if name.isascii() or smtputf8:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>'
+    return formataddr((name, address), charset="utf-8")
 
 
 def _with_final_newline(body: str) -> str:

@@ -49,6 +49,8 @@ def send_outgoing(mail_id: int) -> str:
         return "skipped"
 
     mail = db.session.get(OutgoingMail, mail_id)
+    if mail is None:  # erased between the claim and now: nothing to send
+        return "skipped"
     try:
         with app_transport() as transport:
             transport.send(mail.sender, mail.recipient, mail.raw, smtputf8=mail.smtputf8)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import consent
@@ -75,11 +75,13 @@ def subscriber_by_public_key(public_key: Any) -> Subscriber | None:
 
 
 def get_or_create_subscriber(address: Address, name: str = "") -> Subscriber:
-    """The subscriber for `address`, created when new (safe against a concurrent twin)."""
+    """The subscriber for `address`, created when new (safe against a concurrent twin).
+
+    An existing subscriber's name is left alone: whoever types the address
+    into the form is not necessarily its owner.
+    """
     subscriber = find_subscriber(address)
     if subscriber is not None:
-        if name and not subscriber.name:
-            subscriber.name = name
         return subscriber
     subscriber = Subscriber(
         email=address.email, email_key=address.key, ascii_email=address.ascii_email, name=name
@@ -116,6 +118,9 @@ def signup(
     form cannot be used to flood someone's mailbox.
     """
     subscriber = get_or_create_subscriber(address, name)
+    # One sign-up of an address at a time (PostgreSQL row lock; SQLite
+    # serialises writers anyway): keeps the per-hour mail cap exact.
+    db.session.refresh(subscriber, with_for_update=True)
     now = utcnow()
     result = SignupResult()
     for mailing_list in lists:
@@ -189,9 +194,7 @@ def confirm(subscriber: Subscriber, list_slugs: list[str], info: RequestInfo) ->
     for subscription in subscriber.subscriptions:
         if subscription.mailing_list.slug not in list_slugs:
             continue
-        if subscription.status == "pending":
-            subscription.status = "confirmed"
-            subscription.confirmed_at = now
+        if _transition(subscription, ("pending",), "confirmed", confirmed_at=now):
             consent.record(subscriber, "confirm", info, mailing_list=subscription.mailing_list)
         if subscription.status == "confirmed":
             confirmed.append(subscription.mailing_list)
@@ -210,12 +213,28 @@ def unsubscribe(
     for subscription in subscriber.subscriptions:
         if list_slug is not None and subscription.mailing_list.slug != list_slug:
             continue
-        if subscription.status in ("pending", "confirmed"):
-            subscription.status = "unsubscribed"
-            subscription.unsubscribed_at = now
+        if _transition(subscription, ("pending", "confirmed"), "unsubscribed", unsubscribed_at=now):
             consent.record(subscriber, "unsubscribe", info, mailing_list=subscription.mailing_list)
             left.append(subscription.mailing_list)
     return left
+
+
+def _transition(
+    subscription: Subscription, allowed: tuple[str, ...], status: str, **values
+) -> bool:
+    """Move a subscription to `status` if it is in one of `allowed`, atomically.
+
+    A conditional UPDATE rather than read-then-write: of two concurrent
+    clicks on the same link only one changes the row and records the step.
+    """
+    changed = db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription.id, Subscription.status.in_(allowed))
+        .values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(subscription)
+    return changed == 1
 
 
 def update_preferences(

@@ -28,7 +28,9 @@ def personal_links(subscriber: Subscriber) -> dict[str, str]:
 def _send(subscriber: Subscriber, kind: str, subject: str, template: str, **context) -> str:
     text, html = render_pair(template, subscriber=subscriber, subject=subject, **context)
     msg = compose(
-        to_name=subscriber.name,
+        # No display name: these mails answer a form anyone can fill in with
+        # anyone's address, and the name is whatever that person typed.
+        to_name="",
         to_address=subscriber.envelope_address,
         smtputf8=subscriber.ascii_email is None,
         subject=subject,

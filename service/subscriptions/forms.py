@@ -37,7 +37,10 @@ class SubscribeInput:
     @classmethod
     def from_request(cls, request: Request) -> SubscribeInput:
         if request.is_json:
-            data = request.get_json(silent=True)
+            try:
+                data = request.get_json(silent=True)
+            except RecursionError as exc:
+                raise UnreadableRequest(BAD_REQUEST) from exc
             if not isinstance(data, dict):
                 raise UnreadableRequest(BAD_REQUEST)
             lists = data.get("list", [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, jsonify, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
 
 from .. import consent, tokens
 from ..consent import RequestInfo
@@ -179,8 +180,17 @@ def subscribe():
     info = RequestInfo.from_request(
         request, "api" if data.is_json else ("embed" if data.embed else "page")
     )
-    actions.signup(signup.address, signup.name, lists, info, consent_text)
-    db.session.commit()
+    for attempt in range(3):
+        try:
+            actions.signup(signup.address, signup.name, lists, info, consent_text)
+            db.session.commit()
+            break
+        except IntegrityError:
+            # A concurrent sign-up of the same address created the same row
+            # first; the next attempt finds it.
+            db.session.rollback()
+            if attempt == 2:
+                raise
     return _accepted(data)
 
 
