@@ -63,7 +63,8 @@ def _derive_extension_config(app: Flask) -> None:
     config["SQLALCHEMY_DATABASE_URI"] = url
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     # No form of this service needs more; larger bodies get a Czech 413.
-    config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    if config.get("MAX_CONTENT_LENGTH") is None:
+        config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     config["RATELIMIT_ENABLED"] = config["RATE_LIMITS"]
     config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 2, "socket_timeout": 2}
