@@ -28,9 +28,24 @@ def wants_json() -> bool:
     )
 
 
+def posted_field(name: str) -> str | None:
+    """A form field, or None when the body is unreadable (too large, malformed)."""
+    if request.method != "POST":
+        return None
+    try:
+        return request.form.get(name)
+    except HTTPException:
+        return None
+
+
+def embedded_form_post() -> bool:
+    """Whether this is the embedded form posting (its answers stay frameable)."""
+    return posted_field("form") == "embed"
+
+
 def error_page(status: int, message: str) -> str:
     """The Czech error page; inside the embedded form's frame, in the frame's layout."""
-    embedded = request.form.get("form") == "embed" if request.method == "POST" else False
+    embedded = embedded_form_post()
     template = "public/error_embed.html" if embedded else "public/error.html"
     return render_template(template, status=status, message=message)
 

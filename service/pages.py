@@ -6,6 +6,7 @@ from flask import Flask, redirect, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .czech import plural
+from .errors import embedded_form_post
 
 
 def init_app(app: Flask) -> None:
@@ -25,7 +26,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response):
         embeddable = request.endpoint == "subscriptions.subscribe_embed" or (
-            request.endpoint == "subscriptions.subscribe" and request.form.get("form") == "embed"
+            request.endpoint == "subscriptions.subscribe" and embedded_form_post()
         )
         if embeddable:
             ancestors = " ".join(["'self'", *app.config["EMBED_ORIGINS"]])

@@ -60,9 +60,7 @@ def test_concurrent_confirmations_record_one_consent(app, outbox):
     responses = in_threads(6, confirm)
     assert [r.status_code for r in responses] == [200] * 6
     db.session.expire_all()
-    confirms = db.session.scalar(
-        select(func.count(ConsentEvent.id)).filter_by(action="confirm")
-    )
+    confirms = db.session.scalar(select(func.count(ConsentEvent.id)).filter_by(action="confirm"))
     assert confirms == 1
 
 
