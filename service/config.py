@@ -61,6 +61,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "RECONCILE_GRACE_SECONDS": (_int, 60),
     "MAIL_CLAIM_LEASE_SECONDS": (_int, 120),
     "MAIL_MAX_AGE_HOURS": (_int, 72),
+    "PENDING_PURGE_DAYS": (_int, 30),
     "PROXY_FIX": (_int, 0),
 }
 

@@ -33,13 +33,13 @@ class AppContextMixin:
                 db.session.remove()
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's registry cleaning, plus re-enqueueing what the database says is unfinished."""
+        """RQ's registry cleaning, plus the reconciler and retention (see reconcile.py)."""
         super().run_maintenance_tasks()
-        from .reconcile import reconcile
+        from .reconcile import housekeeping
 
         with self.app.app_context():
             try:
-                reconcile()
+                housekeeping()
             except StopRequested:
                 raise  # SIGTERM/Ctrl-C while reconciling: RQ's way of stopping an idle worker
             except Exception:

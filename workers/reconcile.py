@@ -37,6 +37,15 @@ def reconcile() -> dict[str, int]:
     return {"outgoing_mail": reconcile_outgoing_mail()}
 
 
+def housekeeping() -> dict[str, int]:
+    """Everything a worker does between jobs: reconcile, then apply retention."""
+    from .retention import purge_unconfirmed
+
+    done = reconcile()
+    done["purged_unconfirmed"] = purge_unconfirmed()
+    return done
+
+
 def reconcile_outgoing_mail() -> int:
     """Re-enqueue queued mails with no live job, and mails whose sender died mid-send."""
     config = current_app.config
