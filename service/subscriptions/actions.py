@@ -42,7 +42,6 @@ class SignupResult:
 
     pending: list[MailingList] = field(default_factory=list)
     already_confirmed: list[MailingList] = field(default_factory=list)
-    mail_sent: bool = False
 
 
 def public_newsletters() -> list[MailingList]:
@@ -144,7 +143,6 @@ def signup(
             message_id = emails.send_confirmation(subscriber, result.pending)
         else:
             message_id = emails.send_already_subscribed(subscriber, result.already_confirmed)
-        result.mail_sent = True
     for mailing_list in result.pending:
         consent.record(
             subscriber,

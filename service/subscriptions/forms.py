@@ -88,14 +88,22 @@ def validate(data: SubscribeInput) -> tuple[ValidatedSignup | None, dict[str, st
     except InvalidAddress:
         errors["email"] = INVALID_ADDRESS_MESSAGE
     name = data.name.strip()
-    if len(name) > NAME_MAX_LENGTH:
-        errors["name"] = NAME_TOO_LONG
-    elif any(unicodedata.category(ch).startswith("C") for ch in name):
-        # Control and format characters: CR/LF would inject headers, others hide text.
-        errors["name"] = NAME_BAD_CHARACTERS
+    problem = name_problem(name)
+    if problem:
+        errors["name"] = problem
     if errors or address is None:
         return None, errors
     return ValidatedSignup(address=address, name=name), errors
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a (stripped) name, in Czech, or None when it is fine."""
+    if len(name) > NAME_MAX_LENGTH:
+        return NAME_TOO_LONG
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        # Control and format characters: CR/LF would inject headers, others hide text.
+        return NAME_BAD_CHARACTERS
+    return None
 
 
 def _text(value: object) -> str:

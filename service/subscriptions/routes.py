@@ -17,7 +17,14 @@ from ..extensions import db, limiter
 from ..models import MailingList, Subscriber
 from . import actions, bp
 from .emails import personal_links
-from .forms import NO_LIST_CHOSEN, UNKNOWN_LIST, SubscribeInput, UnreadableRequest, validate
+from .forms import (
+    NO_LIST_CHOSEN,
+    UNKNOWN_LIST,
+    SubscribeInput,
+    UnreadableRequest,
+    name_problem,
+    validate,
+)
 
 # --- errors a link can meet -------------------------------------------------
 
@@ -319,14 +326,13 @@ def preferences(token: str):
 @bp.post("/preferences/<token>")
 def preferences_post(token: str):
     subscriber, _ = _load("preferences", token)
-    data = SubscribeInput(email=subscriber.email, name=request.form.get("name", ""))
-    _, errors = validate(data)
-    errors.pop("email", None)
-    if errors:
-        return _preferences_page(token, subscriber, errors=errors), 422
+    name = request.form.get("name", "").strip()
+    problem = name_problem(name)
+    if problem:
+        return _preferences_page(token, subscriber, errors={"name": problem}), 422
     wanted, _unknown = actions.newsletters_by_slug(request.form.getlist("list"))
     info = RequestInfo.from_request(request, "preferences")
-    actions.update_preferences(subscriber, data.name.strip(), wanted, info)
+    actions.update_preferences(subscriber, name, wanted, info)
     db.session.commit()
     return _preferences_page(token, subscriber, saved=True)
 

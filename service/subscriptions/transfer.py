@@ -8,7 +8,6 @@ It runs in one transaction: either every valid row lands or none does.
 from __future__ import annotations
 
 import csv
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, TextIO
@@ -22,6 +21,7 @@ from ..consent import RequestInfo
 from ..extensions import db
 from ..models import MailingList, Subscriber, Subscription
 from . import actions
+from .forms import name_problem
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed_at", "confirmed_at", "unsubscribed_at")
 KNOWN_COLUMNS = {"email", "name", "organization", "institution", "function"}
@@ -66,7 +66,7 @@ def import_subscribers(
             except InvalidAddress:
                 report.problems.append((line, f"invalid address {email.strip()!r}"))
                 continue
-            if len(name) > 200 or any(unicodedata.category(c).startswith("C") for c in name):
+            if name_problem(name):
                 report.problems.append((line, "the name is too long or has control characters"))
                 continue
             if address.key in seen:
