@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 # one-click unsubscribe needs List-Unsubscribe(-Post) readable verbatim, and
 # Python's email package would otherwise encode a long URL into =?utf-8?q?…?=;
 # and its folding of a long To drops the quotes around a display name with
-# commas, turning one recipient into several. These are built with
-# `formataddr` (quoting, RFC 2047 for non-ASCII names) and kept as built.
+# commas, turning one recipient into several. `_recipient` builds To (quoted
+# name, RFC 2047 where needed) and it is kept as built.
 VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-id", "to"})
 
 

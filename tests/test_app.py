@@ -101,3 +101,18 @@ def test_token_pages_do_not_leak_the_token(client):
 
 def test_dev_outbox_exists_only_in_dev(client):
     assert client.get("/dev/outbox/").status_code == 404
+
+
+def test_privacy_notice_is_linked_from_the_form(client):
+    form = client.get("/subscribe").get_data(as_text=True)
+    assert 'href="/privacy"' in form
+    notice = client.get("/privacy")
+    assert notice.status_code == 200
+    assert "Zásady ochrany osobních údajů" in notice.get_data(as_text=True)
+    assert "30 dnech" in notice.get_data(as_text=True)
+
+
+def test_root_leads_to_the_form(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/subscribe")
