@@ -1,0 +1,1 @@
+"""Newsletter issues: composing, rendering and sending (DESIGN.md §1.2)."""
