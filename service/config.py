@@ -62,6 +62,13 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAIL_CLAIM_LEASE_SECONDS": (_int, 120),
     "MAIL_MAX_AGE_HOURS": (_int, 72),
     "PENDING_PURGE_DAYS": (_int, 30),
+    # Delivery engine (issues and announcements).
+    "BATCH_SIZE": (_int, 500),
+    "BATCH_LEASE_SECONDS": (_int, 60),
+    "SEND_RATE": (float, 0.0),
+    "SEND_RATE_PER_DOMAIN": (str, ""),
+    "PROGRESS_RATE_WINDOW_SECONDS": (_int, 60),
+    "TIMEZONE": (str, "Europe/Prague"),
     "PROXY_FIX": (_int, 0),
 }
 

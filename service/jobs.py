@@ -1,22 +1,38 @@
-"""The Redis connection and enqueueing by dotted name.
+"""The Redis connection, enqueueing by dotted name, and enqueueing after commit.
 
 The service never imports `workers`: it names job functions as strings, as
 microblog's `launch_task` does, so the web process stays free of SMTP code.
+Work is enqueued only after the transaction that created its rows commits,
+so no job can point at a row that does not exist; an enqueue that fails
+(Redis down) leaves the rows for the reconciler.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
-# Queues named by purpose: a flood of one kind never delays the other.
+log = logging.getLogger(__name__)
+
+# Queues named by purpose, listed in the order workers take them: a
+# 100 000-recipient issue on `bulk` never delays someone's confirmation mail.
 MAIL_QUEUE = "mail"  # single transactional mails: confirmations and the like
+BULK_QUEUE = "bulk"  # issues and announcements: fan-out and delivery batches
 DEFAULT_QUEUE = "default"  # housekeeping
-ALL_QUEUES = (MAIL_QUEUE, DEFAULT_QUEUE)
+ALL_QUEUES = (MAIL_QUEUE, BULK_QUEUE, DEFAULT_QUEUE)
+
+RESULT_TTL = 3600
+FAILURE_TTL = 7 * 24 * 3600
 
 
 def init_app(app: Flask) -> None:
@@ -46,16 +62,50 @@ def enqueue(
     queue_name: str = DEFAULT_QUEUE,
     job_id: str | None = None,
     retry: Retry | None = None,
+    at: datetime | None = None,
 ) -> Job:
-    """Put a job, named by its dotted path, on a queue."""
-    return queue(queue_name).enqueue(
-        func_path,
-        *args,
-        job_id=job_id,
-        retry=retry,
-        result_ttl=3600,
-        failure_ttl=7 * 24 * 3600,
-    )
+    """Put a job, named by its dotted path, on a queue (at a UTC time when `at` is given)."""
+    options = {
+        "job_id": job_id,
+        "retry": retry,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+    }
+    if at is not None:
+        return queue(queue_name).enqueue_at(_aware(at), func_path, *args, **options)
+    return queue(queue_name).enqueue(func_path, *args, **options)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- enqueue after commit ---------------------------------------------------
+
+
+def after_commit(enqueue_fn: Callable[..., Any], *args: Any) -> None:
+    """Call `enqueue_fn(*args)` once the current transaction commits; drop it on rollback."""
+    from .extensions import db
+
+    db.session.info.setdefault("enqueue_after_commit", []).append((enqueue_fn, args))
+
+
+@event.listens_for(Session, "after_commit")
+def _enqueue_committed_work(session: Session) -> None:
+    for enqueue_fn, args in session.info.pop("enqueue_after_commit", []):
+        try:
+            enqueue_fn(*args)
+        except Exception:
+            # The rows are committed; the reconciler enqueues them once Redis is back.
+            log.warning("could not run %s%r after commit; the reconciler will", enqueue_fn, args)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_work(session: Session) -> None:
+    session.info.pop("enqueue_after_commit", None)
+
+
+# --- the jobs of the service ------------------------------------------------
 
 
 def outgoing_mail_job_id(mail_id: int) -> str:
@@ -70,4 +120,64 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
         queue_name=MAIL_QUEUE,
         job_id=outgoing_mail_job_id(mail_id),
         retry=mail_retry(),
+    )
+
+
+def fan_out_job_id(issue_id: int) -> str:
+    return f"issue-{issue_id}-fan-out"
+
+
+def enqueue_fan_out(issue_id: int) -> Job:
+    """The job that turns an issue's recipients into delivery batches."""
+    return enqueue(
+        "workers.delivery.fan_out",
+        issue_id,
+        queue_name=BULK_QUEUE,
+        job_id=fan_out_job_id(issue_id),
+        retry=mail_retry(),
+    )
+
+
+def start_job_id(issue_id: int, at: datetime) -> str:
+    # The time is part of the id: rescheduling adds a job instead of
+    # overwriting one, and the stale job finds the issue not due and stops.
+    return f"issue-{issue_id}-start-{int(_aware(at).timestamp())}"
+
+
+def enqueue_scheduled_start(issue_id: int, at: datetime) -> Job:
+    """Start a scheduled issue at `at` (RQ's scheduler, run by every worker, fires it)."""
+    return enqueue(
+        "workers.delivery.start_scheduled",
+        issue_id,
+        queue_name=BULK_QUEUE,
+        job_id=start_job_id(issue_id, at),
+        at=at,
+    )
+
+
+def new_batch_job_id(batch_id: int) -> str:
+    """A fresh id per enqueue: a batch re-enqueued after a crash never shares an id
+    with the dead worker's job, which RQ may still mark failed when it notices."""
+    return f"issue-batch-{batch_id}-{secrets.token_hex(4)}"
+
+
+def batch_job(batch_id: int, job_id: str) -> dict[str, Any]:
+    """Arguments for `Queue.prepare_data`, so batches go to Redis with `enqueue_many`."""
+    return {
+        "func": "workers.delivery.deliver_batch",
+        "args": (batch_id,),
+        "job_id": job_id,
+        "retry": mail_retry(),
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+    }
+
+
+def enqueue_batches(batches: list[tuple[int, str]]) -> list[Job]:
+    """Enqueue delivery batches, given as (batch id, job id), in one Redis round trip."""
+    if not batches:
+        return []
+    bulk = queue(BULK_QUEUE)
+    return bulk.enqueue_many(
+        [Queue.prepare_data(**batch_job(batch_id, job_id)) for batch_id, job_id in batches]
     )

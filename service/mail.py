@@ -21,12 +21,10 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Any
 
 from flask import current_app, render_template
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from .clock import utcnow
 from .extensions import db
-from .jobs import enqueue_outgoing_mail
+from .jobs import after_commit, enqueue_outgoing_mail
 from .models import OutgoingMail, Subscriber
 
 log = logging.getLogger(__name__)
@@ -130,23 +128,8 @@ def queue_message(
     )
     db.session.add(mail)
     db.session.flush()  # the id names the job
-    db.session.info.setdefault("outgoing_mail_to_enqueue", []).append(mail.id)
+    after_commit(enqueue_outgoing_mail, mail.id)
     return mail
-
-
-@event.listens_for(Session, "after_commit")
-def _enqueue_committed_mail(session: Session) -> None:
-    for mail_id in session.info.pop("outgoing_mail_to_enqueue", []):
-        try:
-            enqueue_outgoing_mail(mail_id)
-        except Exception:
-            # The row is committed; the reconciler enqueues it once Redis is back.
-            log.warning("could not enqueue outgoing mail %s; the reconciler will", mail_id)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back_mail(session: Session) -> None:
-    session.info.pop("outgoing_mail_to_enqueue", None)
 
 
 def _recipient(name: str, address: str, smtputf8: bool) -> str:

@@ -10,10 +10,12 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import (
+    Column,
     ForeignKey,
     Index,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
     event,
@@ -25,6 +27,12 @@ from .extensions import db
 
 LIST_KINDS = ("newsletter", "group")
 SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
+USER_ROLES = ("admin", "editor", "coordinator")
+# draft -> (scheduled ->) sending <-> paused -> sent; cancelled from any but sent.
+ISSUE_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
+# pending -> sending -> sent | failed; skipped when suppressed at send time;
+# cancelled when the issue was cancelled before reaching it.
+DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
 
 
 def new_public_key() -> str:
@@ -84,7 +92,8 @@ class Subscription(db.Model):
     __tablename__ = "subscription"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "list_id"),
-        Index("ix_subscription_list_status", "list_id", "status"),
+        # Keyset pagination of an issue's recipients walks this index.
+        Index("ix_subscription_list_status_subscriber", "list_id", "status", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -178,6 +187,155 @@ class Suppression(db.Model):
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(32))  # erased, bounced
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+user_list = Table(
+    "user_list",
+    db.metadata,
+    Column("user_id", ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True),
+    Column("list_id", ForeignKey("mailing_list.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(db.Model):
+    """An editor, administrator or group coordinator of the admin UI and API."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Case-folded: logins are case-insensitive.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+    # A coordinator's groups; empty (and unused) for admins and editors.
+    lists: Mapped[list[MailingList]] = relationship(secondary=user_list)
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    def may_manage(self, mailing_list: MailingList) -> bool:
+        """Admins and editors handle every list; a coordinator only their own groups."""
+        if self.role == "coordinator":
+            return any(own.id == mailing_list.id for own in self.lists)
+        return True
+
+    def __repr__(self) -> str:
+        return f"<User {self.email} {self.role}>"
+
+
+class ApiToken(db.Model):
+    """A bearer token of the JSON API, kept only as its SHA-256."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, shown so a person can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Issue(db.Model):
+    """A newsletter issue or a working group's announcement, from draft to sent."""
+
+    __tablename__ = "issue"
+    __table_args__ = (
+        UniqueConstraint("list_id", "number"),
+        Index("ix_issue_status_scheduled", "status", "scheduled_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"))
+    # Numbered per list when sending starts: the archive counts what went out.
+    number: Mapped[int | None]
+    subject: Mapped[str] = mapped_column(String(200))
+    preheader: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[str] = mapped_column(Text, default="")  # Markdown
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scheduled_at: Mapped[datetime | None]  # UTC
+    # The moment of "send": confirmed subscribers up to here get the issue.
+    snapshot_at: Mapped[datetime | None]
+    # Confirmed subscribers at the snapshot: the total shown while fanning out.
+    recipient_count: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # The mail as rendered at send time (placeholders for personal links),
+    # so every batch sends the same content whatever happens to the draft.
+    rendered_html: Mapped[str | None] = mapped_column(Text)
+    rendered_text: Mapped[str | None] = mapped_column(Text)
+    # Fan-out progress: the last subscriber id given a delivery row, and
+    # whether every recipient has one (then only batches remain).
+    fanout_cursor: Mapped[int] = mapped_column(default=0)
+    fanout_done: Mapped[bool] = mapped_column(default=False)
+    fanout_heartbeat: Mapped[datetime | None]
+
+    mailing_list: Mapped[MailingList] = relationship()
+    created_by: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Issue {self.id} {self.status}>"
+
+
+class DeliveryBatch(db.Model):
+    """A few hundred deliveries of one issue: the unit of work of one RQ job.
+
+    `owner` and `heartbeat` form a lease: a worker claims the batch, renews
+    the heartbeat while sending, and the reconciler hands a batch whose
+    heartbeat went stale (its worker was killed) to another worker.
+    """
+
+    __tablename__ = "delivery_batch"
+    __table_args__ = (Index("ix_delivery_batch_issue_status", "issue_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
+    # queued, running, done
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # The RQ job last enqueued for it: the reconciler asks Redis whether it lives.
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(64))
+    heartbeat: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(db.Model):
+    """One issue to one subscriber: claimed before sending, marked sent after."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_delivery_batch_status", "batch_id", "status"),
+        Index("ix_delivery_issue_status", "issue_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("delivery_batch.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+    subscriber: Mapped[Subscriber] = relationship()
 
 
 class AppendOnlyViolation(RuntimeError):

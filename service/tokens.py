@@ -24,7 +24,7 @@ SALTS = {
 }
 
 
-def _serializer(purpose: str) -> URLSafeTimedSerializer:
+def serializer(purpose: str) -> URLSafeTimedSerializer:
     config = current_app.config
     # itsdangerous signs with the last key and verifies with any of them.
     keys = [*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]]
@@ -32,12 +32,12 @@ def _serializer(purpose: str) -> URLSafeTimedSerializer:
 
 
 def dump(purpose: str, payload: Any) -> str:
-    return _serializer(purpose).dumps(payload)
+    return serializer(purpose).dumps(payload)
 
 
 def load(purpose: str, token: str, max_age: int | None = None) -> Any:
     """Verify and decode; raises SignatureExpired or BadSignature."""
-    return _serializer(purpose).loads(token, max_age=max_age)
+    return serializer(purpose).loads(token, max_age=max_age)
 
 
 def confirm_max_age() -> int:

@@ -34,7 +34,9 @@ LIVE_JOB_STATES = {
 
 
 def reconcile() -> dict[str, int]:
-    return {"outgoing_mail": reconcile_outgoing_mail()}
+    from .delivery import reconcile_issues
+
+    return {"outgoing_mail": reconcile_outgoing_mail(), **reconcile_issues()}
 
 
 def housekeeping() -> dict[str, int]:

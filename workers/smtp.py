@@ -26,6 +26,10 @@ class TransientFailure(Exception):
     """The server is unreachable or said try later (4xx): retry with backoff."""
 
 
+class ServerUnavailable(TransientFailure):
+    """No usable connection (refused, lost, login failed): nothing can be sent now."""
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str
@@ -86,9 +90,9 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as exc:
             # Wrong credentials are an operator's problem, not the recipient's:
             # keep the mail queued and retry rather than fail it for good.
-            raise TransientFailure(f"SMTP login refused: {exc.smtp_code}") from exc
+            raise ServerUnavailable(f"SMTP login refused: {exc.smtp_code}") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientFailure(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
+            raise ServerUnavailable(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
         self._connection = connection
         self._report_capabilities(connection)
         return connection
@@ -123,7 +127,7 @@ class SmtpTransport:
             raise _classify(exc.smtp_code, exc.smtp_error) from exc
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            raise TransientFailure(f"connection lost: {exc}") from exc
+            raise ServerUnavailable(f"connection lost: {exc}") from exc
         if refused:  # only possible with several recipients; kept for safety
             code, message = next(iter(refused.values()))
             raise _classify(code, message)
@@ -151,6 +155,8 @@ class SmtpTransport:
 def _classify(code: int, message: bytes | str) -> Exception:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
     reason = f"{code} {text}".strip()
+    if code == 421:  # the server is closing the session: it is the server, not the recipient
+        return ServerUnavailable(reason)
     if 500 <= code < 600:
         return PermanentFailure(reason)
     return TransientFailure(reason)

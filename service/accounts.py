@@ -1,0 +1,109 @@
+"""Accounts of editors, administrators and coordinators, and their API tokens.
+
+Passwords are hashed with scrypt (Werkzeug's default, a memory-hard KDF);
+API tokens are random and kept only as their SHA-256, so a database leak
+does not hand out working tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .clock import utcnow
+from .extensions import db
+from .models import USER_ROLES, ApiToken, MailingList, User
+
+MIN_PASSWORD_LENGTH = 10
+TOKEN_PREFIX = "zpr_"
+
+# Hash checked when the account does not exist, so a login for an unknown
+# address costs as much as one for a known address (no timing oracle).
+_DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
+
+
+class AccountError(ValueError):
+    """A request about accounts that cannot be done; the message is Czech, for the user."""
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().casefold()
+
+
+def password_problem(password: str) -> str | None:
+    """Why `password` is not acceptable, in Czech, or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Heslo musí mít alespoň {MIN_PASSWORD_LENGTH} znaků."
+    if password.strip() != password:
+        return "Heslo nesmí začínat ani končit mezerou."
+    return None
+
+
+def create_user(
+    email: str, password: str, role: str, lists: list[MailingList] | None = None
+) -> User:
+    """A new account; coordinators must be given at least one list."""
+    email = normalise_email(email)
+    if "@" not in email or len(email) > 320:
+        raise AccountError("Neplatný e-mail.")
+    if role not in USER_ROLES:
+        raise AccountError(f"Neznámá role {role!r}; možnosti: {', '.join(USER_ROLES)}.")
+    if role == "coordinator" and not lists:
+        raise AccountError("Koordinátor musí mít přidělenou alespoň jednu skupinu (--list).")
+    if role != "coordinator" and lists:
+        raise AccountError("Seznamy (--list) se přidělují jen koordinátorům.")
+    if problem := password_problem(password):
+        raise AccountError(problem)
+    if db.session.scalar(select(User).filter_by(email=email)) is not None:
+        raise AccountError(f"Účet {email} už existuje.")
+    user = User(
+        email=email,
+        password_hash=generate_password_hash(password, method="scrypt"),
+        role=role,
+        lists=list(lists or []),
+    )
+    db.session.add(user)
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    if problem := password_problem(password):
+        raise AccountError(problem)
+    user.password_hash = generate_password_hash(password, method="scrypt")
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active account with this address and password, or None."""
+    user = db.session.scalar(select(User).filter_by(email=normalise_email(email)))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(user: User) -> str:
+    """A new API token for `user`; only its hash is stored, so show it once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user=user, token_hash=_token_hash(token), prefix=token[:12]))
+    return token
+
+
+def user_for_token(token: str) -> User | None:
+    """The active account a bearer token belongs to, or None."""
+    if not token or len(token) > 200:
+        return None
+    row = db.session.scalar(select(ApiToken).filter_by(token_hash=_token_hash(token)))
+    if row is None or row.revoked_at is not None or not row.user.active:
+        return None
+    row.last_used_at = utcnow()
+    return row.user

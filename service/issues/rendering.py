@@ -1,0 +1,248 @@
+"""An issue as mail: rendered once per issue, personalised cheaply per recipient.
+
+Building an `email` message per recipient costs milliseconds; the delivery
+engine must keep up with raw smtplib. So the issue is rendered once (Markdown
+to sanitised HTML and text, inside the mail template) with placeholders for
+the personal links, then turned into a `MessageSkeleton`: the MIME bytes with
+everything that is the same for every recipient already encoded. Per
+recipient only the To, Date, Message-ID and List-Unsubscribe headers and the
+few body lines holding a personal link are encoded and joined in.
+
+Quoted-printable is line-local (soft breaks never cross a hard line break),
+so encoding the static lines once and the personal lines per recipient gives
+exactly the bytes the `email` package would produce for the whole body.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import quoprimime
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from flask import render_template
+from markupsafe import Markup
+
+from .. import tokens
+from ..links import external_url
+from ..mail import MAIL_POLICY, _recipient, sender_address, sender_domain
+from ..models import Issue, MailingList
+from .markdown import inline_css, markdown_to_html, markdown_to_text
+
+UNSUBSCRIBE_PLACEHOLDER = "@@ZPRAVODAJ-UNSUBSCRIBE-URL@@"
+PREFERENCES_PLACEHOLDER = "@@ZPRAVODAJ-PREFERENCES-URL@@"
+_TEXT_MARK = "ZPRAVODAJTEXTPARTMARK"
+_HTML_MARK = "ZPRAVODAJHTMLPARTMARK"
+# A token that names no subscriber: the personal links of previews and test sends.
+SAMPLE_TOKEN = "ukazka"
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """The issue's mail content, with placeholders where personal links go."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one personalised copy goes to. `public_key` None: a preview or test."""
+
+    address: str
+    name: str = ""
+    public_key: str | None = None
+
+    @property
+    def smtputf8(self) -> bool:
+        return not self.address.isascii()
+
+
+def list_id(mailing_list: MailingList) -> str:
+    """RFC 2919 List-Id: `Name <slug.domain>`; the name only when it is plain ASCII."""
+    ident = f"<{mailing_list.slug}.{sender_domain()}>"
+    name = mailing_list.name
+    if name.isascii() and all(c.isalnum() or c in " -_.," for c in name):
+        return f'"{name}" {ident}'
+    return ident
+
+
+def reason_text(mailing_list: MailingList) -> str:
+    """Why the reader gets this mail (shown in every mail's footer)."""
+    if mailing_list.kind == "group":
+        return f"Tento e-mail dostáváte jako člen pracovní skupiny {mailing_list.name}."
+    return (
+        "Tento e-mail dostáváte, protože jste se přihlásili k odběru "
+        f"„{mailing_list.name}“ a odběr potvrdili."
+    )
+
+
+def archive_links(issue: Issue) -> tuple[str | None, str | None]:
+    """(the list's archive, this issue in it); group lists have no public archive."""
+    mailing_list = issue.mailing_list
+    if mailing_list.kind != "newsletter":
+        return None, None
+    archive_url = external_url("archive.list_issues", slug=mailing_list.slug)
+    web_url = (
+        external_url("archive.show_issue", slug=mailing_list.slug, number=issue.number)
+        if issue.number is not None
+        else None
+    )
+    return archive_url, web_url
+
+
+def render_issue(issue: Issue) -> RenderedIssue:
+    """The issue's HTML and text parts, with placeholders for the personal links."""
+    mailing_list = issue.mailing_list
+    archive_url, web_url = archive_links(issue)
+    context = {
+        "subject": issue.subject,
+        "preheader": issue.preheader or "",
+        "body_html": Markup(markdown_to_html(issue.body)),
+        "body_text": markdown_to_text(issue.body),
+        "list_name": mailing_list.name,
+        "sender_name": sender_address()[0] or "Sociální bydlení v ČR",
+        "reason": reason_text(mailing_list),
+        "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+        "preferences_url": PREFERENCES_PLACEHOLDER,
+        "archive_url": archive_url,
+        "web_url": web_url,
+        "mailing_list": mailing_list,
+        "issue": issue,
+    }
+    html = inline_css(render_template("email/issue.html", **context))
+    text = render_template("email/issue.txt", **context)
+    return RenderedIssue(subject=issue.subject, html=html, text=text)
+
+
+def _qp(line: str) -> bytes:
+    """Quoted-printable of one line, as the `email` package encodes a UTF-8 body."""
+    encoded = quoprimime.body_encode(line.encode("utf-8").decode("latin-1"), 76, "\r\n")
+    return encoded.encode("ascii")
+
+
+def _split_lines(body: str) -> list[bytes | str]:
+    """Static lines encoded now and merged; lines with a placeholder kept as templates."""
+    parts: list[bytes | str] = []
+    static: list[bytes] = []
+    lines = body.replace("\r\n", "\n").rstrip("\n").split("\n")
+    for index, line in enumerate(lines):
+        ending = b"\r\n" if index < len(lines) - 1 else b""
+        if UNSUBSCRIBE_PLACEHOLDER in line or PREFERENCES_PLACEHOLDER in line:
+            if static:
+                parts.append(b"".join(static))
+                static = []
+            parts.append(line)
+            if ending:
+                static.append(ending)
+        else:
+            static.append(_qp(line) + ending)
+    if static:
+        parts.append(b"".join(static))
+    return parts
+
+
+class MessageSkeleton:
+    """One issue's message with the per-recipient parts left open (see module docstring)."""
+
+    def __init__(
+        self,
+        rendered: RenderedIssue,
+        *,
+        mailing_list: MailingList,
+        issue_id: int | None,
+        subject_prefix: str = "",
+    ) -> None:
+        self.issue_id = issue_id
+        self.list_slug = mailing_list.slug
+        self.domain = sender_domain()
+        msg = EmailMessage(policy=MAIL_POLICY)
+        from_name, from_address = sender_address()
+        msg["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
+        msg["Subject"] = subject_prefix + rendered.subject
+        msg["List-Id"] = list_id(mailing_list)
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg.set_content(_TEXT_MARK + "\n", subtype="plain", cte="quoted-printable")
+        msg.add_alternative(_HTML_MARK + "\n", subtype="html", cte="quoted-printable")
+        raw = msg.as_bytes(policy=MAIL_POLICY)
+        # The static headers go last, after the personal ones.
+        self._head, body = raw.split(b"\r\n\r\n", 1)
+        before_text, rest = body.split(_TEXT_MARK.encode(), 1)
+        between, after_html = rest.split(_HTML_MARK.encode(), 1)
+        self._body: list[bytes | str] = [
+            b"\r\n\r\n" + before_text,
+            *_split_lines(rendered.text),
+            between,
+            *_split_lines(rendered.html),
+            after_html,
+        ]
+        self._unsubscribe_prefix, _, self._unsubscribe_suffix = external_url(
+            "subscriptions.unsubscribe", token=SAMPLE_TOKEN
+        ).rpartition(SAMPLE_TOKEN)
+        self._preferences_prefix, _, self._preferences_suffix = external_url(
+            "subscriptions.preferences", token=SAMPLE_TOKEN
+        ).rpartition(SAMPLE_TOKEN)
+
+    def personal_links(self, recipient: Recipient) -> tuple[str, str]:
+        """(unsubscribe URL, preferences URL) for `recipient`."""
+        if recipient.public_key is None:
+            unsubscribe, preferences = SAMPLE_TOKEN, SAMPLE_TOKEN
+        else:
+            unsubscribe = tokens.dump(
+                "unsubscribe", {"s": recipient.public_key, "l": self.list_slug}
+            )
+            preferences = tokens.dump("preferences", {"s": recipient.public_key})
+        return (
+            self._unsubscribe_prefix + unsubscribe + self._unsubscribe_suffix,
+            self._preferences_prefix + preferences + self._preferences_suffix,
+        )
+
+    def new_message_id(self, delivery_id: int | None = None) -> str:
+        local = f"{self.issue_id or 0}.{delivery_id or 0}.{secrets.token_hex(6)}"
+        return f"<{local}@{self.domain}>"
+
+    def personalise(self, recipient: Recipient, message_id: str) -> bytes:
+        """The complete message for one recipient, CRLF line endings, ready for SMTP."""
+        unsubscribe_url, preferences_url = self.personal_links(recipient)
+        to = _recipient(_one_line(recipient.name), recipient.address, recipient.smtputf8)
+        date = format_datetime(datetime.now(UTC))
+        personal_head = (
+            f"To: {to}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n"
+            f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
+        ).encode("utf-8" if recipient.smtputf8 else "ascii")
+        chunks = [personal_head, self._head]
+        for part in self._body:
+            if isinstance(part, bytes):
+                chunks.append(part)
+            else:
+                chunks.append(
+                    _qp(
+                        part.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url).replace(
+                            PREFERENCES_PLACEHOLDER, preferences_url
+                        )
+                    )
+                )
+        return b"".join(chunks)
+
+
+def _one_line(text: str) -> str:
+    """No CR or LF can reach a header from a stored name."""
+    return " ".join(text.split())
+
+
+def skeleton_for(issue: Issue, subject_prefix: str = "") -> MessageSkeleton:
+    """The skeleton of an issue being sent (its stored rendering) or of a draft (fresh)."""
+    if issue.rendered_html is not None and issue.rendered_text is not None:
+        rendered = RenderedIssue(issue.subject, issue.rendered_html, issue.rendered_text)
+    else:
+        rendered = render_issue(issue)
+    return MessageSkeleton(
+        rendered,
+        mailing_list=issue.mailing_list,
+        issue_id=issue.id,
+        subject_prefix=subject_prefix,
+    )

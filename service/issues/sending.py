@@ -1,0 +1,331 @@
+"""An issue's life: draft, scheduled, sending, paused, sent or cancelled.
+
+The admin UI, the API and the scheduled-start job all go through these
+functions; each checks the transition is allowed (IssueStateError, 409) and
+leaves committing to the caller. Work for the workers is enqueued only after
+the commit (`jobs.after_commit`), and the rows say what is unfinished, so a
+lost enqueue is redone by the reconciler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from .. import jobs
+from ..clock import utcnow
+from ..extensions import db
+from ..models import Delivery, DeliveryBatch, Issue, MailingList, Subscription, User
+from .rendering import render_issue
+
+SUBJECT_MAX = 200
+PREHEADER_MAX = 200
+BODY_MAX = 200_000
+
+STATUS_LABELS = {
+    "draft": "koncept",
+    "scheduled": "naplánováno",
+    "sending": "odesílá se",
+    "paused": "pozastaveno",
+    "sent": "odesláno",
+    "cancelled": "zrušeno",
+}
+
+
+class IssueStateError(Exception):
+    """The issue is not in a state that allows this; the message is Czech."""
+
+    status = 409
+
+
+@dataclass
+class IssueInput:
+    subject: str
+    body: str
+    preheader: str = ""
+
+
+def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[IssueInput, dict]:
+    """Clean the editable fields; the second value maps field names to Czech errors."""
+    errors: dict[str, str] = {}
+    subject = subject if isinstance(subject, str) else None
+    body = body if isinstance(body, str) else None
+    preheader = preheader if isinstance(preheader, str) else ("" if preheader is None else None)
+    if subject is None or not subject.strip():
+        errors["subject"] = "Vyplňte předmět."
+    elif "\r" in subject or "\n" in subject:
+        errors["subject"] = "Předmět musí být na jednom řádku."
+    elif len(subject.strip()) > SUBJECT_MAX:
+        errors["subject"] = f"Předmět může mít nejvýše {SUBJECT_MAX} znaků."
+    if body is None or not body.strip():
+        errors["body"] = "Vyplňte text vydání."
+    elif len(body) > BODY_MAX:
+        errors["body"] = f"Text vydání může mít nejvýše {BODY_MAX} znaků."
+    if preheader is None:
+        errors["preheader"] = "Perex musí být text."
+    elif "\r" in preheader or "\n" in preheader:
+        errors["preheader"] = "Perex musí být na jednom řádku."
+    elif len(preheader.strip()) > PREHEADER_MAX:
+        errors["preheader"] = f"Perex může mít nejvýše {PREHEADER_MAX} znaků."
+    cleaned = IssueInput(
+        subject=(subject or "").strip(),
+        body=(body or "").replace("\r\n", "\n"),
+        preheader=(preheader or "").strip(),
+    )
+    return cleaned, errors
+
+
+def create_issue(mailing_list: MailingList, fields: IssueInput, author: User | None) -> Issue:
+    issue = Issue(
+        mailing_list=mailing_list,
+        subject=fields.subject,
+        body=fields.body,
+        preheader=fields.preheader,
+        created_by=author,
+        status="draft",
+    )
+    db.session.add(issue)
+    db.session.flush()
+    return issue
+
+
+def update_issue(issue: Issue, fields: IssueInput) -> None:
+    """Edit a draft; a scheduled issue goes back to draft when edited."""
+    _require(issue, ("draft", "scheduled"), "Upravit lze jen koncept.")
+    issue.subject, issue.body, issue.preheader = fields.subject, fields.body, fields.preheader
+    issue.status, issue.scheduled_at = "draft", None
+    issue.updated_at = utcnow()
+
+
+def duplicate(issue: Issue, author: User | None) -> Issue:
+    """A new draft with the same content, e.g. to send a corrected issue again."""
+    copy = Issue(
+        list_id=issue.list_id,
+        subject=issue.subject,
+        body=issue.body,
+        preheader=issue.preheader,
+        created_by=author,
+        status="draft",
+    )
+    db.session.add(copy)
+    db.session.flush()
+    return copy
+
+
+def schedule(issue: Issue, at: datetime) -> None:
+    """Send at `at` (aware, any zone; stored as naive UTC)."""
+    _require(issue, ("draft", "scheduled"), "Naplánovat lze jen koncept.")
+    at_utc = at.astimezone(UTC).replace(tzinfo=None)
+    if at_utc <= utcnow():
+        raise IssueStateError("Čas odeslání musí být v budoucnosti.")
+    issue.status, issue.scheduled_at = "scheduled", at_utc
+    jobs.after_commit(jobs.enqueue_scheduled_start, issue.id, at_utc)
+
+
+def unschedule(issue: Issue) -> None:
+    """Back to draft; the scheduled job finds the issue not due and does nothing."""
+    _require(issue, ("scheduled",), "Vydání není naplánované.")
+    issue.status, issue.scheduled_at = "draft", None
+
+
+def send_now(issue: Issue) -> None:
+    """Snapshot the recipients now and hand the issue to the workers."""
+    _require(issue, ("draft", "scheduled"), "Odeslat lze jen koncept nebo naplánované vydání.")
+    begin_delivery(issue)
+
+
+def begin_delivery(issue: Issue) -> None:
+    """Freeze the content and the moment of the snapshot; the fan-out job does the rest.
+
+    Counting and numbering are cheap; creating the delivery rows is not (a
+    large list means many of them), so that happens in the worker, in
+    batches that go out while the next ones are being created.
+    """
+    now = utcnow()
+    issue.status = "sending"
+    issue.scheduled_at = issue.scheduled_at or now
+    issue.snapshot_at = now
+    issue.started_at = now
+    issue.finished_at = None
+    if issue.number is None:
+        last = db.session.scalar(
+            select(func.max(Issue.number)).where(Issue.list_id == issue.list_id)
+        )
+        issue.number = (last or 0) + 1
+    rendered = render_issue(issue)
+    issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
+    issue.recipient_count = db.session.scalar(recipients_query(issue, count=True)) or 0
+    issue.fanout_cursor, issue.fanout_done, issue.fanout_heartbeat = 0, False, None
+    db.session.flush()
+    jobs.after_commit(jobs.enqueue_fan_out, issue.id)
+
+
+def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0):
+    """Subscribers the issue goes to: confirmed on its list at the snapshot, by id."""
+    condition = (
+        (Subscription.list_id == issue.list_id)
+        & (Subscription.status == "confirmed")
+        & (Subscription.confirmed_at <= issue.snapshot_at)
+    )
+    if count:
+        return select(func.count()).select_from(Subscription).where(condition)
+    query = (
+        select(Subscription.subscriber_id)
+        .where(condition, Subscription.subscriber_id > after)
+        .order_by(Subscription.subscriber_id)
+    )
+    return query.limit(limit) if limit else query
+
+
+def pause(issue: Issue) -> None:
+    """Stop sending after the message in flight; nothing is lost, resume continues."""
+    _require(issue, ("sending",), "Pozastavit lze jen vydání, které se odesílá.")
+    issue.status = "paused"
+
+
+def resume(issue: Issue) -> None:
+    _require(issue, ("paused",), "Pokračovat lze jen v pozastaveném vydání.")
+    issue.status = "sending"
+    _enqueue_unfinished(issue)
+
+
+def cancel(issue: Issue) -> None:
+    """Stop for good: nobody else gets it; what was sent stays sent."""
+    _require(issue, ("draft", "scheduled", "sending", "paused"), "Odeslané vydání už zrušit nelze.")
+    issue.status = "cancelled"
+    issue.finished_at = utcnow()
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue.id, Delivery.status == "pending")
+        .values(status="cancelled")
+    )
+    db.session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.issue_id == issue.id, DeliveryBatch.status == "queued")
+        .values(status="done")
+    )
+
+
+def resend_unreached(issue: Issue) -> int:
+    """Send again to those not reached (failed, cancelled, pending); never to the sent.
+
+    Returns how many deliveries were put back. The sent ones are untouched,
+    and a delivery is sent at most once by its unique key and claim, so
+    nobody gets the issue twice.
+    """
+    _require(issue, ("sent", "cancelled"), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
+    unreached = ("failed", "cancelled", "pending")
+    batch_ids = db.session.scalars(
+        select(Delivery.batch_id)
+        .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
+        .distinct()
+    ).all()
+    count = db.session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
+        .values(status="pending", attempts=0, last_error=None)
+    ).rowcount
+    if not count and issue.fanout_done:
+        raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
+    if batch_ids:
+        db.session.execute(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id.in_(batch_ids))
+            .values(status="queued", owner=None, heartbeat=None, attempts=0)
+        )
+    issue.status = "sending"
+    issue.finished_at = None
+    _enqueue_unfinished(issue)
+    return count
+
+
+def _enqueue_unfinished(issue: Issue) -> None:
+    """After commit: the fan-out if it did not finish, and every queued batch."""
+    if not issue.fanout_done:
+        jobs.after_commit(jobs.enqueue_fan_out, issue.id)
+    batches = []
+    for batch in db.session.scalars(
+        select(DeliveryBatch).where(
+            DeliveryBatch.issue_id == issue.id, DeliveryBatch.status.in_(("queued", "running"))
+        )
+    ):
+        if batch.status == "queued":
+            batch.job_id = jobs.new_batch_job_id(batch.id)
+            batches.append((batch.id, batch.job_id))
+    if batches:
+        jobs.after_commit(jobs.enqueue_batches, batches)
+
+
+def _require(issue: Issue, allowed: tuple[str, ...], message: str) -> None:
+    if issue.status not in allowed:
+        raise IssueStateError(message)
+
+
+# --- progress ---------------------------------------------------------------
+
+
+def delivery_counts(issue: Issue) -> dict[str, int]:
+    """total, sent, failed, pending (+ skipped and cancelled) for the issue."""
+    rows = db.session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue.id)
+        .group_by(Delivery.status)
+    ).all()
+    by_status = {status: n for status, n in rows}
+    created = sum(by_status.values())
+    total = created if issue.fanout_done else max(issue.recipient_count, created)
+    sent = by_status.get("sent", 0)
+    failed = by_status.get("failed", 0)
+    skipped = by_status.get("skipped", 0)
+    cancelled = by_status.get("cancelled", 0)
+    return {
+        "total": total,
+        "sent": sent,
+        "failed": failed,
+        "pending": max(total - sent - failed - skipped - cancelled, 0),
+        "skipped": skipped,
+        "cancelled": cancelled,
+    }
+
+
+def progress(issue: Issue) -> dict[str, Any]:
+    """Counts plus the recent rate (messages per minute) and an estimate of the time left."""
+    counts = delivery_counts(issue)
+    rate_window = timedelta(seconds=current_app.config["PROGRESS_RATE_WINDOW_SECONDS"])
+    recent = 0
+    if issue.status == "sending":
+        recent = (
+            db.session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(
+                    Delivery.issue_id == issue.id,
+                    Delivery.status == "sent",
+                    Delivery.sent_at >= utcnow() - rate_window,
+                )
+            )
+            or 0
+        )
+    per_second = recent / rate_window.total_seconds()
+    eta = round(counts["pending"] / per_second) if per_second and counts["pending"] else None
+    done = counts["total"] - counts["pending"]
+    return {
+        "id": issue.id,
+        "status": issue.status,
+        "status_label": STATUS_LABELS[issue.status],
+        "counts": counts,
+        "percent": round(100 * done / counts["total"], 1) if counts["total"] else 100.0,
+        "rate_per_minute": round(per_second * 60),
+        "eta_seconds": eta,
+        "started_at": _iso(issue.started_at),
+        "finished_at": _iso(issue.finished_at),
+        "scheduled_at": _iso(issue.scheduled_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.replace(tzinfo=UTC).isoformat() if moment else None

@@ -1,0 +1,493 @@
+"""The delivery engine: every bulk mail (issues, announcements) goes out through here.
+
+Three jobs, all on the `bulk` queue and all safe to run twice:
+
+- `start_scheduled(issue_id)`: fired by RQ's scheduler at the issue's time.
+- `fan_out(issue_id)`: pages through the recipients by subscriber id (keyset,
+  so memory stays flat for any list size), writes a `DeliveryBatch` and its
+  `Delivery` rows per page, and enqueues the batches as it goes, so the
+  first mails leave while later batches are still being written.
+- `deliver_batch(batch_id)`: sends one batch over one SMTP connection.
+
+Per message, one transaction records the previous message as sent, checks
+that the issue is still sending and the subscription still confirmed, and
+claims this delivery; only then is the message sent. A worker killed at any
+point leaves at most the one message in flight unrecorded, and that is the
+only one another worker may send again. Batches are leased (`owner`,
+`heartbeat`): the reconciler gives a batch whose heartbeat went stale to a
+new job, and a worker that lost its lease stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from flask import current_app
+from rq.job import Job
+from sqlalchemy import and_, exists, insert, or_, select, update
+
+from service import jobs
+from service.clock import utcnow
+from service.extensions import db
+from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
+from service.issues.sending import begin_delivery, recipients_query
+from service.jobs import redis_connection
+from service.mail import sender_address
+from service.models import Delivery, DeliveryBatch, Issue, Subscriber, Subscription
+
+from .rate_limit import SendRateLimiter, parse_domain_rates
+from .smtp import PermanentFailure, ServerUnavailable, TransientFailure
+from .transport import app_transport
+
+log = logging.getLogger(__name__)
+
+# Batches are enqueued in groups of this many (one Redis round trip each);
+# the first batch of an issue goes at once, for a quick first mail.
+ENQUEUE_GROUP = 20
+
+
+def lease() -> timedelta:
+    """How long a batch or fan-out stays claimed without a heartbeat."""
+    return timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
+
+
+def heartbeat_every() -> float:
+    return max(0.5, current_app.config["BATCH_LEASE_SECONDS"] / 6)
+
+
+def max_attempts() -> int:
+    """Tries per recipient for temporary refusals (4xx) before it counts as failed."""
+    return len(current_app.config["MAIL_RETRY_INTERVALS"]) + 1
+
+
+# --- starting ---------------------------------------------------------------
+
+
+def start_scheduled(issue_id: int) -> str:
+    """Start a scheduled issue if it is (still) scheduled and due."""
+    started = db.session.execute(
+        update(Issue)
+        .where(
+            Issue.id == issue_id,
+            Issue.status == "scheduled",
+            Issue.scheduled_at <= utcnow() + timedelta(seconds=1),
+        )
+        .values(status="sending")
+    ).rowcount
+    if not started:
+        db.session.rollback()
+        return "not due"
+    # The conditional update holds the row until commit: a twin job waits and then finds
+    # the issue no longer scheduled.
+    issue = db.session.get(Issue, issue_id)
+    begin_delivery(issue)
+    db.session.commit()
+    log.info("scheduled issue %s started", issue_id)
+    return "started"
+
+
+# --- fan-out ----------------------------------------------------------------
+
+
+def fan_out(issue_id: int) -> str:
+    """Create the issue's delivery batches page by page and enqueue them."""
+    now = utcnow()
+    claimed = db.session.execute(
+        update(Issue)
+        .where(
+            Issue.id == issue_id,
+            Issue.status.in_(("sending", "paused")),
+            Issue.fanout_done.is_(False),
+            or_(Issue.fanout_heartbeat.is_(None), Issue.fanout_heartbeat < now - lease()),
+        )
+        .values(fanout_heartbeat=now)
+    ).rowcount
+    db.session.commit()
+    if not claimed:
+        return "skipped"
+
+    issue = db.session.get(Issue, issue_id)
+    size = current_app.config["BATCH_SIZE"]
+    to_enqueue: list[tuple[int, str]] = []
+    first = True
+    while True:
+        status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
+        if status not in ("sending", "paused"):
+            break
+        ids = db.session.scalars(
+            recipients_query(issue, after=issue.fanout_cursor, limit=size)
+        ).all()
+        if not ids:
+            issue.fanout_done, issue.fanout_heartbeat = True, None
+            db.session.commit()
+            break
+        batch = DeliveryBatch(issue_id=issue_id, status="queued")
+        db.session.add(batch)
+        db.session.flush()
+        batch.job_id = jobs.new_batch_job_id(batch.id)
+        db.session.execute(
+            insert(Delivery),
+            [{"issue_id": issue_id, "batch_id": batch.id, "subscriber_id": s} for s in ids],
+        )
+        issue.fanout_cursor, issue.fanout_heartbeat = ids[-1], utcnow()
+        db.session.commit()
+        if status == "sending":  # a paused issue's batches wait for resume
+            to_enqueue.append((batch.id, batch.job_id))
+        if first or len(to_enqueue) >= ENQUEUE_GROUP:
+            jobs.enqueue_batches(to_enqueue)
+            to_enqueue, first = [], False
+        db.session.expunge(batch)
+    jobs.enqueue_batches(to_enqueue)
+    finish_if_complete(issue_id)
+    return "done"
+
+
+# --- sending a batch ----------------------------------------------------------
+
+
+_skeletons: dict[tuple[int, object], MessageSkeleton] = {}
+
+
+def _skeleton(issue: Issue) -> MessageSkeleton:
+    """One skeleton per issue and process: every batch of it reuses the encoding."""
+    key = (issue.id, issue.started_at)
+    if key not in _skeletons:
+        if len(_skeletons) > 8:
+            _skeletons.clear()
+        _skeletons[key] = skeleton_for(issue)
+    return _skeletons[key]
+
+
+def _rate_limiter() -> SendRateLimiter:
+    config = current_app.config
+    return SendRateLimiter(
+        redis_connection(), config["SEND_RATE"], parse_domain_rates(config["SEND_RATE_PER_DOMAIN"])
+    )
+
+
+def deliver_batch(batch_id: int) -> str:
+    """Send a batch's pending deliveries; see the module docstring for the guarantees."""
+    owner = secrets.token_hex(8)
+    now = utcnow()
+    claimed = db.session.execute(
+        update(DeliveryBatch)
+        .where(
+            DeliveryBatch.id == batch_id,
+            or_(
+                DeliveryBatch.status == "queued",
+                and_(DeliveryBatch.status == "running", DeliveryBatch.heartbeat < now - lease()),
+            ),
+        )
+        .values(status="running", owner=owner, heartbeat=now, attempts=DeliveryBatch.attempts + 1)
+    ).rowcount
+    db.session.commit()
+    if not claimed:
+        log.info("batch %s is done or another worker has it; skipping", batch_id)
+        return "skipped"
+    batch = db.session.get(DeliveryBatch, batch_id)
+    issue = db.session.get(Issue, batch.issue_id)
+    if issue.status != "sending":
+        _release(batch_id, owner)
+        db.session.commit()
+        return issue.status
+    sender = BatchSender(issue, batch_id, owner)
+    try:
+        return sender.run()
+    finally:
+        sender.close()
+
+
+class BatchSender:
+    """The send loop of one claimed batch."""
+
+    def __init__(self, issue: Issue, batch_id: int, owner: str) -> None:
+        self.issue_id = issue.id
+        self.list_id = issue.list_id
+        self.batch_id = batch_id
+        self.owner = owner
+        self.skeleton = _skeleton(issue)
+        self.envelope_sender = sender_address()[1]
+        self.limiter = _rate_limiter()
+        self.transport = app_transport()
+        self.heartbeat_every = heartbeat_every()
+        self.max_attempts = max_attempts()
+        self.deferred = 0
+        # Sent but not yet recorded: written in the same commit as the next claim.
+        self.unrecorded: tuple[int, str] | None = None
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def run(self) -> str:
+        rows = db.session.execute(
+            select(
+                Delivery.id,
+                Delivery.subscriber_id,
+                Delivery.attempts,
+                Subscriber.public_key,
+                Subscriber.email,
+                Subscriber.ascii_email,
+                Subscriber.name,
+            )
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.batch_id == self.batch_id, Delivery.status.in_(("pending", "sending")))
+            .order_by(Delivery.id)
+        ).all()
+        db.session.commit()
+        last_beat = time.monotonic()
+        for row in rows:
+            self._record_sent()
+            if time.monotonic() - last_beat > self.heartbeat_every:
+                if not self._beat():
+                    db.session.commit()
+                    log.warning("batch %s taken over by another worker; stopping", self.batch_id)
+                    return "lost lease"
+                last_beat = time.monotonic()
+            outcome = self._claim(row.id, row.subscriber_id)
+            db.session.commit()
+            if outcome == "stop":
+                return "stopped"
+            if outcome != "claimed":
+                continue
+            self._send_one(row)
+        self._record_sent()
+        if self.deferred:
+            self._retry_later(f"{self.deferred} recipient(s) temporarily refused")
+            raise TransientFailure(f"batch {self.batch_id}: {self.deferred} deferred")
+        db.session.execute(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
+            .values(status="done", heartbeat=utcnow(), last_error=None)
+        )
+        db.session.commit()
+        finish_if_complete(self.issue_id)
+        return "done"
+
+    def _claim(self, delivery_id: int, subscriber_id: int) -> str:
+        """Claim one delivery if the issue still sends and the subscriber still wants it.
+
+        The common case is one conditional UPDATE; only when it matches
+        nothing do we look at why (paused, cancelled, unsubscribed, erased).
+        """
+        still_confirmed = exists().where(
+            Subscription.subscriber_id == subscriber_id,
+            Subscription.list_id == self.list_id,
+            Subscription.status == "confirmed",
+        )
+        still_sending = exists().where(Issue.id == self.issue_id, Issue.status == "sending")
+        claimed = db.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.status.in_(("pending", "sending")),
+                still_confirmed,
+                still_sending,
+            )
+            .values(status="sending", claimed_at=utcnow(), attempts=Delivery.attempts + 1)
+        ).rowcount
+        if claimed:
+            return "claimed"
+        issue_status = db.session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
+        if issue_status != "sending":
+            _release(self.batch_id, self.owner)
+            log.info("issue %s is %s; batch %s stops", self.issue_id, issue_status, self.batch_id)
+            return "stop"
+        subscription_status = db.session.scalar(
+            select(Subscription.status).where(
+                Subscription.subscriber_id == subscriber_id, Subscription.list_id == self.list_id
+            )
+        )
+        # Suppressed since the snapshot: unsubscribed, bounced or left the list.
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status.in_(("pending", "sending")))
+            .values(status="skipped", last_error=subscription_status or "removed")
+        )
+        return "skipped"
+
+    def _send_one(self, row) -> None:
+        address = row.ascii_email or row.email
+        recipient = Recipient(address=address, name=row.name or "", public_key=row.public_key)
+        self.limiter.wait(address.rpartition("@")[2])
+        message_id = self.skeleton.new_message_id(row.id)
+        raw = self.skeleton.personalise(recipient, message_id)
+        try:
+            self.transport.send(
+                self.envelope_sender, address, raw, smtputf8=row.ascii_email is None
+            )
+        except PermanentFailure as exc:
+            self._set(row.id, status="failed", last_error=str(exc)[:2000])
+        except ServerUnavailable as exc:
+            # Nothing can be sent now: put this one back and retry the batch later.
+            self._set(row.id, status="pending", last_error=str(exc)[:2000])
+            self._retry_later(str(exc))
+            raise
+        except TransientFailure as exc:
+            # This recipient's server said "later" (4xx); the others may go on.
+            if row.attempts + 1 >= self.max_attempts:
+                self._set(row.id, status="failed", last_error=f"opakovaně odmítnuto: {exc}"[:2000])
+            else:
+                self._set(row.id, status="pending", last_error=str(exc)[:2000])
+                self.deferred += 1
+        else:
+            self.unrecorded = (row.id, message_id)
+
+    def _set(self, delivery_id: int, **values) -> None:
+        db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+    def _record_sent(self) -> None:
+        if self.unrecorded is None:
+            return
+        delivery_id, message_id = self.unrecorded
+        self._set(
+            delivery_id, status="sent", sent_at=utcnow(), message_id=message_id, last_error=None
+        )
+        self.unrecorded = None
+
+    def _beat(self) -> bool:
+        return bool(
+            db.session.execute(
+                update(DeliveryBatch)
+                .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
+                .values(heartbeat=utcnow())
+            ).rowcount
+        )
+
+    def _retry_later(self, reason: str) -> None:
+        """Hand the batch back (RQ's Retry runs it again; the reconciler if Redis forgot)."""
+        self._record_sent()
+        db.session.execute(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
+            .values(status="queued", owner=None, heartbeat=None, last_error=reason[:2000])
+        )
+        db.session.commit()
+
+
+def _release(batch_id: int, owner: str) -> None:
+    """Give a claimed batch back unfinished (paused issue); resume enqueues it again."""
+    db.session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == batch_id, DeliveryBatch.owner == owner)
+        .values(status="queued", owner=None, heartbeat=None)
+    )
+
+
+def finish_if_complete(issue_id: int) -> bool:
+    """Mark the issue sent once every recipient has a batch and every batch is done."""
+    unfinished = exists().where(DeliveryBatch.issue_id == issue_id, DeliveryBatch.status != "done")
+    finished = db.session.execute(
+        update(Issue)
+        .where(
+            Issue.id == issue_id,
+            Issue.status == "sending",
+            Issue.fanout_done.is_(True),
+            ~unfinished,
+        )
+        .values(status="sent", finished_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    if finished:
+        log.info("issue %s sent", issue_id)
+    return bool(finished)
+
+
+# --- the reconciler's part --------------------------------------------------
+
+
+def reconcile_issues() -> dict[str, int]:
+    """Re-enqueue what the database says is unfinished and no live job will finish.
+
+    Scheduled starts whose job Redis forgot, fan-outs and batches whose
+    worker died (stale heartbeat) or whose job is gone (Redis flushed or
+    restarted), and issues whose last batch finished without marking them.
+    """
+    from .reconcile import LIVE_JOB_STATES
+
+    connection = redis_connection()
+    now = utcnow()
+    stale = now - lease()
+    done = {"scheduled": 0, "fan_outs": 0, "batches": 0, "finished": 0}
+
+    def live(job_ids: list[str]) -> list[bool]:
+        found = Job.fetch_many(job_ids, connection=connection) if job_ids else []
+        return [
+            job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES for job in found
+        ]
+
+    scheduled = db.session.execute(
+        select(Issue.id, Issue.scheduled_at).where(Issue.status == "scheduled")
+    ).all()
+    db.session.commit()
+    for (issue_id, at), alive in zip(
+        scheduled, live([jobs.start_job_id(i, at) for i, at in scheduled]), strict=True
+    ):
+        if not alive:
+            jobs.enqueue_scheduled_start(issue_id, at)
+            done["scheduled"] += 1
+
+    fanning = db.session.execute(
+        select(Issue.id, Issue.fanout_heartbeat).where(
+            Issue.status == "sending", Issue.fanout_done.is_(False)
+        )
+    ).all()
+    db.session.commit()
+    for (issue_id, heartbeat), alive in zip(
+        fanning, live([jobs.fan_out_job_id(i) for i, _ in fanning]), strict=True
+    ):
+        if (heartbeat is None and not alive) or (heartbeat is not None and heartbeat < stale):
+            old = _fetch_job(jobs.fan_out_job_id(issue_id), connection)
+            if old is not None:
+                old.delete()
+            jobs.enqueue_fan_out(issue_id)
+            done["fan_outs"] += 1
+
+    batches = db.session.execute(
+        select(
+            DeliveryBatch.id, DeliveryBatch.status, DeliveryBatch.job_id, DeliveryBatch.heartbeat
+        )
+        .join(Issue, Issue.id == DeliveryBatch.issue_id)
+        .where(Issue.status == "sending", DeliveryBatch.status.in_(("queued", "running")))
+        .order_by(DeliveryBatch.id)
+    ).all()
+    db.session.commit()
+    orphaned: list[int] = []
+    for start in range(0, len(batches), 500):
+        chunk = batches[start : start + 500]
+        alive = live([row.job_id or f"missing-{row.id}" for row in chunk])
+        for row, is_alive in zip(chunk, alive, strict=True):
+            if row.status == "running":
+                if row.heartbeat is None or row.heartbeat < stale:
+                    orphaned.append(row.id)
+            elif not is_alive:
+                orphaned.append(row.id)
+    if orphaned:
+        to_enqueue = []
+        for batch_id in orphaned:
+            job_id = jobs.new_batch_job_id(batch_id)
+            db.session.execute(
+                update(DeliveryBatch).where(DeliveryBatch.id == batch_id).values(job_id=job_id)
+            )
+            to_enqueue.append((batch_id, job_id))
+        db.session.commit()
+        for start in range(0, len(to_enqueue), 500):
+            jobs.enqueue_batches(to_enqueue[start : start + 500])
+        done["batches"] = len(orphaned)
+        log.info("reconciler re-enqueued %d delivery batch(es)", len(orphaned))
+
+    sending = db.session.scalars(
+        select(Issue.id).where(Issue.status == "sending", Issue.fanout_done.is_(True))
+    ).all()
+    db.session.commit()
+    done["finished"] = sum(finish_if_complete(issue_id) for issue_id in sending)
+    return done
+
+
+def _fetch_job(job_id: str, connection) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=connection)
+    except Exception:
+        return None
