@@ -29,6 +29,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _derive_extension_config(app)
 
     from . import database, errors, health, input_guard, jobs, pages
+    from .admin import auth as admin_auth
+    from .admin import bp as admin_bp
+    from .api import bp as api_bp
+    from .archive import bp as archive_bp
     from .extensions import db, limiter, migrate
     from .subscriptions import bp as subscriptions_bp
 
@@ -39,7 +43,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     input_guard.init_app(app)
     pages.init_app(app)
+    admin_auth.init_app(app)
     app.register_blueprint(subscriptions_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(archive_bp)
+    app.register_blueprint(api_bp)
     app.register_blueprint(health.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         from .dev.outbox import bp as outbox_bp
@@ -77,3 +85,8 @@ def _derive_extension_config(app: Flask) -> None:
     config["SESSION_COOKIE_SECURE"] = config["PREFERRED_URL_SCHEME"] == "https"
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
+    config["REMEMBER_COOKIE_HTTPONLY"] = True
+    # CSRF is checked by the admin blueprint itself (see service/admin/auth.py).
+    config["WTF_CSRF_CHECK_DEFAULT"] = False
+    config["WTF_CSRF_TIME_LIMIT"] = None  # tied to the session instead of an hour

@@ -114,6 +114,19 @@ def queue_message(
     msg: EmailMessage, *, kind: str, recipient: str, subscriber: Subscriber | None
 ) -> OutgoingMail:
     """Store `msg` for sending to `recipient`; enqueued when the transaction commits."""
+    return queue_message_bytes(
+        msg.as_bytes(policy=msg.policy),
+        message_id=str(msg["Message-ID"]),
+        kind=kind,
+        recipient=recipient,
+        subscriber=subscriber,
+    )
+
+
+def queue_message_bytes(
+    raw: bytes, *, message_id: str, kind: str, recipient: str, subscriber: Subscriber | None = None
+) -> OutgoingMail:
+    """Store an already built message (e.g. a personalised issue copy) for sending."""
     if subscriber is not None and subscriber.id is None:
         db.session.flush()
     mail = OutgoingMail(
@@ -122,8 +135,8 @@ def queue_message(
         sender=sender_address()[1],
         recipient=recipient,
         smtputf8=not recipient.isascii(),
-        message_id=str(msg["Message-ID"]),
-        raw=msg.as_bytes(policy=msg.policy),
+        message_id=message_id,
+        raw=raw,
         status="queued",
     )
     db.session.add(mail)

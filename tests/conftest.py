@@ -198,3 +198,88 @@ def link_to(mail: CaughtMail, route: str) -> str:
         if path.startswith(route):
             return path
     raise AssertionError(f"no {route} link in the mail")
+
+
+# --- accounts and subscribers for the editors' side ---------------------------
+
+PASSWORD = "správné-heslo-123"
+
+
+@dataclass
+class Accounts:
+    admin: object
+    editor: object
+    coordinator: object  # of the group list "ostrava-psb"
+
+
+@pytest.fixture
+def accounts(app) -> Accounts:
+    """An admin, an editor and a coordinator of `ostrava-psb`, all with PASSWORD."""
+    from sqlalchemy import select
+
+    from service.accounts import create_user
+    from service.models import MailingList
+
+    group = db.session.scalar(select(MailingList).filter_by(slug="ostrava-psb"))
+    made = Accounts(
+        admin=create_user("admin@socialnibydleni.example", PASSWORD, "admin"),
+        editor=create_user("redakce@socialnibydleni.example", PASSWORD, "editor"),
+        coordinator=create_user("koordinator@ostrava.example", PASSWORD, "coordinator", [group]),
+    )
+    db.session.commit()
+    return made
+
+
+def log_in(client, email: str, password: str = PASSWORD):
+    """Sign in through the real login form (CSRF token included); returns the response."""
+    page = client.get("/admin/login")
+    token = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
+    if token is None:
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page.data)
+    return client.post(
+        "/admin/login",
+        data={"email": email, "password": password, "csrf_token": token.group(1).decode()},
+    )
+
+
+def csrf_token_of(client, path: str) -> str:
+    """The CSRF token on an admin page (every admin form carries one)."""
+    page = client.get(path)
+    match = re.search(rb'name="csrf-token" content="([^"]+)"', page.data)
+    assert match, f"no csrf token on {path}"
+    return match.group(1).decode()
+
+
+def add_confirmed_subscribers(list_slug: str, count: int, *, start: int = 0) -> list[int]:
+    """`count` confirmed subscribers of a list (fast: plain inserts); returns their ids."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert, select
+
+    from service.clock import utcnow
+    from service.models import MailingList, Subscriber, Subscription
+
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
+    earlier = utcnow() - timedelta(minutes=5)
+    ids = []
+    for n in range(start, start + count):
+        email = f"odberatel{n}@example.cz"
+        subscriber = Subscriber(email=email, email_key=email, ascii_email=email, name=f"Čtenář {n}")
+        db.session.add(subscriber)
+        db.session.flush()
+        ids.append(subscriber.id)
+    db.session.execute(
+        insert(Subscription),
+        [
+            {
+                "subscriber_id": sid,
+                "list_id": mailing_list.id,
+                "status": "confirmed",
+                "subscribed_at": earlier,
+                "confirmed_at": earlier,
+            }
+            for sid in ids
+        ],
+    )
+    db.session.commit()
+    return ids

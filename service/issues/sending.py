@@ -329,3 +329,76 @@ def progress(issue: Issue) -> dict[str, Any]:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.replace(tzinfo=UTC).isoformat() if moment else None
+
+
+# --- previews and test sends ------------------------------------------------
+
+TEST_SUBJECT_PREFIX = "[TEST] "
+MAX_TEST_ADDRESSES = 10
+
+
+@dataclass
+class Preview:
+    """The mail exactly as a subscriber would get it, parsed back into its parts."""
+
+    subject: str
+    html: str
+    text: str
+    raw: bytes
+
+
+def preview(issue: Issue) -> Preview:
+    """Build a sample copy through the same skeleton the workers use, then read it back."""
+    from email import message_from_bytes, policy
+
+    from .rendering import Recipient, skeleton_for
+
+    skeleton = skeleton_for(issue)
+    raw = skeleton.personalise(
+        Recipient(address="ukazka@example.org", name="Ukázkový odběratel"),
+        skeleton.new_message_id(),
+    )
+    msg = message_from_bytes(raw, policy=policy.default)
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    return Preview(subject=str(msg["Subject"]), html=html, text=text, raw=raw)
+
+
+def parse_test_addresses(value: Any) -> tuple[list[str], str | None]:
+    """Addresses for a test send (comma, semicolon, space or newline separated), or an error."""
+    from ..addresses import InvalidAddress, parse_address_for_app
+
+    if isinstance(value, list):
+        parts = [p for p in value if isinstance(p, str)]
+        if len(parts) != len(value):
+            return [], "Adresy musí být text."
+    elif isinstance(value, str):
+        parts = value.replace(";", ",").replace("\n", ",").replace(" ", ",").split(",")
+    else:
+        return [], "Zadejte alespoň jednu adresu."
+    parts = [p.strip() for p in parts if p.strip()]
+    if not parts:
+        return [], "Zadejte alespoň jednu adresu."
+    if len(parts) > MAX_TEST_ADDRESSES:
+        return [], f"Najednou lze poslat zkoušku nejvýše na {MAX_TEST_ADDRESSES} adres."
+    addresses = []
+    for part in parts:
+        try:
+            address = parse_address_for_app(part)
+        except InvalidAddress:
+            return [], f"Neplatný e-mail: {part}"
+        addresses.append(address.ascii_email or address.email)
+    return list(dict.fromkeys(addresses)), None
+
+
+def send_test(issue: Issue, addresses: list[str]) -> int:
+    """Queue a test copy (subject marked [TEST], sample personal links) to each address."""
+    from ..mail import queue_message_bytes
+    from .rendering import Recipient, skeleton_for
+
+    skeleton = skeleton_for(issue, subject_prefix=TEST_SUBJECT_PREFIX)
+    for address in addresses:
+        message_id = skeleton.new_message_id()
+        raw = skeleton.personalise(Recipient(address=address), message_id)
+        queue_message_bytes(raw, message_id=message_id, kind="issue_test", recipient=address)
+    return len(addresses)

@@ -1,0 +1,3 @@
+"""API views."""
+
+from __future__ import annotations

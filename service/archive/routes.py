@@ -1,0 +1,3 @@
+"""Archive views."""
+
+from __future__ import annotations
