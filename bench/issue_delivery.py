@@ -1,0 +1,209 @@
+"""Benchmark: delivering an issue through the whole pipeline, against raw smtplib.
+
+In one run, against one local aiosmtpd sink that counts and discards:
+
+1. baseline: raw smtplib sends N pre-rendered messages over one connection;
+2. one worker process (`python -m service worker`, forking a work horse per
+   batch as in production) delivers a real issue to N confirmed subscribers:
+   the web side's `send_now`, fan-out, batches, per-message claims, the
+   personalised rendering and SMTP;
+3. the same with two worker processes.
+
+Printed: msg/s of each, the pipeline's ratio to the baseline, the time from
+"send" to the first mail, and the worker's peak RSS (largest of the worker
+and its work horses, from getrusage of the waited-for children).
+
+Run: .venv/bin/python bench/issue_delivery.py [N] [--database-url URL]
+(default N=5000 on a temporary SQLite file; pass a PostgreSQL URL to measure that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiosmtpd.controller import Controller
+from rq import Worker
+from sqlalchemy import insert, select
+
+from service import create_app
+from service.clock import utcnow
+from service.dev.processes import free_port
+from service.dev.redis_server import PrivateRedis
+from service.extensions import db
+from service.issues import sending
+from service.issues.rendering import Recipient, skeleton_for
+from service.jobs import redis_connection
+from service.models import Issue, MailingList, Subscriber, Subscription
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+class CountingSink:
+    """Accepts every message and only counts it, noting when the first one came."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_at: float | None = None
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            self.count += 1
+            if self.first_at is None:
+                self.first_at = time.perf_counter()
+        return "250 OK"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.count, self.first_at = 0, None
+
+
+def seed(n: int) -> None:
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    rows = [
+        {"email": f"ctenar{i}@example.cz", "email_key": f"ctenar{i}@example.cz",
+         "ascii_email": f"ctenar{i}@example.cz", "name": f"Čtenář {i}", "public_key": f"k{i}"}
+        for i in range(n)
+    ]  # fmt: skip
+    db.session.execute(insert(Subscriber), rows)
+    ids = db.session.scalars(select(Subscriber.id)).all()
+    earlier = utcnow()
+    db.session.execute(
+        insert(Subscription),
+        [{"subscriber_id": i, "list_id": mailing_list.id, "status": "confirmed",
+          "subscribed_at": earlier, "confirmed_at": earlier} for i in ids],
+    )  # fmt: skip
+    db.session.commit()
+
+
+def new_issue() -> Issue:
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    body = (PROJECT / "bench" / "sample_issue.md").read_text(encoding="utf-8")
+    fields, errors = sending.validate_fields("Zpravodaj sociálního bydlení 12/2026", body, "")
+    assert not errors, errors
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    return issue
+
+
+def raw_smtplib(port: int, n: int) -> float:
+    """msg/s of raw smtplib over one connection, messages rendered beforehand."""
+    issue = new_issue()
+    skeleton = skeleton_for(issue)
+    messages = [
+        (f"ctenar{i}@example.cz",
+         skeleton.personalise(Recipient(f"ctenar{i}@example.cz", f"Čtenář {i}", f"k{i}"),
+                              skeleton.new_message_id(i)))
+        for i in range(n)
+    ]  # fmt: skip
+    with smtplib.SMTP("127.0.0.1", port) as connection:
+        start = time.perf_counter()
+        for address, raw in messages:
+            connection.sendmail("zpravodaj@localhost.localdomain", [address], raw)
+        return n / (time.perf_counter() - start)
+
+
+def pipeline(app, env: dict[str, str], sink: CountingSink, n: int, workers: int) -> dict:
+    """Deliver one issue with `workers` worker processes; msg/s, first mail, peak RSS."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "service", "worker"], env=env, cwd=PROJECT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(Worker.all(connection=redis_connection())) < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit("workers did not start")
+        time.sleep(0.1)
+    issue = new_issue()
+    sink.reset()
+    start = time.perf_counter()
+    sending.send_now(issue)
+    db.session.commit()
+    answered = time.perf_counter() - start
+    while True:
+        db.session.expire_all()
+        status = db.session.scalar(select(Issue.status).where(Issue.id == issue.id))
+        db.session.commit()
+        if status == "sent":
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(60)
+    assert sink.count == n, f"sink got {sink.count} of {n}"
+    return {
+        "rate": n / elapsed,
+        "answered": answered,
+        "first_mail": (sink.first_at - start) if sink.first_at else float("nan"),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=5000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+
+    sink = CountingSink()
+    port = free_port("127.0.0.1")
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
+        database_url = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
+        config = {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis.url,
+            "SMTP_URL": f"smtp://127.0.0.1:{port}",
+            "SECRET_KEY": "bench",
+            "RATE_LIMITS": False,
+            "BASE_URL": "https://zpravodaj.example",
+        }
+        env = {**os.environ, **{k: str(v) for k, v in config.items()}, "RATE_LIMITS": "off"}
+        app = create_app(config)
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
+            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
+            db.session.commit()
+            seed(args.n)
+            baseline = raw_smtplib(port, args.n)
+            one = pipeline(app, env, sink, args.n, workers=1)
+            two = pipeline(app, env, sink, args.n, workers=2)
+            db.drop_all()
+    controller.stop()
+
+    kind = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
+    print(f"issue delivery to {args.n} subscribers ({kind}), one aiosmtpd sink on loopback")
+    print(f"  raw smtplib, one connection, pre-rendered: {baseline:8.0f} msg/s  (baseline)")
+    for label, result in (("one worker", one), ("two workers", two)):
+        print(
+            f"  pipeline, {label:11}: {result['rate']:8.0f} msg/s  "
+            f"= {result['rate'] / baseline:.2f} x baseline; "
+            f"send answered in {result['answered'] * 1000:.0f} ms, "
+            f"first mail after {result['first_mail'] * 1000:.0f} ms"
+        )
+    print(f"  peak RSS of a worker process (incl. work horses): {one['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,442 @@
+"""The delivery engine with real parts: RQ worker, Redis, SMTP sink, SQLite/PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email import message_from_bytes, policy
+
+import pytest
+from sqlalchemy import func, select
+
+from service.dev.mail_catcher import MailCatcher, start_catcher
+from service.extensions import db
+from service.issues import sending
+from service.models import Delivery, Issue, MailingList, Subscription
+from tests.conftest import BASE_URL, add_confirmed_subscribers, link_to, run_jobs
+from workers.delivery import deliver_batch, fan_out
+from workers.reconcile import reconcile
+from workers.smtp import TransientFailure
+
+BODY = """Dobrý den,
+
+v tomto vydání: **nové byty** v Ostravě a [metodika](https://socialnibydleni.example/metodika).
+
+- první bod
+- druhý bod
+"""
+
+
+def make_issue(slug: str = "zpravodaj", subject: str = "Zpravodaj 12/2026") -> Issue:
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    fields, errors = sending.validate_fields(subject, BODY, "Co je nového v sociálním bydlení")
+    assert not errors
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    return issue
+
+
+def send(issue: Issue) -> None:
+    sending.send_now(issue)
+    db.session.commit()
+
+
+def counts(issue: Issue) -> dict:
+    db.session.expire_all()
+    return sending.delivery_counts(db.session.get(Issue, issue.id))
+
+
+def test_issue_reaches_every_confirmed_subscriber_exactly_once(app, outbox):
+    app.config["BATCH_SIZE"] = 40
+    add_confirmed_subscribers("zpravodaj", 230)
+    other_list = add_confirmed_subscribers("novinky", 5, start=1000)
+    issue = make_issue()
+    send(issue)
+    run_jobs(app)
+
+    recipients = [rcpt for mail in outbox.mails for rcpt in mail.rcpt_tos]
+    assert len(recipients) == 230
+    assert len(set(recipients)) == 230
+    assert not {f"odberatel{n}@example.cz" for n in range(1000, 1005)} & set(recipients)
+    assert other_list
+    assert counts(issue) == {
+        "total": 230, "sent": 230, "failed": 0, "pending": 0, "skipped": 0, "cancelled": 0
+    }  # fmt: skip
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_pending_and_unsubscribed_subscribers_do_not_get_the_issue(app, outbox):
+    ids = add_confirmed_subscribers("zpravodaj", 6)
+    db.session.execute(
+        Subscription.__table__.update()
+        .where(Subscription.subscriber_id.in_(ids[:2]))
+        .values(status="pending")
+    )
+    db.session.execute(
+        Subscription.__table__.update()
+        .where(Subscription.subscriber_id.in_(ids[2:3]))
+        .values(status="unsubscribed")
+    )
+    db.session.commit()
+    send(make_issue())
+    run_jobs(app)
+    assert sorted(r for m in outbox.mails for r in m.rcpt_tos) == [
+        f"odberatel{n}@example.cz" for n in range(3, 6)
+    ]
+
+
+def test_mail_has_list_headers_and_both_parts(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 1)
+    send(make_issue())
+    run_jobs(app)
+    [mail] = outbox.mails
+    raw = mail.data
+    msg = message_from_bytes(raw, policy=policy.default)
+    header_lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    unsubscribe_line = next(h for h in header_lines if h.startswith(b"List-Unsubscribe: "))
+    assert unsubscribe_line.startswith(
+        b"List-Unsubscribe: <" + BASE_URL.encode() + b"/unsubscribe/"
+    )
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in header_lines
+    assert any(h.startswith(b"List-Id: ") and b"<zpravodaj." in h for h in header_lines)
+    assert msg["Message-ID"].endswith("@socialnibydleni.example>")
+    assert msg["Date"] and msg["From"] and msg["Subject"] == "Zpravodaj 12/2026"
+    [to] = msg["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Čtenář 0", "odberatel0@example.cz")
+    assert all(line.isascii() for line in header_lines)  # RFC 2047 without SMTPUTF8
+    assert msg.get_content_type() == "multipart/alternative"
+    text_part, html_part = msg.get_payload()
+    assert text_part.get_content_type() == "text/plain"
+    assert html_part.get_content_type() == "text/html"
+    text, html = text_part.get_content(), html_part.get_content()
+    for words in ("nové byty", "metodika", "druhý bod"):
+        assert words in text and words in html
+    assert "https://socialnibydleni.example/metodika" in text
+    assert link_to(mail, "/unsubscribe/") in html
+    assert link_to(mail, "/preferences/") in html
+    assert f"{BASE_URL}/archive/zpravodaj" in text
+
+
+def test_one_click_unsubscribe_takes_the_address_off_the_next_issue(app, client, outbox):
+    add_confirmed_subscribers("zpravodaj", 3)
+    send(make_issue())
+    run_jobs(app)
+    first = next(m for m in outbox.mails if m.rcpt_tos == ["odberatel1@example.cz"])
+    header = first.message["List-Unsubscribe"].strip("<>")
+    response = client.post(header.removeprefix(BASE_URL), data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    outbox.catcher.clear()
+    send(make_issue(subject="Zpravodaj 1/2027"))
+    run_jobs(app)
+    assert sorted(r for m in outbox.mails for r in m.rcpt_tos) == [
+        "odberatel0@example.cz",
+        "odberatel2@example.cz",
+    ]
+
+
+# --- the life of an issue: pause, resume, cancel, schedule ---------------------
+
+
+def recipients(outbox) -> list[str]:
+    return sorted(r for m in outbox.mails for r in m.rcpt_tos)
+
+
+def test_paused_issue_sends_nothing_until_resumed(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 12)
+    issue = make_issue()
+    send(issue)
+    sending.pause(issue)
+    db.session.commit()
+    run_jobs(app)
+    assert outbox.mails == []
+    assert counts(issue)["pending"] == 12
+
+    issue = db.session.get(Issue, issue.id)
+    sending.resume(issue)
+    db.session.commit()
+    run_jobs(app)
+    assert len(recipients(outbox)) == 12
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_cancel_stops_and_send_again_reaches_only_those_not_reached(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 8)
+    app.config["BATCH_SIZE"] = 3
+    issue = make_issue()
+    send(issue)
+    fan_out(issue.id)  # the batches exist and are queued in Redis
+    first_batch = db.session.scalar(select(func.min(Delivery.batch_id)))
+    deliver_batch(first_batch)  # three go out before the editor cancels
+    issue = db.session.get(Issue, issue.id)
+    sending.cancel(issue)
+    db.session.commit()
+    run_jobs(app)
+    assert len(recipients(outbox)) == 3
+    assert counts(issue) | {"total": 8} == {
+        "total": 8, "sent": 3, "failed": 0, "pending": 0, "skipped": 0, "cancelled": 5
+    }  # fmt: skip
+
+    issue = db.session.get(Issue, issue.id)
+    assert sending.resend_unreached(issue) == 5
+    db.session.commit()
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(8))
+    db.session.expire_all()
+    issue = db.session.get(Issue, issue.id)
+    assert issue.status == "sent"
+    with pytest.raises(sending.IssueStateError):
+        sending.resend_unreached(issue)
+
+
+def test_scheduled_issue_starts_at_its_time_through_the_rq_scheduler(app, outbox):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from rq.registry import ScheduledJobRegistry
+    from rq.scheduler import RQScheduler
+
+    from service.jobs import BULK_QUEUE, redis_connection
+
+    add_confirmed_subscribers("zpravodaj", 4)
+    issue = make_issue()
+    at = datetime.now(UTC) + timedelta(seconds=1.5)
+    sending.schedule(issue, at)
+    db.session.commit()
+    assert issue.scheduled_at == at.replace(tzinfo=None)  # stored as naive UTC
+    registry = ScheduledJobRegistry(BULK_QUEUE, connection=redis_connection())
+    [job_id] = registry.get_job_ids()
+    assert registry.get_scheduled_time(job_id) == at.replace(microsecond=0)
+
+    scheduler = RQScheduler([BULK_QUEUE], connection=redis_connection())
+    scheduler.acquire_locks()  # what a worker started with the scheduler does
+    scheduler.enqueue_scheduled_jobs()  # not due yet: nothing moves
+    run_jobs(app)
+    assert outbox.mails == []
+    time.sleep(max(0, (at - datetime.now(UTC)).total_seconds()) + 1)
+    scheduler.enqueue_scheduled_jobs()
+    run_jobs(app)
+    assert len(recipients(outbox)) == 4
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_unscheduled_issue_is_not_started_by_its_old_job(app, outbox):
+    from datetime import UTC, datetime, timedelta
+
+    from workers.delivery import start_scheduled
+
+    add_confirmed_subscribers("zpravodaj", 2)
+    issue = make_issue()
+    sending.schedule(issue, datetime.now(UTC) + timedelta(hours=1))
+    db.session.commit()
+    assert start_scheduled(issue.id) == "not due"
+    sending.unschedule(db.session.get(Issue, issue.id))
+    db.session.commit()
+    assert start_scheduled(issue.id) == "not due"
+    assert db.session.get(Issue, issue.id).status == "draft"
+
+
+def test_schedule_in_the_past_is_refused_in_czech(app):
+    from datetime import UTC, datetime, timedelta
+
+    issue = make_issue()
+    with pytest.raises(sending.IssueStateError, match="v budoucnosti"):
+        sending.schedule(issue, datetime.now(UTC) - timedelta(minutes=1))
+
+
+def test_snapshot_leaves_out_those_who_confirm_after_send(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 3)
+    issue = make_issue()
+    send(issue)
+    late = add_confirmed_subscribers("zpravodaj", 2, start=100)
+    db.session.execute(
+        Subscription.__table__.update()
+        .where(Subscription.subscriber_id.in_(late))
+        .values(confirmed_at=issue.snapshot_at + timedelta(seconds=1))
+    )  # they confirmed a moment after the editor pressed "send"
+    db.session.commit()
+    run_jobs(app)
+    assert recipients(outbox) == [f"odberatel{n}@example.cz" for n in range(3)]
+
+
+# --- refusals and faults ----------------------------------------------------
+
+
+def test_permanent_refusal_is_recorded_per_recipient_and_the_rest_go_out(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 5)
+    outbox.catcher.reject_rcpt["odberatel2@example.cz"] = (550, "5.1.1 No such user")
+    issue = make_issue()
+    send(issue)
+    run_jobs(app)
+    assert len(recipients(outbox)) == 4
+    assert counts(issue)["failed"] == 1
+    failed = db.session.scalar(select(Delivery).filter_by(status="failed"))
+    assert "550" in failed.last_error
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"  # finished, honestly reported
+
+
+def test_temporary_refusal_of_one_recipient_is_retried_without_resending_others(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 4)
+    outbox.catcher.reject_rcpt["odberatel1@example.cz"] = (451, "4.7.1 Greylisted")
+    issue = make_issue()
+    send(issue)
+    fan_out(issue.id)
+    with pytest.raises(TransientFailure):
+        deliver_batch(db.session.scalar(select(func.min(Delivery.batch_id))))
+    assert len(recipients(outbox)) == 3
+    outbox.catcher.reject_rcpt.clear()
+    run_jobs(app)  # RQ's Retry (or the queued job) runs the batch again
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(4))
+    assert counts(issue)["sent"] == 4
+
+
+def test_temporary_refusals_give_up_after_the_configured_attempts(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 2)
+    outbox.catcher.reject_rcpt["odberatel0@example.cz"] = (452, "4.2.2 Mailbox full")
+    issue = make_issue()
+    send(issue)
+    for _ in range(4):
+        run_jobs(app)
+        reconcile()
+    run_jobs(app)
+    assert counts(issue) | {"total": 2} == {
+        "total": 2, "sent": 1, "failed": 1, "pending": 0, "skipped": 0, "cancelled": 0
+    }  # fmt: skip
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_smtp_server_down_then_back_the_issue_resumes_by_itself(app, outbox):
+    from service.dev.processes import free_port
+
+    add_confirmed_subscribers("zpravodaj", 6)
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port('127.0.0.1')}"  # nobody listens
+    issue = make_issue()
+    send(issue)
+    run_jobs(app)  # every retry fails: connection refused
+    assert outbox.mails == []
+    assert counts(issue)["pending"] == 6
+    app.config["SMTP_URL"] = outbox.url  # the server is back
+    reconcile()  # what the worker's maintenance loop runs every RECONCILE_INTERVAL
+    run_jobs(app)
+    assert len(recipients(outbox)) == 6
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_redis_flushed_mid_issue_loses_nothing_and_duplicates_nothing(app, outbox):
+    from service.jobs import redis_connection
+
+    add_confirmed_subscribers("zpravodaj", 50)
+    app.config["BATCH_SIZE"] = 10
+    issue = make_issue()
+    send(issue)
+    fan_out(issue.id)
+    first_batch = db.session.scalar(select(func.min(Delivery.batch_id)))
+    deliver_batch(first_batch)
+    redis_connection().flushdb()  # every queued batch job is gone
+    reconcile()  # what every worker runs at start and every RECONCILE_INTERVAL
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(50))
+
+
+def test_redis_flushed_before_fan_out_loses_nothing(app, outbox):
+    from service.jobs import redis_connection
+
+    add_confirmed_subscribers("zpravodaj", 7)
+    issue = make_issue()
+    send(issue)
+    redis_connection().flushdb()
+    reconcile()
+    run_jobs(app)
+    assert len(recipients(outbox)) == 7
+
+
+def test_batch_run_twice_sends_nothing_twice(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 5)
+    issue = make_issue()
+    send(issue)
+    fan_out(issue.id)
+    batch_id = db.session.scalar(select(func.min(Delivery.batch_id)))
+    assert deliver_batch(batch_id) == "done"
+    assert deliver_batch(batch_id) == "skipped"
+    assert fan_out(issue.id) == "skipped"
+    run_jobs(app)
+    assert len(recipients(outbox)) == 5
+
+
+class HookedCatcher(MailCatcher):
+    """Accepts mail and calls `after(n)` after the n-th message: acts mid-issue."""
+
+    def __init__(self, after) -> None:
+        super().__init__()
+        self.after = after
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        self.after(len(self.mails))
+        return answer
+
+
+def _sql_on_the_side(app, statement: str, **params) -> None:
+    """Run SQL on a connection of its own, as another process (web, admin) would."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    with engine.begin() as connection:
+        connection.execute(text(statement), params)
+    engine.dispose()
+
+
+def test_unsubscribe_mid_issue_takes_effect_before_that_message(app, outbox):
+    ids = add_confirmed_subscribers("zpravodaj", 6)
+
+    def unsubscribe_the_last(n):
+        if n == 2:
+            _sql_on_the_side(
+                app, "UPDATE subscription SET status='unsubscribed' WHERE subscriber_id=:s",
+                s=ids[-1],
+            )  # fmt: skip
+
+    catcher = HookedCatcher(unsubscribe_the_last)
+    controller = start_catcher(catcher)
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
+    try:
+        issue = make_issue()
+        send(issue)
+        run_jobs(app)
+    finally:
+        controller.stop()
+    got = sorted(r for m in catcher.mails for r in m.rcpt_tos)
+    assert got == [f"odberatel{n}@example.cz" for n in range(5)]
+    assert counts(issue)["skipped"] == 1
+
+
+def test_pause_mid_issue_stops_after_the_message_in_flight(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 10)
+    issue = make_issue()
+    issue_id = issue.id
+
+    def pause_after_three(n):
+        if n == 3:
+            _sql_on_the_side(app, "UPDATE issue SET status='paused' WHERE id=:i", i=issue_id)
+
+    catcher = HookedCatcher(pause_after_three)
+    controller = start_catcher(catcher)
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
+    try:
+        send(issue)
+        run_jobs(app)
+        assert len(catcher.mails) == 3
+        db.session.expire_all()
+        issue = db.session.get(Issue, issue.id)
+        assert issue.status == "paused"
+        sending.resume(issue)
+        db.session.commit()
+        run_jobs(app)
+    finally:
+        controller.stop()
+    got = sorted(r for m in catcher.mails for r in m.rcpt_tos)
+    assert got == sorted(f"odberatel{n}@example.cz" for n in range(10))

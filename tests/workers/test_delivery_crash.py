@@ -1,0 +1,145 @@
+"""kill -9 a real worker process mid-issue: a new worker finishes it by itself.
+
+Real processes (`python -m service worker`), a real Redis and a real SMTP
+sink on loopback; the only shortened setting is the lease (how long a
+silent batch stays claimed), so the test runs in seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from sqlalchemy import select
+
+from service.dev.mail_catcher import MailCatcher, start_catcher
+from service.extensions import db
+from service.issues import sending
+from service.jobs import redis_connection
+from service.models import Issue, MailingList
+from tests.conftest import add_confirmed_subscribers
+from tests.workers.test_outgoing_mail import worker_env
+
+RECIPIENTS = 300
+
+
+class SlowSink(MailCatcher):
+    """Keeps every mail, then takes a while to answer: many messages are in flight over time."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.received = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        with self.received:
+            self.received.notify_all()
+        await asyncio.sleep(self.delay)
+        return answer
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self.received:
+            return self.received.wait_for(lambda: len(self.mails) >= count, timeout)
+
+
+def start_worker(app, smtp_url: str, **settings: str) -> subprocess.Popen:
+    env = worker_env(app, smtp_url)
+    env.update(BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", RECONCILE_INTERVAL="1", **settings)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "worker"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop(worker: subprocess.Popen, sig=signal.SIGKILL) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, sig)
+        worker.wait(20)
+
+
+def issue_status(issue_id: int) -> str:
+    db.session.expire_all()
+    status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
+    db.session.commit()
+    return status
+
+
+def start_issue() -> int:
+    add_confirmed_subscribers("zpravodaj", RECIPIENTS)
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    fields, _ = sending.validate_fields("Zpravodaj 12/2026", "Text vydání.", "")
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    sending.send_now(issue)
+    db.session.commit()
+    return issue.id
+
+
+def wait_until_sent(issue_id: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if issue_status(issue_id) == "sent":
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def assert_everyone_once_at_most_one_twice(mails) -> None:
+    got = collections.Counter(r for m in mails for r in m.rcpt_tos)
+    assert set(got) == {f"odberatel{n}@example.cz" for n in range(RECIPIENTS)}, "somebody lost"
+    twice = [address for address, n in got.items() if n > 1]
+    assert len(twice) <= 1, f"sent twice: {twice}"
+    assert max(got.values()) <= 2
+
+
+def test_worker_killed_mid_issue_a_new_worker_completes_it(app):
+    sink = SlowSink(delay=0.01)
+    controller = start_catcher(sink)
+    smtp_url = f"smtp://127.0.0.1:{controller.port}"
+    try:
+        issue_id = start_issue()
+        first = start_worker(app, smtp_url)
+        try:
+            assert sink.wait_for(60, timeout=60), "the first worker never got going"
+        finally:
+            stop(first)  # kill -9 the worker and its work horse, mid-batch
+        sent_before = len(sink.mails)
+        assert sent_before < RECIPIENTS
+        assert issue_status(issue_id) == "sending"
+
+        second = start_worker(app, smtp_url)
+        try:
+            assert wait_until_sent(issue_id, timeout=120), "the issue did not complete by itself"
+        finally:
+            stop(second, signal.SIGTERM)
+    finally:
+        controller.stop()
+    assert_everyone_once_at_most_one_twice(sink.mails)
+
+
+def test_redis_flushed_while_workers_send_loses_nothing(app):
+    sink = SlowSink(delay=0.005)
+    controller = start_catcher(sink)
+    smtp_url = f"smtp://127.0.0.1:{controller.port}"
+    try:
+        issue_id = start_issue()
+        worker = start_worker(app, smtp_url)
+        try:
+            assert sink.wait_for(40, timeout=60)
+            redis_connection().flushdb()  # queued batch jobs and the worker's own keys vanish
+            assert wait_until_sent(issue_id, timeout=120), "the issue did not complete by itself"
+        finally:
+            stop(worker, signal.SIGTERM)
+    finally:
+        controller.stop()
+    assert_everyone_once_at_most_one_twice(sink.mails)
