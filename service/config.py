@@ -103,3 +103,17 @@ def check_required(config: Mapping[str, Any]) -> None:
         )
     if config.get("SMTPUTF8") not in {"auto", "on", "off"}:
         raise ConfigError("SMTPUTF8 must be one of auto, on, off.")
+    if config["BATCH_LEASE_SECONDS"] <= config["SMTP_TIMEOUT"]:
+        # A batch waiting on a slow server must not look abandoned to the reconciler.
+        raise ConfigError("BATCH_LEASE_SECONDS must be longer than SMTP_TIMEOUT.")
+    if config["BATCH_SIZE"] < 1:
+        raise ConfigError("BATCH_SIZE must be at least 1.")
+    domain_rates = config["SEND_RATE_PER_DOMAIN"]
+    for part in filter(None, (p.strip() for p in domain_rates.split(","))):
+        value = part.rpartition("=")[2]
+        try:
+            float(value)
+        except ValueError:
+            raise ConfigError(
+                f"SEND_RATE_PER_DOMAIN={domain_rates!r}: use e.g. 'seznam.cz=5,*=20'."
+            ) from None

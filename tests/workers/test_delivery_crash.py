@@ -51,7 +51,10 @@ class SlowSink(MailCatcher):
 
 def start_worker(app, smtp_url: str, **settings: str) -> subprocess.Popen:
     env = worker_env(app, smtp_url)
-    env.update(BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", RECONCILE_INTERVAL="1", **settings)
+    env.update(
+        BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", SMTP_TIMEOUT="2", RECONCILE_INTERVAL="1",
+        **settings,
+    )  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "service", "worker"],
         env=env,
