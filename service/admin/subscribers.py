@@ -1,3 +1,399 @@
-"""Subscribers: search, filter, one person's consent history, CSV import and export."""
+"""Subscribers: search, filter, one person's consent history, CSV import and export.
+
+Editors and administrators only: coordinators manage their groups' members
+elsewhere and must not browse everyone's addresses. Import and export go
+through `subscriptions.transfer`, the same code as the CLI, so the two never
+disagree about what an import does or what an export contains.
+"""
 
 from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import (
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import selectinload
+from wtforms import SelectField, StringField
+from wtforms.validators import DataRequired, Length
+
+from ..extensions import db
+from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
+from ..subscriptions import actions, transfer
+from . import bp
+from .auth import require_role
+from .dashboard import STATUS_LABELS
+
+PER_PAGE = 50
+MAX_QUERY_LENGTH = 200
+
+ACTION_LABELS = {
+    "signup": "přihlášení",
+    "confirm": "potvrzení",
+    "unsubscribe": "odhlášení",
+    "import": "import",
+    "preferences_add": "přidání v nastavení",
+    "preferences_remove": "odebrání v nastavení",
+    "bounce": "nedoručitelnost",
+}
+
+CHANNEL_LABELS = {
+    "page": "formulář na stránce",
+    "embed": "vložený formulář",
+    "api": "API",
+    "import": "import",
+    "link": "odkaz v e-mailu",
+    "one-click": "odhlášení jedním klikem",
+    "preferences": "stránka nastavení",
+    "admin": "administrace",
+    "bounce": "vrácený e-mail",
+}
+
+editors_only = require_role("admin", "editor")
+
+
+# --- the list of subscribers --------------------------------------------------
+
+
+@dataclass
+class Filters:
+    """The list page's query, cleaned: whatever was typed into the URL, never a 500."""
+
+    query: str = ""
+    mailing_list: MailingList | None = None
+    status: str | None = None
+    page: int = 1
+
+    def args(self, **changes: Any) -> dict[str, Any]:
+        """Query-string arguments for a link to this view, with some changed."""
+        values = {
+            "q": self.query or None,
+            "list": self.mailing_list.slug if self.mailing_list else None,
+            "status": self.status,
+            "page": self.page if self.page > 1 else None,
+        }
+        values.update(changes)
+        return {key: value for key, value in values.items() if value not in (None, "", 1)}
+
+
+def read_filters(lists: list[MailingList]) -> tuple[Filters, list[str]]:
+    """Filters from the query string, and Czech notes about the parts ignored."""
+    notes = []
+    filters = Filters(query=request.args.get("q", "").strip()[:MAX_QUERY_LENGTH])
+    slug = request.args.get("list", "").strip()
+    if slug:
+        filters.mailing_list = next((m for m in lists if m.slug == slug), None)
+        if filters.mailing_list is None:
+            notes.append("Seznam s tímto označením neexistuje; zobrazují se všechny seznamy.")
+    status = request.args.get("status", "").strip()
+    if status:
+        if status in SUBSCRIPTION_STATUSES:
+            filters.status = status
+        else:
+            notes.append("Neznámý stav odběru; zobrazují se všechny stavy.")
+    page = request.args.get("page", "1").strip()
+    if page.isascii() and page.isdigit() and 0 < len(page) < 7:
+        filters.page = max(int(page), 1)
+    else:
+        notes.append("Neplatné číslo stránky; zobrazuje se první stránka.")
+    return filters, notes
+
+
+def search_statement(filters: Filters):
+    """The subscribers matching the filters, newest first (not yet paginated)."""
+    statement = select(Subscriber)
+    if filters.query:
+        # email_key is the case-folded address, so folding the query matches
+        # any capitals; names compare lower-cased (Unicode on PostgreSQL).
+        statement = statement.where(
+            or_(
+                Subscriber.email_key.contains(filters.query.casefold(), autoescape=True),
+                func.lower(Subscriber.name).contains(filters.query.lower(), autoescape=True),
+            )
+        )
+    if filters.mailing_list is not None or filters.status is not None:
+        membership = Subscription.subscriber_id == Subscriber.id
+        conditions = [membership]
+        if filters.mailing_list is not None:
+            conditions.append(Subscription.list_id == filters.mailing_list.id)
+        if filters.status is not None:
+            conditions.append(Subscription.status == filters.status)
+        statement = statement.where(exists().where(*conditions))
+    return statement
+
+
+@bp.get("/subscribers")
+@editors_only
+def subscribers():
+    lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
+    filters, notes = read_filters(lists)
+    statement = search_statement(filters)
+    total = db.session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
+    if filters.page > pages:
+        filters.page = pages
+    people = list(
+        db.session.scalars(
+            statement.options(
+                selectinload(Subscriber.subscriptions).selectinload(Subscription.mailing_list)
+            )
+            .order_by(Subscriber.created_at.desc(), Subscriber.id.desc())
+            .offset((filters.page - 1) * PER_PAGE)
+            .limit(PER_PAGE)
+        )
+    )
+    return render_template(
+        "admin/subscribers.html",
+        people=people,
+        total=total,
+        pages=pages,
+        page_links=page_numbers(filters.page, pages),
+        filters=filters,
+        notes=notes,
+        lists=lists,
+        statuses=SUBSCRIPTION_STATUSES,
+        status_labels=STATUS_LABELS,
+    )
+
+
+def page_numbers(current: int, pages: int) -> list[int | None]:
+    """Page links to show: the ends and the neighbourhood of the current page; None is a gap."""
+    shown = sorted({1, pages, *range(max(current - 2, 1), min(current + 2, pages) + 1)})
+    result: list[int | None] = []
+    for number in shown:
+        if result and result[-1] is not None and number - result[-1] > 1:
+            result.append(None)
+        result.append(number)
+    return result
+
+
+# --- one subscriber -----------------------------------------------------------
+
+
+def subscriber_or_404(subscriber_id: int) -> Subscriber:
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        abort(404)
+    return subscriber
+
+
+@bp.get("/subscribers/<int:subscriber_id>")
+@editors_only
+def subscriber(subscriber_id: int):
+    person = subscriber_or_404(subscriber_id)
+    events = list(
+        db.session.scalars(
+            select(ConsentEvent)
+            .filter_by(subscriber_id=person.id)
+            .options(
+                selectinload(ConsentEvent.mailing_list), selectinload(ConsentEvent.consent_text)
+            )
+            .order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc())
+        )
+    )
+    return render_template(
+        "admin/subscriber.html",
+        person=person,
+        subscriptions=sorted(person.subscriptions, key=lambda s: s.list_id),
+        events=events,
+        status_labels=STATUS_LABELS,
+        action_labels=ACTION_LABELS,
+        channel_labels=CHANNEL_LABELS,
+    )
+
+
+@bp.get("/subscribers/<int:subscriber_id>/export.json")
+@editors_only
+def subscriber_export(subscriber_id: int):
+    """Everything held about the person, as they would get it themselves (GDPR art. 15)."""
+    person = subscriber_or_404(subscriber_id)
+    response = jsonify(actions.export(person))
+    response.headers["Content-Disposition"] = f'attachment; filename="odberatel-{person.id}.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- CSV import and export ----------------------------------------------------
+
+
+class ImportForm(FlaskForm):
+    # Checked by hand in the view: the reasons a file is unusable need their own messages.
+    file = FileField("Soubor CSV")
+    mailing_list = SelectField("Seznam", validate_choice=False)
+    consent_source = StringField(
+        "Zdroj souhlasu",
+        validators=[
+            DataRequired("Uveďte, kde a kdy lidé se zasíláním souhlasili."),
+            Length(max=500, message="Zdroj souhlasu je příliš dlouhý (nejvýše 500 znaků)."),
+        ],
+    )
+
+
+class UnusableUpload(ValueError):
+    """An uploaded file that cannot be imported at all; the message is Czech."""
+
+
+def uploaded_text(form: ImportForm) -> str:
+    """The uploaded CSV as text, or UnusableUpload saying why not."""
+    upload = form.file.data
+    if upload is None or not getattr(upload, "filename", ""):
+        raise UnusableUpload("Vyberte soubor CSV k importu.")
+    raw = upload.read()
+    if not raw.strip():
+        raise UnusableUpload("Soubor je prázdný.")
+    try:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnusableUpload(
+            "Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF-8“ a zkuste to znovu."
+        ) from None
+    try:
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:
+        raise UnusableUpload("Soubor není platné CSV.") from None
+    columns = {column.strip().lower() for column in header}
+    if "email" not in columns:
+        hint = ""
+        if len(header) == 1 and ";" in header[0]:
+            hint = " Sloupce jsou oddělené středníkem; použijte čárku."
+        raise UnusableUpload(
+            "V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců)." + hint
+        )
+    return text
+
+
+# The import's findings are phrased for the CLI; the admin says them in Czech.
+_PROBLEM_TRANSLATIONS = (
+    (re.compile(r"invalid address (.*)", re.S), "neplatná adresa {0}"),
+    (re.compile(r"duplicate of line (\d+)"), "opakuje adresu z řádku {0}"),
+    (
+        re.compile(r"the name is too long or has control characters"),
+        "jméno je příliš dlouhé nebo obsahuje řídicí znaky",
+    ),
+    (
+        re.compile(r"address was erased or bounced; not imported"),
+        "adresa byla vymazána nebo je nedoručitelná; neimportováno",
+    ),
+    (
+        re.compile(r"address is unsubscribed on this list; not re-added"),
+        "adresa se z tohoto seznamu odhlásila; znovu nepřidáno",
+    ),
+    (
+        re.compile(r"address is bounced on this list; not re-added"),
+        "adresa je na tomto seznamu nedoručitelná; znovu nepřidáno",
+    ),
+)
+
+
+def problem_in_czech(problem: str) -> str:
+    for pattern, czech in _PROBLEM_TRANSLATIONS:
+        match = pattern.fullmatch(problem)
+        if match:
+            return czech.format(*match.groups())
+    return problem
+
+
+@bp.route("/subscribers/import", methods=["GET", "POST"])
+@editors_only
+def subscribers_import():
+    lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
+    form = ImportForm()
+    form.mailing_list.choices = [(m.slug, m.name) for m in lists]
+    if request.method == "GET" and request.args.get("list"):
+        form.mailing_list.data = request.args["list"]
+    if request.method == "GET":
+        return render_template("admin/subscribers_import.html", form=form, report=None)
+
+    errors = []
+    mailing_list = next((m for m in lists if m.slug == form.mailing_list.data), None)
+    if mailing_list is None:
+        errors.append("Vyberte seznam, do kterého se má importovat.")
+    if not form.validate():
+        errors.extend(form.consent_source.errors)
+    text = None
+    try:
+        text = uploaded_text(form)
+    except UnusableUpload as problem:
+        errors.append(str(problem))
+    if errors or text is None or mailing_list is None:
+        return render_template(
+            "admin/subscribers_import.html", form=form, report=None, errors=errors
+        ), 422
+
+    try:
+        report = transfer.import_subscribers(
+            io.StringIO(text, newline=""), mailing_list, form.consent_source.data
+        )
+    except (transfer.ImportError_, csv.Error):
+        message = "Soubor se nepodařilo načíst jako CSV se sloupcem „email“."
+        return render_template(
+            "admin/subscribers_import.html", form=form, report=None, errors=[message]
+        ), 422
+    problems = [(line, problem_in_czech(problem)) for line, problem in report.problems]
+    return render_template(
+        "admin/subscribers_import.html",
+        form=form,
+        report=report,
+        problems=problems,
+        mailing_list=mailing_list,
+    )
+
+
+def safe_filename(name: str) -> str:
+    """A download name that cannot break out of the Content-Disposition header."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "seznam"
+
+
+@bp.get("/subscribers/export.csv")
+@editors_only
+def subscribers_export():
+    """A list's subscribers as CSV: the columns and format of `zpravodaj subscribers export`.
+
+    Streamed row by row (`transfer.export_rows`, the generator behind
+    `export_subscribers`) so a list of any size never sits in memory whole.
+    """
+    slug = request.args.get("list", "").strip()
+    if not slug:
+        flash("Vyberte seznam, který chcete exportovat.", "error")
+        return redirect(url_for("admin.subscribers"))
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    if mailing_list is None:
+        abort(404)
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=transfer.EXPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in transfer.export_rows(mailing_list):
+            writer.writerow(row)
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(
+        stream_with_context(lines()),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{safe_filename(mailing_list.slug)}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -1,0 +1,456 @@
+"""The subscribers pages: search, filters, consent history, export, CSV import and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+from markupsafe import escape
+from sqlalchemy import select
+
+from service.extensions import db
+from service.models import ConsentEvent, MailingList, Subscriber, Subscription
+from tests.conftest import (
+    add_confirmed_subscribers,
+    csrf_token_of,
+    link_to,
+    log_in,
+    run_jobs,
+)
+
+IMPORT_CSV = """email,name,organization
+jana.novakova@seznam.cz,Jana Nováková,Magistrát města Ostravy
+  PETR@Centrum.cz ,Petr,
+jana.novakova@seznam.cz,Duplicate,
+not-an-address,Nikdo,
+eva@příklad.cz,Eva,Charita
+"""
+
+
+@pytest.fixture
+def editor(client, accounts):
+    log_in(client, accounts.editor.email)
+    return client
+
+
+def rows_of(page: str) -> list[str]:
+    """The addresses listed on a subscribers page, in order."""
+    return re.findall(r'<a href="/admin/subscribers/\d+">([^<]+)</a>', page)
+
+
+def add_person(email: str, name: str = "", **statuses: str) -> Subscriber:
+    person = Subscriber(email=email, email_key=email.casefold(), ascii_email=email, name=name)
+    for slug, status in statuses.items():
+        mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+        person.subscriptions.append(Subscription(mailing_list=mailing_list, status=status))
+    db.session.add(person)
+    db.session.commit()
+    return person
+
+
+def upload(client, body: bytes | None, *, source="Mailchimp, export 2026-11-01", slug="zpravodaj"):
+    data = {
+        "csrf_token": csrf_token_of(client, "/admin/"),
+        "mailing_list": slug,
+        "consent_source": source,
+    }
+    if body is not None:
+        data["file"] = (io.BytesIO(body), "lide.csv")
+    return client.post("/admin/subscribers/import", data=data, content_type="multipart/form-data")
+
+
+# --- access -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/subscribers",
+        "/admin/subscribers/1",
+        "/admin/subscribers/1/export.json",
+        "/admin/subscribers/import",
+        "/admin/subscribers/export.csv?list=zpravodaj",
+    ],
+)
+def test_subscribers_pages_require_sign_in(client, app, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/subscribers",
+        "/admin/subscribers/1",
+        "/admin/subscribers/1/export.json",
+        "/admin/subscribers/import",
+        "/admin/subscribers/export.csv?list=ostrava-psb",
+    ],
+)
+def test_coordinator_is_refused_the_subscribers_pages(client, accounts, path):
+    add_confirmed_subscribers("ostrava-psb", 1)
+    log_in(client, accounts.coordinator.email)
+    response = client.get(path)
+    assert response.status_code == 403
+    assert "odberatel0@example.cz" not in response.get_data(as_text=True)
+
+
+def test_coordinator_cannot_import(client, accounts):
+    log_in(client, accounts.coordinator.email)
+    response = upload(client, IMPORT_CSV.encode(), slug="ostrava-psb")
+    assert response.status_code == 403
+    assert db.session.scalar(select(Subscriber)) is None
+
+
+def test_admin_may_open_the_subscribers_pages(client, accounts):
+    log_in(client, accounts.admin.email)
+    assert client.get("/admin/subscribers").status_code == 200
+    assert client.get("/admin/subscribers/import").status_code == 200
+
+
+# --- search, filters, pages ---------------------------------------------------
+
+
+def test_search_matches_part_of_the_address_whatever_the_capitals(editor):
+    add_person("Jana.Novakova@Seznam.cz", "Jana", zpravodaj="confirmed")
+    add_person("petr@centrum.cz", "Petr", zpravodaj="confirmed")
+
+    page = editor.get("/admin/subscribers?q=NOVAKOVA@seznam").get_data(as_text=True)
+
+    assert rows_of(page) == ["Jana.Novakova@Seznam.cz"]
+    assert "Nalezen 1 odběratel" in page
+
+
+def test_search_matches_part_of_the_name(editor):
+    add_person("jana@example.cz", "Jana Nováková", zpravodaj="confirmed")
+    add_person("petr@example.cz", "Petr Novák", zpravodaj="confirmed")
+    add_person("eva@example.cz", "Eva Svobodová", zpravodaj="confirmed")
+
+    page = editor.get("/admin/subscribers", query_string={"q": "NOVÁK"}).get_data(as_text=True)
+
+    assert sorted(rows_of(page)) == ["jana@example.cz", "petr@example.cz"]
+    assert "Nalezeni 2 odběratelé" in page
+
+
+def test_search_treats_wildcards_literally(editor):
+    add_person("jana@example.cz", zpravodaj="confirmed")
+    add_person("jan_novak@example.cz", zpravodaj="confirmed")
+    for query in ("_", "%"):
+        page = editor.get("/admin/subscribers", query_string={"q": query}).get_data(as_text=True)
+        assert rows_of(page) == (["jan_novak@example.cz"] if query == "_" else [])
+
+
+def test_filter_by_list_and_status(editor):
+    add_person("a@example.cz", zpravodaj="confirmed", novinky="pending")
+    add_person("b@example.cz", zpravodaj="unsubscribed")
+    add_person("c@example.cz", novinky="confirmed")
+
+    def listed(**args) -> list[str]:
+        return sorted(
+            rows_of(editor.get("/admin/subscribers", query_string=args).get_data(as_text=True))
+        )
+
+    assert listed(list="zpravodaj") == ["a@example.cz", "b@example.cz"]
+    assert listed(list="zpravodaj", status="confirmed") == ["a@example.cz"]
+    assert listed(list="novinky", status="pending") == ["a@example.cz"]
+    assert listed(status="unsubscribed") == ["b@example.cz"]
+    assert listed(list="ostrava-psb") == []
+
+
+def test_each_row_shows_lists_with_status_and_creation_time(editor):
+    add_person("a@example.cz", "Anna", zpravodaj="confirmed", novinky="bounced")
+    page = editor.get("/admin/subscribers").get_data(as_text=True)
+    row = re.search(
+        r"<tr>\s*<td><a href=\"/admin/subscribers/\d+\">a@example.cz</a>.*?</tr>", page, re.S
+    )
+    assert row
+    assert "Anna" in row.group(0)
+    assert (
+        'Zpravodaj sociálního bydlení: <span class="status status-confirmed">Potvrzeno'
+        in row.group(0)
+    )
+    assert 'Novinky: <span class="status status-bounced">Nedoručitelné' in row.group(0)
+    assert re.search(
+        r"<time datetime=\"[\d\-T:.]+Z\">\d+\. \d+\. \d{4} \d\d:\d\d</time>", row.group(0)
+    )
+
+
+def test_results_come_fifty_to_a_page_with_page_links(editor):
+    add_confirmed_subscribers("zpravodaj", 120)
+
+    first = editor.get("/admin/subscribers").get_data(as_text=True)
+    third = editor.get("/admin/subscribers?page=3").get_data(as_text=True)
+
+    assert len(rows_of(first)) == 50
+    assert len(rows_of(third)) == 20
+    assert "Nalezeno 120 odběratelů" in first
+    assert 'href="/admin/subscribers?page=2"' in first
+    assert 'href="/admin/subscribers?page=3"' in first
+    assert 'aria-current="page">3<' in third
+    everyone = (
+        set(rows_of(first))
+        | set(rows_of(editor.get("/admin/subscribers?page=2").get_data(as_text=True)))
+        | set(rows_of(third))
+    )
+    assert len(everyone) == 120
+
+
+def test_page_links_keep_the_filters(editor):
+    add_confirmed_subscribers("zpravodaj", 60)
+    page = editor.get("/admin/subscribers?q=odberatel&list=zpravodaj&status=confirmed").get_data(
+        as_text=True
+    )
+    assert (
+        'href="/admin/subscribers?q=odberatel&amp;list=zpravodaj&amp;status=confirmed&amp;page=2"'
+        in page
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=abc",
+        "page=-1",
+        "page=0",
+        "page=99999999999999999999",
+        "page=%D9%A3",  # an Arabic-Indic digit: isdigit() but not a page number
+        "status=%3Cscript%3E",
+        "list=..%2F..%2Fetc",
+        "list=zpravodaj&list=novinky",
+        "q=" + "x" * 5000,
+        "q=%27%3B+DROP+TABLE+subscriber%3B--",
+        "q=%F0%9F%98%80",
+    ],
+)
+def test_hostile_query_parameters_never_fail(editor, query):
+    add_confirmed_subscribers("zpravodaj", 3)
+    response = editor.get("/admin/subscribers?" + query)
+    assert response.status_code == 200
+    assert "Odběratelé" in response.get_data(as_text=True)
+
+
+def test_unknown_filters_are_explained_in_czech(editor):
+    page = editor.get("/admin/subscribers?status=smazano&page=abc&list=nic").get_data(as_text=True)
+    assert "Neznámý stav odběru" in page
+    assert "Neplatné číslo stránky" in page
+    assert "Seznam s tímto označením neexistuje" in page
+
+
+def test_a_page_beyond_the_last_shows_the_last(editor):
+    add_confirmed_subscribers("zpravodaj", 55)
+    page = editor.get("/admin/subscribers?page=9").get_data(as_text=True)
+    assert len(rows_of(page)) == 5
+    assert "stránka 2 z 2" in page
+
+
+# --- one person ---------------------------------------------------------------
+
+
+def test_consent_history_shows_every_step_newest_first(client, app, accounts, outbox):
+    response = client.post(
+        "/subscribe",
+        data={"email": "jana.novakova@seznam.cz", "list": ["zpravodaj"], "list_choice": "1"},
+        headers={"User-Agent": "Mozilla/5.0 (test)"},
+        environ_base={"REMOTE_ADDR": "192.0.2.10"},
+    )
+    assert response.status_code == 202
+    run_jobs(app)
+    confirm = link_to(outbox.mails[0], "/confirm/")
+    assert client.post(confirm, environ_base={"REMOTE_ADDR": "192.0.2.11"}).status_code == 200
+    person = db.session.scalar(select(Subscriber))
+    signup = db.session.scalar(select(ConsentEvent).filter_by(action="signup"))
+    log_in(client, accounts.editor.email)
+
+    page = client.get(f"/admin/subscribers/{person.id}").get_data(as_text=True)
+
+    history = page[page.index("Historie souhlasu") :]
+    assert history.index("potvrzení") < history.index("přihlášení")  # newest first
+    assert "192.0.2.10" in history and "192.0.2.11" in history
+    assert "Mozilla/5.0 (test)" in history
+    assert "formulář na stránce" in history
+    assert f"verze {signup.consent_text.version}" in history
+    assert signup.message_id and str(escape(signup.message_id)) in history
+    assert "Potvrzeno" in page
+    assert re.search(r"\d+\. \d+\. \d{4} \d\d:\d\d", history)
+    assert f'href="/admin/subscribers/{person.id}/export.json"' in page
+
+
+def test_consent_history_times_are_shown_in_prague(editor):
+    from datetime import datetime
+
+    person = add_person("jana@example.cz", zpravodaj="confirmed")
+    db.session.add(
+        ConsentEvent(
+            subscriber=person,
+            action="import",
+            channel="import",
+            occurred_at=datetime(2026, 1, 5, 23, 30),
+            detail="Mailchimp",
+        )
+    )
+    db.session.commit()
+    page = editor.get(f"/admin/subscribers/{person.id}").get_data(as_text=True)
+    assert "6. 1. 2026 00:30" in page
+    assert "Mailchimp" in page
+
+
+def test_unknown_subscriber_is_404(editor):
+    response = editor.get("/admin/subscribers/999999")
+    assert response.status_code == 404
+    assert "Stránka nebyla nalezena." in response.get_data(as_text=True)
+    assert editor.get("/admin/subscribers/999999/export.json").status_code == 404
+
+
+def test_data_export_downloads_everything_held_as_json(editor):
+    person = add_person("jana@example.cz", "Jana", zpravodaj="confirmed")
+    db.session.add(
+        ConsentEvent(subscriber=person, action="import", channel="import", detail="Mailchimp")
+    )
+    db.session.commit()
+
+    response = editor.get(f"/admin/subscribers/{person.id}/export.json")
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    data = json.loads(response.data)
+    assert data["email"] == "jana@example.cz"
+    assert data["name"] == "Jana"
+    assert [s["list"] for s in data["subscriptions"]] == ["zpravodaj"]
+    assert data["consent_events"][0]["detail"] == "Mailchimp"
+
+
+# --- CSV import ---------------------------------------------------------------
+
+
+def test_import_through_the_form_confirms_people_and_reports_bad_rows(editor, outbox):
+    response = upload(editor, IMPORT_CSV.encode())
+
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Importováni 3 odběratelé" in page
+    assert "0 adres už bylo přihlášeno" in page
+    assert "2 řádky přeskočeny" in page
+    assert "<tr><td>4</td><td>opakuje adresu z řádku 2</td></tr>" in page
+    assert "<tr><td>5</td><td>neplatná adresa &#39;not-an-address&#39;</td></tr>" in page
+    rows = db.session.execute(
+        select(Subscriber.email, Subscription.status).join(Subscription)
+    ).all()
+    assert sorted(rows) == [
+        ("PETR@centrum.cz", "confirmed"),
+        ("eva@příklad.cz", "confirmed"),
+        ("jana.novakova@seznam.cz", "confirmed"),
+    ]
+    event = db.session.scalar(select(ConsentEvent))
+    assert (event.action, event.channel, event.detail) == (
+        "import",
+        "import",
+        "Mailchimp, export 2026-11-01",
+    )
+    assert outbox.mails == []
+
+
+def test_importing_again_reports_people_already_subscribed(editor):
+    upload(editor, IMPORT_CSV.encode())
+    page = upload(editor, IMPORT_CSV.encode()).get_data(as_text=True)
+    assert "Importováno 0 odběratelů" in page
+    assert "3 adresy už byly přihlášeny" in page
+
+
+def test_import_accepts_excel_s_byte_order_mark(editor):
+    response = upload(editor, "\ufeffemail,name\njana@example.cz,Jana\n".encode())
+    assert response.status_code == 200
+    assert "Importován 1 odběratel" in response.get_data(as_text=True)
+
+
+def test_import_does_not_re_add_someone_who_left(editor):
+    add_person("jana@example.cz", zpravodaj="unsubscribed")
+    page = upload(editor, b"email\njana@example.cz\n").get_data(as_text=True)
+    assert "adresa se z tohoto seznamu odhlásila; znovu nepřidáno" in page
+    assert db.session.scalar(select(Subscription.status)) == "unsubscribed"
+
+
+def test_import_without_a_csrf_token_is_refused(editor):
+    response = editor.post(
+        "/admin/subscribers/import",
+        data={
+            "mailing_list": "zpravodaj",
+            "consent_source": "Mailchimp",
+            "file": (io.BytesIO(IMPORT_CSV.encode()), "lide.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert db.session.scalar(select(Subscriber)) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (None, "Vyberte soubor CSV k importu."),
+        (b"", "Soubor je prázdný."),
+        (b"  \n\n", "Soubor je prázdný."),
+        ("email,name\njana@example.cz,Jana Nováková\n".encode("cp1250"), "není v kódování UTF-8"),
+        (b"\xff\xfee\x00m\x00", "není v kódování UTF-8"),
+        (b"adresa,jmeno\njana@example.cz,Jana\n", "chybí sloupec „email“"),
+        (b"email;name\njana@example.cz;Jana\n", "oddělené středníkem"),
+    ],
+)
+def test_unusable_uploads_get_a_czech_error_and_422(editor, body, message):
+    response = upload(editor, body)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert db.session.scalar(select(Subscriber)) is None
+
+
+def test_import_needs_a_consent_source(editor):
+    response = upload(editor, IMPORT_CSV.encode(), source="   ")
+    assert response.status_code == 422
+    assert "Uveďte, kde a kdy lidé se zasíláním souhlasili." in response.get_data(as_text=True)
+    assert db.session.scalar(select(Subscriber)) is None
+
+
+def test_import_into_an_unknown_list_is_refused(editor):
+    response = upload(editor, IMPORT_CSV.encode(), slug="neexistuje")
+    assert response.status_code == 422
+    assert "Vyberte seznam" in response.get_data(as_text=True)
+
+
+def test_import_of_a_malformed_csv_is_not_a_500(editor):
+    huge_field = b'email,name\n"' + b"x" * 200_000 + b'"\n'
+    response = upload(editor, huge_field)
+    assert response.status_code in (200, 422)
+
+
+# --- CSV export ---------------------------------------------------------------
+
+
+def test_export_downloads_the_same_csv_as_the_command_line(editor, runner):
+    add_confirmed_subscribers("zpravodaj", 3)
+    add_person("odesel@example.cz", "Odešel", zpravodaj="unsubscribed")
+
+    response = editor.get("/admin/subscribers/export.csv?list=zpravodaj")
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="zpravodaj.csv"'
+    cli = runner.invoke(args=["subscribers", "export", "--list", "zpravodaj"])
+    assert response.get_data(as_text=True) == cli.output
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert len(rows) == 4
+    assert {"email", "name", "status", "subscribed_at", "confirmed_at"} <= set(rows[0])
+    assert {row["status"] for row in rows} == {"confirmed", "unsubscribed"}
+
+
+def test_export_of_an_unknown_list_is_404(editor):
+    assert editor.get("/admin/subscribers/export.csv?list=neexistuje").status_code == 404
+
+
+def test_export_without_a_list_goes_back_to_the_subscribers(editor):
+    response = editor.get("/admin/subscribers/export.csv")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/admin/subscribers")
