@@ -153,7 +153,8 @@ def subscribers():
             statement.options(
                 selectinload(Subscriber.subscriptions).selectinload(Subscription.mailing_list)
             )
-            .order_by(Subscriber.created_at.desc(), Subscriber.id.desc())
+            # Newest first by id: ids follow creation and the primary key is indexed.
+            .order_by(Subscriber.id.desc())
             .offset((filters.page - 1) * PER_PAGE)
             .limit(PER_PAGE)
         )
