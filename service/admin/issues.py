@@ -1,3 +1,468 @@
-"""Issues: compose, preview, test-send, send or schedule, follow progress."""
+"""Issues: compose, preview, test-send, send or schedule, follow progress.
+
+Every state change goes through `service.issues.sending`, the one place that
+knows which transitions are allowed; these views only translate between
+forms and those functions, commit, and show the outcome in Czech. Times are
+stored as naive UTC and shown and entered in the configured zone
+(Europe/Prague).
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from ..czech import plural
+from ..extensions import db
+from ..issues import sending
+from ..issues.sending import STATUS_LABELS, IssueStateError
+from ..models import Delivery, Issue, MailingList, Subscription
+from . import bp
+from .auth import require_list_access, visible_lists
+
+PER_PAGE = 50
+# The final report lists this many failed deliveries; the rest are only counted.
+REPORT_FAILURES = 100
+FINAL_STATUSES = ("sent", "cancelled")
+# The iframe of the preview page loads the mail with nothing but its own
+# inline styles and remote images: no scripts, no forms, framed only by us.
+PREVIEW_CSP = "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; " + (
+    "frame-ancestors 'self'"
+)
+DATETIME_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+ACTIONS = (
+    "test",
+    "send",
+    "schedule",
+    "unschedule",
+    "pause",
+    "resume",
+    "cancel",
+    "duplicate",
+    "resend",
+)
+
+
+# --- Czech formatting shared with admin-issues.js ---------------------------
+
+
+def format_percent(value: float) -> str:
+    """37.5 → "37,5 %" (Czech decimal comma)."""
+    return f"{value:g}".replace(".", ",") + " %"
+
+
+def format_rate(per_minute: int) -> str:
+    return plural(per_minute, "{n} zpráva za minutu", "{n} zprávy za minutu", "{n} zpráv za minutu")
+
+
+def format_eta(seconds: int | None) -> str:
+    """An estimate of the time left, rounded the way people say it ("zbývá asi 3 minuty")."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return "zbývá méně než minuta"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return "zbývá asi " + plural(minutes, "{n} minuta", "{n} minuty", "{n} minut")
+    hours, minutes = divmod(minutes, 60)
+    text = "zbývá asi " + plural(hours, "{n} hodina", "{n} hodiny", "{n} hodin")
+    if minutes:
+        text += " " + plural(minutes, "{n} minuta", "{n} minuty", "{n} minut")
+    return text
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["TIMEZONE"])
+
+
+def _local_input_value(moment: datetime | None) -> str:
+    """A stored UTC time as the value of an <input type="datetime-local">."""
+    if moment is None:
+        return ""
+    return moment.replace(tzinfo=UTC).astimezone(_zone()).strftime("%Y-%m-%dT%H:%M")
+
+
+def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
+    """The wall-clock time typed in the configured zone, as an aware datetime, or an error.
+
+    A time skipped by the spring clock change does not exist there; it is
+    refused rather than silently moved by an hour.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None, "Zadejte datum a čas odeslání."
+    naive = None
+    for pattern in DATETIME_LOCAL_FORMATS:
+        try:
+            naive = datetime.strptime(value.strip(), pattern)
+            break
+        except ValueError:
+            continue
+    if naive is None:
+        return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
+    zone = _zone()
+    aware = naive.replace(tzinfo=zone)
+    if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
+        return None, "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
+    return aware, None
+
+
+# --- loading and access -------------------------------------------------------
+
+
+def _issue_or_404(issue_id: int) -> Issue:
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        abort(404)
+    require_list_access(issue.mailing_list)
+    return issue
+
+
+def _wants_json() -> bool:
+    """A script or API-like client (not a browser form): answer JSON instead of redirecting."""
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return request.is_json or best == "application/json"
+
+
+def _confirmed_count(mailing_list: MailingList) -> int:
+    """How many would get the issue if it were sent now (shown next to "Odeslat hned")."""
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.list_id == mailing_list.id, Subscription.status == "confirmed")
+        )
+        or 0
+    )
+
+
+# --- list ----------------------------------------------------------------------
+
+
+@bp.get("/issues")
+def issues():
+    """The issues of every list this account may see, newest first."""
+    lists = visible_lists()
+    page = request.args.get("page", 1, type=int) or 1
+    page = max(page, 1)
+    list_ids = [m.id for m in lists]
+    condition = Issue.list_id.in_(list_ids)
+    total = db.session.scalar(select(func.count()).select_from(Issue).where(condition)) or 0
+    rows = db.session.scalars(
+        select(Issue)
+        .where(condition)
+        .order_by(Issue.created_at.desc(), Issue.id.desc())
+        .limit(PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
+    ).all()
+    counts = {
+        issue.id: sending.delivery_counts(issue)
+        for issue in rows
+        if issue.status not in ("draft", "scheduled")
+    }
+    pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
+    return render_template(
+        "admin/issues.html",
+        issues=rows,
+        counts=counts,
+        lists=lists,
+        labels=STATUS_LABELS,
+        page=page,
+        pages=pages,
+        total=total,
+    )
+
+
+# --- compose -------------------------------------------------------------------
+
+
+def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, errors: dict):
+    status = 422 if errors else 200
+    return render_template(
+        "admin/issue_edit.html",
+        issue=issue,
+        mailing_list=mailing_list,
+        values=values,
+        errors=errors,
+    ), status
+
+
+@bp.route("/issues/new", methods=["GET", "POST"])
+def issue_new():
+    """A new draft on the list chosen on the issues page."""
+    slug = request.values.get("list", "")
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug)) if slug else None
+    if mailing_list is None:
+        if not slug:
+            flash("Vyberte seznam, pro který vydání připravujete.", "warning")
+            return redirect(url_for("admin.issues"))
+        abort(404)
+    require_list_access(mailing_list)
+    if request.method == "GET":
+        return _render_form(None, mailing_list, {"subject": "", "preheader": "", "body": ""}, {})
+    form = request.form
+    fields, errors = sending.validate_fields(
+        form.get("subject"), form.get("body"), form.get("preheader", "")
+    )
+    if errors:
+        return _render_form(None, mailing_list, form, errors)
+    issue = sending.create_issue(mailing_list, fields, current_user._get_current_object())
+    db.session.commit()
+    flash("Koncept vydání je uložen.", "success")
+    return redirect(url_for("admin.issue", issue_id=issue.id))
+
+
+@bp.route("/issues/<int:issue_id>/edit", methods=["GET", "POST"])
+def issue_edit(issue_id: int):
+    """Edit a draft; a scheduled issue goes back to draft (its time is dropped)."""
+    issue = _issue_or_404(issue_id)
+    if issue.status not in ("draft", "scheduled"):
+        flash("Upravit lze jen koncept; odeslané vydání můžete duplikovat.", "warning")
+        return redirect(url_for("admin.issue", issue_id=issue.id))
+    if request.method == "GET":
+        values = {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body}
+        return _render_form(issue, issue.mailing_list, values, {})
+    form = request.form
+    fields, errors = sending.validate_fields(
+        form.get("subject"), form.get("body"), form.get("preheader", "")
+    )
+    if errors:
+        return _render_form(issue, issue.mailing_list, form, errors)
+    was_scheduled = issue.status == "scheduled"
+    try:
+        sending.update_issue(issue, fields)
+    except IssueStateError as error:  # sent meanwhile by someone else
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("admin.issue", issue_id=issue.id))
+    db.session.commit()
+    if was_scheduled:
+        flash("Změny jsou uloženy. Naplánované odeslání bylo zrušeno, vydání je opět koncept.")
+    else:
+        flash("Změny jsou uloženy.", "success")
+    return redirect(url_for("admin.issue", issue_id=issue.id))
+
+
+# --- the issue's page ------------------------------------------------------------
+
+
+def _failed_deliveries(issue: Issue) -> list[Delivery]:
+    return list(
+        db.session.scalars(
+            select(Delivery)
+            .where(Delivery.issue_id == issue.id, Delivery.status == "failed")
+            .order_by(Delivery.id)
+            .limit(REPORT_FAILURES)
+        )
+    )
+
+
+def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | None = None):
+    errors = errors or {}
+    state = sending.progress(issue)
+    counts = state["counts"]
+    unreached = counts["failed"] + counts["pending"] + counts["cancelled"]
+    return render_template(
+        "admin/issue.html",
+        issue=issue,
+        state=state,
+        counts=counts,
+        label=STATUS_LABELS[issue.status],
+        percent=format_percent(state["percent"]),
+        rate=format_rate(state["rate_per_minute"]),
+        eta=format_eta(state["eta_seconds"]),
+        final=issue.status in FINAL_STATUSES,
+        failures=_failed_deliveries(issue) if counts["failed"] else [],
+        may_resend=issue.status in FINAL_STATUSES and unreached > 0 and issue.started_at,
+        recipients_now=_confirmed_count(issue.mailing_list)
+        if issue.status in ("draft", "scheduled")
+        else None,
+        schedule_value=(values or {}).get("at") or _local_input_value(issue.scheduled_at),
+        schedule_min=datetime.now(_zone()).strftime("%Y-%m-%dT%H:%M"),
+        addresses=(values or {}).get("addresses", ""),
+        errors=errors,
+        zone=current_app.config["TIMEZONE"],
+    ), (422 if errors else 200)
+
+
+@bp.get("/issues/<int:issue_id>")
+def issue(issue_id: int):
+    """Actions for a draft; live progress while sending; the final report when done."""
+    return _render_issue(_issue_or_404(issue_id))
+
+
+@bp.get("/issues/<int:issue_id>/progress.json")
+def issue_progress(issue_id: int):
+    """What admin-issues.js polls: `sending.progress` plus the Czech texts to show."""
+    issue = _issue_or_404(issue_id)
+    state = sending.progress(issue)
+    state["texts"] = {
+        "percent": format_percent(state["percent"]),
+        "rate": format_rate(state["rate_per_minute"]),
+        "eta": format_eta(state["eta_seconds"]),
+    }
+    response = jsonify(state)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- preview -----------------------------------------------------------------------
+
+
+@bp.get("/issues/<int:issue_id>/preview")
+def issue_preview(issue_id: int):
+    """Subject, the HTML part (framed, sandboxed) and the text part, exactly as sent."""
+    issue = _issue_or_404(issue_id)
+    shown = sending.preview(issue)
+    return render_template("admin/issue_preview.html", issue=issue, preview=shown)
+
+
+@bp.get("/issues/<int:issue_id>/preview.html")
+def issue_preview_html(issue_id: int):
+    """The HTML part alone, for the preview's iframe, under a CSP of its own.
+
+    The app's after_request only sets CSP and X-Frame-Options when a view has
+    not, so these stricter values stand: the mail may not run anything, and
+    only our own pages may frame it.
+    """
+    issue = _issue_or_404(issue_id)
+    response = Response(sending.preview(issue).html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- actions -----------------------------------------------------------------------
+
+
+def _done(issue: Issue, message: str, category: str = "success", *, status: int = 200):
+    """After a successful action: JSON for scripts, a flash and a redirect for browsers."""
+    if _wants_json():
+        return jsonify({"message": message, **sending.progress(issue)}), status
+    flash(message, category)
+    return redirect(url_for("admin.issue", issue_id=issue.id))
+
+
+def _refused(issue: Issue, message: str):
+    """A transition the issue's state does not allow (409), e.g. pausing a sent issue."""
+    db.session.rollback()
+    if _wants_json():
+        return jsonify({"error": message, "status": issue.status}), 409
+    flash(message, "error")
+    return redirect(url_for("admin.issue", issue_id=issue.id))
+
+
+def _invalid(issue: Issue, field: str, message: str, values: dict):
+    """A field error on the issue's page (422), with what was typed kept."""
+    db.session.rollback()
+    if _wants_json():
+        return jsonify({"errors": {field: message}}), 422
+    return _render_issue(issue, errors={field: message}, values=values)
+
+
+@bp.post("/issues/<int:issue_id>/<action>")
+def issue_action(issue_id: int, action: str):
+    """Every button of the issue's page; the domain function decides what is allowed."""
+    if action not in ACTIONS:
+        abort(404)
+    issue = _issue_or_404(issue_id)
+    form = request.form
+    author = current_user._get_current_object()
+    try:
+        if action == "test":
+            addresses, error = sending.parse_test_addresses(form.get("addresses", ""))
+            if error:
+                return _invalid(issue, "addresses", error, {"addresses": form.get("addresses")})
+            sending.send_test(issue, addresses)
+            db.session.commit()
+            return _done(
+                issue,
+                plural(
+                    len(addresses),
+                    "Zkušební e-mail odchází na {n} adresu.",
+                    "Zkušební e-mail odchází na {n} adresy.",
+                    "Zkušební e-mail odchází na {n} adres.",
+                )
+                + " "
+                + ", ".join(addresses),
+            )
+        if action == "send":
+            if not form.get("confirm"):
+                return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
+            sending.send_now(issue)
+            db.session.commit()
+            return _done(issue, "Vydání se odesílá.", status=202)
+        if action == "schedule":
+            at, error = parse_local_datetime(form.get("at"))
+            if error:
+                return _invalid(issue, "at", error, {"at": form.get("at")})
+            if issue.status in ("draft", "scheduled"):
+                try:
+                    sending.schedule(issue, at)
+                except IssueStateError as refused:  # the only reason left: a past time
+                    return _invalid(issue, "at", str(refused), {"at": form.get("at")})
+            else:
+                sending.schedule(issue, at)  # raises the state error
+            db.session.commit()
+            return _done(
+                issue,
+                "Vydání je naplánováno na "
+                + at.strftime("%-d. %-m. %Y v %H:%M")
+                + " (pražského času).",
+                status=202,
+            )
+        if action == "unschedule":
+            sending.unschedule(issue)
+            db.session.commit()
+            return _done(issue, "Naplánované odeslání je zrušeno, vydání je opět koncept.")
+        if action == "pause":
+            sending.pause(issue)
+            db.session.commit()
+            return _done(issue, "Odesílání je pozastaveno.")
+        if action == "resume":
+            sending.resume(issue)
+            db.session.commit()
+            return _done(issue, "Odesílání pokračuje.")
+        if action == "cancel":
+            if not form.get("confirm"):
+                return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
+            sending.cancel(issue)
+            db.session.commit()
+            return _done(issue, "Vydání je zrušeno; kdo ho už dostal, tomu zůstává.")
+        if action == "duplicate":
+            copy = sending.duplicate(issue, author)
+            db.session.commit()
+            if _wants_json():
+                return jsonify({"id": copy.id}), 201
+            flash("Vznikl nový koncept se stejným obsahem.", "success")
+            return redirect(url_for("admin.issue_edit", issue_id=copy.id))
+        # resend
+        count = sending.resend_unreached(issue)
+        db.session.commit()
+        return _done(
+            issue,
+            plural(
+                count,
+                "Vydání znovu odchází {n} adresátovi, kterému se nedoručilo.",
+                "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
+                "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
+            ),
+            status=202,
+        )
+    except IssueStateError as refused:
+        return _refused(issue, str(refused))

@@ -1,0 +1,524 @@
+"""The editors' issue pages: compose, preview, test, send, schedule, follow, report.
+
+Real app, real database, real Redis, a real RQ worker (`run_jobs`) and the
+aiosmtpd sink: what the editor clicks is what the subscribers receive.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from service.admin.issues import format_eta, format_percent, format_rate
+from service.clock import utcnow
+from service.extensions import db
+from service.issues import sending
+from service.models import Delivery, Issue, MailingList
+from tests.conftest import add_confirmed_subscribers, csrf_token_of, log_in
+from tests.conftest import run_jobs as run_all_jobs
+
+BODY = """Dobrý den,
+
+v tomto vydání: **nové byty** v Ostravě a [metodika](https://socialnibydleni.example/metodika).
+
+- první bod
+- druhý bod
+"""
+
+
+@pytest.fixture
+def editor(client, accounts):
+    log_in(client, accounts.editor.email)
+    return client
+
+
+def token(client) -> str:
+    return csrf_token_of(client, "/admin/issues")
+
+
+def post(client, path: str, data: dict | None = None, **kwargs):
+    """A form POST with the page's CSRF token, as the browser sends it."""
+    return client.post(path, data={"csrf_token": token(client), **(data or {})}, **kwargs)
+
+
+def run_jobs(app) -> None:
+    """Run the queued jobs, then forget what this session had loaded.
+
+    The test client's requests run inside the test's own app context and so
+    share its session; the worker wrote through other sessions.
+    """
+    run_all_jobs(app)
+    db.session.expire_all()
+
+
+def make_issue(slug: str = "zpravodaj", subject: str = "Zpravodaj 12/2026") -> Issue:
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    fields, errors = sending.validate_fields(subject, BODY, "Co je nového")
+    assert not errors
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    return issue
+
+
+def fresh(issue_id: int) -> Issue:
+    """The issue as the web requests left it (they committed in their own sessions)."""
+    db.session.expire_all()
+    return db.session.get(Issue, issue_id)
+
+
+def text_of(page: bytes) -> str:
+    """A page's visible text, tags dropped and whitespace collapsed (for phrase checks)."""
+    without_tags = re.sub(r"<[^>]+>", " ", page.decode())
+    return " ".join(html.unescape(without_tags).split())
+
+
+def pre_text(page: bytes) -> str:
+    match = re.search(r'<pre class="issue-preview-text">(.*?)</pre>', page.decode(), re.S)
+    assert match, "no text version on the preview page"
+    return html.unescape(match.group(1))
+
+
+# --- formatting ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seconds, expected",
+    [
+        (None, ""),
+        (20, "zbývá méně než minuta"),
+        (60, "zbývá asi 1 minuta"),
+        (180, "zbývá asi 3 minuty"),
+        (300, "zbývá asi 5 minut"),
+        (3600, "zbývá asi 1 hodina"),
+        (2 * 3600 + 120, "zbývá asi 2 hodiny 2 minuty"),
+        (5 * 3600 + 60, "zbývá asi 5 hodin 1 minuta"),
+    ],
+)
+def test_time_left_is_said_in_czech_with_correct_plurals(seconds, expected):
+    assert format_eta(seconds) == expected
+
+
+def test_rate_and_percent_read_in_czech():
+    assert format_rate(1) == "1 zpráva za minutu"
+    assert format_rate(3) == "3 zprávy za minutu"
+    assert format_rate(120) == "120 zpráv za minutu"
+    assert format_percent(37.5) == "37,5 %"
+    assert format_percent(100.0) == "100 %"
+
+
+# --- access ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/issues",
+        "/admin/issues/new?list=zpravodaj",
+        "/admin/issues/1",
+        "/admin/issues/1/edit",
+        "/admin/issues/1/preview",
+        "/admin/issues/1/preview.html",
+        "/admin/issues/1/progress.json",
+    ],
+)
+def test_issue_pages_require_sign_in(client, app, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+
+
+def test_post_without_csrf_token_is_refused(editor):
+    issue = make_issue()
+    response = editor.post(f"/admin/issues/{issue.id}/send", data={"confirm": "1"})
+    assert response.status_code == 400
+    response = editor.post(
+        "/admin/issues/new?list=zpravodaj", data={"subject": "Bez tokenu", "body": "Text"}
+    )
+    assert response.status_code == 400
+    assert fresh(issue.id).status == "draft"
+    assert db.session.scalar(select(Issue).filter_by(subject="Bez tokenu")) is None
+
+
+def test_coordinator_cannot_open_or_act_on_a_newsletter_issue(client, accounts):
+    issue = make_issue("zpravodaj")
+    group_issue = make_issue("ostrava-psb", subject="Pozvánka na setkání skupiny")
+    log_in(client, accounts.coordinator.email)
+    for path in ("", "/edit", "/preview", "/preview.html", "/progress.json"):
+        assert client.get(f"/admin/issues/{issue.id}{path}").status_code == 403, path
+    assert post(client, f"/admin/issues/{issue.id}/send", {"confirm": "1"}).status_code == 403
+    assert client.get("/admin/issues/new?list=zpravodaj").status_code == 403
+    assert fresh(issue.id).status == "draft"
+
+    listing = client.get("/admin/issues")
+    assert listing.status_code == 200
+    assert "Pozvánka na setkání skupiny" in listing.text
+    assert "Zpravodaj 12/2026" not in listing.text
+    assert client.get(f"/admin/issues/{group_issue.id}").status_code == 200
+
+
+def test_unknown_issue_and_unknown_action_are_404(editor):
+    assert editor.get("/admin/issues/999999").status_code == 404
+    assert editor.get("/admin/issues/999999/progress.json").status_code == 404
+    assert post(editor, "/admin/issues/999999/pause").status_code == 404
+    issue = make_issue()
+    assert post(editor, f"/admin/issues/{issue.id}/explode").status_code == 404
+    assert editor.get("/admin/issues/new?list=neexistuje").status_code == 404
+
+
+# --- compose --------------------------------------------------------------------
+
+
+def test_validation_errors_are_shown_in_czech_with_422(editor):
+    response = post(
+        editor,
+        "/admin/issues/new?list=zpravodaj",
+        {"subject": "  ", "preheader": "řádek\nsecond", "body": ""},
+    )
+    assert response.status_code == 422
+    page = response.text
+    assert "Vyplňte předmět." in page
+    assert "Vyplňte text vydání." in page
+    assert "Perex musí být na jednom řádku." in page
+    assert 'id="subject-error"' in page and 'aria-invalid="true"' in page
+    assert db.session.scalars(select(Issue)).all() == []
+
+    issue = make_issue()
+    response = post(
+        editor, f"/admin/issues/{issue.id}/edit", {"subject": "x" * 201, "body": "Text"}
+    )
+    assert response.status_code == 422
+    assert "Předmět může mít nejvýše 200 znaků." in response.text
+    assert fresh(issue.id).subject == "Zpravodaj 12/2026"
+
+
+def test_issues_page_offers_a_new_issue_for_each_visible_list(editor):
+    page = editor.get("/admin/issues").text
+    assert "Nové vydání" in page
+    for slug in ("zpravodaj", "novinky", "ostrava-psb"):
+        assert f'value="{slug}"' in page
+    assert editor.get("/admin/issues/new").status_code == 302  # no list chosen
+
+
+def test_sent_issue_is_not_editable(editor, outbox, app):
+    add_confirmed_subscribers("zpravodaj", 1)
+    issue = make_issue()
+    sending.send_now(issue)
+    db.session.commit()
+    response = editor.get(f"/admin/issues/{issue.id}/edit", follow_redirects=True)
+    assert "Upravit lze jen koncept" in response.text
+    response = post(editor, f"/admin/issues/{issue.id}/edit", {"subject": "Nový", "body": "X"})
+    assert response.status_code == 302
+    assert fresh(issue.id).subject == "Zpravodaj 12/2026"
+
+
+# --- the whole flow ---------------------------------------------------------------
+
+
+def test_compose_preview_test_send_and_report(app, editor, outbox):
+    ids = add_confirmed_subscribers("zpravodaj", 12)
+    add_confirmed_subscribers("novinky", 3, start=100)
+
+    # Compose.
+    response = post(
+        editor,
+        "/admin/issues/new?list=zpravodaj",
+        {"subject": "Zpravodaj 1/2027", "preheader": "Novinky z obcí", "body": "Koncept"},
+    )
+    assert response.status_code == 302
+    issue = db.session.scalar(select(Issue).filter_by(subject="Zpravodaj 1/2027"))
+    assert response.headers["Location"] == f"/admin/issues/{issue.id}"
+    assert issue.status == "draft" and issue.mailing_list.slug == "zpravodaj"
+    assert issue.created_by.email == "redakce@socialnibydleni.example"
+
+    # Edit.
+    edit_page = editor.get(f"/admin/issues/{issue.id}/edit")
+    assert edit_page.status_code == 200 and "Markdown" in edit_page.text
+    response = post(
+        editor,
+        f"/admin/issues/{issue.id}/edit",
+        {"subject": "Zpravodaj 1/2027", "preheader": "Novinky z obcí", "body": BODY},
+    )
+    assert response.status_code == 302
+    assert fresh(issue.id).body == BODY
+
+    # Preview: subject, framed HTML and the text version.
+    preview = editor.get(f"/admin/issues/{issue.id}/preview")
+    assert preview.status_code == 200
+    assert "Zpravodaj 1/2027" in preview.text
+    assert f'src="/admin/issues/{issue.id}/preview.html"' in preview.text
+    assert "sandbox=" in preview.text
+    preview_text = pre_text(preview.data)
+    assert "nové byty" in preview_text
+    framed = editor.get(f"/admin/issues/{issue.id}/preview.html")
+    assert framed.status_code == 200 and framed.mimetype == "text/html"
+    assert "<strong>nové byty</strong>" in framed.text
+
+    # Test send: only to the given address, with [TEST] in the subject.
+    response = post(
+        editor, f"/admin/issues/{issue.id}/test", {"addresses": "jana.novakova@seznam.cz"}
+    )
+    assert response.status_code == 302
+    run_jobs(app)
+    assert [m.rcpt_tos for m in outbox.mails] == [["jana.novakova@seznam.cz"]]
+    test_mail = outbox.mails[0].message
+    assert test_mail["Subject"] == "[TEST] Zpravodaj 1/2027"
+    # The preview shows exactly the text that is mailed.
+    assert test_mail.get_body(("plain",)).get_content() == preview_text
+    assert fresh(issue.id).status == "draft"
+    outbox.catcher.clear()
+
+    # Send now (the confirmation box ticked), then the workers deliver.
+    page = editor.get(f"/admin/issues/{issue.id}")
+    assert "Odeslat hned" in page.text and "12 potvrzeným odběratelům" in page.text
+    response = post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
+    assert response.status_code == 302
+    assert fresh(issue.id).status == "sending"
+    sending_page = editor.get(f"/admin/issues/{issue.id}")
+    assert "<progress" in sending_page.text
+    assert f'data-progress-url="/admin/issues/{issue.id}/progress.json"' in sending_page.text
+    assert "admin-issues.js" in sending_page.text
+    run_jobs(app)
+
+    recipients = sorted(r for m in outbox.mails for r in m.rcpt_tos)
+    assert recipients == sorted(f"odberatel{n}@example.cz" for n in range(len(ids)))
+    assert {m.message["Subject"] for m in outbox.mails} == {"Zpravodaj 1/2027"}
+    sent_text = outbox.mails[0].message.get_body(("plain",)).get_content()
+    assert "nové byty" in sent_text
+
+    # The final report.
+    assert fresh(issue.id).status == "sent"
+    report = editor.get(f"/admin/issues/{issue.id}")
+    words = text_of(report.data)
+    assert "Závěrečná zpráva" in words
+    assert "Hotovo 100 %" in words
+    assert "stav: odesláno" in words
+    assert "Odesláno: 12" in words and "Nedoručeno: 0" in words and "Čeká: 0" in words
+    assert "Celkem adresátů: 12" in words
+    assert "data-progress-url" not in report.text  # nothing left to poll
+    assert "Odeslat znovu těm, kterým se nedoručilo" not in words
+    assert "Odeslat hned" not in words
+
+    listing = text_of(editor.get("/admin/issues").data)
+    assert "Zpravodaj 1/2027" in listing and "odesláno" in listing
+    assert "12 / 0 / 0" in listing
+
+
+def test_progress_json_reports_counts_rate_and_czech_texts(app, editor, outbox):
+    add_confirmed_subscribers("zpravodaj", 5)
+    issue = make_issue()
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    assert state["status"] == "draft" and state["status_label"] == "koncept"
+
+    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
+    response = editor.get(f"/admin/issues/{issue.id}/progress.json")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    state = response.get_json()
+    assert state["status"] == "sending" and state["status_label"] == "odesílá se"
+    assert state["counts"]["total"] == 5 and state["counts"]["pending"] == 5
+    assert state["percent"] == 0
+    assert {"rate_per_minute", "eta_seconds", "started_at", "finished_at"} <= state.keys()
+    assert state["texts"]["percent"] == "0 %"
+
+    run_jobs(app)
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    assert state["status"] == "sent" and state["status_label"] == "odesláno"
+    assert state["percent"] == 100
+    assert state["texts"]["percent"] == "100 %"
+    assert state["counts"] == {
+        "total": 5, "sent": 5, "failed": 0, "pending": 0, "skipped": 0, "cancelled": 0
+    }  # fmt: skip
+    assert state["finished_at"].endswith("+00:00")
+
+
+# --- test sends -------------------------------------------------------------------
+
+
+def test_test_send_with_a_bad_address_is_refused_in_czech(app, editor, outbox):
+    issue = make_issue()
+    response = post(
+        editor, f"/admin/issues/{issue.id}/test", {"addresses": "jana@seznam.cz, petr@@x"}
+    )
+    assert response.status_code == 422
+    assert "Neplatný e-mail: petr@@x" in response.text
+    assert 'value="jana@seznam.cz, petr@@x"' in response.text  # kept for correcting
+    response = post(editor, f"/admin/issues/{issue.id}/test", {"addresses": ""})
+    assert response.status_code == 422
+    assert "Zadejte alespoň jednu adresu." in response.text
+    run_jobs(app)
+    assert outbox.mails == []
+
+
+# --- send now and cancel need a ticked box ----------------------------------------
+
+
+def test_send_now_and_cancel_need_the_confirmation_box(app, editor, outbox):
+    add_confirmed_subscribers("zpravodaj", 2)
+    issue = make_issue()
+    response = post(editor, f"/admin/issues/{issue.id}/send")
+    assert response.status_code == 422
+    assert "Potvrďte odeslání zaškrtnutím políčka." in response.text
+    response = post(editor, f"/admin/issues/{issue.id}/cancel")
+    assert response.status_code == 422
+    assert "Potvrďte zrušení zaškrtnutím políčka." in response.text
+    run_jobs(app)
+    assert fresh(issue.id).status == "draft"
+    assert outbox.mails == []
+
+
+# --- pause, resume, cancel, resend -------------------------------------------------
+
+
+def test_pause_resume_and_cancel_through_the_buttons(app, editor, outbox):
+    add_confirmed_subscribers("zpravodaj", 4)
+    issue = make_issue()
+    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
+
+    response = post(editor, f"/admin/issues/{issue.id}/pause", follow_redirects=True)
+    assert "Odesílání je pozastaveno." in response.text
+    assert fresh(issue.id).status == "paused"
+    assert "Pokračovat v odesílání" in response.text
+    run_jobs(app)
+    assert outbox.mails == []
+
+    response = post(editor, f"/admin/issues/{issue.id}/resume", follow_redirects=True)
+    assert "Odesílání pokračuje." in response.text
+    assert fresh(issue.id).status == "sending"
+    assert "Pozastavit" in response.text
+
+    response = post(editor, f"/admin/issues/{issue.id}/cancel", {"confirm": "1"})
+    assert response.status_code == 302
+    assert fresh(issue.id).status == "cancelled"
+    run_jobs(app)
+    assert outbox.mails == []
+
+    # Cancelled before anyone got it: the report offers to send to the unreached.
+    report = text_of(editor.get(f"/admin/issues/{issue.id}").data)
+    assert "Zrušeno: 4" in report or "Čeká: 4" in report
+    assert "Odeslat znovu těm, kterým se nedoručilo" in report
+
+
+def test_a_refused_transition_is_explained_in_czech(editor):
+    issue = make_issue()
+    response = post(editor, f"/admin/issues/{issue.id}/pause", follow_redirects=True)
+    assert response.status_code == 200
+    assert "Pozastavit lze jen vydání, které se odesílá." in response.text
+    response = editor.post(
+        f"/admin/issues/{issue.id}/resume",
+        data={"csrf_token": token(editor)},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 409
+    assert response.get_json()["error"] == "Pokračovat lze jen v pozastaveném vydání."
+    assert fresh(issue.id).status == "draft"
+
+
+def test_send_again_reaches_only_those_not_reached(app, editor, outbox):
+    add_confirmed_subscribers("zpravodaj", 5)
+    outbox.catcher.reject_rcpt["odberatel2@example.cz"] = (550, "5.1.1 No such user")
+    issue = make_issue()
+    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
+    run_jobs(app)
+    assert len(outbox.mails) == 4
+
+    report = editor.get(f"/admin/issues/{issue.id}")
+    words = text_of(report.data)
+    assert "Nedoručeno: 1" in words
+    assert "odberatel2@example.cz" in words and "550" in words
+    assert "Odeslat znovu těm, kterým se nedoručilo" in words
+
+    outbox.catcher.clear()
+    outbox.catcher.reject_rcpt.clear()
+    response = post(editor, f"/admin/issues/{issue.id}/resend", follow_redirects=True)
+    assert "Vydání znovu odchází 1 adresátovi, kterému se nedoručilo." in response.text
+    run_jobs(app)
+    assert [m.rcpt_tos for m in outbox.mails] == [["odberatel2@example.cz"]]
+    assert fresh(issue.id).status == "sent"
+    statuses = db.session.scalars(select(Delivery.status).filter_by(issue_id=issue.id)).all()
+    assert statuses == ["sent"] * 5
+
+
+def test_duplicate_opens_a_new_draft_with_the_same_content(editor):
+    issue = make_issue()
+    response = post(editor, f"/admin/issues/{issue.id}/duplicate")
+    assert response.status_code == 302
+    copy = db.session.scalar(select(Issue).where(Issue.id != issue.id))
+    assert response.headers["Location"] == f"/admin/issues/{copy.id}/edit"
+    assert (copy.subject, copy.body, copy.status) == (issue.subject, issue.body, "draft")
+
+
+# --- schedule ----------------------------------------------------------------------
+
+
+def test_schedule_takes_prague_time_and_stores_utc(app, editor):
+    year = utcnow().year + 1
+    issue = make_issue()
+    response = post(
+        editor, f"/admin/issues/{issue.id}/schedule", {"at": f"{year}-12-10T09:30"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert f"Vydání je naplánováno na 10. 12. {year} v 09:30" in response.text
+    scheduled = fresh(issue.id)
+    assert scheduled.status == "scheduled"
+    assert scheduled.scheduled_at == datetime(year, 12, 10, 8, 30)  # winter: UTC+1
+    assert f'value="{year}-12-10T09:30"' in response.text  # shown back in Prague time
+
+    # Summer: UTC+2.
+    post(editor, f"/admin/issues/{issue.id}/schedule", {"at": f"{year}-07-01T09:30"})
+    assert fresh(issue.id).scheduled_at == datetime(year, 7, 1, 7, 30)
+
+    response = post(editor, f"/admin/issues/{issue.id}/unschedule")
+    assert response.status_code == 302
+    unscheduled = fresh(issue.id)
+    assert (unscheduled.status, unscheduled.scheduled_at) == ("draft", None)
+
+
+def test_schedule_in_the_past_or_garbled_is_refused_in_czech(editor):
+    issue = make_issue()
+    past = (utcnow() - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")
+    response = post(editor, f"/admin/issues/{issue.id}/schedule", {"at": past})
+    assert response.status_code == 422
+    assert "Čas odeslání musí být v budoucnosti." in response.text
+    assert 'id="at-error"' in response.text
+
+    for garbled in ("", "zítra", "2026-13-40T25:00", "2027-12-10T09:30+05:00"):
+        response = post(editor, f"/admin/issues/{issue.id}/schedule", {"at": garbled})
+        assert response.status_code == 422, garbled
+    # 02:30 on the last Sunday of March does not exist in Prague.
+    response = post(editor, f"/admin/issues/{issue.id}/schedule", {"at": "2027-03-28T02:30"})
+    assert response.status_code == 422
+    assert "neexistuje" in response.text
+    assert fresh(issue.id).status == "draft"
+
+
+def test_editing_a_scheduled_issue_returns_it_to_draft(editor):
+    issue = make_issue()
+    post(editor, f"/admin/issues/{issue.id}/schedule", {"at": f"{utcnow().year + 1}-12-10T09:30"})
+    assert fresh(issue.id).status == "scheduled"
+    response = post(
+        editor, f"/admin/issues/{issue.id}/edit", {"subject": "Opraveno", "body": BODY},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert "Naplánované odeslání bylo zrušeno" in response.text
+    edited = fresh(issue.id)
+    assert (edited.subject, edited.status, edited.scheduled_at) == ("Opraveno", "draft", None)
+
+
+# --- preview headers ---------------------------------------------------------------
+
+
+def test_framed_preview_has_its_own_strict_policy(editor):
+    issue = make_issue()
+    response = editor.get(f"/admin/issues/{issue.id}/preview.html")
+    assert response.headers["Content-Security-Policy"] == (
+        "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+        "frame-ancestors 'self'"
+    )
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+    page = editor.get(f"/admin/issues/{issue.id}/preview")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
