@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from flask import current_app
 from rq.job import Job
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 
 from service import jobs
 from service.clock import utcnow
@@ -217,6 +217,41 @@ class BatchSender:
         self.deferred = 0
         # Sent but not yet recorded: written in the same commit as the next claim.
         self.unrecorded: tuple[int, str] | None = None
+        self._prepare_statements()
+
+    def _prepare_statements(self) -> None:
+        """The per-message statements, built once: building SQLAlchemy expressions per
+        message cost more than the SMTP exchange itself."""
+        delivery, subscription, issue = (
+            Delivery.__table__,
+            Subscription.__table__,
+            Issue.__table__,
+        )
+        # The claim: only if the issue still sends and the subscriber is still confirmed.
+        self._claim_statement = (
+            delivery.update()
+            .where(
+                delivery.c.id == bindparam("delivery_id"),
+                delivery.c.status.in_(("pending", "sending")),
+                exists().where(
+                    subscription.c.subscriber_id == bindparam("who"),
+                    subscription.c.list_id == self.list_id,
+                    subscription.c.status == "confirmed",
+                ),
+                exists().where(issue.c.id == self.issue_id, issue.c.status == "sending"),
+            )
+            .values(status="sending", claimed_at=bindparam("now"), attempts=delivery.c.attempts + 1)
+        )
+        self._sent_statement = (
+            delivery.update()
+            .where(delivery.c.id == bindparam("delivery_id"))
+            .values(
+                status="sent",
+                sent_at=bindparam("now"),
+                message_id=bindparam("mid"),
+                last_error=None,
+            )
+        )
 
     def close(self) -> None:
         self.transport.close()
@@ -272,22 +307,14 @@ class BatchSender:
         The common case is one conditional UPDATE; only when it matches
         nothing do we look at why (paused, cancelled, unsubscribed, erased).
         """
-        still_confirmed = exists().where(
-            Subscription.subscriber_id == subscriber_id,
-            Subscription.list_id == self.list_id,
-            Subscription.status == "confirmed",
-        )
-        still_sending = exists().where(Issue.id == self.issue_id, Issue.status == "sending")
-        claimed = db.session.execute(
-            update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                Delivery.status.in_(("pending", "sending")),
-                still_confirmed,
-                still_sending,
+        claimed = (
+            db.session.connection()
+            .execute(
+                self._claim_statement,
+                {"delivery_id": delivery_id, "who": subscriber_id, "now": utcnow()},
             )
-            .values(status="sending", claimed_at=utcnow(), attempts=Delivery.attempts + 1)
-        ).rowcount
+            .rowcount
+        )
         if claimed:
             return "claimed"
         issue_status = db.session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
@@ -342,8 +369,8 @@ class BatchSender:
         if self.unrecorded is None:
             return
         delivery_id, message_id = self.unrecorded
-        self._set(
-            delivery_id, status="sent", sent_at=utcnow(), message_id=message_id, last_error=None
+        db.session.connection().execute(
+            self._sent_statement, {"delivery_id": delivery_id, "now": utcnow(), "mid": message_id}
         )
         self.unrecorded = None
 

@@ -186,16 +186,19 @@ class MessageSkeleton:
         self._preferences_prefix, _, self._preferences_suffix = external_url(
             "subscriptions.preferences", token=SAMPLE_TOKEN
         ).rpartition(SAMPLE_TOKEN)
+        # Built once: an itsdangerous serializer derives its keys when created.
+        self._unsubscribe_tokens = tokens.serializer("unsubscribe")
+        self._preferences_tokens = tokens.serializer("preferences")
 
     def personal_links(self, recipient: Recipient) -> tuple[str, str]:
         """(unsubscribe URL, preferences URL) for `recipient`."""
         if recipient.public_key is None:
             unsubscribe, preferences = SAMPLE_TOKEN, SAMPLE_TOKEN
         else:
-            unsubscribe = tokens.dump(
-                "unsubscribe", {"s": recipient.public_key, "l": self.list_slug}
+            unsubscribe = self._unsubscribe_tokens.dumps(
+                {"s": recipient.public_key, "l": self.list_slug}
             )
-            preferences = tokens.dump("preferences", {"s": recipient.public_key})
+            preferences = self._preferences_tokens.dumps({"s": recipient.public_key})
         return (
             self._unsubscribe_prefix + unsubscribe + self._unsubscribe_suffix,
             self._preferences_prefix + preferences + self._preferences_suffix,
