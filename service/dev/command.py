@@ -75,6 +75,7 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         app = create_app({"DEV_OUTBOX_DIR": str(outbox_dir)})
         with app.app_context():
             _prepare_database()
+            admin_email, admin_password = _dev_admin(instance)
 
         worker = spawn([sys.executable, "-m", "service", "worker"], env=os.environ.copy())
         started.append(lambda: stop(worker, timeout=15))
@@ -83,6 +84,7 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
             "\nZpravodaj is running:\n"
             f"  form     {base_url}/subscribe\n"
             f"  outbox   {base_url}/dev/outbox   (every mail the service sends lands here)\n"
+            f"  admin    {base_url}/admin   ({admin_email} / {admin_password})\n"
             f"  redis    {os.environ['REDIS_URL']}{' (private)' if redis else ''}\n"
             f"  smtp     {os.environ['SMTP_URL']} (catcher)\n"
             "Press Ctrl-C to stop.\n"
@@ -104,6 +106,31 @@ def _dev_secret_key(instance: Path) -> str:
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+DEV_ADMIN_EMAIL = "admin@zpravodaj.example"
+
+
+def _dev_admin(instance: Path) -> tuple[str, str]:
+    """A local admin account with a random password kept in the instance folder."""
+    from sqlalchemy import select
+
+    from ..accounts import create_user, set_password
+    from ..extensions import db
+    from ..models import User
+
+    path = instance / "dev-admin-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(12))
+        path.chmod(0o600)
+    password = path.read_text().strip()
+    user = db.session.scalar(select(User).filter_by(email=DEV_ADMIN_EMAIL))
+    if user is None:
+        create_user(DEV_ADMIN_EMAIL, password, "admin")
+    else:
+        set_password(user, password)
+    db.session.commit()
+    return DEV_ADMIN_EMAIL, password
 
 
 def _prepare_database() -> None:
