@@ -198,9 +198,11 @@ def cancel(issue: Issue) -> None:
     _require(issue, ("draft", "scheduled", "sending", "paused"), "Odeslané vydání už zrušit nelze.")
     issue.status = "cancelled"
     issue.finished_at = utcnow()
+    # A delivery "sending" right now is either finished by its live worker
+    # (which then records it sent) or belonged to a dead one: not reached.
     db.session.execute(
         update(Delivery)
-        .where(Delivery.issue_id == issue.id, Delivery.status == "pending")
+        .where(Delivery.issue_id == issue.id, Delivery.status.in_(("pending", "sending")))
         .values(status="cancelled")
     )
     db.session.execute(
