@@ -38,6 +38,8 @@ def main() -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(lists_group)
     app.cli.add_command(subscribers_group)
+    app.cli.add_command(users_group)
+    app.cli.add_command(tokens_group)
 
 
 SLUG_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
@@ -114,3 +116,150 @@ def subscribers_export(list_slug: str) -> None:
     if mailing_list is None:
         raise click.ClickException(f"no list {list_slug!r}")
     export_subscribers(mailing_list, sys.stdout)
+
+
+# --- accounts and API tokens ---------------------------------------------------
+
+
+def _read_new_password() -> str:
+    """The new password, typed twice: hidden on a terminal, two lines from a pipe.
+
+    getpass would read from /dev/tty even when stdin is a pipe, so a script that
+    pipes the two lines into `zpravodaj users create …` is read from stdin here.
+    """
+    stdin = sys.stdin
+    if stdin.isatty():
+        return click.prompt("Heslo", hide_input=True, confirmation_prompt="Heslo znovu")
+    first, second = stdin.readline(), stdin.readline()
+    if not first or not second:
+        raise click.ClickException("Zadejte heslo dvakrát: dva řádky na standardním vstupu.")
+    first, second = first.rstrip("\r\n"), second.rstrip("\r\n")
+    if first != second:
+        raise click.ClickException("Zadaná hesla se neshodují.")
+    return first
+
+
+def _user_by_email(email: str):
+    from .accounts import normalise_email
+    from .models import User
+
+    user = db.session.scalar(select(User).filter_by(email=normalise_email(email)))
+    if user is None:
+        raise click.ClickException(f"Účet {email} neexistuje.")
+    return user
+
+
+@click.group("users", help="Accounts of administrators, editors and group coordinators.")
+def users_group() -> None:
+    pass
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(("admin", "editor", "coordinator")), required=True)
+@click.option(
+    "--list",
+    "list_slugs",
+    multiple=True,
+    metavar="SLUG",
+    help="A working group the coordinator manages (repeatable; coordinators only).",
+)
+def users_create(email: str, role: str, list_slugs: tuple[str, ...]) -> None:
+    """Create an account; the password is read twice from stdin."""
+    from .accounts import AccountError, create_user
+
+    lists = []
+    for slug in dict.fromkeys(list_slugs):
+        mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+        if mailing_list is None:
+            raise click.ClickException(f"Seznam {slug!r} neexistuje.")
+        if role == "coordinator" and mailing_list.kind != "group":
+            # Coordinators send to their own working groups, never to newsletters.
+            raise click.ClickException(
+                f"Seznam {slug!r} není pracovní skupina; koordinátor spravuje jen skupiny."
+            )
+        lists.append(mailing_list)
+    # Refuse what needs no password before asking for one.
+    if role == "coordinator" and not lists:
+        raise click.ClickException(
+            "Koordinátor musí mít přidělenou alespoň jednu skupinu (--list)."
+        )
+    password = _read_new_password()
+    try:
+        user = create_user(email, password, role, lists)
+        db.session.commit()
+    except AccountError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Účet {user.email} ({role}) vytvořen.", err=True)
+
+
+@users_group.command("list")
+def users_list() -> None:
+    """Print the accounts, one per line: email, role, active, lists."""
+    from .models import User
+
+    for user in db.session.scalars(select(User).order_by(User.email)):
+        lists = ",".join(sorted(m.slug for m in user.lists))
+        state = "active" if user.active else "inactive"
+        click.echo(f"{user.email}\t{user.role}\t{state}\t{lists}")
+
+
+@click.group("tokens", help="API tokens (Authorization: Bearer) of accounts.")
+def tokens_group() -> None:
+    pass
+
+
+@tokens_group.command("create")
+@click.argument("email")
+def tokens_create(email: str) -> None:
+    """Print a new API token for the account; it is shown only this once."""
+    from .accounts import create_token
+
+    user = _user_by_email(email)
+    if not user.active:
+        raise click.ClickException(f"Účet {user.email} je vypnutý.")
+    token = create_token(user)
+    db.session.commit()
+    click.echo(token)
+
+
+@tokens_group.command("list")
+@click.argument("email", required=False)
+def tokens_list(email: str | None) -> None:
+    """Print tokens (prefix, account, created, last used, revoked), of one account or all."""
+    from .models import ApiToken
+
+    query = select(ApiToken).order_by(ApiToken.created_at)
+    if email:
+        query = query.filter_by(user_id=_user_by_email(email).id)
+    for row in db.session.scalars(query):
+        times = (row.created_at, row.last_used_at, row.revoked_at)
+        shown = [t.isoformat(timespec="seconds") + "Z" if t else "-" for t in times]
+        click.echo("\t".join([row.prefix, row.user.email, *shown]))
+
+
+@tokens_group.command("revoke")
+@click.argument("token_or_prefix")
+def tokens_revoke(token_or_prefix: str) -> None:
+    """Revoke a token, given whole or by the prefix `tokens list` shows."""
+    import hashlib
+
+    from .clock import utcnow
+    from .models import ApiToken
+
+    value = token_or_prefix.strip()
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
+    rows = db.session.scalars(select(ApiToken).filter_by(token_hash=digest)).all()
+    if not rows and len(value) >= 8:
+        rows = db.session.scalars(
+            select(ApiToken).where(ApiToken.prefix == value[:12], ApiToken.revoked_at.is_(None))
+        ).all()
+    if not rows:
+        raise click.ClickException("Takový token neexistuje.")
+    if len(rows) > 1:
+        raise click.ClickException("Prefix odpovídá více tokenům; zadejte celý token.")
+    if rows[0].revoked_at is None:
+        rows[0].revoked_at = utcnow()
+        db.session.commit()
+    click.echo(f"Token {rows[0].prefix}… účtu {rows[0].user.email} je zrušen.", err=True)

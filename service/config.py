@@ -54,6 +54,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "RATE_LIMIT_SUBSCRIBE_ADDRESS": (str, "5 per hour"),
     "RATE_LIMIT_LOGIN_IP": (str, "10 per minute; 60 per hour"),
     "RATE_LIMIT_LOGIN_ACCOUNT": (str, "5 per minute; 30 per hour"),
+    "RATE_LIMIT_API": (str, "600 per minute"),
     "CONFIRMATION_MAILS_PER_HOUR": (_int, 3),
     "CONFIRM_TOKEN_MAX_AGE_DAYS": (_int, 7),
     "CHECK_DELIVERABILITY": (_flag, False),

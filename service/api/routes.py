@@ -1,3 +1,249 @@
-"""API views."""
+"""The editors' JSON API (DESIGN.md §5.5): lists, issues, sending and its control.
+
+Views only translate JSON to the domain functions of service/issues/sending.py
+(the same ones the admin UI uses) and back; every refusal is an ApiError or
+an IssueStateError, which service/api/errors.py turns into JSON.
+"""
 
 from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app, jsonify, request, url_for
+from sqlalchemy import func, select
+
+from ..clock import utcnow
+from ..extensions import db
+from ..issues import sending
+from ..models import SUBSCRIPTION_STATUSES, Issue, MailingList, Subscription
+from . import bp
+from .auth import current_api_user, require_list_access
+from .errors import ApiError
+from .openapi import DOCUMENT
+
+# Ids are 32-bit in the schema; a larger number in the URL matches no route (404)
+# instead of overflowing the database driver.
+MAX_ID = 2**31 - 1
+SLUG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+AT_MAX_LENGTH = 64
+# A schedule further ahead than this is a typo (a wrong year), not a plan.
+SCHEDULE_HORIZON = timedelta(days=366)
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 description of this API; public, so tools can fetch it."""
+    return jsonify(DOCUMENT)
+
+
+@bp.get("/lists")
+def lists():
+    """The lists the account may manage, with subscriber counts per status."""
+    user = current_api_user()
+    visible = [
+        m
+        for m in db.session.scalars(select(MailingList).order_by(MailingList.slug))
+        if user.may_manage(m)
+    ]
+    counts: dict[int, dict[str, int]] = {
+        m.id: dict.fromkeys(SUBSCRIPTION_STATUSES, 0) for m in visible
+    }
+    if visible:
+        rows = db.session.execute(
+            select(Subscription.list_id, Subscription.status, func.count())
+            .where(Subscription.list_id.in_(counts))
+            .group_by(Subscription.list_id, Subscription.status)
+        )
+        for list_id, status, n in rows:
+            if status in counts[list_id]:
+                counts[list_id][status] = n
+    return jsonify(
+        lists=[
+            {"slug": m.slug, "name": m.name, "kind": m.kind, "counts": counts[m.id]}
+            for m in visible
+        ]
+    )
+
+
+@bp.post("/lists/<slug>/issues")
+def create_issue(slug: str):
+    """A new draft on the list; 201 with the issue and its Location."""
+    mailing_list = _list_or_404(slug)
+    require_list_access(mailing_list)
+    data = _json_object()
+    fields, errors = sending.validate_fields(
+        data.get("subject"), data.get("body"), data.get("preheader", "")
+    )
+    if problem := meeting_problem(mailing_list, data.get("meeting")):
+        errors["meeting"] = problem
+    if errors:
+        raise ApiError(422, errors=errors)
+    issue = sending.create_issue(mailing_list, fields, current_api_user())
+    db.session.commit()
+    response = jsonify(issue_json(issue))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.issue", issue_id=issue.id)
+    return response
+
+
+def meeting_problem(mailing_list: MailingList, meeting: Any) -> str | None:
+    """Why the `meeting` of a new issue cannot be accepted, in Czech, or None.
+
+    The one place that decides about meeting invitations, so the working-groups
+    issue can accept them here (for group lists) without touching the views.
+    """
+    if meeting is None:
+        return None
+    if mailing_list.kind != "group":
+        return "Pozvánku na setkání lze připojit jen k oznámení pracovní skupiny."
+    return "Pozvánky na setkání zatím nejsou podporovány."
+
+
+_ISSUE_ROUTE = f"/issues/<int(max={MAX_ID}):issue_id>"
+
+
+@bp.get(_ISSUE_ROUTE)
+def issue(issue_id: int):
+    """The issue's state and delivery counts (poll it while sending)."""
+    return jsonify(issue_json(_issue_or_404(issue_id)))
+
+
+@bp.post(_ISSUE_ROUTE + "/send")
+def send(issue_id: int):
+    """Send now, or at `at` (ISO 8601; without an offset, the service's time zone)."""
+    issue = _issue_or_404(issue_id, lock=True)
+    data = _json_object(optional=True)
+    at = parse_send_time(data.get("at"))
+    if at is None:
+        sending.send_now(issue)
+    else:
+        sending.schedule(issue, at)
+    db.session.commit()
+    return jsonify(issue_json(issue)), 202
+
+
+@bp.post(_ISSUE_ROUTE + "/pause")
+def pause(issue_id: int):
+    return _transition(issue_id, sending.pause)
+
+
+@bp.post(_ISSUE_ROUTE + "/resume")
+def resume(issue_id: int):
+    return _transition(issue_id, sending.resume)
+
+
+@bp.post(_ISSUE_ROUTE + "/cancel")
+def cancel(issue_id: int):
+    return _transition(issue_id, sending.cancel)
+
+
+def _transition(issue_id: int, change) -> Any:
+    """Apply a state change (which raises IssueStateError → 409 when not allowed)."""
+    issue = _issue_or_404(issue_id, lock=True)
+    change(issue)
+    db.session.commit()
+    return jsonify(issue_json(issue))
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def issue_json(issue: Issue) -> dict[str, Any]:
+    """The issue as the OpenAPI schema `Issue` describes it; times in UTC with an offset."""
+    return {
+        "id": issue.id,
+        "list": issue.mailing_list.slug,
+        "number": issue.number,
+        "subject": issue.subject,
+        "status": issue.status,
+        "scheduled_at": _iso(issue.scheduled_at),
+        "started_at": _iso(issue.started_at),
+        "finished_at": _iso(issue.finished_at),
+        "counts": sending.delivery_counts(issue),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.replace(tzinfo=UTC).isoformat() if moment else None
+
+
+def parse_send_time(value: Any) -> datetime | None:
+    """`at` as an aware datetime, None for "now"; 422 when unusable or not in the future.
+
+    A time without an offset is what an editor in Prague means, so it is read
+    in the TIMEZONE setting (Europe/Prague), daylight saving included.
+    """
+    if value is None:
+        return None
+    example = "např. 2026-12-10T09:00 nebo 2026-12-10T08:00:00Z"
+    if not isinstance(value, str) or not value.strip() or len(value) > AT_MAX_LENGTH:
+        raise ApiError(422, errors={"at": f"Čas zadejte jako text ve formátu ISO 8601, {example}."})
+    try:
+        at = datetime.fromisoformat(value.strip())
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=ZoneInfo(current_app.config["TIMEZONE"]))
+        at_utc = at.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise ApiError(
+            422, errors={"at": f"Čas není platný údaj ve formátu ISO 8601, {example}."}
+        ) from None
+    now = utcnow()
+    if at_utc <= now:
+        raise ApiError(422, errors={"at": "Čas odeslání musí být v budoucnosti."})
+    if at_utc > now + SCHEDULE_HORIZON:
+        raise ApiError(422, errors={"at": "Odeslání lze naplánovat nejvýše rok dopředu."})
+    return at
+
+
+def _json_object(*, optional: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object; 400/415 when it is anything else.
+
+    Parsed here rather than with request.get_json so that absurd nesting
+    (RecursionError) and undecodable bytes are a 400, never a 500.
+    """
+    missing = ApiError(400, "Chybí tělo požadavku: pošlete JSON objekt.")
+    if not request.is_json:
+        # Judged by the headers: a form body has already been read by the input guard.
+        if request.content_length or request.headers.get("Transfer-Encoding"):
+            raise ApiError(415)
+        if optional:
+            return {}
+        raise missing
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if optional:
+            return {}
+        raise missing
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "Tělo požadavku není platný JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "Tělo požadavku musí být JSON objekt.")
+    return data
+
+
+def _list_or_404(slug: str) -> MailingList:
+    # Only slugs a list can have reach the database (no NUL, no megabyte strings).
+    found = None
+    if len(slug) <= 64 and set(slug) <= SLUG_CHARS:
+        found = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    if found is None:
+        raise ApiError(404, "Seznam neexistuje.")
+    return found
+
+
+def _issue_or_404(issue_id: int, *, lock: bool = False) -> Issue:
+    """The issue, if the account may manage its list (404 unknown, 403 not theirs).
+
+    `lock` holds the row (PostgreSQL) until commit, so two simultaneous state
+    changes of one issue are applied one after the other, each checked.
+    """
+    found = db.session.get(Issue, issue_id, with_for_update=lock)
+    if found is None:
+        raise ApiError(404, "Vydání neexistuje.")
+    require_list_access(found.mailing_list)
+    return found

@@ -1,0 +1,128 @@
+"""Every answer of the API is JSON, errors included: `{"error": "<Czech message>"}`.
+
+Validation errors (422) add `"errors": {field: message}`. The app-wide
+handlers in service/errors.py answer JSON too, but in the shape of the public
+forms (`{"errors": {"request": …}}`); the API promises one shape in its
+OpenAPI document, so its blueprint answers its own errors. Paths under
+/api/v1 that match no route never reach the blueprint (Flask only knows the
+blueprint once a rule matched), so a hook at the front of the app's
+before-request hooks answers those 404/405 in the API's shape too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from ..errors import MESSAGES
+from ..extensions import db
+from ..issues.sending import IssueStateError
+from . import bp
+
+API_MESSAGES = {
+    **MESSAGES,
+    400: "Požadavek se nepodařilo přečíst.",
+    401: "Chybí platný přístupový token.",
+    403: "K tomuto seznamu nemáte přístup.",
+    404: "Tato adresa API neexistuje.",
+    409: "Tuto akci nyní nelze provést.",
+    415: "Tělo požadavku musí být JSON (Content-Type: application/json).",
+    422: "Některé údaje nejsou v pořádku.",
+}
+
+
+class ApiError(Exception):
+    """An error answer of the API: status, Czech message, optional field errors and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        errors: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or API_MESSAGES.get(status, MESSAGES[500]))
+        self.status = status
+        self.message = message or API_MESSAGES.get(status, MESSAGES[500])
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    message: str,
+    errors: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if errors is not None:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _kept_headers(error: HTTPException) -> dict[str, str]:
+    """Allow, Retry-After and the like; the body is ours, so not its Content-Type."""
+    return {
+        name: value
+        for name, value in error.get_headers()
+        if name.lower() not in {"content-type", "content-length"}
+    }
+
+
+def _http_error_response(error: HTTPException) -> Response:
+    status = error.code or 500
+    return error_response(
+        status, API_MESSAGES.get(status, MESSAGES[500]), headers=_kept_headers(error)
+    )
+
+
+@bp.errorhandler(ApiError)
+def _api_error(error: ApiError) -> Response:
+    db.session.rollback()
+    return error_response(error.status, error.message, error.errors, error.headers)
+
+
+@bp.errorhandler(IssueStateError)
+def _state_error(error: IssueStateError) -> Response:
+    # The transition was refused before anything was written; drop any half-made change.
+    db.session.rollback()
+    return error_response(409, str(error))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    """Aborts inside the blueprint (413, the rate limiter's 429, the input guard's 400)."""
+    return _http_error_response(error)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(error: Exception) -> Response:
+    current_app.logger.exception("unhandled API error on %s %s", request.method, request.path)
+    db.session.rollback()
+    return error_response(500, MESSAGES[500])
+
+
+def _in_api() -> bool:
+    prefix = bp.url_prefix or ""
+    return request.path == prefix or request.path.startswith(prefix + "/")
+
+
+def _unmatched_api_route() -> Response | None:
+    """404/405 in the API's shape for /api/v1 paths that match no route or no method."""
+    error = request.routing_exception
+    if isinstance(error, NotFound | MethodNotAllowed) and _in_api():
+        return _http_error_response(error)
+    return None
+
+
+@bp.record_once
+def _install_unmatched_route_hook(state) -> None:
+    # First of the app's hooks, so nothing else (e.g. the input guard) answers
+    # such a request in the HTML or form shape before it.
+    state.app.before_request_funcs.setdefault(None, []).insert(0, _unmatched_api_route)

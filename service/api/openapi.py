@@ -1,0 +1,394 @@
+"""The OpenAPI 3.1 document of the editors' API, served at /api/v1/openapi.json.
+
+Kept as Python data next to the views it describes; tests/api validates the
+document and every real answer of the API (success and error) against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ISSUE_STATUSES = ["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    """References to the shared error responses, by status."""
+    names = {
+        400: "BadRequest",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "NotFound",
+        405: "MethodNotAllowed",
+        409: "Conflict",
+        413: "TooLarge",
+        415: "UnsupportedMediaType",
+        422: "ValidationFailed",
+        429: "TooManyRequests",
+        500: "ServerError",
+    }
+    return {str(status): _ref("responses", names[status]) for status in statuses}
+
+
+# Every authenticated route can answer these.
+_COMMON = (401, 404, 405, 429, 500)
+_WITH_BODY = (400, 413, 415)
+
+_ISSUE_ID = {
+    "name": "issue_id",
+    "in": "path",
+    "required": True,
+    "description": "Id of the issue, as returned when it was created.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+}
+
+
+def _transition(summary: str, description: str, operation_id: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "description": description,
+            "tags": ["issues"],
+            "parameters": [_ISSUE_ID],
+            "responses": {
+                "200": _json(_ref("schemas", "Issue"), "The issue after the change."),
+                **_errors(403, 409, *_COMMON),
+            },
+        }
+    }
+
+
+def _error_response(description: str, **headers: Any) -> dict[str, Any]:
+    response = _json(_ref("schemas", "Error"), description)
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Zpravodaj editors' API",
+        "version": "1.0.0",
+        "description": (
+            "Compose and send newsletter issues and working-group announcements. "
+            "Authenticate with `Authorization: Bearer <token>`; a token is made with "
+            "`zpravodaj tokens create EMAIL`. Every answer is JSON; errors are "
+            '`{"error": "<Czech message>"}`, and 422 adds `"errors": {field: message}`. '
+            "Times are ISO 8601; the service answers in UTC."
+        ),
+    },
+    "security": [{"bearerAuth": []}],
+    "tags": [
+        {"name": "lists", "description": "Newsletters and working groups."},
+        {"name": "issues", "description": "Issues (announcements on group lists) and sending."},
+    ],
+    "paths": {
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "getOpenApiDocument",
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_errors(429, 500),
+                },
+            }
+        },
+        "/api/v1/lists": {
+            "get": {
+                "operationId": "listLists",
+                "summary": "Lists the account manages, with subscriber counts",
+                "description": (
+                    "Administrators and editors see every list; a coordinator sees "
+                    "only their own working groups."
+                ),
+                "tags": ["lists"],
+                "responses": {
+                    "200": _json(_ref("schemas", "ListCollection"), "The lists."),
+                    **_errors(*_COMMON),
+                },
+            }
+        },
+        "/api/v1/lists/{slug}/issues": {
+            "post": {
+                "operationId": "createIssue",
+                "summary": "Create a draft issue on a list",
+                "description": (
+                    "The body is Markdown. A `meeting` (an invitation to a working "
+                    "group's meeting) is not supported yet and is refused with 422."
+                ),
+                "tags": ["issues"],
+                "parameters": [
+                    {
+                        "name": "slug",
+                        "in": "path",
+                        "required": True,
+                        "description": "The list's slug, e.g. `zpravodaj`.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("schemas", "IssueCreate")}},
+                },
+                "responses": {
+                    "201": _json(
+                        _ref("schemas", "Issue"),
+                        "The draft was created.",
+                        headers={
+                            "Location": {
+                                "description": "Where to read the issue.",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    ),
+                    **_errors(*_WITH_BODY, 403, 422, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}": {
+            "get": {
+                "operationId": "getIssue",
+                "summary": "An issue's state and delivery counts",
+                "tags": ["issues"],
+                "parameters": [_ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref("schemas", "Issue"), "The issue."),
+                    **_errors(403, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/send": {
+            "post": {
+                "operationId": "sendIssue",
+                "summary": "Send a draft now, or schedule it",
+                "description": (
+                    "Without `at` (or with no body) delivery starts at once to the "
+                    "list's confirmed subscribers at this moment. With `at` the issue "
+                    "is scheduled; a time without an offset is read in Europe/Prague. "
+                    "A scheduled issue may be rescheduled or sent now."
+                ),
+                "tags": ["issues"],
+                "parameters": [_ISSUE_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("schemas", "SendRequest")}},
+                },
+                "responses": {
+                    "202": _json(_ref("schemas", "Issue"), "Sending started or scheduled."),
+                    **_errors(*_WITH_BODY, 403, 409, 422, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/pause": _transition(
+            "Pause sending",
+            "Stops after the messages in flight; resume continues where it stopped.",
+            "pauseIssue",
+        ),
+        "/api/v1/issues/{issue_id}/resume": _transition(
+            "Resume a paused issue", "Sending continues with those not reached yet.", "resumeIssue"
+        ),
+        "/api/v1/issues/{issue_id}/cancel": _transition(
+            "Cancel an issue",
+            "Nobody else gets it; what was sent stays sent. Not possible once sent.",
+            "cancelIssue",
+        ),
+    },
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token from `zpravodaj tokens create EMAIL`.",
+            }
+        },
+        "schemas": {
+            "SubscriberCounts": {
+                "type": "object",
+                "required": ["pending", "confirmed", "unsubscribed", "bounced"],
+                "properties": {
+                    name: {"type": "integer", "minimum": 0}
+                    for name in ("pending", "confirmed", "unsubscribed", "bounced")
+                },
+                "additionalProperties": False,
+            },
+            "MailingList": {
+                "type": "object",
+                "required": ["slug", "name", "kind", "counts"],
+                "properties": {
+                    "slug": {"type": "string"},
+                    "name": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["newsletter", "group"]},
+                    "counts": _ref("schemas", "SubscriberCounts"),
+                },
+                "additionalProperties": False,
+            },
+            "ListCollection": {
+                "type": "object",
+                "required": ["lists"],
+                "properties": {"lists": {"type": "array", "items": _ref("schemas", "MailingList")}},
+                "additionalProperties": False,
+            },
+            "IssueCreate": {
+                "type": "object",
+                "required": ["subject", "body"],
+                "properties": {
+                    "subject": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "body": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200_000,
+                        "description": "Markdown.",
+                    },
+                    "preheader": {
+                        "type": ["string", "null"],
+                        "maxLength": 200,
+                        "description": "The line mail clients show after the subject.",
+                    },
+                    "meeting": {
+                        "type": ["object", "null"],
+                        "description": (
+                            "Reserved for meeting invitations of working groups "
+                            "(`start`, `end`, `location`, …); refused with 422 for now."
+                        ),
+                    },
+                },
+            },
+            "SendRequest": {
+                "type": "object",
+                "properties": {
+                    "at": {
+                        "type": ["string", "null"],
+                        "description": (
+                            "When to send, ISO 8601, in the future and at most a year ahead; "
+                            "without an offset read as Europe/Prague. Absent or null: now."
+                        ),
+                        "examples": ["2026-12-10T09:00", "2026-12-10T08:00:00Z"],
+                    }
+                },
+            },
+            "DeliveryCounts": {
+                "type": "object",
+                "required": ["total", "sent", "failed", "pending", "skipped", "cancelled"],
+                "properties": {
+                    "total": {"type": "integer", "minimum": 0, "description": "Recipients."},
+                    "sent": {"type": "integer", "minimum": 0},
+                    "failed": {"type": "integer", "minimum": 0, "description": "Refused for good."},
+                    "pending": {"type": "integer", "minimum": 0, "description": "Not yet sent."},
+                    "skipped": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Unsubscribed, bounced or erased before their turn.",
+                    },
+                    "cancelled": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Not sent because the issue was cancelled.",
+                    },
+                },
+                "additionalProperties": False,
+            },
+            "Issue": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "list",
+                    "number",
+                    "subject",
+                    "status",
+                    "scheduled_at",
+                    "started_at",
+                    "finished_at",
+                    "counts",
+                ],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 1},
+                    "list": {"type": "string", "description": "The list's slug."},
+                    "number": {
+                        "type": ["integer", "null"],
+                        "description": "Number within the list, given when sending starts.",
+                    },
+                    "subject": {"type": "string"},
+                    "status": {"type": "string", "enum": _ISSUE_STATUSES},
+                    "scheduled_at": {"type": ["string", "null"], "format": "date-time"},
+                    "started_at": {"type": ["string", "null"], "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                    "counts": _ref("schemas", "DeliveryCounts"),
+                },
+                "additionalProperties": False,
+            },
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string", "description": "What went wrong, in Czech."},
+                    "errors": {
+                        "type": "object",
+                        "description": "Per field, what is wrong with it (422 only).",
+                        "additionalProperties": {"type": "string"},
+                    },
+                },
+                "additionalProperties": False,
+            },
+            "ValidationError": {
+                "allOf": [
+                    _ref("schemas", "Error"),
+                    {
+                        "required": ["errors"],
+                        "properties": {"errors": {"minProperties": 1}},
+                    },
+                ]
+            },
+        },
+        "responses": {
+            "BadRequest": _error_response("The body is not a JSON object, or is unreadable."),
+            "Unauthorized": _error_response(
+                "No token, or an unknown or revoked one.",
+                **{
+                    "WWW-Authenticate": {
+                        "schema": {"type": "string"},
+                        "description": '`Bearer realm="zpravodaj"`.',
+                    }
+                },
+            ),
+            "Forbidden": _error_response("The account does not manage this list."),
+            "NotFound": _error_response("No such list, issue or route."),
+            "MethodNotAllowed": _error_response(
+                "The route does not take this method.",
+                Allow={"schema": {"type": "string"}, "description": "The methods it takes."},
+            ),
+            "Conflict": _error_response("The issue's state does not allow this now."),
+            "TooLarge": _error_response("The body is larger than the service accepts."),
+            "UnsupportedMediaType": _error_response("The body is not `application/json`."),
+            "ValidationFailed": _json(
+                _ref("schemas", "ValidationError"), "Some fields are not acceptable."
+            ),
+            "TooManyRequests": _error_response(
+                "Too many requests with this token; try again later.",
+                **{
+                    "Retry-After": {
+                        "schema": {"type": "string"},
+                        "description": "Seconds to wait.",
+                    }
+                },
+            ),
+            "ServerError": _error_response("An error on the service's side."),
+        },
+    },
+}

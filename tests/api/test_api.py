@@ -1,0 +1,563 @@
+"""The editors' JSON API with real parts: tokens, RQ worker, Redis, SMTP sink, SQLite/PostgreSQL.
+
+Every call goes through `tests.api.Api`, which validates the answer against
+the OpenAPI document, so each test here also checks the document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, text
+
+from service.accounts import create_token
+from service.clock import utcnow
+from service.extensions import db
+from service.models import ApiToken, Issue
+from tests.api import Api
+from tests.conftest import add_confirmed_subscribers, run_jobs
+
+BODY = "Dobrý den,\n\nv tomto vydání **nové byty** v Ostravě.\n"
+PRAGUE = ZoneInfo("Europe/Prague")
+
+
+@pytest.fixture
+def app_config(app_config, request):
+    """The suite's config plus what a test passes by indirect parametrisation."""
+    return {**app_config, **getattr(request, "param", {})}
+
+
+@pytest.fixture
+def tokens(accounts) -> dict[str, str]:
+    made = {
+        "admin": create_token(accounts.admin),
+        "editor": create_token(accounts.editor),
+        "coordinator": create_token(accounts.coordinator),
+    }
+    db.session.commit()
+    return made
+
+
+@pytest.fixture
+def editor(client, tokens) -> Api:
+    return Api(client, tokens["editor"])
+
+
+@pytest.fixture
+def coordinator(client, tokens) -> Api:
+    return Api(client, tokens["coordinator"])
+
+
+def create_draft(api: Api, slug: str = "zpravodaj", **fields) -> int:
+    payload = {"subject": "Zpravodaj 12/2026", "body": BODY, **fields}
+    response = api.post(f"/api/v1/lists/{slug}/issues", payload)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+# --- lists ---------------------------------------------------------------------
+
+
+def test_lists_show_subscriber_counts_per_status(app, editor):
+    add_confirmed_subscribers("zpravodaj", 3)
+    response = editor.get("/api/v1/lists")
+    assert response.status_code == 200
+    by_slug = {row["slug"]: row for row in response.get_json()["lists"]}
+    assert set(by_slug) == {"zpravodaj", "novinky", "ostrava-psb"}
+    assert by_slug["zpravodaj"]["counts"] == {
+        "pending": 0,
+        "confirmed": 3,
+        "unsubscribed": 0,
+        "bounced": 0,
+    }
+    assert by_slug["zpravodaj"]["name"] == "Zpravodaj sociálního bydlení"
+    assert by_slug["ostrava-psb"]["kind"] == "group"
+
+
+def test_coordinator_sees_only_own_groups(app, coordinator):
+    response = coordinator.get("/api/v1/lists")
+    assert [row["slug"] for row in response.get_json()["lists"]] == ["ostrava-psb"]
+
+
+# --- the whole flow ----------------------------------------------------------
+
+
+def test_create_send_and_deliver_reaches_every_confirmed_subscriber(app, editor, outbox):
+    add_confirmed_subscribers("zpravodaj", 5)
+
+    created = editor.post(
+        "/api/v1/lists/zpravodaj/issues",
+        {"subject": "Zpravodaj 12/2026", "body": BODY, "preheader": "Co je nového"},
+    )
+    assert created.status_code == 201
+    issue = created.get_json()
+    assert issue["status"] == "draft"
+    assert issue["list"] == "zpravodaj"
+    assert created.headers["Location"].endswith(f"/api/v1/issues/{issue['id']}")
+
+    sent = editor.post(f"/api/v1/issues/{issue['id']}/send")
+    assert sent.status_code == 202
+    assert sent.get_json()["status"] == "sending"
+    assert sent.get_json()["counts"]["total"] == 5
+
+    run_jobs(app)
+
+    state = editor.get(f"/api/v1/issues/{issue['id']}").get_json()
+    assert state["status"] == "sent"
+    assert state["number"] == 1
+    assert state["counts"]["sent"] == state["counts"]["total"] == 5
+    assert state["counts"]["pending"] == 0
+    assert state["finished_at"] is not None
+    assert len(outbox.mails) == 5
+    assert {m.message["Subject"] for m in outbox.mails} == {"Zpravodaj 12/2026"}
+
+
+def test_send_with_empty_json_object_also_sends_now(app, editor):
+    issue_id = create_draft(editor)
+    response = editor.post(f"/api/v1/issues/{issue_id}/send", {})
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "sending"
+
+
+def test_created_issue_is_authored_by_the_token_account(app, editor, accounts):
+    issue_id = create_draft(editor)
+    assert db.session.get(Issue, issue_id).created_by_id == accounts.editor.id
+
+
+# --- scheduling ----------------------------------------------------------------
+
+
+def test_time_without_offset_is_prague_time_and_stored_as_utc(app, editor):
+    issue_id = create_draft(editor)
+    local = (datetime.now(PRAGUE) + timedelta(days=10)).replace(
+        hour=9, minute=30, second=0, microsecond=0, tzinfo=None
+    )
+    response = editor.post(f"/api/v1/issues/{issue_id}/send", {"at": local.isoformat()})
+    assert response.status_code == 202
+    expected_utc = local.replace(tzinfo=PRAGUE).astimezone(UTC)
+    body = response.get_json()
+    assert body["status"] == "scheduled"
+    assert datetime.fromisoformat(body["scheduled_at"]) == expected_utc
+    assert body["scheduled_at"].endswith("+00:00")
+    db.session.expire_all()
+    assert db.session.get(Issue, issue_id).scheduled_at == expected_utc.replace(tzinfo=None)
+
+
+def test_time_with_offset_is_taken_as_given(app, editor):
+    issue_id = create_draft(editor)
+    at = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
+    response = editor.post(
+        f"/api/v1/issues/{issue_id}/send", {"at": at.isoformat().replace("+00:00", "Z")}
+    )
+    assert response.status_code == 202
+    db.session.expire_all()
+    assert db.session.get(Issue, issue_id).scheduled_at == at.replace(tzinfo=None)
+
+
+def test_scheduled_issue_can_be_rescheduled_and_cancelled(app, editor):
+    issue_id = create_draft(editor)
+    first = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    second = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    assert editor.post(f"/api/v1/issues/{issue_id}/send", {"at": first}).status_code == 202
+    again = editor.post(f"/api/v1/issues/{issue_id}/send", {"at": second.isoformat()})
+    assert again.status_code == 202
+    assert datetime.fromisoformat(again.get_json()["scheduled_at"]) == second
+    cancelled = editor.post(f"/api/v1/issues/{issue_id}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [
+        ("2020-01-01T09:00", "Čas odeslání musí být v budoucnosti."),
+        ("zítra v devět", "ISO 8601"),
+        ("", "ISO 8601"),
+        (12, "ISO 8601"),
+        (["2030-01-01"], "ISO 8601"),
+        ({"date": "2030-01-01"}, "ISO 8601"),
+        (True, "ISO 8601"),
+        ("9999-12-31T23:59:59-23:59", "ISO 8601"),
+        ("0001-01-01T00:00:00+14:00", "ISO 8601"),
+        ("2026-13-45T25:61", "ISO 8601"),
+        ("2" * 10_000, "ISO 8601"),
+        ("9000-01-01T09:00", "nejvýše rok dopředu"),
+    ],
+)
+def test_unusable_send_time_is_422_in_czech(app, editor, at, message):
+    issue_id = create_draft(editor)
+    response = editor.post(f"/api/v1/issues/{issue_id}/send", {"at": at})
+    assert response.status_code == 422
+    assert message in response.get_json()["errors"]["at"]
+    db.session.expire_all()
+    assert db.session.get(Issue, issue_id).status == "draft"
+
+
+# --- pause, resume, cancel and their conflicts ---------------------------------
+
+
+def test_pause_resume_cancel_of_a_sending_issue(app, editor):
+    add_confirmed_subscribers("zpravodaj", 3)
+    issue_id = create_draft(editor)
+    editor.post(f"/api/v1/issues/{issue_id}/send")
+
+    paused = editor.post(f"/api/v1/issues/{issue_id}/pause")
+    assert paused.status_code == 200
+    assert paused.get_json()["status"] == "paused"
+    resumed = editor.post(f"/api/v1/issues/{issue_id}/resume")
+    assert resumed.status_code == 200
+    assert resumed.get_json()["status"] == "sending"
+    cancelled = editor.post(f"/api/v1/issues/{issue_id}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["status"] == "cancelled"
+
+
+def test_paused_issue_completes_after_resume(app, editor, outbox):
+    add_confirmed_subscribers("zpravodaj", 4)
+    issue_id = create_draft(editor)
+    editor.post(f"/api/v1/issues/{issue_id}/send")
+    editor.post(f"/api/v1/issues/{issue_id}/pause")
+    run_jobs(app)
+    assert editor.get(f"/api/v1/issues/{issue_id}").get_json()["counts"]["sent"] < 4
+    editor.post(f"/api/v1/issues/{issue_id}/resume")
+    run_jobs(app)
+    state = editor.get(f"/api/v1/issues/{issue_id}").get_json()
+    assert state["status"] == "sent"
+    assert state["counts"]["sent"] == 4
+    assert len(outbox.mails) == 4
+
+
+@pytest.mark.parametrize(
+    ("steps", "refused", "message"),
+    [
+        ([], "pause", "Pozastavit lze jen vydání, které se odesílá."),
+        ([], "resume", "Pokračovat lze jen v pozastaveném vydání."),
+        (["send"], "send", "Odeslat lze jen koncept nebo naplánované vydání."),
+        (["send"], "resume", "Pokračovat lze jen v pozastaveném vydání."),
+        (["cancel"], "cancel", None),
+        (["cancel"], "send", None),
+    ],
+)
+def test_action_in_wrong_state_is_409_in_czech(app, editor, steps, refused, message):
+    add_confirmed_subscribers("zpravodaj", 2)
+    issue_id = create_draft(editor)
+    for step in steps:
+        assert editor.post(f"/api/v1/issues/{issue_id}/{step}").status_code < 300
+    before = editor.get(f"/api/v1/issues/{issue_id}").get_json()["status"]
+
+    response = editor.post(f"/api/v1/issues/{issue_id}/{refused}")
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]
+    if message:
+        assert response.get_json()["error"] == message
+    assert editor.get(f"/api/v1/issues/{issue_id}").get_json()["status"] == before
+
+
+def test_sent_issue_cannot_be_cancelled(app, editor, outbox):
+    add_confirmed_subscribers("zpravodaj", 1)
+    issue_id = create_draft(editor)
+    editor.post(f"/api/v1/issues/{issue_id}/send")
+    run_jobs(app)
+    response = editor.post(f"/api/v1/issues/{issue_id}/cancel")
+    assert response.status_code == 409
+    assert response.get_json() == {"error": "Odeslané vydání už zrušit nelze."}
+
+
+# --- authentication --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer    "},
+        {"Authorization": "Basic cmVkYWtjZTpoZXNsbw=="},
+        {"Authorization": "Bearer zpr_not-a-real-token"},
+        {"Authorization": "Bearer " + "x" * 5000},
+        {"Authorization": "Bearer zpr_\x00\x01"},
+    ],
+)
+def test_missing_or_unknown_token_is_401_with_bearer_challenge(app, client, tokens, headers):
+    api = Api(client)
+    for method, path in [
+        ("GET", "/api/v1/lists"),
+        ("POST", "/api/v1/lists/zpravodaj/issues"),
+        ("GET", "/api/v1/issues/1"),
+        ("POST", "/api/v1/issues/1/send"),
+    ]:
+        response = api.call(method, path, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.get_json()["error"]
+
+
+def test_revoked_token_is_401(app, client, accounts, runner):
+    token = create_token(accounts.editor)
+    db.session.commit()
+    api = Api(client, token)
+    assert api.get("/api/v1/lists").status_code == 200
+
+    result = runner.invoke(args=["tokens", "revoke", token[:12]])
+    assert result.exit_code == 0, result.output
+
+    response = api.get("/api/v1/lists")
+    assert response.status_code == 401
+    assert response.get_json() == {"error": "Neplatný nebo zrušený přístupový token."}
+
+
+def test_token_of_a_deactivated_account_is_401(app, client, accounts, tokens):
+    accounts.editor.active = False
+    db.session.commit()
+    assert Api(client, tokens["editor"]).get("/api/v1/lists").status_code == 401
+
+
+def test_tokens_are_stored_only_as_their_hash(app, tokens):
+    token = tokens["editor"]
+    rows = db.session.execute(text("SELECT * FROM api_token")).all()
+    dump = repr(rows)
+    assert token not in dump
+    assert token[len("zpr_") :] not in dump
+    assert hashlib.sha256(token.encode()).hexdigest() in dump
+
+
+def test_use_of_a_token_is_recorded(app, editor, tokens):
+    editor.get("/api/v1/lists")
+    digest = hashlib.sha256(tokens["editor"].encode()).hexdigest()
+    db.session.expire_all()
+    row = db.session.scalar(select(ApiToken).filter_by(token_hash=digest))
+    assert row.last_used_at is not None
+    assert row.last_used_at <= utcnow()
+
+
+def test_openapi_document_needs_no_token(app, client):
+    response = Api(client).get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.get_json()["openapi"].startswith("3.1")
+
+
+# --- coordinators ------------------------------------------------------------
+
+
+def test_coordinator_creates_and_sends_on_own_group(app, coordinator, outbox):
+    add_confirmed_subscribers("ostrava-psb", 2)
+    issue_id = create_draft(coordinator, "ostrava-psb", subject="Pozvánka na setkání skupiny")
+    assert coordinator.post(f"/api/v1/issues/{issue_id}/send").status_code == 202
+    run_jobs(app)
+    assert coordinator.get(f"/api/v1/issues/{issue_id}").get_json()["counts"]["sent"] == 2
+
+
+def test_coordinator_gets_403_outside_own_groups(app, coordinator, editor):
+    response = coordinator.post("/api/v1/lists/zpravodaj/issues", {"subject": "Cizí", "body": BODY})
+    assert response.status_code == 403
+    assert response.get_json() == {"error": "Tento seznam nespravujete."}
+
+    newsletter_issue = create_draft(editor)
+    for method, suffix in [
+        ("GET", ""),
+        ("POST", "/send"),
+        ("POST", "/pause"),
+        ("POST", "/resume"),
+        ("POST", "/cancel"),
+    ]:
+        response = coordinator.call(method, f"/api/v1/issues/{newsletter_issue}{suffix}")
+        assert response.status_code == 403, suffix
+    db.session.expire_all()
+    assert db.session.get(Issue, newsletter_issue).status == "draft"
+
+
+def test_unknown_list_is_404_even_for_a_coordinator(app, coordinator):
+    response = coordinator.post("/api/v1/lists/neni/issues", {"subject": "A", "body": "B"})
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "Seznam neexistuje."}
+
+
+# --- validation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"body": BODY}, "subject"),
+        ({"subject": "   ", "body": BODY}, "subject"),
+        ({"subject": "Dva\nřádky", "body": BODY}, "subject"),
+        ({"subject": "x" * 201, "body": BODY}, "subject"),
+        ({"subject": 5, "body": BODY}, "subject"),
+        ({"subject": None, "body": BODY}, "subject"),
+        ({"subject": ["A"], "body": BODY}, "subject"),
+        ({"subject": {"a": 1}, "body": BODY}, "subject"),
+        ({"subject": "A"}, "body"),
+        ({"subject": "A", "body": ["B"]}, "body"),
+        ({"subject": "A", "body": 1e308}, "body"),
+        ({"subject": "A", "body": "x" * 200_001}, "body"),
+        ({"subject": "A", "body": BODY, "preheader": 3}, "preheader"),
+        ({"subject": "A", "body": BODY, "preheader": "a\nb"}, "preheader"),
+    ],
+)
+def test_invalid_issue_fields_are_422_per_field_in_czech(app, editor, payload, field):
+    response = editor.post("/api/v1/lists/zpravodaj/issues", payload)
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["error"] == "Některé údaje nejsou v pořádku."
+    assert field in body["errors"]
+    assert db.session.scalar(select(Issue)) is None
+
+
+def test_meeting_is_refused_on_a_newsletter(app, editor):
+    response = editor.post(
+        "/api/v1/lists/zpravodaj/issues",
+        {"subject": "A", "body": BODY, "meeting": {"start": "2026-12-10T09:00"}},
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {
+        "meeting": "Pozvánku na setkání lze připojit jen k oznámení pracovní skupiny."
+    }
+
+
+def test_meeting_on_a_group_is_not_supported_yet(app, coordinator):
+    response = coordinator.post(
+        "/api/v1/lists/ostrava-psb/issues",
+        {"subject": "Setkání", "body": BODY, "meeting": {"start": "2026-12-10T09:00"}},
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {
+        "meeting": "Pozvánky na setkání zatím nejsou podporovány."
+    }
+
+
+def test_null_meeting_and_unknown_fields_are_ignored(app, editor):
+    issue_id = create_draft(editor, meeting=None, extra="ignored")
+    assert editor.get(f"/api/v1/issues/{issue_id}").status_code == 200
+
+
+# --- unreadable requests, unknown routes and hostile input ---------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        ("", "application/json", 400),
+        ("{", "application/json", 400),
+        ("[1, 2]", "application/json", 400),
+        ('"text"', "application/json", 400),
+        ("null", "application/json", 400),
+        ("{'single': 'quotes'}", "application/json", 400),
+        (b"\xff\xfe\x00garbage", "application/json", 400),
+        ("[" * 100_000 + "]" * 100_000, "application/json", 400),
+        ("1" * 5000, "application/json", 400),
+        ('{"subject": "A\\u0000B", "body": "x"}', "application/json", 400),
+        ('{"subject": "\\ud800", "body": "x"}', "application/json", 400),
+        ("subject=A&body=B", "application/x-www-form-urlencoded", 415),
+        ('{"subject": "A", "body": "B"}', "text/plain", 415),
+    ],
+)
+def test_unreadable_body_is_400_or_415_never_500(app, editor, data, content_type, status):
+    response = editor.post("/api/v1/lists/zpravodaj/issues", data=data, content_type=content_type)
+    assert response.status_code == status
+    assert response.get_json()["error"]
+
+
+def test_body_over_the_size_limit_is_413_json(app, editor):
+    payload = '{"subject": "A", "body": "' + "x" * (2 * 1024 * 1024) + '"}'
+    response = editor.post(
+        "/api/v1/lists/zpravodaj/issues", data=payload, content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "Požadavek je příliš velký."}
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["[]", "{", '{"at": {"$gt": ""}}', "[" * 50_000 + "]" * 50_000],
+)
+def test_hostile_send_bodies_never_500(app, editor, data):
+    issue_id = create_draft(editor)
+    response = editor.post(
+        f"/api/v1/issues/{issue_id}/send", data=data, content_type="application/json"
+    )
+    assert response.status_code in (400, 422)
+    db.session.expire_all()
+    assert db.session.get(Issue, issue_id).status == "draft"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/issues/999999",
+        "/api/v1/issues/2147483647",
+        "/api/v1/issues/2147483648",
+        "/api/v1/issues/99999999999999999999999999999999",
+        "/api/v1/issues/-1",
+        "/api/v1/issues/0",
+        "/api/v1/issues/1.5",
+        "/api/v1/issues/abc",
+        "/api/v1/issues/%00",
+        "/api/v1/nic",
+        "/api/v1",
+        "/api/v1/",
+        "/api/v1/lists/",
+    ],
+)
+def test_unknown_issues_and_routes_are_404_json(app, editor, path):
+    response = editor.get(path)
+    assert response.status_code == 404
+    assert response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    "slug", ["neni", "ZPRAVODAJ", "a" * 10_000, "%00", "%C5%BE%C3%A1k", "x'; DROP TABLE issue;--"]
+)
+def test_unknown_or_impossible_list_slug_is_404(app, editor, slug):
+    response = editor.post(f"/api/v1/lists/{slug}/issues", {"subject": "A", "body": "B"})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/api/v1/issues/1/send", "POST"),
+        ("DELETE", "/api/v1/lists", "GET"),
+        ("PUT", "/api/v1/issues/1", "GET"),
+        ("POST", "/api/v1/openapi.json", "GET"),
+    ],
+)
+def test_wrong_method_is_405_json_with_allow(app, editor, method, path, allowed):
+    response = editor.call(method, path)
+    assert response.status_code == 405
+    assert allowed in response.headers["Allow"]
+    assert response.get_json() == {"error": "Tato adresa tento druh požadavku nepřijímá."}
+
+
+def test_unknown_api_path_with_unusable_query_is_still_api_json(app, editor):
+    response = editor.get("/api/v1/nic?x=%00")
+    assert response.status_code == 404
+
+
+def test_post_needs_no_csrf_token(app, editor):
+    # Flask-WTF's CSRF protection is on (as in production) and the request carries no token.
+    assert app.config.get("WTF_CSRF_ENABLED", True)
+    response = editor.post("/api/v1/lists/zpravodaj/issues", {"subject": "A", "body": BODY})
+    assert response.status_code == 201
+
+
+# --- rate limit ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "app_config", [{"RATE_LIMITS": True, "RATE_LIMIT_API": "3 per minute"}], indirect=True
+)
+def test_each_token_has_its_own_rate_limit(app, client, tokens):
+    editor = Api(client, tokens["editor"])
+    for _ in range(3):
+        assert editor.get("/api/v1/lists").status_code == 200
+    limited = editor.get("/api/v1/lists")
+    assert limited.status_code == 429
+    assert limited.get_json() == {"error": "Příliš mnoho pokusů. Zkuste to prosím znovu za chvíli."}
+    assert "Retry-After" in limited.headers
+    # Another account's token is not affected.
+    assert Api(client, tokens["admin"]).get("/api/v1/lists").status_code == 200
