@@ -86,6 +86,18 @@ def format_eta(seconds: int | None) -> str:
     return text
 
 
+def progress_texts(state: dict[str, Any]) -> dict[str, str]:
+    """The Czech phrases of a `sending.progress` state, for the page and for progress.json."""
+    eta = format_eta(state["eta_seconds"])
+    if not eta and state["status"] == "sending" and state["counts"]["pending"]:
+        eta = "zbývající čas zatím nelze odhadnout"
+    return {
+        "percent": format_percent(state["percent"]),
+        "rate": format_rate(state["rate_per_minute"]),
+        "eta": eta,
+    }
+
+
 def _zone() -> ZoneInfo:
     return ZoneInfo(current_app.config["TIMEZONE"])
 
@@ -282,9 +294,7 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         state=state,
         counts=counts,
         label=STATUS_LABELS[issue.status],
-        percent=format_percent(state["percent"]),
-        rate=format_rate(state["rate_per_minute"]),
-        eta=format_eta(state["eta_seconds"]),
+        texts=progress_texts(state),
         final=issue.status in FINAL_STATUSES,
         failures=_failed_deliveries(issue) if counts["failed"] else [],
         may_resend=issue.status in FINAL_STATUSES and unreached > 0 and issue.started_at,
@@ -310,11 +320,7 @@ def issue_progress(issue_id: int):
     """What admin-issues.js polls: `sending.progress` plus the Czech texts to show."""
     issue = _issue_or_404(issue_id)
     state = sending.progress(issue)
-    state["texts"] = {
-        "percent": format_percent(state["percent"]),
-        "rate": format_rate(state["rate_per_minute"]),
-        "eta": format_eta(state["eta_seconds"]),
-    }
+    state["texts"] = progress_texts(state)
     response = jsonify(state)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -402,7 +408,7 @@ def issue_action(issue_id: int, action: str):
                 + ", ".join(addresses),
             )
         if action == "send":
-            if not form.get("confirm"):
+            if not form.get("confirm") and issue.status in ("draft", "scheduled"):
                 return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
             sending.send_now(issue)
             db.session.commit()
@@ -439,7 +445,7 @@ def issue_action(issue_id: int, action: str):
             db.session.commit()
             return _done(issue, "Odesílání pokračuje.")
         if action == "cancel":
-            if not form.get("confirm"):
+            if not form.get("confirm") and issue.status not in FINAL_STATUSES:
                 return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
             sending.cancel(issue)
             db.session.commit()

@@ -20,6 +20,7 @@ from service.issues import sending
 from service.models import Delivery, Issue, MailingList
 from tests.conftest import add_confirmed_subscribers, csrf_token_of, log_in
 from tests.conftest import run_jobs as run_all_jobs
+from workers.delivery import deliver_batch, fan_out
 
 BODY = """Dobrý den,
 
@@ -322,7 +323,11 @@ def test_progress_json_reports_counts_rate_and_czech_texts(app, editor, outbox):
     assert state["counts"]["total"] == 5 and state["counts"]["pending"] == 5
     assert state["percent"] == 0
     assert {"rate_per_minute", "eta_seconds", "started_at", "finished_at"} <= state.keys()
-    assert state["texts"]["percent"] == "0 %"
+    assert state["texts"] == {
+        "percent": "0 %",
+        "rate": "0 zpráv za minutu",
+        "eta": "zbývající čas zatím nelze odhadnout",
+    }
 
     run_jobs(app)
     state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
@@ -333,6 +338,31 @@ def test_progress_json_reports_counts_rate_and_czech_texts(app, editor, outbox):
         "total": 5, "sent": 5, "failed": 0, "pending": 0, "skipped": 0, "cancelled": 0
     }  # fmt: skip
     assert state["finished_at"].endswith("+00:00")
+
+
+def test_progress_midway_shows_rate_and_time_left_in_czech(app, editor, outbox):
+    app.config["BATCH_SIZE"] = 3
+    app.config["PROGRESS_RATE_WINDOW_SECONDS"] = 60
+    add_confirmed_subscribers("zpravodaj", 9)
+    issue = make_issue()
+    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
+    fan_out(issue.id)
+    deliver_batch(db.session.scalar(select(Delivery.batch_id).order_by(Delivery.id)))
+    db.session.expire_all()
+
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    assert state["counts"]["sent"] == 3 and state["counts"]["pending"] == 6
+    assert state["percent"] == 33.3
+    # Three sent within the last minute: six left take about two minutes.
+    assert state["texts"] == {
+        "percent": "33,3 %",
+        "rate": "3 zprávy za minutu",
+        "eta": "zbývá asi 2 minuty",
+    }
+    page = text_of(editor.get(f"/admin/issues/{issue.id}").data)
+    assert "Průběh odesílání" in page and "Hotovo 33,3 %" in page
+    assert "Rychlost: 3 zprávy za minutu zbývá asi 2 minuty" in page
+    assert "Pozastavit" in page and "Odeslat hned" not in page
 
 
 # --- test sends -------------------------------------------------------------------
