@@ -41,8 +41,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _ref("responses", names[status]) for status in statuses}
 
 
-# Every authenticated route can answer these.
-_COMMON = (401, 404, 405, 429, 500)
+# Every authenticated route can answer these. A method a path does not take is
+# a 405 Error with `Allow` (components/responses/MethodNotAllowed); it has no
+# operation to be listed under.
+_COMMON = (401, 404, 429, 500)
 _WITH_BODY = (400, 413, 415)
 
 _ISSUE_ID = {
