@@ -13,7 +13,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
@@ -38,6 +38,15 @@ def init_app(app) -> None:
     from . import navigation
 
     navigation.init_app(app)
+
+    @app.before_request
+    def _forget_previous_request() -> None:
+        # Flask-Login caches the user and Flask-WTF the CSRF token on `g`,
+        # which lives as long as the app context; where one app context
+        # outlives a request (the test suite, code dispatching requests inside
+        # a context) the next request must load its own.
+        g.pop("_login_user", None)
+        g.pop(app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
 @login_manager.user_loader

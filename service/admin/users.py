@@ -1,0 +1,84 @@
+"""Accounts: administrators create editors, coordinators and other admins, assign a
+coordinator's groups, and deactivate accounts (kept, not deleted: issues name
+their author)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from .. import accounts
+from ..extensions import db
+from ..models import MailingList, User
+from . import bp
+from .auth import require_role
+
+ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "koordinátor skupin"}
+
+
+class UserForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
+    role = SelectField("Role", choices=list(ROLE_LABELS.items()))
+    lists = SelectMultipleField("Skupiny (jen pro koordinátory)", coerce=int, choices=[])
+    password = PasswordField("Heslo", validators=[DataRequired("Vyplňte heslo."), Length(max=200)])
+    password_again = PasswordField(
+        "Heslo znovu",
+        validators=[EqualTo("password", "Hesla se neshodují.")],
+    )
+
+
+def _group_choices() -> list[tuple[int, str]]:
+    groups = db.session.scalars(select(MailingList).order_by(MailingList.kind, MailingList.name))
+    return [(g.id, f"{g.name} ({g.slug})") for g in groups]
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@require_role("admin")
+def users():
+    form = UserForm()
+    form.lists.choices = _group_choices()
+    status = 200
+    if form.validate_on_submit():
+        chosen = list(
+            db.session.scalars(select(MailingList).where(MailingList.id.in_(form.lists.data)))
+        )
+        try:
+            user = accounts.create_user(
+                form.email.data, form.password.data, form.role.data, chosen or None
+            )
+        except accounts.AccountError as exc:
+            form.email.errors.append(str(exc))
+            status = 422
+        else:
+            db.session.commit()
+            flash(f"Účet {user.email} je vytvořen.", "success")
+            return redirect(url_for("admin.users"))
+    elif form.is_submitted():
+        status = 422
+    everyone = db.session.scalars(select(User).order_by(User.email)).all()
+    return (
+        render_template("admin/users.html", form=form, users=everyone, role_labels=ROLE_LABELS),
+        status,
+    )
+
+
+@bp.post("/users/<int:user_id>/active")
+@require_role("admin")
+def user_toggle_active(user_id: int):
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    if user.id == current_user.id:
+        flash("Vlastní účet vypnout nelze.", "error")
+        return redirect(url_for("admin.users"))
+    user.active = not user.active
+    db.session.commit()
+    flash(
+        f"Účet {user.email} je {'znovu zapnutý' if user.active else 'vypnutý'}.",
+        "success",
+    )
+    return redirect(url_for("admin.users"))
