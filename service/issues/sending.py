@@ -195,6 +195,8 @@ def resume(issue: Issue) -> None:
 
 def cancel(issue: Issue) -> None:
     """Stop for good: nobody else gets it; what was sent stays sent."""
+    if issue.status == "cancelled":
+        raise IssueStateError("Vydání už je zrušené.")
     _require(issue, ("draft", "scheduled", "sending", "paused"), "Odeslané vydání už zrušit nelze.")
     issue.status = "cancelled"
     issue.finished_at = utcnow()
@@ -284,6 +286,8 @@ def delivery_counts(issue: Issue) -> dict[str, int]:
     failed = by_status.get("failed", 0)
     skipped = by_status.get("skipped", 0)
     cancelled = by_status.get("cancelled", 0)
+    if issue.status == "cancelled" and not issue.fanout_done:
+        cancelled += total - created  # cancelled before they were even given a delivery
     return {
         "total": total,
         "sent": sent,

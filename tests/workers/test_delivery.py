@@ -440,3 +440,22 @@ def test_pause_mid_issue_stops_after_the_message_in_flight(app, outbox):
         controller.stop()
     got = sorted(r for m in catcher.mails for r in m.rcpt_tos)
     assert got == sorted(f"odberatel{n}@example.cz" for n in range(10))
+
+
+def test_issue_cancelled_before_fan_out_reports_everyone_cancelled(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 4)
+    issue = make_issue()
+    send(issue)
+    sending.cancel(issue)
+    db.session.commit()
+    run_jobs(app)
+    assert outbox.mails == []
+    assert counts(issue) == {
+        "total": 4, "sent": 0, "failed": 0, "pending": 0, "skipped": 0, "cancelled": 4
+    }  # fmt: skip
+    with pytest.raises(sending.IssueStateError, match="už je zrušené"):
+        sending.cancel(db.session.get(Issue, issue.id))
+    sending.resend_unreached(db.session.get(Issue, issue.id))
+    db.session.commit()
+    run_jobs(app)
+    assert len(recipients(outbox)) == 4
