@@ -56,6 +56,12 @@ def mail_retry() -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
+# Bulk jobs run as long as they need (a batch behind a slow relay or a low
+# SEND_RATE, a fan-out of a million recipients): RQ's default 180 s timeout
+# would kill them mid-send. A dead worker is noticed by the lease instead.
+NO_TIMEOUT = -1
+
+
 def enqueue(
     func_path: str,
     *args: Any,
@@ -63,6 +69,7 @@ def enqueue(
     job_id: str | None = None,
     retry: Retry | None = None,
     at: datetime | None = None,
+    timeout: int | None = None,
 ) -> Job:
     """Put a job, named by its dotted path, on a queue (at a UTC time when `at` is given)."""
     options = {
@@ -70,6 +77,7 @@ def enqueue(
         "retry": retry,
         "result_ttl": RESULT_TTL,
         "failure_ttl": FAILURE_TTL,
+        "job_timeout": timeout,
     }
     if at is not None:
         return queue(queue_name).enqueue_at(_aware(at), func_path, *args, **options)
@@ -135,6 +143,7 @@ def enqueue_fan_out(issue_id: int) -> Job:
         queue_name=BULK_QUEUE,
         job_id=fan_out_job_id(issue_id),
         retry=mail_retry(),
+        timeout=NO_TIMEOUT,
     )
 
 
@@ -170,6 +179,7 @@ def batch_job(batch_id: int, job_id: str) -> dict[str, Any]:
         "retry": mail_retry(),
         "result_ttl": RESULT_TTL,
         "failure_ttl": FAILURE_TTL,
+        "timeout": NO_TIMEOUT,
     }
 
 

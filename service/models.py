@@ -322,6 +322,9 @@ class Delivery(db.Model):
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_batch_status", "batch_id", "status"),
         Index("ix_delivery_issue_status", "issue_id", "status"),
+        # Deleting a subscriber (erasure, purge) cascades here: without an
+        # index PostgreSQL would scan every delivery ever made per deletion.
+        Index("ix_delivery_subscriber", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

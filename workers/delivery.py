@@ -20,6 +20,7 @@ new job, and a worker that lost its lease stops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -116,6 +117,8 @@ def fan_out(issue_id: int) -> str:
     while True:
         status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
         if status not in ("sending", "paused"):
+            if status == "cancelled":
+                _cancel_leftovers(issue_id)
             break
         ids = db.session.scalars(
             recipients_query(issue, after=issue.fanout_cursor, limit=size)
@@ -193,9 +196,25 @@ def deliver_batch(batch_id: int) -> str:
         _release(batch_id, owner)
         db.session.commit()
         return issue.status
-    sender = BatchSender(issue, batch_id, owner)
+    try:
+        sender = BatchSender(issue, batch_id, owner)
+    except Exception:
+        db.session.rollback()
+        _release(batch_id, owner)
+        db.session.commit()
+        raise
     try:
         return sender.run()
+    except TransientFailure:
+        raise  # the batch is already handed back for RQ's Retry
+    except Exception:
+        # Anything else (a bug, the database away): hand the batch back at once
+        # instead of holding the lease until it expires.
+        db.session.rollback()
+        with contextlib.suppress(Exception):
+            _release(batch_id, owner)
+            db.session.commit()
+        raise
     finally:
         sender.close()
 
@@ -222,10 +241,11 @@ class BatchSender:
     def _prepare_statements(self) -> None:
         """The per-message statements, built once: building SQLAlchemy expressions per
         message cost more than the SMTP exchange itself."""
-        delivery, subscription, issue = (
+        delivery, subscription, issue, batch = (
             Delivery.__table__,
             Subscription.__table__,
             Issue.__table__,
+            DeliveryBatch.__table__,
         )
         # The claim: only if the issue still sends and the subscriber is still confirmed.
         self._claim_statement = (
@@ -239,8 +259,11 @@ class BatchSender:
                     subscription.c.status == "confirmed",
                 ),
                 exists().where(issue.c.id == self.issue_id, issue.c.status == "sending"),
+                # Still our batch: a worker that lost its lease (stuck longer than
+                # BATCH_LEASE_SECONDS) must not send alongside the one that took over.
+                exists().where(batch.c.id == self.batch_id, batch.c.owner == self.owner),
             )
-            .values(status="sending", claimed_at=bindparam("now"), attempts=delivery.c.attempts + 1)
+            .values(status="sending", claimed_at=bindparam("now"))
         )
         self._sent_statement = (
             delivery.update()
@@ -281,6 +304,8 @@ class BatchSender:
                     log.warning("batch %s taken over by another worker; stopping", self.batch_id)
                     return "lost lease"
                 last_beat = time.monotonic()
+            # Wait for the rate limit before claiming, not while holding a claim.
+            self.limiter.wait((row.ascii_email or row.email).rpartition("@")[2])
             outcome = self._claim(row.id, row.subscriber_id)
             db.session.commit()
             if outcome == "stop":
@@ -318,7 +343,10 @@ class BatchSender:
         if claimed:
             return "claimed"
         issue_status = db.session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
-        if issue_status != "sending":
+        owner = db.session.scalar(
+            select(DeliveryBatch.owner).where(DeliveryBatch.id == self.batch_id)
+        )
+        if issue_status != "sending" or owner != self.owner:
             _release(self.batch_id, self.owner)
             log.info("issue %s is %s; batch %s stops", self.issue_id, issue_status, self.batch_id)
             return "stop"
@@ -327,6 +355,11 @@ class BatchSender:
                 Subscription.subscriber_id == subscriber_id, Subscription.list_id == self.list_id
             )
         )
+        if subscription_status == "confirmed":
+            # The issue was paused and resumed between the claim and these reads:
+            # hand the batch back rather than skip someone who should get it.
+            _release(self.batch_id, self.owner)
+            return "stop"
         # Suppressed since the snapshot: unsubscribed, bounced or left the list.
         db.session.execute(
             update(Delivery)
@@ -338,7 +371,6 @@ class BatchSender:
     def _send_one(self, row) -> None:
         address = row.ascii_email or row.email
         recipient = Recipient(address=address, name=row.name or "", public_key=row.public_key)
-        self.limiter.wait(address.rpartition("@")[2])
         message_id = self.skeleton.new_message_id(row.id)
         raw = self.skeleton.personalise(recipient, message_id)
         try:
@@ -354,10 +386,18 @@ class BatchSender:
             raise
         except TransientFailure as exc:
             # This recipient's server said "later" (4xx); the others may go on.
+            # `attempts` counts only these refusals, not re-claims after outages or crashes.
             if row.attempts + 1 >= self.max_attempts:
-                self._set(row.id, status="failed", last_error=f"opakovaně odmítnuto: {exc}"[:2000])
+                self._set(
+                    row.id,
+                    status="failed",
+                    attempts=row.attempts + 1,
+                    last_error=f"opakovaně odmítnuto: {exc}"[:2000],
+                )
             else:
-                self._set(row.id, status="pending", last_error=str(exc)[:2000])
+                self._set(
+                    row.id, status="pending", attempts=row.attempts + 1, last_error=str(exc)[:2000]
+                )
                 self.deferred += 1
         else:
             self.unrecorded = (row.id, message_id)
@@ -401,6 +441,21 @@ def _release(batch_id: int, owner: str) -> None:
         .where(DeliveryBatch.id == batch_id, DeliveryBatch.owner == owner)
         .values(status="queued", owner=None, heartbeat=None)
     )
+
+
+def _cancel_leftovers(issue_id: int) -> None:
+    """Batches written after a cancel committed (the fan-out raced it) are cancelled too."""
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == "pending")
+        .values(status="cancelled")
+    )
+    db.session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.issue_id == issue_id, DeliveryBatch.status == "queued")
+        .values(status="done")
+    )
+    db.session.commit()
 
 
 def finish_if_complete(issue_id: int) -> bool:

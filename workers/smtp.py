@@ -122,6 +122,12 @@ class SmtpTransport:
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = next(iter(exc.recipients.values()))
             raise _classify(code, message) from exc
+        except smtplib.SMTPSenderRefused as exc:
+            # MAIL FROM refused (authentication, sender not allowed, quota): the
+            # relay refuses us, not this recipient. Stop and retry later rather
+            # than fail every recipient of an issue in a minute.
+            self._drop_after(exc)
+            raise ServerUnavailable(f"sender refused: {exc.smtp_code} {exc.smtp_error!r}") from exc
         except smtplib.SMTPResponseException as exc:
             self._drop_after(exc)
             raise _classify(exc.smtp_code, exc.smtp_error) from exc

@@ -113,6 +113,7 @@ def upgrade():
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.create_index('ix_delivery_batch_status', ['batch_id', 'status'], unique=False)
         batch_op.create_index('ix_delivery_issue_status', ['issue_id', 'status'], unique=False)
+        batch_op.create_index('ix_delivery_subscriber', ['subscriber_id'], unique=False)
 
     with op.batch_alter_table('subscription', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscription_list_status'))
@@ -128,6 +129,7 @@ def downgrade():
         batch_op.create_index(batch_op.f('ix_subscription_list_status'), ['list_id', 'status'], unique=False)
 
     with op.batch_alter_table('delivery', schema=None) as batch_op:
+        batch_op.drop_index('ix_delivery_subscriber')
         batch_op.drop_index('ix_delivery_issue_status')
         batch_op.drop_index('ix_delivery_batch_status')
 

@@ -9,6 +9,7 @@ lost enqueue is redone by the reconciler.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,8 +58,8 @@ def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[Issue
     preheader = preheader if isinstance(preheader, str) else ("" if preheader is None else None)
     if subject is None or not subject.strip():
         errors["subject"] = "Vyplňte předmět."
-    elif "\r" in subject or "\n" in subject:
-        errors["subject"] = "Předmět musí být na jednom řádku."
+    elif not _one_line(subject):
+        errors["subject"] = "Předmět musí být na jednom řádku a bez řídicích znaků."
     elif len(subject.strip()) > SUBJECT_MAX:
         errors["subject"] = f"Předmět může mít nejvýše {SUBJECT_MAX} znaků."
     if body is None or not body.strip():
@@ -67,8 +68,8 @@ def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[Issue
         errors["body"] = f"Text vydání může mít nejvýše {BODY_MAX} znaků."
     if preheader is None:
         errors["preheader"] = "Perex musí být text."
-    elif "\r" in preheader or "\n" in preheader:
-        errors["preheader"] = "Perex musí být na jednom řádku."
+    elif not _one_line(preheader):
+        errors["preheader"] = "Perex musí být na jednom řádku a bez řídicích znaků."
     elif len(preheader.strip()) > PREHEADER_MAX:
         errors["preheader"] = f"Perex může mít nejvýše {PREHEADER_MAX} znaků."
     cleaned = IssueInput(
@@ -77,6 +78,12 @@ def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[Issue
         preheader=(preheader or "").strip(),
     )
     return cleaned, errors
+
+
+def _one_line(text: str) -> bool:
+    """No line breaks of any kind (Word's manual break is \\x0b) and no control characters:
+    they would end up in a mail header."""
+    return not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
 
 
 def create_issue(mailing_list: MailingList, fields: IssueInput, author: User | None) -> Issue:
@@ -95,9 +102,10 @@ def create_issue(mailing_list: MailingList, fields: IssueInput, author: User | N
 
 def update_issue(issue: Issue, fields: IssueInput) -> None:
     """Edit a draft; a scheduled issue goes back to draft when edited."""
-    _require(issue, ("draft", "scheduled"), "Upravit lze jen koncept.")
+    _move(
+        issue, ("draft", "scheduled"), "Upravit lze jen koncept.", status="draft", scheduled_at=None
+    )
     issue.subject, issue.body, issue.preheader = fields.subject, fields.body, fields.preheader
-    issue.status, issue.scheduled_at = "draft", None
     issue.updated_at = utcnow()
 
 
@@ -122,19 +130,24 @@ def schedule(issue: Issue, at: datetime) -> None:
     at_utc = at.astimezone(UTC).replace(tzinfo=None)
     if at_utc <= utcnow():
         raise IssueStateError("Čas odeslání musí být v budoucnosti.")
-    issue.status, issue.scheduled_at = "scheduled", at_utc
+    _move(
+        issue, ("draft", "scheduled"), "Naplánovat lze jen koncept.",
+        status="scheduled", scheduled_at=at_utc,
+    )  # fmt: skip
     jobs.after_commit(jobs.enqueue_scheduled_start, issue.id, at_utc)
 
 
 def unschedule(issue: Issue) -> None:
     """Back to draft; the scheduled job finds the issue not due and does nothing."""
-    _require(issue, ("scheduled",), "Vydání není naplánované.")
-    issue.status, issue.scheduled_at = "draft", None
+    _move(issue, ("scheduled",), "Vydání není naplánované.", status="draft", scheduled_at=None)
 
 
 def send_now(issue: Issue) -> None:
     """Snapshot the recipients now and hand the issue to the workers."""
-    _require(issue, ("draft", "scheduled"), "Odeslat lze jen koncept nebo naplánované vydání.")
+    _move(
+        issue, ("draft", "scheduled"), "Odeslat lze jen koncept nebo naplánované vydání.",
+        status="sending",
+    )  # fmt: skip
     begin_delivery(issue)
 
 
@@ -148,6 +161,11 @@ def begin_delivery(issue: Issue) -> None:
     now = utcnow()
     issue.status = "sending"
     issue.scheduled_at = issue.scheduled_at or now
+    # Numbers are per list: lock the list so two issues starting at once
+    # cannot take the same one (SQLite serialises writers anyway).
+    db.session.execute(
+        select(MailingList.id).where(MailingList.id == issue.list_id).with_for_update()
+    )
     issue.snapshot_at = now
     issue.started_at = now
     issue.finished_at = None
@@ -183,13 +201,11 @@ def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit
 
 def pause(issue: Issue) -> None:
     """Stop sending after the message in flight; nothing is lost, resume continues."""
-    _require(issue, ("sending",), "Pozastavit lze jen vydání, které se odesílá.")
-    issue.status = "paused"
+    _move(issue, ("sending",), "Pozastavit lze jen vydání, které se odesílá.", status="paused")
 
 
 def resume(issue: Issue) -> None:
-    _require(issue, ("paused",), "Pokračovat lze jen v pozastaveném vydání.")
-    issue.status = "sending"
+    _move(issue, ("paused",), "Pokračovat lze jen v pozastaveném vydání.", status="sending")
     _enqueue_unfinished(issue)
 
 
@@ -197,9 +213,10 @@ def cancel(issue: Issue) -> None:
     """Stop for good: nobody else gets it; what was sent stays sent."""
     if issue.status == "cancelled":
         raise IssueStateError("Vydání už je zrušené.")
-    _require(issue, ("draft", "scheduled", "sending", "paused"), "Odeslané vydání už zrušit nelze.")
-    issue.status = "cancelled"
-    issue.finished_at = utcnow()
+    _move(
+        issue, ("draft", "scheduled", "sending", "paused"), "Odeslané vydání už zrušit nelze.",
+        status="cancelled", finished_at=utcnow(),
+    )  # fmt: skip
     # A delivery "sending" right now is either finished by its live worker
     # (which then records it sent) or belonged to a dead one: not reached.
     db.session.execute(
@@ -223,6 +240,17 @@ def resend_unreached(issue: Issue) -> int:
     """
     _require(issue, ("sent", "cancelled"), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
     unreached = ("failed", "cancelled", "pending")
+    anyone_left = db.session.scalar(
+        select(Delivery.id)
+        .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
+        .limit(1)
+    )
+    if anyone_left is None and issue.fanout_done:
+        raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
+    _move(
+        issue, ("sent", "cancelled"), "Znovu odeslat lze jen dokončené nebo zrušené vydání.",
+        status="sending", finished_at=None,
+    )  # fmt: skip
     batch_ids = db.session.scalars(
         select(Delivery.batch_id)
         .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
@@ -233,16 +261,12 @@ def resend_unreached(issue: Issue) -> int:
         .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
         .values(status="pending", attempts=0, last_error=None)
     ).rowcount
-    if not count and issue.fanout_done:
-        raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
     if batch_ids:
         db.session.execute(
             update(DeliveryBatch)
             .where(DeliveryBatch.id.in_(batch_ids))
             .values(status="queued", owner=None, heartbeat=None, attempts=0)
         )
-    issue.status = "sending"
-    issue.finished_at = None
     _enqueue_unfinished(issue)
     return count
 
@@ -266,6 +290,25 @@ def _enqueue_unfinished(issue: Issue) -> None:
 
 def _require(issue: Issue, allowed: tuple[str, ...], message: str) -> None:
     if issue.status not in allowed:
+        raise IssueStateError(message)
+
+
+def _move(issue: Issue, allowed: tuple[str, ...], message: str, **values: Any) -> None:
+    """Change the issue only if it is still in an allowed state, in one conditional UPDATE.
+
+    Two editors, the API, the scheduler and the workers may act on an issue at
+    the same moment; reading the status and then writing it would let two of
+    them win. The UPDATE holds the row (on SQLite the database) until commit.
+    """
+    _require(issue, allowed, message)
+    changed = db.session.execute(
+        update(Issue)
+        .where(Issue.id == issue.id, Issue.status.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
+    if not changed:
+        db.session.refresh(issue)
         raise IssueStateError(message)
 
 

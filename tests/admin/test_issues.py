@@ -183,7 +183,7 @@ def test_validation_errors_are_shown_in_czech_with_422(editor):
     page = response.text
     assert "Vyplňte předmět." in page
     assert "Vyplňte text vydání." in page
-    assert "Perex musí být na jednom řádku." in page
+    assert "Perex musí být na jednom řádku a bez řídicích znaků." in page
     assert 'id="subject-error"' in page and 'aria-invalid="true"' in page
     assert db.session.scalars(select(Issue)).all() == []
 

@@ -459,3 +459,51 @@ def test_issue_cancelled_before_fan_out_reports_everyone_cancelled(app, outbox):
     db.session.commit()
     run_jobs(app)
     assert len(recipients(outbox)) == 4
+
+
+@pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\u2028", "\x85", "\t"])
+def test_subject_with_any_line_break_or_control_character_is_refused(app, separator):
+    _, errors = sending.validate_fields(f"Zpravodaj{separator}12/2026", BODY, "")
+    assert errors == {"subject": "Předmět musí být na jednom řádku a bez řídicích znaků."}
+    _, errors = sending.validate_fields("Zpravodaj", BODY, f"perex{separator}dál")
+    assert errors == {"preheader": "Perex musí být na jednom řádku a bez řídicích znaků."}
+
+
+def test_relay_refusing_the_sender_stops_the_batch_instead_of_failing_everyone(app, outbox):
+    from aiosmtpd.smtp import SMTP as Server
+
+    class RefusesSender(MailCatcher):
+        refuse = True
+
+        async def handle_MAIL(self, server: Server, session, envelope, address, options):
+            if self.refuse:
+                return "530 5.7.0 Authentication required"
+            envelope.mail_from = address
+            return "250 OK"
+
+    catcher = RefusesSender()
+    controller = start_catcher(catcher)
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
+    try:
+        add_confirmed_subscribers("zpravodaj", 5)
+        issue = make_issue()
+        send(issue)
+        run_jobs(app)
+        assert counts(issue)["failed"] == 0
+        assert counts(issue)["pending"] == 5
+        catcher.refuse = False  # the operator fixed the credentials
+        reconcile()
+        run_jobs(app)
+    finally:
+        controller.stop()
+    assert len(catcher.mails) == 5
+    assert counts(issue)["sent"] == 5
+
+
+def test_two_editors_starting_one_issue_at_once_start_it_once(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 3)
+    issue = make_issue()
+    _sql_on_the_side(app, "UPDATE issue SET status='sending' WHERE id=:i", i=issue.id)
+    with pytest.raises(sending.IssueStateError):
+        sending.send_now(issue)  # this session still saw a draft
+    db.session.rollback()
