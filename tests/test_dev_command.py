@@ -354,7 +354,52 @@ def test_dev_command_runs_the_double_opt_in_and_stops_cleanly_on_sigterm(start_d
     assert "Odběr je potvrzen" in page
     assert EMAIL in page
 
+    _editor_sends_an_issue(server, len(mail_paths))
+
     _stop_and_check(server, signal.SIGTERM, group=False)
+
+
+def _editor_sends_an_issue(server: DevServer, mails_before: int) -> None:
+    """The dev admin signs in with the printed password, sends an issue; it reaches the outbox."""
+    import http.cookiejar
+
+    password = re.search(r"admin@zpravodaj\.example / (\S+)\)", server.log)
+    assert password, server.log
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def visit(path: str, form: dict[str, str] | None = None) -> tuple[str, str]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        with browser.open(server.url(path), data=data, timeout=10) as response:
+            return response.url, response.read().decode()
+
+    _, page = visit("/admin/login")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    _, page = visit(
+        "/admin/login",
+        {"email": "admin@zpravodaj.example", "password": password.group(1), "csrf_token": token},
+    )
+    assert "Přehled" in page
+    _, page = visit("/admin/issues/new?list=zpravodaj")
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    url, page = visit(
+        "/admin/issues/new?list=zpravodaj",
+        {"subject": "Zpravodaj z vývojového serveru", "preheader": "",
+         "body": "Dobrý den, **funguje to**.", "csrf_token": token},
+    )  # fmt: skip
+    issue_path = urllib.parse.urlsplit(url).path
+    assert re.fullmatch(r"/admin/issues/\d+", issue_path), url
+    visit(f"{issue_path}/send", {"confirm": "1", "csrf_token": token})
+
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while True:
+        status, outbox = server.get("/dev/outbox/")
+        if "Zpravodaj z vývojového serveru" in html.unescape(outbox):
+            break
+        assert time.monotonic() < deadline, f"the issue never reached the outbox:\n{server.log}"
+        time.sleep(0.2)
+    assert len(re.findall(r'href="(/dev/outbox/\d+)"', outbox)) == mails_before + 1
 
 
 def test_dev_command_stops_everything_on_ctrl_c(start_dev):
