@@ -394,7 +394,7 @@ def _editor_sends_an_issue(server: DevServer, mails_before: int) -> None:
 
     deadline = time.monotonic() + MAIL_TIMEOUT
     while True:
-        status, outbox = server.get("/dev/outbox/")
+        _, outbox = server.get("/dev/outbox/")
         if "Zpravodaj z vývojového serveru" in html.unescape(outbox):
             break
         assert time.monotonic() < deadline, f"the issue never reached the outbox:\n{server.log}"
