@@ -51,10 +51,8 @@ class SlowSink(MailCatcher):
 
 def start_worker(app, smtp_url: str, **settings: str) -> subprocess.Popen:
     env = worker_env(app, smtp_url)
-    env.update(
-        BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", SMTP_TIMEOUT="2", RECONCILE_INTERVAL="1",
-        **settings,
-    )  # fmt: skip
+    env.update(BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", SMTP_TIMEOUT="2", RECONCILE_INTERVAL="1")
+    env.update(settings)
     return subprocess.Popen(
         [sys.executable, "-m", "service", "worker"],
         env=env,
@@ -146,3 +144,28 @@ def test_redis_flushed_while_workers_send_loses_nothing(app):
     finally:
         controller.stop()
     assert_everyone_once_at_most_one_twice(sink.mails)
+
+
+def test_mail_server_down_then_back_the_issue_resumes_by_itself(app):
+    """No operator action: RQ's Retry and the reconciler keep trying until the server is back."""
+    from service.dev.processes import free_port
+
+    port = free_port("127.0.0.1")  # nothing listens here yet
+    issue_id = start_issue()
+    worker = start_worker(
+        app, f"smtp://127.0.0.1:{port}", MAIL_RETRY_INTERVALS="1,2", SMTP_TIMEOUT="1"
+    )
+    sink = SlowSink(delay=0)
+    controller = None
+    try:
+        time.sleep(4)  # the worker tries, fails to connect, and retries
+        assert issue_status(issue_id) == "sending"
+        assert sink.mails == []
+        controller = start_catcher(sink, port=port)  # the server is back
+        assert wait_until_sent(issue_id, timeout=120), "the issue did not resume by itself"
+    finally:
+        stop(worker, signal.SIGTERM)
+        if controller is not None:
+            controller.stop()
+    assert_everyone_once_at_most_one_twice(sink.mails)
+    assert len(sink.mails) == RECIPIENTS
