@@ -131,17 +131,18 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
     )
 
 
-def fan_out_job_id(issue_id: int) -> str:
-    return f"issue-{issue_id}-fan-out"
+def new_fan_out_job_id(issue_id: int) -> str:
+    """Fresh per job: a fan-out continues in a new job after each slice."""
+    return f"issue-{issue_id}-fan-out-{secrets.token_hex(4)}"
 
 
-def enqueue_fan_out(issue_id: int) -> Job:
-    """The job that turns an issue's recipients into delivery batches."""
+def enqueue_fan_out(issue_id: int, job_id: str) -> Job:
+    """The job that turns an issue's recipients into delivery batches (a slice per job)."""
     return enqueue(
         "workers.delivery.fan_out",
         issue_id,
         queue_name=BULK_QUEUE,
-        job_id=fan_out_job_id(issue_id),
+        job_id=job_id,
         retry=mail_retry(),
         timeout=NO_TIMEOUT,
     )

@@ -282,6 +282,9 @@ class Issue(db.Model):
     fanout_cursor: Mapped[int] = mapped_column(default=0)
     fanout_done: Mapped[bool] = mapped_column(default=False)
     fanout_heartbeat: Mapped[datetime | None]
+    # The RQ job that is to continue the fan-out (each job writes a slice,
+    # then hands over to a fresh one queued behind the batches it wrote).
+    fanout_job_id: Mapped[str | None] = mapped_column(String(64))
 
     mailing_list: Mapped[MailingList] = relationship()
     created_by: Mapped[User | None] = relationship()

@@ -27,6 +27,7 @@ import time
 from datetime import timedelta
 
 from flask import current_app
+from rq import get_current_job
 from rq.job import Job
 from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 # Batches are enqueued in groups of this many (one Redis round trip each);
 # the first batch of an issue goes at once, for a quick first mail.
 ENQUEUE_GROUP = 20
+# Pages (of BATCH_SIZE recipients) one fan-out job writes before handing over.
+FAN_OUT_PAGES_PER_JOB = 20
 
 
 def lease() -> timedelta:
@@ -94,17 +97,28 @@ def start_scheduled(issue_id: int) -> str:
 
 
 def fan_out(issue_id: int) -> str:
-    """Create the issue's delivery batches page by page and enqueue them."""
+    """Write one slice of the issue's delivery batches page by page, enqueue them, and
+    hand the rest to a fresh job queued behind them.
+
+    Slicing keeps the time to the first mail short whatever the list size,
+    even with a single worker: the batches of the first slice are in the
+    queue ahead of the fan-out's continuation.
+    """
     now = utcnow()
+    me = _current_job_id()
     claimed = db.session.execute(
         update(Issue)
         .where(
             Issue.id == issue_id,
             Issue.status.in_(("sending", "paused")),
             Issue.fanout_done.is_(False),
-            or_(Issue.fanout_heartbeat.is_(None), Issue.fanout_heartbeat < now - lease()),
+            or_(
+                Issue.fanout_job_id == me if me else False,
+                Issue.fanout_heartbeat.is_(None),
+                Issue.fanout_heartbeat < now - lease(),
+            ),
         )
-        .values(fanout_heartbeat=now)
+        .values(fanout_heartbeat=now, fanout_job_id=me)
     ).rowcount
     db.session.commit()
     if not claimed:
@@ -114,7 +128,7 @@ def fan_out(issue_id: int) -> str:
     size = current_app.config["BATCH_SIZE"]
     to_enqueue: list[tuple[int, str]] = []
     first = True
-    while True:
+    for _ in range(FAN_OUT_PAGES_PER_JOB):
         status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
         if status not in ("sending", "paused"):
             if status == "cancelled":
@@ -124,7 +138,7 @@ def fan_out(issue_id: int) -> str:
             recipients_query(issue, after=issue.fanout_cursor, limit=size)
         ).all()
         if not ids:
-            issue.fanout_done, issue.fanout_heartbeat = True, None
+            issue.fanout_done, issue.fanout_heartbeat, issue.fanout_job_id = True, None, None
             db.session.commit()
             break
         batch = DeliveryBatch(issue_id=issue_id, status="queued")
@@ -143,9 +157,22 @@ def fan_out(issue_id: int) -> str:
             jobs.enqueue_batches(to_enqueue)
             to_enqueue, first = [], False
         db.session.expunge(batch)
+    else:
+        # The slice is written: pass the lease to a continuation queued behind the batches.
+        jobs.enqueue_batches(to_enqueue)
+        continuation = jobs.new_fan_out_job_id(issue_id)
+        issue.fanout_job_id, issue.fanout_heartbeat = continuation, utcnow()
+        db.session.commit()
+        jobs.enqueue_fan_out(issue_id, continuation)
+        return "continued"
     jobs.enqueue_batches(to_enqueue)
     finish_if_complete(issue_id)
     return "done"
+
+
+def _current_job_id() -> str | None:
+    job = get_current_job()
+    return job.id if job is not None else None
 
 
 # --- sending a batch ----------------------------------------------------------
@@ -512,19 +539,24 @@ def reconcile_issues() -> dict[str, int]:
             done["scheduled"] += 1
 
     fanning = db.session.execute(
-        select(Issue.id, Issue.fanout_heartbeat).where(
+        select(Issue.id, Issue.fanout_heartbeat, Issue.fanout_job_id).where(
             Issue.status == "sending", Issue.fanout_done.is_(False)
         )
     ).all()
     db.session.commit()
-    for (issue_id, heartbeat), alive in zip(
-        fanning, live([jobs.fan_out_job_id(i) for i, _ in fanning]), strict=True
+    for (issue_id, heartbeat, job_id), alive in zip(
+        fanning, live([job_id or f"missing-{i}" for i, _, job_id in fanning]), strict=True
     ):
-        if (heartbeat is None and not alive) or (heartbeat is not None and heartbeat < stale):
-            old = _fetch_job(jobs.fan_out_job_id(issue_id), connection)
-            if old is not None:
-                old.delete()
-            jobs.enqueue_fan_out(issue_id)
+        # Stale: its worker died mid-slice. No heartbeat and no job: Redis lost it.
+        if (heartbeat is not None and heartbeat < stale) or (heartbeat is None and not alive):
+            job_id = jobs.new_fan_out_job_id(issue_id)
+            db.session.execute(
+                update(Issue)
+                .where(Issue.id == issue_id)
+                .values(fanout_job_id=job_id, fanout_heartbeat=None)
+            )
+            db.session.commit()
+            jobs.enqueue_fan_out(issue_id, job_id)
             done["fan_outs"] += 1
 
     batches = db.session.execute(
@@ -566,10 +598,3 @@ def reconcile_issues() -> dict[str, int]:
     db.session.commit()
     done["finished"] = sum(finish_if_complete(issue_id) for issue_id in sending)
     return done
-
-
-def _fetch_job(job_id: str, connection) -> Job | None:
-    try:
-        return Job.fetch(job_id, connection=connection)
-    except Exception:
-        return None

@@ -62,6 +62,7 @@ def upgrade():
     sa.Column('fanout_cursor', sa.Integer(), nullable=False),
     sa.Column('fanout_done', sa.Boolean(), nullable=False),
     sa.Column('fanout_heartbeat', sa.DateTime(), nullable=True),
+    sa.Column('fanout_job_id', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_issue_created_by_id_user_account'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['list_id'], ['mailing_list.id'], name=op.f('fk_issue_list_id_mailing_list'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_issue')),

@@ -178,8 +178,9 @@ def begin_delivery(issue: Issue) -> None:
     issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
     issue.recipient_count = db.session.scalar(recipients_query(issue, count=True)) or 0
     issue.fanout_cursor, issue.fanout_done, issue.fanout_heartbeat = 0, False, None
+    issue.fanout_job_id = jobs.new_fan_out_job_id(issue.id)
     db.session.flush()
-    jobs.after_commit(jobs.enqueue_fan_out, issue.id)
+    jobs.after_commit(jobs.enqueue_fan_out, issue.id, issue.fanout_job_id)
 
 
 def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0):
@@ -273,8 +274,13 @@ def resend_unreached(issue: Issue) -> int:
 
 def _enqueue_unfinished(issue: Issue) -> None:
     """After commit: the fan-out if it did not finish, and every queued batch."""
-    if not issue.fanout_done:
-        jobs.after_commit(jobs.enqueue_fan_out, issue.id)
+    lease = timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
+    fan_out_active = (
+        issue.fanout_heartbeat is not None and issue.fanout_heartbeat > utcnow() - lease
+    )
+    if not issue.fanout_done and not fan_out_active:
+        issue.fanout_job_id = jobs.new_fan_out_job_id(issue.id)
+        jobs.after_commit(jobs.enqueue_fan_out, issue.id, issue.fanout_job_id)
     batches = []
     for batch in db.session.scalars(
         select(DeliveryBatch).where(

@@ -507,3 +507,27 @@ def test_two_editors_starting_one_issue_at_once_start_it_once(app, outbox):
     with pytest.raises(sending.IssueStateError):
         sending.send_now(issue)  # this session still saw a draft
     db.session.rollback()
+
+
+def test_fan_out_works_in_slices_queued_behind_their_batches(app, outbox, monkeypatch):
+    """A single worker starts sending after the first slice, whatever the list size."""
+    import workers.delivery
+    from service.jobs import BULK_QUEUE, queue
+
+    monkeypatch.setattr(workers.delivery, "FAN_OUT_PAGES_PER_JOB", 2)
+    app.config["BATCH_SIZE"] = 3
+    add_confirmed_subscribers("zpravodaj", 14)
+    issue = make_issue()
+    send(issue)
+    bulk = queue(BULK_QUEUE)
+    bulk.empty()  # run the first slice by hand instead of through the queue
+    assert fan_out(issue.id) == "continued"
+    queued = bulk.job_ids
+    assert len(queued) == 3  # two batches, then the continuation behind them
+    assert queued[-1].startswith(f"issue-{issue.id}-fan-out-")
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).fanout_done is False
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(14))
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
