@@ -52,9 +52,11 @@ def create_user(
     if role not in USER_ROLES:
         raise AccountError(f"Neznámá role {role!r}; možnosti: {', '.join(USER_ROLES)}.")
     if role == "coordinator" and not lists:
-        raise AccountError("Koordinátor musí mít přidělenou alespoň jednu skupinu (--list).")
+        raise AccountError("Koordinátor musí mít přidělenou alespoň jednu skupinu.")
     if role != "coordinator" and lists:
-        raise AccountError("Seznamy (--list) se přidělují jen koordinátorům.")
+        raise AccountError("Skupiny se přidělují jen koordinátorům.")
+    if role == "coordinator" and any(m.kind != "group" for m in lists or ()):
+        raise AccountError("Koordinátorovi lze přidělit jen pracovní skupiny, ne zpravodaj.")
     if problem := password_problem(password):
         raise AccountError(problem)
     if db.session.scalar(select(User).filter_by(email=email)) is not None:

@@ -10,7 +10,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy import select
 
 from .extensions import db
-from .models import LIST_KINDS, MailingList
+from .models import LIST_KINDS, MailingList, is_valid_slug
 
 
 def _create_app() -> Flask:
@@ -42,9 +42,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens_group)
 
 
-SLUG_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
-
-
 @click.group("lists", help="Mailing lists and working groups.")
 def lists_group() -> None:
     pass
@@ -57,7 +54,7 @@ def lists_group() -> None:
 @click.option("--description", default="", help="A sentence on what the list is for.")
 def lists_create(slug: str, name: str, kind: str, description: str) -> None:
     """Create a list SLUG (lower-case letters, digits and hyphens)."""
-    if not slug or not set(slug) <= SLUG_CHARS or len(slug) > 64:
+    if not is_valid_slug(slug):
         raise click.BadParameter("use lower-case letters, digits and hyphens", param_hint="SLUG")
     if db.session.scalar(select(MailingList).filter_by(slug=slug)) is not None:
         raise click.ClickException(f"list {slug!r} already exists")

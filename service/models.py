@@ -26,6 +26,15 @@ from .clock import utcnow
 from .extensions import db
 
 LIST_KINDS = ("newsletter", "group")
+SLUG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+SLUG_MAX = 64
+
+
+def is_valid_slug(slug: str) -> bool:
+    """Lowercase letters, digits and hyphens: what a list's slug may be (and URLs may name)."""
+    return 0 < len(slug) <= SLUG_MAX and set(slug) <= SLUG_CHARS
+
+
 SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
 USER_ROLES = ("admin", "editor", "coordinator")
 # draft -> (scheduled ->) sending <-> paused -> sent; cancelled from any but sent.
@@ -220,7 +229,9 @@ class User(db.Model):
     def may_manage(self, mailing_list: MailingList) -> bool:
         """Admins and editors handle every list; a coordinator only their own groups."""
         if self.role == "coordinator":
-            return any(own.id == mailing_list.id for own in self.lists)
+            return mailing_list.kind == "group" and any(
+                own.id == mailing_list.id for own in self.lists
+            )
         return True
 
     def __repr__(self) -> str:

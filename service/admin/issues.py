@@ -9,7 +9,7 @@ stored as naive UTC and shown and entered in the configured zone
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -44,7 +44,9 @@ FINAL_STATUSES = ("sent", "cancelled")
 PREVIEW_CSP = "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; " + (
     "frame-ancestors 'self'"
 )
-DATETIME_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+DATETIME_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d. %m. %Y %H:%M")
+# Further ahead is a typo, not a plan (the API has the same horizon).
+SCHEDULE_HORIZON = timedelta(days=366)
 ACTIONS = (
     "test",
     "send",
@@ -128,8 +130,14 @@ def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
         return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
     zone = _zone()
     aware = naive.replace(tzinfo=zone)
-    if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
+    try:
+        round_trip = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    except OverflowError:
+        return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
+    if round_trip != naive:
         return None, "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
+    if aware - datetime.now(UTC) > SCHEDULE_HORIZON:
+        return None, "Vydání lze naplánovat nejvýše rok dopředu."
     return aware, None
 
 
@@ -170,10 +178,10 @@ def issues():
     """The issues of every list this account may see, newest first."""
     lists = visible_lists()
     page = request.args.get("page", 1, type=int) or 1
-    page = max(page, 1)
     list_ids = [m.id for m in lists]
     condition = Issue.list_id.in_(list_ids)
     total = db.session.scalar(select(func.count()).select_from(Issue).where(condition)) or 0
+    page = min(max(page, 1), max((total + PER_PAGE - 1) // PER_PAGE, 1))
     rows = db.session.scalars(
         select(Issue)
         .where(condition)
@@ -238,7 +246,7 @@ def issue_new():
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
-@bp.route("/issues/<int:issue_id>/edit", methods=["GET", "POST"])
+@bp.route("/issues/<int(max=2147483647):issue_id>/edit", methods=["GET", "POST"])
 def issue_edit(issue_id: int):
     """Edit a draft; a scheduled issue goes back to draft (its time is dropped)."""
     issue = _issue_or_404(issue_id)
@@ -309,13 +317,13 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
     ), (422 if errors else 200)
 
 
-@bp.get("/issues/<int:issue_id>")
+@bp.get("/issues/<int(max=2147483647):issue_id>")
 def issue(issue_id: int):
     """Actions for a draft; live progress while sending; the final report when done."""
     return _render_issue(_issue_or_404(issue_id))
 
 
-@bp.get("/issues/<int:issue_id>/progress.json")
+@bp.get("/issues/<int(max=2147483647):issue_id>/progress.json")
 def issue_progress(issue_id: int):
     """What admin-issues.js polls: `sending.progress` plus the Czech texts to show."""
     issue = _issue_or_404(issue_id)
@@ -329,7 +337,7 @@ def issue_progress(issue_id: int):
 # --- preview -----------------------------------------------------------------------
 
 
-@bp.get("/issues/<int:issue_id>/preview")
+@bp.get("/issues/<int(max=2147483647):issue_id>/preview")
 def issue_preview(issue_id: int):
     """Subject, the HTML part (framed, sandboxed) and the text part, exactly as sent."""
     issue = _issue_or_404(issue_id)
@@ -337,7 +345,7 @@ def issue_preview(issue_id: int):
     return render_template("admin/issue_preview.html", issue=issue, preview=shown)
 
 
-@bp.get("/issues/<int:issue_id>/preview.html")
+@bp.get("/issues/<int(max=2147483647):issue_id>/preview.html")
 def issue_preview_html(issue_id: int):
     """The HTML part alone, for the preview's iframe, under a CSP of its own.
 
@@ -381,7 +389,7 @@ def _invalid(issue: Issue, field: str, message: str, values: dict):
     return _render_issue(issue, errors={field: message}, values=values)
 
 
-@bp.post("/issues/<int:issue_id>/<action>")
+@bp.post("/issues/<int(max=2147483647):issue_id>/<action>")
 def issue_action(issue_id: int, action: str):
     """Every button of the issue's page; the domain function decides what is allowed."""
     if action not in ACTIONS:

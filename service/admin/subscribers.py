@@ -194,7 +194,7 @@ def subscriber_or_404(subscriber_id: int) -> Subscriber:
     return subscriber
 
 
-@bp.get("/subscribers/<int:subscriber_id>")
+@bp.get("/subscribers/<int(max=2147483647):subscriber_id>")
 @editors_only
 def subscriber(subscriber_id: int):
     person = subscriber_or_404(subscriber_id)
@@ -219,7 +219,7 @@ def subscriber(subscriber_id: int):
     )
 
 
-@bp.get("/subscribers/<int:subscriber_id>/export.json")
+@bp.get("/subscribers/<int(max=2147483647):subscriber_id>/export.json")
 @editors_only
 def subscriber_export(subscriber_id: int):
     """Everything held about the person, as they would get it themselves (GDPR art. 15)."""

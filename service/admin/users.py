@@ -32,7 +32,9 @@ class UserForm(FlaskForm):
 
 
 def _group_choices() -> list[tuple[int, str]]:
-    groups = db.session.scalars(select(MailingList).order_by(MailingList.kind, MailingList.name))
+    groups = db.session.scalars(
+        select(MailingList).where(MailingList.kind == "group").order_by(MailingList.name)
+    )
     return [(g.id, f"{g.name} ({g.slug})") for g in groups]
 
 
@@ -66,7 +68,7 @@ def users():
     )
 
 
-@bp.post("/users/<int:user_id>/active")
+@bp.post("/users/<int(max=2147483647):user_id>/active")
 @require_role("admin")
 def user_toggle_active(user_id: int):
     user = db.session.get(User, user_id)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from ..clock import utcnow
 from ..extensions import db
 from ..issues import sending
-from ..models import SUBSCRIPTION_STATUSES, Issue, MailingList, Subscription
+from ..models import SUBSCRIPTION_STATUSES, Issue, MailingList, Subscription, is_valid_slug
 from . import bp
 from .auth import current_api_user, require_list_access
 from .errors import ApiError
@@ -27,7 +27,6 @@ from .openapi import DOCUMENT
 # Ids are 32-bit in the schema; a larger number in the URL matches no route (404)
 # instead of overflowing the database driver.
 MAX_ID = 2**31 - 1
-SLUG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 AT_MAX_LENGTH = 64
 # A schedule further ahead than this is a typo (a wrong year), not a plan.
 SCHEDULE_HORIZON = timedelta(days=366)
@@ -229,7 +228,7 @@ def _json_object(*, optional: bool = False) -> dict[str, Any]:
 def _list_or_404(slug: str) -> MailingList:
     # Only slugs a list can have reach the database (no NUL, no megabyte strings).
     found = None
-    if len(slug) <= 64 and set(slug) <= SLUG_CHARS:
+    if is_valid_slug(slug):
         found = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if found is None:
         raise ApiError(404, "Seznam neexistuje.")

@@ -22,7 +22,7 @@ from ..extensions import db
 from ..issues.markdown import markdown_to_html
 from ..links import external_url
 from ..mail import sender_address
-from ..models import Issue, MailingList
+from ..models import Issue, MailingList, is_valid_slug
 from . import bp
 from .dates import czech_date, local_date
 
@@ -55,6 +55,8 @@ class ArchivedIssue:
 
 def _public_list(slug: str) -> MailingList:
     """The newsletter named `slug`; 404 for unknown lists and for groups alike."""
+    if not is_valid_slug(slug):  # NUL and friends never reach the database
+        abort(404)
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if mailing_list is None or mailing_list.kind != "newsletter":
         abort(404)

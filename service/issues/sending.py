@@ -111,17 +111,9 @@ def update_issue(issue: Issue, fields: IssueInput) -> None:
 
 def duplicate(issue: Issue, author: User | None) -> Issue:
     """A new draft with the same content, e.g. to send a corrected issue again."""
-    copy = Issue(
-        list_id=issue.list_id,
-        subject=issue.subject,
-        body=issue.body,
-        preheader=issue.preheader,
-        created_by=author,
-        status="draft",
+    return create_issue(
+        issue.mailing_list, IssueInput(issue.subject, issue.body, issue.preheader), author
     )
-    db.session.add(copy)
-    db.session.flush()
-    return copy
 
 
 def schedule(issue: Issue, at: datetime) -> None:

@@ -77,3 +77,25 @@ def test_only_admins_manage_accounts(client, accounts):
     )
     assert response.status_code == 403
     assert "Účty" not in client.get("/admin/").get_data(as_text=True)
+
+
+def test_a_coordinator_cannot_be_given_a_newsletter(client, accounts):
+    log_in(client, "admin@socialnibydleni.example")
+    newsletter = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    response = create(client, role="coordinator", lists=[str(newsletter.id)])
+    assert response.status_code == 422
+    assert db.session.scalar(select(User).filter_by(email="nova@socialnibydleni.example")) is None
+
+
+def test_huge_ids_in_admin_urls_are_404_not_500(client, accounts):
+    log_in(client, "admin@socialnibydleni.example")
+    token = csrf_token_of(client, "/admin/")
+    for path in (
+        "/admin/issues/3000000000",
+        "/admin/subscribers/3000000000",
+        "/admin/issues/99999999999999999999",
+        "/admin/issues?page=99999999999999999999",
+    ):
+        assert client.get(path).status_code in (200, 404), path
+    response = client.post("/admin/users/3000000000/active", data={"csrf_token": token})
+    assert response.status_code == 404

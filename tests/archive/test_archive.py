@@ -306,3 +306,8 @@ def test_issue_date_is_the_day_in_prague_not_in_utc(client):
     page = client.get("/archive/zpravodaj").get_data(as_text=True)
 
     assert '<time class="archive-date" datetime="2026-12-10">10. prosince 2026</time>' in page
+
+
+@pytest.mark.parametrize("path", ["/archive/%00", "/archive/%00/1", "/archive/%00/feed.xml"])
+def test_nul_in_an_archive_url_is_404_not_500(client, path):
+    assert client.get(path).status_code == 404
