@@ -182,13 +182,24 @@ def parse_send_time(value: Any) -> datetime | None:
         raise ApiError(422, errors={"at": f"Čas zadejte jako text ve formátu ISO 8601, {example}."})
     try:
         at = datetime.fromisoformat(value.strip())
+        skipped_by_clock_change = False
         if at.tzinfo is None:
-            at = at.replace(tzinfo=ZoneInfo(current_app.config["TIMEZONE"]))
+            zone = ZoneInfo(current_app.config["TIMEZONE"])
+            naive, at = at, at.replace(tzinfo=zone)
+            # 02:30 on the spring-forward Sunday does not exist in Prague: refuse
+            # it, as the admin does, instead of moving it silently by an hour.
+            skipped_by_clock_change = (
+                at.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive
+            )
         at_utc = at.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         raise ApiError(
             422, errors={"at": f"Čas není platný údaj ve formátu ISO 8601, {example}."}
         ) from None
+    if skipped_by_clock_change:
+        raise ApiError(
+            422, errors={"at": "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."}
+        )
     now = utcnow()
     if at_utc <= now:
         raise ApiError(422, errors={"at": "Čas odeslání musí být v budoucnosti."})

@@ -146,6 +146,23 @@ def test_time_without_offset_is_prague_time_and_stored_as_utc(app, editor):
     assert db.session.get(Issue, issue_id).scheduled_at == expected_utc.replace(tzinfo=None)
 
 
+def test_time_skipped_by_the_spring_clock_change_is_refused(app, editor):
+    issue_id = create_draft(editor)
+    # 02:30 on the last Sunday of March does not exist in Prague; the next such
+    # Sunday within the scheduling horizon.
+    today = datetime.now(PRAGUE).date()
+    year = today.year if today < datetime(today.year, 3, 20).date() else today.year + 1
+    last_sunday = max(
+        datetime(year, 3, day) for day in range(25, 32) if datetime(year, 3, day).weekday() == 6
+    )
+    gap = last_sunday.replace(hour=2, minute=30).isoformat()
+    response = editor.post(f"/api/v1/issues/{issue_id}/send", {"at": gap})
+    assert response.status_code == 422
+    assert "neexistuje" in response.get_json()["errors"]["at"]
+    db.session.expire_all()
+    assert db.session.get(Issue, issue_id).status == "draft"
+
+
 def test_time_with_offset_is_taken_as_given(app, editor):
     issue_id = create_draft(editor)
     at = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
