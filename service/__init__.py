@@ -90,3 +90,5 @@ def _derive_extension_config(app: Flask) -> None:
     # CSRF is checked by the admin blueprint itself (see service/admin/auth.py).
     config["WTF_CSRF_CHECK_DEFAULT"] = False
     config["WTF_CSRF_TIME_LIMIT"] = None  # tied to the session instead of an hour
+    # WTForms' own translations (Czech among them), not Flask-Babel's.
+    config["WTF_I18N_ENABLED"] = False

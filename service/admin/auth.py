@@ -117,7 +117,14 @@ def visible_lists() -> list[MailingList]:
     return list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
 
 
-class LoginForm(FlaskForm):
+class CzechForm(FlaskForm):
+    """Admin forms speak Czech, WTForms' own messages included ("Neplatná volba.")."""
+
+    class Meta:
+        locales = ("cs_CZ", "cs")
+
+
+class LoginForm(CzechForm):
     email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
     password = PasswordField("Heslo", validators=[DataRequired("Vyplňte heslo."), Length(max=200)])
 

@@ -26,7 +26,6 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import selectinload
@@ -37,7 +36,7 @@ from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
 from ..subscriptions import actions, transfer
 from . import bp
-from .auth import require_role
+from .auth import CzechForm, require_role
 from .dashboard import STATUS_LABELS
 
 PER_PAGE = 50
@@ -233,7 +232,7 @@ def subscriber_export(subscriber_id: int):
 # --- CSV import and export ----------------------------------------------------
 
 
-class ImportForm(FlaskForm):
+class ImportForm(CzechForm):
     # Checked by hand in the view: the reasons a file is unusable need their own messages.
     file = FileField("Soubor CSV")
     mailing_list = SelectField("Seznam", validate_choice=False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField
 from wtforms.validators import DataRequired, EqualTo, Length
@@ -15,12 +14,12 @@ from .. import accounts
 from ..extensions import db
 from ..models import MailingList, User
 from . import bp
-from .auth import require_role
+from .auth import CzechForm, require_role
 
 ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "koordinátor skupin"}
 
 
-class UserForm(FlaskForm):
+class UserForm(CzechForm):
     email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
     role = SelectField("Role", choices=list(ROLE_LABELS.items()))
     lists = SelectMultipleField("Skupiny (jen pro koordinátory)", coerce=int, choices=[])

@@ -99,3 +99,10 @@ def test_huge_ids_in_admin_urls_are_404_not_500(client, accounts):
         assert client.get(path).status_code in (200, 404), path
     response = client.post("/admin/users/3000000000/active", data={"csrf_token": token})
     assert response.status_code == 404
+
+
+def test_a_tampered_role_is_refused_in_czech(client, accounts):
+    log_in(client, "admin@socialnibydleni.example")
+    response = create(client, role="superuser")
+    assert response.status_code == 422
+    assert "Neplatná volba." in response.get_data(as_text=True)
