@@ -36,6 +36,30 @@ def is_valid_slug(slug: str) -> bool:
 
 
 SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
+# A working group's extra states: an invitation not yet accepted is "pending";
+# a join request with a confirmed address awaits the coordinator ("requested")
+# and ends "confirmed" or "declined".
+GROUP_MEMBERSHIP_STATUSES = ("requested", "declined")
+GROUP_VISIBILITIES = ("public", "invite")  # listed with a join request / invitation only
+# Who members represent (issue 4); keys are stored, labels shown.
+INSTITUTION_TYPES = {
+    "obec-socialni": "obecní úřad – sociální odbor",
+    "obec-bytovy": "obecní úřad – bytový/majetkový odbor",
+    "ospod": "OSPOD",
+    "urad-prace": "Úřad práce",
+    "nno": "nezisková organizace",
+    "poskytovatel": "poskytovatel sociálních služeb",
+    "zdravotnictvi": "zdravotnické zařízení",
+    "pronajimatel": "soukromý pronajímatel",
+    "domovnik": "domovník",
+    "apk": "asistent prevence kriminality",
+    "skola": "škola",
+    "verejnost": "veřejnost",
+    "politika": "politická reprezentace",
+    "spolek": "spolek občanů",
+    "zastupce": "zástupce lidí v bytové nouzi",
+    "jine": "jiné",
+}
 USER_ROLES = ("admin", "editor", "coordinator")
 # draft -> (scheduled ->) sending <-> paused -> sent; cancelled from any but sent.
 ISSUE_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
@@ -60,6 +84,13 @@ class MailingList(db.Model):
     kind: Mapped[str] = mapped_column(String(16), default="newsletter")
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Working groups only (kind "group").
+    municipality: Mapped[str] = mapped_column(String(120), default="")
+    theme: Mapped[str] = mapped_column(String(200), default="")
+    department: Mapped[str] = mapped_column(String(300), default="")  # who organises it
+    meeting_place: Mapped[str] = mapped_column(String(300), default="")
+    meeting_rhythm: Mapped[str] = mapped_column(String(200), default="")  # "every 2nd Tuesday"
+    visibility: Mapped[str] = mapped_column(String(16), default="public")
 
     def __repr__(self) -> str:
         return f"<MailingList {self.slug}>"
@@ -112,6 +143,10 @@ class Subscription(db.Model):
     subscribed_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # A working group member's details (empty for newsletters).
+    organization: Mapped[str] = mapped_column(String(200), default="")
+    institution: Mapped[str] = mapped_column(String(32), default="")  # INSTITUTION_TYPES key
+    function: Mapped[str] = mapped_column(String(200), default="")
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     mailing_list: Mapped[MailingList] = relationship()
@@ -296,12 +331,62 @@ class Issue(db.Model):
     # The RQ job that is to continue the fan-out (each job writes a slice,
     # then hands over to a fresh one queued behind the batches it wrote).
     fanout_job_id: Mapped[str | None] = mapped_column(String(64))
+    # An announcement about a meeting: what the attached iCalendar says.
+    meeting_id: Mapped[int | None] = mapped_column(ForeignKey("meeting.id", ondelete="SET NULL"))
+    # REQUEST (invitation, update, reminder) or CANCEL; the meeting's sequence when
+    # the issue was sent, so the invitation it carries never changes afterwards.
+    meeting_method: Mapped[str | None] = mapped_column(String(16))
+    meeting_sequence: Mapped[int | None]
 
     mailing_list: Mapped[MailingList] = relationship()
     created_by: Mapped[User | None] = relationship()
+    meeting: Mapped[Meeting | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(
+        cascade="all, delete-orphan", order_by="Attachment.id"
+    )
 
     def __repr__(self) -> str:
         return f"<Issue {self.id} {self.status}>"
+
+
+class Meeting(db.Model):
+    """A working group's meeting: one iCalendar UID for its whole life.
+
+    Each invitation, update, cancellation and reminder is an Issue pointing
+    here; an update raises `sequence`, so calendars replace the old event.
+    """
+
+    __tablename__ = "meeting"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(255), unique=True)
+    start: Mapped[datetime]  # UTC
+    end: Mapped[datetime]  # UTC
+    location: Mapped[str] = mapped_column(String(300), default="")
+    online_url: Mapped[str] = mapped_column(String(500), default="")
+    agenda: Mapped[str] = mapped_column(Text, default="")  # Markdown
+    sequence: Mapped[int] = mapped_column(default=0)
+    cancelled_at: Mapped[datetime | None]
+    reminder_sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class Attachment(db.Model):
+    """A document sent with an announcement (minutes, materials); stored once."""
+
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DeliveryBatch(db.Model):
