@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .api import bp as api_bp
     from .archive import bp as archive_bp
     from .extensions import db, limiter, migrate
+    from .groups import bp as groups_bp
     from .subscriptions import bp as subscriptions_bp
 
     database.init_app(app)
@@ -47,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(archive_bp)
+    app.register_blueprint(groups_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health.bp)
     if app.config.get("DEV_OUTBOX_DIR"):

@@ -1,0 +1,14 @@
+"""Working groups (DESIGN.md §1.3): members, invitations, join requests, group pages.
+
+`membership.py` holds what coordinators do (invite, approve, decline, remove);
+`joining.py` what visitors and members do (ask to join, accept an
+invitation); `routes.py` the public and members' pages.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("groups", __name__, url_prefix="/groups")
+
+from . import routes  # noqa: E402,F401
