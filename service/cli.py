@@ -10,7 +10,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy import select
 
 from .extensions import db
-from .models import LIST_KINDS, MailingList, is_valid_slug
+from .models import GROUP_VISIBILITIES, LIST_KINDS, MailingList, is_valid_slug
 
 
 def _create_app() -> Flask:
@@ -47,27 +47,124 @@ def lists_group() -> None:
     pass
 
 
+def _group_options(command):
+    """The working-group details, shared by `lists create` and `lists update`."""
+    options = (
+        click.option("--municipality", default=None, help="Group: the municipality (obec)."),
+        click.option("--theme", default=None, help="Group: its theme."),
+        click.option("--department", default=None, help="Group: the organising department."),
+        click.option("--meeting-place", default=None, help="Group: where it usually meets."),
+        click.option("--meeting-rhythm", default=None, help="Group: how often it meets."),
+        click.option(
+            "--visibility",
+            type=click.Choice(GROUP_VISIBILITIES),
+            default=None,
+            help="Group: public (listed, join requests) or invite (invitation only).",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _group_values(kind: str, **values: str | None) -> dict[str, str | None]:
+    """The group options given; refused for a newsletter, which has none of them."""
+    given = {name: value for name, value in values.items() if value is not None}
+    if given and kind != "group":
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(f"{flags}: only for working groups (--kind group).")
+    return given
+
+
+def _apply_list_details(mailing_list: MailingList, values: dict[str, str | None]) -> None:
+    from .groups.membership import MembershipError, clean_group_fields
+
+    try:
+        cleaned = clean_group_fields(values)
+    except MembershipError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, value in cleaned.items():
+        setattr(mailing_list, name, value)
+
+
 @lists_group.command("create")
 @click.argument("slug")
 @click.option("--name", required=True, help="Name shown to subscribers.")
 @click.option("--kind", type=click.Choice(LIST_KINDS), default="newsletter", show_default=True)
 @click.option("--description", default="", help="A sentence on what the list is for.")
-def lists_create(slug: str, name: str, kind: str, description: str) -> None:
+@_group_options
+def lists_create(slug: str, name: str, kind: str, description: str, **group_options) -> None:
     """Create a list SLUG (lower-case letters, digits and hyphens)."""
     if not is_valid_slug(slug):
         raise click.BadParameter("use lower-case letters, digits and hyphens", param_hint="SLUG")
     if db.session.scalar(select(MailingList).filter_by(slug=slug)) is not None:
         raise click.ClickException(f"list {slug!r} already exists")
-    db.session.add(MailingList(slug=slug, name=name.strip(), kind=kind, description=description))
+    values = _group_values(kind, **group_options)
+    mailing_list = MailingList(slug=slug, kind=kind)
+    _apply_list_details(mailing_list, {"name": name, "description": description, **values})
+    db.session.add(mailing_list)
     db.session.commit()
     click.echo(f"created {kind} list {slug}")
 
 
+@lists_group.command("update")
+@click.argument("slug")
+@click.option("--name", default=None, help="Name shown to subscribers.")
+@click.option("--description", default=None, help="A sentence on what the list is for.")
+@_group_options
+def lists_update(slug: str, **options) -> None:
+    """Change a list's name, description or (for a group) its details; the rest stays."""
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    if mailing_list is None:
+        raise click.ClickException(f"no list {slug!r}")
+    name, description = options.pop("name"), options.pop("description")
+    values = _group_values(mailing_list.kind, **options)
+    if name is None and description is None and not values:
+        raise click.UsageError("nothing to change: give at least one option (see --help).")
+    _apply_list_details(mailing_list, {"name": name, "description": description, **values})
+    db.session.commit()
+    click.echo(f"updated {mailing_list.kind} list {slug}")
+
+
+# What `lists show` prints under a group, in this order.
+GROUP_SHOWN = (
+    ("municipality", "municipality"),
+    ("theme", "theme"),
+    ("department", "department"),
+    ("meeting_place", "meeting place"),
+    ("meeting_rhythm", "meeting rhythm"),
+    ("visibility", "visibility"),
+    ("description", "description"),
+)
+
+
 @lists_group.command("show")
-def lists_show() -> None:
-    """Print the lists, one per line."""
-    for row in db.session.scalars(select(MailingList).order_by(MailingList.slug)):
+@click.argument("slug", required=False)
+def lists_show(slug: str | None) -> None:
+    """Print the lists, one per line; a group's details indented below it."""
+    query = select(MailingList).order_by(MailingList.slug)
+    if slug is not None:
+        query = query.filter_by(slug=slug)
+    rows = db.session.scalars(query).all()
+    if slug is not None and not rows:
+        raise click.ClickException(f"no list {slug!r}")
+    for row in rows:
         click.echo(f"{row.slug}\t{row.kind}\t{row.name}")
+        if row.kind != "group":
+            continue
+        for attribute, label in GROUP_SHOWN:
+            value = " ".join(str(getattr(row, attribute) or "").split())
+            if value:
+                click.echo(f"  {label}: {value}")
+        coordinators = sorted(u.email for u in _coordinators_of(row))
+        if coordinators:
+            click.echo(f"  coordinators: {', '.join(coordinators)}")
+
+
+def _coordinators_of(mailing_list: MailingList):
+    from .models import User
+
+    return db.session.scalars(select(User).where(User.lists.contains(mailing_list)))
 
 
 @click.group("subscribers", help="Import and export subscribers.")

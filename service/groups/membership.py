@@ -1,0 +1,443 @@
+"""What coordinators and administrators do with a working group, independent of HTTP.
+
+Invite people (one by one or from a CSV), approve or decline join requests,
+remove members, edit a member's details and the group's own details. The
+admin pages and the CLI call these; each records its consent step and leaves
+committing to the caller. Every refusal is a `MembershipError` whose message
+is Czech and fit to show to the person who asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import IO
+
+from sqlalchemy import func, select, update
+
+from .. import consent
+from ..addresses import InvalidAddress, parse_address_for_app
+from ..clock import utcnow
+from ..consent import RequestInfo
+from ..extensions import db
+from ..models import (
+    GROUP_VISIBILITIES,
+    INSTITUTION_TYPES,
+    ConsentEvent,
+    MailingList,
+    Subscription,
+    User,
+)
+from ..subscriptions import actions
+from ..subscriptions.forms import name_problem
+from . import emails
+
+# A pending member may be invited again (a lost mail), but not without end:
+# an invitation goes to an address nobody has confirmed yet.
+INVITATIONS_PER_DAY = 3
+# A CSV invitation mails every row: a bounded file keeps a mistake bounded.
+CSV_MAX_ROWS = 500
+
+# Member details: (model column, Czech label, maximum length).
+DETAIL_LIMITS = {"organization": 200, "function": 200}
+
+# The group's own details: field -> (Czech label, maximum length).
+GROUP_FIELDS = {
+    "name": ("Název", 200),
+    "description": ("Popis", 5000),
+    "municipality": ("Obec", 120),
+    "theme": ("Téma", 200),
+    "department": ("Organizující odbor", 300),
+    "meeting_place": ("Místo setkání", 300),
+    "meeting_rhythm": ("Obvyklý rytmus setkání", 200),
+}
+# Free text that may span lines (the rest are one-line fields).
+MULTILINE_FIELDS = frozenset({"description"})
+
+VISIBILITY_LABELS = {
+    "public": "veřejná (lze požádat o členství)",
+    "invite": "jen na pozvání",
+}
+MEMBER_STATUS_LABELS = {
+    "pending": "pozván(a), čeká na přijetí",
+    "requested": "žádá o členství",
+    "confirmed": "člen(ka)",
+    "declined": "žádost zamítnuta",
+    "unsubscribed": "odešel/odešla",
+    "bounced": "nedoručitelná adresa",
+}
+
+
+class MembershipError(ValueError):
+    """A refused membership step; the message is Czech and meant for the user."""
+
+
+ADMIN_CHANNEL = RequestInfo(ip=None, user_agent=None, channel="admin")
+
+
+# --- validation -----------------------------------------------------------------
+
+
+def _has_control_characters(text: str, *, multiline: bool = False) -> bool:
+    allowed = {"\n", "\r", "\t"} if multiline else set()
+    return any(unicodedata.category(ch).startswith("C") and ch not in allowed for ch in text)
+
+
+def institution_key(value: str) -> str | None:
+    """The INSTITUTION_TYPES key for a key or a Czech label (any capitals); '' for empty."""
+    text = " ".join((value or "").split())
+    if not text:
+        return ""
+    if text in INSTITUTION_TYPES:
+        return text
+    folded = text.casefold()
+    for key, label in INSTITUTION_TYPES.items():
+        if folded in (key.casefold(), label.casefold()):
+            return key
+    # "obecní úřad - sociální odbor" typed with a hyphen instead of the dash.
+    for key, label in INSTITUTION_TYPES.items():
+        if folded == label.casefold().replace("–", "-"):
+            return key
+    return None
+
+
+def clean_details(organization: str, institution: str, function: str) -> tuple[str, str, str]:
+    """Validated member details (organisation, institution key, function), or MembershipError."""
+    organization = (organization or "").strip()
+    function = (function or "").strip()
+    institution = (institution or "").strip()
+    for label, value, limit in (
+        ("Organizace", organization, DETAIL_LIMITS["organization"]),
+        ("Funkce", function, DETAIL_LIMITS["function"]),
+    ):
+        if len(value) > limit:
+            raise MembershipError(f"{label}: příliš dlouhý text (nejvýše {limit} znaků).")
+        if _has_control_characters(value):
+            raise MembershipError(f"{label}: text obsahuje nepovolené znaky.")
+    if institution and institution not in INSTITUTION_TYPES:
+        raise MembershipError("Neznámý typ instituce.")
+    return organization, institution, function
+
+
+def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
+    """The given group details validated (lengths, characters, visibility); None is skipped."""
+    cleaned: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name == "visibility":
+            if value not in GROUP_VISIBILITIES:
+                raise MembershipError("Viditelnost musí být „public“ (veřejná) nebo „invite“.")
+            cleaned[name] = value
+            continue
+        if name not in GROUP_FIELDS:
+            raise ValueError(f"not a group field: {name}")
+        label, limit = GROUP_FIELDS[name]
+        text = value.strip()
+        if name == "name" and not text:
+            raise MembershipError("Název nesmí být prázdný.")
+        if len(text) > limit:
+            raise MembershipError(f"{label}: příliš dlouhý text (nejvýše {limit} znaků).")
+        if _has_control_characters(text, multiline=name in MULTILINE_FIELDS):
+            raise MembershipError(f"{label}: text obsahuje nepovolené znaky.")
+        cleaned[name] = text.replace("\r\n", "\n")
+    return cleaned
+
+
+def update_group(group: MailingList, **values: str | None) -> None:
+    """Set the group's details (only those given); all are validated before any is set."""
+    _require_group(group)
+    for name, value in clean_group_fields(values).items():
+        setattr(group, name, value)
+
+
+def _require_group(group: MailingList) -> None:
+    if group.kind != "group":
+        raise MembershipError("Tento seznam není pracovní skupina.")
+
+
+def _require_member_of(group: MailingList, subscription: Subscription) -> None:
+    _require_group(group)
+    if subscription.list_id != group.id:
+        raise MembershipError("Tento člen do skupiny nepatří.")
+
+
+def _move(subscription: Subscription, allowed: tuple[str, ...], status: str, **values) -> bool:
+    """Change the status if it is one of `allowed`, as one conditional UPDATE.
+
+    Of two coordinators clicking "approve" at once only one changes the row,
+    so the person gets one mail and the history one entry.
+    """
+    changed = db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription.id, Subscription.status.in_(allowed))
+        .values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(subscription)
+    return changed == 1
+
+
+def _by(user: User | None) -> str | None:
+    return user.email if user is not None else None
+
+
+# --- invitations ----------------------------------------------------------------
+
+
+def invite(
+    group: MailingList,
+    email: str,
+    name: str,
+    organization: str,
+    institution: str,
+    function: str,
+    invited_by: User | None,
+    info: RequestInfo = ADMIN_CHANNEL,
+) -> Subscription:
+    """Invite a person: a pending membership with their details and a mail with a signed link.
+
+    The person becomes a member only by accepting (groups.invitation). A
+    confirmed member is not invited again; a pending one gets a fresh link,
+    at most INVITATIONS_PER_DAY a day.
+    """
+    _require_group(group)
+    try:
+        address = parse_address_for_app(email)
+    except InvalidAddress:
+        raise MembershipError("Neplatný e-mail.") from None
+    name = (name or "").strip()
+    problem = name_problem(name)
+    if problem:
+        raise MembershipError(problem)
+    organization, institution, function = clean_details(organization, institution, function)
+    if actions.is_suppressed(address.key):
+        raise MembershipError(
+            f"Adresa {address.email} byla vymazána nebo je nedoručitelná; pozvánku nelze poslat."
+        )
+    subscriber = actions.get_or_create_subscriber(address, name)
+    if name and not subscriber.name:
+        subscriber.name = name
+    subscription = actions.subscription_for(subscriber, group)
+    if subscription is not None:
+        if subscription.status == "confirmed":
+            raise MembershipError(f"{address.email} už je členem skupiny.")
+        if subscription.status == "bounced":
+            raise MembershipError(f"Adresa {address.email} je nedoručitelná.")
+        if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
+            raise MembershipError(
+                f"Adrese {address.email} už dnes odešly "
+                f"{INVITATIONS_PER_DAY} pozvánky do této skupiny; zkuste to zítra."
+            )
+    now = utcnow()
+    if subscription is None:
+        subscription = Subscription(mailing_list=group, subscribed_at=now)
+        subscriber.subscriptions.append(subscription)
+    subscription.status = "pending"
+    subscription.subscribed_at = now
+    subscription.confirmed_at = None
+    subscription.unsubscribed_at = None
+    subscription.organization = organization
+    subscription.institution = institution
+    subscription.function = function
+    message_id = emails.send_invitation(subscriber, group, invited_by)
+    consent.record(
+        subscriber,
+        "invite",
+        info,
+        mailing_list=group,
+        message_id=message_id,
+        detail=_by(invited_by),
+    )
+    return subscription
+
+
+def _invitations_today(subscription: Subscription) -> int:
+    since = utcnow() - timedelta(days=1)
+    return (
+        db.session.scalar(
+            select(func.count(ConsentEvent.id)).where(
+                ConsentEvent.subscriber_id == subscription.subscriber_id,
+                ConsentEvent.list_id == subscription.list_id,
+                ConsentEvent.action == "invite",
+                ConsentEvent.occurred_at >= since,
+            )
+        )
+        or 0
+    )
+
+
+@dataclass
+class InviteReport:
+    """What a CSV invitation did: how many were invited and which lines were skipped why."""
+
+    invited: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def invite_csv(
+    group: MailingList,
+    stream: IO[str],
+    invited_by: User | None,
+    info: RequestInfo = ADMIN_CHANNEL,
+) -> InviteReport:
+    """Invite everyone in a CSV (`email` required; `name`, `organization`, `institution`,
+    `function` optional); bad rows are reported by line number and skipped.
+
+    `institution` may be the key or the Czech label of INSTITUTION_TYPES.
+    Each row is its own savepoint, so a refused row leaves nothing behind.
+    """
+    _require_group(group)
+    try:
+        reader = csv.DictReader(stream)
+        header = reader.fieldnames
+    except csv.Error:
+        raise MembershipError("Soubor není platné CSV.") from None
+    if not header:
+        raise MembershipError("Soubor je prázdný; první řádek musí být záhlaví se sloupcem email.")
+    columns = {(name or "").strip().lower(): name for name in header}
+    if "email" not in columns:
+        raise MembershipError("V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců).")
+
+    def cell(row: dict, column: str) -> str:
+        if column not in columns:
+            return ""
+        value = row.get(columns[column])
+        return value.strip() if isinstance(value, str) else ""
+
+    report = InviteReport()
+    seen: dict[str, int] = {}
+    rows = 0
+    try:
+        for row in reader:
+            line = reader.line_num
+            rows += 1
+            if rows > CSV_MAX_ROWS:
+                report.problems.append(
+                    (line, f"soubor má víc než {CSV_MAX_ROWS} řádků; zbytek nezpracován")
+                )
+                break
+            email = cell(row, "email")
+            try:
+                key = parse_address_for_app(email).key
+            except InvalidAddress:
+                report.problems.append((line, f"neplatná adresa {email!r}"))
+                continue
+            if key in seen:
+                report.problems.append((line, f"opakuje adresu z řádku {seen[key]}"))
+                continue
+            seen[key] = line
+            institution = institution_key(cell(row, "institution"))
+            if institution is None:
+                report.problems.append(
+                    (line, f"neznámý typ instituce {cell(row, 'institution')!r}")
+                )
+                continue
+            try:
+                with db.session.begin_nested():
+                    invite(
+                        group,
+                        email,
+                        cell(row, "name"),
+                        cell(row, "organization"),
+                        institution,
+                        cell(row, "function"),
+                        invited_by,
+                        info,
+                    )
+            except MembershipError as exc:
+                report.problems.append((line, str(exc)))
+                continue
+            report.invited += 1
+    except csv.Error as exc:
+        raise MembershipError(f"Soubor není platné CSV (řádek {reader.line_num}).") from exc
+    return report
+
+
+# --- join requests, removal, details -----------------------------------------
+
+
+def approve(
+    group: MailingList,
+    subscription: Subscription,
+    by: User | None,
+    info: RequestInfo = ADMIN_CHANNEL,
+) -> bool:
+    """Accept a join request: the person becomes a member and is told so by mail.
+
+    Returns False when nothing changed (approved already); other states refuse.
+    """
+    _require_member_of(group, subscription)
+    if _move(
+        subscription, ("requested",), "confirmed", confirmed_at=utcnow(), unsubscribed_at=None
+    ):
+        consent.record(subscription.subscriber, "approve", info, mailing_list=group, detail=_by(by))
+        emails.send_join_approved(subscription.subscriber, group)
+        return True
+    if subscription.status == "confirmed":
+        return False
+    raise MembershipError("Tuto žádost o členství už nelze schválit.")
+
+
+def decline(
+    group: MailingList,
+    subscription: Subscription,
+    by: User | None,
+    info: RequestInfo = ADMIN_CHANNEL,
+) -> bool:
+    """Turn a join request down; the person is told by mail. False when declined already."""
+    _require_member_of(group, subscription)
+    if _move(subscription, ("requested",), "declined"):
+        consent.record(subscription.subscriber, "decline", info, mailing_list=group, detail=_by(by))
+        emails.send_join_declined(subscription.subscriber, group)
+        return True
+    if subscription.status == "declined":
+        return False
+    raise MembershipError("Tuto žádost o členství už nelze zamítnout.")
+
+
+def remove(
+    group: MailingList,
+    subscription: Subscription,
+    by: User | None,
+    info: RequestInfo = ADMIN_CHANNEL,
+) -> bool:
+    """Take a member (or an open invitation or request) out of the group; False if already out."""
+    _require_member_of(group, subscription)
+    if _move(
+        subscription,
+        ("pending", "requested", "confirmed"),
+        "unsubscribed",
+        unsubscribed_at=utcnow(),
+    ):
+        consent.record(subscription.subscriber, "remove", info, mailing_list=group, detail=_by(by))
+        return True
+    return False
+
+
+def update_details(
+    subscription: Subscription, organization: str, institution: str, function: str
+) -> None:
+    """Set a member's organisation, institution type (a key, or empty) and function."""
+    _require_group(subscription.mailing_list)
+    (
+        subscription.organization,
+        subscription.institution,
+        subscription.function,
+    ) = clean_details(organization, institution, function)
+
+
+def members(group: MailingList) -> list[Subscription]:
+    """Everyone with a membership row in the group, requests first, then by name and address."""
+    from ..models import Subscriber
+
+    order = {"requested": 0, "pending": 1, "confirmed": 2}
+    rows = db.session.scalars(
+        select(Subscription)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.list_id == group.id)
+        .order_by(Subscriber.name, Subscriber.email_key)
+    ).all()
+    return sorted(rows, key=lambda s: order.get(s.status, 3))

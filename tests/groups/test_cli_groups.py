@@ -1,0 +1,124 @@
+"""`zpravodaj lists create/update/show` for working groups."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from service.extensions import db
+from service.models import MailingList
+
+CREATE_STETI = [
+    "lists",
+    "create",
+    "steti-ps",
+    "--name",
+    "Pracovní skupina Štětí",
+    "--kind",
+    "group",
+    "--municipality",
+    "Štětí",
+    "--theme",
+    "sociální bydlení",
+    "--department",
+    "Odbor sociálních věcí",
+    "--meeting-place",
+    "Městský úřad Štětí, zasedací místnost",
+    "--meeting-rhythm",
+    "jednou za dva měsíce",
+    "--visibility",
+    "invite",
+    "--description",
+    "Všichni místní aktéři.",
+]
+
+
+def group(slug: str) -> MailingList:
+    db.session.expire_all()
+    return db.session.scalar(select(MailingList).filter_by(slug=slug))
+
+
+def test_create_group_with_its_details(runner, app):
+    result = runner.invoke(args=CREATE_STETI)
+    assert result.exit_code == 0, result.output
+    created = group("steti-ps")
+    assert (created.kind, created.name, created.municipality) == (
+        "group",
+        "Pracovní skupina Štětí",
+        "Štětí",
+    )
+    assert created.meeting_place == "Městský úřad Štětí, zasedací místnost"
+    assert created.meeting_rhythm == "jednou za dva měsíce"
+    assert created.department == "Odbor sociálních věcí"
+    assert created.visibility == "invite"
+    assert created.description == "Všichni místní aktéři."
+
+
+def test_update_changes_only_what_is_given(runner, app):
+    runner.invoke(args=CREATE_STETI)
+    result = runner.invoke(
+        args=[
+            "lists",
+            "update",
+            "steti-ps",
+            "--meeting-rhythm",
+            "každé první úterý v měsíci",
+            "--visibility",
+            "public",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    updated = group("steti-ps")
+    assert updated.meeting_rhythm == "každé první úterý v měsíci"
+    assert updated.visibility == "public"
+    assert updated.municipality == "Štětí"  # untouched
+    assert updated.name == "Pracovní skupina Štětí"
+
+
+def test_show_prints_group_details_and_coordinators(runner, app, accounts):
+    runner.invoke(args=CREATE_STETI)
+    result = runner.invoke(args=["lists", "show"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = lines.index("steti-ps\tgroup\tPracovní skupina Štětí")
+    assert "  municipality: Štětí" in lines[at + 1 :]
+    assert "  meeting rhythm: jednou za dva měsíce" in result.output
+    assert "  visibility: invite" in result.output
+    assert "zpravodaj\tnewsletter\tZpravodaj sociálního bydlení" in lines
+    one = runner.invoke(args=["lists", "show", "ostrava-psb"])
+    assert one.output.splitlines()[0] == "ostrava-psb\tgroup\tPracovní skupina sociálního bydlení"
+    assert "  coordinators: koordinator@ostrava.example" in one.output
+
+
+def test_group_options_are_refused_for_newsletters(runner, app):
+    result = runner.invoke(
+        args=["lists", "create", "info", "--name", "Info", "--municipality", "Ostrava"]
+    )
+    assert result.exit_code == 2
+    assert "--municipality: only for working groups" in result.output
+    assert group("info") is None
+    update = runner.invoke(args=["lists", "update", "zpravodaj", "--theme", "x"])
+    assert update.exit_code == 2
+    assert "Traceback" not in update.output
+
+
+def test_errors_are_clear_and_exit_non_zero(runner, app):
+    missing = runner.invoke(args=["lists", "update", "neni-tu", "--theme", "x"])
+    assert missing.exit_code == 1
+    assert "no list 'neni-tu'" in missing.output
+    nothing = runner.invoke(args=["lists", "update", "ostrava-psb"])
+    assert nothing.exit_code == 2
+    assert "nothing to change" in nothing.output
+    bad_visibility = runner.invoke(args=["lists", "update", "ostrava-psb", "--visibility", "x"])
+    assert bad_visibility.exit_code == 2
+    too_long = runner.invoke(args=["lists", "update", "ostrava-psb", "--municipality", "O" * 121])
+    assert too_long.exit_code == 1
+    assert "Obec: příliš dlouhý text (nejvýše 120 znaků)." in too_long.output
+    control = runner.invoke(args=["lists", "update", "ostrava-psb", "--theme", "a\x07b"])
+    assert control.exit_code == 1
+    assert "nepovolené znaky" in control.output
+    empty_name = runner.invoke(args=["lists", "update", "ostrava-psb", "--name", " "])
+    assert empty_name.exit_code == 1
+    assert "Název nesmí být prázdný." in empty_name.output
+    for result in (missing, nothing, bad_visibility, too_long, control, empty_name):
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert group("ostrava-psb").municipality == ""
