@@ -73,10 +73,16 @@ def import_subscribers(
                 report.problems.append((line, f"duplicate of line {seen[address.key]}"))
                 continue
             seen[address.key] = line
+            details = None
+            if mailing_list.kind == "group":
+                details, problem = _group_details(row, columns)
+                if problem:
+                    report.problems.append((line, problem))
+                    continue
             if actions.is_suppressed(address.key):
                 report.problems.append((line, "address was erased or bounced; not imported"))
                 continue
-            outcome = _import_one(address, name, mailing_list, consent_source, info, now)
+            outcome = _import_one(address, name, mailing_list, consent_source, info, now, details)
             if outcome == "imported":
                 report.imported += 1
             elif outcome == "unchanged":
@@ -90,11 +96,34 @@ def import_subscribers(
     return report
 
 
-def _import_one(address, name, mailing_list, consent_source, info, now) -> str:
+def _group_details(row: dict, columns: dict) -> tuple[tuple[str, str, str] | None, str | None]:
+    """A group member's (organization, institution key, function) from the row, or a problem.
+
+    The institution may be written as the key or the Czech label of INSTITUTION_TYPES.
+    """
+    from ..groups.membership import MembershipError, clean_details, institution_key
+
+    def cell(column: str) -> str:
+        value = row.get(columns[column]) if column in columns else None
+        return value.strip() if isinstance(value, str) else ""
+
+    institution = institution_key(cell("institution"))
+    if institution is None:
+        return None, f"unknown institution type {cell('institution')!r}"
+    try:
+        return clean_details(cell("organization"), institution, cell("function")), None
+    except MembershipError:
+        return None, "organization or function too long or with control characters"
+
+
+def _import_one(address, name, mailing_list, consent_source, info, now, details=None) -> str:
     subscriber = actions.get_or_create_subscriber(address, name)
     subscription = actions.subscription_for(subscriber, mailing_list)
     if subscription is not None:
         if subscription.status == "confirmed":
+            if details is not None and any(details):
+                # The file knows more about a member than the group did: keep it.
+                _set_details(subscription, details)
             return "unchanged"
         if subscription.status in ("unsubscribed", "bounced"):
             # A withdrawal here outranks consent given elsewhere earlier.
@@ -104,8 +133,17 @@ def _import_one(address, name, mailing_list, consent_source, info, now) -> str:
         subscriber.subscriptions.append(subscription)
     subscription.status = "confirmed"
     subscription.confirmed_at = now
+    if details is not None:
+        _set_details(subscription, details)
     consent.record(subscriber, "import", info, mailing_list=mailing_list, detail=consent_source)
     return "imported"
+
+
+def _set_details(subscription: Subscription, details: tuple[str, str, str]) -> None:
+    organization, institution, function = details
+    subscription.organization = organization or subscription.organization
+    subscription.institution = institution or subscription.institution
+    subscription.function = function or subscription.function
 
 
 def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:

@@ -122,3 +122,72 @@ def test_errors_are_clear_and_exit_non_zero(runner, app):
     for result in (missing, nothing, bad_visibility, too_long, control, empty_name):
         assert result.exception is None or isinstance(result.exception, SystemExit)
     assert group("ostrava-psb").municipality == ""
+
+
+GROUP_CSV = """email,name,organization,institution,function
+jana@ostrava.example,Jana Nováková,Magistrát města Ostravy,obec-socialni,vedoucí oddělení
+petr@charita.example,Petr Dvořák,Charita Ostrava,Poskytovatel sociálních služeb,sociální pracovník
+karel@ostrava.example,Karel,,kosmonaut,
+eva@ostrava.example,Eva,,,
+"""
+
+
+def test_group_import_stores_member_details_and_reports_bad_institutions(runner, app, tmp_path):
+    from service.models import Subscriber, Subscription
+
+    path = tmp_path / "members.csv"
+    path.write_text(GROUP_CSV, encoding="utf-8")
+    result = runner.invoke(
+        args=[
+            "subscribers",
+            "import",
+            str(path),
+            "--list",
+            "ostrava-psb",
+            "--consent-source",
+            "prezenční listina 2026-10",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "line 4: unknown institution type 'kosmonaut'" in result.output
+    assert "imported 3, already subscribed 0, skipped 1" in result.output
+    rows = db.session.execute(
+        select(
+            Subscriber.email,
+            Subscription.status,
+            Subscription.organization,
+            Subscription.institution,
+            Subscription.function,
+        )
+        .join(Subscription)
+        .order_by(Subscriber.email)
+    ).all()
+    assert rows == [
+        ("eva@ostrava.example", "confirmed", "", "", ""),
+        (
+            "jana@ostrava.example",
+            "confirmed",
+            "Magistrát města Ostravy",
+            "obec-socialni",
+            "vedoucí oddělení",
+        ),
+        (
+            "petr@charita.example",
+            "confirmed",
+            "Charita Ostrava",
+            "poskytovatel",
+            "sociální pracovník",
+        ),
+    ]
+
+
+def test_newsletter_import_ignores_group_columns(runner, app, tmp_path):
+    from service.models import Subscription
+
+    path = tmp_path / "people.csv"
+    path.write_text(GROUP_CSV, encoding="utf-8")
+    result = runner.invoke(
+        args=["subscribers", "import", str(path), "--list", "zpravodaj", "--consent-source", "x"]
+    )
+    assert "imported 4, already subscribed 0, skipped 0" in result.output
+    assert {s.institution for s in db.session.scalars(select(Subscription))} == {""}
