@@ -1,3 +1,322 @@
-"""Public and members' pages of working groups."""
+"""Public and members' pages of working groups.
+
+As in the subscription flow, no GET changes anything (mail scanners fetch
+every link): each link in a mail opens a page with a button, its POST acts.
+"""
 
 from __future__ import annotations
+
+from flask import abort, current_app, render_template, request
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import consent, tokens
+from ..addresses import INVALID_ADDRESS_MESSAGE, InvalidAddress, parse_address_for_app
+from ..archive.dates import czech_date, local_date
+from ..clock import utcnow
+from ..consent import RequestInfo
+from ..extensions import db, limiter
+from ..issues.markdown import markdown_to_html
+from ..models import INSTITUTION_TYPES, Issue, MailingList, Meeting, Subscriber
+from ..subscriptions import actions
+from ..subscriptions.emails import personal_links
+from ..subscriptions.forms import name_problem
+from ..subscriptions.routes import LinkExpired, LinkProblem, SubscriberGone
+from . import bp, joining
+from .dates import format_meeting_time
+
+# Announcements a member sees: what went (or is going) out, never drafts.
+SENT_STATUSES = ("sending", "paused", "sent")
+MEMBER_PAGE_ANNOUNCEMENTS = 50
+
+
+class JoinLinkExpired(LinkExpired):
+    """An expired join link: the visitor asks again from the group page (nothing to resend)."""
+
+    template = "groups/join_link_expired.html"
+
+
+class InvitationExpired(LinkExpired):
+    """An expired invitation: only the coordinator can send a new one."""
+
+    template = "groups/invitation_expired.html"
+
+
+@bp.errorhandler(LinkProblem)
+def _link_problem(error: LinkProblem):
+    return render_template(error.template, token=error.token), error.status
+
+
+def _load(purpose: str, token: str, max_age: int | None = None) -> tuple[Subscriber, dict]:
+    """The subscriber and payload of a signed link, or a LinkProblem (the subscription flow's)."""
+    try:
+        payload = tokens.load(purpose, token, max_age=max_age)
+    except tokens.SignatureExpired as exc:
+        raise _expired(purpose)(token) from exc
+    except tokens.BadSignature as exc:
+        raise LinkProblem(token) from exc
+    if not isinstance(payload, dict):
+        raise LinkProblem(token)
+    subscriber = actions.subscriber_by_public_key(payload.get("s"))
+    if subscriber is None:
+        raise SubscriberGone(token)
+    return subscriber, payload
+
+
+def _expired(purpose: str) -> type[LinkExpired]:
+    return {"confirm": JoinLinkExpired, "invite": InvitationExpired}.get(purpose, LinkExpired)
+
+
+def _linked_group(payload: dict, token: str) -> MailingList:
+    """The group a link names; a group deleted since the mail was sent reads as gone."""
+    slug = payload.get("l")
+    if not isinstance(slug, str):
+        raise LinkProblem(token)
+    group = joining.group_by_slug(slug)
+    if group is None:
+        raise SubscriberGone(token)
+    return group
+
+
+# --- the public page and the join request ------------------------------------------
+
+
+def _ip_limit() -> str:
+    return current_app.config["RATE_LIMIT_SUBSCRIBE_IP"]
+
+
+def _address_limit() -> str:
+    return current_app.config["RATE_LIMIT_SUBSCRIBE_ADDRESS"]
+
+
+def _address_rate_key() -> str:
+    """Rate-limit key of the address asking to join (lower-cased as typed)."""
+    return "join-address:" + (request.form.get("email", "").strip().casefold() or "-")
+
+
+def _group_page(
+    group: MailingList,
+    *,
+    status: int = 200,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+):
+    return (
+        render_template(
+            "groups/group.html",
+            group=group,
+            institution_types=INSTITUTION_TYPES,
+            values=values or {},
+            errors=errors or {},
+            consent_text=consent.current_consent_text(),
+        ),
+        status,
+    )
+
+
+@bp.get("/")
+def index():
+    """The publicly listed groups, each with its join form."""
+    return render_template("groups/index.html", groups=joining.public_groups())
+
+
+@bp.get("/<slug>")
+def group_page(slug: str):
+    group = joining.public_group(slug)
+    if group is None:
+        abort(404)
+    return _group_page(group)
+
+
+@bp.post("/<slug>/join")
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
+def join(slug: str):
+    group = joining.public_group(slug)
+    if group is None:
+        abort(404)
+    form = request.form
+    if form.get("website", ""):
+        # A bot filled the field people cannot see: answer as if it worked.
+        return render_template("groups/join_requested.html", group=group), 202
+
+    errors: dict[str, str] = {}
+    address = None
+    try:
+        address = parse_address_for_app(form.get("email", ""))
+    except InvalidAddress:
+        errors["email"] = INVALID_ADDRESS_MESSAGE
+    name = form.get("name", "").strip()
+    problem = name_problem(name)
+    if problem:
+        errors["name"] = problem
+    details = joining.MemberDetails.from_form(form)
+    errors.update(joining.details_problems(details, required=True))
+    if errors or address is None:
+        values = {
+            "email": form.get("email", ""),
+            "name": form.get("name", ""),
+            "organization": details.organization,
+            "institution": details.institution,
+            "function": details.function,
+        }
+        return _group_page(group, status=422, values=values, errors=errors)
+
+    consent_text = consent.consent_text_by_hash(form.get("consent")) or (
+        consent.current_consent_text()
+    )
+    info = RequestInfo.from_request(request, "page")
+    for attempt in range(3):
+        try:
+            joining.request_to_join(address, name, group, details, info, consent_text)
+            db.session.commit()
+            break
+        except IntegrityError:
+            # A concurrent request for the same address created the row first.
+            db.session.rollback()
+            if attempt == 2:
+                raise
+    return render_template("groups/join_requested.html", group=group), 202
+
+
+# --- confirming the address of a join request -------------------------------------------
+
+
+def _load_join(token: str) -> tuple[Subscriber, MailingList]:
+    subscriber, payload = _load("confirm", token, max_age=tokens.confirm_max_age())
+    if payload.get("j") != 1:
+        raise LinkProblem(token)
+    return subscriber, _linked_group(payload, token)
+
+
+@bp.get("/join/<token>")
+def confirm_join(token: str):
+    subscriber, group = _load_join(token)
+    return render_template(
+        "groups/confirm_join.html",
+        token=token,
+        group=group,
+        subscriber=subscriber,
+        membership=joining.membership(subscriber, group),
+    )
+
+
+@bp.post("/join/<token>")
+def confirm_join_post(token: str):
+    subscriber, group = _load_join(token)
+    joining.confirm_join(subscriber, group, RequestInfo.from_request(request, "link"))
+    db.session.commit()
+    return render_template(
+        "groups/join_confirmed.html",
+        group=group,
+        subscriber=subscriber,
+        membership=joining.membership(subscriber, group),
+        **personal_links(subscriber),
+    )
+
+
+# --- accepting an invitation ------------------------------------------------------------
+
+
+def _invite_max_age() -> int | None:
+    days = current_app.config.get("INVITE_TOKEN_MAX_AGE_DAYS")
+    return int(days) * 24 * 3600 if days else None
+
+
+def _load_invitation(token: str) -> tuple[Subscriber, MailingList]:
+    subscriber, payload = _load("invite", token, max_age=_invite_max_age())
+    return subscriber, _linked_group(payload, token)
+
+
+@bp.get("/invitation/<token>")
+def invitation(token: str):
+    subscriber, group = _load_invitation(token)
+    return render_template(
+        "groups/invitation.html",
+        token=token,
+        group=group,
+        subscriber=subscriber,
+        membership=joining.membership(subscriber, group),
+        member_page_url=joining.member_page_url(subscriber, group),
+    )
+
+
+@bp.post("/invitation/<token>")
+def invitation_post(token: str):
+    subscriber, group = _load_invitation(token)
+    joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
+    db.session.commit()
+    membership = joining.membership(subscriber, group)
+    if membership is None or membership.status != "confirmed":
+        # Left, declined or removed meanwhile: the same explanation as the GET.
+        return render_template(
+            "groups/invitation.html",
+            token=token,
+            group=group,
+            subscriber=subscriber,
+            membership=membership,
+        ), 409
+    return render_template(
+        "groups/invitation_accepted.html",
+        group=group,
+        subscriber=subscriber,
+        member_page_url=joining.member_page_url(subscriber, group),
+        **personal_links(subscriber),
+    )
+
+
+# --- the members' page ----------------------------------------------------------------
+
+
+@bp.get("/<slug>/member/<token>")
+def member_page(slug: str, token: str):
+    """Past announcements and the next meeting, for confirmed members (preferences token)."""
+    group = joining.group_by_slug(slug)
+    if group is None:
+        abort(404)
+    subscriber, _ = _load("preferences", token)
+    membership = joining.membership(subscriber, group)
+    if membership is None or membership.status != "confirmed":
+        return render_template("groups/members_only.html", group=group), 403
+
+    zone = current_app.config["TIMEZONE"]
+    issues = db.session.scalars(
+        select(Issue)
+        .where(Issue.list_id == group.id, Issue.status.in_(SENT_STATUSES))
+        .order_by(func.coalesce(Issue.started_at, Issue.created_at).desc(), Issue.id.desc())
+        .limit(MEMBER_PAGE_ANNOUNCEMENTS)
+    )
+    announcements = [
+        {
+            "subject": issue.subject,
+            "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
+            "body_html": markdown_to_html(issue.body),
+        }
+        for issue in issues
+    ]
+    meeting = db.session.scalar(
+        select(Meeting)
+        .where(Meeting.list_id == group.id, Meeting.start > utcnow())
+        .where(Meeting.cancelled_at.is_(None))
+        .order_by(Meeting.start)
+        .limit(1)
+    )
+    next_meeting = None
+    if meeting is not None:
+        next_meeting = {
+            "when": format_meeting_time(meeting.start, meeting.end, zone),
+            "location": meeting.location,
+            # Typed by a coordinator: a link only when it is a web address.
+            "online_url": meeting.online_url
+            if meeting.online_url.startswith(("https://", "http://"))
+            else "",
+            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+        }
+    return render_template(
+        "groups/member.html",
+        group=group,
+        subscriber=subscriber,
+        announcements=announcements,
+        next_meeting=next_meeting,
+        **personal_links(subscriber),
+    )

@@ -1,0 +1,358 @@
+"""What visitors and members do in a working group: ask to join, confirm, accept an invitation.
+
+A join request is double opt-in plus a coordinator: the form creates a
+"pending" membership and mails a link; the link's POST proves the mailbox
+and moves it to "requested", and the group's coordinators are told. They
+approve or decline it (`membership.py`). An invitation is the other way in:
+the coordinator's mail carries an "invite" link whose POST confirms.
+
+The join link is a "confirm" token whose payload names the group as a
+string under "l" and carries "j": 1. The subscription flow's /confirm/
+reads "l" as a list of newsletters, so it finds nothing to confirm in such
+a token: a join request can never skip the coordinator through it. An
+"invite" token is not used because its POST would confirm at once.
+
+Like the subscription actions, these record their consent step and leave
+committing to the caller.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from .. import consent, tokens
+from ..addresses import Address
+from ..clock import utcnow
+from ..consent import RequestInfo
+from ..extensions import db
+from ..links import external_url
+from ..mail import compose, queue_message, render_pair
+from ..models import (
+    INSTITUTION_TYPES,
+    ConsentText,
+    MailingList,
+    OutgoingMail,
+    Subscriber,
+    Subscription,
+    User,
+    is_valid_slug,
+)
+from ..subscriptions import actions
+from ..subscriptions import emails as subscription_emails
+
+JOIN_CONFIRMATION = "join_confirmation"
+JOIN_REQUEST_NOTICE = "join_request_notice"
+# Mails a stranger can make us send to an address by typing it into a form.
+STRANGER_MAIL_KINDS = (*actions.SIGNUP_MAIL_KINDS, JOIN_CONFIRMATION)
+
+DETAIL_MAX_LENGTH = 200
+ORGANIZATION_REQUIRED = "Uveďte prosím organizaci, kterou zastupujete."
+INSTITUTION_REQUIRED = "Vyberte prosím typ instituce."
+UNKNOWN_INSTITUTION = "Vyberte typ instituce ze seznamu."
+DETAIL_TOO_LONG = "Text je příliš dlouhý (nejvýše 200 znaků)."
+DETAIL_BAD_CHARACTERS = "Text obsahuje nepovolené znaky."
+
+# Statuses from which a join request starts afresh (details and all).
+RESTARTABLE = ("unsubscribed", "declined")
+
+
+@dataclass(frozen=True)
+class MemberDetails:
+    """Who a member represents: organisation, institution type (INSTITUTION_TYPES key), function."""
+
+    organization: str = ""
+    institution: str = ""
+    function: str = ""
+
+    @classmethod
+    def from_form(cls, form: Any, prefix: str = "") -> MemberDetails:
+        """Read `organization`, `institution`, `function` (with `prefix`) from a form, stripped."""
+        return cls(
+            organization=form.get(prefix + "organization", "").strip(),
+            institution=form.get(prefix + "institution", "").strip(),
+            function=form.get(prefix + "function", "").strip(),
+        )
+
+    @property
+    def institution_label(self) -> str:
+        return INSTITUTION_TYPES.get(self.institution, "")
+
+
+def details_problems(details: MemberDetails, *, required: bool) -> dict[str, str]:
+    """What is wrong with member details, in Czech, by field.
+
+    A join request must say whom the person represents (the coordinator
+    decides on it); on the preferences page a member may leave them empty.
+    """
+    problems: dict[str, str] = {}
+    for field_name in ("organization", "function"):
+        problem = _text_problem(getattr(details, field_name))
+        if problem:
+            problems[field_name] = problem
+    if details.institution and details.institution not in INSTITUTION_TYPES:
+        problems["institution"] = UNKNOWN_INSTITUTION
+    if required:
+        if not details.organization:
+            problems.setdefault("organization", ORGANIZATION_REQUIRED)
+        if not details.institution:
+            problems["institution"] = INSTITUTION_REQUIRED
+    return problems
+
+
+def _text_problem(text: str) -> str | None:
+    if len(text) > DETAIL_MAX_LENGTH:
+        return DETAIL_TOO_LONG
+    if any(unicodedata.category(ch).startswith("C") for ch in text):
+        return DETAIL_BAD_CHARACTERS
+    return None
+
+
+# --- finding groups ------------------------------------------------------------------
+
+
+def group_by_slug(slug: Any) -> MailingList | None:
+    """The working group named `slug`; None for newsletters and slugs no list may have."""
+    if not isinstance(slug, str) or not is_valid_slug(slug):
+        return None
+    return db.session.scalar(select(MailingList).filter_by(slug=slug, kind="group"))
+
+
+def public_group(slug: Any) -> MailingList | None:
+    """A group listed publicly (with a join form); invite-only groups are not shown."""
+    group = group_by_slug(slug)
+    return group if group is not None and group.visibility == "public" else None
+
+
+def public_groups() -> list[MailingList]:
+    return list(
+        db.session.scalars(
+            select(MailingList)
+            .filter_by(kind="group", visibility="public")
+            .order_by(MailingList.municipality, MailingList.name)
+        )
+    )
+
+
+def membership(subscriber: Subscriber, group: MailingList) -> Subscription | None:
+    return actions.subscription_for(subscriber, group)
+
+
+# --- asking to join ----------------------------------------------------------------
+
+
+def request_to_join(
+    address: Address,
+    name: str,
+    group: MailingList,
+    details: MemberDetails,
+    info: RequestInfo,
+    consent_text: ConsentText,
+) -> None:
+    """A visitor asks to join `group`: record a pending request and mail a confirmation link.
+
+    The answer to the visitor is the same whatever happens here (no
+    enumeration): a member or a waiting request is left as it is, and only a
+    new or ended membership takes the typed details, since whoever types the
+    address is not necessarily its owner. The mail goes out in every case
+    but a bounced address, within the per-hour cap of the sign-up form.
+    """
+    subscriber = actions.get_or_create_subscriber(address, name)
+    # One request per address at a time keeps the per-hour cap exact (see actions.signup).
+    db.session.refresh(subscriber, with_for_update=True)
+    now = utcnow()
+    subscription = membership(subscriber, group)
+    if subscription is None:
+        subscription = Subscription(mailing_list=group, subscribed_at=now, status="pending")
+        subscriber.subscriptions.append(subscription)
+        _set_details(subscription, details)
+    elif subscription.status in RESTARTABLE:
+        subscription.status = "pending"
+        subscription.subscribed_at = now
+        subscription.confirmed_at = None
+        subscription.unsubscribed_at = None
+        _set_details(subscription, details)
+    elif subscription.status == "bounced":
+        return  # only an administrator reactivates a bounced address
+    message_id = None
+    if _stranger_mails_left(subscriber) > 0:
+        message_id = send_join_confirmation(subscriber, group)
+    consent.record(
+        subscriber,
+        "join_request",
+        info,
+        mailing_list=group,
+        consent_text=consent_text,
+        message_id=message_id,
+    )
+
+
+def _set_details(subscription: Subscription, details: MemberDetails) -> None:
+    subscription.organization = details.organization
+    subscription.institution = details.institution
+    subscription.function = details.function
+
+
+def _stranger_mails_left(subscriber: Subscriber) -> int:
+    """Sign-up and join confirmations left this hour for the address (one cap for both forms)."""
+    if subscriber.id is None:
+        return current_app.config["CONFIRMATION_MAILS_PER_HOUR"]
+    sent = db.session.scalar(
+        select(func.count(OutgoingMail.id)).where(
+            OutgoingMail.subscriber_id == subscriber.id,
+            OutgoingMail.kind.in_(STRANGER_MAIL_KINDS),
+            OutgoingMail.created_at >= utcnow() - timedelta(hours=1),
+        )
+    )
+    return current_app.config["CONFIRMATION_MAILS_PER_HOUR"] - (sent or 0)
+
+
+def join_token(subscriber: Subscriber, group: MailingList) -> str:
+    """The signed link of a join confirmation (see the module docstring for its shape)."""
+    return tokens.dump("confirm", {"s": subscriber.public_key, "l": group.slug, "j": 1})
+
+
+def confirm_join(subscriber: Subscriber, group: MailingList, info: RequestInfo) -> bool:
+    """The address is confirmed: the request now waits for a coordinator, who is told.
+
+    Returns whether this call moved it (repeating the POST changes nothing).
+    """
+    subscription = membership(subscriber, group)
+    if subscription is None or not _transition(subscription, ("pending",), "requested"):
+        return False
+    consent.record(subscriber, "join_confirm", info, mailing_list=group)
+    # A confirmed mailbox is the one way back for an erased address (as in actions.confirm).
+    actions.lift_suppression(subscriber.email_key)
+    notify_coordinators(subscription)
+    return True
+
+
+# --- invitations -----------------------------------------------------------------------
+
+
+def accept_invitation(subscriber: Subscriber, group: MailingList, info: RequestInfo) -> bool:
+    """Accept a coordinator's invitation: pending becomes confirmed; harmless to repeat.
+
+    Only a pending membership is confirmed: one the person left, or the
+    coordinator declined or removed, is not brought back by an old link.
+    """
+    subscription = membership(subscriber, group)
+    if subscription is None:
+        return False
+    changed = _transition(
+        subscription, ("pending",), "confirmed", confirmed_at=utcnow(), unsubscribed_at=None
+    )
+    if changed:
+        consent.record(subscriber, "accept_invitation", info, mailing_list=group)
+        actions.lift_suppression(subscriber.email_key)
+    return changed
+
+
+def _transition(
+    subscription: Subscription, allowed: tuple[str, ...], status: str, **values: Any
+) -> bool:
+    """Move to `status` only from `allowed`, as one conditional UPDATE (two clicks, one change)."""
+    changed = db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription.id, Subscription.status.in_(allowed))
+        .values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(subscription)
+    return changed == 1
+
+
+# --- the members' page ---------------------------------------------------------------
+
+
+def member_page_url(subscriber: Subscriber, group: MailingList) -> str:
+    """The members' page of `group` for mails: signed with the subscriber's preferences token."""
+    return external_url(
+        "groups.member_page", slug=group.slug, token=tokens.preferences_token(subscriber)
+    )
+
+
+# --- mails -----------------------------------------------------------------------------
+
+
+def send_join_confirmation(subscriber: Subscriber, group: MailingList) -> str:
+    """The mail that confirms the address of a join request; returns its Message-ID."""
+    subject = f"Potvrďte prosím žádost o členství: {group.name}"
+    text, html = render_pair(
+        "join_confirmation",
+        subject=subject,
+        subscriber=subscriber,
+        group=group,
+        confirm_url=external_url("groups.confirm_join", token=join_token(subscriber, group)),
+        valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
+        **subscription_emails.personal_links(subscriber),
+    )
+    msg = compose(
+        # No display name: the form may be filled in with anyone's address.
+        to_name="",
+        to_address=subscriber.envelope_address,
+        smtputf8=subscriber.ascii_email is None,
+        subject=subject,
+        text=text,
+        html=html,
+    )
+    queue_message(
+        msg, kind=JOIN_CONFIRMATION, recipient=subscriber.envelope_address, subscriber=subscriber
+    )
+    return str(msg["Message-ID"])
+
+
+def coordinators_of(group: MailingList) -> list[User]:
+    """Who is told of a join request: the group's active coordinators, else the admins."""
+    coordinators = list(
+        db.session.scalars(
+            select(User)
+            .where(User.role == "coordinator", User.active.is_(True))
+            .where(User.lists.any(MailingList.id == group.id))
+            .order_by(User.id)
+        )
+    )
+    if coordinators:
+        return coordinators
+    return list(
+        db.session.scalars(
+            select(User).where(User.role == "admin", User.active.is_(True)).order_by(User.id)
+        )
+    )
+
+
+def admin_group_url(group: MailingList) -> str:
+    """The admin page where join requests are approved."""
+    if "admin.group" in current_app.view_functions:
+        return external_url("admin.group", group_id=group.id)
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/admin/groups/{group.id}"
+
+
+def notify_coordinators(subscription: Subscription) -> None:
+    """Tell the group's coordinators that a confirmed address asks to join."""
+    group = subscription.mailing_list
+    subject = f"Nová žádost o členství: {group.name}"
+    text, html = render_pair(
+        "join_request_notice",
+        subject=subject,
+        group=group,
+        subscriber=subscription.subscriber,
+        subscription=subscription,
+        institution_label=INSTITUTION_TYPES.get(subscription.institution, ""),
+        admin_url=admin_group_url(group),
+    )
+    for user in coordinators_of(group):
+        msg = compose(
+            to_name="",
+            to_address=user.email,
+            smtputf8=not user.email.isascii(),
+            subject=subject,
+            text=text,
+            html=html,
+        )
+        queue_message(msg, kind=JOIN_REQUEST_NOTICE, recipient=user.email, subscriber=None)
