@@ -35,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .archive import bp as archive_bp
     from .extensions import db, limiter, migrate
     from .groups import bp as groups_bp
+    from .issues.meetings import bp as meetings_bp
     from .subscriptions import bp as subscriptions_bp
 
     database.init_app(app)
@@ -49,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(archive_bp)
     app.register_blueprint(groups_bp)
+    app.register_blueprint(meetings_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
@@ -72,7 +74,8 @@ def _derive_extension_config(app: Flask) -> None:
             url = "postgresql+psycopg://" + url[len(prefix) :]
     config["SQLALCHEMY_DATABASE_URI"] = url
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
-    # No form of this service needs more; larger bodies get a Czech 413.
+    # No form of this service needs more; larger bodies get a Czech 413. (Attachment
+    # uploads raise it for their own requests: service/issues/attachments.py.)
     if config.get("MAX_CONTENT_LENGTH") is None:
         config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     config["RATELIMIT_ENABLED"] = config["RATE_LIMITS"]

@@ -73,6 +73,9 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "PROGRESS_RATE_WINDOW_SECONDS": (_int, 60),
     "TIMEZONE": (str, "Europe/Prague"),
     "PROXY_FIX": (_int, 0),
+    # Working groups: the reminder before a meeting, and the attachment size limit.
+    "MEETING_REMINDER_HOURS": (_int, 24),
+    "ATTACHMENT_MAX_BYTES": (_int, 10 * 1024 * 1024),
 }
 
 

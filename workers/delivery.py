@@ -519,7 +519,7 @@ def reconcile_issues() -> dict[str, int]:
     connection = redis_connection()
     now = utcnow()
     stale = now - lease()
-    done = {"scheduled": 0, "fan_outs": 0, "batches": 0, "finished": 0}
+    done = {"scheduled": 0, "fan_outs": 0, "batches": 0, "finished": 0, "meeting_reminders": 0}
 
     def live(job_ids: list[str]) -> list[bool]:
         found = Job.fetch_many(job_ids, connection=connection) if job_ids else []
@@ -597,4 +597,8 @@ def reconcile_issues() -> dict[str, int]:
     ).all()
     db.session.commit()
     done["finished"] = sum(finish_if_complete(issue_id) for issue_id in sending)
+
+    from .meetings import reconcile_reminders
+
+    done["meeting_reminders"] = reconcile_reminders()
     return done

@@ -31,6 +31,8 @@ from ..links import external_url
 from ..mail import MAIL_POLICY, _recipient, sender_address, sender_domain
 from ..models import Issue, MailingList
 from .markdown import inline_css, markdown_to_html, markdown_to_text
+from .meetings import calendar_for, documents
+from .meetings import mail_context as meeting_context
 
 UNSUBSCRIBE_PLACEHOLDER = "@@ZPRAVODAJ-UNSUBSCRIBE-URL@@"
 PREFERENCES_PLACEHOLDER = "@@ZPRAVODAJ-PREFERENCES-URL@@"
@@ -47,6 +49,15 @@ class RenderedIssue:
     subject: str
     html: str
     text: str
+
+
+@dataclass(frozen=True)
+class MailFile:
+    """A file every copy carries: an attachment or the meeting's calendar."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ def render_issue(issue: Issue) -> RenderedIssue:
         "web_url": web_url,
         "mailing_list": mailing_list,
         "issue": issue,
+        "meeting": meeting_context(issue),
     }
     html = inline_css(render_template("email/issue.html", **context))
     text = render_template("email/issue.txt", **context)
@@ -156,6 +168,8 @@ class MessageSkeleton:
         mailing_list: MailingList,
         issue_id: int | None,
         subject_prefix: str = "",
+        calendar: tuple[str, bytes] | None = None,
+        files: tuple[MailFile, ...] = (),
     ) -> None:
         self.issue_id = issue_id
         self.list_slug = mailing_list.slug
@@ -168,6 +182,20 @@ class MessageSkeleton:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(_TEXT_MARK + "\n", subtype="plain", cte="quoted-printable")
         msg.add_alternative(_HTML_MARK + "\n", subtype="html", cte="quoted-printable")
+        # The calendar and the attachments are the same for everyone: encoded
+        # here once (base64), then only copied into each recipient's bytes.
+        if calendar is not None:
+            method, ics = calendar
+            msg.add_alternative(
+                ics.decode("utf-8"), subtype="calendar", cte="base64", params={"method": method}
+            )
+        if files:
+            msg.make_mixed()
+            for file in files:
+                maintype, _, subtype = file.content_type.partition("/")
+                msg.add_attachment(
+                    file.data, maintype=maintype, subtype=subtype, filename=file.filename
+                )
         raw = msg.as_bytes(policy=MAIL_POLICY)
         # The static headers go last, after the personal ones.
         self._head, body = raw.split(b"\r\n\r\n", 1)
@@ -248,4 +276,6 @@ def skeleton_for(issue: Issue, subject_prefix: str = "") -> MessageSkeleton:
         mailing_list=issue.mailing_list,
         issue_id=issue.id,
         subject_prefix=subject_prefix,
+        calendar=calendar_for(issue),
+        files=tuple(MailFile(a.filename, a.content_type, a.data) for a in documents(issue)),
     )

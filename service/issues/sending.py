@@ -21,6 +21,7 @@ from .. import jobs
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Delivery, DeliveryBatch, Issue, MailingList, Subscription, User
+from .meetings import freeze_calendar
 from .rendering import render_issue
 
 SUBJECT_MAX = 200
@@ -168,6 +169,8 @@ def begin_delivery(issue: Issue) -> None:
         issue.number = (last or 0) + 1
     rendered = render_issue(issue)
     issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
+    # The invitation's calendar is frozen with the body (and its reminder scheduled).
+    freeze_calendar(issue)
     issue.recipient_count = db.session.scalar(recipients_query(issue, count=True)) or 0
     issue.fanout_cursor, issue.fanout_done, issue.fanout_heartbeat = 0, False, None
     issue.fanout_job_id = jobs.new_fan_out_job_id(issue.id)
