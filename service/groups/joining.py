@@ -18,7 +18,6 @@ committing to the caller.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -45,18 +44,15 @@ from ..models import (
 )
 from ..subscriptions import actions
 from ..subscriptions import emails as subscription_emails
+from . import membership as membership_rules
 
 JOIN_CONFIRMATION = "join_confirmation"
 JOIN_REQUEST_NOTICE = "join_request_notice"
 # Mails a stranger can make us send to an address by typing it into a form.
 STRANGER_MAIL_KINDS = (*actions.SIGNUP_MAIL_KINDS, JOIN_CONFIRMATION)
 
-DETAIL_MAX_LENGTH = 200
 ORGANIZATION_REQUIRED = "Uveďte prosím organizaci, kterou zastupujete."
 INSTITUTION_REQUIRED = "Vyberte prosím typ instituce."
-UNKNOWN_INSTITUTION = "Vyberte typ instituce ze seznamu."
-DETAIL_TOO_LONG = "Text je příliš dlouhý (nejvýše 200 znaků)."
-DETAIL_BAD_CHARACTERS = "Text obsahuje nepovolené znaky."
 
 # Statuses from which a join request starts afresh (details and all).
 RESTARTABLE = ("unsubscribed", "declined")
@@ -87,30 +83,27 @@ class MemberDetails:
 def details_problems(details: MemberDetails, *, required: bool) -> dict[str, str]:
     """What is wrong with member details, in Czech, by field.
 
-    A join request must say whom the person represents (the coordinator
-    decides on it); on the preferences page a member may leave them empty.
+    The rules are the coordinators' (`membership.clean_details`), checked one
+    field at a time so each message stands next to its field. A join request
+    must also say whom the person represents (the coordinator decides on
+    it); on the preferences page a member may leave the details empty.
     """
     problems: dict[str, str] = {}
-    for field_name in ("organization", "function"):
-        problem = _text_problem(getattr(details, field_name))
-        if problem:
-            problems[field_name] = problem
-    if details.institution and details.institution not in INSTITUTION_TYPES:
-        problems["institution"] = UNKNOWN_INSTITUTION
+    for field_name, alone in (
+        ("organization", (details.organization, "", "")),
+        ("institution", ("", details.institution, "")),
+        ("function", ("", "", details.function)),
+    ):
+        try:
+            membership_rules.clean_details(*alone)
+        except membership_rules.MembershipError as exc:
+            problems[field_name] = str(exc)
     if required:
         if not details.organization:
             problems.setdefault("organization", ORGANIZATION_REQUIRED)
         if not details.institution:
-            problems["institution"] = INSTITUTION_REQUIRED
+            problems.setdefault("institution", INSTITUTION_REQUIRED)
     return problems
-
-
-def _text_problem(text: str) -> str | None:
-    if len(text) > DETAIL_MAX_LENGTH:
-        return DETAIL_TOO_LONG
-    if any(unicodedata.category(ch).startswith("C") for ch in text):
-        return DETAIL_BAD_CHARACTERS
-    return None
 
 
 # --- finding groups ------------------------------------------------------------------
@@ -329,8 +322,8 @@ def coordinators_of(group: MailingList) -> list[User]:
 def admin_group_url(group: MailingList) -> str:
     """The admin page where join requests are approved."""
     if "admin.group" in current_app.view_functions:
-        return external_url("admin.group", group_id=group.id)
-    return f"{current_app.config['BASE_URL'].rstrip('/')}/admin/groups/{group.id}"
+        return external_url("admin.group", slug=group.slug)
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/admin/groups/{group.slug}"
 
 
 def notify_coordinators(subscription: Subscription) -> None:

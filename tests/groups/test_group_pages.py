@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
+from service import tokens
+from service.clock import utcnow
+from service.extensions import db
 from service.groups.dates import format_meeting_time
+from service.groups.joining import member_page_url
+from service.models import INSTITUTION_TYPES, Issue, MailingList, Meeting, Subscriber, Subscription
+from tests.subscriptions.snapshots import database_snapshot
 
 
 @pytest.mark.parametrize(
@@ -25,3 +32,244 @@ from service.groups.dates import format_meeting_time
 )  # fmt: skip
 def test_meeting_time_in_czech_and_prague_time(start, end, expected):
     assert format_meeting_time(start, end) == expected
+
+
+# --- the public page -----------------------------------------------------------------------
+
+GROUP = "ostrava-psb"
+
+
+@pytest.fixture
+def group(app) -> MailingList:
+    group = db.session.scalar(select(MailingList).filter_by(slug=GROUP))
+    group.municipality = "Ostrava"
+    group.theme = "Sociální bydlení a akční plán"
+    group.department = "Odbor sociálních věcí a zdravotnictví Magistrátu města Ostravy"
+    group.description = "Skupina provádí akční plán sociálního bydlení."
+    group.meeting_place = "Magistrát města Ostravy, Prokešovo nám. 8"
+    group.meeting_rhythm = "každý druhý čtvrtek v měsíci"
+    group.visibility = "public"
+    db.session.commit()
+    return group
+
+
+def test_public_group_page_shows_the_group_and_a_join_form(client, group):
+    client.get(f"/groups/{GROUP}")  # the first view stores the consent text shown, as /subscribe
+    before = database_snapshot()
+    response = client.get(f"/groups/{GROUP}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    for text in (
+        "Pracovní skupina sociálního bydlení",
+        "Ostrava",
+        "Sociální bydlení a akční plán",
+        "Odbor sociálních věcí a zdravotnictví Magistrátu města Ostravy",
+        "Skupina provádí akční plán sociálního bydlení.",
+        "Prokešovo nám. 8",
+        "každý druhý čtvrtek v měsíci",
+        "Požádat o členství",
+        'name="website"',
+    ):
+        assert text in page
+    assert f'action="/groups/{GROUP}/join"' in page
+    for label in INSTITUTION_TYPES.values():
+        assert f">{label}</option>" in page
+    assert "style=" not in page and "<script" not in page  # CSP: no inline styles or scripts
+    assert database_snapshot() == before
+    assert GROUP in client.get("/groups/").get_data(as_text=True)
+
+
+def test_invite_only_groups_and_newsletters_have_no_public_page(client, group):
+    assert client.get("/groups/zpravodaj").status_code == 404
+    group.visibility = "invite"
+    db.session.commit()
+    response = client.get(f"/groups/{GROUP}")
+    assert response.status_code == 404
+    assert "Stránka nebyla nalezena." in response.get_data(as_text=True)
+    assert GROUP not in client.get("/groups/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "slug", ["%00", "a%00b", "x" * 65, "x" * 5000, "OSTRAVA-PSB", "ostrava psb", "%C5%BE", ".."]
+)
+def test_hostile_slugs_are_not_found(client, group, slug):
+    assert client.get(f"/groups/{slug}").status_code == 404
+    assert client.post(f"/groups/{slug}/join", data={"email": "a@b.cz"}).status_code == 404
+
+
+HOSTILE_VALUES = [
+    "\x00",
+    "a\r\nBcc: x@y.cz",
+    "x" * 100_000,
+    "'; DROP TABLE subscriber;--",
+    "🏠" * 300,
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+@pytest.mark.parametrize("field", ["email", "name", "organization", "institution", "function"])
+def test_hostile_join_input_never_breaks(client, group, field, value):
+    data = {
+        "email": "petra@ostrava.example",
+        "organization": "Charita",
+        "institution": "nno",
+        field: value,
+    }
+    response = client.post(f"/groups/{GROUP}/join", data=data)
+    # NUL bytes are refused before any view by input_guard (400).
+    assert response.status_code in (202, 400, 413, 422)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/groups/join/x",
+        "/groups/join/%00",
+        "/groups/join/" + "a" * 5000,
+        "/groups/invitation/%C5%BE",
+        "/groups/invitation/..",
+        f"/groups/{GROUP}/member/x",
+        f"/groups/{GROUP}/member/%00",
+    ],
+)
+def test_hostile_tokens_are_invalid_links(client, group, path):
+    assert client.get(path).status_code == 400
+    assert client.post(path).status_code in (400, 405)
+
+
+# --- the members' page -------------------------------------------------------------------
+
+
+def make_member(email: str, status: str = "confirmed") -> Subscriber:
+    group = db.session.scalar(select(MailingList).filter_by(slug=GROUP))
+    subscriber = Subscriber(email=email, email_key=email, ascii_email=email, name="Člen")
+    subscriber.subscriptions.append(Subscription(mailing_list=group, status=status))
+    db.session.add(subscriber)
+    db.session.commit()
+    return subscriber
+
+
+def member_path(subscriber: Subscriber, slug: str = GROUP) -> str:
+    return f"/groups/{slug}/member/{tokens.preferences_token(subscriber)}"
+
+
+@pytest.fixture
+def history(group):
+    """Two sent announcements, a draft, a past, a cancelled and a next meeting."""
+    now = utcnow()
+    db.session.add_all(
+        [
+            Issue(
+                list_id=group.id,
+                subject="Pozvánka na listopadové setkání",
+                body="Probereme **kazuistiky**.",
+                status="sent",
+                number=1,
+                started_at=datetime(2026, 11, 3, 8, 0),
+            ),
+            Issue(
+                list_id=group.id,
+                subject="Zápis z prosincového setkání",
+                body="Zápis je v příloze. <script>alert(1)</script>",
+                status="sent",
+                number=2,
+                started_at=datetime(2026, 12, 11, 9, 0),
+            ),
+            Issue(list_id=group.id, subject="Rozepsaný koncept", body="tajné", status="draft"),
+            Meeting(
+                list_id=group.id,
+                uid="past@test",
+                start=now - timedelta(days=3),
+                end=now - timedelta(days=3, hours=-2),
+                location="Stará zasedačka",
+            ),
+            Meeting(
+                list_id=group.id,
+                uid="cancelled@test",
+                start=now + timedelta(days=2),
+                end=now + timedelta(days=2, hours=2),
+                location="Zrušená místnost",
+                cancelled_at=now,
+            ),
+            Meeting(
+                list_id=group.id,
+                uid="next@test",
+                start=datetime(2099, 12, 10, 8, 30),
+                end=datetime(2099, 12, 10, 10, 30),
+                location="Zasedací místnost 112",
+                online_url="https://meet.example/psb",
+                agenda="1. Akční plán\n2. Kazuistiky",
+            ),
+            Meeting(
+                list_id=group.id,
+                uid="later@test",
+                start=datetime(2100, 1, 7, 8, 30),
+                end=datetime(2100, 1, 7, 10, 30),
+                location="Později",
+            ),
+        ]
+    )
+    db.session.commit()
+
+
+def test_member_page_lists_announcements_and_the_next_meeting(client, history):
+    member = make_member("clen@ostrava.example")
+    before = database_snapshot()
+    response = client.get(member_path(member))
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    newest = page.index("Zápis z prosincového setkání")
+    older = page.index("Pozvánka na listopadové setkání")
+    assert newest < older
+    assert "11. prosince 2026" in page and "3. listopadu 2026" in page
+    assert "<strong>kazuistiky</strong>" in page
+    assert "<script>" not in page
+    assert "Rozepsaný koncept" not in page
+    assert "čtvrtek 10. prosince 2099 od 9:30 do 11:30" in page
+    assert "Zasedací místnost 112" in page
+    assert 'href="https://meet.example/psb"' in page
+    assert "<li>Akční plán</li>" in page
+    for hidden in ("Stará zasedačka", "Zrušená místnost", "Později"):
+        assert hidden not in page
+    assert "style=" not in page
+    assert database_snapshot() == before
+
+
+def test_member_page_without_meetings_or_announcements(client, group):
+    member = make_member("clen@ostrava.example")
+    page = client.get(member_path(member)).get_data(as_text=True)
+    assert "Další setkání zatím není naplánované." in page
+    assert "Skupina zatím žádné oznámení neposlala." in page
+
+
+@pytest.mark.parametrize("status", ["pending", "requested", "unsubscribed", "declined"])
+def test_member_page_refuses_who_is_not_a_confirmed_member(client, history, status):
+    member = make_member("clen@ostrava.example", status=status)
+    response = client.get(member_path(member))
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "jen členové" in page
+    assert "Zápis z prosincového setkání" not in page
+
+
+def test_member_page_refuses_a_newsletter_readers_token(client, history):
+    reader = Subscriber(email="ctenar@example.cz", email_key="ctenar@example.cz")
+    newsletter = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    reader.subscriptions.append(Subscription(mailing_list=newsletter, status="confirmed"))
+    db.session.add(reader)
+    db.session.commit()
+    assert client.get(member_path(reader)).status_code == 403
+    # A newsletter has no members' page, whoever asks.
+    assert client.get(member_path(reader, "zpravodaj")).status_code == 404
+
+
+def test_member_page_refuses_other_purposes(client, history):
+    member = make_member("clen@ostrava.example")
+    token = tokens.unsubscribe_token(member)
+    assert client.get(f"/groups/{GROUP}/member/{token}").status_code == 400
+
+
+def test_member_page_link_for_mails(app, group):
+    member = make_member("clen@ostrava.example")
+    url = member_page_url(member, group)
+    assert url.startswith(f"http://zpravodaj.test/groups/{GROUP}/member/")
