@@ -12,4 +12,4 @@ from flask import Blueprint
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 # Importing the view modules registers their routes on `bp`.
-from . import auth, dashboard, issues, subscribers, users  # noqa: E402,F401
+from . import auth, dashboard, groups, issues, subscribers, users  # noqa: E402,F401

@@ -10,6 +10,7 @@ NAVIGATION = (
     ("admin.dashboard", "Přehled", ("admin", "editor", "coordinator")),
     ("admin.subscribers", "Odběratelé", ("admin", "editor")),
     ("admin.issues", "Vydání", ("admin", "editor", "coordinator")),
+    ("admin.groups", "Skupiny", ("admin", "coordinator")),
     ("admin.users", "Účty", ("admin",)),
 )
 

@@ -1,0 +1,316 @@
+"""Working groups in the admin: details, coordinators, members, invitations, join requests.
+
+Administrators see and manage every group and assign its coordinators;
+a coordinator sees only their own groups (any other answers 403). Editors
+get 403 too: members' details are the groups' business, and editors have
+no part in them (DESIGN.md §2). Every change goes through
+`groups.membership`, the same code the CLI and the public pages use.
+"""
+
+from __future__ import annotations
+
+import io
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.file import FileField
+from sqlalchemy import func, select
+from wtforms import EmailField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from ..extensions import db
+from ..groups import membership
+from ..groups.membership import (
+    MEMBER_STATUS_LABELS,
+    VISIBILITY_LABELS,
+    MembershipError,
+)
+from ..models import INSTITUTION_TYPES, MailingList, Subscription, User, is_valid_slug
+from . import bp
+from .auth import CzechForm, require_list_access, require_role
+from .subscribers import UnusableUpload
+
+group_managers = require_role("admin", "coordinator")
+
+MEMBER_ACTIONS = {
+    "approve": membership.approve,
+    "decline": membership.decline,
+    "remove": membership.remove,
+}
+MEMBER_ACTION_DONE = {
+    "approve": "Žádost {who} je schválena; dostane o tom e-mail.",
+    "decline": "Žádost {who} je zamítnuta; dostane o tom e-mail.",
+    "remove": "{who} už ve skupině není.",
+}
+
+
+class GroupDetailsForm(CzechForm):
+    name = StringField("Název", validators=[DataRequired("Vyplňte název."), Length(max=200)])
+    description = TextAreaField("Popis", validators=[Length(max=5000)])
+    municipality = StringField("Obec", validators=[Length(max=120)])
+    theme = StringField("Téma", validators=[Length(max=200)])
+    department = StringField("Organizující odbor", validators=[Length(max=300)])
+    meeting_place = StringField("Místo setkání", validators=[Length(max=300)])
+    meeting_rhythm = StringField("Obvyklý rytmus setkání", validators=[Length(max=200)])
+    visibility = SelectField("Viditelnost", choices=list(VISIBILITY_LABELS.items()))
+
+
+class InviteForm(CzechForm):
+    email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
+    name = StringField("Jméno", validators=[Length(max=200)])
+    organization = StringField("Organizace", validators=[Length(max=200)])
+    # Checked by membership.clean_details, whose message names the field.
+    institution = SelectField(
+        "Typ instituce",
+        choices=[("", "– nevybráno –"), *INSTITUTION_TYPES.items()],
+        validate_choice=False,
+    )
+    function = StringField("Funkce", validators=[Length(max=200)])
+
+
+class InviteCsvForm(CzechForm):
+    file = FileField("Soubor CSV")
+
+
+def group_or_404(slug: str) -> MailingList:
+    """The working group named in the URL, if the signed-in account may manage it (else 403)."""
+    if not is_valid_slug(slug):
+        abort(404)
+    group = db.session.scalar(select(MailingList).filter_by(slug=slug, kind="group"))
+    if group is None:
+        abort(404)
+    require_list_access(group)
+    return group
+
+
+def subscription_or_404(group: MailingList, subscription_id: int) -> Subscription:
+    subscription = db.session.get(Subscription, subscription_id)
+    if subscription is None or subscription.list_id != group.id:
+        abort(404)
+    return subscription
+
+
+def _who(subscription: Subscription) -> str:
+    person = subscription.subscriber
+    return f"{person.name} ({person.email})" if person.name else person.email
+
+
+# --- the list of groups -----------------------------------------------------------
+
+
+@bp.get("/groups")
+@group_managers
+def groups():
+    if current_user.role == "coordinator":
+        shown = sorted(current_user.lists, key=lambda g: g.name)
+    else:
+        shown = list(
+            db.session.scalars(
+                select(MailingList).filter_by(kind="group").order_by(MailingList.name)
+            )
+        )
+    counts: dict[tuple[int, str], int] = {}
+    if shown:
+        rows = db.session.execute(
+            select(Subscription.list_id, Subscription.status, func.count())
+            .where(Subscription.list_id.in_([g.id for g in shown]))
+            .group_by(Subscription.list_id, Subscription.status)
+        )
+        counts = {(list_id, status): n for list_id, status, n in rows}
+    return render_template(
+        "admin/groups.html",
+        groups=shown,
+        counts=counts,
+        visibility_labels=VISIBILITY_LABELS,
+    )
+
+
+# --- one group ----------------------------------------------------------------------
+
+
+def render_group(
+    group: MailingList,
+    *,
+    details_form: GroupDetailsForm | None = None,
+    invite_form: InviteForm | None = None,
+    csv_report: membership.InviteReport | None = None,
+    csv_errors: list[str] | None = None,
+    status: int = 200,
+):
+    everyone = membership.members(group)
+    coordinators = list(
+        db.session.scalars(select(User).where(User.lists.contains(group)).order_by(User.email))
+    )
+    assignable = []
+    if current_user.role == "admin":
+        taken = {u.id for u in coordinators}
+        assignable = [
+            u
+            for u in db.session.scalars(
+                select(User).filter_by(role="coordinator", active=True).order_by(User.email)
+            )
+            if u.id not in taken
+        ]
+    return (
+        render_template(
+            "admin/group.html",
+            group=group,
+            requests=[s for s in everyone if s.status == "requested"],
+            members=[s for s in everyone if s.status != "requested"],
+            active_count=sum(1 for s in everyone if s.status == "confirmed"),
+            coordinators=coordinators,
+            assignable=assignable,
+            details_form=details_form or GroupDetailsForm(obj=group, formdata=None),
+            invite_form=invite_form or InviteForm(formdata=None),
+            csv_form=InviteCsvForm(formdata=None),
+            csv_report=csv_report,
+            csv_errors=csv_errors or [],
+            institution_labels=INSTITUTION_TYPES,
+            status_labels=MEMBER_STATUS_LABELS,
+            visibility_labels=VISIBILITY_LABELS,
+        ),
+        status,
+    )
+
+
+@bp.get("/groups/<slug>")
+@group_managers
+def group(slug: str):
+    return render_group(group_or_404(slug))
+
+
+@bp.post("/groups/<slug>/details")
+@group_managers
+def group_details(slug: str):
+    group = group_or_404(slug)
+    form = GroupDetailsForm()
+    if form.validate():
+        try:
+            membership.update_group(
+                group,
+                **{name: getattr(form, name).data or "" for name in membership.GROUP_FIELDS},
+                visibility=form.visibility.data,
+            )
+        except MembershipError as exc:
+            form.name.errors = [*form.name.errors, str(exc)]
+        else:
+            db.session.commit()
+            flash("Údaje skupiny jsou uloženy.", "success")
+            return redirect(url_for("admin.group", slug=group.slug))
+    db.session.rollback()
+    return render_group(group, details_form=form, status=422)
+
+
+@bp.post("/groups/<slug>/invite")
+@group_managers
+def group_invite(slug: str):
+    group = group_or_404(slug)
+    form = InviteForm()
+    if form.validate():
+        try:
+            subscription = membership.invite(
+                group,
+                form.email.data,
+                form.name.data or "",
+                form.organization.data or "",
+                form.institution.data or "",
+                form.function.data or "",
+                invited_by=current_user,
+            )
+        except MembershipError as exc:
+            db.session.rollback()
+            field = _field_of(form, str(exc))
+            field.errors = [*field.errors, str(exc)]
+            form.institution.data = form.institution.data or ""
+        else:
+            db.session.commit()
+            flash(f"Pozvánka pro {subscription.subscriber.email} je na cestě.", "success")
+            return redirect(url_for("admin.group", slug=group.slug))
+    return render_group(group, invite_form=form, status=422)
+
+
+def _field_of(form: InviteForm, message: str):
+    """The form field a membership refusal is about (its message names it)."""
+    for prefix, field in (
+        ("Neznámý typ instituce", form.institution),
+        ("Organizace:", form.organization),
+        ("Funkce:", form.function),
+        ("Jméno", form.name),
+    ):
+        if message.startswith(prefix):
+            return field
+    return form.email
+
+
+@bp.post("/groups/<slug>/invite-csv")
+@group_managers
+def group_invite_csv(slug: str):
+    group = group_or_404(slug)
+    form = InviteCsvForm()
+    try:
+        text = _uploaded_csv(form)
+        report = membership.invite_csv(group, io.StringIO(text, newline=""), current_user)
+    except (UnusableUpload, MembershipError) as exc:
+        db.session.rollback()
+        return render_group(group, csv_errors=[str(exc)], status=422)
+    db.session.commit()
+    return render_group(group, csv_report=report)
+
+
+def _uploaded_csv(form: InviteCsvForm) -> str:
+    upload = form.file.data
+    if upload is None or not getattr(upload, "filename", ""):
+        raise UnusableUpload("Vyberte soubor CSV s pozvanými.")
+    raw = upload.read()
+    if not raw.strip():
+        raise UnusableUpload("Soubor je prázdný.")
+    try:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnusableUpload(
+            "Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF-8“ a zkuste to znovu."
+        ) from None
+
+
+@bp.post("/groups/<slug>/members/<int(max=2147483647):subscription_id>/<action>")
+@group_managers
+def group_member(slug: str, subscription_id: int, action: str):
+    if action not in MEMBER_ACTIONS:
+        abort(404)
+    group = group_or_404(slug)
+    subscription = subscription_or_404(group, subscription_id)
+    try:
+        changed = MEMBER_ACTIONS[action](group, subscription, current_user)
+    except MembershipError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.group", slug=group.slug))
+    db.session.commit()
+    if changed:
+        flash(MEMBER_ACTION_DONE[action].format(who=_who(subscription)), "success")
+    else:
+        flash("Nic se nezměnilo: to už je hotové.", "info")
+    return redirect(url_for("admin.group", slug=group.slug))
+
+
+@bp.post("/groups/<slug>/coordinators")
+@require_role("admin")
+def group_coordinators(slug: str):
+    """Assign (`add`) or unassign (`remove`) an existing coordinator account."""
+    group = group_or_404(slug)
+    user_id = request.form.get("user_id", "")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 10 else None
+    if user is None or user.role != "coordinator":
+        flash("Vyberte účet koordinátora.", "error")
+        return redirect(url_for("admin.group", slug=group.slug))
+    if request.form.get("action") == "remove":
+        if group in user.lists:
+            user.lists.remove(group)
+        flash(f"{user.email} už skupinu nekoordinuje.", "success")
+    else:
+        if group not in user.lists:
+            user.lists.append(group)
+        flash(f"{user.email} teď skupinu koordinuje.", "success")
+    db.session.commit()
+    return redirect(url_for("admin.group", slug=group.slug))
