@@ -25,6 +25,190 @@ DEMO_LISTS = (
     ("novinky", "Novinky", "Krátké zprávy o novinkách v sociálním bydlení."),
 )
 
+# Demo working groups, from the social-housing programme's text (issue 4):
+# (slug, name, municipality, theme, department, meeting place, rhythm, visibility, description)
+DEMO_GROUPS = (
+    (
+        "ostrava-udrzba",
+        "Ostrava – údržba a rozvoj bytového fondu",
+        "Ostrava",
+        "údržba a rozvoj bytového fondu",
+        "Majetkový odbor Magistrátu města Ostravy",
+        "Nová radnice, Prokešovo náměstí 8, Ostrava",
+        "jednou měsíčně",
+        "public",
+        "Tematická skupina k údržbě a rozvoji obecního bytového fondu.",
+    ),
+    (
+        "ostrava-krizove",
+        "Ostrava – krizové bydlení",
+        "Ostrava",
+        "krizové bydlení",
+        "Odbor sociálních věcí a zdravotnictví Magistrátu města Ostravy",
+        "Nová radnice, Prokešovo náměstí 8, Ostrava",
+        "jednou měsíčně",
+        "public",
+        "Tematická skupina ke krizovému bydlení a nouzovým řešením.",
+    ),
+    (
+        "ostrava-socialni",
+        "Ostrava – sociální bydlení",
+        "Ostrava",
+        "sociální bydlení",
+        "Odbor sociálních věcí a zdravotnictví Magistrátu města Ostravy",
+        "Nová radnice, Prokešovo náměstí 8, Ostrava",
+        "jednou měsíčně",
+        "public",
+        "Tematická skupina k sociálnímu bydlení a kazuistikám.",
+    ),
+    (
+        "ostrava-dostupne",
+        "Ostrava – dostupné bydlení",
+        "Ostrava",
+        "dostupné bydlení",
+        "Majetkový odbor Magistrátu města Ostravy",
+        "Nová radnice, Prokešovo náměstí 8, Ostrava",
+        "jednou měsíčně",
+        "public",
+        "Tematická skupina k dostupnému bydlení.",
+    ),
+    (
+        "ostrava-psb",
+        "Pracovní skupina sociálního bydlení",
+        "Ostrava",
+        "naplňování akčního plánu sociálního bydlení",
+        "Odbor sociálních věcí a zdravotnictví a majetkový odbor Magistrátu města Ostravy",
+        "Nová radnice, Prokešovo náměstí 8, Ostrava",
+        "každý druhý čtvrtek v měsíci",
+        "invite",
+        "Skupina naplňuje akční plán sociálního bydlení města Ostravy.",
+    ),
+    (
+        "chomutov-eps",
+        "Expertní pracovní skupina Chomutov",
+        "Chomutov",
+        "sociální bydlení",
+        "Odbor sociálních věcí Magistrátu města Chomutova",
+        "Magistrát města Chomutova, Zborovská 4602",
+        "jednou za dva měsíce",
+        "invite",
+        "Expertní skupina k sociálnímu bydlení a kazuistikám.",
+    ),
+    (
+        "steti-ps",
+        "Pracovní skupina Štětí",
+        "Štětí",
+        "sociální bydlení",
+        "Odbor sociálních věcí Městského úřadu Štětí",
+        "Městský úřad Štětí, Mírové náměstí 163",
+        "jednou za čtvrtletí",
+        "public",
+        "Skupina všech místních aktérů sociálního bydlení.",
+    ),
+    (
+        "praha14-eps",
+        "Expertní skupina Praha 14",
+        "Praha 14",
+        "sociální bydlení",
+        "Odbor sociálních věcí ÚMČ Praha 14",
+        "ÚMČ Praha 14, Bratří Venclíků 1073/8",
+        "jednou měsíčně",
+        "invite",
+        "Expertní skupina s místními politiky.",
+    ),
+)
+# (group slug, address, name, organisation, institution key, function)
+DEMO_MEMBERS = (
+    (
+        "ostrava-psb",
+        "jana.novakova@ostrava.example",
+        "Jana Nováková",
+        "Magistrát města Ostravy",
+        "obec-socialni",
+        "vedoucí oddělení sociální práce",
+    ),
+    (
+        "ostrava-psb",
+        "petr.dvorak@ostrava.example",
+        "Petr Dvořák",
+        "Magistrát města Ostravy",
+        "obec-bytovy",
+        "referent správy bytů",
+    ),
+    (
+        "ostrava-psb",
+        "marie.svobodova@charita-ostrava.example",
+        "Marie Svobodová",
+        "Charita Ostrava",
+        "poskytovatel",
+        "sociální pracovnice",
+    ),
+    (
+        "ostrava-krizove",
+        "tomas.kral@up-ostrava.example",
+        "Tomáš Král",
+        "Úřad práce ČR, KoP Ostrava",
+        "urad-prace",
+        "metodik dávek",
+    ),
+    (
+        "ostrava-socialni",
+        "lucie.horakova@ostrava.example",
+        "Lucie Horáková",
+        "OSPOD Ostrava-Jih",
+        "ospod",
+        "sociální pracovnice",
+    ),
+    (
+        "chomutov-eps",
+        "karel.benes@chomutov.example",
+        "Karel Beneš",
+        "Statutární město Chomutov",
+        "politika",
+        "radní pro sociální věci",
+    ),
+    (
+        "chomutov-eps",
+        "eva.mala@chomutov.example",
+        "Eva Malá",
+        "Nemocnice Chomutov",
+        "zdravotnictvi",
+        "zdravotně-sociální pracovnice",
+    ),
+    (
+        "steti-ps",
+        "josef.cerny@steti.example",
+        "Josef Černý",
+        "ZŠ Štětí",
+        "skola",
+        "výchovný poradce",
+    ),
+    (
+        "steti-ps",
+        "anna.vesela@steti.example",
+        "Anna Veselá",
+        "Město Štětí",
+        "apk",
+        "asistentka prevence kriminality",
+    ),
+    (
+        "praha14-eps",
+        "martin.novy@praha14.example",
+        "Martin Nový",
+        "ÚMČ Praha 14",
+        "politika",
+        "zastupitel",
+    ),
+    (
+        "praha14-eps",
+        "hana.pokorna@praha14.example",
+        "Hana Pokorná",
+        "Spolek Černý Most",
+        "spolek",
+        "předsedkyně",
+    ),
+)
+
 
 @click.command("dev")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -144,4 +328,61 @@ def _prepare_database() -> None:
     for slug, name, description in DEMO_LISTS:
         if db.session.scalar(select(MailingList).filter_by(slug=slug)) is None:
             db.session.add(MailingList(slug=slug, name=name, description=description))
+    db.session.commit()
+    seed_demo_groups()
+
+
+def seed_demo_groups() -> None:
+    """The demo working groups and a few confirmed members each; adds only what is missing."""
+    from sqlalchemy import select
+
+    from .. import consent
+    from ..addresses import parse_address
+    from ..clock import utcnow
+    from ..consent import RequestInfo
+    from ..extensions import db
+    from ..models import MailingList, Subscription
+    from ..subscriptions import actions
+
+    fields = ("municipality", "theme", "department", "meeting_place", "meeting_rhythm")
+    groups = {}
+    for slug, name, *details, visibility, description in DEMO_GROUPS:
+        group = db.session.scalar(select(MailingList).filter_by(slug=slug))
+        if group is None:
+            group = MailingList(
+                slug=slug,
+                name=name,
+                kind="group",
+                description=description,
+                visibility=visibility,
+                **dict(zip(fields, details, strict=True)),
+            )
+            db.session.add(group)
+        groups[slug] = group
+    db.session.flush()
+    info = RequestInfo(ip=None, user_agent=None, channel="import")
+    for slug, email, name, organization, institution, function in DEMO_MEMBERS:
+        group = groups[slug]
+        if group.kind != "group":
+            continue  # a list of that slug made by hand: leave it alone
+        subscriber = actions.get_or_create_subscriber(
+            parse_address(email, allow_smtputf8=False), name
+        )
+        if actions.subscription_for(subscriber, group) is not None:
+            continue
+        now = utcnow()
+        subscriber.subscriptions.append(
+            Subscription(
+                mailing_list=group,
+                status="confirmed",
+                subscribed_at=now,
+                confirmed_at=now,
+                organization=organization,
+                institution=institution,
+                function=function,
+            )
+        )
+        consent.record(
+            subscriber, "import", info, mailing_list=group, detail="ukázková data (zpravodaj dev)"
+        )
     db.session.commit()

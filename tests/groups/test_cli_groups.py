@@ -191,3 +191,20 @@ def test_newsletter_import_ignores_group_columns(runner, app, tmp_path):
     )
     assert "imported 4, already subscribed 0, skipped 0" in result.output
     assert {s.institution for s in db.session.scalars(select(Subscription))} == {""}
+
+
+def test_demo_groups_are_seeded_once_with_confirmed_members(app):
+    from service.dev.command import DEMO_GROUPS, DEMO_MEMBERS, seed_demo_groups
+    from service.models import Subscription
+
+    seed_demo_groups()
+    seed_demo_groups()
+    groups = db.session.scalars(select(MailingList).filter_by(kind="group")).all()
+    assert {g.slug for g in groups} == {slug for slug, *_ in DEMO_GROUPS}
+    steti = group("steti-ps")
+    assert (steti.municipality, steti.meeting_rhythm) == ("Štětí", "jednou za čtvrtletí")
+    assert group("ostrava-psb").name == "Pracovní skupina sociálního bydlení"
+    members = db.session.scalars(select(Subscription)).all()
+    assert len(members) == len(DEMO_MEMBERS)
+    assert {m.status for m in members} == {"confirmed"}
+    assert len({m.institution for m in members}) >= 8
