@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import consent, tokens
 from ..consent import RequestInfo
 from ..extensions import db, limiter
-from ..models import MailingList, Subscriber
+from ..models import INSTITUTION_TYPES, MailingList, Subscriber
 from . import actions, bp
 from .emails import personal_links
 from .forms import (
@@ -304,16 +304,45 @@ def _named_list(subscriber: Subscriber, payload: dict) -> MailingList | None:
 # --- preferences, export, erasure -----------------------------------------------
 
 
-def _preferences_page(token: str, subscriber: Subscriber, *, saved: bool = False, errors=None):
+def _group_memberships(subscriber: Subscriber) -> list:
+    """The working groups the subscriber is in or waits for: their details are editable here."""
+    return sorted(
+        (
+            s
+            for s in subscriber.subscriptions
+            if s.mailing_list.kind == "group" and s.status in ("confirmed", "requested")
+        ),
+        key=lambda s: s.mailing_list.name,
+    )
+
+
+def _preferences_page(
+    token: str,
+    subscriber: Subscriber,
+    *,
+    saved: bool = False,
+    errors=None,
+    group_errors=None,
+    group_values=None,
+):
     active = {s.list_id for s in subscriber.subscriptions if s.status in ("pending", "confirmed")}
+    memberships = _group_memberships(subscriber)
     return render_template(
         "public/preferences.html",
         token=token,
         subscriber=subscriber,
         newsletters=actions.public_newsletters(),
         active=active,
+        memberships=memberships,
+        # What the form shows per group: as stored, or as typed when it came back with errors.
+        member_values={
+            s.mailing_list.slug: (group_values or {}).get(s.mailing_list.slug, s)
+            for s in memberships
+        },
+        institution_types=INSTITUTION_TYPES,
         saved=saved,
         errors=errors or {},
+        group_errors=group_errors or {},
     )
 
 
@@ -325,14 +354,46 @@ def preferences(token: str):
 
 @bp.post("/preferences/<token>")
 def preferences_post(token: str):
+    # Imported here: the groups package imports this module (its link pages reuse LinkProblem).
+    from ..groups import membership
+    from ..groups.joining import MemberDetails, details_problems
+
     subscriber, _ = _load("preferences", token)
     name = request.form.get("name", "").strip()
     problem = name_problem(name)
-    if problem:
-        return _preferences_page(token, subscriber, errors={"name": problem}), 422
+    # Groups whose fields were on the page that was posted: only those change, so
+    # an older page (or a client posting newsletters only) leaves the rest alone.
+    shown = set(request.form.getlist("group_shown"))
+    group_updates = []
+    group_errors: dict[str, dict[str, str]] = {}
+    for subscription in _group_memberships(subscriber):
+        slug = subscription.mailing_list.slug
+        if slug not in shown:
+            continue
+        details = MemberDetails.from_form(request.form, prefix=f"g-{slug}-")
+        problems = details_problems(details, required=False)
+        if problems:
+            group_errors[slug] = problems
+        group_updates.append((subscription, details))
+    if problem or group_errors:
+        return _preferences_page(
+            token,
+            subscriber,
+            errors={"name": problem} if problem else {},
+            group_errors=group_errors,
+            group_values={s.mailing_list.slug: d for s, d in group_updates},
+        ), 422
     wanted, _unknown = actions.newsletters_by_slug(request.form.getlist("list"))
     info = RequestInfo.from_request(request, "preferences")
     actions.update_preferences(subscriber, name, wanted, info)
+    kept = set(request.form.getlist("group"))
+    for subscription, details in group_updates:
+        membership.update_details(
+            subscription, details.organization, details.institution, details.function
+        )
+        slug = subscription.mailing_list.slug
+        if subscription.status == "confirmed" and slug not in kept:
+            actions.unsubscribe(subscriber, slug, info)
     db.session.commit()
     return _preferences_page(token, subscriber, saved=True)
 

@@ -273,3 +273,115 @@ def test_member_page_link_for_mails(app, group):
     member = make_member("clen@ostrava.example")
     url = member_page_url(member, group)
     assert url.startswith(f"http://zpravodaj.test/groups/{GROUP}/member/")
+
+
+# --- member details on the preferences page ------------------------------------------------
+
+
+def preferences_path(subscriber: Subscriber) -> str:
+    return f"/preferences/{tokens.preferences_token(subscriber)}"
+
+
+def stored(subscriber: Subscriber) -> Subscription:
+    db.session.expire_all()
+    return db.session.scalar(
+        select(Subscription)
+        .join(MailingList)
+        .where(Subscription.subscriber_id == subscriber.id, MailingList.slug == GROUP)
+    )
+
+
+@pytest.fixture
+def member(group) -> Subscriber:
+    subscriber = make_member("clen@ostrava.example")
+    row = stored(subscriber)
+    row.organization, row.institution, row.function = "ÚP Ostrava", "urad-prace", "referentka"
+    db.session.commit()
+    return subscriber
+
+
+def preferences_form(slug: str = GROUP, **fields) -> dict:
+    data = {
+        "name": "Člen",
+        "group_shown": slug,
+        "group": slug,
+        f"g-{slug}-organization": "Úřad práce ČR, KoP Ostrava",
+        f"g-{slug}-institution": "urad-prace",
+        f"g-{slug}-function": "vedoucí oddělení",
+    }
+    data.update(fields)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def test_preferences_page_shows_member_details(client, member):
+    before = database_snapshot()
+    page = client.get(preferences_path(member)).get_data(as_text=True)
+    assert "Pracovní skupina Pracovní skupina sociálního bydlení" in page
+    assert f'name="g-{GROUP}-organization"' in page
+    assert 'value="ÚP Ostrava"' in page
+    assert '<option value="urad-prace" selected>Úřad práce</option>' in page
+    assert 'value="referentka"' in page
+    assert f"/groups/{GROUP}/member/" in page
+    assert "style=" not in page
+    assert database_snapshot() == before
+
+
+def test_member_edits_details_on_the_preferences_page(client, member):
+    response = client.post(preferences_path(member), data=preferences_form())
+    assert response.status_code == 200
+    assert "Nastavení jsme uložili." in response.get_data(as_text=True)
+    row = stored(member)
+    assert (row.organization, row.institution, row.function, row.status) == (
+        "Úřad práce ČR, KoP Ostrava",
+        "urad-prace",
+        "vedoucí oddělení",
+        "confirmed",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("institution", "mafie", "Neznámý typ instituce."),
+        ("organization", "x" * 201, "příliš dlouhý text"),
+        ("function", "šéf\u202etajně", "nepovolené znaky"),
+    ],
+)
+def test_bad_member_details_are_refused_in_czech(client, member, field, value, message):
+    data = preferences_form(**{f"g-{GROUP}-{field}": value, "name": "Nové jméno"})
+    response = client.post(preferences_path(member), data=data)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert message in page
+    assert 'aria-invalid="true"' in page
+    row = stored(member)
+    assert (row.organization, row.institution, row.function) == (
+        "ÚP Ostrava",
+        "urad-prace",
+        "referentka",
+    )
+    assert db.session.get(Subscriber, member.id).name == "Člen"  # nothing saved
+
+
+def test_unticking_a_group_leaves_it(client, member):
+    response = client.post(preferences_path(member), data=preferences_form(group=None))
+    assert response.status_code == 200
+    assert stored(member).status == "unsubscribed"
+    assert "Jsem členem skupiny" not in response.get_data(as_text=True)
+
+
+def test_a_post_without_the_group_fields_leaves_membership_alone(client, member):
+    response = client.post(preferences_path(member), data={"name": "Člen", "list": ["novinky"]})
+    assert response.status_code == 200
+    row = stored(member)
+    assert (row.status, row.organization) == ("confirmed", "ÚP Ostrava")
+
+
+def test_waiting_join_request_details_are_editable_but_not_left(client, group):
+    applicant = make_member("zadatel@ostrava.example", status="requested")
+    page = client.get(preferences_path(applicant)).get_data(as_text=True)
+    assert "čeká na schválení koordinátorem" in page
+    response = client.post(preferences_path(applicant), data=preferences_form(group=None))
+    assert response.status_code == 200
+    row = stored(applicant)
+    assert (row.status, row.organization) == ("requested", "Úřad práce ČR, KoP Ostrava")
