@@ -344,3 +344,32 @@ def test_confirmed_at_is_recent(client, invited):
     db.session.expire_all()
     row = db.session.get(Subscription, invited.id)
     assert utcnow() - row.confirmed_at < timedelta(minutes=1)
+
+
+class TestRateLimits:
+    @pytest.fixture
+    def app_config(self, app_config):
+        app_config.update(
+            RATE_LIMITS=True,
+            RATE_LIMIT_SUBSCRIBE_IP="4 per minute",
+            RATE_LIMIT_SUBSCRIBE_ADDRESS="2 per hour",
+        )
+        return app_config
+
+    def test_per_address_limit_answers_429_in_czech(self, client, public_group):
+        for _ in range(2):
+            assert ask_to_join(client).status_code == 202
+        limited = ask_to_join(client, email=APPLICANT.upper())
+        assert limited.status_code == 429
+        assert "Příliš mnoho pokusů" in limited.get_data(as_text=True)
+        assert "Retry-After" in limited.headers
+
+    def test_per_ip_limit(self, client, public_group):
+        statuses = [
+            ask_to_join(client, email=f"clovek{i}@ostrava.example").status_code for i in range(5)
+        ]
+        assert statuses == [202, 202, 202, 202, 429]
+
+    def test_reading_the_page_is_not_limited(self, client, public_group):
+        for _ in range(10):
+            assert client.get(f"/groups/{GROUP}").status_code == 200
