@@ -56,6 +56,15 @@ _ISSUE_ID = {
 }
 
 
+_MEETING_ID = {
+    "name": "meeting_id",
+    "in": "path",
+    "required": True,
+    "description": "Id of the meeting (`meeting.id` of its invitation).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+}
+
+
 def _transition(summary: str, description: str, operation_id: str) -> dict[str, Any]:
     return {
         "post": {
@@ -96,6 +105,7 @@ DOCUMENT: dict[str, Any] = {
     "tags": [
         {"name": "lists", "description": "Newsletters and working groups."},
         {"name": "issues", "description": "Issues (announcements on group lists) and sending."},
+        {"name": "meetings", "description": "Meeting invitations of working groups."},
     ],
     "paths": {
         "/api/v1/openapi.json": {
@@ -132,8 +142,10 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "createIssue",
                 "summary": "Create a draft issue on a list",
                 "description": (
-                    "The body is Markdown. A `meeting` (an invitation to a working "
-                    "group's meeting) is not supported yet and is refused with 422."
+                    "The body is Markdown. On a working group's list a `meeting` makes "
+                    "the draft an invitation: every mail of it carries an iCalendar "
+                    "invitation (`text/calendar; method=REQUEST`) and shows the date, "
+                    "place and agenda. Newsletters refuse `meeting` with 422."
                 ),
                 "tags": ["issues"],
                 "parameters": [
@@ -195,6 +207,76 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "202": _json(_ref("schemas", "Issue"), "Sending started or scheduled."),
                     **_errors(*_WITH_BODY, 403, 409, 422, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/attachments": {
+            "post": {
+                "operationId": "addAttachment",
+                "summary": "Attach a document to a draft",
+                "description": (
+                    "PDF, DOCX, ODT or XLSX (checked by extension and content), at most "
+                    "ATTACHMENT_MAX_BYTES (10 MB by default) each and twice that per issue. "
+                    "Stored once and sent with every mail of the issue."
+                ),
+                "tags": ["issues"],
+                "parameters": [_ISSUE_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {
+                                        "type": "string",
+                                        "contentMediaType": ("application/octet-stream"),
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(_ref("schemas", "Attachment"), "The attachment was added."),
+                    **_errors(*_WITH_BODY, 403, 409, 422, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/meetings/{meeting_id}/update": {
+            "post": {
+                "operationId": "updateMeeting",
+                "summary": "Change a meeting's time or place",
+                "description": (
+                    "Changes the meeting (same UID, SEQUENCE + 1) and creates a draft "
+                    "update announcement; send it with `/issues/{id}/send`."
+                ),
+                "tags": ["meetings"],
+                "parameters": [_MEETING_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("schemas", "MeetingInput")}},
+                },
+                "responses": {
+                    "201": _json(_ref("schemas", "Issue"), "The draft update."),
+                    **_errors(*_WITH_BODY, 403, 409, 422, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/meetings/{meeting_id}/cancel": {
+            "post": {
+                "operationId": "cancelMeeting",
+                "summary": "Cancel a meeting",
+                "description": (
+                    "Marks the meeting cancelled and sends the group a cancellation "
+                    "(`METHOD:CANCEL`) at once; its reminder is not sent."
+                ),
+                "tags": ["meetings"],
+                "parameters": [_MEETING_ID],
+                "responses": {
+                    "202": _json(_ref("schemas", "Issue"), "The cancellation is being sent."),
+                    **_errors(403, 409, *_COMMON),
                 },
             }
         },
@@ -264,13 +346,74 @@ DOCUMENT: dict[str, Any] = {
                         "description": "The line mail clients show after the subject.",
                     },
                     "meeting": {
-                        "type": ["object", "null"],
-                        "description": (
-                            "Reserved for meeting invitations of working groups "
-                            "(`start`, `end`, `location`, …); refused with 422 for now."
-                        ),
+                        "oneOf": [_ref("schemas", "MeetingInput"), {"type": "null"}],
+                        "description": "Working groups only: makes the draft an invitation.",
                     },
                 },
+            },
+            "MeetingInput": {
+                "type": "object",
+                "required": ["start", "end"],
+                "description": "`location` or `online_url` (or both) is required.",
+                "properties": {
+                    "start": {
+                        "type": "string",
+                        "description": "ISO 8601; without an offset read as Europe/Prague.",
+                        "examples": ["2026-12-10T09:30"],
+                    },
+                    "end": {"type": "string", "description": "ISO 8601, after `start`."},
+                    "location": {"type": ["string", "null"], "maxLength": 300},
+                    "online_url": {
+                        "type": ["string", "null"],
+                        "maxLength": 500,
+                        "description": "An http(s) link to join online.",
+                    },
+                    "agenda": {
+                        "type": ["string", "null"],
+                        "maxLength": 20_000,
+                        "description": "Markdown.",
+                    },
+                },
+            },
+            "Meeting": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "uid",
+                    "start",
+                    "end",
+                    "location",
+                    "online_url",
+                    "agenda",
+                    "sequence",
+                    "cancelled",
+                    "ics_url",
+                ],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 1},
+                    "uid": {"type": "string", "description": "The iCalendar UID, stable."},
+                    "start": {"type": "string", "format": "date-time"},
+                    "end": {"type": "string", "format": "date-time"},
+                    "location": {"type": "string"},
+                    "online_url": {"type": ["string", "null"]},
+                    "agenda": {"type": ["string", "null"], "description": "Markdown."},
+                    "sequence": {"type": "integer", "minimum": 0},
+                    "cancelled": {"type": "boolean"},
+                    "ics_url": {"type": "string", "description": "Public .ics download."},
+                },
+                "additionalProperties": False,
+            },
+            "Attachment": {
+                "type": "object",
+                "required": ["id", "filename", "content_type", "size", "sha256"],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 1},
+                    "filename": {"type": "string"},
+                    "content_type": {"type": "string"},
+                    "size": {"type": "integer", "minimum": 1},
+                    "sha256": {"type": "string"},
+                },
+                "additionalProperties": False,
             },
             "SendRequest": {
                 "type": "object",
@@ -332,6 +475,16 @@ DOCUMENT: dict[str, Any] = {
                     "started_at": {"type": ["string", "null"], "format": "date-time"},
                     "finished_at": {"type": ["string", "null"], "format": "date-time"},
                     "counts": _ref("schemas", "DeliveryCounts"),
+                    "meeting": {
+                        "oneOf": [_ref("schemas", "Meeting"), {"type": "null"}],
+                        "description": "The meeting this announcement is about.",
+                    },
+                    "meeting_method": {
+                        "type": ["string", "null"],
+                        "enum": ["REQUEST", "CANCEL", None],
+                        "description": "Invitation/update/reminder, or cancellation.",
+                    },
+                    "attachments": {"type": "array", "items": _ref("schemas", "Attachment")},
                 },
                 "additionalProperties": False,
             },
@@ -370,7 +523,7 @@ DOCUMENT: dict[str, Any] = {
                 },
             ),
             "Forbidden": _error_response("The account does not manage this list."),
-            "NotFound": _error_response("No such list, issue or route."),
+            "NotFound": _error_response("No such list, issue, meeting or route."),
             "MethodNotAllowed": _error_response(
                 "The route does not take this method.",
                 Allow={"schema": {"type": "string"}, "description": "The methods it takes."},

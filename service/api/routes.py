@@ -17,8 +17,15 @@ from sqlalchemy import func, select
 
 from ..clock import utcnow
 from ..extensions import db
-from ..issues import sending
-from ..models import SUBSCRIPTION_STATUSES, Issue, MailingList, Subscription, is_valid_slug
+from ..issues import attachments, meetings, sending
+from ..models import (
+    SUBSCRIPTION_STATUSES,
+    Issue,
+    MailingList,
+    Meeting,
+    Subscription,
+    is_valid_slug,
+)
 from . import bp
 from .auth import current_api_user, require_list_access
 from .errors import ApiError
@@ -76,29 +83,18 @@ def create_issue(slug: str):
     fields, errors = sending.validate_fields(
         data.get("subject"), data.get("body"), data.get("preheader", "")
     )
-    if problem := meeting_problem(mailing_list, data.get("meeting")):
-        errors["meeting"] = problem
+    errors.update(meetings.meeting_problem(mailing_list, data.get("meeting")))
     if errors:
         raise ApiError(422, errors=errors)
     issue = sending.create_issue(mailing_list, fields, current_api_user())
+    if data.get("meeting") is not None:
+        meeting_fields, _ = meetings.validate_meeting(data["meeting"])
+        meetings.attach_meeting(issue, meeting_fields)
     db.session.commit()
     response = jsonify(issue_json(issue))
     response.status_code = 201
     response.headers["Location"] = url_for("api.issue", issue_id=issue.id)
     return response
-
-
-def meeting_problem(mailing_list: MailingList, meeting: Any) -> str | None:
-    """Why the `meeting` of a new issue cannot be accepted, in Czech, or None.
-
-    The one place that decides about meeting invitations, so the working-groups
-    issue can accept them here (for group lists) without touching the views.
-    """
-    if meeting is None:
-        return None
-    if mailing_list.kind != "group":
-        return "Pozvánku na setkání lze připojit jen k oznámení pracovní skupiny."
-    return "Pozvánky na setkání zatím nejsou podporovány."
 
 
 _ISSUE_ROUTE = f"/issues/<int(max={MAX_ID}):issue_id>"
@@ -122,6 +118,57 @@ def send(issue_id: int):
         sending.schedule(issue, at)
     db.session.commit()
     return jsonify(issue_json(issue)), 202
+
+
+@bp.post(_ISSUE_ROUTE + "/attachments")
+def add_attachment(issue_id: int):
+    """Attach a document (multipart field `file`: PDF, DOCX, ODT or XLSX) to a draft; 201."""
+    issue = _issue_or_404(issue_id, lock=True)
+    upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
+    if upload is None:
+        raise ApiError(422, errors={"file": "Pošlete soubor jako multipart/form-data, pole file."})
+    try:
+        added = attachments.add_attachment(issue, upload.filename or "", upload.read())
+    except attachments.AttachmentError as error:
+        if error.status == 422:
+            raise ApiError(422, errors={"file": str(error)}) from None
+        raise ApiError(error.status, str(error)) from None
+    db.session.commit()
+    return jsonify(attachments.attachment_json(added)), 201
+
+
+_MEETING_ROUTE = f"/meetings/<int(max={MAX_ID}):meeting_id>"
+
+
+@bp.post(_MEETING_ROUTE + "/update")
+def update_meeting(meeting_id: int):
+    """New time or place: a draft update (same UID, SEQUENCE + 1) to send; 201 with it."""
+    meeting = _meeting_or_404(meeting_id)
+    fields, problems = meetings.validate_meeting(_json_object())
+    if problems:
+        raise ApiError(422, errors=problems)
+    issue = _meeting_change(meetings.update_meeting, meeting, fields, current_api_user())
+    db.session.commit()
+    response = jsonify(issue_json(issue))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.issue", issue_id=issue.id)
+    return response
+
+
+@bp.post(_MEETING_ROUTE + "/cancel")
+def cancel_meeting(meeting_id: int):
+    """Cancel the meeting: METHOD:CANCEL goes to the group at once; 202 with that issue."""
+    meeting = _meeting_or_404(meeting_id)
+    issue = _meeting_change(meetings.cancel_meeting, meeting, current_api_user())
+    db.session.commit()
+    return jsonify(issue_json(issue)), 202
+
+
+def _meeting_change(change, *args):
+    try:
+        return change(*args)
+    except meetings.MeetingError as error:
+        raise ApiError(409, str(error)) from None
 
 
 @bp.post(_ISSUE_ROUTE + "/pause")
@@ -162,6 +209,9 @@ def issue_json(issue: Issue) -> dict[str, Any]:
         "started_at": _iso(issue.started_at),
         "finished_at": _iso(issue.finished_at),
         "counts": sending.delivery_counts(issue),
+        "meeting": meetings.meeting_json(issue.meeting) if issue.meeting else None,
+        "meeting_method": issue.meeting_method,
+        "attachments": [attachments.attachment_json(a) for a in meetings.documents(issue)],
     }
 
 
@@ -243,6 +293,15 @@ def _list_or_404(slug: str) -> MailingList:
         found = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if found is None:
         raise ApiError(404, "Seznam neexistuje.")
+    return found
+
+
+def _meeting_or_404(meeting_id: int) -> Meeting:
+    """The meeting, locked until commit, if the account may manage its group."""
+    found = db.session.get(Meeting, meeting_id, with_for_update=True)
+    if found is None:
+        raise ApiError(404, "Setkání neexistuje.")
+    require_list_access(found.mailing_list)
     return found
 
 

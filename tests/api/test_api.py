@@ -436,15 +436,101 @@ def test_meeting_is_refused_on_a_newsletter(app, editor):
     }
 
 
-def test_meeting_on_a_group_is_not_supported_yet(app, coordinator):
+def future_meeting(**extra) -> dict:
+    start = (datetime.now(PRAGUE) + timedelta(days=20)).replace(
+        hour=9, minute=30, second=0, microsecond=0, tzinfo=None
+    )
+    return {
+        "start": start.isoformat(),
+        "end": (start + timedelta(hours=2)).isoformat(),
+        "location": "Magistrát, místnost 118",
+        "agenda": "1. Zahájení",
+        **extra,
+    }
+
+
+def test_meeting_on_a_group_creates_an_invitation(app, coordinator, outbox):
+    import icalendar
+
+    add_confirmed_subscribers("ostrava-psb", 2)
+    meeting = future_meeting()
+    issue_id = create_draft(coordinator, "ostrava-psb", subject="Setkání", meeting=meeting)
+    shown = coordinator.get(f"/api/v1/issues/{issue_id}").get_json()
+    assert shown["meeting_method"] == "REQUEST"
+    assert shown["meeting"]["location"] == "Magistrát, místnost 118"
+    start = datetime.fromisoformat(meeting["start"]).replace(tzinfo=PRAGUE)
+    assert datetime.fromisoformat(shown["meeting"]["start"]) == start
+    assert shown["meeting"]["sequence"] == 0 and shown["meeting"]["cancelled"] is False
+
+    assert coordinator.post(f"/api/v1/issues/{issue_id}/send").status_code == 202
+    run_jobs(app)
+    assert len(outbox.mails) == 2
+    part = next(
+        p for p in outbox.mails[0].message.walk() if p.get_content_type() == "text/calendar"
+    )
+    event = icalendar.Calendar.from_ical(part.get_content()).walk("VEVENT")[0]
+    assert event["UID"] == shown["meeting"]["uid"]
+    assert event.decoded("DTSTART") == start
+
+
+def test_meeting_update_and_cancel_through_the_api(app, coordinator, outbox):
+    add_confirmed_subscribers("ostrava-psb", 1)
+    issue_id = create_draft(coordinator, "ostrava-psb", meeting=future_meeting())
+    meeting_id = coordinator.get(f"/api/v1/issues/{issue_id}").get_json()["meeting"]["id"]
+    coordinator.post(f"/api/v1/issues/{issue_id}/send")
+    moved = future_meeting(location="Radnice, sál 2")
+    response = coordinator.post(f"/api/v1/meetings/{meeting_id}/update", moved)
+    assert response.status_code == 201
+    update = response.get_json()
+    assert update["status"] == "draft"
+    assert update["meeting"]["sequence"] == 1
+    assert update["meeting"]["location"] == "Radnice, sál 2"
+    bad = coordinator.post(f"/api/v1/meetings/{meeting_id}/update", {"start": "x"})
+    assert bad.status_code == 422 and "start" in bad.get_json()["errors"]
+
+    response = coordinator.post(f"/api/v1/meetings/{meeting_id}/cancel")
+    assert response.status_code == 202
+    assert response.get_json()["meeting_method"] == "CANCEL"
+    assert response.get_json()["status"] == "sending"
+    again = coordinator.post(f"/api/v1/meetings/{meeting_id}/cancel")
+    assert again.status_code == 409
+    assert again.get_json()["error"] == "Setkání už je zrušené."
+    assert coordinator.post("/api/v1/meetings/999999/cancel").status_code == 404
+
+
+def test_invalid_meeting_is_refused_per_field_in_czech(app, coordinator):
     response = coordinator.post(
         "/api/v1/lists/ostrava-psb/issues",
         {"subject": "Setkání", "body": BODY, "meeting": {"start": "2026-12-10T09:00"}},
     )
     assert response.status_code == 422
-    assert response.get_json()["errors"] == {
-        "meeting": "Pozvánky na setkání zatím nejsou podporovány."
-    }
+    errors = response.get_json()["errors"]
+    assert set(errors) >= {"meeting.end", "meeting.location"}
+    assert db.session.scalar(select(Issue)) is None
+
+
+def test_attachment_upload_through_the_api(app, coordinator):
+    import io
+
+    issue_id = create_draft(coordinator, "ostrava-psb")
+    response = coordinator.client.post(
+        f"/api/v1/issues/{issue_id}/attachments",
+        data={"file": (io.BytesIO(b"%PDF-1.4 zapis"), "zápis.pdf")},
+        headers={"Authorization": f"Bearer {coordinator.token}"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["filename"] == "zápis.pdf"
+    shown = coordinator.get(f"/api/v1/issues/{issue_id}").get_json()
+    assert [a["filename"] for a in shown["attachments"]] == ["zápis.pdf"]
+    refused = coordinator.client.post(
+        f"/api/v1/issues/{issue_id}/attachments",
+        data={"file": (io.BytesIO(b"MZ..."), "program.exe")},
+        headers={"Authorization": f"Bearer {coordinator.token}"},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 422
+    assert "PDF, DOCX, ODT a XLSX" in refused.get_json()["errors"]["file"]
 
 
 def test_null_meeting_and_unknown_fields_are_ignored(app, editor):

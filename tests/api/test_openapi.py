@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
@@ -22,6 +23,7 @@ from werkzeug.wrappers import Response
 
 from service.accounts import create_token
 from service.api.openapi import DOCUMENT
+from service.clock import utcnow
 from service.extensions import db
 from tests.api import SPEC, Api
 from tests.conftest import add_confirmed_subscribers, run_jobs
@@ -133,15 +135,40 @@ def test_tour_of_every_operation_with_success_and_errors(app, client, accounts, 
     assert editor.get(issue).get_json()["status"] == "sent"
     assert editor.post(issue + "/cancel").status_code == 409
 
+    meeting_start = utcnow() + timedelta(days=20)
+    invitation = {
+        **new,
+        "meeting": {
+            "start": meeting_start.isoformat() + "Z",
+            "end": (meeting_start + timedelta(hours=2)).isoformat() + "Z",
+            "location": "Radnice",
+        },
+    }
+    group = editor.post("/api/v1/lists/ostrava-psb/issues", invitation).get_json()
+    meeting = f"/api/v1/meetings/{group['meeting']['id']}"
+    assert editor.post(meeting + "/update", invitation["meeting"]).status_code == 201
+    assert editor.post(meeting + "/update", {"start": "x"}).status_code == 422
+    assert editor.post(meeting + "/cancel").status_code == 202
+    assert editor.post(meeting + "/cancel").status_code == 409
+    assert editor.post(f"/api/v1/issues/{group['id']}/attachments", data="").status_code == 422
+
     other = editor.post("/api/v1/lists/zpravodaj/issues", new).get_json()["id"]
     assert editor.post(f"/api/v1/issues/{other}/cancel").status_code == 200
     assert editor.call("DELETE", issue).status_code == 405
     assert editor.get("/api/v1/neni").status_code == 404
 
-    exercised = {(m, re.sub(r"/\d+", "/{issue_id}", p)) for m, p, _ in editor.seen}
+    exercised = {
+        (m, re.sub(r"/meetings/\{issue_id\}", "/meetings/{meeting_id}", p))
+        for m, p in ((m, re.sub(r"/\d+", "/{issue_id}", p)) for m, p, _ in editor.seen)
+    }
     exercised |= {(m, p) for m, p, _ in anonymous.seen}
     exercised = {
-        (m, p.replace("/zpravodaj/", "/{slug}/").replace("/neni/", "/{slug}/"))
+        (
+            m,
+            p.replace("/zpravodaj/", "/{slug}/")
+            .replace("/neni/", "/{slug}/")
+            .replace("/ostrava-psb/", "/{slug}/"),
+        )
         for m, p in exercised
     }
     assert _documented_operations() <= exercised
