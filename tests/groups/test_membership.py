@@ -116,6 +116,7 @@ def test_suppressed_addresses_are_not_invited(app, outbox):
     ],
 )
 def test_invalid_invitations_are_refused_in_czech(app, outbox, overrides, message):
+    overrides = dict(overrides)  # parametrize shares the dict between databases
     email = overrides.pop("email", "jana.novakova@ostrava.example")
     with pytest.raises(MembershipError, match=message):
         invite(email, **overrides)
