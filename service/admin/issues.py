@@ -27,11 +27,12 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from ..clock import utcnow
 from ..czech import plural
 from ..extensions import db
-from ..issues import sending
+from ..issues import attachments, meetings, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
-from ..models import Delivery, Issue, MailingList, Subscription
+from ..models import Delivery, Issue, MailingList, Meeting, Subscription
 from . import bp
 from .auth import require_list_access, visible_lists
 
@@ -210,6 +211,14 @@ def issues():
 # --- compose -------------------------------------------------------------------
 
 
+def _meeting_editable(issue: Issue | None) -> bool:
+    """A draft's own meeting fields: not for updates, reminders or cancellations of a
+    meeting already announced (those change through the meeting's own buttons)."""
+    if issue is None or issue.meeting is None:
+        return True
+    return issue.meeting_method == "REQUEST" and not meetings.ever_sent(issue.meeting)
+
+
 def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, errors: dict):
     status = 422 if errors else 200
     return render_template(
@@ -218,6 +227,8 @@ def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, e
         mailing_list=mailing_list,
         values=values,
         errors=errors,
+        meeting_editable=mailing_list.kind == "group" and _meeting_editable(issue),
+        zone=current_app.config["TIMEZONE"],
     ), status
 
 
@@ -238,9 +249,13 @@ def issue_new():
     fields, errors = sending.validate_fields(
         form.get("subject"), form.get("body"), form.get("preheader", "")
     )
+    meeting, meeting_errors = meeting_from_form(form, mailing_list)
+    errors.update(meeting_errors)
     if errors:
         return _render_form(None, mailing_list, form, errors)
     issue = sending.create_issue(mailing_list, fields, current_user._get_current_object())
+    if meeting is not None:
+        meetings.attach_meeting(issue, meeting)
     db.session.commit()
     flash("Koncept vydání je uložen.", "success")
     return redirect(url_for("admin.issue", issue_id=issue.id))
@@ -255,17 +270,25 @@ def issue_edit(issue_id: int):
         return redirect(url_for("admin.issue", issue_id=issue.id))
     if request.method == "GET":
         values = {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body}
+        values.update(meeting_input_values(issue.meeting))
         return _render_form(issue, issue.mailing_list, values, {})
     form = request.form
     fields, errors = sending.validate_fields(
         form.get("subject"), form.get("body"), form.get("preheader", "")
     )
+    meeting_editable = _meeting_editable(issue)
+    meeting, meeting_errors = (
+        meeting_from_form(form, issue.mailing_list) if meeting_editable else (None, {})
+    )
+    errors.update(meeting_errors)
     if errors:
         return _render_form(issue, issue.mailing_list, form, errors)
     was_scheduled = issue.status == "scheduled"
     try:
         sending.update_issue(issue, fields)
-    except IssueStateError as error:  # sent meanwhile by someone else
+        if meeting_editable:
+            meetings.edit_draft_meeting(issue, meeting)
+    except (IssueStateError, meetings.MeetingError) as error:  # sent meanwhile by someone else
         db.session.rollback()
         flash(str(error), "error")
         return redirect(url_for("admin.issue", issue_id=issue.id))
@@ -314,7 +337,24 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         addresses=(values or {}).get("addresses", ""),
         errors=errors,
         zone=current_app.config["TIMEZONE"],
+        meeting=meetings.mail_context(issue),
+        meeting_values={**meeting_input_values(issue.meeting), **(values or {})},
+        may_change_meeting=_may_change_meeting(issue),
+        documents=meetings.documents(issue),
+        attachment_limit=attachments.max_bytes(),
     ), (422 if errors else 200)
+
+
+def _may_change_meeting(issue: Issue) -> bool:
+    """A sent (or sending) invitation of a meeting still ahead and not cancelled."""
+    meeting = issue.meeting
+    return (
+        meeting is not None
+        and issue.meeting_method == "REQUEST"
+        and issue.status in ("sending", "paused", "sent")
+        and meeting.cancelled_at is None
+        and meeting.end > utcnow()
+    )
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>")
@@ -480,3 +520,126 @@ def issue_action(issue_id: int, action: str):
         )
     except IssueStateError as refused:
         return _refused(issue, str(refused))
+
+
+# --- meetings and attachments (working groups) -------------------------------------
+
+MEETING_FORM_FIELDS = ("start", "end", "location", "online_url", "agenda")
+
+
+def meeting_form_values(form: Any) -> dict[str, str]:
+    """The meeting fields of a form (`meeting_start`, …) by their meeting names."""
+    return {name: form.get(f"meeting_{name}", "") for name in MEETING_FORM_FIELDS}
+
+
+def meeting_from_form(
+    form: Any, mailing_list: MailingList
+) -> tuple[meetings.MeetingInput | None, dict[str, str]]:
+    """(meeting or None when every field is empty, errors keyed `meeting_<field>`)."""
+    if mailing_list.kind != "group":
+        return None, {}
+    values = meeting_form_values(form)
+    if not any(value.strip() for value in values.values()):
+        return None, {}
+    fields, errors = meetings.validate_meeting(values)
+    return fields, {f"meeting_{name}": message for name, message in errors.items()}
+
+
+def meeting_input_values(meeting: Any) -> dict[str, str]:
+    """A stored meeting as the values of the form's meeting fields."""
+    if meeting is None:
+        return {}
+    return {
+        "meeting_start": _local_input_value(meeting.start),
+        "meeting_end": _local_input_value(meeting.end),
+        "meeting_location": meeting.location,
+        "meeting_online_url": meeting.online_url,
+        "meeting_agenda": meeting.agenda,
+    }
+
+
+def _meeting_or_404(meeting_id: int) -> Meeting:
+    meeting = db.session.get(Meeting, meeting_id)
+    if meeting is None:
+        abort(404)
+    require_list_access(meeting.mailing_list)
+    return meeting
+
+
+@bp.post("/meetings/<int(max=2147483647):meeting_id>/update")
+def meeting_update(meeting_id: int):
+    """ "Změnit termín nebo místo": the meeting changes and a draft update is made to send."""
+    meeting = _meeting_or_404(meeting_id)
+    issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+    fields, errors = meeting_from_form(request.form, meeting.mailing_list)
+    if fields is None and not errors:
+        errors = {"meeting_start": "Vyplňte nový termín a místo setkání."}
+    if errors:
+        if issue is not None and issue.meeting_id == meeting.id:
+            return _render_issue(issue, errors=errors, values=dict(request.form))
+        abort(422)
+    try:
+        update = meetings.update_meeting(meeting, fields, current_user._get_current_object())
+    except meetings.MeetingError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(
+            url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues")
+        )
+    db.session.commit()
+    flash("Setkání je změněno. Zkontrolujte oznámení o změně a odešlete ho členům.", "success")
+    return redirect(url_for("admin.issue", issue_id=update.id))
+
+
+@bp.post("/meetings/<int(max=2147483647):meeting_id>/cancel")
+def meeting_cancel(meeting_id: int):
+    """ "Zrušit setkání": the cancellation (METHOD:CANCEL) goes to the group at once."""
+    meeting = _meeting_or_404(meeting_id)
+    issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+    if not request.form.get("confirm"):
+        if issue is not None and issue.meeting_id == meeting.id:
+            return _invalid(issue, "meeting_cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
+        abort(422)
+    try:
+        cancellation = meetings.cancel_meeting(meeting, current_user._get_current_object())
+    except meetings.MeetingError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(
+            url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues")
+        )
+    db.session.commit()
+    flash("Setkání je zrušeno; členové dostávají zrušení pozvánky.", "success")
+    return redirect(url_for("admin.issue", issue_id=cancellation.id))
+
+
+@bp.post("/issues/<int(max=2147483647):issue_id>/attachments")
+def issue_attachment_add(issue_id: int):
+    """Upload a document to a draft (its size limit: ATTACHMENT_MAX_BYTES)."""
+    issue = _issue_or_404(issue_id)
+    upload = request.files.get("file")
+    try:
+        if upload is None:
+            raise attachments.AttachmentError("Vyberte soubor, který chcete přiložit.")
+        added = attachments.add_attachment(issue, upload.filename or "", upload.read())
+    except attachments.AttachmentError as error:
+        if error.status == 409:
+            return _refused(issue, str(error))
+        return _invalid(issue, "file", str(error), {})
+    db.session.commit()
+    return _done(issue, f"Příloha {added.filename} je přidána.")
+
+
+@bp.post(
+    "/issues/<int(max=2147483647):issue_id>/attachments/<int(max=2147483647):attachment_id>/remove"
+)
+def issue_attachment_remove(issue_id: int, attachment_id: int):
+    issue = _issue_or_404(issue_id)
+    try:
+        attachments.remove_attachment(issue, attachment_id)
+    except attachments.AttachmentError as error:
+        if error.status == 404:
+            abort(404)
+        return _refused(issue, str(error))
+    db.session.commit()
+    return _done(issue, "Příloha je odebrána.")

@@ -189,19 +189,19 @@ def edit_draft_meeting(issue: Issue, fields: MeetingInput | None) -> None:
     """
     meeting = issue.meeting
     if fields is None:
-        if meeting is not None and not _ever_sent(meeting):
+        if meeting is not None and not ever_sent(meeting):
             issue.meeting, issue.meeting_method = None, None
             db.session.delete(meeting)
         return
     if meeting is None:
         attach_meeting(issue, fields)
-    elif _ever_sent(meeting):
+    elif ever_sent(meeting):
         raise MeetingError("Odeslanou pozvánku nelze upravit; použijte „Změnit termín nebo místo“.")
     else:
         _apply(meeting, fields)
 
 
-def _ever_sent(meeting: Meeting) -> bool:
+def ever_sent(meeting: Meeting) -> bool:
     return (
         db.session.scalar(
             select(Issue.id)

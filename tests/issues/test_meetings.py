@@ -424,3 +424,89 @@ def test_an_invitation_sent_too_late_for_a_reminder_schedules_none(app, outbox, 
     send(make_invitation(soon.replace(microsecond=0, second=0)))
     assert scheduled_reminders() == {}
     assert reconcile_reminders() == 0
+
+
+# --- the admin pages ----------------------------------------------------------------
+
+
+def test_coordinator_composes_sends_changes_and_cancels_in_the_admin(app, client, accounts, outbox):
+    import io
+    import re
+
+    from tests.conftest import csrf_token_of, log_in
+
+    add_confirmed_subscribers("ostrava-psb", 2)
+    log_in(client, "koordinator@ostrava.example")
+    token = csrf_token_of(client, "/admin/issues/new?list=ostrava-psb")
+    day = winter_thursday_10th()
+    form = {
+        "csrf_token": token,
+        "subject": "Prosincové setkání",
+        "body": BODY,
+        "meeting_start": day.strftime("%Y-%m-%dT09:30"),
+        "meeting_end": day.strftime("%Y-%m-%dT08:00"),
+        "meeting_location": "Radnice",
+    }
+    refused = client.post("/admin/issues/new?list=ostrava-psb", data=form)
+    assert refused.status_code == 422
+    assert "Konec setkání musí být po jeho začátku." in refused.get_data(as_text=True)
+    form["meeting_end"] = day.strftime("%Y-%m-%dT11:30")
+    created = client.post("/admin/issues/new?list=ostrava-psb", data=form)
+    assert created.status_code == 302
+    issue_id = int(re.search(r"/issues/(\d+)", created.headers["Location"]).group(1))
+    page = client.get(f"/admin/issues/{issue_id}").get_data(as_text=True)
+    assert f"{czech_day(day)} od 9:30 do 11:30" in page
+
+    upload = client.post(
+        f"/admin/issues/{issue_id}/attachments",
+        data={"csrf_token": token, "file": (io.BytesIO(b"%PDF-1.4 program"), "program.pdf")},
+        content_type="multipart/form-data",
+    )
+    assert upload.status_code == 302
+    bad = client.post(
+        f"/admin/issues/{issue_id}/attachments",
+        data={"csrf_token": token, "file": (io.BytesIO(b"MZ"), "virus.exe")},
+        content_type="multipart/form-data",
+    )
+    assert bad.status_code == 422
+    assert "Přiložit lze jen soubory PDF, DOCX, ODT a XLSX." in bad.get_data(as_text=True)
+
+    sent = client.post(f"/admin/issues/{issue_id}/send", data={"csrf_token": token, "confirm": "1"})
+    assert sent.status_code == 302
+    run_jobs(app)
+    assert len(outbox.mails) == 2
+    assert len(calendars(outbox)) == 2
+    assert all(
+        [p.get_filename() for p in m.message.iter_attachments()] == ["program.pdf"]
+        for m in outbox.mails
+    )
+    page = client.get(f"/admin/issues/{issue_id}").get_data(as_text=True)
+    assert "Změnit termín nebo místo" in page and "Zrušit setkání" in page
+    meeting_id = db.session.scalar(select(Meeting.id))
+
+    moved = client.post(
+        f"/admin/meetings/{meeting_id}/update",
+        data={
+            "csrf_token": token,
+            "issue": issue_id,
+            "meeting_start": day.strftime("%Y-%m-%dT13:00"),
+            "meeting_end": day.strftime("%Y-%m-%dT15:00"),
+            "meeting_location": "Radnice, sál 2",
+        },
+    )
+    assert moved.status_code == 302
+    update_id = int(re.search(r"/issues/(\d+)", moved.headers["Location"]).group(1))
+    assert db.session.get(Issue, update_id).status == "draft"
+
+    outbox.catcher.clear()
+    no_confirm = client.post(
+        f"/admin/meetings/{meeting_id}/cancel", data={"csrf_token": token, "issue": issue_id}
+    )
+    assert no_confirm.status_code == 422
+    cancelled = client.post(
+        f"/admin/meetings/{meeting_id}/cancel",
+        data={"csrf_token": token, "issue": issue_id, "confirm": "1"},
+    )
+    assert cancelled.status_code == 302
+    run_jobs(app)
+    assert [c["METHOD"] for c in calendars(outbox)] == ["CANCEL", "CANCEL"]
