@@ -42,12 +42,6 @@ CALENDAR_FILENAME = "pozvanka.ics"
 METHODS = ("REQUEST", "CANCEL")
 PRODID = "-//Socialni bydleni//Zpravodaj//CS"
 
-WEEKDAYS = ("pondělí", "úterý", "středa", "čtvrtek", "pátek", "sobota", "neděle")
-MONTHS_GENITIVE = (
-    "ledna", "února", "března", "dubna", "května", "června",
-    "července", "srpna", "září", "října", "listopadu", "prosince",
-)  # fmt: skip
-
 bp = Blueprint("meetings", __name__, url_prefix="/meetings")
 
 
@@ -292,17 +286,10 @@ def meeting_json(meeting: Meeting) -> dict[str, Any]:
 
 
 def format_meeting_time(start_utc: datetime, end_utc: datetime) -> str:
-    """ "čtvrtek 10. prosince 2026 od 9:30 do 11:30" in the service's zone (Europe/Prague)."""
-    start = start_utc.replace(tzinfo=UTC).astimezone(zone())
-    end = end_utc.replace(tzinfo=UTC).astimezone(zone())
-    if start.date() == end.date():
-        return f"{_czech_date(start)} od {start:%-H:%M} do {end:%-H:%M}"
-    return f"od {_czech_date(start)} {start:%-H:%M} do {_czech_date(end)} {end:%-H:%M}"
+    """ "čtvrtek 10. prosince 2026 od 9:30 do 11:30" in the service's zone (TIMEZONE)."""
+    from ..groups.dates import format_meeting_time as czech_meeting_time
 
-
-def _czech_date(moment: datetime) -> str:
-    weekday = WEEKDAYS[moment.weekday()]
-    return f"{weekday} {moment.day}. {MONTHS_GENITIVE[moment.month - 1]} {moment.year}"
+    return czech_meeting_time(start_utc, end_utc, current_app.config["TIMEZONE"])
 
 
 def ics_url(meeting: Meeting) -> str:

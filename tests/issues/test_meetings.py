@@ -307,7 +307,7 @@ def test_czech_meeting_time_over_two_days(app):
     )
     summer = datetime(2026, 7, 1, 7, 0)  # CEST
     assert meetings.format_meeting_time(summer, summer + timedelta(days=1)) == (
-        "od středa 1. července 2026 9:00 do čtvrtek 2. července 2026 9:00"
+        "od středy 1. července 2026 9:00 do čtvrtka 2. července 2026 9:00"
     )
 
 
