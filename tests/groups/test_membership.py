@@ -238,3 +238,18 @@ def test_update_details_validates_institution(app, outbox):
     assert subscription.institution == ""
     with pytest.raises(MembershipError, match="Neznámý typ instituce"):
         membership.update_details(subscription, "", "nezisková organizace", "")
+
+
+def test_an_invited_person_accepts_through_the_link(app, client, outbox):
+    if "groups.invitation" not in app.view_functions:
+        pytest.skip("the public invitation page is not there yet")
+    invite()
+    db.session.commit()
+    run_jobs(app)
+    path = link_to(outbox.mails[0], "/groups/invitation/")
+    assert client.get(path).status_code == 200
+    assert subscription_of("jana.novakova@ostrava.example", ostrava()).status == "pending"
+    assert client.post(path).status_code == 200
+    member = subscription_of("jana.novakova@ostrava.example", ostrava())
+    assert member.status == "confirmed"
+    assert member.institution == "obec-socialni"  # the details the coordinator entered stay
