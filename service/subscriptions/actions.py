@@ -23,6 +23,8 @@ from ..extensions import db
 from ..models import (
     ConsentEvent,
     ConsentText,
+    Delivery,
+    Issue,
     MailingList,
     OutgoingMail,
     Subscriber,
@@ -287,8 +289,32 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
                 "subscribed_at": _iso(s.subscribed_at),
                 "confirmed_at": _iso(s.confirmed_at),
                 "unsubscribed_at": _iso(s.unsubscribed_at),
+                **(
+                    {
+                        "organization": s.organization,
+                        "institution": s.institution,
+                        "function": s.function,
+                    }
+                    if s.mailing_list.kind == "group"
+                    else {}
+                ),
             }
             for s in subscriber.subscriptions
+        ],
+        "deliveries": [
+            {
+                "list": issue.mailing_list.slug,
+                "issue": issue.subject,
+                "status": delivery.status,
+                "sent_at": _iso(delivery.sent_at),
+                "message_id": delivery.message_id,
+            }
+            for delivery, issue in db.session.execute(
+                select(Delivery, Issue)
+                .join(Issue, Issue.id == Delivery.issue_id)
+                .where(Delivery.subscriber_id == subscriber.id)
+                .order_by(Delivery.id)
+            )
         ],
         "consent_events": [
             {

@@ -531,3 +531,18 @@ def test_fan_out_works_in_slices_queued_behind_their_batches(app, outbox, monkey
     assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(14))
     db.session.expire_all()
     assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_a_subscribers_own_export_lists_the_issues_sent_to_them(app, outbox):
+    from service.models import Subscriber
+    from service.subscriptions.actions import export
+
+    add_confirmed_subscribers("zpravodaj", 1)
+    send(make_issue())
+    run_jobs(app)
+    db.session.expire_all()
+    data = export(db.session.scalar(select(Subscriber)))
+    [delivery] = data["deliveries"]
+    assert delivery["issue"] == "Zpravodaj 12/2026"
+    assert delivery["status"] == "sent"
+    assert delivery["message_id"] == outbox.mails[0].message["Message-ID"]
