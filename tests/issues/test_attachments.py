@@ -142,3 +142,34 @@ def test_remove_an_attachment_from_a_draft(app):
     assert db.session.scalar(select(func.count()).select_from(Attachment)) == 0
     with pytest.raises(AttachmentError):
         remove_attachment(issue, added.id)
+
+
+def test_uploads_may_exceed_the_general_body_limit_but_nothing_else_may(app, client, accounts):
+    from tests.conftest import csrf_token_of, log_in
+
+    issue = draft()
+    log_in(client, "koordinator@ostrava.example")
+    token = csrf_token_of(client, f"/admin/issues/{issue.id}")
+    big = b"%PDF-1.7\n" + b"x" * (3 * 1024 * 1024)
+    upload = client.post(
+        f"/admin/issues/{issue.id}/attachments",
+        data={"csrf_token": token, "file": (io.BytesIO(big), "velky.pdf")},
+        content_type="multipart/form-data",
+    )
+    assert upload.status_code == 302
+    assert db.session.scalar(select(Attachment.size)) == len(big)
+
+    too_big = b"%PDF-1.7\n" + b"x" * (12 * 1024 * 1024)
+    refused = client.post(
+        f"/admin/issues/{issue.id}/attachments",
+        data={"csrf_token": token, "file": (io.BytesIO(too_big), "obri.pdf")},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 413
+    # Every other form keeps the 1 MB limit.
+    edit = client.post(
+        f"/admin/issues/{issue.id}/edit",
+        data={"csrf_token": token, "subject": "A", "body": "x" * (2 * 1024 * 1024)},
+        content_type="multipart/form-data",
+    )
+    assert edit.status_code == 413

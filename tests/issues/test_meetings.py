@@ -510,3 +510,27 @@ def test_coordinator_composes_sends_changes_and_cancels_in_the_admin(app, client
     assert cancelled.status_code == 302
     run_jobs(app)
     assert [c["METHOD"] for c in calendars(outbox)] == ["CANCEL", "CANCEL"]
+
+
+def test_a_coordinator_cannot_touch_another_groups_meeting(app, client, accounts):
+    from service.accounts import create_token
+    from tests.conftest import csrf_token_of, log_in
+
+    other = MailingList(slug="chomutov", name="Expertní skupina Chomutov", kind="group")
+    db.session.add(other)
+    db.session.commit()
+    issue = sending.create_issue(other, sending.IssueInput("Setkání", BODY), None)
+    meetings.attach_meeting(issue, meeting_input(winter_thursday_10th().replace(hour=9)))
+    token = create_token(accounts.coordinator)
+    db.session.commit()
+    meeting_id = issue.meeting.id
+
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.post(f"/api/v1/meetings/{meeting_id}/cancel", headers=bearer).status_code == 403
+    log_in(client, "koordinator@ostrava.example")
+    csrf = csrf_token_of(client, "/admin/issues")
+    answer = client.post(
+        f"/admin/meetings/{meeting_id}/cancel", data={"csrf_token": csrf, "confirm": "1"}
+    )
+    assert answer.status_code == 403
+    assert db.session.get(Meeting, meeting_id).cancelled_at is None
