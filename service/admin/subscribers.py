@@ -282,6 +282,11 @@ def uploaded_text(form: ImportForm) -> str:
 # The import's findings are phrased for the CLI; the admin says them in Czech.
 _PROBLEM_TRANSLATIONS = (
     (re.compile(r"invalid address (.*)", re.S), "neplatná adresa {0}"),
+    (re.compile(r"unknown institution type (.*)", re.S), "neznámý typ instituce {0}"),
+    (
+        re.compile(r"organization or function too long or with control characters"),
+        "organizace nebo funkce je příliš dlouhá nebo obsahuje řídicí znaky",
+    ),
     (re.compile(r"duplicate of line (\d+)"), "opakuje adresu z řádku {0}"),
     (
         re.compile(r"the name is too long or has control characters"),

@@ -24,6 +24,7 @@ from . import actions
 from .forms import name_problem
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed_at", "confirmed_at", "unsubscribed_at")
+EXPORT_STATUS = {"requested": "pending", "declined": "unsubscribed"}
 KNOWN_COLUMNS = {"email", "name", "organization", "institution", "function"}
 
 
@@ -159,7 +160,9 @@ def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:
         yield {
             "email": email,
             "name": name,
-            "status": subscription.status,
+            # The export's contract knows four states: a join request still
+            # waiting is "pending", a declined one "unsubscribed".
+            "status": EXPORT_STATUS.get(subscription.status, subscription.status),
             "subscribed_at": _iso(subscription.subscribed_at),
             "confirmed_at": _iso(subscription.confirmed_at),
             "unsubscribed_at": _iso(subscription.unsubscribed_at),
