@@ -36,6 +36,8 @@ from .meetings import mail_context as meeting_context
 
 UNSUBSCRIBE_PLACEHOLDER = "@@ZPRAVODAJ-UNSUBSCRIBE-URL@@"
 PREFERENCES_PLACEHOLDER = "@@ZPRAVODAJ-PREFERENCES-URL@@"
+MEMBER_PAGE_PLACEHOLDER = "@@ZPRAVODAJ-MEMBER-PAGE-URL@@"
+PLACEHOLDERS = (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER, MEMBER_PAGE_PLACEHOLDER)
 _TEXT_MARK = "ZPRAVODAJTEXTPARTMARK"
 _HTML_MARK = "ZPRAVODAJHTMLPARTMARK"
 # A token that names no subscriber: the personal links of previews and test sends.
@@ -120,6 +122,8 @@ def render_issue(issue: Issue) -> RenderedIssue:
         "reason": reason_text(mailing_list),
         "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
         "preferences_url": PREFERENCES_PLACEHOLDER,
+        # A working group's members' page (announcements, next meeting), signed per member.
+        "member_page_url": MEMBER_PAGE_PLACEHOLDER if mailing_list.kind == "group" else None,
         "archive_url": archive_url,
         "web_url": web_url,
         "mailing_list": mailing_list,
@@ -144,7 +148,7 @@ def _split_lines(body: str) -> list[bytes | str]:
     lines = body.replace("\r\n", "\n").rstrip("\n").split("\n")
     for index, line in enumerate(lines):
         ending = b"\r\n" if index < len(lines) - 1 else b""
-        if UNSUBSCRIBE_PLACEHOLDER in line or PREFERENCES_PLACEHOLDER in line:
+        if any(placeholder in line for placeholder in PLACEHOLDERS):
             if static:
                 parts.append(b"".join(static))
                 static = []
@@ -214,12 +218,15 @@ class MessageSkeleton:
         self._preferences_prefix, _, self._preferences_suffix = external_url(
             "subscriptions.preferences", token=SAMPLE_TOKEN
         ).rpartition(SAMPLE_TOKEN)
+        self._member_page_prefix, _, self._member_page_suffix = external_url(
+            "groups.member_page", slug=self.list_slug, token=SAMPLE_TOKEN
+        ).rpartition(SAMPLE_TOKEN)
         # Built once: an itsdangerous serializer derives its keys when created.
         self._unsubscribe_tokens = tokens.serializer("unsubscribe")
         self._preferences_tokens = tokens.serializer("preferences")
 
-    def personal_links(self, recipient: Recipient) -> tuple[str, str]:
-        """(unsubscribe URL, preferences URL) for `recipient`."""
+    def personal_links(self, recipient: Recipient) -> tuple[str, str, str]:
+        """(unsubscribe URL, preferences URL, members' page URL) for `recipient`."""
         if recipient.public_key is None:
             unsubscribe, preferences = SAMPLE_TOKEN, SAMPLE_TOKEN
         else:
@@ -230,6 +237,8 @@ class MessageSkeleton:
         return (
             self._unsubscribe_prefix + unsubscribe + self._unsubscribe_suffix,
             self._preferences_prefix + preferences + self._preferences_suffix,
+            # The members' page is signed with the preferences token (same person, same key).
+            self._member_page_prefix + preferences + self._member_page_suffix,
         )
 
     def new_message_id(self, delivery_id: int | None = None) -> str:
@@ -238,7 +247,7 @@ class MessageSkeleton:
 
     def personalise(self, recipient: Recipient, message_id: str) -> bytes:
         """The complete message for one recipient, CRLF line endings, ready for SMTP."""
-        unsubscribe_url, preferences_url = self.personal_links(recipient)
+        unsubscribe_url, preferences_url, member_page_url = self.personal_links(recipient)
         to = _recipient(_one_line(recipient.name), recipient.address, recipient.smtputf8)
         date = format_datetime(datetime.now(UTC))
         personal_head = (
@@ -250,13 +259,12 @@ class MessageSkeleton:
             if isinstance(part, bytes):
                 chunks.append(part)
             else:
-                chunks.append(
-                    _qp(
-                        part.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url).replace(
-                            PREFERENCES_PLACEHOLDER, preferences_url
-                        )
-                    )
+                line = (
+                    part.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url)
+                    .replace(PREFERENCES_PLACEHOLDER, preferences_url)
+                    .replace(MEMBER_PAGE_PLACEHOLDER, member_page_url)
                 )
+                chunks.append(_qp(line))
         return b"".join(chunks)
 
 

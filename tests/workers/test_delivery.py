@@ -546,3 +546,18 @@ def test_a_subscribers_own_export_lists_the_issues_sent_to_them(app, outbox):
     assert delivery["issue"] == "Zpravodaj 12/2026"
     assert delivery["status"] == "sent"
     assert delivery["message_id"] == outbox.mails[0].message["Message-ID"]
+
+
+def test_group_announcement_links_each_member_to_the_members_page(app, client, outbox):
+    add_confirmed_subscribers("ostrava-psb", 2)
+    send(make_issue("ostrava-psb", "Pozvánka na setkání"))
+    run_jobs(app)
+    assert len(outbox.mails) == 2
+    for mail in outbox.mails:
+        path = link_to(mail, "/groups/ostrava-psb/member/")
+        html = mail.message.get_body(("html",)).get_content()
+        assert path in html
+        page = client.get(path)
+        assert page.status_code == 200
+        assert "Pozvánka na setkání" in page.get_data(as_text=True)
+    assert "/archive/" not in outbox.mails[0].message.get_body(("plain",)).get_content()
