@@ -57,6 +57,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "RATE_LIMIT_API": (str, "600 per minute"),
     "CONFIRMATION_MAILS_PER_HOUR": (_int, 3),
     "CONFIRM_TOKEN_MAX_AGE_DAYS": (_int, 7),
+    # A coordinator's invitation stays valid this long (0: until used).
+    "INVITE_TOKEN_MAX_AGE_DAYS": (_int, 30),
     "CHECK_DELIVERABILITY": (_flag, False),
     "DNS_TIMEOUT": (_int, 5),
     "MAIL_RETRY_INTERVALS": (lambda v: [int(x) for x in _list(v)], [10, 60, 300, 900, 3600]),
