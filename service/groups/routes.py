@@ -18,10 +18,9 @@ from ..consent import RequestInfo
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
 from ..models import INSTITUTION_TYPES, Issue, MailingList, Meeting, Subscriber
-from ..subscriptions import actions
 from ..subscriptions.emails import personal_links
 from ..subscriptions.forms import name_problem
-from ..subscriptions.routes import LinkExpired, LinkProblem, SubscriberGone
+from ..subscriptions.routes import LinkExpired, LinkProblem, SubscriberGone, load_link
 from . import bp, joining
 from .dates import format_meeting_time
 
@@ -48,19 +47,8 @@ def _link_problem(error: LinkProblem):
 
 
 def _load(purpose: str, token: str, max_age: int | None = None) -> tuple[Subscriber, dict]:
-    """The subscriber and payload of a signed link, or a LinkProblem (the subscription flow's)."""
-    try:
-        payload = tokens.load(purpose, token, max_age=max_age)
-    except tokens.SignatureExpired as exc:
-        raise _expired(purpose)(token) from exc
-    except tokens.BadSignature as exc:
-        raise LinkProblem(token) from exc
-    if not isinstance(payload, dict):
-        raise LinkProblem(token)
-    subscriber = actions.subscriber_by_public_key(payload.get("s"))
-    if subscriber is None:
-        raise SubscriberGone(token)
-    return subscriber, payload
+    """The subscription flow's signed-link check, with the groups' own expiry pages."""
+    return load_link(purpose, token, max_age=max_age, expired=_expired(purpose))
 
 
 def _expired(purpose: str) -> type[LinkExpired]:

@@ -55,12 +55,17 @@ def _link_problem(error: LinkProblem):
     return render_template(error.template, token=error.token), error.status
 
 
-def _load(purpose: str, token: str, max_age: int | None = None) -> tuple[Subscriber, dict]:
-    """The subscriber a signed link names, or a LinkProblem."""
+def load_link(
+    purpose: str,
+    token: str,
+    max_age: int | None = None,
+    expired: type[LinkExpired] | None = None,
+) -> tuple[Subscriber, dict]:
+    """The subscriber a signed link names, or a LinkProblem (`expired`: its expiry page)."""
     try:
         payload = tokens.load(purpose, token, max_age=max_age)
     except tokens.SignatureExpired as exc:
-        raise LinkExpired(token) from exc
+        raise (expired or LinkExpired)(token) from exc
     except tokens.BadSignature as exc:
         raise LinkProblem(token) from exc
     if not isinstance(payload, dict):
@@ -230,7 +235,7 @@ def _cors_for_website(response: Response) -> Response:
 
 @bp.get("/confirm/<token>")
 def confirm(token: str):
-    subscriber, payload = _load("confirm", token, max_age=tokens.confirm_max_age())
+    subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     lists = [
         s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)
     ]
@@ -239,7 +244,7 @@ def confirm(token: str):
 
 @bp.post("/confirm/<token>")
 def confirm_post(token: str):
-    subscriber, payload = _load("confirm", token, max_age=tokens.confirm_max_age())
+    subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     info = RequestInfo.from_request(request, "link")
     confirmed = actions.confirm(subscriber, _slugs(payload), info)
     db.session.commit()
@@ -254,7 +259,7 @@ def confirm_post(token: str):
 @bp.post("/confirm/<token>/resend")
 def confirm_resend(token: str):
     # An expired link still proves who it was sent to: its signature is checked.
-    subscriber, payload = _load("confirm", token)
+    subscriber, payload = load_link("confirm", token)
     actions.resend_confirmation(subscriber, _slugs(payload))
     db.session.commit()
     return render_template("public/confirm_resent.html"), 202
@@ -265,7 +270,7 @@ def confirm_resend(token: str):
 
 @bp.get("/unsubscribe/<token>")
 def unsubscribe(token: str):
-    subscriber, payload = _load("unsubscribe", token)
+    subscriber, payload = load_link("unsubscribe", token)
     return render_template(
         "public/unsubscribe.html", token=token, mailing_list=_named_list(subscriber, payload)
     )
@@ -275,7 +280,7 @@ def unsubscribe(token: str):
 def unsubscribe_post(token: str):
     """Unsubscribe at once; also the RFC 8058 one-click target (no cookie, no CSRF, 200)."""
     try:
-        subscriber, payload = _load("unsubscribe", token)
+        subscriber, payload = load_link("unsubscribe", token)
     except SubscriberGone:
         # Erased already: nothing is sent to them any more, which is what they asked.
         return render_template("public/unsubscribed.html", lists=[], gone=True)
@@ -348,7 +353,7 @@ def _preferences_page(
 
 @bp.get("/preferences/<token>")
 def preferences(token: str):
-    subscriber, _ = _load("preferences", token)
+    subscriber, _ = load_link("preferences", token)
     return _preferences_page(token, subscriber)
 
 
@@ -358,7 +363,7 @@ def preferences_post(token: str):
     from ..groups import membership
     from ..groups.joining import MemberDetails, details_problems
 
-    subscriber, _ = _load("preferences", token)
+    subscriber, _ = load_link("preferences", token)
     name = request.form.get("name", "").strip()
     problem = name_problem(name)
     # Groups whose fields were on the page that was posted: only those change, so
@@ -400,7 +405,7 @@ def preferences_post(token: str):
 
 @bp.get("/preferences/<token>/export")
 def preferences_export(token: str):
-    subscriber, _ = _load("preferences", token)
+    subscriber, _ = load_link("preferences", token)
     response = jsonify(actions.export(subscriber))
     response.headers["Content-Disposition"] = 'attachment; filename="zpravodaj-moje-udaje.json"'
     return response
@@ -408,14 +413,14 @@ def preferences_export(token: str):
 
 @bp.get("/preferences/<token>/erase")
 def preferences_erase(token: str):
-    subscriber, _ = _load("preferences", token)
+    subscriber, _ = load_link("preferences", token)
     return render_template("public/erase.html", token=token, subscriber=subscriber)
 
 
 @bp.post("/preferences/<token>/erase")
 def preferences_erase_post(token: str):
     try:
-        subscriber, _ = _load("preferences", token)
+        subscriber, _ = load_link("preferences", token)
     except SubscriberGone:
         return render_template("public/erased.html")
     actions.erase(subscriber)
