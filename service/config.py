@@ -78,6 +78,19 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     # Working groups: the reminder before a meeting, and the attachment size limit.
     "MEETING_REMINDER_HOURS": (_int, 24),
     "ATTACHMENT_MAX_BYTES": (_int, 10 * 1024 * 1024),
+    # Deliverability: DKIM signing of every mail (all three, or none).
+    "DKIM_DOMAIN": (str, None),
+    "DKIM_SELECTOR": (str, None),
+    "DKIM_PRIVATE_KEY_PATH": (str, None),
+    # Bounces: the VERP base address (bounces+TOKEN@domain); empty means
+    # "bounces@" on MAIL_FROM's domain. Soft bounces suppress an address once
+    # BOUNCE_SOFT_THRESHOLD days with a bounce fall within BOUNCE_SOFT_WINDOW_DAYS.
+    "BOUNCE_ADDRESS": (str, ""),
+    "BOUNCE_SOFT_THRESHOLD": (_int, 5),
+    "BOUNCE_SOFT_WINDOW_DAYS": (_int, 14),
+    # Retention (see README, "Personal data"): days, 0 keeps for ever.
+    "DELIVERY_DETAIL_DAYS": (_int, 180),
+    "CONSENT_EVIDENCE_DAYS": (_int, 3 * 365),
 }
 
 
