@@ -10,6 +10,7 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     Column,
     ForeignKey,
     Index,
@@ -112,6 +113,9 @@ class Subscriber(db.Model):
     ascii_email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bounces before this moment no longer count (an administrator reactivated
+    # the address after fixing the cause).
+    bounce_reset_at: Mapped[datetime | None]
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan"
@@ -152,14 +156,28 @@ class Subscription(db.Model):
     mailing_list: Mapped[MailingList] = relationship()
 
 
+# What a versioned text is: the newsletter form's consent text, a working
+# group join form's, or the privacy notice every form links to.
+CONSENT_TEXT_KINDS = ("consent", "group_consent", "privacy")
+
+
 class ConsentText(db.Model):
-    """A version of the consent text shown next to a form, stored whole and hashed."""
+    """A version of a text shown to people (consent, privacy notice), stored whole and hashed.
+
+    Versions are numbered per kind; a change of the template makes a new
+    version the next time the text is shown, and old versions stay for evidence.
+    """
 
     __tablename__ = "consent_text"
+    __table_args__ = (
+        UniqueConstraint("kind", "version"),
+        UniqueConstraint("kind", "sha256"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[int] = mapped_column(unique=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="consent")
+    version: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -183,13 +201,16 @@ class ConsentEvent(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     origin: Mapped[str | None] = mapped_column(String(255))
     consent_text_id: Mapped[int | None] = mapped_column(ForeignKey("consent_text.id"))
+    # The privacy notice version the form linked to when consent was given.
+    privacy_text_id: Mapped[int | None] = mapped_column(ForeignKey("consent_text.id"))
     # The Message-ID of the confirmation mail sent for this sign-up.
     message_id: Mapped[str | None] = mapped_column(String(255))
     # Free text, e.g. the consent source of an import.
     detail: Mapped[str | None] = mapped_column(Text)
 
     subscriber: Mapped[Subscriber] = relationship()
-    consent_text: Mapped[ConsentText | None] = relationship()
+    consent_text: Mapped[ConsentText | None] = relationship(foreign_keys=[consent_text_id])
+    privacy_text: Mapped[ConsentText | None] = relationship(foreign_keys=[privacy_text_id])
     mailing_list: Mapped[MailingList | None] = relationship()
 
 
@@ -229,8 +250,39 @@ class Suppression(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    reason: Mapped[str] = mapped_column(String(32))  # erased, bounced
+    reason: Mapped[str] = mapped_column(String(32))  # erased, bounced, withdrawn
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+BOUNCE_KINDS = ("hard", "soft")
+
+
+class Bounce(db.Model):
+    """One bounce received for a subscriber: the evidence behind a bounce suppression.
+
+    A hard bounce suppresses the address at once; soft bounces count by the
+    days they fall on within BOUNCE_SOFT_WINDOW_DAYS (service/bounces/scoring.py).
+    """
+
+    __tablename__ = "bounce"
+    __table_args__ = (Index("ix_bounce_subscriber_received", "subscriber_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    # What bounced, when the VERP address told us (else None).
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery.id", ondelete="SET NULL"), index=True
+    )
+    outgoing_mail_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outgoing_mail.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default="")  # DSN status, e.g. 5.1.1
+    diagnostic: Mapped[str] = mapped_column(String(500), default="")
+    # sha256 of (bounce message, subscriber): the same bounce processed twice
+    # (a mailbox read again, an MTA retrying the pipe) counts once.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 user_list = Table(
@@ -337,6 +389,9 @@ class Issue(db.Model):
     # the issue was sent, so the invitation it carries never changes afterwards.
     meeting_method: Mapped[str | None] = mapped_column(String(16))
     meeting_sequence: Mapped[int | None]
+    # Final counts kept when retention deletes the per-recipient delivery rows
+    # (DELIVERY_DETAIL_DAYS after sending); None while the rows exist.
+    delivery_summary: Mapped[dict | None] = mapped_column(JSON)
 
     mailing_list: Mapped[MailingList] = relationship()
     created_by: Mapped[User | None] = relationship()
