@@ -92,6 +92,7 @@ def _derive_extension_config(app: Flask) -> None:
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
     config["REMEMBER_COOKIE_HTTPONLY"] = True
+    config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
     # CSRF is checked by the admin blueprint itself (see service/admin/auth.py).
     config["WTF_CSRF_CHECK_DEFAULT"] = False
     config["WTF_CSRF_TIME_LIMIT"] = None  # tied to the session instead of an hour

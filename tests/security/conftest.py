@@ -1,0 +1,187 @@
+"""A small but complete world for walking every route: lists, people, issues, a meeting.
+
+`world` makes one of everything a route can name (a subscriber with each kind
+of signed link, a group with a member, an invitee and a join request, a sent
+issue in the archive, a draft with an attachment, a meeting), and
+`url_for_rule` fills a rule's arguments from it, so a route added later is
+walked without anyone listing it here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from service import tokens
+from service.clock import utcnow
+from service.extensions import db
+from service.groups.emails import invitation_token
+from service.groups.joining import join_token
+from service.models import (
+    Attachment,
+    Issue,
+    MailingList,
+    Meeting,
+    Subscriber,
+    Subscription,
+)
+
+GROUP = "ostrava-psb"
+
+
+@dataclass
+class World:
+    reader: Subscriber  # confirmed on zpravodaj, pending on novinky
+    member: Subscriber  # confirmed member of the group
+    invitee: Subscriber  # invited to the group
+    joiner: Subscriber  # asked to join the group
+    member_subscription_id: int
+    sent_issue: Issue  # number 1 of zpravodaj, in the archive
+    draft: Issue  # draft of zpravodaj with an attachment
+    invitation: Issue  # sent group announcement about the meeting
+    meeting: Meeting
+    attachment: Attachment
+
+    def token_for(self, endpoint: str) -> str:
+        """A valid signed token for a route taking one."""
+        if endpoint.startswith("subscriptions.confirm"):
+            return tokens.confirm_token(self.reader, ["novinky"])
+        if endpoint.startswith("subscriptions.unsubscribe"):
+            return tokens.unsubscribe_token(self.reader, "zpravodaj")
+        if endpoint.startswith("subscriptions.preferences"):
+            return tokens.preferences_token(self.reader)
+        if endpoint.startswith("groups.invitation"):
+            return invitation_token(self.invitee, self.group)
+        if endpoint.startswith("groups.confirm_join"):
+            return join_token(self.joiner, self.group)
+        if endpoint == "groups.member_page":
+            return tokens.preferences_token(self.member)
+        raise AssertionError(f"no token known for {endpoint}: teach tests/security/conftest.py")
+
+    @property
+    def group(self) -> MailingList:
+        return db.session.scalar(select(MailingList).filter_by(slug=GROUP))
+
+    def values_for(self, endpoint: str, arguments: set[str]) -> dict:
+        """Realistic values for a rule's arguments."""
+        values: dict = {}
+        for name in arguments:
+            if name == "token":
+                values[name] = self.token_for(endpoint)
+            elif name == "slug":
+                values[name] = "zpravodaj" if endpoint.startswith("archive.") else GROUP
+            elif name == "number":
+                values[name] = self.sent_issue.number
+            elif name == "issue_id":
+                values[name] = self.invitation.id if "meeting" in endpoint else self.draft.id
+            elif name == "subscriber_id":
+                values[name] = self.reader.id
+            elif name == "subscription_id":
+                values[name] = self.member_subscription_id
+            elif name == "meeting_id":
+                values[name] = self.meeting.id
+            elif name == "attachment_id":
+                values[name] = self.attachment.id
+            elif name == "user_id":
+                values[name] = None  # filled by the caller (needs the accounts)
+            elif name == "uid":
+                values[name] = self.meeting.uid
+            elif name == "filename":
+                values[name] = "zpravodaj.css"
+            elif name == "action":
+                values[name] = None  # filled by the caller (a POST's verb)
+            else:
+                raise AssertionError(f"no value for <{name}> of {endpoint}")
+        return values
+
+
+def _person(email: str, name: str, **statuses: str) -> Subscriber:
+    subscriber = Subscriber(email=email, email_key=email, ascii_email=email, name=name)
+    for slug, status in statuses.items():
+        mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug.replace("_", "-")))
+        subscriber.subscriptions.append(
+            Subscription(
+                mailing_list=mailing_list,
+                status=status,
+                confirmed_at=utcnow() if status == "confirmed" else None,
+            )
+        )
+    db.session.add(subscriber)
+    return subscriber
+
+
+@pytest.fixture
+def world(app) -> World:
+    group = db.session.scalar(select(MailingList).filter_by(slug=GROUP))
+    group.visibility = "public"
+    zpravodaj = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    reader = _person("jana@seznam.cz", "Jana Nováková", zpravodaj="confirmed", novinky="pending")
+    member = _person("clen@ostrava.example", "Člen Skupiny", ostrava_psb="confirmed")
+    invitee = _person("pozvany@ostrava.example", "Pozvaný", ostrava_psb="pending")
+    joiner = _person("zadatel@ostrava.example", "Žadatel", ostrava_psb="requested")
+    start = utcnow() + timedelta(days=10)
+    meeting = Meeting(
+        list_id=group.id,
+        uid="setkani-1@socialnibydleni.example",
+        start=start,
+        end=start + timedelta(hours=2),
+        location="Magistrát, zasedací místnost 112",
+    )
+    sent_issue = Issue(
+        list_id=zpravodaj.id,
+        number=1,
+        subject="Zpravodaj 1/2026",
+        body="Text **čísla**.",
+        status="sent",
+        started_at=datetime(2026, 1, 5, 8),
+    )
+    draft = Issue(list_id=zpravodaj.id, subject="Koncept", body="Rozepsáno.", status="draft")
+    invitation = Issue(
+        list_id=group.id,
+        number=1,
+        subject="Pozvánka na setkání",
+        body="Přijďte.",
+        status="sent",
+        started_at=utcnow(),
+        meeting=meeting,
+    )
+    db.session.add_all([meeting, sent_issue, draft, invitation])
+    db.session.flush()
+    attachment = Attachment(
+        issue_id=draft.id,
+        filename="zapis.pdf",
+        content_type="application/pdf",
+        size=4,
+        sha256="0" * 64,
+        data=b"%PDF",
+    )
+    db.session.add(attachment)
+    db.session.commit()
+    member_subscription = next(s for s in member.subscriptions)
+    return World(
+        reader=reader,
+        member=member,
+        invitee=invitee,
+        joiner=joiner,
+        member_subscription_id=member_subscription.id,
+        sent_issue=sent_issue,
+        draft=draft,
+        invitation=invitation,
+        meeting=meeting,
+        attachment=attachment,
+    )
+
+
+def get_rules(app, method: str, prefix: str = ""):
+    """The app's rules answering `method` whose endpoint starts with `prefix`."""
+    return sorted(
+        (
+            rule
+            for rule in app.url_map.iter_rules()
+            if method in rule.methods and rule.endpoint.startswith(prefix)
+        ),
+        key=lambda rule: rule.rule,
+    )
