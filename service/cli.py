@@ -9,6 +9,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
+from .deliverability import cli as deliverability_cli
 from .extensions import db
 from .models import GROUP_VISIBILITIES, LIST_KINDS, MailingList, is_valid_slug
 
@@ -24,6 +25,7 @@ def _create_app() -> Flask:
 
 
 def main() -> None:
+    from .deliverability.cli import dkim_group
     from .dev.command import dev_command
 
     group = FlaskGroup(
@@ -32,6 +34,7 @@ def main() -> None:
         help="Zpravodaj: newsletter and working-group mail service.",
     )
     group.add_command(dev_command)
+    group.add_command(dkim_group)  # works before the app can load (no DKIM_* yet)
     group.main(prog_name="zpravodaj")
 
 
@@ -40,6 +43,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(subscribers_group)
     app.cli.add_command(users_group)
     app.cli.add_command(tokens_group)
+    deliverability_cli.register(app.cli)
 
 
 @click.group("lists", help="Mailing lists and working groups.")

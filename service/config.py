@@ -8,6 +8,7 @@ the dev command and the tests fill those in themselves.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -136,3 +137,36 @@ def check_required(config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"SEND_RATE_PER_DOMAIN={domain_rates!r}: use e.g. 'seznam.cz=5,*=20'."
             ) from None
+    check_dkim(config)
+
+
+DKIM_SETTINGS = ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_PATH")
+
+
+def check_dkim(config: Mapping[str, Any]) -> None:
+    """All three DKIM settings or none, and a key the workers can sign with.
+
+    Checked at start-up so a typo in the key path stops the service with a
+    clear message, instead of holding back every mail in the queue. (Loading
+    the key here also caches it for the worker's forked work horses.)
+    """
+    given = [name for name in DKIM_SETTINGS if config.get(name)]
+    if not given:
+        return
+    if len(given) < len(DKIM_SETTINGS):
+        missing = ", ".join(name for name in DKIM_SETTINGS if name not in given)
+        raise ConfigError(
+            f"DKIM is half configured: set {missing} too, or unset "
+            + ", ".join(given)
+            + " (see README.md, Deliverability; `zpravodaj dkim keygen` makes a key)."
+        )
+    from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
+
+    selector = config["DKIM_SELECTOR"]
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*", selector):
+        raise ConfigError(f"DKIM_SELECTOR={selector!r}: use letters, digits and hyphens.")
+    try:
+        ascii_domain(config["DKIM_DOMAIN"])
+        load_private_key(config["DKIM_PRIVATE_KEY_PATH"])
+    except DkimKeyError as exc:
+        raise ConfigError(f"{exc}. Check DKIM_DOMAIN and DKIM_PRIVATE_KEY_PATH.") from exc

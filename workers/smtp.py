@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from redis import Redis
 
 from service.addresses import SMTPUTF8_CAPABILITY_KEY
+from service.deliverability.dkim import DkimError, DkimKeyError
 
 
 class PermanentFailure(Exception):
@@ -57,11 +59,23 @@ class SmtpSettings:
 
 
 class SmtpTransport:
-    """A lazily opened, reused SMTP connection. Use as a context manager."""
+    """A lazily opened, reused SMTP connection. Use as a context manager.
 
-    def __init__(self, settings: SmtpSettings, capability_store: Redis | None = None) -> None:
+    `signer`, when given, turns each raw message into the raw message to send
+    (DKIM: service/deliverability/dkim.py). It runs here, at the last moment,
+    so every mail the workers send is signed whoever composed it, and the
+    signature's timestamp is the sending time, not the composing time.
+    """
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        capability_store: Redis | None = None,
+        signer: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.settings = settings
         self.capability_store = capability_store
+        self.signer = signer
         self._connection: smtplib.SMTP | None = None
 
     def __enter__(self) -> SmtpTransport:
@@ -109,6 +123,8 @@ class SmtpTransport:
 
     def send(self, sender: str, recipient: str, raw: bytes, *, smtputf8: bool = False) -> None:
         """Send one message; raise PermanentFailure or TransientFailure when it is refused."""
+        if self.signer is not None:
+            raw = self._sign(raw)
         connection = self.connect()
         options = []
         if smtputf8:
@@ -137,6 +153,17 @@ class SmtpTransport:
         if refused:  # only possible with several recipients; kept for safety
             code, message = next(iter(refused.values()))
             raise _classify(code, message)
+
+    def _sign(self, raw: bytes) -> bytes:
+        try:
+            return self.signer(raw)
+        except DkimKeyError as exc:
+            # The key is the operator's to fix; no mail may go out unsigned
+            # meanwhile, so hold everything back and retry, as with a dead server.
+            raise ServerUnavailable(f"DKIM signing impossible: {exc}") from exc
+        except DkimError as exc:
+            # Only this message is malformed: fail it, let the others go.
+            raise PermanentFailure(f"DKIM signing failed: {exc}") from exc
 
     def close(self) -> None:
         if self._connection is not None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from flask import current_app
 
+from service.deliverability.dkim import signer_from_config
 from service.jobs import redis_connection
 
 from .smtp import SmtpSettings, SmtpTransport
 
 
 def app_transport() -> SmtpTransport:
+    """The transport every worker sends through; it DKIM-signs when DKIM_* are set."""
     config = current_app.config
     settings = SmtpSettings.from_url(config["SMTP_URL"], timeout=config["SMTP_TIMEOUT"])
-    return SmtpTransport(settings, capability_store=redis_connection())
+    return SmtpTransport(
+        settings, capability_store=redis_connection(), signer=signer_from_config(config)
+    )
