@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, jsonify, redirect, request, url_for
+from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .czech import plural
-from .errors import embedded_form_post
+from .errors import embedded_form_post, error_page, wants_json
+
+# An admin form posted without its CSRF token, with a wrong one, or from a lost session.
+CSRF_MESSAGE = "Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou."
 
 
 def init_app(app: Flask) -> None:
@@ -22,6 +26,12 @@ def init_app(app: Flask) -> None:
     @app.get("/")
     def index():
         return redirect(url_for("subscriptions.subscribe_page"))
+
+    @app.errorhandler(CSRFError)
+    def _csrf_refused(error: CSRFError):
+        if wants_json():
+            return jsonify(errors={"request": CSRF_MESSAGE}), 400
+        return error_page(400, CSRF_MESSAGE), 400
 
     @app.after_request
     def _security_headers(response):
