@@ -73,7 +73,7 @@ class DnsUnavailable(Exception):
 Resolver = Callable[[str], list[str]]
 
 
-def dns_resolver(timeout: float) -> Resolver:
+def dns_resolver(timeout: float, nameservers: list[str] | None = None, port: int = 53) -> Resolver:
     """A dnspython TXT resolver that gives up for good after the first sign of no DNS.
 
     Before the first lookup it asks for the root zone's NS records, which
@@ -94,14 +94,18 @@ def dns_resolver(timeout: float) -> Resolver:
             raise DnsUnavailable(state["down"])
         if "resolver" not in state:
             try:
-                made = dns.resolver.Resolver()
-            except dns.exception.DNSException as exc:
+                made = dns.resolver.Resolver(configure=not nameservers)
+            except (dns.exception.DNSException, OSError) as exc:
                 raise unavailable(f"no resolver configured ({exc})") from exc
             made.lifetime = timeout
+            if nameservers:
+                made.nameservers, made.port = nameservers, port
             try:
                 made.resolve(".", "NS")
-            except dns.exception.DNSException as exc:
-                raise unavailable(f"the resolver does not answer ({type(exc).__name__})") from exc
+            except (dns.exception.DNSException, OSError) as exc:
+                raise unavailable(
+                    f"the resolver cannot even look up the root zone ({type(exc).__name__})"
+                ) from exc
             state["resolver"] = made
         return state["resolver"]
 
@@ -110,7 +114,7 @@ def dns_resolver(timeout: float) -> Resolver:
             answer = resolver().resolve(name, "TXT")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
-        except dns.exception.DNSException as exc:
+        except (dns.exception.DNSException, OSError) as exc:
             raise unavailable(f"lookup of {name} failed ({type(exc).__name__})") from exc
         return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
 

@@ -1,0 +1,286 @@
+"""DKIM signing of real mails: what the SMTP sink receives verifies with dkimpy's own verifier.
+
+The mails go the whole way (web side, OutgoingMail row or the delivery engine,
+a real RQ worker, the SMTP transport, the aiosmtpd sink); the DNS is an
+offline function that knows the test key's record.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from email import message_from_bytes, policy
+
+import dkim
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+from sqlalchemy import select
+
+from service import PROJECT_ROOT
+from service.config import SETTINGS, ConfigError, check_required
+from service.deliverability.cli import dkim_group
+from service.deliverability.dkim import (
+    DkimError,
+    DkimSigner,
+    generate_private_key,
+    parse_record,
+    public_key_b64,
+)
+from service.extensions import db
+from service.models import OutgoingMail
+from tests.conftest import add_confirmed_subscribers, make_config, run_jobs
+from tests.deliverability.keys import (
+    DOMAIN,
+    SELECTOR,
+    dkim_settings,
+    offline_dns,
+    session_key,
+)
+from tests.workers.test_delivery import make_issue, send
+
+
+@pytest.fixture
+def app_config(app_config):
+    """The suite's configuration, with DKIM on (validated by create_app's check_required)."""
+    app_config.update(dkim_settings())
+    return app_config
+
+
+def signature_tags(raw: bytes) -> dict[str, str]:
+    msg = message_from_bytes(raw, policy=policy.compat32)
+    return parse_record(str(msg["DKIM-Signature"]))
+
+
+def signed_headers(raw: bytes) -> list[str]:
+    return [name.strip() for name in signature_tags(raw)["h"].split(":")]
+
+
+def test_confirmation_mail_is_signed_and_verifies(client, app, outbox):
+    assert client.post("/subscribe", json={"email": "jana@seznam.cz"}).status_code == 202
+    run_jobs(app)
+    [mail] = outbox.mails
+    assert mail.data.startswith(b"DKIM-Signature: ")
+    assert dkim.verify(mail.data, dnsfunc=offline_dns())
+    tags = signature_tags(mail.data)
+    assert (tags["a"], tags["c"], tags["d"], tags["s"]) == (
+        "rsa-sha256",
+        "relaxed/relaxed",
+        DOMAIN,
+        SELECTOR,
+    )
+    assert {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"} <= set(
+        signed_headers(mail.data)
+    )
+    # The row keeps the mail as composed; the signature is added on the way out.
+    assert not db.session.scalar(select(OutgoingMail)).raw.startswith(b"DKIM-Signature")
+
+
+def test_issue_mails_are_signed_with_both_unsubscribe_headers(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 3)
+    send(make_issue())
+    run_jobs(app)
+    assert len(outbox.mails) == 3
+    for mail in outbox.mails:
+        assert dkim.verify(mail.data, dnsfunc=offline_dns()), mail.rcpt_tos
+        headers = signed_headers(mail.data)
+        assert "list-unsubscribe" in headers
+        assert "list-unsubscribe-post" in headers
+        assert {"from", "to", "subject", "date", "message-id", "list-id"} <= set(headers)
+        # Oversigned: a second List-Unsubscribe(-Post) cannot be slipped in.
+        assert headers.count("list-unsubscribe") == 2
+        assert headers.count("list-unsubscribe-post") == 2
+
+
+def test_tampering_breaks_the_signature(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 1)
+    send(make_issue(subject="Zpravodaj 12/2026"))
+    run_jobs(app)
+    [mail] = outbox.mails
+    dns = offline_dns()
+    assert dkim.verify(mail.data, dnsfunc=dns)
+    subject = mail.data.replace(b"Subject: Zpravodaj 12/2026", b"Subject: Zpravodaj 13/2026")
+    assert subject != mail.data
+    assert not dkim.verify(subject, dnsfunc=dns)
+    target = re.sub(rb"/unsubscribe/[^>]+>", b"/unsubscribe/someone-else>", mail.data, count=1)
+    assert target != mail.data
+    assert not dkim.verify(target, dnsfunc=dns)
+    head, body = mail.data.split(b"\r\n\r\n", 1)
+    added = head + b"\r\nList-Unsubscribe: <https://evil.example/u>\r\n\r\n" + body
+    assert not dkim.verify(added, dnsfunc=dns)
+    assert not dkim.verify(head + b"\r\n\r\n" + body.replace(b"Dobr", b"Zl", 1), dnsfunc=dns)
+    # A different key published under the selector: nothing verifies.
+    assert not dkim.verify(mail.data, dnsfunc=offline_dns(generate_private_key()))
+
+
+def test_smtputf8_mail_is_signed_and_verifies(client, app, outbox):
+    app.config["SMTPUTF8"] = "on"  # the sink offers SMTPUTF8
+    address = "jiří.novák@seznam.cz"
+    assert client.post("/subscribe", json={"email": address}).status_code == 202
+    run_jobs(app)
+    [mail] = outbox.mails
+    assert mail.rcpt_tos == [address]
+    head = mail.data.split(b"\r\n\r\n", 1)[0]
+    assert address.encode("utf-8") in head  # UTF-8 in the signed To header
+    assert dkim.verify(mail.data, dnsfunc=offline_dns())
+    assert "to" in signed_headers(mail.data)
+
+
+def test_missing_key_holds_mail_back_instead_of_sending_it_unsigned(client, app, outbox, tmp_path):
+    app.config["DKIM_PRIVATE_KEY_PATH"] = str(tmp_path / "gone.pem")
+    assert client.post("/subscribe", json={"email": "jana@seznam.cz"}).status_code == 202
+    run_jobs(app)
+    assert outbox.mails == []
+    db.session.expire_all()
+    row = db.session.scalar(select(OutgoingMail))
+    assert row.status == "queued"  # retried later, like an unreachable server
+    assert "DKIM" in row.last_error
+
+
+def test_signer_refuses_a_message_without_from():
+    signer = DkimSigner(DOMAIN, SELECTOR, private_key=session_key())
+    with pytest.raises(DkimError):
+        signer(b"To: a@example.cz\r\nSubject: x\r\n\r\nbody\r\n")
+
+
+def test_signature_agrees_with_dkimpys_own_signer():
+    """Same body hash as dkimpy's `dkim.sign`, and both verify: the same canonical bytes."""
+    from service.deliverability.dkim import private_key_pem
+
+    message = (
+        b"From: Zpravodaj <zpravodaj@socialnibydleni.example>\r\nTo: jana@seznam.cz\r\n"
+        b"Subject: Test\r\nDate: Tue, 01 Dec 2026 10:00:00 +0100\r\nMessage-ID: <1@x>\r\n"
+        b"\r\nText  \r\n\r\n\r\n"
+    )
+    ours = DkimSigner(DOMAIN, SELECTOR, private_key=session_key()).signature(message)
+    theirs = dkim.sign(
+        message,
+        SELECTOR.encode(),
+        DOMAIN.encode(),
+        private_key_pem(session_key()),
+        canonicalize=(b"relaxed", b"relaxed"),
+    )
+    assert signature_tags(ours + message)["bh"] == signature_tags(theirs + message)["bh"]
+    assert dkim.verify(ours + message, dnsfunc=offline_dns())
+    assert dkim.verify(theirs + message, dnsfunc=offline_dns())
+
+
+# --- configuration ----------------------------------------------------------------
+
+
+def config_with(**overrides) -> dict:
+    config = {name: default for name, (_parse, default) in SETTINGS.items()}
+    config.update(make_config("sqlite://", "redis://127.0.0.1:1/0", "smtp://127.0.0.1:25"))
+    config.update(overrides)
+    return config
+
+
+def test_config_accepts_all_three_or_none():
+    check_required(config_with())
+    check_required(config_with(**dkim_settings()))
+
+
+@pytest.mark.parametrize("left_out", ["DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_PATH"])
+def test_config_refuses_half_a_dkim_setup(left_out):
+    settings = dkim_settings()
+    settings[left_out] = ""
+    with pytest.raises(ConfigError, match=f"DKIM is half configured: set {left_out} too"):
+        check_required(config_with(**settings))
+
+
+def test_config_refuses_a_missing_key_file(tmp_path):
+    path = tmp_path / "missing.pem"
+    with pytest.raises(ConfigError, match=r"cannot read DKIM key .*missing\.pem"):
+        check_required(config_with(**dkim_settings(str(path))))
+
+
+def test_config_refuses_a_file_that_is_no_key(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_text("v=DKIM1; k=rsa; p=MIIB…\n")  # the public record pasted by mistake
+    with pytest.raises(ConfigError, match="not an unencrypted PEM private key"):
+        check_required(config_with(**dkim_settings(str(path))))
+
+
+def test_config_refuses_a_key_that_is_not_rsa(tmp_path):
+    path = tmp_path / "ec.pem"
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    with pytest.raises(ConfigError, match="not an RSA key"):
+        check_required(config_with(**dkim_settings(str(path))))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DKIM_SELECTOR", "zp 2026", "DKIM_SELECTOR='zp 2026'"),
+        ("DKIM_DOMAIN", "socialni bydleni.cz", "is not a valid domain name"),
+    ],
+)
+def test_config_refuses_bad_names(name, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_required(config_with(**{**dkim_settings(), name: value}))
+
+
+# --- zpravodaj dkim keygen ------------------------------------------------------------
+
+
+def test_keygen_writes_a_private_key_and_prints_the_record(tmp_path):
+    out = tmp_path / "keys" / "dkim.pem"
+    result = CliRunner().invoke(
+        dkim_group, ["keygen", "--selector", "zp1", "--domain", DOMAIN, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert os.stat(out).st_mode & 0o777 == 0o600
+    assert out.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+
+    [line] = [x for x in result.output.splitlines() if "IN TXT" in x]
+    assert line.startswith(f'zp1._domainkey.{DOMAIN} IN TXT "v=DKIM1; k=rsa; p=')
+    strings = re.findall(r'"([^"]*)"', line)
+    assert len(strings) == 2 and all(len(s) <= 255 for s in strings)
+    assert f"DKIM_DOMAIN={DOMAIN}" in result.output
+    assert "DKIM_SELECTOR=zp1" in result.output
+    assert f"DKIM_PRIVATE_KEY_PATH={out}" in result.output
+
+    # What was printed is what a receiver needs to verify what the key signs.
+    from service.deliverability.dkim import load_private_key
+
+    key = load_private_key(str(out))
+    assert key.key_size == 2048
+    assert parse_record(strings)["p"] == public_key_b64(key)
+    message = b"From: a@socialnibydleni.example\r\nSubject: x\r\n\r\nbody\r\n"
+    signed = DkimSigner(DOMAIN, "zp1", key_path=str(out))(message)
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: "".join(strings).encode())
+
+
+def test_keygen_never_overwrites_a_key(tmp_path):
+    out = tmp_path / "dkim.pem"
+    out.write_bytes(b"the key in DNS")
+    result = CliRunner().invoke(dkim_group, ["keygen", "--domain", DOMAIN, "--out", str(out)])
+    assert result.exit_code != 0
+    assert "not overwriting" in result.output
+    assert out.read_bytes() == b"the key in DNS"
+
+
+def test_keygen_runs_before_the_service_is_configured(tmp_path):
+    """No SECRET_KEY, no Redis, a half-set DKIM: the app could not load, keygen still works."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DKIM_DOMAIN": DOMAIN,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from service.cli import main; main()", "dkim", "keygen",
+         "--selector", "zp9"],
+        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "instance" / "dkim-zp9.pem").exists()
+    assert f"zp9._domainkey.{DOMAIN} IN TXT" in done.stdout
