@@ -82,6 +82,8 @@ ADMIN_CHANNEL = RequestInfo(ip=None, user_agent=None, channel="admin")
 
 def _has_control_characters(text: str, *, multiline: bool = False) -> bool:
     allowed = {"\n", "\r", "\t"} if multiline else set()
+    if not multiline and ("\u2028" in text or "\u2029" in text):
+        return True  # Unicode line breaks: a group's name goes into mail subjects
     return any(unicodedata.category(ch).startswith("C") and ch not in allowed for ch in text)
 
 

@@ -98,8 +98,9 @@ def name_problem(name: str) -> str | None:
     """What is wrong with a (stripped) name, in Czech, or None when it is fine."""
     if len(name) > NAME_MAX_LENGTH:
         return NAME_TOO_LONG
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
-        # Control and format characters: CR/LF would inject headers, others hide text.
+    if any(unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029" for ch in name):
+        # Control and format characters, and the Unicode line and paragraph
+        # separators: line breaks would inject headers, others hide text.
         return NAME_BAD_CHARACTERS
     return None
 
