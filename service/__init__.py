@@ -28,7 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
 
-    from . import database, errors, health, input_guard, jobs, pages
+    from . import database, errors, health, input_guard, jobs, pages, privacy
     from .admin import auth as admin_auth
     from .admin import bp as admin_bp
     from .api import bp as api_bp
@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     input_guard.init_app(app)
     pages.init_app(app)
     admin_auth.init_app(app)
+    privacy.init_app(app)
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(archive_bp)
@@ -53,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(meetings_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         from .dev.outbox import bp as outbox_bp
 

@@ -92,6 +92,11 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     # Retention (see README, "Personal data"): days, 0 keeps for ever.
     "DELIVERY_DETAIL_DAYS": (_int, 180),
     "CONSENT_EVIDENCE_DAYS": (_int, 3 * 365),
+    # The privacy notice (/privacy): the controller (name, seat, IČO), the contact for
+    # data requests and the data protection officer; empty shows a placeholder.
+    "PRIVACY_CONTROLLER": (str, ""),
+    "PRIVACY_CONTACT": (str, ""),
+    "PRIVACY_DPO": (str, ""),
 }
 
 

@@ -50,32 +50,75 @@ def _origin_of(request: Request) -> str | None:
     return origin[:255] if origin else None
 
 
-def current_consent_text() -> ConsentText:
-    """The consent text the form shows now, stored as a new version whenever it changes."""
-    text = render_template(CONSENT_TEMPLATE).strip()
+# Each kind of versioned text and the template it is rendered from. The
+# rendered text, not the template, is what is stored and hashed: a text that
+# takes settings (the privacy notice's retention periods) gets a new version
+# when an operator changes them, since what people were shown changed.
+TEXT_TEMPLATES = {
+    "consent": CONSENT_TEMPLATE,
+    "group_consent": "consent/group_join.txt",
+    "privacy": "consent/privacy.md",
+}
+
+
+def render_text(kind: str) -> str:
+    """The text of `kind` as it would be shown now (not stored)."""
+    return render_template(TEXT_TEMPLATES[kind]).strip()
+
+
+def current_text(kind: str, *, commit: bool = True) -> ConsentText:
+    """The text of `kind` shown now, stored as the kind's next version whenever it changes.
+
+    With `commit=False` a new version is added inside a savepoint and left to
+    the caller's commit, for callers in the middle of a transaction of their
+    own (recording a consent event must not commit half of a sign-up).
+    """
+    text = render_text(kind)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    found = consent_text_by_hash(digest)
+    found = text_by_hash(kind, digest)
     if found:
         return found
-    for _ in range(3):  # two processes may store the first version at once
-        version = (db.session.scalar(select(func.max(ConsentText.version))) or 0) + 1
-        row = ConsentText(version=version, sha256=digest, text=text)
-        db.session.add(row)
+    for _ in range(3):  # two processes may store the same new version at once
+        latest = select(func.max(ConsentText.version)).where(ConsentText.kind == kind)
+        version = (db.session.scalar(latest) or 0) + 1
+        row = ConsentText(kind=kind, version=version, sha256=digest, text=text)
         try:
-            db.session.commit()
-            return row
+            # A savepoint: losing the race undoes only this insert.
+            with db.session.begin_nested():
+                db.session.add(row)
         except IntegrityError:
-            db.session.rollback()
-            found = consent_text_by_hash(digest)
+            # The other process stored the same text (then it is found), or
+            # another text under this number (then the next number is tried).
+            found = text_by_hash(kind, digest)
             if found:
                 return found
-    raise RuntimeError("could not store the consent text")
+            continue
+        if commit:
+            db.session.commit()
+        return row
+    raise RuntimeError(f"could not store the {kind} text")
 
 
-def consent_text_by_hash(digest: str | None) -> ConsentText | None:
-    if not digest:
+def current_consent_text() -> ConsentText:
+    """The newsletter form's consent text now (the "consent" kind)."""
+    return current_text("consent")
+
+
+def text_by_hash(kind: str, digest: str | None) -> ConsentText | None:
+    """A stored version of `kind` with this SHA-256, e.g. the one a form says it showed."""
+    if not digest or not isinstance(digest, str):
         return None
-    return db.session.scalar(select(ConsentText).filter_by(sha256=digest))
+    return db.session.scalar(select(ConsentText).filter_by(kind=kind, sha256=digest))
+
+
+def consent_text_by_hash(digest: str | None, kind: str = "consent") -> ConsentText | None:
+    """The consent text a form posted the hash of; only texts of the form's own kind count,
+    so a hash copied from another form never stands for consent it did not show."""
+    return text_by_hash(kind, digest)
+
+
+def text_version(kind: str, version: int) -> ConsentText | None:
+    return db.session.scalar(select(ConsentText).filter_by(kind=kind, version=version))
 
 
 def record(
@@ -85,10 +128,18 @@ def record(
     *,
     mailing_list: MailingList | None = None,
     consent_text: ConsentText | None = None,
+    privacy_text: ConsentText | None = None,
     message_id: str | None = None,
     detail: str | None = None,
 ) -> ConsentEvent:
-    """Append one consent step; the caller commits with the change it records."""
+    """Append one consent step; the caller commits with the change it records.
+
+    A step that carries a consent text was given on a form, and every form
+    links to the privacy notice: the notice's current version is recorded
+    with it (art. 13 GDPR: what the person was told when consenting).
+    """
+    if consent_text is not None and privacy_text is None:
+        privacy_text = current_text("privacy", commit=False)
     event = ConsentEvent(
         subscriber=subscriber,
         mailing_list=mailing_list,
@@ -98,6 +149,7 @@ def record(
         user_agent=info.user_agent,
         origin=info.origin,
         consent_text=consent_text,
+        privacy_text=privacy_text,
         message_id=message_id,
         detail=detail,
     )

@@ -108,8 +108,8 @@ def test_privacy_notice_is_linked_from_the_form(client):
     assert 'href="/privacy"' in form
     notice = client.get("/privacy")
     assert notice.status_code == 200
-    assert "Zásady ochrany osobních údajů" in notice.get_data(as_text=True)
-    assert "30 dnech" in notice.get_data(as_text=True)
+    assert "Zásady zpracování osobních údajů" in notice.get_data(as_text=True)
+    assert "30 dní po odeslání" in notice.get_data(as_text=True)
 
 
 def test_root_leads_to_the_form(client):

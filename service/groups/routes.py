@@ -96,7 +96,7 @@ def _group_page(
             institution_types=INSTITUTION_TYPES,
             values=values or {},
             errors=errors or {},
-            consent_text=consent.current_consent_text(),
+            consent_text=consent.current_text("group_consent"),
         ),
         status,
     )
@@ -150,8 +150,8 @@ def join(slug: str):
         }
         return _group_page(group, status=422, values=values, errors=errors)
 
-    consent_text = consent.consent_text_by_hash(form.get("consent")) or (
-        consent.current_consent_text()
+    consent_text = consent.consent_text_by_hash(form.get("consent"), "group_consent") or (
+        consent.current_text("group_consent")
     )
     info = RequestInfo.from_request(request, "page")
     for attempt in range(3):

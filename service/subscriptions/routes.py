@@ -426,8 +426,3 @@ def preferences_erase_post(token: str):
     actions.erase(subscriber)
     db.session.commit()
     return render_template("public/erased.html")
-
-
-@bp.get("/privacy")
-def privacy():
-    return render_template("public/privacy.html")

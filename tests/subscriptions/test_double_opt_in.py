@@ -67,7 +67,7 @@ def test_confirmation_mail_is_well_formed(client, app, outbox):
     assert 'lang="cs"' in html
     # Same content: every link of the text part is in the HTML part too.
     text_links = links_in(mail)
-    assert len(text_links) == 3
+    assert len(text_links) == 4  # confirm, preferences, unsubscribe, privacy notice
     for url in text_links:
         assert url in html
     assert "Odkaz platí 7 dní." in text
