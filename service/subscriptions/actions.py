@@ -325,15 +325,24 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
                 "ip": e.ip,
                 "user_agent": e.user_agent,
                 "origin": e.origin,
-                "consent_text": (
-                    {
-                        "version": e.consent_text.version,
-                        "sha256": e.consent_text.sha256,
-                        "text": e.consent_text.text,
-                    }
-                    if e.consent_text
-                    else None
-                ),
+                # The newsletter's or a working group's consent text, and the
+                # privacy notice the form linked to, each as shown.
+                **{
+                    key: (
+                        {
+                            "kind": text.kind,
+                            "version": text.version,
+                            "sha256": text.sha256,
+                            "text": text.text,
+                        }
+                        if text
+                        else None
+                    )
+                    for key, text in (
+                        ("consent_text", e.consent_text),
+                        ("privacy_text", e.privacy_text),
+                    )
+                },
                 "confirmation_message_id": e.message_id,
                 "detail": e.detail,
             }
