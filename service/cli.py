@@ -9,6 +9,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
+from .bounces.cli import bounces_group
 from .deliverability import cli as deliverability_cli
 from .extensions import db
 from .models import GROUP_VISIBILITIES, LIST_KINDS, MailingList, is_valid_slug
@@ -44,6 +45,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(users_group)
     app.cli.add_command(tokens_group)
     deliverability_cli.register(app.cli)
+    app.cli.add_command(bounces_group)
 
 
 @click.group("lists", help="Mailing lists and working groups.")

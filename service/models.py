@@ -284,6 +284,8 @@ class Bounce(db.Model):
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    subscriber: Mapped[Subscriber] = relationship()
+
 
 user_list = Table(
     "user_list",

@@ -32,12 +32,12 @@ from rq.job import Job
 from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 
 from service import jobs
+from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_query
 from service.jobs import redis_connection
-from service.mail import sender_address
 from service.models import Delivery, DeliveryBatch, Issue, Subscriber, Subscription
 
 from .rate_limit import SendRateLimiter, parse_domain_rates
@@ -255,7 +255,6 @@ class BatchSender:
         self.batch_id = batch_id
         self.owner = owner
         self.skeleton = _skeleton(issue)
-        self.envelope_sender = sender_address()[1]
         self.limiter = _rate_limiter()
         self.transport = app_transport()
         self.heartbeat_every = heartbeat_every()
@@ -402,7 +401,7 @@ class BatchSender:
         raw = self.skeleton.personalise(recipient, message_id)
         try:
             self.transport.send(
-                self.envelope_sender, address, raw, smtputf8=row.ascii_email is None
+                envelope_sender("d", row.id), address, raw, smtputf8=row.ascii_email is None
             )
         except PermanentFailure as exc:
             self._set(row.id, status="failed", last_error=str(exc)[:2000])

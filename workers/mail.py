@@ -6,11 +6,14 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, select, update
 
+from service.addresses import address_hash
+from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
-from service.models import OutgoingMail
+from service.models import OutgoingMail, Subscriber, Suppression
+from service.subscriptions.emails import CONFIRMATION
 
 from .smtp import PermanentFailure, TransientFailure
 from .transport import app_transport
@@ -21,6 +24,25 @@ log = logging.getLogger(__name__)
 def claim_lease() -> timedelta:
     """How long a claimed mail stays claimed before another worker may take it over."""
     return timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
+
+
+def _bounced(mail: OutgoingMail) -> bool:
+    """Suppressed for bouncing: checked right before sending, like every send.
+
+    A confirmation still goes out: a fresh double opt-in is the one way back
+    for a bounced address (DESIGN.md §7).
+    """
+    if mail.kind == CONFIRMATION or mail.subscriber_id is None:
+        return False
+    email_key = db.session.scalar(
+        select(Subscriber.email_key).where(Subscriber.id == mail.subscriber_id)
+    )
+    if email_key is None:
+        return False
+    reason = db.session.scalar(
+        select(Suppression.reason).where(Suppression.address_hash == address_hash(email_key))
+    )
+    return reason == "bounced"
 
 
 def send_outgoing(mail_id: int) -> str:
@@ -51,9 +73,17 @@ def send_outgoing(mail_id: int) -> str:
     mail = db.session.get(OutgoingMail, mail_id)
     if mail is None:  # erased between the claim and now: nothing to send
         return "skipped"
+    if _bounced(mail):
+        mail.status, mail.last_error = "failed", "adresa je vyřazena jako nedoručitelná"
+        db.session.commit()
+        log.info("outgoing mail %s not sent: the address bounces", mail_id)
+        return "failed"
     try:
         with app_transport() as transport:
-            transport.send(mail.sender, mail.recipient, mail.raw, smtputf8=mail.smtputf8)
+            # VERP: a bounce of this mail names it (service/bounces/verp.py).
+            transport.send(
+                envelope_sender("m", mail.id), mail.recipient, mail.raw, smtputf8=mail.smtputf8
+            )
     except PermanentFailure as exc:
         mail.status, mail.last_error = "failed", str(exc)[:2000]
         db.session.commit()

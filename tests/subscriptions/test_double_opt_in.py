@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from service import tokens
+from service.bounces.verp import envelope_sender
 from service.extensions import db
 from service.models import ConsentEvent, ConsentText, OutgoingMail, Subscriber, Subscription
 from tests.conftest import link_to, links_in, run_jobs
@@ -38,7 +39,11 @@ def test_confirmation_mail_is_sent_by_a_worker(client, app, outbox):
     assert len(outbox.mails) == 1
     mail = outbox.mails[0]
     assert mail.rcpt_tos == ["jana.novakova@seznam.cz"]
-    assert mail.mail_from == "zpravodaj@socialnibydleni.example"
+    # The return path is the mail's own VERP address on the sender's domain.
+    mail_id = db.session.scalar(select(OutgoingMail.id))
+    assert mail.mail_from == envelope_sender("m", mail_id)
+    assert mail.mail_from.startswith(f"bounces+m{mail_id}-")
+    assert mail.mail_from.endswith("@socialnibydleni.example")
     assert db.session.scalar(select(OutgoingMail.status)) == "sent"
 
 

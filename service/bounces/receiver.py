@@ -1,0 +1,112 @@
+"""An SMTP receiver for bounces: `zpravodaj bounces serve`.
+
+Point the bounce domain's MX (or a relay's transport for bounces+*@domain)
+at it. It accepts mail only for the bounce address and its VERP forms, and
+records each message as `bounces process` would. A message that is no bounce
+is accepted and dropped (refusing it would make the sending MTA write a
+bounce of its own to whoever forged it); a database outage answers 451, so
+the sending MTA keeps the bounce and tries again later: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from flask import Flask, current_app
+
+from .parsing import MAX_BOUNCE_BYTES, NotABounce
+from .verp import bounce_base
+
+log = logging.getLogger(__name__)
+
+
+class BounceHandler:
+    """aiosmtpd handler: RCPT checks the address, DATA records the bounce."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        with app.app_context():
+            local, domain = bounce_base()
+        self.local = local.lower()
+        self.domain = domain.lower()
+
+    def accepts(self, address: str) -> bool:
+        local, _, domain = address.rpartition("@")
+        local = local.lower()
+        return domain.lower() == self.domain and (
+            local == self.local or local.startswith(self.local + "+")
+        )
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options
+    ) -> str:
+        if not self.accepts(address):
+            return "550 5.1.1 Only bounces are received here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        loop = asyncio.get_running_loop()
+        # The database work blocks; keep the event loop free for other sessions.
+        return await loop.run_in_executor(None, self._process, raw, list(envelope.rcpt_tos))
+
+    def _process(self, raw: bytes, rcpt_tos: list[str]) -> str:
+        from .recording import process_message
+
+        with self.app.app_context():
+            try:
+                _report, outcomes = process_message(raw, rcpt_tos)
+            except NotABounce as exc:
+                log.info("dropped a message that is no bounce: %s", exc)
+                return "250 OK"
+            except Exception:
+                log.exception("could not record a bounce; asking the sender to retry")
+                return "451 4.3.0 Temporary failure, try again later"
+        for outcome in outcomes:
+            log.info(
+                "bounce %s %s %s recorded=%s suppressed=%s",
+                outcome.kind,
+                outcome.status,
+                outcome.address,
+                outcome.recorded,
+                outcome.suppressed,
+            )
+        return "250 OK"
+
+
+def make_controller(app: Flask, host: str, port: int) -> Controller:
+    return Controller(
+        BounceHandler(app),
+        hostname=host,
+        port=port,
+        data_size_limit=MAX_BOUNCE_BYTES,
+        # Bounces come in as they were sent: keep the bytes for VERP and hashing.
+        decode_data=False,
+        server_hostname=host,
+        ident="Zpravodaj bounce receiver",
+        enable_SMTPUTF8=True,
+        ready_timeout=10,
+    )
+
+
+def serve(host: str, port: int) -> None:
+    """Run until SIGINT or SIGTERM."""
+    app = current_app._get_current_object()
+    controller = make_controller(app, host, port)
+    controller.start()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"Receiving bounces on {host}:{port} (Ctrl-C to stop)", flush=True)
+    try:
+        stop.wait()
+    finally:
+        controller.stop()

@@ -1,0 +1,226 @@
+"""Recording bounces: hard ones suppress at once, soft ones once they keep coming.
+
+Soft bounces are scored the way Mailman does it, by days rather than by
+messages (an issue and a reminder bouncing on the same day are one bad day):
+an address is suppressed when BOUNCE_SOFT_THRESHOLD different days with a
+bounce fall within BOUNCE_SOFT_WINDOW_DAYS. Older bounces drop out of the
+window, so a mailbox that was full for a day or two recovers by itself.
+
+A suppressed address's subscriptions become `bounced`: every send skips
+them, the export says so, and only an administrator (reactivate) or the
+person through a fresh double opt-in brings them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..addresses import InvalidAddress, parse_address
+from ..clock import utcnow
+from ..extensions import db
+from ..models import Bounce, Delivery, OutgoingMail, Subscriber, Subscription
+from ..subscriptions import actions
+from .parsing import BounceReport, Failure
+
+# Statuses a bounce suppression ends: what would otherwise still get mail.
+ACTIVE_STATUSES = ("pending", "confirmed", "requested")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What recording one failure did, for the CLI and the logs."""
+
+    address: str | None
+    kind: str
+    status: str
+    recorded: bool  # False: already recorded, or nobody of ours
+    suppressed: bool = False
+    score: int = 0
+    note: str = ""
+
+
+def record_report(report: BounceReport, raw: bytes) -> list[Outcome]:
+    """Record every failure of `report`; the caller commits."""
+    failures = report.failures
+    if not failures and report.verp is not None and not report.auto_reply:
+        # Sent to one of our VERP addresses, yet nothing a detector can read:
+        # a mangled report still means that delivery came back. Count it soft.
+        failures = [Failure(None, "soft", "", "nerozpoznaná zpráva o nedoručení")]
+    target = _verp_target(report)
+    outcomes = []
+    for failure in failures:
+        subscriber = target[0] if target else None
+        if subscriber is None and failure.address:
+            subscriber = _subscriber_by_address(failure.address)
+        if subscriber is None:
+            outcomes.append(_unmatched(failure, report, target))
+            continue
+        delivery_id, mail_id = (target[1], target[2]) if target else (None, None)
+        outcomes.append(_record_one(subscriber, failure, raw, delivery_id, mail_id))
+    return outcomes
+
+
+def _verp_target(report: BounceReport) -> tuple[Subscriber | None, int | None, int | None] | None:
+    """(subscriber, delivery id, outgoing mail id) named by the VERP address."""
+    if report.verp is None:
+        return None
+    if report.verp.kind == "delivery":
+        delivery = db.session.get(Delivery, report.verp.row_id)
+        if delivery is None:  # detail already reduced by retention, or erased
+            return None
+        return delivery.subscriber, delivery.id, None
+    mail = db.session.get(OutgoingMail, report.verp.row_id)
+    if mail is None:
+        return None
+    subscriber = db.session.get(Subscriber, mail.subscriber_id) if mail.subscriber_id else None
+    return subscriber, None, mail.id
+
+
+def _address_key(address: str) -> str | None:
+    try:
+        return parse_address(address, allow_smtputf8=True).key
+    except InvalidAddress:
+        return None
+
+
+def _subscriber_by_address(address: str) -> Subscriber | None:
+    key = _address_key(address)
+    return db.session.scalar(select(Subscriber).filter_by(email_key=key)) if key else None
+
+
+def _unmatched(failure: Failure, report: BounceReport, target) -> Outcome:
+    """A failure for an address we hold no subscriber for."""
+    if target is not None and failure.kind == "hard" and failure.address:
+        # Our own mail (an invitation to someone not yet a member) bounced hard:
+        # remember the address, hashed, so it is not invited or imported again.
+        key = _address_key(failure.address)
+        if key:
+            actions.suppress(key, "bounced")
+            return Outcome(failure.address, failure.kind, failure.status, True, True, note="hash")
+    return Outcome(failure.address, failure.kind, failure.status, False, note="unknown address")
+
+
+def _record_one(
+    subscriber: Subscriber, failure: Failure, raw: bytes, delivery_id, mail_id
+) -> Outcome:
+    now = utcnow()
+    digest = hashlib.sha256(raw + b"\0" + str(subscriber.id).encode()).hexdigest()
+    bounce = Bounce(
+        subscriber_id=subscriber.id,
+        delivery_id=delivery_id,
+        outgoing_mail_id=mail_id,
+        kind=failure.kind,
+        status=failure.status[:16],
+        diagnostic=failure.diagnostic[:500],
+        fingerprint=digest,
+        received_at=now,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(bounce)
+    except IntegrityError:
+        return Outcome(
+            subscriber.email, failure.kind, failure.status, False, note="already recorded"
+        )
+    score = soft_score(subscriber, now)
+    threshold = current_app.config["BOUNCE_SOFT_THRESHOLD"]
+    suppressed = False
+    if failure.kind == "hard" or score >= threshold:
+        suppressed = suppress_bounced(subscriber)
+    return Outcome(subscriber.email, failure.kind, failure.status, True, suppressed, score)
+
+
+def soft_score(subscriber: Subscriber, now: datetime | None = None) -> int:
+    """Days with a soft bounce within the window (since the last reactivation)."""
+    now = now or utcnow()
+    since = now - timedelta(days=current_app.config["BOUNCE_SOFT_WINDOW_DAYS"])
+    if subscriber.bounce_reset_at and subscriber.bounce_reset_at > since:
+        since = subscriber.bounce_reset_at
+    moments = db.session.scalars(
+        select(Bounce.received_at).where(
+            Bounce.subscriber_id == subscriber.id,
+            Bounce.kind == "soft",
+            Bounce.received_at >= since,
+        )
+    )
+    return len({moment.date() for moment in moments})
+
+
+def suppress_bounced(subscriber: Subscriber) -> bool:
+    """Stop all mail to the address; True when it was still receiving some."""
+    changed = db.session.execute(
+        update(Subscription)
+        .where(
+            Subscription.subscriber_id == subscriber.id,
+            Subscription.status.in_(ACTIVE_STATUSES),
+        )
+        .values(status="bounced")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    actions.suppress(subscriber.email_key, "bounced")
+    db.session.expire(subscriber, ["subscriptions"])
+    return changed > 0
+
+
+def reactivate(subscriber: Subscriber) -> int:
+    """An administrator fixed the cause: mail the address again, forget its old bounces.
+
+    Bounced subscriptions that had been confirmed go back to confirmed (the
+    consent given before the bounce still stands); ones that never were go
+    back to pending, since only the person can confirm. The caller records
+    who did it and commits.
+    """
+    bounced = (Subscription.subscriber_id == subscriber.id, Subscription.status == "bounced")
+    changed = 0
+    for confirmed_before, status in ((True, "confirmed"), (False, "pending")):
+        was = (
+            Subscription.confirmed_at.is_not(None)
+            if confirmed_before
+            else Subscription.confirmed_at.is_(None)
+        )
+        changed += db.session.execute(
+            update(Subscription)
+            .where(*bounced, was)
+            .values(status=status, unsubscribed_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    actions.lift_suppression(subscriber.email_key)
+    subscriber.bounce_reset_at = utcnow()
+    db.session.expire(subscriber, ["subscriptions"])
+    return changed
+
+
+def bounces_of(subscriber: Subscriber) -> list[Bounce]:
+    return list(
+        db.session.scalars(
+            select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id.desc())
+        )
+    )
+
+
+def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, list[Outcome]]:
+    """Parse and record one bounce, committing; raises parsing.NotABounce for non-bounces.
+
+    An auto-reply (out of office) reaching the return path is no bounce: it
+    comes back with no outcomes, and nothing is recorded.
+    """
+    from .parsing import NotABounce, parse
+
+    report = parse(raw, envelope_recipients)
+    if report.auto_reply:
+        return report, []
+    if not report.failures and report.verp is None:
+        raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
+    try:
+        outcomes = record_report(report, raw)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return report, outcomes

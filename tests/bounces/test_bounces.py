@@ -1,0 +1,448 @@
+"""Bounces end to end: an issue goes out, a bounce comes back through the CLI.
+
+Real parts throughout: the delivery engine sends to the aiosmtpd sink, the
+VERP return path is read off the captured envelope, the DSN samples (Postfix,
+Exchange, Gmail-like, qmail, a soft 4.2.2, a policy 5.7.1, a mangled one and
+an auto-reply) are filled in with it and fed to `zpravodaj bounces process`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import smtplib
+from datetime import timedelta
+from pathlib import Path
+from string import Template
+
+import pytest
+from sqlalchemy import func, select
+
+from service.bounces import recording, verp
+from service.bounces.parsing import parse
+from service.bounces.receiver import make_controller
+from service.clock import utcnow
+from service.dev.mail_catcher import free_port
+from service.extensions import db
+from service.issues import sending
+from service.models import (
+    Bounce,
+    Delivery,
+    MailingList,
+    OutgoingMail,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
+from tests.conftest import add_confirmed_subscribers, link_to, run_jobs
+
+SAMPLES = Path(__file__).parent / "samples"
+HARD_SAMPLES = ["postfix_hard.eml", "exchange_hard.eml", "gmail_hard.eml", "qmail_hard.eml"]
+
+
+def send_issue(app, outbox, count: int = 3, slug: str = "zpravodaj"):
+    """An issue to `count` new confirmed subscribers; returns {address: captured mail}."""
+    if count:
+        known = db.session.scalar(select(func.count(Subscriber.id)))
+        add_confirmed_subscribers(slug, count, start=known)
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    fields, errors = sending.validate_fields("Zpravodaj 12/2026", "Dobrý den,\n\nnovinky.", "")
+    assert not errors
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    sending.send_now(issue)
+    db.session.commit()
+    run_jobs(app)
+    return {mail.rcpt_tos[0]: mail for mail in outbox.mails}
+
+
+def bounce_bytes(sample: str, mail) -> bytes:
+    text = (SAMPLES / sample).read_text(encoding="utf-8")
+    filled = Template(text).substitute(
+        verp=mail.mail_from, recipient=mail.rcpt_tos[0], message_id=mail.message["Message-ID"]
+    )
+    return filled.replace("\n", "\r\n").encode("utf-8")
+
+
+def process(runner, tmp_path, raw: bytes):
+    path = tmp_path / "bounce.eml"
+    path.write_bytes(raw)
+    return runner.invoke(args=["bounces", "process", str(path)])
+
+
+def statuses(address: str) -> set[str]:
+    db.session.expire_all()
+    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
+    return {s.status for s in subscriber.subscriptions}
+
+
+def suppressed(address: str) -> bool:
+    from service.subscriptions.actions import is_suppressed
+
+    return is_suppressed(address)
+
+
+# --- VERP ------------------------------------------------------------------
+
+
+def test_every_delivery_has_its_own_verp_return_path(app, outbox):
+    mails = send_issue(app, outbox, count=3)
+    senders = {mail.mail_from for mail in mails.values()}
+    assert len(senders) == 3
+    for address, mail in mails.items():
+        token = verp.parse_token(mail.mail_from)
+        assert token.kind == "delivery"
+        delivery = db.session.get(Delivery, token.row_id)
+        assert delivery.subscriber.email == address
+        assert mail.mail_from.startswith("bounces+d")
+        assert mail.mail_from.endswith("@socialnibydleni.example")
+
+
+def test_verp_tokens_cannot_be_forged(app):
+    address = verp.envelope_sender("d", 42)
+    assert verp.parse_token(address) == verp.VerpToken("delivery", 42)
+    assert verp.parse_token(address.upper()) == verp.VerpToken("delivery", 42)  # lowercased MTAs
+    assert verp.parse_token(address.replace("+d42-", "+d43-")) is None
+    mac = address.split("-", 1)[1].split("@")[0]
+    assert verp.parse_token(address.replace(mac, "0" * 12)) is None
+    assert verp.parse_token("bounces@socialnibydleni.example") is None
+
+
+def test_verp_tokens_survive_a_secret_key_rotation(app):
+    address = verp.envelope_sender("m", 7)
+    app.config["SECRET_KEY_FALLBACKS"] = [app.config["SECRET_KEY"]]
+    app.config["SECRET_KEY"] = "a-new-secret"
+    assert verp.parse_token(address) == verp.VerpToken("outgoing_mail", 7)
+
+
+def test_bounce_address_is_configurable(app):
+    app.config["BOUNCE_ADDRESS"] = "vratky@bounce.socialnibydleni.example"
+    address = verp.envelope_sender("d", 5)
+    assert address.startswith("vratky+d5-")
+    assert address.endswith("@bounce.socialnibydleni.example")
+
+
+# --- hard bounces ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample", HARD_SAMPLES)
+def test_hard_bounce_suppresses_the_address_at_once(app, outbox, runner, tmp_path, sample):
+    mails = send_issue(app, outbox, count=3)
+    address, mail = sorted(mails.items())[1]
+    result = process(runner, tmp_path, bounce_bytes(sample, mail))
+    assert result.exit_code == 0, result.output
+    assert "trvalá chyba" in result.output
+    assert "vyřazena" in result.output
+
+    assert statuses(address) == {"bounced"}
+    assert suppressed(address)
+    bounce = db.session.scalar(select(Bounce))
+    assert bounce.kind == "hard"
+    assert bounce.status.startswith("5.1.")
+    assert bounce.delivery_id == verp.parse_token(mail.mail_from).row_id
+    others = set(mails) - {address}
+    for other in others:
+        assert statuses(other) == {"confirmed"}
+
+
+def test_bounced_address_is_skipped_exported_and_not_imported(app, outbox, runner, tmp_path):
+    mails = send_issue(app, outbox, count=3)
+    address, mail = sorted(mails.items())[0]
+    process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
+
+    # The export says bounced.
+    exported = runner.invoke(args=["subscribers", "export", "--list", "zpravodaj"])
+    rows = {row["email"]: row for row in csv.DictReader(io.StringIO(exported.output))}
+    assert rows[address]["status"] == "bounced"
+
+    # The next issue does not go to it.
+    outbox.mails.clear()
+    next_mails = send_issue(app, outbox, count=0)
+    assert address not in next_mails
+    assert len(next_mails) == 2
+
+    # An import cannot bring it back.
+    path = tmp_path / "import.csv"
+    path.write_text(f"email,name\n{address},Znovu\n", encoding="utf-8")
+    imported = runner.invoke(
+        args=["subscribers", "import", str(path), "--list", "novinky", "--consent-source", "x"]
+    )
+    assert "not imported" in imported.output or "not re-added" in imported.output
+    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
+    assert {s.mailing_list.slug for s in subscriber.subscriptions} == {"zpravodaj"}
+
+
+def test_the_same_bounce_twice_counts_once(app, outbox, runner, tmp_path):
+    mails = send_issue(app, outbox, count=1)
+    (mail,) = mails.values()
+    raw = bounce_bytes("soft_mailbox_full.eml", mail)
+    first = process(runner, tmp_path, raw)
+    second = process(runner, tmp_path, raw)
+    assert first.exit_code == second.exit_code == 0
+    assert "už byla zaznamenána" in second.output
+    assert db.session.scalar(select(func.count(Bounce.id))) == 1
+
+
+def test_bounce_without_verp_is_matched_by_the_failed_address(app, outbox, runner, tmp_path):
+    mails = send_issue(app, outbox, count=2)
+    address, mail = sorted(mails.items())[0]
+    raw = bounce_bytes("postfix_hard.eml", mail).replace(
+        mail.mail_from.encode(), b"bounces@socialnibydleni.example"
+    )
+    result = process(runner, tmp_path, raw)
+    assert result.exit_code == 0, result.output
+    assert statuses(address) == {"bounced"}
+    assert db.session.scalar(select(Bounce.delivery_id)) is None
+
+
+def test_a_bounced_confirmation_mail_is_recorded(app, outbox, client, runner, tmp_path):
+    client.post("/subscribe", data={"email": "neexistuje@example.cz", "list": "zpravodaj"})
+    run_jobs(app)
+    (mail,) = outbox.mails
+    assert verp.parse_token(mail.mail_from).kind == "outgoing_mail"
+    result = process(runner, tmp_path, bounce_bytes("gmail_hard.eml", mail))
+    assert result.exit_code == 0, result.output
+    assert statuses("neexistuje@example.cz") == {"bounced"}
+    assert db.session.scalar(select(Bounce.outgoing_mail_id)) is not None
+
+    # Through the public form it comes back only by a fresh double opt-in.
+    outbox.mails.clear()
+    client.post("/subscribe", data={"email": "neexistuje@example.cz", "list": "zpravodaj"})
+    run_jobs(app)
+    (confirmation,) = outbox.mails
+    assert statuses("neexistuje@example.cz") == {"pending"}
+    assert suppressed("neexistuje@example.cz")
+    client.post(link_to(confirmation, "/confirm/"))
+    assert statuses("neexistuje@example.cz") == {"confirmed"}
+    assert not suppressed("neexistuje@example.cz")
+
+
+# --- soft bounces ----------------------------------------------------------
+
+
+def soft_bounce_on(app, runner, tmp_path, mail, when, monkeypatch, sample="soft_mailbox_full.eml"):
+    monkeypatch.setattr(recording, "utcnow", lambda: when)
+    raw = bounce_bytes(sample, mail) + f"\r\nX-Test-Day: {when.isoformat()}\r\n".encode()
+    # A different message each day (a real MTA writes a new report each time).
+    raw = f"X-Test-Day: {when.isoformat()}\r\n".encode() + raw
+    return process(runner, tmp_path, raw)
+
+
+def test_soft_bounces_suppress_after_the_threshold_of_days(
+    app, outbox, runner, tmp_path, monkeypatch
+):
+    app.config.update(BOUNCE_SOFT_THRESHOLD=3, BOUNCE_SOFT_WINDOW_DAYS=7)
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    start = utcnow()
+    # Two bounces on the first day are one bad day.
+    for hours in (0, 2):
+        result = soft_bounce_on(
+            app, runner, tmp_path, mail, start + timedelta(hours=hours), monkeypatch
+        )
+        assert "dočasná chyba (4.2.2)" in result.output
+    assert "dní s chybou v okně: 1" in result.output
+    soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=2), monkeypatch)
+    assert statuses(address) == {"confirmed"}
+    result = soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=4), monkeypatch)
+    assert "dní s chybou v okně: 3" in result.output
+    assert "vyřazena" in result.output
+    assert statuses(address) == {"bounced"}
+    assert suppressed(address)
+
+
+def test_old_soft_bounces_decay_out_of_the_window(app, outbox, runner, tmp_path, monkeypatch):
+    app.config.update(BOUNCE_SOFT_THRESHOLD=3, BOUNCE_SOFT_WINDOW_DAYS=7)
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    start = utcnow()
+    for days in (0, 1, 9, 10):  # never three days within a week
+        soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=days), monkeypatch)
+    assert statuses(address) == {"confirmed"}
+    assert not suppressed(address)
+
+
+def test_policy_rejections_are_soft(app, outbox, runner, tmp_path):
+    """A spam filter refusing us (5.7.1) says nothing against the address."""
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    result = process(runner, tmp_path, bounce_bytes("policy_reject.eml", mail))
+    assert "dočasná chyba (5.7.1)" in result.output
+    assert statuses(address) == {"confirmed"}
+
+
+def test_a_mangled_bounce_to_a_verp_address_counts_as_soft(app, outbox, runner, tmp_path):
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    result = process(runner, tmp_path, bounce_bytes("mangled.eml", mail))
+    assert result.exit_code == 0, result.output
+    bounce = db.session.scalar(select(Bounce))
+    assert bounce.kind == "soft"
+    assert bounce.subscriber.email == address
+
+
+def test_auto_replies_are_ignored(app, outbox, runner, tmp_path):
+    mails = send_issue(app, outbox, count=1)
+    (mail,) = mails.values()
+    result = process(runner, tmp_path, bounce_bytes("autoreply.eml", mail))
+    assert result.exit_code == 0
+    assert "Automatická odpověď" in result.output
+    assert db.session.scalar(select(func.count(Bounce.id))) == 0
+
+
+# --- reactivation -----------------------------------------------------------
+
+
+def test_reactivation_restores_confirmed_and_forgets_old_bounces(
+    app, outbox, runner, tmp_path, monkeypatch
+):
+    app.config.update(BOUNCE_SOFT_THRESHOLD=2, BOUNCE_SOFT_WINDOW_DAYS=7)
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
+    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
+    assert recording.reactivate(subscriber) == 1
+    db.session.commit()
+    assert statuses(address) == {"confirmed"}
+    assert not suppressed(address)
+    assert recording.soft_score(subscriber) == 0
+
+
+def test_reactivation_never_confirms_what_was_never_confirmed(
+    app, outbox, client, runner, tmp_path
+):
+    client.post("/subscribe", data={"email": "nikdy@example.cz", "list": "zpravodaj"})
+    run_jobs(app)
+    process(runner, tmp_path, bounce_bytes("postfix_hard.eml", outbox.mails[0]))
+    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key="nikdy@example.cz"))
+    recording.reactivate(subscriber)
+    db.session.commit()
+    assert statuses("nikdy@example.cz") == {"pending"}
+
+
+# --- garbage ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"   \r\n",
+        b"\x00\x01\x02binary\xff\xfe",
+        b"just some words, no headers at all\n",
+        b"From: someone@example.cz\r\nSubject: hello\r\n\r\nNot a bounce.\r\n",
+    ],
+    ids=["empty", "blank", "binary", "prose", "ordinary-mail"],
+)
+def test_garbage_gets_a_clear_message_and_a_non_zero_exit(app, runner, tmp_path, raw):
+    result = process(runner, tmp_path, raw)
+    assert result.exit_code == 65
+    assert "Není to zpráva o nedoručení" in result.output
+    assert "Traceback" not in result.output
+    assert db.session.scalar(select(func.count(Bounce.id))) == 0
+
+
+def test_process_reads_stdin(app, outbox, runner):
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    result = runner.invoke(
+        args=["bounces", "process", "-"], input=bounce_bytes("postfix_hard.eml", mail)
+    )
+    assert result.exit_code == 0, result.output
+    assert statuses(address) == {"bounced"}
+
+
+def test_unknown_recipient_without_verp_records_nothing(app, runner, tmp_path):
+    raw = (SAMPLES / "postfix_hard.eml").read_text()
+    raw = Template(raw).substitute(
+        verp="bounces@socialnibydleni.example", recipient="cizi@example.cz", message_id="<x@y>"
+    )
+    result = process(runner, tmp_path, raw.encode())
+    assert result.exit_code == 0
+    assert "adresa není v databázi" in result.output
+    assert db.session.scalar(select(func.count(Suppression.id))) == 0
+
+
+def test_parser_reads_status_and_diagnostic_of_each_sample(app, outbox):
+    mails = send_issue(app, outbox, count=1)
+    (mail,) = mails.values()
+    expected = {
+        "postfix_hard.eml": ("hard", "5.1.1"),
+        "exchange_hard.eml": ("hard", "5.1.10"),
+        "gmail_hard.eml": ("hard", "5.1.1"),
+        "qmail_hard.eml": ("hard", "5.1.1"),
+        "soft_mailbox_full.eml": ("soft", "4.2.2"),
+        "policy_reject.eml": ("soft", "5.7.1"),
+    }
+    for sample, (kind, status) in expected.items():
+        report = parse(bounce_bytes(sample, mail))
+        assert report.verp is not None, sample
+        (failure,) = report.failures
+        assert (failure.kind, failure.status) == (kind, status), sample
+        assert failure.address == mail.rcpt_tos[0], sample
+
+
+# --- the SMTP receiver --------------------------------------------------------
+
+
+@pytest.fixture
+def receiver(app):
+    port = free_port("127.0.0.1")
+    controller = make_controller(app, "127.0.0.1", port)
+    controller.start()
+    yield port
+    controller.stop()
+
+
+def test_receiver_records_bounces_sent_to_verp_addresses(app, outbox, receiver):
+    mails = send_issue(app, outbox, count=2)
+    address, mail = sorted(mails.items())[0]
+    with smtplib.SMTP("127.0.0.1", receiver, timeout=10) as smtp:
+        smtp.sendmail("", [mail.mail_from], bounce_bytes("exchange_hard.eml", mail))
+    assert statuses(address) == {"bounced"}
+
+
+def test_receiver_refuses_other_recipients_and_drops_non_bounces(app, receiver):
+    with smtplib.SMTP("127.0.0.1", receiver, timeout=10) as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            smtp.sendmail("x@example.cz", ["reditel@socialnibydleni.example"], b"Subject: x\r\n")
+        smtp.sendmail(
+            "spam@example.cz",
+            ["bounces@socialnibydleni.example"],
+            b"From: spam@example.cz\r\nSubject: levne\r\n\r\nkupte\r\n",
+        )
+    assert db.session.scalar(select(func.count(Bounce.id))) == 0
+
+
+def test_receiver_asks_to_retry_when_the_database_fails(app, outbox, receiver, monkeypatch):
+    mails = send_issue(app, outbox, count=1)
+    (mail,) = mails.values()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(recording, "record_report", broken)
+    with (
+        smtplib.SMTP("127.0.0.1", receiver, timeout=10) as smtp,
+        pytest.raises(smtplib.SMTPDataError) as refused,
+    ):
+        smtp.sendmail("", [mail.mail_from], bounce_bytes("postfix_hard.eml", mail))
+    assert refused.value.smtp_code == 451
+
+
+def test_outgoing_mail_to_a_bounced_address_is_not_sent_except_confirmation(app, outbox):
+    """Every send skips suppressed addresses; only a fresh opt-in's confirmation goes out."""
+    add_confirmed_subscribers("zpravodaj", 1)
+    subscriber = db.session.scalar(select(Subscriber))
+    recording.suppress_bounced(subscriber)
+    db.session.commit()
+    from service.subscriptions import emails
+
+    emails.send_already_subscribed(subscriber, [db.session.scalar(select(MailingList))])
+    db.session.commit()
+    run_jobs(app)
+    assert outbox.mails == []
+    mail = db.session.scalar(select(OutgoingMail))
+    assert mail.status == "failed"
+    assert "vyřazena" in mail.last_error
+    assert db.session.scalar(select(Subscription.status)) == "bounced"
