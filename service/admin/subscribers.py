@@ -18,6 +18,7 @@ from typing import Any
 from flask import (
     Response,
     abort,
+    current_app,
     flash,
     jsonify,
     redirect,
@@ -26,12 +27,15 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from ..bounces import recording
+from ..czech import plural
 from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
 from ..subscriptions import actions, transfer
@@ -50,6 +54,7 @@ ACTION_LABELS = {
     "preferences_add": "přidání v nastavení",
     "preferences_remove": "odebrání v nastavení",
     "bounce": "nedoručitelnost",
+    "reactivate": "obnovení doručování",
 }
 
 CHANNEL_LABELS = {
@@ -207,11 +212,17 @@ def subscriber(subscriber_id: int):
             .order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc())
         )
     )
+    config = current_app.config
     return render_template(
         "admin/subscriber.html",
         person=person,
         subscriptions=sorted(person.subscriptions, key=lambda s: s.list_id),
         events=events,
+        bounces=recording.bounces_of(person),
+        soft_score=recording.soft_score(person),
+        soft_threshold=config["BOUNCE_SOFT_THRESHOLD"],
+        soft_window=config["BOUNCE_SOFT_WINDOW_DAYS"],
+        suppressed=actions.is_suppressed(person.email_key),
         status_labels=STATUS_LABELS,
         action_labels=ACTION_LABELS,
         channel_labels=CHANNEL_LABELS,
@@ -227,6 +238,40 @@ def subscriber_export(subscriber_id: int):
     response.headers["Content-Disposition"] = f'attachment; filename="odberatel-{person.id}.json"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.post("/subscribers/<int(max=2147483647):subscriber_id>/reactivate")
+@editors_only
+def subscriber_reactivate(subscriber_id: int):
+    """Mail a bounced address again once its owner or its server fixed the cause."""
+    person = subscriber_or_404(subscriber_id)
+    changed = recording.reactivate(person, by=current_user.email)
+    db.session.commit()
+    if changed:
+        lists = plural(changed, "{n} odběr", "{n} odběry", "{n} odběrů")
+        flash(f"Doručování obnoveno ({lists}).", "success")
+    else:
+        flash("Adresa nemá žádný odběr vyřazený pro nedoručitelnost.", "error")
+    return redirect(url_for("admin.subscriber", subscriber_id=person.id))
+
+
+@bp.route("/subscribers/<int(max=2147483647):subscriber_id>/erase", methods=["GET", "POST"])
+@require_role("admin")
+def subscriber_erase(subscriber_id: int):
+    """Erase a person on their request made by other means (letter, phone): GDPR art. 17.
+
+    The same erasure as the person's own link: only the keyed hash stays, so
+    an import cannot bring the address back. GET asks, POST erases.
+    """
+    person = subscriber_or_404(subscriber_id)
+    if request.method == "GET":
+        return render_template("admin/subscriber_erase.html", person=person)
+    actions.erase(person)
+    db.session.commit()
+    # No address in the log: after erasure nothing may name the person.
+    current_app.logger.info("subscriber %s erased by account %s", subscriber_id, current_user.id)
+    flash("Všechny údaje o odběrateli byly vymazány.", "success")
+    return redirect(url_for("admin.subscribers"))
 
 
 # --- CSV import and export ----------------------------------------------------

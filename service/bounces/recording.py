@@ -21,8 +21,10 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import consent
 from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
+from ..consent import RequestInfo
 from ..extensions import db
 from ..models import Bounce, Delivery, OutgoingMail, Subscriber, Subscription
 from ..subscriptions import actions
@@ -132,7 +134,8 @@ def _record_one(
     threshold = current_app.config["BOUNCE_SOFT_THRESHOLD"]
     suppressed = False
     if failure.kind == "hard" or score >= threshold:
-        suppressed = suppress_bounced(subscriber)
+        why = " ".join(filter(None, (failure.status, failure.diagnostic)))
+        suppressed = suppress_bounced(subscriber, why or f"{failure.kind} bounce")
     return Outcome(subscriber.email, failure.kind, failure.status, True, suppressed, score)
 
 
@@ -152,23 +155,40 @@ def soft_score(subscriber: Subscriber, now: datetime | None = None) -> int:
     return len({moment.date() for moment in moments})
 
 
-def suppress_bounced(subscriber: Subscriber) -> bool:
-    """Stop all mail to the address; True when it was still receiving some."""
-    changed = db.session.execute(
-        update(Subscription)
-        .where(
+def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
+    """Stop all mail to the address; True when it was still receiving some.
+
+    Each subscription it ends gets a "bounce" step in the person's history,
+    so the admin and the person's own export say why mail stopped.
+    """
+    ended = db.session.scalars(
+        select(Subscription).where(
             Subscription.subscriber_id == subscriber.id,
             Subscription.status.in_(ACTIVE_STATUSES),
         )
-        .values(status="bounced")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    ).all()
+    info = RequestInfo(ip=None, user_agent=None, channel="bounce")
+    for subscription in ended:
+        changed = db.session.execute(
+            update(Subscription)
+            .where(Subscription.id == subscription.id, Subscription.status.in_(ACTIVE_STATUSES))
+            .values(status="bounced")
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed:
+            consent.record(
+                subscriber,
+                "bounce",
+                info,
+                mailing_list=subscription.mailing_list,
+                detail=reason[:500] or None,
+            )
     actions.suppress(subscriber.email_key, "bounced")
     db.session.expire(subscriber, ["subscriptions"])
-    return changed > 0
+    return bool(ended)
 
 
-def reactivate(subscriber: Subscriber) -> int:
+def reactivate(subscriber: Subscriber, by: str = "") -> int:
     """An administrator fixed the cause: mail the address again, forget its old bounces.
 
     Bounced subscriptions that had been confirmed go back to confirmed (the
@@ -192,6 +212,9 @@ def reactivate(subscriber: Subscriber) -> int:
         ).rowcount
     actions.lift_suppression(subscriber.email_key)
     subscriber.bounce_reset_at = utcnow()
+    if changed:
+        info = RequestInfo(ip=None, user_agent=None, channel="admin")
+        consent.record(subscriber, "reactivate", info, detail=by[:500] or None)
     db.session.expire(subscriber, ["subscriptions"])
     return changed
 
