@@ -41,10 +41,10 @@ def reconcile() -> dict[str, int]:
 
 def housekeeping() -> dict[str, int]:
     """Everything a worker does between jobs: reconcile, then apply retention."""
-    from .retention import purge_unconfirmed
+    from .retention import run_retention
 
     done = reconcile()
-    done["purged_unconfirmed"] = purge_unconfirmed()
+    done.update(run_retention())  # at most once an hour over all workers
     return done
 
 

@@ -318,6 +318,9 @@ def _move(issue: Issue, allowed: tuple[str, ...], message: str, **values: Any) -
 
 def delivery_counts(issue: Issue) -> dict[str, int]:
     """total, sent, failed, pending (+ skipped and cancelled) for the issue."""
+    if issue.delivery_summary is not None:
+        # Retention replaced the delivery rows by these final counts (workers/retention.py).
+        return dict(issue.delivery_summary)
     rows = db.session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.issue_id == issue.id)

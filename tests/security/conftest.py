@@ -87,6 +87,12 @@ class World:
                 values[name] = self.attachment.id
             elif name == "user_id":
                 values[name] = None  # filled by the caller (needs the accounts)
+            elif name in ("text_id", "version"):
+                # A stored text (the privacy notice, stored when first shown).
+                from service import consent
+
+                text = consent.current_text("privacy")
+                values[name] = text.id if name == "text_id" else text.version
             elif name == "uid":
                 values[name] = self.meeting.uid
             elif name == "filename":
@@ -175,13 +181,18 @@ def world(app) -> World:
     )
 
 
-def get_rules(app, method: str, prefix: str = ""):
-    """The app's rules answering `method` whose endpoint starts with `prefix`."""
+def get_rules(app, method: str, path_prefix: str = ""):
+    """The app's rules answering `method` whose path starts with `path_prefix`."""
     return sorted(
         (
             rule
             for rule in app.url_map.iter_rules()
-            if method in rule.methods and rule.endpoint.startswith(prefix)
+            if method in rule.methods and rule.rule.startswith(path_prefix)
         ),
         key=lambda rule: rule.rule,
     )
+
+
+def is_admin_page(rule) -> bool:
+    """Pages behind the admin sign-in (whatever blueprint serves them), not the sign-in."""
+    return rule.rule.startswith("/admin/") and rule.endpoint != "admin.login"

@@ -18,7 +18,7 @@ from service.accounts import create_token
 from service.extensions import db
 from service.models import ConsentEvent
 from tests.conftest import log_in, make_config
-from tests.security.conftest import get_rules
+from tests.security.conftest import get_rules, is_admin_page
 
 EMBED_ORIGIN = "https://www.socialnibydleni.example"
 
@@ -56,8 +56,8 @@ def check_headers(
         assert "Strict-Transport-Security" not in response.headers, path
 
 
-def get_urls(app, world, accounts) -> list[tuple[str, str]]:
-    """(endpoint, URL) of every GET route, with arguments from the world."""
+def get_urls(app, world, accounts) -> list[tuple[str, str, bool]]:
+    """(endpoint, URL, behind sign-in) of every GET route, with arguments from the world."""
     urls = []
     with app.test_request_context():
         for rule in get_rules(app, "GET"):
@@ -65,7 +65,7 @@ def get_urls(app, world, accounts) -> list[tuple[str, str]]:
             if "user_id" in values:
                 values["user_id"] = accounts.editor.id
             values.update(QUERY.get(rule.endpoint, {}))
-            urls.append((rule.endpoint, url_for(rule.endpoint, **values)))
+            urls.append((rule.endpoint, url_for(rule.endpoint, **values), is_admin_page(rule)))
     return urls
 
 
@@ -91,8 +91,7 @@ def test_every_get_route_carries_the_security_headers(app, world, accounts, sche
     db.session.commit()
     base_url = f"{scheme}://localhost"  # the host the admin's session cookie is for
     statuses = {}
-    for endpoint, url in get_urls(app, world, accounts):
-        signed_in = endpoint.startswith("admin.") and endpoint != "admin.login"
+    for endpoint, url, signed_in in get_urls(app, world, accounts):
         client = admin if signed_in else public
         headers = bearer if endpoint.startswith("api.") else {}
         response = client.get(url, base_url=base_url, headers=headers)

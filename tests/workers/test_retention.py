@@ -1,16 +1,65 @@
-"""Unconfirmed sign-ups are deleted after PENDING_PURGE_DAYS (the privacy notice promises it)."""
+"""Retention (workers/retention.py): each rule at its boundary, 0 = keep for ever, run hourly.
+
+Time is controlled: the rows get the real time of the actions that create
+them, and retention's own clock (`workers.retention.utcnow`) is moved to a
+moment relative to them, so each boundary is tested to the second.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import io
+from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
+from service.accounts import create_token
+from service.addresses import address_hash
 from service.clock import utcnow
 from service.extensions import db
-from service.models import ConsentEvent, OutgoingMail, Subscriber, Subscription
-from tests.conftest import link_to, run_jobs
-from workers.retention import purge_unconfirmed
+from service.groups import membership
+from service.issues import sending
+from service.models import (
+    Bounce,
+    ConsentEvent,
+    Delivery,
+    DeliveryBatch,
+    Issue,
+    MailingList,
+    OutgoingMail,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
+from service.subscriptions import transfer
+from tests.conftest import add_confirmed_subscribers, link_to, log_in, run_jobs
+from workers import retention
+from workers.reconcile import housekeeping
+from workers.retention import (
+    expire_consent_evidence,
+    purge_unconfirmed,
+    reduce_delivery_detail,
+    run_retention,
+)
+
+SECOND = timedelta(seconds=1)
+
+
+class Clock:
+    """Retention's notion of now; None means the real time."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or utcnow()
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    moved = Clock()
+    monkeypatch.setattr(retention, "utcnow", moved)
+    return moved
 
 
 def age_everything(days: int) -> None:
@@ -20,9 +69,21 @@ def age_everything(days: int) -> None:
     db.session.commit()
 
 
-def count(model) -> int:
+def count(model, *conditions) -> int:
     db.session.expire_all()
-    return db.session.scalar(select(func.count()).select_from(model))
+    return db.session.scalar(select(func.count()).select_from(model).where(*conditions))
+
+
+def group() -> MailingList:
+    return db.session.scalar(select(MailingList).filter_by(slug="ostrava-psb"))
+
+
+def newest(column):
+    db.session.expire_all()
+    return db.session.scalar(select(func.max(column)))
+
+
+# --- (a) unconfirmed sign-ups and invitations ---------------------------------------------
 
 
 def test_old_unconfirmed_signups_are_purged_with_their_records(client, app, outbox):
@@ -46,8 +107,317 @@ def test_recent_unconfirmed_signups_stay(client, app):
     assert count(Subscriber) == 1
 
 
+def test_unconfirmed_signup_is_purged_one_second_after_the_period(client, app, clock):
+    client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    signed_up = newest(Subscription.subscribed_at)
+
+    clock.now = signed_up + timedelta(days=30)
+    assert purge_unconfirmed() == 0
+    assert count(Subscriber) == 1
+
+    clock.now = signed_up + timedelta(days=30) + SECOND
+    assert purge_unconfirmed() == 1
+    assert count(Subscriber) == count(ConsentEvent) == count(OutgoingMail) == 0
+
+
+def test_invitations_never_accepted_are_purged_like_sign_ups(client, app, clock, outbox):
+    invited = membership.invite(
+        group(),
+        "pozvana@ostrava.cz",
+        "Pozvaná",
+        "Magistrát",
+        "obec-socialni",
+        "sociální práce",
+        None,
+    )
+    accepted = membership.invite(
+        group(), "prijala@ostrava.cz", "Přijala", "Charita", "nno", "koordinátorka", None
+    )
+    db.session.commit()
+    invited_at = invited.subscribed_at
+    run_jobs(app)
+    client.post(link_to(outbox.mails[1], "/groups/invitation/"))
+    assert db.session.get(Subscription, accepted.id).status == "confirmed"
+
+    clock.now = invited_at + timedelta(days=30)
+    assert purge_unconfirmed() == 0
+    clock.now = invited_at + timedelta(days=31)
+    assert purge_unconfirmed() == 1
+    assert db.session.scalars(select(Subscriber.email)).all() == ["prijala@ostrava.cz"]
+
+
+def test_join_request_waiting_for_the_coordinator_is_not_purged(client, app, clock, outbox):
+    form = {
+        "email": "zadatel@ostrava.cz",
+        "name": "Žadatel",
+        "organization": "Charita Ostrava",
+        "institution": "nno",
+        "function": "sociální pracovník",
+    }
+    client.post("/groups/ostrava-psb/join", data=form)
+    client.post("/groups/ostrava-psb/join", data={**form, "email": "nepotvrdil@ostrava.cz"})
+    run_jobs(app)
+    mail = next(m for m in outbox.mails if m.rcpt_tos == ["zadatel@ostrava.cz"])
+    client.post(link_to(mail, "/groups/join/"))
+
+    clock.now = utcnow() + timedelta(days=365)
+    assert purge_unconfirmed() == 1  # the unconfirmed one; "requested" waits for an answer
+    assert db.session.scalars(select(Subscription.status)).all() == ["requested"]
+
+
+def test_zero_keeps_unconfirmed_sign_ups_for_ever(client, app, clock):
+    app.config["PENDING_PURGE_DAYS"] = 0
+    client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    clock.now = utcnow() + timedelta(days=10 * 365)
+    assert purge_unconfirmed() == 0
+    assert count(Subscriber) == 1
+
+
+# --- (b) delivery detail --------------------------------------------------------------------
+
+
+def send_issue(app, slug: str = "zpravodaj") -> Issue:
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    fields, errors = sending.validate_fields("Zpravodaj 1/2027", "Dobrý den,\n\nnovinky.\n", "")
+    assert not errors
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    sending.send_now(issue)
+    db.session.commit()
+    run_jobs(app)
+    db.session.expire_all()
+    issue = db.session.get(Issue, issue.id)
+    assert issue.status == "sent"
+    return issue
+
+
+def reports(client, accounts, issue_id: int) -> tuple[dict, dict]:
+    """What the API and the admin's progress report say about an issue (editor signed in)."""
+    token = create_token(accounts.editor)
+    db.session.commit()
+    api = client.get(f"/api/v1/issues/{issue_id}", headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 200
+    progress = client.get(f"/admin/issues/{issue_id}/progress.json")
+    assert progress.status_code == 200
+    page = client.get(f"/admin/issues/{issue_id}")
+    assert page.status_code == 200
+    return api.get_json()["counts"], progress.get_json()
+
+
+def test_old_issue_keeps_its_counts_and_loses_its_delivery_rows(
+    client, app, clock, outbox, accounts, monkeypatch
+):
+    monkeypatch.setattr(retention, "CHUNK", 2)  # several chunks for a few rows
+    add_confirmed_subscribers("zpravodaj", 5)
+    outbox.catcher.reject_rcpt["odberatel3@example.cz"] = (550, "5.1.1 No such user")
+    issue = send_issue(app)
+    other = send_issue(app, "novinky")  # nobody on it, still an issue of its own
+    log_in(client, accounts.editor.email)
+    before = reports(client, accounts, issue.id)
+    assert before[0] == {
+        "total": 5, "sent": 4, "failed": 1, "pending": 0, "skipped": 0, "cancelled": 0
+    }  # fmt: skip
+    finished = issue.finished_at
+
+    clock.now = finished + timedelta(days=180)
+    assert reduce_delivery_detail()["summarised_issues"] == 0
+    assert count(Delivery, Delivery.issue_id == issue.id) == 5
+
+    clock.now = finished + timedelta(days=180) + SECOND
+    done = reduce_delivery_detail()
+    assert done["summarised_issues"] == 1
+    assert done["deleted_deliveries"] == 5
+    assert count(Delivery) == count(DeliveryBatch) == 0
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).delivery_summary == before[0]
+    assert db.session.get(Issue, other.id).delivery_summary is None
+    assert reports(client, accounts, issue.id) == before
+    # A second run finds nothing left to do.
+    assert reduce_delivery_detail()["summarised_issues"] == 0
+
+
+def test_issue_not_finished_keeps_its_rows_however_old(app, clock, outbox):
+    add_confirmed_subscribers("zpravodaj", 3)
+    issue = send_issue(app)
+    db.session.execute(update(Issue).values(status="paused"))
+    db.session.commit()
+    clock.now = utcnow() + timedelta(days=1000)
+    assert reduce_delivery_detail()["summarised_issues"] == 0
+    assert count(Delivery) == 3
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).delivery_summary is None
+
+
+def test_cancelled_issue_is_reduced_with_its_cancelled_count(app, clock, outbox):
+    add_confirmed_subscribers("zpravodaj", 4)
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    fields, _ = sending.validate_fields("Zrušené", "Text.\n", "")
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    sending.send_now(issue)
+    db.session.commit()
+    from workers.delivery import fan_out
+
+    fan_out(issue.id)
+    issue = db.session.get(Issue, issue.id)
+    sending.cancel(issue)
+    db.session.commit()
+    counts = sending.delivery_counts(db.session.get(Issue, issue.id))
+    assert counts["cancelled"] == 4
+
+    clock.now = utcnow() + timedelta(days=181)
+    assert reduce_delivery_detail()["summarised_issues"] == 1
+    db.session.expire_all()
+    assert sending.delivery_counts(db.session.get(Issue, issue.id)) == counts
+    assert count(Delivery) == 0
+
+
+def test_old_sent_mails_and_bounces_are_deleted_queued_mails_stay(client, app, clock, outbox):
+    client.post("/subscribe", json={"email": "jana@seznam.cz"})
+    run_jobs(app)
+    subscriber_id = db.session.scalar(select(Subscriber.id))
+    sent_at = newest(OutgoingMail.sent_at)
+    db.session.add(
+        Bounce(subscriber_id=subscriber_id, kind="soft", fingerprint="a" * 64, received_at=sent_at)
+    )
+    db.session.commit()
+    client.post("/subscribe", json={"email": "petr@seznam.cz"})  # stays queued: no worker ran
+    assert count(OutgoingMail, OutgoingMail.status == "queued") == 1
+
+    clock.now = sent_at + timedelta(days=180)
+    assert reduce_delivery_detail()["deleted_mails"] == 0
+    clock.now = sent_at + timedelta(days=180) + SECOND
+    done = reduce_delivery_detail()
+    assert done["deleted_mails"] == 1
+    assert done["deleted_bounces"] == 1
+    assert count(OutgoingMail) == 1
+    assert count(OutgoingMail, OutgoingMail.status == "queued") == 1
+    assert count(Bounce) == 0
+
+
+def test_zero_keeps_delivery_detail_for_ever(app, clock, outbox):
+    app.config["DELIVERY_DETAIL_DAYS"] = 0
+    add_confirmed_subscribers("zpravodaj", 2)
+    send_issue(app)
+    clock.now = utcnow() + timedelta(days=10 * 365)
+    assert reduce_delivery_detail()["summarised_issues"] == 0
+    assert count(Delivery) == 2
+
+
+# --- (c) consent evidence after withdrawal ---------------------------------------------------
+
+
+def subscribe_and_confirm(client, app, outbox, email: str) -> int:
+    outbox.catcher.clear()
+    client.post("/subscribe", json={"email": email, "name": "Jana Nováková"})
+    run_jobs(app)
+    client.post(link_to(outbox.mails[-1], "/confirm/"))
+    return db.session.scalar(select(Subscriber.id).filter_by(email=email))
+
+
+def unsubscribe(client, outbox) -> None:
+    client.post(link_to(outbox.mails[-1], "/unsubscribe/"))
+
+
+def test_withdrawn_person_is_deleted_after_the_evidence_period(client, app, clock, outbox):
+    subscribe_and_confirm(client, app, outbox, "odesla@seznam.cz")
+    unsubscribe(client, outbox)
+    stays = subscribe_and_confirm(client, app, outbox, "zustava@seznam.cz")
+    db.session.execute(update(ConsentEvent).values(occurred_at=utcnow() - timedelta(days=2000)))
+    db.session.commit()
+    left = newest(ConsentEvent.occurred_at)  # the same for both now
+    db.session.execute(
+        update(ConsentEvent).values(occurred_at=left).where(ConsentEvent.subscriber_id == stays)
+    )
+    db.session.commit()
+
+    clock.now = left + timedelta(days=3 * 365)
+    assert expire_consent_evidence() == 0
+    clock.now = left + timedelta(days=3 * 365) + SECOND
+    assert expire_consent_evidence() == 1
+
+    assert db.session.scalars(select(Subscriber.email)).all() == ["zustava@seznam.cz"]
+    assert {e.subscriber_id for e in db.session.scalars(select(ConsentEvent))} == {stays}
+    assert count(OutgoingMail, OutgoingMail.subscriber_id != stays) == 0
+    suppression = db.session.scalar(select(Suppression))
+    assert suppression.reason == "withdrawn"
+    assert suppression.address_hash == address_hash("odesla@seznam.cz")
+
+    # An import cannot bring them back; the public form can, through double opt-in.
+    zpravodaj = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    report = transfer.import_subscribers(
+        io.StringIO("email\nodesla@seznam.cz\n"), zpravodaj, "starý seznam"
+    )
+    assert report.imported == 0
+    assert "not imported" in report.problems[0][1]
+    subscribe_and_confirm(client, app, outbox, "odesla@seznam.cz")
+    assert count(Suppression) == 0
+    assert count(Subscription, Subscription.status == "confirmed") == 2
+
+
+def test_last_consent_step_counts_not_the_first(client, app, clock, outbox):
+    subscribe_and_confirm(client, app, outbox, "odesla@seznam.cz")
+    db.session.execute(update(ConsentEvent).values(occurred_at=utcnow() - timedelta(days=2000)))
+    db.session.commit()
+    unsubscribe(client, outbox)  # today
+    clock.now = utcnow() + timedelta(days=3 * 365 - 1)
+    assert expire_consent_evidence() == 0
+    clock.now = utcnow() + timedelta(days=3 * 365 + 1)
+    assert expire_consent_evidence() == 1
+
+
+def test_bounced_person_leaves_a_bounced_suppression(client, app, clock, outbox):
+    subscribe_and_confirm(client, app, outbox, "neexistuje@seznam.cz")
+    db.session.execute(update(Subscription).values(status="bounced"))
+    db.session.commit()
+    clock.now = utcnow() + timedelta(days=3 * 365 + 1)
+    assert expire_consent_evidence() == 1
+    assert db.session.scalar(select(Suppression.reason)) == "bounced"
+
+
+@pytest.mark.parametrize("status", ["pending", "confirmed", "requested"])
+def test_anyone_with_an_active_subscription_is_kept(client, app, clock, outbox, status):
+    subscribe_and_confirm(client, app, outbox, "aktivni@seznam.cz")
+    db.session.execute(update(Subscription).values(status=status))
+    db.session.commit()
+    clock.now = utcnow() + timedelta(days=10 * 365)
+    assert expire_consent_evidence() == 0
+    assert count(Subscriber) == 1
+
+
+def test_zero_keeps_consent_evidence_for_ever(client, app, clock, outbox):
+    app.config["CONSENT_EVIDENCE_DAYS"] = 0
+    subscribe_and_confirm(client, app, outbox, "odesla@seznam.cz")
+    unsubscribe(client, outbox)
+    clock.now = utcnow() + timedelta(days=30 * 365)
+    assert expire_consent_evidence() == 0
+    assert count(Subscriber) == 1
+
+
+# --- (d) when it runs ------------------------------------------------------------------------
+
+
 def test_workers_purge_when_they_start(client, app):
     client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
     age_everything(days=45)
     run_jobs(app)
+    assert count(Subscriber) == 0
+
+
+def test_retention_runs_at_most_once_an_hour_over_all_workers(client, app):
+    from service.jobs import redis_connection
+
+    first = run_retention()
+    assert set(first) >= {"purged_unconfirmed", "summarised_issues", "expired_consent_evidence"}
+    client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    age_everything(days=45)
+    # Another worker's housekeeping within the hour reconciles but leaves retention alone.
+    assert "purged_unconfirmed" not in housekeeping()
+    assert run_retention() == {}
+    assert count(Subscriber) == 1
+    ttl = redis_connection().ttl(retention.RETENTION_LOCK_KEY)
+    assert 3500 < ttl <= 3600
+    # The hour is up (the key expired): the next worker runs it.
+    redis_connection().delete(retention.RETENTION_LOCK_KEY)
+    assert housekeeping()["purged_unconfirmed"] == 1
     assert count(Subscriber) == 0
