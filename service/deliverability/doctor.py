@@ -22,6 +22,8 @@ DNS checks are skipped, each with a note, when no working resolver is reachable
 
 from __future__ import annotations
 
+import contextlib
+import os
 import smtplib
 import socket
 import ssl
@@ -293,8 +295,12 @@ def check_dkim_key(config: Mapping[str, Any]) -> list[Result]:
     record = record_value(key).encode("ascii")
     if not dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record):
         return [Result("dkim-key", FAIL, f"a test signature with {path} does not verify")]
-    status = OK if key.key_size >= 2048 else WARN
-    note = "" if status == OK else " (use 2048 bits: `zpravodaj dkim keygen`)"
+    status, note = OK, ""
+    if key.key_size < 2048:
+        status, note = WARN, " (use 2048 bits: `zpravodaj dkim keygen`)"
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_mode & 0o077:
+            status, note = WARN, f"; but others may read it: chmod 600 {path}"
     return [
         Result(
             "dkim-key",

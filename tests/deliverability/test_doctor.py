@@ -315,3 +315,14 @@ def test_doctor_command_reports_http_base_url_and_skipped_dns(app, runner, outbo
     assert "not https" in lines["base-url"]
     for name in ("dkim-dns", "spf", "dmarc"):
         assert lines[name].startswith("skip")
+
+
+def test_dkim_key_readable_by_others_is_a_warning(tmp_path):
+    from service.deliverability.dkim import private_key_pem
+
+    path = tmp_path / "open.pem"
+    path.write_bytes(private_key_pem(session_key()))
+    path.chmod(0o644)
+    [result] = check_dkim_key(good_config(DKIM_PRIVATE_KEY_PATH=str(path)))
+    assert result.status == WARN
+    assert "chmod 600" in result.detail
