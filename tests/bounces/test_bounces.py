@@ -446,3 +446,25 @@ def test_outgoing_mail_to_a_bounced_address_is_not_sent_except_confirmation(app,
     assert mail.status == "failed"
     assert "vyřazena" in mail.last_error
     assert db.session.scalar(select(Subscription.status)) == "bounced"
+
+
+def test_process_asks_the_mta_to_retry_when_the_database_is_down(
+    app, outbox, runner, tmp_path, monkeypatch
+):
+    """Exit 75 (EX_TEMPFAIL): a pipe transport keeps the bounce and delivers it again later."""
+    from sqlalchemy.exc import OperationalError
+
+    mails = send_issue(app, outbox, count=1)
+    (mail,) = mails.values()
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(recording, "record_report", unreachable)
+    result = process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
+    assert result.exit_code == 75
+    assert "Databáze není dostupná" in result.output
+    monkeypatch.undo()
+    again = process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
+    assert again.exit_code == 0
+    assert statuses(mail.rcpt_tos[0]) == {"bounced"}
