@@ -178,8 +178,9 @@ def parse_report(output: bytes) -> Score:
 
 
 def spamassassin(raw: bytes, home: str) -> Score:
-    """Score one message with local tests only; HOME is a fresh directory of this run, so
-    no Bayes database or address-reputation history of the machine takes part."""
+    """Score one message with local tests only. HOME is a fresh directory of this message:
+    no Bayes database or reputation history of the machine takes part, and the ham that
+    SpamAssassin auto-learns from one message cannot touch another's verdict or lock."""
     result = subprocess.run(
         [SPAMASSASSIN, "-L", "-t"],
         input=raw,
@@ -386,11 +387,11 @@ def scored(request, redis_url, smtp_sink, tmp_path_factory) -> Iterator[Scored]:
             db.drop_all()
             db.engine.dispose()
             smtp_sink.catcher.clear()
-    home = tmp / "home"
-    home.mkdir()
     # One spamassassin per message, in parallel: most of a run is Perl compiling its rules.
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) * 2) as pool:
-        verdicts = pool.map(lambda mail: spamassassin(mail.data, str(home)), mails.values())
+        verdicts = pool.map(
+            lambda kind: spamassassin(mails[kind].data, str(tmp / f"home-{kind}")), mails
+        )
         scores = dict(zip(mails, verdicts, strict=True))
     yield Scored(mails, scores)
 
