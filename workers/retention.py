@@ -131,7 +131,8 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
     Each chunk is locked and matched again before deleting (PostgreSQL: FOR
     UPDATE, the lock a sign-up takes too; SKIP LOCKED leaves one in progress
     for the next run), so a person who signs up again meanwhile is kept.
-    `suppress(subscriber_id)` gives the suppression reason to leave, if any.
+    `suppress(ids)` gives the suppression reason to leave for each, if any; people
+    leaving a suppression once consented, so mails to coordinators naming them go too.
     Keyset pagination by id: each subscriber is looked at once per run.
     """
     deleted = 0
@@ -157,6 +158,9 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
             for row in rows:
                 actions.suppress(row.email_key, reasons[row.id])
             db.session.flush()
+            # Mails to coordinators that named them go too, as on erasure.
+            named = actions.mails_naming([row.email_key for row in rows])
+            db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(named)))
         _delete_subscribers(ids)
         db.session.commit()
         deleted += len(ids)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email import message_from_bytes
+from email import policy as email_policy
 from typing import Any
 
 from flask import current_app
@@ -368,10 +370,43 @@ def erase(subscriber: Subscriber) -> None:
     sanctioned bulk delete (GDPR art. 17).
     """
     suppress(subscriber.email_key, "erased")
+    about_them = mails_naming([subscriber.email])
+    db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(about_them)))
     for model in (ConsentEvent, OutgoingMail, Subscription):
         db.session.execute(delete(model).where(model.subscriber_id == subscriber.id))
     db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     db.session.expire_all()
+
+
+# Mails to someone else that name a subscriber: a coordinator's notice of a join
+# request holds the applicant's address, name and organisation
+# (groups.joining.JOIN_REQUEST_NOTICE; imported from there it would be circular).
+MAILS_NAMING_OTHERS = ("join_request_notice",)
+
+
+def mails_naming(addresses: Iterable[str]) -> list[int]:
+    """Ids of stored mails to others that mention one of `addresses` (erasure takes them too).
+
+    The bodies are MIME-encoded, so each is parsed; there are few such mails
+    (one per coordinator per join request, deleted after DELIVERY_DETAIL_DAYS).
+    """
+    wanted = [a.casefold() for a in addresses]
+    if not wanted:
+        return []
+    found = []
+    rows = db.session.execute(
+        select(OutgoingMail.id, OutgoingMail.raw).where(
+            OutgoingMail.kind.in_(MAILS_NAMING_OTHERS), OutgoingMail.subscriber_id.is_(None)
+        )
+    )
+    for mail_id, raw in rows:
+        message = message_from_bytes(bytes(raw), policy=email_policy.default)
+        text = "\n".join(
+            part.get_content() for part in message.walk() if part.get_content_maintype() == "text"
+        ).casefold()
+        if any(address in text for address in wanted):
+            found.append(mail_id)
+    return found
 
 
 def suppress(address_key: str, reason: str) -> None:
