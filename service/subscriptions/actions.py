@@ -192,17 +192,20 @@ def confirm(subscriber: Subscriber, list_slugs: list[str], info: RequestInfo) ->
     Returns the lists the subscriber is now confirmed on among those named.
     """
     now = utcnow()
-    confirmed = []
+    confirmed, newly = [], []
     for subscription in subscriber.subscriptions:
         if subscription.mailing_list.slug not in list_slugs:
             continue
         if _transition(subscription, ("pending",), "confirmed", confirmed_at=now):
             consent.record(subscriber, "confirm", info, mailing_list=subscription.mailing_list)
+            newly.append(subscription.mailing_list)
         if subscription.status == "confirmed":
             confirmed.append(subscription.mailing_list)
     if confirmed:
         # A fresh double opt-in is the one way back for an erased address.
         lift_suppression(subscriber.email_key)
+    if newly:  # once per confirmation, never for a repeated click
+        emails.send_welcome(subscriber, newly)
     return confirmed
 
 

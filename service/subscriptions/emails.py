@@ -11,6 +11,7 @@ from ..models import MailingList, Subscriber
 
 CONFIRMATION = "confirmation"
 ALREADY_SUBSCRIBED = "already_subscribed"
+WELCOME = "welcome"
 
 
 def personal_links(subscriber: Subscriber) -> dict[str, str]:
@@ -69,5 +70,23 @@ def send_already_subscribed(subscriber: Subscriber, lists: list[MailingList]) ->
         "Odběr už máte potvrzený",
         "already_subscribed",
         lists=lists,
+        **personal_links(subscriber),
+    )
+
+
+def send_welcome(subscriber: Subscriber, lists: list[MailingList]) -> str:
+    """After a confirmation: what the person now gets, where the archive is, how to leave.
+
+    It also tells someone whose address was confirmed by a link-fetching
+    scanner (rare: confirmation needs a POST) that it happened.
+    """
+    names = ", ".join(m.name for m in lists)
+    return _send(
+        subscriber,
+        WELCOME,
+        f"Odběr potvrzen: {names}",
+        "welcome",
+        lists=lists,
+        archive_urls={m.slug: external_url("archive.list_issues", slug=m.slug) for m in lists},
         **personal_links(subscriber),
     )

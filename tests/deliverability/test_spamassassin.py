@@ -92,6 +92,7 @@ SENDERS = {
 
 KINDS = (
     "confirmation",
+    "welcome",
     "already_subscribed",
     "newsletter_issue",
     "issue_test_copy",
@@ -233,12 +234,13 @@ def produce_all(app, sink) -> dict[str, CaughtMail]:
     )
     db.session.commit()
 
-    # Double opt-in: the form, the confirmation, then signing up again once confirmed.
+    # Double opt-in: the form, the confirmation, the welcome, then signing up again.
     reader = "jana.novakova@seznam.cz"
     form = {"email": reader, "name": "Jana Nováková", "list": ["zpravodaj"], "list_choice": "1"}
     assert client.post("/subscribe", data=form).status_code == 202
     confirmation = mails.take("confirmation", reader)
     assert client.post(link_to(confirmation, "/confirm/")).status_code == 200
+    mails.take("welcome", reader)
     assert client.post("/subscribe", data=form).status_code == 202
     mails.take("already_subscribed", reader)
 

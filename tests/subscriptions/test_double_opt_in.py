@@ -12,7 +12,7 @@ from service import tokens
 from service.bounces.verp import envelope_sender
 from service.extensions import db
 from service.models import ConsentEvent, ConsentText, OutgoingMail, Subscriber, Subscription
-from tests.conftest import link_to, links_in, run_jobs
+from tests.conftest import BASE_URL, link_to, links_in, run_jobs
 
 from .snapshots import database_snapshot
 
@@ -185,8 +185,8 @@ def test_confirmed_address_signing_up_again_gets_a_short_note_not_a_second_subsc
     client.post(link_to(outbox.mails[0], "/confirm/"))
     sign_up(client)
     run_jobs(app)
-    assert len(outbox.mails) == 2
-    note = outbox.mails[1].message
+    assert len(outbox.mails) == 3  # confirmation, welcome, the note
+    note = outbox.mails[2].message
     assert note["Subject"] == "Odběr už máte potvrzený"
     assert "/confirm/" not in note.get_body(("plain",)).get_content()
     assert db.session.scalars(select(Subscription.status)).all() == ["confirmed"]
@@ -274,3 +274,23 @@ def test_idn_address_is_mailed_in_ascii(client, app, outbox):
     assert outbox.mails[0].rcpt_tos == ["petr@xn--pklad-zsa96e.cz"]
     assert b"xn--pklad-zsa96e.cz" in outbox.mails[0].data
     assert db.session.scalar(select(Subscriber.email)) == "petr@příklad.cz"
+
+
+def test_confirming_sends_one_welcome_mail(client, app, outbox):
+    sign_up(client, name="Jana Nováková")
+    run_jobs(app)
+    confirm_link = link_to(outbox.mails[0], "/confirm/")
+    client.post(confirm_link)
+    client.post(confirm_link)  # a second click changes nothing and sends nothing
+    run_jobs(app)
+    assert len(outbox.mails) == 2
+    welcome = outbox.mails[1].message
+    assert welcome["Subject"] == "Odběr potvrzen: Zpravodaj sociálního bydlení"
+    text = welcome.get_body(("plain",)).get_content()
+    assert "odběr je potvrzený" in text
+    assert f"{BASE_URL}/archive/zpravodaj" in text
+    assert link_to(outbox.mails[1], "/preferences/")
+    assert link_to(outbox.mails[1], "/unsubscribe/")
+    assert db.session.scalar(select(OutgoingMail.kind).order_by(OutgoingMail.id.desc())) == (
+        "welcome"
+    )
