@@ -32,7 +32,7 @@ from ..czech import plural
 from ..extensions import db
 from ..issues import attachments, meetings, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
-from ..models import Delivery, Issue, MailingList, Meeting, Subscription
+from ..models import Bounce, Delivery, Issue, MailingList, Meeting, Subscription
 from . import bp
 from .auth import require_list_access, visible_lists
 
@@ -314,6 +314,16 @@ def _failed_deliveries(issue: Issue) -> list[Delivery]:
     )
 
 
+def _bounces(issue: Issue) -> tuple[int, list[Bounce]]:
+    """Bounces that came back after the server had accepted the message (via VERP)."""
+    of_issue = (Bounce.delivery_id == Delivery.id, Delivery.issue_id == issue.id)
+    total = db.session.scalar(select(func.count(Bounce.id)).where(*of_issue)) or 0
+    shown = db.session.scalars(
+        select(Bounce).where(*of_issue).order_by(Bounce.id).limit(REPORT_FAILURES)
+    )
+    return total, list(shown)
+
+
 def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | None = None):
     errors = errors or {}
     state = sending.progress(issue)
@@ -328,6 +338,7 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         texts=progress_texts(state),
         final=issue.status in FINAL_STATUSES,
         failures=_failed_deliveries(issue) if counts["failed"] else [],
+        bounces=_bounces(issue) if issue.status in FINAL_STATUSES else (0, []),
         may_resend=issue.status in FINAL_STATUSES and unreached > 0 and issue.started_at,
         recipients_now=_confirmed_count(issue.mailing_list)
         if issue.status in ("draft", "scheduled")

@@ -468,3 +468,18 @@ def test_process_asks_the_mta_to_retry_when_the_database_is_down(
     again = process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
     assert again.exit_code == 0
     assert statuses(mail.rcpt_tos[0]) == {"bounced"}
+
+
+def test_the_issue_report_lists_its_bounces(app, outbox, runner, tmp_path, client, accounts):
+    from tests.conftest import log_in
+
+    mails = send_issue(app, outbox, count=2)
+    address, mail = sorted(mails.items())[0]
+    process(runner, tmp_path, bounce_bytes("exchange_hard.eml", mail))
+    delivery = db.session.get(Delivery, verp.parse_token(mail.mail_from).row_id)
+    log_in(client, accounts.editor.email)
+    page = client.get(f"/admin/issues/{delivery.issue_id}").get_data(as_text=True)
+    assert "Vrácené e-maily" in page
+    assert address in page
+    assert "5.1.10" in page
+    assert "RESOLVER.ADR.RecipientNotFound" in page
