@@ -422,7 +422,8 @@ def check_smtp(config: Mapping[str, Any], *, timeout: float | None = None) -> li
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, socket.timeout | TimeoutError):
             reason = f"no answer within {seconds:g} s"
-        results.append(Result("smtp", FAIL, f"{step} to {where} failed: {reason}"))
+        name = "smtp-login" if step == "login" else "smtp"
+        results.append(Result(name, FAIL, f"{step} to {where} failed: {reason}"))
     finally:
         if connection is not None:
             try:

@@ -326,3 +326,11 @@ def test_dkim_key_readable_by_others_is_a_warning(tmp_path):
     [result] = check_dkim_key(good_config(DKIM_PRIVATE_KEY_PATH=str(path)))
     assert result.status == WARN
     assert "chmod 600" in result.detail
+
+
+def test_login_where_the_server_offers_none_fails_as_a_login_problem(outbox):
+    url = outbox.url.replace("smtp://", "smtp://user:secret@")
+    results = by_name(check_smtp(good_config(SMTP_URL=url)))
+    assert results["smtp"].status == OK
+    assert results["smtp-login"].status == FAIL
+    assert outbox.mails == []
