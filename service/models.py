@@ -261,7 +261,7 @@ class Bounce(db.Model):
     """One bounce received for a subscriber: the evidence behind a bounce suppression.
 
     A hard bounce suppresses the address at once; soft bounces count by the
-    days they fall on within BOUNCE_SOFT_WINDOW_DAYS (service/bounces/scoring.py).
+    days they fall on within BOUNCE_SOFT_WINDOW_DAYS (service/bounces/recording.py).
     """
 
     __tablename__ = "bounce"

@@ -354,6 +354,17 @@ def test_dev_command_runs_the_double_opt_in_and_stops_cleanly_on_sigterm(start_d
     assert "Odběr je potvrzen" in page
     assert EMAIL in page
 
+    # The confirmation is followed by one welcome mail.
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while True:
+        _, outbox = server.get("/dev/outbox/")
+        if "Odběr potvrzen: Zpravodaj sociálního bydlení" in html.unescape(outbox):
+            break
+        assert time.monotonic() < deadline, f"no welcome mail in the outbox:\n{server.log}"
+        time.sleep(0.2)
+    mail_paths = re.findall(r'href="(/dev/outbox/\d+)"', outbox)
+    assert len(mail_paths) == 2, outbox
+
     _editor_sends_an_issue(server, len(mail_paths))
 
     _stop_and_check(server, signal.SIGTERM, group=False)

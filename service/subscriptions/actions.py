@@ -23,6 +23,7 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
 from ..models import (
+    Bounce,
     ConsentEvent,
     ConsentText,
     Delivery,
@@ -362,6 +363,18 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
                 "sent_at": _iso(m.sent_at),
             }
             for m in mails
+        ],
+        # Bounce reports are personal data too: they decided a suppression.
+        "bounces": [
+            {
+                "kind": b.kind,
+                "status": b.status,
+                "diagnostic": b.diagnostic,
+                "received_at": _iso(b.received_at),
+            }
+            for b in db.session.scalars(
+                select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id)
+            )
         ],
     }
 

@@ -172,6 +172,20 @@ def test_bounced_address_is_skipped_exported_and_not_imported(app, outbox, runne
     assert {s.mailing_list.slug for s in subscriber.subscriptions} == {"zpravodaj"}
 
 
+def test_a_persons_own_export_holds_their_bounces(app, outbox, runner, tmp_path):
+    from service.subscriptions.actions import export
+
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
+    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
+    (bounce,) = export(subscriber)["bounces"]
+    assert bounce["kind"] == "hard"
+    assert bounce["status"].startswith("5.1.")
+    assert bounce["diagnostic"]
+    assert bounce["received_at"]
+
+
 def test_the_same_bounce_twice_counts_once(app, outbox, runner, tmp_path):
     mails = send_issue(app, outbox, count=1)
     (mail,) = mails.values()
