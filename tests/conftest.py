@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+from jinja2.bccache import BytecodeCache, Bucket
 from redis import Redis
 
 from service import create_app
@@ -30,6 +32,31 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 BASE_URL = "http://zpravodaj.test"
 MAIL_FROM = "Zpravodaj sociálního bydlení <zpravodaj@socialnibydleni.example>"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def password_hashes_computed_once() -> Iterator[None]:
+    """Real scrypt hashes, each computed once per test session.
+
+    scrypt costs 0.1 s by design; the `accounts` fixture hashes three
+    passwords and every sign-in checks one, for hundreds of tests. Both are
+    pure functions of their arguments (a reused salt changes nothing a test
+    looks at), so each distinct call still runs the real scrypt once.
+    """
+    import service.accounts
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            service.accounts,
+            "generate_password_hash",
+            functools.cache(service.accounts.generate_password_hash),
+        )
+        patch.setattr(
+            service.accounts,
+            "check_password_hash",
+            functools.cache(service.accounts.check_password_hash),
+        )
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -131,9 +158,33 @@ def app_config(database_url, redis_url, outbox) -> dict:
     return make_config(database_url, redis_url, outbox.url)
 
 
+class SharedBytecodeCache(BytecodeCache):
+    """Compiled templates shared by every app of the test session.
+
+    Each test builds a new app, so a new Jinja environment that would compile
+    every template it renders again: about a tenth of the suite's time. The
+    templates do not change during a run, and Jinja checks each entry against
+    the template's source anyway.
+    """
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CACHE = SharedBytecodeCache()
+
+
 @pytest.fixture
 def app(app_config):
     app = create_app(app_config)
+    app.jinja_env.bytecode_cache = TEMPLATE_CACHE
     forget_smtputf8_capability()
     with app.app_context():
         empty_database()
