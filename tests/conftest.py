@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from jinja2.bccache import BytecodeCache, Bucket
@@ -63,7 +63,11 @@ def password_hashes_computed_once() -> Iterator[None]:
 def redis_url() -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
     if url:
-        yield url
+        # Tests flush their database: parallel test processes (pytest-xdist's
+        # gw0, gw1, …) each take the next database number of that server.
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+        base = Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
+        yield urlunsplit(urlsplit(url)._replace(path=f"/{base + worker}"))
         return
     with PrivateRedis() as server:
         yield server.url

@@ -23,7 +23,8 @@ from service.models import Issue
 from tests.conftest import PASSWORD, add_confirmed_subscribers
 from tests.workers.test_outgoing_mail import worker_env
 
-pytestmark = pytest.mark.browser
+# One Chromium for all browser tests: they run in one test process.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 RECIPIENTS = 40
 BODY = """Dobrý den,

@@ -16,7 +16,8 @@ from playwright.sync_api import expect
 from service.clock import utcnow
 from tests.conftest import PASSWORD, add_confirmed_subscribers, run_jobs
 
-pytestmark = pytest.mark.browser
+# One Chromium for all browser tests: they run in one test process.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 MEMBERS = 3
 

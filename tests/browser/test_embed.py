@@ -14,7 +14,8 @@ from sqlalchemy import select
 from service.extensions import db
 from service.models import ConsentEvent, Subscriber, Subscription
 
-pytestmark = pytest.mark.browser
+# One Chromium for all browser tests: they run in one test process.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 BAD_ADDRESS = "jana@@seznam.cz"
 GOOD_ADDRESS = "jana.novakova@seznam.cz"

@@ -66,11 +66,15 @@ from tests.conftest import (
 from workers.meetings import send_reminder
 
 SPAMASSASSIN = shutil.which("spamassassin")
-pytestmark = pytest.mark.skipif(
-    SPAMASSASSIN is None,
-    reason="spamassassin is not installed (Debian package `spamassassin`; scripts/test "
-    "installs it when run as root)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        SPAMASSASSIN is None,
+        reason="spamassassin is not installed (Debian package `spamassassin`; scripts/test "
+        "installs it when run as root)",
+    ),
+    # One test process produces and scores the mails (the module fixture) for all.
+    pytest.mark.xdist_group("spamassassin"),
+]
 
 THRESHOLD = 1.0
 FORBIDDEN = re.compile(
