@@ -52,6 +52,7 @@ def _describe(outcome) -> str:
         reason = {
             "already recorded": "už byla zaznamenána",
             "unknown address": "adresa není v databázi",
+            "no verp": "zpráva nepřišla na adresu VERP, tedy neprokazuje, že jde o naši poštu",
         }.get(outcome.note, outcome.note)
         return f"{who}: {kind} chyba{status} – nezaznamenáno, {reason}."
     line = f"{who}: {kind} chyba{status} zaznamenána"

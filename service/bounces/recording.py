@@ -55,15 +55,18 @@ def record_report(report: BounceReport, raw: bytes) -> list[Outcome]:
         # a mangled report still means that delivery came back. Count it soft.
         failures = [Failure(None, "soft", "", "nerozpoznaná zpráva o nedoručení")]
     target = _verp_target(report)
+    if target is None:
+        # Only a valid VERP token (a MAC under our key) says which of our mails
+        # came back. Every message leaves with one, so a real bounce has it; a
+        # report without one is something anybody could write naming anybody's
+        # address (municipal addresses are public), and must suppress no one.
+        return [_unproven(failure) for failure in failures]
+    subscriber, delivery_id, mail_id = target
     outcomes = []
     for failure in failures:
-        subscriber = target[0] if target else None
-        if subscriber is None and failure.address:
-            subscriber = _subscriber_by_address(failure.address)
         if subscriber is None:
-            outcomes.append(_unmatched(failure, report, target))
+            outcomes.append(_unmatched(failure))
             continue
-        delivery_id, mail_id = (target[1], target[2]) if target else (None, None)
         outcomes.append(_record_one(subscriber, failure, raw, delivery_id, mail_id))
     return outcomes
 
@@ -91,14 +94,14 @@ def _address_key(address: str) -> str | None:
         return None
 
 
-def _subscriber_by_address(address: str) -> Subscriber | None:
-    key = _address_key(address)
-    return db.session.scalar(select(Subscriber).filter_by(email_key=key)) if key else None
+def _unproven(failure: Failure) -> Outcome:
+    """A failure in a report that came without a valid VERP address: recorded nowhere."""
+    return Outcome(failure.address, failure.kind, failure.status, False, note="no verp")
 
 
-def _unmatched(failure: Failure, report: BounceReport, target) -> Outcome:
-    """A failure for an address we hold no subscriber for."""
-    if target is not None and failure.kind == "hard" and failure.address:
+def _unmatched(failure: Failure) -> Outcome:
+    """A failure of our own mail to an address we hold no subscriber for."""
+    if failure.kind == "hard" and failure.address:
         # Our own mail (an invitation to someone not yet a member) bounced hard:
         # remember the address, hashed, so it is not invited or imported again.
         key = _address_key(failure.address)
