@@ -130,11 +130,27 @@ def forget_smtputf8_capability() -> None:
     _capability_cache.clear()
 
 
-def address_hash(address_key: str) -> str:
-    """Keyed hash of a case-folded address, for the suppression list.
+def address_hashes(address_key: str) -> list[str]:
+    """Keyed hashes of a case-folded address for the suppression list, the current one first.
 
-    Keyed with the secret so the list cannot be reversed by hashing guesses.
+    Keyed with a secret so the list cannot be reversed by hashing guesses:
+    SUPPRESSION_KEY, else SECRET_KEY. Entries written under an older key must
+    keep counting, or rotating SECRET_KEY (old key into SECRET_KEY_FALLBACKS)
+    or setting SUPPRESSION_KEY later would quietly let every erased, bounced
+    and withdrawn address be imported and mailed again; so the hashes under
+    SECRET_KEY and each fallback are checked too.
     """
     config = current_app.config
-    key = (config["SUPPRESSION_KEY"] or config["SECRET_KEY"]).encode()
-    return hmac.new(key, b"suppression:" + address_key.encode(), hashlib.sha256).hexdigest()
+    keys = [config["SUPPRESSION_KEY"] or config["SECRET_KEY"], config["SECRET_KEY"]]
+    keys += config["SECRET_KEY_FALLBACKS"]
+    message = b"suppression:" + address_key.encode()
+    return [
+        hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+        for key in dict.fromkeys(keys)
+        if key
+    ]
+
+
+def address_hash(address_key: str) -> str:
+    """The hash a new suppression of the address is stored under."""
+    return address_hashes(address_key)[0]

@@ -8,11 +8,11 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
-from service.addresses import address_hash
 from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
-from service.models import OutgoingMail, Subscriber, Suppression
+from service.models import OutgoingMail, Subscriber
+from service.subscriptions import actions
 from service.subscriptions.emails import CONFIRMATION
 
 from .smtp import PermanentFailure, TransientFailure
@@ -39,10 +39,7 @@ def _bounced(mail: OutgoingMail) -> bool:
     )
     if email_key is None:
         return False
-    reason = db.session.scalar(
-        select(Suppression.reason).where(Suppression.address_hash == address_hash(email_key))
-    )
-    return reason == "bounced"
+    return actions.suppression_reason(email_key) == "bounced"
 
 
 def send_outgoing(mail_id: int) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import consent
-from ..addresses import Address, address_hash
+from ..addresses import Address, address_hash, address_hashes
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
@@ -431,14 +431,26 @@ def suppress(address_key: str, reason: str) -> None:
         db.session.add(Suppression(address_hash=digest, reason=reason))
 
 
+def suppression_reason(address_key: str) -> str | None:
+    """Why the address is suppressed ("erased", "bounced", "withdrawn"), None when it is not.
+
+    Looks under the current key and every older one (addresses.address_hashes).
+    """
+    return db.session.scalar(
+        select(Suppression.reason)
+        .where(Suppression.address_hash.in_(address_hashes(address_key)))
+        .order_by(Suppression.id.desc())
+        .limit(1)
+    )
+
+
 def is_suppressed(address_key: str) -> bool:
-    digest = address_hash(address_key)
-    return db.session.scalar(select(Suppression.id).filter_by(address_hash=digest)) is not None
+    return suppression_reason(address_key) is not None
 
 
 def lift_suppression(address_key: str) -> None:
     db.session.execute(
-        delete(Suppression).where(Suppression.address_hash == address_hash(address_key))
+        delete(Suppression).where(Suppression.address_hash.in_(address_hashes(address_key)))
     )
 
 

@@ -233,3 +233,23 @@ def test_erased_link_is_gone_and_outgoing_mail_of_others_stays(client, app, outb
     remaining = set(db.session.scalars(select(OutgoingMail.id)))
     # Only mails that named the person (the coordinators' notice) went with them.
     assert remaining <= set(others)
+
+
+@pytest.mark.parametrize(
+    "rotate",
+    ["secret key into the fallbacks", "suppression key set later"],
+)
+def test_erased_address_stays_unimportable_after_the_key_changes(client, app, person, rotate):
+    """The suppression hash is keyed; changing the key must not forget who was erased."""
+    client.post(person["preferences"] + "/erase")
+    if rotate == "secret key into the fallbacks":
+        app.config["SECRET_KEY_FALLBACKS"] = [app.config["SECRET_KEY"]]
+        app.config["SECRET_KEY"] = "a-new-secret-key-after-rotation"
+    else:
+        app.config["SUPPRESSION_KEY"] = "a-suppression-key-set-later"
+    zpravodaj = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    report = transfer.import_subscribers(
+        io.StringIO(f"email,name\n{EMAIL},{NAME}\n"), zpravodaj, "starý seznam 2025"
+    )
+    assert report.imported == 0
+    assert report.problems == [(2, "address was erased or bounced; not imported")]
