@@ -15,6 +15,11 @@ from .models import ConsentEvent, ConsentText, MailingList, Subscriber
 
 CONSENT_TEMPLATE = "consent/subscribe.txt"
 
+# Steps by which a person gave consent (to a list or a working group), and by
+# which they took it back. Retention and imports read the history by them.
+CONSENTING_ACTIONS = ("confirm", "import", "accept_invitation", "join_confirm", "preferences_add")
+WITHDRAWING_ACTIONS = ("unsubscribe", "preferences_remove")
+
 
 @dataclass(frozen=True)
 class RequestInfo:

@@ -33,6 +33,7 @@ from flask import current_app
 from sqlalchemy import delete, exists, func, or_, select, update
 
 from service.clock import utcnow
+from service.consent import CONSENTING_ACTIONS
 from service.extensions import db
 from service.jobs import redis_connection
 from service.models import (
@@ -97,7 +98,8 @@ def _cutoff(setting: str) -> datetime | None:
 
 
 def purge_unconfirmed() -> int:
-    """Delete pending subscriptions older than the limit, and subscribers left with none.
+    """Delete pending subscriptions older than the limit, and people left with none
+    who never consented to anything.
 
     "Pending" is a newsletter sign-up never confirmed, a group join request
     whose address was never confirmed, and a group invitation never accepted
@@ -115,6 +117,13 @@ def purge_unconfirmed() -> int:
     removed = _delete_subscribers_where(
         Subscriber.created_at < cutoff,
         ~exists().where(Subscription.subscriber_id == Subscriber.id),
+        # Someone who once consented keeps the evidence (and their withdrawal)
+        # for CONSENT_EVIDENCE_DAYS, even when a later sign-up went unconfirmed:
+        # rule (c) deletes them then, leaving a suppression.
+        ~exists().where(
+            ConsentEvent.subscriber_id == Subscriber.id,
+            ConsentEvent.action.in_(CONSENTING_ACTIONS),
+        ),
     )
     if purged or removed:
         log.info(

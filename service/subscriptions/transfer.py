@@ -17,9 +17,9 @@ from sqlalchemy import select
 from .. import consent
 from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
-from ..consent import RequestInfo
+from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
-from ..models import MailingList, Subscriber, Subscription
+from ..models import ConsentEvent, MailingList, Subscriber, Subscription
 from . import actions
 from .forms import name_problem
 
@@ -129,7 +129,10 @@ def _import_one(address, name, mailing_list, consent_source, info, now, details=
         if subscription.status in ("unsubscribed", "bounced"):
             # A withdrawal here outranks consent given elsewhere earlier.
             return f"address is {subscription.status} on this list; not re-added"
-    else:
+    if withdrew_from(subscriber, mailing_list):
+        # Also when a later sign-up (anyone can type an address) left it pending.
+        return "address is unsubscribed on this list; not re-added"
+    if subscription is None:
         subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
         subscriber.subscriptions.append(subscription)
     subscription.status = "confirmed"
@@ -138,6 +141,24 @@ def _import_one(address, name, mailing_list, consent_source, info, now, details=
         _set_details(subscription, details)
     consent.record(subscriber, "import", info, mailing_list=mailing_list, detail=consent_source)
     return "imported"
+
+
+def withdrew_from(subscriber: Subscriber, mailing_list: MailingList) -> bool:
+    """Whether the person's history holds a withdrawal from this list."""
+    if subscriber.id is None:
+        return False
+    return (
+        db.session.scalar(
+            select(ConsentEvent.id)
+            .where(
+                ConsentEvent.subscriber_id == subscriber.id,
+                ConsentEvent.list_id == mailing_list.id,
+                ConsentEvent.action.in_(WITHDRAWING_ACTIONS),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _set_details(subscription: Subscription, details: tuple[str, str, str]) -> None:

@@ -423,3 +423,44 @@ def test_retention_runs_at_most_once_an_hour_over_all_workers(client, app):
     redis_connection().delete(retention.RETENTION_LOCK_KEY)
     assert housekeeping()["purged_unconfirmed"] == 1
     assert count(Subscriber) == 0
+
+
+def test_an_unconfirmed_sign_up_after_withdrawing_keeps_the_evidence_and_the_withdrawal(
+    client, app, outbox, clock
+):
+    """Confirmed, unsubscribed, then signed up again by someone (anyone can type an
+    address) without confirming: the purge of unconfirmed sign-ups must not take the
+    consent evidence with it, and no import may add the person back meanwhile."""
+    address = "odhlasila@seznam.cz"
+    client.post("/subscribe", json={"email": address})
+    run_jobs(app)
+    client.post(link_to(outbox.mails[-1], "/confirm/"))
+    run_jobs(app)
+    client.post(link_to(outbox.mails[-1], "/unsubscribe/"))
+    client.post("/subscribe", json={"email": address})
+    assert db.session.scalar(select(Subscription.status)) == "pending"
+    zpravodaj = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+
+    def imported() -> int:
+        report = transfer.import_subscribers(
+            io.StringIO(f"email\n{address}\n"), zpravodaj, "starý seznam"
+        )
+        db.session.commit()
+        return report.imported
+
+    assert imported() == 0  # while the sign-up is pending
+
+    clock.now = newest(Subscription.subscribed_at) + timedelta(days=31)
+    assert purge_unconfirmed() == 1
+    assert count(Subscription) == 0
+    assert count(Subscriber) == 1
+    actions = set(db.session.scalars(select(ConsentEvent.action)))
+    assert {"signup", "confirm", "unsubscribe"} <= actions
+    assert imported() == 0  # after the purge
+
+    # The evidence goes after CONSENT_EVIDENCE_DAYS, leaving the suppression.
+    clock.now = newest(ConsentEvent.occurred_at) + timedelta(days=3 * 365) + SECOND
+    assert expire_consent_evidence() == 1
+    assert count(Subscriber) == 0
+    assert count(Suppression) == 1
+    assert imported() == 0
