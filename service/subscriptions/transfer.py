@@ -47,9 +47,13 @@ def import_subscribers(
     if not consent_source:
         raise ImportError_("the consent source must not be empty")
     reader = csv.DictReader(stream)
-    if reader.fieldnames is None:
+    try:
+        fieldnames = reader.fieldnames
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ImportError_(_unreadable(exc, 1)) from None
+    if fieldnames is None:
         raise ImportError_("the file is empty; it needs a header row with an `email` column")
-    columns = {(name or "").strip().lower(): name for name in reader.fieldnames}
+    columns = {(name or "").strip().lower(): name for name in fieldnames}
     if "email" not in columns:
         raise ImportError_("the header row has no `email` column")
 
@@ -91,10 +95,20 @@ def import_subscribers(
             else:
                 report.problems.append((line, outcome))
         db.session.commit()
+    except (UnicodeDecodeError, csv.Error) as exc:
+        db.session.rollback()
+        raise ImportError_(_unreadable(exc, reader.line_num + 1)) from None
     except Exception:
         db.session.rollback()
         raise
     return report
+
+
+def _unreadable(exc: Exception, line: int) -> str:
+    """Why the file cannot be read at all (nothing of it is imported)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"line {line}: the file is not UTF-8 (save it as 'CSV UTF-8'); nothing was imported"
+    return f"line {line}: not valid CSV ({exc}); nothing was imported"
 
 
 def _group_details(row: dict, columns: dict) -> tuple[tuple[str, str, str] | None, str | None]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from service.extensions import db
 from service.models import ConsentEvent, MailingList, OutgoingMail, Subscriber, Subscription
@@ -90,6 +91,29 @@ def test_import_without_email_column_fails_cleanly(runner, app, tmp_path):
     empty = run_import(runner, write(tmp_path, ""))
     assert empty.exit_code == 1
     assert "empty" in empty.output
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        # Excel's plain "CSV" on a Czech Windows is CP1250, not UTF-8.
+        ("email,name\njana@seznam.cz,Jana\npetr@seznam.cz,Petr Dvořák\n".encode("cp1250"),
+         "not UTF-8"),
+        ("email,name\nš@seznam.cz,Jana\n".encode("cp1250"), "not UTF-8"),
+        (b"email,name\njana@seznam.cz," + b"x" * 200_000 + b"\n", "not valid CSV"),
+    ],
+)  # fmt: skip
+def test_import_of_an_unreadable_file_fails_cleanly_and_imports_nothing(
+    runner, app, tmp_path, content, message
+):
+    path = tmp_path / "import.csv"
+    path.write_bytes(content)
+    result = run_import(runner, str(path))
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "nothing was imported" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert db.session.scalar(select(func.count(Subscriber.id))) == 0
 
 
 def test_import_into_unknown_list_fails_cleanly(runner, app, tmp_path):
