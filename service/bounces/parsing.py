@@ -64,13 +64,26 @@ def parse(raw: bytes, envelope_recipients: Iterable[str] = ()) -> BounceReport:
         raise NotABounce("zpráva je větší než 10 MB; nevypadá jako zpráva o nedoručení")
     if b"\0" in raw[:4096]:
         raise NotABounce("binární data, ne e-mailová zpráva")
-    message = email.message_from_bytes(raw)
+    try:
+        message = email.message_from_bytes(raw)
+    except RecursionError:  # MIME nested deeper than any real report
+        raise NotABounce(
+            "zpráva je zanořená příliš hluboko; nevypadá jako zpráva o nedoručení"
+        ) from None
     if not message.keys() or (message.defects and not message.get("From")):
         raise NotABounce("vstup nemá hlavičky e-mailové zprávy")
 
     report = BounceReport(verp=_verp_of(message, envelope_recipients))
-    report.failures = _dsn_failures(message) or _detector_failures(message)
-    report.auto_reply = not report.failures and _is_auto_reply(message)
+    try:
+        report.failures = _dsn_failures(message) or _detector_failures(message)
+        report.auto_reply = not report.failures and _is_auto_reply(message)
+    except (UnicodeError, LookupError, RecursionError, ValueError) as exc:
+        # A hostile or broken message (a charset like "idna" that cannot decode,
+        # MIME nested thousands deep) must not crash the pipe or the receiver.
+        if report.verp is None:
+            raise NotABounce(f"zprávu nelze přečíst ({type(exc).__name__})") from None
+        # Sent to one of our VERP addresses: the caller counts it as an unreadable report.
+        report.failures, report.auto_reply = [], False
     return report
 
 
@@ -180,7 +193,7 @@ def _body_text(message: email.message.Message) -> str:
         charset = part.get_content_charset() or "utf-8"
         try:
             texts.append(payload.decode(charset, "replace"))
-        except LookupError:
+        except (LookupError, UnicodeError):  # unknown, or a codec such as idna that raises
             texts.append(payload.decode("utf-8", "replace"))
     return "\n".join(texts)
 

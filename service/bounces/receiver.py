@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 
+import click
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from flask import Flask, current_app
@@ -100,8 +102,14 @@ def make_controller(app: Flask, host: str, port: int) -> Controller:
 def serve(host: str, port: int) -> None:
     """Run until SIGINT or SIGTERM."""
     app = current_app._get_current_object()
-    controller = make_controller(app, host, port)
-    controller.start()
+    try:
+        # A port in use or out of range, an unknown host: say so at once, no
+        # traceback (aiosmtpd would only time out after its ready_timeout).
+        socket.create_server((host, port)).close()
+        controller = make_controller(app, host, port)
+        controller.start()
+    except (OSError, OverflowError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

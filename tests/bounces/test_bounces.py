@@ -353,8 +353,16 @@ def test_reactivation_never_confirms_what_was_never_confirmed(
         b"\x00\x01\x02binary\xff\xfe",
         b"just some words, no headers at all\n",
         b"From: someone@example.cz\r\nSubject: hello\r\n\r\nNot a bounce.\r\n",
+        # A charset whose codec raises instead of replacing.
+        b"From: MAILER-DAEMON@example.cz\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=idna\r\n\r\n" + b"a" * 100 + b".b\r\n",
+        # MIME nested three thousand deep.
+        b"From: MAILER-DAEMON@example.cz\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n"
+        + "".join(
+            f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(3000)
+        ).encode(),
     ],
-    ids=["empty", "blank", "binary", "prose", "ordinary-mail"],
+    ids=["empty", "blank", "binary", "prose", "ordinary-mail", "idna-charset", "deep-mime"],
 )
 def test_garbage_gets_a_clear_message_and_a_non_zero_exit(app, runner, tmp_path, raw):
     result = process(runner, tmp_path, raw)
@@ -362,6 +370,19 @@ def test_garbage_gets_a_clear_message_and_a_non_zero_exit(app, runner, tmp_path,
     assert "Není to zpráva o nedoručení" in result.output
     assert "Traceback" not in result.output
     assert db.session.scalar(select(func.count(Bounce.id))) == 0
+
+
+def test_receiver_on_a_port_in_use_says_so_without_a_traceback(app, runner):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(args=["bounces", "serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert not isinstance(result.exception, OSError | RuntimeError)
 
 
 def test_process_reads_stdin(app, outbox, runner):
