@@ -32,6 +32,7 @@ from rq.job import Job
 from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 
 from service import jobs
+from service.bounces.recording import record_refusal
 from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
@@ -41,7 +42,7 @@ from service.jobs import redis_connection
 from service.models import Delivery, DeliveryBatch, Issue, Subscriber, Subscription
 
 from .rate_limit import SendRateLimiter, parse_domain_rates
-from .smtp import PermanentFailure, ServerUnavailable, TransientFailure
+from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
 from .transport import app_transport
 
 log = logging.getLogger(__name__)
@@ -403,6 +404,10 @@ class BatchSender:
             self.transport.send(
                 envelope_sender("d", row.id), address, raw, smtputf8=row.ascii_email is None
             )
+        except RecipientRefused as exc:
+            self._set(row.id, status="failed", last_error=str(exc)[:2000])
+            record_refusal(address, str(exc), subscriber_id=row.subscriber_id, delivery_id=row.id)
+            db.session.commit()
         except PermanentFailure as exc:
             self._set(row.id, status="failed", last_error=str(exc)[:2000])
         except ServerUnavailable as exc:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
+from service.bounces.recording import record_refusal
 from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
@@ -15,7 +16,7 @@ from service.models import OutgoingMail, Subscriber
 from service.subscriptions import actions
 from service.subscriptions.emails import CONFIRMATION
 
-from .smtp import PermanentFailure, TransientFailure
+from .smtp import PermanentFailure, RecipientRefused, TransientFailure
 from .transport import app_transport
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,10 @@ def send_outgoing(mail_id: int) -> str:
             )
     except PermanentFailure as exc:
         mail.status, mail.last_error = "failed", str(exc)[:2000]
+        if isinstance(exc, RecipientRefused):
+            record_refusal(
+                mail.recipient, str(exc), subscriber_id=mail.subscriber_id, mail_id=mail.id
+            )
         db.session.commit()
         log.warning("outgoing mail %s refused for good: %s", mail_id, exc)
         return "failed"

@@ -24,6 +24,10 @@ class PermanentFailure(Exception):
     """The server refused for good (5xx): retrying will not help."""
 
 
+class RecipientRefused(PermanentFailure):
+    """The server refused this recipient for good at RCPT TO: as good as a bounce."""
+
+
 class TransientFailure(Exception):
     """The server is unreachable or said try later (4xx): retry with backoff."""
 
@@ -137,7 +141,7 @@ class SmtpTransport:
             refused = connection.sendmail(sender, [recipient], raw, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = next(iter(exc.recipients.values()))
-            raise _classify(code, message) from exc
+            raise _classify(code, message, recipient=True) from exc
         except smtplib.SMTPSenderRefused as exc:
             # MAIL FROM refused (authentication, sender not allowed, quota): the
             # relay refuses us, not this recipient. Stop and retry later rather
@@ -185,11 +189,11 @@ class SmtpTransport:
         self._connection = None
 
 
-def _classify(code: int, message: bytes | str) -> Exception:
+def _classify(code: int, message: bytes | str, *, recipient: bool = False) -> Exception:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
     reason = f"{code} {text}".strip()
     if code == 421:  # the server is closing the session: it is the server, not the recipient
         return ServerUnavailable(reason)
     if 500 <= code < 600:
-        return PermanentFailure(reason)
+        return RecipientRefused(reason) if recipient else PermanentFailure(reason)
     return TransientFailure(reason)

@@ -110,10 +110,10 @@ def _dsn_failures(message: email.message.Message) -> list[Failure]:
             action = str(block.get("Action", "")).strip().lower()
             if action not in ("failed", "delayed"):
                 continue
-            status = _status_of(str(block.get("Status", "")))
+            status = status_of(str(block.get("Status", "")))
             diagnostic = _one_line(block.get("Diagnostic-Code", ""))
             if not status:
-                status = _status_of(diagnostic)
+                status = status_of(diagnostic)
             recipient = _address_of(block.get("Original-Recipient")) or _address_of(
                 block.get("Final-Recipient")
             )
@@ -163,7 +163,7 @@ def _is_auto_reply(message: email.message.Message) -> bool:
     )
 
 
-def _status_of(text: str) -> str:
+def status_of(text: str) -> str:
     match = _STATUS.search(text)
     return ".".join(match.groups()) if match else ""
 
@@ -205,5 +205,5 @@ def _context_of(address: str, text: str) -> tuple[str, str]:
     for index, line in enumerate(lines):
         if lowered and lowered in line.lower():
             context = " ".join(part.strip() for part in lines[index : index + 3])
-            return _status_of(context) or _status_of(text), _one_line(context)[:500]
-    return _status_of(text), ""
+            return status_of(context) or status_of(text), _one_line(context)[:500]
+    return status_of(text), ""

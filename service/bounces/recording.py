@@ -28,7 +28,7 @@ from ..consent import RequestInfo
 from ..extensions import db
 from ..models import Bounce, Delivery, OutgoingMail, Subscriber, Subscription
 from ..subscriptions import actions
-from .parsing import BounceReport, Failure
+from .parsing import BounceReport, Failure, classify, status_of
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
 ACTIVE_STATUSES = ("pending", "confirmed", "requested")
@@ -140,6 +140,32 @@ def _record_one(
         why = " ".join(filter(None, (failure.status, failure.diagnostic)))
         suppressed = suppress_bounced(subscriber, why or f"{failure.kind} bounce")
     return Outcome(subscriber.email, failure.kind, failure.status, True, suppressed, score)
+
+
+def record_refusal(
+    address: str,
+    reason: str,
+    *,
+    subscriber_id: int | None,
+    delivery_id: int | None = None,
+    mail_id: int | None = None,
+) -> Outcome:
+    """The SMTP server refused a recipient for good while we sent (5xx at RCPT TO).
+
+    As good as a bounce, without waiting for one, and counted by the same
+    rules: hard only with an enhanced status about the address (5.1.1 no such
+    mailbox); a policy answer (5.7.x) or a bare "550" without one may be about
+    us as much as about the address, so it counts soft. The caller commits.
+    """
+    status = status_of(reason)
+    kind = classify(status, permanent=False) if status else "soft"
+    failure = Failure(address, kind, status, " ".join(reason.split())[:500])
+    subscriber = db.session.get(Subscriber, subscriber_id) if subscriber_id else None
+    if subscriber is None:
+        return _unmatched(failure)
+    # The fingerprint keeps the same refusal of the same send from counting twice.
+    raw = f"smtp refusal\0{delivery_id}\0{mail_id}\0{reason}".encode()
+    return _record_one(subscriber, failure, raw, delivery_id, mail_id)
 
 
 def soft_score(subscriber: Subscriber, now: datetime | None = None) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
-from service.models import Delivery, Issue, MailingList, Subscription
+from service.models import Bounce, Delivery, Issue, MailingList, Subscriber, Subscription
 from tests.conftest import BASE_URL, add_confirmed_subscribers, link_to, run_jobs
 from workers.delivery import deliver_batch, fan_out
 from workers.reconcile import reconcile
@@ -275,6 +275,36 @@ def test_permanent_refusal_is_recorded_per_recipient_and_the_rest_go_out(app, ou
     assert "550" in failed.last_error
     db.session.expire_all()
     assert db.session.get(Issue, issue.id).status == "sent"  # finished, honestly reported
+
+
+def test_no_such_mailbox_at_rcpt_is_a_hard_bounce_and_the_next_issue_skips_it(app, outbox):
+    """A 5.1.1 refusal while sending says as much as a bounce would, at once."""
+    add_confirmed_subscribers("zpravodaj", 3)
+    outbox.catcher.reject_rcpt["odberatel1@example.cz"] = (550, "5.1.1 No such user")
+    send(make_issue())
+    run_jobs(app)
+    bounced = db.session.scalar(select(Subscriber).filter_by(email="odberatel1@example.cz"))
+    db.session.refresh(bounced)
+    assert {s.status for s in bounced.subscriptions} == {"bounced"}
+    (bounce,) = db.session.scalars(select(Bounce)).all()
+    assert (bounce.kind, bounce.status) == ("hard", "5.1.1")
+    assert bounce.delivery_id is not None
+
+    outbox.catcher.clear()
+    send(make_issue())
+    run_jobs(app)
+    assert recipients(outbox) == ["odberatel0@example.cz", "odberatel2@example.cz"]
+
+
+def test_a_policy_refusal_at_rcpt_counts_soft_and_suppresses_nobody_at_once(app, outbox):
+    add_confirmed_subscribers("zpravodaj", 2)
+    outbox.catcher.reject_rcpt["odberatel0@example.cz"] = (554, "5.7.1 Rejected by policy")
+    send(make_issue())
+    run_jobs(app)
+    (bounce,) = db.session.scalars(select(Bounce)).all()
+    assert (bounce.kind, bounce.status) == ("soft", "5.7.1")
+    statuses = db.session.scalars(select(Subscription.status)).all()
+    assert statuses == ["confirmed", "confirmed"]
 
 
 def test_temporary_refusal_of_one_recipient_is_retried_without_resending_others(app, outbox):

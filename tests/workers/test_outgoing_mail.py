@@ -226,3 +226,17 @@ def test_smtputf8_setting_overrides_the_server(client, app):
     assert client.post("/subscribe", json={"email": "jiří@seznam.cz"}).status_code == 202
     app.config["SMTPUTF8"] = "off"
     assert client.post("/subscribe", json={"email": "zdeněk@seznam.cz"}).status_code == 422
+
+
+def test_a_confirmation_refused_with_no_such_mailbox_is_recorded_as_a_hard_bounce(
+    client, app, outbox
+):
+    from service.models import Bounce, Subscription
+
+    outbox.catcher.reject_rcpt["preklep@seznam.cz"] = (550, "5.1.1 <preklep@seznam.cz> unknown")
+    sign_up(client, "preklep@seznam.cz")
+    run_jobs(app)
+    assert mail_row().status == "failed"
+    bounce = db.session.scalar(select(Bounce))
+    assert (bounce.kind, bounce.status, bounce.outgoing_mail_id) == ("hard", "5.1.1", mail_row().id)
+    assert db.session.scalar(select(Subscription.status)) == "bounced"
