@@ -148,6 +148,12 @@ def check_required(config: Mapping[str, Any]) -> None:
 DKIM_SETTINGS = ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_PATH")
 
 
+def check_dkim_selector(selector: str) -> None:
+    """A selector is a DNS label (or dotted labels): letters, digits and hyphens."""
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*", selector):
+        raise ConfigError(f"DKIM_SELECTOR={selector!r}: use letters, digits and hyphens.")
+
+
 def check_dkim(config: Mapping[str, Any]) -> None:
     """All three DKIM settings or none, and a key the workers can sign with.
 
@@ -167,9 +173,7 @@ def check_dkim(config: Mapping[str, Any]) -> None:
         )
     from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
 
-    selector = config["DKIM_SELECTOR"]
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*", selector):
-        raise ConfigError(f"DKIM_SELECTOR={selector!r}: use letters, digits and hyphens.")
+    check_dkim_selector(config["DKIM_SELECTOR"])
     try:
         ascii_domain(config["DKIM_DOMAIN"])
         load_private_key(config["DKIM_PRIVATE_KEY_PATH"])

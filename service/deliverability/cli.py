@@ -82,8 +82,12 @@ def keygen(selector: str | None, domain: str | None, out: Path | None) -> None:
         domain = ascii_domain(domain)
     except DkimKeyError as exc:
         raise click.BadParameter(str(exc), param_hint="--domain") from exc
-    from service.config import ConfigError, check_dkim
+    from service.config import ConfigError, check_dkim, check_dkim_selector
 
+    try:  # before anything is written: a refused selector leaves no stray key behind
+        check_dkim_selector(selector)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--selector") from exc
     path = (out or _default_out(selector)).absolute()
     if path.exists():
         raise click.ClickException(f"{path} exists; not overwriting a key (choose another --out)")

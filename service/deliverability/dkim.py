@@ -313,9 +313,13 @@ def txt_strings(value: str, size: int = 255) -> list[str]:
 
 
 def zone_line(selector: str, domain: str, key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
-    """The record as a zone-file line, e.g. `s._domainkey.d. IN TXT "v=DKIM1; …" "…"`."""
+    """The record as a zone-file line, e.g. `s._domainkey.d. IN TXT "v=DKIM1; …" "…"`.
+
+    The name ends with a dot (fully qualified): pasted into a BIND zone without
+    it, the zone's origin would be appended to it.
+    """
     quoted = " ".join(f'"{part}"' for part in txt_strings(record_value(key)))
-    return f"{record_name(selector, domain)} IN TXT {quoted}"
+    return f"{record_name(selector, domain)}. IN TXT {quoted}"
 
 
 def parse_record(strings: list[str] | str) -> dict[str, str]:

@@ -243,7 +243,7 @@ def test_keygen_writes_a_private_key_and_prints_the_record(tmp_path):
     assert out.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----")
 
     [line] = [x for x in result.output.splitlines() if "IN TXT" in x]
-    assert line.startswith(f'zp1._domainkey.{DOMAIN} IN TXT "v=DKIM1; k=rsa; p=')
+    assert line.startswith(f'zp1._domainkey.{DOMAIN}. IN TXT "v=DKIM1; k=rsa; p=')
     strings = re.findall(r'"([^"]*)"', line)
     assert len(strings) == 2 and all(len(s) <= 255 for s in strings)
     assert f"DKIM_DOMAIN={DOMAIN}" in result.output
@@ -259,6 +259,16 @@ def test_keygen_writes_a_private_key_and_prints_the_record(tmp_path):
     message = b"From: a@socialnibydleni.example\r\nSubject: x\r\n\r\nbody\r\n"
     signed = DkimSigner(DOMAIN, "zp1", key_path=str(out))(message)
     assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: "".join(strings).encode())
+
+
+def test_keygen_refuses_a_bad_selector_before_writing_anything(tmp_path):
+    out = tmp_path / "dkim.pem"
+    result = CliRunner().invoke(
+        dkim_group, ["keygen", "--selector", "zp 1!", "--domain", DOMAIN, "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert "letters, digits and hyphens" in result.output
+    assert not out.exists()
 
 
 def test_keygen_never_overwrites_a_key(tmp_path):
@@ -285,7 +295,7 @@ def test_keygen_runs_before_the_service_is_configured(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "instance" / "dkim-zp9.pem").exists()
-    assert f"zp9._domainkey.{DOMAIN} IN TXT" in done.stdout
+    assert f"zp9._domainkey.{DOMAIN}. IN TXT" in done.stdout
 
 
 # --- the fast canonicalisation equals dkimpy's ----------------------------------------

@@ -136,13 +136,13 @@ def test_dkim_record_of_another_key_fails():
     [result] = check_dkim_dns(good_config(), resolver(other))
     assert result.status == FAIL
     assert "not the public half" in result.detail
-    assert f'{SELECTOR}._domainkey.{DOMAIN} IN TXT "v=DKIM1; k=rsa; p=' in result.detail
+    assert f'{SELECTOR}._domainkey.{DOMAIN}. IN TXT "v=DKIM1; k=rsa; p=' in result.detail
 
 
 def test_dkim_record_missing_fails_and_says_what_to_publish():
     [result] = check_dkim_dns(good_config(), resolver({}))
     assert result.status == FAIL
-    assert f'publish: {SELECTOR}._domainkey.{DOMAIN} IN TXT "v=DKIM1' in result.detail
+    assert f'publish: {SELECTOR}._domainkey.{DOMAIN}. IN TXT "v=DKIM1' in result.detail
 
 
 def test_dkim_record_split_into_strings_is_joined():
