@@ -85,6 +85,45 @@ def test_confirmation_mail_is_signed_and_verifies(client, app, outbox):
     assert not db.session.scalar(select(OutgoingMail)).raw.startswith(b"DKIM-Signature")
 
 
+def test_every_kind_of_mail_is_signed_and_verifies(redis_url, smtp_sink, tmp_path):
+    """All fifteen kinds, each produced through its real path (the SpamAssassin
+    test's producer), leave signed; dkim.verify accepts every one."""
+    from service import create_app
+    from service.addresses import forget_smtputf8_capability
+    from service.jobs import redis_connection
+    from tests.conftest import empty_database, seed_lists
+    from tests.deliverability.test_spamassassin import KINDS, produce_all
+
+    config = make_config(
+        f"sqlite:///{tmp_path / 'mails.sqlite3'}",
+        redis_url,
+        smtp_sink.url,
+        MAIL_FROM=f"Zpravodaj sociálního bydlení <zpravodaj@{DOMAIN}>",
+        BASE_URL=f"https://zpravodaj.{DOMAIN}",
+        **dkim_settings(),
+    )
+    app = create_app(config)
+    forget_smtputf8_capability()
+    smtp_sink.catcher.clear()
+    with app.app_context():
+        empty_database()
+        redis_connection().flushdb()
+        seed_lists()
+        try:
+            mails = produce_all(app, smtp_sink)
+        finally:
+            db.session.remove()
+            redis_connection().flushdb()
+            db.drop_all()
+            db.engine.dispose()
+            smtp_sink.catcher.clear()
+    assert set(mails) == set(KINDS)
+    unsigned = [kind for kind in KINDS if not mails[kind].data.startswith(b"DKIM-Signature:")]
+    assert unsigned == []
+    failing = [kind for kind in KINDS if not dkim.verify(mails[kind].data, dnsfunc=offline_dns())]
+    assert failing == []
+
+
 def test_issue_mails_are_signed_with_both_unsubscribe_headers(app, outbox):
     add_confirmed_subscribers("zpravodaj", 3)
     send(make_issue())
