@@ -11,7 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import consent, tokens
-from ..addresses import INVALID_ADDRESS_MESSAGE, InvalidAddress, parse_address_for_app
+from ..addresses import (
+    INVALID_ADDRESS_MESSAGE,
+    InvalidAddress,
+    address_hash,
+    parse_address_for_app,
+)
 from ..archive.dates import czech_date, local_date
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -78,8 +83,9 @@ def _address_limit() -> str:
 
 
 def _address_rate_key() -> str:
-    """Rate-limit key of the address asking to join (lower-cased as typed)."""
-    return "join-address:" + (request.form.get("email", "").strip().casefold() or "-")
+    """Rate-limit key of the address asking to join (lower-cased as typed), hashed as
+    the sign-up's is: no addresses in Redis."""
+    return "join-address:" + address_hash(request.form.get("email", "").strip().casefold() or "-")
 
 
 def _group_page(

@@ -12,6 +12,7 @@ from flask import Response, current_app, jsonify, render_template, request, url_
 from sqlalchemy.exc import IntegrityError
 
 from .. import consent, tokens
+from ..addresses import address_hash
 from ..consent import RequestInfo
 from ..extensions import db, limiter
 from ..models import INSTITUTION_TYPES, MailingList, Subscriber
@@ -85,12 +86,16 @@ def _slugs(payload: dict) -> list[str]:
 
 
 def _address_rate_key() -> str:
-    """Rate-limit key of the address being signed up (lower-cased as typed)."""
+    """Rate-limit key of the address being signed up (lower-cased as typed).
+
+    A keyed hash, not the address: the key lives in Redis for up to an hour,
+    and Redis is no place for personal data the privacy notice does not name.
+    """
     try:
         typed = SubscribeInput.from_request(request).email_text
     except UnreadableRequest:
         typed = ""
-    return "subscribe-address:" + (typed.strip().casefold() or "-")
+    return "subscribe-address:" + address_hash(typed.strip().casefold() or "-")
 
 
 def _ip_limit() -> str:

@@ -250,6 +250,14 @@ class TestRateLimits:
         assert page.status_code == 429
         assert "Příliš mnoho pokusů" in page.get_data(as_text=True)
 
+    def test_rate_limit_keys_in_redis_hold_no_address(self, client, app):
+        from service.jobs import redis_connection
+
+        client.post("/subscribe", json={"email": "jana.novakova@seznam.cz"})
+        keys = [key.decode() for key in redis_connection().scan_iter("*")]
+        assert any("subscribe-address" in key for key in keys), keys
+        assert not any("jana" in key or "seznam" in key for key in keys), keys
+
     def test_limit_inside_the_embedded_form_keeps_the_frame_layout(self, client):
         for _ in range(3):
             response = client.post("/subscribe", data={"email": "jana@seznam.cz", "form": "embed"})
