@@ -113,3 +113,12 @@ class TestThrottling:
         assert log_in(client, "Redakce@socialnibydleni.example").status_code == 429
         # Another account from the same address is not locked out yet.
         assert log_in(client, "admin@socialnibydleni.example").status_code == 302
+
+    def test_one_address_trying_many_accounts_is_throttled(self, client, app, accounts):
+        app.config["RATE_LIMIT_LOGIN_IP"] = "4 per minute"
+        statuses = [
+            log_in(client, f"nekdo{n}@socialnibydleni.example", "hádám-heslo-123").status_code
+            for n in range(5)
+        ]
+        assert statuses == [401] * 4 + [429]
+        assert "Příliš mnoho" in log_in(client, "admin@socialnibydleni.example").text
