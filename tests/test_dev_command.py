@@ -355,19 +355,24 @@ def test_dev_command_runs_the_double_opt_in_and_stops_cleanly_on_sigterm(start_d
     assert EMAIL in page
 
     # The confirmation is followed by one welcome mail.
-    deadline = time.monotonic() + MAIL_TIMEOUT
-    while True:
-        _, outbox = server.get("/dev/outbox/")
-        if "Odběr potvrzen: Zpravodaj sociálního bydlení" in html.unescape(outbox):
-            break
-        assert time.monotonic() < deadline, f"no welcome mail in the outbox:\n{server.log}"
-        time.sleep(0.2)
+    outbox = _wait_for_outbox(server, "Odběr potvrzen: Zpravodaj sociálního bydlení")
     mail_paths = re.findall(r'href="(/dev/outbox/\d+)"', outbox)
     assert len(mail_paths) == 2, outbox
 
     _editor_sends_an_issue(server, len(mail_paths))
 
     _stop_and_check(server, signal.SIGTERM, group=False)
+
+
+def _wait_for_outbox(server: DevServer, subject: str) -> str:
+    """The outbox page, once a mail with `subject` is listed in it."""
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while True:
+        _, outbox = server.get("/dev/outbox/")
+        if subject in html.unescape(outbox):
+            return outbox
+        assert time.monotonic() < deadline, f"no {subject!r} in the outbox:\n{server.log}"
+        time.sleep(0.2)
 
 
 def _editor_sends_an_issue(server: DevServer, mails_before: int) -> None:
@@ -403,13 +408,7 @@ def _editor_sends_an_issue(server: DevServer, mails_before: int) -> None:
     assert re.fullmatch(r"/admin/issues/\d+", issue_path), url
     visit(f"{issue_path}/send", {"confirm": "1", "csrf_token": token})
 
-    deadline = time.monotonic() + MAIL_TIMEOUT
-    while True:
-        _, outbox = server.get("/dev/outbox/")
-        if "Zpravodaj z vývojového serveru" in html.unescape(outbox):
-            break
-        assert time.monotonic() < deadline, f"the issue never reached the outbox:\n{server.log}"
-        time.sleep(0.2)
+    outbox = _wait_for_outbox(server, "Zpravodaj z vývojového serveru")
     assert len(re.findall(r'href="(/dev/outbox/\d+)"', outbox)) == mails_before + 1
 
 

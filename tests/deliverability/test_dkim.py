@@ -88,11 +88,7 @@ def test_confirmation_mail_is_signed_and_verifies(client, app, outbox):
 def test_every_kind_of_mail_is_signed_and_verifies(redis_url, smtp_sink, tmp_path):
     """All fifteen kinds, each produced through its real path (the SpamAssassin
     test's producer), leave signed; dkim.verify accepts every one."""
-    from service import create_app
-    from service.addresses import forget_smtputf8_capability
-    from service.jobs import redis_connection
-    from tests.conftest import empty_database, seed_lists
-    from tests.deliverability.test_spamassassin import KINDS, produce_all
+    from tests.deliverability.test_spamassassin import KINDS, mails_of_every_kind
 
     config = make_config(
         f"sqlite:///{tmp_path / 'mails.sqlite3'}",
@@ -102,21 +98,7 @@ def test_every_kind_of_mail_is_signed_and_verifies(redis_url, smtp_sink, tmp_pat
         BASE_URL=f"https://zpravodaj.{DOMAIN}",
         **dkim_settings(),
     )
-    app = create_app(config)
-    forget_smtputf8_capability()
-    smtp_sink.catcher.clear()
-    with app.app_context():
-        empty_database()
-        redis_connection().flushdb()
-        seed_lists()
-        try:
-            mails = produce_all(app, smtp_sink)
-        finally:
-            db.session.remove()
-            redis_connection().flushdb()
-            db.drop_all()
-            db.engine.dispose()
-            smtp_sink.catcher.clear()
+    mails = mails_of_every_kind(config, smtp_sink)
     assert set(mails) == set(KINDS)
     unsigned = [kind for kind in KINDS if not mails[kind].data.startswith(b"DKIM-Signature:")]
     assert unsigned == []

@@ -373,12 +373,9 @@ class Scored:
     scores: dict[str, Score]
 
 
-@pytest.fixture(scope="module", params=sorted(SENDERS))
-def scored(request, redis_url, smtp_sink, tmp_path_factory) -> Iterator[Scored]:
-    """Every kind of mail from one sender, and SpamAssassin's verdict on each."""
-    tmp = tmp_path_factory.mktemp(f"spamassassin-{request.param}")
-    database = f"sqlite:///{tmp / 'mails.sqlite3'}"
-    app = create_app(make_config(database, redis_url, smtp_sink.url, **SENDERS[request.param]))
+def mails_of_every_kind(config: dict, smtp_sink) -> dict[str, CaughtMail]:
+    """Every kind of mail, produced by a fresh app with `config` (its own SQLite file)."""
+    app = create_app(config)
     forget_smtputf8_capability()
     smtp_sink.catcher.clear()
     with app.app_context():
@@ -386,13 +383,23 @@ def scored(request, redis_url, smtp_sink, tmp_path_factory) -> Iterator[Scored]:
         redis_connection().flushdb()
         seed_lists()
         try:
-            mails = produce_all(app, smtp_sink)
+            return produce_all(app, smtp_sink)
         finally:
             db.session.remove()
             redis_connection().flushdb()
             db.drop_all()
             db.engine.dispose()
             smtp_sink.catcher.clear()
+
+
+@pytest.fixture(scope="module", params=sorted(SENDERS))
+def scored(request, redis_url, smtp_sink, tmp_path_factory) -> Iterator[Scored]:
+    """Every kind of mail from one sender, and SpamAssassin's verdict on each."""
+    tmp = tmp_path_factory.mktemp(f"spamassassin-{request.param}")
+    database = f"sqlite:///{tmp / 'mails.sqlite3'}"
+    mails = mails_of_every_kind(
+        make_config(database, redis_url, smtp_sink.url, **SENDERS[request.param]), smtp_sink
+    )
     # One spamassassin per message, in parallel: most of a run is Perl compiling its rules.
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) * 2) as pool:
         verdicts = pool.map(
