@@ -254,17 +254,19 @@ def update_preferences(
     now = utcnow()
     subscriber.name = name
     wanted_ids = {m.id for m in wanted}
+    # A bounced address gets no new list either: mail to it would only bounce.
+    bounced = suppression_reason(subscriber.email_key) == "bounced"
     for mailing_list in public_newsletters():
         subscription = subscription_for(subscriber, mailing_list)
         active = subscription is not None and subscription.status in ("pending", "confirmed")
         if mailing_list.id in wanted_ids and not (
             subscription is not None and subscription.status == "confirmed"
         ):
+            if bounced or (subscription is not None and subscription.status == "bounced"):
+                continue  # only an administrator reactivates a bounced address
             if subscription is None:
                 subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
                 subscriber.subscriptions.append(subscription)
-            elif subscription.status == "bounced":
-                continue  # only an administrator reactivates a bounced address
             subscription.status = "confirmed"
             subscription.confirmed_at = now
             subscription.unsubscribed_at = None

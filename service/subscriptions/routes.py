@@ -343,6 +343,7 @@ def _preferences_page(
         subscriber=subscriber,
         newsletters=actions.public_newsletters(),
         active=active,
+        bounced=actions.suppression_reason(subscriber.email_key) == "bounced",
         memberships=memberships,
         # What the form shows per group: as stored, or as typed when it came back with errors.
         member_values={

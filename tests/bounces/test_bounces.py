@@ -186,6 +186,21 @@ def test_a_persons_own_export_holds_their_bounces(app, outbox, runner, tmp_path)
     assert bounce["received_at"]
 
 
+def test_a_bounced_address_cannot_add_a_list_on_its_preferences_page(
+    app, outbox, client, runner, tmp_path
+):
+    """Only an administrator's reactivation (or a fresh double opt-in) brings it back."""
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
+    response = client.post(
+        link_to(mail, "/preferences/"), data={"list": ["zpravodaj", "novinky"], "name": "Čtenář"}
+    )
+    assert response.status_code == 200
+    assert "vracejí jako nedoručitelné" in response.text
+    assert statuses(address) == {"bounced"}
+
+
 def test_the_same_bounce_twice_counts_once(app, outbox, runner, tmp_path):
     mails = send_issue(app, outbox, count=1)
     (mail,) = mails.values()
