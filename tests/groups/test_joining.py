@@ -363,6 +363,12 @@ class TestRateLimits:
         assert limited.status_code == 429
         assert "Příliš mnoho pokusů" in limited.get_data(as_text=True)
         assert "Retry-After" in limited.headers
+        # The limit's key in Redis is a keyed hash, not the address.
+        from service.jobs import redis_connection
+
+        keys = [key.decode() for key in redis_connection().scan_iter("*join-address*")]
+        assert keys
+        assert not any(APPLICANT.split("@")[0].casefold() in key.casefold() for key in keys)
 
     def test_per_ip_limit(self, client, public_group):
         statuses = [
