@@ -1,22 +1,35 @@
 # Sourced by scripts/run and scripts/test: makes .venv with the project and its
-# dev tools installed, reinstalling only when pyproject.toml changed.
+# dev tools installed, reinstalling whenever the dependency set changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
 if ! command -v "$python" >/dev/null 2>&1; then
-    echo "Python 3.11+ is needed (set PYTHON to its path)." >&2
+    echo "Python 3.11 or newer is needed: none found as '$python' (set PYTHON to its path)." >&2
+    exit 1
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "Python 3.11 or newer is needed; '$python' is $("$python" -V 2>&1)" \
+        "(set PYTHON to a newer one)." >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ] && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "Python's venv module (with ensurepip) is missing: on Debian or Ubuntu," \
+        "apt-get install python3-venv." >&2
     exit 1
 fi
 if [ ! -x .venv/bin/python ]; then
     echo "Creating the virtual environment in .venv ..." >&2
     "$python" -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# The stamp names the dependency set: any change to what pyproject.toml (or a
+# lock file under requirements/, when there is one) asks for reinstalls.
+stamp=".venv/.installed-$(cat pyproject.toml requirements/*.txt 2>/dev/null | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "Installing the project and its dependencies into .venv ..." >&2
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    # pip as the venv brought it: upgrading to whatever is newest would make
+    # every fresh machine run a different installer.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

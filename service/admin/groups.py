@@ -15,7 +15,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
-from wtforms import EmailField, SelectField, StringField, TextAreaField
+from wtforms import EmailField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from ..extensions import db
@@ -52,7 +52,10 @@ class GroupDetailsForm(CzechForm):
     department = StringField("Organizující odbor", validators=[Length(max=300)])
     meeting_place = StringField("Místo setkání", validators=[Length(max=300)])
     meeting_rhythm = StringField("Obvyklý rytmus setkání", validators=[Length(max=200)])
-    visibility = SelectField("Viditelnost", choices=list(VISIBILITY_LABELS.items()))
+    visibility = SelectField(
+        "Viditelnost",
+        choices=[SelectChoice(v, label) for v, label in VISIBILITY_LABELS.items()],
+    )
 
 
 class InviteForm(CzechForm):
@@ -62,7 +65,10 @@ class InviteForm(CzechForm):
     # Checked by membership.clean_details, whose message names the field.
     institution = SelectField(
         "Typ instituce",
-        choices=[("", "– nevybráno –"), *INSTITUTION_TYPES.items()],
+        choices=[
+            SelectChoice("", "– nevybráno –"),
+            *(SelectChoice(v, label) for v, label in INSTITUTION_TYPES.items()),
+        ],
         validate_choice=False,
     )
     function = StringField("Funkce", validators=[Length(max=200)])

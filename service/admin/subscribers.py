@@ -31,7 +31,7 @@ from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import selectinload
-from wtforms import SelectField, StringField
+from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..bounces import recording
@@ -365,7 +365,7 @@ def problem_in_czech(problem: str) -> str:
 def subscribers_import():
     lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
     form = ImportForm()
-    form.mailing_list.choices = [(m.slug, m.name) for m in lists]
+    form.mailing_list.choices = [SelectChoice(m.slug, m.name) for m in lists]
     if request.method == "GET" and request.args.get("list"):
         form.mailing_list.data = request.args["list"]
     if request.method == "GET":

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
-from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField
+from wtforms import EmailField, PasswordField, SelectChoice, SelectField, SelectMultipleField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
@@ -21,7 +21,7 @@ ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "
 
 class UserForm(CzechForm):
     email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
-    role = SelectField("Role", choices=list(ROLE_LABELS.items()))
+    role = SelectField("Role", choices=[SelectChoice(v, label) for v, label in ROLE_LABELS.items()])
     lists = SelectMultipleField("Skupiny (jen pro koordinátory)", coerce=int, choices=[])
     password = PasswordField("Heslo", validators=[DataRequired("Vyplňte heslo."), Length(max=200)])
     password_again = PasswordField(
@@ -30,11 +30,11 @@ class UserForm(CzechForm):
     )
 
 
-def _group_choices() -> list[tuple[int, str]]:
+def _group_choices() -> list[SelectChoice]:
     groups = db.session.scalars(
         select(MailingList).where(MailingList.kind == "group").order_by(MailingList.name)
     )
-    return [(g.id, f"{g.name} ({g.slug})") for g in groups]
+    return [SelectChoice(g.id, f"{g.name} ({g.slug})") for g in groups]
 
 
 @bp.route("/users", methods=["GET", "POST"])

@@ -18,6 +18,8 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.conftest import missing_part
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -140,7 +142,7 @@ def website(live_server: AppServer) -> Iterator[Website]:
 def browser():
     path = chromium_path()
     if path is None:
-        pytest.skip(
+        missing_part(
             "no Chromium found (set CHROMIUM_PATH, or install Debian's chromium package); "
             "Playwright's own browsers are not used"
         )

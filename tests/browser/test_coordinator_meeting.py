@@ -66,6 +66,8 @@ def test_coordinator_composes_and_sends_a_meeting_invitation(
         assert event["DTSTART"].params["TZID"] == "Europe/Prague"
         assert [p.get_filename() for p in message.iter_attachments()] == ["zápis z minula.pdf"]
 
-    page.reload()
+    # The page reloads itself once the issue is final; reloading it here too
+    # would race that navigation (ERR_ABORTED). Wait for the report it shows.
+    expect(page.get_by_role("heading", name="Závěrečná zpráva")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Změnit termín nebo místo").first).to_be_visible()
     expect(page.get_by_role("button", name="Zrušit setkání")).to_be_visible()
