@@ -4,11 +4,16 @@ The `security` profile (registered below) disables the deadline (the database
 and Redis take their time) and allows the function-scoped `app` fixture: one
 app serves every example of a test, and examples do not need a fresh database
 (the properties hold whatever earlier examples stored).
+
+The suite's run is short and derandomised: the same examples every run, so a
+red run is reproducible and never a coin toss. `FUZZ=long` explores: fresh
+random examples, ten times as many (a failure prints its reproduction blob).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import string
 
 from hypothesis import HealthCheck, given, settings
@@ -16,14 +21,22 @@ from hypothesis import strategies as st
 
 from service.addresses import InvalidAddress, parse_address
 
+LONG = os.environ.get("FUZZ") == "long"
 settings.register_profile(
     "security",
     deadline=None,
     database=None,  # the working tree is shared; failures print their reproduction blob
     print_blob=True,
+    derandomize=not LONG,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 PROFILE = settings.get_profile("security")
+
+
+def examples(short: int) -> int:
+    """How many examples a property gets: `short` in the suite, ten times that with FUZZ=long."""
+    return short * 10 if LONG else short
+
 
 # --- address normalisation (service/addresses.py) -------------------------------------
 
@@ -67,7 +80,7 @@ def parse(raw, smtputf8: bool = True):
     return parse_address(raw, allow_smtputf8=smtputf8)
 
 
-@settings(PROFILE, max_examples=1500)
+@settings(PROFILE, max_examples=examples(1500))
 @given(raw=anything, smtputf8=st.booleans())
 def test_parsing_raises_nothing_but_invalid_address(raw, smtputf8):
     try:
@@ -83,7 +96,7 @@ def test_parsing_raises_nothing_but_invalid_address(raw, smtputf8):
         assert address.ascii_email is not None and address.ascii_email.isascii()
 
 
-@settings(PROFILE, max_examples=800)
+@settings(PROFILE, max_examples=examples(800))
 @given(raw=candidates)
 def test_normalising_is_idempotent(raw):
     try:
@@ -98,7 +111,7 @@ def test_normalising_is_idempotent(raw):
         assert parse(address.ascii_email).key == address.key
 
 
-@settings(PROFILE, max_examples=800)
+@settings(PROFILE, max_examples=examples(800))
 @given(raw=plausible, flips=st.lists(st.booleans(), min_size=1, max_size=60))
 def test_case_variants_have_the_same_key(raw, flips):
     variant = "".join(c.swapcase() if flips[i % len(flips)] else c for i, c in enumerate(raw))
@@ -185,28 +198,28 @@ def check_answer(response, *, is_json: bool) -> None:
         assert any(c in body for c in CZECH), body[:500]
 
 
-@settings(PROFILE, max_examples=400)
+@settings(PROFILE, max_examples=examples(400))
 @given(payload=json_bodies)
 def test_json_signups_never_fail_and_always_answer_in_czech(client, payload):
     response = client.post("/subscribe", json=payload)
     check_answer(response, is_json=True)
 
 
-@settings(PROFILE, max_examples=100)
+@settings(PROFILE, max_examples=examples(100))
 @given(body=st.one_of(json_values, st.text(max_size=100)))
 def test_any_json_document_is_answered_cleanly(client, body):
     response = client.post("/subscribe", data=json.dumps(body), content_type="application/json")
     check_answer(response, is_json=True)
 
 
-@settings(PROFILE, max_examples=400)
+@settings(PROFILE, max_examples=examples(400))
 @given(fields=form_bodies)
 def test_form_signups_never_fail_and_always_answer_in_czech(client, fields):
     response = client.post("/subscribe", data=fields)
     check_answer(response, is_json=False)
 
 
-@settings(PROFILE, max_examples=150)
+@settings(PROFILE, max_examples=examples(150))
 @given(
     body=st.binary(max_size=300),
     content_type=st.sampled_from(
