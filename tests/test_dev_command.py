@@ -41,9 +41,11 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 ZPRAVODAJ = Path(sys.executable).with_name("zpravodaj")
 # Settings the dev command must fill in itself; anything inherited would hide that.
 UNSET = ("REDIS_URL", "SECRET_KEY", "SMTP_URL", "DATABASE_URL", "BASE_URL", "MAIL_FROM")
-START_TIMEOUT = 30
-MAIL_TIMEOUT = 20
-STOP_TIMEOUT = 20
+# Deadlines of waits on a condition, generous for a loaded CI machine; the
+# conditions themselves usually hold within a second or two.
+START_TIMEOUT = 120
+MAIL_TIMEOUT = 60
+STOP_TIMEOUT = 60
 
 
 # --- processes ------------------------------------------------------------------

@@ -68,6 +68,6 @@ def test_coordinator_composes_and_sends_a_meeting_invitation(
 
     # The page reloads itself once the issue is final; reloading it here too
     # would race that navigation (ERR_ABORTED). Wait for the report it shows.
-    expect(page.get_by_role("heading", name="Závěrečná zpráva")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("heading", name="Závěrečná zpráva")).to_be_visible()
     expect(page.get_by_text("Změnit termín nebo místo").first).to_be_visible()
     expect(page.get_by_role("button", name="Zrušit setkání")).to_be_visible()
