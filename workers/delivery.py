@@ -123,6 +123,12 @@ def fan_out(issue_id: int) -> str:
     ).rowcount
     db.session.commit()
     if not claimed:
+        # A cancel that landed while the previous slice wrote its last batch left that
+        # batch pending (the loop's status check came before it): this continuation
+        # is the one job still to come, so it cancels what is left.
+        if db.session.scalar(select(Issue.status).where(Issue.id == issue_id)) == "cancelled":
+            _cancel_leftovers(issue_id)
+        db.session.commit()
         return "skipped"
 
     issue = db.session.get(Issue, issue_id)
@@ -331,7 +337,11 @@ class BatchSender:
                     log.warning("batch %s taken over by another worker; stopping", self.batch_id)
                     return "lost lease"
                 last_beat = time.monotonic()
-            # Wait for the rate limit before claiming, not while holding a claim.
+            # Wait for the rate limit before claiming, not while holding a claim, nor
+            # an open transaction: the previous message's record would be invisible
+            # to a worker taking over, and on SQLite it holds every writer back.
+            if self.limiter.active:
+                db.session.commit()
             self.limiter.wait((row.ascii_email or row.email).rpartition("@")[2])
             outcome = self._claim(row.id, row.subscriber_id)
             db.session.commit()
