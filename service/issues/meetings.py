@@ -12,8 +12,8 @@ meeting never alters mails still going out.
 from __future__ import annotations
 
 import hashlib
-import uuid
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
