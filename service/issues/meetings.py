@@ -12,8 +12,8 @@ meeting never alters mails still going out.
 from __future__ import annotations
 
 import hashlib
-import uuid
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -204,8 +204,7 @@ def ever_sent(meeting: Meeting) -> bool:
     return (
         db.session.scalar(
             select(Issue.id)
-            .where(Issue.meeting_id == meeting.id, Issue.status != "draft")
-            .where(Issue.status != "scheduled")
+            .where(Issue.meeting_id == meeting.id, Issue.status.not_in(Issue.EDITABLE))
             .limit(1)
         )
         is not None
