@@ -25,7 +25,7 @@ from flask import current_app, render_template
 from .clock import utcnow
 from .extensions import db
 from .jobs import after_commit, enqueue_outgoing_mail
-from .models import OutgoingMail, Subscriber
+from .models import MailStatus, OutgoingMail, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def queue_message_bytes(
         smtputf8=not recipient.isascii(),
         message_id=message_id,
         raw=raw,
-        status="queued",
+        status=MailStatus.QUEUED,
     )
     db.session.add(mail)
     db.session.flush()  # the id names the job

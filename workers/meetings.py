@@ -18,7 +18,7 @@ from service.clock import utcnow
 from service.extensions import db
 from service.issues import meetings, sending
 from service.jobs import redis_connection
-from service.models import Issue, Meeting
+from service.models import Issue, IssueStatus, Meeting, MeetingMethod
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
         sending.IssueInput(subject, REMINDER_BODY.format(group=meeting.mailing_list.name)),
         None,
     )
-    issue.meeting, issue.meeting_method = meeting, "REQUEST"
+    issue.meeting, issue.meeting_method = meeting, MeetingMethod.REQUEST
     db.session.flush()
     sending.send_now(issue)
     db.session.commit()
@@ -70,8 +70,8 @@ def reconcile_reminders() -> int:
     announced = (
         select(Issue.meeting_id, Issue.started_at)
         .where(
-            Issue.meeting_method == "REQUEST",
-            Issue.status.in_(("sending", "paused", "sent")),
+            Issue.meeting_method == MeetingMethod.REQUEST,
+            Issue.status.in_((IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)),
             Issue.meeting_id.is_not(None),
         )
         .subquery()

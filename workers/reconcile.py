@@ -19,7 +19,7 @@ from sqlalchemy import and_, or_, select, update
 from service.clock import utcnow
 from service.extensions import db
 from service.jobs import enqueue_outgoing_mail, outgoing_mail_job_id, redis_connection
-from service.models import OutgoingMail
+from service.models import MailStatus, OutgoingMail
 
 from .mail import claim_lease
 
@@ -58,9 +58,10 @@ def reconcile_outgoing_mail() -> int:
     rows = db.session.scalars(
         select(OutgoingMail.id).where(
             or_(
-                and_(OutgoingMail.status == "queued", OutgoingMail.created_at < settled),
+                and_(OutgoingMail.status == MailStatus.QUEUED, OutgoingMail.created_at < settled),
                 and_(
-                    OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()
+                    OutgoingMail.status == MailStatus.SENDING,
+                    OutgoingMail.claimed_at < now - claim_lease(),
                 ),
             )
         )
@@ -85,8 +86,8 @@ def _expire_stale(cutoff) -> None:
     """Give up on mails that could not be sent for days: their links have expired anyway."""
     db.session.execute(
         update(OutgoingMail)
-        .where(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff)
-        .values(status="failed", last_error="not sent in time; given up")
+        .where(OutgoingMail.status == MailStatus.QUEUED, OutgoingMail.created_at < cutoff)
+        .values(status=MailStatus.FAILED, last_error="not sent in time; given up")
     )
     db.session.commit()
 

@@ -25,7 +25,14 @@ from ..groups.membership import (
     VISIBILITY_LABELS,
     MembershipError,
 )
-from ..models import INSTITUTION_TYPES, MailingList, Subscription, User, is_valid_slug
+from ..models import (
+    INSTITUTION_TYPES,
+    MailingList,
+    Subscription,
+    SubscriptionStatus,
+    User,
+    is_valid_slug,
+)
 from . import bp
 from .auth import CzechForm, require_list_access, require_role
 from .subscribers import UnusableUpload
@@ -161,9 +168,9 @@ def render_group(
         render_template(
             "admin/group.html",
             group=group,
-            requests=[s for s in everyone if s.status == "requested"],
-            members=[s for s in everyone if s.status != "requested"],
-            active_count=sum(1 for s in everyone if s.status == "confirmed"),
+            requests=[s for s in everyone if s.status == SubscriptionStatus.REQUESTED],
+            members=[s for s in everyone if s.status != SubscriptionStatus.REQUESTED],
+            active_count=sum(1 for s in everyone if s.status == SubscriptionStatus.CONFIRMED),
             coordinators=coordinators,
             assignable=assignable,
             details_form=details_form or GroupDetailsForm(obj=group, formdata=None),

@@ -26,12 +26,21 @@ from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
-from ..models import Bounce, Delivery, OutgoingMail, Subscriber, Subscription
+from ..models import (
+    ACTIVE_SUBSCRIPTION_STATUSES,
+    Bounce,
+    Delivery,
+    OutgoingMail,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    SuppressionReason,
+)
 from ..subscriptions import actions
 from .parsing import BounceReport, Failure, classify, status_of
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
-ACTIVE_STATUSES = ("pending", "confirmed", "requested")
+ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ def _unmatched(failure: Failure) -> Outcome:
         # remember the address, hashed, so it is not invited or imported again.
         key = _address_key(failure.address)
         if key:
-            actions.suppress(key, "bounced")
+            actions.suppress(key, SuppressionReason.BOUNCED)
             return Outcome(failure.address, failure.kind, failure.status, True, True, note="hash")
     return Outcome(failure.address, failure.kind, failure.status, False, note="unknown address")
 
@@ -198,13 +207,7 @@ def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
     ).all()
     info = RequestInfo(ip=None, user_agent=None, channel="bounce")
     for subscription in ended:
-        changed = db.session.execute(
-            update(Subscription)
-            .where(Subscription.id == subscription.id, Subscription.status.in_(ACTIVE_STATUSES))
-            .values(status="bounced")
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if changed:
+        if subscription.mark_bounced():
             consent.record(
                 subscriber,
                 "bounce",
@@ -212,7 +215,7 @@ def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
                 mailing_list=subscription.mailing_list,
                 detail=reason[:500] or None,
             )
-    actions.suppress(subscriber.email_key, "bounced")
+    actions.suppress(subscriber.email_key, SuppressionReason.BOUNCED)
     db.session.expire(subscriber, ["subscriptions"])
     return bool(ended)
 
@@ -225,9 +228,15 @@ def reactivate(subscriber: Subscriber, by: str = "") -> int:
     back to pending, since only the person can confirm. The caller records
     who did it and commits.
     """
-    bounced = (Subscription.subscriber_id == subscriber.id, Subscription.status == "bounced")
+    bounced = (
+        Subscription.subscriber_id == subscriber.id,
+        Subscription.status == SubscriptionStatus.BOUNCED,
+    )
     changed = 0
-    for confirmed_before, status in ((True, "confirmed"), (False, "pending")):
+    for confirmed_before, status in (
+        (True, SubscriptionStatus.CONFIRMED),
+        (False, SubscriptionStatus.PENDING),
+    ):
         was = (
             Subscription.confirmed_at.is_not(None)
             if confirmed_before

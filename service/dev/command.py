@@ -341,7 +341,7 @@ def seed_demo_groups() -> None:
     from ..clock import utcnow
     from ..consent import RequestInfo
     from ..extensions import db
-    from ..models import MailingList, Subscription
+    from ..models import MailingList, Subscription, SubscriptionStatus
     from ..subscriptions import actions
 
     fields = ("municipality", "theme", "department", "meeting_place", "meeting_rhythm")
@@ -374,7 +374,7 @@ def seed_demo_groups() -> None:
         subscriber.subscriptions.append(
             Subscription(
                 mailing_list=group,
-                status="confirmed",
+                status=SubscriptionStatus.CONFIRMED,
                 subscribed_at=now,
                 confirmed_at=now,
                 organization=organization,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from .. import consent
 from ..addresses import InvalidAddress, parse_address_for_app
@@ -26,8 +26,11 @@ from ..models import (
     GROUP_VISIBILITIES,
     INSTITUTION_TYPES,
     ConsentEvent,
+    GroupVisibility,
+    ListKind,
     MailingList,
     Subscription,
+    SubscriptionStatus,
     User,
 )
 from ..subscriptions import actions
@@ -57,16 +60,16 @@ GROUP_FIELDS = {
 MULTILINE_FIELDS = frozenset({"description"})
 
 VISIBILITY_LABELS = {
-    "public": "veřejná (lze požádat o členství)",
-    "invite": "jen na pozvání",
+    GroupVisibility.PUBLIC: "veřejná (lze požádat o členství)",
+    GroupVisibility.INVITE: "jen na pozvání",
 }
 MEMBER_STATUS_LABELS = {
-    "pending": "pozván(a), čeká na přijetí",
-    "requested": "žádá o členství",
-    "confirmed": "člen(ka)",
-    "declined": "žádost zamítnuta",
-    "unsubscribed": "odešel/odešla",
-    "bounced": "nedoručitelná adresa",
+    SubscriptionStatus.PENDING: "pozván(a), čeká na přijetí",
+    SubscriptionStatus.REQUESTED: "žádá o členství",
+    SubscriptionStatus.CONFIRMED: "člen(ka)",
+    SubscriptionStatus.DECLINED: "žádost zamítnuta",
+    SubscriptionStatus.UNSUBSCRIBED: "odešel/odešla",
+    SubscriptionStatus.BOUNCED: "nedoručitelná adresa",
 }
 
 
@@ -156,7 +159,7 @@ def update_group(group: MailingList, **values: str | None) -> None:
 
 
 def _require_group(group: MailingList) -> None:
-    if group.kind != "group":
+    if group.kind != ListKind.GROUP:
         raise MembershipError("Tento seznam není pracovní skupina.")
 
 
@@ -164,22 +167,6 @@ def _require_member_of(group: MailingList, subscription: Subscription) -> None:
     _require_group(group)
     if subscription.list_id != group.id:
         raise MembershipError("Tento člen do skupiny nepatří.")
-
-
-def _move(subscription: Subscription, allowed: tuple[str, ...], status: str, **values) -> bool:
-    """Change the status if it is one of `allowed`, as one conditional UPDATE.
-
-    Of two coordinators clicking "approve" at once only one changes the row,
-    so the person gets one mail and the history one entry.
-    """
-    changed = db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == subscription.id, Subscription.status.in_(allowed))
-        .values(status=status, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.refresh(subscription)
-    return changed == 1
 
 
 def _by(user: User | None) -> str | None:
@@ -224,9 +211,9 @@ def invite(
         subscriber.name = name
     subscription = actions.subscription_for(subscriber, group)
     if subscription is not None:
-        if subscription.status == "confirmed":
+        if subscription.status == SubscriptionStatus.CONFIRMED:
             raise MembershipError(f"{address.email} už je členem skupiny.")
-        if subscription.status == "bounced":
+        if subscription.status == SubscriptionStatus.BOUNCED:
             raise MembershipError(f"Adresa {address.email} je nedoručitelná.")
         if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
             raise MembershipError(
@@ -237,10 +224,7 @@ def invite(
     if subscription is None:
         subscription = Subscription(mailing_list=group, subscribed_at=now)
         subscriber.subscriptions.append(subscription)
-    subscription.status = "pending"
-    subscription.subscribed_at = now
-    subscription.confirmed_at = None
-    subscription.unsubscribed_at = None
+    subscription.restart(now)
     subscription.organization = organization
     subscription.institution = institution
     subscription.function = function
@@ -372,13 +356,12 @@ def approve(
     Returns False when nothing changed (approved already); other states refuse.
     """
     _require_member_of(group, subscription)
-    if _move(
-        subscription, ("requested",), "confirmed", confirmed_at=utcnow(), unsubscribed_at=None
-    ):
+    # Of two coordinators approving at once only one moves it: one mail, one history entry.
+    if subscription.approve():
         consent.record(subscription.subscriber, "approve", info, mailing_list=group, detail=_by(by))
         emails.send_join_approved(subscription.subscriber, group)
         return True
-    if subscription.status == "confirmed":
+    if subscription.status == SubscriptionStatus.CONFIRMED:
         return False
     raise MembershipError("Tuto žádost o členství už nelze schválit.")
 
@@ -391,11 +374,11 @@ def decline(
 ) -> bool:
     """Turn a join request down; the person is told by mail. False when declined already."""
     _require_member_of(group, subscription)
-    if _move(subscription, ("requested",), "declined"):
+    if subscription.decline():
         consent.record(subscription.subscriber, "decline", info, mailing_list=group, detail=_by(by))
         emails.send_join_declined(subscription.subscriber, group)
         return True
-    if subscription.status == "declined":
+    if subscription.status == SubscriptionStatus.DECLINED:
         return False
     raise MembershipError("Tuto žádost o členství už nelze zamítnout.")
 
@@ -408,12 +391,7 @@ def remove(
 ) -> bool:
     """Take a member (or an open invitation or request) out of the group; False if already out."""
     _require_member_of(group, subscription)
-    if _move(
-        subscription,
-        ("pending", "requested", "confirmed"),
-        "unsubscribed",
-        unsubscribed_at=utcnow(),
-    ):
+    if subscription.remove():
         consent.record(subscription.subscriber, "remove", info, mailing_list=group, detail=_by(by))
         return True
     return False
@@ -435,7 +413,11 @@ def members(group: MailingList) -> list[Subscription]:
     """Everyone with a membership row in the group, requests first, then by name and address."""
     from ..models import Subscriber
 
-    order = {"requested": 0, "pending": 1, "confirmed": 2}
+    order = {
+        SubscriptionStatus.REQUESTED: 0,
+        SubscriptionStatus.PENDING: 1,
+        SubscriptionStatus.CONFIRMED: 2,
+    }
     rows = db.session.scalars(
         select(Subscription)
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)

@@ -22,7 +22,14 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
-from ..models import INSTITUTION_TYPES, Issue, MailingList, Meeting, Subscriber
+from ..models import (
+    INSTITUTION_TYPES,
+    Issue,
+    MailingList,
+    Meeting,
+    Subscriber,
+    SubscriptionStatus,
+)
 from ..subscriptions.emails import personal_links
 from ..subscriptions.forms import name_problem
 from ..subscriptions.routes import LinkExpired, LinkProblem, SubscriberGone, load_link
@@ -30,7 +37,7 @@ from . import bp, joining
 from .dates import format_meeting_time
 
 # Announcements a member sees: what went (or is going) out, never drafts.
-SENT_STATUSES = ("sending", "paused", "sent")
+SENT_STATUSES = Issue.PUBLISHED
 MEMBER_PAGE_ANNOUNCEMENTS = 50
 
 
@@ -241,7 +248,7 @@ def invitation_post(token: str):
     joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
     membership = joining.membership(subscriber, group)
-    if membership is None or membership.status != "confirmed":
+    if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         # Left, declined or removed meanwhile: the same explanation as the GET.
         return render_template(
             "groups/invitation.html",
@@ -270,7 +277,7 @@ def member_page(slug: str, token: str):
         abort(404)
     subscriber, _ = _load("preferences", token)
     membership = joining.membership(subscriber, group)
-    if membership is None or membership.status != "confirmed":
+    if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=group), 403
 
     zone = current_app.config["TIMEZONE"]

@@ -15,7 +15,14 @@ from .. import consent, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
 from ..extensions import db, limiter
-from ..models import INSTITUTION_TYPES, MailingList, Subscriber
+from ..models import (
+    INSTITUTION_TYPES,
+    ListKind,
+    MailingList,
+    Subscriber,
+    SubscriptionStatus,
+    SuppressionReason,
+)
 from . import actions, bp
 from .emails import personal_links
 from .forms import (
@@ -213,7 +220,7 @@ def subscribe():
 
 def _accepted(data: SubscribeInput):
     if data.is_json:
-        return jsonify(status="pending"), 202
+        return jsonify(status=SubscriptionStatus.PENDING), 202
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
     return render_template(template, embed=data.embed), 202
 
@@ -320,7 +327,8 @@ def _group_memberships(subscriber: Subscriber) -> list:
         (
             s
             for s in subscriber.subscriptions
-            if s.mailing_list.kind == "group" and s.status in ("confirmed", "requested")
+            if s.mailing_list.kind == ListKind.GROUP
+            and s.status in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.REQUESTED)
         ),
         key=lambda s: s.mailing_list.name,
     )
@@ -335,7 +343,11 @@ def _preferences_page(
     group_errors=None,
     group_values=None,
 ):
-    active = {s.list_id for s in subscriber.subscriptions if s.status in ("pending", "confirmed")}
+    active = {
+        s.list_id
+        for s in subscriber.subscriptions
+        if s.status in (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED)
+    }
     memberships = _group_memberships(subscriber)
     return render_template(
         "public/preferences.html",
@@ -343,7 +355,7 @@ def _preferences_page(
         subscriber=subscriber,
         newsletters=actions.public_newsletters(),
         active=active,
-        bounced=actions.suppression_reason(subscriber.email_key) == "bounced",
+        bounced=actions.suppression_reason(subscriber.email_key) == SuppressionReason.BOUNCED,
         memberships=memberships,
         # What the form shows per group: as stored, or as typed when it came back with errors.
         member_values={
@@ -403,7 +415,7 @@ def preferences_post(token: str):
             subscription, details.organization, details.institution, details.function
         )
         slug = subscription.mailing_list.slug
-        if subscription.status == "confirmed" and slug not in kept:
+        if subscription.status == SubscriptionStatus.CONFIRMED and slug not in kept:
             actions.unsubscribe(subscriber, slug, info)
     db.session.commit()
     return _preferences_page(token, subscriber, saved=True)

@@ -19,12 +19,15 @@ from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
-from ..models import ConsentEvent, MailingList, Subscriber, Subscription
+from ..models import ConsentEvent, MailingList, Subscriber, Subscription, SubscriptionStatus
 from . import actions
 from .forms import name_problem
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed_at", "confirmed_at", "unsubscribed_at")
-EXPORT_STATUS = {"requested": "pending", "declined": "unsubscribed"}
+EXPORT_STATUS = {
+    SubscriptionStatus.REQUESTED: SubscriptionStatus.PENDING,
+    SubscriptionStatus.DECLINED: SubscriptionStatus.UNSUBSCRIBED,
+}
 KNOWN_COLUMNS = {"email", "name", "organization", "institution", "function"}
 
 
@@ -135,12 +138,12 @@ def _import_one(address, name, mailing_list, consent_source, info, now, details=
     subscriber = actions.get_or_create_subscriber(address, name)
     subscription = actions.subscription_for(subscriber, mailing_list)
     if subscription is not None:
-        if subscription.status == "confirmed":
+        if subscription.status == SubscriptionStatus.CONFIRMED:
             if details is not None and any(details):
                 # The file knows more about a member than the group did: keep it.
                 _set_details(subscription, details)
             return "unchanged"
-        if subscription.status in ("unsubscribed", "bounced"):
+        if subscription.status in (SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.BOUNCED):
             # A withdrawal here outranks consent given elsewhere earlier.
             return f"address is {subscription.status} on this list; not re-added"
     if withdrew_from(subscriber, mailing_list):
@@ -149,8 +152,7 @@ def _import_one(address, name, mailing_list, consent_source, info, now, details=
     if subscription is None:
         subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
         subscriber.subscriptions.append(subscription)
-    subscription.status = "confirmed"
-    subscription.confirmed_at = now
+    subscription.confirm_directly(now)
     if details is not None:
         _set_details(subscription, details)
     consent.record(subscriber, "import", info, mailing_list=mailing_list, detail=consent_source)
