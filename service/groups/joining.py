@@ -31,7 +31,7 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
 from ..links import external_url
-from ..mail import compose, queue_message, render_pair
+from ..mail import compose, queue_message, render_pair, send_to_subscriber
 from ..models import (
     INSTITUTION_TYPES,
     ConsentText,
@@ -262,29 +262,15 @@ def member_page_url(subscriber: Subscriber, group: MailingList) -> str:
 
 def send_join_confirmation(subscriber: Subscriber, group: MailingList) -> str:
     """The mail that confirms the address of a join request; returns its Message-ID."""
-    subject = f"Potvrďte prosím žádost o členství: {group.name}"
-    text, html = render_pair(
-        "join_confirmation",
-        subject=subject,
-        subscriber=subscriber,
+    return send_to_subscriber(
+        subscriber,
+        JOIN_CONFIRMATION,
+        f"Potvrďte prosím žádost o členství: {group.name}",
         group=group,
         confirm_url=external_url("groups.confirm_join", token=join_token(subscriber, group)),
         valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
         **subscription_emails.personal_links(subscriber),
     )
-    msg = compose(
-        # No display name: the form may be filled in with anyone's address.
-        to_name="",
-        to_address=subscriber.envelope_address,
-        smtputf8=subscriber.ascii_email is None,
-        subject=subject,
-        text=text,
-        html=html,
-    )
-    queue_message(
-        msg, kind=JOIN_CONFIRMATION, recipient=subscriber.envelope_address, subscriber=subscriber
-    )
-    return str(msg["Message-ID"])
 
 
 def coordinators_of(group: MailingList) -> list[User]:

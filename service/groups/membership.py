@@ -9,7 +9,6 @@ is Czech and fit to show to the person who asked.
 
 from __future__ import annotations
 
-import csv
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,6 +32,7 @@ from ..models import (
     SubscriptionStatus,
     User,
 )
+from ..people_csv import ImportRefused, PeopleCsv
 from ..subscriptions import actions
 from ..subscriptions.forms import name_problem
 from . import emails
@@ -88,24 +88,6 @@ def _has_control_characters(text: str, *, multiline: bool = False) -> bool:
     if not multiline and ("\u2028" in text or "\u2029" in text):
         return True  # Unicode line breaks: a group's name goes into mail subjects
     return any(unicodedata.category(ch).startswith("C") and ch not in allowed for ch in text)
-
-
-def institution_key(value: str) -> str | None:
-    """The INSTITUTION_TYPES key for a key or a Czech label (any capitals); '' for empty."""
-    text = " ".join((value or "").split())
-    if not text:
-        return ""
-    if text in INSTITUTION_TYPES:
-        return text
-    folded = text.casefold()
-    for key, label in INSTITUTION_TYPES.items():
-        if folded in (key.casefold(), label.casefold()):
-            return key
-    # "obecní úřad - sociální odbor" typed with a hyphen instead of the dash.
-    for key, label in INSTITUTION_TYPES.items():
-        if folded == label.casefold().replace("–", "-"):
-            return key
-    return None
 
 
 def clean_details(organization: str, institution: str, function: str) -> tuple[str, str, str]:
@@ -277,68 +259,36 @@ def invite_csv(
     """
     _require_group(group)
     try:
-        reader = csv.DictReader(stream)
-        header = reader.fieldnames
-    except csv.Error:
-        raise MembershipError("Soubor není platné CSV.") from None
-    if not header:
-        raise MembershipError("Soubor je prázdný; první řádek musí být záhlaví se sloupcem email.")
-    columns = {(name or "").strip().lower(): name for name in header}
-    if "email" not in columns:
-        raise MembershipError("V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců).")
-
-    def cell(row: dict, column: str) -> str:
-        if column not in columns:
-            return ""
-        value = row.get(columns[column])
-        return value.strip() if isinstance(value, str) else ""
-
-    report = InviteReport()
-    seen: dict[str, int] = {}
-    rows = 0
-    try:
-        for row in reader:
-            line = reader.line_num
-            rows += 1
-            if rows > CSV_MAX_ROWS:
-                report.problems.append(
-                    (line, f"soubor má víc než {CSV_MAX_ROWS} řádků; zbytek nezpracován")
-                )
+        people = PeopleCsv(stream)
+        report = InviteReport(problems=people.problems)
+        for count, (line, row) in enumerate(people.rows(), start=1):
+            if count > CSV_MAX_ROWS:
+                people.skip(line, f"soubor má víc než {CSV_MAX_ROWS} řádků; zbytek nezpracován")
                 break
-            email = cell(row, "email")
-            try:
-                key = parse_address_for_app(email).key
-            except InvalidAddress:
-                report.problems.append((line, f"neplatná adresa {email!r}"))
+            address = people.address(line, row)
+            if address is None or not people.first_time(line, address):
                 continue
-            if key in seen:
-                report.problems.append((line, f"opakuje adresu z řádku {seen[key]}"))
-                continue
-            seen[key] = line
-            institution = institution_key(cell(row, "institution"))
+            institution = people.institution(line, row)
             if institution is None:
-                report.problems.append(
-                    (line, f"neznámý typ instituce {cell(row, 'institution')!r}")
-                )
                 continue
             try:
                 with db.session.begin_nested():
                     invite(
                         group,
-                        email,
-                        cell(row, "name"),
-                        cell(row, "organization"),
+                        people.cell(row, "email"),
+                        people.cell(row, "name"),
+                        people.cell(row, "organization"),
                         institution,
-                        cell(row, "function"),
+                        people.cell(row, "function"),
                         invited_by,
                         info,
                     )
             except MembershipError as exc:
-                report.problems.append((line, str(exc)))
+                people.skip(line, str(exc))
                 continue
             report.invited += 1
-    except csv.Error as exc:
-        raise MembershipError(f"Soubor není platné CSV (řádek {reader.line_num}).") from exc
+    except ImportRefused as exc:
+        raise MembershipError(str(exc)) from None
     return report
 
 

@@ -6,9 +6,10 @@ every link): each link in a mail opens a page with a button, its POST acts.
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import abort, current_app, render_template, request
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from .. import consent, tokens
 from ..addresses import (
@@ -20,6 +21,7 @@ from ..addresses import (
 from ..archive.dates import czech_date, local_date
 from ..clock import utcnow
 from ..consent import RequestInfo
+from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
 from ..models import (
@@ -167,16 +169,9 @@ def join(slug: str):
         consent.current_text("group_consent")
     )
     info = RequestInfo.from_request(request, "page")
-    for attempt in range(3):
-        try:
-            joining.request_to_join(address, name, group, details, info, consent_text)
-            db.session.commit()
-            break
-        except IntegrityError:
-            # A concurrent request for the same address created the row first.
-            db.session.rollback()
-            if attempt == 2:
-                raise
+    commit_with_retry(
+        partial(joining.request_to_join, address, name, group, details, info, consent_text)
+    )
     return render_template("groups/join_requested.html", group=group), 202
 
 

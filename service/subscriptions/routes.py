@@ -6,14 +6,15 @@ link opens a page with a button and only its POST acts.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import Response, current_app, jsonify, render_template, request, url_for
-from sqlalchemy.exc import IntegrityError
 
 from .. import consent, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
+from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..models import (
     INSTITUTION_TYPES,
@@ -204,17 +205,9 @@ def subscribe():
     info = RequestInfo.from_request(
         request, "api" if data.is_json else ("embed" if data.embed else "page")
     )
-    for attempt in range(3):
-        try:
-            actions.signup(signup.address, signup.name, lists, info, consent_text)
-            db.session.commit()
-            break
-        except IntegrityError:
-            # A concurrent sign-up of the same address created the same row
-            # first; the next attempt finds it.
-            db.session.rollback()
-            if attempt == 2:
-                raise
+    commit_with_retry(
+        partial(actions.signup, signup.address, signup.name, lists, info, consent_text)
+    )
     return _accepted(data)
 
 

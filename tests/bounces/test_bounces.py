@@ -170,8 +170,8 @@ def test_bounced_address_is_skipped_exported_and_not_imported(app, outbox, runne
     assert imported.exit_code == 0, imported.output
     # A bounce suppresses the address everywhere, not only on the list it bounced from.
     assert imported.output.splitlines() == [
-        "line 2: address was erased or bounced; not imported",
-        "imported 0, already subscribed 0, skipped 1",
+        "řádek 2: adresa byla vymazána nebo je nedoručitelná; neimportováno",
+        "importováno 0, už přihlášeno 0, přeskočeno 1",
     ]
     subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
     assert {s.mailing_list.slug for s in subscriber.subscriptions} == {"zpravodaj"}
