@@ -75,7 +75,10 @@ def current_api_user() -> User:
     return g.api_user
 
 
-def require_list_access(mailing_list: MailingList) -> None:
-    """403 unless the account may manage the list (coordinators: only their own groups)."""
-    if not current_api_user().may_manage(mailing_list):
-        raise ApiError(403, "Tento seznam nespravujete.")
+def may_see(mailing_list: MailingList | None) -> bool:
+    """Whether the account may see (and so manage) the list; coordinators: only their own groups.
+
+    A list the account may not see is answered exactly like one that does not
+    exist (404, same message), so ids and slugs cannot be probed for existence.
+    """
+    return mailing_list is not None and current_api_user().may_manage(mailing_list)

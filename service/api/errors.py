@@ -25,7 +25,6 @@ API_MESSAGES = {
     **MESSAGES,
     400: "Požadavek se nepodařilo přečíst.",
     401: "Chybí platný přístupový token.",
-    403: "K tomuto seznamu nemáte přístup.",
     404: "Tato adresa API neexistuje.",
     409: "Tuto akci nyní nelze provést.",
     415: "Tělo požadavku musí být JSON (Content-Type: application/json).",

@@ -30,7 +30,6 @@ def _errors(*statuses: int) -> dict[str, Any]:
     names = {
         400: "BadRequest",
         401: "Unauthorized",
-        403: "Forbidden",
         404: "NotFound",
         405: "MethodNotAllowed",
         409: "Conflict",
@@ -77,7 +76,7 @@ def _transition(summary: str, description: str, operation_id: str) -> dict[str, 
             "parameters": [_ISSUE_ID],
             "responses": {
                 "200": _json(_ref("schemas", "Issue"), "The issue after the change."),
-                **_errors(403, 409, *_COMMON),
+                **_errors(409, *_COMMON),
             },
         }
     }
@@ -174,7 +173,7 @@ DOCUMENT: dict[str, Any] = {
                             }
                         },
                     ),
-                    **_errors(*_WITH_BODY, 403, 422, *_COMMON),
+                    **_errors(*_WITH_BODY, 422, *_COMMON),
                 },
             }
         },
@@ -186,7 +185,7 @@ DOCUMENT: dict[str, Any] = {
                 "parameters": [_ISSUE_ID],
                 "responses": {
                     "200": _json(_ref("schemas", "Issue"), "The issue."),
-                    **_errors(403, *_COMMON),
+                    **_errors(*_COMMON),
                 },
             }
         },
@@ -208,7 +207,7 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "202": _json(_ref("schemas", "Issue"), "Sending started or scheduled."),
-                    **_errors(*_WITH_BODY, 403, 409, 422, *_COMMON),
+                    **_errors(*_WITH_BODY, 409, 422, *_COMMON),
                 },
             }
         },
@@ -242,7 +241,7 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "201": _json(_ref("schemas", "Attachment"), "The attachment was added."),
-                    **_errors(*_WITH_BODY, 403, 409, 422, *_COMMON),
+                    **_errors(*_WITH_BODY, 409, 422, *_COMMON),
                 },
             }
         },
@@ -262,7 +261,7 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "201": _json(_ref("schemas", "Issue"), "The draft update."),
-                    **_errors(*_WITH_BODY, 403, 409, 422, *_COMMON),
+                    **_errors(*_WITH_BODY, 409, 422, *_COMMON),
                 },
             }
         },
@@ -278,7 +277,7 @@ DOCUMENT: dict[str, Any] = {
                 "parameters": [_MEETING_ID],
                 "responses": {
                     "202": _json(_ref("schemas", "Issue"), "The cancellation is being sent."),
-                    **_errors(403, 409, *_COMMON),
+                    **_errors(409, *_COMMON),
                 },
             }
         },
@@ -523,8 +522,10 @@ DOCUMENT: dict[str, Any] = {
                     }
                 },
             ),
-            "Forbidden": _error_response("The account does not manage this list."),
-            "NotFound": _error_response("No such list, issue, meeting or route."),
+            "NotFound": _error_response(
+                "No such list, issue, meeting or route, or one the account may not see: "
+                "both answer alike, so ids cannot be probed for existence."
+            ),
             "MethodNotAllowed": _error_response(
                 "The route does not take this method.",
                 Allow={"schema": {"type": "string"}, "description": "The methods it takes."},

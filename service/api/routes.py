@@ -27,7 +27,7 @@ from ..models import (
     is_valid_slug,
 )
 from . import bp
-from .auth import current_api_user, require_list_access
+from .auth import current_api_user, may_see
 from .errors import ApiError
 from .openapi import DOCUMENT
 
@@ -78,7 +78,6 @@ def lists():
 def create_issue(slug: str):
     """A new draft on the list; 201 with the issue and its Location."""
     mailing_list = _list_or_404(slug)
-    require_list_access(mailing_list)
     data = _json_object()
     fields, errors = sending.validate_fields(
         data.get("subject"), data.get("body"), data.get("preheader", "")
@@ -291,28 +290,26 @@ def _list_or_404(slug: str) -> MailingList:
     found = None
     if is_valid_slug(slug):
         found = db.session.scalar(select(MailingList).filter_by(slug=slug))
-    if found is None:
+    if not may_see(found):
         raise ApiError(404, "Seznam neexistuje.")
     return found
 
 
 def _meeting_or_404(meeting_id: int) -> Meeting:
-    """The meeting, locked until commit, if the account may manage its group."""
+    """The meeting, locked until commit, if the account may manage its group (else 404)."""
     found = db.session.get(Meeting, meeting_id, with_for_update=True)
-    if found is None:
+    if found is None or not may_see(found.mailing_list):
         raise ApiError(404, "Setkání neexistuje.")
-    require_list_access(found.mailing_list)
     return found
 
 
 def _issue_or_404(issue_id: int, *, lock: bool = False) -> Issue:
-    """The issue, if the account may manage its list (404 unknown, 403 not theirs).
+    """The issue, if the account may manage its list; 404 both when unknown and when not theirs.
 
     `lock` holds the row (PostgreSQL) until commit, so two simultaneous state
     changes of one issue are applied one after the other, each checked.
     """
     found = db.session.get(Issue, issue_id, with_for_update=lock)
-    if found is None:
+    if found is None or not may_see(found.mailing_list):
         raise ApiError(404, "Vydání neexistuje.")
-    require_list_access(found.mailing_list)
     return found

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from service.accounts import create_token
 from service.clock import utcnow
 from service.extensions import db
-from service.models import ApiToken, Issue
+from service.models import ApiToken, Issue, MailingList
 from tests.api import Api
 from tests.conftest import add_confirmed_subscribers, run_jobs
 
@@ -369,23 +369,84 @@ def test_coordinator_creates_and_sends_on_own_group(app, coordinator, outbox):
     assert coordinator.get(f"/api/v1/issues/{issue_id}").get_json()["counts"]["sent"] == 2
 
 
-def test_coordinator_gets_403_outside_own_groups(app, coordinator, editor):
-    response = coordinator.post("/api/v1/lists/zpravodaj/issues", {"subject": "Cizí", "body": BODY})
-    assert response.status_code == 403
-    assert response.get_json() == {"error": "Tento seznam nespravujete."}
+def _answer(response) -> tuple[int, object, dict[str, str]]:
+    """What a caller can compare between two answers: status, body and headers but Date."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "date"}
+    return response.status_code, response.get_json(), headers
 
+
+def _other_group_with_a_meeting(editor: Api) -> tuple[int, int]:
+    """A second working group (Chomutov) with a draft meeting invitation: (issue id, meeting id)."""
+    db.session.add(MailingList(slug="chomutov-os", name="Chomutov: odborná skupina", kind="group"))
+    db.session.commit()
+    issue_id = create_draft(editor, "chomutov-os", meeting=future_meeting())
+    meeting_id = editor.get(f"/api/v1/issues/{issue_id}").get_json()["meeting"]["id"]
+    return issue_id, meeting_id
+
+
+ISSUE_CALLS = [
+    ("GET", ""),
+    ("POST", "/send"),
+    ("POST", "/pause"),
+    ("POST", "/resume"),
+    ("POST", "/cancel"),
+    ("POST", "/attachments"),
+]
+
+
+def test_what_a_caller_may_not_see_answers_exactly_like_what_does_not_exist(
+    app, coordinator, editor
+):
+    """No existence oracle: another group's (or a newsletter's) ids answer as missing ids do.
+
+    The coordinator of Ostrava probes ids of a newsletter issue, of Chomutov's
+    issue and meeting, and Chomutov's list; each answer (status, body, headers)
+    must equal the answer for an id that was never used, and nothing changes.
+    """
     newsletter_issue = create_draft(editor)
-    for method, suffix in [
-        ("GET", ""),
-        ("POST", "/send"),
-        ("POST", "/pause"),
-        ("POST", "/resume"),
-        ("POST", "/cancel"),
-    ]:
-        response = coordinator.call(method, f"/api/v1/issues/{newsletter_issue}{suffix}")
-        assert response.status_code == 403, suffix
+    group_issue, group_meeting = _other_group_with_a_meeting(editor)
+    missing = 2**31 - 1
+
+    for hidden in (newsletter_issue, group_issue):
+        for method, suffix in ISSUE_CALLS:
+            seen = coordinator.call(method, f"/api/v1/issues/{hidden}{suffix}")
+            unknown = coordinator.call(method, f"/api/v1/issues/{missing}{suffix}")
+            assert seen.status_code == 404, (hidden, suffix)
+            assert _answer(seen) == _answer(unknown), (hidden, suffix)
+    for suffix in ("/update", "/cancel"):
+        seen = coordinator.post(f"/api/v1/meetings/{group_meeting}{suffix}", future_meeting())
+        unknown = coordinator.post(f"/api/v1/meetings/{missing}{suffix}", future_meeting())
+        assert seen.status_code == 404, suffix
+        assert _answer(seen) == _answer(unknown), suffix
+    draft = {"subject": "Cizí", "body": BODY}
+    for slug in ("zpravodaj", "chomutov-os"):
+        seen = coordinator.post(f"/api/v1/lists/{slug}/issues", draft)
+        unknown = coordinator.post("/api/v1/lists/neni/issues", draft)
+        assert seen.status_code == 404, slug
+        assert _answer(seen) == _answer(unknown), slug
     db.session.expire_all()
-    assert db.session.get(Issue, newsletter_issue).status == "draft"
+    assert {i.status for i in db.session.scalars(select(Issue))} == {"draft"}
+    assert db.session.scalar(select(func.count(Issue.id))) == 2
+    assert db.session.get(Issue, group_issue).meeting.cancelled_at is None
+
+
+def test_editor_sees_every_list_and_only_missing_ids_are_404(app, editor):
+    """Editors manage every list, groups included: a real id answers, a missing one is 404."""
+    group_issue, group_meeting = _other_group_with_a_meeting(editor)
+    assert editor.get(f"/api/v1/issues/{group_issue}").status_code == 200
+    assert editor.get(f"/api/v1/issues/{2**31 - 1}").status_code == 404
+    assert editor.post(f"/api/v1/meetings/{2**31 - 1}/cancel").status_code == 404
+    assert editor.post(f"/api/v1/meetings/{group_meeting}/cancel").status_code == 202
+
+
+def test_a_coordinator_of_two_groups_sees_both(app, accounts, client, editor):
+    group_issue, _ = _other_group_with_a_meeting(editor)
+    chomutov = db.session.scalar(select(MailingList).filter_by(slug="chomutov-os"))
+    accounts.coordinator.lists.append(chomutov)
+    db.session.commit()
+    both = Api(client, create_token(accounts.coordinator))
+    db.session.commit()
+    assert both.get(f"/api/v1/issues/{group_issue}").status_code == 200
 
 
 def test_unknown_list_is_404_even_for_a_coordinator(app, coordinator):
