@@ -1,18 +1,26 @@
-"""Refuse request text no person can type: NUL characters and lone surrogates.
+"""Refuse request text no person can type: NUL characters, lone surrogates, broken UTF-8.
 
 PostgreSQL cannot store NUL in text, and a lone surrogate cannot be encoded
-at all; both would otherwise surface deep inside a view as a 500. Checked
-once, before any view, for the query string, form fields and JSON body.
+at all; both would otherwise surface deep inside a view as a 500 (a NUL in a
+path segment reached a query: `GET /meetings/%00.ics`). Checked once, as the
+first hook of every request and before any view, extension hook or query, for
+every part a request can carry into the service: the path (and the values the
+URL map read from it), the query string, form fields and file names, the JSON
+body, header values (User-Agent and Origin are stored with consent) and
+cookies (whose quoted values may spell a NUL as an octal escape).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask, abort, request
 
 _UNUSABLE = re.compile(r"[\x00\ud800-\udfff]")
+# No path of this service holds a control character; such a path is an attack or a typo.
+_UNUSABLE_IN_PATH = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def _has_unusable_text(value: Any, depth: int = 0) -> bool:
@@ -20,7 +28,7 @@ def _has_unusable_text(value: Any, depth: int = 0) -> bool:
         return True  # deeper than any form of ours: refuse rather than recurse
     if isinstance(value, str):
         return bool(_UNUSABLE.search(value))
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return any(_has_unusable_text(item, depth + 1) for item in value)
     if isinstance(value, dict):
         return any(
@@ -30,16 +38,55 @@ def _has_unusable_text(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _unusable_url() -> bool:
+    """A path or query string that is not clean UTF-8 text.
+
+    Werkzeug decodes both with errors="replace", so broken UTF-8 would reach
+    the views as U+FFFD; the raw bytes are checked instead.
+    """
+    environ = request.environ
+    # PATH_INFO holds the percent-decoded bytes of the path as latin-1 (PEP 3333).
+    raw_path = environ.get("PATH_INFO", "").encode("latin-1", "replace")
+    if not _is_utf8(raw_path) or _UNUSABLE_IN_PATH.search(request.path):
+        return True
+    raw_query = environ.get("QUERY_STRING", "").encode("latin-1", "replace")
+    if not _is_utf8(unquote_to_bytes(raw_query.replace(b"+", b" "))):
+        return True
+    return _has_unusable_text(list((request.view_args or {}).values()))
+
+
+def unusable_request() -> bool:
+    """Whether any part of the request holds text the service must not process."""
+    if _unusable_url():
+        return True
+    values: list[Any] = list(request.args.listvalues())
+    values += list(request.headers.values())
+    values += list(request.cookies.listvalues()) + list(request.cookies.keys())
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += list(request.form.listvalues())
+        values += [upload.filename or "" for upload in request.files.values()]
+    if request.is_json:
+        try:
+            values.append(request.get_json(silent=True))
+        except RecursionError:
+            return True  # absurdly nested JSON
+    return _has_unusable_text(values)
+
+
 def init_app(app: Flask) -> None:
-    @app.before_request
     def _refuse_unusable_text() -> None:
-        values: list[Any] = list(request.args.listvalues())
-        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            values += list(request.form.listvalues())
-        if request.is_json:
-            try:
-                values.append(request.get_json(silent=True))
-            except RecursionError:
-                abort(400)  # absurdly nested JSON
-        if _has_unusable_text(values):
+        if unusable_request():
             abort(400)
+
+    # First of the app's hooks (the API's own 404 for unknown /api/v1 paths is
+    # put before it later, and touches nothing), so the rate limiter, the
+    # sign-in check and every view only ever see usable text.
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unusable_text)
