@@ -93,8 +93,10 @@ def test_invite_only_groups_and_newsletters_have_no_public_page(client, group):
     "slug", ["%00", "a%00b", "x" * 65, "x" * 5000, "OSTRAVA-PSB", "ostrava psb", "%C5%BE", ".."]
 )
 def test_hostile_slugs_are_not_found(client, group, slug):
-    assert client.get(f"/groups/{slug}").status_code == 404
-    assert client.post(f"/groups/{slug}/join", data={"email": "a@b.cz"}).status_code == 404
+    # A NUL in the path is refused by the input guard before routing matters (400).
+    expected = 400 if "%00" in slug else 404
+    assert client.get(f"/groups/{slug}").status_code == expected
+    assert client.post(f"/groups/{slug}/join", data={"email": "a@b.cz"}).status_code == expected
 
 
 NUL = "\x00"
