@@ -19,6 +19,8 @@ class ConfigError(RuntimeError):
 
 
 REQUIRED = ("SECRET_KEY", "REDIS_URL", "SMTP_URL")
+PRIVACY_LINK_MIN_AGE = 300
+PRIVACY_LINK_LONGEST = 24 * 3600
 
 
 def _flag(value: str) -> bool:
@@ -59,6 +61,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "RATE_LIMIT_API": (str, "600 per minute"),
     "CONFIRMATION_MAILS_PER_HOUR": (_int, 3),
     "CONFIRM_TOKEN_MAX_AGE_DAYS": (_int, 7),
+    # Seconds a mailed export/erase link stays valid (the preferences link never grants those).
+    "PRIVACY_LINK_MAX_AGE": (_int, 3600),
     # A coordinator's invitation stays valid this long (0: until used).
     "INVITE_TOKEN_MAX_AGE_DAYS": (_int, 30),
     "CHECK_DELIVERABILITY": (_flag, False),
@@ -136,6 +140,13 @@ def check_required(config: Mapping[str, Any]) -> None:
     if config["BATCH_LEASE_SECONDS"] <= config["SMTP_TIMEOUT"]:
         # A batch waiting on a slow server must not look abandoned to the reconciler.
         raise ConfigError("BATCH_LEASE_SECONDS must be longer than SMTP_TIMEOUT.")
+    if not PRIVACY_LINK_MIN_AGE <= config["PRIVACY_LINK_MAX_AGE"] <= PRIVACY_LINK_LONGEST:
+        # Shorter than a mail takes to arrive is useless; a link valid for days is the
+        # forwarded-newsletter problem again.
+        raise ConfigError(
+            f"PRIVACY_LINK_MAX_AGE must be between {PRIVACY_LINK_MIN_AGE} and "
+            f"{PRIVACY_LINK_LONGEST} seconds (default 3600, one hour)."
+        )
     if config["BATCH_SIZE"] < 1:
         raise ConfigError("BATCH_SIZE must be at least 1.")
     domain_rates = config["SEND_RATE_PER_DOMAIN"]

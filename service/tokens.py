@@ -21,6 +21,8 @@ SALTS = {
     "unsubscribe": "zpravodaj.unsubscribe",
     "preferences": "zpravodaj.preferences",
     "invite": "zpravodaj.invite",
+    # The short-lived export/erase link mailed on request (PRIVACY_LINK_MAX_AGE).
+    "privacy": "zpravodaj.privacy",
 }
 
 
@@ -55,3 +57,12 @@ def unsubscribe_token(subscriber: Subscriber, list_slug: str | None = None) -> s
 
 def preferences_token(subscriber: Subscriber) -> str:
     return dump("preferences", {"s": subscriber.public_key})
+
+
+def privacy_token(subscriber: Subscriber) -> str:
+    """The export/erase link's token; valid PRIVACY_LINK_MAX_AGE seconds (privacy_max_age)."""
+    return dump("privacy", {"s": subscriber.public_key})
+
+
+def privacy_max_age() -> int:
+    return current_app.config["PRIVACY_LINK_MAX_AGE"]

@@ -377,3 +377,17 @@ def add_confirmed_subscribers(list_slug: str, count: int, *, start: int = 0) -> 
     )
     db.session.commit()
     return ids
+
+
+def privacy_link(client, app, outbox, preferences_path: str) -> str:
+    """Press "Poslat odkaz pro export a výmaz údajů" and return the mailed link's base path.
+
+    `preferences_path` is a /preferences/<token> path; the result is the
+    /preferences/<short-lived token> path whose /export and /erase act.
+    """
+    before = len(outbox.mails)
+    response = client.post(preferences_path + "/privacy-link")
+    assert response.status_code == 202, response.status_code
+    run_jobs(app)
+    mail = outbox.mails[before:][-1]
+    return link_to(mail, "/preferences/").rpartition("/")[0]

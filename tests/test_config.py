@@ -105,6 +105,17 @@ def test_batch_size_below_one_is_refused(tmp_path, value):
     assert refusal(tmp_path, BATCH_SIZE=value) == "BATCH_SIZE must be at least 1."
 
 
+@pytest.mark.parametrize("value", ["0", "299", "86401", "-3600"])
+def test_privacy_link_lifetime_outside_five_minutes_to_a_day_is_refused(tmp_path, value):
+    message = refusal(tmp_path, PRIVACY_LINK_MAX_AGE=value)
+    assert message.startswith("PRIVACY_LINK_MAX_AGE must be between 300 and 86400 seconds")
+
+
+def test_privacy_link_lifetime_defaults_to_an_hour(tmp_path):
+    assert checked(tmp_path)["PRIVACY_LINK_MAX_AGE"] == 3600
+    assert checked(tmp_path, PRIVACY_LINK_MAX_AGE="900")["PRIVACY_LINK_MAX_AGE"] == 900
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_smtp_timeout_below_one_is_refused(tmp_path, value):
     """0 would make every SMTP socket non-blocking: each connection fails at once."""

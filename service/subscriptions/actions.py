@@ -189,6 +189,27 @@ def resend_confirmation(subscriber: Subscriber, list_slugs: list[str]) -> bool:
     return True
 
 
+# Export/erase links mailed per address per hour: anyone holding a forwarded
+# preferences link can press the button, and must not flood the owner's mailbox.
+PRIVACY_LINKS_PER_HOUR = 3
+
+
+def request_privacy_link(subscriber: Subscriber) -> bool:
+    """Mail the address a fresh export/erase link; False when the hourly cap is reached."""
+    since = utcnow() - timedelta(hours=1)
+    sent = db.session.scalar(
+        select(func.count(OutgoingMail.id)).where(
+            OutgoingMail.subscriber_id == subscriber.id,
+            OutgoingMail.kind == emails.PRIVACY_LINK,
+            OutgoingMail.created_at >= since,
+        )
+    )
+    if (sent or 0) >= PRIVACY_LINKS_PER_HOUR:
+        return False
+    emails.send_privacy_link(subscriber)
+    return True
+
+
 def confirm(subscriber: Subscriber, list_slugs: list[str], info: RequestInfo) -> list[MailingList]:
     """Confirm the pending subscriptions named by a confirmation link; harmless to repeat.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from .. import tokens
+from ..czech import plural
 from ..links import external_url
 from ..mail import send_to_subscriber
 from ..models import MailingList, Subscriber
@@ -12,6 +13,7 @@ from ..models import MailingList, Subscriber
 CONFIRMATION = "confirmation"
 ALREADY_SUBSCRIBED = "already_subscribed"
 WELCOME = "welcome"
+PRIVACY_LINK = "privacy_link"
 
 
 def personal_links(subscriber: Subscriber) -> dict[str, str]:
@@ -69,5 +71,31 @@ def send_welcome(subscriber: Subscriber, lists: list[MailingList]) -> str:
         f"Odběr potvrzen: {names}",
         lists=lists,
         archive_urls={m.slug: external_url("archive.list_issues", slug=m.slug) for m in lists},
+        **personal_links(subscriber),
+    )
+
+
+def privacy_link_lifetime() -> str:
+    """PRIVACY_LINK_MAX_AGE in Czech words for "platí …": "1 hodinu", "30 minut"."""
+    seconds = tokens.privacy_max_age()
+    if seconds % 3600 == 0:
+        return plural(seconds // 3600, "{n} hodinu", "{n} hodiny", "{n} hodin")
+    return plural(seconds // 60, "{n} minutu", "{n} minuty", "{n} minut")
+
+
+def send_privacy_link(subscriber: Subscriber) -> str:
+    """A fresh, short-lived link to export or erase one's data, mailed to the address itself.
+
+    The preferences link travels in every mail and so in every forwarded one;
+    export and erasure need proof that the person holds the mailbox now.
+    """
+    token = tokens.privacy_token(subscriber)
+    return send_to_subscriber(
+        subscriber,
+        PRIVACY_LINK,
+        "Odkaz pro export a výmaz vašich údajů",
+        export_url=external_url("subscriptions.preferences_export", token=token),
+        erase_url=external_url("subscriptions.preferences_erase", token=token),
+        lifetime=privacy_link_lifetime(),
         **personal_links(subscriber),
     )

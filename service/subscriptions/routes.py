@@ -25,7 +25,7 @@ from ..models import (
     SuppressionReason,
 )
 from . import actions, bp
-from .emails import personal_links
+from .emails import personal_links, privacy_link_lifetime
 from .forms import (
     NO_LIST_CHOSEN,
     UNKNOWN_LIST,
@@ -414,24 +414,89 @@ def preferences_post(token: str):
     return _preferences_page(token, subscriber, saved=True)
 
 
+# Export and erasure take only the short-lived link mailed on request (its own
+# salt, PRIVACY_LINK_MAX_AGE): the preferences link is in every mail, so in every
+# forwarded newsletter, and must not hand out someone's data or delete it.
+
+
+class PrivacyLinkExpired(LinkExpired):
+    template = "public/privacy_link_expired.html"
+
+
+class PrivacyLinkNeeded(LinkProblem):
+    """A preferences link used for export or erasure: offer to mail the short-lived one."""
+
+    status = 403
+    template = "public/privacy_link_needed.html"
+
+
+def load_privacy_link(token: str) -> Subscriber:
+    """The subscriber of a valid export/erase link; otherwise a LinkProblem page.
+
+    An expired one offers a new link (410); a preferences link offers to mail
+    one (403); anything else is an invalid link.
+    """
+    try:
+        subscriber, _ = load_link(
+            "privacy", token, max_age=tokens.privacy_max_age(), expired=PrivacyLinkExpired
+        )
+    except (PrivacyLinkExpired, SubscriberGone):
+        raise
+    except LinkProblem:
+        load_link("preferences", token)  # raises its own LinkProblem when not one either
+        raise PrivacyLinkNeeded(token) from None
+    return subscriber
+
+
+@bp.post("/preferences/<token>/privacy-link")
+def preferences_privacy_link(token: str):
+    """Mail a fresh export/erase link to the address (from the preferences page or an expired link).
+
+    Either link proves only that it was once sent to the address; the new one
+    goes to the mailbox, so only its holder can use it.
+    """
+    try:
+        subscriber, _ = load_link("privacy", token)  # signature only: an expired one may ask
+    except SubscriberGone:
+        raise
+    except LinkProblem:
+        subscriber, _ = load_link("preferences", token)
+    sent = actions.request_privacy_link(subscriber)
+    db.session.commit()
+    return render_template(
+        "public/privacy_link_sent.html",
+        sent=sent,
+        subscriber=subscriber,
+        lifetime=privacy_link_lifetime(),
+    ), (202 if sent else 429)
+
+
 @bp.get("/preferences/<token>/export")
 def preferences_export(token: str):
-    subscriber, _ = load_link("preferences", token)
+    """A page with a download button; changes and hands out nothing (mail scanners fetch GETs)."""
+    subscriber = load_privacy_link(token)
+    return render_template("public/export.html", token=token, subscriber=subscriber)
+
+
+@bp.post("/preferences/<token>/export")
+def preferences_export_post(token: str):
+    subscriber = load_privacy_link(token)
     response = jsonify(actions.export(subscriber))
     response.headers["Content-Disposition"] = 'attachment; filename="zpravodaj-moje-udaje.json"'
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @bp.get("/preferences/<token>/erase")
 def preferences_erase(token: str):
-    subscriber, _ = load_link("preferences", token)
+    subscriber = load_privacy_link(token)
     return render_template("public/erase.html", token=token, subscriber=subscriber)
 
 
 @bp.post("/preferences/<token>/erase")
 def preferences_erase_post(token: str):
     try:
-        subscriber, _ = load_link("preferences", token)
+        subscriber = load_privacy_link(token)
     except SubscriberGone:
         return render_template("public/erased.html")
     actions.erase(subscriber)

@@ -109,6 +109,7 @@ KINDS = (
     "confirmation",
     "welcome",
     "already_subscribed",
+    "privacy_link",
     "newsletter_issue",
     "issue_test_copy",
     "group_announcement",
@@ -277,6 +278,10 @@ def produce_all(app, sink) -> dict[str, CaughtMail]:
     mails.take("welcome", reader)
     assert client.post("/subscribe", data=form).status_code == 202
     mails.take("already_subscribed", reader)
+    # The short-lived export/erase link, asked for on the preferences page.
+    preferences = link_to(confirmation, "/preferences/")
+    assert client.post(preferences + "/privacy-link").status_code == 202
+    mails.take("privacy_link", reader)
 
     # A newsletter issue (the confirmed reader among the subscribers) and its test copy.
     fields, errors = sending.validate_fields(

@@ -51,6 +51,10 @@ class World:
             return tokens.confirm_token(self.reader, ["novinky"])
         if endpoint.startswith("subscriptions.unsubscribe"):
             return tokens.unsubscribe_token(self.reader, "zpravodaj")
+        if endpoint.startswith(
+            ("subscriptions.preferences_export", "subscriptions.preferences_erase")
+        ):
+            return tokens.privacy_token(self.reader)
         if endpoint.startswith("subscriptions.preferences"):
             return tokens.preferences_token(self.reader)
         if endpoint.startswith("groups.invitation"):

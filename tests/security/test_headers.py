@@ -135,7 +135,7 @@ def test_json_api_and_atom_feed_are_nosniff_and_not_frameable(client, world):
         ("/api/v1/lists", "application/json"),  # 401, still JSON
         ("/archive/zpravodaj/feed.xml", "application/atom+xml"),
         (f"/meetings/{world.meeting.uid}.ics", "text/calendar"),
-        (f"/preferences/{world.token_for('subscriptions.preferences')}/export", None),
+        (f"/preferences/{world.token_for('subscriptions.preferences_export')}/export", None),
     ]:
         response = client.get(path)
         if mimetype:

@@ -32,7 +32,7 @@ from service.models import (
     Suppression,
 )
 from service.subscriptions import transfer
-from tests.conftest import csrf_token_of, link_to, log_in, run_jobs
+from tests.conftest import csrf_token_of, link_to, log_in, privacy_link, run_jobs
 
 EMAIL = "Petra.Svobodova@ostrava.example"  # capitals: the key is case-folded
 NAME = "Petra Svobodová"
@@ -179,8 +179,8 @@ def assert_only_a_fresh_double_opt_in_brings_them_back(client, app, outbox) -> N
     assert db.session.scalar(select(Suppression.id)) is None
 
 
-def test_own_export_holds_the_whole_history(client, person):
-    response = client.get(person["preferences"] + "/export")
+def test_own_export_holds_the_whole_history(client, app, outbox, person):
+    response = client.post(privacy_link(client, app, outbox, person["preferences"]) + "/export")
     assert response.status_code == 200
     data = response.get_json()
     assert data["email"] == EMAIL
@@ -203,7 +203,7 @@ def test_own_export_holds_the_whole_history(client, person):
 
 
 def test_self_service_erasure_leaves_only_the_keyed_hash(client, app, outbox, person):
-    path = person["preferences"] + "/erase"
+    path = privacy_link(client, app, outbox, person["preferences"]) + "/erase"
     assert client.get(path).status_code == 200
     assert db.session.get(Subscriber, person["id"]) is not None  # GET changes nothing
     assert client.post(path).status_code == 200
@@ -227,7 +227,7 @@ def test_erased_link_is_gone_and_outgoing_mail_of_others_stays(client, app, outb
     others = db.session.scalars(
         select(OutgoingMail.id).where(OutgoingMail.subscriber_id.is_(None))
     ).all()
-    client.post(person["preferences"] + "/erase")
+    client.post(privacy_link(client, app, outbox, person["preferences"]) + "/erase")
     assert client.get(person["preferences"]).status_code == 404
     db.session.expire_all()
     remaining = set(db.session.scalars(select(OutgoingMail.id)))
@@ -239,9 +239,11 @@ def test_erased_link_is_gone_and_outgoing_mail_of_others_stays(client, app, outb
     "rotate",
     ["secret key into the fallbacks", "suppression key set later"],
 )
-def test_erased_address_stays_unimportable_after_the_key_changes(client, app, person, rotate):
+def test_erased_address_stays_unimportable_after_the_key_changes(
+    client, app, outbox, person, rotate
+):
     """The suppression hash is keyed; changing the key must not forget who was erased."""
-    client.post(person["preferences"] + "/erase")
+    client.post(privacy_link(client, app, outbox, person["preferences"]) + "/erase")
     if rotate == "secret key into the fallbacks":
         app.config["SECRET_KEY_FALLBACKS"] = [app.config["SECRET_KEY"]]
         app.config["SECRET_KEY"] = "a-new-secret-key-after-rotation"

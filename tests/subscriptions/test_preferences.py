@@ -15,7 +15,7 @@ from service.models import (
     Subscription,
     Suppression,
 )
-from tests.conftest import link_to, run_jobs
+from tests.conftest import link_to, privacy_link, run_jobs
 
 from .snapshots import database_snapshot
 from .test_double_opt_in import sign_up
@@ -60,10 +60,12 @@ def test_preferences_refuse_a_bad_name(client, confirmation):
     assert "Jméno je příliš dlouhé" in response.get_data(as_text=True)
 
 
-def test_export_holds_everything_about_the_person(client, confirmation):
-    path = link_to(confirmation, "/preferences/") + "/export"
+def test_export_holds_everything_about_the_person(client, app, outbox, confirmation):
+    path = privacy_link(client, app, outbox, link_to(confirmation, "/preferences/")) + "/export"
     before = database_snapshot()
-    response = client.get(path)
+    page = client.get(path)
+    assert "Stáhnout moje údaje (JSON)" in page.get_data(as_text=True)
+    response = client.post(path)
     assert database_snapshot() == before
     assert response.status_code == 200
     assert response.mimetype == "application/json"
@@ -78,10 +80,11 @@ def test_export_holds_everything_about_the_person(client, confirmation):
     assert "Odesláním formuláře" in data["consent_events"][0]["consent_text"]["text"]
     assert data["mails"][0]["kind"] == "confirmation"
     assert data["mails"][0]["status"] == "sent"
+    assert data["mails"][-1]["kind"] == "privacy_link"
 
 
-def test_erase_get_asks_and_changes_nothing(client, confirmation):
-    path = link_to(confirmation, "/preferences/") + "/erase"
+def test_erase_get_asks_and_changes_nothing(client, app, outbox, confirmation):
+    path = privacy_link(client, app, outbox, link_to(confirmation, "/preferences/")) + "/erase"
     before = database_snapshot()
     page = client.get(path)
     assert page.status_code == 200
@@ -89,8 +92,8 @@ def test_erase_get_asks_and_changes_nothing(client, confirmation):
     assert database_snapshot() == before
 
 
-def test_erase_leaves_only_the_keyed_hash(client, app, confirmation):
-    path = link_to(confirmation, "/preferences/") + "/erase"
+def test_erase_leaves_only_the_keyed_hash(client, app, outbox, confirmation):
+    path = privacy_link(client, app, outbox, link_to(confirmation, "/preferences/")) + "/erase"
     response = client.post(path)
     assert response.status_code == 200
     assert "Vaše údaje jsme smazali" in response.get_data(as_text=True)
@@ -110,7 +113,8 @@ def test_erase_leaves_only_the_keyed_hash(client, app, confirmation):
 
 
 def test_erased_address_can_return_only_by_fresh_double_opt_in(client, app, outbox, confirmation):
-    client.post(link_to(confirmation, "/preferences/") + "/erase")
+    short = privacy_link(client, app, outbox, link_to(confirmation, "/preferences/"))
+    client.post(short + "/erase")
     sign_up(client)
     run_jobs(app)
     assert db.session.scalar(select(Subscription.status)) == "pending"
