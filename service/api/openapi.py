@@ -42,10 +42,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _ref("responses", names[status]) for status in statuses}
 
 
-# Every authenticated route can answer these. A method a path does not take is
-# a 405 Error with `Allow` (components/responses/MethodNotAllowed); it has no
-# operation to be listed under.
-_COMMON = (401, 404, 429, 500)
+# Every authenticated route can answer these (400: the input guard refuses NUL,
+# lone surrogates and broken UTF-8 in any part of a request, headers included).
+# A method a path does not take is a 405 Error with `Allow`
+# (components/responses/MethodNotAllowed); it has no operation to be listed under.
+_COMMON = (400, 401, 404, 429, 500)
 _WITH_BODY = (400, 413, 415)
 
 _ISSUE_ID = {
@@ -119,7 +120,7 @@ DOCUMENT: dict[str, Any] = {
                         "description": "The OpenAPI document.",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
-                    **_errors(429, 500),
+                    **_errors(400, 429, 500),
                 },
             }
         },
@@ -512,7 +513,10 @@ DOCUMENT: dict[str, Any] = {
             },
         },
         "responses": {
-            "BadRequest": _error_response("The body is not a JSON object, or is unreadable."),
+            "BadRequest": _error_response(
+                "The body is not a JSON object, or is unreadable; or a part of the request "
+                "(path, query, headers, body) holds a NUL, a lone surrogate or broken UTF-8."
+            ),
             "Unauthorized": _error_response(
                 "No token, or an unknown or revoked one.",
                 **{
