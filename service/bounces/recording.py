@@ -21,14 +21,13 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import consent
+from .. import consent, suppression
 from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
 from ..models import Bounce, Delivery, OutgoingMail, Subscriber, Subscription
-from ..subscriptions import actions
-from .parsing import BounceReport, Failure, classify, status_of
+from .parsing import BounceReport, Failure, NotABounce, classify, parse, status_of
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
 ACTIVE_STATUSES = ("pending", "confirmed", "requested")
@@ -106,7 +105,7 @@ def _unmatched(failure: Failure) -> Outcome:
         # remember the address, hashed, so it is not invited or imported again.
         key = _address_key(failure.address)
         if key:
-            actions.suppress(key, "bounced")
+            suppression.suppress(key, "bounced")
             return Outcome(failure.address, failure.kind, failure.status, True, True, note="hash")
     return Outcome(failure.address, failure.kind, failure.status, False, note="unknown address")
 
@@ -212,7 +211,7 @@ def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
                 mailing_list=subscription.mailing_list,
                 detail=reason[:500] or None,
             )
-    actions.suppress(subscriber.email_key, "bounced")
+    suppression.suppress(subscriber.email_key, "bounced")
     db.session.expire(subscriber, ["subscriptions"])
     return bool(ended)
 
@@ -239,7 +238,7 @@ def reactivate(subscriber: Subscriber, by: str = "") -> int:
             .values(status=status, unsubscribed_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount
-    actions.lift_suppression(subscriber.email_key)
+    suppression.lift_suppression(subscriber.email_key)
     subscriber.bounce_reset_at = utcnow()
     if changed:
         info = RequestInfo(ip=None, user_agent=None, channel="admin")
@@ -262,8 +261,6 @@ def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, l
     An auto-reply (out of office) reaching the return path is no bounce: it
     comes back with no outcomes, and nothing is recorded.
     """
-    from .parsing import NotABounce, parse
-
     report = parse(raw, envelope_recipients)
     if report.auto_reply:
         return report, []

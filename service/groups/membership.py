@@ -17,7 +17,7 @@ from typing import IO
 
 from sqlalchemy import func, select, update
 
-from .. import consent
+from .. import consent, suppression
 from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -27,6 +27,7 @@ from ..models import (
     INSTITUTION_TYPES,
     ConsentEvent,
     MailingList,
+    Subscriber,
     Subscription,
     User,
 )
@@ -215,7 +216,7 @@ def invite(
     if problem:
         raise MembershipError(problem)
     organization, institution, function = clean_details(organization, institution, function)
-    if actions.is_suppressed(address.key):
+    if suppression.is_suppressed(address.key):
         raise MembershipError(
             f"Adresa {address.email} byla vymazána nebo je nedoručitelná; pozvánku nelze poslat."
         )
@@ -433,8 +434,6 @@ def update_details(
 
 def members(group: MailingList) -> list[Subscription]:
     """Everyone with a membership row in the group, requests first, then by name and address."""
-    from ..models import Subscriber
-
     order = {"requested": 0, "pending": 1, "confirmed": 2}
     rows = db.session.scalars(
         select(Subscription)

@@ -14,11 +14,12 @@ from typing import IO, TextIO
 
 from sqlalchemy import select
 
-from .. import consent
+from .. import consent, suppression
 from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
+from ..groups.membership import MembershipError, clean_details, institution_key
 from ..models import ConsentEvent, MailingList, Subscriber, Subscription
 from . import actions
 from .forms import name_problem
@@ -84,7 +85,7 @@ def import_subscribers(
                 if problem:
                     report.problems.append((line, problem))
                     continue
-            if actions.is_suppressed(address.key):
+            if suppression.is_suppressed(address.key):
                 report.problems.append((line, "address was erased or bounced; not imported"))
                 continue
             outcome = _import_one(address, name, mailing_list, consent_source, info, now, details)
@@ -116,7 +117,6 @@ def _group_details(row: dict, columns: dict) -> tuple[tuple[str, str, str] | Non
 
     The institution may be written as the key or the Czech label of INSTITUTION_TYPES.
     """
-    from ..groups.membership import MembershipError, clean_details, institution_key
 
     def cell(column: str) -> str:
         value = row.get(columns[column]) if column in columns else None
