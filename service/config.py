@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
+
 
 class ConfigError(RuntimeError):
     """The environment lacks or mangles a setting the service cannot run without."""
@@ -171,7 +173,6 @@ def check_dkim(config: Mapping[str, Any]) -> None:
             + ", ".join(given)
             + " (see README.md, Deliverability; `zpravodaj dkim keygen` makes a key)."
         )
-    from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
 
     check_dkim_selector(config["DKIM_SELECTOR"])
     try:

@@ -6,12 +6,11 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import models  # noqa: F401  (registers the tables on db.metadata)
 from .extensions import db
 
 
 def init_app(app: Flask) -> None:
-    from . import models  # noqa: F401  (registers the tables on db.metadata)
-
     db.init_app(app)
 
 

@@ -19,8 +19,8 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from ..clock import utcnow
 from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscription
-from . import bp
 from .auth import visible_lists
+from .blueprint import bp
 
 WEEKS = 12
 

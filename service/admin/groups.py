@@ -26,8 +26,8 @@ from ..groups.membership import (
     MembershipError,
 )
 from ..models import INSTITUTION_TYPES, MailingList, Subscription, User, is_valid_slug
-from . import bp
 from .auth import CzechForm, require_list_access, require_role
+from .blueprint import bp
 from .subscribers import UnusableUpload
 
 group_managers = require_role("admin", "coordinator")
