@@ -1,6 +1,8 @@
 # Sourced by scripts/run and scripts/test: makes .venv with the project and its
 # dev tools installed, reinstalling whenever the dependency set changes.
 set -euo pipefail
+# set -e stops silently; say where instead.
+trap 'echo "${BASH_SOURCE[0]:-$0}:$LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
@@ -24,7 +26,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # The stamp names the dependency set: any change to what pyproject.toml (or a
 # lock file under requirements/, when there is one) asks for reinstalls.
-stamp=".venv/.installed-$(cat pyproject.toml requirements/*.txt 2>/dev/null | sha256sum | cut -c1-16)"
+dependency_files=(pyproject.toml)
+for lock in requirements/*.txt; do
+    if [ -f "$lock" ]; then dependency_files+=("$lock"); fi
+done
+stamp=".venv/.installed-$(cat "${dependency_files[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "Installing the project and its dependencies into .venv ..." >&2
     # pip as the venv brought it: upgrading to whatever is newest would make

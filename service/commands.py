@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import sys
 
 import click
@@ -19,7 +20,8 @@ from .deliverability import cli as deliverability_cli
 from .extensions import db
 from .groups.membership import MembershipError, clean_group_fields
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
-from .subscriptions.transfer import ImportError_, export_subscribers, import_subscribers
+from .people_csv import ImportRefused, decode
+from .subscriptions.transfer import export_subscribers, import_subscribers
 
 
 def init_app(app: Flask) -> None:
@@ -159,7 +161,7 @@ def subscribers_group() -> None:
 
 
 @subscribers_group.command("import")
-@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("csv_file", type=click.File("rb"))
 @click.option("--list", "list_slug", required=True, help="Slug of the target list.")
 @click.option(
     "--consent-source",
@@ -167,19 +169,23 @@ def subscribers_group() -> None:
     help="Where these people gave consent, e.g. 'Mailchimp export 2026-11'.",
 )
 def subscribers_import(csv_file, list_slug: str, consent_source: str) -> None:
-    """Import already-consented subscribers from a CSV with a header row (`email` required)."""
+    """Import already-consented subscribers from a CSV with a header row (`email` required).
+
+    Its findings are the admin upload's, in the same Czech words.
+    """
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
-        raise click.ClickException(f"no list {list_slug!r}")
+        raise click.ClickException(f"seznam {list_slug!r} neexistuje")
     try:
-        report = import_subscribers(csv_file, mailing_list, consent_source)
-    except ImportError_ as exc:
-        raise click.ClickException(str(exc)) from exc
+        text = decode(csv_file.read())
+        report = import_subscribers(io.StringIO(text, newline=""), mailing_list, consent_source)
+    except ImportRefused as exc:
+        raise click.ClickException(f"Import se neprovedl: {exc}") from exc
     for line, problem in report.problems:
-        click.echo(f"line {line}: {problem}", err=True)
+        click.echo(f"řádek {line}: {problem}", err=True)
     click.echo(
-        f"imported {report.imported}, already subscribed {report.unchanged}, "
-        f"skipped {len(report.problems)}",
+        f"importováno {report.imported}, už přihlášeno {report.unchanged}, "
+        f"přeskočeno {len(report.problems)}",
         err=True,
     )
 

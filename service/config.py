@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
 
@@ -128,8 +129,12 @@ def check_required(config: Mapping[str, Any]) -> None:
             + ", ".join(missing)
             + ". Set them in the environment (see README.md), or run `zpravodaj dev` locally."
         )
+    check_smtp_url(config["SMTP_URL"])
     if config.get("SMTPUTF8") not in {"auto", "on", "off"}:
         raise ConfigError("SMTPUTF8 must be one of auto, on, off.")
+    if config["SMTP_TIMEOUT"] < 1:
+        # 0 would make the SMTP sockets non-blocking: every connection would fail.
+        raise ConfigError("SMTP_TIMEOUT must be at least 1 second.")
     if config["BATCH_LEASE_SECONDS"] <= config["SMTP_TIMEOUT"]:
         # A batch waiting on a slow server must not look abandoned to the reconciler.
         raise ConfigError("BATCH_LEASE_SECONDS must be longer than SMTP_TIMEOUT.")
@@ -145,6 +150,26 @@ def check_required(config: Mapping[str, Any]) -> None:
                 f"SEND_RATE_PER_DOMAIN={domain_rates!r}: use e.g. 'seznam.cz=5,*=20'."
             ) from None
     check_dkim(config)
+
+
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")  # as smtp_settings.py reads them
+
+
+def check_smtp_url(url: str) -> None:
+    """A scheme the workers know and a usable port; the URL (and its password) is not echoed.
+
+    Checked at start-up: otherwise the web starts and every mail fails in the worker.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in SMTP_SCHEMES:
+        raise ConfigError(
+            "SMTP_URL: start it with smtp://, smtp+starttls:// or smtps:// "
+            "(e.g. smtp+starttls://user:password@mail.example:587)."
+        )
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number or too large)
+    except ValueError:
+        raise ConfigError("SMTP_URL: the port must be a number up to 65535.") from None
 
 
 DKIM_SETTINGS = ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_PATH")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from . import models  # noqa: F401  (registers the tables on db.metadata)
 from .extensions import db
@@ -12,6 +15,24 @@ from .extensions import db
 
 def init_app(app: Flask) -> None:
     db.init_app(app)
+
+
+def commit_with_retry(work: Callable[[], object], attempts: int = 3) -> None:
+    """Run `work` and commit; after an IntegrityError roll back and run it again.
+
+    A concurrent request for the same address may insert the same row between
+    our SELECT and INSERT; the next attempt finds that row. The last attempt's
+    error is raised.
+    """
+    for attempt in range(attempts):
+        try:
+            work()
+            db.session.commit()
+            return
+        except IntegrityError:
+            db.session.rollback()
+            if attempt == attempts - 1:
+                raise
 
 
 @event.listens_for(Engine, "connect")

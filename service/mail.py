@@ -25,7 +25,7 @@ from flask import current_app, render_template
 from .clock import utcnow
 from .extensions import db
 from .jobs import after_commit, enqueue_outgoing_mail
-from .models import OutgoingMail, Subscriber
+from .models import MailStatus, OutgoingMail, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,26 @@ def queue_message(
     )
 
 
+def send_to_subscriber(subscriber: Subscriber, kind: str, subject: str, **context: Any) -> str:
+    """Render the `kind` template pair for `subscriber` and queue it; returns its Message-ID.
+
+    The To header carries no display name: these mails answer forms anyone can
+    fill in with anyone's address, or a coordinator typed the name, so the
+    name is not the address owner's word.
+    """
+    text, html = render_pair(kind, subscriber=subscriber, subject=subject, **context)
+    msg = compose(
+        to_name="",
+        to_address=subscriber.envelope_address,
+        smtputf8=subscriber.ascii_email is None,
+        subject=subject,
+        text=text,
+        html=html,
+    )
+    queue_message(msg, kind=kind, recipient=subscriber.envelope_address, subscriber=subscriber)
+    return str(msg["Message-ID"])
+
+
 def queue_message_bytes(
     raw: bytes, *, message_id: str, kind: str, recipient: str, subscriber: Subscriber | None = None
 ) -> OutgoingMail:
@@ -137,7 +157,7 @@ def queue_message_bytes(
         smtputf8=not recipient.isascii(),
         message_id=message_id,
         raw=raw,
-        status="queued",
+        status=MailStatus.QUEUED,
     )
     db.session.add(mail)
     db.session.flush()  # the id names the job

@@ -7,11 +7,16 @@ reconciler can always find what is unfinished (DESIGN.md §3).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
+    CheckConstraint,
     Column,
+    ColumnElement,
     ForeignKey,
     Index,
     LargeBinary,
@@ -20,13 +25,23 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    exists,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .clock import utcnow
 from .extensions import db
 
-LIST_KINDS = ("newsletter", "group")
+
+class ListKind(StrEnum):
+    """What a list is: a newsletter (public sign-up) or a working group (members only)."""
+
+    NEWSLETTER = "newsletter"
+    GROUP = "group"
+
+
+LIST_KINDS = tuple(k.value for k in ListKind)
 SLUG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 SLUG_MAX = 64
 
@@ -36,12 +51,43 @@ def is_valid_slug(slug: str) -> bool:
     return 0 < len(slug) <= SLUG_MAX and set(slug) <= SLUG_CHARS
 
 
-SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
-# A working group's extra states: an invitation not yet accepted is "pending";
-# a join request with a confirmed address awaits the coordinator ("requested")
-# and ends "confirmed" or "declined".
-GROUP_MEMBERSHIP_STATUSES = ("requested", "declined")
-GROUP_VISIBILITIES = ("public", "invite")  # listed with a join request / invitation only
+class SubscriptionStatus(StrEnum):
+    """Where a subscription (or a working group membership) stands.
+
+    Newsletter: pending -> confirmed -> unsubscribed; bounced when the address
+    stopped accepting mail. A working group's extra states: an invitation not
+    yet accepted is "pending"; a join request with a confirmed address awaits
+    the coordinator ("requested") and ends "confirmed" or "declined".
+    """
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    REQUESTED = "requested"
+    DECLINED = "declined"
+
+
+# The statuses a newsletter subscription can have (counted on the dashboard and the API).
+SUBSCRIPTION_STATUSES = tuple(
+    s.value
+    for s in (
+        SubscriptionStatus.PENDING,
+        SubscriptionStatus.CONFIRMED,
+        SubscriptionStatus.UNSUBSCRIBED,
+        SubscriptionStatus.BOUNCED,
+    )
+)
+
+
+class GroupVisibility(StrEnum):
+    """Whether a working group is listed with a join request, or reached by invitation only."""
+
+    PUBLIC = "public"
+    INVITE = "invite"
+
+
+GROUP_VISIBILITIES = tuple(v.value for v in GroupVisibility)
 # Who members represent (issue 4); keys are stored, labels shown.
 INSTITUTION_TYPES = {
     "obec-socialni": "obecní úřad – sociální odbor",
@@ -61,12 +107,127 @@ INSTITUTION_TYPES = {
     "zastupce": "zástupce lidí v bytové nouzi",
     "jine": "jiné",
 }
-USER_ROLES = ("admin", "editor", "coordinator")
-# draft -> (scheduled ->) sending <-> paused -> sent; cancelled from any but sent.
-ISSUE_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
-# pending -> sending -> sent | failed; skipped when suppressed at send time;
-# cancelled when the issue was cancelled before reaching it.
-DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
+
+
+class UserRole(StrEnum):
+    ADMIN = "admin"
+    EDITOR = "editor"
+    COORDINATOR = "coordinator"
+
+
+USER_ROLES = tuple(r.value for r in UserRole)
+
+
+class IssueStatus(StrEnum):
+    """draft -> (scheduled ->) sending <-> paused -> sent; cancelled from any but sent."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    """pending -> sending -> sent | failed; skipped when suppressed at send time;
+    cancelled when the issue was cancelled before reaching it."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class BatchStatus(StrEnum):
+    """queued -> running (leased by a worker) -> done; back to queued when the lease lapses."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class MailStatus(StrEnum):
+    """An outgoing mail: queued -> sending -> sent | failed (queued again after a 4xx)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SuppressionReason(StrEnum):
+    ERASED = "erased"
+    BOUNCED = "bounced"
+    WITHDRAWN = "withdrawn"
+
+
+class BounceKind(StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+
+
+class ConsentTextKind(StrEnum):
+    """The newsletter form's consent text, a working group join form's, or the privacy notice."""
+
+    CONSENT = "consent"
+    GROUP_CONSENT = "group_consent"
+    PRIVACY = "privacy"
+
+
+class MeetingMethod(StrEnum):
+    """The iCalendar METHOD an announcement about a meeting carries."""
+
+    REQUEST = "REQUEST"
+    CANCEL = "CANCEL"
+
+
+def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
+    """A CHECK that `column` holds one of `values` (NULL passes, as SQL's IN has it).
+
+    Named `ck_<table>_<name or column>` by the naming convention, so a
+    migration can drop it again on SQLite too.
+    """
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=name or column)
+
+
+class TransitionRefused(Exception):
+    """A status change the row's current status does not allow."""
+
+
+def guarded_transition(
+    model: type[Any],
+    row_id: int,
+    allowed: Iterable[str],
+    new: str,
+    *conditions: ColumnElement[bool],
+    **values: Any,
+) -> bool:
+    """Set the row's status to `new` (and `values`) only while it is one of `allowed`.
+
+    One conditional UPDATE rather than read-then-write: two clicks on a link,
+    two coordinators, the API and a worker may act on one row at the same
+    moment, and only one of them matches it; the UPDATE holds the row (on
+    SQLite the database) until commit. `conditions` narrow it further. Returns
+    whether the row moved. Objects already loaded are not touched: see `transition`.
+    """
+    statement = (
+        update(model)
+        .where(model.id == row_id, model.status.in_(tuple(allowed)), *conditions)
+        .values(status=new, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return db.session.execute(statement).rowcount == 1
+
+
+def transition(row: Any, allowed: Iterable[str], new: str, **values: Any) -> bool:
+    """`guarded_transition` of a loaded row, which is then read back (whether it moved or not)."""
+    moved = guarded_transition(type(row), row.id, allowed, new, **values)
+    db.session.refresh(row)
+    return moved
 
 
 def new_public_key() -> str:
@@ -78,11 +239,12 @@ class MailingList(db.Model):
     """A newsletter (public sign-up) or a working group (members only)."""
 
     __tablename__ = "mailing_list"
+    __table_args__ = (one_of("kind", ListKind), one_of("visibility", GroupVisibility))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(16), default="newsletter")
+    kind: Mapped[str] = mapped_column(String(16), default=ListKind.NEWSLETTER)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Working groups only (kind "group").
@@ -91,7 +253,7 @@ class MailingList(db.Model):
     department: Mapped[str] = mapped_column(String(300), default="")  # who organises it
     meeting_place: Mapped[str] = mapped_column(String(300), default="")
     meeting_rhythm: Mapped[str] = mapped_column(String(200), default="")  # "every 2nd Tuesday"
-    visibility: Mapped[str] = mapped_column(String(16), default="public")
+    visibility: Mapped[str] = mapped_column(String(16), default=GroupVisibility.PUBLIC)
 
     def __repr__(self) -> str:
         return f"<MailingList {self.slug}>"
@@ -138,12 +300,13 @@ class Subscription(db.Model):
         UniqueConstraint("subscriber_id", "list_id"),
         # Keyset pagination of an issue's recipients walks this index.
         Index("ix_subscription_list_status_subscriber", "list_id", "status", "subscriber_id"),
+        one_of("status", SubscriptionStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
     list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriptionStatus.PENDING)
     subscribed_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
@@ -155,10 +318,90 @@ class Subscription(db.Model):
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     mailing_list: Mapped[MailingList] = relationship()
 
+    # Guarded transitions: each is one conditional UPDATE (`guarded_transition`)
+    # and returns whether this call moved the row; a repeated or concurrent
+    # second call finds it moved already and returns False.
 
-# What a versioned text is: the newsletter form's consent text, a working
-# group join form's, or the privacy notice every form links to.
-CONSENT_TEXT_KINDS = ("consent", "group_consent", "privacy")
+    def confirm(self, now: datetime | None = None) -> bool:
+        """Double opt-in done (the confirmation link, or an accepted invitation)."""
+        return transition(
+            self,
+            (SubscriptionStatus.PENDING,),
+            SubscriptionStatus.CONFIRMED,
+            confirmed_at=now or utcnow(),
+            unsubscribed_at=None,
+        )
+
+    def unsubscribe(self, now: datetime | None = None) -> bool:
+        """The person leaves (link, one-click); a join request waiting for a coordinator stays."""
+        return transition(
+            self,
+            (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED),
+            SubscriptionStatus.UNSUBSCRIBED,
+            unsubscribed_at=now or utcnow(),
+        )
+
+    def remove(self) -> bool:
+        """A coordinator takes a member, an open invitation or a join request out of a group."""
+        return transition(
+            self,
+            ACTIVE_SUBSCRIPTION_STATUSES,
+            SubscriptionStatus.UNSUBSCRIBED,
+            unsubscribed_at=utcnow(),
+        )
+
+    def await_approval(self) -> bool:
+        """A join request's address is confirmed: now it waits for a coordinator."""
+        return transition(self, (SubscriptionStatus.PENDING,), SubscriptionStatus.REQUESTED)
+
+    def approve(self) -> bool:
+        """A coordinator accepts a join request."""
+        return transition(
+            self,
+            (SubscriptionStatus.REQUESTED,),
+            SubscriptionStatus.CONFIRMED,
+            confirmed_at=utcnow(),
+            unsubscribed_at=None,
+        )
+
+    def decline(self) -> bool:
+        """A coordinator turns a join request down."""
+        return transition(self, (SubscriptionStatus.REQUESTED,), SubscriptionStatus.DECLINED)
+
+    def mark_bounced(self) -> bool:
+        """The address stopped accepting mail: every active subscription of it ends."""
+        return transition(self, ACTIVE_SUBSCRIPTION_STATUSES, SubscriptionStatus.BOUNCED)
+
+    # Unguarded changes of a row the caller has just created or holds locked
+    # (the subscriber's row lock of a sign-up, a savepoint of an import): plain
+    # attribute changes, flushed with the rest of the unit of work.
+
+    def restart(self, now: datetime) -> None:
+        """Back to pending for a fresh double opt-in (sign-up again, invitation, join request)."""
+        self.status = SubscriptionStatus.PENDING
+        self.subscribed_at = now
+        self.confirmed_at = None
+        self.unsubscribed_at = None
+
+    def confirm_directly(self, now: datetime) -> None:
+        """Confirmed without a confirmation mail: the consent is proven otherwise
+        (the signed preferences link, an import of already-consented subscribers)."""
+        self.status = SubscriptionStatus.CONFIRMED
+        self.confirmed_at = now
+        self.unsubscribed_at = None
+
+    def leave(self, now: datetime) -> None:
+        """Unsubscribed from the preferences page (the caller checked it was active)."""
+        self.status = SubscriptionStatus.UNSUBSCRIBED
+        self.unsubscribed_at = now
+
+
+# Subscriptions that still get (or may soon get) mail.
+ACTIVE_SUBSCRIPTION_STATUSES = (
+    SubscriptionStatus.PENDING,
+    SubscriptionStatus.REQUESTED,
+    SubscriptionStatus.CONFIRMED,
+)
 
 
 class ConsentText(db.Model):
@@ -172,10 +415,11 @@ class ConsentText(db.Model):
     __table_args__ = (
         UniqueConstraint("kind", "version"),
         UniqueConstraint("kind", "sha256"),
+        one_of("kind", ConsentTextKind),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), default="consent")
+    kind: Mapped[str] = mapped_column(String(16), default=ConsentTextKind.CONSENT)
     version: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
@@ -222,7 +466,10 @@ class OutgoingMail(db.Model):
     """
 
     __tablename__ = "outgoing_mail"
-    __table_args__ = (Index("ix_outgoing_mail_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_outgoing_mail_status_created", "status", "created_at"),
+        one_of("status", MailStatus),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -234,27 +481,36 @@ class OutgoingMail(db.Model):
     smtputf8: Mapped[bool] = mapped_column(default=False)
     message_id: Mapped[str] = mapped_column(String(255))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # queued, sending, sent, failed
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=MailStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
 
+    # The worker holds the mail claimed ("sending") while it sets one of these.
+
+    def mark_sent(self) -> None:
+        self.status, self.sent_at, self.last_error = MailStatus.SENT, utcnow(), None
+
+    def mark_failed(self, error: str) -> None:
+        self.status, self.last_error = MailStatus.FAILED, error[:2000]
+
+    def requeue(self, error: str) -> None:
+        """A temporary refusal: queued again for a later try."""
+        self.status, self.last_error = MailStatus.QUEUED, error[:2000]
+
 
 class Suppression(db.Model):
     """An address that must not be mailed or imported, kept only as a keyed hash."""
 
     __tablename__ = "suppression"
+    __table_args__ = (one_of("reason", SuppressionReason),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    reason: Mapped[str] = mapped_column(String(32))  # erased, bounced, withdrawn
+    reason: Mapped[str] = mapped_column(String(32))  # SuppressionReason
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-BOUNCE_KINDS = ("hard", "soft")
 
 
 class Bounce(db.Model):
@@ -265,7 +521,10 @@ class Bounce(db.Model):
     """
 
     __tablename__ = "bounce"
-    __table_args__ = (Index("ix_bounce_subscriber_received", "subscriber_id", "received_at"),)
+    __table_args__ = (
+        Index("ix_bounce_subscriber_received", "subscriber_id", "received_at"),
+        one_of("kind", BounceKind),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
@@ -276,7 +535,7 @@ class Bounce(db.Model):
     outgoing_mail_id: Mapped[int | None] = mapped_column(
         ForeignKey("outgoing_mail.id", ondelete="SET NULL"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(8))  # BounceKind
     status: Mapped[str] = mapped_column(String(16), default="")  # DSN status, e.g. 5.1.1
     diagnostic: Mapped[str] = mapped_column(String(500), default="")
     # sha256 of (bounce message, subscriber): the same bounce processed twice
@@ -299,12 +558,13 @@ class User(db.Model):
     """An editor, administrator or group coordinator of the admin UI and API."""
 
     __tablename__ = "user_account"
+    __table_args__ = (one_of("role", UserRole),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Case-folded: logins are case-insensitive.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))  # UserRole
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
@@ -317,8 +577,8 @@ class User(db.Model):
 
     def may_manage(self, mailing_list: MailingList) -> bool:
         """Admins and editors handle every list; a coordinator only their own groups."""
-        if self.role == "coordinator":
-            return mailing_list.kind == "group" and any(
+        if self.role == UserRole.COORDINATOR:
+            return mailing_list.kind == ListKind.GROUP and any(
                 own.id == mailing_list.id for own in self.lists
             )
         return True
@@ -351,6 +611,8 @@ class Issue(db.Model):
     __table_args__ = (
         UniqueConstraint("list_id", "number"),
         Index("ix_issue_status_scheduled", "status", "scheduled_at"),
+        one_of("status", IssueStatus),
+        one_of("meeting_method", MeetingMethod),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -360,7 +622,7 @@ class Issue(db.Model):
     subject: Mapped[str] = mapped_column(String(200))
     preheader: Mapped[str] = mapped_column(String(200), default="")
     body: Mapped[str] = mapped_column(Text, default="")  # Markdown
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=IssueStatus.DRAFT)
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("user_account.id", ondelete="SET NULL")
     )
@@ -404,6 +666,77 @@ class Issue(db.Model):
 
     def __repr__(self) -> str:
         return f"<Issue {self.id} {self.status}>"
+
+    # Where an issue may go from. Each transition below is one conditional
+    # UPDATE (`guarded_transition`), refused at once when the status read in
+    # this transaction already forbids it; it returns whether the issue moved,
+    # and the caller (issues/sending.py) turns a refusal into a Czech error.
+    EDITABLE = (IssueStatus.DRAFT, IssueStatus.SCHEDULED)
+    DELIVERING = (IssueStatus.SENDING, IssueStatus.PAUSED)
+    CANCELLABLE = (*EDITABLE, *DELIVERING)
+    FINISHED = (IssueStatus.SENT, IssueStatus.CANCELLED)
+    # Reached (some) readers: shown in the archive and to members. A cancelled
+    # issue is left out even if partly sent, since its editor withdrew it.
+    PUBLISHED = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)
+
+    def _move_from(self, allowed: tuple[IssueStatus, ...], new: IssueStatus, **values: Any) -> bool:
+        return self.status in allowed and transition(self, allowed, new, **values)
+
+    def back_to_draft(self) -> bool:
+        """Edited: a scheduled issue is a draft again (its schedule dropped)."""
+        return self._move_from(self.EDITABLE, IssueStatus.DRAFT, scheduled_at=None)
+
+    def schedule(self, at: datetime) -> bool:
+        """To be sent at `at` (naive UTC)."""
+        return self._move_from(self.EDITABLE, IssueStatus.SCHEDULED, scheduled_at=at)
+
+    def unschedule(self) -> bool:
+        return self._move_from((IssueStatus.SCHEDULED,), IssueStatus.DRAFT, scheduled_at=None)
+
+    def start_sending(self) -> bool:
+        """Sent now, by an editor (a draft, or a scheduled one ahead of its time)."""
+        return self._move_from(self.EDITABLE, IssueStatus.SENDING)
+
+    def pause(self) -> bool:
+        return self._move_from((IssueStatus.SENDING,), IssueStatus.PAUSED)
+
+    def resume(self) -> bool:
+        return self._move_from((IssueStatus.PAUSED,), IssueStatus.SENDING)
+
+    def cancel(self) -> bool:
+        """Stopped for good, from any state but sent."""
+        return self._move_from(self.CANCELLABLE, IssueStatus.CANCELLED, finished_at=utcnow())
+
+    def resend(self) -> bool:
+        """A finished or cancelled issue sends again to those it did not reach."""
+        return self._move_from(self.FINISHED, IssueStatus.SENDING, finished_at=None)
+
+    @classmethod
+    def start_if_due(cls, issue_id: int, due: datetime) -> bool:
+        """The scheduled start: only if still scheduled, for no later than `due`."""
+        return guarded_transition(
+            cls,
+            issue_id,
+            (IssueStatus.SCHEDULED,),
+            IssueStatus.SENDING,
+            cls.scheduled_at <= due,
+        )
+
+    @classmethod
+    def finish_if_complete(cls, issue_id: int) -> bool:
+        """Sent, once every recipient has a batch and every batch is done."""
+        unfinished = exists().where(
+            DeliveryBatch.issue_id == issue_id, DeliveryBatch.status != BatchStatus.DONE
+        )
+        return guarded_transition(
+            cls,
+            issue_id,
+            (IssueStatus.SENDING,),
+            IssueStatus.SENT,
+            cls.fanout_done.is_(True),
+            ~unfinished,
+            finished_at=utcnow(),
+        )
 
 
 class Meeting(db.Model):
@@ -455,12 +788,14 @@ class DeliveryBatch(db.Model):
     """
 
     __tablename__ = "delivery_batch"
-    __table_args__ = (Index("ix_delivery_batch_issue_status", "issue_id", "status"),)
+    __table_args__ = (
+        Index("ix_delivery_batch_issue_status", "issue_id", "status"),
+        one_of("status", BatchStatus),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
-    # queued, running, done
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.QUEUED)
     # The RQ job last enqueued for it: the reconciler asks Redis whether it lives.
     job_id: Mapped[str | None] = mapped_column(String(64))
     owner: Mapped[str | None] = mapped_column(String(64))
@@ -481,13 +816,14 @@ class Delivery(db.Model):
         # Deleting a subscriber (erasure, purge) cascades here: without an
         # index PostgreSQL would scan every delivery ever made per deletion.
         Index("ix_delivery_subscriber", "subscriber_id"),
+        one_of("status", DeliveryStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
     batch_id: Mapped[int] = mapped_column(ForeignKey("delivery_batch.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     message_id: Mapped[str | None] = mapped_column(String(255))
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -12,10 +12,10 @@ from sqlalchemy import delete, select
 
 from .addresses import address_hash, address_hashes
 from .extensions import db
-from .models import Suppression
+from .models import Suppression, SuppressionReason
 
 
-def suppress(address_key: str, reason: str) -> None:
+def suppress(address_key: str, reason: SuppressionReason) -> None:
     digest = address_hash(address_key)
     if db.session.scalar(select(Suppression).filter_by(address_hash=digest)) is None:
         db.session.add(Suppression(address_hash=digest, reason=reason))

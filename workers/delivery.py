@@ -39,7 +39,17 @@ from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_query
 from service.jobs import LIVE_JOB_STATES, redis_connection
-from service.models import Delivery, DeliveryBatch, Issue, Subscriber, Subscription
+from service.models import (
+    BatchStatus,
+    Delivery,
+    DeliveryBatch,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
 
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
@@ -52,6 +62,8 @@ log = logging.getLogger(__name__)
 ENQUEUE_GROUP = 20
 # Pages (of BATCH_SIZE recipients) one fan-out job writes before handing over.
 FAN_OUT_PAGES_PER_JOB = 20
+# Deliveries not yet sent nor given up: a claim finds them "sending" after a crash.
+UNFINISHED_DELIVERY = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
 def lease() -> timedelta:
@@ -73,16 +85,7 @@ def max_attempts() -> int:
 
 def start_scheduled(issue_id: int) -> str:
     """Start a scheduled issue if it is (still) scheduled and due."""
-    started = db.session.execute(
-        update(Issue)
-        .where(
-            Issue.id == issue_id,
-            Issue.status == "scheduled",
-            Issue.scheduled_at <= utcnow() + timedelta(seconds=1),
-        )
-        .values(status="sending")
-    ).rowcount
-    if not started:
+    if not Issue.start_if_due(issue_id, utcnow() + timedelta(seconds=1)):
         db.session.rollback()
         return "not due"
     # The conditional update holds the row until commit: a twin job waits and then finds
@@ -111,7 +114,7 @@ def fan_out(issue_id: int) -> str:
         update(Issue)
         .where(
             Issue.id == issue_id,
-            Issue.status.in_(("sending", "paused")),
+            Issue.status.in_(Issue.DELIVERING),
             Issue.fanout_done.is_(False),
             or_(
                 Issue.fanout_job_id == me if me else False,
@@ -123,6 +126,12 @@ def fan_out(issue_id: int) -> str:
     ).rowcount
     db.session.commit()
     if not claimed:
+        # A cancel that landed while the previous slice wrote its last batch left that
+        # batch pending (the loop's status check came before it): this continuation
+        # is the one job still to come, so it cancels what is left.
+        if db.session.scalar(select(Issue.status).where(Issue.id == issue_id)) == "cancelled":
+            _cancel_leftovers(issue_id)
+        db.session.commit()
         return "skipped"
 
     issue = db.session.get(Issue, issue_id)
@@ -131,8 +140,8 @@ def fan_out(issue_id: int) -> str:
     first = True
     for _ in range(FAN_OUT_PAGES_PER_JOB):
         status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
-        if status not in ("sending", "paused"):
-            if status == "cancelled":
+        if status not in Issue.DELIVERING:
+            if status == IssueStatus.CANCELLED:
                 _cancel_leftovers(issue_id)
             break
         ids = db.session.scalars(
@@ -142,7 +151,7 @@ def fan_out(issue_id: int) -> str:
             issue.fanout_done, issue.fanout_heartbeat, issue.fanout_job_id = True, None, None
             db.session.commit()
             break
-        batch = DeliveryBatch(issue_id=issue_id, status="queued")
+        batch = DeliveryBatch(issue_id=issue_id, status=BatchStatus.QUEUED)
         db.session.add(batch)
         db.session.flush()
         batch.job_id = jobs.new_batch_job_id(batch.id)
@@ -152,7 +161,7 @@ def fan_out(issue_id: int) -> str:
         )
         issue.fanout_cursor, issue.fanout_heartbeat = ids[-1], utcnow()
         db.session.commit()
-        if status == "sending":  # a paused issue's batches wait for resume
+        if status == IssueStatus.SENDING:  # a paused issue's batches wait for resume
             to_enqueue.append((batch.id, batch.job_id))
         if first or len(to_enqueue) >= ENQUEUE_GROUP:
             jobs.enqueue_batches(to_enqueue)
@@ -208,11 +217,19 @@ def deliver_batch(batch_id: int) -> str:
         .where(
             DeliveryBatch.id == batch_id,
             or_(
-                DeliveryBatch.status == "queued",
-                and_(DeliveryBatch.status == "running", DeliveryBatch.heartbeat < now - lease()),
+                DeliveryBatch.status == BatchStatus.QUEUED,
+                and_(
+                    DeliveryBatch.status == BatchStatus.RUNNING,
+                    DeliveryBatch.heartbeat < now - lease(),
+                ),
             ),
         )
-        .values(status="running", owner=owner, heartbeat=now, attempts=DeliveryBatch.attempts + 1)
+        .values(
+            status=BatchStatus.RUNNING,
+            owner=owner,
+            heartbeat=now,
+            attempts=DeliveryBatch.attempts + 1,
+        )
     ).rowcount
     db.session.commit()
     if not claimed:
@@ -220,7 +237,7 @@ def deliver_batch(batch_id: int) -> str:
         return "skipped"
     batch = db.session.get(DeliveryBatch, batch_id)
     issue = db.session.get(Issue, batch.issue_id)
-    if issue.status != "sending":
+    if issue.status != IssueStatus.SENDING:
         _release(batch_id, owner)
         db.session.commit()
         return issue.status
@@ -279,24 +296,24 @@ class BatchSender:
             delivery.update()
             .where(
                 delivery.c.id == bindparam("delivery_id"),
-                delivery.c.status.in_(("pending", "sending")),
+                delivery.c.status.in_(UNFINISHED_DELIVERY),
                 exists().where(
                     subscription.c.subscriber_id == bindparam("who"),
                     subscription.c.list_id == self.list_id,
-                    subscription.c.status == "confirmed",
+                    subscription.c.status == SubscriptionStatus.CONFIRMED,
                 ),
-                exists().where(issue.c.id == self.issue_id, issue.c.status == "sending"),
+                exists().where(issue.c.id == self.issue_id, issue.c.status == IssueStatus.SENDING),
                 # Still our batch: a worker that lost its lease (stuck longer than
                 # BATCH_LEASE_SECONDS) must not send alongside the one that took over.
                 exists().where(batch.c.id == self.batch_id, batch.c.owner == self.owner),
             )
-            .values(status="sending", claimed_at=bindparam("now"))
+            .values(status=DeliveryStatus.SENDING, claimed_at=bindparam("now"))
         )
         self._sent_statement = (
             delivery.update()
             .where(delivery.c.id == bindparam("delivery_id"))
             .values(
-                status="sent",
+                status=DeliveryStatus.SENT,
                 sent_at=bindparam("now"),
                 message_id=bindparam("mid"),
                 last_error=None,
@@ -318,7 +335,7 @@ class BatchSender:
                 Subscriber.name,
             )
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.batch_id == self.batch_id, Delivery.status.in_(("pending", "sending")))
+            .where(Delivery.batch_id == self.batch_id, Delivery.status.in_(UNFINISHED_DELIVERY))
             .order_by(Delivery.id)
         ).all()
         db.session.commit()
@@ -331,7 +348,11 @@ class BatchSender:
                     log.warning("batch %s taken over by another worker; stopping", self.batch_id)
                     return "lost lease"
                 last_beat = time.monotonic()
-            # Wait for the rate limit before claiming, not while holding a claim.
+            # Wait for the rate limit before claiming, not while holding a claim, nor
+            # an open transaction: the previous message's record would be invisible
+            # to a worker taking over, and on SQLite it holds every writer back.
+            if self.limiter.active:
+                db.session.commit()
             self.limiter.wait((row.ascii_email or row.email).rpartition("@")[2])
             outcome = self._claim(row.id, row.subscriber_id)
             db.session.commit()
@@ -347,7 +368,7 @@ class BatchSender:
         db.session.execute(
             update(DeliveryBatch)
             .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
-            .values(status="done", heartbeat=utcnow(), last_error=None)
+            .values(status=BatchStatus.DONE, heartbeat=utcnow(), last_error=None)
         )
         db.session.commit()
         finish_if_complete(self.issue_id)
@@ -373,7 +394,7 @@ class BatchSender:
         owner = db.session.scalar(
             select(DeliveryBatch.owner).where(DeliveryBatch.id == self.batch_id)
         )
-        if issue_status != "sending" or owner != self.owner:
+        if issue_status != IssueStatus.SENDING or owner != self.owner:
             _release(self.batch_id, self.owner)
             log.info("issue %s is %s; batch %s stops", self.issue_id, issue_status, self.batch_id)
             return "stop"
@@ -382,7 +403,7 @@ class BatchSender:
                 Subscription.subscriber_id == subscriber_id, Subscription.list_id == self.list_id
             )
         )
-        if subscription_status == "confirmed":
+        if subscription_status == SubscriptionStatus.CONFIRMED:
             # The issue was paused and resumed between the claim and these reads:
             # hand the batch back rather than skip someone who should get it.
             _release(self.batch_id, self.owner)
@@ -390,8 +411,8 @@ class BatchSender:
         # Suppressed since the snapshot: unsubscribed, bounced or left the list.
         db.session.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status.in_(("pending", "sending")))
-            .values(status="skipped", last_error=subscription_status or "removed")
+            .where(Delivery.id == delivery_id, Delivery.status.in_(UNFINISHED_DELIVERY))
+            .values(status=DeliveryStatus.SKIPPED, last_error=subscription_status or "removed")
         )
         return "skipped"
 
@@ -405,14 +426,14 @@ class BatchSender:
                 envelope_sender("d", row.id), address, raw, smtputf8=row.ascii_email is None
             )
         except RecipientRefused as exc:
-            self._set(row.id, status="failed", last_error=str(exc)[:2000])
+            self._set(row.id, status=DeliveryStatus.FAILED, last_error=str(exc)[:2000])
             record_refusal(address, str(exc), subscriber_id=row.subscriber_id, delivery_id=row.id)
             db.session.commit()
         except PermanentFailure as exc:
-            self._set(row.id, status="failed", last_error=str(exc)[:2000])
+            self._set(row.id, status=DeliveryStatus.FAILED, last_error=str(exc)[:2000])
         except ServerUnavailable as exc:
             # Nothing can be sent now: put this one back and retry the batch later.
-            self._set(row.id, status="pending", last_error=str(exc)[:2000])
+            self._set(row.id, status=DeliveryStatus.PENDING, last_error=str(exc)[:2000])
             self._retry_later(str(exc))
             raise
         except TransientFailure as exc:
@@ -421,13 +442,16 @@ class BatchSender:
             if row.attempts + 1 >= self.max_attempts:
                 self._set(
                     row.id,
-                    status="failed",
+                    status=DeliveryStatus.FAILED,
                     attempts=row.attempts + 1,
                     last_error=f"opakovaně odmítnuto: {exc}"[:2000],
                 )
             else:
                 self._set(
-                    row.id, status="pending", attempts=row.attempts + 1, last_error=str(exc)[:2000]
+                    row.id,
+                    status=DeliveryStatus.PENDING,
+                    attempts=row.attempts + 1,
+                    last_error=str(exc)[:2000],
                 )
                 self.deferred += 1
         else:
@@ -460,7 +484,7 @@ class BatchSender:
         db.session.execute(
             update(DeliveryBatch)
             .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
-            .values(status="queued", owner=None, heartbeat=None, last_error=reason[:2000])
+            .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, last_error=reason[:2000])
         )
         db.session.commit()
 
@@ -470,7 +494,7 @@ def _release(batch_id: int, owner: str) -> None:
     db.session.execute(
         update(DeliveryBatch)
         .where(DeliveryBatch.id == batch_id, DeliveryBatch.owner == owner)
-        .values(status="queued", owner=None, heartbeat=None)
+        .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None)
     )
 
 
@@ -478,30 +502,20 @@ def _cancel_leftovers(issue_id: int) -> None:
     """Batches written after a cancel committed (the fan-out raced it) are cancelled too."""
     db.session.execute(
         update(Delivery)
-        .where(Delivery.issue_id == issue_id, Delivery.status == "pending")
-        .values(status="cancelled")
+        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.CANCELLED)
     )
     db.session.execute(
         update(DeliveryBatch)
-        .where(DeliveryBatch.issue_id == issue_id, DeliveryBatch.status == "queued")
-        .values(status="done")
+        .where(DeliveryBatch.issue_id == issue_id, DeliveryBatch.status == BatchStatus.QUEUED)
+        .values(status=BatchStatus.DONE)
     )
     db.session.commit()
 
 
 def finish_if_complete(issue_id: int) -> bool:
     """Mark the issue sent once every recipient has a batch and every batch is done."""
-    unfinished = exists().where(DeliveryBatch.issue_id == issue_id, DeliveryBatch.status != "done")
-    finished = db.session.execute(
-        update(Issue)
-        .where(
-            Issue.id == issue_id,
-            Issue.status == "sending",
-            Issue.fanout_done.is_(True),
-            ~unfinished,
-        )
-        .values(status="sent", finished_at=utcnow())
-    ).rowcount
+    finished = Issue.finish_if_complete(issue_id)
     db.session.commit()
     if finished:
         log.info("issue %s sent", issue_id)
@@ -530,7 +544,7 @@ def reconcile_issues() -> dict[str, int]:
         ]
 
     scheduled = db.session.execute(
-        select(Issue.id, Issue.scheduled_at).where(Issue.status == "scheduled")
+        select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
     ).all()
     db.session.commit()
     for (issue_id, at), alive in zip(
@@ -542,7 +556,7 @@ def reconcile_issues() -> dict[str, int]:
 
     fanning = db.session.execute(
         select(Issue.id, Issue.fanout_heartbeat, Issue.fanout_job_id).where(
-            Issue.status == "sending", Issue.fanout_done.is_(False)
+            Issue.status == IssueStatus.SENDING, Issue.fanout_done.is_(False)
         )
     ).all()
     db.session.commit()
@@ -566,7 +580,10 @@ def reconcile_issues() -> dict[str, int]:
             DeliveryBatch.id, DeliveryBatch.status, DeliveryBatch.job_id, DeliveryBatch.heartbeat
         )
         .join(Issue, Issue.id == DeliveryBatch.issue_id)
-        .where(Issue.status == "sending", DeliveryBatch.status.in_(("queued", "running")))
+        .where(
+            Issue.status == IssueStatus.SENDING,
+            DeliveryBatch.status.in_((BatchStatus.QUEUED, BatchStatus.RUNNING)),
+        )
         .order_by(DeliveryBatch.id)
     ).all()
     db.session.commit()
@@ -575,7 +592,7 @@ def reconcile_issues() -> dict[str, int]:
         chunk = batches[start : start + 500]
         alive = live([row.job_id or f"missing-{row.id}" for row in chunk])
         for row, is_alive in zip(chunk, alive, strict=True):
-            if row.status == "running":
+            if row.status == BatchStatus.RUNNING:
                 if row.heartbeat is None or row.heartbeat < stale:
                     orphaned.append(row.id)
             elif not is_alive:
@@ -595,7 +612,7 @@ def reconcile_issues() -> dict[str, int]:
         log.info("reconciler re-enqueued %d delivery batch(es)", len(orphaned))
 
     sending = db.session.scalars(
-        select(Issue.id).where(Issue.status == "sending", Issue.fanout_done.is_(True))
+        select(Issue.id).where(Issue.status == IssueStatus.SENDING, Issue.fanout_done.is_(True))
     ).all()
     db.session.commit()
     done["finished"] = sum(finish_if_complete(issue_id) for issue_id in sending)

@@ -13,7 +13,7 @@ from service.bounces.recording import record_refusal
 from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
-from service.models import OutgoingMail, Subscriber
+from service.models import MailStatus, OutgoingMail, Subscriber, SuppressionReason
 from service.subscriptions.emails import CONFIRMATION
 
 from .smtp import PermanentFailure, RecipientRefused, TransientFailure
@@ -40,7 +40,7 @@ def _bounced(mail: OutgoingMail) -> bool:
     )
     if email_key is None:
         return False
-    return suppression.suppression_reason(email_key) == "bounced"
+    return suppression.suppression_reason(email_key) == SuppressionReason.BOUNCED
 
 
 def send_outgoing(mail_id: int) -> str:
@@ -55,13 +55,14 @@ def send_outgoing(mail_id: int) -> str:
         .where(
             OutgoingMail.id == mail_id,
             or_(
-                OutgoingMail.status == "queued",
+                OutgoingMail.status == MailStatus.QUEUED,
                 and_(
-                    OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()
+                    OutgoingMail.status == MailStatus.SENDING,
+                    OutgoingMail.claimed_at < now - claim_lease(),
                 ),
             ),
         )
-        .values(status="sending", claimed_at=now, attempts=OutgoingMail.attempts + 1)
+        .values(status=MailStatus.SENDING, claimed_at=now, attempts=OutgoingMail.attempts + 1)
     ).rowcount
     db.session.commit()
     if not claimed:
@@ -72,7 +73,7 @@ def send_outgoing(mail_id: int) -> str:
     if mail is None:  # erased between the claim and now: nothing to send
         return "skipped"
     if _bounced(mail):
-        mail.status, mail.last_error = "failed", "adresa je vyřazena jako nedoručitelná"
+        mail.mark_failed("adresa je vyřazena jako nedoručitelná")
         db.session.commit()
         log.info("outgoing mail %s not sent: the address bounces", mail_id)
         return "failed"
@@ -83,7 +84,7 @@ def send_outgoing(mail_id: int) -> str:
                 envelope_sender("m", mail.id), mail.recipient, mail.raw, smtputf8=mail.smtputf8
             )
     except PermanentFailure as exc:
-        mail.status, mail.last_error = "failed", str(exc)[:2000]
+        mail.mark_failed(str(exc))
         if isinstance(exc, RecipientRefused):
             record_refusal(
                 mail.recipient, str(exc), subscriber_id=mail.subscriber_id, mail_id=mail.id
@@ -92,11 +93,11 @@ def send_outgoing(mail_id: int) -> str:
         log.warning("outgoing mail %s refused for good: %s", mail_id, exc)
         return "failed"
     except TransientFailure as exc:
-        mail.status, mail.last_error = "queued", str(exc)[:2000]
+        mail.requeue(str(exc))
         db.session.commit()
         log.warning("outgoing mail %s not sent yet: %s", mail_id, exc)
         raise
-    mail.status, mail.sent_at, mail.last_error = "sent", utcnow(), None
+    mail.mark_sent()
     db.session.commit()
     log.info("outgoing mail %s sent", mail_id)
     return "sent"

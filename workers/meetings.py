@@ -20,7 +20,7 @@ from service.issues import sending
 from service.jobs import LIVE_JOB_STATES, redis_connection
 from service.meetings.calendar import meeting_title
 from service.meetings.reminders import enqueue_reminder, reminder_job_id, reminder_time
-from service.models import Issue, Meeting
+from service.models import Issue, IssueStatus, Meeting, MeetingMethod
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
         sending.IssueInput(subject, REMINDER_BODY.format(group=meeting.mailing_list.name)),
         None,
     )
-    issue.meeting, issue.meeting_method = meeting, "REQUEST"
+    issue.meeting, issue.meeting_method = meeting, MeetingMethod.REQUEST
     db.session.flush()
     sending.send_now(issue)
     db.session.commit()
@@ -70,8 +70,8 @@ def reconcile_reminders() -> int:
     announced = (
         select(Issue.meeting_id, Issue.started_at)
         .where(
-            Issue.meeting_method == "REQUEST",
-            Issue.status.in_(("sending", "paused", "sent")),
+            Issue.meeting_method == MeetingMethod.REQUEST,
+            Issue.status.in_((IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)),
             Issue.meeting_id.is_not(None),
         )
         .subquery()

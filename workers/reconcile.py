@@ -24,7 +24,7 @@ from service.jobs import (
     outgoing_mail_job_id,
     redis_connection,
 )
-from service.models import OutgoingMail
+from service.models import MailStatus, OutgoingMail
 
 from .delivery import reconcile_issues
 from .mail import claim_lease
@@ -52,9 +52,10 @@ def reconcile_outgoing_mail() -> int:
     rows = db.session.scalars(
         select(OutgoingMail.id).where(
             or_(
-                and_(OutgoingMail.status == "queued", OutgoingMail.created_at < settled),
+                and_(OutgoingMail.status == MailStatus.QUEUED, OutgoingMail.created_at < settled),
                 and_(
-                    OutgoingMail.status == "sending", OutgoingMail.claimed_at < now - claim_lease()
+                    OutgoingMail.status == MailStatus.SENDING,
+                    OutgoingMail.claimed_at < now - claim_lease(),
                 ),
             )
         )
@@ -79,8 +80,8 @@ def _expire_stale(cutoff) -> None:
     """Give up on mails that could not be sent for days: their links have expired anyway."""
     db.session.execute(
         update(OutgoingMail)
-        .where(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff)
-        .values(status="failed", last_error="not sent in time; given up")
+        .where(OutgoingMail.status == MailStatus.QUEUED, OutgoingMail.created_at < cutoff)
+        .values(status=MailStatus.FAILED, last_error="not sent in time; given up")
     )
     db.session.commit()
 

@@ -38,14 +38,18 @@ from service.consent import CONSENTING_ACTIONS
 from service.extensions import db
 from service.issues.sending import delivery_counts
 from service.models import (
+    ACTIVE_SUBSCRIPTION_STATUSES,
     Bounce,
     ConsentEvent,
     Delivery,
     DeliveryBatch,
     Issue,
+    MailStatus,
     OutgoingMail,
     Subscriber,
     Subscription,
+    SubscriptionStatus,
+    SuppressionReason,
 )
 from service.subscriptions import actions
 
@@ -56,8 +60,8 @@ CHUNK = 2000
 # Subscribers deleted per transaction (each takes its events, mails, subscriptions).
 SUBSCRIBER_CHUNK = 200
 # Statuses in which a person still wants mail (or a coordinator's answer).
-ACTIVE_STATUSES = ("pending", "confirmed", "requested")
-FINISHED_ISSUE_STATUSES = ("sent", "cancelled")
+ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
+FINISHED_ISSUE_STATUSES = Issue.FINISHED
 
 
 def run_retention() -> dict[str, int]:
@@ -92,7 +96,7 @@ def purge_unconfirmed() -> int:
         return 0
     purged = db.session.execute(
         delete(Subscription).where(
-            Subscription.status == "pending", Subscription.subscribed_at < cutoff
+            Subscription.status == SubscriptionStatus.PENDING, Subscription.subscribed_at < cutoff
         )
     ).rowcount
     db.session.commit()
@@ -187,7 +191,7 @@ def reduce_delivery_detail() -> dict[str, int]:
     issues, deliveries = _summarise_old_issues(cutoff)
     mails = _delete_in_chunks(
         OutgoingMail,
-        OutgoingMail.status.in_(("sent", "failed")),
+        OutgoingMail.status.in_((MailStatus.SENT, MailStatus.FAILED)),
         func.coalesce(OutgoingMail.sent_at, OutgoingMail.created_at) < cutoff,
     )
     bounces = _delete_in_chunks(Bounce, Bounce.received_at < cutoff)
@@ -323,8 +327,11 @@ def _suppression_reasons(ids: list[int]) -> dict[int, str]:
     bounced = set(
         db.session.scalars(
             select(Subscription.subscriber_id).where(
-                Subscription.subscriber_id.in_(ids), Subscription.status == "bounced"
+                Subscription.subscriber_id.in_(ids),
+                Subscription.status == SubscriptionStatus.BOUNCED,
             )
         )
     )
-    return {i: "bounced" if i in bounced else "withdrawn" for i in ids}
+    return {
+        i: SuppressionReason.BOUNCED if i in bounced else SuppressionReason.WITHDRAWN for i in ids
+    }

@@ -65,6 +65,7 @@ class SmtpTransport:
         if self._connection is not None:
             return self._connection
         s = self.settings
+        connection = None
         try:
             if s.security == "tls":
                 connection = smtplib.SMTP_SSL(
@@ -81,8 +82,17 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as exc:
             # Wrong credentials are an operator's problem, not the recipient's:
             # keep the mail queued and retry rather than fail it for good.
+            _close_quietly(connection)
             raise ServerUnavailable(f"SMTP login refused: {exc.smtp_code}") from exc
+        except UnicodeEncodeError as exc:
+            # smtplib sends the user name and password as ASCII only: one with
+            # diacritics cannot be sent at all. The operator's to fix, as above.
+            _close_quietly(connection)
+            raise ServerUnavailable(
+                f"SMTP login impossible: the user name and password must be ASCII ({exc})"
+            ) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(connection)
             raise ServerUnavailable(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
         self._connection = connection
         self._report_capabilities(connection)
@@ -160,6 +170,13 @@ class SmtpTransport:
             with contextlib.suppress(OSError):
                 self._connection.close()
         self._connection = None
+
+
+def _close_quietly(connection: smtplib.SMTP | None) -> None:
+    """Free the socket of a session that failed while being set up (login refused…)."""
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.close()
 
 
 def _classify(code: int, message: bytes | str, *, recipient: bool = False) -> Exception:

@@ -18,7 +18,13 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscription
+from ..models import (
+    SUBSCRIPTION_STATUSES,
+    ConsentEvent,
+    MailingList,
+    Subscription,
+    SubscriptionStatus,
+)
 from .auth import visible_lists
 from .blueprint import bp
 
@@ -34,10 +40,10 @@ SERIES = (
 )
 
 STATUS_LABELS = {
-    "pending": "Čeká na potvrzení",
-    "confirmed": "Potvrzeno",
-    "unsubscribed": "Odhlášeno",
-    "bounced": "Nedoručitelné",
+    SubscriptionStatus.PENDING: "Čeká na potvrzení",
+    SubscriptionStatus.CONFIRMED: "Potvrzeno",
+    SubscriptionStatus.UNSUBSCRIBED: "Odhlášeno",
+    SubscriptionStatus.BOUNCED: "Nedoručitelné",
 }
 
 # Chart geometry, in SVG user units (the viewBox scales it to the page).

@@ -25,10 +25,17 @@ from ..groups.membership import (
     VISIBILITY_LABELS,
     MembershipError,
 )
-from ..models import INSTITUTION_TYPES, MailingList, Subscription, User, is_valid_slug
+from ..models import (
+    INSTITUTION_TYPES,
+    MailingList,
+    Subscription,
+    SubscriptionStatus,
+    User,
+    is_valid_slug,
+)
+from ..people_csv import ImportRefused, uploaded_text
 from .auth import CzechForm, require_list_access, require_role
 from .blueprint import bp
-from .subscribers import UnusableUpload
 
 group_managers = require_role("admin", "coordinator")
 
@@ -161,9 +168,9 @@ def render_group(
         render_template(
             "admin/group.html",
             group=group,
-            requests=[s for s in everyone if s.status == "requested"],
-            members=[s for s in everyone if s.status != "requested"],
-            active_count=sum(1 for s in everyone if s.status == "confirmed"),
+            requests=[s for s in everyone if s.status == SubscriptionStatus.REQUESTED],
+            members=[s for s in everyone if s.status != SubscriptionStatus.REQUESTED],
+            active_count=sum(1 for s in everyone if s.status == SubscriptionStatus.CONFIRMED),
             coordinators=coordinators,
             assignable=assignable,
             details_form=details_form or GroupDetailsForm(obj=group, formdata=None),
@@ -254,29 +261,13 @@ def group_invite_csv(slug: str):
     group = group_or_404(slug)
     form = InviteCsvForm()
     try:
-        text = _uploaded_csv(form)
+        text = uploaded_text(form.file.data, "Vyberte soubor CSV s pozvanými.")
         report = membership.invite_csv(group, io.StringIO(text, newline=""), current_user)
-    except (UnusableUpload, MembershipError) as exc:
+    except (ImportRefused, MembershipError) as exc:
         db.session.rollback()
         return render_group(group, csv_errors=[str(exc)], status=422)
     db.session.commit()
     return render_group(group, csv_report=report)
-
-
-def _uploaded_csv(form: InviteCsvForm) -> str:
-    upload = form.file.data
-    if upload is None or not getattr(upload, "filename", ""):
-        raise UnusableUpload("Vyberte soubor CSV s pozvanými.")
-    raw = upload.read()
-    if not raw.strip():
-        raise UnusableUpload("Soubor je prázdný.")
-    try:
-        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UnusableUpload(
-            "Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF-8“ a zkuste to znovu."
-        ) from None
 
 
 @bp.post("/groups/<slug>/members/<int(max=2147483647):subscription_id>/<action>")

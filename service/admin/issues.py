@@ -34,14 +34,25 @@ from ..issues import attachments, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents, mail_context
-from ..models import Bounce, Delivery, Issue, MailingList, Meeting, Subscription
+from ..models import (
+    Bounce,
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    MailingList,
+    Meeting,
+    MeetingMethod,
+    Subscription,
+    SubscriptionStatus,
+)
 from .auth import require_list_access, visible_lists
 from .blueprint import bp
 
 PER_PAGE = 50
 # The final report lists this many failed deliveries; the rest are only counted.
 REPORT_FAILURES = 100
-FINAL_STATUSES = ("sent", "cancelled")
+FINAL_STATUSES = Issue.FINISHED
 # The iframe of the preview page loads the mail with nothing but its own
 # inline styles and remote images: no scripts, no forms, framed only by us.
 PREVIEW_CSP = "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; " + (
@@ -94,7 +105,7 @@ def format_eta(seconds: int | None) -> str:
 def progress_texts(state: dict[str, Any]) -> dict[str, str]:
     """The Czech phrases of a `sending.progress` state, for the page and for progress.json."""
     eta = format_eta(state["eta_seconds"])
-    if not eta and state["status"] == "sending" and state["counts"]["pending"]:
+    if not eta and state["status"] == IssueStatus.SENDING and state["counts"]["pending"]:
         eta = "zbývající čas zatím nelze odhadnout"
     return {
         "percent": format_percent(state["percent"]),
@@ -167,7 +178,10 @@ def _confirmed_count(mailing_list: MailingList) -> int:
         db.session.scalar(
             select(func.count())
             .select_from(Subscription)
-            .where(Subscription.list_id == mailing_list.id, Subscription.status == "confirmed")
+            .where(
+                Subscription.list_id == mailing_list.id,
+                Subscription.status == SubscriptionStatus.CONFIRMED,
+            )
         )
         or 0
     )
@@ -195,7 +209,7 @@ def issues():
     counts = {
         issue.id: sending.delivery_counts(issue)
         for issue in rows
-        if issue.status not in ("draft", "scheduled")
+        if issue.status not in Issue.EDITABLE
     }
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
     return render_template(
@@ -218,7 +232,7 @@ def _meeting_editable(issue: Issue | None) -> bool:
     meeting already announced (those change through the meeting's own buttons)."""
     if issue is None or issue.meeting is None:
         return True
-    return issue.meeting_method == "REQUEST" and not meetings.ever_sent(issue.meeting)
+    return issue.meeting_method == MeetingMethod.REQUEST and not meetings.ever_sent(issue.meeting)
 
 
 def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, errors: dict):
@@ -267,7 +281,7 @@ def issue_new():
 def issue_edit(issue_id: int):
     """Edit a draft; a scheduled issue goes back to draft (its time is dropped)."""
     issue = _issue_or_404(issue_id)
-    if issue.status not in ("draft", "scheduled"):
+    if issue.status not in Issue.EDITABLE:
         flash("Upravit lze jen koncept; odeslané vydání můžete duplikovat.", "warning")
         return redirect(url_for("admin.issue", issue_id=issue.id))
     if request.method == "GET":
@@ -285,7 +299,7 @@ def issue_edit(issue_id: int):
     errors.update(meeting_errors)
     if errors:
         return _render_form(issue, issue.mailing_list, form, errors)
-    was_scheduled = issue.status == "scheduled"
+    was_scheduled = issue.status == IssueStatus.SCHEDULED
     try:
         sending.update_issue(issue, fields)
         if meeting_editable:
@@ -309,7 +323,7 @@ def _failed_deliveries(issue: Issue) -> list[Delivery]:
     return list(
         db.session.scalars(
             select(Delivery)
-            .where(Delivery.issue_id == issue.id, Delivery.status == "failed")
+            .where(Delivery.issue_id == issue.id, Delivery.status == DeliveryStatus.FAILED)
             .order_by(Delivery.id)
             .limit(REPORT_FAILURES)
         )
@@ -343,7 +357,7 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         bounces=_bounces(issue) if issue.status in FINAL_STATUSES else (0, []),
         may_resend=issue.status in FINAL_STATUSES and unreached > 0 and issue.started_at,
         recipients_now=_confirmed_count(issue.mailing_list)
-        if issue.status in ("draft", "scheduled")
+        if issue.status in Issue.EDITABLE
         else None,
         schedule_value=(values or {}).get("at") or _local_input_value(issue.scheduled_at),
         schedule_min=datetime.now(_zone()).strftime("%Y-%m-%dT%H:%M"),
@@ -363,8 +377,8 @@ def _may_change_meeting(issue: Issue) -> bool:
     meeting = issue.meeting
     return (
         meeting is not None
-        and issue.meeting_method == "REQUEST"
-        and issue.status in ("sending", "paused", "sent")
+        and issue.meeting_method == MeetingMethod.REQUEST
+        and issue.status in Issue.PUBLISHED
         and meeting.cancelled_at is None
         and meeting.end > utcnow()
     )
@@ -469,7 +483,7 @@ def issue_action(issue_id: int, action: str):
                 + ", ".join(addresses),
             )
         if action == "send":
-            if not form.get("confirm") and issue.status in ("draft", "scheduled"):
+            if not form.get("confirm") and issue.status in Issue.EDITABLE:
                 return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
             sending.send_now(issue)
             db.session.commit()
@@ -478,7 +492,7 @@ def issue_action(issue_id: int, action: str):
             at, error = parse_local_datetime(form.get("at"))
             if error:
                 return _invalid(issue, "at", error, {"at": form.get("at")})
-            if issue.status in ("draft", "scheduled"):
+            if issue.status in Issue.EDITABLE:
                 try:
                     sending.schedule(issue, at)
                 except IssueStateError as refused:  # the only reason left: a past time

@@ -39,6 +39,7 @@ from ..bounces import recording
 from ..czech import plural
 from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
+from ..people_csv import ImportRefused, uploaded_text
 from ..subscriptions import actions, transfer
 from .auth import CzechForm, require_role
 from .blueprint import bp
@@ -291,76 +292,6 @@ class ImportForm(CzechForm):
     )
 
 
-class UnusableUpload(ValueError):
-    """An uploaded file that cannot be imported at all; the message is Czech."""
-
-
-def uploaded_text(form: ImportForm) -> str:
-    """The uploaded CSV as text, or UnusableUpload saying why not."""
-    upload = form.file.data
-    if upload is None or not getattr(upload, "filename", ""):
-        raise UnusableUpload("Vyberte soubor CSV k importu.")
-    raw = upload.read()
-    if not raw.strip():
-        raise UnusableUpload("Soubor je prázdný.")
-    try:
-        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UnusableUpload(
-            "Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF-8“ a zkuste to znovu."
-        ) from None
-    try:
-        header = next(csv.reader(io.StringIO(text, newline="")), [])
-    except csv.Error:
-        raise UnusableUpload("Soubor není platné CSV.") from None
-    columns = {column.strip().lower() for column in header}
-    if "email" not in columns:
-        hint = ""
-        if len(header) == 1 and ";" in header[0]:
-            hint = " Sloupce jsou oddělené středníkem; použijte čárku."
-        raise UnusableUpload(
-            "V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců)." + hint
-        )
-    return text
-
-
-# The import's findings are phrased for the CLI; the admin says them in Czech.
-_PROBLEM_TRANSLATIONS = (
-    (re.compile(r"invalid address (.*)", re.S), "neplatná adresa {0}"),
-    (re.compile(r"unknown institution type (.*)", re.S), "neznámý typ instituce {0}"),
-    (
-        re.compile(r"organization or function too long or with control characters"),
-        "organizace nebo funkce je příliš dlouhá nebo obsahuje řídicí znaky",
-    ),
-    (re.compile(r"duplicate of line (\d+)"), "opakuje adresu z řádku {0}"),
-    (
-        re.compile(r"the name is too long or has control characters"),
-        "jméno je příliš dlouhé nebo obsahuje řídicí znaky",
-    ),
-    (
-        re.compile(r"address was erased or bounced; not imported"),
-        "adresa byla vymazána nebo je nedoručitelná; neimportováno",
-    ),
-    (
-        re.compile(r"address is unsubscribed on this list; not re-added"),
-        "adresa se z tohoto seznamu odhlásila; znovu nepřidáno",
-    ),
-    (
-        re.compile(r"address is bounced on this list; not re-added"),
-        "adresa je na tomto seznamu nedoručitelná; znovu nepřidáno",
-    ),
-)
-
-
-def problem_in_czech(problem: str) -> str:
-    for pattern, czech in _PROBLEM_TRANSLATIONS:
-        match = pattern.fullmatch(problem)
-        if match:
-            return czech.format(*match.groups())
-    return problem
-
-
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @editors_only
 def subscribers_import():
@@ -380,8 +311,8 @@ def subscribers_import():
         errors.extend(form.consent_source.errors)
     text = None
     try:
-        text = uploaded_text(form)
-    except UnusableUpload as problem:
+        text = uploaded_text(form.file.data, "Vyberte soubor CSV k importu.")
+    except ImportRefused as problem:
         errors.append(str(problem))
     if errors or text is None or mailing_list is None:
         return render_template(
@@ -392,17 +323,15 @@ def subscribers_import():
         report = transfer.import_subscribers(
             io.StringIO(text, newline=""), mailing_list, form.consent_source.data
         )
-    except (transfer.ImportError_, csv.Error):
-        message = "Soubor se nepodařilo načíst jako CSV se sloupcem „email“."
+    except ImportRefused as problem:
         return render_template(
-            "admin/subscribers_import.html", form=form, report=None, errors=[message]
+            "admin/subscribers_import.html", form=form, report=None, errors=[str(problem)]
         ), 422
-    problems = [(line, problem_in_czech(problem)) for line, problem in report.problems]
     return render_template(
         "admin/subscribers_import.html",
         form=form,
         report=report,
-        problems=problems,
+        problems=report.problems,
         mailing_list=mailing_list,
     )
 

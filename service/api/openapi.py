@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-_ISSUE_STATUSES = ["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
+from ..models import SUBSCRIPTION_STATUSES, IssueStatus, MeetingMethod
+
+_ISSUE_STATUSES = [s.value for s in IssueStatus]
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -305,10 +307,9 @@ DOCUMENT: dict[str, Any] = {
         "schemas": {
             "SubscriberCounts": {
                 "type": "object",
-                "required": ["pending", "confirmed", "unsubscribed", "bounced"],
+                "required": list(SUBSCRIPTION_STATUSES),
                 "properties": {
-                    name: {"type": "integer", "minimum": 0}
-                    for name in ("pending", "confirmed", "unsubscribed", "bounced")
+                    name: {"type": "integer", "minimum": 0} for name in SUBSCRIPTION_STATUSES
                 },
                 "additionalProperties": False,
             },
@@ -481,7 +482,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "meeting_method": {
                         "type": ["string", "null"],
-                        "enum": ["REQUEST", "CANCEL", None],
+                        "enum": [*(m.value for m in MeetingMethod), None],
                         "description": "Invitation/update/reminder, or cancellation.",
                     },
                     "attachments": {"type": "array", "items": _ref("schemas", "Attachment")},

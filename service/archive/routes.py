@@ -29,7 +29,7 @@ bp = Blueprint("archive", __name__, url_prefix="/archive")
 
 # Sending, paused and sent issues reached (some) readers; a cancelled one is
 # left out even if partly sent, since its editor chose to withdraw it.
-PUBLISHED_STATUSES = ("sending", "paused", "sent")
+PUBLISHED_STATUSES = Issue.PUBLISHED
 FEED_ENTRIES = 20
 CACHE_CONTROL = "public, max-age=300"
 # Issue numbers are a 32-bit integer column: a larger number in the URL would

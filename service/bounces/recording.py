@@ -26,11 +26,20 @@ from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
-from ..models import Bounce, Delivery, OutgoingMail, Subscriber, Subscription
+from ..models import (
+    ACTIVE_SUBSCRIPTION_STATUSES,
+    Bounce,
+    Delivery,
+    OutgoingMail,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    SuppressionReason,
+)
 from .parsing import BounceReport, Failure, NotABounce, classify, parse, status_of
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
-ACTIVE_STATUSES = ("pending", "confirmed", "requested")
+ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ def _unmatched(failure: Failure) -> Outcome:
         # remember the address, hashed, so it is not invited or imported again.
         key = _address_key(failure.address)
         if key:
-            suppression.suppress(key, "bounced")
+            suppression.suppress(key, SuppressionReason.BOUNCED)
             return Outcome(failure.address, failure.kind, failure.status, True, True, note="hash")
     return Outcome(failure.address, failure.kind, failure.status, False, note="unknown address")
 
@@ -197,13 +206,7 @@ def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
     ).all()
     info = RequestInfo(ip=None, user_agent=None, channel="bounce")
     for subscription in ended:
-        changed = db.session.execute(
-            update(Subscription)
-            .where(Subscription.id == subscription.id, Subscription.status.in_(ACTIVE_STATUSES))
-            .values(status="bounced")
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if changed:
+        if subscription.mark_bounced():
             consent.record(
                 subscriber,
                 "bounce",
@@ -211,7 +214,7 @@ def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
                 mailing_list=subscription.mailing_list,
                 detail=reason[:500] or None,
             )
-    suppression.suppress(subscriber.email_key, "bounced")
+    suppression.suppress(subscriber.email_key, SuppressionReason.BOUNCED)
     db.session.expire(subscriber, ["subscriptions"])
     return bool(ended)
 
@@ -224,9 +227,15 @@ def reactivate(subscriber: Subscriber, by: str = "") -> int:
     back to pending, since only the person can confirm. The caller records
     who did it and commits.
     """
-    bounced = (Subscription.subscriber_id == subscriber.id, Subscription.status == "bounced")
+    bounced = (
+        Subscription.subscriber_id == subscriber.id,
+        Subscription.status == SubscriptionStatus.BOUNCED,
+    )
     changed = 0
-    for confirmed_before, status in ((True, "confirmed"), (False, "pending")):
+    for confirmed_before, status in (
+        (True, SubscriptionStatus.CONFIRMED),
+        (False, SubscriptionStatus.PENDING),
+    ):
         was = (
             Subscription.confirmed_at.is_not(None)
             if confirmed_before

@@ -25,7 +25,7 @@ from ..addresses import parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
-from ..models import MailingList, Subscription, User
+from ..models import MailingList, Subscription, SubscriptionStatus, User
 from ..paths import instance_path
 from ..subscriptions import actions
 from .mail_catcher import MailCatcher, start_catcher
@@ -361,7 +361,7 @@ def seed_demo_groups() -> None:
         subscriber.subscriptions.append(
             Subscription(
                 mailing_list=group,
-                status="confirmed",
+                status=SubscriptionStatus.CONFIRMED,
                 subscribed_at=now,
                 confirmed_at=now,
                 organization=organization,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import tokens
 from ..links import external_url
-from ..mail import compose, queue_message, render_pair
+from ..mail import send_to_subscriber
 from ..models import MailingList, Subscriber, User
 from ..subscriptions.emails import personal_links
 
@@ -24,20 +24,7 @@ def _send(subscriber: Subscriber, group: MailingList, kind: str, subject: str, *
     links["unsubscribe_url"] = external_url(
         "subscriptions.unsubscribe", token=tokens.unsubscribe_token(subscriber, group.slug)
     )
-    text, html = render_pair(
-        kind, subscriber=subscriber, group=group, subject=subject, **links, **context
-    )
-    msg = compose(
-        # No display name: the name was typed by someone else (a coordinator, a visitor).
-        to_name="",
-        to_address=subscriber.envelope_address,
-        smtputf8=subscriber.ascii_email is None,
-        subject=subject,
-        text=text,
-        html=html,
-    )
-    queue_message(msg, kind=kind, recipient=subscriber.envelope_address, subscriber=subscriber)
-    return str(msg["Message-ID"])
+    return send_to_subscriber(subscriber, kind, subject, group=group, **links, **context)
 
 
 def send_invitation(subscriber: Subscriber, group: MailingList, invited_by: User | None) -> str:

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from .. import consent, suppression, tokens
 from ..addresses import Address
@@ -31,14 +31,17 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
 from ..links import external_url
-from ..mail import compose, queue_message, render_pair
+from ..mail import compose, queue_message, render_pair, send_to_subscriber
 from ..models import (
     INSTITUTION_TYPES,
     ConsentText,
+    GroupVisibility,
+    ListKind,
     MailingList,
     OutgoingMail,
     Subscriber,
     Subscription,
+    SubscriptionStatus,
     User,
     is_valid_slug,
 )
@@ -55,7 +58,7 @@ ORGANIZATION_REQUIRED = "Uveďte prosím organizaci, kterou zastupujete."
 INSTITUTION_REQUIRED = "Vyberte prosím typ instituce."
 
 # Statuses from which a join request starts afresh (details and all).
-RESTARTABLE = ("unsubscribed", "declined")
+RESTARTABLE = (SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.DECLINED)
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def group_by_slug(slug: Any) -> MailingList | None:
     """The working group named `slug`; None for newsletters and slugs no list may have."""
     if not isinstance(slug, str) or not is_valid_slug(slug):
         return None
-    return db.session.scalar(select(MailingList).filter_by(slug=slug, kind="group"))
+    return db.session.scalar(select(MailingList).filter_by(slug=slug, kind=ListKind.GROUP))
 
 
 def public_group(slug: Any) -> MailingList | None:
@@ -126,7 +129,7 @@ def public_groups() -> list[MailingList]:
     return list(
         db.session.scalars(
             select(MailingList)
-            .filter_by(kind="group", visibility="public")
+            .filter_by(kind=ListKind.GROUP, visibility=GroupVisibility.PUBLIC)
             .order_by(MailingList.municipality, MailingList.name)
         )
     )
@@ -161,16 +164,15 @@ def request_to_join(
     now = utcnow()
     subscription = membership(subscriber, group)
     if subscription is None:
-        subscription = Subscription(mailing_list=group, subscribed_at=now, status="pending")
+        subscription = Subscription(
+            mailing_list=group, subscribed_at=now, status=SubscriptionStatus.PENDING
+        )
         subscriber.subscriptions.append(subscription)
         _set_details(subscription, details)
     elif subscription.status in RESTARTABLE:
-        subscription.status = "pending"
-        subscription.subscribed_at = now
-        subscription.confirmed_at = None
-        subscription.unsubscribed_at = None
+        subscription.restart(now)
         _set_details(subscription, details)
-    elif subscription.status == "bounced":
+    elif subscription.status == SubscriptionStatus.BOUNCED:
         return  # only an administrator reactivates a bounced address
     message_id = None
     if _stranger_mails_left(subscriber) > 0:
@@ -216,7 +218,8 @@ def confirm_join(subscriber: Subscriber, group: MailingList, info: RequestInfo) 
     Returns whether this call moved it (repeating the POST changes nothing).
     """
     subscription = membership(subscriber, group)
-    if subscription is None or not _transition(subscription, ("pending",), "requested"):
+    # Of two POSTs of the link only one moves it: the coordinators are told once.
+    if subscription is None or not subscription.await_approval():
         return False
     consent.record(subscriber, "join_confirm", info, mailing_list=group)
     # A confirmed mailbox is the one way back for an erased address (as in actions.confirm).
@@ -237,27 +240,11 @@ def accept_invitation(subscriber: Subscriber, group: MailingList, info: RequestI
     subscription = membership(subscriber, group)
     if subscription is None:
         return False
-    changed = _transition(
-        subscription, ("pending",), "confirmed", confirmed_at=utcnow(), unsubscribed_at=None
-    )
+    changed = subscription.confirm()
     if changed:
         consent.record(subscriber, "accept_invitation", info, mailing_list=group)
         suppression.lift_suppression(subscriber.email_key)
     return changed
-
-
-def _transition(
-    subscription: Subscription, allowed: tuple[str, ...], status: str, **values: Any
-) -> bool:
-    """Move to `status` only from `allowed`, as one conditional UPDATE (two clicks, one change)."""
-    changed = db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == subscription.id, Subscription.status.in_(allowed))
-        .values(status=status, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.refresh(subscription)
-    return changed == 1
 
 
 # --- the members' page ---------------------------------------------------------------
@@ -275,29 +262,15 @@ def member_page_url(subscriber: Subscriber, group: MailingList) -> str:
 
 def send_join_confirmation(subscriber: Subscriber, group: MailingList) -> str:
     """The mail that confirms the address of a join request; returns its Message-ID."""
-    subject = f"Potvrďte prosím žádost o členství: {group.name}"
-    text, html = render_pair(
-        "join_confirmation",
-        subject=subject,
-        subscriber=subscriber,
+    return send_to_subscriber(
+        subscriber,
+        JOIN_CONFIRMATION,
+        f"Potvrďte prosím žádost o členství: {group.name}",
         group=group,
         confirm_url=external_url("groups.confirm_join", token=join_token(subscriber, group)),
         valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
         **subscription_emails.personal_links(subscriber),
     )
-    msg = compose(
-        # No display name: the form may be filled in with anyone's address.
-        to_name="",
-        to_address=subscriber.envelope_address,
-        smtputf8=subscriber.ascii_email is None,
-        subject=subject,
-        text=text,
-        html=html,
-    )
-    queue_message(
-        msg, kind=JOIN_CONFIRMATION, recipient=subscriber.envelope_address, subscriber=subscriber
-    )
-    return str(msg["Message-ID"])
 
 
 def coordinators_of(group: MailingList) -> list[User]:

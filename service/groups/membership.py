@@ -9,13 +9,12 @@ is Czech and fit to show to the person who asked.
 
 from __future__ import annotations
 
-import csv
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from .. import consent, suppression
 from ..addresses import InvalidAddress, parse_address_for_app
@@ -26,11 +25,15 @@ from ..models import (
     GROUP_VISIBILITIES,
     INSTITUTION_TYPES,
     ConsentEvent,
+    GroupVisibility,
+    ListKind,
     MailingList,
     Subscriber,
     Subscription,
+    SubscriptionStatus,
     User,
 )
+from ..people_csv import ImportRefused, PeopleCsv
 from ..subscriptions import actions
 from ..subscriptions.forms import name_problem
 from . import emails
@@ -58,16 +61,16 @@ GROUP_FIELDS = {
 MULTILINE_FIELDS = frozenset({"description"})
 
 VISIBILITY_LABELS = {
-    "public": "veřejná (lze požádat o členství)",
-    "invite": "jen na pozvání",
+    GroupVisibility.PUBLIC: "veřejná (lze požádat o členství)",
+    GroupVisibility.INVITE: "jen na pozvání",
 }
 MEMBER_STATUS_LABELS = {
-    "pending": "pozván(a), čeká na přijetí",
-    "requested": "žádá o členství",
-    "confirmed": "člen(ka)",
-    "declined": "žádost zamítnuta",
-    "unsubscribed": "odešel/odešla",
-    "bounced": "nedoručitelná adresa",
+    SubscriptionStatus.PENDING: "pozván(a), čeká na přijetí",
+    SubscriptionStatus.REQUESTED: "žádá o členství",
+    SubscriptionStatus.CONFIRMED: "člen(ka)",
+    SubscriptionStatus.DECLINED: "žádost zamítnuta",
+    SubscriptionStatus.UNSUBSCRIBED: "odešel/odešla",
+    SubscriptionStatus.BOUNCED: "nedoručitelná adresa",
 }
 
 
@@ -86,24 +89,6 @@ def _has_control_characters(text: str, *, multiline: bool = False) -> bool:
     if not multiline and ("\u2028" in text or "\u2029" in text):
         return True  # Unicode line breaks: a group's name goes into mail subjects
     return any(unicodedata.category(ch).startswith("C") and ch not in allowed for ch in text)
-
-
-def institution_key(value: str) -> str | None:
-    """The INSTITUTION_TYPES key for a key or a Czech label (any capitals); '' for empty."""
-    text = " ".join((value or "").split())
-    if not text:
-        return ""
-    if text in INSTITUTION_TYPES:
-        return text
-    folded = text.casefold()
-    for key, label in INSTITUTION_TYPES.items():
-        if folded in (key.casefold(), label.casefold()):
-            return key
-    # "obecní úřad - sociální odbor" typed with a hyphen instead of the dash.
-    for key, label in INSTITUTION_TYPES.items():
-        if folded == label.casefold().replace("–", "-"):
-            return key
-    return None
 
 
 def clean_details(organization: str, institution: str, function: str) -> tuple[str, str, str]:
@@ -157,7 +142,7 @@ def update_group(group: MailingList, **values: str | None) -> None:
 
 
 def _require_group(group: MailingList) -> None:
-    if group.kind != "group":
+    if group.kind != ListKind.GROUP:
         raise MembershipError("Tento seznam není pracovní skupina.")
 
 
@@ -165,22 +150,6 @@ def _require_member_of(group: MailingList, subscription: Subscription) -> None:
     _require_group(group)
     if subscription.list_id != group.id:
         raise MembershipError("Tento člen do skupiny nepatří.")
-
-
-def _move(subscription: Subscription, allowed: tuple[str, ...], status: str, **values) -> bool:
-    """Change the status if it is one of `allowed`, as one conditional UPDATE.
-
-    Of two coordinators clicking "approve" at once only one changes the row,
-    so the person gets one mail and the history one entry.
-    """
-    changed = db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == subscription.id, Subscription.status.in_(allowed))
-        .values(status=status, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.refresh(subscription)
-    return changed == 1
 
 
 def _by(user: User | None) -> str | None:
@@ -225,9 +194,9 @@ def invite(
         subscriber.name = name
     subscription = actions.subscription_for(subscriber, group)
     if subscription is not None:
-        if subscription.status == "confirmed":
+        if subscription.status == SubscriptionStatus.CONFIRMED:
             raise MembershipError(f"{address.email} už je členem skupiny.")
-        if subscription.status == "bounced":
+        if subscription.status == SubscriptionStatus.BOUNCED:
             raise MembershipError(f"Adresa {address.email} je nedoručitelná.")
         if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
             raise MembershipError(
@@ -238,10 +207,7 @@ def invite(
     if subscription is None:
         subscription = Subscription(mailing_list=group, subscribed_at=now)
         subscriber.subscriptions.append(subscription)
-    subscription.status = "pending"
-    subscription.subscribed_at = now
-    subscription.confirmed_at = None
-    subscription.unsubscribed_at = None
+    subscription.restart(now)
     subscription.organization = organization
     subscription.institution = institution
     subscription.function = function
@@ -294,68 +260,36 @@ def invite_csv(
     """
     _require_group(group)
     try:
-        reader = csv.DictReader(stream)
-        header = reader.fieldnames
-    except csv.Error:
-        raise MembershipError("Soubor není platné CSV.") from None
-    if not header:
-        raise MembershipError("Soubor je prázdný; první řádek musí být záhlaví se sloupcem email.")
-    columns = {(name or "").strip().lower(): name for name in header}
-    if "email" not in columns:
-        raise MembershipError("V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců).")
-
-    def cell(row: dict, column: str) -> str:
-        if column not in columns:
-            return ""
-        value = row.get(columns[column])
-        return value.strip() if isinstance(value, str) else ""
-
-    report = InviteReport()
-    seen: dict[str, int] = {}
-    rows = 0
-    try:
-        for row in reader:
-            line = reader.line_num
-            rows += 1
-            if rows > CSV_MAX_ROWS:
-                report.problems.append(
-                    (line, f"soubor má víc než {CSV_MAX_ROWS} řádků; zbytek nezpracován")
-                )
+        people = PeopleCsv(stream)
+        report = InviteReport(problems=people.problems)
+        for count, (line, row) in enumerate(people.rows(), start=1):
+            if count > CSV_MAX_ROWS:
+                people.skip(line, f"soubor má víc než {CSV_MAX_ROWS} řádků; zbytek nezpracován")
                 break
-            email = cell(row, "email")
-            try:
-                key = parse_address_for_app(email).key
-            except InvalidAddress:
-                report.problems.append((line, f"neplatná adresa {email!r}"))
+            address = people.address(line, row)
+            if address is None or not people.first_time(line, address):
                 continue
-            if key in seen:
-                report.problems.append((line, f"opakuje adresu z řádku {seen[key]}"))
-                continue
-            seen[key] = line
-            institution = institution_key(cell(row, "institution"))
+            institution = people.institution(line, row)
             if institution is None:
-                report.problems.append(
-                    (line, f"neznámý typ instituce {cell(row, 'institution')!r}")
-                )
                 continue
             try:
                 with db.session.begin_nested():
                     invite(
                         group,
-                        email,
-                        cell(row, "name"),
-                        cell(row, "organization"),
+                        people.cell(row, "email"),
+                        people.cell(row, "name"),
+                        people.cell(row, "organization"),
                         institution,
-                        cell(row, "function"),
+                        people.cell(row, "function"),
                         invited_by,
                         info,
                     )
             except MembershipError as exc:
-                report.problems.append((line, str(exc)))
+                people.skip(line, str(exc))
                 continue
             report.invited += 1
-    except csv.Error as exc:
-        raise MembershipError(f"Soubor není platné CSV (řádek {reader.line_num}).") from exc
+    except ImportRefused as exc:
+        raise MembershipError(str(exc)) from None
     return report
 
 
@@ -373,13 +307,12 @@ def approve(
     Returns False when nothing changed (approved already); other states refuse.
     """
     _require_member_of(group, subscription)
-    if _move(
-        subscription, ("requested",), "confirmed", confirmed_at=utcnow(), unsubscribed_at=None
-    ):
+    # Of two coordinators approving at once only one moves it: one mail, one history entry.
+    if subscription.approve():
         consent.record(subscription.subscriber, "approve", info, mailing_list=group, detail=_by(by))
         emails.send_join_approved(subscription.subscriber, group)
         return True
-    if subscription.status == "confirmed":
+    if subscription.status == SubscriptionStatus.CONFIRMED:
         return False
     raise MembershipError("Tuto žádost o členství už nelze schválit.")
 
@@ -392,11 +325,11 @@ def decline(
 ) -> bool:
     """Turn a join request down; the person is told by mail. False when declined already."""
     _require_member_of(group, subscription)
-    if _move(subscription, ("requested",), "declined"):
+    if subscription.decline():
         consent.record(subscription.subscriber, "decline", info, mailing_list=group, detail=_by(by))
         emails.send_join_declined(subscription.subscriber, group)
         return True
-    if subscription.status == "declined":
+    if subscription.status == SubscriptionStatus.DECLINED:
         return False
     raise MembershipError("Tuto žádost o členství už nelze zamítnout.")
 
@@ -409,12 +342,7 @@ def remove(
 ) -> bool:
     """Take a member (or an open invitation or request) out of the group; False if already out."""
     _require_member_of(group, subscription)
-    if _move(
-        subscription,
-        ("pending", "requested", "confirmed"),
-        "unsubscribed",
-        unsubscribed_at=utcnow(),
-    ):
+    if subscription.remove():
         consent.record(subscription.subscriber, "remove", info, mailing_list=group, detail=_by(by))
         return True
     return False
@@ -434,7 +362,11 @@ def update_details(
 
 def members(group: MailingList) -> list[Subscription]:
     """Everyone with a membership row in the group, requests first, then by name and address."""
-    order = {"requested": 0, "pending": 1, "confirmed": 2}
+    order = {
+        SubscriptionStatus.REQUESTED: 0,
+        SubscriptionStatus.PENDING: 1,
+        SubscriptionStatus.CONFIRMED: 2,
+    }
     rows = db.session.scalars(
         select(Subscription)
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)

@@ -6,9 +6,10 @@ every link): each link in a mail opens a page with a button, its POST acts.
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from .. import consent, tokens
 from ..addresses import (
@@ -20,9 +21,17 @@ from ..addresses import (
 from ..archive.dates import czech_date, local_date
 from ..clock import utcnow
 from ..consent import RequestInfo
+from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
-from ..models import INSTITUTION_TYPES, Issue, MailingList, Meeting, Subscriber
+from ..models import (
+    INSTITUTION_TYPES,
+    Issue,
+    MailingList,
+    Meeting,
+    Subscriber,
+    SubscriptionStatus,
+)
 from ..signed_links import (
     LinkExpired,
     LinkProblem,
@@ -38,7 +47,7 @@ from .dates import format_meeting_time
 bp = Blueprint("groups", __name__, url_prefix="/groups")
 
 # Announcements a member sees: what went (or is going) out, never drafts.
-SENT_STATUSES = ("sending", "paused", "sent")
+SENT_STATUSES = Issue.PUBLISHED
 MEMBER_PAGE_ANNOUNCEMENTS = 50
 
 
@@ -166,16 +175,9 @@ def join(slug: str):
         consent.current_text("group_consent")
     )
     info = RequestInfo.from_request(request, "page")
-    for attempt in range(3):
-        try:
-            joining.request_to_join(address, name, group, details, info, consent_text)
-            db.session.commit()
-            break
-        except IntegrityError:
-            # A concurrent request for the same address created the row first.
-            db.session.rollback()
-            if attempt == 2:
-                raise
+    commit_with_retry(
+        partial(joining.request_to_join, address, name, group, details, info, consent_text)
+    )
     return render_template("groups/join_requested.html", group=group), 202
 
 
@@ -247,7 +249,7 @@ def invitation_post(token: str):
     joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
     membership = joining.membership(subscriber, group)
-    if membership is None or membership.status != "confirmed":
+    if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         # Left, declined or removed meanwhile: the same explanation as the GET.
         return render_template(
             "groups/invitation.html",
@@ -276,7 +278,7 @@ def member_page(slug: str, token: str):
         abort(404)
     subscriber, _ = _load("preferences", token)
     membership = joining.membership(subscriber, group)
-    if membership is None or membership.status != "confirmed":
+    if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=group), 403
 
     zone = current_app.config["TIMEZONE"]

@@ -93,7 +93,7 @@ def detect_type(filename: str, data: bytes) -> str | None:
 
 def add_attachment(issue: Issue, filename: str, data: bytes) -> Attachment:
     """Attach a document to a draft, or raise AttachmentError with a Czech reason."""
-    if issue.status not in ("draft", "scheduled"):
+    if issue.status not in Issue.EDITABLE:
         raise AttachmentError("Přílohy lze přidávat jen ke konceptu.", 409)
     name = safe_filename(filename or "")
     if not name or not data:
@@ -123,7 +123,7 @@ def add_attachment(issue: Issue, filename: str, data: bytes) -> Attachment:
 
 def remove_attachment(issue: Issue, attachment_id: int) -> None:
     """Take a document off a draft."""
-    if issue.status not in ("draft", "scheduled"):
+    if issue.status not in Issue.EDITABLE:
         raise AttachmentError("Přílohy lze odebírat jen z konceptu.", 409)
     for attachment in documents(issue):
         if attachment.id == attachment_id:

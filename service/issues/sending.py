@@ -24,7 +24,18 @@ from ..clock import utcnow
 from ..extensions import db
 from ..mail import queue_message_bytes
 from ..meetings.calendar import freeze_calendar
-from ..models import Delivery, DeliveryBatch, Issue, MailingList, Subscription, User
+from ..models import (
+    BatchStatus,
+    Delivery,
+    DeliveryBatch,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    MailingList,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
 from .rendering import Recipient, render_issue, skeleton_for
 
 SUBJECT_MAX = 200
@@ -32,12 +43,12 @@ PREHEADER_MAX = 200
 BODY_MAX = 200_000
 
 STATUS_LABELS = {
-    "draft": "koncept",
-    "scheduled": "naplánováno",
-    "sending": "odesílá se",
-    "paused": "pozastaveno",
-    "sent": "odesláno",
-    "cancelled": "zrušeno",
+    IssueStatus.DRAFT: "koncept",
+    IssueStatus.SCHEDULED: "naplánováno",
+    IssueStatus.SENDING: "odesílá se",
+    IssueStatus.PAUSED: "pozastaveno",
+    IssueStatus.SENT: "odesláno",
+    IssueStatus.CANCELLED: "zrušeno",
 }
 
 
@@ -97,7 +108,7 @@ def create_issue(mailing_list: MailingList, fields: IssueInput, author: User | N
         body=fields.body,
         preheader=fields.preheader,
         created_by=author,
-        status="draft",
+        status=IssueStatus.DRAFT,
     )
     db.session.add(issue)
     db.session.flush()
@@ -106,9 +117,7 @@ def create_issue(mailing_list: MailingList, fields: IssueInput, author: User | N
 
 def update_issue(issue: Issue, fields: IssueInput) -> None:
     """Edit a draft; a scheduled issue goes back to draft when edited."""
-    _move(
-        issue, ("draft", "scheduled"), "Upravit lze jen koncept.", status="draft", scheduled_at=None
-    )
+    _refuse_unless(issue.back_to_draft(), "Upravit lze jen koncept.")
     issue.subject, issue.body, issue.preheader = fields.subject, fields.body, fields.preheader
     issue.updated_at = utcnow()
 
@@ -122,28 +131,22 @@ def duplicate(issue: Issue, author: User | None) -> Issue:
 
 def schedule(issue: Issue, at: datetime) -> None:
     """Send at `at` (aware, any zone; stored as naive UTC)."""
-    _require(issue, ("draft", "scheduled"), "Naplánovat lze jen koncept.")
+    _require(issue, Issue.EDITABLE, "Naplánovat lze jen koncept.")
     at_utc = at.astimezone(UTC).replace(tzinfo=None)
     if at_utc <= utcnow():
         raise IssueStateError("Čas odeslání musí být v budoucnosti.")
-    _move(
-        issue, ("draft", "scheduled"), "Naplánovat lze jen koncept.",
-        status="scheduled", scheduled_at=at_utc,
-    )  # fmt: skip
+    _refuse_unless(issue.schedule(at_utc), "Naplánovat lze jen koncept.")
     jobs.after_commit(jobs.enqueue_scheduled_start, issue.id, at_utc)
 
 
 def unschedule(issue: Issue) -> None:
     """Back to draft; the scheduled job finds the issue not due and does nothing."""
-    _move(issue, ("scheduled",), "Vydání není naplánované.", status="draft", scheduled_at=None)
+    _refuse_unless(issue.unschedule(), "Vydání není naplánované.")
 
 
 def send_now(issue: Issue) -> None:
     """Snapshot the recipients now and hand the issue to the workers."""
-    _move(
-        issue, ("draft", "scheduled"), "Odeslat lze jen koncept nebo naplánované vydání.",
-        status="sending",
-    )  # fmt: skip
+    _refuse_unless(issue.start_sending(), "Odeslat lze jen koncept nebo naplánované vydání.")
     begin_delivery(issue)
 
 
@@ -155,7 +158,7 @@ def begin_delivery(issue: Issue) -> None:
     batches that go out while the next ones are being created.
     """
     now = utcnow()
-    issue.status = "sending"
+    issue.status = IssueStatus.SENDING
     issue.scheduled_at = issue.scheduled_at or now
     # Numbers are per list: lock the list so two issues starting at once
     # cannot take the same one (SQLite serialises writers anyway).
@@ -185,7 +188,7 @@ def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit
     """Subscribers the issue goes to: confirmed on its list at the snapshot, by id."""
     condition = (
         (Subscription.list_id == issue.list_id)
-        & (Subscription.status == "confirmed")
+        & (Subscription.status == SubscriptionStatus.CONFIRMED)
         & (Subscription.confirmed_at <= issue.snapshot_at)
     )
     if count:
@@ -200,33 +203,33 @@ def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit
 
 def pause(issue: Issue) -> None:
     """Stop sending after the message in flight; nothing is lost, resume continues."""
-    _move(issue, ("sending",), "Pozastavit lze jen vydání, které se odesílá.", status="paused")
+    _refuse_unless(issue.pause(), "Pozastavit lze jen vydání, které se odesílá.")
 
 
 def resume(issue: Issue) -> None:
-    _move(issue, ("paused",), "Pokračovat lze jen v pozastaveném vydání.", status="sending")
+    _refuse_unless(issue.resume(), "Pokračovat lze jen v pozastaveném vydání.")
     _enqueue_unfinished(issue)
 
 
 def cancel(issue: Issue) -> None:
     """Stop for good: nobody else gets it; what was sent stays sent."""
-    if issue.status == "cancelled":
+    if issue.status == IssueStatus.CANCELLED:
         raise IssueStateError("Vydání už je zrušené.")
-    _move(
-        issue, ("draft", "scheduled", "sending", "paused"), "Odeslané vydání už zrušit nelze.",
-        status="cancelled", finished_at=utcnow(),
-    )  # fmt: skip
+    _refuse_unless(issue.cancel(), "Odeslané vydání už zrušit nelze.")
     # A delivery "sending" right now is either finished by its live worker
     # (which then records it sent) or belonged to a dead one: not reached.
     db.session.execute(
         update(Delivery)
-        .where(Delivery.issue_id == issue.id, Delivery.status.in_(("pending", "sending")))
-        .values(status="cancelled")
+        .where(
+            Delivery.issue_id == issue.id,
+            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)),
+        )
+        .values(status=DeliveryStatus.CANCELLED)
     )
     db.session.execute(
         update(DeliveryBatch)
-        .where(DeliveryBatch.issue_id == issue.id, DeliveryBatch.status == "queued")
-        .values(status="done")
+        .where(DeliveryBatch.issue_id == issue.id, DeliveryBatch.status == BatchStatus.QUEUED)
+        .values(status=BatchStatus.DONE)
     )
 
 
@@ -237,8 +240,8 @@ def resend_unreached(issue: Issue) -> int:
     and a delivery is sent at most once by its unique key and claim, so
     nobody gets the issue twice.
     """
-    _require(issue, ("sent", "cancelled"), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
-    unreached = ("failed", "cancelled", "pending")
+    _require(issue, Issue.FINISHED, "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
+    unreached = (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
     anyone_left = db.session.scalar(
         select(Delivery.id)
         .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
@@ -246,10 +249,7 @@ def resend_unreached(issue: Issue) -> int:
     )
     if anyone_left is None and issue.fanout_done:
         raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
-    _move(
-        issue, ("sent", "cancelled"), "Znovu odeslat lze jen dokončené nebo zrušené vydání.",
-        status="sending", finished_at=None,
-    )  # fmt: skip
+    _refuse_unless(issue.resend(), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
     batch_ids = db.session.scalars(
         select(Delivery.batch_id)
         .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
@@ -258,13 +258,13 @@ def resend_unreached(issue: Issue) -> int:
     count = db.session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
-        .values(status="pending", attempts=0, last_error=None)
+        .values(status=DeliveryStatus.PENDING, attempts=0, last_error=None)
     ).rowcount
     if batch_ids:
         db.session.execute(
             update(DeliveryBatch)
             .where(DeliveryBatch.id.in_(batch_ids))
-            .values(status="queued", owner=None, heartbeat=None, attempts=0)
+            .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, attempts=0)
         )
     _enqueue_unfinished(issue)
     return count
@@ -282,37 +282,25 @@ def _enqueue_unfinished(issue: Issue) -> None:
     batches = []
     for batch in db.session.scalars(
         select(DeliveryBatch).where(
-            DeliveryBatch.issue_id == issue.id, DeliveryBatch.status.in_(("queued", "running"))
+            DeliveryBatch.issue_id == issue.id,
+            DeliveryBatch.status.in_((BatchStatus.QUEUED, BatchStatus.RUNNING)),
         )
     ):
-        if batch.status == "queued":
+        if batch.status == BatchStatus.QUEUED:
             batch.job_id = jobs.new_batch_job_id(batch.id)
             batches.append((batch.id, batch.job_id))
     if batches:
         jobs.after_commit(jobs.enqueue_batches, batches)
 
 
-def _require(issue: Issue, allowed: tuple[str, ...], message: str) -> None:
+def _require(issue: Issue, allowed: tuple[IssueStatus, ...], message: str) -> None:
     if issue.status not in allowed:
         raise IssueStateError(message)
 
 
-def _move(issue: Issue, allowed: tuple[str, ...], message: str, **values: Any) -> None:
-    """Change the issue only if it is still in an allowed state, in one conditional UPDATE.
-
-    Two editors, the API, the scheduler and the workers may act on an issue at
-    the same moment; reading the status and then writing it would let two of
-    them win. The UPDATE holds the row (on SQLite the database) until commit.
-    """
-    _require(issue, allowed, message)
-    changed = db.session.execute(
-        update(Issue)
-        .where(Issue.id == issue.id, Issue.status.in_(allowed))
-        .values(**values)
-        .execution_options(synchronize_session="fetch")
-    ).rowcount
-    if not changed:
-        db.session.refresh(issue)
+def _refuse_unless(moved: bool, message: str) -> None:
+    """A refused transition of the issue (models.Issue) is a 409 with a Czech message."""
+    if not moved:
         raise IssueStateError(message)
 
 
@@ -332,11 +320,11 @@ def delivery_counts(issue: Issue) -> dict[str, int]:
     by_status = {status: n for status, n in rows}
     created = sum(by_status.values())
     total = created if issue.fanout_done else max(issue.recipient_count, created)
-    sent = by_status.get("sent", 0)
-    failed = by_status.get("failed", 0)
-    skipped = by_status.get("skipped", 0)
-    cancelled = by_status.get("cancelled", 0)
-    if issue.status == "cancelled" and not issue.fanout_done:
+    sent = by_status.get(DeliveryStatus.SENT, 0)
+    failed = by_status.get(DeliveryStatus.FAILED, 0)
+    skipped = by_status.get(DeliveryStatus.SKIPPED, 0)
+    cancelled = by_status.get(DeliveryStatus.CANCELLED, 0)
+    if issue.status == IssueStatus.CANCELLED and not issue.fanout_done:
         cancelled += total - created  # cancelled before they were even given a delivery
     return {
         "total": total,
@@ -353,14 +341,14 @@ def progress(issue: Issue) -> dict[str, Any]:
     counts = delivery_counts(issue)
     rate_window = timedelta(seconds=current_app.config["PROGRESS_RATE_WINDOW_SECONDS"])
     recent = 0
-    if issue.status == "sending":
+    if issue.status == IssueStatus.SENDING:
         recent = (
             db.session.scalar(
                 select(func.count())
                 .select_from(Delivery)
                 .where(
                     Delivery.issue_id == issue.id,
-                    Delivery.status == "sent",
+                    Delivery.status == DeliveryStatus.SENT,
                     Delivery.sent_at >= utcnow() - rate_window,
                 )
             )

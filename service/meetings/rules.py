@@ -189,8 +189,7 @@ def ever_sent(meeting: Meeting) -> bool:
     return (
         db.session.scalar(
             select(Issue.id)
-            .where(Issue.meeting_id == meeting.id, Issue.status != "draft")
-            .where(Issue.status != "scheduled")
+            .where(Issue.meeting_id == meeting.id, Issue.status.not_in(Issue.EDITABLE))
             .limit(1)
         )
         is not None

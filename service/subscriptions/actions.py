@@ -14,7 +14,7 @@ from email import policy as email_policy
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import consent
@@ -28,10 +28,13 @@ from ..models import (
     ConsentText,
     Delivery,
     Issue,
+    ListKind,
     MailingList,
     OutgoingMail,
     Subscriber,
     Subscription,
+    SubscriptionStatus,
+    SuppressionReason,
 )
 from ..suppression import lift_suppression, suppress, suppression_reason
 from . import emails
@@ -53,7 +56,7 @@ def public_newsletters() -> list[MailingList]:
     """Lists a visitor may sign up for on the public form."""
     return list(
         db.session.scalars(
-            select(MailingList).filter_by(kind="newsletter").order_by(MailingList.id)
+            select(MailingList).filter_by(kind=ListKind.NEWSLETTER).order_by(MailingList.id)
         )
     )
 
@@ -62,7 +65,9 @@ def newsletters_by_slug(slugs: Iterable[str]) -> tuple[list[MailingList], list[s
     """(found newsletter lists in the given order, unknown slugs)."""
     wanted = list(dict.fromkeys(slugs))
     rows = db.session.scalars(
-        select(MailingList).where(MailingList.slug.in_(wanted), MailingList.kind == "newsletter")
+        select(MailingList).where(
+            MailingList.slug.in_(wanted), MailingList.kind == ListKind.NEWSLETTER
+        )
     )
     by_slug = {row.slug: row for row in rows}
     return [by_slug[s] for s in wanted if s in by_slug], [s for s in wanted if s not in by_slug]
@@ -132,14 +137,11 @@ def signup(
         if subscription is None:
             subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
             subscriber.subscriptions.append(subscription)
-        elif subscription.status == "confirmed":
+        elif subscription.status == SubscriptionStatus.CONFIRMED:
             result.already_confirmed.append(mailing_list)
             continue
-        elif subscription.status != "pending":
-            subscription.status = "pending"
-            subscription.subscribed_at = now
-            subscription.confirmed_at = None
-            subscription.unsubscribed_at = None
+        elif subscription.status != SubscriptionStatus.PENDING:
+            subscription.restart(now)
         result.pending.append(mailing_list)
 
     message_id = None
@@ -179,7 +181,7 @@ def resend_confirmation(subscriber: Subscriber, list_slugs: list[str]) -> bool:
     pending = [
         s.mailing_list
         for s in subscriber.subscriptions
-        if s.status == "pending" and s.mailing_list.slug in list_slugs
+        if s.status == SubscriptionStatus.PENDING and s.mailing_list.slug in list_slugs
     ]
     if not pending or _signup_mails_left(subscriber) <= 0:
         return False
@@ -197,10 +199,11 @@ def confirm(subscriber: Subscriber, list_slugs: list[str], info: RequestInfo) ->
     for subscription in subscriber.subscriptions:
         if subscription.mailing_list.slug not in list_slugs:
             continue
-        if _transition(subscription, ("pending",), "confirmed", confirmed_at=now):
+        # Of two concurrent clicks on the link only one moves it and records the step.
+        if subscription.confirm(now):
             consent.record(subscriber, "confirm", info, mailing_list=subscription.mailing_list)
             newly.append(subscription.mailing_list)
-        if subscription.status == "confirmed":
+        if subscription.status == SubscriptionStatus.CONFIRMED:
             confirmed.append(subscription.mailing_list)
     if confirmed:
         # A fresh double opt-in is the one way back for an erased address.
@@ -219,28 +222,10 @@ def unsubscribe(
     for subscription in subscriber.subscriptions:
         if list_slug is not None and subscription.mailing_list.slug != list_slug:
             continue
-        if _transition(subscription, ("pending", "confirmed"), "unsubscribed", unsubscribed_at=now):
+        if subscription.unsubscribe(now):
             consent.record(subscriber, "unsubscribe", info, mailing_list=subscription.mailing_list)
             left.append(subscription.mailing_list)
     return left
-
-
-def _transition(
-    subscription: Subscription, allowed: tuple[str, ...], status: str, **values
-) -> bool:
-    """Move a subscription to `status` if it is in one of `allowed`, atomically.
-
-    A conditional UPDATE rather than read-then-write: of two concurrent
-    clicks on the same link only one changes the row and records the step.
-    """
-    changed = db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == subscription.id, Subscription.status.in_(allowed))
-        .values(status=status, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.refresh(subscription)
-    return changed == 1
 
 
 def update_preferences(
@@ -255,25 +240,27 @@ def update_preferences(
     subscriber.name = name
     wanted_ids = {m.id for m in wanted}
     # A bounced address gets no new list either: mail to it would only bounce.
-    bounced = suppression_reason(subscriber.email_key) == "bounced"
+    bounced = suppression_reason(subscriber.email_key) == SuppressionReason.BOUNCED
     for mailing_list in public_newsletters():
         subscription = subscription_for(subscriber, mailing_list)
-        active = subscription is not None and subscription.status in ("pending", "confirmed")
+        active = subscription is not None and subscription.status in (
+            SubscriptionStatus.PENDING,
+            SubscriptionStatus.CONFIRMED,
+        )
         if mailing_list.id in wanted_ids and not (
-            subscription is not None and subscription.status == "confirmed"
+            subscription is not None and subscription.status == SubscriptionStatus.CONFIRMED
         ):
-            if bounced or (subscription is not None and subscription.status == "bounced"):
+            if bounced or (
+                subscription is not None and subscription.status == SubscriptionStatus.BOUNCED
+            ):
                 continue  # only an administrator reactivates a bounced address
             if subscription is None:
                 subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
                 subscriber.subscriptions.append(subscription)
-            subscription.status = "confirmed"
-            subscription.confirmed_at = now
-            subscription.unsubscribed_at = None
+            subscription.confirm_directly(now)
             consent.record(subscriber, "preferences_add", info, mailing_list=mailing_list)
         elif mailing_list.id not in wanted_ids and active:
-            subscription.status = "unsubscribed"
-            subscription.unsubscribed_at = now
+            subscription.leave(now)
             consent.record(subscriber, "preferences_remove", info, mailing_list=mailing_list)
 
 
@@ -303,7 +290,7 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
                         "institution": s.institution,
                         "function": s.function,
                     }
-                    if s.mailing_list.kind == "group"
+                    if s.mailing_list.kind == ListKind.GROUP
                     else {}
                 ),
             }
@@ -387,7 +374,7 @@ def erase(subscriber: Subscriber) -> None:
     Consent events are append-only for everyone else; erasure is the one
     sanctioned bulk delete (GDPR art. 17).
     """
-    suppress(subscriber.email_key, "erased")
+    suppress(subscriber.email_key, SuppressionReason.ERASED)
     about_them = mails_naming([subscriber.email])
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(about_them)))
     for model in (ConsentEvent, OutgoingMail, Subscription):

@@ -6,7 +6,7 @@ from flask import current_app
 
 from .. import tokens
 from ..links import external_url
-from ..mail import compose, queue_message, render_pair
+from ..mail import send_to_subscriber
 from ..models import MailingList, Subscriber
 
 CONFIRMATION = "confirmation"
@@ -26,22 +26,6 @@ def personal_links(subscriber: Subscriber) -> dict[str, str]:
     }
 
 
-def _send(subscriber: Subscriber, kind: str, subject: str, template: str, **context) -> str:
-    text, html = render_pair(template, subscriber=subscriber, subject=subject, **context)
-    msg = compose(
-        # No display name: these mails answer a form anyone can fill in with
-        # anyone's address, and the name is whatever that person typed.
-        to_name="",
-        to_address=subscriber.envelope_address,
-        smtputf8=subscriber.ascii_email is None,
-        subject=subject,
-        text=text,
-        html=html,
-    )
-    queue_message(msg, kind=kind, recipient=subscriber.envelope_address, subscriber=subscriber)
-    return str(msg["Message-ID"])
-
-
 def send_confirmation(subscriber: Subscriber, lists: list[MailingList]) -> str:
     """The double opt-in mail; returns its Message-ID for the consent record."""
     subject = (
@@ -50,11 +34,10 @@ def send_confirmation(subscriber: Subscriber, lists: list[MailingList]) -> str:
         else "Potvrďte prosím odběr: " + ", ".join(m.name for m in lists)
     )
     token = tokens.confirm_token(subscriber, [m.slug for m in lists])
-    return _send(
+    return send_to_subscriber(
         subscriber,
         CONFIRMATION,
         subject,
-        "confirmation",
         lists=lists,
         confirm_url=external_url("subscriptions.confirm", token=token),
         valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
@@ -64,11 +47,10 @@ def send_confirmation(subscriber: Subscriber, lists: list[MailingList]) -> str:
 
 def send_already_subscribed(subscriber: Subscriber, lists: list[MailingList]) -> str:
     """Told instead of a second subscription when a confirmed address signs up again."""
-    return _send(
+    return send_to_subscriber(
         subscriber,
         ALREADY_SUBSCRIBED,
         "Odběr už máte potvrzený",
-        "already_subscribed",
         lists=lists,
         **personal_links(subscriber),
     )
@@ -81,11 +63,10 @@ def send_welcome(subscriber: Subscriber, lists: list[MailingList]) -> str:
     scanner (rare: confirmation needs a POST) that it happened.
     """
     names = ", ".join(m.name for m in lists)
-    return _send(
+    return send_to_subscriber(
         subscriber,
         WELCOME,
         f"Odběr potvrzen: {names}",
-        "welcome",
         lists=lists,
         archive_urls={m.slug: external_url("archive.list_issues", slug=m.slug) for m in lists},
         **personal_links(subscriber),

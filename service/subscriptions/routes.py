@@ -6,18 +6,26 @@ link opens a page with a button and only its POST acts.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
-from sqlalchemy.exc import IntegrityError
 
 from .. import consent, suppression, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
+from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
-from ..models import INSTITUTION_TYPES, MailingList, Subscriber
+from ..models import (
+    INSTITUTION_TYPES,
+    ListKind,
+    MailingList,
+    Subscriber,
+    SubscriptionStatus,
+    SuppressionReason,
+)
 from ..signed_links import LinkProblem, SubscriberGone, load_link, render_link_problem
 from . import actions
 from .emails import personal_links
@@ -155,23 +163,15 @@ def subscribe():
     info = RequestInfo.from_request(
         request, "api" if data.is_json else ("embed" if data.embed else "page")
     )
-    for attempt in range(3):
-        try:
-            actions.signup(signup.address, signup.name, lists, info, consent_text)
-            db.session.commit()
-            break
-        except IntegrityError:
-            # A concurrent sign-up of the same address created the same row
-            # first; the next attempt finds it.
-            db.session.rollback()
-            if attempt == 2:
-                raise
+    commit_with_retry(
+        partial(actions.signup, signup.address, signup.name, lists, info, consent_text)
+    )
     return _accepted(data)
 
 
 def _accepted(data: SubscribeInput):
     if data.is_json:
-        return jsonify(status="pending"), 202
+        return jsonify(status=SubscriptionStatus.PENDING), 202
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
     return render_template(template, embed=data.embed), 202
 
@@ -278,7 +278,8 @@ def _group_memberships(subscriber: Subscriber) -> list:
         (
             s
             for s in subscriber.subscriptions
-            if s.mailing_list.kind == "group" and s.status in ("confirmed", "requested")
+            if s.mailing_list.kind == ListKind.GROUP
+            and s.status in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.REQUESTED)
         ),
         key=lambda s: s.mailing_list.name,
     )
@@ -293,7 +294,11 @@ def _preferences_page(
     group_errors=None,
     group_values=None,
 ):
-    active = {s.list_id for s in subscriber.subscriptions if s.status in ("pending", "confirmed")}
+    active = {
+        s.list_id
+        for s in subscriber.subscriptions
+        if s.status in (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED)
+    }
     memberships = _group_memberships(subscriber)
     return render_template(
         "public/preferences.html",
@@ -301,7 +306,7 @@ def _preferences_page(
         subscriber=subscriber,
         newsletters=actions.public_newsletters(),
         active=active,
-        bounced=suppression.suppression_reason(subscriber.email_key) == "bounced",
+        bounced=suppression.suppression_reason(subscriber.email_key) == SuppressionReason.BOUNCED,
         memberships=memberships,
         # What the form shows per group: as stored, or as typed when it came back with errors.
         member_values={
@@ -357,7 +362,7 @@ def preferences_post(token: str):
             subscription, details.organization, details.institution, details.function
         )
         slug = subscription.mailing_list.slug
-        if subscription.status == "confirmed" and slug not in kept:
+        if subscription.status == SubscriptionStatus.CONFIRMED and slug not in kept:
             actions.unsubscribe(subscriber, slug, info)
     db.session.commit()
     return _preferences_page(token, subscriber, saved=True)

@@ -15,22 +15,27 @@ from typing import IO, TextIO
 from sqlalchemy import select
 
 from .. import consent, suppression
-from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
-from ..groups.membership import MembershipError, clean_details, institution_key
-from ..models import ConsentEvent, MailingList, Subscriber, Subscription
+from ..groups.membership import MembershipError, clean_details
+from ..models import ConsentEvent, MailingList, Subscriber, Subscription, SubscriptionStatus
+from ..people_csv import ImportRefused, PeopleCsv
 from . import actions
 from .forms import name_problem
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed_at", "confirmed_at", "unsubscribed_at")
-EXPORT_STATUS = {"requested": "pending", "declined": "unsubscribed"}
+EXPORT_STATUS = {
+    SubscriptionStatus.REQUESTED: SubscriptionStatus.PENDING,
+    SubscriptionStatus.DECLINED: SubscriptionStatus.UNSUBSCRIBED,
+}
 KNOWN_COLUMNS = {"email", "name", "organization", "institution", "function"}
-
-
-class ImportError_(ValueError):
-    """The file as a whole cannot be imported (no header, no `email` column)."""
+CONSENT_SOURCE_REQUIRED = "Uveďte, kde a kdy lidé se zasíláním souhlasili."
+# Why a line is skipped when the list already knows the address, by its status there.
+NOT_READDED = {
+    SubscriptionStatus.UNSUBSCRIBED: "adresa se z tohoto seznamu odhlásila; znovu nepřidáno",
+    SubscriptionStatus.BOUNCED: "adresa je na tomto seznamu nedoručitelná; znovu nepřidáno",
+}
 
 
 @dataclass
@@ -43,50 +48,35 @@ class ImportReport:
 def import_subscribers(
     stream: IO[str], mailing_list: MailingList, consent_source: str
 ) -> ImportReport:
-    """Import a CSV; invalid rows are reported by line number and skipped."""
+    """Import a CSV; invalid rows are reported by line number (in Czech) and skipped.
+
+    ImportRefused when the file cannot be read at all; then nothing is imported.
+    """
     consent_source = consent_source.strip()
     if not consent_source:
-        raise ImportError_("the consent source must not be empty")
-    reader = csv.DictReader(stream)
-    try:
-        fieldnames = reader.fieldnames
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ImportError_(_unreadable(exc, 1)) from None
-    if fieldnames is None:
-        raise ImportError_("the file is empty; it needs a header row with an `email` column")
-    columns = {(name or "").strip().lower(): name for name in fieldnames}
-    if "email" not in columns:
-        raise ImportError_("the header row has no `email` column")
-
-    report = ImportReport()
+        raise ImportRefused(CONSENT_SOURCE_REQUIRED)
+    people = PeopleCsv(stream)
+    report = ImportReport(problems=people.problems)
     info = RequestInfo(ip=None, user_agent=None, channel="import")
-    seen: dict[str, int] = {}
     now = utcnow()
     try:
-        for row in reader:
-            line = reader.line_num
-            email = row.get(columns["email"]) or ""
-            name = (row.get(columns["name"]) or "").strip() if "name" in columns else ""
-            try:
-                address = parse_address_for_app(email)
-            except InvalidAddress:
-                report.problems.append((line, f"invalid address {email.strip()!r}"))
+        for line, row in people.rows():
+            address = people.address(line, row)
+            if address is None:
                 continue
+            name = people.cell(row, "name")
             if name_problem(name):
-                report.problems.append((line, "the name is too long or has control characters"))
+                people.skip(line, "jméno je příliš dlouhé nebo obsahuje řídicí znaky")
                 continue
-            if address.key in seen:
-                report.problems.append((line, f"duplicate of line {seen[address.key]}"))
+            if not people.first_time(line, address):
                 continue
-            seen[address.key] = line
             details = None
             if mailing_list.kind == "group":
-                details, problem = _group_details(row, columns)
-                if problem:
-                    report.problems.append((line, problem))
+                details = _group_details(people, line, row)
+                if details is None:
                     continue
             if suppression.is_suppressed(address.key):
-                report.problems.append((line, "address was erased or bounced; not imported"))
+                people.skip(line, "adresa byla vymazána nebo je nedoručitelná; neimportováno")
                 continue
             outcome = _import_one(address, name, mailing_list, consent_source, info, now, details)
             if outcome == "imported":
@@ -94,63 +84,50 @@ def import_subscribers(
             elif outcome == "unchanged":
                 report.unchanged += 1
             else:
-                report.problems.append((line, outcome))
+                people.skip(line, outcome)
         db.session.commit()
-    except (UnicodeDecodeError, csv.Error) as exc:
-        db.session.rollback()
-        raise ImportError_(_unreadable(exc, reader.line_num + 1)) from None
     except Exception:
         db.session.rollback()
         raise
     return report
 
 
-def _unreadable(exc: Exception, line: int) -> str:
-    """Why the file cannot be read at all (nothing of it is imported)."""
-    if isinstance(exc, UnicodeDecodeError):
-        return f"line {line}: the file is not UTF-8 (save it as 'CSV UTF-8'); nothing was imported"
-    return f"line {line}: not valid CSV ({exc}); nothing was imported"
+def _group_details(people: PeopleCsv, line: int, row: dict) -> tuple[str, str, str] | None:
+    """A group member's (organization, institution key, function) from the row.
 
-
-def _group_details(row: dict, columns: dict) -> tuple[tuple[str, str, str] | None, str | None]:
-    """A group member's (organization, institution key, function) from the row, or a problem.
-
-    The institution may be written as the key or the Czech label of INSTITUTION_TYPES.
+    None when the row's details are refused; the line's problem is noted then.
     """
-
-    def cell(column: str) -> str:
-        value = row.get(columns[column]) if column in columns else None
-        return value.strip() if isinstance(value, str) else ""
-
-    institution = institution_key(cell("institution"))
+    institution = people.institution(line, row)
     if institution is None:
-        return None, f"unknown institution type {cell('institution')!r}"
+        return None
     try:
-        return clean_details(cell("organization"), institution, cell("function")), None
+        return clean_details(
+            people.cell(row, "organization"), institution, people.cell(row, "function")
+        )
     except MembershipError:
-        return None, "organization or function too long or with control characters"
+        people.skip(line, "organizace nebo funkce je příliš dlouhá nebo obsahuje řídicí znaky")
+        return None
 
 
 def _import_one(address, name, mailing_list, consent_source, info, now, details=None) -> str:
     subscriber = actions.get_or_create_subscriber(address, name)
     subscription = actions.subscription_for(subscriber, mailing_list)
     if subscription is not None:
-        if subscription.status == "confirmed":
+        if subscription.status == SubscriptionStatus.CONFIRMED:
             if details is not None and any(details):
                 # The file knows more about a member than the group did: keep it.
                 _set_details(subscription, details)
             return "unchanged"
-        if subscription.status in ("unsubscribed", "bounced"):
+        if subscription.status in (SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.BOUNCED):
             # A withdrawal here outranks consent given elsewhere earlier.
-            return f"address is {subscription.status} on this list; not re-added"
+            return NOT_READDED[subscription.status]
     if withdrew_from(subscriber, mailing_list):
         # Also when a later sign-up (anyone can type an address) left it pending.
-        return "address is unsubscribed on this list; not re-added"
+        return NOT_READDED[SubscriptionStatus.UNSUBSCRIBED]
     if subscription is None:
         subscription = Subscription(mailing_list=mailing_list, subscribed_at=now)
         subscriber.subscriptions.append(subscription)
-    subscription.status = "confirmed"
-    subscription.confirmed_at = now
+    subscription.confirm_directly(now)
     if details is not None:
         _set_details(subscription, details)
     consent.record(subscriber, "import", info, mailing_list=mailing_list, detail=consent_source)

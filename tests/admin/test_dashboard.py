@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from service.admin.dashboard import nice_ceiling, prague, week_starts
@@ -98,11 +99,21 @@ def test_dashboard_counts_subscribers_per_list_and_status(client, app, accounts)
     assert "3 potvrzení odběratelé" in page  # Czech plural for 2–4
 
 
+@pytest.fixture
+def now(monkeypatch) -> datetime:
+    """One moment for the test and the dashboard: no week can turn between the two."""
+    import service.admin.dashboard
+
+    frozen = utcnow()
+    monkeypatch.setattr(service.admin.dashboard, "utcnow", lambda: frozen)
+    return frozen
+
+
 def test_weekly_chart_shows_each_week_s_signups_confirmations_and_unsubscribes(
-    client, app, accounts
+    client, app, accounts, now
 ):
     person = add_person("jana@example.cz", "zpravodaj", "confirmed")
-    mondays = week_starts(utcnow())
+    mondays = week_starts(now)
     this_week, two_weeks_ago = mondays[-1], mondays[-3]
     noon = datetime.combine(two_weeks_ago, datetime.min.time()) + timedelta(days=2, hours=12)
     add_event(person, "zpravodaj", "signup", utc(noon))
@@ -129,9 +140,9 @@ def test_weekly_chart_shows_each_week_s_signups_confirmations_and_unsubscribes(
     assert "3 přihlášení, 2 potvrzení, 1 odhlášení" in section  # the aria-label summary
 
 
-def test_bar_heights_are_proportional_to_the_counts(client, app, accounts):
+def test_bar_heights_are_proportional_to_the_counts(client, app, accounts, now):
     person = add_person("jana@example.cz", "zpravodaj", "confirmed")
-    this_week = week_starts(utcnow())[-1]
+    this_week = week_starts(now)[-1]
     at = utc(datetime.combine(this_week, datetime.min.time()) + timedelta(hours=1))
     for _ in range(4):
         add_event(person, "zpravodaj", "signup", at)

@@ -533,9 +533,27 @@ def test_attachment_upload_through_the_api(app, coordinator):
     assert "PDF, DOCX, ODT a XLSX" in refused.get_json()["errors"]["file"]
 
 
-def test_null_meeting_and_unknown_fields_are_ignored(app, editor):
-    issue_id = create_draft(editor, meeting=None, extra="ignored")
-    assert editor.get(f"/api/v1/issues/{issue_id}").status_code == 200
+@pytest.mark.parametrize(("who", "slug"), [("editor", "zpravodaj"), ("coordinator", "ostrava-psb")])
+def test_null_meeting_and_unknown_fields_are_ignored(app, request, who, slug):
+    from sqlalchemy import func
+
+    from service.models import Meeting
+
+    api = request.getfixturevalue(who)
+    issue_id = create_draft(api, slug, meeting=None, extra="ignored")
+    response = api.get(f"/api/v1/issues/{issue_id}")
+    assert response.status_code == 200
+    shown = response.get_json()
+    assert (shown["meeting"], shown["meeting_method"]) == (None, None)
+    assert "extra" not in shown and "ignored" not in response.get_data(as_text=True)
+
+    db.session.expire_all()
+    issue = db.session.get(Issue, issue_id)
+    assert (issue.subject, issue.body, issue.preheader) == ("Zpravodaj 12/2026", BODY, "")
+    assert (issue.meeting_id, issue.meeting_method) == (None, None)
+    assert db.session.scalar(select(func.count()).select_from(Meeting)) == 0
+    stored = [getattr(issue, column.key) for column in Issue.__mapper__.column_attrs]
+    assert not [value for value in stored if isinstance(value, str) and "ignored" in value]
 
 
 # --- unreadable requests, unknown routes and hostile input ---------------------

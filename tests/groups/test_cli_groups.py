@@ -149,8 +149,8 @@ def test_group_import_stores_member_details_and_reports_bad_institutions(runner,
         ]
     )
     assert result.exit_code == 0, result.output
-    assert "line 4: unknown institution type 'kosmonaut'" in result.output
-    assert "imported 3, already subscribed 0, skipped 1" in result.output
+    assert "řádek 4: neznámý typ instituce 'kosmonaut'" in result.output
+    assert "importováno 3, už přihlášeno 0, přeskočeno 1" in result.output
     rows = db.session.execute(
         select(
             Subscriber.email,
@@ -189,7 +189,7 @@ def test_newsletter_import_ignores_group_columns(runner, app, tmp_path):
     result = runner.invoke(
         args=["subscribers", "import", str(path), "--list", "zpravodaj", "--consent-source", "x"]
     )
-    assert "imported 4, already subscribed 0, skipped 0" in result.output
+    assert "importováno 4, už přihlášeno 0, přeskočeno 0" in result.output
     assert {s.institution for s in db.session.scalars(select(Subscription))} == {""}
 
 

@@ -124,6 +124,15 @@ def test_case_variants_have_the_same_key(raw, flips):
 
 # --- the sign-up endpoint -----------------------------------------------------------------
 
+
+def json_containers(children):
+    """Lists and objects of `children` (a named function: hypothesis cannot read a
+    lambda split over lines and warns that it does not recurse)."""
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=8), children, max_size=4
+    )
+
+
 json_values = st.recursive(
     st.one_of(
         st.none(),
@@ -133,9 +142,7 @@ json_values = st.recursive(
         st.text(max_size=40),
         st.sampled_from(["zpravodaj", "novinky", "ostrava-psb", "neexistuje", "jana@seznam.cz"]),
     ),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    json_containers,
     max_leaves=12,
 )
 huge_text = st.builds(

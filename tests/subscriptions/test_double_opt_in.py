@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from sqlalchemy import select
@@ -166,15 +165,35 @@ def test_consent_events_are_append_only(client, app):
     db.session.rollback()
 
 
-def test_pending_address_signing_up_again_gets_a_fresh_link(client, app, outbox):
+@pytest.fixture
+def link_clock(monkeypatch) -> dict[str, int]:
+    """The time signed links carry and are checked against (itsdangerous), moved by hand."""
+    from itsdangerous import TimestampSigner
+
+    clock = {"now": 1_800_000_000}
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: clock["now"])
+    return clock
+
+
+def test_pending_address_signing_up_again_gets_a_fresh_link(client, app, outbox, link_clock):
+    day = 24 * 3600
+    assert app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"] == 7
     sign_up(client)
-    time.sleep(1.1)  # tokens carry a timestamp in seconds
+    link_clock["now"] += 6 * day
     sign_up(client)
     run_jobs(app)
     assert len(outbox.mails) == 2
     first, second = (link_to(m, "/confirm/") for m in outbox.mails)
     assert first != second
     assert db.session.query(Subscription).count() == 1
+
+    # Eight days after the first sign-up its link has expired; the fresh one still works.
+    link_clock["now"] += 2 * day
+    assert client.get(first).status_code == 410
+    assert client.post(first).status_code == 410
+    assert db.session.scalar(select(Subscription.status)) == "pending"
+    assert client.post(second).status_code == 200
+    assert db.session.scalar(select(Subscription.status)) == "confirmed"
 
 
 def test_confirmed_address_signing_up_again_gets_a_short_note_not_a_second_subscription(

@@ -165,7 +165,7 @@ def assert_only_a_fresh_double_opt_in_brings_them_back(client, app, outbox) -> N
         io.StringIO(f"email,name\n{EMAIL},{NAME}\n"), zpravodaj, "starý seznam 2025"
     )
     assert report.imported == 0
-    assert report.problems == [(2, "address was erased or bounced; not imported")]
+    assert report.problems == [(2, "adresa byla vymazána nebo je nedoručitelná; neimportováno")]
     assert db.session.scalar(select(Subscriber.id)) is None
 
     outbox.catcher.clear()
@@ -252,4 +252,4 @@ def test_erased_address_stays_unimportable_after_the_key_changes(client, app, pe
         io.StringIO(f"email,name\n{EMAIL},{NAME}\n"), zpravodaj, "starý seznam 2025"
     )
     assert report.imported == 0
-    assert report.problems == [(2, "address was erased or bounced; not imported")]
+    assert report.problems == [(2, "adresa byla vymazána nebo je nedoručitelná; neimportováno")]

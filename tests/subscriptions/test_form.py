@@ -59,16 +59,47 @@ def test_embed_page_may_be_framed_by_the_website_only(client, app):
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
-@pytest.mark.parametrize(("raw", "why"), INVALID, ids=[why for _, why in INVALID])
+# Every invalid address of the table is refused where that is decided, in
+# tests/test_addresses.py; through the app go a few of each kind, as a form and as JSON.
+THROUGH_THE_APP = (
+    "empty",
+    "doubled @",
+    "header injection CRLF",
+    "two addresses with comma",
+    "display name",
+    "zero-width space",
+    "local part over 64 octets",
+    "special-use TLD",
+)
+INVALID_THROUGH_THE_APP = [(raw, why) for raw, why in INVALID if why in THROUGH_THE_APP]
+assert len(INVALID_THROUGH_THE_APP) == len(THROUGH_THE_APP)
+APP_IDS = [why for _, why in INVALID_THROUGH_THE_APP]
+
+
+@pytest.mark.parametrize(("raw", "why"), INVALID_THROUGH_THE_APP, ids=APP_IDS)
 def test_invalid_address_is_flagged_in_czech_and_kept(client, raw, why):
+    from markupsafe import escape
+
     response = client.post(
         "/subscribe", data={"email": raw, "list": "zpravodaj", "list_choice": "1"}
     )
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert '<p class="error" id="email-error" role="alert">Neplatný e-mail.</p>' in page
+    assert f'name="email" value="{escape(raw)}"' in page  # kept, as typed
     assert count(Subscriber) == 0
     assert count(OutgoingMail) == 0
+    assert count(ConsentEvent) == 0
+
+
+@pytest.mark.parametrize(("raw", "why"), INVALID_THROUGH_THE_APP, ids=APP_IDS)
+def test_invalid_address_in_json_is_refused_in_czech(client, raw, why):
+    response = client.post("/subscribe", json={"email": raw, "list": ["zpravodaj"]})
+    assert response.status_code == 422
+    assert response.json == {"errors": {"email": "Neplatný e-mail."}}
+    assert count(Subscriber) == 0
+    assert count(OutgoingMail) == 0
+    assert count(ConsentEvent) == 0
 
 
 def test_typed_value_is_shown_again_escaped(client):

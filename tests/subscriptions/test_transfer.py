@@ -35,9 +35,9 @@ def run_import(runner, path, list_slug="zpravodaj", source="Mailchimp, export 20
 def test_import_confirms_consented_people_and_reports_bad_rows(runner, app, tmp_path, outbox):
     result = run_import(runner, write(tmp_path, CSV))
     assert result.exit_code == 0, result.output
-    assert "line 4: duplicate of line 2" in result.output
-    assert "line 5: invalid address 'not-an-address'" in result.output
-    assert "imported 3, already subscribed 0, skipped 2" in result.output
+    assert "řádek 4: opakuje adresu z řádku 2" in result.output
+    assert "řádek 5: neplatná adresa 'not-an-address'" in result.output
+    assert "importováno 3, už přihlášeno 0, přeskočeno 2" in result.output
     rows = db.session.execute(
         select(Subscriber.email, Subscriber.name, Subscription.status).join(Subscription)
     ).all()
@@ -57,7 +57,7 @@ def test_import_twice_is_harmless(runner, app, tmp_path):
     path = write(tmp_path, CSV)
     run_import(runner, path)
     again = run_import(runner, path)
-    assert "imported 0, already subscribed 3" in again.output
+    assert "importováno 0, už přihlášeno 3" in again.output
     assert db.session.query(Subscription).count() == 3
     assert db.session.query(ConsentEvent).count() == 3
 
@@ -68,7 +68,7 @@ def test_import_does_not_resubscribe_who_left(runner, app, tmp_path, client):
     subscription.status = "unsubscribed"
     db.session.commit()
     result = run_import(runner, write(tmp_path, "email\njana@seznam.cz\n"))
-    assert "line 2: address is unsubscribed on this list; not re-added" in result.output
+    assert "řádek 2: adresa se z tohoto seznamu odhlásila; znovu nepřidáno" in result.output
     assert db.session.scalar(select(Subscription.status)) == "unsubscribed"
 
 
@@ -79,18 +79,18 @@ def test_erased_address_cannot_come_back_through_an_import(runner, app, tmp_path
     actions.erase(db.session.scalar(select(Subscriber)))
     db.session.commit()
     result = run_import(runner, write(tmp_path, "email\nJana@Seznam.cz\n"))
-    assert "line 2: address was erased or bounced; not imported" in result.output
+    assert "řádek 2: adresa byla vymazána nebo je nedoručitelná; neimportováno" in result.output
     assert db.session.query(Subscriber).count() == 0
 
 
 def test_import_without_email_column_fails_cleanly(runner, app, tmp_path):
     result = run_import(runner, write(tmp_path, "mail,name\njana@seznam.cz,Jana\n"))
     assert result.exit_code == 1
-    assert "no `email` column" in result.output
+    assert "chybí sloupec „email“" in result.output
     assert "Traceback" not in result.output
     empty = run_import(runner, write(tmp_path, ""))
     assert empty.exit_code == 1
-    assert "empty" in empty.output
+    assert "Soubor je prázdný." in empty.output
 
 
 @pytest.mark.parametrize(
@@ -98,9 +98,9 @@ def test_import_without_email_column_fails_cleanly(runner, app, tmp_path):
     [
         # Excel's plain "CSV" on a Czech Windows is CP1250, not UTF-8.
         ("email,name\njana@seznam.cz,Jana\npetr@seznam.cz,Petr Dvořák\n".encode("cp1250"),
-         "not UTF-8"),
-        ("email,name\nš@seznam.cz,Jana\n".encode("cp1250"), "not UTF-8"),
-        (b"email,name\njana@seznam.cz," + b"x" * 200_000 + b"\n", "not valid CSV"),
+         "není v kódování UTF-8"),
+        ("email,name\nš@seznam.cz,Jana\n".encode("cp1250"), "není v kódování UTF-8"),
+        (b"email,name\njana@seznam.cz," + b"x" * 200_000 + b"\n", "není platné CSV (řádek 2)"),
     ],
 )  # fmt: skip
 def test_import_of_an_unreadable_file_fails_cleanly_and_imports_nothing(
@@ -111,7 +111,7 @@ def test_import_of_an_unreadable_file_fails_cleanly_and_imports_nothing(
     result = run_import(runner, str(path))
     assert result.exit_code == 1
     assert message in result.output
-    assert "nothing was imported" in result.output
+    assert "Import se neprovedl" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert db.session.scalar(select(func.count(Subscriber.id))) == 0
 
@@ -119,14 +119,14 @@ def test_import_of_an_unreadable_file_fails_cleanly_and_imports_nothing(
 def test_import_into_unknown_list_fails_cleanly(runner, app, tmp_path):
     result = run_import(runner, write(tmp_path, "email\njana@seznam.cz\n"), list_slug="nic")
     assert result.exit_code == 1
-    assert "no list 'nic'" in result.output
+    assert "seznam 'nic' neexistuje" in result.output
 
 
 def test_import_accepts_excel_bom_and_header_case(runner, app, tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffEmail,Name\r\njana@seznam.cz,Jana\r\n".encode())
     result = run_import(runner, str(path))
-    assert "imported 1" in result.output
+    assert "importováno 1" in result.output
 
 
 def test_export_writes_csv_with_status_and_times(runner, app, tmp_path, client):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
@@ -11,7 +11,15 @@ from sqlalchemy import func, select
 from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
-from service.models import Bounce, Delivery, Issue, MailingList, Subscriber, Subscription
+from service.models import (
+    Bounce,
+    Delivery,
+    DeliveryBatch,
+    Issue,
+    MailingList,
+    Subscriber,
+    Subscription,
+)
 from tests.conftest import BASE_URL, add_confirmed_subscribers, link_to, run_jobs
 from workers.delivery import deliver_batch, fan_out
 from workers.reconcile import reconcile
@@ -189,36 +197,73 @@ def test_cancel_stops_and_send_again_reaches_only_those_not_reached(app, outbox)
         sending.resend_unreached(issue)
 
 
-def test_scheduled_issue_starts_at_its_time_through_the_rq_scheduler(app, outbox):
-    import time
-    from datetime import UTC, datetime, timedelta
+class Clock:
+    """Now, as the service (`service.clock.utcnow`, naive UTC) and RQ's scheduler see it,
+    moved by hand: a test of "at its time" waits for nothing."""
 
+    def __init__(self, monkeypatch, now: datetime) -> None:
+        import sys
+
+        import rq.scheduler
+
+        import service.clock
+
+        self.now = now
+        real = service.clock.utcnow
+        for name, module in list(sys.modules.items()):
+            if name.partition(".")[0] in ("service", "workers") and (
+                getattr(module, "utcnow", None) is real
+            ):
+                monkeypatch.setattr(module, "utcnow", self)
+        monkeypatch.setattr(
+            rq.scheduler, "current_timestamp", lambda: int(self.aware().timestamp())
+        )
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def aware(self) -> datetime:
+        return self.now.replace(tzinfo=UTC)
+
+
+def test_scheduled_issue_starts_at_its_time_through_the_rq_scheduler(app, outbox, monkeypatch):
     from rq.registry import ScheduledJobRegistry
     from rq.scheduler import RQScheduler
 
+    from service.clock import utcnow
     from service.jobs import BULK_QUEUE, redis_connection
 
+    clock = Clock(monkeypatch, utcnow().replace(microsecond=0))
     add_confirmed_subscribers("zpravodaj", 4)
     issue = make_issue()
-    at = datetime.now(UTC) + timedelta(seconds=1.5)
+    at = clock.aware() + timedelta(hours=1)
     sending.schedule(issue, at)
     db.session.commit()
     assert issue.scheduled_at == at.replace(tzinfo=None)  # stored as naive UTC
     registry = ScheduledJobRegistry(BULK_QUEUE, connection=redis_connection())
     [job_id] = registry.get_job_ids()
-    assert registry.get_scheduled_time(job_id) == at.replace(microsecond=0)
+    assert registry.get_scheduled_time(job_id) == at
 
     scheduler = RQScheduler([BULK_QUEUE], connection=redis_connection())
     scheduler.acquire_locks()  # what a worker started with the scheduler does
-    scheduler.enqueue_scheduled_jobs()  # not due yet: nothing moves
-    run_jobs(app)
-    assert outbox.mails == []
-    time.sleep(max(0, (at - datetime.now(UTC)).total_seconds()) + 1)
+    for not_yet in (timedelta(0), timedelta(minutes=59, seconds=58)):
+        clock.now = at.replace(tzinfo=None) - timedelta(hours=1) + not_yet
+        scheduler.enqueue_scheduled_jobs()  # not due yet: nothing moves
+        run_jobs(app)
+        assert registry.get_job_ids() == [job_id]
+        assert outbox.mails == []
+        db.session.expire_all()
+        assert db.session.get(Issue, issue.id).status == "scheduled"
+
+    clock.now = at.replace(tzinfo=None)  # its time has come
     scheduler.enqueue_scheduled_jobs()
+    assert registry.get_job_ids() == []
     run_jobs(app)
-    assert len(recipients(outbox)) == 4
+    assert recipients(outbox) == [f"odberatel{n}@example.cz" for n in range(4)]
     db.session.expire_all()
-    assert db.session.get(Issue, issue.id).status == "sent"
+    started = db.session.get(Issue, issue.id)
+    assert started.status == "sent"
+    assert started.started_at == at.replace(tzinfo=None)
 
 
 def test_unscheduled_issue_is_not_started_by_its_old_job(app, outbox):
@@ -339,20 +384,43 @@ def test_temporary_refusals_give_up_after_the_configured_attempts(app, outbox):
 
 
 def test_smtp_server_down_then_back_the_issue_resumes_by_itself(app, outbox):
+    from collections import Counter
+
+    from rq.registry import FailedJobRegistry
+
     from service.dev.processes import free_port
+    from service.jobs import BULK_QUEUE, redis_connection
 
     add_confirmed_subscribers("zpravodaj", 6)
-    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port('127.0.0.1')}"  # nobody listens
+    down = free_port("127.0.0.1")
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{down}"  # nobody listens
     issue = make_issue()
     send(issue)
-    run_jobs(app)  # every retry fails: connection refused
+    run_jobs(app)  # the first try and every retry: connection refused
+
+    # Every try happened and failed: the first and one per MAIL_RETRY_INTERVALS.
+    tries = 1 + len(app.config["MAIL_RETRY_INTERVALS"])
+    db.session.expire_all()
+    [batch] = db.session.scalars(select(DeliveryBatch)).all()
+    assert batch.attempts == tries
+    assert batch.status == "queued" and batch.owner is None  # handed back, not held
+    assert batch.last_error.startswith(f"cannot connect to 127.0.0.1:{down}")
+    [job_id] = FailedJobRegistry(BULK_QUEUE, connection=redis_connection()).get_job_ids()
+    assert job_id == batch.job_id  # RQ gave up after its retries
     assert outbox.mails == []
     assert counts(issue)["pending"] == 6
+    assert db.session.get(Issue, issue.id).status == "sending"
+
     app.config["SMTP_URL"] = outbox.url  # the server is back
-    reconcile()  # what the worker's maintenance loop runs every RECONCILE_INTERVAL
+    assert reconcile()["batches"] == 1  # what the worker's maintenance runs regularly
     run_jobs(app)
-    assert len(recipients(outbox)) == 6
+    sent_to = Counter(r for m in outbox.mails for r in m.rcpt_tos)
+    assert sent_to == Counter(f"odberatel{n}@example.cz" for n in range(6))  # each once
+    assert counts(issue) == {
+        "total": 6, "sent": 6, "failed": 0, "pending": 0, "skipped": 0, "cancelled": 0
+    }  # fmt: skip
     db.session.expire_all()
+    assert db.session.get(DeliveryBatch, batch.id).attempts == tries + 1
     assert db.session.get(Issue, issue.id).status == "sent"
 
 

@@ -350,7 +350,7 @@ def test_withdrawn_person_is_deleted_after_the_evidence_period(client, app, cloc
         io.StringIO("email\nodesla@seznam.cz\n"), zpravodaj, "starý seznam"
     )
     assert report.imported == 0
-    assert "not imported" in report.problems[0][1]
+    assert "neimportováno" in report.problems[0][1]
     subscribe_and_confirm(client, app, outbox, "odesla@seznam.cz")
     assert count(Suppression) == 0
     assert count(Subscription, Subscription.status == "confirmed") == 2

@@ -1,0 +1,143 @@
+"""Reading a CSV of people: the file, its header and the problems of each line.
+
+Both imports read their files here: subscribers into a list (the
+`zpravodaj subscribers import` command and the admin upload) and invitations
+into a working group (the admin upload). A file is refused, and a line
+skipped, for the same reasons in the same Czech words wherever it comes in.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import IO
+
+from werkzeug.datastructures import FileStorage
+
+from .addresses import Address, InvalidAddress, parse_address_for_app
+from .models import INSTITUTION_TYPES
+
+EMPTY = "Soubor je prázdný."
+NOT_UTF8 = "Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF-8“ a zkuste to znovu."
+NOT_CSV = "Soubor není platné CSV."
+NO_EMAIL_COLUMN = "V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců)."
+SEMICOLONS = " Sloupce jsou oddělené středníkem; použijte čárku."
+
+
+class ImportRefused(ValueError):
+    """The import as a whole cannot run (nothing of it is done); the message is Czech."""
+
+
+def decode(raw: bytes) -> str:
+    """The text of a CSV file given as bytes: UTF-8, with or without a byte-order mark."""
+    if not raw.strip():
+        raise ImportRefused(EMPTY)
+    try:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRefused(NOT_UTF8) from None
+
+
+def uploaded_text(upload: FileStorage | None, missing: str) -> str:
+    """The text of an uploaded CSV with an `email` column; ImportRefused (`missing` if none).
+
+    The header is checked here, so that the form shows it with its other errors.
+    """
+    if upload is None or not getattr(upload, "filename", ""):
+        raise ImportRefused(missing)
+    text = decode(upload.read())
+    PeopleCsv(io.StringIO(text, newline=""))
+    return text
+
+
+def institution_key(value: str) -> str | None:
+    """The INSTITUTION_TYPES key for a key or a Czech label (any capitals); '' for empty."""
+    text = " ".join((value or "").split())
+    if not text:
+        return ""
+    if text in INSTITUTION_TYPES:
+        return text
+    folded = text.casefold()
+    for key, label in INSTITUTION_TYPES.items():
+        if folded in (key.casefold(), label.casefold()):
+            return key
+    # "obecní úřad - sociální odbor" typed with a hyphen instead of the dash.
+    for key, label in INSTITUTION_TYPES.items():
+        if folded == label.casefold().replace("–", "-"):
+            return key
+    return None
+
+
+class PeopleCsv:
+    """A CSV with a header row naming an `email` column (any capitals); ImportRefused if not.
+
+    Rows come with their line numbers; the checks below note a skipped line's
+    problem in `problems` and answer None or False, so an import reads as a
+    list of reasons to skip a line.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._reader = csv.DictReader(stream)
+        try:
+            header = self._reader.fieldnames
+        except UnicodeDecodeError:
+            raise ImportRefused(NOT_UTF8) from None
+        except csv.Error:
+            raise ImportRefused(NOT_CSV) from None
+        if not header:
+            raise ImportRefused(EMPTY)
+        self.columns = {(name or "").strip().lower(): name for name in header}
+        if "email" not in self.columns:
+            hint = SEMICOLONS if len(header) == 1 and ";" in header[0] else ""
+            raise ImportRefused(NO_EMAIL_COLUMN + hint)
+        self.problems: list[tuple[int, str]] = []
+        self._seen: dict[str, int] = {}
+
+    def rows(self) -> Iterator[tuple[int, dict]]:
+        """(line number, row) for each data row; ImportRefused when the rest cannot be read."""
+        try:
+            for row in self._reader:
+                yield self._reader.line_num, row
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ImportRefused(_unreadable(exc, self._reader.line_num + 1)) from None
+
+    def cell(self, row: dict, column: str) -> str:
+        """The row's value in `column`, stripped; '' when the file has no such column."""
+        value = row.get(self.columns[column]) if column in self.columns else None
+        return value.strip() if isinstance(value, str) else ""
+
+    def skip(self, line: int, problem: str) -> None:
+        self.problems.append((line, problem))
+
+    def address(self, line: int, row: dict) -> Address | None:
+        """The row's address, or None when it is not one."""
+        email = self.cell(row, "email")
+        try:
+            return parse_address_for_app(email)
+        except InvalidAddress:
+            self.skip(line, f"neplatná adresa {email!r}")
+            return None
+
+    def first_time(self, line: int, address: Address) -> bool:
+        """Whether no earlier line of the file has this address."""
+        if address.key in self._seen:
+            self.skip(line, f"opakuje adresu z řádku {self._seen[address.key]}")
+            return False
+        self._seen[address.key] = line
+        return True
+
+    def institution(self, line: int, row: dict) -> str | None:
+        """The row's institution type as a key ('' when not given), or None when unknown."""
+        key = institution_key(self.cell(row, "institution"))
+        if key is None:
+            self.skip(line, f"neznámý typ instituce {self.cell(row, 'institution')!r}")
+        return key
+
+
+def _unreadable(exc: Exception, line: int) -> str:
+    """Why the file cannot be read on from `line`."""
+    if isinstance(exc, UnicodeDecodeError):
+        return NOT_UTF8
+    return f"Soubor není platné CSV (řádek {line})."
