@@ -57,6 +57,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "RATE_LIMIT_LOGIN_IP": (str, "10 per minute; 60 per hour"),
     "RATE_LIMIT_LOGIN_ACCOUNT": (str, "5 per minute; 30 per hour"),
     "RATE_LIMIT_API": (str, "600 per minute"),
+    # An admin session ends after this many hours without a request.
+    "ADMIN_SESSION_HOURS": (_int, 8),
     "CONFIRMATION_MAILS_PER_HOUR": (_int, 3),
     "CONFIRM_TOKEN_MAX_AGE_DAYS": (_int, 7),
     # A coordinator's invitation stays valid this long (0: until used).
@@ -136,6 +138,8 @@ def check_required(config: Mapping[str, Any]) -> None:
     if config["BATCH_LEASE_SECONDS"] <= config["SMTP_TIMEOUT"]:
         # A batch waiting on a slow server must not look abandoned to the reconciler.
         raise ConfigError("BATCH_LEASE_SECONDS must be longer than SMTP_TIMEOUT.")
+    if not 1 <= config["ADMIN_SESSION_HOURS"] <= 24 * 31:
+        raise ConfigError("ADMIN_SESSION_HOURS must be between 1 and 744 (31 days).")
     if config["BATCH_SIZE"] < 1:
         raise ConfigError("BATCH_SIZE must be at least 1.")
     domain_rates = config["SEND_RATE_PER_DOMAIN"]

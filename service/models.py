@@ -568,6 +568,10 @@ class User(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Stored in each admin session at sign-in and compared on every request;
+    # raising it (sign-out, new password, account disabled) ends every session
+    # of the account at once, copied cookies included.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     # A coordinator's groups; empty (and unused) for admins and editors.
     lists: Mapped[list[MailingList]] = relationship(secondary=user_list)

@@ -76,7 +76,7 @@ def user_toggle_active(user_id: int):
     if user.id == current_user.id:
         flash("Vlastní účet vypnout nelze.", "error")
         return redirect(url_for("admin.users"))
-    user.active = not user.active
+    accounts.set_active(user, not user.active)  # disabling ends the account's sessions
     db.session.commit()
     flash(
         f"Účet {user.email} je {'znovu zapnutý' if user.active else 'vypnutý'}.",
