@@ -101,6 +101,11 @@ def check_password(user: User, password: str) -> bool:
     return check_password_hash(user.password_hash, password)
 
 
+def find_user(email: str) -> User | None:
+    """The account with this address, active or not."""
+    return db.session.scalar(select(User).filter_by(email=normalise_email(email)))
+
+
 def authenticate(email: str, password: str) -> User | None:
     """The active account with this address and password, or None."""
     user = db.session.scalar(select(User).filter_by(email=normalise_email(email)))

@@ -8,6 +8,9 @@ every session of the account ends at once, a cookie copied elsewhere
 included. Sessions are "permanent" with a lifetime of ADMIN_SESSION_HOURS
 and re-signed on every request, so one unused that long is refused by its
 own signature timestamp (see `_derive_extension_config`).
+
+Sign-in is throttled per client address and per account and client address,
+with a growing delay for one client that keeps failing: service/admin/throttling.py.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 from .. import accounts
 from ..extensions import csrf, db, limiter, login_manager
 from ..models import MailingList, User
-from . import bp
+from . import bp, throttling
 
 __all__ = ["current_user", "login_required", "require_list_access", "require_role"]
 
@@ -149,7 +152,9 @@ class LoginForm(CzechForm):
 
 
 def _login_account_key() -> str:
-    return "login-account:" + accounts.normalise_email(request.form.get("email", ""))[:320]
+    """Per account *and* client address: a guesser elsewhere cannot lock the owner out."""
+    email = accounts.normalise_email(request.form.get("email", ""))[:320]
+    return f"login-account:{email}|{throttling.client_address()}"
 
 
 def _safe_next(target: str | None) -> str:
@@ -165,6 +170,8 @@ def _safe_next(target: str | None) -> str:
     lambda: current_app.config["RATE_LIMIT_LOGIN_ACCOUNT"],
     methods=["POST"],
     key_func=_login_account_key,
+    # Only refused attempts count: the owner signing in often is no guesser.
+    deduct_when=lambda response: response.status_code != 302,
 )
 def login():
     if current_user.is_authenticated:
@@ -172,16 +179,33 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        user = accounts.authenticate(form.email.data, form.password.data)
+        email = accounts.normalise_email(form.email.data)
+        client = throttling.client_address()
+        if wait := throttling.wait_seconds(email, client):
+            # Not even checked: a guesser learns nothing while waiting. (Flask-Limiter
+            # puts its own Retry-After on every 429; the page says the real wait.)
+            form.password.errors.append(_wait_message(wait))
+            return render_template("admin/login.html", form=form), 429
+        user = accounts.authenticate(email, form.password.data)
         if user is not None:
             db.session.commit()
+            throttling.record_success(email, client)
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
+        throttling.record_failure(email, client, accounts.find_user(email))
         form.password.errors.append("Nesprávný e-mail nebo heslo.")
         status = 401
     elif request.method == "POST":
         status = 422
     return render_template("admin/login.html", form=form), status
+
+
+def _wait_message(seconds: int) -> str:
+    wait = f"{seconds} s" if seconds < 60 else f"{-(-seconds // 60)} min"
+    return (
+        "Příliš mnoho neúspěšných pokusů o přihlášení k tomuto účtu odsud. "
+        f"Zkuste to prosím znovu za {wait}."
+    )
 
 
 def _start_session(user: User) -> None:

@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 from .. import accounts
 from ..extensions import db
 from ..models import MailingList, User
-from . import bp
+from . import bp, throttling
 from .auth import CzechForm, require_role
 
 ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "koordinátor skupin"}
@@ -62,7 +62,13 @@ def users():
         status = 422
     everyone = db.session.scalars(select(User).order_by(User.email)).all()
     return (
-        render_template("admin/users.html", form=form, users=everyone, role_labels=ROLE_LABELS),
+        render_template(
+            "admin/users.html",
+            form=form,
+            users=everyone,
+            role_labels=ROLE_LABELS,
+            failed_sign_ins=throttling.failures_last_day([u.id for u in everyone]),
+        ),
         status,
     )
 
