@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
 from ..extensions import db
+from ..lookalikes import as_shown
 from ..models import MailingList, User
 from . import bp, throttling
 from .auth import CzechForm, require_role
@@ -56,7 +57,7 @@ def users():
             status = 422
         else:
             db.session.commit()
-            flash(f"Účet {user.email} je vytvořen.", "success")
+            flash(f"Účet {as_shown(user.email)} je vytvořen.", "success")
             return redirect(url_for("admin.users"))
     elif form.is_submitted():
         status = 422
@@ -85,7 +86,7 @@ def user_toggle_active(user_id: int):
     accounts.set_active(user, not user.active)  # disabling ends the account's sessions
     db.session.commit()
     flash(
-        f"Účet {user.email} je {'znovu zapnutý' if user.active else 'vypnutý'}.",
+        f"Účet {as_shown(user.email)} je {'znovu zapnutý' if user.active else 'vypnutý'}.",
         "success",
     )
     return redirect(url_for("admin.users"))
