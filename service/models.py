@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     CheckConstraint,
@@ -554,8 +555,13 @@ user_list = Table(
 )
 
 
-class User(db.Model):
-    """An editor, administrator or group coordinator of the admin UI and API."""
+class User(UserMixin, db.Model):
+    """An editor, administrator or group coordinator of the admin UI and API.
+
+    Flask-Login's UserMixin supplies is_authenticated and is_anonymous;
+    is_active follows the `active` column (a disabled account cannot sign in),
+    and get_id names the session generation too.
+    """
 
     __tablename__ = "user_account"
     __table_args__ = (one_of("role", UserRole),)
@@ -582,6 +588,15 @@ class User(db.Model):
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
     )
+
+    @property
+    def is_active(self) -> bool:  # type: ignore[override]  # a column-backed flag
+        return self.active
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the account and its session
+        generation, checked on every request (service/admin/auth.py)."""
+        return f"{self.id}:{self.session_generation}"
 
     def may_manage(self, mailing_list: MailingList) -> bool:
         """Admins and editors handle every list; a coordinator only their own groups."""

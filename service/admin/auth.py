@@ -78,25 +78,6 @@ def _load_user(session_id: str) -> User | None:
     return user
 
 
-class _FlaskLoginUser:
-    """Flask-Login's expectations, added to the model without a dependency there."""
-
-    is_authenticated = True
-    is_anonymous = False
-
-    @property
-    def is_active(self) -> bool:
-        return self.active
-
-    def get_id(self) -> str:
-        # What Flask-Login keeps in the session: checked by `_load_user`.
-        return f"{self.id}:{self.session_generation}"
-
-
-for _name in ("is_authenticated", "is_anonymous", "is_active", "get_id"):
-    setattr(User, _name, getattr(_FlaskLoginUser, _name))
-
-
 @bp.before_request
 def _guard() -> Any:
     """CSRF for every POST of the blueprint; sign-in for every view but the login page."""
