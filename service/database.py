@@ -9,12 +9,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from . import models  # noqa: F401  (registers the tables on db.metadata)
 from .extensions import db
 
 
 def init_app(app: Flask) -> None:
-    from . import models  # noqa: F401  (registers the tables on db.metadata)
-
     db.init_app(app)
 
 

@@ -14,8 +14,9 @@ from .. import accounts
 from ..extensions import db
 from ..lookalikes import as_shown
 from ..models import MailingList, User
-from . import bp, throttling
+from . import throttling
 from .auth import CzechForm, require_role
+from .blueprint import bp
 
 ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "koordinátor skupin"}
 
