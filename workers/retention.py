@@ -161,7 +161,7 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
             return deleted
         last_id = ids[-1]
         rows = db.session.execute(
-            select(Subscriber.id, Subscriber.email_key)
+            select(Subscriber.id, Subscriber.email_key, Subscriber.ascii_email)
             .where(Subscriber.id.in_(ids), *conditions)
             .with_for_update(of=Subscriber, skip_locked=True)
         ).all()
@@ -171,8 +171,11 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
             for row in rows:
                 actions.suppress(row.email_key, reasons[row.id])
             db.session.flush()
-            # Mails to coordinators that named them go too, as on erasure.
-            named = actions.mails_naming([row.email_key for row in rows])
+            # Mails to coordinators that named them, and test copies sent to
+            # them, go too, as on erasure.
+            named = actions.mails_naming(
+                [form for row in rows for form in (row.email_key, row.ascii_email)]
+            )
             db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(named)))
         _delete_subscribers(ids)
         db.session.commit()
