@@ -10,6 +10,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
+from . import ledger
 from .bounces.cli import bounces_group
 from .deliverability import cli as deliverability_cli
 from .extensions import db
@@ -47,6 +48,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens_group)
     deliverability_cli.register(app.cli)
     app.cli.add_command(bounces_group)
+    app.cli.add_command(ledger.consent_group)
 
 
 @click.group("lists", help="Mailing lists and working groups.")

@@ -13,7 +13,8 @@ from .extensions import db
 
 
 def init_app(app: Flask) -> None:
-    from . import models  # noqa: F401  (registers the tables on db.metadata)
+    # Registers the tables on db.metadata, and the consent ledger's triggers and hash chain.
+    from . import ledger, models  # noqa: F401
 
     db.init_app(app)
 

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, exists, func, or_, select, update
 
+from service import ledger
 from service.clock import utcnow
 from service.consent import CONSENTING_ACTIONS
 from service.extensions import db
@@ -185,15 +186,16 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
 def _delete_subscribers(ids: list[int]) -> None:
     """Everything about these subscribers; deliveries and bounces go by ON DELETE CASCADE.
 
-    Bulk statements, as `actions.erase`: consent events are append-only for
-    the ORM, and deleting them whole with their subscriber is the sanctioned
-    exception.
+    Bulk statements, as `actions.erase`: consent events are append-only (the
+    database refuses it), and deleting a person's whole ledger with them is
+    the sanctioned exception, through `ledger.purging`.
     """
     if not ids:
         return
-    for model in (ConsentEvent, OutgoingMail, Subscription):
-        db.session.execute(delete(model).where(model.subscriber_id.in_(ids)))
-    db.session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
+    with ledger.purging(db.session):
+        for model in (ConsentEvent, OutgoingMail, Subscription):
+            db.session.execute(delete(model).where(model.subscriber_id.in_(ids)))
+        db.session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
 
 
 # --- (b) delivery detail -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import consent
+from .. import consent, ledger
 from ..addresses import Address, address_hash, address_hashes
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -371,15 +371,17 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
 def erase(subscriber: Subscriber) -> None:
     """Delete everything about the subscriber, keeping only a keyed hash that stops imports.
 
-    Consent events are append-only for everyone else; erasure is the one
-    sanctioned bulk delete (GDPR art. 17).
+    Consent events are append-only for everyone else (the database refuses
+    it); erasure (GDPR art. 17) deletes a person's whole ledger through
+    `ledger.purging`, as retention does.
     """
     suppress(subscriber.email_key, SuppressionReason.ERASED)
     about_them = mails_naming([subscriber.email, subscriber.ascii_email])
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(about_them)))
-    for model in (ConsentEvent, OutgoingMail, Subscription):
-        db.session.execute(delete(model).where(model.subscriber_id == subscriber.id))
-    db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+    with ledger.purging(db.session):
+        for model in (ConsentEvent, OutgoingMail, Subscription):
+            db.session.execute(delete(model).where(model.subscriber_id == subscriber.id))
+        db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     db.session.expire_all()
 
 
