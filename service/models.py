@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     CheckConstraint,
@@ -561,8 +562,12 @@ user_list = Table(
 )
 
 
-class User(db.Model):
-    """An editor, administrator or group coordinator of the admin UI and API."""
+class User(UserMixin, db.Model):
+    """An editor, administrator or group coordinator of the admin UI and API.
+
+    Flask-Login's UserMixin supplies is_authenticated, is_anonymous and get_id;
+    is_active follows the `active` column (a disabled account cannot sign in).
+    """
 
     __tablename__ = "user_account"
     __table_args__ = (one_of("role", UserRole),)
@@ -581,6 +586,10 @@ class User(db.Model):
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
     )
+
+    @property
+    def is_active(self) -> bool:  # type: ignore[override]  # a column-backed flag
+        return self.active
 
     def may_manage(self, mailing_list: MailingList) -> bool:
         """Admins and editors handle every list; a coordinator only their own groups."""

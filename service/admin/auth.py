@@ -57,24 +57,6 @@ def _load_user(user_id: str) -> User | None:
     return user if user is not None and user.active else None
 
 
-class _FlaskLoginUser:
-    """Flask-Login's expectations, added to the model without a dependency there."""
-
-    is_authenticated = True
-    is_anonymous = False
-
-    @property
-    def is_active(self) -> bool:
-        return self.active
-
-    def get_id(self) -> str:
-        return str(self.id)
-
-
-for _name in ("is_authenticated", "is_anonymous", "is_active", "get_id"):
-    setattr(User, _name, getattr(_FlaskLoginUser, _name))
-
-
 @bp.before_request
 def _guard() -> Any:
     """CSRF for every POST of the blueprint; sign-in for every view but the login page."""
