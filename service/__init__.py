@@ -3,40 +3,45 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from .paths import PROJECT_ROOT, instance_path
+
+__all__ = ["PROJECT_ROOT", "create_app"]
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; `test_config` overrides it (tests, dev command)."""
+    # The app's parts are imported here, not at the top: every `import service.x`
+    # (a worker, a migration, the CLI before it needs an app) runs this package
+    # first, and must not load every blueprint of the web app with it.
+    from . import commands, database, errors, health, input_guard, jobs, pages, privacy
+    from .admin import auth as admin_auth
+    from .admin.routes import bp as admin_bp
+    from .api.routes import bp as api_bp
+    from .archive.routes import bp as archive_bp
+    from .config import check_required, load_config
+    from .dev.outbox import bp as outbox_bp
+    from .extensions import db, limiter, migrate
+    from .groups.routes import bp as groups_bp
+    from .issues import attachments
+    from .meetings.routes import bp as meetings_bp
+    from .subscriptions.routes import bp as subscriptions_bp
+
     app = Flask(
         __name__,
-        instance_path=os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
+        instance_path=str(instance_path()),
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
     )
-    from .config import check_required, load_config
-
     app.config.update(load_config(os.environ, app.instance_path))
     if test_config:
         app.config.update(test_config)
     check_required(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
-
-    from . import database, errors, health, input_guard, jobs, pages, privacy
-    from .admin import auth as admin_auth
-    from .admin import bp as admin_bp
-    from .api import bp as api_bp
-    from .archive import bp as archive_bp
-    from .extensions import db, limiter, migrate
-    from .groups import bp as groups_bp
-    from .issues.meetings import bp as meetings_bp
-    from .subscriptions import bp as subscriptions_bp
 
     database.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
@@ -52,17 +57,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(archive_bp)
     app.register_blueprint(groups_bp)
     app.register_blueprint(meetings_bp)
+    attachments.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
-        from .dev.outbox import bp as outbox_bp
-
         app.register_blueprint(outbox_bp)
-
-    from . import cli
-
-    cli.init_app(app)
+    commands.init_app(app)
     return app
 
 

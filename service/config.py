@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
+
 
 class ConfigError(RuntimeError):
     """The environment lacks or mangles a setting the service cannot run without."""
@@ -150,7 +152,7 @@ def check_required(config: Mapping[str, Any]) -> None:
     check_dkim(config)
 
 
-SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")  # as workers/smtp.py reads them
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")  # as smtp_settings.py reads them
 
 
 def check_smtp_url(url: str) -> None:
@@ -196,7 +198,6 @@ def check_dkim(config: Mapping[str, Any]) -> None:
             + ", ".join(given)
             + " (see README.md, Deliverability; `zpravodaj dkim keygen` makes a key)."
         )
-    from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
 
     check_dkim_selector(config["DKIM_SELECTOR"])
     try:

@@ -9,13 +9,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+# The tables on db.metadata, and the consent ledger's triggers and hash chain.
+from . import ledger, models  # noqa: F401
 from .extensions import db
 
 
 def init_app(app: Flask) -> None:
-    # Registers the tables on db.metadata, and the consent ledger's triggers and hash chain.
-    from . import ledger, models  # noqa: F401
-
     db.init_app(app)
 
 

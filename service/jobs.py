@@ -18,9 +18,11 @@ from typing import Any
 from flask import Flask, current_app
 from redis import Redis
 from rq import Queue, Retry
-from rq.job import Job
+from rq.job import Job, JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from .extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,11 @@ MAIL_QUEUE = "mail"  # single transactional mails: confirmations and the like
 BULK_QUEUE = "bulk"  # issues and announcements: fan-out and delivery batches
 DEFAULT_QUEUE = "default"  # housekeeping
 ALL_QUEUES = (MAIL_QUEUE, BULK_QUEUE, DEFAULT_QUEUE)
+
+# A job in these states will still run; the reconciler re-enqueues work whose job is in none.
+LIVE_JOB_STATES = frozenset(
+    {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+)
 
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
@@ -93,8 +100,6 @@ def _aware(moment: datetime) -> datetime:
 
 def after_commit(enqueue_fn: Callable[..., Any], *args: Any) -> None:
     """Call `enqueue_fn(*args)` once the current transaction commits; drop it on rollback."""
-    from .extensions import db
-
     db.session.info.setdefault("enqueue_after_commit", []).append((enqueue_fn, args))
 
 

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # one-click unsubscribe needs List-Unsubscribe(-Post) readable verbatim, and
 # Python's email package would otherwise encode a long URL into =?utf-8?q?…?=;
 # and its folding of a long To drops the quotes around a display name with
-# commas, turning one recipient into several. `_recipient` builds To (quoted
+# commas, turning one recipient into several. `format_recipient` builds To (quoted
 # name, RFC 2047 where needed) and it is kept as built.
 VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-id", "to"})
 
@@ -99,7 +99,7 @@ def compose(
     msg = EmailMessage(policy=policy)
     from_name, from_address = sender_address()
     msg["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
-    msg["To"] = _recipient(to_name, to_address, smtputf8)
+    msg["To"] = format_recipient(to_name, to_address, smtputf8)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(utcnow().replace(tzinfo=UTC))
     msg["Message-ID"] = make_msgid(domain=sender_domain())
@@ -165,7 +165,7 @@ def queue_message_bytes(
     return mail
 
 
-def _recipient(name: str, address: str, smtputf8: bool) -> str:
+def format_recipient(name: str, address: str, smtputf8: bool) -> str:
     """The To value: the name always quoted; RFC 2047 only for non-ASCII without SMTPUTF8.
 
     Always quoting keeps a typed `=?utf-8?…?=` from being read as an encoded word.

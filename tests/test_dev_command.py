@@ -435,7 +435,7 @@ def test_sigterm_during_the_reconciler_stops_the_worker(app, monkeypatch):
     """
     from rq.exceptions import StopRequested
 
-    import workers.reconcile
+    import workers.schedule
     from service.jobs import redis_connection
     from workers.app_worker import AppWorker
 
@@ -444,7 +444,7 @@ def test_sigterm_during_the_reconciler_stops_the_worker(app, monkeypatch):
         time.sleep(2)  # not reached when the handler raises
         return {}
 
-    monkeypatch.setattr(workers.reconcile, "housekeeping", reconcile_interrupted)
+    monkeypatch.setattr(workers.schedule, "run_periodic_work", reconcile_interrupted)
     # RQ's own registry cleaning is not what this test is about.
     monkeypatch.setattr(Worker, "run_maintenance_tasks", lambda self: None)
     worker = AppWorker(["mail"], connection=redis_connection(), app=app)

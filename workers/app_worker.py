@@ -12,6 +12,8 @@ from rq.queue import Queue
 
 from service.extensions import db
 
+from . import schedule
+
 log = logging.getLogger(__name__)
 
 
@@ -33,13 +35,11 @@ class AppContextMixin:
                 db.session.remove()
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's registry cleaning, plus the reconciler and retention (see reconcile.py)."""
+        """RQ's registry cleaning, plus the periodic work of schedule.py."""
         super().run_maintenance_tasks()
-        from .reconcile import housekeeping
-
         with self.app.app_context():
             try:
-                housekeeping()
+                schedule.run_periodic_work()
             except StopRequested:
                 raise  # SIGTERM/Ctrl-C while reconciling: RQ's way of stopping an idle worker
             except Exception:

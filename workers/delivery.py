@@ -38,7 +38,7 @@ from service.clock import utcnow
 from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_query
-from service.jobs import redis_connection
+from service.jobs import LIVE_JOB_STATES, redis_connection
 from service.models import (
     BatchStatus,
     Delivery,
@@ -532,12 +532,10 @@ def reconcile_issues() -> dict[str, int]:
     worker died (stale heartbeat) or whose job is gone (Redis flushed or
     restarted), and issues whose last batch finished without marking them.
     """
-    from .reconcile import LIVE_JOB_STATES
-
     connection = redis_connection()
     now = utcnow()
     stale = now - lease()
-    done = {"scheduled": 0, "fan_outs": 0, "batches": 0, "finished": 0, "meeting_reminders": 0}
+    done = {"scheduled": 0, "fan_outs": 0, "batches": 0, "finished": 0}
 
     def live(job_ids: list[str]) -> list[bool]:
         found = Job.fetch_many(job_ids, connection=connection) if job_ids else []
@@ -618,8 +616,4 @@ def reconcile_issues() -> dict[str, int]:
     ).all()
     db.session.commit()
     done["finished"] = sum(finish_if_complete(issue_id) for issue_id in sending)
-
-    from .meetings import reconcile_reminders
-
-    done["meeting_reminders"] = reconcile_reminders()
     return done

@@ -8,12 +8,12 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
+from service import suppression
 from service.bounces.recording import record_refusal
 from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
 from service.models import MailStatus, OutgoingMail, Subscriber, SuppressionReason
-from service.subscriptions import actions
 from service.subscriptions.emails import CONFIRMATION
 
 from .smtp import PermanentFailure, RecipientRefused, TransientFailure
@@ -40,7 +40,7 @@ def _bounced(mail: OutgoingMail) -> bool:
     )
     if email_key is None:
         return False
-    return actions.suppression_reason(email_key) == SuppressionReason.BOUNCED
+    return suppression.suppression_reason(email_key) == SuppressionReason.BOUNCED
 
 
 def send_outgoing(mail_id: int) -> str:

@@ -16,8 +16,10 @@ from sqlalchemy import select, update
 
 from service.clock import utcnow
 from service.extensions import db
-from service.issues import meetings, sending
-from service.jobs import redis_connection
+from service.issues import sending
+from service.jobs import LIVE_JOB_STATES, redis_connection
+from service.meetings.calendar import meeting_title
+from service.meetings.reminders import enqueue_reminder, reminder_job_id, reminder_time
 from service.models import Issue, IssueStatus, Meeting, MeetingMethod
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
         db.session.rollback()
         return "skipped"
     meeting = db.session.get(Meeting, meeting_id)
-    subject = f"Připomínka: {meetings.meeting_title(meeting)}"[: sending.SUBJECT_MAX]
+    subject = f"Připomínka: {meeting_title(meeting)}"[: sending.SUBJECT_MAX]
     issue = sending.create_issue(
         meeting.mailing_list,
         sending.IssueInput(subject, REMINDER_BODY.format(group=meeting.mailing_list.name)),
@@ -64,8 +66,6 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
 
 def reconcile_reminders() -> int:
     """Re-schedule reminders of announced meetings whose job Redis no longer has."""
-    from .reconcile import LIVE_JOB_STATES
-
     now = utcnow()
     announced = (
         select(Issue.meeting_id, Issue.started_at)
@@ -88,17 +88,17 @@ def reconcile_reminders() -> int:
     due: dict[int, Meeting] = {}
     for meeting, started_at in rows:
         # Only reminders that were ahead when an invitation went out were ever promised.
-        if started_at is not None and meetings.reminder_time(meeting) > started_at:
+        if started_at is not None and reminder_time(meeting) > started_at:
             due[meeting.id] = meeting
     db.session.commit()
     if not due:
         return 0
-    ids = [meetings.reminder_job_id(m.id, m.start) for m in due.values()]
+    ids = [reminder_job_id(m.id, m.start) for m in due.values()]
     found = Job.fetch_many(ids, connection=redis_connection())
     count = 0
     for meeting, job in zip(due.values(), found, strict=True):
         if job is None or job.get_status(refresh=False) not in LIVE_JOB_STATES:
-            meetings.enqueue_reminder(meeting.id, meeting.start, meetings.reminder_time(meeting))
+            enqueue_reminder(meeting.id, meeting.start, reminder_time(meeting))
             count += 1
     if count:
         log.info("reconciler re-scheduled %d meeting reminder(s)", count)

@@ -1,7 +1,7 @@
 """The reconciler: the database says what is unfinished; make sure Redis knows.
 
-Runs when a worker starts and every RECONCILE_INTERVAL seconds after (from
-the worker's maintenance loop). A flushed or restarted Redis, an enqueue that
+Runs when a worker starts and every RECONCILE_INTERVAL seconds after (the
+schedule of periodic work is in schedule.py). A flushed or restarted Redis, an enqueue that
 failed while Redis was down, or a worker killed mid-send all leave rows that
 no job points at; this puts jobs back for them. Jobs are idempotent, so an
 occasional duplicate costs nothing.
@@ -13,39 +13,33 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from rq.job import Job, JobStatus
+from rq.job import Job
 from sqlalchemy import and_, or_, select, update
 
 from service.clock import utcnow
 from service.extensions import db
-from service.jobs import enqueue_outgoing_mail, outgoing_mail_job_id, redis_connection
+from service.jobs import (
+    LIVE_JOB_STATES,
+    enqueue_outgoing_mail,
+    outgoing_mail_job_id,
+    redis_connection,
+)
 from service.models import MailStatus, OutgoingMail
 
+from .delivery import reconcile_issues
 from .mail import claim_lease
+from .meetings import reconcile_reminders
 
 log = logging.getLogger(__name__)
 
-LIVE_JOB_STATES = {
-    JobStatus.QUEUED,
-    JobStatus.STARTED,
-    JobStatus.SCHEDULED,
-    JobStatus.DEFERRED,
-}
-
 
 def reconcile() -> dict[str, int]:
-    from .delivery import reconcile_issues
-
-    return {"outgoing_mail": reconcile_outgoing_mail(), **reconcile_issues()}
-
-
-def housekeeping() -> dict[str, int]:
-    """Everything a worker does between jobs: reconcile, then apply retention."""
-    from .retention import run_retention
-
-    done = reconcile()
-    done.update(run_retention())  # at most once an hour over all workers
-    return done
+    """Put back jobs for single mails, issues and meeting reminders; counts by kind."""
+    return {
+        "outgoing_mail": reconcile_outgoing_mail(),
+        **reconcile_issues(),
+        "meeting_reminders": reconcile_reminders(),
+    }
 
 
 def reconcile_outgoing_mail() -> int:

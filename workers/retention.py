@@ -18,8 +18,8 @@ settings:
   the address stays as a suppression so that an import cannot add them back;
   the public form still can, through double opt-in.
 
-`run_retention` applies them from every worker's maintenance loop, at most
-once per RETENTION_INTERVAL_SECONDS across all workers (see there).
+`run_retention` applies them; the workers run it at most once an hour over
+all of them (the schedule of periodic work is in schedule.py).
 Deletions go in chunks, each its own short transaction, so a large backlog
 never holds locks on tables the delivery engine writes to.
 """
@@ -32,11 +32,11 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, exists, func, or_, select, update
 
-from service import ledger
+from service import ledger, suppression
 from service.clock import utcnow
 from service.consent import CONSENTING_ACTIONS
 from service.extensions import db
-from service.jobs import redis_connection
+from service.issues.sending import delivery_counts
 from service.models import (
     ACTIVE_SUBSCRIPTION_STATUSES,
     Bounce,
@@ -63,28 +63,9 @@ SUBSCRIBER_CHUNK = 200
 ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
 FINISHED_ISSUE_STATUSES = Issue.FINISHED
 
-# Retention runs at most once per this many seconds over all workers.
-RETENTION_INTERVAL_SECONDS = 3600
-RETENTION_LOCK_KEY = "zpravodaj:retention:last-run"
 
-
-def run_retention(*, force: bool = False) -> dict[str, int]:
-    """Apply every rule, unless another worker did within the last hour (then {}).
-
-    Housekeeping runs in every worker every RECONCILE_INTERVAL (30 s): cheap
-    for the reconciler, wasteful for retention, whose queries scan consent
-    events and old deliveries while its periods are counted in days. One
-    Redis `SET NX EX` key lets the first worker of each hour run it; the key
-    expires by itself, so a worker that dies mid-run blocks nothing for long,
-    and the rules are idempotent and chunked, so an overlap would be harmless
-    anyway. Without Redis, nothing runs (the reconciler cannot either).
-    """
-    if not force:
-        acquired = redis_connection().set(
-            RETENTION_LOCK_KEY, utcnow().isoformat(), nx=True, ex=RETENTION_INTERVAL_SECONDS
-        )
-        if not acquired:
-            return {}
+def run_retention() -> dict[str, int]:
+    """Apply every rule now; counts of what went, by kind."""
     done = {"purged_unconfirmed": purge_unconfirmed()}
     done.update(reduce_delivery_detail())
     done["expired_consent_evidence"] = expire_consent_evidence()
@@ -170,7 +151,7 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
         if suppress is not None:
             reasons = suppress(ids)
             for row in rows:
-                actions.suppress(row.email_key, reasons[row.id])
+                suppression.suppress(row.email_key, reasons[row.id])
             db.session.flush()
             # Mails to coordinators that named them, and test copies sent to
             # them, go too, as on erasure.
@@ -244,8 +225,6 @@ def _summarise_old_issues(cutoff: datetime) -> tuple[int, int]:
     chunks; a run interrupted between the two finishes the deletion next time,
     since such an issue has a summary and rows left.
     """
-    from service.issues.sending import delivery_counts
-
     has_rows = or_(
         exists().where(Delivery.issue_id == Issue.id),
         exists().where(DeliveryBatch.issue_id == Issue.id),

@@ -11,13 +11,12 @@ import contextlib
 import smtplib
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 from redis import Redis
 
 from service.addresses import SMTPUTF8_CAPABILITY_KEY
 from service.deliverability.dkim import DkimError, DkimKeyError
+from service.smtp_settings import SmtpSettings
 
 
 class PermanentFailure(Exception):
@@ -34,32 +33,6 @@ class TransientFailure(Exception):
 
 class ServerUnavailable(TransientFailure):
     """No usable connection (refused, lost, login failed): nothing can be sent now."""
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    security: str  # "plain", "starttls" or "tls"
-    username: str | None
-    password: str | None
-    timeout: float
-
-    @classmethod
-    def from_url(cls, url: str, timeout: float = 30) -> SmtpSettings:
-        parts = urlsplit(url)
-        schemes = {"smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
-        if parts.scheme not in schemes:
-            raise ValueError(f"SMTP_URL scheme must be one of {', '.join(schemes)}")
-        security, default_port = schemes[parts.scheme]
-        return cls(
-            host=parts.hostname or "localhost",
-            port=parts.port or default_port,
-            security=security,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            timeout=timeout,
-        )
 
 
 class SmtpTransport:

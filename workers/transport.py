@@ -6,8 +6,9 @@ from flask import current_app
 
 from service.deliverability.dkim import signer_from_config
 from service.jobs import redis_connection
+from service.smtp_settings import SmtpSettings
 
-from .smtp import SmtpSettings, SmtpTransport
+from .smtp import SmtpTransport
 
 
 def app_transport() -> SmtpTransport:

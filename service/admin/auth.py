@@ -16,13 +16,15 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from .. import accounts
 from ..extensions import csrf, db, limiter, login_manager
 from ..models import MailingList, User
-from . import bp
+from . import navigation
+from .blueprint import bp
 
 __all__ = ["current_user", "login_required", "require_list_access", "require_role"]
 
@@ -35,7 +37,6 @@ def init_app(app) -> None:
     # A stolen session cookie used from elsewhere is dropped.
     login_manager.session_protection = "strong"
     csrf.init_app(app)
-    from . import navigation
 
     navigation.init_app(app)
 
@@ -92,8 +93,6 @@ def require_list_access(mailing_list: MailingList) -> None:
 
 def visible_lists() -> list[MailingList]:
     """The lists the signed-in account may see."""
-    from sqlalchemy import select
-
     if current_user.role == "coordinator":
         return sorted(current_user.lists, key=lambda m: m.id)
     return list(db.session.scalars(select(MailingList).order_by(MailingList.id)))

@@ -25,8 +25,8 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from . import bp
 from .auth import visible_lists
+from .blueprint import bp
 
 WEEKS = 12
 

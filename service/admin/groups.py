@@ -34,8 +34,8 @@ from ..models import (
     is_valid_slug,
 )
 from ..people_csv import ImportRefused, uploaded_text
-from . import bp
 from .auth import CzechForm, require_list_access, require_role
+from .blueprint import bp
 
 group_managers = require_role("admin", "coordinator")
 

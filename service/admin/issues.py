@@ -30,8 +30,10 @@ from sqlalchemy import func, select
 from ..clock import utcnow
 from ..czech import plural
 from ..extensions import db
-from ..issues import attachments, meetings, sending
+from ..issues import attachments, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
+from ..meetings import rules as meetings
+from ..meetings.calendar import documents, mail_context
 from ..models import (
     Bounce,
     Delivery,
@@ -44,8 +46,8 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from . import bp
 from .auth import require_list_access, visible_lists
+from .blueprint import bp
 
 PER_PAGE = 50
 # The final report lists this many failed deliveries; the rest are only counted.
@@ -362,10 +364,10 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         addresses=(values or {}).get("addresses", ""),
         errors=errors,
         zone=current_app.config["TIMEZONE"],
-        meeting=meetings.mail_context(issue),
+        meeting=mail_context(issue),
         meeting_values={**meeting_input_values(issue.meeting), **(values or {})},
         may_change_meeting=_may_change_meeting(issue),
-        documents=meetings.documents(issue),
+        documents=documents(issue),
         attachment_limit=attachments.max_bytes(),
     ), (422 if errors else 200)
 

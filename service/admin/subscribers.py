@@ -33,15 +33,15 @@ from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import people_csv
+from .. import people_csv, suppression
 from ..bounces import recording
 from ..czech import plural
 from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
 from ..people_csv import ImportRefused, uploaded_text
 from ..subscriptions import actions, transfer
-from . import bp
 from .auth import CzechForm, require_role
+from .blueprint import bp
 from .dashboard import STATUS_LABELS
 
 PER_PAGE = 50
@@ -223,7 +223,7 @@ def subscriber(subscriber_id: int):
         soft_score=recording.soft_score(person),
         soft_threshold=config["BOUNCE_SOFT_THRESHOLD"],
         soft_window=config["BOUNCE_SOFT_WINDOW_DAYS"],
-        suppressed=actions.is_suppressed(person.email_key),
+        suppressed=suppression.is_suppressed(person.email_key),
         status_labels=STATUS_LABELS,
         action_labels=ACTION_LABELS,
         channel_labels=CHANNEL_LABELS,

@@ -13,8 +13,8 @@ from wtforms.validators import DataRequired, EqualTo, Length
 from .. import accounts
 from ..extensions import db
 from ..models import MailingList, User
-from . import bp
 from .auth import CzechForm, require_role
+from .blueprint import bp
 
 ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "koordinátor skupin"}
 

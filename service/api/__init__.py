@@ -1,9 +1,5 @@
-"""The editors' JSON API under /api/v1 (DESIGN.md §5.5), with bearer tokens."""
+"""The editors' JSON API under /api/v1 (DESIGN.md §5.5), with bearer tokens.
 
-from __future__ import annotations
-
-from flask import Blueprint
-
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-from . import routes  # noqa: E402,F401
+`routes.py` holds the views (importing it registers `auth.py` and `errors.py` on the
+blueprint too); `blueprint.py` the blueprint itself.
+"""

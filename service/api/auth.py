@@ -15,7 +15,7 @@ from flask_limiter.util import get_remote_address
 from .. import accounts
 from ..extensions import db, limiter
 from ..models import MailingList, User
-from . import bp
+from .blueprint import bp
 from .errors import ApiError
 
 # Routes anyone may read: the API's own description.

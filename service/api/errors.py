@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from ..errors import MESSAGES
 from ..extensions import db
 from ..issues.sending import IssueStateError
-from . import bp
+from .blueprint import bp
 
 API_MESSAGES = {
     **MESSAGES,

@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 
 from ..clock import utcnow
 from ..extensions import db
-from ..issues import attachments, meetings, sending
+from ..issues import attachments, sending
+from ..meetings import rules as meetings
+from ..meetings.calendar import documents
 from ..models import (
     SUBSCRIPTION_STATUSES,
     Issue,
@@ -26,8 +28,8 @@ from ..models import (
     Subscription,
     is_valid_slug,
 )
-from . import bp
 from .auth import current_api_user, require_list_access
+from .blueprint import bp
 from .errors import ApiError
 from .openapi import DOCUMENT
 
@@ -211,7 +213,7 @@ def issue_json(issue: Issue) -> dict[str, Any]:
         "counts": sending.delivery_counts(issue),
         "meeting": meetings.meeting_json(issue.meeting) if issue.meeting else None,
         "meeting_method": issue.meeting_method,
-        "attachments": [attachments.attachment_json(a) for a in meetings.documents(issue)],
+        "attachments": [attachments.attachment_json(a) for a in documents(issue)],
     }
 
 

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, render_template, request
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import load_only
@@ -23,8 +23,9 @@ from ..issues.markdown import markdown_to_html
 from ..links import external_url
 from ..mail import sender_address
 from ..models import Issue, MailingList, is_valid_slug
-from . import bp
 from .dates import czech_date, local_date
+
+bp = Blueprint("archive", __name__, url_prefix="/archive")
 
 # Sending, paused and sent issues reached (some) readers; a cancelled one is
 # left out even if partly sent, since its editor chose to withdraw it.

@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from .parsing import MAX_BOUNCE_BYTES, NotABounce
+from .receiver import serve
+from .recording import process_message
 
 # sysexits.h: what an MTA's pipe transport understands. EX_DATAERR for input
 # that is no bounce; EX_TEMPFAIL when the database is down, so the MTA
@@ -24,10 +27,6 @@ def bounces_group() -> None:
 @click.argument("source", default="-", type=click.File("rb"))
 def process_command(source) -> None:
     """Record one bounce message read from SOURCE (a file, or - for stdin)."""
-    from sqlalchemy.exc import OperationalError
-
-    from .recording import process_message
-
     raw = source.read(MAX_BOUNCE_BYTES + 1)
     try:
         report, outcomes = process_message(raw)
@@ -68,6 +67,4 @@ def _describe(outcome) -> str:
 @click.option("--port", default=2525, show_default=True, type=int, help="Port to listen on.")
 def serve_command(host: str, port: int) -> None:
     """Receive bounces over SMTP (point the MX of the bounce domain, or a relay, here)."""
-    from .receiver import serve
-
     serve(host, port)

@@ -22,6 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from flask import Flask, current_app
 
 from .parsing import MAX_BOUNCE_BYTES, NotABounce
+from .recording import process_message
 from .verp import bounce_base
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,6 @@ class BounceHandler:
         return await loop.run_in_executor(None, self._process, raw, list(envelope.rcpt_tos))
 
     def _process(self, raw: bytes, rcpt_tos: list[str]) -> str:
-        from .recording import process_message
-
         with self.app.app_context():
             try:
                 _report, outcomes = process_message(raw, rcpt_tos)

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import consent
+from .. import consent, suppression
 from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -36,8 +36,7 @@ from ..models import (
     SubscriptionStatus,
     SuppressionReason,
 )
-from ..subscriptions import actions
-from .parsing import BounceReport, Failure, classify, status_of
+from .parsing import BounceReport, Failure, NotABounce, classify, parse, status_of
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
 ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
@@ -115,7 +114,7 @@ def _unmatched(failure: Failure) -> Outcome:
         # remember the address, hashed, so it is not invited or imported again.
         key = _address_key(failure.address)
         if key:
-            actions.suppress(key, SuppressionReason.BOUNCED)
+            suppression.suppress(key, SuppressionReason.BOUNCED)
             return Outcome(failure.address, failure.kind, failure.status, True, True, note="hash")
     return Outcome(failure.address, failure.kind, failure.status, False, note="unknown address")
 
@@ -215,7 +214,7 @@ def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
                 mailing_list=subscription.mailing_list,
                 detail=reason[:500] or None,
             )
-    actions.suppress(subscriber.email_key, SuppressionReason.BOUNCED)
+    suppression.suppress(subscriber.email_key, SuppressionReason.BOUNCED)
     db.session.expire(subscriber, ["subscriptions"])
     return bool(ended)
 
@@ -248,7 +247,7 @@ def reactivate(subscriber: Subscriber, by: str = "") -> int:
             .values(status=status, unsubscribed_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount
-    actions.lift_suppression(subscriber.email_key)
+    suppression.lift_suppression(subscriber.email_key)
     subscriber.bounce_reset_at = utcnow()
     if changed:
         info = RequestInfo(ip=None, user_agent=None, channel="admin")
@@ -271,8 +270,6 @@ def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, l
     An auto-reply (out of office) reaching the return path is no bounce: it
     comes back with no outcomes, and nothing is recorded.
     """
-    from .parsing import NotABounce, parse
-
     report = parse(raw, envelope_recipients)
     if report.auto_reply:
         return report, []

@@ -2,7 +2,7 @@
 
 `dkim keygen` needs no app: it is what an operator runs before DKIM_* are set,
 and a half-set DKIM configuration would stop the app from loading. So it is
-added to the top-level group as well as to the app's (service/cli.py).
+added to the top-level group (service/cli.py) as well as to the app's (service/commands.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from ..config import ConfigError, check_dkim, check_dkim_selector
+from ..paths import instance_path
 from .dkim import (
     DkimKeyError,
     ascii_domain,
@@ -22,20 +24,16 @@ from .dkim import (
     private_key_pem,
     zone_line,
 )
+from .doctor import PLACEHOLDER_DOMAINS, domain_of, failed, run_checks
 
 
 def _default_domain() -> str | None:
-    from .doctor import PLACEHOLDER_DOMAINS, domain_of
-
     domain = os.environ.get("DKIM_DOMAIN") or domain_of(os.environ.get("MAIL_FROM") or "")
     return domain if domain and domain not in PLACEHOLDER_DOMAINS else None
 
 
 def _default_out(selector: str) -> Path:
-    from service import PROJECT_ROOT
-
-    instance = os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance")
-    return Path(instance) / f"dkim-{selector}.pem"
+    return instance_path() / f"dkim-{selector}.pem"
 
 
 def write_new_key(path: Path, pem: bytes) -> None:
@@ -82,8 +80,6 @@ def keygen(selector: str | None, domain: str | None, out: Path | None) -> None:
         domain = ascii_domain(domain)
     except DkimKeyError as exc:
         raise click.BadParameter(str(exc), param_hint="--domain") from exc
-    from service.config import ConfigError, check_dkim, check_dkim_selector
-
     try:  # before anything is written: a refused selector leaves no stray key behind
         check_dkim_selector(selector)
     except ConfigError as exc:
@@ -124,8 +120,6 @@ def doctor_command() -> None:
 
     Exits with 1 when a check fails.
     """
-    from .doctor import failed, run_checks
-
     results = run_checks(current_app.config)
     for result in results:
         click.echo(result.line())

@@ -34,7 +34,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dkim as dkimpy
+import dns.exception
+import dns.resolver
+from sqlalchemy import text
 
+from ..extensions import db
+from ..jobs import redis_connection
+from ..smtp_settings import SmtpSettings
 from .dkim import (
     DkimError,
     DkimSigner,
@@ -82,9 +88,6 @@ def dns_resolver(timeout: float, nameservers: list[str] | None = None, port: int
     always exist: a resolver that cannot answer that (offline, or a sandbox
     answering NXDOMAIN to everything) would make every record look missing.
     """
-    import dns.exception
-    import dns.resolver
-
     state: dict[str, Any] = {}
 
     def unavailable(reason: str) -> DnsUnavailable:
@@ -371,8 +374,6 @@ def check_smtp(config: Mapping[str, Any], *, timeout: float | None = None) -> li
 
     No MAIL FROM: the doctor never queues a message.
     """
-    from workers.smtp import SmtpSettings
-
     try:
         settings = SmtpSettings.from_url(config.get("SMTP_URL") or "")
     except ValueError as exc:
@@ -585,10 +586,6 @@ def check_dmarc(config: Mapping[str, Any], resolve: Resolver) -> list[Result]:
 
 
 def check_database() -> list[Result]:
-    from sqlalchemy import text
-
-    from ..extensions import db
-
     try:
         db.session.execute(text("SELECT 1"))
         db.session.rollback()
@@ -599,8 +596,6 @@ def check_database() -> list[Result]:
 
 
 def check_redis() -> list[Result]:
-    from ..jobs import redis_connection
-
     try:
         redis_connection().ping()
     except Exception as exc:

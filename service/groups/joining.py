@@ -25,7 +25,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 
-from .. import consent, tokens
+from .. import consent, suppression, tokens
 from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -223,7 +223,7 @@ def confirm_join(subscriber: Subscriber, group: MailingList, info: RequestInfo) 
         return False
     consent.record(subscriber, "join_confirm", info, mailing_list=group)
     # A confirmed mailbox is the one way back for an erased address (as in actions.confirm).
-    actions.lift_suppression(subscriber.email_key)
+    suppression.lift_suppression(subscriber.email_key)
     notify_coordinators(subscription)
     return True
 
@@ -243,7 +243,7 @@ def accept_invitation(subscriber: Subscriber, group: MailingList, info: RequestI
     changed = subscription.confirm()
     if changed:
         consent.record(subscriber, "accept_invitation", info, mailing_list=group)
-        actions.lift_suppression(subscriber.email_key)
+        suppression.lift_suppression(subscriber.email_key)
     return changed
 
 

@@ -16,7 +16,7 @@ from typing import IO
 
 from sqlalchemy import func, select
 
-from .. import consent
+from .. import consent, suppression
 from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -28,6 +28,7 @@ from ..models import (
     GroupVisibility,
     ListKind,
     MailingList,
+    Subscriber,
     Subscription,
     SubscriptionStatus,
     User,
@@ -184,7 +185,7 @@ def invite(
     if problem:
         raise MembershipError(problem)
     organization, institution, function = clean_details(organization, institution, function)
-    if actions.is_suppressed(address.key):
+    if suppression.is_suppressed(address.key):
         raise MembershipError(
             f"Adresa {address.email} byla vymazána nebo je nedoručitelná; pozvánku nelze poslat."
         )
@@ -361,8 +362,6 @@ def update_details(
 
 def members(group: MailingList) -> list[Subscription]:
     """Everyone with a membership row in the group, requests first, then by name and address."""
-    from ..models import Subscriber
-
     order = {
         SubscriptionStatus.REQUESTED: 0,
         SubscriptionStatus.PENDING: 1,

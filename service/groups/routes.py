@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from flask import abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy import func, select
 
 from .. import consent, tokens
@@ -32,11 +32,19 @@ from ..models import (
     Subscriber,
     SubscriptionStatus,
 )
+from ..signed_links import (
+    LinkExpired,
+    LinkProblem,
+    SubscriberGone,
+    load_link,
+    render_link_problem,
+)
 from ..subscriptions.emails import personal_links
 from ..subscriptions.forms import name_problem
-from ..subscriptions.routes import LinkExpired, LinkProblem, SubscriberGone, load_link
-from . import bp, joining
+from . import joining
 from .dates import format_meeting_time
+
+bp = Blueprint("groups", __name__, url_prefix="/groups")
 
 # Announcements a member sees: what went (or is going) out, never drafts.
 SENT_STATUSES = Issue.PUBLISHED
@@ -55,9 +63,7 @@ class InvitationExpired(LinkExpired):
     template = "groups/invitation_expired.html"
 
 
-@bp.errorhandler(LinkProblem)
-def _link_problem(error: LinkProblem):
-    return render_template(error.template, token=error.token), error.status
+bp.register_error_handler(LinkProblem, render_link_problem)
 
 
 def _load(purpose: str, token: str, max_age: int | None = None) -> tuple[Subscriber, dict]:

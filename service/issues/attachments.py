@@ -18,8 +18,8 @@ import zipfile
 from flask import Flask, current_app, request
 
 from ..extensions import db
+from ..meetings.calendar import documents
 from ..models import Attachment, Issue
-from .meetings import documents
 
 ODT_MIMETYPE = b"application/vnd.oasis.opendocument.text"
 DOCX_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"

@@ -28,11 +28,11 @@ from markupsafe import Markup
 
 from .. import tokens
 from ..links import external_url
-from ..mail import MAIL_POLICY, _recipient, sender_address, sender_domain
+from ..mail import MAIL_POLICY, format_recipient, sender_address, sender_domain
+from ..meetings.calendar import calendar_for, documents
+from ..meetings.calendar import mail_context as meeting_context
 from ..models import Issue, MailingList
 from .markdown import inline_css, markdown_to_html, markdown_to_text
-from .meetings import calendar_for, documents
-from .meetings import mail_context as meeting_context
 
 UNSUBSCRIBE_PLACEHOLDER = "@@ZPRAVODAJ-UNSUBSCRIBE-URL@@"
 PREFERENCES_PLACEHOLDER = "@@ZPRAVODAJ-PREFERENCES-URL@@"
@@ -248,7 +248,7 @@ class MessageSkeleton:
     def personalise(self, recipient: Recipient, message_id: str) -> bytes:
         """The complete message for one recipient, CRLF line endings, ready for SMTP."""
         unsubscribe_url, preferences_url, member_page_url = self.personal_links(recipient)
-        to = _recipient(_one_line(recipient.name), recipient.address, recipient.smtputf8)
+        to = format_recipient(_one_line(recipient.name), recipient.address, recipient.smtputf8)
         date = format_datetime(datetime.now(UTC))
         personal_head = (
             f"To: {to}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n"

@@ -12,14 +12,18 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
 
 from .. import jobs
+from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
 from ..extensions import db
+from ..mail import queue_message_bytes
+from ..meetings.calendar import freeze_calendar
 from ..models import (
     BatchStatus,
     Delivery,
@@ -32,8 +36,7 @@ from ..models import (
     SubscriptionStatus,
     User,
 )
-from .meetings import freeze_calendar
-from .rendering import render_issue
+from .rendering import Recipient, render_issue, skeleton_for
 
 SUBJECT_MAX = 200
 PREHEADER_MAX = 200
@@ -390,10 +393,6 @@ class Preview:
 
 def preview(issue: Issue) -> Preview:
     """Build a sample copy through the same skeleton the workers use, then read it back."""
-    from email import message_from_bytes, policy
-
-    from .rendering import Recipient, skeleton_for
-
     skeleton = skeleton_for(issue)
     raw = skeleton.personalise(
         Recipient(address="ukazka@example.org", name="Ukázkový odběratel"),
@@ -407,8 +406,6 @@ def preview(issue: Issue) -> Preview:
 
 def parse_test_addresses(value: Any) -> tuple[list[str], str | None]:
     """Addresses for a test send (comma, semicolon, space or newline separated), or an error."""
-    from ..addresses import InvalidAddress, parse_address_for_app
-
     if isinstance(value, list):
         parts = [p for p in value if isinstance(p, str)]
         if len(parts) != len(value):
@@ -434,9 +431,6 @@ def parse_test_addresses(value: Any) -> tuple[list[str], str | None]:
 
 def send_test(issue: Issue, addresses: list[str]) -> int:
     """Queue a test copy (subject marked [TEST], sample personal links) to each address."""
-    from ..mail import queue_message_bytes
-    from .rendering import Recipient, skeleton_for
-
     skeleton = skeleton_for(issue, subject_prefix=TEST_SUBJECT_PREFIX)
     for address in addresses:
         message_id = skeleton.new_message_id()

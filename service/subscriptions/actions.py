@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import consent, ledger
-from ..addresses import Address, address_hash, address_hashes
+from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
@@ -34,9 +34,9 @@ from ..models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     SuppressionReason,
 )
+from ..suppression import lift_suppression, suppress, suppression_reason
 from . import emails
 
 # Mail kinds counted against CONFIRMATION_MAILS_PER_HOUR: what a stranger can
@@ -427,35 +427,6 @@ def mails_naming(addresses: Iterable[str | None]) -> list[int]:
         if mail_id not in found and any(address in text for address in wanted):
             found.append(mail_id)
     return found
-
-
-def suppress(address_key: str, reason: str) -> None:
-    digest = address_hash(address_key)
-    if db.session.scalar(select(Suppression).filter_by(address_hash=digest)) is None:
-        db.session.add(Suppression(address_hash=digest, reason=reason))
-
-
-def suppression_reason(address_key: str) -> str | None:
-    """Why the address is suppressed ("erased", "bounced", "withdrawn"), None when it is not.
-
-    Looks under the current key and every older one (addresses.address_hashes).
-    """
-    return db.session.scalar(
-        select(Suppression.reason)
-        .where(Suppression.address_hash.in_(address_hashes(address_key)))
-        .order_by(Suppression.id.desc())
-        .limit(1)
-    )
-
-
-def is_suppressed(address_key: str) -> bool:
-    return suppression_reason(address_key) is not None
-
-
-def lift_suppression(address_key: str) -> None:
-    db.session.execute(
-        delete(Suppression).where(Suppression.address_hash.in_(address_hashes(address_key)))
-    )
 
 
 def _iso(value) -> str | None:

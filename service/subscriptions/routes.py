@@ -9,13 +9,15 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from flask import Response, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 
-from .. import consent, tokens
+from .. import consent, suppression, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
+from ..groups import membership
+from ..groups.joining import MemberDetails, details_problems
 from ..models import (
     INSTITUTION_TYPES,
     ListKind,
@@ -24,7 +26,8 @@ from ..models import (
     SubscriptionStatus,
     SuppressionReason,
 )
-from . import actions, bp
+from ..signed_links import LinkProblem, SubscriberGone, load_link, render_link_problem
+from . import actions
 from .emails import personal_links
 from .forms import (
     NO_LIST_CHOSEN,
@@ -35,54 +38,9 @@ from .forms import (
     validate,
 )
 
-# --- errors a link can meet -------------------------------------------------
+bp = Blueprint("subscriptions", __name__)
 
-
-class LinkProblem(Exception):
-    """A signed link that cannot be used; rendered as a Czech page."""
-
-    status = 400
-    template = "public/link_invalid.html"
-
-    def __init__(self, token: str | None = None) -> None:
-        super().__init__()
-        self.token = token
-
-
-class LinkExpired(LinkProblem):
-    status = 410
-    template = "public/link_expired.html"
-
-
-class SubscriberGone(LinkProblem):
-    status = 404
-    template = "public/link_gone.html"
-
-
-@bp.errorhandler(LinkProblem)
-def _link_problem(error: LinkProblem):
-    return render_template(error.template, token=error.token), error.status
-
-
-def load_link(
-    purpose: str,
-    token: str,
-    max_age: int | None = None,
-    expired: type[LinkExpired] | None = None,
-) -> tuple[Subscriber, dict]:
-    """The subscriber a signed link names, or a LinkProblem (`expired`: its expiry page)."""
-    try:
-        payload = tokens.load(purpose, token, max_age=max_age)
-    except tokens.SignatureExpired as exc:
-        raise (expired or LinkExpired)(token) from exc
-    except tokens.BadSignature as exc:
-        raise LinkProblem(token) from exc
-    if not isinstance(payload, dict):
-        raise LinkProblem(token)
-    subscriber = actions.subscriber_by_public_key(payload.get("s"))
-    if subscriber is None:
-        raise SubscriberGone(token)
-    return subscriber, payload
+bp.register_error_handler(LinkProblem, render_link_problem)
 
 
 def _slugs(payload: dict) -> list[str]:
@@ -348,7 +306,7 @@ def _preferences_page(
         subscriber=subscriber,
         newsletters=actions.public_newsletters(),
         active=active,
-        bounced=actions.suppression_reason(subscriber.email_key) == SuppressionReason.BOUNCED,
+        bounced=suppression.suppression_reason(subscriber.email_key) == SuppressionReason.BOUNCED,
         memberships=memberships,
         # What the form shows per group: as stored, or as typed when it came back with errors.
         member_values={
@@ -370,10 +328,6 @@ def preferences(token: str):
 
 @bp.post("/preferences/<token>")
 def preferences_post(token: str):
-    # Imported here: the groups package imports this module (its link pages reuse LinkProblem).
-    from ..groups import membership
-    from ..groups.joining import MemberDetails, details_problems
-
     subscriber, _ = load_link("preferences", token)
     name = request.form.get("name", "").strip()
     problem = name_problem(name)

@@ -13,10 +13,11 @@ from typing import IO, TextIO
 
 from sqlalchemy import select
 
-from .. import consent, people_csv
+from .. import consent, people_csv, suppression
 from ..clock import utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
+from ..groups.membership import MembershipError, clean_details
 from ..models import ConsentEvent, MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..people_csv import ImportRefused, PeopleCsv
 from . import actions
@@ -73,7 +74,7 @@ def import_subscribers(
                 details = _group_details(people, line, row)
                 if details is None:
                     continue
-            if actions.is_suppressed(address.key):
+            if suppression.is_suppressed(address.key):
                 people.skip(line, "adresa byla vymazána nebo je nedoručitelná; neimportováno")
                 continue
             outcome = _import_one(address, name, mailing_list, consent_source, info, now, details)
@@ -95,8 +96,6 @@ def _group_details(people: PeopleCsv, line: int, row: dict) -> tuple[str, str, s
 
     None when the row's details are refused; the line's problem is noted then.
     """
-    from ..groups.membership import MembershipError, clean_details
-
     institution = people.institution(line, row)
     if institution is None:
         return None

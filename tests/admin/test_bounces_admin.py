@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from service import suppression
 from service.bounces import recording
 from service.extensions import db
 from service.models import ConsentEvent, Subscriber, Subscription, Suppression
-from service.subscriptions import actions
 from tests.conftest import add_confirmed_subscribers, csrf_token_of, log_in
 
 
@@ -36,7 +36,7 @@ def test_page_shows_the_bounce_and_reactivation_restores_mail(client, app, accou
     assert "Doručování obnoveno (1 odběr)." in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.scalar(select(Subscription.status)) == "confirmed"
-    assert not actions.is_suppressed(subscriber.email_key)
+    assert not suppression.is_suppressed(subscriber.email_key)
     steps = db.session.scalars(select(ConsentEvent.action).order_by(ConsentEvent.id)).all()
     assert steps[-2:] == ["bounce", "reactivate"]
 
@@ -69,7 +69,7 @@ def test_admin_erasure_asks_then_leaves_only_the_hash(client, app, accounts):
     assert db.session.scalar(select(func.count(Subscriber.id))) == 0
     assert db.session.scalar(select(func.count(ConsentEvent.id))) == 0
     assert db.session.scalar(select(Suppression.reason)) == "erased"
-    assert actions.is_suppressed(key)
+    assert suppression.is_suppressed(key)
 
 
 def test_only_admins_erase(client, app, accounts):

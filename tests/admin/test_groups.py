@@ -8,6 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
+from service import suppression
 from service.addresses import parse_address_for_app
 from service.extensions import db
 from service.models import MailingList, Subscriber, Subscription, User
@@ -141,7 +142,7 @@ def test_coordinator_invites_a_member_who_gets_the_link(app, client, accounts, o
 
 
 def test_invite_errors_are_shown_in_czech(client, accounts, outbox):
-    actions.suppress("vymazana@ostrava.example", "erased")
+    suppression.suppress("vymazana@ostrava.example", "erased")
     db.session.commit()
     log_in(client, "koordinator@ostrava.example")
     token = csrf_token_of(client, GROUP)

@@ -77,7 +77,7 @@ def statuses(address: str) -> set[str]:
 
 
 def suppressed(address: str) -> bool:
-    from service.subscriptions.actions import is_suppressed
+    from service.suppression import is_suppressed
 
     return is_suppressed(address)
 

@@ -7,6 +7,7 @@ import io
 import pytest
 from sqlalchemy import select
 
+from service import suppression
 from service.extensions import db
 from service.groups import membership
 from service.groups.membership import MembershipError
@@ -98,7 +99,7 @@ def test_a_pending_invitation_is_renewed_at_most_three_times_a_day(app, outbox):
 
 
 def test_suppressed_addresses_are_not_invited(app, outbox):
-    actions.suppress("vymazana@ostrava.example", "erased")
+    suppression.suppress("vymazana@ostrava.example", "erased")
     db.session.commit()
     with pytest.raises(MembershipError, match="vymazána nebo je nedoručitelná"):
         invite("Vymazana@ostrava.example")
@@ -134,7 +135,7 @@ eva@up.example,Eva,Úřad práce Ostrava,ÚŘAD PRÁCE,
 
 
 def test_csv_invitation_reports_bad_rows_by_line_and_invites_the_rest(app, outbox):
-    actions.suppress("vymazany@ostrava.example", "erased")
+    suppression.suppress("vymazany@ostrava.example", "erased")
     db.session.commit()
     report = membership.invite_csv(ostrava(), io.StringIO(CSV), invited_by=None)
     db.session.commit()

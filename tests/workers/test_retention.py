@@ -40,13 +40,12 @@ from tests.conftest import (
     run_jobs,
 )
 from workers import retention
-from workers.reconcile import housekeeping
 from workers.retention import (
     expire_consent_evidence,
     purge_unconfirmed,
     reduce_delivery_detail,
-    run_retention,
 )
+from workers.schedule import RETENTION, run_if_due, run_periodic_work
 
 SECOND = timedelta(seconds=1)
 
@@ -418,19 +417,20 @@ def test_workers_purge_when_they_start(client, app):
 def test_retention_runs_at_most_once_an_hour_over_all_workers(client, app):
     from service.jobs import redis_connection
 
-    first = run_retention()
+    first = run_if_due(RETENTION)
     assert set(first) >= {"purged_unconfirmed", "summarised_issues", "expired_consent_evidence"}
     client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
     age_everything(days=45)
-    # Another worker's housekeeping within the hour reconciles but leaves retention alone.
-    assert "purged_unconfirmed" not in housekeeping()
-    assert run_retention() == {}
+    # Another worker's periodic work within the hour reconciles but leaves retention alone.
+    assert "purged_unconfirmed" not in run_periodic_work()
+    assert run_if_due(RETENTION) == {}
     assert count(Subscriber) == 1
-    ttl = redis_connection().ttl(retention.RETENTION_LOCK_KEY)
+    assert RETENTION.lock_key == "zpravodaj:retention:last-run"
+    ttl = redis_connection().ttl(RETENTION.lock_key)
     assert 3500 < ttl <= 3600
     # The hour is up (the key expired): the next worker runs it.
-    redis_connection().delete(retention.RETENTION_LOCK_KEY)
-    assert housekeeping()["purged_unconfirmed"] == 1
+    redis_connection().delete(RETENTION.lock_key)
+    assert run_periodic_work()["purged_unconfirmed"] == 1
     assert count(Subscriber) == 0
 
 

@@ -1,33 +1,28 @@
-"""Meeting invitations of working groups: validation, updates, cancellation, iCalendar.
+"""Meetings of working groups: what a meeting may be, and how it changes.
 
-A meeting is announced by an issue on its group list; every mail of that
-issue carries the same `text/calendar` part (RFC 5545, built with the
-`icalendar` library), so calendars file the meeting under one UID. Changing
-the time or place raises SEQUENCE and sends an update; cancelling sends
-METHOD:CANCEL. The calendar an issue carries is frozen when the issue starts
-sending (`freeze_calendar`), like its rendered body, so a later change of the
-meeting never alters mails still going out.
+A meeting is announced by an issue on its group list (the invitation); a
+change of time or place is an update with a higher SEQUENCE, a cancellation
+sends METHOD:CANCEL (`calendar.py` builds what those mails carry). Only an
+invitation nobody has received yet may change silently.
 """
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, current_app
 from sqlalchemy import select
 
-from .. import jobs
 from ..clock import utcnow
 from ..extensions import db
-from ..mail import sender_address, sender_domain
-from ..models import Attachment, Issue, MailingList, Meeting, User
+from ..issues.sending import IssueInput, create_issue, send_now
+from ..mail import sender_domain
+from ..models import Issue, MailingList, Meeting, User
+from .calendar import ics_url, meeting_title, zone
 
 LOCATION_MAX = 300
 ONLINE_URL_MAX = 500
@@ -37,12 +32,6 @@ TIME_MAX_LENGTH = 64
 DURATION_MAX = timedelta(days=7)
 # Meetings are planned at most this far ahead.
 HORIZON = timedelta(days=2 * 366)
-CALENDAR_CONTENT_TYPE = "text/calendar"
-CALENDAR_FILENAME = "pozvanka.ics"
-METHODS = ("REQUEST", "CANCEL")
-PRODID = "-//Socialni bydleni//Zpravodaj//CS"
-
-bp = Blueprint("meetings", __name__, url_prefix="/meetings")
 
 
 class MeetingError(Exception):
@@ -63,10 +52,6 @@ class MeetingInput:
 
 
 # --- validation ---------------------------------------------------------------
-
-
-def zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
 
 
 def parse_time(value: Any) -> tuple[datetime | None, str | None]:
@@ -219,8 +204,6 @@ def _apply(meeting: Meeting, fields: MeetingInput) -> None:
 
 def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) -> Issue:
     """New time or place: SEQUENCE + 1 and a draft update for the coordinator to send."""
-    from .sending import IssueInput, create_issue
-
     if meeting.cancelled_at is not None:
         raise MeetingError("Setkání je zrušené; změnit ho už nelze.")
     _apply(meeting, fields)
@@ -240,8 +223,6 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
 
 def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     """Cancel the meeting and send METHOD:CANCEL to the group at once; returns that issue."""
-    from .sending import IssueInput, create_issue, send_now
-
     if meeting.cancelled_at is not None:
         raise MeetingError("Setkání už je zrušené.")
     if meeting.end <= utcnow():
@@ -262,14 +243,6 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     return issue
 
 
-def meeting_title(meeting: Meeting) -> str:
-    """The invitation's subject (the first issue about the meeting), else the group's name."""
-    subject = db.session.scalar(
-        select(Issue.subject).where(Issue.meeting_id == meeting.id).order_by(Issue.id).limit(1)
-    )
-    return subject or meeting.mailing_list.name
-
-
 def meeting_json(meeting: Meeting) -> dict[str, Any]:
     """The meeting as the API shows it; times in UTC with an offset."""
     return {
@@ -284,202 +257,3 @@ def meeting_json(meeting: Meeting) -> dict[str, Any]:
         "cancelled": meeting.cancelled_at is not None,
         "ics_url": ics_url(meeting),
     }
-
-
-# --- what the mail shows ------------------------------------------------------
-
-
-def format_meeting_time(start_utc: datetime, end_utc: datetime) -> str:
-    """ "čtvrtek 10. prosince 2026 od 9:30 do 11:30" in the service's zone (TIMEZONE)."""
-    from ..groups.dates import format_meeting_time as czech_meeting_time
-
-    return czech_meeting_time(start_utc, end_utc, current_app.config["TIMEZONE"])
-
-
-def ics_url(meeting: Meeting) -> str:
-    from ..links import external_url
-
-    return external_url("meetings.download", uid=meeting.uid)
-
-
-def mail_context(issue: Issue) -> dict[str, Any] | None:
-    """What the mail template shows about the issue's meeting, or None."""
-    from .markdown import markdown_to_html, markdown_to_text
-
-    meeting = issue.meeting
-    if meeting is None:
-        return None
-    return {
-        "when": format_meeting_time(meeting.start, meeting.end),
-        "location": meeting.location,
-        "online_url": meeting.online_url,
-        "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-        "agenda_text": markdown_to_text(meeting.agenda) if meeting.agenda else "",
-        "ics_url": ics_url(meeting),
-        "cancelled": issue.meeting_method == "CANCEL",
-    }
-
-
-# --- iCalendar ------------------------------------------------------------------
-
-
-def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
-    """The meeting as an RFC 5545 calendar (METHOD REQUEST, CANCEL or PUBLISH).
-
-    No ATTENDEE: the same bytes go to every member, encoded once per issue.
-    """
-    import icalendar
-
-    local = zone()
-    cancelled = method == "CANCEL" or meeting.cancelled_at is not None
-    calendar = icalendar.Calendar()
-    calendar.add("prodid", PRODID)
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", method)
-    event = icalendar.Event()
-    event.add("uid", meeting.uid)
-    event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
-    event.add("dtstart", meeting.start.replace(tzinfo=UTC).astimezone(local))
-    event.add("dtend", meeting.end.replace(tzinfo=UTC).astimezone(local))
-    event.add("summary", meeting_title(meeting))
-    location = ", ".join(part for part in (meeting.location, meeting.online_url) if part)
-    if location:
-        event.add("location", location)
-    if meeting.online_url:
-        event.add("url", meeting.online_url)
-    description = _description(meeting)
-    if description:
-        event.add("description", description)
-    name, address = sender_address()
-    organizer = icalendar.vCalAddress(f"mailto:{address}")
-    organizer.params["cn"] = icalendar.vText(meeting.mailing_list.name or name)
-    event.add("organizer", organizer)
-    event.add("sequence", sequence)
-    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
-    event.add("transp", "OPAQUE")
-    calendar.add_component(event)
-    # The VTIMEZONE of Europe/Prague, generated from the zoneinfo database.
-    calendar.add_missing_timezones()
-    return calendar.to_ical()
-
-
-def _description(meeting: Meeting) -> str:
-    from .markdown import markdown_to_text
-
-    parts = []
-    if meeting.agenda:
-        parts.append("Program:\n" + markdown_to_text(meeting.agenda).strip())
-    if meeting.online_url:
-        parts.append(f"Online připojení: {meeting.online_url}")
-    return "\n\n".join(parts)
-
-
-def calendar_for(issue: Issue) -> tuple[str, bytes] | None:
-    """(method, ICS bytes) an issue's mails carry: frozen at send, fresh for a draft."""
-    if issue.meeting is None or issue.meeting_method not in METHODS:
-        return None
-    for attachment in issue.attachments:
-        if attachment.content_type == CALENDAR_CONTENT_TYPE:
-            return issue.meeting_method, attachment.data
-    sequence = issue.meeting_sequence
-    if sequence is None:
-        sequence = issue.meeting.sequence
-    return issue.meeting_method, ics_for(issue.meeting, issue.meeting_method, sequence)
-
-
-def documents(issue: Issue) -> list[Attachment]:
-    """The issue's attachments people added (the frozen calendar is not one of them)."""
-    return [a for a in issue.attachments if a.content_type != CALENDAR_CONTENT_TYPE]
-
-
-def freeze_calendar(issue: Issue) -> None:
-    """At the start of sending: store the calendar the issue carries, once, on the issue.
-
-    Also schedules the reminder when this is an invitation (or update) and none went yet.
-    """
-    meeting = issue.meeting
-    if meeting is None or issue.meeting_method not in METHODS:
-        return
-    for attachment in list(issue.attachments):
-        if attachment.content_type == CALENDAR_CONTENT_TYPE:
-            issue.attachments.remove(attachment)
-    issue.meeting_sequence = meeting.sequence
-    data = ics_for(meeting, issue.meeting_method, meeting.sequence)
-    issue.attachments.append(
-        Attachment(
-            filename=CALENDAR_FILENAME,
-            content_type=CALENDAR_CONTENT_TYPE,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            data=data,
-        )
-    )
-    if (
-        issue.meeting_method == "REQUEST"
-        and meeting.cancelled_at is None
-        and meeting.reminder_sent_at is None
-    ):
-        schedule_reminder(meeting)
-
-
-# --- reminders --------------------------------------------------------------------
-
-
-def reminder_time(meeting: Meeting) -> datetime:
-    """Naive UTC: MEETING_REMINDER_HOURS before the start."""
-    return meeting.start - timedelta(hours=current_app.config["MEETING_REMINDER_HOURS"])
-
-
-def reminder_job_id(meeting_id: int, start: datetime) -> str:
-    # The start is part of the id: a moved meeting gets a new job, and the old
-    # one finds the start changed and does nothing.
-    return f"meeting-{meeting_id}-reminder-{int(start.replace(tzinfo=UTC).timestamp())}"
-
-
-def schedule_reminder(meeting: Meeting) -> bool:
-    """After commit, have RQ's scheduler fire the reminder (if its time is still ahead)."""
-    at = reminder_time(meeting)
-    if at <= utcnow():
-        return False
-    jobs.after_commit(enqueue_reminder, meeting.id, meeting.start, at)
-    return True
-
-
-def enqueue_reminder(meeting_id: int, start: datetime, at: datetime):
-    return jobs.enqueue(
-        "workers.meetings.send_reminder",
-        meeting_id,
-        int(start.replace(tzinfo=UTC).timestamp()),
-        job_id=reminder_job_id(meeting_id, start),
-        at=at,
-    )
-
-
-# --- the public .ics download ---------------------------------------------------------
-
-
-@bp.get("/<uid>.ics")
-def download(uid: str):
-    """ "Přidat do kalendáře": the meeting's current state as a file (METHOD:PUBLISH)."""
-    meeting = None
-    if len(uid) <= 255:
-        meeting = db.session.scalar(select(Meeting).filter_by(uid=uid))
-    if meeting is None:
-        abort(404)
-    data = ics_for(meeting, "PUBLISH", meeting.sequence)
-    return Response(
-        data,
-        mimetype="text/calendar",
-        headers={
-            "Content-Disposition": f'attachment; filename="setkani-{meeting.id}.ics"',
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-@bp.record_once
-def _register_upload_limit(state) -> None:
-    from .attachments import init_app
-
-    init_app(state.app)

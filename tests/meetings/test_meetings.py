@@ -19,8 +19,10 @@ from sqlalchemy import select
 
 from service.clock import utcnow
 from service.extensions import db
-from service.issues import meetings, sending
+from service.issues import sending
 from service.jobs import DEFAULT_QUEUE, redis_connection
+from service.meetings import calendar, reminders
+from service.meetings import rules as meetings
 from service.models import Issue, MailingList, Meeting
 from tests.conftest import BASE_URL, add_confirmed_subscribers, run_jobs
 from workers.meetings import reconcile_reminders
@@ -302,11 +304,11 @@ def test_newsletters_refuse_meetings(app):
 
 def test_czech_meeting_time_over_two_days(app):
     start = datetime(2026, 12, 10, 8, 30)
-    assert meetings.format_meeting_time(start, start + timedelta(hours=2)) == (
+    assert calendar.format_meeting_time(start, start + timedelta(hours=2)) == (
         "čtvrtek 10. prosince 2026 od 9:30 do 11:30"
     )
     summer = datetime(2026, 7, 1, 7, 0)  # CEST
-    assert meetings.format_meeting_time(summer, summer + timedelta(days=1)) == (
+    assert calendar.format_meeting_time(summer, summer + timedelta(days=1)) == (
         "od středy 1. července 2026 9:00 do čtvrtka 2. července 2026 9:00"
     )
 
@@ -342,7 +344,7 @@ def test_sending_an_invitation_schedules_the_reminder_a_day_before(app, outbox, 
     send(make_invitation(day.replace(hour=9, minute=30)))
     [(job_id, at)] = scheduled_reminders().items()
     meeting = db.session.scalar(select(Meeting))
-    assert job_id == meetings.reminder_job_id(meeting.id, meeting.start)
+    assert job_id == reminders.reminder_job_id(meeting.id, meeting.start)
     assert at == (day - timedelta(days=1)).replace(hour=8, minute=30, tzinfo=UTC)
 
 

@@ -1,0 +1,150 @@
+"""The import structure of `service/` and `workers/`, read from the source with `ast`.
+
+Two rules of the design hold here: no import circle among the project's modules
+(counting imports inside functions too, since a circle held apart only by
+where an import stands is still a circle), and `service` never imports
+`workers` (jobs are enqueued by dotted name).
+
+Importing `a.b` also runs the package `a` first; that implicit edge is not
+counted, which is sound because the packages' `__init__` modules import none of
+their own modules (a blueprint is taken from its `routes.py`), except
+`service/__init__.py`, whose `create_app` imports the app's parts when called.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("service", "workers")
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the packages by dotted name (a package by its own name)."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(module: str, source: str, is_package: bool, modules: set[str]) -> set[str]:
+    """The project modules `module` imports anywhere in its file, relative imports resolved.
+
+    A dotted name counts as the longest project module it starts with (it may
+    end in a class or function); `from package import submodule` counts as the
+    submodule alone, since that is the code it needs.
+    """
+
+    def project_module(name: str) -> str | None:
+        parts = name.split(".")
+        for end in range(len(parts), 0, -1):
+            if ".".join(parts[:end]) in modules:
+                return ".".join(parts[:end])
+        return None
+
+    found: set[str | None] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(project_module(alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                # `from . import x` in a package's __init__ means the package
+                # itself; in a module, the package that holds it.
+                base = module.split(".")
+                drop = node.level - 1 if is_package else node.level
+                base = base[: len(base) - drop]
+                origin = ".".join(base + ([node.module] if node.module else []))
+            else:
+                origin = node.module or ""
+            for alias in node.names:
+                submodule = f"{origin}.{alias.name}"
+                found.add(submodule if submodule in modules else project_module(origin))
+    found.discard(None)
+    found.discard(module)
+    return found  # type: ignore[return-value]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of service/ and workers/ -> the project modules it imports."""
+    files = module_files()
+    return {
+        module: imported_modules(
+            module, path.read_text(encoding="utf-8"), path.name == "__init__.py", set(files)
+        )
+        for module, path in files.items()
+    }
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_sees_imports_inside_functions_and_relative_ones() -> None:
+    """A check of the checker, on a made-up module of a package."""
+    modules = {"service", "service.a", "service.a.b", "service.a.c", "service.models", "workers"}
+    source = (
+        "from .c import helper\n"
+        "from .. import models\n"
+        "def job():\n"
+        "    import workers\n"
+        "    from service.a import c\n"
+    )
+    assert imported_modules("service.a.b", source, False, modules) == {
+        "service.a.c",
+        "service.models",
+        "workers",
+    }
+    # In a package's __init__, `.` is the package itself.
+    assert imported_modules("service.a", "from . import b", True, modules) == {"service.a.b"}
+    assert circles({"x": {"y"}, "y": {"z"}, "z": {"x"}, "w": {"x"}}) == [["x", "y", "z"]]
+
+
+def test_no_import_circle_among_service_and_workers() -> None:
+    assert circles(import_graph()) == []
+
+
+def test_service_never_imports_workers() -> None:
+    offending = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        if module.split(".")[0] == "service"
+        for target in targets
+        if target.split(".")[0] == "workers"
+    )
+    assert offending == []
