@@ -428,7 +428,10 @@ class ConsentText(db.Model):
 
 
 class ConsentEvent(db.Model):
-    """One step of consent (sign-up, confirmation, withdrawal, ...). Append-only."""
+    """One step of consent (sign-up, confirmation, withdrawal, ...).
+
+    Append-only, in the database itself, and chained by hashes: service/ledger.py.
+    """
 
     __tablename__ = "consent_event"
 
@@ -452,6 +455,10 @@ class ConsentEvent(db.Model):
     message_id: Mapped[str | None] = mapped_column(String(255))
     # Free text, e.g. the consent source of an import.
     detail: Mapped[str | None] = mapped_column(Text)
+    # The hash chain (service/ledger.py, set on insert): the `event_hash` of the
+    # subscriber's previous event (none for the first), and this event's own.
+    previous_hash: Mapped[str | None] = mapped_column(String(64))
+    event_hash: Mapped[str] = mapped_column(String(64))
 
     subscriber: Mapped[Subscriber] = relationship()
     consent_text: Mapped[ConsentText | None] = relationship(foreign_keys=[consent_text_id])

@@ -1,7 +1,7 @@
 """user_account.session_generation: signing out ends every session of the account
 
 Revision ID: c4e1f2a9b7d3
-Revises: 9b73e1d0fd9e
+Revises: 5c1f0e7a2b9d
 Create Date: 2026-11-30 05:40:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c4e1f2a9b7d3'
-down_revision = '9b73e1d0fd9e'
+down_revision = '5c1f0e7a2b9d'
 branch_labels = None
 depends_on = None
 
