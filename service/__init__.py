@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -101,3 +102,7 @@ def _derive_extension_config(app: Flask) -> None:
     config["WTF_CSRF_TIME_LIMIT"] = None  # tied to the session instead of an hour
     # WTForms' own translations (Czech among them), not Flask-Babel's.
     config["WTF_I18N_ENABLED"] = False
+    # Admin sessions end after this long without a request (Flask's default is
+    # 31 days). Flask checks it from the cookie's signed timestamp, which
+    # every request renews: see service/admin/auth.py.
+    config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["ADMIN_SESSION_HOURS"])

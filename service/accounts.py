@@ -72,9 +72,38 @@ def create_user(
 
 
 def set_password(user: User, password: str) -> None:
+    """A new password; every session signed in with the old one ends."""
     if problem := password_problem(password):
         raise AccountError(problem)
     user.password_hash = generate_password_hash(password, method="scrypt")
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """End every admin session of `user`, on every browser (cookies copied elsewhere too).
+
+    Sessions carry the generation they were signed in with (see
+    service/admin/auth.py); a new generation makes all of them stale.
+    """
+    user.session_generation = (user.session_generation or 0) + 1
+
+
+def set_active(user: User, active: bool) -> None:
+    """Enable or disable an account; disabling ends its sessions, so enabling
+    it again later does not bring old cookies back to life."""
+    if user.active and not active:
+        end_sessions(user)
+    user.active = active
+
+
+def check_password(user: User, password: str) -> bool:
+    """Whether `password` is the account's current password."""
+    return check_password_hash(user.password_hash, password)
+
+
+def find_user(email: str) -> User | None:
+    """The account with this address, active or not."""
+    return db.session.scalar(select(User).filter_by(email=normalise_email(email)))
 
 
 def authenticate(email: str, password: str) -> User | None:

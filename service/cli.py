@@ -6,6 +6,8 @@ commands that run before (or without) an app: `dev` and `dkim keygen`.
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
@@ -29,6 +31,12 @@ def main() -> None:
         create_app=_create_app,
         help="Zpravodaj: newsletter and working-group mail service.",
     )
+    # Commands of this distribution's other packages (the workers' `worker`),
+    # found by entry point so that `service` never imports `workers`; a group
+    # of our own, since Flask's `flask.commands` would add them to every Flask
+    # app installed beside this one.
+    for entry in entry_points(group="zpravodaj.commands"):
+        group.add_command(entry.load(), entry.name)
     group.add_command(dev_command)
     group.add_command(dkim_group)  # works before the app can load (no DKIM_* yet)
     group.main(prog_name="zpravodaj")

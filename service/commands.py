@@ -13,6 +13,7 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
+from . import ledger
 from .accounts import AccountError, create_token, create_user, normalise_email
 from .bounces.cli import bounces_group
 from .clock import utcnow
@@ -32,6 +33,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens_group)
     deliverability_cli.register(app.cli)
     app.cli.add_command(bounces_group)
+    app.cli.add_command(ledger.consent_group)
 
 
 @click.group("lists", help="Mailing lists and working groups.")

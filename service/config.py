@@ -61,6 +61,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "RATE_LIMIT_LOGIN_IP": (str, "10 per minute; 60 per hour"),
     "RATE_LIMIT_LOGIN_ACCOUNT": (str, "5 per minute; 30 per hour"),
     "RATE_LIMIT_API": (str, "600 per minute"),
+    # An admin session ends after this many hours without a request.
+    "ADMIN_SESSION_HOURS": (_int, 8),
     "CONFIRMATION_MAILS_PER_HOUR": (_int, 3),
     "CONFIRM_TOKEN_MAX_AGE_DAYS": (_int, 7),
     # Seconds a mailed export/erase link stays valid (the preferences link never grants those).
@@ -149,6 +151,8 @@ def check_required(config: Mapping[str, Any]) -> None:
             f"PRIVACY_LINK_MAX_AGE must be between {PRIVACY_LINK_MIN_AGE} and "
             f"{PRIVACY_LINK_LONGEST} seconds (default 3600, one hour)."
         )
+    if not 1 <= config["ADMIN_SESSION_HOURS"] <= 24 * 31:
+        raise ConfigError("ADMIN_SESSION_HOURS must be between 1 and 744 (31 days).")
     if config["BATCH_SIZE"] < 1:
         raise ConfigError("BATCH_SIZE must be at least 1.")
     domain_rates = config["SEND_RATE_PER_DOMAIN"]

@@ -9,7 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from . import models  # noqa: F401  (registers the tables on db.metadata)
+# The tables on db.metadata, and the consent ledger's triggers and hash chain.
+from . import ledger, models  # noqa: F401
 from .extensions import db
 
 

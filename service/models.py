@@ -428,7 +428,10 @@ class ConsentText(db.Model):
 
 
 class ConsentEvent(db.Model):
-    """One step of consent (sign-up, confirmation, withdrawal, ...). Append-only."""
+    """One step of consent (sign-up, confirmation, withdrawal, ...).
+
+    Append-only, in the database itself, and chained by hashes: service/ledger.py.
+    """
 
     __tablename__ = "consent_event"
 
@@ -452,6 +455,10 @@ class ConsentEvent(db.Model):
     message_id: Mapped[str | None] = mapped_column(String(255))
     # Free text, e.g. the consent source of an import.
     detail: Mapped[str | None] = mapped_column(Text)
+    # The hash chain (service/ledger.py, set on insert): the `event_hash` of the
+    # subscriber's previous event (none for the first), and this event's own.
+    previous_hash: Mapped[str | None] = mapped_column(String(64))
+    event_hash: Mapped[str] = mapped_column(String(64))
 
     subscriber: Mapped[Subscriber] = relationship()
     consent_text: Mapped[ConsentText | None] = relationship(foreign_keys=[consent_text_id])
@@ -558,12 +565,16 @@ user_list = Table(
 class User(UserMixin, db.Model):
     """An editor, administrator or group coordinator of the admin UI and API.
 
-    Flask-Login's UserMixin supplies is_authenticated, is_anonymous and get_id;
-    is_active follows the `active` column (a disabled account cannot sign in).
+    Flask-Login's UserMixin supplies is_authenticated and is_anonymous;
+    is_active follows the `active` column (a disabled account cannot sign in),
+    and get_id names the session generation too.
     """
 
     __tablename__ = "user_account"
     __table_args__ = (one_of("role", UserRole),)
+    # Server defaults are read when first used, not RETURNed by every insert
+    # (tests/test_migrations.py inserts users into schemas older than them).
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Case-folded: logins are case-insensitive.
@@ -573,6 +584,11 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Stored in each admin session at sign-in and compared on every request;
+    # raising it (sign-out, new password, account disabled) ends every session
+    # of the account at once, copied cookies included. (A server default only:
+    # an insert that does not name it also works on a schema before the column.)
+    session_generation: Mapped[int] = mapped_column(server_default="0")
 
     # A coordinator's groups; empty (and unused) for admins and editors.
     lists: Mapped[list[MailingList]] = relationship(secondary=user_list)
@@ -583,6 +599,11 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # type: ignore[override]  # a column-backed flag
         return self.active
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the account and its session
+        generation, checked on every request (service/admin/auth.py)."""
+        return f"{self.id}:{self.session_generation}"
 
     def may_manage(self, mailing_list: MailingList) -> bool:
         """Admins and editors handle every list; a coordinator only their own groups."""

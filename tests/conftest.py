@@ -14,6 +14,7 @@ import functools
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -227,6 +228,8 @@ def empty_database() -> None:
     per test cost most of the suite's time there)."""
     from sqlalchemy import inspect
 
+    from service import ledger
+
     if db.engine.dialect.name != "postgresql":
         db.drop_all()
         db.create_all()
@@ -235,10 +238,23 @@ def empty_database() -> None:
         present = set(inspect(connection).get_table_names())
         if present >= set(db.metadata.tables):
             names = ", ".join(f'"{name}"' for name in db.metadata.tables)
-            connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+            with ledger.purging(connection):  # the consent ledger refuses TRUNCATE otherwise
+                connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
         else:
             db.metadata.drop_all(connection)
             db.metadata.create_all(connection)
+
+
+@contextmanager
+def ledger_unguarded() -> Iterator[None]:
+    """The consent ledger without its triggers (service/ledger.py) inside the session's
+    transaction: as the database's owner could tamper with it, or a test back-date it."""
+    from service import ledger
+
+    connection = db.session.connection()
+    ledger.uninstall(connection)
+    yield
+    ledger.install(connection)
 
 
 def seed_lists() -> None:

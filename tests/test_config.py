@@ -116,6 +116,22 @@ def test_privacy_link_lifetime_defaults_to_an_hour(tmp_path):
     assert checked(tmp_path, PRIVACY_LINK_MAX_AGE="900")["PRIVACY_LINK_MAX_AGE"] == 900
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "745"])
+def test_admin_session_hours_outside_one_hour_to_31_days_is_refused(tmp_path, value):
+    message = refusal(tmp_path, ADMIN_SESSION_HOURS=value)
+    assert message == "ADMIN_SESSION_HOURS must be between 1 and 744 (31 days)."
+
+
+def test_admin_session_hours_sets_the_session_lifetime(tmp_path):
+    from datetime import timedelta
+
+    from service import create_app
+
+    assert checked(tmp_path)["ADMIN_SESSION_HOURS"] == 8
+    app = create_app({**checked(tmp_path, ADMIN_SESSION_HOURS="2"), "TESTING": True})
+    assert app.permanent_session_lifetime == timedelta(hours=2)
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_smtp_timeout_below_one_is_refused(tmp_path, value):
     """0 would make every SMTP socket non-blocking: each connection fails at once."""

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, exists, func, or_, select, update
 
-from service import suppression
+from service import ledger, suppression
 from service.clock import utcnow
 from service.consent import CONSENTING_ACTIONS
 from service.extensions import db
@@ -143,7 +143,7 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
             return deleted
         last_id = ids[-1]
         rows = db.session.execute(
-            select(Subscriber.id, Subscriber.email_key)
+            select(Subscriber.id, Subscriber.email_key, Subscriber.ascii_email)
             .where(Subscriber.id.in_(ids), *conditions)
             .with_for_update(of=Subscriber, skip_locked=True)
         ).all()
@@ -153,8 +153,11 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
             for row in rows:
                 suppression.suppress(row.email_key, reasons[row.id])
             db.session.flush()
-            # Mails to coordinators that named them go too, as on erasure.
-            named = actions.mails_naming([row.email_key for row in rows])
+            # Mails to coordinators that named them, and test copies sent to
+            # them, go too, as on erasure.
+            named = actions.mails_naming(
+                [form for row in rows for form in (row.email_key, row.ascii_email)]
+            )
             db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(named)))
         _delete_subscribers(ids)
         db.session.commit()
@@ -164,15 +167,16 @@ def _delete_subscribers_where(*conditions, suppress=None) -> int:
 def _delete_subscribers(ids: list[int]) -> None:
     """Everything about these subscribers; deliveries and bounces go by ON DELETE CASCADE.
 
-    Bulk statements, as `actions.erase`: consent events are append-only for
-    the ORM, and deleting them whole with their subscriber is the sanctioned
-    exception.
+    Bulk statements, as `actions.erase`: consent events are append-only (the
+    database refuses it), and deleting a person's whole ledger with them is
+    the sanctioned exception, through `ledger.purging`.
     """
     if not ids:
         return
-    for model in (ConsentEvent, OutgoingMail, Subscription):
-        db.session.execute(delete(model).where(model.subscriber_id.in_(ids)))
-    db.session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
+    with ledger.purging(db.session):
+        for model in (ConsentEvent, OutgoingMail, Subscription):
+            db.session.execute(delete(model).where(model.subscriber_id.in_(ids)))
+        db.session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
 
 
 # --- (b) delivery detail -------------------------------------------------------------------

@@ -1,9 +1,16 @@
 """Signing in and out, and who may see what.
 
 Flask-Login keeps the session (cookie flags from the config: HttpOnly,
-SameSite=Lax, Secure behind https). Sign-in is throttled per IP and per
-account through Flask-Limiter, so guessing passwords is slow from one
-address and for one account from many addresses.
+SameSite=Lax, Secure behind https). A session names its account *and* the
+account's session generation (`User.session_generation`): signing out,
+changing the password and disabling the account raise the generation, so
+every session of the account ends at once, a cookie copied elsewhere
+included. Sessions are "permanent" with a lifetime of ADMIN_SESSION_HOURS
+and re-signed on every request, so one unused that long is refused by its
+own signature timestamp (see `_derive_extension_config`).
+
+Sign-in is throttled per client address and per account and client address,
+with a growing delay for one client that keeps failing: service/admin/throttling.py.
 """
 
 from __future__ import annotations
@@ -13,17 +20,27 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
 from ..extensions import csrf, db, limiter, login_manager
 from ..models import MailingList, User
-from . import navigation
+from . import navigation, throttling
 from .blueprint import bp
 
 __all__ = ["current_user", "login_required", "require_list_access", "require_role"]
@@ -51,11 +68,15 @@ def init_app(app) -> None:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    if not user_id.isdigit():
-        return None
+def _load_user(session_id: str) -> User | None:
+    """The account of a session, unless the session is of an older generation."""
+    user_id, _, generation = session_id.partition(":")
+    if not user_id.isdigit() or not generation.isdigit():
+        return None  # malformed, or a session from before generations existed
     user = db.session.get(User, int(user_id))
-    return user if user is not None and user.active else None
+    if user is None or not user.active or user.session_generation != int(generation):
+        return None
+    return user
 
 
 @bp.before_request
@@ -111,7 +132,9 @@ class LoginForm(CzechForm):
 
 
 def _login_account_key() -> str:
-    return "login-account:" + accounts.normalise_email(request.form.get("email", ""))[:320]
+    """Per account *and* client address: a guesser elsewhere cannot lock the owner out."""
+    email = accounts.normalise_email(request.form.get("email", ""))[:320]
+    return f"login-account:{email}|{throttling.client_address()}"
 
 
 def _safe_next(target: str | None) -> str:
@@ -127,6 +150,8 @@ def _safe_next(target: str | None) -> str:
     lambda: current_app.config["RATE_LIMIT_LOGIN_ACCOUNT"],
     methods=["POST"],
     key_func=_login_account_key,
+    # Only refused attempts count: the owner signing in often is no guesser.
+    deduct_when=lambda response: response.status_code != 302,
 )
 def login():
     if current_user.is_authenticated:
@@ -134,11 +159,20 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        user = accounts.authenticate(form.email.data, form.password.data)
+        email = accounts.normalise_email(form.email.data)
+        client = throttling.client_address()
+        if wait := throttling.wait_seconds(email, client):
+            # Not even checked: a guesser learns nothing while waiting. (Flask-Limiter
+            # puts its own Retry-After on every 429; the page says the real wait.)
+            form.password.errors.append(_wait_message(wait))
+            return render_template("admin/login.html", form=form), 429
+        user = accounts.authenticate(email, form.password.data)
         if user is not None:
             db.session.commit()
-            login_user(user)
+            throttling.record_success(email, client)
+            _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
+        throttling.record_failure(email, client, accounts.find_user(email))
         form.password.errors.append("Nesprávný e-mail nebo heslo.")
         status = 401
     elif request.method == "POST":
@@ -146,8 +180,65 @@ def login():
     return render_template("admin/login.html", form=form), status
 
 
+def _wait_message(seconds: int) -> str:
+    wait = f"{seconds} s" if seconds < 60 else f"{-(-seconds // 60)} min"
+    return (
+        "Příliš mnoho neúspěšných pokusů o přihlášení k tomuto účtu odsud. "
+        f"Zkuste to prosím znovu za {wait}."
+    )
+
+
+def _start_session(user: User) -> None:
+    """Sign `user` in on this browser, with the account's current generation."""
+    login_user(user)
+    # Permanent: the cookie is re-signed on every request and expires after
+    # ADMIN_SESSION_HOURS without one (PERMANENT_SESSION_LIFETIME).
+    session.permanent = True
+
+
 @bp.post("/logout")
 def logout():
+    """Sign out everywhere: a copy of this session's cookie stops working too."""
+    accounts.end_sessions(current_user)
+    db.session.commit()
     logout_user()
     flash("Byli jste odhlášeni.", "info")
     return redirect(url_for("admin.login"))
+
+
+class PasswordChangeForm(CzechForm):
+    current = PasswordField(
+        "Současné heslo", validators=[DataRequired("Vyplňte současné heslo."), Length(max=200)]
+    )
+    password = PasswordField(
+        "Nové heslo", validators=[DataRequired("Vyplňte nové heslo."), Length(max=200)]
+    )
+    password_again = PasswordField(
+        "Nové heslo znovu", validators=[EqualTo("password", "Hesla se neshodují.")]
+    )
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def password():
+    """Change one's own password; every other session of the account ends."""
+    form = PasswordChangeForm()
+    status = 200
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if not accounts.check_password(user, form.current.data):
+            form.current.errors.append("Současné heslo nesouhlasí.")
+            status = 422
+        else:
+            try:
+                accounts.set_password(user, form.password.data)
+            except accounts.AccountError as exc:
+                form.password.errors.append(str(exc))
+                status = 422
+            else:
+                db.session.commit()
+                _start_session(user)  # this browser stays signed in, with the new generation
+                flash("Heslo je změněno. Přihlášení na ostatních zařízeních skončila.", "success")
+                return redirect(url_for("admin.dashboard"))
+    elif form.is_submitted():
+        status = 422
+    return render_template("admin/password.html", form=form), status

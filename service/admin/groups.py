@@ -25,6 +25,7 @@ from ..groups.membership import (
     VISIBILITY_LABELS,
     MembershipError,
 )
+from ..lookalikes import as_shown
 from ..models import (
     INSTITUTION_TYPES,
     MailingList,
@@ -237,7 +238,7 @@ def group_invite(slug: str):
             form.institution.data = form.institution.data or ""
         else:
             db.session.commit()
-            flash(f"Pozvánka pro {subscription.subscriber.email} je na cestě.", "success")
+            flash(f"Pozvánka pro {as_shown(subscription.subscriber.email)} je na cestě.", "success")
             return redirect(url_for("admin.group", slug=group.slug))
     return render_group(group, invite_form=form, status=422)
 
@@ -304,10 +305,10 @@ def group_coordinators(slug: str):
     if request.form.get("action") == "remove":
         if group in user.lists:
             user.lists.remove(group)
-        flash(f"{user.email} už skupinu nekoordinuje.", "success")
+        flash(f"{as_shown(user.email)} už skupinu nekoordinuje.", "success")
     else:
         if group not in user.lists:
             user.lists.append(group)
-        flash(f"{user.email} teď skupinu koordinuje.", "success")
+        flash(f"{as_shown(user.email)} teď skupinu koordinuje.", "success")
     db.session.commit()
     return redirect(url_for("admin.group", slug=group.slug))

@@ -8,7 +8,6 @@ disagree about what an import does or what an export contains.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import suppression
+from .. import people_csv, suppression
 from ..bounces import recording
 from ..czech import plural
 from ..extensions import db
@@ -359,7 +358,7 @@ def subscribers_export():
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=transfer.EXPORT_COLUMNS, lineterminator="\n")
+        writer = people_csv.writer(buffer, transfer.EXPORT_COLUMNS)
         writer.writeheader()
         for row in transfer.export_rows(mailing_list):
             writer.writerow(row)

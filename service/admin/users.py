@@ -12,7 +12,9 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
 from ..extensions import db
+from ..lookalikes import as_shown
 from ..models import MailingList, User
+from . import throttling
 from .auth import CzechForm, require_role
 from .blueprint import bp
 
@@ -56,13 +58,19 @@ def users():
             status = 422
         else:
             db.session.commit()
-            flash(f"Účet {user.email} je vytvořen.", "success")
+            flash(f"Účet {as_shown(user.email)} je vytvořen.", "success")
             return redirect(url_for("admin.users"))
     elif form.is_submitted():
         status = 422
     everyone = db.session.scalars(select(User).order_by(User.email)).all()
     return (
-        render_template("admin/users.html", form=form, users=everyone, role_labels=ROLE_LABELS),
+        render_template(
+            "admin/users.html",
+            form=form,
+            users=everyone,
+            role_labels=ROLE_LABELS,
+            failed_sign_ins=throttling.failures_last_day([u.id for u in everyone]),
+        ),
         status,
     )
 
@@ -76,10 +84,10 @@ def user_toggle_active(user_id: int):
     if user.id == current_user.id:
         flash("Vlastní účet vypnout nelze.", "error")
         return redirect(url_for("admin.users"))
-    user.active = not user.active
+    accounts.set_active(user, not user.active)  # disabling ends the account's sessions
     db.session.commit()
     flash(
-        f"Účet {user.email} je {'znovu zapnutý' if user.active else 'vypnutý'}.",
+        f"Účet {as_shown(user.email)} je {'znovu zapnutý' if user.active else 'vypnutý'}.",
         "success",
     )
     return redirect(url_for("admin.users"))

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import consent
+from .. import consent, ledger
 from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -392,15 +392,17 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
 def erase(subscriber: Subscriber) -> None:
     """Delete everything about the subscriber, keeping only a keyed hash that stops imports.
 
-    Consent events are append-only for everyone else; erasure is the one
-    sanctioned bulk delete (GDPR art. 17).
+    Consent events are append-only for everyone else (the database refuses
+    it); erasure (GDPR art. 17) deletes a person's whole ledger through
+    `ledger.purging`, as retention does.
     """
     suppress(subscriber.email_key, SuppressionReason.ERASED)
-    about_them = mails_naming([subscriber.email])
+    about_them = mails_naming([subscriber.email, subscriber.ascii_email])
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(about_them)))
-    for model in (ConsentEvent, OutgoingMail, Subscription):
-        db.session.execute(delete(model).where(model.subscriber_id == subscriber.id))
-    db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+    with ledger.purging(db.session):
+        for model in (ConsentEvent, OutgoingMail, Subscription):
+            db.session.execute(delete(model).where(model.subscriber_id == subscriber.id))
+        db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     db.session.expire_all()
 
 
@@ -410,19 +412,32 @@ def erase(subscriber: Subscriber) -> None:
 MAILS_NAMING_OTHERS = ("join_request_notice",)
 
 
-def mails_naming(addresses: Iterable[str]) -> list[int]:
-    """Ids of stored mails to others that mention one of `addresses` (erasure takes them too).
+def mails_naming(addresses: Iterable[str | None]) -> list[int]:
+    """Ids of stored mails, linked to no subscriber, to or about one of `addresses`.
 
-    The bodies are MIME-encoded, so each is parsed; there are few such mails
-    (one per coordinator per join request, deleted after DELIVERY_DETAIL_DAYS).
+    Erasure and retention take them with the person. Two kinds exist: a mail
+    sent to the address without being tied to a subscriber (an editor's test
+    copy of an issue, `issue_test`, goes to whatever address was typed, in any
+    capitals), and a mail to someone else naming the address (MAILS_NAMING_OTHERS).
+    Give every form of the address (as typed, case-folded, ASCII domain): the
+    recipient column holds the ASCII form. The bodies are MIME-encoded, so each
+    mail naming others is parsed; there are few (one per coordinator per join
+    request, deleted after DELIVERY_DETAIL_DAYS), as there are few test copies.
     """
-    wanted = [a.casefold() for a in addresses]
+    wanted = {a.casefold() for a in addresses if a}
     if not wanted:
         return []
-    found = []
+    unlinked = OutgoingMail.subscriber_id.is_(None)
+    found = [
+        mail_id
+        for mail_id, recipient in db.session.execute(
+            select(OutgoingMail.id, OutgoingMail.recipient).where(unlinked)
+        )
+        if recipient.casefold() in wanted
+    ]
     rows = db.session.execute(
         select(OutgoingMail.id, OutgoingMail.raw).where(
-            OutgoingMail.kind.in_(MAILS_NAMING_OTHERS), OutgoingMail.subscriber_id.is_(None)
+            OutgoingMail.kind.in_(MAILS_NAMING_OTHERS), unlinked
         )
     )
     for mail_id, raw in rows:
@@ -430,7 +445,7 @@ def mails_naming(addresses: Iterable[str]) -> list[int]:
         text = "\n".join(
             part.get_content() for part in message.walk() if part.get_content_maintype() == "text"
         ).casefold()
-        if any(address in text for address in wanted):
+        if mail_id not in found and any(address in text for address in wanted):
             found.append(mail_id)
     return found
 

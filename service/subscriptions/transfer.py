@@ -7,14 +7,13 @@ It runs in one transaction: either every valid row lands or none does.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, TextIO
 
 from sqlalchemy import select
 
-from .. import consent, suppression
+from .. import consent, people_csv, suppression
 from ..clock import utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
@@ -182,7 +181,7 @@ def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:
 
 
 def export_subscribers(mailing_list: MailingList, stream: TextIO) -> None:
-    writer = csv.DictWriter(stream, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer = people_csv.writer(stream, EXPORT_COLUMNS)
     writer.writeheader()
     for row in export_rows(mailing_list):
         writer.writerow(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 import pytest
 
@@ -98,21 +99,78 @@ def test_session_cookie_is_secure_behind_https(https_app):
 
 
 class TestThrottling:
+    """Guessing is slowed per client address and per account and address, never locking
+    the owner out from elsewhere (issue 11, finding 5)."""
+
+    ATTACKER: ClassVar[dict[str, str]] = {"REMOTE_ADDR": "203.0.113.66"}
+    OWNER: ClassVar[dict[str, str]] = {"REMOTE_ADDR": "198.51.100.7"}
+
     @pytest.fixture
     def app_config(self, app_config):
         app_config.update(RATE_LIMITS=True)
         return app_config
 
-    def test_repeated_wrong_passwords_for_one_account_are_throttled(self, client, accounts):
-        statuses = [
-            log_in(client, "redakce@socialnibydleni.example", f"hádám-{n}-heslo").status_code
-            for n in range(6)
-        ]
-        assert statuses == [401] * 5 + [429]
-        # Now even the right password waits: the guesser cannot tell it was right.
-        assert log_in(client, "Redakce@socialnibydleni.example").status_code == 429
-        # Another account from the same address is not locked out yet.
+    def guess(self, app, environ, email="redakce@socialnibydleni.example", times=1):
+        client = app.test_client()
+        client.environ_base.update(environ)
+        return [log_in(client, email, f"hádám-{n}-heslo") for n in range(times)]
+
+    def test_an_attacker_elsewhere_cannot_lock_the_owner_out(self, app, accounts):
+        answers = self.guess(app, self.ATTACKER, times=12)
+        assert answers[0].status_code == 401
+        assert answers[-1].status_code == 429
+        owner = app.test_client()
+        owner.environ_base.update(self.OWNER)
+        assert log_in(owner, "Redakce@socialnibydleni.example").status_code == 302
+        assert owner.get("/admin/").status_code == 200
+
+    def test_one_client_that_keeps_failing_waits_longer_and_longer(self, app, accounts):
+        answers = self.guess(app, self.ATTACKER, times=5)
+        assert [a.status_code for a in answers] == [401, 401, 401, 401, 429]
+        refused = answers[-1]
+        assert "Příliš mnoho neúspěšných pokusů o přihlášení" in refused.text
+        assert re.search(r"Zkuste to prosím znovu za [12] s\.", refused.text)
+        # Even the right password waits: the guesser cannot tell it was right.
+        client = app.test_client()
+        client.environ_base.update(self.ATTACKER)
+        assert log_in(client, "redakce@socialnibydleni.example").status_code == 429
+        # The same client may still sign in to another account.
         assert log_in(client, "admin@socialnibydleni.example").status_code == 302
+
+    def test_the_delay_doubles_with_each_failure(self):
+        from service.admin.throttling import MAX_DELAY_SECONDS, delay_after
+
+        assert [delay_after(n) for n in range(1, 8)] == [0, 0, 0, 2, 4, 8, 16]
+        assert delay_after(100) == MAX_DELAY_SECONDS
+
+    def test_a_success_starts_the_count_again(self, app, accounts):
+        self.guess(app, self.OWNER, times=3)
+        owner = app.test_client()
+        owner.environ_base.update(self.OWNER)
+        assert log_in(owner, "redakce@socialnibydleni.example").status_code == 302
+        # Without the reset the second of these would wait (the fifth failure in a row).
+        answers = self.guess(app, self.OWNER, times=2)
+        assert [a.status_code for a in answers] == [401, 401]
+
+    def test_failed_sign_ins_are_logged_without_the_password(self, app, accounts, caplog):
+        self.guess(app, self.ATTACKER, times=1)
+        self.guess(app, self.ATTACKER, email="nikdo@socialnibydleni.example")
+        logged = caplog.text
+        assert f"admin sign-in failed for account {accounts.editor.id}" in logged
+        assert "203.0.113.66" in logged
+        assert "unknown account" in logged
+        assert "hádám-0-heslo" not in logged
+        assert "nikdo@" not in logged
+
+    def test_failed_sign_ins_of_the_last_day_show_in_the_account_list(self, app, accounts):
+        self.guess(app, self.ATTACKER, times=3)
+        self.guess(app, self.OWNER, times=1)
+        admin = app.test_client()
+        log_in(admin, "admin@socialnibydleni.example")
+        page = admin.get("/admin/users").text
+        assert "Neúspěšná přihlášení za 24 h" in page
+        row = re.search(r"<tr>\s*<td>redakce@socialnibydleni.example</td>.*?</tr>", page, re.S)
+        assert re.search(r'class="failed-sign-ins"><strong>4</strong>', row.group(0))
 
     def test_one_address_trying_many_accounts_is_throttled(self, client, app, accounts):
         app.config["RATE_LIMIT_LOGIN_IP"] = "4 per minute"
@@ -122,3 +180,11 @@ class TestThrottling:
         ]
         assert statuses == [401] * 4 + [429]
         assert "Příliš mnoho" in log_in(client, "admin@socialnibydleni.example").text
+
+    def test_one_address_and_account_is_limited_per_minute_as_well(self, app, accounts):
+        app.config["RATE_LIMIT_LOGIN_ACCOUNT"] = "2 per minute"
+        statuses = [a.status_code for a in self.guess(app, self.ATTACKER, times=3)]
+        assert statuses == [401, 401, 429]
+        owner = app.test_client()
+        owner.environ_base.update(self.OWNER)
+        assert log_in(owner, "redakce@socialnibydleni.example").status_code == 302

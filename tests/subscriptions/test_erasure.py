@@ -2,8 +2,9 @@
 
 The person here has done everything the service records: signed up to a
 newsletter and confirmed, asked to join a working group (coordinators were
-told by mail) and been approved, received an issue (delivery rows), had a
-mail bounce. After erasure, through their own link or by an administrator,
+told by mail) and been approved, received an issue (delivery rows) and an
+editor's test copy of one (a mail row with no subscriber id, addressed as the
+editor typed it), had a mail bounce. After erasure, through their own link or by an administrator,
 every row of every table is searched for their address, name, organisation,
 function, public key and subscriber id: only the keyed-hash suppression may
 remain. An import of the address is then refused, and a fresh double opt-in
@@ -38,6 +39,7 @@ EMAIL = "Petra.Svobodova@ostrava.example"  # capitals: the key is case-folded
 NAME = "Petra Svobodová"
 ORGANIZATION = "Charita Ostrava Zábřeh"
 FUNCTION = "vedoucí terénního týmu"
+COLLEAGUE = "redakce@socialnibydleni.example"
 
 
 def readable(value) -> str:
@@ -124,6 +126,12 @@ def person(client, app, outbox, accounts) -> dict:
     db.session.commit()
     sending.send_now(issue)
     db.session.commit()
+    # The editor sends a test copy to the person and to a colleague, typing
+    # the person's address in other capitals: rows tied to no subscriber.
+    addresses, problem = sending.parse_test_addresses(f"{EMAIL.lower()}, {COLLEAGUE}")
+    assert problem is None
+    sending.send_test(issue, addresses)
+    db.session.commit()
     run_jobs(app)
     db.session.add(
         Bounce(
@@ -140,6 +148,10 @@ def person(client, app, outbox, accounts) -> dict:
     found = everything_mentioning(EMAIL, NAME, ORGANIZATION)
     for table in ("subscriber", "subscription", "bounce", "outgoing_mail"):
         assert any(line.startswith(table + ":") for line in found), table
+    test_copies = db.session.scalars(
+        select(OutgoingMail.recipient).filter_by(kind="issue_test", subscriber_id=None)
+    ).all()
+    assert sorted(test_copies) == sorted([EMAIL.lower(), COLLEAGUE])
     pointing = {ref.split(".")[0] for ref in rows_pointing_at(subscriber.id)}
     assert pointing >= {"consent_event", "delivery", "bounce", "outgoing_mail", "subscription"}
     return {
@@ -209,6 +221,13 @@ def test_self_service_erasure_leaves_only_the_keyed_hash(client, app, outbox, pe
     assert client.post(path).status_code == 200
     assert_nothing_left(person)
     assert_only_a_fresh_double_opt_in_brings_them_back(client, app, outbox)
+
+
+def test_erasure_keeps_the_test_copy_sent_to_a_colleague(client, person):
+    client.post(person["preferences"] + "/erase")
+    db.session.expire_all()
+    left = db.session.scalars(select(OutgoingMail.recipient).filter_by(kind="issue_test")).all()
+    assert left == [COLLEAGUE]
 
 
 def test_admin_erasure_leaves_only_the_keyed_hash(client, app, outbox, accounts, person):

@@ -32,7 +32,13 @@ from service.models import (
     Suppression,
 )
 from service.subscriptions import transfer
-from tests.conftest import add_confirmed_subscribers, link_to, log_in, run_jobs
+from tests.conftest import (
+    add_confirmed_subscribers,
+    ledger_unguarded,
+    link_to,
+    log_in,
+    run_jobs,
+)
 from workers import retention
 from workers.retention import (
     expire_consent_evidence,
@@ -324,12 +330,14 @@ def test_withdrawn_person_is_deleted_after_the_evidence_period(client, app, cloc
     subscribe_and_confirm(client, app, outbox, "odesla@seznam.cz")
     unsubscribe(client, outbox)
     stays = subscribe_and_confirm(client, app, outbox, "zustava@seznam.cz")
-    db.session.execute(update(ConsentEvent).values(occurred_at=utcnow() - timedelta(days=2000)))
+    with ledger_unguarded():  # back-dating evidence needs the triggers out of the way
+        db.session.execute(update(ConsentEvent).values(occurred_at=utcnow() - timedelta(days=2000)))
     db.session.commit()
     left = newest(ConsentEvent.occurred_at)  # the same for both now
-    db.session.execute(
-        update(ConsentEvent).values(occurred_at=left).where(ConsentEvent.subscriber_id == stays)
-    )
+    with ledger_unguarded():
+        db.session.execute(
+            update(ConsentEvent).values(occurred_at=left).where(ConsentEvent.subscriber_id == stays)
+        )
     db.session.commit()
 
     clock.now = left + timedelta(days=3 * 365)
@@ -358,7 +366,8 @@ def test_withdrawn_person_is_deleted_after_the_evidence_period(client, app, cloc
 
 def test_last_consent_step_counts_not_the_first(client, app, clock, outbox):
     subscribe_and_confirm(client, app, outbox, "odesla@seznam.cz")
-    db.session.execute(update(ConsentEvent).values(occurred_at=utcnow() - timedelta(days=2000)))
+    with ledger_unguarded():
+        db.session.execute(update(ConsentEvent).values(occurred_at=utcnow() - timedelta(days=2000)))
     db.session.commit()
     unsubscribe(client, outbox)  # today
     clock.now = utcnow() + timedelta(days=3 * 365 - 1)
