@@ -223,8 +223,9 @@ def test_self_service_erasure_leaves_only_the_keyed_hash(client, app, outbox, pe
     assert_only_a_fresh_double_opt_in_brings_them_back(client, app, outbox)
 
 
-def test_erasure_keeps_the_test_copy_sent_to_a_colleague(client, person):
-    client.post(person["preferences"] + "/erase")
+def test_erasure_keeps_the_test_copy_sent_to_a_colleague(client, app, outbox, person):
+    path = privacy_link(client, app, outbox, person["preferences"]) + "/erase"
+    assert client.post(path).status_code == 200
     db.session.expire_all()
     left = db.session.scalars(select(OutgoingMail.recipient).filter_by(kind="issue_test")).all()
     assert left == [COLLEAGUE]
