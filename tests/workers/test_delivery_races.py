@@ -26,12 +26,13 @@ from sqlalchemy import func, select
 
 import workers.delivery
 from service.accounts import create_token
-from service.dev.mail_catcher import MailCatcher, start_catcher
+from service.dev.mail_catcher import start_catcher
 from service.extensions import db
 from service.issues import sending
 from service.jobs import BULK_QUEUE, queue
 from service.models import Delivery, DeliveryBatch, Issue, MailingList
 from tests.conftest import add_confirmed_subscribers, run_jobs
+from tests.workers import test_delivery
 from workers.delivery import deliver_batch, fan_out
 from workers.rate_limit import SendRateLimiter
 from workers.reconcile import reconcile
@@ -40,17 +41,8 @@ from workers.smtp import SmtpTransport
 SUBSCRIBERS = [f"odberatel{n}@example.cz" for n in range(14)]
 
 
-class HookedCatcher(MailCatcher):
-    """Accepts mail and calls `after(n)` after the n-th message, before answering it."""
-
-    def __init__(self, after) -> None:
-        super().__init__()
-        self.after = after
-
-    async def handle_DATA(self, server, session, envelope):
-        answer = await super().handle_DATA(server, session, envelope)
-        self.after(len(self.mails))
-        return answer
+class HookedCatcher(test_delivery.HookedCatcher):
+    """test_delivery's catcher that acts after the n-th message, listing who got mail."""
 
     def recipients(self) -> list[str]:
         return [rcpt for mail in self.mails for rcpt in mail.rcpt_tos]
