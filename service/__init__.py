@@ -60,7 +60,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(meetings_bp)
     attachments.init_app(app)
     app.register_blueprint(api_bp)
-    app.register_blueprint(health.bp)
+    health.init_app(app)
     app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         app.register_blueprint(outbox_bp)
