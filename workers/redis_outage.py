@@ -42,31 +42,49 @@ RETRIED_ERRORS = (ConnectionError, TimeoutError, OSError)
 
 
 class Outage:
-    """This process's view of Redis: since when it is away, and when to stop waiting."""
+    """This process's view of Redis: since when it is away, and when to stop waiting.
+
+    After a restart every pooled connection still holds a socket to the old
+    server and fails once on its next use: failures within RELAPSE_SECONDS of
+    Redis answering again belong to the same outage and are not logged again.
+    """
+
+    RELAPSE_SECONDS = 10.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.since: float | None = None
+        self.began = 0.0
+        self.back_at: float | None = None
+        self.quiet = False
         self.give_up_at: float | None = None
 
     def failed(self, error: Exception) -> None:
         with self._lock:
             if self.since is not None:
                 return
-            self.since = time.monotonic()
-        log.warning(
-            "Redis unreachable (%s); waiting for it, retrying up to every %.0f s",
-            error,
-            MAX_BACKOFF_SECONDS,
-        )
+            now = time.monotonic()
+            relapse = self.back_at is not None and now - self.back_at < self.RELAPSE_SECONDS
+            self.since, self.quiet = now, relapse
+            if not relapse:
+                self.began = now
+        if not relapse:
+            log.warning(
+                "Redis unreachable (%s); waiting for it, retrying up to every %.0f s",
+                error,
+                MAX_BACKOFF_SECONDS,
+            )
 
     def answered(self) -> None:
         if self.since is None:  # the common case: no lock, no work
             return
         with self._lock:
-            since, self.since = self.since, None
-        if since is not None:
-            log.warning("Redis is back after %.0f s", time.monotonic() - since)
+            if self.since is None:
+                return
+            self.since, self.back_at = None, time.monotonic()
+            quiet = self.quiet
+        if not quiet:
+            log.warning("Redis is back after %.0f s", self.back_at - self.began)
 
     def keep_waiting(self) -> bool:
         return self.give_up_at is None or time.monotonic() < self.give_up_at
