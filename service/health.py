@@ -168,7 +168,7 @@ def _check_workers() -> Check:
         age = seen.newest_age
         return Check(True, f"{seen.alive} alive (last heartbeat {age:.0f} s ago)", facts)
     if seen.newest_age is None:
-        return Check(False, "no worker has ever reported; start `zpravodaj worker`", facts)
+        return Check(False, "no worker is running; start `zpravodaj worker`", facts)
     return Check(False, f"no heartbeat for {seen.newest_age:.0f} s (over {window} s)", facts)
 
 

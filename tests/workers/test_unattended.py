@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -105,18 +106,14 @@ def processes_of(pid: int) -> list[int]:
 def terminate_like_systemd(worker: subprocess.Popen) -> None:
     """SIGTERM to every process of the worker, as systemd stops a unit (KillMode=control-group)."""
     for pid in processes_of(worker.pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 def kill_all(worker: subprocess.Popen) -> None:
     for pid in processes_of(worker.pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     worker.wait(60)
 
 
@@ -145,10 +142,12 @@ def test_redis_killed_and_restarted_mid_issue_the_same_workers_complete_it(
         workers = [start_worker(app, smtp_url, log) for log in logs]
         assert sink.wait_for(60, timeout=60), "the workers never got going"
         own_redis.kill()  # queued batches, RQ's registries and the workers' keys are gone
-        assert wait_until(
-            lambda: any(log_says(log, "Redis unreachable") for log in logs), timeout=60
-        ), "no worker noticed the outage"
-        own_redis.restart()  # empty
+        try:
+            assert wait_until(
+                lambda: any(log_says(log, "Redis unreachable") for log in logs), timeout=60
+            ), "no worker noticed the outage"
+        finally:
+            own_redis.restart()  # empty
         assert wait_until_sent(issue_id, timeout=180), "the issue did not complete by itself"
         assert [w.poll() for w in workers] == [None, None], "a worker quit"
     finally:
@@ -165,9 +164,7 @@ def test_redis_killed_and_restarted_mid_issue_the_same_workers_complete_it(
 # --- the SMTP relay away and back ------------------------------------------------
 
 
-def test_delivery_resumes_when_the_relay_returns_not_at_the_next_retry(
-    app, client, tmp_path
-):
+def test_delivery_resumes_when_the_relay_returns_not_at_the_next_retry(app, client, tmp_path):
     """RQ's next retry is an hour away; the workers' probe releases the waiting jobs."""
     port = free_port()  # nothing listens here yet
     sign_up(client, "jana@seznam.cz")  # a confirmation mail on the `mail` queue
