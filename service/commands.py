@@ -27,13 +27,18 @@ from .subscriptions.transfer import export_subscribers, import_subscribers
 
 def init_app(app: Flask) -> None:
     """Add every command group to the app's CLI."""
-    app.cli.add_command(lists_group)
-    app.cli.add_command(subscribers_group)
-    app.cli.add_command(users_group)
-    app.cli.add_command(tokens_group)
-    deliverability_cli.register(app.cli)
-    app.cli.add_command(bounces_group)
-    app.cli.add_command(ledger.consent_group)
+    register(app.cli)
+
+
+def register(group: click.Group) -> None:
+    """Add the app's commands to `group`: the app's CLI, or cli.py's list for help without one."""
+    group.add_command(lists_group)
+    group.add_command(subscribers_group)
+    group.add_command(users_group)
+    group.add_command(tokens_group)
+    deliverability_cli.register(group)
+    group.add_command(bounces_group)
+    group.add_command(ledger.consent_group)
 
 
 @click.group("lists", help="Mailing lists and working groups.")

@@ -53,7 +53,7 @@ def test_cli_explains_missing_configuration(monkeypatch, tmp_path):
         [sys.executable, "-m", "service", "lists", "show"], env=env, capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert "Missing configuration: SECRET_KEY, REDIS_URL, SMTP_URL" in result.stderr
+    assert "Chybí nastavení SECRET_KEY, REDIS_URL, SMTP_URL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
