@@ -122,3 +122,53 @@ def test_a_dev_env_file_left_by_a_dead_dev_command_is_ignored(tmp_path, clean_en
     assert "SECRET_KEY" not in os.environ
     env_file.remove(tmp_path)  # not this process's file: it stays
     assert path.exists()
+
+
+# --- progress bars: on a terminal only ----------------------------------------------
+
+
+def _export_with_stderr_on(app, tmp_path, terminal: bool) -> tuple[str, str]:
+    """`zpravodaj subscribers export` with stdout to a pipe and stderr to a pty or a pipe."""
+    import pty
+
+    env = {
+        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "INSTANCE_PATH": str(tmp_path),
+        **{name: app.config[name] for name in ("DATABASE_URL", "REDIS_URL", "SMTP_URL")},
+        "SECRET_KEY": app.config["SECRET_KEY"],
+    }  # fmt: skip
+    command = [str(ZPRAVODAJ), "subscribers", "export", "--list", "zpravodaj"]
+    if not terminal:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout, result.stderr
+    controller, terminal_end = pty.openpty()
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=terminal_end, stdin=subprocess.DEVNULL
+    ) as process:
+        os.close(terminal_end)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            shown += chunk
+        stdout = process.stdout.read().decode()
+        assert process.wait(120) == 0, shown
+    os.close(controller)
+    return stdout, shown.decode(errors="replace")
+
+
+def test_export_shows_a_progress_bar_on_a_terminal_and_nothing_in_a_script(app, tmp_path):
+    from tests.conftest import add_confirmed_subscribers
+
+    add_confirmed_subscribers("zpravodaj", 30)
+    csv_text, shown = _export_with_stderr_on(app, tmp_path, terminal=True)
+    assert len(csv_text.splitlines()) == 31  # the CSV is untouched by the bar
+    assert "Export" in shown and "100%" in shown
+
+    csv_text, shown = _export_with_stderr_on(app, tmp_path, terminal=False)
+    assert len(csv_text.splitlines()) == 31
+    assert shown == ""
