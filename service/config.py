@@ -134,10 +134,12 @@ def check_required(config: Mapping[str, Any]) -> None:
     """Refuse to run without the settings that have no safe default."""
     missing = [name for name in REQUIRED if not config.get(name)]
     if missing:
+        # Czech like the rest of what operators read; one line, naming every one.
         raise ConfigError(
-            "Missing configuration: "
+            "Chybí nastavení "
             + ", ".join(missing)
-            + ". Set them in the environment (see README.md), or run `zpravodaj dev` locally."
+            + ": zadejte je v prostředí (viz README.md, Configuration),"
+            " nebo lokálně spusťte `zpravodaj dev`."
         )
     check_smtp_url(config["SMTP_URL"])
     if config.get("SMTPUTF8") not in {"auto", "on", "off"}:
