@@ -210,12 +210,16 @@ def _write_page(issue: Issue) -> tuple[int, str] | None:
         .order_by(None)
         .limit(None)
     )  # fmt: skip
-    written = db.session.execute(
-        insert(Delivery).from_select(
+    db.session.execute(
+        insert(Delivery.__table__).from_select(
             ["issue_id", "batch_id", "subscriber_id", "status", "attempts"], rows
         )
-    ).rowcount
-    # The count from the insert itself: someone may have left between the two reads.
+    )
+    # Counted again, not taken from the page's read (someone may have left since) nor
+    # from the driver's rowcount (psycopg gives -1 for a parametrised INSERT … SELECT).
+    written = db.session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.batch_id == batch_id)
+    )
     db.session.execute(
         update(DeliveryBatch)
         .where(DeliveryBatch.id == batch_id)
