@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     exists,
     false,
+    text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -855,22 +856,44 @@ class Delivery(db.Model):
     """One issue to one subscriber: claimed before sending, marked sent after."""
 
     __tablename__ = "delivery"
+    # The fan-out writes one of these per recipient (a million for a large
+    # list), so every index here costs at that moment: the two partial ones
+    # below hold only rows that were sent or failed, and cost nothing until then.
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_batch_status", "batch_id", "status"),
-        Index("ix_delivery_issue_status", "issue_id", "status"),
         # The progress bar's recent rate: the messages sent in the last minute.
-        Index("ix_delivery_issue_sent_at", "issue_id", "sent_at"),
-        # Deleting a subscriber (erasure, purge) cascades here: without an
-        # index PostgreSQL would scan every delivery ever made per deletion.
+        Index(
+            "ix_delivery_issue_sent_at",
+            "issue_id",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
+        # The issue page's list of failed deliveries.
+        Index(
+            "ix_delivery_issue_failed",
+            "issue_id",
+            postgresql_where=text("status = 'failed'"),
+            sqlite_where=text("status = 'failed'"),
+        ),
+        # Deleting a subscriber (erasure, purge) deletes their deliveries: without
+        # an index that would scan every delivery ever made per deletion.
         Index("ix_delivery_subscriber", "subscriber_id"),
         one_of("status", DeliveryStatus),
     )
 
+    # No foreign keys on these three: PostgreSQL checks a foreign key row by
+    # row (a lookup and a share lock on the parent per row), which was 60 % of
+    # the time of writing a million deliveries (bench/README.md, "Fan-out").
+    # The fan-out takes them from the batch it has just written and from
+    # confirmed subscriptions; deleting a subscriber or a batch (an issue's
+    # batches go with it) deletes their deliveries through triggers
+    # (service/delivery_cascade.py), as ON DELETE CASCADE did.
     id: Mapped[int] = mapped_column(primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
-    batch_id: Mapped[int] = mapped_column(ForeignKey("delivery_batch.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    issue_id: Mapped[int]
+    batch_id: Mapped[int]
+    subscriber_id: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     message_id: Mapped[str | None] = mapped_column(String(255))
@@ -878,7 +901,9 @@ class Delivery(db.Model):
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
 
-    subscriber: Mapped[Subscriber] = relationship()
+    subscriber: Mapped[Subscriber] = relationship(
+        primaryjoin="foreign(Delivery.subscriber_id) == Subscriber.id"
+    )
 
 
 class AppendOnlyViolation(RuntimeError):

@@ -183,13 +183,18 @@ def begin_delivery(issue: Issue) -> None:
     jobs.after_commit(jobs.enqueue_fan_out, issue.id, issue.fanout_job_id)
 
 
-def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0):
-    """Subscribers the issue goes to: confirmed on its list at the snapshot, by id."""
-    condition = (
+def recipients_condition(issue: Issue):
+    """Who the issue goes to: confirmed on its list at the snapshot."""
+    return (
         (Subscription.list_id == issue.list_id)
         & (Subscription.status == SubscriptionStatus.CONFIRMED)
         & (Subscription.confirmed_at <= issue.snapshot_at)
     )
+
+
+def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0):
+    """Subscribers the issue goes to (`recipients_condition`), by id."""
+    condition = recipients_condition(issue)
     if count:
         return select(func.count()).select_from(Subscription).where(condition)
     query = (
@@ -235,9 +240,15 @@ def resend_unreached(issue: Issue) -> int:
     """
     _require(issue, Issue.FINISHED, "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
     unreached = DeliveryBatch.total_count - DeliveryBatch.sent_count - DeliveryBatch.skipped_count
-    count = db.session.scalar(
-        select(func.coalesce(func.sum(unreached), 0)).where(DeliveryBatch.issue_id == issue.id)
-    )
+    count, created = db.session.execute(
+        select(
+            func.coalesce(func.sum(unreached), 0),
+            func.coalesce(func.sum(DeliveryBatch.total_count), 0),
+        ).where(DeliveryBatch.issue_id == issue.id)
+    ).one()
+    if not issue.fanout_done:
+        # Cancelled before the fan-out reached everyone: those without a row yet go too.
+        count += max(issue.recipient_count - created, 0)
     if not count and issue.fanout_done:
         raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
     _refuse_unless(issue.resend(), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
