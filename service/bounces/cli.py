@@ -8,7 +8,6 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from .parsing import MAX_BOUNCE_BYTES, NotABounce
-from .receiver import serve
 from .recording import process_message
 
 # sysexits.h: what an MTA's pipe transport understands. EX_DATAERR for input
@@ -79,4 +78,8 @@ def _describe(outcome) -> str:
 )  # fmt: skip
 def serve_command(host: str, port: int) -> None:
     """Receive bounces over SMTP (point the MX of the bounce domain, or a relay, here)."""
+    # Imported by this command alone: aiosmtpd is of no use to the web and worker
+    # processes that register the CLI (service/commands.py).
+    from .receiver import serve
+
     serve(host, port)

@@ -16,8 +16,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flufl.bounce import all_failures
-
 from .verp import VerpToken, parse_token
 
 log = logging.getLogger(__name__)
@@ -124,6 +122,10 @@ def _dsn_failures(message: email.message.Message) -> list[Failure]:
 
 def _detector_failures(message: email.message.Message) -> list[Failure]:
     """Non-standard bounces, through Mailman's heuristics."""
+    # Imported on the first bounce that needs it: the worker and web processes load
+    # this module through the CLI and the refusal recording, rarely its detectors.
+    from flufl.bounce import all_failures
+
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector tripping over a malformed part is no reason to crash

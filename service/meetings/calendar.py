@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import icalendar
 from flask import current_app
 from sqlalchemy import select
 
@@ -80,6 +79,10 @@ def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
 
     No ATTENDEE: the same bytes go to every member, encoded once per issue.
     """
+    # Imported here: ~3 MB that every process (web, workers) would carry for the
+    # few issues that are meeting invitations.
+    import icalendar
+
     local = zone()
     cancelled = method == "CANCEL" or meeting.cancelled_at is not None
     calendar = icalendar.Calendar()
