@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import DDL, Connection, event
 
+from . import models  # noqa: F401  (defines the tables the DDL events below attach to)
 from .extensions import db
 
 # (trigger name, parent table, the delivery column that points at it)
