@@ -18,7 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # The app's parts are imported here, not at the top: every `import service.x`
     # (a worker, a migration, the CLI before it needs an app) runs this package
     # first, and must not load every blueprint of the web app with it.
-    from . import commands, database, errors, health, input_guard, jobs, pages, privacy
+    from . import commands, database, errors, health, http_guards, input_guard, jobs, privacy, site
     from .admin import auth as admin_auth
     from .admin.routes import bp as admin_bp
     from .api.routes import bp as api_bp
@@ -50,7 +50,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     jobs.init_app(app)
     errors.init_app(app)
     input_guard.init_app(app)
-    pages.init_app(app)
+    http_guards.init_app(app)
+    site.init_app(app)
     admin_auth.init_app(app)
     privacy.init_app(app)
     app.register_blueprint(subscriptions_bp)

@@ -56,7 +56,8 @@ PLOT_BOTTOM = 36
 BAR_GAP = 2
 
 
-def prague_zone() -> ZoneInfo:
+def local_zone() -> ZoneInfo:
+    """The zone people here read times in: the TIMEZONE setting (Europe/Prague)."""
     return ZoneInfo(current_app.config["TIMEZONE"])
 
 
@@ -67,7 +68,7 @@ def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(prague_zone()).strftime(pattern)
+    return value.astimezone(local_zone()).strftime(pattern)
 
 
 # --- counts -------------------------------------------------------------------
@@ -152,14 +153,14 @@ class Chart:
 
 def week_starts(now: datetime, weeks: int = WEEKS) -> list[date]:
     """The Mondays (Prague calendar) of the last `weeks` ISO weeks, this one last."""
-    today = now.replace(tzinfo=UTC).astimezone(prague_zone()).date()
+    today = now.replace(tzinfo=UTC).astimezone(local_zone()).date()
     this_monday = today - timedelta(days=today.weekday())
     return [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
 
 
 def weekly_counts(list_ids: list[int], mondays: list[date]) -> dict[int, dict[date, dict]]:
     """Consent steps per list, Prague ISO week and series."""
-    zone = prague_zone()
+    zone = local_zone()
     result: dict[int, dict[date, dict[str, int]]] = {
         list_id: {m: dict.fromkeys((s for s, _, _ in SERIES), 0) for m in mondays}
         for list_id in list_ids

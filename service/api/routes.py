@@ -174,20 +174,20 @@ def _meeting_change(change, *args):
 
 @bp.post(_ISSUE_ROUTE + "/pause")
 def pause(issue_id: int):
-    return _transition(issue_id, sending.pause)
+    return _change_state(issue_id, sending.pause)
 
 
 @bp.post(_ISSUE_ROUTE + "/resume")
 def resume(issue_id: int):
-    return _transition(issue_id, sending.resume)
+    return _change_state(issue_id, sending.resume)
 
 
 @bp.post(_ISSUE_ROUTE + "/cancel")
 def cancel(issue_id: int):
-    return _transition(issue_id, sending.cancel)
+    return _change_state(issue_id, sending.cancel)
 
 
-def _transition(issue_id: int, change) -> Any:
+def _change_state(issue_id: int, change) -> Any:
     """Apply a state change (which raises IssueStateError → 409 when not allowed)."""
     issue = _issue_or_404(issue_id, lock=True)
     change(issue)

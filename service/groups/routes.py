@@ -199,7 +199,7 @@ def confirm_join(token: str):
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
     )
 
 
@@ -212,7 +212,7 @@ def confirm_join_post(token: str):
         "groups/join_confirmed.html",
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         **personal_links(subscriber),
     )
 
@@ -238,7 +238,7 @@ def invitation(token: str):
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         member_page_url=joining.member_page_url(subscriber, group),
     )
 
@@ -248,7 +248,7 @@ def invitation_post(token: str):
     subscriber, group = _load_invitation(token)
     joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         # Left, declined or removed meanwhile: the same explanation as the GET.
         return render_template(
@@ -277,7 +277,7 @@ def member_page(slug: str, token: str):
     if group is None:
         abort(404)
     subscriber, _ = _load("preferences", token)
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=group), 403
 
