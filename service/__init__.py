@@ -21,6 +21,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from . import commands, database, errors, health, http_guards, input_guard, jobs, privacy, site
     from .admin import auth as admin_auth
     from .admin.routes import bp as admin_bp
+    from .api import errors as api_errors
     from .api.routes import bp as api_bp
     from .archive.routes import bp as archive_bp
     from .config import check_required, load_config
@@ -46,10 +47,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     database.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    # Request hooks run in the order they are registered; these three come first.
+    api_errors.init_app(app)  # unknown /api/v1 paths: the API's 404/405, before anything else
+    attachments.init_app(app)  # uploads: their own size limit, before the guard reads the form
+    input_guard.init_app(app)  # only usable text reaches the rate limiter and the views
     limiter.init_app(app)
     jobs.init_app(app)
     errors.init_app(app)
-    input_guard.init_app(app)
     http_guards.init_app(app)
     site.init_app(app)
     admin_auth.init_app(app)
@@ -59,7 +63,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(archive_bp)
     app.register_blueprint(groups_bp)
     app.register_blueprint(meetings_bp)
-    attachments.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(privacy.bp)

@@ -59,9 +59,8 @@ from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
 import service.mail
-from service import create_app
 from service.accounts import create_user
-from service.addresses import forget_smtputf8_capability, parse_address_for_app
+from service.addresses import parse_address_for_app
 from service.clock import utcnow
 from service.config import SETTINGS
 from service.dev.mail_catcher import CaughtMail
@@ -76,6 +75,7 @@ from service.models import MailingList, Meeting, Subscription
 from service.subscriptions import actions
 from tests.conftest import (
     add_confirmed_subscribers,
+    build_app,
     empty_database,
     link_to,
     make_config,
@@ -429,8 +429,7 @@ def fixed_random_parts() -> Iterator[None]:
 
 def mails_of_every_kind(config: dict, smtp_sink) -> dict[str, CaughtMail]:
     """Every kind of mail, produced by a fresh app with `config` (its own SQLite file)."""
-    app = create_app(config)
-    forget_smtputf8_capability()
+    app = build_app(config)
     smtp_sink.catcher.clear()
     with app.app_context():
         empty_database()

@@ -195,7 +195,7 @@ def test_local_part_with_diacritics_depends_on_the_smtp_server(
 ):
     from aiosmtpd.controller import Controller
 
-    from service.addresses import forget_smtputf8_capability
+    from tests.conftest import forget_smtputf8_capability
     from workers.transport import app_transport
 
     port = free_port()
@@ -211,7 +211,7 @@ def test_local_part_with_diacritics_depends_on_the_smtp_server(
         assert refused.status_code == 422
         with app_transport() as transport:
             transport.connect()  # what every worker does at start
-        forget_smtputf8_capability()
+        forget_smtputf8_capability(app)
         answer = client.post("/subscribe", json={"email": "jiří.novák@seznam.cz"})
         if not smtputf8_server:
             assert answer.status_code == 422
