@@ -26,6 +26,8 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import func, select
+from wtforms import StringField, TextAreaField, URLField
+from wtforms.widgets import DateTimeLocalInput
 
 from ..clock import utcnow
 from ..czech import plural
@@ -46,7 +48,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import require_list_access, visible_lists
+from .auth import CzechForm, require_list_access, visible_lists
 from .blueprint import bp
 
 PER_PAGE = 50
@@ -235,17 +237,56 @@ def _meeting_editable(issue: Issue | None) -> bool:
     return issue.meeting_method == MeetingMethod.REQUEST and not meetings.ever_sent(issue.meeting)
 
 
-def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, errors: dict):
-    status = 422 if errors else 200
+class IssueForm(CzechForm):
+    """The issue editor: the mail's fields and, on a group's list, its meeting.
+
+    The checks are the domain's (`sending.validate_fields`,
+    `meetings.validate_meeting`), so the editor and the API refuse the same
+    input in the same Czech words; `validate` files their messages under the
+    fields. The meeting fields count only when `with_meeting` is set.
+    """
+
+    # What `validate` made of the fields (only read once it has passed).
+    issue_input: sending.IssueInput
+    # Every field is a string, "" when left out (as the domain's checks expect).
+    subject = StringField("Předmět", default="")
+    preheader = StringField("Perex", default="")
+    body = TextAreaField("Text vydání", default="")
+    meeting_start = StringField("Začátek", default="", widget=DateTimeLocalInput())
+    meeting_end = StringField("Konec", default="", widget=DateTimeLocalInput())
+    meeting_location = StringField("Místo", default="")
+    meeting_online_url = URLField("Odkaz na online připojení (nepovinný)", default="")
+    meeting_agenda = TextAreaField("Program", default="")
+
+    def __init__(self, *args: Any, mailing_list: MailingList, with_meeting: bool, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.mailing_list = mailing_list
+        self.with_meeting = with_meeting
+        self.meeting: meetings.MeetingInput | None = None
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        super().validate(extra_validators)
+        fields, errors = sending.validate_fields(
+            self.subject.data, self.body.data, self.preheader.data
+        )
+        if self.with_meeting:
+            self.meeting, meeting_errors = meeting_from_form(self.data, self.mailing_list)
+            errors.update(meeting_errors)
+        for name, message in errors.items():
+            self[name].errors.append(message)
+        self.issue_input = fields
+        return not self.errors
+
+
+def _render_form(issue: Issue | None, form: IssueForm):
     return render_template(
         "admin/issue_edit.html",
         issue=issue,
-        mailing_list=mailing_list,
-        values=values,
-        errors=errors,
-        meeting_editable=mailing_list.kind == "group" and _meeting_editable(issue),
+        mailing_list=form.mailing_list,
+        form=form,
+        meeting_editable=form.with_meeting,
         zone=current_app.config["TIMEZONE"],
-    ), status
+    ), (422 if form.errors else 200)
 
 
 @bp.route("/issues/new", methods=["GET", "POST"])
@@ -259,19 +300,12 @@ def issue_new():
             return redirect(url_for("admin.issues"))
         abort(404)
     require_list_access(mailing_list)
-    if request.method == "GET":
-        return _render_form(None, mailing_list, {"subject": "", "preheader": "", "body": ""}, {})
-    form = request.form
-    fields, errors = sending.validate_fields(
-        form.get("subject"), form.get("body"), form.get("preheader", "")
-    )
-    meeting, meeting_errors = meeting_from_form(form, mailing_list)
-    errors.update(meeting_errors)
-    if errors:
-        return _render_form(None, mailing_list, form, errors)
-    issue = sending.create_issue(mailing_list, fields, current_user._get_current_object())
-    if meeting is not None:
-        meetings.attach_meeting(issue, meeting)
+    form = IssueForm(mailing_list=mailing_list, with_meeting=mailing_list.kind == "group")
+    if not form.validate_on_submit():
+        return _render_form(None, form)
+    issue = sending.create_issue(mailing_list, form.issue_input, current_user._get_current_object())
+    if form.meeting is not None:
+        meetings.attach_meeting(issue, form.meeting)
     db.session.commit()
     flash("Koncept vydání je uložen.", "success")
     return redirect(url_for("admin.issue", issue_id=issue.id))
@@ -284,26 +318,24 @@ def issue_edit(issue_id: int):
     if issue.status not in Issue.EDITABLE:
         flash("Upravit lze jen koncept; odeslané vydání můžete duplikovat.", "warning")
         return redirect(url_for("admin.issue", issue_id=issue.id))
+    # What is stored fills the form only on GET: a field left out of a POST is empty.
+    stored = None
     if request.method == "GET":
-        values = {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body}
-        values.update(meeting_input_values(issue.meeting))
-        return _render_form(issue, issue.mailing_list, values, {})
-    form = request.form
-    fields, errors = sending.validate_fields(
-        form.get("subject"), form.get("body"), form.get("preheader", "")
-    )
+        stored = {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body}
+        stored.update(meeting_input_values(issue.meeting))
     meeting_editable = _meeting_editable(issue)
-    meeting, meeting_errors = (
-        meeting_from_form(form, issue.mailing_list) if meeting_editable else (None, {})
+    form = IssueForm(
+        data=stored,
+        mailing_list=issue.mailing_list,
+        with_meeting=issue.mailing_list.kind == "group" and meeting_editable,
     )
-    errors.update(meeting_errors)
-    if errors:
-        return _render_form(issue, issue.mailing_list, form, errors)
+    if not form.validate_on_submit():
+        return _render_form(issue, form)
     was_scheduled = issue.status == IssueStatus.SCHEDULED
     try:
-        sending.update_issue(issue, fields)
+        sending.update_issue(issue, form.issue_input)
         if meeting_editable:
-            meetings.edit_draft_meeting(issue, meeting)
+            meetings.edit_draft_meeting(issue, form.meeting)
     except (IssueStateError, meetings.MeetingError) as error:  # sent meanwhile by someone else
         db.session.rollback()
         flash(str(error), "error")
