@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
+from flask import render_template
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from ..clock import utcnow
+from ..clock import local_zone, utcnow
 from ..extensions import db
 from ..models import (
     SUBSCRIPTION_STATUSES,
@@ -54,11 +53,6 @@ PLOT_RIGHT = 8
 PLOT_TOP = 12
 PLOT_BOTTOM = 36
 BAR_GAP = 2
-
-
-def local_zone() -> ZoneInfo:
-    """The zone people here read times in: the TIMEZONE setting (Europe/Prague)."""
-    return ZoneInfo(current_app.config["TIMEZONE"])
 
 
 @bp.app_template_filter("prague")

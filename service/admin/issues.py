@@ -9,9 +9,9 @@ stored as naive UTC and shown and entered in the configured zone
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import (
     Response,
@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from wtforms import StringField, TextAreaField, URLField
 from wtforms.widgets import DateTimeLocalInput
 
-from ..clock import utcnow
+from ..clock import SkippedLocalTime, from_local, local_zone, utcnow
 from ..czech import plural
 from ..extensions import db
 from ..issues import attachments, sending
@@ -63,17 +63,6 @@ PREVIEW_CSP = "default-src 'none'; img-src https: data:; style-src 'unsafe-inlin
 DATETIME_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d. %m. %Y %H:%M")
 # Further ahead is a typo, not a plan (the API has the same horizon).
 SCHEDULE_HORIZON = timedelta(days=366)
-ACTIONS = (
-    "test",
-    "send",
-    "schedule",
-    "unschedule",
-    "pause",
-    "resume",
-    "cancel",
-    "duplicate",
-    "resend",
-)
 
 
 # --- Czech formatting shared with admin-issues.js ---------------------------
@@ -116,15 +105,11 @@ def progress_texts(state: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
-
-
 def _local_input_value(moment: datetime | None) -> str:
     """A stored UTC time as the value of an <input type="datetime-local">."""
     if moment is None:
         return ""
-    return moment.replace(tzinfo=UTC).astimezone(_zone()).strftime("%Y-%m-%dT%H:%M")
+    return moment.replace(tzinfo=UTC).astimezone(local_zone()).strftime("%Y-%m-%dT%H:%M")
 
 
 def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
@@ -144,14 +129,12 @@ def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
             continue
     if naive is None:
         return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
-    zone = _zone()
-    aware = naive.replace(tzinfo=zone)
     try:
-        round_trip = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+        aware = from_local(naive)
+    except SkippedLocalTime as skipped:
+        return None, str(skipped)
     except OverflowError:
         return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
-    if round_trip != naive:
-        return None, "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
     if aware - datetime.now(UTC) > SCHEDULE_HORIZON:
         return None, "Vydání lze naplánovat nejvýše rok dopředu."
     return aware, None
@@ -392,7 +375,7 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         if issue.status in Issue.EDITABLE
         else None,
         schedule_value=(values or {}).get("at") or _local_input_value(issue.scheduled_at),
-        schedule_min=datetime.now(_zone()).strftime("%Y-%m-%dT%H:%M"),
+        schedule_min=datetime.now(local_zone()).strftime("%Y-%m-%dT%H:%M"),
         addresses=(values or {}).get("addresses", ""),
         errors=errors,
         zone=current_app.config["TIMEZONE"],
@@ -488,95 +471,110 @@ def _invalid(issue: Issue, field: str, message: str, values: dict):
     return _render_issue(issue, errors={field: message}, values=values)
 
 
+def _test_send(issue: Issue, form: Any):
+    addresses, error = sending.parse_test_addresses(form.get("addresses", ""))
+    if error:
+        return _invalid(issue, "addresses", error, {"addresses": form.get("addresses")})
+    sending.send_test(issue, addresses)
+    db.session.commit()
+    sent_to = plural(
+        len(addresses),
+        "Zkušební e-mail odchází na {n} adresu.",
+        "Zkušební e-mail odchází na {n} adresy.",
+        "Zkušební e-mail odchází na {n} adres.",
+    )
+    return _done(issue, sent_to + " " + ", ".join(addresses))
+
+
+def _send(issue: Issue, form: Any):
+    if not form.get("confirm") and issue.status in Issue.EDITABLE:
+        return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
+    sending.send_now(issue)
+    db.session.commit()
+    return _done(issue, "Vydání se odesílá.", status=202)
+
+
+def _schedule(issue: Issue, form: Any):
+    at, error = parse_local_datetime(form.get("at"))
+    if error:
+        return _invalid(issue, "at", error, {"at": form.get("at")})
+    if issue.status in Issue.EDITABLE:
+        try:
+            sending.schedule(issue, at)
+        except IssueStateError as refused:  # the only reason left: a past time
+            return _invalid(issue, "at", str(refused), {"at": form.get("at")})
+    else:
+        sending.schedule(issue, at)  # raises the state error
+    db.session.commit()
+    when = at.strftime("%-d. %-m. %Y v %H:%M")
+    return _done(issue, f"Vydání je naplánováno na {when} (pražského času).", status=202)
+
+
+def _cancel(issue: Issue, form: Any):
+    if not form.get("confirm") and issue.status not in FINAL_STATUSES:
+        return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
+    sending.cancel(issue)
+    db.session.commit()
+    return _done(issue, "Vydání je zrušeno; kdo ho už dostal, tomu zůstává.")
+
+
+def _duplicate(issue: Issue, form: Any):
+    copy = sending.duplicate(issue, current_user._get_current_object())
+    db.session.commit()
+    if _wants_json():
+        return jsonify({"id": copy.id}), 201
+    flash("Vznikl nový koncept se stejným obsahem.", "success")
+    return redirect(url_for("admin.issue_edit", issue_id=copy.id))
+
+
+def _resend(issue: Issue, form: Any):
+    count = sending.resend_unreached(issue)
+    db.session.commit()
+    message = plural(
+        count,
+        "Vydání znovu odchází {n} adresátovi, kterému se nedoručilo.",
+        "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
+        "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
+    )
+    return _done(issue, message, status=202)
+
+
+def _plain(change: Callable[[Issue], Any], message: str) -> Callable[[Issue, Any], Any]:
+    """An action with nothing to read from the form: change, commit, say `message`."""
+
+    def act(issue: Issue, form: Any):
+        change(issue)
+        db.session.commit()
+        return _done(issue, message)
+
+    return act
+
+
+# The buttons of the issue's page, by the last part of their URL.
+ACTIONS: dict[str, Callable[[Issue, Any], Any]] = {
+    "test": _test_send,
+    "send": _send,
+    "schedule": _schedule,
+    "unschedule": _plain(
+        sending.unschedule, "Naplánované odeslání je zrušeno, vydání je opět koncept."
+    ),
+    "pause": _plain(sending.pause, "Odesílání je pozastaveno."),
+    "resume": _plain(sending.resume, "Odesílání pokračuje."),
+    "cancel": _cancel,
+    "duplicate": _duplicate,
+    "resend": _resend,
+}
+
+
 @bp.post("/issues/<int(max=2147483647):issue_id>/<action>")
 def issue_action(issue_id: int, action: str):
     """Every button of the issue's page; the domain function decides what is allowed."""
-    if action not in ACTIONS:
+    act = ACTIONS.get(action)
+    if act is None:
         abort(404)
     issue = _issue_or_404(issue_id)
-    form = request.form
-    author = current_user._get_current_object()
     try:
-        if action == "test":
-            addresses, error = sending.parse_test_addresses(form.get("addresses", ""))
-            if error:
-                return _invalid(issue, "addresses", error, {"addresses": form.get("addresses")})
-            sending.send_test(issue, addresses)
-            db.session.commit()
-            return _done(
-                issue,
-                plural(
-                    len(addresses),
-                    "Zkušební e-mail odchází na {n} adresu.",
-                    "Zkušební e-mail odchází na {n} adresy.",
-                    "Zkušební e-mail odchází na {n} adres.",
-                )
-                + " "
-                + ", ".join(addresses),
-            )
-        if action == "send":
-            if not form.get("confirm") and issue.status in Issue.EDITABLE:
-                return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
-            sending.send_now(issue)
-            db.session.commit()
-            return _done(issue, "Vydání se odesílá.", status=202)
-        if action == "schedule":
-            at, error = parse_local_datetime(form.get("at"))
-            if error:
-                return _invalid(issue, "at", error, {"at": form.get("at")})
-            if issue.status in Issue.EDITABLE:
-                try:
-                    sending.schedule(issue, at)
-                except IssueStateError as refused:  # the only reason left: a past time
-                    return _invalid(issue, "at", str(refused), {"at": form.get("at")})
-            else:
-                sending.schedule(issue, at)  # raises the state error
-            db.session.commit()
-            return _done(
-                issue,
-                "Vydání je naplánováno na "
-                + at.strftime("%-d. %-m. %Y v %H:%M")
-                + " (pražského času).",
-                status=202,
-            )
-        if action == "unschedule":
-            sending.unschedule(issue)
-            db.session.commit()
-            return _done(issue, "Naplánované odeslání je zrušeno, vydání je opět koncept.")
-        if action == "pause":
-            sending.pause(issue)
-            db.session.commit()
-            return _done(issue, "Odesílání je pozastaveno.")
-        if action == "resume":
-            sending.resume(issue)
-            db.session.commit()
-            return _done(issue, "Odesílání pokračuje.")
-        if action == "cancel":
-            if not form.get("confirm") and issue.status not in FINAL_STATUSES:
-                return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
-            sending.cancel(issue)
-            db.session.commit()
-            return _done(issue, "Vydání je zrušeno; kdo ho už dostal, tomu zůstává.")
-        if action == "duplicate":
-            copy = sending.duplicate(issue, author)
-            db.session.commit()
-            if _wants_json():
-                return jsonify({"id": copy.id}), 201
-            flash("Vznikl nový koncept se stejným obsahem.", "success")
-            return redirect(url_for("admin.issue_edit", issue_id=copy.id))
-        # resend
-        count = sending.resend_unreached(issue)
-        db.session.commit()
-        return _done(
-            issue,
-            plural(
-                count,
-                "Vydání znovu odchází {n} adresátovi, kterému se nedoručilo.",
-                "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
-                "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
-            ),
-            status=202,
-        )
+        return act(issue, request.form)
     except IssueStateError as refused:
         return _refused(issue, str(refused))
 
@@ -625,11 +623,23 @@ def _meeting_or_404(meeting_id: int) -> Meeting:
     return meeting
 
 
+def _posted_from() -> Issue | None:
+    """The issue whose page a meeting's form was posted from (its field `issue`)."""
+    return db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+
+
+def _meeting_refused(issue: Issue | None, error: meetings.MeetingError):
+    """The meeting cannot change this way now: say why on the page it came from."""
+    db.session.rollback()
+    flash(str(error), "error")
+    return redirect(url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues"))
+
+
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/update")
 def meeting_update(meeting_id: int):
     """ "Změnit termín nebo místo": the meeting changes and a draft update is made to send."""
     meeting = _meeting_or_404(meeting_id)
-    issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+    issue = _posted_from()
     fields, errors = meeting_from_form(request.form, meeting.mailing_list)
     if fields is None and not errors:
         errors = {"meeting_start": "Vyplňte nový termín a místo setkání."}
@@ -640,11 +650,7 @@ def meeting_update(meeting_id: int):
     try:
         update = meetings.update_meeting(meeting, fields, current_user._get_current_object())
     except meetings.MeetingError as error:
-        db.session.rollback()
-        flash(str(error), "error")
-        return redirect(
-            url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues")
-        )
+        return _meeting_refused(issue, error)
     db.session.commit()
     flash("Setkání je změněno. Zkontrolujte oznámení o změně a odešlete ho členům.", "success")
     return redirect(url_for("admin.issue", issue_id=update.id))
@@ -654,7 +660,7 @@ def meeting_update(meeting_id: int):
 def meeting_cancel(meeting_id: int):
     """ "Zrušit setkání": the cancellation (METHOD:CANCEL) goes to the group at once."""
     meeting = _meeting_or_404(meeting_id)
-    issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+    issue = _posted_from()
     if not request.form.get("confirm"):
         if issue is not None and issue.meeting_id == meeting.id:
             return _invalid(issue, "meeting_cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
@@ -662,11 +668,7 @@ def meeting_cancel(meeting_id: int):
     try:
         cancellation = meetings.cancel_meeting(meeting, current_user._get_current_object())
     except meetings.MeetingError as error:
-        db.session.rollback()
-        flash(str(error), "error")
-        return redirect(
-            url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues")
-        )
+        return _meeting_refused(issue, error)
     db.session.commit()
     flash("Setkání je zrušeno; členové dostávají zrušení pozvánky.", "success")
     return redirect(url_for("admin.issue", issue_id=cancellation.id))

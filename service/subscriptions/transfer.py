@@ -14,7 +14,7 @@ from typing import IO, TextIO
 from sqlalchemy import select
 
 from .. import consent, people_csv, suppression
-from ..clock import utcnow
+from ..clock import iso_utc, utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
 from ..groups.membership import MembershipError, clean_details
@@ -174,9 +174,10 @@ def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:
             # The export's contract knows four states: a join request still
             # waiting is "pending", a declined one "unsubscribed".
             "status": EXPORT_STATUS.get(subscription.status, subscription.status),
-            "subscribed_at": _iso(subscription.subscribed_at),
-            "confirmed_at": _iso(subscription.confirmed_at),
-            "unsubscribed_at": _iso(subscription.unsubscribed_at),
+            **{
+                column: iso_utc(getattr(subscription, column), zulu=True, timespec="seconds") or ""
+                for column in ("subscribed_at", "confirmed_at", "unsubscribed_at")
+            },
         }
 
 
@@ -185,7 +186,3 @@ def export_subscribers(mailing_list: MailingList, stream: TextIO) -> None:
     writer.writeheader()
     for row in export_rows(mailing_list):
         writer.writerow(row)
-
-
-def _iso(value) -> str:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else ""
