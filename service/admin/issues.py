@@ -241,13 +241,16 @@ class IssueForm(CzechForm):
     meeting_online_url = URLField("Odkaz na online připojení (nepovinný)", default="")
     meeting_agenda = TextAreaField("Program", default="")
 
-    def __init__(self, *args: Any, mailing_list: MailingList, with_meeting: bool, **kwargs: Any):
+    def __init__(
+        self, *args: Any, mailing_list: MailingList, with_meeting: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.mailing_list = mailing_list
         self.with_meeting = with_meeting
         self.meeting: meetings.MeetingInput | None = None
 
     def validate(self, extra_validators: Any = None) -> bool:
+        """The form's own checks (the CSRF token), then the domain's, filed under the fields."""
         super().validate(extra_validators)
         fields, errors = sending.validate_fields(
             self.subject.data, self.body.data, self.preheader.data
