@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from ..clock import SkippedLocalTime, from_local, utcnow
+from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
 from ..extensions import db
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
@@ -250,8 +250,8 @@ def meeting_json(meeting: Meeting) -> dict[str, Any]:
     return {
         "id": meeting.id,
         "uid": meeting.uid,
-        "start": meeting.start.replace(tzinfo=UTC).isoformat(),
-        "end": meeting.end.replace(tzinfo=UTC).isoformat(),
+        "start": iso_utc(meeting.start),
+        "end": iso_utc(meeting.end),
         "location": meeting.location,
         "online_url": meeting.online_url or None,
         "agenda": meeting.agenda or None,
