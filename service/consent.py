@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import Request, render_template
@@ -136,8 +137,12 @@ def record(
     privacy_text: ConsentText | None = None,
     message_id: str | None = None,
     detail: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> ConsentEvent:
     """Append one consent step; the caller commits with the change it records.
+
+    `occurred_at` is when the person took the step, when that was earlier
+    than now (a sign-up recorded by the job that processes it); default now.
 
     A step that carries a consent text was given on a form, and every form
     links to the privacy notice: the notice's current version is recorded
@@ -157,6 +162,7 @@ def record(
         privacy_text=privacy_text,
         message_id=message_id,
         detail=detail,
+        occurred_at=occurred_at,
     )
     db.session.add(event)
     return event

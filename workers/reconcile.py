@@ -29,13 +29,15 @@ from service.models import MailStatus, OutgoingMail
 from .delivery import reconcile_issues
 from .mail import claim_lease
 from .meetings import reconcile_reminders
+from .signup import reconcile_signup_requests
 
 log = logging.getLogger(__name__)
 
 
 def reconcile() -> dict[str, int]:
-    """Put back jobs for single mails, issues and meeting reminders; counts by kind."""
+    """Put back jobs for sign-ups, single mails, issues and meeting reminders; counts by kind."""
     return {
+        "signup_requests": reconcile_signup_requests(),
         "outgoing_mail": reconcile_outgoing_mail(),
         **reconcile_issues(),
         "meeting_reminders": reconcile_reminders(),
