@@ -25,7 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .archive.routes import bp as archive_bp
     from .config import check_required, load_config
     from .dev.outbox import bp as outbox_bp
-    from .extensions import db, limiter, migrate
+    from .extensions import limiter
     from .groups.routes import bp as groups_bp
     from .issues import attachments
     from .meetings.routes import bp as meetings_bp
@@ -45,7 +45,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _derive_extension_config(app)
 
     database.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     limiter.init_app(app)
     jobs.init_app(app)
     errors.init_app(app)

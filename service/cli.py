@@ -25,8 +25,28 @@ def _create_app() -> Flask:
         raise click.ClickException(str(exc)) from exc
 
 
+class ZpravodajGroup(FlaskGroup):
+    """The `zpravodaj` group; `db` (Flask-Migrate) is imported only when it is asked for.
+
+    Every `zpravodaj` command, the workers' `worker` too, goes through here,
+    and only `db` needs Alembic (service/schema.py says why that matters):
+    click's lazily loaded subcommands.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "db"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "db":
+            # Imported here, not at the top: see the class docstring.
+            from . import schema
+
+            return schema.commands()
+        return super().get_command(ctx, cmd_name)
+
+
 def main() -> None:
-    group = FlaskGroup(
+    group = ZpravodajGroup(
         name="zpravodaj",
         create_app=_create_app,
         help="Zpravodaj: newsletter and working-group mail service.",

@@ -10,10 +10,12 @@ from sqlalchemy import inspect
 
 from service import create_app
 from service.extensions import db
+from service.schema import init_migrations
 
 
 def test_migrations_match_the_models(app_config):
     app = create_app(app_config)
+    init_migrations(app)
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as connection:
@@ -103,6 +105,7 @@ def test_states_migration_keeps_rows_and_refuses_unknown_values(app_config):
     from sqlalchemy.exc import IntegrityError
 
     app = create_app(app_config)
+    init_migrations(app)
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as connection:
