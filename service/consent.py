@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from flask import Request, render_template
+from flask import Request, current_app, render_template
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -121,6 +121,29 @@ def consent_text_by_hash(digest: str | None, kind: str = "consent") -> ConsentTe
     """The consent text a form posted the hash of; only texts of the form's own kind count,
     so a hash copied from another form never stands for consent it did not show."""
     return text_by_hash(kind, digest)
+
+
+def form_consent_text_id(posted_hash: str | None, kind: str = "consent") -> int:
+    """Id of the consent text a sign-up form showed: the one whose hash it posted, else
+    the current one (e.g. an API client that posts none).
+
+    Remembered per app by hash: a stored text never changes (the database refuses
+    it), so once found its id holds for the process's life. The sign-up request
+    then costs no query for it (issue 14), whatever the address.
+    """
+    known: dict[tuple[str, str], int] = current_app.extensions.setdefault(
+        "zpravodaj_consent_text_ids", {}
+    )
+    if isinstance(posted_hash, str) and (kind, posted_hash) in known:
+        return known[(kind, posted_hash)]
+    found = text_by_hash(kind, posted_hash)
+    if found is None:
+        digest = hashlib.sha256(render_text(kind).encode()).hexdigest()
+        if (kind, digest) in known:
+            return known[(kind, digest)]
+        found = current_text(kind)
+    known[(kind, found.sha256)] = found.id
+    return found.id
 
 
 def text_version(kind: str, version: int) -> ConsentText | None:

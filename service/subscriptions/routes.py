@@ -146,7 +146,7 @@ def subscribe():
     slugs = data.list_slugs
     if not slugs and not data.list_choice_shown:
         slugs = [current_app.config["DEFAULT_LIST"]]
-    lists, unknown = actions.newsletters_by_slug(slugs)
+    list_ids, unknown = signup.newsletter_ids(slugs)
     if not slugs:
         errors["list"] = NO_LIST_CHOSEN
     elif unknown:
@@ -163,13 +163,17 @@ def subscribe():
             checked=data.list_slugs,
         )
 
-    consent_text = consent.consent_text_by_hash(data.consent_hash) or consent.current_consent_text()
     info = RequestInfo.from_request(
         request, "api" if data.is_json else ("embed" if data.embed else "page")
     )
     # The same work for every address, known or not: one row, one job (signup.py says why).
     signup.record_request(
-        valid.address, valid.name, lists, consent_text, info, signup.request_language(request)
+        valid.address,
+        valid.name,
+        list_ids,
+        consent.form_consent_text_id(data.consent_hash),
+        info,
+        signup.request_language(request),
     )
     db.session.commit()
     return _accepted(data)
