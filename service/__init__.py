@@ -33,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .archive.routes import bp as archive_bp
     from .config import check_required, load_config
     from .dev.outbox import bp as outbox_bp
-    from .extensions import db, limiter, migrate
+    from .extensions import limiter
     from .groups.routes import bp as groups_bp
     from .issues import attachments
     from .meetings.routes import bp as meetings_bp
@@ -53,7 +53,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _derive_extension_config(app)
 
     database.init_app(app)
-    migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True)
     # Request hooks run in the order they are registered; these three come first.
     api_errors.init_app(app)  # unknown /api/v1 paths: the API's 404/405, before anything else
     attachments.init_app(app)  # uploads: their own size limit, before the guard reads the form

@@ -512,6 +512,39 @@ class OutgoingMail(db.Model):
         self.status, self.last_error = MailStatus.QUEUED, error[:2000]
 
 
+class SignupRequest(db.Model):
+    """A sign-up as the form posted it, waiting for the job that acts on it.
+
+    The web request stores only this row and enqueues one job, whatever the
+    address: the work that differs between a new, a pending, a confirmed or a
+    suppressed address (subscriber, subscriptions, the consent event, the
+    confirmation mail) happens in the job, so the answer's time tells nothing
+    about the address (issue 11, finding 8). The job deletes the row in the
+    transaction that does the work: a row still here is unprocessed, and the
+    reconciler enqueues it again. Rows are never updated.
+    """
+
+    __tablename__ = "signup_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The validated address (service.addresses.Address) and the name as typed.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), index=True)
+    ascii_email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # Ids of the newsletters asked for, in the order given.
+    list_ids: Mapped[list[int]] = mapped_column(JSON)
+    # The consent text the form showed (the ledger records it with the sign-up).
+    consent_text_id: Mapped[int] = mapped_column(ForeignKey("consent_text.id"))
+    # Who asked, from where (consent.RequestInfo), and when: the ledger's evidence.
+    channel: Mapped[str] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    origin: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(8), default="cs")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Suppression(db.Model):
     """An address that must not be mailed or imported, kept only as a keyed hash."""
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import click
-from flask_migrate import upgrade
+from flask import Flask
 from sqlalchemy import select
 from werkzeug.serving import run_simple
 
@@ -262,7 +262,7 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         _set_dev_environment(instance, base_url, catcher.port, outbox_dir)
         app = create_app({"DEV_OUTBOX_DIR": str(outbox_dir)})
         with app.app_context():
-            _prepare_database()
+            _prepare_database(app)
             admin_email, admin_password = _dev_admin(instance)
         # Other `zpravodaj` commands of this checkout use this instance (dev/env_file.py).
         env_file.write(instance, os.environ, SETTINGS)
@@ -328,8 +328,13 @@ def _dev_admin(instance: Path) -> tuple[str, str]:
     return DEV_ADMIN_EMAIL, password
 
 
-def _prepare_database() -> None:
-    upgrade()
+def _prepare_database(app: Flask) -> None:
+    # Imported here: Alembic is for processes that migrate, and the `zpravodaj`
+    # entry point (the workers' too) imports this module (service/schema.py).
+    from .. import schema
+
+    schema.init_migrations(app)
+    schema.upgrade_to_head()
     for slug, name, description in DEMO_LISTS:
         if db.session.scalar(select(MailingList).filter_by(slug=slug)) is None:
             db.session.add(MailingList(slug=slug, name=name, description=description))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from typing import Any
@@ -31,6 +31,7 @@ from ..models import (
     ListKind,
     MailingList,
     OutgoingMail,
+    SignupRequest,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -119,18 +120,21 @@ def signup(
     lists: list[MailingList],
     info: RequestInfo,
     consent_text: ConsentText,
+    *,
+    at: datetime | None = None,
 ) -> SignupResult:
     """A visitor asks to receive `lists`: record it and mail a confirmation link.
 
     A new, pending or unsubscribed subscription (re)starts double opt-in; a
     confirmed one stays as it is. Mails are capped per address per hour so the
-    form cannot be used to flood someone's mailbox.
+    form cannot be used to flood someone's mailbox. `at` is when the visitor
+    asked (the sign-up job runs a moment later; see subscriptions/signup.py).
     """
     subscriber = get_or_create_subscriber(address, name)
     # One sign-up of an address at a time (PostgreSQL row lock; SQLite
     # serialises writers anyway): keeps the per-hour mail cap exact.
     db.session.refresh(subscriber, with_for_update=True)
-    now = utcnow()
+    now = at or utcnow()
     result = SignupResult()
     for mailing_list in lists:
         subscription = subscription_for(subscriber, mailing_list)
@@ -158,6 +162,7 @@ def signup(
             mailing_list=mailing_list,
             consent_text=consent_text,
             message_id=message_id,
+            occurred_at=now,
         )
     return result
 
@@ -390,6 +395,8 @@ def erase(subscriber: Subscriber) -> None:
     `ledger.purging`, as retention does.
     """
     suppress(subscriber.email_key, SuppressionReason.ERASED)
+    # A sign-up of the address still waiting for its job (subscriptions/signup.py).
+    db.session.execute(delete(SignupRequest).where(SignupRequest.email_key == subscriber.email_key))
     about_them = mails_naming([subscriber.email, subscriber.ascii_email])
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(about_them)))
     with ledger.purging(db.session):

@@ -18,13 +18,14 @@ from service.dev.processes import free_port
 from service.extensions import db
 from service.jobs import redis_connection
 from service.models import OutgoingMail
-from tests.conftest import run_jobs
+from tests.conftest import process_signups, run_jobs
 from workers.mail import send_outgoing
 from workers.reconcile import reconcile
 
 
 def sign_up(client, email="jana@seznam.cz"):
     assert client.post("/subscribe", json={"email": email}).status_code == 202
+    process_signups()  # the sign-up job's work: these tests are about the mail it queues
 
 
 def mail_row() -> OutgoingMail:
