@@ -18,7 +18,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # The app's parts are imported here, not at the top: every `import service.x`
     # (a worker, a migration, the CLI before it needs an app) runs this package
     # first, and must not load every blueprint of the web app with it.
-    from . import commands, database, errors, health, input_guard, jobs, pages, privacy
+    from . import (
+        commands,
+        database,
+        errors,
+        health,
+        input_guard,
+        jobs,
+        logging_setup,
+        metrics,
+        pages,
+        privacy,
+    )
     from .admin import auth as admin_auth
     from .admin.routes import bp as admin_bp
     from .api.routes import bp as api_bp
@@ -43,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     check_required(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
+    logging_setup.init_app(app)
 
     database.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
@@ -61,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     attachments.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(health.bp)
+    metrics.init_app(app)
     app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         app.register_blueprint(outbox_bp)

@@ -10,6 +10,7 @@ from flask import Request, render_template
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from . import metrics
 from .extensions import db
 from .models import ConsentEvent, ConsentText, MailingList, Subscriber
 
@@ -159,4 +160,5 @@ def record(
         detail=detail,
     )
     db.session.add(event)
+    metrics.consent_step(db.session, action, info.channel)
     return event

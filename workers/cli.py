@@ -10,7 +10,6 @@ from flask.cli import with_appcontext
 
 from service.jobs import ALL_QUEUES, redis_connection
 
-from . import log
 from .app_worker import AppSimpleWorker, AppWorker
 from .transport import app_transport
 
@@ -27,7 +26,6 @@ logger = logging.getLogger(__name__)
 @with_appcontext
 def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
     """Run an RQ worker (with the scheduler) for the mail queues."""
-    log.setup()
     app = current_app._get_current_object()
     _probe_smtp()
     interval = app.config["RECONCILE_INTERVAL"]

@@ -16,6 +16,7 @@ from flask import current_app
 from rq.job import Job
 from sqlalchemy import and_, or_, select, update
 
+from service import metrics
 from service.clock import utcnow
 from service.extensions import db
 from service.jobs import (
@@ -35,11 +36,13 @@ log = logging.getLogger(__name__)
 
 def reconcile() -> dict[str, int]:
     """Put back jobs for single mails, issues and meeting reminders; counts by kind."""
-    return {
+    done = {
         "outgoing_mail": reconcile_outgoing_mail(),
         **reconcile_issues(),
         "meeting_reminders": reconcile_reminders(),
     }
+    metrics.reconciled(done)
+    return done
 
 
 def reconcile_outgoing_mail() -> int:

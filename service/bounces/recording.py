@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import consent, suppression
+from .. import consent, metrics, suppression
 from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -141,6 +141,7 @@ def _record_one(
         return Outcome(
             subscriber.email, failure.kind, failure.status, False, note="already recorded"
         )
+    metrics.count_after_commit(db.session, metrics.BOUNCES, failure.kind)
     score = soft_score(subscriber, now)
     threshold = current_app.config["BOUNCE_SOFT_THRESHOLD"]
     suppressed = False
