@@ -202,13 +202,11 @@ def _end_request(response):
     response.headers["X-Request-ID"] = request_id
     elapsed = time.perf_counter() - g.request_started
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    # The route, not the path: paths carry the tokens of personal links, and a
+    # log must not hold what unsubscribes or exports someone.
+    route = request.url_rule.rule if request.url_rule is not None else request.path[:200]
     access_log.log(
-        level,
-        "%s %s %s %.1f ms",
-        request.method,
-        request.path,
-        response.status_code,
-        elapsed * 1000,
+        level, "%s %s %s %.1f ms", request.method, route, response.status_code, elapsed * 1000
     )
     return response
 

@@ -32,6 +32,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
     values,
@@ -78,6 +79,9 @@ if os.environ.get(MULTIPROC_ENV):
     values.ValueClass = values.MultiProcessValue(process_identifier=_process_identity)
 
 # --- the metrics ----------------------------------------------------------------
+
+# No `_created` series: multiprocess mode has none, and the two modes should read alike.
+disable_created_metrics()
 
 # Our metrics live in a registry of their own: not mixed with other libraries' into
 # prometheus-client's global one, and never registered twice by a re-imported module.
