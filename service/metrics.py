@@ -22,9 +22,12 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
 from prometheus_client import (
@@ -34,6 +37,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    make_wsgi_app,
     multiprocess,
     values,
 )
@@ -268,17 +272,79 @@ def _check_access() -> None:
     client's, so a request through the public proxy is not "internal".
     """
     config = current_app.config
+    status = access_status(
+        request.remote_addr,
+        request.headers.get("Authorization", ""),
+        config["METRICS_ALLOW_NETWORKS"],
+        config["METRICS_TOKEN"],
+    )
+    if status == 401:
+        abort(Response(TOKEN_MISSING, 401, {"WWW-Authenticate": "Bearer"}))
+    if status != 200:
+        abort(status)
+
+
+TOKEN_MISSING = "Chybí platný token. (A valid bearer token is required.)\n"
+
+
+def access_status(
+    address: str | None, authorization: str, networks: Iterable[Any], token: str
+) -> int:
+    """200 when a client at `address` sending `authorization` may read the metrics,
+    403 for an address outside `networks`, 401 for a missing or wrong token."""
     try:
-        client = ipaddress.ip_address(request.remote_addr or "")
+        client = ipaddress.ip_address(address or "")
     except ValueError:
-        abort(403)
-    if not any(client in network for network in config["METRICS_ALLOW_NETWORKS"]):
-        abort(403)
-    token = config["METRICS_TOKEN"]
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            abort(Response("Chybí platný token.\n", 401, {"WWW-Authenticate": "Bearer"}))
+        return 403
+    if not any(client in network for network in networks):
+        return 403
+    if token and not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+        return 401
+    return 200
+
+
+def serve_host_metrics(host: str, port: int, config: Mapping[str, Any]) -> None:
+    """Serve this host's multiprocess directory on host:port from a daemon thread
+    (`zpravodaj worker --metrics-port`, for hosts that run no web process), with
+    the same METRICS_ALLOW and METRICS_TOKEN checks as /metrics.
+
+    Only the events: the database's and Redis's facts are the web app's /metrics'
+    to report, once, not once per host.
+    """
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        raise RuntimeError(
+            f"--metrics-port needs {MULTIPROC_ENV}: a directory this host's workers share "
+            "(a work horse's counts would die with it otherwise)"
+        )
+    registry = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    inner = make_wsgi_app(registry)
+    networks, token = parse_networks(config["METRICS_ALLOW"]), config["METRICS_TOKEN"]
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        status = access_status(
+            environ.get("REMOTE_ADDR"), environ.get("HTTP_AUTHORIZATION", ""), networks, token
+        )
+        if status == 200:
+            return inner(environ, start_response)
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if status == 401:
+            headers.append(("WWW-Authenticate", "Bearer"))
+        start_response(f"{status} {'Unauthorized' if status == 401 else 'Forbidden'}", headers)
+        return [TOKEN_MISSING.encode() if status == 401 else b"Forbidden\n"]
+
+    server = make_server(host, port, guarded, _ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Prometheus asks every few seconds: no line per scrape."""
 
 
 class _Forward(Collector):

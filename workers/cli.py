@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from service import metrics
 from service.jobs import ALL_QUEUES, redis_connection
 
 from .app_worker import AppSimpleWorker, AppWorker
@@ -23,10 +24,30 @@ logger = logging.getLogger(__name__)
     help="Queue to work on (repeatable).",
 )  # fmt: skip
 @click.option("--simple", is_flag=True, help="Run jobs in this process instead of forking.")
+@click.option(
+    "--metrics-port", type=int, default=None,
+    help="Serve this host's metrics (PROMETHEUS_MULTIPROC_DIR) on this port: for a host "
+    "without the web app; one worker per host.",
+)  # fmt: skip
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True,
+    help="Address to serve --metrics-port on (an internal one for a remote Prometheus).",
+)  # fmt: skip
 @with_appcontext
-def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
+def worker_command(
+    burst: bool,
+    queues: tuple[str, ...],
+    simple: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run an RQ worker (with the scheduler) for the mail queues."""
     app = current_app._get_current_object()
+    if metrics_port is not None:
+        try:
+            metrics.serve_host_metrics(metrics_host, metrics_port, app.config)
+        except (RuntimeError, OSError) as exc:
+            raise click.ClickException(f"metrics: {exc}") from exc
     _probe_smtp()
     interval = app.config["RECONCILE_INTERVAL"]
     worker_class = AppSimpleWorker if simple else AppWorker

@@ -31,8 +31,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60
 
 
-def _request(url: str, data: bytes | None = None) -> tuple[int, dict[str, str], str]:
-    request = urllib.request.Request(url, data=data)
+def _request(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read().decode()
@@ -41,16 +43,22 @@ def _request(url: str, data: bytes | None = None) -> tuple[int, dict[str, str], 
 
 
 @pytest.fixture
-def environment(tmp_path, redis_url, outbox) -> Iterator[dict[str, str]]:
-    """Settings for the subprocesses: a migrated SQLite file, the test Redis and sink."""
-    database_url = f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}"
-    config = make_config(database_url, redis_url, outbox.url)
+def config(tmp_path, redis_url, outbox) -> Iterator[dict]:
+    """A migrated SQLite file, the test Redis and sink: shared by this process and the others."""
+    config = make_config(f"sqlite:///{tmp_path / 'shared.sqlite3'}", redis_url, outbox.url)
     app = create_app(config)
     with app.app_context():
         db.create_all()
         seed_lists()
         db.session.remove()
     Redis.from_url(redis_url).flushdb()
+    yield config
+    Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture
+def environment(config, tmp_path) -> dict[str, str]:
+    """The same settings for the subprocesses, with a multiprocess directory and JSON logs."""
     multiproc = tmp_path / "metrics"
     multiproc.mkdir()
     env = {key: str(value) for key, value in config.items() if key != "TESTING"}
@@ -62,8 +70,7 @@ def environment(tmp_path, redis_url, outbox) -> Iterator[dict[str, str]]:
         PROMETHEUS_MULTIPROC_DIR=str(multiproc),
         INSTANCE_PATH=str(tmp_path / "instance"),
     )
-    yield {**os.environ, **env}
-    Redis.from_url(redis_url).flushdb()
+    return {**os.environ, **env}
 
 
 @pytest.fixture
@@ -94,8 +101,8 @@ def gunicorn(environment, tmp_path) -> Iterator[tuple[str, Path]]:
         process.wait(30)
 
 
-def _samples(base: str) -> dict[tuple[str, tuple], float]:
-    status, _, text = _request(f"{base}/metrics")
+def _samples(base: str, **headers: str) -> dict[tuple[str, tuple], float]:
+    status, _, text = _request(f"{base}/metrics", headers=headers)
     assert status == 200, text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -145,3 +152,46 @@ def test_gunicorn_and_a_forking_worker_report_through_one_scrape(gunicorn, envir
     access = [line for line in lines if line["logger"] == "service.access"]
     assert {line["request_id"] for line in access} >= set(request_ids)
     assert all(line["level"] == "INFO" for line in access)
+
+
+def test_a_worker_host_serves_its_metrics_on_its_own_port(config, environment, outbox):
+    """`zpravodaj worker --metrics-port`, for a host without the web app; token required."""
+    port = free_port()
+    env = {**environment, "METRICS_TOKEN": "worker-token"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "service", "worker", "--metrics-port", str(port)],
+        cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        app = create_app(config)
+        with app.app_context():
+            response = app.test_client().post(
+                "/subscribe", data={"email": "jana@example.cz", "list": "zpravodaj"}
+            )
+            assert response.status_code == 202
+            db.session.remove()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not outbox.mails:
+            assert worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "no confirmation mail"
+            time.sleep(0.2)  # a polling interval, not a guess at how long anything takes
+        base = f"http://127.0.0.1:{port}"
+        assert _request(f"{base}/metrics")[0] == 401
+        samples = _samples(base, Authorization="Bearer worker-token")
+        sent = (("kind", "confirmation"), ("result", "sent"))
+        assert samples[("zpravodaj_mails_total", sent)] == 1
+        # The database's facts are the web app's to report, not every worker host's.
+        assert not any(name.startswith("zpravodaj_queue_") for name, _ in samples)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def test_metrics_port_without_a_multiprocess_directory_is_refused(environment):
+    env = {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "worker", "--burst", "--metrics-port", str(free_port())],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
