@@ -118,6 +118,11 @@ BOUNCES = Counter(
     "zpravodaj_bounces", "Bounces recorded (reports and SMTP refusals), by class: hard or soft",
     ["kind"], registry=EVENTS,
 )  # fmt: skip
+COMPLAINTS = Counter(
+    "zpravodaj_complaints",
+    "Spam complaints (ARF feedback reports), by result: unsubscribed, or unmatched (no VERP)",
+    ["result"], registry=EVENTS,
+)  # fmt: skip
 JOBS = Counter(
     "zpravodaj_jobs", "RQ jobs run by the workers, by job function and result (ok, failed)",
     ["job", "result"], registry=EVENTS,

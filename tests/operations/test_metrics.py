@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from service import create_app, tokens
-from service.bounces.recording import record_refusal
+from service.bounces.recording import process_message, record_refusal
 from service.config import ConfigError
 from service.consent import RequestInfo, record
 from service.dev.processes import free_port
@@ -15,6 +15,7 @@ from service.extensions import db
 from service.jobs import redis_connection
 from service.metrics import parse_networks
 from service.models import Subscriber
+from tests.bounces.test_bounces import bounce_bytes, send_issue
 from tests.conftest import add_confirmed_subscribers, link_to, make_config, run_jobs
 from tests.workers.test_delivery import make_issue, send
 from workers.delivery import fan_out
@@ -235,3 +236,12 @@ def test_metrics_off_serves_no_page(database_url, redis_url, outbox):
 def test_a_bad_metrics_network_is_refused_at_start(database_url, redis_url, outbox):
     with pytest.raises(ConfigError, match="METRICS_ALLOW"):
         create_app(make_config(database_url, redis_url, outbox.url, METRICS_ALLOW=["intranet"]))
+
+
+def test_a_spam_complaint_is_counted(app, client, outbox):
+    mail = next(iter(send_issue(app, outbox, count=1).values()))
+    before = scrape(client)
+    process_message(bounce_bytes("arf_complaint.eml", mail))
+    after = scrape(client)
+    assert grew(before, after, "zpravodaj_complaints_total", result="unsubscribed") == 1
+    assert grew(before, after, "zpravodaj_unsubscribes_total", channel="complaint") == 1
