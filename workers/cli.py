@@ -60,7 +60,7 @@ def worker_command(
         maintenance_interval=interval,
         worker_ttl=interval + 15,
     )
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
 
 
 def _probe_smtp() -> None:
