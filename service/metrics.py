@@ -159,11 +159,7 @@ CONSENT_COUNTERS: dict[str, Counter] = {
     "preferences_remove": UNSUBSCRIBES,
 }
 
-_enabled = True
-
-
-def enabled() -> bool:
-    return _enabled
+_enabled = True  # METRICS; set by init_app, inherited by forked work horses
 
 
 # --- counting -------------------------------------------------------------------
@@ -301,6 +297,8 @@ def access_status(
         client = ipaddress.ip_address(address or "")
     except ValueError:
         return 403
+    if client.version == 6 and client.ipv4_mapped is not None:  # a dual-stack socket's IPv4
+        client = client.ipv4_mapped
     if not any(client in network for network in networks):
         return 403
     if token and not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):

@@ -191,6 +191,8 @@ def test_metrics_answer_with_redis_down_and_say_so(database_url, outbox, tmp_pat
         (None, "127.0.0.1", 200),  # default: loopback and private networks
         (None, "10.20.30.40", 200),
         (None, "203.0.113.9", 403),
+        (None, "::ffff:192.168.1.20", 200),  # IPv4 through a dual-stack socket
+        (None, "::ffff:203.0.113.9", 403),
         (["203.0.113.0/24"], "203.0.113.9", 200),
         (["10.0.0.0/8"], "127.0.0.1", 403),
     ],
