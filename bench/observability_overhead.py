@@ -11,19 +11,22 @@ bench/issue_delivery.py), alternately:
   counted and timed, every job's lag and result) and `LOG_FORMAT=json`.
 
 The worker's log goes to a file in both modes, as it would to journald.
-Printed: the median msg/s and CPU per message (worker and work horses,
-from getrusage of the reaped children, start-up excluded) of each mode over
+Printed: the median msg/s and CPU per message (of the work horses, which do
+the delivery: the worker's reaped children, from /proc) of each mode over
 the runs, their ratios, and raw smtplib to the same sink as the yardstick.
 In the "on" runs the counters read back from the directory must say N sent.
 
 On a shared machine the runs of either mode spread by more than the 5 %
 to be measured, so the instrumentation is also timed on its own, in a child
 process set up as a worker is (multiprocess directory, JSON logs): the
-per-message counting and timing, and per batch the job's lag and result and
-its log lines (JSON against text), spread over BATCH_SIZE messages. That
+per-message counting and timing, and per batch the job's lag and result,
+the work horse's switch to its worker's metric files (forked horses that
+count against forked horses that do not) and the job's log lines (JSON
+against text), spread over BATCH_SIZE messages. That
 CPU per message, against the pipeline's, is the steadier figure.
 
 Run: .venv/bin/python bench/observability_overhead.py [N] [--runs R] [--database-url URL]
+[--simple] (--simple: the worker runs the jobs in its own process, no work horses)
 """
 
 from __future__ import annotations
@@ -64,31 +67,37 @@ MODES = {
 }
 
 
-def _cpu_of(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used so far, from /proc."""
+def _delivery_cpu(pid: int, simple: bool) -> float:
+    """CPU seconds (user + system) of a live worker's delivery so far: of its reaped
+    children, the work horses (the scheduler, its other child, lives on); with
+    --simple, of the worker itself, which then runs the jobs."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    first = 11 if simple else 13
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _wait_idle(deadline: float) -> None:
+    """Until the worker has reaped its last work horse and waits for work again."""
+    while any(w.get_state() != "idle" for w in Worker.all(connection=redis_connection())):
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not go idle")
+        time.sleep(0.02)
 
 
-def deliver(env: dict[str, str], sink: CountingSink, n: int, log_path: Path) -> dict[str, float]:
-    """One issue to n subscribers with one worker; msg/s and CPU ms per message."""
-    cpu_before = _children_cpu()
+def deliver(
+    env: dict[str, str], sink: CountingSink, n: int, log_path: Path, simple: bool
+) -> dict[str, float]:
+    """One issue to n subscribers with one worker; msg/s and the delivery's CPU ms per message."""
+    command = [sys.executable, "-m", "service", "worker", *(["--simple"] if simple else [])]
     with log_path.open("ab") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker"], env=env, cwd=PROJECT,
-            stdout=log, stderr=log,
-        )  # fmt: skip
+        worker = subprocess.Popen(command, env=env, cwd=PROJECT, stdout=log, stderr=log)
     deadline = time.monotonic() + 60
     while not Worker.all(connection=redis_connection()):
         if time.monotonic() > deadline or worker.poll() is not None:
             raise SystemExit(f"the worker did not start; see {log_path}")
         time.sleep(0.05)
-    start_up = _cpu_of(worker.pid)  # imports and the first reconciler run: not delivery
+    _wait_idle(deadline)
+    cpu_before = _delivery_cpu(worker.pid, simple)
     issue = new_issue()
     sink.reset()
     start = time.perf_counter()
@@ -101,9 +110,10 @@ def deliver(env: dict[str, str], sink: CountingSink, n: int, log_path: Path) -> 
             break
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
+    _wait_idle(time.monotonic() + 60)
+    cpu = _delivery_cpu(worker.pid, simple) - cpu_before
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
-    cpu = _children_cpu() - cpu_before - start_up
     assert sink.count == n, f"sink got {sink.count} of {n}"
     return {"rate": n / elapsed, "cpu_ms": cpu / n * 1000}
 
@@ -151,6 +161,7 @@ def measure_instrumentation(repeat: int) -> None:
         metrics.job_finished("deliver_batch", True)
 
     per_batch_metrics = _cpu_seconds_per_call(per_job, repeat // 10)
+    per_horse = _horse_setup_cpu(metrics, repeat // 500)
     lines = {}
     with log_context(job_id="issue-batch-40-5f2a91c3", issue_id=12):
         for log_format in ("text", "json"):
@@ -158,7 +169,27 @@ def measure_instrumentation(repeat: int) -> None:
             lines[log_format] = _cpu_seconds_per_call(
                 lambda: log.info("issue %s sent", 12), repeat // 10
             )
-    print(json.dumps({"message": per_message, "job": per_batch_metrics, **lines}))
+    print(json.dumps({"message": per_message, "job": per_batch_metrics + per_horse, **lines}))
+
+
+def _horse_setup_cpu(metrics, horses: int) -> float:
+    """CPU a work horse spends switching to its worker's metric files and counting once,
+    beyond the fork itself: forked horses that count, against ones that do not."""
+
+    def children_cpu(count: bool) -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        for _ in range(horses):
+            pid = os.fork()
+            if pid == 0:
+                if count:
+                    metrics.become_work_horse(os.getppid())
+                    metrics.mail_result("issue", "sent", 0.001)
+                os._exit(0)
+            os.waitpid(pid, 0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    return max(0.0, children_cpu(True) - children_cpu(False)) / horses
 
 
 def instrumentation_cost(env: dict[str, str], tmp: str, repeat: int = 100_000) -> dict:
@@ -181,6 +212,9 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5, help="runs of each mode (alternating)")
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--simple", action="store_true", help="the worker runs jobs itself (no work horses)"
+    )
     parser.add_argument("--instrumentation", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.instrumentation:
@@ -219,7 +253,8 @@ def main() -> None:
                     if mode == "on":
                         metrics_dir.mkdir()
                         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-                    results[mode].append(deliver(env, sink, args.n, Path(tmp) / f"{mode}.log"))
+                    log_path = Path(tmp) / f"{mode}.log"
+                    results[mode].append(deliver(env, sink, args.n, log_path, args.simple))
                     if mode == "on":
                         counted = counted_sent(str(metrics_dir))
                         assert counted == args.n, f"metrics counted {counted} of {args.n}"
@@ -237,7 +272,8 @@ def report(args, database_url: str, baseline: float, results, instrumentation: d
     }
     off, on = medians["off"], medians["on"]
     print(
-        f"observability overhead: an issue to {args.n} subscribers ({kind}), one worker, "
+        f"observability overhead: an issue to {args.n} subscribers ({kind}), one worker"
+        f"{' (--simple: no work horses)' if args.simple else ''}, "
         f"medians of {args.runs} runs per mode, alternating"
     )
     print(f"  raw smtplib, one connection, pre-rendered: {baseline:8.0f} msg/s  (yardstick)")
@@ -258,7 +294,8 @@ def report(args, database_url: str, baseline: float, results, instrumentation: d
     cost = instrumentation
     print(
         f"  instrumentation timed alone: {cost['message'] * 1e6:.1f} µs per message counted, "
-        f"{cost['job'] * 1e6:.1f} µs per job, a log line {cost['json'] * 1e6:.1f} µs as JSON "
+        f"{cost['job'] * 1e6:.1f} µs per job (the horse's switch to its files included), "
+        f"a log line {cost['json'] * 1e6:.1f} µs as JSON "
         f"against {cost['text'] * 1e6:.1f} µs as text"
     )
     print(
