@@ -40,9 +40,8 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 # Paths polled by load balancers and Prometheus: logged at DEBUG, not once a second at INFO.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
-_context: ContextVar[Mapping[str, Any]] = ContextVar(
-    "zpravodaj_log_context", default=MappingProxyType({})
-)
+_OUTSIDE = MappingProxyType({})  # no request, no job: nothing to bind ids to
+_context: ContextVar[Mapping[str, Any]] = ContextVar("zpravodaj_log_context", default=_OUTSIDE)
 access_log = logging.getLogger("service.access")
 
 
@@ -66,8 +65,14 @@ def log_context(**ids: Any) -> Iterator[None]:
 
 def bind(**ids: Any) -> None:
     """Add ids to the current request's or job's lines from here on (e.g. the issue
-    a delivery batch belongs to, known only once its row is read)."""
-    _context.set({**_context.get(), **ids})
+    a delivery batch belongs to, known only once its row is read).
+
+    Outside a request or job (a job function called directly) it does nothing:
+    with no scope to end, the ids would stick to every later line of the thread.
+    """
+    current = _context.get()
+    if current is not _OUTSIDE:
+        _context.set({**current, **ids})
 
 
 class ContextFilter(logging.Filter):

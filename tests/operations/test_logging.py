@@ -11,7 +11,7 @@ import pytest
 from service import create_app
 from service.config import ConfigError
 from service.extensions import db
-from service.logging_setup import configure, log_context
+from service.logging_setup import bind, configure, log_context
 from tests.conftest import add_confirmed_subscribers, make_config, run_jobs
 from tests.workers.test_delivery import make_issue, send
 
@@ -47,6 +47,23 @@ def test_json_lines_have_time_level_logger_message(capsys):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", first["time"])
     assert second["level"] == "WARNING"
     assert "request_id" not in second
+
+
+def test_ids_bound_in_a_job_end_with_it_and_bind_outside_one_does_nothing(capsys):
+    configure("json")
+    log = logging.getLogger("service.test")
+    try:
+        bind(issue_id=7)  # e.g. a delivery function called outside any job
+        with log_context(job_id="j-1"):
+            bind(issue_id=8)
+            log.info("uvnitř")
+        log.info("venku")
+    finally:
+        configure("text")
+    inside, outside = json_lines(capsys.readouterr().err)
+    assert (inside["job_id"], inside["issue_id"]) == ("j-1", 8)
+    assert "issue_id" not in outside
+    assert "job_id" not in outside
 
 
 def test_an_exception_is_kept_in_its_json_line(capsys):
