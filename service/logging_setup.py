@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -128,6 +129,14 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def formatter_from_environment() -> logging.Formatter:
+    """The formatter LOG_FORMAT names, for gunicorn's own lines (service/gunicorn_conf.py),
+    which are set up before the app and its configuration exist."""
+    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+        return JsonFormatter()
+    return TextFormatter()
 
 
 class StderrHandler(logging.StreamHandler):

@@ -78,9 +78,11 @@ def gunicorn(environment, tmp_path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as sink:
+        # The production settings (service/gunicorn_conf.py), two processes.
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=PROJECT, env=environment, stdout=sink, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf"],
+            cwd=PROJECT, stdout=sink, stderr=subprocess.STDOUT,
+            env={**environment, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"},
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -147,11 +149,14 @@ def test_gunicorn_and_a_forking_worker_report_through_one_scrape(gunicorn, envir
     assert len(sent_lines) == 6
     assert all(line["job_id"].startswith("outgoing-mail-") for line in sent_lines)
 
-    # Under gunicorn the service's INFO lines are not lost, and they name their request.
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    # Under gunicorn the service's INFO lines are not lost, each is written once, and
+    # they name their request; gunicorn's own lines are JSON too.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     access = [line for line in lines if line["logger"] == "service.access"]
-    assert {line["request_id"] for line in access} >= set(request_ids)
+    signups = [line for line in access if line["message"].startswith("POST /subscribe 202")]
+    assert sorted(line["request_id"] for line in signups) == sorted(request_ids)
     assert all(line["level"] == "INFO" for line in access)
+    assert any(line["logger"] == "gunicorn.error" for line in lines)
 
 
 def test_a_worker_host_serves_its_metrics_on_its_own_port(config, environment, outbox):
