@@ -25,7 +25,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # The app's parts are imported here, not at the top: every `import service.x`
     # (a worker, a migration, the CLI before it needs an app) runs this package
     # first, and must not load every blueprint of the web app with it.
-    from . import commands, database, errors, health, http_guards, input_guard, jobs, privacy, site
+    from . import (
+        commands,
+        database,
+        errors,
+        health,
+        http_guards,
+        input_guard,
+        jobs,
+        logging_setup,
+        metrics,
+        privacy,
+        site,
+    )
     from .admin import auth as admin_auth
     from .admin.routes import bp as admin_bp
     from .api import errors as api_errors
@@ -51,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     check_required(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
+    logging_setup.init_app(app)
 
     database.init_app(app)
     # Request hooks run in the order they are registered; these three come first.
@@ -71,6 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(meetings_bp)
     app.register_blueprint(api_bp)
     health.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         app.register_blueprint(outbox_bp)

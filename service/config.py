@@ -7,6 +7,7 @@ the dev command and the tests fill those in themselves.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -112,6 +113,16 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "PRIVACY_CONTROLLER": (str, ""),
     "PRIVACY_CONTACT": (str, ""),
     "PRIVACY_DPO": (str, ""),
+    # Operations (README, "Metrics and logs"): the log format and level, and /metrics.
+    "LOG_FORMAT": (lambda v: v.strip().lower(), "text"),
+    "LOG_LEVEL": (lambda v: v.strip().upper(), "INFO"),
+    "METRICS": (_flag, True),
+    "METRICS_TOKEN": (str, ""),
+    # Clients allowed to read /metrics: loopback and the private ranges by default.
+    "METRICS_ALLOW": (
+        _list,
+        ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+    ),
 }
 
 
@@ -177,6 +188,22 @@ def check_required(config: Mapping[str, Any]) -> None:
                 f"SEND_RATE_PER_DOMAIN={domain_rates!r}: use e.g. 'seznam.cz=5,*=20'."
             ) from None
     check_dkim(config)
+    check_operations(config)
+
+
+def check_operations(config: Mapping[str, Any]) -> None:
+    """The log format and level, and the networks allowed to read /metrics."""
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT must be text or json.")
+    if config["LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+    for network in config["METRICS_ALLOW"]:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"METRICS_ALLOW: {network!r} is no network; use e.g. 10.0.0.0/8,127.0.0.1."
+            ) from None
 
 
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")  # as smtp_settings.py reads them

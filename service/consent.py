@@ -11,6 +11,7 @@ from flask import Request, current_app, render_template
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from . import metrics
 from .extensions import db
 from .models import ConsentEvent, ConsentText, MailingList, Subscriber
 
@@ -188,4 +189,5 @@ def record(
         occurred_at=occurred_at,
     )
     db.session.add(event)
+    metrics.consent_step(db.session, action, info.channel)
     return event

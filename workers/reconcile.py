@@ -17,6 +17,7 @@ from flask import current_app
 from rq.job import Job
 from sqlalchemy import and_, delete, or_, select, update
 
+from service import metrics
 from service.clock import utcnow
 from service.extensions import db
 from service.jobs import (
@@ -38,12 +39,14 @@ log = logging.getLogger(__name__)
 
 def reconcile() -> dict[str, int]:
     """Put back jobs for sign-ups, single mails, issues and meeting reminders; counts by kind."""
-    return {
+    done = {
         "signup_requests": reconcile_signup_requests(),
         "outgoing_mail": reconcile_outgoing_mail(),
         **reconcile_issues(),
         "meeting_reminders": reconcile_reminders(),
     }
+    metrics.reconciled(done)
+    return done
 
 
 def reconcile_outgoing_mail() -> int:

@@ -45,6 +45,11 @@ def process_command(source) -> None:
 
 def _describe(outcome) -> str:
     who = outcome.address or "adresát"
+    if outcome.kind == "complaint":
+        if not outcome.recorded:
+            return "Stížnost na spam bez adresy VERP: nelze určit, kdo si stěžuje; nezaznamenáno."
+        left = "odhlášen ze všech seznamů" if outcome.suppressed else "už nebyl přihlášen nikde"
+        return f"{who}: stížnost na spam zaznamenána, {left}."
     kind = {"hard": "trvalá", "soft": "dočasná"}[outcome.kind]
     status = f" ({outcome.status})" if outcome.status else ""
     if not outcome.recorded:

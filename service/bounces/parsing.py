@@ -5,6 +5,10 @@ with their status codes and diagnostics. Everything else (Exchange's and
 qmail's prose, old Postfix, Yahoo...) goes through flufl.bounce, Mailman's
 detectors, which only tell permanent from temporary. The VERP address the
 bounce was sent to names the delivery even when neither finds anything.
+A spam complaint (an ARF feedback report, RFC 5965, from a mailbox
+provider's feedback loop) is no bounce but comes the same way: it is told
+apart here, and names our mail by the VERP return path of the original it
+quotes.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class BounceReport:
     failures: list[Failure] = field(default_factory=list)
     verp: VerpToken | None = None
     auto_reply: bool = False
+    complaint: bool = False  # an ARF feedback report: the recipient marked our mail as spam
 
 
 def parse(raw: bytes, envelope_recipients: Iterable[str] = ()) -> BounceReport:
@@ -74,6 +79,10 @@ def parse(raw: bytes, envelope_recipients: Iterable[str] = ()) -> BounceReport:
         raise NotABounce("vstup nemá hlavičky e-mailové zprávy")
 
     report = BounceReport(verp=_verp_of(message, envelope_recipients))
+    if is_complaint(message):
+        report.complaint = True
+        report.verp = report.verp or _verp_of_quoted_original(message)
+        return report
     try:
         report.failures = _dsn_failures(message) or _detector_failures(message)
         report.auto_reply = not report.failures and _is_auto_reply(message)
@@ -95,6 +104,37 @@ def _verp_of(message: email.message.Message, envelope_recipients: Iterable[str])
         token = parse_token(candidate)
         if token is not None:
             return token
+    return None
+
+
+def is_complaint(message: email.message.Message) -> bool:
+    """An ARF feedback report (RFC 5965): multipart/report; report-type=feedback-report."""
+    report_type = str(message.get_param("report-type", "") or "").strip().lower()
+    return message.get_content_type() == "multipart/report" and report_type == "feedback-report"
+
+
+def _verp_of_quoted_original(message: email.message.Message) -> VerpToken | None:
+    """The VERP return path of the original a feedback report quotes (whole or headers only).
+
+    Feedback loops write to the address registered with them, not to the
+    return path, so the original's Return-Path is what names the delivery.
+    """
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == "message/rfc822":
+            payload = part.get_payload()
+            original = payload[0] if isinstance(payload, list) and payload else None
+        elif content_type == "text/rfc822-headers":
+            original = email.message_from_bytes(part.get_payload(decode=True) or b"")
+        else:
+            continue
+        if original is None:
+            continue
+        for name in ("Return-Path", *ENVELOPE_HEADERS):
+            for value in original.get_all(name) or []:
+                token = parse_token(str(value))
+                if token is not None:
+                    return token
     return None
 
 

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import consent, suppression
+from .. import consent, metrics, suppression
 from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -141,6 +141,7 @@ def _record_one(
         return Outcome(
             subscriber.email, failure.kind, failure.status, False, note="already recorded"
         )
+    metrics.count_after_commit(db.session, metrics.BOUNCES, failure.kind)
     score = soft_score(subscriber, now)
     threshold = current_app.config["BOUNCE_SOFT_THRESHOLD"]
     suppressed = False
@@ -174,6 +175,30 @@ def record_refusal(
     # The fingerprint keeps the same refusal of the same send from counting twice.
     raw = f"smtp refusal\0{delivery_id}\0{mail_id}\0{reason}".encode()
     return _record_one(subscriber, failure, raw, delivery_id, mail_id)
+
+
+def record_complaint(report: BounceReport) -> list[Outcome]:
+    """A recipient marked our mail as spam: end every subscription of theirs at once.
+
+    Mailbox providers judge senders by their complaint rate, and the person
+    said as clearly as they could that they want no more mail. No suppression:
+    a fresh double opt-in brings them back. Only a valid VERP token of the
+    quoted original says who complained. The caller commits.
+    """
+    target = _verp_target(report)
+    subscriber = target[0] if target is not None else None
+    if subscriber is None:
+        metrics.count_after_commit(db.session, metrics.COMPLAINTS, "unmatched")
+        return [Outcome(None, "complaint", "", False, note="no verp")]
+    now = utcnow()
+    info = RequestInfo(ip=None, user_agent=None, channel="complaint")
+    left = False
+    for subscription in list(subscriber.subscriptions):
+        if subscription.unsubscribe(now):
+            consent.record(subscriber, "unsubscribe", info, mailing_list=subscription.mailing_list)
+            left = True
+    metrics.count_after_commit(db.session, metrics.COMPLAINTS, "unsubscribed")
+    return [Outcome(subscriber.email, "complaint", "", True, suppressed=left)]
 
 
 def soft_score(subscriber: Subscriber, now: datetime | None = None) -> int:
@@ -273,6 +298,14 @@ def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, l
     report = parse(raw, envelope_recipients)
     if report.auto_reply:
         return report, []
+    if report.complaint:
+        try:
+            outcomes = record_complaint(report)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        return report, outcomes
     if not report.failures and report.verp is None:
         raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
     try:
