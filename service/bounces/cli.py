@@ -7,7 +7,7 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from .parsing import MAX_BOUNCE_BYTES, NotABounce
+from .parsing import MAX_BOUNCE_BYTES, MessageKind, NotABounce
 from .receiver import serve
 from .recording import process_message
 
@@ -36,8 +36,15 @@ def process_command(source) -> None:
     except OperationalError as exc:
         click.echo(f"Databáze není dostupná, zkuste to znovu: {exc.orig}", err=True)
         sys.exit(EX_TEMPFAIL)
-    if report.auto_reply:
-        click.echo("Automatická odpověď (např. nepřítomnost), nic nezaznamenáno.")
+    ignored = {
+        MessageKind.AUTO_REPLY: "Automatická odpověď (např. nepřítomnost), nic nezaznamenáno.",
+        MessageKind.REPLY: "Odpověď člověka, není to zpráva o nedoručení; nic nezaznamenáno.",
+        MessageKind.COMPLAINT: "Stížnost (hlášení ARF), není to zpráva o nedoručení.",
+        MessageKind.NOTIFICATION: "Oznámení bez chyby doručení, nic nezaznamenáno.",
+        MessageKind.OTHER: "Není to zpráva o nedoručení, nic nezaznamenáno.",
+    }
+    if report.kind in ignored:
+        click.echo(ignored[report.kind])
         return
     for outcome in outcomes:
         click.echo(_describe(outcome))

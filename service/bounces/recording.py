@@ -36,7 +36,8 @@ from ..models import (
     SubscriptionStatus,
     SuppressionReason,
 )
-from .parsing import BounceReport, Failure, NotABounce, classify, parse, status_of
+from .classify import judge
+from .parsing import BounceReport, Failure, MessageKind, NotABounce, parse
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
 ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
@@ -57,8 +58,10 @@ class Outcome:
 
 def record_report(report: BounceReport, raw: bytes) -> list[Outcome]:
     """Record every failure of `report`; the caller commits."""
+    if report.kind != MessageKind.BOUNCE:
+        return []  # complaints, replies, auto-replies, notices: no bounce of anybody
     failures = report.failures
-    if not failures and report.verp is not None and not report.auto_reply:
+    if not failures and report.verp is not None:
         # Sent to one of our VERP addresses, yet nothing a detector can read:
         # a mangled report still means that delivery came back. Count it soft.
         failures = [Failure(None, "soft", "", "nerozpoznaná zpráva o nedoručení")]
@@ -160,14 +163,15 @@ def record_refusal(
 ) -> Outcome:
     """The SMTP server refused a recipient for good while we sent (5xx at RCPT TO).
 
-    As good as a bounce, without waiting for one, and counted by the same
-    rules: hard only with an enhanced status about the address (5.1.1 no such
-    mailbox); a policy answer (5.7.x) or a bare "550" without one may be about
-    us as much as about the address, so it counts soft. The caller commits.
+    As good as a bounce, without waiting for one, and judged by the same
+    classifier (`classify.judge`): hard only with evidence about the address
+    (5.1.1, "user unknown"); a policy answer (5.7.x) or a bare "550" may be
+    about us as much as about the address, so it counts soft. The caller commits.
     """
-    status = status_of(reason)
-    kind = classify(status, permanent=False) if status else "soft"
-    failure = Failure(address, kind, status, " ".join(reason.split())[:500])
+    verdict = judge("", reason)
+    failure = Failure(
+        address, verdict.kind, verdict.status, " ".join(reason.split())[:500], verdict.reason
+    )
     subscriber = db.session.get(Subscriber, subscriber_id) if subscriber_id else None
     if subscriber is None:
         return _unmatched(failure)
@@ -267,11 +271,14 @@ def bounces_of(subscriber: Subscriber) -> list[Bounce]:
 def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, list[Outcome]]:
     """Parse and record one bounce, committing; raises parsing.NotABounce for non-bounces.
 
-    An auto-reply (out of office) reaching the return path is no bounce: it
-    comes back with no outcomes, and nothing is recorded.
+    An auto-reply (out of office), a human reply, a complaint or a provider's
+    notice reaching the return path is no bounce: it comes back with no
+    outcomes, and nothing is recorded. Ordinary mail raises NotABounce.
     """
     report = parse(raw, envelope_recipients)
-    if report.auto_reply:
+    if report.kind == MessageKind.OTHER:
+        raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
+    if report.kind != MessageKind.BOUNCE:
         return report, []
     if not report.failures and report.verp is None:
         raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
