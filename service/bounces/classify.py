@@ -9,7 +9,12 @@ a reason kept apart: a full mailbox, a message too big, throttling, a policy
 or spam block (which is about us, not the subscriber), an expired queue.
 
 The most specific code found in Status, Diagnostic-Code or the text wins:
-`Status: 5.0.0` with `552 5.2.2 Mailbox full` is a full mailbox.
+`Status: 5.0.0` with `552 5.2.2 Mailbox full` is a full mailbox. Some
+evidence outweighs any code: a refusal of our greeting or of MAIL FROM is
+about us (RFC 5321), so are words about our reputation or rate, and words
+that the mailbox is full say that it exists. Which SMTP command a refusal
+answered, where the report shows it, settles the weak RFC 5321 wording
+"mailbox unavailable": at RCPT it is about the address, after DATA a filter.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+
+class Stage(StrEnum):
+    """Which SMTP command the refusal answered, when the report shows it."""
+
+    UNKNOWN = ""
+    GREETING = "greeting"  # HELO/EHLO, MAIL FROM or the connection: about us
+    RCPT = "rcpt"
+    DATA = "data"
 
 
 class Reason(StrEnum):
@@ -40,6 +54,8 @@ class Reason(StrEnum):
 _CODE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 _REPLY = re.compile(r"(?<![\d.-])([245])\d\d(?![\d.])")
 ADDRESS_CODES = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10)}
+# "Other or undefined" address or protocol status: says nothing either way.
+_GENERIC = {(0, 0), (1, 0), (5, 0)}
 # Codes whose meaning is plainly not about the address: words cannot overrule them.
 _NOT_ADDRESS = {
     (2, 2): Reason.MAILBOX_FULL,
@@ -87,7 +103,15 @@ _ADDRESS_WORDS = _words(
     r"not a (?:valid|known) (?:user|mailbox|recipient)",
     r"no mailbox (?:here )?by that name",
     r"mailbox (?:is )?(?:not found|does not exist|inexistent|nonexistent)",
-    r"not listed in (?:the )?(?:\w+ )?directory",
+    r"not listed in (?:the )?(?:public )?(?:\w+ )?(?:directory|name & address book)",
+    r"ディレクトリ.{0,12}(?:ありません|見つかりません)",  # Lotus Notes/Domino in Japanese
+    r"user not known",
+    r"unknown host",
+    r"invalid (?:recipient )?domain",
+    r"couldn't find (?:a|any) (?:mail exchanger|host)",
+    r"\b[\w-]+(?:\.[\w-]+)+ does not exist",  # a domain named as not existing
+    # Microsoft 365 directory-based edge blocking: the recipient is not in the tenant.
+    r"recipient address rejected: access denied",
     r"recipient name is not recognized",
     r"invalid final delivery userid",
     r"user not exist",
@@ -119,7 +143,29 @@ _ADDRESS_WORDS = _words(
     r"utente (?:sconosciuto|inesistente)",
     r"użytkownik nie istnieje",
 )
+# RFC 5321's stock text for 550, also used for policy refusals: needs corroboration.
 _WEAK_ADDRESS_WORDS = _words(r"mailbox (?:is )?unavailable", r"recipient (?:address )?rejected")
+# About us, not the subscriber: our reputation, our sending rate.
+_US_WORDS = _words(
+    r"\bspam",
+    r"black ?list",
+    r"block ?list",
+    r"\bdnsbl\b",
+    r"\brbl\b",
+    r"reputation",
+    r"too many (?:recipients|messages|connections|mails)",
+    r"rate limit",
+)
+# The mailbox exists, it is only full.
+_EXISTS_WORDS = _words(
+    r"over ?quota",
+    r"quota (?:exceeded|full)",
+    r"mail ?box (?:is )?full",
+    r"disk space",
+    r"insufficient (?:storage|disk)",
+    r"plná schránka",
+    r"postfach (?:ist )?voll",
+)
 _REASON_WORDS: list[tuple[Reason, re.Pattern]] = [
     (
         Reason.MAILBOX_FULL,
@@ -201,55 +247,94 @@ def judge(
     text: str = "",
     *,
     delayed: bool = False,
-    after_data: bool = False,
+    stage: Stage = Stage.UNKNOWN,
 ) -> Verdict:
     """Hard or soft for one recipient, from its Status, Diagnostic-Code and prose.
 
-    `after_data`: the receiver refused only once it had the message (at the
-    end of DATA), having accepted the recipient at RCPT: that is a filter
-    speaking, whatever words it uses, not proof the address is gone.
+    `stage`: the SMTP command the refusal answered, when the report shows it
+    (see `stage_of`). Only failure codes (class 4 and 5) count as evidence.
     """
     evidence = " ".join(filter(None, (diagnostic, text)))
-    code = most_specific(codes_in(diagnostic) + codes_in(text) + codes_in(status))
+    codes = [c for c in codes_in(diagnostic) + codes_in(text) + codes_in(status) if c[0] != 2]
+    code = most_specific(codes)
     code_text = ".".join(map(str, code)) if code else ""
-    if code and (code[1], code[2]) in ADDRESS_CODES and not delayed:
-        return Verdict("hard", Reason.ADDRESS, code_text)
-    if code and (code[1], code[2]) in _NOT_ADDRESS:
-        return Verdict("soft", _NOT_ADDRESS[(code[1], code[2])], code_text)
-    if _words_say_address(code, evidence) and not delayed:
-        if after_data:
-            return Verdict("soft", Reason.FILTERED, code_text)
-        return Verdict("hard", Reason.ADDRESS, code_text)
+    subject = (code[1], code[2]) if code else (0, 0)
     if delayed:
         return Verdict("soft", Reason.EXPIRED, code_text)
+    if stage == Stage.GREETING:
+        return Verdict("soft", _reason_in_words(evidence) or Reason.BLOCKED, code_text)
+    if _US_WORDS.search(evidence) or _EXISTS_WORDS.search(evidence):
+        return Verdict("soft", _reason_in_words(evidence) or Reason.BLOCKED, code_text)
+    if subject in ADDRESS_CODES:
+        return Verdict("hard", Reason.ADDRESS, code_text)
+    if subject in _NOT_ADDRESS:
+        return Verdict("soft", _NOT_ADDRESS[subject], code_text)
+    if _words_say_address(subject, evidence, stage, code is not None):
+        return Verdict("hard", Reason.ADDRESS, code_text)
+    if stage == Stage.DATA and _WEAK_ADDRESS_WORDS.search(evidence):
+        return Verdict("soft", Reason.FILTERED, code_text)
     reason = _reason_in_words(evidence)
     if reason is not None:
         return Verdict("soft", reason, code_text)
-    if code and (code[1], code[2]) in _BY_CODE:
-        return Verdict("soft", _BY_CODE[(code[1], code[2])], code_text)
-    if code and code[1] in (1, 2, 3, 4, 5, 6, 7):
-        return Verdict("soft", _BY_CODE.get((code[1], 0), Reason.OTHER), code_text)
-    return Verdict("soft", Reason.OTHER, code_text)
+    if subject in _BY_CODE:
+        return Verdict("soft", _BY_CODE[subject], code_text)
+    return Verdict("soft", _BY_CODE.get((subject[0], 0), Reason.OTHER), code_text)
 
 
-def _words_say_address(code: tuple[int, int, int] | None, evidence: str) -> bool:
-    """Unambiguous words that the address is gone, where the code leaves room for them.
+def _words_say_address(
+    subject: tuple[int, int], evidence: str, stage: Stage, has_code: bool
+) -> bool:
+    """Words that the address is gone, where the code leaves room for them.
 
-    A mailbox-status code (X.2.x: the mailbox exists) is not overruled, but
-    for X.2.1 (disabled), which many servers send for a closed account; a
-    policy code (X.7.x) only when no word speaks of spam or blocking; the
-    weak "mailbox unavailable" only with a generic code or none.
+    Unambiguous words ("user unknown") count with any code that is not
+    plainly about something else (those were settled before), whichever
+    command they answered: servers refuse unknown users after DATA too, and
+    send them as 5.2.1 or 5.7.1. The weak "mailbox unavailable" counts only
+    when it answered RCPT, or with a generic enhanced code and no sign of DATA.
     """
     if _temporary_words(evidence):
         return False
-    if code and code[1] == 2 and code[2] != 1:  # X.2.1 "disabled" is often a closed account
-        return False
     if _ADDRESS_WORDS.search(evidence):
-        if code and code[1] == 7:
-            return _reason_in_words(evidence) not in (Reason.SPAM, Reason.BLOCKED, Reason.CONTENT)
         return True
-    generic = code is None or (code[1], code[2]) == (0, 0)
-    return generic and bool(_WEAK_ADDRESS_WORDS.search(evidence))
+    if not _WEAK_ADDRESS_WORDS.search(evidence):
+        return False
+    if stage == Stage.RCPT:
+        return subject in _GENERIC or subject[0] == 1
+    return stage == Stage.UNKNOWN and has_code and subject in _GENERIC
+
+
+# Which command a refusal answered, in the words MTAs use for it: Postfix "(in
+# reply to RCPT TO command)", Exim "after RCPT TO:", qmail "does not like
+# recipient", DragonFly "did not like our RCPT TO", Sendmail ">>> RCPT To:".
+_STAGES = [
+    (
+        Stage.GREETING,
+        _words(
+            r"(?:in reply to|after|did not like our) (?:MAIL FROM|HELO|EHLO)",
+            r">>> (?:MAIL From|HELO|EHLO)", r"refused to talk to me", r"my name was rejected",
+            r"does not like sender",
+        ),
+    ),
+    (
+        Stage.DATA,
+        _words(r"(?:in reply to|after) (?:the )?(?:end of )?data\b", r">>> DATA", r"\. <<<"),
+    ),
+    (
+        Stage.RCPT,
+        _words(
+            r"(?:in reply to|after|did not like our) RCPT", r"does not like recipient",
+            r">>> RCPT To", r"SMTP:RCPT", r"\[RCPT_TO\]", r"after RCPT command",
+        ),
+    ),
+]  # fmt: skip
+
+
+def stage_of(text: str) -> Stage:
+    """The SMTP command a refusal answered, by the transcript words in `text`."""
+    for stage, words in _STAGES:
+        if words.search(text or ""):
+            return stage
+    return Stage.UNKNOWN
 
 
 def _reason_in_words(evidence: str) -> Reason | None:
@@ -260,8 +345,15 @@ def _reason_in_words(evidence: str) -> Reason | None:
 
 
 def _temporary_words(evidence: str) -> bool:
-    """A lookup that failed for now ("user unknown, try again later") is no proof."""
-    return bool(re.search(r"temporar\w* (?:lookup )?fail|try again later", evidence, re.I))
+    """A lookup that failed for now ("user unknown, try again later") is no proof.
+
+    Postfix words a DNS lookup that failed for now "Host not found, try again".
+    """
+    return bool(
+        re.search(
+            r"temporar\w* (?:lookup )?fail|try again later|not found, try again", evidence, re.I
+        )
+    )
 
 
 def reply_class(text: str) -> str:

@@ -29,7 +29,7 @@ from enum import StrEnum
 from flufl.bounce import all_failures
 
 from . import notifications
-from .classify import Reason, judge, status_of
+from .classify import Reason, judge, stage_of, status_of
 from .verp import VerpToken, parse_token
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,6 @@ _ORIGINAL_FOLLOWS = re.compile(
     r"|returned message follows|the original message)",
     re.I | re.M,
 )
-
-
-# The receiver refused once it had the message, not at RCPT (see classify.judge).
-_AFTER_DATA = re.compile(r"(?:in reply to|after) (?:end of )?data\b", re.I)
 
 
 class NotABounce(ValueError):
@@ -223,15 +219,17 @@ def _verp_of(message: email.message.Message, envelope_recipients: Iterable[str])
 def _dsn_failures(message: email.message.Message) -> tuple[bool, list[Failure]]:
     """(any DSN found, its failed and delayed recipients with their verdicts)."""
     found, failures = False, []
-    after_data = None
+    prose = None
     for part in message.walk():
         if part.get_content_type() not in ("message/delivery-status", "text/delivery-status"):
             continue
         found = True
-        if after_data is None:
-            after_data = bool(_AFTER_DATA.search(notification_text(message)))
-        for block in _dsn_blocks(part):
-            failure = _dsn_recipient(block, after_data)
+        if prose is None:
+            prose = notification_text(message)
+        blocks = _dsn_blocks(part)
+        recipients = [_address_of(b.get("Final-Recipient")) or "" for b in blocks]
+        for block in blocks:
+            failure = _dsn_recipient(block, prose, recipients)
             if failure is not None:
                 failures.append(failure)
     return found, failures
@@ -249,7 +247,15 @@ def _dsn_blocks(part: email.message.Message) -> list[email.message.Message]:
     return [email.message_from_string(block.strip() + "\n") for block in blocks if block.strip()]
 
 
-def _dsn_recipient(block: email.message.Message, after_data: bool) -> Failure | None:
+def _dsn_recipient(
+    block: email.message.Message, prose: str, recipients: list[str]
+) -> Failure | None:
+    """One recipient's block judged by its Status and Diagnostic-Code.
+
+    Where the block says little (no diagnostic, or a generic status), the
+    human-readable part's words about this recipient are read too: many
+    MTAs (OpenSMTPD, old Sendmail) put the remote reply only there.
+    """
     action = str(block.get("Action", "")).strip().lower().split()[:1]
     status_field = str(block.get("Status", ""))
     if action and action[0] not in ("failed", "delayed", "failure"):
@@ -265,16 +271,24 @@ def _dsn_recipient(block: email.message.Message, after_data: bool) -> Failure | 
     if not diagnostic:
         diagnostic = _one_line(block.get("X-Remote-MTA-Response", ""))
     delayed = bool(action) and action[0] == "delayed"
-    after_data = after_data or bool(_AFTER_DATA.search(diagnostic))
-    verdict = judge(status_field, diagnostic, delayed=delayed, after_data=after_data)
+    context = ""
+    if recipient and (not diagnostic or status_of(diagnostic + " " + status_field) in _SAYS_LITTLE):
+        context = _context_of(recipient, prose, recipients)
+        context = "" if context == _one_line(prose) and len(recipients) > 1 else context
+    stage = stage_of(diagnostic) or stage_of(context) or stage_of(prose)
+    verdict = judge(status_field, diagnostic, context, delayed=delayed, stage=stage)
     status = verdict.status or status_of(status_field)
     return Failure(
         recipient if valid_address(recipient) else None,
         verdict.kind,
         status,
-        diagnostic[:500],
+        (diagnostic or context)[:500],
         verdict.reason,
     )
+
+
+# Statuses that say nothing specific: the prose may say more.
+_SAYS_LITTLE = {"", "5.0.0", "4.0.0", "5.5.0", "5.1.0"}
 
 
 def _looks_like_bounce(message: email.message.Message) -> bool:
@@ -319,11 +333,11 @@ def _prose_failures(message: email.message.Message) -> list[Failure]:
     addresses = _prose_addresses(message, text)
     failures = []
     for address in addresses:
-        context = _context_of(address, text)
-        after_data = bool(_AFTER_DATA.search(text))
-        verdict = judge("", "", context, after_data=after_data)
-        if verdict.reason == Reason.OTHER and context != text:
-            verdict = judge("", "", text, after_data=after_data)
+        context = _context_of(address, text, addresses)
+        stage = stage_of(context) or stage_of(text)
+        verdict = judge("", "", context, stage=stage)
+        if verdict.reason == Reason.OTHER and context != _one_line(text) and len(addresses) == 1:
+            verdict = judge("", "", text, stage=stage)
         failures.append(
             Failure(address, verdict.kind, verdict.status, context[:500], verdict.reason)
         )
@@ -495,11 +509,28 @@ def _decoded(part: email.message.Message) -> str:
         return payload.decode("utf-8", "replace")
 
 
-def _context_of(address: str, text: str) -> str:
-    """The paragraph about `address` in a prose bounce (its line and the next few)."""
+def _context_of(address: str, text: str, others: Iterable[str] = ()) -> str:
+    """The words about `address` in a report: its line and the next few.
+
+    The paragraph stops at a line that names another failed recipient, so
+    that in a report about several, each is judged by its own reply. The line
+    before counts too (Lotus Notes puts the reason above the address) unless
+    it is about somebody else.
+    """
     lines = text.splitlines()
     lowered = address.lower()
+    other = [o.lower() for o in others if o and o.lower() != lowered]
+
+    def names_other(line: str) -> bool:
+        line = line.lower()
+        return any(o in line for o in other) and lowered not in line
+
     for index, line in enumerate(lines):
-        if lowered in line.lower():
-            return _one_line(" ".join(lines[max(index - 1, 0) : index + 5]))
+        if lowered not in line.lower():
+            continue
+        start = index - 1 if index > 0 and not names_other(lines[index - 1]) else index
+        end = index + 1
+        while end < len(lines) and end < index + 6 and not names_other(lines[end]):
+            end += 1
+        return _one_line(" ".join(lines[start:end]))
     return _one_line(text)

@@ -5,9 +5,12 @@ dump of Sisimai 5's verdicts, made with the Perl one-liner in README.md.
 
     python tests/bounces/samples/build_corpus.py SET_OF_EMAILS P5_SISIMAI FLUFL CFORTUNE DUMP
 
-Labels: Sisimai's own curated test expectations (t/*.t of p5-sisimai) for
-set-of-emails; Sisimai's verdict for the flufl.bounce and PHP-Bounce-Handler
-samples (ambiguous verdicts, "onhold" and "undefined", are left out).
+Selection: a set-of-emails sample is kept where Sisimai 5's verdict agrees
+with its own curated test expectations (t/*.t of p5-sisimai); flufl.bounce
+and PHP-Bounce-Handler samples where Sisimai has a verdict at all ("onhold"
+and "undefined" are left out). Labels: hard or soft by the labelling policy
+in README.md (`is_hard`), applied to every sample alike; the soft reason is
+Sisimai's, in our words. Hand-written rows (synthetic/) are kept as they are.
 Addresses are anonymised: every local part except role names (postmaster,
 MAILER-DAEMON...) becomes a stable synthetic one; domains stay.
 """
@@ -59,6 +62,7 @@ def anonymous_address(address: str) -> str:
 
 
 def classify(fact: dict) -> tuple[str, str]:
+    """(class, reason) for one of Sisimai's facts, by the labelling policy in README.md."""
     reason = fact["reason"]
     if reason == "feedback":
         return "complaint", fact.get("ftype") or "abuse"
@@ -66,7 +70,64 @@ def classify(fact: dict) -> tuple[str, str]:
         return "auto_reply", ""
     if reason == "delivered":
         return "not_bounce", ""
-    return ("hard", "address") if fact["hard"] else ("soft", REASONS.get(reason, "other"))
+    if is_hard(fact):
+        return "hard", "address"
+    return "soft", REASONS.get(reason, "other")
+
+
+# The labelling policy (README.md, "Labelling policy"): issue 13's definition of
+# hard, applied to what Sisimai read out of each message. Deliberately short and
+# literal: it labels, it is not the classifier.
+POLICY_ADDRESS_CODES = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10)}
+# Full, too big, expired; X.1.7 and X.1.8 are the *sender's* address.
+POLICY_NOT_ADDRESS_CODES = {(2, 2), (2, 3), (3, 4), (4, 7), (1, 7), (1, 8)}
+POLICY_ADDRESS_REASONS = {"userunknown", "hostunknown", "hasmoved", "notaccept"}
+POLICY_ADDRESS_WORDS = re.compile(
+    r"user unknown|unknown user|unknown recipient|recipient unknown|user not known"
+    r"|no such (?:user|mailbox|recipient|domain)|(?:does not|doesn't|did not) exist|user not exist"
+    r"|(?:user|recipient|address|mailbox) (?:was )?not found|address couldn't be found"
+    r"|doesn't have an? \S+ account|invalid recipient|not listed in|invalid final delivery"
+    r"|unknown host|host unknown|host or domain name not found|invalid domain"
+    r"|unrouteable address|couldn't find a mail exchanger|no mx (?:record )?found"
+    r"|indicated no smtp service|doesn't receive email|recipient address rejected: access denied"
+    r"|inexistente|unbekannt|inconnu|desconocido",
+    re.I,
+)
+# Words that the refusal is about us (our reputation, our rate) or that the
+# mailbox exists (it is full): these outweigh a code, the mailbox is not gone.
+POLICY_US_WORDS = re.compile(
+    r"spam|black ?list|block ?list|reputation|too many (?:recipients|messages|connections)", re.I
+)
+POLICY_EXISTS_WORDS = re.compile(
+    r"over ?quota|quota exceeded|mailbox (?:is )?full|disk space", re.I
+)
+CODE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
+
+
+def is_hard(fact: dict) -> bool:
+    """Hard when the evidence is about the address (issue 13), whatever Sisimai's reason.
+
+    The code is the most specific real RFC 3463 code in the diagnostic, else
+    the delivery status; Sisimai's own pseudo codes (X.Y.9xx, made up when a
+    message has none) count as no code.
+    """
+    diagnostic = fact.get("diag") or ""
+    codes = [tuple(map(int, c)) for c in CODE.findall(diagnostic)]
+    codes += [tuple(map(int, c)) for c in CODE.findall(fact.get("status") or "")]
+    codes = [c for c in codes if c[2] < 900]
+    code = max(codes, key=lambda c: (c[1] != 0) * 2 + (c[2] != 0)) if codes else None
+    subject = (code[1], code[2]) if code else (0, 0)
+    if (fact.get("command") or "").upper() in ("HELO", "EHLO", "MAIL"):
+        return False  # a reply to the greeting or MAIL FROM is about us (RFC 5321)
+    if POLICY_US_WORDS.search(diagnostic) or POLICY_EXISTS_WORDS.search(diagnostic):
+        return False
+    if subject in POLICY_ADDRESS_CODES:
+        return True
+    if subject in POLICY_NOT_ADDRESS_CODES:
+        return False
+    if POLICY_ADDRESS_WORDS.search(diagnostic):
+        return True
+    return fact["reason"] in POLICY_ADDRESS_REASONS and subject[1] == 0
 
 
 def sisimai_expectations(p5: Path) -> dict[str, list[tuple[str, str, int]]]:
@@ -107,8 +168,12 @@ def main(set_of_emails: Path, p5: Path, flufl: Path, cfortune: Path, dump: Path)
             target.write_bytes(anonymise(path.read_bytes()))
             for klass, reason, address, status in labelled:
                 rows.append([f"{source}/{target.name}", klass, reason, address, status])
-    with open(HERE / "manifest.csv", "a", newline="") as out:
-        csv.writer(out).writerows(rows)
+    with open(HERE / "manifest.csv", newline="") as source:
+        kept = [row for row in csv.reader(source) if row[0].startswith("synthetic/")]
+    with open(HERE / "manifest.csv", "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["file", "class", "reason", "address", "status"])
+        writer.writerows(rows + kept)
 
 
 def source_of(key: str) -> str:
