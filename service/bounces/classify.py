@@ -50,6 +50,22 @@ class Reason(StrEnum):
     OTHER = "other"
 
 
+# How the admin names each reason (Czech, user-facing).
+REASON_LABELS = {
+    Reason.ADDRESS: "adresa neexistuje",
+    Reason.MAILBOX_FULL: "plná schránka",
+    Reason.TOO_LARGE: "zpráva je příliš velká",
+    Reason.RATE_LIMITED: "příliš mnoho zpráv najednou",
+    Reason.SPAM: "označeno jako spam",
+    Reason.BLOCKED: "blokováno serverem příjemce",
+    Reason.CONTENT: "obsah odmítnut",
+    Reason.EXPIRED: "nedoručeno včas",
+    Reason.SUSPENDED: "schránka je zablokovaná",
+    Reason.FILTERED: "odmítnuto filtrem",
+    Reason.SYSTEM: "chyba serveru příjemce",
+    Reason.OTHER: "jiný důvod",
+}
+
 # A status code, not a piece of an IP address or version number.
 _CODE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 _REPLY = re.compile(r"(?<![\d.-])([245])\d\d(?![\d.])")
@@ -259,8 +275,9 @@ def judge(
     code = most_specific(codes)
     code_text = ".".join(map(str, code)) if code else ""
     subject = (code[1], code[2]) if code else (0, 0)
-    if delayed:
-        return Verdict("soft", Reason.EXPIRED, code_text)
+    if delayed:  # still being retried: never hard, but say why when the report does
+        reason = _NOT_ADDRESS.get(subject) or _reason_in_words(evidence) or Reason.EXPIRED
+        return Verdict("soft", reason, code_text)
     if stage == Stage.GREETING:
         return Verdict("soft", _reason_in_words(evidence) or Reason.BLOCKED, code_text)
     if _US_WORDS.search(evidence) or _EXISTS_WORDS.search(evidence):

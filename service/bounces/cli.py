@@ -62,8 +62,10 @@ def _describe(outcome) -> str:
         }.get(outcome.note, outcome.note)
         return f"{who}: {kind} chyba{status} – nezaznamenáno, {reason}."
     line = f"{who}: {kind} chyba{status} zaznamenána"
-    if outcome.kind == "soft" and outcome.note != "hash":
-        line += f", dní s chybou v okně: {outcome.score}"
+    if outcome.note == "about us":
+        line += "; vydání blokuje více poskytovatelů najednou, týká se nás, nepočítá se"
+    elif outcome.kind == "soft" and outcome.note != "hash":
+        line += f", dní s chybou: {outcome.score}"
     if outcome.suppressed:
         line += "; adresa je vyřazena z rozesílání"
     return line + "."

@@ -270,10 +270,10 @@ def soft_bounce_on(app, runner, tmp_path, mail, when, monkeypatch, sample="soft_
     return process(runner, tmp_path, raw)
 
 
-def test_soft_bounces_suppress_after_the_threshold_of_days(
+def test_soft_bounces_suppress_after_the_limit_spread_over_the_days(
     app, outbox, runner, tmp_path, monkeypatch
 ):
-    app.config.update(BOUNCE_SOFT_THRESHOLD=3, BOUNCE_SOFT_WINDOW_DAYS=7)
+    app.config.update(BOUNCE_SOFT_LIMIT=3, BOUNCE_SOFT_DAYS=4)
     mails = send_issue(app, outbox, count=1)
     ((address, mail),) = mails.items()
     start = utcnow()
@@ -283,25 +283,81 @@ def test_soft_bounces_suppress_after_the_threshold_of_days(
             app, runner, tmp_path, mail, start + timedelta(hours=hours), monkeypatch
         )
         assert "dočasná chyba (4.2.2)" in result.output
-    assert "dní s chybou v okně: 1" in result.output
+    assert "dní s chybou: 1" in result.output
     soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=2), monkeypatch)
     assert statuses(address) == {"confirmed"}
     result = soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=4), monkeypatch)
-    assert "dní s chybou v okně: 3" in result.output
+    assert "dní s chybou: 3" in result.output
     assert "vyřazena" in result.output
     assert statuses(address) == {"bounced"}
     assert suppressed(address)
+    bounce = db.session.scalars(select(Bounce)).first()
+    assert bounce.reason == "mailbox_full"
+    assert "Mailbox full" in bounce.raw
 
 
-def test_old_soft_bounces_decay_out_of_the_window(app, outbox, runner, tmp_path, monkeypatch):
-    app.config.update(BOUNCE_SOFT_THRESHOLD=3, BOUNCE_SOFT_WINDOW_DAYS=7)
+def test_soft_bounces_within_too_few_days_do_not_suppress(
+    app, outbox, runner, tmp_path, monkeypatch
+):
+    """Five bad days are not enough when they all fall within the last few days."""
+    app.config.update(BOUNCE_SOFT_LIMIT=3, BOUNCE_SOFT_DAYS=7)
     mails = send_issue(app, outbox, count=1)
     ((address, mail),) = mails.items()
     start = utcnow()
-    for days in (0, 1, 9, 10):  # never three days within a week
+    for days in (0, 1, 2, 3):
         soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=days), monkeypatch)
     assert statuses(address) == {"confirmed"}
-    assert not suppressed(address)
+    soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=7), monkeypatch)
+    assert statuses(address) == {"bounced"}
+
+
+def test_an_accepted_delivery_resets_the_score(app, outbox, runner, tmp_path, monkeypatch):
+    app.config.update(BOUNCE_SOFT_LIMIT=2, BOUNCE_SOFT_DAYS=1)
+    ((address, first),) = send_issue(app, outbox, count=1).items()
+    process(runner, tmp_path, bounce_bytes("soft_mailbox_full.eml", first))
+    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
+    assert recording.soft_score(subscriber) == 1
+    send_issue(app, outbox, count=0)  # accepted, and nothing comes back
+    assert recording.soft_score(subscriber) == 0
+    third = send_issue(app, outbox, count=0)[address]
+    result = soft_bounce_on(app, runner, tmp_path, third, utcnow() + timedelta(days=3), monkeypatch)
+    assert "dní s chybou: 1" in result.output
+    assert statuses(address) == {"confirmed"}
+
+
+def test_a_block_of_one_issue_by_many_domains_suppresses_nobody(app, outbox, runner, tmp_path):
+    """Three providers refusing the same issue as spam: the problem is us."""
+    app.config.update(BOUNCE_SOFT_LIMIT=2, BOUNCE_SOFT_DAYS=0)
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    for domain in ("seznam.example", "centrum.example", "post.example"):
+        email = f"jana@{domain}"
+        person = Subscriber(email=email, email_key=email, ascii_email=email)
+        db.session.add(person)
+        db.session.flush()
+        db.session.add(
+            Subscription(
+                subscriber_id=person.id,
+                list_id=mailing_list.id,
+                status="confirmed",
+                confirmed_at=utcnow(),
+            )
+        )
+    db.session.commit()
+    mails = send_issue(app, outbox, count=0)
+    assert len(mails) == 3
+    for mail in mails.values():
+        assert process(runner, tmp_path, bounce_bytes("policy_reject.eml", mail)).exit_code == 0
+    assert all(statuses(a) == {"confirmed"} for a in mails)
+    assert all(not suppressed(a) for a in mails)
+    bounces = db.session.scalars(select(Bounce)).all()
+    assert len(bounces) == 3 and all(b.about_us for b in bounces)
+    assert {recording.soft_score(b.subscriber) for b in bounces} == {0}
+    issue_id = db.session.get(Delivery, bounces[0].delivery_id).issue_id
+    assert recording.blocked_domains(issue_id) == [
+        "centrum.example",
+        "post.example",
+        "seznam.example",
+    ]
 
 
 def test_policy_rejections_are_soft(app, outbox, runner, tmp_path):
@@ -338,7 +394,7 @@ def test_auto_replies_are_ignored(app, outbox, runner, tmp_path):
 def test_reactivation_restores_confirmed_and_forgets_old_bounces(
     app, outbox, runner, tmp_path, monkeypatch
 ):
-    app.config.update(BOUNCE_SOFT_THRESHOLD=2, BOUNCE_SOFT_WINDOW_DAYS=7)
+    app.config.update(BOUNCE_SOFT_LIMIT=2, BOUNCE_SOFT_DAYS=7)
     mails = send_issue(app, outbox, count=1)
     ((address, mail),) = mails.items()
     process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
