@@ -12,10 +12,12 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app, render_template
+from flask_login import current_user
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
+from ..bounces import complaints
 from ..clock import utcnow
 from ..extensions import db
 from ..models import (
@@ -275,4 +277,7 @@ def dashboard():
         statuses=SUBSCRIPTION_STATUSES,
         status_labels=STATUS_LABELS,
         weeks=WEEKS,
+        # Over all lists: a provider judges the sender, not one list.
+        complaint_rate=complaints.recent_rate() if current_user.role != "coordinator" else None,
+        complaint_days=complaints.RATE_DAYS,
     )

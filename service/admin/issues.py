@@ -27,7 +27,7 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from ..bounces import recording
+from ..bounces import complaints, recording
 from ..clock import utcnow
 from ..czech import plural
 from ..extensions import db
@@ -356,6 +356,9 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         final=issue.status in FINAL_STATUSES,
         failures=_failed_deliveries(issue) if counts["failed"] else [],
         bounces=_bounces(issue) if issue.status in FINAL_STATUSES else (0, []),
+        complaint_rate=complaints.issue_rate(issue, counts["sent"])
+        if issue.status in FINAL_STATUSES
+        else None,
         blocked_domains=recording.blocked_domains(issue.id)
         if issue.status in FINAL_STATUSES
         else [],

@@ -56,6 +56,7 @@ ACTION_LABELS = {
     "preferences_add": "přidání v nastavení",
     "preferences_remove": "odebrání v nastavení",
     "bounce": "nedoručitelnost",
+    "complaint": "stížnost na spam",
     "reactivate": "obnovení doručování",
 }
 
@@ -69,6 +70,7 @@ CHANNEL_LABELS = {
     "preferences": "stránka nastavení",
     "admin": "administrace",
     "bounce": "vrácený e-mail",
+    "complaint": "hlášení spamu u poskytovatele",
 }
 
 editors_only = require_role("admin", "editor")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 
 import click
+from flask import current_app
 from sqlalchemy.exc import OperationalError
 
+from .inbox import process_message
 from .parsing import MAX_BOUNCE_BYTES, MessageKind, NotABounce
 from .receiver import serve
-from .recording import process_message
 
 # sysexits.h: what an MTA's pipe transport understands. EX_DATAERR for input
 # that is no bounce; EX_TEMPFAIL when the database is down, so the MTA
@@ -36,18 +37,39 @@ def process_command(source) -> None:
     except OperationalError as exc:
         click.echo(f"Databáze není dostupná, zkuste to znovu: {exc.orig}", err=True)
         sys.exit(EX_TEMPFAIL)
+    for line in describe(report, outcomes):
+        click.echo(line)
+
+
+def describe(report, outcomes: list) -> list[str]:
+    """What processing one message did, in Czech lines for the operator."""
     ignored = {
         MessageKind.AUTO_REPLY: "Automatická odpověď (např. nepřítomnost), nic nezaznamenáno.",
-        MessageKind.REPLY: "Odpověď člověka, není to zpráva o nedoručení; nic nezaznamenáno.",
-        MessageKind.COMPLAINT: "Stížnost (hlášení ARF), není to zpráva o nedoručení.",
+        MessageKind.REPLY: (
+            "Odpověď člověka, není to zpráva o nedoručení; přeposlána na REPLY_TO_FORWARD."
+            if current_app.config.get("REPLY_TO_FORWARD")
+            else "Odpověď člověka, není to zpráva o nedoručení; REPLY_TO_FORWARD není nastaveno."
+        ),
         MessageKind.NOTIFICATION: "Oznámení bez chyby doručení, nic nezaznamenáno.",
         MessageKind.OTHER: "Není to zpráva o nedoručení, nic nezaznamenáno.",
     }
     if report.kind in ignored:
-        click.echo(ignored[report.kind])
-        return
-    for outcome in outcomes:
-        click.echo(_describe(outcome))
+        return [ignored[report.kind]]
+    if report.kind == MessageKind.COMPLAINT:
+        return [_describe_complaint(outcome) for outcome in outcomes]
+    return [_describe(outcome) for outcome in outcomes]
+
+
+def _describe_complaint(outcome) -> str:
+    who = outcome.address or "adresát"
+    if not outcome.recorded:
+        reason = {
+            "already recorded": "už byla zaznamenána",
+            "no verp": "hlášení neobsahuje naši adresu VERP, neprokazuje, o koho jde",
+        }.get(outcome.note, f"typ hlášení {outcome.note} se nepočítá")
+        return f"Stížnost (hlášení ARF) na {who}: nezaznamenána, {reason}."
+    left = ", ".join(outcome.left) or "žádného"
+    return f"Stížnost (hlášení ARF) od {who} zaznamenána; odhlášen ze seznamů: {left}."
 
 
 def _describe(outcome) -> str:

@@ -119,9 +119,23 @@ class BounceReport:
 
 def parse(raw: bytes, envelope_recipients: Iterable[str] = ()) -> BounceReport:
     """Read one message; raises NotABounce for input that is not a mail at all."""
-    message = message_of(raw)
+    return parse_message(message_of(raw), envelope_recipients)
+
+
+def parse_message(
+    message: email.message.Message, envelope_recipients: Iterable[str] = ()
+) -> BounceReport:
+    """`parse` for a message already parsed.
+
+    A complaint comes from the provider's feedback loop, not to our VERP
+    address; the VERP return path is then that of the returned original.
+    """
     report = read(message)
     report.verp = _verp_of(message, envelope_recipients)
+    if report.verp is None and report.kind == MessageKind.COMPLAINT:
+        report.verp = next(
+            (t for t in map(parse_token, original_return_paths(message)) if t is not None), None
+        )
     return report
 
 
@@ -485,6 +499,11 @@ def _address_of(field_value) -> str | None:
 
 def _one_line(value) -> str:
     return " ".join(str(value).split())
+
+
+def header_text(message: email.message.Message, name: str) -> str:
+    """A header's value with RFC 2047 encoded words decoded."""
+    return _header(message, name)
 
 
 def _header(message: email.message.Message, name: str) -> str:

@@ -44,7 +44,7 @@ from ..models import (
     SuppressionReason,
 )
 from .classify import Reason, judge
-from .parsing import BounceReport, Failure, MessageKind, NotABounce, parse
+from .parsing import BounceReport, Failure, MessageKind
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
 ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
@@ -77,7 +77,7 @@ def record_report(report: BounceReport, raw: bytes) -> list[Outcome]:
         # Sent to one of our VERP addresses, yet nothing a detector can read:
         # a mangled report still means that delivery came back. Count it soft.
         failures = [Failure(None, "soft", "", "nerozpoznaná zpráva o nedoručení")]
-    target = _verp_target(report)
+    target = verp_target(report)
     if target is None:
         # Only a valid VERP token (a MAC under our key) says which of our mails
         # came back. Every message leaves with one, so a real bounce has it; a
@@ -94,7 +94,7 @@ def record_report(report: BounceReport, raw: bytes) -> list[Outcome]:
     return outcomes
 
 
-def _verp_target(report: BounceReport) -> tuple[Subscriber | None, int | None, int | None] | None:
+def verp_target(report: BounceReport) -> tuple[Subscriber | None, int | None, int | None] | None:
     """(subscriber, delivery id, outgoing mail id) named by the VERP address."""
     if report.verp is None:
         return None
@@ -383,26 +383,3 @@ def bounces_of(subscriber: Subscriber) -> list[Bounce]:
             select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id.desc())
         )
     )
-
-
-def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, list[Outcome]]:
-    """Parse and record one bounce, committing; raises parsing.NotABounce for non-bounces.
-
-    An auto-reply (out of office), a human reply, a complaint or a provider's
-    notice reaching the return path is no bounce: it comes back with no
-    outcomes, and nothing is recorded. Ordinary mail raises NotABounce.
-    """
-    report = parse(raw, envelope_recipients)
-    if report.kind == MessageKind.OTHER:
-        raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
-    if report.kind != MessageKind.BOUNCE:
-        return report, []
-    if not report.failures and report.verp is None:
-        raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
-    try:
-        outcomes = record_report(report, raw)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return report, outcomes

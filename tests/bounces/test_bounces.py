@@ -18,7 +18,7 @@ from string import Template
 import pytest
 from sqlalchemy import func, select
 
-from service.bounces import recording, verp
+from service.bounces import inbox, recording, verp
 from service.bounces.parsing import parse
 from service.bounces.receiver import make_controller
 from service.clock import utcnow
@@ -540,7 +540,7 @@ def test_receiver_asks_to_retry_when_the_database_fails(app, outbox, receiver, m
     def broken(*args, **kwargs):
         raise RuntimeError("database down")
 
-    monkeypatch.setattr(recording, "record_report", broken)
+    monkeypatch.setattr(inbox, "record_report", broken)
     with (
         smtplib.SMTP("127.0.0.1", receiver, timeout=10) as smtp,
         pytest.raises(smtplib.SMTPDataError) as refused,
@@ -579,7 +579,7 @@ def test_process_asks_the_mta_to_retry_when_the_database_is_down(
     def unreachable(*args, **kwargs):
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
 
-    monkeypatch.setattr(recording, "record_report", unreachable)
+    monkeypatch.setattr(inbox, "record_report", unreachable)
     result = process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
     assert result.exit_code == 75
     assert "Databáze není dostupná" in result.output
