@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
+from . import mailbox
 from .inbox import process_message
 from .parsing import MAX_BOUNCE_BYTES, MessageKind, NotABounce
 from .receiver import serve
@@ -16,10 +19,13 @@ from .receiver import serve
 # that is no bounce; EX_TEMPFAIL when the database is down, so the MTA
 # keeps the bounce and tries again rather than losing it.
 EX_DATAERR = 65
+EX_CONFIG = 78
 EX_TEMPFAIL = 75
 
 
-@click.group("bounces", help="Bounce messages: record them, or receive them over SMTP.")
+@click.group(
+    "bounces", help="Bounce messages: record them, receive them over SMTP, or poll a mailbox."
+)
 def bounces_group() -> None:
     pass
 
@@ -91,6 +97,34 @@ def _describe(outcome) -> str:
     if outcome.suppressed:
         line += "; adresa je vyřazena z rozesílání"
     return line + "."
+
+
+@bounces_group.command("poll")
+@click.option("--once", is_flag=True, help="Handle what is in the mailbox now, then exit.")
+def poll_command(once: bool) -> None:
+    """Read bounces from the mailbox BOUNCE_IMAP_URL (IDLE, else every BOUNCE_IMAP_INTERVAL s)."""
+    config = current_app.config
+    stop = threading.Event()
+    # SIGTERM (systemd stop) ends the loop between messages, never in the middle of one.
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        done = mailbox.run(
+            config["BOUNCE_IMAP_URL"], config["BOUNCE_IMAP_INTERVAL"], once=once, stop=stop
+        )
+    except mailbox.MailboxError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EX_CONFIG)
+    except (OSError, mailbox.IMAPClientError) as exc:
+        click.echo(f"Schránka není dostupná: {exc}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(
+        f"Zpracováno zpráv: {done.processed}, už dříve zaznamenaných: {done.skipped}, "
+        f"ponecháno na příště: {done.failed}."
+    )
 
 
 @bounces_group.command("serve")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from sqlalchemy.exc import IntegrityError
+
 from ..extensions import db
 from .complaints import record_complaints
 from .parsing import BounceReport, MessageKind, NotABounce, message_of, parse_message
@@ -38,6 +40,16 @@ def process_message(
     if report.kind == MessageKind.BOUNCE and not report.failures and report.verp is None:
         raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
     try:
+        return report, _record(report, message, raw, before_commit)
+    except IntegrityError:
+        # The same message recorded meanwhile by another process (a mailbox
+        # read twice, an MTA retrying the pipe): run again, it finds the row.
+        return report, _record(report, message, raw, before_commit)
+
+
+def _record(report: BounceReport, message, raw: bytes, before_commit) -> list:
+    """Record what `report` is, in one transaction; rolled back on any error."""
+    try:
         outcomes: list = []
         if report.kind == MessageKind.BOUNCE:
             outcomes = record_report(report, raw)
@@ -51,4 +63,4 @@ def process_message(
     except Exception:
         db.session.rollback()
         raise
-    return report, outcomes
+    return outcomes

@@ -25,7 +25,6 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from .. import consent, suppression
 from ..addresses import InvalidAddress, parse_address
@@ -157,13 +156,16 @@ def _record_one(
         fingerprint=digest,
         received_at=now,
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(bounce)
-    except IntegrityError:
+    # Checked, not caught from a savepoint: on SQLite (pysqlite) releasing the
+    # outermost savepoint commits, and a process killed after that would keep
+    # the bounce but not its suppression. A concurrent twin still fails at
+    # the unique index, and inbox.process_message then runs the message again.
+    if db.session.scalar(select(Bounce.id).filter_by(fingerprint=digest)) is not None:
         return Outcome(
             subscriber.email, failure.kind, failure.status, False, note="already recorded"
         )
+    db.session.add(bounce)
+    db.session.flush()
     if failure.kind == "soft" and _about_us(bounce):
         return Outcome(subscriber.email, "soft", failure.status, True, note="about us")
     score = score_of(subscriber, now)
