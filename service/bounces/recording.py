@@ -42,7 +42,7 @@ from ..models import (
     SubscriptionStatus,
     SuppressionReason,
 )
-from .classify import Reason, judge
+from .classify import Reason, Stage, judge
 from .parsing import BounceReport, Failure, MessageKind
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
@@ -226,10 +226,12 @@ def record_refusal(
 
     As good as a bounce, without waiting for one, and judged by the same
     classifier (`classify.judge`): hard only with evidence about the address
-    (5.1.1, "user unknown"); a policy answer (5.7.x) or a bare "550" may be
+    (5.1.1, "user unknown", or RFC 5321's "mailbox unavailable", which at RCPT
+    is about the address); a policy answer (5.7.x) or a bare "550" may be
     about us as much as about the address, so it counts soft. The caller commits.
     """
-    verdict = judge("", reason)
+    # A refusal of RCPT TO: "mailbox unavailable" there is about the address.
+    verdict = judge("", reason, stage=Stage.RCPT)
     failure = Failure(
         address, verdict.kind, verdict.status, " ".join(reason.split())[:500], verdict.reason
     )
