@@ -150,9 +150,10 @@ def _record_one(
         outgoing_mail_id=mail_id,
         kind=failure.kind,
         status=failure.status[:16],
-        diagnostic=failure.diagnostic[:500],
+        diagnostic=failure.diagnostic[:500].replace("\0", ""),
         reason=str(failure.reason or "")[:16],
-        raw=(shown or raw)[:MAX_RAW_CHARS].decode("utf-8", "replace"),
+        # PostgreSQL text cannot hold NUL, which a broken report may contain.
+        raw=(shown or raw)[:MAX_RAW_CHARS].decode("utf-8", "replace").replace("\0", "\ufffd"),
         fingerprint=digest,
         received_at=now,
     )
@@ -240,7 +241,8 @@ def record_refusal(
         return _unmatched(failure)
     # The fingerprint keeps the same refusal of the same send from counting twice.
     raw = f"smtp refusal\0{delivery_id}\0{mail_id}\0{reason}".encode()
-    return _record_one(subscriber, failure, raw, delivery_id, mail_id)
+    # What the admin sees: the server's own answer, as it came in the SMTP conversation.
+    return _record_one(subscriber, failure, raw, delivery_id, mail_id, reason.encode())
 
 
 @dataclass(frozen=True)

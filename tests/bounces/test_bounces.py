@@ -360,6 +360,17 @@ def test_a_block_of_one_issue_by_many_domains_suppresses_nobody(app, outbox, run
     ]
 
 
+def test_a_report_with_nul_bytes_is_stored_on_every_database(app, outbox, runner, tmp_path):
+    """PostgreSQL text cannot hold NUL; a broken report must still be recorded."""
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    raw = bounce_bytes("postfix_hard.eml", mail) + b"\r\n" + b"x" * 5000 + b"\0garbage\r\n"
+    assert process(runner, tmp_path, raw).exit_code == 0
+    bounce = db.session.scalar(select(Bounce))
+    assert "\0" not in bounce.raw and "garbage" in bounce.raw
+    assert statuses(address) == {"bounced"}
+
+
 def test_policy_rejections_are_soft(app, outbox, runner, tmp_path):
     """A spam filter refusing us (5.7.1) says nothing against the address."""
     mails = send_issue(app, outbox, count=1)
