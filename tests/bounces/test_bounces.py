@@ -189,6 +189,7 @@ def test_a_persons_own_export_holds_their_bounces(app, outbox, runner, tmp_path)
     assert bounce["status"].startswith("5.1.")
     assert bounce["diagnostic"]
     assert bounce["received_at"]
+    assert bounce["reason"] == "address" and "Final-Recipient" in bounce["report"]
 
 
 def test_a_bounced_address_cannot_add_a_list_on_its_preferences_page(

@@ -22,6 +22,7 @@ from service.models import (
     Subscriber,
     Subscription,
 )
+from service.subscriptions.actions import export
 from tests.bounces.test_bounces import bounce_bytes, process, send_issue, statuses
 from tests.conftest import log_in, run_jobs
 
@@ -43,6 +44,7 @@ def test_a_complaint_unsubscribes_and_is_no_bounce(app, outbox, runner, tmp_path
         select(ConsentEvent.action).filter_by(subscriber_id=person.id).order_by(ConsentEvent.id)
     ).all()
     assert steps[-1] == "complaint"
+    assert [c["feedback_type"] for c in export(person)["complaints"]] == ["abuse"]
     # The same report read again counts once.
     again = process(runner, tmp_path, bounce_bytes("arf_complaint.eml", mail))
     assert "už byla zaznamenána" in again.output
