@@ -8,6 +8,7 @@ the dev command and the tests fill those in themselves.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -101,10 +104,17 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "DKIM_PRIVATE_KEY_PATH": (str, None),
     # Bounces: the VERP base address (bounces+TOKEN@domain); empty means
     # "bounces@" on MAIL_FROM's domain. Soft bounces suppress an address once
-    # BOUNCE_SOFT_THRESHOLD days with a bounce fall within BOUNCE_SOFT_WINDOW_DAYS.
+    # BOUNCE_SOFT_LIMIT of them (one a day) span at least BOUNCE_SOFT_DAYS with
+    # no accepted delivery in between; raw reports are kept BOUNCE_RAW_DAYS.
     "BOUNCE_ADDRESS": (str, ""),
-    "BOUNCE_SOFT_THRESHOLD": (_int, 5),
-    "BOUNCE_SOFT_WINDOW_DAYS": (_int, 14),
+    "BOUNCE_SOFT_LIMIT": (_int, 5),
+    "BOUNCE_SOFT_DAYS": (_int, 7),
+    "BOUNCE_RAW_DAYS": (_int, 30),
+    # The bounce mailbox read by `zpravodaj bounces poll` (imaps://user:pass@host/INBOX).
+    "BOUNCE_IMAP_URL": (str, ""),
+    "BOUNCE_IMAP_INTERVAL": (_int, 60),
+    # Human replies reaching the bounce address are forwarded here (empty: dropped).
+    "REPLY_TO_FORWARD": (str, ""),
     # Retention (see README, "Personal data"): days, 0 keeps for ever.
     "DELIVERY_DETAIL_DAYS": (_int, 180),
     "CONSENT_EVIDENCE_DAYS": (_int, 3 * 365),
@@ -126,11 +136,22 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
 }
 
 
+# Old names still read when the new one is not set (deprecated, issue 13).
+DEPRECATED_NAMES = {
+    "BOUNCE_SOFT_THRESHOLD": "BOUNCE_SOFT_LIMIT",
+    "BOUNCE_SOFT_WINDOW_DAYS": "BOUNCE_SOFT_DAYS",
+}
+
+
 def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any]:
     """Parse the known settings from `environ`, applying defaults."""
     config: dict[str, Any] = {}
     for name, (parse, default) in SETTINGS.items():
         raw = environ.get(name)
+        old = next((o for o, new in DEPRECATED_NAMES.items() if new == name), None)
+        if (raw is None or raw == "") and old and environ.get(old):
+            log.warning("%s is deprecated; set %s instead", old, name)
+            raw = environ[old]
         if raw is None or raw == "":
             config[name] = default
             continue

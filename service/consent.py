@@ -20,7 +20,8 @@ CONSENT_TEMPLATE = "consent/subscribe.txt"
 # Steps by which a person gave consent (to a list or a working group), and by
 # which they took it back. Retention and imports read the history by them.
 CONSENTING_ACTIONS = ("confirm", "import", "accept_invitation", "join_confirm", "preferences_add")
-WITHDRAWING_ACTIONS = ("unsubscribe", "preferences_remove")
+# A spam complaint (ARF) withdraws too: imports do not bring the person back.
+WITHDRAWING_ACTIONS = ("unsubscribe", "preferences_remove", "complaint")
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from flask import render_template
+from flask_login import current_user
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
+from ..bounces import complaints
 from ..clock import local_zone, utcnow
 from ..extensions import db
 from ..models import (
@@ -270,4 +272,7 @@ def dashboard():
         statuses=SUBSCRIPTION_STATUSES,
         status_labels=STATUS_LABELS,
         weeks=WEEKS,
+        # Over all lists: a provider judges the sender, not one list.
+        complaint_rate=complaints.recent_rate() if current_user.role != "coordinator" else None,
+        complaint_days=complaints.RATE_DAYS,
     )

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from wtforms import StringField, TextAreaField, URLField
 from wtforms.widgets import DateTimeLocalInput
 
+from ..bounces import complaints, recording
 from ..clock import SkippedLocalTime, from_local, local_zone, utcnow
 from ..czech import plural
 from ..extensions import db
@@ -373,6 +374,12 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         final=issue.status in FINAL_STATUSES,
         failures=_failed_deliveries(issue) if counts["failed"] else [],
         bounces=_bounces(issue) if issue.status in FINAL_STATUSES else (0, []),
+        complaint_rate=complaints.issue_rate(issue, counts["sent"])
+        if issue.status in FINAL_STATUSES
+        else None,
+        blocked_domains=recording.blocked_domains(issue.id)
+        if issue.status in FINAL_STATUSES
+        else [],
         may_resend=issue.status in FINAL_STATUSES and unreached > 0 and issue.started_at,
         recipients_now=_confirmed_count(issue.mailing_list)
         if issue.status in Issue.EDITABLE

@@ -24,6 +24,7 @@ from ..consent import RequestInfo
 from ..extensions import db
 from ..models import (
     Bounce,
+    Complaint,
     ConsentEvent,
     ConsentText,
     Delivery,
@@ -334,12 +335,21 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
         "bounces": [
             {
                 "kind": b.kind,
+                "reason": b.reason,
                 "status": b.status,
                 "diagnostic": b.diagnostic,
+                "report": b.raw,
                 "received_at": iso_utc(b.received_at, zulu=True),
             }
             for b in db.session.scalars(
                 select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id)
+            )
+        ],
+        # Spam complaints their mail provider reported about our mail to them.
+        "complaints": [
+            {"feedback_type": c.feedback_type, "received_at": iso_utc(c.received_at, zulu=True)}
+            for c in db.session.scalars(
+                select(Complaint).filter_by(subscriber_id=subscriber.id).order_by(Complaint.id)
             )
         ],
     }

@@ -310,6 +310,29 @@ def test_old_sent_mails_and_bounces_are_deleted_queued_mails_stay(client, app, c
     assert count(Bounce) == 0
 
 
+def test_raw_bounce_reports_are_emptied_after_their_days(client, app, clock, outbox):
+    (subscriber_id,) = add_confirmed_subscribers("zpravodaj", 1)
+    received = utcnow()
+    db.session.add(
+        Bounce(
+            subscriber_id=subscriber_id,
+            kind="soft",
+            reason="mailbox_full",
+            status="4.2.2",
+            raw="Final-Recipient: rfc822; jana@seznam.cz\nStatus: 4.2.2\n",
+            fingerprint="b" * 64,
+            received_at=received,
+        )
+    )
+    db.session.commit()
+    clock.now = received + timedelta(days=30)
+    assert retention.purge_raw_bounces() == 0
+    clock.now = received + timedelta(days=30) + SECOND
+    assert retention.run_retention()["purged_raw_bounces"] == 1
+    assert count(Bounce, Bounce.raw.is_(None)) == 1
+    assert count(Bounce, Bounce.reason == "mailbox_full", Bounce.status == "4.2.2") == 1
+
+
 def test_zero_keeps_delivery_detail_for_ever(app, clock, outbox):
     app.config["DELIVERY_DETAIL_DAYS"] = 0
     add_confirmed_subscribers("zpravodaj", 2)
