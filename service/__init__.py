@@ -39,17 +39,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         site,
     )
     from .admin import auth as admin_auth
-    from .admin.routes import bp as admin_bp
     from .api import errors as api_errors
-    from .api.routes import bp as api_bp
-    from .archive.routes import bp as archive_bp
     from .config import check_required, load_config
-    from .dev.outbox import bp as outbox_bp
     from .extensions import limiter
-    from .groups.routes import bp as groups_bp
     from .issues import attachments
-    from .meetings.routes import bp as meetings_bp
-    from .subscriptions.routes import bp as subscriptions_bp
 
     app = Flask(
         __name__,
@@ -77,19 +70,32 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     site.init_app(app)
     admin_auth.init_app(app)
     privacy.init_app(app)
+    _register_blueprints(app)
+    health.init_app(app)
+    metrics.init_app(app)
+    app.register_blueprint(privacy.bp)
+    commands.init_app(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    """The features' URLs: one blueprint per feature (the dev outbox only in development)."""
+    from .admin.routes import bp as admin_bp
+    from .api.routes import bp as api_bp
+    from .archive.routes import bp as archive_bp
+    from .dev.outbox import bp as outbox_bp
+    from .groups.routes import bp as groups_bp
+    from .meetings.routes import bp as meetings_bp
+    from .subscriptions.routes import bp as subscriptions_bp
+
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(archive_bp)
     app.register_blueprint(groups_bp)
     app.register_blueprint(meetings_bp)
     app.register_blueprint(api_bp)
-    health.init_app(app)
-    metrics.init_app(app)
-    app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         app.register_blueprint(outbox_bp)
-    commands.init_app(app)
-    return app
 
 
 def _derive_extension_config(app: Flask) -> None:

@@ -148,12 +148,14 @@ def _heads(directory: str) -> tuple[str, ...]:
     parents: set[str] = set()
     for script in Path(directory, "versions").glob("*.py"):
         for node in ast.parse(script.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-                name, value = node.targets[0].id, ast.literal_eval(node.value)
-                if name == "revision":
-                    revisions.add(value)
-                elif name == "down_revision" and value:
-                    parents.update([value] if isinstance(value, str) else value)
+            if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)):
+                continue
+            name = node.targets[0].id
+            if name == "revision":
+                revisions.add(ast.literal_eval(node.value))
+            elif name == "down_revision":
+                value = ast.literal_eval(node.value)
+                parents.update([value] if isinstance(value, str) else value or ())
     return tuple(sorted(revisions - parents))
 
 

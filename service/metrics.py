@@ -157,6 +157,7 @@ CONSENT_COUNTERS: dict[str, Counter] = {
     "accept_invitation": CONFIRMATIONS,
     "unsubscribe": UNSUBSCRIBES,
     "preferences_remove": UNSUBSCRIBES,
+    "complaint": UNSUBSCRIBES,  # a spam complaint takes the person off marketing lists
 }
 
 _enabled = True  # METRICS; set by init_app, inherited by forked work horses

@@ -332,19 +332,7 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
             for m in mails
         ],
         # Bounce reports are personal data too: they decided a suppression.
-        "bounces": [
-            {
-                "kind": b.kind,
-                "reason": b.reason,
-                "status": b.status,
-                "diagnostic": b.diagnostic,
-                "report": b.raw,
-                "received_at": iso_utc(b.received_at, zulu=True),
-            }
-            for b in db.session.scalars(
-                select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id)
-            )
-        ],
+        "bounces": _bounces_export(subscriber),
         # Spam complaints their mail provider reported about our mail to them.
         "complaints": [
             {"feedback_type": c.feedback_type, "received_at": iso_utc(c.received_at, zulu=True)}
@@ -353,6 +341,23 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
             )
         ],
     }
+
+
+def _bounces_export(subscriber: Subscriber) -> list[dict[str, Any]]:
+    """The subscriber's bounces in the export, each with its reason and the report kept."""
+    return [
+        {
+            "kind": b.kind,
+            "reason": b.reason,
+            "status": b.status,
+            "diagnostic": b.diagnostic,
+            "report": b.raw,
+            "received_at": iso_utc(b.received_at, zulu=True),
+        }
+        for b in db.session.scalars(
+            select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id)
+        )
+    ]
 
 
 def _subscription_export(subscription: Subscription) -> dict[str, Any]:

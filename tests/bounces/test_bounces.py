@@ -27,7 +27,6 @@ from service.extensions import db
 from service.issues import sending
 from service.models import (
     Bounce,
-    ConsentEvent,
     Delivery,
     MailingList,
     OutgoingMail,
@@ -618,41 +617,3 @@ def test_the_issue_report_lists_its_bounces(app, outbox, runner, tmp_path, clien
 
 
 # --- spam complaints (ARF feedback reports) ---------------------------------------
-
-
-def test_a_spam_complaint_unsubscribes_the_person_from_everything(app, outbox, runner, tmp_path):
-    mails = send_issue(app, outbox, count=1)
-    address, mail = next(iter(mails.items()))
-    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
-    novinky = db.session.scalar(select(MailingList).filter_by(slug="novinky"))
-    db.session.add(
-        Subscription(subscriber_id=subscriber.id, list_id=novinky.id, status="confirmed",
-                     subscribed_at=utcnow(), confirmed_at=utcnow())
-    )  # fmt: skip
-    db.session.commit()
-    result = process(runner, tmp_path, bounce_bytes("arf_complaint.eml", mail))
-    assert result.exit_code == 0, result.output
-    assert "stížnost na spam zaznamenána, odhlášen ze všech seznamů" in result.output
-    assert statuses(address) == {"unsubscribed"}
-    # No bounce and no suppression: a fresh double opt-in brings the person back.
-    assert db.session.scalar(select(func.count(Bounce.id))) == 0
-    assert not suppressed(address)
-    channels = db.session.scalars(
-        select(ConsentEvent.channel).filter_by(action="unsubscribe")
-    ).all()
-    assert channels == ["complaint", "complaint"]
-
-
-def test_a_complaint_without_our_verp_changes_nothing(app, outbox, runner, tmp_path):
-    mails = send_issue(app, outbox, count=1)
-    address, mail = next(iter(mails.items()))
-    forged = bounce_bytes("arf_complaint.eml", mail).replace(
-        mail.mail_from.encode(), b"bounces+d1-0000000000000000@socialnibydleni.example"
-    )
-    report = parse(forged)
-    assert report.complaint
-    assert report.verp is None
-    result = process(runner, tmp_path, forged)
-    assert result.exit_code == 0, result.output
-    assert "nelze určit" in result.output
-    assert statuses(address) == {"confirmed"}

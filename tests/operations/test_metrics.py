@@ -7,7 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from service import create_app, tokens
-from service.bounces.recording import process_message, record_refusal
+from service.bounces.inbox import process_message
+from service.bounces.recording import record_refusal
 from service.config import ConfigError
 from service.consent import RequestInfo, record
 from service.dev.processes import free_port
