@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -26,6 +28,13 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+if TYPE_CHECKING:
+    # Flask-SQLAlchemy builds `db.Model` from Base at run time, which a type
+    # checker cannot follow; to mypy the models' base is Base itself, so their
+    # `Mapped[...]` columns keep their types.
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 # Limits are declared on the views; storage and on/off come from the config.
 limiter = Limiter(key_func=get_remote_address)

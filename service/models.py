@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .clock import utcnow
-from .extensions import db
+from .extensions import Model, db
 
 
 class ListKind(StrEnum):
@@ -236,7 +236,7 @@ def new_public_key() -> str:
     return secrets.token_urlsafe(12)
 
 
-class MailingList(db.Model):
+class MailingList(Model):
     """A newsletter (public sign-up) or a working group (members only)."""
 
     __tablename__ = "mailing_list"
@@ -260,7 +260,7 @@ class MailingList(db.Model):
         return f"<MailingList {self.slug}>"
 
 
-class Subscriber(db.Model):
+class Subscriber(Model):
     """One person, identified by the case-folded normalised address."""
 
     __tablename__ = "subscriber"
@@ -293,7 +293,7 @@ class Subscriber(db.Model):
         return f"<Subscriber {self.id}>"
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     """A subscriber's membership of one list, with its current status."""
 
     __tablename__ = "subscription"
@@ -405,7 +405,7 @@ ACTIVE_SUBSCRIPTION_STATUSES = (
 )
 
 
-class ConsentText(db.Model):
+class ConsentText(Model):
     """A version of a text shown to people (consent, privacy notice), stored whole and hashed.
 
     Versions are numbered per kind; a change of the template makes a new
@@ -427,7 +427,7 @@ class ConsentText(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ConsentEvent(db.Model):
+class ConsentEvent(Model):
     """One step of consent (sign-up, confirmation, withdrawal, ...).
 
     Append-only, in the database itself, and chained by hashes: service/ledger.py.
@@ -466,7 +466,7 @@ class ConsentEvent(db.Model):
     mailing_list: Mapped[MailingList | None] = relationship()
 
 
-class OutgoingMail(db.Model):
+class OutgoingMail(Model):
     """A fully built message waiting to be sent, being sent, sent, or failed.
 
     Built in the web process, sent by a worker; the row outlives Redis, so the
@@ -509,7 +509,7 @@ class OutgoingMail(db.Model):
         self.status, self.last_error = MailStatus.QUEUED, error[:2000]
 
 
-class Suppression(db.Model):
+class Suppression(Model):
     """An address that must not be mailed or imported, kept only as a keyed hash."""
 
     __tablename__ = "suppression"
@@ -521,7 +521,7 @@ class Suppression(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Bounce(db.Model):
+class Bounce(Model):
     """One bounce received for a subscriber: the evidence behind a bounce suppression.
 
     A hard bounce suppresses the address at once; soft bounces count by the
@@ -617,7 +617,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.email} {self.role}>"
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token of the JSON API, kept only as its SHA-256."""
 
     __tablename__ = "api_token"
@@ -634,7 +634,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
-class Issue(db.Model):
+class Issue(Model):
     """A newsletter issue or a working group's announcement, from draft to sent."""
 
     __tablename__ = "issue"
@@ -769,7 +769,7 @@ class Issue(db.Model):
         )
 
 
-class Meeting(db.Model):
+class Meeting(Model):
     """A working group's meeting: one iCalendar UID for its whole life.
 
     Each invitation, update, cancellation and reminder is an Issue pointing
@@ -794,7 +794,7 @@ class Meeting(db.Model):
     mailing_list: Mapped[MailingList] = relationship()
 
 
-class Attachment(db.Model):
+class Attachment(Model):
     """A document sent with an announcement (minutes, materials); stored once."""
 
     __tablename__ = "attachment"
@@ -809,7 +809,7 @@ class Attachment(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DeliveryBatch(db.Model):
+class DeliveryBatch(Model):
     """A few hundred deliveries of one issue: the unit of work of one RQ job.
 
     `owner` and `heartbeat` form a lease: a worker claims the batch, renews
@@ -835,7 +835,7 @@ class DeliveryBatch(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One issue to one subscriber: claimed before sending, marked sent after."""
 
     __tablename__ = "delivery"
