@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -29,7 +29,9 @@ from sqlalchemy import (
     exists,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Mapped, Session, UOWTransaction, mapped_column, relationship
+from sqlalchemy.sql.dml import UpdateBase
 
 from .clock import utcnow
 from .extensions import Model, db
@@ -221,7 +223,14 @@ def guarded_transition(
         .values(status=new, **values)
         .execution_options(synchronize_session=False)
     )
-    return db.session.execute(statement).rowcount == 1
+    return rows_matched(statement) == 1
+
+
+def rows_matched(statement: UpdateBase) -> int:
+    """Run an UPDATE or DELETE in the session and return how many rows it matched."""
+    # Session.execute is typed to return a plain Result whatever the
+    # statement; for DML it is the CursorResult, which has the count.
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
 
 
 def transition(row: Any, allowed: Iterable[str], new: str, **values: Any) -> bool:
@@ -562,7 +571,7 @@ user_list = Table(
 )
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """An editor, administrator or group coordinator of the admin UI and API.
 
     Flask-Login's UserMixin supplies is_authenticated and is_anonymous;
@@ -597,7 +606,7 @@ class User(UserMixin, db.Model):
     )
 
     @property
-    def is_active(self) -> bool:  # type: ignore[override]  # a column-backed flag
+    def is_active(self) -> bool:  # a column-backed flag
         return self.active
 
     def get_id(self) -> str:
@@ -868,7 +877,9 @@ class AppendOnlyViolation(RuntimeError):
 
 
 @event.listens_for(Session, "before_flush")
-def _keep_consent_events_append_only(session: Session, flush_context, instances) -> None:
+def _keep_consent_events_append_only(
+    session: Session, flush_context: UOWTransaction, instances: object
+) -> None:
     for obj in session.dirty:
         if isinstance(obj, ConsentEvent) and session.is_modified(obj):
             raise AppendOnlyViolation("consent events are append-only")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -27,7 +28,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["site_name"] = "Sociální bydlení v ČR"
 
     @app.get("/")
-    def index():
+    def index() -> ResponseReturnValue:
         return redirect(url_for("subscriptions.subscribe_page"))
 
     @app.errorhandler(CSRFError)

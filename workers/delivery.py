@@ -49,6 +49,7 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    rows_matched,
 )
 
 from .rate_limit import SendRateLimiter, parse_domain_rates
@@ -110,7 +111,7 @@ def fan_out(issue_id: int) -> str:
     """
     now = utcnow()
     me = _current_job_id()
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(Issue)
         .where(
             Issue.id == issue_id,
@@ -123,7 +124,7 @@ def fan_out(issue_id: int) -> str:
             ),
         )
         .values(fanout_heartbeat=now, fanout_job_id=me)
-    ).rowcount
+    )
     db.session.commit()
     if not claimed:
         # A cancel that landed while the previous slice wrote its last batch left that
@@ -212,7 +213,7 @@ def deliver_batch(batch_id: int) -> str:
     """Send a batch's pending deliveries; see the module docstring for the guarantees."""
     owner = secrets.token_hex(8)
     now = utcnow()
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(DeliveryBatch)
         .where(
             DeliveryBatch.id == batch_id,
@@ -230,7 +231,7 @@ def deliver_batch(batch_id: int) -> str:
             heartbeat=now,
             attempts=DeliveryBatch.attempts + 1,
         )
-    ).rowcount
+    )
     db.session.commit()
     if not claimed:
         log.info("batch %s is done or another worker has it; skipping", batch_id)
@@ -471,11 +472,11 @@ class BatchSender:
 
     def _beat(self) -> bool:
         return bool(
-            db.session.execute(
+            rows_matched(
                 update(DeliveryBatch)
                 .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
                 .values(heartbeat=utcnow())
-            ).rowcount
+            )
         )
 
     def _retry_later(self, reason: str) -> None:

@@ -50,6 +50,7 @@ from service.models import (
     Subscription,
     SubscriptionStatus,
     SuppressionReason,
+    rows_matched,
 )
 from service.subscriptions import actions
 
@@ -94,11 +95,11 @@ def purge_unconfirmed() -> int:
     cutoff = _cutoff("PENDING_PURGE_DAYS")
     if cutoff is None:
         return 0
-    purged = db.session.execute(
+    purged = rows_matched(
         delete(Subscription).where(
             Subscription.status == SubscriptionStatus.PENDING, Subscription.subscribed_at < cutoff
         )
-    ).rowcount
+    )
     db.session.commit()
     removed = _delete_subscribers_where(
         Subscriber.created_at < cutoff,
@@ -246,7 +247,7 @@ def _summarise_old_issues(cutoff: datetime) -> tuple[int, int]:
             continue
         if issue.delivery_summary is None:
             counts = delivery_counts(issue)
-            changed = db.session.execute(
+            changed = rows_matched(
                 update(Issue)
                 .where(
                     Issue.id == issue_id,
@@ -255,7 +256,7 @@ def _summarise_old_issues(cutoff: datetime) -> tuple[int, int]:
                 )
                 .values(delivery_summary=counts)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
             db.session.commit()
             if not changed:
                 continue
@@ -278,7 +279,7 @@ def _delete_issue_rows(issue_id: int) -> int:
         ).all()
         if not ids:
             break
-        deleted += db.session.execute(delete(Delivery).where(Delivery.id.in_(ids))).rowcount
+        deleted += rows_matched(delete(Delivery).where(Delivery.id.in_(ids)))
         db.session.commit()
     if db.session.scalar(still_finished) is not None:
         db.session.execute(delete(DeliveryBatch).where(DeliveryBatch.issue_id == issue_id))
@@ -290,7 +291,7 @@ def _delete_in_chunks(model, *conditions) -> int:
     deleted = 0
     query = select(model.id).where(*conditions).order_by(model.id).limit(CHUNK)
     while ids := db.session.scalars(query).all():
-        deleted += db.session.execute(delete(model).where(model.id.in_(ids))).rowcount
+        deleted += rows_matched(delete(model).where(model.id.in_(ids)))
         db.session.commit()
     return deleted
 

@@ -31,6 +31,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -153,7 +154,7 @@ def _safe_next(target: str | None) -> str:
     # Only refused attempts count: the owner signing in often is no guesser.
     deduct_when=lambda response: response.status_code != 302,
 )
-def login():
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("admin.dashboard"))
     form = LoginForm()
@@ -197,7 +198,7 @@ def _start_session(user: User) -> None:
 
 
 @bp.post("/logout")
-def logout():
+def logout() -> ResponseReturnValue:
     """Sign out everywhere: a copy of this session's cookie stops working too."""
     accounts.end_sessions(current_user)
     db.session.commit()
@@ -219,7 +220,7 @@ class PasswordChangeForm(CzechForm):
 
 
 @bp.route("/password", methods=["GET", "POST"])
-def password():
+def password() -> ResponseReturnValue:
     """Change one's own password; every other session of the account ends."""
     form = PasswordChangeForm()
     status = 200

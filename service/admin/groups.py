@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
@@ -114,7 +115,7 @@ def _who(subscription: Subscription) -> str:
 
 @bp.get("/groups")
 @group_managers
-def groups():
+def groups() -> ResponseReturnValue:
     if current_user.role == "coordinator":
         shown = sorted(current_user.lists, key=lambda g: g.name)
     else:
@@ -189,13 +190,13 @@ def render_group(
 
 @bp.get("/groups/<slug>")
 @group_managers
-def group(slug: str):
+def group(slug: str) -> ResponseReturnValue:
     return render_group(group_or_404(slug))
 
 
 @bp.post("/groups/<slug>/details")
 @group_managers
-def group_details(slug: str):
+def group_details(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
     form = GroupDetailsForm()
     if form.validate():
@@ -217,7 +218,7 @@ def group_details(slug: str):
 
 @bp.post("/groups/<slug>/invite")
 @group_managers
-def group_invite(slug: str):
+def group_invite(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
     form = InviteForm()
     if form.validate():
@@ -258,7 +259,7 @@ def _field_of(form: InviteForm, message: str):
 
 @bp.post("/groups/<slug>/invite-csv")
 @group_managers
-def group_invite_csv(slug: str):
+def group_invite_csv(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
     form = InviteCsvForm()
     try:
@@ -273,7 +274,7 @@ def group_invite_csv(slug: str):
 
 @bp.post("/groups/<slug>/members/<int(max=2147483647):subscription_id>/<action>")
 @group_managers
-def group_member(slug: str, subscription_id: int, action: str):
+def group_member(slug: str, subscription_id: int, action: str) -> ResponseReturnValue:
     if action not in MEMBER_ACTIONS:
         abort(404)
     group = group_or_404(slug)
@@ -294,7 +295,7 @@ def group_member(slug: str, subscription_id: int, action: str):
 
 @bp.post("/groups/<slug>/coordinators")
 @require_role("admin")
-def group_coordinators(slug: str):
+def group_coordinators(slug: str) -> ResponseReturnValue:
     """Assign (`add`) or unassign (`remove`) an existing coordinator account."""
     group = group_or_404(slug)
     user_id = request.form.get("user_id", "")

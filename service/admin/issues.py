@@ -24,6 +24,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -191,7 +192,7 @@ def _confirmed_count(mailing_list: MailingList) -> int:
 
 
 @bp.get("/issues")
-def issues():
+def issues() -> ResponseReturnValue:
     """The issues of every list this account may see, newest first."""
     lists = visible_lists()
     page = request.args.get("page", 1, type=int) or 1
@@ -249,7 +250,7 @@ def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, e
 
 
 @bp.route("/issues/new", methods=["GET", "POST"])
-def issue_new():
+def issue_new() -> ResponseReturnValue:
     """A new draft on the list chosen on the issues page."""
     slug = request.values.get("list", "")
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug)) if slug else None
@@ -278,7 +279,7 @@ def issue_new():
 
 
 @bp.route("/issues/<int(max=2147483647):issue_id>/edit", methods=["GET", "POST"])
-def issue_edit(issue_id: int):
+def issue_edit(issue_id: int) -> ResponseReturnValue:
     """Edit a draft; a scheduled issue goes back to draft (its time is dropped)."""
     issue = _issue_or_404(issue_id)
     if issue.status not in Issue.EDITABLE:
@@ -385,13 +386,13 @@ def _may_change_meeting(issue: Issue) -> bool:
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>")
-def issue(issue_id: int):
+def issue(issue_id: int) -> ResponseReturnValue:
     """Actions for a draft; live progress while sending; the final report when done."""
     return _render_issue(_issue_or_404(issue_id))
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/progress.json")
-def issue_progress(issue_id: int):
+def issue_progress(issue_id: int) -> ResponseReturnValue:
     """What admin-issues.js polls: `sending.progress` plus the Czech texts to show."""
     issue = _issue_or_404(issue_id)
     state = sending.progress(issue)
@@ -405,7 +406,7 @@ def issue_progress(issue_id: int):
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/preview")
-def issue_preview(issue_id: int):
+def issue_preview(issue_id: int) -> ResponseReturnValue:
     """Subject, the HTML part (framed, sandboxed) and the text part, exactly as sent."""
     issue = _issue_or_404(issue_id)
     shown = sending.preview(issue)
@@ -413,7 +414,7 @@ def issue_preview(issue_id: int):
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/preview.html")
-def issue_preview_html(issue_id: int):
+def issue_preview_html(issue_id: int) -> ResponseReturnValue:
     """The HTML part alone, for the preview's iframe, under a CSP of its own.
 
     The app's after_request only sets CSP and X-Frame-Options when a view has
@@ -457,7 +458,7 @@ def _invalid(issue: Issue, field: str, message: str, values: dict):
 
 
 @bp.post("/issues/<int(max=2147483647):issue_id>/<action>")
-def issue_action(issue_id: int, action: str):
+def issue_action(issue_id: int, action: str) -> ResponseReturnValue:
     """Every button of the issue's page; the domain function decides what is allowed."""
     if action not in ACTIONS:
         abort(404)
@@ -594,7 +595,7 @@ def _meeting_or_404(meeting_id: int) -> Meeting:
 
 
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/update")
-def meeting_update(meeting_id: int):
+def meeting_update(meeting_id: int) -> ResponseReturnValue:
     """ "Změnit termín nebo místo": the meeting changes and a draft update is made to send."""
     meeting = _meeting_or_404(meeting_id)
     issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
@@ -619,7 +620,7 @@ def meeting_update(meeting_id: int):
 
 
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/cancel")
-def meeting_cancel(meeting_id: int):
+def meeting_cancel(meeting_id: int) -> ResponseReturnValue:
     """ "Zrušit setkání": the cancellation (METHOD:CANCEL) goes to the group at once."""
     meeting = _meeting_or_404(meeting_id)
     issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
@@ -641,7 +642,7 @@ def meeting_cancel(meeting_id: int):
 
 
 @bp.post("/issues/<int(max=2147483647):issue_id>/attachments")
-def issue_attachment_add(issue_id: int):
+def issue_attachment_add(issue_id: int) -> ResponseReturnValue:
     """Upload a document to a draft (its size limit: ATTACHMENT_MAX_BYTES)."""
     issue = _issue_or_404(issue_id)
     upload = request.files.get("file")
@@ -660,7 +661,7 @@ def issue_attachment_add(issue_id: int):
 @bp.post(
     "/issues/<int(max=2147483647):issue_id>/attachments/<int(max=2147483647):attachment_id>/remove"
 )
-def issue_attachment_remove(issue_id: int, attachment_id: int):
+def issue_attachment_remove(issue_id: int, attachment_id: int) -> ResponseReturnValue:
     issue = _issue_or_404(issue_id)
     try:
         attachments.remove_attachment(issue, attachment_id)

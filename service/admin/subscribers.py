@@ -26,6 +26,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import exists, func, or_, select
@@ -145,7 +146,7 @@ def search_statement(filters: Filters):
 
 @bp.get("/subscribers")
 @editors_only
-def subscribers():
+def subscribers() -> ResponseReturnValue:
     lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
     filters, notes = read_filters(lists)
     statement = search_statement(filters)
@@ -201,7 +202,7 @@ def subscriber_or_404(subscriber_id: int) -> Subscriber:
 
 @bp.get("/subscribers/<int(max=2147483647):subscriber_id>")
 @editors_only
-def subscriber(subscriber_id: int):
+def subscriber(subscriber_id: int) -> ResponseReturnValue:
     person = subscriber_or_404(subscriber_id)
     events = list(
         db.session.scalars(
@@ -232,7 +233,7 @@ def subscriber(subscriber_id: int):
 
 @bp.get("/subscribers/<int(max=2147483647):subscriber_id>/export.json")
 @editors_only
-def subscriber_export(subscriber_id: int):
+def subscriber_export(subscriber_id: int) -> ResponseReturnValue:
     """Everything held about the person, as they would get it themselves (GDPR art. 15)."""
     person = subscriber_or_404(subscriber_id)
     response = jsonify(actions.export(person))
@@ -243,7 +244,7 @@ def subscriber_export(subscriber_id: int):
 
 @bp.post("/subscribers/<int(max=2147483647):subscriber_id>/reactivate")
 @editors_only
-def subscriber_reactivate(subscriber_id: int):
+def subscriber_reactivate(subscriber_id: int) -> ResponseReturnValue:
     """Mail a bounced address again once its owner or its server fixed the cause."""
     person = subscriber_or_404(subscriber_id)
     changed = recording.reactivate(person, by=current_user.email)
@@ -258,7 +259,7 @@ def subscriber_reactivate(subscriber_id: int):
 
 @bp.route("/subscribers/<int(max=2147483647):subscriber_id>/erase", methods=["GET", "POST"])
 @require_role("admin")
-def subscriber_erase(subscriber_id: int):
+def subscriber_erase(subscriber_id: int) -> ResponseReturnValue:
     """Erase a person on their request made by other means (letter, phone): GDPR art. 17.
 
     The same erasure as the person's own link: only the keyed hash stays, so
@@ -293,7 +294,7 @@ class ImportForm(CzechForm):
 
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @editors_only
-def subscribers_import():
+def subscribers_import() -> ResponseReturnValue:
     lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
     form = ImportForm()
     form.mailing_list.choices = [SelectChoice(m.slug, m.name) for m in lists]
@@ -342,7 +343,7 @@ def safe_filename(name: str) -> str:
 
 @bp.get("/subscribers/export.csv")
 @editors_only
-def subscribers_export():
+def subscribers_export() -> ResponseReturnValue:
     """A list's subscribers as CSV: the columns and format of `zpravodaj subscribers export`.
 
     Streamed row by row (`transfer.export_rows`, the generator behind

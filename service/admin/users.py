@@ -5,6 +5,7 @@ their author)."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 from wtforms import EmailField, PasswordField, SelectChoice, SelectField, SelectMultipleField
@@ -41,7 +42,7 @@ def _group_choices() -> list[SelectChoice]:
 
 @bp.route("/users", methods=["GET", "POST"])
 @require_role("admin")
-def users():
+def users() -> ResponseReturnValue:
     form = UserForm()
     form.lists.choices = _group_choices()
     status = 200
@@ -77,7 +78,7 @@ def users():
 
 @bp.post("/users/<int(max=2147483647):user_id>/active")
 @require_role("admin")
-def user_toggle_active(user_id: int):
+def user_toggle_active(user_id: int) -> ResponseReturnValue:
     user = db.session.get(User, user_id)
     if user is None:
         abort(404)

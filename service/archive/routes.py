@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import load_only
@@ -100,7 +101,7 @@ def _cacheable(response: Response) -> Response:
 
 
 @bp.get("/<slug>")
-def list_issues(slug: str):
+def list_issues(slug: str) -> ResponseReturnValue:
     """The newsletter's archive: every published issue, newest first."""
     mailing_list = _public_list(slug)
     # The list page needs no bodies: do not load a hundred issues' Markdown.
@@ -113,7 +114,7 @@ def list_issues(slug: str):
 
 
 @bp.get("/<slug>/<int:number>")
-def show_issue(slug: str, number: int):
+def show_issue(slug: str, number: int) -> ResponseReturnValue:
     """One published issue: its subject, date and body, with links to its neighbours."""
     mailing_list = _public_list(slug)
     if number > MAX_NUMBER:
@@ -148,7 +149,7 @@ def show_issue(slug: str, number: int):
 
 
 @bp.get("/<slug>/feed.xml")
-def feed(slug: str):
+def feed(slug: str) -> ResponseReturnValue:
     """The latest published issues as an Atom 1.0 feed, every link on BASE_URL."""
     mailing_list = _public_list(slug)
     issues = list(db.session.scalars(_published(mailing_list).limit(FEED_ENTRIES)))

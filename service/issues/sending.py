@@ -35,6 +35,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
     User,
+    rows_matched,
 )
 from .rendering import Recipient, render_issue, skeleton_for
 
@@ -255,11 +256,11 @@ def resend_unreached(issue: Issue) -> int:
         .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
         .distinct()
     ).all()
-    count = db.session.execute(
+    count = rows_matched(
         update(Delivery)
         .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
         .values(status=DeliveryStatus.PENDING, attempts=0, last_error=None)
-    ).rowcount
+    )
     if batch_ids:
         db.session.execute(
             update(DeliveryBatch)

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from .. import consent, suppression, tokens
 from ..addresses import address_hash
@@ -122,19 +123,19 @@ def _render_form(
 
 
 @bp.get("/subscribe")
-def subscribe_page():
+def subscribe_page() -> ResponseReturnValue:
     return _render_form(embed=False)
 
 
 @bp.get("/embed/subscribe")
-def subscribe_embed():
+def subscribe_embed() -> ResponseReturnValue:
     return _render_form(embed=True)
 
 
 @bp.post("/subscribe")
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
-def subscribe():
+def subscribe() -> ResponseReturnValue:
     try:
         data = SubscribeInput.from_request(request)
     except UnreadableRequest as exc:
@@ -203,7 +204,7 @@ def _cors_for_website(response: Response) -> Response:
 
 
 @bp.get("/confirm/<token>")
-def confirm(token: str):
+def confirm(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     lists = [
         s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)
@@ -212,7 +213,7 @@ def confirm(token: str):
 
 
 @bp.post("/confirm/<token>")
-def confirm_post(token: str):
+def confirm_post(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     info = RequestInfo.from_request(request, "link")
     confirmed = actions.confirm(subscriber, _slugs(payload), info)
@@ -226,7 +227,7 @@ def confirm_post(token: str):
 
 
 @bp.post("/confirm/<token>/resend")
-def confirm_resend(token: str):
+def confirm_resend(token: str) -> ResponseReturnValue:
     # An expired link still proves who it was sent to: its signature is checked.
     subscriber, payload = load_link("confirm", token)
     actions.resend_confirmation(subscriber, _slugs(payload))
@@ -238,7 +239,7 @@ def confirm_resend(token: str):
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribe(token: str):
+def unsubscribe(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("unsubscribe", token)
     return render_template(
         "public/unsubscribe.html", token=token, mailing_list=_named_list(subscriber, payload)
@@ -246,7 +247,7 @@ def unsubscribe(token: str):
 
 
 @bp.post("/unsubscribe/<token>")
-def unsubscribe_post(token: str):
+def unsubscribe_post(token: str) -> ResponseReturnValue:
     """Unsubscribe at once; also the RFC 8058 one-click target (no cookie, no CSRF, 200)."""
     try:
         subscriber, payload = load_link("unsubscribe", token)
@@ -327,13 +328,13 @@ def _preferences_page(
 
 
 @bp.get("/preferences/<token>")
-def preferences(token: str):
+def preferences(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
     return _preferences_page(token, subscriber)
 
 
 @bp.post("/preferences/<token>")
-def preferences_post(token: str):
+def preferences_post(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
     name = request.form.get("name", "").strip()
     problem = name_problem(name)
@@ -409,7 +410,7 @@ def load_privacy_link(token: str) -> Subscriber:
 
 
 @bp.post("/preferences/<token>/privacy-link")
-def preferences_privacy_link(token: str):
+def preferences_privacy_link(token: str) -> ResponseReturnValue:
     """Mail a fresh export/erase link to the address (from the preferences page or an expired link).
 
     Either link proves only that it was once sent to the address; the new one
@@ -432,14 +433,14 @@ def preferences_privacy_link(token: str):
 
 
 @bp.get("/preferences/<token>/export")
-def preferences_export(token: str):
+def preferences_export(token: str) -> ResponseReturnValue:
     """A page with a download button; changes and hands out nothing (mail scanners fetch GETs)."""
     subscriber = load_privacy_link(token)
     return render_template("public/export.html", token=token, subscriber=subscriber)
 
 
 @bp.post("/preferences/<token>/export")
-def preferences_export_post(token: str):
+def preferences_export_post(token: str) -> ResponseReturnValue:
     subscriber = load_privacy_link(token)
     response = jsonify(actions.export(subscriber))
     response.headers["Content-Disposition"] = 'attachment; filename="zpravodaj-moje-udaje.json"'
@@ -448,13 +449,13 @@ def preferences_export_post(token: str):
 
 
 @bp.get("/preferences/<token>/erase")
-def preferences_erase(token: str):
+def preferences_erase(token: str) -> ResponseReturnValue:
     subscriber = load_privacy_link(token)
     return render_template("public/erase.html", token=token, subscriber=subscriber)
 
 
 @bp.post("/preferences/<token>/erase")
-def preferences_erase_post(token: str):
+def preferences_erase_post(token: str) -> ResponseReturnValue:
     try:
         subscriber = load_privacy_link(token)
     except SubscriberGone:
