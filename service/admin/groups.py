@@ -13,10 +13,16 @@ import io
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
-from wtforms import EmailField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: WTForms 3.3, types-WTForms 3.2
+    EmailField,
+    Field,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length
 
 from ..extensions import db
@@ -36,7 +42,7 @@ from ..models import (
     is_valid_slug,
 )
 from ..people_csv import ImportRefused, uploaded_text
-from .auth import CzechForm, require_list_access, require_role
+from .auth import CzechForm, account, require_list_access, require_role
 from .blueprint import bp
 
 group_managers = require_role("admin", "coordinator")
@@ -116,8 +122,9 @@ def _who(subscription: Subscription) -> str:
 @bp.get("/groups")
 @group_managers
 def groups() -> ResponseReturnValue:
-    if current_user.role == "coordinator":
-        shown = sorted(current_user.lists, key=lambda g: g.name)
+    user = account()
+    if user.role == "coordinator":
+        shown = sorted(user.lists, key=lambda g: g.name)
     else:
         shown = list(
             db.session.scalars(
@@ -151,13 +158,13 @@ def render_group(
     csv_report: membership.InviteReport | None = None,
     csv_errors: list[str] | None = None,
     status: int = 200,
-):
+) -> tuple[str, int]:
     everyone = membership.members(group)
     coordinators = list(
         db.session.scalars(select(User).where(User.lists.contains(group)).order_by(User.email))
     )
     assignable = []
-    if current_user.role == "admin":
+    if account().role == "admin":
         taken = {u.id for u in coordinators}
         assignable = [
             u
@@ -225,12 +232,12 @@ def group_invite(slug: str) -> ResponseReturnValue:
         try:
             subscription = membership.invite(
                 group,
-                form.email.data,
+                form.email.data or "",
                 form.name.data or "",
                 form.organization.data or "",
                 form.institution.data or "",
                 form.function.data or "",
-                invited_by=current_user,
+                invited_by=account(),
             )
         except MembershipError as exc:
             db.session.rollback()
@@ -244,7 +251,7 @@ def group_invite(slug: str) -> ResponseReturnValue:
     return render_group(group, invite_form=form, status=422)
 
 
-def _field_of(form: InviteForm, message: str):
+def _field_of(form: InviteForm, message: str) -> Field:
     """The form field a membership refusal is about (its message names it)."""
     for prefix, field in (
         ("Neznámý typ instituce", form.institution),
@@ -264,7 +271,7 @@ def group_invite_csv(slug: str) -> ResponseReturnValue:
     form = InviteCsvForm()
     try:
         text = uploaded_text(form.file.data, "Vyberte soubor CSV s pozvanými.")
-        report = membership.invite_csv(group, io.StringIO(text, newline=""), current_user)
+        report = membership.invite_csv(group, io.StringIO(text, newline=""), account())
     except (ImportRefused, MembershipError) as exc:
         db.session.rollback()
         return render_group(group, csv_errors=[str(exc)], status=422)
@@ -280,7 +287,7 @@ def group_member(slug: str, subscription_id: int, action: str) -> ResponseReturn
     group = group_or_404(slug)
     subscription = subscription_or_404(group, subscription_id)
     try:
-        changed = MEMBER_ACTIONS[action](group, subscription, current_user)
+        changed = MEMBER_ACTIONS[action](group, subscription, account())
     except MembershipError as exc:
         db.session.rollback()
         flash(str(exc), "error")

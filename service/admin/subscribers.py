@@ -27,11 +27,14 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 from flask_wtf.file import FileField
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import selectinload
-from wtforms import SelectChoice, SelectField, StringField
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: WTForms 3.3, types-WTForms 3.2
+    SelectChoice,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Length
 
 from .. import people_csv, suppression
@@ -41,7 +44,7 @@ from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
 from ..people_csv import ImportRefused, uploaded_text
 from ..subscriptions import actions, transfer
-from .auth import CzechForm, require_role
+from .auth import CzechForm, account, require_role
 from .blueprint import bp
 from .dashboard import STATUS_LABELS
 
@@ -121,7 +124,7 @@ def read_filters(lists: list[MailingList]) -> tuple[Filters, list[str]]:
     return filters, notes
 
 
-def search_statement(filters: Filters):
+def search_statement(filters: Filters) -> Select[Subscriber]:
     """The subscribers matching the filters, newest first (not yet paginated)."""
     statement = select(Subscriber)
     if filters.query:
@@ -247,7 +250,7 @@ def subscriber_export(subscriber_id: int) -> ResponseReturnValue:
 def subscriber_reactivate(subscriber_id: int) -> ResponseReturnValue:
     """Mail a bounced address again once its owner or its server fixed the cause."""
     person = subscriber_or_404(subscriber_id)
-    changed = recording.reactivate(person, by=current_user.email)
+    changed = recording.reactivate(person, by=account().email)
     db.session.commit()
     if changed:
         lists = plural(changed, "{n} odběr", "{n} odběry", "{n} odběrů")
@@ -271,7 +274,7 @@ def subscriber_erase(subscriber_id: int) -> ResponseReturnValue:
     actions.erase(person)
     db.session.commit()
     # No address in the log: after erasure nothing may name the person.
-    current_app.logger.info("subscriber %s erased by account %s", subscriber_id, current_user.id)
+    current_app.logger.info("subscriber %s erased by account %s", subscriber_id, account().id)
     flash("Všechny údaje o odběrateli byly vymazány.", "success")
     return redirect(url_for("admin.subscribers"))
 
@@ -321,7 +324,7 @@ def subscribers_import() -> ResponseReturnValue:
 
     try:
         report = transfer.import_subscribers(
-            io.StringIO(text, newline=""), mailing_list, form.consent_source.data
+            io.StringIO(text, newline=""), mailing_list, form.consent_source.data or ""
         )
     except ImportRefused as problem:
         return render_template(
