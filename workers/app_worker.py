@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
+from rq.worker import BaseWorker
 
 from service.extensions import db
 
@@ -17,17 +19,18 @@ from . import schedule
 log = logging.getLogger(__name__)
 
 
-class AppContextMixin:
+class AppContextMixin(BaseWorker):
     """Gives each job its own app context and database session.
 
     A fresh context per job means no session state leaks from one job to the
     next; `dispose(close=False)` drops pooled connections inherited through
-    fork without closing the parent's sockets.
+    fork without closing the parent's sockets. (Put before RQ's worker class
+    in the bases, it wraps that class's methods.)
     """
 
     app: Flask
 
-    def perform_job(self, job: Job, queue: Queue, *args, **kwargs) -> bool:
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         with self.app.app_context():
             try:
                 return super().perform_job(job, queue, *args, **kwargs)
@@ -51,7 +54,7 @@ class AppContextMixin:
 class AppWorker(AppContextMixin, Worker):
     """Forks a work horse per job: a crashing job cannot take the worker down."""
 
-    def __init__(self, *args, app: Flask, **kwargs) -> None:
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         super().__init__(*args, **kwargs)
 
@@ -64,6 +67,6 @@ class AppWorker(AppContextMixin, Worker):
 class AppSimpleWorker(AppContextMixin, SimpleWorker):
     """Runs jobs in its own process: for tests and small deployments."""
 
-    def __init__(self, *args, app: Flask, **kwargs) -> None:
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         super().__init__(*args, **kwargs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from typing import Any
@@ -280,7 +280,7 @@ def update_preferences(
                 subscriber.subscriptions.append(subscription)
             subscription.confirm_directly(now)
             consent.record(subscriber, "preferences_add", info, mailing_list=mailing_list)
-        elif mailing_list.id not in wanted_ids and active:
+        elif mailing_list.id not in wanted_ids and active and subscription is not None:
             subscription.leave(now)
             consent.record(subscriber, "preferences_remove", info, mailing_list=mailing_list)
 
@@ -450,5 +450,5 @@ def mails_naming(addresses: Iterable[str | None]) -> list[int]:
     return found
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value is not None else None
