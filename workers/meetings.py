@@ -49,7 +49,7 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
     if not claimed:
         db.session.rollback()
         return "skipped"
-    meeting = db.session.get(Meeting, meeting_id)
+    meeting = db.session.get_one(Meeting, meeting_id)  # the claim above found it
     subject = f"Připomínka: {meeting_title(meeting)}"[: sending.SUBJECT_MAX]
     issue = sending.create_issue(
         meeting.mailing_list,

@@ -236,7 +236,9 @@ def _meeting_editable(issue: Issue | None) -> bool:
     return issue.meeting_method == MeetingMethod.REQUEST and not meetings.ever_sent(issue.meeting)
 
 
-def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, errors: dict):
+def _render_form(
+    issue: Issue | None, mailing_list: MailingList, values: dict, errors: dict
+) -> tuple[str, int]:
     status = 422 if errors else 200
     return render_template(
         "admin/issue_edit.html",
@@ -341,7 +343,9 @@ def _bounces(issue: Issue) -> tuple[int, list[Bounce]]:
     return total, list(shown)
 
 
-def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | None = None):
+def _render_issue(
+    issue: Issue, *, errors: dict | None = None, values: dict | None = None
+) -> tuple[str, int]:
     errors = errors or {}
     state = sending.progress(issue)
     counts = state["counts"]
@@ -432,7 +436,9 @@ def issue_preview_html(issue_id: int) -> ResponseReturnValue:
 # --- actions -----------------------------------------------------------------------
 
 
-def _done(issue: Issue, message: str, category: str = "success", *, status: int = 200):
+def _done(
+    issue: Issue, message: str, category: str = "success", *, status: int = 200
+) -> ResponseReturnValue:
     """After a successful action: JSON for scripts, a flash and a redirect for browsers."""
     if _wants_json():
         return jsonify({"message": message, **sending.progress(issue)}), status
@@ -440,7 +446,7 @@ def _done(issue: Issue, message: str, category: str = "success", *, status: int 
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
-def _refused(issue: Issue, message: str):
+def _refused(issue: Issue, message: str) -> ResponseReturnValue:
     """A transition the issue's state does not allow (409), e.g. pausing a sent issue."""
     db.session.rollback()
     if _wants_json():
@@ -449,7 +455,7 @@ def _refused(issue: Issue, message: str):
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
-def _invalid(issue: Issue, field: str, message: str, values: dict):
+def _invalid(issue: Issue, field: str, message: str, values: dict) -> ResponseReturnValue:
     """A field error on the issue's page (422), with what was typed kept."""
     db.session.rollback()
     if _wants_json():
@@ -491,8 +497,8 @@ def issue_action(issue_id: int, action: str) -> ResponseReturnValue:
             return _done(issue, "Vydání se odesílá.", status=202)
         if action == "schedule":
             at, error = parse_local_datetime(form.get("at"))
-            if error:
-                return _invalid(issue, "at", error, {"at": form.get("at")})
+            if at is None:  # then `error` says why
+                return _invalid(issue, "at", error or "", {"at": form.get("at")})
             if issue.status in Issue.EDITABLE:
                 try:
                     sending.schedule(issue, at)
@@ -602,7 +608,7 @@ def meeting_update(meeting_id: int) -> ResponseReturnValue:
     fields, errors = meeting_from_form(request.form, meeting.mailing_list)
     if fields is None and not errors:
         errors = {"meeting_start": "Vyplňte nový termín a místo setkání."}
-    if errors:
+    if errors or fields is None:
         if issue is not None and issue.meeting_id == meeting.id:
             return _render_issue(issue, errors=errors, values=dict(request.form))
         abort(422)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ..errors import MESSAGES
@@ -121,7 +122,7 @@ def _unmatched_api_route() -> Response | None:
 
 
 @bp.record_once
-def _install_unmatched_route_hook(state) -> None:
+def _install_unmatched_route_hook(state: BlueprintSetupState) -> None:
     # First of the app's hooks, so nothing else (e.g. the input guard) answers
     # such a request in the HTML or form shape before it.
     state.app.before_request_funcs.setdefault(None, []).insert(0, _unmatched_api_route)

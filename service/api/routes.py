@@ -8,11 +8,12 @@ an IssueStateError, which service/api/errors.py turns into JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import current_app, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
@@ -88,9 +89,13 @@ def create_issue(slug: str) -> ResponseReturnValue:
     errors.update(meetings.meeting_problem(mailing_list, data.get("meeting")))
     if errors:
         raise ApiError(422, errors=errors)
-    issue = sending.create_issue(mailing_list, fields, current_api_user())
+    meeting_fields = None
     if data.get("meeting") is not None:
         meeting_fields, _ = meetings.validate_meeting(data["meeting"])
+        if meeting_fields is None:  # its start passed since meeting_problem checked it
+            raise ApiError(422, errors=meetings.meeting_problem(mailing_list, data["meeting"]))
+    issue = sending.create_issue(mailing_list, fields, current_api_user())
+    if meeting_fields is not None:
         meetings.attach_meeting(issue, meeting_fields)
     db.session.commit()
     response = jsonify(issue_json(issue))
@@ -188,7 +193,7 @@ def cancel(issue_id: int) -> ResponseReturnValue:
     return _transition(issue_id, sending.cancel)
 
 
-def _transition(issue_id: int, change) -> Any:
+def _transition(issue_id: int, change: Callable[[Issue], None]) -> Response:
     """Apply a state change (which raises IssueStateError → 409 when not allowed)."""
     issue = _issue_or_404(issue_id, lock=True)
     change(issue)
@@ -293,7 +298,7 @@ def _list_or_404(slug: str) -> MailingList:
     found = None
     if is_valid_slug(slug):
         found = db.session.scalar(select(MailingList).filter_by(slug=slug))
-    if not may_see(found):
+    if found is None or not may_see(found):
         raise ApiError(404, "Seznam neexistuje.")
     return found
 
