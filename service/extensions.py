@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -10,7 +10,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 
 # Named constraints: Alembic can then alter them later, SQLite included.
@@ -25,6 +25,10 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    if TYPE_CHECKING:
+        # Every model maps a Table (none a join or a select): `Model.__table__`
+        # has the Table's API, `.update()` and `.insert()` included.
+        __table__: ClassVar[Table]
 
 
 db = SQLAlchemy(model_class=Base)

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
     """Run an RQ worker (with the scheduler) for the mail queues."""
     log.setup()
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # Flask types current_app as the app, not its proxy
     _probe_smtp()
     interval = app.config["RECONCILE_INTERVAL"]
     worker_class = AppSimpleWorker if simple else AppWorker

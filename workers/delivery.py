@@ -25,11 +25,12 @@ import logging
 import secrets
 import time
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from rq import get_current_job
 from rq.job import Job
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, exists, insert, or_, select, update
 
 from service import jobs
 from service.bounces.recording import record_refusal
@@ -91,7 +92,7 @@ def start_scheduled(issue_id: int) -> str:
         return "not due"
     # The conditional update holds the row until commit: a twin job waits and then finds
     # the issue no longer scheduled.
-    issue = db.session.get(Issue, issue_id)
+    issue = db.session.get_one(Issue, issue_id)
     begin_delivery(issue)
     db.session.commit()
     log.info("scheduled issue %s started", issue_id)
@@ -135,7 +136,7 @@ def fan_out(issue_id: int) -> str:
         db.session.commit()
         return "skipped"
 
-    issue = db.session.get(Issue, issue_id)
+    issue = db.session.get_one(Issue, issue_id)
     size = current_app.config["BATCH_SIZE"]
     to_enqueue: list[tuple[int, str]] = []
     first = True
@@ -236,8 +237,8 @@ def deliver_batch(batch_id: int) -> str:
     if not claimed:
         log.info("batch %s is done or another worker has it; skipping", batch_id)
         return "skipped"
-    batch = db.session.get(DeliveryBatch, batch_id)
-    issue = db.session.get(Issue, batch.issue_id)
+    batch = db.session.get_one(DeliveryBatch, batch_id)
+    issue = db.session.get_one(Issue, batch.issue_id)
     if issue.status != IssueStatus.SENDING:
         _release(batch_id, owner)
         db.session.commit()
@@ -417,7 +418,7 @@ class BatchSender:
         )
         return "skipped"
 
-    def _send_one(self, row) -> None:
+    def _send_one(self, row: Row[*tuple[Any, ...]]) -> None:
         address = row.ascii_email or row.email
         recipient = Recipient(address=address, name=row.name or "", public_key=row.public_key)
         message_id = self.skeleton.new_message_id(row.id)
@@ -458,7 +459,7 @@ class BatchSender:
         else:
             self.unrecorded = (row.id, message_id)
 
-    def _set(self, delivery_id: int, **values) -> None:
+    def _set(self, delivery_id: int, **values: Any) -> None:
         db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
     def _record_sent(self) -> None:
@@ -544,9 +545,13 @@ def reconcile_issues() -> dict[str, int]:
             job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES for job in found
         ]
 
-    scheduled = db.session.execute(
-        select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
-    ).all()
+    scheduled = [
+        (issue_id, at)
+        for issue_id, at in db.session.execute(
+            select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
+        )
+        if at is not None  # always, as Issue.schedule sets both
+    ]
     db.session.commit()
     for (issue_id, at), alive in zip(
         scheduled, live([jobs.start_job_id(i, at) for i, at in scheduled]), strict=True
@@ -591,8 +596,8 @@ def reconcile_issues() -> dict[str, int]:
     orphaned: list[int] = []
     for start in range(0, len(batches), 500):
         chunk = batches[start : start + 500]
-        alive = live([row.job_id or f"missing-{row.id}" for row in chunk])
-        for row, is_alive in zip(chunk, alive, strict=True):
+        chunk_alive = live([row.job_id or f"missing-{row.id}" for row in chunk])
+        for row, is_alive in zip(chunk, chunk_alive, strict=True):
             if row.status == BatchStatus.RUNNING:
                 if row.heartbeat is None or row.heartbeat < stale:
                     orphaned.append(row.id)

@@ -10,9 +10,10 @@ occasional duplicate costs nothing.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
+from redis import Redis
 from rq.job import Job
 from sqlalchemy import and_, or_, select, update
 
@@ -76,7 +77,7 @@ def reconcile_outgoing_mail() -> int:
     return requeued
 
 
-def _expire_stale(cutoff) -> None:
+def _expire_stale(cutoff: datetime) -> None:
     """Give up on mails that could not be sent for days: their links have expired anyway."""
     db.session.execute(
         update(OutgoingMail)
@@ -86,7 +87,7 @@ def _expire_stale(cutoff) -> None:
     db.session.commit()
 
 
-def _fetch(job_id: str, connection) -> Job | None:
+def _fetch(job_id: str, connection: Redis) -> Job | None:
     try:
         return Job.fetch(job_id, connection=connection)
     except Exception:

@@ -27,10 +27,11 @@ never holds locks on tables the delivery engine writes to.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 
 from service import ledger, suppression
 from service.clock import utcnow
@@ -121,7 +122,10 @@ def purge_unconfirmed() -> int:
     return purged
 
 
-def _delete_subscribers_where(*conditions, suppress=None) -> int:
+def _delete_subscribers_where(
+    *conditions: ColumnElement[bool],
+    suppress: Callable[[list[int]], dict[int, SuppressionReason]] | None = None,
+) -> int:
     """Delete every subscriber matching `conditions`, a chunk per transaction.
 
     Each chunk is locked and matched again before deleting (PostgreSQL: FOR
@@ -287,7 +291,9 @@ def _delete_issue_rows(issue_id: int) -> int:
     return deleted
 
 
-def _delete_in_chunks(model, *conditions) -> int:
+def _delete_in_chunks(
+    model: type[OutgoingMail] | type[Bounce], *conditions: ColumnElement[bool]
+) -> int:
     deleted = 0
     query = select(model.id).where(*conditions).order_by(model.id).limit(CHUNK)
     while ids := db.session.scalars(query).all():
@@ -326,7 +332,7 @@ def expire_consent_evidence() -> int:
     return deleted
 
 
-def _suppression_reasons(ids: list[int]) -> dict[int, str]:
+def _suppression_reasons(ids: list[int]) -> dict[int, SuppressionReason]:
     """Why each leaves a suppression: a bounced subscription means the address does not
     work ("bounced"); otherwise they withdrew ("withdrawn")."""
     bounced = set(

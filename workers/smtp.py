@@ -58,14 +58,14 @@ class SmtpTransport:
     def __enter__(self) -> SmtpTransport:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def connect(self) -> smtplib.SMTP:
         if self._connection is not None:
             return self._connection
         s = self.settings
-        connection = None
+        connection: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
                 connection = smtplib.SMTP_SSL(
@@ -110,8 +110,7 @@ class SmtpTransport:
 
     def send(self, sender: str, recipient: str, raw: bytes, *, smtputf8: bool = False) -> None:
         """Send one message; raise PermanentFailure or TransientFailure when it is refused."""
-        if self.signer is not None:
-            raw = self._sign(raw)
+        raw = self._sign(raw)
         connection = self.connect()
         options = []
         if smtputf8:
@@ -142,6 +141,8 @@ class SmtpTransport:
             raise _classify(code, message)
 
     def _sign(self, raw: bytes) -> bytes:
+        if self.signer is None:
+            return raw
         try:
             return self.signer(raw)
         except DkimKeyError as exc:
@@ -160,9 +161,11 @@ class SmtpTransport:
 
     def _drop_after(self, exc: smtplib.SMTPResponseException) -> None:
         # After a refused MAIL/DATA the session is still usable; reset it.
+        if self._connection is None:
+            return
         try:
             self._connection.rset()
-        except (OSError, smtplib.SMTPException, AttributeError):
+        except (OSError, smtplib.SMTPException):
             self._drop()
 
     def _drop(self) -> None:

@@ -100,7 +100,7 @@ def make_controller(app: Flask, host: str, port: int) -> Controller:
 
 def serve(host: str, port: int) -> None:
     """Run until SIGINT or SIGTERM."""
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # Flask types current_app as the app, not its proxy
     try:
         # A port in use or out of range, an unknown host: say so at once, no
         # traceback (aiosmtpd would only time out after its ready_timeout).
