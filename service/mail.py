@@ -41,7 +41,7 @@ VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list
 class _VerbatimHeaders(EmailPolicy):
     """EmailPolicy that stores and writes VERBATIM_HEADERS as given, on one line."""
 
-    def header_store_parse(self, name: str, value: str):
+    def header_store_parse(self, name: str, value: str) -> tuple[str, Any]:
         if name.lower() in VERBATIM_HEADERS:
             if "\r" in value or "\n" in value:
                 raise ValueError(

@@ -20,7 +20,11 @@ def init_app(app: Flask) -> None:
         # Behind N reverse proxies: trust their X-Forwarded-* so rate limits
         # and consent records see the real client.
         hops = app.config["PROXY_FIX"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # (Flask's documented way to wrap the app in WSGI middleware, which its
+        # type hints, seeing a method, do not allow.)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
     app.jinja_env.filters["plural"] = plural
     # Every address the admin shows goes through it (look-alike domains in ASCII).
@@ -32,7 +36,7 @@ def init_app(app: Flask) -> None:
         return redirect(url_for("subscriptions.subscribe_page"))
 
     @app.errorhandler(CSRFError)
-    def _csrf_refused(error: CSRFError):
+    def _csrf_refused(error: CSRFError) -> ResponseReturnValue:
         if wants_json():
             return jsonify(errors={"request": CSRF_MESSAGE}), 400
         return error_page(400, CSRF_MESSAGE), 400
