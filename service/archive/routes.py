@@ -82,6 +82,8 @@ def _published(mailing_list: MailingList) -> Select:
 def _archived(issue: Issue) -> ArchivedIssue:
     # started_at is set with the number; created_at only guards odd old rows.
     sent_at = issue.started_at or issue.created_at
+    if issue.number is None:  # `_published` selects numbered issues only
+        raise ValueError(f"issue {issue.id} has no number: it was never published")
     day = local_date(sent_at, current_app.config["TIMEZONE"])
     return ArchivedIssue(
         number=issue.number,
@@ -97,7 +99,8 @@ def _cacheable(response: Response) -> Response:
     """Public, briefly cached, and answered with 304 when the reader already has it."""
     response.headers["Cache-Control"] = CACHE_CONTROL
     response.add_etag()
-    return response.make_conditional(request)
+    response.make_conditional(request)  # in place: it returns the same response
+    return response
 
 
 @bp.get("/<slug>")
@@ -177,7 +180,7 @@ def atom_feed(mailing_list: MailingList, issues: list[Issue]) -> bytes:
     newest = max((entry.sent_at for entry in entries), default=mailing_list.created_at)
     _text(root, "updated", _rfc3339(newest))
     author = ET.SubElement(root, "author")
-    _text(author, "name", sender_address()[0] or current_app.jinja_env.globals["site_name"])
+    _text(author, "name", sender_address()[0] or str(current_app.jinja_env.globals["site_name"]))
 
     for issue, entry in zip(issues, entries, strict=True):
         url = external_url("archive.show_issue", slug=mailing_list.slug, number=entry.number)

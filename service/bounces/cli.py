@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import BinaryIO
 
 import click
 from sqlalchemy.exc import OperationalError
 
 from .parsing import MAX_BOUNCE_BYTES, NotABounce
 from .receiver import serve
-from .recording import process_message
+from .recording import Outcome, process_message
 
 # sysexits.h: what an MTA's pipe transport understands. EX_DATAERR for input
 # that is no bounce; EX_TEMPFAIL when the database is down, so the MTA
@@ -25,7 +26,7 @@ def bounces_group() -> None:
 
 @bounces_group.command("process")
 @click.argument("source", default="-", type=click.File("rb"))
-def process_command(source) -> None:
+def process_command(source: BinaryIO) -> None:
     """Record one bounce message read from SOURCE (a file, or - for stdin)."""
     raw = source.read(MAX_BOUNCE_BYTES + 1)
     try:
@@ -43,7 +44,7 @@ def process_command(source) -> None:
         click.echo(_describe(outcome))
 
 
-def _describe(outcome) -> str:
+def _describe(outcome: Outcome) -> str:
     who = outcome.address or "adresát"
     kind = {"hard": "trvalá", "soft": "dočasná"}[outcome.kind]
     status = f" ({outcome.status})" if outcome.status else ""

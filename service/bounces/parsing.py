@@ -87,7 +87,9 @@ def parse(raw: bytes, envelope_recipients: Iterable[str] = ()) -> BounceReport:
     return report
 
 
-def _verp_of(message: email.message.Message, envelope_recipients: Iterable[str]):
+def _verp_of(
+    message: email.message.Message, envelope_recipients: Iterable[str]
+) -> VerpToken | None:
     candidates = list(envelope_recipients)
     for name in ENVELOPE_HEADERS:
         candidates.extend(str(value) for value in message.get_all(name) or [])
@@ -107,6 +109,8 @@ def _dsn_failures(message: email.message.Message) -> list[Failure]:
         payload = part.get_payload()
         blocks = payload if isinstance(payload, list) else []
         for block in blocks[1:]:  # the first block is about the reporting MTA
+            if not isinstance(block, email.message.Message):
+                continue
             action = str(block.get("Action", "")).strip().lower()
             if action not in ("failed", "delayed"):
                 continue
@@ -168,7 +172,7 @@ def status_of(text: str) -> str:
     return ".".join(match.groups()) if match else ""
 
 
-def _address_of(field_value) -> str | None:
+def _address_of(field_value: object) -> str | None:
     """`rfc822; jana@example.cz` -> `jana@example.cz`."""
     if not field_value:
         return None
@@ -177,7 +181,7 @@ def _address_of(field_value) -> str | None:
     return value or None
 
 
-def _one_line(value) -> str:
+def _one_line(value: object) -> str:
     return " ".join(str(value).split())
 
 
@@ -189,6 +193,8 @@ def _body_text(message: email.message.Message) -> str:
         try:
             payload = part.get_payload(decode=True) or b""
         except Exception:
+            continue
+        if not isinstance(payload, bytes):  # what decode=True gives for a text part
             continue
         charset = part.get_content_charset() or "utf-8"
         try:

@@ -46,7 +46,12 @@ class BounceHandler:
         )
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
     ) -> str:
         if not self.accepts(address):
             return "550 5.1.1 Only bounces are received here"

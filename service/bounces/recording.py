@@ -14,6 +14,7 @@ person through a fresh double opt-in brings them back.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -121,7 +122,11 @@ def _unmatched(failure: Failure) -> Outcome:
 
 
 def _record_one(
-    subscriber: Subscriber, failure: Failure, raw: bytes, delivery_id, mail_id
+    subscriber: Subscriber,
+    failure: Failure,
+    raw: bytes,
+    delivery_id: int | None,
+    mail_id: int | None,
 ) -> Outcome:
     now = utcnow()
     digest = hashlib.sha256(raw + b"\0" + str(subscriber.id).encode()).hexdigest()
@@ -265,7 +270,9 @@ def bounces_of(subscriber: Subscriber) -> list[Bounce]:
     )
 
 
-def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, list[Outcome]]:
+def process_message(
+    raw: bytes, envelope_recipients: Iterable[str] = ()
+) -> tuple[BounceReport, list[Outcome]]:
     """Parse and record one bounce, committing; raises parsing.NotABounce for non-bounces.
 
     An auto-reply (out of office) reaching the return path is no bounce: it
