@@ -40,7 +40,7 @@ def _date(text: ConsentText) -> str:
     return czech_date(local_date(text.created_at, current_app.config["TIMEZONE"]))
 
 
-def _render(text: ConsentText, *, current: ConsentText):
+def _render(text: ConsentText, *, current: ConsentText) -> str:
     older = db.session.scalars(
         select(ConsentText)
         .where(ConsentText.kind == KIND, ConsentText.id != text.id)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from ..clock import utcnow
@@ -103,13 +105,13 @@ class hour_of(FunctionElement):
 
 
 @compiles(hour_of)
-def _hour_of_sqlite(element, compiler, **kw) -> str:
+def _hour_of_sqlite(element: hour_of, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
     return f"strftime('%Y-%m-%d %H:00:00', {column})"
 
 
 @compiles(hour_of, "postgresql")
-def _hour_of_postgresql(element, compiler, **kw) -> str:
+def _hour_of_postgresql(element: hour_of, compiler: SQLCompiler, **kw: Any) -> str:
     return f"date_trunc('hour', {compiler.process(element.clauses, **kw)})"
 
 

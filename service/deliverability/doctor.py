@@ -434,7 +434,7 @@ def check_smtp(config: Mapping[str, Any], *, timeout: float | None = None) -> li
     return results
 
 
-def _tls_result(settings, offered_starttls: bool) -> list[Result]:
+def _tls_result(settings: SmtpSettings, offered_starttls: bool) -> list[Result]:
     if settings.security in {"tls", "starttls"}:
         return [Result("smtp-tls", OK, f"the connection is encrypted ({settings.security})")]
     if settings.host.lower() in LOCAL_HOSTS:

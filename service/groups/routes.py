@@ -110,7 +110,7 @@ def _group_page(
     status: int = 200,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
-):
+) -> tuple[str, int]:
     return (
         render_template(
             "groups/group.html",

@@ -103,7 +103,7 @@ def _render_form(
     errors: dict[str, str] | None = None,
     lists: list[MailingList] | None = None,
     checked: list[str] | None = None,
-):
+) -> tuple[str, int]:
     offered, default_checked, narrowed = _offered_lists()
     return (
         render_template(
@@ -176,7 +176,7 @@ def subscribe() -> ResponseReturnValue:
     return _accepted(data)
 
 
-def _accepted(data: SubscribeInput):
+def _accepted(data: SubscribeInput) -> ResponseReturnValue:
     if data.is_json:
         return jsonify(status=SubscriptionStatus.PENDING), 202
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
@@ -297,10 +297,10 @@ def _preferences_page(
     subscriber: Subscriber,
     *,
     saved: bool = False,
-    errors=None,
-    group_errors=None,
-    group_values=None,
-):
+    errors: dict[str, str] | None = None,
+    group_errors: dict[str, dict[str, str]] | None = None,
+    group_values: dict[str, MemberDetails] | None = None,
+) -> str:
     active = {
         s.list_id
         for s in subscriber.subscriptions
