@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
     """Run an RQ worker (with the scheduler) for the mail queues."""
     log.setup()
-    app = current_app._get_current_object()  # type: ignore[attr-defined]  # Flask types current_app as the app, not its proxy
+    # The app itself, to hand to another thread: Flask's type hints describe
+    # current_app as the app, so they do not know the proxy's method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     _probe_smtp()
     interval = app.config["RECONCILE_INTERVAL"]
     worker_class = AppSimpleWorker if simple else AppWorker

@@ -15,7 +15,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
-from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: WTForms 3.3, types-WTForms 3.2
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
     EmailField,
     Field,
     SelectChoice,

@@ -30,7 +30,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.file import FileField
 from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import selectinload
-from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: WTForms 3.3, types-WTForms 3.2
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
     SelectChoice,
     SelectField,
     StringField,

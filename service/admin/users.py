@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
-from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: WTForms 3.3, types-WTForms 3.2
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
     EmailField,
     PasswordField,
     SelectChoice,
