@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from flask import Flask
 
-from .paths import PROJECT_ROOT, instance_path
+from .paths import PROJECT_ROOT, instance_path, resource_dir
 
-__all__ = ["PROJECT_ROOT", "create_app"]
+__all__ = ["PROJECT_ROOT", "__version__", "create_app"]
+
+try:
+    # The installed distribution's version (pyproject.toml): `zpravodaj --version`, /readyz.
+    __version__ = version("zpravodaj")
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -34,8 +41,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
         instance_path=str(instance_path()),
-        template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "static"),
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
     )
     app.config.update(load_config(os.environ, app.instance_path))
     if test_config:
@@ -45,7 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _derive_extension_config(app)
 
     database.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True)
     limiter.init_app(app)
     jobs.init_app(app)
     errors.init_app(app)
@@ -60,7 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(meetings_bp)
     attachments.init_app(app)
     app.register_blueprint(api_bp)
-    app.register_blueprint(health.bp)
+    health.init_app(app)
     app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         app.register_blueprint(outbox_bp)

@@ -73,6 +73,10 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "DNS_TIMEOUT": (_int, 5),
     "MAIL_RETRY_INTERVALS": (lambda v: [int(x) for x in _list(v)], [10, 60, 300, 900, 3600]),
     "RECONCILE_INTERVAL": (_int, 30),
+    # Unattended operation: how often at most the workers probe an SMTP relay that is
+    # away (the backoff's cap), and how long a stopping worker may take.
+    "SMTP_RECOVERY_PROBE_SECONDS": (float, 30.0),
+    "WORKER_SHUTDOWN_SECONDS": (_int, 60),
     "RECONCILE_GRACE_SECONDS": (_int, 60),
     "MAIL_CLAIM_LEASE_SECONDS": (_int, 120),
     "MAIL_MAX_AGE_HOURS": (_int, 72),
@@ -130,10 +134,12 @@ def check_required(config: Mapping[str, Any]) -> None:
     """Refuse to run without the settings that have no safe default."""
     missing = [name for name in REQUIRED if not config.get(name)]
     if missing:
+        # Czech like the rest of what operators read; one line, naming every one.
         raise ConfigError(
-            "Missing configuration: "
+            "Chybí nastavení "
             + ", ".join(missing)
-            + ". Set them in the environment (see README.md), or run `zpravodaj dev` locally."
+            + ": zadejte je v prostředí (viz README.md, Configuration),"
+            " nebo lokálně spusťte `zpravodaj dev`."
         )
     check_smtp_url(config["SMTP_URL"])
     if config.get("SMTPUTF8") not in {"auto", "on", "off"}:
@@ -153,6 +159,10 @@ def check_required(config: Mapping[str, Any]) -> None:
         )
     if not 1 <= config["ADMIN_SESSION_HOURS"] <= 24 * 31:
         raise ConfigError("ADMIN_SESSION_HOURS must be between 1 and 744 (31 days).")
+    if config["SMTP_RECOVERY_PROBE_SECONDS"] <= 0:
+        raise ConfigError("SMTP_RECOVERY_PROBE_SECONDS must be more than 0.")
+    if config["WORKER_SHUTDOWN_SECONDS"] < 1:
+        raise ConfigError("WORKER_SHUTDOWN_SECONDS must be at least 1.")
     if config["BATCH_SIZE"] < 1:
         raise ConfigError("BATCH_SIZE must be at least 1.")
     domain_rates = config["SEND_RATE_PER_DOMAIN"]

@@ -54,14 +54,12 @@ def test_each_required_setting_missing_is_named(tmp_path, name, value):
     config = load_config(environ, str(tmp_path))
     with pytest.raises(ConfigError) as error:
         check_required(config)
-    assert str(error.value).startswith(f"Missing configuration: {name}.")
+    assert str(error.value).startswith(f"Chybí nastavení {name}:")
     assert "zpravodaj dev" in str(error.value)
 
 
 def test_all_missing_settings_are_named_at_once(tmp_path):
-    with pytest.raises(
-        ConfigError, match=r"^Missing configuration: SECRET_KEY, REDIS_URL, SMTP_URL\."
-    ):
+    with pytest.raises(ConfigError, match=r"^Chybí nastavení SECRET_KEY, REDIS_URL, SMTP_URL:"):
         check_required(load_config({}, str(tmp_path)))
 
 

@@ -1,22 +1,34 @@
-"""RQ workers that run each job in a fresh Flask app context."""
+"""RQ workers that run each job in a fresh Flask app context, ride out Redis outages and
+stop gracefully."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import threading
 from typing import Any
 
 from flask import Flask
+from redis.client import Pipeline
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import BaseWorker
 
+from service import worker_status
 from service.extensions import db
 
-from . import schedule
+from . import schedule, shutdown
+from .redis_outage import outage
 
 log = logging.getLogger(__name__)
+
+# How long a stopping worker waits for RQ's scheduler process before killing it: the
+# scheduler holds nothing that matters (its lock expires), and waits for Redis in an outage.
+SCHEDULER_STOP_SECONDS = 5
 
 
 class AppContextMixin(BaseWorker):
@@ -50,9 +62,46 @@ class AppContextMixin(BaseWorker):
             finally:
                 db.session.remove()
 
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's heartbeat, plus the one `/readyz` counts (service/worker_status.py)."""
+        super().heartbeat(timeout, pipeline=pipeline)
+        connection = pipeline if pipeline is not None else self.connection
+        worker_status.record_heartbeat(connection, self.name)
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            with contextlib.suppress(Exception):  # Redis away at exit: the entry ages out
+                worker_status.forget_worker(self.connection, self.name)
+        super().teardown()
+
+    def stop_scheduler(self) -> None:
+        """RQ's, but never waiting for ever: its scheduler process may be waiting for Redis."""
+        if self.scheduler is None:  # RQ calls this only when there is one
+            return
+        process = self.scheduler._process
+        if process is None or not process.pid:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(SCHEDULER_STOP_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM or Ctrl-C: jobs stop after the message in flight; Redis is waited for
+        only until WORKER_SHUTDOWN_SECONDS have passed."""
+        outage.stop_waiting_after(self.app.config["WORKER_SHUTDOWN_SECONDS"])
+        shutdown.request()
+
 
 class AppWorker(AppContextMixin, Worker):
-    """Forks a work horse per job: a crashing job cannot take the worker down."""
+    """Forks a work horse per job: a crashing job cannot take the worker down.
+
+    On SIGTERM the horse finishes the message in flight, records it and hands
+    its batch back (workers/shutdown.py); a horse still busy after
+    WORKER_SHUTDOWN_SECONDS is killed, so the worker always exits in time.
+    """
 
     def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
@@ -63,6 +112,31 @@ class AppWorker(AppContextMixin, Worker):
             db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
 
+    def setup_work_horse_signals(self) -> None:
+        """In the horse: SIGTERM (from the worker, or from systemd to the whole unit) asks
+        the job to stop after the message in flight instead of killing it mid-message."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda signum, frame: shutdown.request())
+
+    def handle_warm_shutdown_request(self) -> None:
+        self.begin_shutdown()
+        horse = self.horse_pid
+        if not horse:
+            return
+        log.info("stopping: the job in hand finishes the message in flight")
+        with contextlib.suppress(OSError):
+            os.kill(horse, signal.SIGTERM)
+        deadline = threading.Timer(
+            self.app.config["WORKER_SHUTDOWN_SECONDS"], self._kill_late_horse, args=(horse,)
+        )
+        deadline.daemon = True
+        deadline.start()
+
+    def _kill_late_horse(self, horse: int) -> None:
+        if self.horse_pid == horse:
+            log.warning("the job in hand did not stop within WORKER_SHUTDOWN_SECONDS; killing it")
+            self.kill_horse(signal.SIGKILL)
+
 
 class AppSimpleWorker(AppContextMixin, SimpleWorker):
     """Runs jobs in its own process: for tests and small deployments."""
@@ -70,3 +144,6 @@ class AppSimpleWorker(AppContextMixin, SimpleWorker):
     def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         super().__init__(*args, **kwargs)
+
+    def handle_warm_shutdown_request(self) -> None:
+        self.begin_shutdown()

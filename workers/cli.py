@@ -7,11 +7,14 @@ import logging
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from redis.exceptions import ConnectionError, TimeoutError
 
-from service.jobs import ALL_QUEUES, redis_connection
+from service.jobs import ALL_QUEUES
 
 from . import log
 from .app_worker import AppSimpleWorker, AppWorker
+from .redis_outage import patient_redis
+from .smtp_recovery import SmtpWatcher, note_outage
 from .transport import app_transport
 
 logger = logging.getLogger(__name__)
@@ -36,14 +39,25 @@ def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
     worker_class = AppSimpleWorker if simple else AppWorker
     worker = worker_class(
         list(queues),
-        connection=redis_connection(),
+        # RQ's bookkeeping waits out a Redis outage (workers/redis_outage.py).
+        connection=patient_redis(app.config["REDIS_URL"]),
         app=app,
         # The maintenance loop runs the reconciler; RQ blocks on the queues
         # for worker_ttl - 15 s, so this keeps it running every `interval`.
         maintenance_interval=interval,
         worker_ttl=interval + 15,
+        exception_handlers=[note_outage],
     )
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    watcher = SmtpWatcher(app, worker.name)
+    if not burst:
+        watcher.start()
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    except (ConnectionError, TimeoutError) as exc:
+        # Only when stopping: until then the connection waits for Redis.
+        logger.warning("stopped while Redis was unreachable (%s)", exc)
+    finally:
+        watcher.stop()
 
 
 def _probe_smtp() -> None:

@@ -53,6 +53,7 @@ from service.models import (
     rows_matched,
 )
 
+from . import shutdown
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
 from .transport import app_transport
@@ -344,6 +345,8 @@ class BatchSender:
         last_beat = time.monotonic()
         for row in rows:
             self._record_sent()
+            if shutdown.requested():  # a deploy stops this worker: hand the rest over
+                return self._hand_back()
             if time.monotonic() - last_beat > self.heartbeat_every:
                 if not self._beat():
                     db.session.commit()
@@ -479,6 +482,22 @@ class BatchSender:
                 .values(heartbeat=utcnow())
             )
         )
+
+    def _hand_back(self) -> str:
+        """Give the batch, unfinished, to another worker through a fresh job (the worker
+        is stopping); the message sent last is already recorded."""
+        job_id = jobs.new_batch_job_id(self.batch_id)
+        handed = rows_matched(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
+            .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, job_id=job_id)
+        )
+        db.session.commit()
+        if handed:
+            with contextlib.suppress(Exception):  # Redis away: the reconciler enqueues it
+                jobs.enqueue_batches([(self.batch_id, job_id)])
+        log.info("worker stopping; batch %s handed back", self.batch_id)
+        return "handed back"
 
     def _retry_later(self, reason: str) -> None:
         """Hand the batch back (RQ's Retry runs it again; the reconciler if Redis forgot)."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from redis import Redis
 
+from service import worker_status
 from service.addresses import SMTPUTF8_CAPABILITY_KEY
 from service.deliverability.dkim import DkimError, DkimKeyError
 from service.smtp_settings import SmtpSettings
@@ -83,23 +84,24 @@ class SmtpTransport:
             # Wrong credentials are an operator's problem, not the recipient's:
             # keep the mail queued and retry rather than fail it for good.
             _close_quietly(connection)
-            raise ServerUnavailable(f"SMTP login refused: {exc.smtp_code}") from exc
+            raise self._unavailable(f"SMTP login refused: {exc.smtp_code}") from exc
         except UnicodeEncodeError as exc:
             # smtplib sends the user name and password as ASCII only: one with
             # diacritics cannot be sent at all. The operator's to fix, as above.
             _close_quietly(connection)
-            raise ServerUnavailable(
+            raise self._unavailable(
                 f"SMTP login impossible: the user name and password must be ASCII ({exc})"
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(connection)
-            raise ServerUnavailable(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
+            raise self._unavailable(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
         self._connection = connection
         self._report_capabilities(connection)
         return connection
 
     def _report_capabilities(self, connection: smtplib.SMTP) -> None:
-        """Tell the web process whether the server takes SMTPUTF8 (see addresses.py)."""
+        """Tell the web process whether the server takes SMTPUTF8 (see addresses.py), and
+        that it answered (`/readyz`, service/worker_status.py)."""
         if self.capability_store is None:
             return
         # A capability note is not worth failing a send.
@@ -107,6 +109,14 @@ class SmtpTransport:
             self.capability_store.set(
                 SMTPUTF8_CAPABILITY_KEY, "1" if connection.has_extn("smtputf8") else "0"
             )
+            worker_status.record_smtp(self.capability_store, None)
+
+    def _unavailable(self, reason: str) -> ServerUnavailable:
+        """The error for a connection that failed, recorded for `/readyz` on the way."""
+        if self.capability_store is not None:
+            with contextlib.suppress(Exception):
+                worker_status.record_smtp(self.capability_store, reason)
+        return ServerUnavailable(reason)
 
     def send(self, sender: str, recipient: str, raw: bytes, *, smtputf8: bool = False) -> None:
         """Send one message; raise PermanentFailure or TransientFailure when it is refused."""

@@ -23,11 +23,13 @@ from .. import consent, create_app
 from ..accounts import create_user, set_password
 from ..addresses import parse_address
 from ..clock import utcnow
+from ..config import SETTINGS
 from ..consent import RequestInfo
 from ..extensions import db
 from ..models import MailingList, Subscription, SubscriptionStatus, User
 from ..paths import instance_path
 from ..subscriptions import actions
+from . import env_file
 from .mail_catcher import MailCatcher, start_catcher
 from .processes import spawn, stop
 from .redis_server import NoRedisServer, PrivateRedis
@@ -269,6 +271,9 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         with app.app_context():
             _prepare_database()
             admin_email, admin_password = _dev_admin(instance)
+        # Other `zpravodaj` commands of this checkout use this instance (dev/env_file.py).
+        env_file.write(instance, os.environ, SETTINGS)
+        started.append(lambda: env_file.remove(instance))
 
         worker = spawn([sys.executable, "-m", "service", "worker"], env=os.environ.copy())
         started.append(lambda: stop(worker, timeout=15))

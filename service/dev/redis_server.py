@@ -79,6 +79,12 @@ class PrivateRedis:
                     raise NoRedisServer(f"{self.binary} did not start on port {self.port}") from exc
                 time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would, and forget its (empty) data."""
+        if self._process is not None:
+            self._process.kill()
+        self.stop()
+
     def stop(self) -> None:
         if self._process is not None:
             stop(self._process)

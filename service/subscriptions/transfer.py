@@ -7,12 +7,12 @@ It runs in one transaction: either every valid row lands or none does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, TextIO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import consent, people_csv, suppression
 from ..addresses import Address
@@ -47,11 +47,16 @@ class ImportReport:
 
 
 def import_subscribers(
-    stream: IO[str], mailing_list: MailingList, consent_source: str
+    stream: IO[str],
+    mailing_list: MailingList,
+    consent_source: str,
+    *,
+    on_row: Callable[[], None] | None = None,
 ) -> ImportReport:
     """Import a CSV; invalid rows are reported by line number (in Czech) and skipped.
 
     ImportRefused when the file cannot be read at all; then nothing is imported.
+    `on_row` is called for each row read (the command line's progress bar).
     """
     consent_source = consent_source.strip()
     if not consent_source:
@@ -62,6 +67,8 @@ def import_subscribers(
     now = utcnow()
     try:
         for line, row in people.rows():
+            if on_row is not None:
+                on_row()
             address = people.address(line, row)
             if address is None:
                 continue
@@ -190,11 +197,22 @@ def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:
         }
 
 
-def export_subscribers(mailing_list: MailingList, stream: TextIO) -> None:
+def export_subscribers(
+    mailing_list: MailingList, stream: TextIO, *, on_row: Callable[[], None] | None = None
+) -> None:
+    """Write the list's subscribers as CSV; `on_row` is called after each row."""
     writer = people_csv.writer(stream, EXPORT_COLUMNS)
     writer.writeheader()
     for row in export_rows(mailing_list):
         writer.writerow(row)
+        if on_row is not None:
+            on_row()
+
+
+def subscription_count(mailing_list: MailingList) -> int:
+    """How many rows the export of the list will have."""
+    query = select(func.count()).where(Subscription.list_id == mailing_list.id)
+    return db.session.scalar(query) or 0
 
 
 def _iso(value: datetime | None) -> str:
