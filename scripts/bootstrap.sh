@@ -39,6 +39,9 @@ if [ ! -f "$stamp" ]; then
     # scripts/lock); then the project itself, built by the locked hatchling.
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
         --require-hashes -r requirements/dev.txt
+    # A checkout built before the move to hatchling keeps setuptools'
+    # zpravodaj.egg-info, whose stale version importlib.metadata would read.
+    rm -rf zpravodaj.egg-info
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
         --no-deps --no-build-isolation -e .
     # A dependency added to pyproject.toml but not to the lock shows here.

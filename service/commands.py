@@ -14,7 +14,7 @@ import click
 from flask import Flask
 from sqlalchemy import ScalarResult, select
 
-from . import ledger
+from . import health, ledger
 from .accounts import AccountError, create_token, create_user, normalise_email
 from .bounces.cli import bounces_group
 from .clock import utcnow
@@ -41,6 +41,7 @@ def register(group: click.Group) -> None:
     deliverability_cli.register(group)
     group.add_command(bounces_group)
     group.add_command(ledger.consent_group)
+    group.add_command(health.status_command)
 
 
 @click.group("lists", help="Mailing lists and working groups.")

@@ -84,6 +84,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     # Delivery engine (issues and announcements).
     "BATCH_SIZE": (_int, 500),
     "BATCH_LEASE_SECONDS": (_int, 60),
+    # PostgreSQL: wait for the disk flush of every per-message record (see workers/delivery.py).
+    "DELIVERY_SYNCHRONOUS_COMMIT": (_flag, True),
     "SEND_RATE": (float, 0.0),
     "SEND_RATE_PER_DOMAIN": (str, ""),
     "PROGRESS_RATE_WINDOW_SECONDS": (_int, 60),

@@ -40,8 +40,8 @@ SMTP_REPORT_MAX_AGE = 300
 
 
 def init_app(app: Flask) -> None:
+    """Register the probes; `zpravodaj status` is added with the other commands (commands.py)."""
     app.register_blueprint(bp)
-    app.cli.add_command(status_command)
 
 
 @bp.get("/healthz")

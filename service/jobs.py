@@ -153,6 +153,17 @@ def enqueue_fan_out(issue_id: int, job_id: str) -> Job:
     )
 
 
+def enqueue_cancel(issue_id: int) -> Job:
+    """The job that cancels a cancelled issue's unsent deliveries, a batch at a time."""
+    return enqueue(
+        "workers.delivery.cancel_batches",
+        issue_id,
+        queue_name=BULK_QUEUE,
+        job_id=f"issue-{issue_id}-cancel-{secrets.token_hex(4)}",
+        timeout=NO_TIMEOUT,
+    )
+
+
 def start_job_id(issue_id: int, at: datetime) -> str:
     # The time is part of the id: rescheduling adds a job instead of
     # overwriting one, and the stale job finds the issue not due and stops.
