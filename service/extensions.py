@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, ClassVar
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, Table
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     Model = Base
 else:
     Model = db.Model
-migrate = Migrate()
 # Limits are declared on the views; storage and on/off come from the config.
 limiter = Limiter(key_func=get_remote_address)
 # Admin sessions; the API authenticates with bearer tokens instead.

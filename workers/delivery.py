@@ -51,6 +51,7 @@ from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_query
 from service.jobs import LIVE_JOB_STATES, redis_connection
+from service.logging_setup import bind
 from service.models import (
     BatchStatus,
     Delivery,
@@ -105,6 +106,7 @@ def max_attempts() -> int:
 
 def start_scheduled(issue_id: int) -> str:
     """Start a scheduled issue if it is (still) scheduled and due."""
+    bind(issue_id=issue_id)
     if not Issue.start_if_due(issue_id, utcnow() + timedelta(seconds=1)):
         db.session.rollback()
         return "not due"
@@ -128,6 +130,7 @@ def fan_out(issue_id: int) -> str:
     even with a single worker: the batches of the first slice are in the
     queue ahead of the fan-out's continuation.
     """
+    bind(issue_id=issue_id)
     if not _claim_fan_out(issue_id):
         # A cancel that landed while the previous slice wrote its last batch left that
         # batch pending (the loop's status check came before it): this continuation
@@ -282,6 +285,7 @@ def deliver_batch(batch_id: int) -> str:
         log.info("batch %s is done or another worker has it; skipping", batch_id)
         return "skipped"
     batch = db.session.get_one(DeliveryBatch, batch_id)
+    bind(issue_id=batch.issue_id)
     issue = db.session.get_one(Issue, batch.issue_id)
     if batch.resend:
         _put_back_unreached(batch)
@@ -458,7 +462,7 @@ class BatchSender:
         self.owner = owner
         self.skeleton = _skeleton(issue)
         self.limiter = _rate_limiter()
-        self.transport = app_transport()
+        self.transport = app_transport("issue")
         self.envelope_sender = envelope_sender_for("d")
         self.heartbeat_every = heartbeat_every()
         self.max_attempts = max_attempts()

@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
+from flask import render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from ..clock import utcnow
+from ..bounces import complaints
+from ..clock import local_zone, utcnow
 from ..extensions import db
 from ..models import (
     SUBSCRIPTION_STATUSES,
@@ -28,7 +28,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import visible_lists
+from .auth import account, visible_lists
 from .blueprint import bp
 
 WEEKS = 12
@@ -59,10 +59,6 @@ PLOT_BOTTOM = 36
 BAR_GAP = 2
 
 
-def prague_zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
-
-
 @bp.app_template_filter("prague")
 def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
     """A stored (naive UTC) time as people here read it: Europe/Prague wall-clock time."""
@@ -70,7 +66,7 @@ def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(prague_zone()).strftime(pattern)
+    return value.astimezone(local_zone()).strftime(pattern)
 
 
 # --- counts -------------------------------------------------------------------
@@ -155,14 +151,14 @@ class Chart:
 
 def week_starts(now: datetime, weeks: int = WEEKS) -> list[date]:
     """The Mondays (Prague calendar) of the last `weeks` ISO weeks, this one last."""
-    today = now.replace(tzinfo=UTC).astimezone(prague_zone()).date()
+    today = now.replace(tzinfo=UTC).astimezone(local_zone()).date()
     this_monday = today - timedelta(days=today.weekday())
     return [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
 
 
 def weekly_counts(list_ids: list[int], mondays: list[date]) -> dict[int, dict[date, dict]]:
     """Consent steps per list, Prague ISO week and series."""
-    zone = prague_zone()
+    zone = local_zone()
     result: dict[int, dict[date, dict[str, int]]] = {
         list_id: {m: dict.fromkeys((s for s, _, _ in SERIES), 0) for m in mondays}
         for list_id in list_ids
@@ -278,4 +274,7 @@ def dashboard() -> ResponseReturnValue:
         statuses=SUBSCRIPTION_STATUSES,
         status_labels=STATUS_LABELS,
         weeks=WEEKS,
+        # Over all lists: a provider judges the sender, not one list.
+        complaint_rate=complaints.recent_rate() if account().role != "coordinator" else None,
+        complaint_days=complaints.RATE_DAYS,
     )

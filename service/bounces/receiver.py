@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from flask import Flask, current_app
 
+from .inbox import process_message
 from .parsing import MAX_BOUNCE_BYTES, NotABounce
-from .recording import process_message
 from .verp import bounce_base
 
 log = logging.getLogger(__name__)

@@ -200,7 +200,7 @@ def confirm_join(token: str) -> ResponseReturnValue:
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
     )
 
 
@@ -213,7 +213,7 @@ def confirm_join_post(token: str) -> ResponseReturnValue:
         "groups/join_confirmed.html",
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         **personal_links(subscriber),
     )
 
@@ -239,7 +239,7 @@ def invitation(token: str) -> ResponseReturnValue:
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         member_page_url=joining.member_page_url(subscriber, group),
     )
 
@@ -249,7 +249,7 @@ def invitation_post(token: str) -> ResponseReturnValue:
     subscriber, group = _load_invitation(token)
     joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         # Left, declined or removed meanwhile: the same explanation as the GET.
         return render_template(
@@ -278,7 +278,7 @@ def member_page(slug: str, token: str) -> ResponseReturnValue:
     if group is None:
         abort(404)
     subscriber, _ = _load("preferences", token)
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=group), 403
 

@@ -20,7 +20,7 @@ from sqlalchemy import Select, func, select, update
 
 from .. import jobs
 from ..addresses import InvalidAddress, parse_address_for_app
-from ..clock import utcnow
+from ..clock import iso_utc, utcnow
 from ..extensions import db
 from ..mail import queue_message_bytes
 from ..meetings.calendar import freeze_calendar
@@ -356,14 +356,10 @@ def progress(issue: Issue) -> dict[str, Any]:
         "percent": round(100 * done / counts["total"], 1) if counts["total"] else 100.0,
         "rate_per_minute": round(per_second * 60),
         "eta_seconds": eta,
-        "started_at": _iso(issue.started_at),
-        "finished_at": _iso(issue.finished_at),
-        "scheduled_at": _iso(issue.scheduled_at),
+        "started_at": iso_utc(issue.started_at),
+        "finished_at": iso_utc(issue.finished_at),
+        "scheduled_at": iso_utc(issue.scheduled_at),
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.replace(tzinfo=UTC).isoformat() if moment else None
 
 
 # --- previews and test sends ------------------------------------------------

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import icalendar
 from flask import current_app
 from sqlalchemy import select
 
+from ..clock import local_zone
 from ..extensions import db
 from ..groups.dates import format_meeting_time as czech_meeting_time
 from ..issues.markdown import markdown_to_html, markdown_to_text
@@ -30,10 +30,6 @@ CALENDAR_CONTENT_TYPE = "text/calendar"
 CALENDAR_FILENAME = "pozvanka.ics"
 METHODS = ("REQUEST", "CANCEL")
 PRODID = "-//Socialni bydleni//Zpravodaj//CS"
-
-
-def zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
 
 
 def meeting_title(meeting: Meeting) -> str:
@@ -80,7 +76,7 @@ def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
 
     No ATTENDEE: the same bytes go to every member, encoded once per issue.
     """
-    local = zone()
+    local = local_zone()
     cancelled = method == "CANCEL" or meeting.cancelled_at is not None
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from ..clock import utcnow
+from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
 from ..extensions import db
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
 from ..models import Issue, MailingList, Meeting, User
-from .calendar import ics_url, meeting_title, zone
+from .calendar import ics_url, meeting_title
 
 LOCATION_MAX = 300
 ONLINE_URL_MAX = 500
@@ -64,11 +64,10 @@ def parse_time(value: Any) -> tuple[datetime | None, str | None]:
     try:
         moment = datetime.fromisoformat(value.strip())
         if moment.tzinfo is None:
-            naive, moment = moment, moment.replace(tzinfo=zone())
-            # 02:30 on the spring-forward Sunday does not exist in Prague.
-            if moment.astimezone(UTC).astimezone(zone()).replace(tzinfo=None) != naive:
-                return None, "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
+            moment = from_local(moment)
         return moment.astimezone(UTC).replace(tzinfo=None), None
+    except SkippedLocalTime as skipped:
+        return None, str(skipped)
     except (ValueError, OverflowError):
         return None, f"Čas není platný údaj ve formátu ISO 8601, {example}."
 
@@ -213,12 +212,7 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
         f"{meeting.mailing_list.name}. Aktuální termín, místo a program najdete níže; "
         "pozvánka v kalendáři se sama aktualizuje.\n"
     )
-    issue = create_issue(
-        meeting.mailing_list, IssueInput(f"Změna: {meeting_title(meeting)}"[:200], body), author
-    )
-    issue.meeting, issue.meeting_method = meeting, "REQUEST"
-    db.session.flush()
-    return issue
+    return _announcement(meeting, "Změna", body, "REQUEST", author)
 
 
 def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
@@ -234,12 +228,20 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
         f"{meeting.mailing_list.name} uvedené níže se **ruší**. "
         "Z kalendáře se odstraní samo.\n"
     )
-    issue = create_issue(
-        meeting.mailing_list, IssueInput(f"Zrušeno: {meeting_title(meeting)}"[:200], body), author
-    )
-    issue.meeting, issue.meeting_method = meeting, "CANCEL"
-    db.session.flush()
+    issue = _announcement(meeting, "Zrušeno", body, "CANCEL", author)
     send_now(issue)
+    return issue
+
+
+def _announcement(
+    meeting: Meeting, prefix: str, body: str, method: str, author: User | None
+) -> Issue:
+    """A draft issue to the group about a change of the meeting ("Změna: …", "Zrušeno: …")."""
+    issue = create_issue(
+        meeting.mailing_list, IssueInput(f"{prefix}: {meeting_title(meeting)}"[:200], body), author
+    )
+    issue.meeting, issue.meeting_method = meeting, method
+    db.session.flush()
     return issue
 
 
@@ -248,8 +250,8 @@ def meeting_json(meeting: Meeting) -> dict[str, Any]:
     return {
         "id": meeting.id,
         "uid": meeting.uid,
-        "start": meeting.start.replace(tzinfo=UTC).isoformat(),
-        "end": meeting.end.replace(tzinfo=UTC).isoformat(),
+        "start": iso_utc(meeting.start),
+        "end": iso_utc(meeting.end),
         "location": meeting.location,
         "online_url": meeting.online_url or None,
         "agenda": meeting.agenda or None,

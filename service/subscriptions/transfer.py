@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from .. import consent, people_csv, suppression
 from ..addresses import Address
-from ..clock import utcnow
+from ..clock import iso_utc, utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
 from ..groups.membership import MembershipError, clean_details
@@ -191,9 +191,10 @@ def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:
             # The export's contract knows four states: a join request still
             # waiting is "pending", a declined one "unsubscribed".
             "status": EXPORT_STATUS.get(subscription.status, subscription.status),
-            "subscribed_at": _iso(subscription.subscribed_at),
-            "confirmed_at": _iso(subscription.confirmed_at),
-            "unsubscribed_at": _iso(subscription.unsubscribed_at),
+            **{
+                column: iso_utc(getattr(subscription, column), zulu=True, timespec="seconds") or ""
+                for column in ("subscribed_at", "confirmed_at", "unsubscribed_at")
+            },
         }
 
 
@@ -213,7 +214,3 @@ def subscription_count(mailing_list: MailingList) -> int:
     """How many rows the export of the list will have."""
     query = select(func.count()).where(Subscription.list_id == mailing_list.id)
     return db.session.scalar(query) or 0
-
-
-def _iso(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else ""
