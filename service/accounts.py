@@ -11,6 +11,7 @@ import functools
 import hashlib
 import secrets
 
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -36,6 +37,16 @@ def _dummy_hash() -> str:
 
 class AccountError(ValueError):
     """A request about accounts that cannot be done; the message is Czech, for the user."""
+
+
+def signed_in_user() -> User | None:
+    """The account signed in to this request, or None (anonymous, or disabled).
+
+    The User itself rather than Flask-Login's untyped proxy of it, so that it
+    can be passed on and stored on rows.
+    """
+    user = current_user._get_current_object()
+    return user if isinstance(user, User) and user.is_authenticated else None
 
 
 def normalise_email(email: str) -> str:

@@ -53,8 +53,8 @@ def _refusing(command: click.Command, reason: str) -> click.Command:
     and the app's groups do nothing in theirs.
     """
     clone = copy.copy(command)
-    if isinstance(command, click.Group):
-        clone.commands = {name: _refusing(sub, reason) for name, sub in command.commands.items()}
+    if isinstance(clone, click.Group):
+        clone.commands = {name: _refusing(sub, reason) for name, sub in clone.commands.items()}
         return clone
 
     def refuse(*args: Any, **kwargs: Any) -> NoReturn:

@@ -19,8 +19,14 @@ through the environment (README.md, Deployment):
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:  # gunicorn imports this module: no gunicorn imports at run time
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.http.message import Request
+    from gunicorn.workers.base import Worker
 
 
 def _int(name: str, default: int) -> int:
@@ -76,12 +82,12 @@ logconfig_dict = {
 }
 
 
-def on_starting(server) -> None:
+def on_starting(server: Arbiter) -> None:
     """Say which release starts: the one line an operator looks for after an upgrade."""
     server.log.info("zpravodaj %s: %d processes on %s", __version__, workers, ", ".join(bind))
 
 
-def pre_request(worker, req) -> None:
+def pre_request(worker: Worker, req: Request) -> None:
     """Drop forwarded headers that did not come from a configured proxy."""
     peer = req.peer_addr[0] if isinstance(req.peer_addr, tuple) else None
     if "*" in TRUSTED_PROXIES or (peer is not None and peer in TRUSTED_PROXIES):

@@ -16,6 +16,7 @@ import ast
 import functools
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import click
 from flask import Blueprint, Flask, current_app, jsonify
 from flask.cli import with_appcontext
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,7 +47,7 @@ def init_app(app: Flask) -> None:
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     checks = {}
     try:
         db.session.execute(text("SELECT 1"))
@@ -118,7 +120,7 @@ def readiness() -> Readiness:
     return Readiness(version=service_version(), checks=checks)
 
 
-def _guarded(check) -> Check:
+def _guarded(check: Callable[[], Check]) -> Check:
     try:
         return check()
     except Exception as exc:
@@ -184,7 +186,7 @@ def worker_window() -> int:
 def _check_workers() -> Check:
     window = worker_window()
     seen = worker_status.read_heartbeats(redis_connection(), window)
-    facts = {"alive": seen.alive, "window_seconds": window}
+    facts: dict[str, float] = {"alive": seen.alive, "window_seconds": window}
     if seen.newest_age is not None:
         facts["last_heartbeat_seconds"] = round(seen.newest_age, 1)
     if seen.alive:

@@ -6,6 +6,7 @@ The template filters and the home URL are in `site.py`.
 from __future__ import annotations
 
 from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -21,10 +22,14 @@ def init_app(app: Flask) -> None:
         # Behind N reverse proxies: trust their X-Forwarded-* so rate limits
         # and consent records see the real client.
         hops = app.config["PROXY_FIX"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # (Flask's documented way to wrap the app in WSGI middleware, which its
+        # type hints, seeing a method, do not allow.)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
     @app.errorhandler(CSRFError)
-    def _csrf_refused(error: CSRFError):
+    def _csrf_refused(error: CSRFError) -> ResponseReturnValue:
         if wants_json():
             return jsonify(errors={"request": CSRF_MESSAGE}), 400
         return error_page(400, CSRF_MESSAGE), 400

@@ -41,7 +41,7 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 # Paths polled by load balancers and Prometheus: logged at DEBUG, not once a second at INFO.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
-_OUTSIDE = MappingProxyType({})  # no request, no job: nothing to bind ids to
+_OUTSIDE: Mapping[str, Any] = MappingProxyType({})  # no request, no job: no ids to bind
 _context: ContextVar[Mapping[str, Any]] = ContextVar("zpravodaj_log_context", default=_OUTSIDE)
 access_log = logging.getLogger("service.access")
 
@@ -143,6 +143,9 @@ class StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a line is logged (as Python's last-resort
     handler does), so a redirected or captured stderr gets the lines."""
 
+    # Marks the service's own handler, which a later `configure` replaces.
+    zpravodaj = False
+
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
@@ -151,7 +154,7 @@ class StderrHandler(logging.StreamHandler):
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:
+    def stream(self, value: object) -> None:
         pass  # always the current sys.stderr
 
 

@@ -55,7 +55,7 @@ class _VerbatimHeaders(EmailPolicy):
     RFC 2047 encoding.
     """
 
-    def header_store_parse(self, name: str, value: str):
+    def header_store_parse(self, name: str, value: str) -> tuple[str, Any]:
         if name.lower() in VERBATIM_HEADERS:
             if "\r" in value or "\n" in value:
                 raise ValueError(
@@ -96,7 +96,7 @@ class _VerbatimHeaders(EmailPolicy):
         """An ASCII value on one line within the line length: folding would not change it."""
         return (
             value.isascii()
-            and len(name) + 2 + len(value) <= self.max_line_length
+            and (self.max_line_length is None or len(name) + 2 + len(value) <= self.max_line_length)
             and "\r" not in value
             and "\n" not in value
             and value == value.strip()

@@ -45,7 +45,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from rq.job import Job
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from .extensions import db
 from .jobs import ALL_QUEUES, queue
@@ -166,7 +166,9 @@ _enabled = True  # METRICS; set by init_app, inherited by forked work horses
 # --- counting -------------------------------------------------------------------
 
 
-def count_after_commit(session: Session, counter: Counter, *labels: str) -> None:
+def count_after_commit(
+    session: Session | scoped_session[Any], counter: Counter, *labels: str
+) -> None:
     """Count an event of the current transaction once it commits (a rolled-back
     sign-up, or one retried after a deadlock, counts once or not at all)."""
     if _enabled:
@@ -184,7 +186,7 @@ def _forget_rolled_back(session: Session) -> None:
     session.info.pop("metrics_after_commit", None)
 
 
-def consent_step(session: Session, action: str, channel: str) -> None:
+def consent_step(session: Session | scoped_session[Any], action: str, channel: str) -> None:
     """A consent step was recorded (consent.record): sign-up, confirmation, unsubscribe."""
     counter = CONSENT_COUNTERS.get(action)
     if counter is not None:

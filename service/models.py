@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -31,10 +31,12 @@ from sqlalchemy import (
     false,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Mapped, Session, UOWTransaction, mapped_column, relationship
+from sqlalchemy.sql.dml import UpdateBase
 
 from .clock import utcnow
-from .extensions import db
+from .extensions import Model, db
 
 
 class ListKind(StrEnum):
@@ -223,7 +225,14 @@ def guarded_transition(
         .values(status=new, **values)
         .execution_options(synchronize_session=False)
     )
-    return db.session.execute(statement).rowcount == 1
+    return rows_matched(statement) == 1
+
+
+def rows_matched(statement: UpdateBase) -> int:
+    """Run an UPDATE or DELETE in the session and return how many rows it matched."""
+    # Session.execute is typed to return a plain Result whatever the
+    # statement; for DML it is the CursorResult, which has the count.
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
 
 
 def transition(row: Any, allowed: Iterable[str], new: str, **values: Any) -> bool:
@@ -238,7 +247,7 @@ def new_public_key() -> str:
     return secrets.token_urlsafe(12)
 
 
-class MailingList(db.Model):
+class MailingList(Model):
     """A newsletter (public sign-up) or a working group (members only)."""
 
     __tablename__ = "mailing_list"
@@ -262,7 +271,7 @@ class MailingList(db.Model):
         return f"<MailingList {self.slug}>"
 
 
-class Subscriber(db.Model):
+class Subscriber(Model):
     """One person, identified by the case-folded normalised address."""
 
     __tablename__ = "subscriber"
@@ -295,7 +304,7 @@ class Subscriber(db.Model):
         return f"<Subscriber {self.id}>"
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     """A subscriber's membership of one list, with its current status."""
 
     __tablename__ = "subscription"
@@ -407,7 +416,7 @@ ACTIVE_SUBSCRIPTION_STATUSES = (
 )
 
 
-class ConsentText(db.Model):
+class ConsentText(Model):
     """A version of a text shown to people (consent, privacy notice), stored whole and hashed.
 
     Versions are numbered per kind; a change of the template makes a new
@@ -429,7 +438,7 @@ class ConsentText(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ConsentEvent(db.Model):
+class ConsentEvent(Model):
     """One step of consent (sign-up, confirmation, withdrawal, ...).
 
     Append-only, in the database itself, and chained by hashes: service/ledger.py.
@@ -470,7 +479,7 @@ class ConsentEvent(db.Model):
     mailing_list: Mapped[MailingList | None] = relationship()
 
 
-class OutgoingMail(db.Model):
+class OutgoingMail(Model):
     """A fully built message waiting to be sent, being sent, sent, or failed.
 
     Built in the web process, sent by a worker; the row outlives Redis, so the
@@ -513,7 +522,7 @@ class OutgoingMail(db.Model):
         self.status, self.last_error = MailStatus.QUEUED, error[:2000]
 
 
-class SignupRequest(db.Model):
+class SignupRequest(Model):
     """A sign-up as the form posted it, waiting for the job that acts on it.
 
     The web request stores only this row and enqueues one job, whatever the
@@ -546,7 +555,7 @@ class SignupRequest(db.Model):
     requested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
-class Suppression(db.Model):
+class Suppression(Model):
     """An address that must not be mailed or imported, kept only as a keyed hash."""
 
     __tablename__ = "suppression"
@@ -558,7 +567,7 @@ class Suppression(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Bounce(db.Model):
+class Bounce(Model):
     """One bounce received for a subscriber: the evidence behind a bounce suppression.
 
     A hard bounce suppresses the address at once; soft bounces are scored
@@ -597,7 +606,7 @@ class Bounce(db.Model):
     subscriber: Mapped[Subscriber] = relationship()
 
 
-class Complaint(db.Model):
+class Complaint(Model):
     """A spam complaint (ARF feedback report) about our mail: not a bounce.
 
     The person is unsubscribed from the list complained about and marketing
@@ -622,7 +631,7 @@ class Complaint(db.Model):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class MailboxMessage(db.Model):
+class MailboxMessage(Model):
     """A message of the bounce mailbox already processed (`zpravodaj bounces poll`).
 
     Recorded in the same transaction as the message's bounce, so a poller
@@ -650,7 +659,7 @@ user_list = Table(
 )
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """An editor, administrator or group coordinator of the admin UI and API.
 
     Flask-Login's UserMixin supplies is_authenticated and is_anonymous;
@@ -685,7 +694,7 @@ class User(UserMixin, db.Model):
     )
 
     @property
-    def is_active(self) -> bool:  # type: ignore[override]  # a column-backed flag
+    def is_active(self) -> bool:  # a column-backed flag
         return self.active
 
     def get_id(self) -> str:
@@ -705,7 +714,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.email} {self.role}>"
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token of the JSON API, kept only as its SHA-256."""
 
     __tablename__ = "api_token"
@@ -722,7 +731,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
-class Issue(db.Model):
+class Issue(Model):
     """A newsletter issue or a working group's announcement, from draft to sent."""
 
     __tablename__ = "issue"
@@ -857,7 +866,7 @@ class Issue(db.Model):
         )
 
 
-class Meeting(db.Model):
+class Meeting(Model):
     """A working group's meeting: one iCalendar UID for its whole life.
 
     Each invitation, update, cancellation and reminder is an Issue pointing
@@ -882,7 +891,7 @@ class Meeting(db.Model):
     mailing_list: Mapped[MailingList] = relationship()
 
 
-class Attachment(db.Model):
+class Attachment(Model):
     """A document sent with an announcement (minutes, materials); stored once."""
 
     __tablename__ = "attachment"
@@ -897,7 +906,7 @@ class Attachment(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DeliveryBatch(db.Model):
+class DeliveryBatch(Model):
     """A few hundred deliveries of one issue: the unit of work of one RQ job.
 
     `owner` and `heartbeat` form a lease: a worker claims the batch, renews
@@ -936,7 +945,7 @@ class DeliveryBatch(db.Model):
     resend: Mapped[bool] = mapped_column(server_default=false())
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One issue to one subscriber: claimed before sending, marked sent after."""
 
     __tablename__ = "delivery"
@@ -971,7 +980,9 @@ class AppendOnlyViolation(RuntimeError):
 
 
 @event.listens_for(Session, "before_flush")
-def _keep_consent_events_append_only(session: Session, flush_context, instances) -> None:
+def _keep_consent_events_append_only(
+    session: Session, flush_context: UOWTransaction, instances: object
+) -> None:
     for obj in session.dirty:
         if isinstance(obj, ConsentEvent) and session.is_modified(obj):
             raise AppendOnlyViolation("consent events are append-only")

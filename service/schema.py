@@ -16,7 +16,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_migrate import Migrate
 from flask_migrate import upgrade as upgrade_to_head
-from flask_migrate.cli import db as migrate_commands
+from flask_migrate.cli import db as migrate_commands  # type: ignore[import-not-found]  # no .cli stub
 
 from .extensions import db
 from .paths import resource_dir
@@ -38,7 +38,8 @@ def commands() -> click.Group:
 
     @with_appcontext
     def bind_then_read_options(**kwargs: Any) -> Any:
-        init_migrations(current_app._get_current_object())
+        # Flask's type hints describe current_app as the app, not its proxy.
+        init_migrations(current_app._get_current_object())  # type: ignore[attr-defined]
         return options(**kwargs)
 
     group.callback = bind_then_read_options

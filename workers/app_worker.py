@@ -9,12 +9,15 @@ import os
 import signal
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask
+from redis.client import Pipeline
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
+from rq.worker import BaseWorker
 
 from service import metrics, worker_status
 from service.extensions import db
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_STOP_SECONDS = 5
 
 
-class AppContextMixin:
+class AppContextMixin(BaseWorker):
     """Gives each job its own app context and database session.
 
     A fresh context per job means no session state leaks from one job to the
@@ -41,7 +44,7 @@ class AppContextMixin:
 
     app: Flask
 
-    def perform_job(self, job: Job, queue: Queue, *args, **kwargs) -> bool:
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         name = job_name(job)
         metrics.job_started(name, _lag(job))
         ok = False
@@ -66,7 +69,7 @@ class AppContextMixin:
             finally:
                 db.session.remove()
 
-    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's heartbeat, plus the one `/readyz` counts (service/worker_status.py)."""
         super().heartbeat(timeout, pipeline=pipeline)
         connection = pipeline if pipeline is not None else self.connection
@@ -80,6 +83,8 @@ class AppContextMixin:
 
     def stop_scheduler(self) -> None:
         """RQ's, but never waiting for ever: its scheduler process may be waiting for Redis."""
+        if self.scheduler is None:  # RQ calls this only when there is one
+            return
         process = self.scheduler._process
         if process is None or not process.pid:
             return
@@ -105,7 +110,7 @@ class AppWorker(AppContextMixin, Worker):
     WORKER_SHUTDOWN_SECONDS is killed, so the worker always exits in time.
     """
 
-    def __init__(self, *args, app: Flask, **kwargs) -> None:
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         super().__init__(*args, **kwargs)
 
@@ -144,7 +149,7 @@ class AppWorker(AppContextMixin, Worker):
 def job_name(job: Job) -> str:
     """The job's function without its module, e.g. `deliver_batch`: a label of the metrics."""
     try:
-        return job.func_name.rpartition(".")[2] or "unknown"
+        return (job.func_name or "").rpartition(".")[2] or "unknown"
     except Exception:  # a job whose data cannot be read: RQ fails it on its own
         return "unknown"
 
@@ -162,7 +167,7 @@ def _lag(job: Job) -> float | None:
 class AppSimpleWorker(AppContextMixin, SimpleWorker):
     """Runs jobs in its own process: for tests and small deployments."""
 
-    def __init__(self, *args, app: Flask, **kwargs) -> None:
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         super().__init__(*args, **kwargs)
 

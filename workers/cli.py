@@ -45,7 +45,9 @@ def worker_command(
     metrics_host: str,
 ) -> None:
     """Run an RQ worker (with the scheduler) for the mail queues."""
-    app = current_app._get_current_object()
+    # The app itself, to hand to another thread: Flask's type hints describe
+    # current_app as the app, so they do not know the proxy's method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     if metrics_port is not None:
         try:
             metrics.serve_host_metrics(metrics_host, metrics_port, app.config)

@@ -32,13 +32,15 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from flask import current_app
+from redis import Redis
 from rq import get_current_job
 from rq.job import Job
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import Row, and_, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from service import jobs
@@ -60,12 +62,17 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    rows_matched,
 )
 
 from . import shutdown
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
 from .transport import app_transport
+
+if TYPE_CHECKING:
+    # A delivery still to send, with its subscriber (BatchSender._load_unfinished).
+    _UnfinishedRow = Row[int, int, int, str, str, str | None, str]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +112,7 @@ def start_scheduled(issue_id: int) -> str:
         return "not due"
     # The conditional update holds the row until commit: a twin job waits and then finds
     # the issue no longer scheduled.
-    issue = db.session.get(Issue, issue_id)
+    issue = db.session.get_one(Issue, issue_id)
     begin_delivery(issue)
     db.session.commit()
     log.info("scheduled issue %s started", issue_id)
@@ -132,7 +139,7 @@ def fan_out(issue_id: int) -> str:
             cancel_batches(issue_id)
         db.session.commit()
         return "skipped"
-    issue = db.session.get(Issue, issue_id)
+    issue = db.session.get_one(Issue, issue_id)
     to_enqueue: list[tuple[int, str]] = []
     for page in range(FAN_OUT_PAGES_PER_JOB):
         status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
@@ -163,7 +170,7 @@ def _claim_fan_out(issue_id: int) -> bool:
     """Take the issue's fan-out lease: ours by job id, or free, or stale."""
     now = utcnow()
     me = _current_job_id()
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(Issue)
         .where(
             Issue.id == issue_id,
@@ -176,7 +183,7 @@ def _claim_fan_out(issue_id: int) -> bool:
             ),
         )
         .values(fanout_heartbeat=now, fanout_job_id=me)
-    ).rowcount
+    )
     db.session.commit()
     return bool(claimed)
 
@@ -277,9 +284,9 @@ def deliver_batch(batch_id: int) -> str:
     if not _claim_batch(batch_id, owner):
         log.info("batch %s is done or another worker has it; skipping", batch_id)
         return "skipped"
-    batch = db.session.get(DeliveryBatch, batch_id)
+    batch = db.session.get_one(DeliveryBatch, batch_id)
     bind(issue_id=batch.issue_id)
-    issue = db.session.get(Issue, batch.issue_id)
+    issue = db.session.get_one(Issue, batch.issue_id)
     if batch.resend:
         _put_back_unreached(batch)
     if issue.status != IssueStatus.SENDING:
@@ -331,7 +338,7 @@ def _claim_batch(batch_id: int, owner: str) -> bool:
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(DeliveryBatch)
         .where(DeliveryBatch.id == claimable)
         .values(
@@ -340,7 +347,7 @@ def _claim_batch(batch_id: int, owner: str) -> bool:
             heartbeat=now,
             attempts=DeliveryBatch.attempts + 1,
         )
-    ).rowcount
+    )
     db.session.commit()
     return bool(claimed)
 
@@ -357,11 +364,11 @@ def _put_back_unreached(batch: DeliveryBatch) -> None:
     db.session.commit()
 
 
-def _stop_batch(batch_id: int, owner: str, issue_status: str) -> None:
+def _stop_batch(batch_id: int, owner: str, issue_status: str | None) -> None:
     """The issue no longer sends: a cancelled issue's batch is closed, a paused one's
     handed back for resume."""
     if issue_status == IssueStatus.CANCELLED:
-        _cancel_batch(batch_id, db.session.get(DeliveryBatch, batch_id).issue_id)
+        _cancel_batch(batch_id, db.session.get_one(DeliveryBatch, batch_id).issue_id)
     else:
         _release(batch_id, owner)
     db.session.commit()
@@ -399,7 +406,10 @@ class _Statements:
 
     def __init__(self, connection: Connection) -> None:
         self.sqlite = connection.dialect.name == "sqlite"
-        self.cursor = connection.connection.driver_connection.cursor()
+        driver = connection.connection.driver_connection
+        if driver is None:  # only once the pool has invalidated the connection
+            raise RuntimeError("the database connection is closed")
+        self.cursor = driver.cursor()
         self.writer_queue = _sqlite_writer_queue(connection) if self.sqlite else None
         if self.sqlite:
             self.record_and_claim, self.beat = self.RECORD_AND_CLAIM, self.BEAT
@@ -516,7 +526,7 @@ class BatchSender:
         self._record_sent()
         return self._finish()
 
-    def _load_unfinished(self) -> list:
+    def _load_unfinished(self) -> Sequence[_UnfinishedRow]:
         """The batch's recipients still to send, with what personalising needs.
 
         Those unsubscribed, bounced or removed since the fan-out are marked
@@ -623,7 +633,7 @@ class BatchSender:
         db.session.commit()
         return "skipped"
 
-    def _send_one(self, row) -> None:
+    def _send_one(self, row: _UnfinishedRow) -> None:
         address = row.ascii_email or row.email
         recipient = Recipient(address=address, name=row.name or "", public_key=row.public_key)
         message_id = self.skeleton.new_message_id(row.id)
@@ -648,7 +658,7 @@ class BatchSender:
         else:
             self.unrecorded = (row.id, message_id)
 
-    def _defer(self, row, exc: TransientFailure) -> None:
+    def _defer(self, row: _UnfinishedRow, exc: TransientFailure) -> None:
         """This recipient's server said "later" (4xx); the others may go on.
         `attempts` counts only these refusals, not re-claims after outages or crashes."""
         if row.attempts + 1 >= self.max_attempts:
@@ -667,7 +677,7 @@ class BatchSender:
             )
             self.deferred += 1
 
-    def _set(self, delivery_id: int, **values) -> None:
+    def _set(self, delivery_id: int, **values: Any) -> None:
         db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
         db.session.commit()
 
@@ -697,11 +707,11 @@ class BatchSender:
         """Give the batch, unfinished, to another worker through a fresh job (the worker
         is stopping); the message sent last is already recorded."""
         job_id = jobs.new_batch_job_id(self.batch_id)
-        handed = db.session.execute(
+        handed = rows_matched(
             update(DeliveryBatch)
             .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
             .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, job_id=job_id)
-        ).rowcount
+        )
         db.session.commit()
         if handed:
             with contextlib.suppress(Exception):  # Redis away: the reconciler enqueues it
@@ -781,11 +791,11 @@ def _cancel_batch(batch_id: int, issue_id: int) -> bool:
         .values(status=DeliveryStatus.CANCELLED)
         .execution_options(synchronize_session=False)
     )
-    closed = db.session.execute(
+    closed = rows_matched(
         update(DeliveryBatch)
         .where(DeliveryBatch.id == batch_id, still_cancelled)
         .values(status=BatchStatus.DONE, owner=None, resend=False)
-    ).rowcount
+    )
     return bool(closed)
 
 
@@ -823,7 +833,7 @@ def reconcile_issues() -> dict[str, int]:
 class _JobChecker:
     """Asks Redis, in one round trip per call, whether jobs are still to run."""
 
-    def __init__(self, connection) -> None:
+    def __init__(self, connection: Redis) -> None:
         self.connection = connection
 
     def live(self, job_ids: list[str]) -> list[bool]:
@@ -835,9 +845,13 @@ class _JobChecker:
 
 def _restart_scheduled(checker: _JobChecker) -> int:
     """Scheduled starts whose job Redis forgot."""
-    scheduled = db.session.execute(
-        select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
-    ).all()
+    scheduled = [
+        (issue_id, at)
+        for issue_id, at in db.session.execute(
+            select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
+        )
+        if at is not None  # always, as Issue.schedule sets both
+    ]
     db.session.commit()
     restarted = 0
     alive = checker.live([jobs.start_job_id(i, at) for i, at in scheduled])

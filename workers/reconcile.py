@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
+from redis import Redis
 from rq.job import Job
 from sqlalchemy import and_, delete, or_, select, update
 
@@ -28,7 +29,7 @@ from service.jobs import (
     redis_connection,
     signup_job_id,
 )
-from service.models import MailStatus, OutgoingMail, SignupRequest
+from service.models import MailStatus, OutgoingMail, SignupRequest, rows_matched
 
 from .delivery import reconcile_issues
 from .mail import claim_lease
@@ -78,11 +79,11 @@ def reconcile_signup_requests() -> int:
     """Re-enqueue stored sign-ups with no live job; drop those too old to matter."""
     config = current_app.config
     now = utcnow()
-    expired = db.session.execute(
+    expired = rows_matched(
         delete(SignupRequest).where(
             SignupRequest.requested_at < now - timedelta(hours=config["MAIL_MAX_AGE_HOURS"])
         )
-    ).rowcount
+    )
     if expired:
         log.warning("dropped %d sign-up request(s) not processed in time", expired)
     # Leave young rows alone: their own enqueue may be a moment away.
@@ -114,7 +115,7 @@ def _requeue_lost(
     return requeued
 
 
-def _expire_stale(cutoff) -> None:
+def _expire_stale(cutoff: datetime) -> None:
     """Give up on mails that could not be sent for days: their links have expired anyway."""
     db.session.execute(
         update(OutgoingMail)
@@ -124,7 +125,7 @@ def _expire_stale(cutoff) -> None:
     db.session.commit()
 
 
-def _fetch(job_id: str, connection) -> Job | None:
+def _fetch(job_id: str, connection: Redis) -> Job | None:
     try:
         return Job.fetch(job_id, connection=connection)
     except Exception:

@@ -63,14 +63,14 @@ class SmtpTransport:
     def __enter__(self) -> SmtpTransport:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def connect(self) -> smtplib.SMTP:
         if self._connection is not None:
             return self._connection
         s = self.settings
-        connection = None
+        connection: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
                 connection = smtplib.SMTP_SSL(
@@ -173,6 +173,8 @@ class SmtpTransport:
             raise _classify(code, message)
 
     def _sign(self, raw: bytes) -> bytes:
+        if self.signer is None:
+            return raw
         try:
             return self.signer(raw)
         except DkimKeyError as exc:
@@ -191,9 +193,11 @@ class SmtpTransport:
 
     def _drop_after(self, exc: smtplib.SMTPResponseException) -> None:
         # After a refused MAIL/DATA the session is still usable; reset it.
+        if self._connection is None:
+            return
         try:
             self._connection.rset()
-        except (OSError, smtplib.SMTPException, AttributeError):
+        except (OSError, smtplib.SMTPException):
             self._drop()
 
     def _drop(self) -> None:
@@ -230,7 +234,7 @@ def _sendmail(
         if code == 421:
             connection.close()
         else:
-            connection._rset()
+            _reset_quietly(connection)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
     connection.putcmd("rcpt", f"TO:<{recipient}>")
     code, reply = connection.getreply()
@@ -238,16 +242,22 @@ def _sendmail(
         if code == 421:
             connection.close()
         else:
-            connection._rset()
+            _reset_quietly(connection)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     code, reply = connection.data(raw)
     if code != 250:
         if code == 421:
             connection.close()
         else:
-            connection._rset()
+            _reset_quietly(connection)
         raise smtplib.SMTPDataError(code, reply)
     return {}
+
+
+def _reset_quietly(connection: smtplib.SMTP) -> None:
+    """RSET after a refusal, ignoring a lost connection, as sendmail does."""
+    # smtplib's own (private) helper for it, which typeshed's stubs leave out.
+    connection._rset()  # type: ignore[attr-defined]
 
 
 def _close_quietly(connection: smtplib.SMTP | None) -> None:

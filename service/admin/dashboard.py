@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from flask import render_template
-from flask_login import current_user
+from flask.typing import ResponseReturnValue
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from ..bounces import complaints
@@ -26,7 +28,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import visible_lists
+from .auth import account, visible_lists
 from .blueprint import bp
 
 WEEKS = 12
@@ -99,13 +101,13 @@ class hour_of(FunctionElement):
 
 
 @compiles(hour_of)
-def _hour_of_sqlite(element, compiler, **kw) -> str:
+def _hour_of_sqlite(element: hour_of, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
     return f"strftime('%Y-%m-%d %H:00:00', {column})"
 
 
 @compiles(hour_of, "postgresql")
-def _hour_of_postgresql(element, compiler, **kw) -> str:
+def _hour_of_postgresql(element: hour_of, compiler: SQLCompiler, **kw: Any) -> str:
     return f"date_trunc('hour', {compiler.process(element.clauses, **kw)})"
 
 
@@ -264,7 +266,7 @@ def summaries() -> list[ListSummary]:
 
 
 @bp.get("/")
-def dashboard():
+def dashboard() -> ResponseReturnValue:
     return render_template(
         "admin/dashboard.html",
         summaries=summaries(),
@@ -273,6 +275,6 @@ def dashboard():
         status_labels=STATUS_LABELS,
         weeks=WEEKS,
         # Over all lists: a provider judges the sender, not one list.
-        complaint_rate=complaints.recent_rate() if current_user.role != "coordinator" else None,
+        complaint_rate=complaints.recent_rate() if account().role != "coordinator" else None,
         complaint_days=complaints.RATE_DAYS,
     )

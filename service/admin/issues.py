@@ -24,7 +24,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from wtforms import StringField, TextAreaField, URLField
 from wtforms.widgets import DateTimeLocalInput
@@ -49,7 +49,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import CzechForm, require_list_access, visible_lists
+from .auth import CzechForm, account, require_list_access, visible_lists
 from .blueprint import bp
 
 PER_PAGE = 50
@@ -177,7 +177,7 @@ def _confirmed_count(mailing_list: MailingList) -> int:
 
 
 @bp.get("/issues")
-def issues():
+def issues() -> ResponseReturnValue:
     """The issues of every list this account may see, newest first."""
     lists = visible_lists()
     page = request.args.get("page", 1, type=int) or 1
@@ -260,12 +260,12 @@ class IssueForm(CzechForm):
             self.meeting, meeting_errors = meeting_from_form(self.data, self.mailing_list)
             errors.update(meeting_errors)
         for name, message in errors.items():
-            self[name].errors.append(message)
+            self[name].errors = [*self[name].errors, message]
         self.issue_input = fields
         return not self.errors
 
 
-def _render_form(issue: Issue | None, form: IssueForm):
+def _render_form(issue: Issue | None, form: IssueForm) -> tuple[str, int]:
     return render_template(
         "admin/issue_edit.html",
         issue=issue,
@@ -277,7 +277,7 @@ def _render_form(issue: Issue | None, form: IssueForm):
 
 
 @bp.route("/issues/new", methods=["GET", "POST"])
-def issue_new():
+def issue_new() -> ResponseReturnValue:
     """A new draft on the list chosen on the issues page."""
     slug = request.values.get("list", "")
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug)) if slug else None
@@ -290,7 +290,7 @@ def issue_new():
     form = IssueForm(mailing_list=mailing_list, with_meeting=mailing_list.kind == "group")
     if not form.validate_on_submit():
         return _render_form(None, form)
-    issue = sending.create_issue(mailing_list, form.issue_input, current_user._get_current_object())
+    issue = sending.create_issue(mailing_list, form.issue_input, account())
     if form.meeting is not None:
         meetings.attach_meeting(issue, form.meeting)
     db.session.commit()
@@ -299,7 +299,7 @@ def issue_new():
 
 
 @bp.route("/issues/<int(max=2147483647):issue_id>/edit", methods=["GET", "POST"])
-def issue_edit(issue_id: int):
+def issue_edit(issue_id: int) -> ResponseReturnValue:
     """Edit a draft; a scheduled issue goes back to draft (its time is dropped)."""
     issue = _issue_or_404(issue_id)
     if issue.status not in Issue.EDITABLE:
@@ -359,7 +359,9 @@ def _bounces(issue: Issue) -> tuple[int, list[Bounce]]:
     return total, list(shown)
 
 
-def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | None = None):
+def _render_issue(
+    issue: Issue, *, errors: dict | None = None, values: dict | None = None
+) -> tuple[str, int]:
     errors = errors or {}
     state = sending.progress(issue)
     counts = state["counts"]
@@ -410,13 +412,13 @@ def _may_change_meeting(issue: Issue) -> bool:
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>")
-def issue(issue_id: int):
+def issue(issue_id: int) -> ResponseReturnValue:
     """Actions for a draft; live progress while sending; the final report when done."""
     return _render_issue(_issue_or_404(issue_id))
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/progress.json")
-def issue_progress(issue_id: int):
+def issue_progress(issue_id: int) -> ResponseReturnValue:
     """What admin-issues.js polls: `sending.progress` plus the Czech texts to show."""
     issue = _issue_or_404(issue_id)
     state = sending.progress(issue)
@@ -430,7 +432,7 @@ def issue_progress(issue_id: int):
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/preview")
-def issue_preview(issue_id: int):
+def issue_preview(issue_id: int) -> ResponseReturnValue:
     """Subject, the HTML part (framed, sandboxed) and the text part, exactly as sent."""
     issue = _issue_or_404(issue_id)
     shown = sending.preview(issue)
@@ -438,7 +440,7 @@ def issue_preview(issue_id: int):
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/preview.html")
-def issue_preview_html(issue_id: int):
+def issue_preview_html(issue_id: int) -> ResponseReturnValue:
     """The HTML part alone, for the preview's iframe, under a CSP of its own.
 
     The app's after_request only sets CSP and X-Frame-Options when a view has
@@ -456,7 +458,9 @@ def issue_preview_html(issue_id: int):
 # --- actions -----------------------------------------------------------------------
 
 
-def _done(issue: Issue, message: str, category: str = "success", *, status: int = 200):
+def _done(
+    issue: Issue, message: str, category: str = "success", *, status: int = 200
+) -> ResponseReturnValue:
     """After a successful action: JSON for scripts, a flash and a redirect for browsers."""
     if _wants_json():
         return jsonify({"message": message, **sending.progress(issue)}), status
@@ -464,7 +468,7 @@ def _done(issue: Issue, message: str, category: str = "success", *, status: int 
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
-def _refused(issue: Issue, message: str):
+def _refused(issue: Issue, message: str) -> ResponseReturnValue:
     """A transition the issue's state does not allow (409), e.g. pausing a sent issue."""
     db.session.rollback()
     if _wants_json():
@@ -473,7 +477,7 @@ def _refused(issue: Issue, message: str):
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
-def _invalid(issue: Issue, field: str, message: str, values: dict):
+def _invalid(issue: Issue, field: str, message: str, values: dict) -> ResponseReturnValue:
     """A field error on the issue's page (422), with what was typed kept."""
     db.session.rollback()
     if _wants_json():
@@ -481,7 +485,7 @@ def _invalid(issue: Issue, field: str, message: str, values: dict):
     return _render_issue(issue, errors={field: message}, values=values)
 
 
-def _test_send(issue: Issue, form: Any):
+def _test_send(issue: Issue, form: Any) -> ResponseReturnValue:
     addresses, error = sending.parse_test_addresses(form.get("addresses", ""))
     if error:
         return _invalid(issue, "addresses", error, {"addresses": form.get("addresses")})
@@ -496,7 +500,7 @@ def _test_send(issue: Issue, form: Any):
     return _done(issue, sent_to + " " + ", ".join(addresses))
 
 
-def _send(issue: Issue, form: Any):
+def _send(issue: Issue, form: Any) -> ResponseReturnValue:
     if not form.get("confirm") and issue.status in Issue.EDITABLE:
         return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
     sending.send_now(issue)
@@ -504,10 +508,10 @@ def _send(issue: Issue, form: Any):
     return _done(issue, "Vydání se odesílá.", status=202)
 
 
-def _schedule(issue: Issue, form: Any):
+def _schedule(issue: Issue, form: Any) -> ResponseReturnValue:
     at, error = parse_local_datetime(form.get("at"))
-    if error:
-        return _invalid(issue, "at", error, {"at": form.get("at")})
+    if at is None:  # then `error` says why
+        return _invalid(issue, "at", error or "", {"at": form.get("at")})
     if issue.status in Issue.EDITABLE:
         try:
             sending.schedule(issue, at)
@@ -520,7 +524,7 @@ def _schedule(issue: Issue, form: Any):
     return _done(issue, f"Vydání je naplánováno na {when} (pražského času).", status=202)
 
 
-def _cancel(issue: Issue, form: Any):
+def _cancel(issue: Issue, form: Any) -> ResponseReturnValue:
     if not form.get("confirm") and issue.status not in FINAL_STATUSES:
         return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
     sending.cancel(issue)
@@ -528,8 +532,8 @@ def _cancel(issue: Issue, form: Any):
     return _done(issue, "Vydání je zrušeno; kdo ho už dostal, tomu zůstává.")
 
 
-def _duplicate(issue: Issue, form: Any):
-    copy = sending.duplicate(issue, current_user._get_current_object())
+def _duplicate(issue: Issue, form: Any) -> ResponseReturnValue:
+    copy = sending.duplicate(issue, account())
     db.session.commit()
     if _wants_json():
         return jsonify({"id": copy.id}), 201
@@ -537,7 +541,7 @@ def _duplicate(issue: Issue, form: Any):
     return redirect(url_for("admin.issue_edit", issue_id=copy.id))
 
 
-def _resend(issue: Issue, form: Any):
+def _resend(issue: Issue, form: Any) -> ResponseReturnValue:
     count = sending.resend_unreached(issue)
     db.session.commit()
     message = plural(
@@ -552,7 +556,7 @@ def _resend(issue: Issue, form: Any):
 def _plain(change: Callable[[Issue], Any], message: str) -> Callable[[Issue, Any], Any]:
     """An action with nothing to read from the form: change, commit, say `message`."""
 
-    def act(issue: Issue, form: Any):
+    def act(issue: Issue, form: Any) -> ResponseReturnValue:
         change(issue)
         db.session.commit()
         return _done(issue, message)
@@ -577,7 +581,7 @@ ACTIONS: dict[str, Callable[[Issue, Any], Any]] = {
 
 
 @bp.post("/issues/<int(max=2147483647):issue_id>/<action>")
-def issue_action(issue_id: int, action: str):
+def issue_action(issue_id: int, action: str) -> ResponseReturnValue:
     """Every button of the issue's page; the domain function decides what is allowed."""
     act = ACTIONS.get(action)
     if act is None:
@@ -638,7 +642,7 @@ def _posted_from() -> Issue | None:
     return db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
 
 
-def _meeting_refused(issue: Issue | None, error: meetings.MeetingError):
+def _meeting_refused(issue: Issue | None, error: meetings.MeetingError) -> ResponseReturnValue:
     """The meeting cannot change this way now: say why on the page it came from."""
     db.session.rollback()
     flash(str(error), "error")
@@ -646,19 +650,19 @@ def _meeting_refused(issue: Issue | None, error: meetings.MeetingError):
 
 
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/update")
-def meeting_update(meeting_id: int):
+def meeting_update(meeting_id: int) -> ResponseReturnValue:
     """ "Změnit termín nebo místo": the meeting changes and a draft update is made to send."""
     meeting = _meeting_or_404(meeting_id)
     issue = _posted_from()
     fields, errors = meeting_from_form(request.form, meeting.mailing_list)
     if fields is None and not errors:
         errors = {"meeting_start": "Vyplňte nový termín a místo setkání."}
-    if errors:
+    if errors or fields is None:
         if issue is not None and issue.meeting_id == meeting.id:
             return _render_issue(issue, errors=errors, values=dict(request.form))
         abort(422)
     try:
-        update = meetings.update_meeting(meeting, fields, current_user._get_current_object())
+        update = meetings.update_meeting(meeting, fields, account())
     except meetings.MeetingError as error:
         return _meeting_refused(issue, error)
     db.session.commit()
@@ -667,7 +671,7 @@ def meeting_update(meeting_id: int):
 
 
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/cancel")
-def meeting_cancel(meeting_id: int):
+def meeting_cancel(meeting_id: int) -> ResponseReturnValue:
     """ "Zrušit setkání": the cancellation (METHOD:CANCEL) goes to the group at once."""
     meeting = _meeting_or_404(meeting_id)
     issue = _posted_from()
@@ -676,7 +680,7 @@ def meeting_cancel(meeting_id: int):
             return _invalid(issue, "meeting_cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
         abort(422)
     try:
-        cancellation = meetings.cancel_meeting(meeting, current_user._get_current_object())
+        cancellation = meetings.cancel_meeting(meeting, account())
     except meetings.MeetingError as error:
         return _meeting_refused(issue, error)
     db.session.commit()
@@ -685,7 +689,7 @@ def meeting_cancel(meeting_id: int):
 
 
 @bp.post("/issues/<int(max=2147483647):issue_id>/attachments")
-def issue_attachment_add(issue_id: int):
+def issue_attachment_add(issue_id: int) -> ResponseReturnValue:
     """Upload a document to a draft (its size limit: ATTACHMENT_MAX_BYTES)."""
     issue = _issue_or_404(issue_id)
     upload = request.files.get("file")
@@ -704,7 +708,7 @@ def issue_attachment_add(issue_id: int):
 @bp.post(
     "/issues/<int(max=2147483647):issue_id>/attachments/<int(max=2147483647):attachment_id>/remove"
 )
-def issue_attachment_remove(issue_id: int, attachment_id: int):
+def issue_attachment_remove(issue_id: int, attachment_id: int) -> ResponseReturnValue:
     issue = _issue_or_404(issue_id)
     try:
         attachments.remove_attachment(issue, attachment_id)

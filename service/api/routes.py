@@ -8,10 +8,12 @@ an IssueStateError, which service/api/errors.py turns into JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import jsonify, request, url_for
+from flask import Response, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
@@ -41,13 +43,13 @@ SCHEDULE_HORIZON = timedelta(days=366)
 
 
 @bp.get("/openapi.json")
-def openapi_document():
+def openapi_document() -> ResponseReturnValue:
     """The OpenAPI 3.1 description of this API; public, so tools can fetch it."""
     return jsonify(DOCUMENT)
 
 
 @bp.get("/lists")
-def lists():
+def lists() -> ResponseReturnValue:
     """The lists the account may manage, with subscriber counts per status."""
     user = current_api_user()
     visible = [
@@ -76,7 +78,7 @@ def lists():
 
 
 @bp.post("/lists/<slug>/issues")
-def create_issue(slug: str):
+def create_issue(slug: str) -> ResponseReturnValue:
     """A new draft on the list; 201 with the issue and its Location."""
     mailing_list = _list_or_404(slug)
     data = _json_object()
@@ -86,9 +88,13 @@ def create_issue(slug: str):
     errors.update(meetings.meeting_problem(mailing_list, data.get("meeting")))
     if errors:
         raise ApiError(422, errors=errors)
-    issue = sending.create_issue(mailing_list, fields, current_api_user())
+    meeting_fields = None
     if data.get("meeting") is not None:
         meeting_fields, _ = meetings.validate_meeting(data["meeting"])
+        if meeting_fields is None:  # its start passed since meeting_problem checked it
+            raise ApiError(422, errors=meetings.meeting_problem(mailing_list, data["meeting"]))
+    issue = sending.create_issue(mailing_list, fields, current_api_user())
+    if meeting_fields is not None:
         meetings.attach_meeting(issue, meeting_fields)
     db.session.commit()
     response = jsonify(issue_json(issue))
@@ -101,13 +107,13 @@ _ISSUE_ROUTE = f"/issues/<int(max={MAX_ID}):issue_id>"
 
 
 @bp.get(_ISSUE_ROUTE)
-def issue(issue_id: int):
+def issue(issue_id: int) -> ResponseReturnValue:
     """The issue's state and delivery counts (poll it while sending)."""
     return jsonify(issue_json(_issue_or_404(issue_id)))
 
 
 @bp.post(_ISSUE_ROUTE + "/send")
-def send(issue_id: int):
+def send(issue_id: int) -> ResponseReturnValue:
     """Send now, or at `at` (ISO 8601; without an offset, the service's time zone)."""
     issue = _issue_or_404(issue_id, lock=True)
     data = _json_object(optional=True)
@@ -121,7 +127,7 @@ def send(issue_id: int):
 
 
 @bp.post(_ISSUE_ROUTE + "/attachments")
-def add_attachment(issue_id: int):
+def add_attachment(issue_id: int) -> ResponseReturnValue:
     """Attach a document (multipart field `file`: PDF, DOCX, ODT or XLSX) to a draft; 201."""
     issue = _issue_or_404(issue_id, lock=True)
     upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
@@ -141,7 +147,7 @@ _MEETING_ROUTE = f"/meetings/<int(max={MAX_ID}):meeting_id>"
 
 
 @bp.post(_MEETING_ROUTE + "/update")
-def update_meeting(meeting_id: int):
+def update_meeting(meeting_id: int) -> ResponseReturnValue:
     """New time or place: a draft update (same UID, SEQUENCE + 1) to send; 201 with it."""
     meeting = _meeting_or_404(meeting_id)
     fields, problems = meetings.validate_meeting(_json_object())
@@ -156,7 +162,7 @@ def update_meeting(meeting_id: int):
 
 
 @bp.post(_MEETING_ROUTE + "/cancel")
-def cancel_meeting(meeting_id: int):
+def cancel_meeting(meeting_id: int) -> ResponseReturnValue:
     """Cancel the meeting: METHOD:CANCEL goes to the group at once; 202 with that issue."""
     meeting = _meeting_or_404(meeting_id)
     issue = _meeting_change(meetings.cancel_meeting, meeting, current_api_user())
@@ -172,21 +178,21 @@ def _meeting_change(change, *args):
 
 
 @bp.post(_ISSUE_ROUTE + "/pause")
-def pause(issue_id: int):
+def pause(issue_id: int) -> ResponseReturnValue:
     return _change_state(issue_id, sending.pause)
 
 
 @bp.post(_ISSUE_ROUTE + "/resume")
-def resume(issue_id: int):
+def resume(issue_id: int) -> ResponseReturnValue:
     return _change_state(issue_id, sending.resume)
 
 
 @bp.post(_ISSUE_ROUTE + "/cancel")
-def cancel(issue_id: int):
+def cancel(issue_id: int) -> ResponseReturnValue:
     return _change_state(issue_id, sending.cancel)
 
 
-def _change_state(issue_id: int, change) -> Any:
+def _change_state(issue_id: int, change: Callable[[Issue], None]) -> Response:
     """Apply a state change (which raises IssueStateError → 409 when not allowed)."""
     issue = _issue_or_404(issue_id, lock=True)
     change(issue)
@@ -278,7 +284,7 @@ def _list_or_404(slug: str) -> MailingList:
     found = None
     if is_valid_slug(slug):
         found = db.session.scalar(select(MailingList).filter_by(slug=slug))
-    if not may_see(found):
+    if found is None or not may_see(found):
         raise ApiError(404, "Seznam neexistuje.")
     return found
 

@@ -290,9 +290,9 @@ def judge(
         return Verdict("hard", Reason.ADDRESS, code_text)
     if stage == Stage.DATA and _WEAK_ADDRESS_WORDS.search(evidence):
         return Verdict("soft", Reason.FILTERED, code_text)
-    reason = _reason_in_words(evidence)
-    if reason is not None:
-        return Verdict("soft", reason, code_text)
+    said = _reason_in_words(evidence)
+    if said is not None:
+        return Verdict("soft", said, code_text)
     if subject in _BY_CODE:
         return Verdict("soft", _BY_CODE[subject], code_text)
     return Verdict("soft", _BY_CODE.get((subject[0], 0), Reason.OTHER), code_text)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import BinaryIO
 
 import click
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from . import mailbox
+from .complaints import ComplaintOutcome
 from .inbox import process_message
-from .parsing import MAX_BOUNCE_BYTES, MessageKind, NotABounce
+from .parsing import MAX_BOUNCE_BYTES, BounceReport, MessageKind, NotABounce
 from .receiver import serve
+from .recording import Outcome
 
 # sysexits.h: what an MTA's pipe transport understands. EX_DATAERR for input
 # that is no bounce; EX_TEMPFAIL when the database is down, so the MTA
@@ -32,7 +35,7 @@ def bounces_group() -> None:
 
 @bounces_group.command("process")
 @click.argument("source", default="-", type=click.File("rb"))
-def process_command(source) -> None:
+def process_command(source: BinaryIO) -> None:
     """Record one bounce message read from SOURCE (a file, or - for stdin)."""
     raw = source.read(MAX_BOUNCE_BYTES + 1)
     try:
@@ -47,7 +50,7 @@ def process_command(source) -> None:
         click.echo(line)
 
 
-def describe(report, outcomes: list) -> list[str]:
+def describe(report: BounceReport, outcomes: list) -> list[str]:
     """What processing one message did, in Czech lines for the operator."""
     ignored = {
         MessageKind.AUTO_REPLY: "Automatická odpověď (např. nepřítomnost), nic nezaznamenáno.",
@@ -66,7 +69,7 @@ def describe(report, outcomes: list) -> list[str]:
     return [_describe(outcome) for outcome in outcomes]
 
 
-def _describe_complaint(outcome) -> str:
+def _describe_complaint(outcome: ComplaintOutcome) -> str:
     who = outcome.address or "adresát"
     if not outcome.recorded:
         reason = {
@@ -78,7 +81,7 @@ def _describe_complaint(outcome) -> str:
     return f"Stížnost (hlášení ARF) od {who} zaznamenána; odhlášen ze seznamů: {left}."
 
 
-def _describe(outcome) -> str:
+def _describe(outcome: Outcome) -> str:
     who = outcome.address or "adresát"
     kind = {"hard": "trvalá", "soft": "dočasná"}[outcome.kind]
     status = f" ({outcome.status})" if outcome.status else ""

@@ -70,11 +70,11 @@ def record_complaints(report: BounceReport, raw: bytes) -> list[ComplaintOutcome
             outcomes.append(ComplaintOutcome(complaint.address, False, note=feedback_type))
             continue
         target = verp_target(report)
-        if target is None or target[0] is None:
+        if target is None or (subscriber := target[0]) is None:
             metrics.count_after_commit(db.session, metrics.COMPLAINTS, "unmatched")
             outcomes.append(ComplaintOutcome(complaint.address, False, note="no verp"))
             continue
-        subscriber, delivery_id, _mail_id = target
+        _, delivery_id, _mail_id = target
         outcomes.append(_record_one(subscriber, delivery_id, complaint.list_id, feedback_type, raw))
     return outcomes
 

@@ -9,6 +9,7 @@ a provider's notice is dropped.
 
 from __future__ import annotations
 
+import email.message
 from collections.abc import Callable, Iterable
 
 from sqlalchemy.exc import IntegrityError
@@ -47,7 +48,12 @@ def process_message(
         return report, _record(report, message, raw, before_commit)
 
 
-def _record(report: BounceReport, message, raw: bytes, before_commit) -> list:
+def _record(
+    report: BounceReport,
+    message: email.message.Message,
+    raw: bytes,
+    before_commit: Callable[[BounceReport], None] | None,
+) -> list:
     """Record what `report` is, in one transaction; rolled back on any error."""
     try:
         outcomes: list = []

@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from ..extensions import db
 from ..models import MailboxMessage
 from .inbox import process_message
-from .parsing import MAX_BOUNCE_BYTES, NotABounce
+from .parsing import MAX_BOUNCE_BYTES, BounceReport, NotABounce
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _handle(client: IMAPClient, mailbox: MailboxUrl, uidvalidity: int, uid: int)
         db.session.commit()
         return False
 
-    def note(_report) -> None:
+    def note(_report: BounceReport | None) -> None:
         _note(mailbox.name, uidvalidity, uid, message_id)
 
     try:
@@ -206,7 +206,9 @@ def wait_for_mail(client: IMAPClient, interval: float, stop: threading.Event) ->
         client.idle_done()
 
 
-def run(url: str, interval: float, *, once: bool = False, stop: threading.Event | None = None):
+def run(
+    url: str, interval: float, *, once: bool = False, stop: threading.Event | None = None
+) -> Round:
     """Poll until stopped (or one round with `once`); reconnects after network trouble."""
     mailbox = parse_url(url)
     stop = stop or threading.Event()

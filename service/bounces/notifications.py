@@ -65,7 +65,7 @@ def _read_broken(text: str) -> Notice | None:
     addresses = re.findall(_FIELD.format("emailAddress"), text)
     if kind.group(1) == "Bounce":
         bounce_type = re.search(_FIELD.format("bounceType"), text)
-        notice.permanent = bool(bounce_type) and bounce_type.group(1) == "Permanent"
+        notice.permanent = bounce_type is not None and bounce_type.group(1) == "Permanent"
         statuses = re.findall(_FIELD.format("status"), text)
         notice.failed = [(a, statuses[0] if statuses else "", "") for a in addresses]
     elif kind.group(1) == "Complaint":

@@ -22,7 +22,7 @@ import email.message
 import email.policy
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -216,10 +216,14 @@ def _verdict(status: str, diagnostic: str, *, permanent: bool) -> tuple[str, str
 
 def valid_address(address: str | None) -> bool:
     """A failure names somebody only if its address looks like one (not a JSON fragment)."""
-    return bool(address) and len(address) <= 254 and bool(_VALID.fullmatch(address))
+    if not address:
+        return False
+    return len(address) <= 254 and bool(_VALID.fullmatch(address))
 
 
-def _verp_of(message: email.message.Message, envelope_recipients: Iterable[str]):
+def _verp_of(
+    message: email.message.Message, envelope_recipients: Iterable[str]
+) -> VerpToken | None:
     candidates = list(envelope_recipients)
     for name in ENVELOPE_HEADERS:
         candidates.extend(str(value) for value in message.get_all(name) or [])
@@ -253,10 +257,16 @@ def _dsn_blocks(part: email.message.Message) -> list[email.message.Message]:
     """The per-recipient field blocks of one delivery-status part."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [block for block in payload if block.get("Final-Recipient") or block.get("Action")]
+        return [
+            block
+            for block in payload
+            if isinstance(block, email.message.Message)
+            and (block.get("Final-Recipient") or block.get("Action"))
+        ]
     text = payload if isinstance(payload, str) else ""
     if part.get("Content-Transfer-Encoding", "").lower() in ("base64", "quoted-printable"):
-        text = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        decoded = part.get_payload(decode=True)
+        text = decoded.decode("utf-8", "replace") if isinstance(decoded, bytes) else ""
     blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
     return [email.message_from_string(block.strip() + "\n") for block in blocks if block.strip()]
 
@@ -403,7 +413,9 @@ def notification_text(message: email.message.Message) -> str:
     return text[: cut.start()] if cut and cut.start() > 40 else text
 
 
-def _parts_outside_attachments(message: email.message.Message):
+def _parts_outside_attachments(
+    message: email.message.Message,
+) -> Iterator[email.message.Message]:
     """Every leaf part, except those inside an attached message/rfc822."""
     if message.get_content_type() == "message/rfc822":
         return
@@ -457,7 +469,7 @@ def _jmrp_complaints(message: email.message.Message) -> list[Complaint] | None:
 def _report_fields(part: email.message.Message) -> dict[str, str]:
     payload = part.get_payload()
     if isinstance(payload, list):
-        blocks = payload
+        blocks = [block for block in payload if isinstance(block, email.message.Message)]
     else:
         text = payload if isinstance(payload, str) else ""
         blocks = [email.message_from_string(text.strip() + "\n")]
@@ -488,7 +500,7 @@ def original_return_paths(message: email.message.Message) -> list[str]:
     return [str(v) for name in ("Return-Path", "Sender") for v in original.get_all(name) or []]
 
 
-def _address_of(field_value) -> str | None:
+def _address_of(field_value: object) -> str | None:
     """`rfc822; jana@example.cz` -> `jana@example.cz`."""
     if not field_value:
         return None
@@ -497,7 +509,7 @@ def _address_of(field_value) -> str | None:
     return value or None
 
 
-def _one_line(value) -> str:
+def _one_line(value: object) -> str:
     return " ".join(str(value).split())
 
 

@@ -46,7 +46,12 @@ class BounceHandler:
         )
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
     ) -> str:
         if not self.accepts(address):
             return "550 5.1.1 Only bounces are received here"
@@ -100,7 +105,9 @@ def make_controller(app: Flask, host: str, port: int) -> Controller:
 
 def serve(host: str, port: int) -> None:
     """Run until SIGINT or SIGTERM."""
-    app = current_app._get_current_object()
+    # The app itself, to hand to another thread: Flask's type hints describe
+    # current_app as the app, so they do not know the proxy's method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         # A port in use or out of range, an unknown host: say so at once, no
         # traceback (aiosmtpd would only time out after its ready_timeout).

@@ -41,6 +41,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
     SuppressionReason,
+    rows_matched,
 )
 from .classify import Reason, Stage, judge
 from .parsing import BounceReport, Failure, MessageKind
@@ -369,12 +370,12 @@ def reactivate(subscriber: Subscriber, by: str = "") -> int:
             if confirmed_before
             else Subscription.confirmed_at.is_(None)
         )
-        changed += db.session.execute(
+        changed += rows_matched(
             update(Subscription)
             .where(*bounced, was)
             .values(status=status, unsubscribed_at=None)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
     suppression.lift_suppression(subscriber.email_key)
     subscriber.bounce_reset_at = utcnow()
     if changed:

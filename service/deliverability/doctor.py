@@ -442,7 +442,7 @@ def _quit(connection: smtplib.SMTP) -> None:
         connection.close()
 
 
-def _tls_result(settings, offered_starttls: bool) -> list[Result]:
+def _tls_result(settings: SmtpSettings, offered_starttls: bool) -> list[Result]:
     if settings.security in {"tls", "starttls"}:
         return [Result("smtp-tls", OK, f"the connection is encrypted ({settings.security})")]
     if settings.host.lower() in LOCAL_HOSTS:

@@ -367,7 +367,7 @@ def update_details(
 
 def members(group: MailingList) -> list[Subscription]:
     """Everyone with a membership row in the group, requests first, then by name and address."""
-    order = {
+    order: dict[str, int] = {
         SubscriptionStatus.REQUESTED: 0,
         SubscriptionStatus.PENDING: 1,
         SubscriptionStatus.CONFIRMED: 2,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from flask import Blueprint, abort, current_app, render_template, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from .. import consent, tokens
@@ -109,7 +110,7 @@ def _group_page(
     status: int = 200,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
-):
+) -> tuple[str, int]:
     return (
         render_template(
             "groups/group.html",
@@ -124,13 +125,13 @@ def _group_page(
 
 
 @bp.get("/")
-def index():
+def index() -> ResponseReturnValue:
     """The publicly listed groups, each with its join form."""
     return render_template("groups/index.html", groups=joining.public_groups())
 
 
 @bp.get("/<slug>")
-def group_page(slug: str):
+def group_page(slug: str) -> ResponseReturnValue:
     group = joining.public_group(slug)
     if group is None:
         abort(404)
@@ -140,7 +141,7 @@ def group_page(slug: str):
 @bp.post("/<slug>/join")
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
-def join(slug: str):
+def join(slug: str) -> ResponseReturnValue:
     group = joining.public_group(slug)
     if group is None:
         abort(404)
@@ -192,7 +193,7 @@ def _load_join(token: str) -> tuple[Subscriber, MailingList]:
 
 
 @bp.get("/join/<token>")
-def confirm_join(token: str):
+def confirm_join(token: str) -> ResponseReturnValue:
     subscriber, group = _load_join(token)
     return render_template(
         "groups/confirm_join.html",
@@ -204,7 +205,7 @@ def confirm_join(token: str):
 
 
 @bp.post("/join/<token>")
-def confirm_join_post(token: str):
+def confirm_join_post(token: str) -> ResponseReturnValue:
     subscriber, group = _load_join(token)
     joining.confirm_join(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
@@ -231,7 +232,7 @@ def _load_invitation(token: str) -> tuple[Subscriber, MailingList]:
 
 
 @bp.get("/invitation/<token>")
-def invitation(token: str):
+def invitation(token: str) -> ResponseReturnValue:
     subscriber, group = _load_invitation(token)
     return render_template(
         "groups/invitation.html",
@@ -244,7 +245,7 @@ def invitation(token: str):
 
 
 @bp.post("/invitation/<token>")
-def invitation_post(token: str):
+def invitation_post(token: str) -> ResponseReturnValue:
     subscriber, group = _load_invitation(token)
     joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
@@ -271,7 +272,7 @@ def invitation_post(token: str):
 
 
 @bp.get("/<slug>/member/<token>")
-def member_page(slug: str, token: str):
+def member_page(slug: str, token: str) -> ResponseReturnValue:
     """Past announcements and the next meeting, for confirmed members (preferences token)."""
     group = joining.group_by_slug(slug)
     if group is None:

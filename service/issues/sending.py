@@ -16,7 +16,7 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 
 from .. import jobs
 from ..addresses import InvalidAddress, parse_address_for_app
@@ -41,7 +41,8 @@ SUBJECT_MAX = 200
 PREHEADER_MAX = 200
 BODY_MAX = 200_000
 
-STATUS_LABELS = {
+# Keyed by str: `Issue.status` holds the plain string, equal to its IssueStatus.
+STATUS_LABELS: dict[str, str] = {
     IssueStatus.DRAFT: "koncept",
     IssueStatus.SCHEDULED: "naplánováno",
     IssueStatus.SENDING: "odesílá se",
@@ -183,7 +184,9 @@ def begin_delivery(issue: Issue) -> None:
     jobs.after_commit(jobs.enqueue_fan_out, issue.id, issue.fanout_job_id)
 
 
-def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0):
+def recipients_query(
+    issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0
+) -> Select[int]:
     """Subscribers the issue goes to: confirmed on its list at the snapshot, by id."""
     condition = (
         (Subscription.list_id == issue.list_id)
@@ -235,8 +238,11 @@ def resend_unreached(issue: Issue) -> int:
     """
     _require(issue, Issue.FINISHED, "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
     unreached = DeliveryBatch.total_count - DeliveryBatch.sent_count - DeliveryBatch.skipped_count
-    count = db.session.scalar(
-        select(func.coalesce(func.sum(unreached), 0)).where(DeliveryBatch.issue_id == issue.id)
+    count = (
+        db.session.scalar(
+            select(func.coalesce(func.sum(unreached), 0)).where(DeliveryBatch.issue_id == issue.id)
+        )
+        or 0
     )
     if not count and issue.fanout_done:
         raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
@@ -380,9 +386,12 @@ def preview(issue: Issue) -> Preview:
         skeleton.new_message_id(),
     )
     msg = message_from_bytes(raw, policy=policy.default)
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
-    return Preview(subject=str(msg["Subject"]), html=html, text=text, raw=raw)
+    text, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    if text is None or html is None:
+        raise ValueError("the issue's skeleton built a mail without its text or HTML part")
+    return Preview(
+        subject=str(msg["Subject"]), html=html.get_content(), text=text.get_content(), raw=raw
+    )
 
 
 def parse_test_addresses(value: Any) -> tuple[list[str], str | None]:

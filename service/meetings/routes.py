@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..extensions import db
@@ -13,7 +14,7 @@ bp = Blueprint("meetings", __name__, url_prefix="/meetings")
 
 
 @bp.get("/<uid>.ics")
-def download(uid: str):
+def download(uid: str) -> ResponseReturnValue:
     """ "Přidat do kalendáře": the meeting's current state as a file (METHOD:PUBLISH)."""
     meeting = None
     if len(uid) <= 255:

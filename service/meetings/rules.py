@@ -100,7 +100,7 @@ def validate_meeting(data: Any) -> tuple[MeetingInput | None, dict[str, str]]:
         errors["online_url"] = "Odkaz na online připojení musí začínat http:// nebo https://."
     if "location" not in errors and "online_url" not in errors and not (location or online_url):
         errors["location"] = "Vyplňte místo setkání (nebo odkaz na online připojení)."
-    if errors:
+    if errors or start is None or end is None:  # a missing time has its error
         return None, errors
     return MeetingInput(start, end, location, online_url, agenda.replace("\r\n", "\n")), {}
 

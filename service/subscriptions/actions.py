@@ -286,7 +286,7 @@ def update_preferences(
                 subscriber.subscriptions.append(subscription)
             subscription.confirm_directly(now)
             consent.record(subscriber, "preferences_add", info, mailing_list=mailing_list)
-        elif mailing_list.id not in wanted_ids and active:
+        elif mailing_list.id not in wanted_ids and active and subscription is not None:
             subscription.leave(now)
             consent.record(subscriber, "preferences_remove", info, mailing_list=mailing_list)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from .. import consent, suppression, tokens
 from ..addresses import address_hash
@@ -100,7 +101,7 @@ def _render_form(
     errors: dict[str, str] | None = None,
     lists: list[MailingList] | None = None,
     checked: list[str] | None = None,
-):
+) -> tuple[str, int]:
     offered, default_checked, narrowed = _offered_lists()
     return (
         render_template(
@@ -120,19 +121,19 @@ def _render_form(
 
 
 @bp.get("/subscribe")
-def subscribe_page():
+def subscribe_page() -> ResponseReturnValue:
     return _render_form(embed=False)
 
 
 @bp.get("/embed/subscribe")
-def subscribe_embed():
+def subscribe_embed() -> ResponseReturnValue:
     return _render_form(embed=True)
 
 
 @bp.post("/subscribe")
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
-def subscribe():
+def subscribe() -> ResponseReturnValue:
     try:
         data = SubscribeInput.from_request(request)
     except UnreadableRequest as exc:
@@ -179,7 +180,7 @@ def subscribe():
     return _accepted(data)
 
 
-def _accepted(data: SubscribeInput):
+def _accepted(data: SubscribeInput) -> ResponseReturnValue:
     if data.is_json:
         return jsonify(status=SubscriptionStatus.PENDING), 202
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
@@ -207,7 +208,7 @@ def _cors_for_website(response: Response) -> Response:
 
 
 @bp.get("/confirm/<token>")
-def confirm(token: str):
+def confirm(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     lists = [
         s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)
@@ -216,7 +217,7 @@ def confirm(token: str):
 
 
 @bp.post("/confirm/<token>")
-def confirm_post(token: str):
+def confirm_post(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     info = RequestInfo.from_request(request, "link")
     confirmed = actions.confirm(subscriber, _slugs(payload), info)
@@ -230,7 +231,7 @@ def confirm_post(token: str):
 
 
 @bp.post("/confirm/<token>/resend")
-def confirm_resend(token: str):
+def confirm_resend(token: str) -> ResponseReturnValue:
     # An expired link still proves who it was sent to: its signature is checked.
     subscriber, payload = load_link("confirm", token)
     actions.resend_confirmation(subscriber, _slugs(payload))
@@ -242,7 +243,7 @@ def confirm_resend(token: str):
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribe(token: str):
+def unsubscribe(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("unsubscribe", token)
     return render_template(
         "public/unsubscribe.html", token=token, mailing_list=_named_list(subscriber, payload)
@@ -250,7 +251,7 @@ def unsubscribe(token: str):
 
 
 @bp.post("/unsubscribe/<token>")
-def unsubscribe_post(token: str):
+def unsubscribe_post(token: str) -> ResponseReturnValue:
     """Unsubscribe at once; also the RFC 8058 one-click target (no cookie, no CSRF, 200)."""
     try:
         subscriber, payload = load_link("unsubscribe", token)
@@ -300,10 +301,10 @@ def _preferences_page(
     subscriber: Subscriber,
     *,
     saved: bool = False,
-    errors=None,
-    group_errors=None,
-    group_values=None,
-):
+    errors: dict[str, str] | None = None,
+    group_errors: dict[str, dict[str, str]] | None = None,
+    group_values: dict[str, MemberDetails] | None = None,
+) -> str:
     active = {
         s.list_id
         for s in subscriber.subscriptions
@@ -331,13 +332,13 @@ def _preferences_page(
 
 
 @bp.get("/preferences/<token>")
-def preferences(token: str):
+def preferences(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
     return _preferences_page(token, subscriber)
 
 
 @bp.post("/preferences/<token>")
-def preferences_post(token: str):
+def preferences_post(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
     name = request.form.get("name", "").strip()
     problem = name_problem(name)
@@ -413,7 +414,7 @@ def load_privacy_link(token: str) -> Subscriber:
 
 
 @bp.post("/preferences/<token>/privacy-link")
-def preferences_privacy_link(token: str):
+def preferences_privacy_link(token: str) -> ResponseReturnValue:
     """Mail a fresh export/erase link to the address (from the preferences page or an expired link).
 
     Either link proves only that it was once sent to the address; the new one
@@ -436,14 +437,14 @@ def preferences_privacy_link(token: str):
 
 
 @bp.get("/preferences/<token>/export")
-def preferences_export(token: str):
+def preferences_export(token: str) -> ResponseReturnValue:
     """A page with a download button; changes and hands out nothing (mail scanners fetch GETs)."""
     subscriber = load_privacy_link(token)
     return render_template("public/export.html", token=token, subscriber=subscriber)
 
 
 @bp.post("/preferences/<token>/export")
-def preferences_export_post(token: str):
+def preferences_export_post(token: str) -> ResponseReturnValue:
     subscriber = load_privacy_link(token)
     response = jsonify(actions.export(subscriber))
     response.headers["Content-Disposition"] = 'attachment; filename="zpravodaj-moje-udaje.json"'
@@ -452,13 +453,13 @@ def preferences_export_post(token: str):
 
 
 @bp.get("/preferences/<token>/erase")
-def preferences_erase(token: str):
+def preferences_erase(token: str) -> ResponseReturnValue:
     subscriber = load_privacy_link(token)
     return render_template("public/erase.html", token=token, subscriber=subscriber)
 
 
 @bp.post("/preferences/<token>/erase")
-def preferences_erase_post(token: str):
+def preferences_erase_post(token: str) -> ResponseReturnValue:
     try:
         subscriber = load_privacy_link(token)
     except SubscriberGone:

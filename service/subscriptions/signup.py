@@ -26,7 +26,7 @@ from ..addresses import Address
 from ..consent import RequestInfo
 from ..extensions import db
 from ..jobs import after_commit, enqueue_signup
-from ..models import ConsentText, ListKind, MailingList, SignupRequest
+from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
 
 LANGUAGES = ("cs", "en")
@@ -103,11 +103,11 @@ def process_request(request_id: int) -> actions.SignupResult | None:
     row = db.session.get(SignupRequest, request_id)
     if row is None:
         return None
-    claimed = db.session.execute(
+    claimed = rows_matched(
         delete(SignupRequest)
         .where(SignupRequest.id == request_id)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not claimed:  # a concurrent run deleted it between our read and our delete
         return None
     db.session.expunge(row)
