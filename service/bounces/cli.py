@@ -130,9 +130,17 @@ def poll_command(once: bool) -> None:
     )
 
 
+# The address also comes from the environment, so that the command is the same
+# string under systemd, in compose.yaml and in the wheel test (README.md, Deployment).
 @bounces_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=2525, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="BOUNCE_SMTP_HOST",
+    show_envvar=True, help="Address to listen on.",
+)  # fmt: skip
+@click.option(
+    "--port", default=2525, show_default=True, type=int, envvar="BOUNCE_SMTP_PORT",
+    show_envvar=True, help="Port to listen on.",
+)  # fmt: skip
 def serve_command(host: str, port: int) -> None:
     """Receive bounces over SMTP (point the MX of the bounce domain, or a relay, here)."""
     serve(host, port)
