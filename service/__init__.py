@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .groups.routes import bp as groups_bp
     from .issues import attachments
     from .meetings.routes import bp as meetings_bp
+    from .meetings.routes import rsvp_bp
     from .subscriptions.routes import bp as subscriptions_bp
 
     app = Flask(
@@ -58,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(archive_bp)
     app.register_blueprint(groups_bp)
     app.register_blueprint(meetings_bp)
+    app.register_blueprint(rsvp_bp)
     attachments.init_app(app)
     app.register_blueprint(api_bp)
     health.init_app(app)

@@ -20,6 +20,7 @@ from .clock import utcnow
 from .deliverability import cli as deliverability_cli
 from .extensions import db
 from .groups.membership import MembershipError, clean_group_fields
+from .meetings.cli import replies_group
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
 from .people_csv import ImportRefused, decode
 from .subscriptions.transfer import export_subscribers, import_subscribers
@@ -33,6 +34,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens_group)
     deliverability_cli.register(app.cli)
     app.cli.add_command(bounces_group)
+    app.cli.add_command(replies_group)
     app.cli.add_command(ledger.consent_group)
 
 

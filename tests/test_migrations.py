@@ -6,6 +6,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect as sa_inspect
 
 from service import create_app
 from service.extensions import db
@@ -80,11 +81,15 @@ def _fill_with_rows() -> dict[str, int]:
     return _counts()
 
 
-def _counts() -> dict[str, int]:
+def _counts(tables=None) -> dict[str, int]:
+    """Rows per table: of `tables`, else of the models' tables that exist at the current
+    revision (later migrations add tables the older revisions do not have)."""
+    existing = set(sa_inspect(db.engine).get_table_names())
+    names = tables if tables is not None else [t for t in db.metadata.tables if t in existing]
     with db.engine.connect() as connection:
         return {
             name: connection.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar()
-            for name in db.metadata.tables
+            for name in names
         }
 
 
@@ -108,18 +113,18 @@ def test_states_migration_keeps_rows_and_refuses_unknown_values(app_config):
         db.session.remove()
 
         upgrade()
-        assert _counts() == before
+        assert _counts(before) == before
         with pytest.raises(IntegrityError), db.engine.begin() as connection:
             _insert_unknown_status(connection)
 
         downgrade(revision="1a83a27dd9d5")
-        assert _counts() == before
+        assert _counts(before) == before
         with db.engine.connect() as connection:
             _insert_unknown_status(connection)  # no CHECK any more
             connection.rollback()
 
         upgrade(revision=STATES_REVISION)
-        assert _counts() == before
+        assert _counts(before) == before
         with pytest.raises(IntegrityError), db.engine.begin() as connection:
             _insert_unknown_status(connection)
         with db.engine.connect() as connection:

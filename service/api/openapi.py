@@ -486,6 +486,25 @@ DOCUMENT: dict[str, Any] = {
                         "description": "Invitation/update/reminder, or cancellation.",
                     },
                     "attachments": {"type": "array", "items": _ref("schemas", "Attachment")},
+                    "attendance": {
+                        "oneOf": [_ref("schemas", "Attendance"), {"type": "null"}],
+                        "description": "Members' answers to the meeting; null without a meeting.",
+                    },
+                },
+                "additionalProperties": False,
+            },
+            "Attendance": {
+                "type": "object",
+                "description": (
+                    "The group's members by their answer to the meeting (RSVP page or "
+                    "calendar reply); needs_action: no answer yet."
+                ),
+                "required": ["accepted", "tentative", "declined", "needs_action"],
+                "properties": {
+                    "accepted": {"type": "integer", "minimum": 0},
+                    "tentative": {"type": "integer", "minimum": 0},
+                    "declined": {"type": "integer", "minimum": 0},
+                    "needs_action": {"type": "integer", "minimum": 0},
                 },
                 "additionalProperties": False,
             },

@@ -8,6 +8,7 @@ invitation nobody has received yet may change silently.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from ..archive.dates import MONTHS_GENITIVE
 from ..clock import utcnow
 from ..extensions import db
+from ..groups.dates import WEEKDAYS_ON, clock_time, local_time, on_day
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
 from ..models import Issue, MailingList, Meeting, User
@@ -203,22 +206,72 @@ def _apply(meeting: Meeting, fields: MeetingInput) -> None:
 
 
 def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) -> Issue:
-    """New time or place: SEQUENCE + 1 and a draft update for the coordinator to send."""
+    """New time or place: SEQUENCE + 1 and a draft update for the coordinator to send.
+
+    Its subject says what changed ("Změna termínu: … nově ve čtvrtek 11. prosince"),
+    and a date in the meeting's title moves with the meeting, so the calendar's
+    SUMMARY does not keep the old day.
+    """
     if meeting.cancelled_at is not None:
         raise MeetingError("Setkání je zrušené; změnit ho už nelze.")
+    title = meeting_title(meeting)
+    old_start, old_end, old_location = meeting.start, meeting.end, meeting.location
     _apply(meeting, fields)
     meeting.sequence += 1
+    meeting.title = retitle(title, old_start, meeting.start)[:200]
+    subject, what = change_subject(title, old_start, old_end, old_location, meeting)
     body = (
-        "Dobrý den,\n\nposíláme **změněné údaje** o setkání pracovní skupiny "
-        f"{meeting.mailing_list.name}. Aktuální termín, místo a program najdete níže; "
+        f"Dobrý den,\n\n{what} setkání pracovní skupiny {meeting.mailing_list.name}. "
+        "Aktuální termín, místo a program najdete níže; "
         "pozvánka v kalendáři se sama aktualizuje.\n"
     )
-    issue = create_issue(
-        meeting.mailing_list, IssueInput(f"Změna: {meeting_title(meeting)}"[:200], body), author
-    )
+    issue = create_issue(meeting.mailing_list, IssueInput(subject[:200], body), author)
     issue.meeting, issue.meeting_method = meeting, "REQUEST"
     db.session.flush()
     return issue
+
+
+def change_subject(
+    title: str, old_start: datetime, old_end: datetime, old_location: str, meeting: Meeting
+) -> tuple[str, str]:
+    """(the update's subject, what its body says changed), in Czech."""
+    tz = zone().key
+    old_day, new_day = local_time(old_start, tz).date(), local_time(meeting.start, tz).date()
+    new_clock = clock_time(meeting.start, tz)
+    if old_day != new_day:
+        clock = f" od {new_clock}" if clock_time(old_start, tz) != new_clock else ""
+        return (
+            f"Změna termínu: {title} nově {on_day(meeting.start, tz)}{clock}",
+            "měníme **termín**",
+        )
+    if (old_start, old_end) != (meeting.start, meeting.end):
+        return (
+            f"Změna času: {title} nově od {new_clock} do {clock_time(meeting.end, tz)}",
+            "měníme **čas**",
+        )
+    if old_location != meeting.location and meeting.location:
+        return f"Změna místa: {title} nově {meeting.location}", "měníme **místo**"
+    return f"Změna: {title}", "posíláme **změněné údaje** o"
+
+
+def retitle(title: str, old_start: datetime, new_start: datetime) -> str:
+    """`title` with the old date ("ve čtvrtek 10. prosince", "10. prosince", "10. 12.") moved."""
+    tz = zone().key
+    old, new = local_time(old_start, tz), local_time(new_start, tz)
+    if old.date() == new.date():
+        return title
+    month = MONTHS_GENITIVE[old.month - 1]
+    new_month = MONTHS_GENITIVE[new.month - 1]
+    day = rf"(?<!\d){old.day}\.\s*"
+    weekday = "|".join(re.escape(w) for w in WEEKDAYS_ON)
+    year = rf"(?P<year>\s+{old.year})?"
+
+    def with_year(text: str):
+        return lambda m: text + (f" {new.year}" if m["year"] else "")
+
+    title = re.sub(rf"(?:{weekday})\s+{day}{month}{year}", with_year(on_day(new_start, tz)), title)
+    title = re.sub(rf"{day}{month}{year}", with_year(f"{new.day}. {new_month}"), title)
+    return re.sub(rf"{day}{old.month}\.", f"{new.day}. {new.month}.", title)
 
 
 def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
@@ -229,14 +282,15 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
         raise MeetingError("Setkání už proběhlo; zrušit ho nelze.")
     meeting.cancelled_at = utcnow()
     meeting.sequence += 1
+    title = meeting_title(meeting)
+    day = on_day(meeting.start, zone().key)
+    # "Zrušeno: Setkání PSB ve čtvrtek 10. prosince"; the day once, when the title has it.
+    subject = f"Zrušeno: {title}" if day.split(" ", 2)[2] in title else f"Zrušeno: {title} {day}"
     body = (
-        "Dobrý den,\n\nsetkání pracovní skupiny "
-        f"{meeting.mailing_list.name} uvedené níže se **ruší**. "
-        "Z kalendáře se odstraní samo.\n"
+        f"Dobrý den,\n\nsetkání pracovní skupiny {meeting.mailing_list.name} "
+        f"{day} se **ruší**. Z kalendáře se odstraní samo.\n"
     )
-    issue = create_issue(
-        meeting.mailing_list, IssueInput(f"Zrušeno: {meeting_title(meeting)}"[:200], body), author
-    )
+    issue = create_issue(meeting.mailing_list, IssueInput(subject[:200], body), author)
     issue.meeting, issue.meeting_method = meeting, "CANCEL"
     db.session.flush()
     send_now(issue)
