@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, render_template, request
 from sqlalchemy import func, select
 
 from .. import consent, tokens
@@ -24,6 +24,7 @@ from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
+from ..meetings.calendar import feed_for
 from ..models import (
     INSTITUTION_TYPES,
     Issue,
@@ -314,11 +315,60 @@ def member_page(slug: str, token: str):
             else "",
             "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
         }
+    feed_url = joining.calendar_feed_url(subscriber, group)
     return render_template(
         "groups/member.html",
         group=group,
         subscriber=subscriber,
         announcements=announcements,
         next_meeting=next_meeting,
+        calendar_feed_url=feed_url,
+        webcal_url=joining.webcal_url(feed_url),
         **personal_links(subscriber),
+    )
+
+
+@bp.get("/<slug>/calendar/<token>.ics")
+def calendar_feed(slug: str, token: str):
+    """A member's subscribed calendar of the group's meetings (METHOD:PUBLISH).
+
+    Checked on every fetch: once the member leaves (or is removed), the feed
+    answers 404 like an unknown one, and the calendar app drops the meetings.
+    """
+    group = joining.group_by_slug(slug)
+    try:
+        subscriber, payload = load_link("calendar", token)
+    except LinkProblem:
+        abort(404)
+    member = joining.membership(subscriber, group) if group is not None else None
+    if (
+        group is None
+        or payload.get("l") != group.slug
+        or member is None
+        or member.status != SubscriptionStatus.CONFIRMED
+    ):
+        abort(404)
+    meetings = list(
+        db.session.scalars(
+            select(Meeting)
+            .where(Meeting.list_id == group.id, Meeting.id.in_(_announced_meetings(group)))
+            .order_by(Meeting.start)
+        )
+    )
+    return Response(
+        feed_for(group, meetings),
+        mimetype="text/calendar",
+        headers={
+            "Content-Disposition": f'inline; filename="{group.slug}.ics"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def _announced_meetings(group: MailingList):
+    """Meetings whose invitation went out (a draft's meeting is nobody's business yet)."""
+    return select(Issue.meeting_id).where(
+        Issue.list_id == group.id,
+        Issue.meeting_id.is_not(None),
+        Issue.status.in_(SENT_STATUSES),
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,7 @@ from ..groups.dates import format_meeting_time as czech_meeting_time
 from ..issues.markdown import markdown_to_html, markdown_to_text
 from ..links import external_url
 from ..mail import sender_address
-from ..models import Attachment, Issue, Meeting
+from ..models import Attachment, Issue, MailingList, Meeting
 from .reminders import schedule_reminder
 from .rsvp import OrganizerAddresses
 from .timezones import UnsupportedZone, vtimezone
@@ -104,13 +104,42 @@ def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
     No ATTENDEE: a mail's copy gets its own (`InvitationLines`); the ORGANIZER here
     is the sender, which each mailed copy replaces with the member's reply address.
     """
-    local = zone()
+    calendar = _calendar(method)
     cancelled = method == "CANCEL" or meeting.cancelled_at is not None
+    calendar.add_component(meeting_event(meeting, sequence, cancelled))
+    add_timezone(calendar)
+    return calendar.to_ical()
+
+
+def feed_for(group: MailingList, meetings: list[Meeting]) -> bytes:
+    """A group's meetings as one subscribed calendar (METHOD:PUBLISH, a member's feed)."""
+    calendar = _calendar("PUBLISH")
+    calendar.add("x-wr-calname", group.name)
+    calendar.add("x-wr-timezone", current_app.config["TIMEZONE"])
+    # Calendar apps poll a subscribed feed; hourly is plenty for meetings.
+    calendar.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", "PT1H")
+    for meeting in meetings:
+        calendar.add_component(
+            meeting_event(meeting, meeting.sequence, meeting.cancelled_at is not None)
+        )
+    add_timezone(calendar)
+    return calendar.to_ical()
+
+
+def _calendar(method: str) -> icalendar.Calendar:
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", method)
+    return calendar
+
+
+def meeting_event(meeting: Meeting, sequence: int, cancelled: bool) -> icalendar.Event:
+    """The meeting's VEVENT: times in TIMEZONE, the agenda as DESCRIPTION, the sender as
+    ORGANIZER."""
+    local = zone()
     event = icalendar.Event()
     event.add("uid", meeting.uid)
     event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
@@ -132,9 +161,7 @@ def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
     event.add("sequence", sequence)
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "OPAQUE")
-    calendar.add_component(event)
-    add_timezone(calendar)
-    return calendar.to_ical()
+    return event
 
 
 def add_timezone(calendar: icalendar.Calendar) -> None:
