@@ -810,6 +810,8 @@ class Meeting(db.Model):
     # The calendar's SUMMARY: the invitation's subject without "Pozvánka:", its date
     # following the meeting when it moves (rules.py). Empty: the group's name.
     title: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # A series (one UID): RFC 5545 RRULE from `start`, e.g. FREQ=MONTHLY;BYDAY=2TU.
+    rrule: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     mailing_list: Mapped[MailingList] = relationship()
 

@@ -1,4 +1,4 @@
-"""Meetings: titles, members' answers (RSVP, calendar replies) and attendance
+"""Meetings: titles, recurrence, members' answers (RSVP, calendar replies) and attendance
 
 Revision ID: e15a7c0d4b21
 Revises: c4e1f2a9b7d3
@@ -20,6 +20,9 @@ def upgrade():
     with op.batch_alter_table('meeting', schema=None) as batch_op:
         batch_op.add_column(
             sa.Column('title', sa.String(length=200), server_default='', nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column('rrule', sa.String(length=200), server_default='', nullable=False)
         )
     op.create_table(
         'meeting_response',
@@ -59,4 +62,5 @@ def upgrade():
 def downgrade():
     op.drop_table('meeting_response')
     with op.batch_alter_table('meeting', schema=None) as batch_op:
+        batch_op.drop_column('rrule')
         batch_op.drop_column('title')

@@ -34,6 +34,7 @@ from ..issues import attachments, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents, mail_context
+from ..meetings.recurrence import REPEAT_CHOICES, choice_for_rule
 from ..models import (
     Bounce,
     Delivery,
@@ -245,6 +246,7 @@ def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, e
         errors=errors,
         meeting_editable=mailing_list.kind == "group" and _meeting_editable(issue),
         zone=current_app.config["TIMEZONE"],
+        repeat_choices=REPEAT_CHOICES,
     ), status
 
 
@@ -348,6 +350,7 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
     return render_template(
         "admin/issue.html",
         issue=issue,
+        repeat_choices=REPEAT_CHOICES,
         state=state,
         counts=counts,
         label=STATUS_LABELS[issue.status],
@@ -551,7 +554,7 @@ def issue_action(issue_id: int, action: str):
 
 # --- meetings and attachments (working groups) -------------------------------------
 
-MEETING_FORM_FIELDS = ("start", "end", "location", "online_url", "agenda")
+MEETING_FORM_FIELDS = ("start", "end", "location", "online_url", "agenda", "repeat")
 
 
 def meeting_form_values(form: Any) -> dict[str, str]:
@@ -582,6 +585,7 @@ def meeting_input_values(meeting: Any) -> dict[str, str]:
         "meeting_location": meeting.location,
         "meeting_online_url": meeting.online_url,
         "meeting_agenda": meeting.agenda,
+        "meeting_repeat": choice_for_rule(meeting.rrule),
     }
 
 

@@ -374,6 +374,15 @@ DOCUMENT: dict[str, Any] = {
                         "maxLength": 20_000,
                         "description": "Markdown.",
                     },
+                    "rrule": {
+                        "type": ["string", "null"],
+                        "maxLength": 200,
+                        "description": (
+                            "A recurring meeting (one series, one UID): an RFC 5545 RRULE "
+                            "from `start`, at most daily, e.g. FREQ=MONTHLY;BYDAY=2TU."
+                        ),
+                        "examples": ["FREQ=MONTHLY;BYDAY=2TU", "FREQ=WEEKLY;INTERVAL=2;BYDAY=TH"],
+                    },
                 },
             },
             "Meeting": {
@@ -401,6 +410,14 @@ DOCUMENT: dict[str, Any] = {
                     "sequence": {"type": "integer", "minimum": 0},
                     "cancelled": {"type": "boolean"},
                     "ics_url": {"type": "string", "description": "Public .ics download."},
+                    "rrule": {
+                        "type": ["string", "null"],
+                        "description": "The series' RRULE; null for a single meeting.",
+                    },
+                    "rhythm": {
+                        "type": ["string", "null"],
+                        "description": "The RRULE in Czech (každé druhé úterý v měsíci v 9:30).",
+                    },
                 },
                 "additionalProperties": False,
             },

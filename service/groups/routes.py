@@ -24,6 +24,7 @@ from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
+from ..meetings import recurrence
 from ..meetings.calendar import feed_for
 from ..models import (
     INSTITUTION_TYPES,
@@ -297,24 +298,7 @@ def member_page(slug: str, token: str):
         }
         for issue in issues
     ]
-    meeting = db.session.scalar(
-        select(Meeting)
-        .where(Meeting.list_id == group.id, Meeting.start > utcnow())
-        .where(Meeting.cancelled_at.is_(None))
-        .order_by(Meeting.start)
-        .limit(1)
-    )
-    next_meeting = None
-    if meeting is not None:
-        next_meeting = {
-            "when": format_meeting_time(meeting.start, meeting.end, zone),
-            "location": meeting.location,
-            # Typed by a coordinator: a link only when it is a web address.
-            "online_url": meeting.online_url
-            if meeting.online_url.startswith(("https://", "http://"))
-            else "",
-            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-        }
+    next_meeting = _next_meeting(group, zone)
     feed_url = joining.calendar_feed_url(subscriber, group)
     return render_template(
         "groups/member.html",
@@ -326,6 +310,44 @@ def member_page(slug: str, token: str):
         webcal_url=joining.webcal_url(feed_url),
         **personal_links(subscriber),
     )
+
+
+NEXT_OCCURRENCES = 4
+
+
+def _next_meeting(group: MailingList, zone: str) -> dict | None:
+    """The group's next meeting for its members' page; a series with its next dates."""
+    now = utcnow()
+    candidates = db.session.scalars(
+        select(Meeting).where(
+            Meeting.list_id == group.id,
+            Meeting.cancelled_at.is_(None),
+            (Meeting.start > now) | (Meeting.rrule != ""),
+        )
+    )
+    upcoming = []
+    for meeting in candidates:
+        dates = [(meeting.start, meeting.end)]
+        if meeting.rrule:
+            dates = recurrence.occurrences(
+                meeting.rrule, meeting.start, meeting.end, zone, after=now, count=NEXT_OCCURRENCES
+            )
+        if dates:
+            upcoming.append((dates[0][0], meeting.id, meeting, dates))
+    if not upcoming:
+        return None
+    _, _, meeting, dates = min(upcoming)
+    return {
+        "when": format_meeting_time(dates[0][0], dates[0][1], zone),
+        "rhythm": recurrence.describe(meeting.rrule, meeting.start, zone) if meeting.rrule else "",
+        "later": [format_meeting_time(start, end, zone) for start, end in dates[1:]],
+        "location": meeting.location,
+        # Typed by a coordinator: a link only when it is a web address.
+        "online_url": meeting.online_url
+        if meeting.online_url.startswith(("https://", "http://"))
+        else "",
+        "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+    }
 
 
 @bp.get("/<slug>/calendar/<token>.ics")

@@ -31,6 +31,7 @@ from ..issues.markdown import markdown_to_html, markdown_to_text
 from ..links import external_url
 from ..mail import sender_address
 from ..models import Attachment, Issue, MailingList, Meeting
+from .recurrence import describe
 from .reminders import schedule_reminder
 from .rsvp import OrganizerAddresses
 from .timezones import UnsupportedZone, vtimezone
@@ -84,6 +85,7 @@ def mail_context(issue: Issue) -> dict[str, Any] | None:
         return None
     return {
         "when": format_meeting_time(meeting.start, meeting.end),
+        "rhythm": describe(meeting.rrule, meeting.start, zone().key) if meeting.rrule else "",
         "location": meeting.location,
         "online_url": meeting.online_url,
         "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
@@ -158,6 +160,8 @@ def meeting_event(meeting: Meeting, sequence: int, cancelled: bool) -> icalendar
     organizer = icalendar.vCalAddress(f"mailto:{address}")
     organizer.params["cn"] = icalendar.vText(meeting.mailing_list.name or name)
     event.add("organizer", organizer)
+    if meeting.rrule:
+        event.add("rrule", icalendar.vRecur.from_ical(meeting.rrule))
     event.add("sequence", sequence)
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "OPAQUE")

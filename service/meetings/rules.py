@@ -26,6 +26,7 @@ from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
 from ..models import Issue, MailingList, Meeting, User
 from .calendar import ics_url, meeting_title, zone
+from .recurrence import REPEAT_CHOICES, check_rule, describe, rule_for_choice
 
 LOCATION_MAX = 300
 ONLINE_URL_MAX = 500
@@ -52,6 +53,7 @@ class MeetingInput:
     location: str = ""
     online_url: str = ""
     agenda: str = ""
+    rrule: str = ""  # a series: RFC 5545 RRULE from `start` (recurrence.py)
 
 
 # --- validation ---------------------------------------------------------------
@@ -104,9 +106,36 @@ def validate_meeting(data: Any) -> tuple[MeetingInput | None, dict[str, str]]:
         errors["online_url"] = "Odkaz na online připojení musí začínat http:// nebo https://."
     if "location" not in errors and "online_url" not in errors and not (location or online_url):
         errors["location"] = "Vyplňte místo setkání (nebo odkaz na online připojení)."
+    rrule = _rrule(data, start, errors)
     if errors:
         return None, errors
-    return MeetingInput(start, end, location, online_url, agenda.replace("\r\n", "\n")), {}
+    return (
+        MeetingInput(start, end, location, online_url, agenda.replace("\r\n", "\n"), rrule),
+        {},
+    )
+
+
+def _rrule(data: dict, start: datetime | None, errors: dict[str, str]) -> str:
+    """The series' RRULE: `rrule` as given (the API) or the admin chooser's `repeat`."""
+    rule, choice = data.get("rrule"), data.get("repeat")
+    if rule is None and not choice:
+        return ""
+    if start is None or "start" in errors:
+        return ""
+    first = start.replace(tzinfo=UTC).astimezone(zone()).replace(tzinfo=None)
+    if rule is None:
+        if choice not in REPEAT_CHOICES:
+            errors["repeat"] = "Vyberte opakování ze seznamu."
+            return ""
+        return rule_for_choice(choice, first)
+    if not isinstance(rule, str):
+        errors["rrule"] = "Pravidlo opakování musí být text, např. FREQ=MONTHLY;BYDAY=2TU."
+        return ""
+    rule = rule.strip().upper().removeprefix("RRULE:")
+    problem = check_rule(rule, first) if rule else None
+    if problem:
+        errors["rrule"] = problem
+    return rule
 
 
 _LABELS = {"location": "Místo", "online_url": "Odkaz", "agenda": "Program"}
@@ -200,7 +229,7 @@ def ever_sent(meeting: Meeting) -> bool:
 
 
 def _apply(meeting: Meeting, fields: MeetingInput) -> None:
-    meeting.start, meeting.end = fields.start, fields.end
+    meeting.start, meeting.end, meeting.rrule = fields.start, fields.end, fields.rrule
     meeting.location, meeting.online_url = fields.location, fields.online_url
     meeting.agenda = fields.agenda
 
@@ -309,5 +338,7 @@ def meeting_json(meeting: Meeting) -> dict[str, Any]:
         "agenda": meeting.agenda or None,
         "sequence": meeting.sequence,
         "cancelled": meeting.cancelled_at is not None,
+        "rrule": meeting.rrule or None,
+        "rhythm": describe(meeting.rrule, meeting.start, zone().key) if meeting.rrule else None,
         "ics_url": ics_url(meeting),
     }
