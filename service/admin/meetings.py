@@ -14,6 +14,7 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..meetings import attendance
+from ..meetings import rules as meetings
 from ..meetings.calendar import format_meeting_time, meeting_title
 from ..meetings.rsvp import LABELS
 from ..models import Meeting, PartStat
@@ -124,3 +125,18 @@ def meeting_attendance_sheet(meeting_id: int):
     """The printable attendance sheet: names, organisations and a column to sign."""
     meeting = _meeting_or_404(meeting_id)
     return render_template("admin/meeting_sheet.html", **_context(meeting))
+
+
+@bp.post(_MEETING + "/minutes")
+def meeting_minutes(meeting_id: int):
+    """ "Napsat zápis": a draft of the minutes, opened for writing and attachments."""
+    meeting = _meeting_or_404(meeting_id)
+    try:
+        draft = meetings.start_minutes(meeting, current_user._get_current_object())
+    except meetings.MeetingError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("admin.meeting_attendance", meeting_id=meeting.id))
+    db.session.commit()
+    flash("Koncept zápisu je připraven; doplňte text, přiložte dokumenty a odešlete ho.", "success")
+    return redirect(url_for("admin.issue_edit", issue_id=draft.id))

@@ -6,9 +6,19 @@ every link): each link in a mail opens a page with a button, its POST acts.
 
 from __future__ import annotations
 
+import io
 from functools import partial
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from sqlalchemy import func, select
 
 from .. import consent, tokens
@@ -24,10 +34,11 @@ from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
-from ..meetings import recurrence
-from ..meetings.calendar import feed_for
+from ..meetings import attendance, recurrence
+from ..meetings.calendar import CALENDAR_CONTENT_TYPE, documents, feed_for
 from ..models import (
     INSTITUTION_TYPES,
+    Attachment,
     Issue,
     MailingList,
     Meeting,
@@ -290,14 +301,7 @@ def member_page(slug: str, token: str):
         .order_by(func.coalesce(Issue.started_at, Issue.created_at).desc(), Issue.id.desc())
         .limit(MEMBER_PAGE_ANNOUNCEMENTS)
     )
-    announcements = [
-        {
-            "subject": issue.subject,
-            "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
-            "body_html": markdown_to_html(issue.body),
-        }
-        for issue in issues
-    ]
+    announcements = [_announcement(issue, group, token, zone) for issue in issues]
     next_meeting = _next_meeting(group, zone)
     feed_url = joining.calendar_feed_url(subscriber, group)
     return render_template(
@@ -313,6 +317,64 @@ def member_page(slug: str, token: str):
 
 
 NEXT_OCCURRENCES = 4
+
+
+def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> dict:
+    """One sent announcement on the members' page; minutes with their meeting's record."""
+    item = {
+        "subject": issue.subject,
+        "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
+        "body_html": markdown_to_html(issue.body),
+        # Reachable only through this member's signed link (`document`).
+        "documents": [
+            {
+                "filename": a.filename,
+                "url": url_for("groups.document", slug=group.slug, token=token, document_id=a.id),
+            }
+            for a in documents(issue)
+        ],
+        "minutes": None,
+    }
+    meeting = issue.meeting
+    if meeting is not None and issue.meeting_method is None:  # minutes of a meeting
+        people = attendance.attendees(meeting)
+        item["minutes"] = {
+            "when": format_meeting_time(meeting.start, meeting.end, zone),
+            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+            "counts": attendance.counts(meeting),
+            "came": sum(1 for a in people if a.attended),
+            "ticked": any(a.attended is not None for a in people),
+            "invited": len(people),
+        }
+    return item
+
+
+@bp.get("/<slug>/member/<token>/documents/<int(max=2147483647):document_id>")
+def document(slug: str, token: str, document_id: int):
+    """A document of the group's announcements, for its confirmed members only."""
+    group = joining.group_by_slug(slug)
+    if group is None:
+        abort(404)
+    subscriber, _ = _load("preferences", token)
+    membership = joining.membership(subscriber, group)
+    if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
+        return render_template("groups/members_only.html", group=group), 403
+    found = db.session.get(Attachment, document_id)
+    issue = db.session.get(Issue, found.issue_id) if found is not None else None
+    if (
+        issue is None
+        or issue.list_id != group.id
+        or issue.status not in SENT_STATUSES
+        or found.content_type == CALENDAR_CONTENT_TYPE
+    ):
+        abort(404)
+    # send_file writes a non-ASCII file name as RFC 5987 `filename*`.
+    return send_file(
+        io.BytesIO(found.data),
+        mimetype=found.content_type,
+        as_attachment=True,
+        download_name=found.filename,
+    )
 
 
 def _next_meeting(group: MailingList, zone: str) -> dict | None:

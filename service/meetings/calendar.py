@@ -79,9 +79,9 @@ def ics_url(meeting: Meeting) -> str:
 
 
 def mail_context(issue: Issue) -> dict[str, Any] | None:
-    """What the mail template shows about the issue's meeting, or None."""
+    """What the mail template shows about the issue's meeting, or None (none, or minutes)."""
     meeting = issue.meeting
-    if meeting is None:
+    if meeting is None or issue.meeting_method is None:
         return None
     return {
         "when": format_meeting_time(meeting.start, meeting.end),

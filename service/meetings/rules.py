@@ -21,7 +21,7 @@ from sqlalchemy import select
 from ..archive.dates import MONTHS_GENITIVE
 from ..clock import utcnow
 from ..extensions import db
-from ..groups.dates import WEEKDAYS_ON, clock_time, local_time, on_day
+from ..groups.dates import WEEKDAYS_ON, clock_time, format_meeting_time, local_time, on_day
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
 from ..models import Issue, MailingList, Meeting, User
@@ -323,6 +323,26 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     issue.meeting, issue.meeting_method = meeting, "CANCEL"
     db.session.flush()
     send_now(issue)
+    return issue
+
+
+def start_minutes(meeting: Meeting, author: User | None) -> Issue:
+    """A draft of the meeting's minutes: an announcement tied to the meeting (no calendar),
+    kept on the members' page with the agenda, the attendance and its documents."""
+    if meeting.cancelled_at is not None:
+        raise MeetingError("Setkání bylo zrušeno; zápis z něj nevznikne.")
+    if not meeting.started:
+        raise MeetingError("Zápis lze napsat až od začátku setkání.")
+    when = format_meeting_time(meeting.start, meeting.end, zone().key)
+    body = (
+        f"Dobrý den,\n\nposíláme zápis ze setkání pracovní skupiny "
+        f"{meeting.mailing_list.name} ({when}).\n\n## Zápis\n\n…\n\n## Úkoly\n\n- …\n"
+    )
+    issue = create_issue(
+        meeting.mailing_list, IssueInput(f"Zápis: {meeting_title(meeting)}"[:200], body), author
+    )
+    issue.meeting, issue.meeting_method = meeting, None
+    db.session.flush()
     return issue
 
 
