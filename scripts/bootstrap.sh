@@ -24,8 +24,8 @@ if [ ! -x .venv/bin/python ]; then
     echo "Creating the virtual environment in .venv ..." >&2
     "$python" -m venv .venv
 fi
-# The stamp names the dependency set: any change to what pyproject.toml (or a
-# lock file under requirements/, when there is one) asks for reinstalls.
+# The stamp names the dependency set: any change to what pyproject.toml or a
+# lock file under requirements/ asks for reinstalls.
 dependency_files=(pyproject.toml)
 for lock in requirements/*.txt; do
     if [ -f "$lock" ]; then dependency_files+=("$lock"); fi
@@ -34,8 +34,22 @@ stamp=".venv/.installed-$(cat "${dependency_files[@]}" | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
     echo "Installing the project and its dependencies into .venv ..." >&2
     # pip as the venv brought it: upgrading to whatever is newest would make
-    # every fresh machine run a different installer.
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    # every fresh machine run a different installer. Exactly the locked
+    # releases, each checked against its sha256 (requirements/dev.txt, made by
+    # scripts/lock); then the project itself, built by the locked hatchling.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        --require-hashes -r requirements/dev.txt
+    # A checkout built before the move to hatchling keeps setuptools'
+    # zpravodaj.egg-info, whose stale version importlib.metadata would read.
+    rm -rf zpravodaj.egg-info
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        --no-deps --no-build-isolation -e .
+    # A dependency added to pyproject.toml but not to the lock shows here.
+    if ! broken="$(.venv/bin/python -m pip check --disable-pip-version-check 2>&1)"; then
+        echo "$broken" >&2
+        echo "requirements/dev.txt does not satisfy pyproject.toml: run scripts/lock." >&2
+        exit 1
+    fi
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -2,35 +2,120 @@
 
 The app's own commands are in commands.py; here are the entry point and the
 commands that run before (or without) an app: `dev` and `dkim keygen`.
+
+Every command is listed, and explained by `--help`, even where no setting is
+present: the settings are checked only when a command that needs the app
+runs, and a missing or bad one ends it with one line naming it.
 """
 
 from __future__ import annotations
 
+import copy
 from importlib.metadata import entry_points
+from typing import Any, NoReturn
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, ScriptInfo
 
-from . import create_app
+from . import __version__, commands, create_app
 from .config import ConfigError
 from .deliverability.cli import dkim_group
+from .dev import env_file
 from .dev.command import dev_command
+from .paths import instance_path
+
+
+class SettingsError(click.ClickException):
+    """The app cannot be built from this environment: the one-line reason, no traceback."""
 
 
 def _create_app() -> Flask:
+    # A `zpravodaj dev` running in this checkout lends its settings (dev/env_file.py).
+    env_file.load_if_running(instance_path())
     try:
         return create_app()
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise SettingsError(str(exc)) from exc
+
+
+def app_commands() -> click.Group:
+    """The app's commands without building an app: what `create_app` adds to `app.cli`."""
+    group = click.Group()
+    commands.register(group)
+    return group
+
+
+def _refusing(command: click.Command, reason: str) -> click.Command:
+    """A copy of `command` (and of its subcommands) that shows its help but refuses to run.
+
+    Group callbacks are kept: they run before a subcommand parses `--help`,
+    and the app's groups do nothing in theirs.
+    """
+    clone = copy.copy(command)
+    if isinstance(command, click.Group):
+        clone.commands = {name: _refusing(sub, reason) for name, sub in command.commands.items()}
+        return clone
+
+    def refuse(*args: Any, **kwargs: Any) -> NoReturn:
+        raise SettingsError(reason)
+
+    clone.callback = refuse
+    return clone
+
+
+def _db_commands() -> click.Group:
+    """Flask-Migrate's `db` group, imported only when asked for.
+
+    Every `zpravodaj` command, the workers' `worker` too, goes through this
+    module, and only `db` needs Alembic (service/schema.py says why that matters).
+    """
+    from . import schema  # not at the top: see the docstring
+
+    return schema.commands()
+
+
+class ZpravodajGroup(FlaskGroup):
+    """Flask's CLI group, whose help works without settings (Flask's prints a traceback),
+    and whose `db` commands load Alembic only when they run."""
+
+    def _settings_error(self, ctx: click.Context) -> str | None:
+        try:
+            ctx.ensure_object(ScriptInfo).load_app()
+        except SettingsError as exc:
+            return exc.message
+        return None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._load_plugin_commands()
+        # Commands of the group itself (dev, dkim, worker, run, shell…) need no app to be found.
+        command = click.Group.get_command(self, ctx, name)
+        if command is not None:
+            return command
+        reason = self._settings_error(ctx)
+        if reason is None:
+            return _db_commands() if name == "db" else super().get_command(ctx, name)
+        command = _db_commands() if name == "db" else app_commands().get_command(ctx, name)
+        return None if command is None else _refusing(command, reason)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if self._settings_error(ctx) is None:
+            return sorted({*super().list_commands(ctx), "db"})
+        self._load_plugin_commands()
+        names = set(click.Group.list_commands(self, ctx))
+        return sorted(names | set(app_commands().list_commands(ctx)) | {"db"})
 
 
 def main() -> None:
-    group = FlaskGroup(
+    group = ZpravodajGroup(
         name="zpravodaj",
         create_app=_create_app,
+        add_version_option=False,  # Flask's would print Flask's version
         help="Zpravodaj: newsletter and working-group mail service.",
     )
+    click.version_option(
+        __version__, "--version", prog_name="zpravodaj", message="%(prog)s %(version)s"
+    )(group)
     # Commands of this distribution's other packages (the workers' `worker`),
     # found by entry point so that `service` never imports `workers`; a group
     # of our own, since Flask's `flask.commands` would add them to every Flask

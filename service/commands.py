@@ -13,7 +13,7 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
-from . import ledger
+from . import health, ledger
 from .accounts import AccountError, create_token, create_user, normalise_email
 from .bounces.cli import bounces_group
 from .clock import utcnow
@@ -23,19 +23,26 @@ from .groups.membership import MembershipError, clean_group_fields
 from .meetings.cli import replies_group
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
 from .people_csv import ImportRefused, decode
-from .subscriptions.transfer import export_subscribers, import_subscribers
+from .progress import progress
+from .subscriptions.transfer import export_subscribers, import_subscribers, subscription_count
 
 
 def init_app(app: Flask) -> None:
     """Add every command group to the app's CLI."""
-    app.cli.add_command(lists_group)
-    app.cli.add_command(subscribers_group)
-    app.cli.add_command(users_group)
-    app.cli.add_command(tokens_group)
-    deliverability_cli.register(app.cli)
-    app.cli.add_command(bounces_group)
-    app.cli.add_command(replies_group)
-    app.cli.add_command(ledger.consent_group)
+    register(app.cli)
+
+
+def register(group: click.Group) -> None:
+    """Add the app's commands to `group`: the app's CLI, or cli.py's list for help without one."""
+    group.add_command(lists_group)
+    group.add_command(subscribers_group)
+    group.add_command(users_group)
+    group.add_command(tokens_group)
+    deliverability_cli.register(group)
+    group.add_command(bounces_group)
+    group.add_command(replies_group)
+    group.add_command(ledger.consent_group)
+    group.add_command(health.status_command)
 
 
 @click.group("lists", help="Mailing lists and working groups.")
@@ -182,7 +189,11 @@ def subscribers_import(csv_file, list_slug: str, consent_source: str) -> None:
         raise click.ClickException(f"seznam {list_slug!r} neexistuje")
     try:
         text = decode(csv_file.read())
-        report = import_subscribers(io.StringIO(text, newline=""), mailing_list, consent_source)
+        # Lines, less the header: the rows, give or take a quoted line break.
+        with progress(max(text.count("\n") - 1, 1), "Import") as step:
+            report = import_subscribers(
+                io.StringIO(text, newline=""), mailing_list, consent_source, on_row=step
+            )
     except ImportRefused as exc:
         raise click.ClickException(f"Import se neprovedl: {exc}") from exc
     for line, problem in report.problems:
@@ -201,7 +212,8 @@ def subscribers_export(list_slug: str) -> None:
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
         raise click.ClickException(f"no list {list_slug!r}")
-    export_subscribers(mailing_list, sys.stdout)
+    with progress(subscription_count(mailing_list), "Export") as step:
+        export_subscribers(mailing_list, sys.stdout, on_row=step)
 
 
 # --- accounts and API tokens ---------------------------------------------------

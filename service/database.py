@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 # The tables on db.metadata, and the consent ledger's triggers and hash chain.
-from . import ledger, models  # noqa: F401
+# The delivery counters' triggers likewise (batch_counts.py).
+from . import batch_counts, ledger, models  # noqa: F401
 from .extensions import db
 
 

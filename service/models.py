@@ -15,6 +15,7 @@ from typing import Any
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     ColumnElement,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     exists,
+    false,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -451,6 +453,8 @@ class ConsentEvent(db.Model):
     """
 
     __tablename__ = "consent_event"
+    # The dashboard's weekly chart reads a list's recent steps (admin/dashboard.py).
+    __table_args__ = (Index("ix_consent_event_list_occurred", "list_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(
@@ -526,6 +530,39 @@ class OutgoingMail(db.Model):
         self.status, self.last_error = MailStatus.QUEUED, error[:2000]
 
 
+class SignupRequest(db.Model):
+    """A sign-up as the form posted it, waiting for the job that acts on it.
+
+    The web request stores only this row and enqueues one job, whatever the
+    address: the work that differs between a new, a pending, a confirmed or a
+    suppressed address (subscriber, subscriptions, the consent event, the
+    confirmation mail) happens in the job, so the answer's time tells nothing
+    about the address (issue 11, finding 8). The job deletes the row in the
+    transaction that does the work: a row still here is unprocessed, and the
+    reconciler enqueues it again. Rows are never updated.
+    """
+
+    __tablename__ = "signup_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The validated address (service.addresses.Address) and the name as typed.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), index=True)
+    ascii_email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # Ids of the newsletters asked for, in the order given.
+    list_ids: Mapped[list[int]] = mapped_column(JSON)
+    # The consent text the form showed (the ledger records it with the sign-up).
+    consent_text_id: Mapped[int] = mapped_column(ForeignKey("consent_text.id"))
+    # Who asked, from where (consent.RequestInfo), and when: the ledger's evidence.
+    channel: Mapped[str] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    origin: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(8), default="cs")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Suppression(db.Model):
     """An address that must not be mailed or imported, kept only as a keyed hash."""
 
@@ -541,8 +578,9 @@ class Suppression(db.Model):
 class Bounce(db.Model):
     """One bounce received for a subscriber: the evidence behind a bounce suppression.
 
-    A hard bounce suppresses the address at once; soft bounces count by the
-    days they fall on within BOUNCE_SOFT_WINDOW_DAYS (service/bounces/recording.py).
+    A hard bounce suppresses the address at once; soft bounces are scored
+    (service/bounces/recording.py). `raw` keeps the report itself for the
+    subscriber's page, BOUNCE_RAW_DAYS long (workers/retention.py empties it).
     """
 
     __tablename__ = "bounce"
@@ -563,12 +601,62 @@ class Bounce(db.Model):
     kind: Mapped[str] = mapped_column(String(8))  # BounceKind
     status: Mapped[str] = mapped_column(String(16), default="")  # DSN status, e.g. 5.1.1
     diagnostic: Mapped[str] = mapped_column(String(500), default="")
+    # Why it failed (classify.Reason): address, mailbox_full, blocked, spam...
+    reason: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    raw: Mapped[str | None] = mapped_column(Text)  # the report, until BOUNCE_RAW_DAYS
+    # A block of one issue by many domains at once: about us, never counted.
+    about_us: Mapped[bool] = mapped_column(default=False, server_default="0")
     # sha256 of (bounce message, subscriber): the same bounce processed twice
     # (a mailbox read again, an MTA retrying the pipe) counts once.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subscriber: Mapped[Subscriber] = relationship()
+
+
+class Complaint(db.Model):
+    """A spam complaint (ARF feedback report) about our mail: not a bounce.
+
+    The person is unsubscribed from the list complained about and marketing
+    to them stops (the consent ledger has the step); this row counts it for
+    the complaint rate of the issue and of the last 30 days.
+    """
+
+    __tablename__ = "complaint"
+    __table_args__ = (Index("ix_complaint_received", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issue.id", ondelete="SET NULL"), index=True
+    )
+    feedback_type: Mapped[str] = mapped_column(String(32), default="abuse")
+    # sha256 of (report, subscriber): the same report read twice counts once.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MailboxMessage(db.Model):
+    """A message of the bounce mailbox already processed (`zpravodaj bounces poll`).
+
+    Recorded in the same transaction as the message's bounce, so a poller
+    killed before it flagged the message on the server does not count it
+    twice: (mailbox, UIDVALIDITY, UID) names it on that server, the
+    Message-ID across a mailbox rebuilt with new UIDs.
+    """
+
+    __tablename__ = "mailbox_message"
+    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 user_list = Table(
@@ -887,6 +975,7 @@ class DeliveryBatch(db.Model):
         Index("ix_delivery_batch_issue_status", "issue_id", "status"),
         one_of("status", BatchStatus),
     )
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012  (see the counters below)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
@@ -898,6 +987,18 @@ class DeliveryBatch(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Its deliveries by status, kept by triggers on `delivery` (service/batch_counts.py):
+    # an issue's progress sums these, never the deliveries. Pending = the rest of total.
+    # (Server defaults only, as User.session_generation: tests/test_migrations.py
+    # inserts batches into schemas older than these columns.)
+    total_count: Mapped[int] = mapped_column(server_default="0")
+    sent_count: Mapped[int] = mapped_column(server_default="0")
+    failed_count: Mapped[int] = mapped_column(server_default="0")
+    skipped_count: Mapped[int] = mapped_column(server_default="0")
+    cancelled_count: Mapped[int] = mapped_column(server_default="0")
+    # "Send again to those not reached": the batch's next run first puts its
+    # unreached deliveries back (workers/delivery.py), a batch at a time.
+    resend: Mapped[bool] = mapped_column(server_default=false())
 
 
 class Delivery(db.Model):
@@ -908,6 +1009,8 @@ class Delivery(db.Model):
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_batch_status", "batch_id", "status"),
         Index("ix_delivery_issue_status", "issue_id", "status"),
+        # The progress bar's recent rate: the messages sent in the last minute.
+        Index("ix_delivery_issue_sent_at", "issue_id", "sent_at"),
         # Deleting a subscriber (erasure, purge) cascades here: without an
         # index PostgreSQL would scan every delivery ever made per deletion.
         Index("ix_delivery_subscriber", "subscriber_id"),

@@ -53,7 +53,7 @@ def test_cli_explains_missing_configuration(monkeypatch, tmp_path):
         [sys.executable, "-m", "service", "lists", "show"], env=env, capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert "Missing configuration: SECRET_KEY, REDIS_URL, SMTP_URL" in result.stderr
+    assert "Chybí nastavení SECRET_KEY, REDIS_URL, SMTP_URL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -116,3 +116,22 @@ def test_root_leads_to_the_form(client):
     response = client.get("/")
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/subscribe")
+
+
+def test_an_admin_session_survives_a_secret_key_rotation(app, client, accounts):
+    """README, Key rotation: with the old key in SECRET_KEY_FALLBACKS, sessions stay."""
+    from tests.conftest import log_in
+
+    log_in(client, "redakce@socialnibydleni.example")
+    cookie = client.get_cookie("session").value
+    old = app.config["SECRET_KEY"]
+
+    def admin_page_with_the_old_cookie() -> int:
+        browser = app.test_client()
+        browser.set_cookie("session", cookie)
+        return browser.get("/admin/").status_code
+
+    app.config.update(SECRET_KEY="nový-klíč-po-rotaci", SECRET_KEY_FALLBACKS=[old])
+    assert admin_page_with_the_old_cookie() == 200
+    app.config.update(SECRET_KEY_FALLBACKS=[])  # without the old key: signed out
+    assert admin_page_with_the_old_cookie() == 302

@@ -422,6 +422,41 @@ def test_dev_command_stops_everything_on_ctrl_c(start_dev):
     _stop_and_check(server, signal.SIGINT, group=True)
 
 
+def _zpravodaj(server_cwd: Path, instance: Path, *args: str) -> subprocess.CompletedProcess:
+    """`zpravodaj ARGS` in another terminal of the checkout: none of the settings set."""
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env["INSTANCE_PATH"] = str(instance)
+    return subprocess.run(
+        [str(ZPRAVODAJ), *args], cwd=server_cwd, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_other_commands_of_the_checkout_use_the_running_dev_instance(start_dev, tmp_path):
+    server = start_dev()
+    instance = tmp_path / "instance"
+    env_file = instance / "dev.env"
+    assert env_file.stat().st_mode & 0o077 == 0, "the file holds the dev SECRET_KEY"
+
+    created = _zpravodaj(tmp_path, instance, "lists", "create", "vybor", "--name", "Výbor")
+    assert created.returncode == 0, created.stderr
+    shown = _zpravodaj(tmp_path, instance, "lists", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert {"zpravodaj", "novinky", "vybor"} <= {
+        line.split("\t")[0] for line in shown.stdout.splitlines()
+    }
+    # The same database as the running web app: the new list is on its form.
+    status, page = server.get("/subscribe?list=vybor")
+    assert (status, "Výbor" in page) == (200, True)
+
+    _stop_and_check(server, signal.SIGTERM, group=False)
+    assert not env_file.exists()
+    refused = _zpravodaj(tmp_path, instance, "lists", "show")
+    assert refused.returncode == 1
+    assert "Chybí nastavení SECRET_KEY, REDIS_URL, SMTP_URL" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 # --- the worker's share of a clean stop -------------------------------------------
 
 

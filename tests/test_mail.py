@@ -62,3 +62,29 @@ def test_header_injection_is_impossible(app):
         build(app, "Jana\r\nBcc: everyone@example.cz")
     with pytest.raises(ValueError):
         build(app, "", **{"List-Id": "x\r\nBcc: everyone@example.cz"})
+
+
+# --- no software or version in the headers (issue 12) ---------------------------------
+
+SOFTWARE_HEADERS = ("X-Mailer", "User-Agent", "X-Generator", "X-Zpravodaj-Version")
+
+
+def test_no_mail_names_the_software_or_its_version(app, client, outbox):
+    """An X-Mailer with the version would tell an attacker which holes to try."""
+    from email import message_from_bytes as parse
+
+    from service import __version__
+    from tests.conftest import add_confirmed_subscribers, run_jobs
+    from tests.workers.test_delivery import make_issue, send
+
+    client.post("/subscribe", data={"email": "jana@seznam.cz", "list": "zpravodaj"})
+    add_confirmed_subscribers("zpravodaj", 1)
+    send(make_issue())
+    run_jobs(app)
+    assert len(outbox.mails) == 2  # the confirmation and the issue
+    for mail in outbox.mails:
+        header = mail.data.split(b"\r\n\r\n", 1)[0]
+        message = parse(mail.data, policy=policy.default)
+        assert not [name for name in SOFTWARE_HEADERS if name in message], header
+        assert __version__.encode() not in header
+        assert b"zpravodaj/" not in header.lower() and b"python" not in header.lower()

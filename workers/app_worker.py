@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+from datetime import UTC, datetime
 
 from flask import Flask
 from rq import SimpleWorker, Worker
@@ -15,10 +16,11 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
 
-from service import worker_status
+from service import metrics, worker_status
 from service.extensions import db
 
 from . import schedule, shutdown
+from .log import job_scope
 from .redis_outage import outage
 
 log = logging.getLogger(__name__)
@@ -33,17 +35,23 @@ class AppContextMixin:
 
     A fresh context per job means no session state leaks from one job to the
     next; `dispose(close=False)` drops pooled connections inherited through
-    fork without closing the parent's sockets.
+    fork without closing the parent's sockets. Each job's log lines carry its
+    id, and its lag and result are counted (service/metrics.py).
     """
 
     app: Flask
 
     def perform_job(self, job: Job, queue: Queue, *args, **kwargs) -> bool:
-        with self.app.app_context():
+        name = job_name(job)
+        metrics.job_started(name, _lag(job))
+        ok = False
+        with self.app.app_context(), job_scope(job):
             try:
-                return super().perform_job(job, queue, *args, **kwargs)
+                ok = super().perform_job(job, queue, *args, **kwargs)
+                return ok
             finally:
                 db.session.remove()
+                metrics.job_finished(name, ok)
 
     def run_maintenance_tasks(self) -> None:
         """RQ's registry cleaning, plus the periodic work of schedule.py."""
@@ -102,6 +110,7 @@ class AppWorker(AppContextMixin, Worker):
         super().__init__(*args, **kwargs)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
+        metrics.become_work_horse(os.getppid())
         with self.app.app_context():
             db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
@@ -130,6 +139,24 @@ class AppWorker(AppContextMixin, Worker):
         if self.horse_pid == horse:
             log.warning("the job in hand did not stop within WORKER_SHUTDOWN_SECONDS; killing it")
             self.kill_horse(signal.SIGKILL)
+
+
+def job_name(job: Job) -> str:
+    """The job's function without its module, e.g. `deliver_batch`: a label of the metrics."""
+    try:
+        return job.func_name.rpartition(".")[2] or "unknown"
+    except Exception:  # a job whose data cannot be read: RQ fails it on its own
+        return "unknown"
+
+
+def _lag(job: Job) -> float | None:
+    """Seconds between the job's enqueue (or re-enqueue by a retry) and now."""
+    if job.enqueued_at is None:
+        return None
+    enqueued = job.enqueued_at
+    if enqueued.tzinfo is None:  # RQ stores UTC
+        enqueued = enqueued.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - enqueued).total_seconds()
 
 
 class AppSimpleWorker(AppContextMixin, SimpleWorker):

@@ -78,7 +78,7 @@ def send_outgoing(mail_id: int) -> str:
         log.info("outgoing mail %s not sent: the address bounces", mail_id)
         return "failed"
     try:
-        with app_transport() as transport:
+        with app_transport(mail.kind) as transport:
             # VERP: a bounce of this mail names it (service/bounces/verp.py).
             transport.send(
                 envelope_sender("m", mail.id), mail.recipient, mail.raw, smtputf8=mail.smtputf8

@@ -1,6 +1,6 @@
 """Retention: personal data is kept only as long as the privacy notice says.
 
-Three rules, each a number of days in the config (0 keeps for ever), each
+Four rules, each a number of days in the config (0 keeps for ever), each
 stated in the privacy notice (templates/consent/privacy.md) from the same
 settings:
 
@@ -11,6 +11,8 @@ settings:
   counts (Issue.delivery_summary); its per-recipient delivery rows go, and so
   do sent or failed mails (stored whole, with personal links that still work)
   and bounce reports older than that.
+- BOUNCE_RAW_DAYS: a bounce report kept whole (for the subscriber's page) is
+  emptied; the bounce's code, reason and the server's words stay.
 - CONSENT_EVIDENCE_DAYS: a person with no active subscription whose last
   consent step is that old is deleted whole. The evidence of consent was
   kept to prove past mailings were lawful; after that period (the general
@@ -68,6 +70,7 @@ def run_retention() -> dict[str, int]:
     """Apply every rule now; counts of what went, by kind."""
     done = {"purged_unconfirmed": purge_unconfirmed()}
     done.update(reduce_delivery_detail())
+    done["purged_raw_bounces"] = purge_raw_bounces()
     done["expired_consent_evidence"] = expire_consent_evidence()
     return done
 
@@ -177,6 +180,33 @@ def _delete_subscribers(ids: list[int]) -> None:
         for model in (ConsentEvent, OutgoingMail, Subscription):
             db.session.execute(delete(model).where(model.subscriber_id.in_(ids)))
         db.session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
+
+
+# --- raw bounce reports ---------------------------------------------------------------------
+
+
+def purge_raw_bounces() -> int:
+    """Empty the raw reports of bounces older than BOUNCE_RAW_DAYS; how many were emptied."""
+    cutoff = _cutoff("BOUNCE_RAW_DAYS")
+    if cutoff is None:
+        return 0
+    done = 0
+    while True:
+        ids = db.session.scalars(
+            select(Bounce.id)
+            .where(Bounce.raw.is_not(None), Bounce.received_at < cutoff)
+            .limit(CHUNK)
+        ).all()
+        if not ids:
+            return done
+        db.session.execute(
+            update(Bounce)
+            .where(Bounce.id.in_(ids))
+            .values(raw=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        done += len(ids)
 
 
 # --- (b) delivery detail -------------------------------------------------------------------

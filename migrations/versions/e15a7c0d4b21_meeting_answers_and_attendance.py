@@ -1,7 +1,7 @@
 """Meetings: titles, recurrence, members' answers (RSVP, calendar replies) and attendance
 
 Revision ID: e15a7c0d4b21
-Revises: c4e1f2a9b7d3
+Revises: e13b0c0a1f5e
 Create Date: 2026-11-30 08:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e15a7c0d4b21'
-down_revision = 'c4e1f2a9b7d3'
+down_revision = 'e13b0c0a1f5e'
 branch_labels = None
 depends_on = None
 

@@ -24,7 +24,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
@@ -56,15 +55,6 @@ def init_app(app) -> None:
     csrf.init_app(app)
 
     navigation.init_app(app)
-
-    @app.before_request
-    def _forget_previous_request() -> None:
-        # Flask-Login caches the user and Flask-WTF the CSRF token on `g`,
-        # which lives as long as the app context; where one app context
-        # outlives a request (the test suite, code dispatching requests inside
-        # a context) the next request must load its own.
-        g.pop("_login_user", None)
-        g.pop(app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
 @login_manager.user_loader

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
+from flask import render_template
+from flask_login import current_user
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from ..clock import utcnow
+from ..bounces import complaints
+from ..clock import local_zone, utcnow
 from ..extensions import db
 from ..models import (
     SUBSCRIPTION_STATUSES,
@@ -56,10 +57,6 @@ PLOT_BOTTOM = 36
 BAR_GAP = 2
 
 
-def prague_zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
-
-
 @bp.app_template_filter("prague")
 def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
     """A stored (naive UTC) time as people here read it: Europe/Prague wall-clock time."""
@@ -67,7 +64,7 @@ def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(prague_zone()).strftime(pattern)
+    return value.astimezone(local_zone()).strftime(pattern)
 
 
 # --- counts -------------------------------------------------------------------
@@ -152,14 +149,14 @@ class Chart:
 
 def week_starts(now: datetime, weeks: int = WEEKS) -> list[date]:
     """The Mondays (Prague calendar) of the last `weeks` ISO weeks, this one last."""
-    today = now.replace(tzinfo=UTC).astimezone(prague_zone()).date()
+    today = now.replace(tzinfo=UTC).astimezone(local_zone()).date()
     this_monday = today - timedelta(days=today.weekday())
     return [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
 
 
 def weekly_counts(list_ids: list[int], mondays: list[date]) -> dict[int, dict[date, dict]]:
     """Consent steps per list, Prague ISO week and series."""
-    zone = prague_zone()
+    zone = local_zone()
     result: dict[int, dict[date, dict[str, int]]] = {
         list_id: {m: dict.fromkeys((s for s, _, _ in SERIES), 0) for m in mondays}
         for list_id in list_ids
@@ -275,4 +272,7 @@ def dashboard():
         statuses=SUBSCRIPTION_STATUSES,
         status_labels=STATUS_LABELS,
         weeks=WEEKS,
+        # Over all lists: a provider judges the sender, not one list.
+        complaint_rate=complaints.recent_rate() if current_user.role != "coordinator" else None,
+        complaint_days=complaints.RATE_DAYS,
     )

@@ -35,6 +35,7 @@ from wtforms.validators import DataRequired, Length
 
 from .. import people_csv, suppression
 from ..bounces import recording
+from ..bounces.classify import REASON_LABELS
 from ..czech import plural
 from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
@@ -55,6 +56,7 @@ ACTION_LABELS = {
     "preferences_add": "přidání v nastavení",
     "preferences_remove": "odebrání v nastavení",
     "bounce": "nedoručitelnost",
+    "complaint": "stížnost na spam",
     "reactivate": "obnovení doručování",
 }
 
@@ -68,6 +70,7 @@ CHANNEL_LABELS = {
     "preferences": "stránka nastavení",
     "admin": "administrace",
     "bounce": "vrácený e-mail",
+    "complaint": "hlášení spamu u poskytovatele",
 }
 
 editors_only = require_role("admin", "editor")
@@ -220,9 +223,9 @@ def subscriber(subscriber_id: int):
         subscriptions=sorted(person.subscriptions, key=lambda s: s.list_id),
         events=events,
         bounces=recording.bounces_of(person),
-        soft_score=recording.soft_score(person),
-        soft_threshold=config["BOUNCE_SOFT_THRESHOLD"],
-        soft_window=config["BOUNCE_SOFT_WINDOW_DAYS"],
+        score=recording.score_of(person),
+        raw_days=config["BOUNCE_RAW_DAYS"],
+        reason_labels=REASON_LABELS,
         suppressed=suppression.is_suppressed(person.email_key),
         status_labels=STATUS_LABELS,
         action_labels=ACTION_LABELS,

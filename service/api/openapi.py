@@ -67,7 +67,7 @@ _MEETING_ID = {
 }
 
 
-def _transition(summary: str, description: str, operation_id: str) -> dict[str, Any]:
+def _state_change_path(summary: str, description: str, operation_id: str) -> dict[str, Any]:
     return {
         "post": {
             "operationId": operation_id,
@@ -282,15 +282,15 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
-        "/api/v1/issues/{issue_id}/pause": _transition(
+        "/api/v1/issues/{issue_id}/pause": _state_change_path(
             "Pause sending",
             "Stops after the messages in flight; resume continues where it stopped.",
             "pauseIssue",
         ),
-        "/api/v1/issues/{issue_id}/resume": _transition(
+        "/api/v1/issues/{issue_id}/resume": _state_change_path(
             "Resume a paused issue", "Sending continues with those not reached yet.", "resumeIssue"
         ),
-        "/api/v1/issues/{issue_id}/cancel": _transition(
+        "/api/v1/issues/{issue_id}/cancel": _state_change_path(
             "Cancel an issue",
             "Nobody else gets it; what was sent stays sent. Not possible once sent.",
             "cancelIssue",

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app, jsonify, request, url_for
+from flask import jsonify, request, url_for
 from sqlalchemy import func, select
 
-from ..clock import utcnow
+from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
 from ..extensions import db
 from ..issues import attachments, sending
 from ..meetings import attendance
@@ -175,20 +174,20 @@ def _meeting_change(change, *args):
 
 @bp.post(_ISSUE_ROUTE + "/pause")
 def pause(issue_id: int):
-    return _transition(issue_id, sending.pause)
+    return _change_state(issue_id, sending.pause)
 
 
 @bp.post(_ISSUE_ROUTE + "/resume")
 def resume(issue_id: int):
-    return _transition(issue_id, sending.resume)
+    return _change_state(issue_id, sending.resume)
 
 
 @bp.post(_ISSUE_ROUTE + "/cancel")
 def cancel(issue_id: int):
-    return _transition(issue_id, sending.cancel)
+    return _change_state(issue_id, sending.cancel)
 
 
-def _transition(issue_id: int, change) -> Any:
+def _change_state(issue_id: int, change) -> Any:
     """Apply a state change (which raises IssueStateError → 409 when not allowed)."""
     issue = _issue_or_404(issue_id, lock=True)
     change(issue)
@@ -207,19 +206,15 @@ def issue_json(issue: Issue) -> dict[str, Any]:
         "number": issue.number,
         "subject": issue.subject,
         "status": issue.status,
-        "scheduled_at": _iso(issue.scheduled_at),
-        "started_at": _iso(issue.started_at),
-        "finished_at": _iso(issue.finished_at),
+        "scheduled_at": iso_utc(issue.scheduled_at),
+        "started_at": iso_utc(issue.started_at),
+        "finished_at": iso_utc(issue.finished_at),
         "counts": sending.delivery_counts(issue),
         "meeting": meetings.meeting_json(issue.meeting) if issue.meeting else None,
         "meeting_method": issue.meeting_method,
         "attachments": [attachments.attachment_json(a) for a in documents(issue)],
         "attendance": attendance.counts(issue.meeting) if issue.meeting else None,
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.replace(tzinfo=UTC).isoformat() if moment else None
 
 
 def parse_send_time(value: Any) -> datetime | None:
@@ -235,24 +230,15 @@ def parse_send_time(value: Any) -> datetime | None:
         raise ApiError(422, errors={"at": f"Čas zadejte jako text ve formátu ISO 8601, {example}."})
     try:
         at = datetime.fromisoformat(value.strip())
-        skipped_by_clock_change = False
         if at.tzinfo is None:
-            zone = ZoneInfo(current_app.config["TIMEZONE"])
-            naive, at = at, at.replace(tzinfo=zone)
-            # 02:30 on the spring-forward Sunday does not exist in Prague: refuse
-            # it, as the admin does, instead of moving it silently by an hour.
-            skipped_by_clock_change = (
-                at.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive
-            )
+            at = from_local(at)
         at_utc = at.astimezone(UTC).replace(tzinfo=None)
+    except SkippedLocalTime as skipped:
+        raise ApiError(422, errors={"at": str(skipped)}) from None
     except (ValueError, OverflowError):
         raise ApiError(
             422, errors={"at": f"Čas není platný údaj ve formátu ISO 8601, {example}."}
         ) from None
-    if skipped_by_clock_change:
-        raise ApiError(
-            422, errors={"at": "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."}
-        )
     now = utcnow()
     if at_utc <= now:
         raise ApiError(422, errors={"at": "Čas odeslání musí být v budoucnosti."})

@@ -139,7 +139,7 @@ def show_issue(slug: str, number: int):
     )
     response = current_app.make_response(page)
     # Issues show the pictures their mail showed, which live on other sites;
-    # everything else stays as strict as on the other pages (service/pages.py).
+    # everything else stays as strict as on the other pages (service/http_guards.py).
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data: https:; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"

@@ -25,8 +25,8 @@ from flask import Flask, current_app
 
 from ..meetings.replies import MAX_REPLY_BYTES, NotAReply, process_reply
 from ..meetings.rsvp import RSVP_LOCAL_PART
+from .inbox import process_message
 from .parsing import MAX_BOUNCE_BYTES, NotABounce
-from .recording import process_message
 from .verp import bounce_base
 
 log = logging.getLogger(__name__)

@@ -219,15 +219,7 @@ def invite(
         subscriber.name = name
     subscription = actions.subscription_for(subscriber, group)
     if subscription is not None:
-        if subscription.status == SubscriptionStatus.CONFIRMED:
-            raise MembershipError(f"{address.email} už je členem skupiny.")
-        if subscription.status == SubscriptionStatus.BOUNCED:
-            raise MembershipError(f"Adresa {address.email} je nedoručitelná.")
-        if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
-            raise MembershipError(
-                f"Adrese {address.email} už dnes odešly "
-                f"{INVITATIONS_PER_DAY} pozvánky do této skupiny; zkuste to zítra."
-            )
+        _refuse_invitation_again(subscription, address.email)
     now = utcnow()
     if subscription is None:
         subscription = Subscription(mailing_list=group, subscribed_at=now)
@@ -246,6 +238,19 @@ def invite(
         detail=_by(invited_by),
     )
     return subscription
+
+
+def _refuse_invitation_again(subscription: Subscription, email: str) -> None:
+    """A member, a bounced address or one invited too often today gets no new invitation."""
+    if subscription.status == SubscriptionStatus.CONFIRMED:
+        raise MembershipError(f"{email} už je členem skupiny.")
+    if subscription.status == SubscriptionStatus.BOUNCED:
+        raise MembershipError(f"Adresa {email} je nedoručitelná.")
+    if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
+        raise MembershipError(
+            f"Adrese {email} už dnes odešly "
+            f"{INVITATIONS_PER_DAY} pozvánky do této skupiny; zkuste to zítra."
+        )
 
 
 def _invitations_today(subscription: Subscription) -> int:

@@ -212,7 +212,7 @@ def confirm_join(token: str):
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
     )
 
 
@@ -225,7 +225,7 @@ def confirm_join_post(token: str):
         "groups/join_confirmed.html",
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         **personal_links(subscriber),
     )
 
@@ -251,7 +251,7 @@ def invitation(token: str):
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         member_page_url=joining.member_page_url(subscriber, group),
     )
 
@@ -261,7 +261,7 @@ def invitation_post(token: str):
     subscriber, group = _load_invitation(token)
     joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         # Left, declined or removed meanwhile: the same explanation as the GET.
         return render_template(
@@ -290,7 +290,7 @@ def member_page(slug: str, token: str):
     if group is None:
         abort(404)
     subscriber, _ = _load("preferences", token)
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=group), 403
 
@@ -356,7 +356,7 @@ def document(slug: str, token: str, document_id: int):
     if group is None:
         abort(404)
     subscriber, _ = _load("preferences", token)
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=group), 403
     found = db.session.get(Attachment, document_id)
@@ -424,7 +424,7 @@ def calendar_feed(slug: str, token: str):
         subscriber, payload = load_link("calendar", token)
     except LinkProblem:
         abort(404)
-    member = joining.membership(subscriber, group) if group is not None else None
+    member = joining.membership_of(subscriber, group) if group is not None else None
     if (
         group is None
         or payload.get("l") != group.slug

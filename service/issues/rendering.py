@@ -323,7 +323,11 @@ class MessageSkeleton:
             after_html,
             *calendar_parts,
         ]
-        self._invitation = invitation
+        self._invitation, self._meeting_id = invitation, meeting_id
+        self._prepare_links()
+
+    def _prepare_links(self) -> None:
+        """Each personal link's URL around its token, and the signers: once per issue."""
         self._unsubscribe_prefix, _, self._unsubscribe_suffix = external_url(
             "subscriptions.unsubscribe", token=SAMPLE_TOKEN
         ).rpartition(SAMPLE_TOKEN)
@@ -340,7 +344,6 @@ class MessageSkeleton:
         self._unsubscribe_tokens = tokens.serializer("unsubscribe")
         self._preferences_tokens = tokens.serializer("preferences")
         self._rsvp_tokens = RsvpTokens()
-        self._meeting_id = meeting_id
 
     def personal_links(self, recipient: Recipient) -> tuple[str, str, str]:
         """(unsubscribe URL, preferences URL, members' page URL) for `recipient`."""

@@ -19,12 +19,12 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import icalendar
 from flask import current_app
 from sqlalchemy import select
 
+from ..clock import local_zone
 from ..extensions import db
 from ..groups.dates import format_meeting_time as czech_meeting_time
 from ..issues.markdown import markdown_to_html, markdown_to_text
@@ -42,10 +42,6 @@ METHODS = ("REQUEST", "CANCEL")
 PRODID = "-//Socialni bydleni//Zpravodaj//CS"
 # Where each copy's ORGANIZER and ATTENDEE lines go (one slot per VEVENT).
 ATTENDEE_SLOT = "@@ZPRAVODAJ-ATTENDEE@@"
-
-
-def zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
 
 
 def meeting_title(meeting: Meeting) -> str:
@@ -85,7 +81,7 @@ def mail_context(issue: Issue) -> dict[str, Any] | None:
         return None
     return {
         "when": format_meeting_time(meeting.start, meeting.end),
-        "rhythm": describe(meeting.rrule, meeting.start, zone().key) if meeting.rrule else "",
+        "rhythm": describe(meeting.rrule, meeting.start, local_zone().key) if meeting.rrule else "",
         "location": meeting.location,
         "online_url": meeting.online_url,
         "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
@@ -141,7 +137,7 @@ def _calendar(method: str) -> icalendar.Calendar:
 def meeting_event(meeting: Meeting, sequence: int, cancelled: bool) -> icalendar.Event:
     """The meeting's VEVENT: times in TIMEZONE, the agenda as DESCRIPTION, the sender as
     ORGANIZER."""
-    local = zone()
+    local = local_zone()
     event = icalendar.Event()
     event.add("uid", meeting.uid)
     event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))

@@ -22,12 +22,13 @@ from email.utils import getaddresses
 import icalendar
 from sqlalchemy import select
 
+from ..clock import local_zone
 from ..extensions import db
 from ..groups.dates import format_meeting_time
 from ..groups.joining import admin_group_url, coordinators_of
 from ..mail import compose, queue_message, render_pair
 from ..models import INSTITUTION_TYPES, Meeting, PartStat, Subscriber, Subscription
-from .calendar import meeting_title, zone
+from .calendar import meeting_title
 from .rsvp import answer_from_calendar, parse_rsvp_address
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def _notify_counter(meeting: Meeting, subscriber: Subscriber, event: icalendar.E
             proposed = format_meeting_time(
                 start.astimezone(UTC).replace(tzinfo=None),
                 end.astimezone(UTC).replace(tzinfo=None),
-                zone().key,
+                local_zone().key,
             )
     except (KeyError, ValueError, TypeError):
         proposed = ""
@@ -156,7 +157,7 @@ def _notify_counter(meeting: Meeting, subscriber: Subscriber, event: icalendar.E
         subject=subject,
         group=group,
         meeting_title=meeting_title(meeting),
-        when=format_meeting_time(meeting.start, meeting.end, zone().key),
+        when=format_meeting_time(meeting.start, meeting.end, local_zone().key),
         proposed=proposed,
         comment=str(event.get("COMMENT", ""))[:1000],
         subscriber=subscriber,

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from sqlalchemy import select
 
 from ..extensions import db
-from ..groups.joining import membership
+from ..groups.joining import membership_of
 from ..models import Meeting, PartStat, Subscriber, SubscriptionStatus
 from ..signed_links import LinkProblem, SubscriberGone, render_link_problem
 from ..subscriptions.actions import subscriber_by_public_key
@@ -61,7 +61,7 @@ def _load_answer(token: str) -> tuple[Subscriber, Meeting]:
 
 
 def _page(token: str, subscriber: Subscriber, meeting: Meeting, *, status: int = 200, **extra):
-    member = membership(subscriber, meeting.mailing_list)
+    member = membership_of(subscriber, meeting.mailing_list)
     if member is None or member.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=meeting.mailing_list), 403
     response = rsvp.response_of(meeting, subscriber)
@@ -103,7 +103,7 @@ def answer_post(token: str):
             else f"Poznámka může mít nejvýše {rsvp.NOTE_MAX} znaků."
         )
         return _page(token, subscriber, meeting, status=422, error=error, note=note)
-    member = membership(subscriber, meeting.mailing_list)
+    member = membership_of(subscriber, meeting.mailing_list)
     if member is None or member.status != SubscriptionStatus.CONFIRMED:
         return _page(token, subscriber, meeting)  # the members-only page, 403
     try:

@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from ..archive.dates import MONTHS_GENITIVE
-from ..clock import utcnow
+from ..clock import SkippedLocalTime, from_local, iso_utc, local_zone, utcnow
 from ..extensions import db
 from ..groups.dates import WEEKDAYS_ON, clock_time, format_meeting_time, local_time, on_day
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
 from ..models import Issue, MailingList, Meeting, User
-from .calendar import ics_url, meeting_title, zone
+from .calendar import ics_url, meeting_title
 from .recurrence import REPEAT_CHOICES, check_rule, describe, rule_for_choice
 
 LOCATION_MAX = 300
@@ -69,11 +69,10 @@ def parse_time(value: Any) -> tuple[datetime | None, str | None]:
     try:
         moment = datetime.fromisoformat(value.strip())
         if moment.tzinfo is None:
-            naive, moment = moment, moment.replace(tzinfo=zone())
-            # 02:30 on the spring-forward Sunday does not exist in Prague.
-            if moment.astimezone(UTC).astimezone(zone()).replace(tzinfo=None) != naive:
-                return None, "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
+            moment = from_local(moment)
         return moment.astimezone(UTC).replace(tzinfo=None), None
+    except SkippedLocalTime as skipped:
+        return None, str(skipped)
     except (ValueError, OverflowError):
         return None, f"Čas není platný údaj ve formátu ISO 8601, {example}."
 
@@ -122,7 +121,7 @@ def _rrule(data: dict, start: datetime | None, errors: dict[str, str]) -> str:
         return ""
     if start is None or "start" in errors:
         return ""
-    first = start.replace(tzinfo=UTC).astimezone(zone()).replace(tzinfo=None)
+    first = start.replace(tzinfo=UTC).astimezone(local_zone()).replace(tzinfo=None)
     if rule is None:
         if choice not in REPEAT_CHOICES:
             errors["repeat"] = "Vyberte opakování ze seznamu."
@@ -254,17 +253,14 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
         "Aktuální termín, místo a program najdete níže; "
         "pozvánka v kalendáři se sama aktualizuje.\n"
     )
-    issue = create_issue(meeting.mailing_list, IssueInput(subject[:200], body), author)
-    issue.meeting, issue.meeting_method = meeting, "REQUEST"
-    db.session.flush()
-    return issue
+    return _announcement(meeting, subject, body, "REQUEST", author)
 
 
 def change_subject(
     title: str, old_start: datetime, old_end: datetime, old_location: str, meeting: Meeting
 ) -> tuple[str, str]:
     """(the update's subject, what its body says changed), in Czech."""
-    tz = zone().key
+    tz = local_zone().key
     old_day, new_day = local_time(old_start, tz).date(), local_time(meeting.start, tz).date()
     new_clock = clock_time(meeting.start, tz)
     if old_day != new_day:
@@ -285,7 +281,7 @@ def change_subject(
 
 def retitle(title: str, old_start: datetime, new_start: datetime) -> str:
     """`title` with the old date ("ve čtvrtek 10. prosince", "10. prosince", "10. 12.") moved."""
-    tz = zone().key
+    tz = local_zone().key
     old, new = local_time(old_start, tz), local_time(new_start, tz)
     if old.date() == new.date():
         return title
@@ -312,16 +308,14 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     meeting.cancelled_at = utcnow()
     meeting.sequence += 1
     title = meeting_title(meeting)
-    day = on_day(meeting.start, zone().key)
+    day = on_day(meeting.start, local_zone().key)
     # "Zrušeno: Setkání PSB ve čtvrtek 10. prosince"; the day once, when the title has it.
     subject = f"Zrušeno: {title}" if day.split(" ", 2)[2] in title else f"Zrušeno: {title} {day}"
     body = (
         f"Dobrý den,\n\nsetkání pracovní skupiny {meeting.mailing_list.name} "
         f"{day} se **ruší**. Z kalendáře se odstraní samo.\n"
     )
-    issue = create_issue(meeting.mailing_list, IssueInput(subject[:200], body), author)
-    issue.meeting, issue.meeting_method = meeting, "CANCEL"
-    db.session.flush()
+    issue = _announcement(meeting, subject, body, "CANCEL", author)
     send_now(issue)
     return issue
 
@@ -333,32 +327,39 @@ def start_minutes(meeting: Meeting, author: User | None) -> Issue:
         raise MeetingError("Setkání bylo zrušeno; zápis z něj nevznikne.")
     if not meeting.started:
         raise MeetingError("Zápis lze napsat až od začátku setkání.")
-    when = format_meeting_time(meeting.start, meeting.end, zone().key)
+    when = format_meeting_time(meeting.start, meeting.end, local_zone().key)
     body = (
         f"Dobrý den,\n\nposíláme zápis ze setkání pracovní skupiny "
         f"{meeting.mailing_list.name} ({when}).\n\n## Zápis\n\n…\n\n## Úkoly\n\n- …\n"
     )
-    issue = create_issue(
-        meeting.mailing_list, IssueInput(f"Zápis: {meeting_title(meeting)}"[:200], body), author
-    )
-    issue.meeting, issue.meeting_method = meeting, None
+    return _announcement(meeting, f"Zápis: {meeting_title(meeting)}", body, None, author)
+
+
+def _announcement(
+    meeting: Meeting, subject: str, body: str, method: str | None, author: User | None
+) -> Issue:
+    """A draft issue to the group about its meeting: a change ("Změna termínu: …", METHOD
+    REQUEST), a cancellation ("Zrušeno: …", CANCEL) or the minutes (no calendar)."""
+    issue = create_issue(meeting.mailing_list, IssueInput(subject[:200], body), author)
+    issue.meeting, issue.meeting_method = meeting, method
     db.session.flush()
     return issue
 
 
 def meeting_json(meeting: Meeting) -> dict[str, Any]:
     """The meeting as the API shows it; times in UTC with an offset."""
+    zone = local_zone().key
     return {
         "id": meeting.id,
         "uid": meeting.uid,
-        "start": meeting.start.replace(tzinfo=UTC).isoformat(),
-        "end": meeting.end.replace(tzinfo=UTC).isoformat(),
+        "start": iso_utc(meeting.start),
+        "end": iso_utc(meeting.end),
         "location": meeting.location,
         "online_url": meeting.online_url or None,
         "agenda": meeting.agenda or None,
         "sequence": meeting.sequence,
         "cancelled": meeting.cancelled_at is not None,
         "rrule": meeting.rrule or None,
-        "rhythm": describe(meeting.rrule, meeting.start, zone().key) if meeting.rrule else None,
+        "rhythm": describe(meeting.rrule, meeting.start, zone) if meeting.rrule else None,
         "ics_url": ics_url(meeting),
     }

@@ -6,7 +6,6 @@ link opens a page with a button and only its POST acts.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
@@ -14,7 +13,6 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from .. import consent, suppression, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
-from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
@@ -33,7 +31,7 @@ from ..signed_links import (
     load_link,
     render_link_problem,
 )
-from . import actions
+from . import actions, signup
 from .emails import personal_links, privacy_link_lifetime
 from .forms import (
     NO_LIST_CHOSEN,
@@ -144,17 +142,17 @@ def subscribe():
         # A bot filled the field people cannot see: answer as if it worked.
         return _accepted(data)
 
-    signup, errors = validate(data)
+    valid, errors = validate(data)
     slugs = data.list_slugs
     if not slugs and not data.list_choice_shown:
         slugs = [current_app.config["DEFAULT_LIST"]]
-    lists, unknown = actions.newsletters_by_slug(slugs)
+    list_ids, unknown = signup.newsletter_ids(slugs)
     if not slugs:
         errors["list"] = NO_LIST_CHOSEN
     elif unknown:
         errors["list"] = UNKNOWN_LIST
 
-    if errors or signup is None:
+    if errors or valid is None:
         if data.is_json:
             return jsonify(errors=errors), 422
         return _render_form(
@@ -165,13 +163,19 @@ def subscribe():
             checked=data.list_slugs,
         )
 
-    consent_text = consent.consent_text_by_hash(data.consent_hash) or consent.current_consent_text()
     info = RequestInfo.from_request(
         request, "api" if data.is_json else ("embed" if data.embed else "page")
     )
-    commit_with_retry(
-        partial(actions.signup, signup.address, signup.name, lists, info, consent_text)
+    # The same work for every address, known or not: one row, one job (signup.py says why).
+    signup.record_request(
+        valid.address,
+        valid.name,
+        list_ids,
+        consent.form_consent_text_id(data.consent_hash),
+        info,
+        signup.request_language(request),
     )
+    db.session.commit()
     return _accepted(data)
 
 

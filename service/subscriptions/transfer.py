@@ -7,14 +7,14 @@ It runs in one transaction: either every valid row lands or none does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, TextIO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import consent, people_csv, suppression
-from ..clock import utcnow
+from ..clock import iso_utc, utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
 from ..groups.membership import MembershipError, clean_details
@@ -45,11 +45,16 @@ class ImportReport:
 
 
 def import_subscribers(
-    stream: IO[str], mailing_list: MailingList, consent_source: str
+    stream: IO[str],
+    mailing_list: MailingList,
+    consent_source: str,
+    *,
+    on_row: Callable[[], None] | None = None,
 ) -> ImportReport:
     """Import a CSV; invalid rows are reported by line number (in Czech) and skipped.
 
     ImportRefused when the file cannot be read at all; then nothing is imported.
+    `on_row` is called for each row read (the command line's progress bar).
     """
     consent_source = consent_source.strip()
     if not consent_source:
@@ -60,6 +65,8 @@ def import_subscribers(
     now = utcnow()
     try:
         for line, row in people.rows():
+            if on_row is not None:
+                on_row()
             address = people.address(line, row)
             if address is None:
                 continue
@@ -174,18 +181,26 @@ def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:
             # The export's contract knows four states: a join request still
             # waiting is "pending", a declined one "unsubscribed".
             "status": EXPORT_STATUS.get(subscription.status, subscription.status),
-            "subscribed_at": _iso(subscription.subscribed_at),
-            "confirmed_at": _iso(subscription.confirmed_at),
-            "unsubscribed_at": _iso(subscription.unsubscribed_at),
+            **{
+                column: iso_utc(getattr(subscription, column), zulu=True, timespec="seconds") or ""
+                for column in ("subscribed_at", "confirmed_at", "unsubscribed_at")
+            },
         }
 
 
-def export_subscribers(mailing_list: MailingList, stream: TextIO) -> None:
+def export_subscribers(
+    mailing_list: MailingList, stream: TextIO, *, on_row: Callable[[], None] | None = None
+) -> None:
+    """Write the list's subscribers as CSV; `on_row` is called after each row."""
     writer = people_csv.writer(stream, EXPORT_COLUMNS)
     writer.writeheader()
     for row in export_rows(mailing_list):
         writer.writerow(row)
+        if on_row is not None:
+            on_row()
 
 
-def _iso(value) -> str:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else ""
+def subscription_count(mailing_list: MailingList) -> int:
+    """How many rows the export of the list will have."""
+    query = select(func.count()).where(Subscription.list_id == mailing_list.id)
+    return db.session.scalar(query) or 0

@@ -1,0 +1,172 @@
+"""The deployment files: systemd units, compose.yaml, Dockerfile and gunicorn's settings.
+
+No container engine and no systemd as PID 1 run here, so the files are checked
+for what can be checked without them: `systemd-analyze verify` on the units,
+the hardening every unit must carry, and that every file runs the very
+commands the wheel test (tests/test_wheel.py) runs against an installed wheel.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tests.conftest import missing_part
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = ROOT / "deploy" / "systemd"
+BIN = "/opt/zpravodaj/bin/"
+
+# The one list of the parts' commands: the wheel test runs these, and every
+# deployment file must run exactly these (where they listen comes from the
+# environment: WEB_BIND, BOUNCE_SMTP_HOST/PORT).
+COMMANDS = {
+    "migrate": ["zpravodaj", "db", "upgrade"],
+    "web": ["gunicorn", "--config", "python:service.gunicorn_conf"],
+    "worker": ["zpravodaj", "worker"],
+    "bounces": ["zpravodaj", "bounces", "serve"],
+}
+UNIT_OF = {
+    "migrate": "zpravodaj-migrate.service",
+    "web": "zpravodaj-web.service",
+    "worker": "zpravodaj-worker@.service",
+    "bounces": "zpravodaj-bounces.service",
+}
+HARDENING = {
+    "User": "zpravodaj",
+    "Group": "zpravodaj",
+    "EnvironmentFile": "/etc/zpravodaj/zpravodaj.env",
+    "StateDirectory": "zpravodaj",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+}
+
+
+def unit_settings(name: str) -> dict[str, list[str]]:
+    """Key -> values of a unit file (a key may repeat, e.g. Environment)."""
+    settings: dict[str, list[str]] = {}
+    for line in (UNITS / name).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        missing_part("systemd-analyze is not installed (Debian's systemd package)")
+    # verify also checks that each ExecStart program exists: point the units at
+    # this virtual environment's, which has the same console scripts as the wheel's.
+    venv_bin = str(Path(sys.executable).parent) + "/"
+    for unit in UNITS.glob("*.service"):
+        (tmp_path / unit.name).write_text(unit.read_text().replace(BIN, venv_bin))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.glob("*.service"))],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # Unknown keys and bad values are only warnings (exit 0): any output is a finding.
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("part", sorted(UNIT_OF))
+def test_each_unit_runs_the_wheel_tests_command_hardened(part):
+    settings = unit_settings(UNIT_OF[part])
+    [command] = settings["ExecStart"]
+    assert command.split() == [BIN + COMMANDS[part][0], *COMMANDS[part][1:]]
+    for key, value in HARDENING.items():
+        assert settings.get(key) == [value], f"{UNIT_OF[part]}: {key}"
+    expected_restart = "on-failure" if part == "migrate" else "always"
+    assert settings["Restart"] == [expected_restart]
+    assert "INSTANCE_PATH=/var/lib/zpravodaj" in settings["Environment"]
+
+
+def test_the_web_and_the_workers_start_after_the_migrations():
+    web = unit_settings(UNIT_OF["web"])
+    assert "zpravodaj-migrate.service" in web["Requires"][0].split()
+    assert "zpravodaj-migrate.service" in web["After"][0].split()
+    for part in ("worker", "bounces"):
+        assert "zpravodaj-migrate.service" in unit_settings(UNIT_OF[part])["After"][0].split()
+    assert unit_settings(UNIT_OF["migrate"])["Type"] == ["oneshot"]
+
+
+def test_compose_runs_the_wheel_tests_commands():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    for part, command in COMMANDS.items():
+        assert services[part]["command"] == command, part
+    assert {"postgres", "redis", "mailcatcher"} <= set(services)
+    assert services["web"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert services["worker"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+
+
+def test_the_image_is_multi_stage_non_root_and_installs_the_locks():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", dockerfile, re.M)) >= 2
+    assert re.search(r"^USER zpravodaj$", dockerfile, re.M)
+    assert "--require-hashes -r requirements/build.txt" in dockerfile
+    assert "--require-hashes -r /tmp/runtime.txt" in dockerfile
+    assert "--no-deps /tmp/dist/*.whl" in dockerfile
+    cmd = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
+    assert yaml.safe_load(cmd) == COMMANDS["web"]
+
+
+# --- gunicorn's settings ------------------------------------------------------------
+
+
+def gunicorn_settings(monkeypatch, **environ: str) -> dict:
+    for name in ("WEB_BIND", "WEB_CONCURRENCY", "WEB_THREADS", "FORWARDED_ALLOW_IPS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "service" / "gunicorn_conf.py"), run_name="service.x")
+
+
+def test_gunicorn_defaults_listen_on_loopback_with_processes_from_the_cores(monkeypatch):
+    import os
+
+    settings = gunicorn_settings(monkeypatch)
+    assert settings["bind"] == ["127.0.0.1:8000"]
+    assert settings["workers"] == 2 * (os.cpu_count() or 1) + 1
+    assert settings["wsgi_app"] == "service:create_app()"
+    settings = gunicorn_settings(monkeypatch, WEB_BIND="0.0.0.0:8080", WEB_CONCURRENCY="3")
+    assert (settings["bind"], settings["workers"]) == (["0.0.0.0:8080"], 3)
+
+
+def request_from(peer: tuple[str, int], headers: list[tuple[str, str]]) -> SimpleNamespace:
+    """What gunicorn hands pre_request: its parsed request (names in upper case)."""
+    return SimpleNamespace(peer_addr=peer, headers=[(n.upper(), v) for n, v in headers])
+
+
+HEADERS = [
+    ("Host", "zpravodaj.example"),
+    ("X-Forwarded-For", "203.0.113.9"),
+    ("X-Forwarded-Proto", "https"),
+    ("Forwarded", "for=203.0.113.9"),
+    ("X-Real-IP", "203.0.113.9"),
+]
+
+
+def test_forwarded_headers_count_only_from_a_configured_proxy(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, FORWARDED_ALLOW_IPS="10.0.0.5")
+    from_proxy = request_from(("10.0.0.5", 40000), HEADERS)
+    settings["pre_request"](None, from_proxy)
+    assert len(from_proxy.headers) == len(HEADERS)
+
+    from_elsewhere = request_from(("198.51.100.7", 40000), HEADERS)
+    settings["pre_request"](None, from_elsewhere)
+    assert from_elsewhere.headers == [("HOST", "zpravodaj.example")]
