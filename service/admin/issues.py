@@ -26,7 +26,7 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import func, select
-from wtforms import SelectField, StringField, TextAreaField, URLField
+from wtforms import SelectChoice, SelectField, StringField, TextAreaField, URLField
 from wtforms.widgets import DateTimeLocalInput
 
 from ..bounces import complaints, recording
@@ -243,7 +243,10 @@ class IssueForm(CzechForm):
     meeting_online_url = URLField("Odkaz na online připojení (nepovinný)", default="")
     # A series (recurrence.py); an unknown key is refused by the domain's check, in Czech.
     meeting_repeat = SelectField(
-        "Opakování", choices=list(REPEAT_CHOICES.items()), default="", validate_choice=False
+        "Opakování",
+        choices=[SelectChoice(key, label) for key, label in REPEAT_CHOICES.items()],
+        default="",
+        validate_choice=False,
     )
     meeting_agenda = TextAreaField("Program", default="")
 
