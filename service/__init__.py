@@ -79,13 +79,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    """The features' URLs: one blueprint per feature (the dev outbox only in development)."""
+    """The app's pages and the API, each flow's blueprint from its `routes.py`
+    (the dev outbox only in development)."""
+    # Imported here for the reason given in create_app: importing `service`
+    # must not load the web app's blueprints.
     from .admin.routes import bp as admin_bp
     from .api.routes import bp as api_bp
     from .archive.routes import bp as archive_bp
     from .dev.outbox import bp as outbox_bp
     from .groups.routes import bp as groups_bp
     from .meetings.routes import bp as meetings_bp
+    from .meetings.routes import rsvp_bp
     from .subscriptions.routes import bp as subscriptions_bp
 
     app.register_blueprint(subscriptions_bp)
@@ -93,6 +97,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(archive_bp)
     app.register_blueprint(groups_bp)
     app.register_blueprint(meetings_bp)
+    app.register_blueprint(rsvp_bp)
     app.register_blueprint(api_bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         app.register_blueprint(outbox_bp)

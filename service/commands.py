@@ -21,6 +21,7 @@ from .clock import utcnow
 from .deliverability import cli as deliverability_cli
 from .extensions import db
 from .groups.membership import MembershipError, clean_group_fields
+from .meetings.cli import replies_group
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
 from .people_csv import ImportRefused, decode
 from .progress import progress
@@ -40,6 +41,7 @@ def register(group: click.Group) -> None:
     group.add_command(tokens_group)
     deliverability_cli.register(group)
     group.add_command(bounces_group)
+    group.add_command(replies_group)
     group.add_command(ledger.consent_group)
     group.add_command(health.status_command)
 

@@ -189,6 +189,23 @@ class MeetingMethod(StrEnum):
     CANCEL = "CANCEL"
 
 
+class PartStat(StrEnum):
+    """A member's answer to a meeting invitation, as iCalendar's PARTSTAT names it."""
+
+    NEEDS_ACTION = "NEEDS-ACTION"
+    ACCEPTED = "ACCEPTED"
+    TENTATIVE = "TENTATIVE"
+    DECLINED = "DECLINED"
+
+
+class ResponseChannel(StrEnum):
+    """Where an answer came from: the RSVP page, a calendar app's REPLY, the coordinator."""
+
+    WEB = "web"
+    CALENDAR = "calendar"
+    COORDINATOR = "coordinator"
+
+
 def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
     """A CHECK that `column` holds one of `values` (NULL passes, as SQL's IN has it).
 
@@ -887,8 +904,56 @@ class Meeting(Model):
     cancelled_at: Mapped[datetime | None]
     reminder_sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The calendar's SUMMARY: the invitation's subject without "Pozvánka:", its date
+    # following the meeting when it moves (rules.py). Empty: the group's name.
+    title: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # A series (one UID): RFC 5545 RRULE from `start`, e.g. FREQ=MONTHLY;BYDAY=2TU.
+    rrule: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     mailing_list: Mapped[MailingList] = relationship()
+
+    @property
+    def started(self) -> bool:
+        """Answers can change until the meeting starts."""
+        return self.start <= utcnow()
+
+
+class MeetingResponse(db.Model):
+    """One member's answer to one meeting, and whether they came (the attendance sheet).
+
+    `sequence` is the invitation's SEQUENCE the answer was given to: a calendar
+    REPLY to an older version of the meeting is stale and ignored.
+    """
+
+    __tablename__ = "meeting_response"
+    __table_args__ = (
+        UniqueConstraint("meeting_id", "subscriber_id"),
+        one_of("partstat", PartStat),
+        one_of("channel", ResponseChannel),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meeting.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    partstat: Mapped[str] = mapped_column(String(16), default=PartStat.NEEDS_ACTION)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    channel: Mapped[str] = mapped_column(String(16), default=ResponseChannel.WEB)
+    sequence: Mapped[int] = mapped_column(default=0)
+    responded_at: Mapped[datetime | None]
+    # Ticked by the coordinator after the meeting: None until then.
+    attended: Mapped[bool | None]
+
+    meeting: Mapped[Meeting] = relationship()
+    subscriber: Mapped[Subscriber] = relationship()
+
+    def answer(
+        self, partstat: PartStat, channel: ResponseChannel, sequence: int, note: str | None
+    ) -> None:
+        """Record an answer; `note` None keeps the one given before (a calendar REPLY has none)."""
+        self.partstat, self.channel, self.sequence = partstat, channel, sequence
+        self.responded_at = utcnow()
+        if note is not None:
+            self.note = note
 
 
 class Attachment(Model):

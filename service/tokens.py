@@ -30,6 +30,8 @@ SALTS = {
     "invite": "zpravodaj.invite",
     # The short-lived export/erase link mailed on request (PRIVACY_LINK_MAX_AGE).
     "privacy": "zpravodaj.privacy",
+    # A member's calendar feed of a group's meetings.
+    "calendar": "zpravodaj.calendar",
 }
 
 

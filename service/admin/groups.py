@@ -20,6 +20,7 @@ from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3,
     Field,
     SelectChoice,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
 )
@@ -71,6 +72,17 @@ class GroupDetailsForm(CzechForm):
         "Viditelnost",
         choices=[SelectChoice(v, label) for v, label in VISIBILITY_LABELS.items()],
     )
+
+
+class NewGroupForm(GroupDetailsForm):
+    """A new group: its details, the slug in its addresses, and its coordinators."""
+
+    slug = StringField(
+        "Zkratka do adresy",
+        validators=[DataRequired("Vyplňte zkratku, např. ostrava-psb."), Length(max=64)],
+        description="Malá písmena bez diakritiky, číslice a pomlčky; objeví se v odkazech.",
+    )
+    coordinators = SelectMultipleField("Koordinátoři", coerce=int, validate_choice=False)
 
 
 class InviteForm(CzechForm):
@@ -193,6 +205,51 @@ def render_group(
         ),
         status,
     )
+
+
+def _new_group_form(formdata=None) -> NewGroupForm:
+    form = NewGroupForm(formdata=formdata) if formdata is not None else NewGroupForm(formdata=None)
+    form.coordinators.choices = [
+        SelectChoice(u.id, as_shown(u.email))
+        for u in db.session.scalars(
+            select(User).filter_by(role="coordinator", active=True).order_by(User.email)
+        )
+    ]
+    return form
+
+
+@bp.get("/groups/new")
+@require_role("admin")
+def group_new():
+    """ "Nová skupina": the form with every detail and the coordinators to assign."""
+    return render_template(
+        "admin/group_new.html", form=_new_group_form(), visibility_labels=VISIBILITY_LABELS
+    )
+
+
+@bp.post("/groups/new")
+@require_role("admin")
+def group_create():
+    form = _new_group_form(request.form)
+    if form.validate():
+        chosen = [db.session.get(User, i) for i in form.coordinators.data or []]
+        try:
+            group = membership.create_group(
+                form.slug.data.strip(),
+                [u for u in chosen if u is not None],
+                **{name: getattr(form, name).data or "" for name in membership.GROUP_FIELDS},
+                visibility=form.visibility.data,
+            )
+        except MembershipError as exc:
+            form.slug.errors = [*form.slug.errors, str(exc)]
+        else:
+            db.session.commit()
+            flash(f"Skupina {group.name} je založena.", "success")
+            return redirect(url_for("admin.group", slug=group.slug))
+    db.session.rollback()
+    return render_template(
+        "admin/group_new.html", form=form, visibility_labels=VISIBILITY_LABELS
+    ), 422
 
 
 @bp.get("/groups/<slug>")

@@ -26,7 +26,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
-from wtforms import StringField, TextAreaField, URLField
+from wtforms import SelectChoice, SelectField, StringField, TextAreaField, URLField
 from wtforms.widgets import DateTimeLocalInput
 
 from ..bounces import complaints, recording
@@ -37,6 +37,7 @@ from ..issues import attachments, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents, mail_context
+from ..meetings.recurrence import REPEAT_CHOICES, choice_for_rule
 from ..models import (
     Bounce,
     Delivery,
@@ -240,6 +241,13 @@ class IssueForm(CzechForm):
     meeting_end = StringField("Konec", default="", widget=DateTimeLocalInput())
     meeting_location = StringField("Místo", default="")
     meeting_online_url = URLField("Odkaz na online připojení (nepovinný)", default="")
+    # A series (recurrence.py); an unknown key is refused by the domain's check, in Czech.
+    meeting_repeat = SelectField(
+        "Opakování",
+        choices=[SelectChoice(key, label) for key, label in REPEAT_CHOICES.items()],
+        default="",
+        validate_choice=False,
+    )
     meeting_agenda = TextAreaField("Program", default="")
 
     def __init__(
@@ -369,6 +377,7 @@ def _render_issue(
     return render_template(
         "admin/issue.html",
         issue=issue,
+        repeat_choices=REPEAT_CHOICES,
         state=state,
         counts=counts,
         label=STATUS_LABELS[issue.status],
@@ -595,7 +604,7 @@ def issue_action(issue_id: int, action: str) -> ResponseReturnValue:
 
 # --- meetings and attachments (working groups) -------------------------------------
 
-MEETING_FORM_FIELDS = ("start", "end", "location", "online_url", "agenda")
+MEETING_FORM_FIELDS = ("start", "end", "location", "online_url", "agenda", "repeat")
 
 
 def meeting_form_values(form: Any) -> dict[str, str]:
@@ -626,6 +635,7 @@ def meeting_input_values(meeting: Any) -> dict[str, str]:
         "meeting_location": meeting.location,
         "meeting_online_url": meeting.online_url,
         "meeting_agenda": meeting.agenda,
+        "meeting_repeat": choice_for_rule(meeting.rrule),
     }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
 from ..extensions import db
 from ..issues import attachments, sending
+from ..meetings import attendance
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents
 from ..models import (
@@ -218,6 +219,7 @@ def issue_json(issue: Issue) -> dict[str, Any]:
         "meeting": meetings.meeting_json(issue.meeting) if issue.meeting else None,
         "meeting_method": issue.meeting_method,
         "attachments": [attachments.attachment_json(a) for a in documents(issue)],
+        "attendance": attendance.counts(issue.meeting) if issue.meeting else None,
     }
 
 

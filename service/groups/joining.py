@@ -258,6 +258,21 @@ def member_page_url(subscriber: Subscriber, group: MailingList) -> str:
     )
 
 
+def calendar_feed_url(subscriber: Subscriber, group: MailingList) -> str:
+    """The member's personal feed of the group's meetings (https; `webcal_url` for apps).
+
+    Signed for this member and group; it stops working when they leave (the
+    route checks the membership on every fetch), so a forwarded feed dies with it.
+    """
+    token = tokens.dump("calendar", {"s": subscriber.public_key, "l": group.slug})
+    return external_url("groups.calendar_feed", slug=group.slug, token=token)
+
+
+def webcal_url(url: str) -> str:
+    """webcal://…: the scheme that makes a calendar app subscribe to a feed."""
+    return "webcal://" + url.split("://", 1)[1]
+
+
 # --- mails -----------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
     User,
+    is_valid_slug,
 )
 from ..people_csv import ImportRefused, PeopleCsv
 from ..subscriptions import actions
@@ -132,6 +133,30 @@ def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
             raise MembershipError(f"{label}: text obsahuje nepovolené znaky.")
         cleaned[name] = text.replace("\r\n", "\n")
     return cleaned
+
+
+def create_group(
+    slug: str, coordinators: list[User] | tuple[User, ...] = (), **values: str | None
+) -> MailingList:
+    """A new working group with its details and coordinators (the admin's "Nová skupina")."""
+    if not is_valid_slug(slug):
+        raise MembershipError(
+            "Zkratka v adrese smí obsahovat jen malá písmena bez diakritiky, číslice a pomlčky."
+        )
+    if slug == "new":  # /admin/groups/new is the form itself
+        raise MembershipError("Zkratka „new“ je vyhrazená; zvolte jinou.")
+    if db.session.scalar(select(MailingList.id).filter_by(slug=slug)) is not None:
+        raise MembershipError(f"Seznam nebo skupina se zkratkou „{slug}“ už existuje.")
+    group = MailingList(slug=slug, kind=ListKind.GROUP)
+    for name, value in clean_group_fields(values).items():
+        setattr(group, name, value)
+    db.session.add(group)
+    for user in coordinators:
+        if user.role != "coordinator":
+            raise MembershipError("Skupinu mohou koordinovat jen účty koordinátorů.")
+        user.lists.append(group)
+    db.session.flush()
+    return group
 
 
 def update_group(group: MailingList, **values: str | None) -> None:

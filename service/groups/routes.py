@@ -6,9 +6,19 @@ every link): each link in a mail opens a page with a button, its POST acts.
 
 from __future__ import annotations
 
+import io
 from functools import partial
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
@@ -25,8 +35,11 @@ from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
+from ..meetings import attendance, recurrence
+from ..meetings.calendar import CALENDAR_CONTENT_TYPE, documents, feed_for
 from ..models import (
     INSTITUTION_TYPES,
+    Attachment,
     Issue,
     MailingList,
     Meeting,
@@ -289,37 +302,158 @@ def member_page(slug: str, token: str) -> ResponseReturnValue:
         .order_by(func.coalesce(Issue.started_at, Issue.created_at).desc(), Issue.id.desc())
         .limit(MEMBER_PAGE_ANNOUNCEMENTS)
     )
-    announcements = [
-        {
-            "subject": issue.subject,
-            "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
-            "body_html": markdown_to_html(issue.body),
-        }
-        for issue in issues
-    ]
-    meeting = db.session.scalar(
-        select(Meeting)
-        .where(Meeting.list_id == group.id, Meeting.start > utcnow())
-        .where(Meeting.cancelled_at.is_(None))
-        .order_by(Meeting.start)
-        .limit(1)
-    )
-    next_meeting = None
-    if meeting is not None:
-        next_meeting = {
-            "when": format_meeting_time(meeting.start, meeting.end, zone),
-            "location": meeting.location,
-            # Typed by a coordinator: a link only when it is a web address.
-            "online_url": meeting.online_url
-            if meeting.online_url.startswith(("https://", "http://"))
-            else "",
-            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-        }
+    announcements = [_announcement(issue, group, token, zone) for issue in issues]
+    next_meeting = _next_meeting(group, zone)
+    feed_url = joining.calendar_feed_url(subscriber, group)
     return render_template(
         "groups/member.html",
         group=group,
         subscriber=subscriber,
         announcements=announcements,
         next_meeting=next_meeting,
+        calendar_feed_url=feed_url,
+        webcal_url=joining.webcal_url(feed_url),
         **personal_links(subscriber),
+    )
+
+
+NEXT_OCCURRENCES = 4
+
+
+def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> dict:
+    """One sent announcement on the members' page; minutes with their meeting's record."""
+    item = {
+        "subject": issue.subject,
+        "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
+        "body_html": markdown_to_html(issue.body),
+        # Reachable only through this member's signed link (`document`).
+        "documents": [
+            {
+                "filename": a.filename,
+                "url": url_for("groups.document", slug=group.slug, token=token, document_id=a.id),
+            }
+            for a in documents(issue)
+        ],
+        "minutes": None,
+    }
+    meeting = issue.meeting
+    if meeting is not None and issue.meeting_method is None:  # minutes of a meeting
+        people = attendance.attendees(meeting)
+        item["minutes"] = {
+            "when": format_meeting_time(meeting.start, meeting.end, zone),
+            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+            "counts": attendance.counts(meeting),
+            "came": sum(1 for a in people if a.attended),
+            "ticked": any(a.attended is not None for a in people),
+            "invited": len(people),
+        }
+    return item
+
+
+@bp.get("/<slug>/member/<token>/documents/<int(max=2147483647):document_id>")
+def document(slug: str, token: str, document_id: int):
+    """A document of the group's announcements, for its confirmed members only."""
+    group = joining.group_by_slug(slug)
+    if group is None:
+        abort(404)
+    subscriber, _ = _load("preferences", token)
+    membership = joining.membership_of(subscriber, group)
+    if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
+        return render_template("groups/members_only.html", group=group), 403
+    found = db.session.get(Attachment, document_id)
+    issue = db.session.get(Issue, found.issue_id) if found is not None else None
+    if (
+        issue is None
+        or issue.list_id != group.id
+        or issue.status not in SENT_STATUSES
+        or found.content_type == CALENDAR_CONTENT_TYPE
+    ):
+        abort(404)
+    # send_file writes a non-ASCII file name as RFC 5987 `filename*`.
+    return send_file(
+        io.BytesIO(found.data),
+        mimetype=found.content_type,
+        as_attachment=True,
+        download_name=found.filename,
+    )
+
+
+def _next_meeting(group: MailingList, zone: str) -> dict | None:
+    """The group's next meeting for its members' page; a series with its next dates."""
+    now = utcnow()
+    candidates = db.session.scalars(
+        select(Meeting).where(
+            Meeting.list_id == group.id,
+            Meeting.cancelled_at.is_(None),
+            (Meeting.start > now) | (Meeting.rrule != ""),
+        )
+    )
+    upcoming = []
+    for meeting in candidates:
+        dates = [(meeting.start, meeting.end)]
+        if meeting.rrule:
+            dates = recurrence.occurrences(
+                meeting.rrule, meeting.start, meeting.end, zone, after=now, count=NEXT_OCCURRENCES
+            )
+        if dates:
+            upcoming.append((dates[0][0], meeting.id, meeting, dates))
+    if not upcoming:
+        return None
+    _, _, meeting, dates = min(upcoming)
+    return {
+        "when": format_meeting_time(dates[0][0], dates[0][1], zone),
+        "rhythm": recurrence.describe(meeting.rrule, meeting.start, zone) if meeting.rrule else "",
+        "later": [format_meeting_time(start, end, zone) for start, end in dates[1:]],
+        "location": meeting.location,
+        # Typed by a coordinator: a link only when it is a web address.
+        "online_url": meeting.online_url
+        if meeting.online_url.startswith(("https://", "http://"))
+        else "",
+        "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+    }
+
+
+@bp.get("/<slug>/calendar/<token>.ics")
+def calendar_feed(slug: str, token: str):
+    """A member's subscribed calendar of the group's meetings (METHOD:PUBLISH).
+
+    Checked on every fetch: once the member leaves (or is removed), the feed
+    answers 404 like an unknown one, and the calendar app drops the meetings.
+    """
+    group = joining.group_by_slug(slug)
+    try:
+        subscriber, payload = load_link("calendar", token)
+    except LinkProblem:
+        abort(404)
+    member = joining.membership_of(subscriber, group) if group is not None else None
+    if (
+        group is None
+        or payload.get("l") != group.slug
+        or member is None
+        or member.status != SubscriptionStatus.CONFIRMED
+    ):
+        abort(404)
+    meetings = list(
+        db.session.scalars(
+            select(Meeting)
+            .where(Meeting.list_id == group.id, Meeting.id.in_(_announced_meetings(group)))
+            .order_by(Meeting.start)
+        )
+    )
+    return Response(
+        feed_for(group, meetings),
+        mimetype="text/calendar",
+        headers={
+            "Content-Disposition": f'inline; filename="{group.slug}.ics"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def _announced_meetings(group: MailingList):
+    """Meetings whose invitation went out (a draft's meeting is nobody's business yet)."""
+    return select(Issue.meeting_id).where(
+        Issue.list_id == group.id,
+        Issue.meeting_id.is_not(None),
+        Issue.status.in_(SENT_STATUSES),
     )
