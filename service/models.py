@@ -918,7 +918,7 @@ class Meeting(Model):
         return self.start <= utcnow()
 
 
-class MeetingResponse(db.Model):
+class MeetingResponse(Model):
     """One member's answer to one meeting, and whether they came (the attendance sheet).
 
     `sequence` is the invitation's SEQUENCE the answer was given to: a calendar

@@ -10,6 +10,7 @@ no part in them (DESIGN.md §2). Every change goes through
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -207,7 +208,7 @@ def render_group(
     )
 
 
-def _new_group_form(formdata=None) -> NewGroupForm:
+def _new_group_form(formdata: Any = None) -> NewGroupForm:
     form = NewGroupForm(formdata=formdata) if formdata is not None else NewGroupForm(formdata=None)
     form.coordinators.choices = [
         SelectChoice(u.id, as_shown(u.email))
@@ -220,7 +221,7 @@ def _new_group_form(formdata=None) -> NewGroupForm:
 
 @bp.get("/groups/new")
 @require_role("admin")
-def group_new():
+def group_new() -> ResponseReturnValue:
     """ "Nová skupina": the form with every detail and the coordinators to assign."""
     return render_template(
         "admin/group_new.html", form=_new_group_form(), visibility_labels=VISIBILITY_LABELS
@@ -229,13 +230,13 @@ def group_new():
 
 @bp.post("/groups/new")
 @require_role("admin")
-def group_create():
+def group_create() -> ResponseReturnValue:
     form = _new_group_form(request.form)
     if form.validate():
         chosen = [db.session.get(User, i) for i in form.coordinators.data or []]
         try:
             group = membership.create_group(
-                form.slug.data.strip(),
+                (form.slug.data or "").strip(),
                 [u for u in chosen if u is not None],
                 **{name: getattr(form, name).data or "" for name in membership.GROUP_FIELDS},
                 visibility=form.visibility.data,

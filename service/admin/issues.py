@@ -26,7 +26,13 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
-from wtforms import SelectChoice, SelectField, StringField, TextAreaField, URLField
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+    URLField,
+)
 from wtforms.widgets import DateTimeLocalInput
 
 from ..bounces import complaints, recording

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask.typing import ResponseReturnValue
 
 from ..extensions import db
 from ..meetings import attendance
@@ -19,6 +19,7 @@ from ..meetings.calendar import format_meeting_time, meeting_title
 from ..meetings.rsvp import LABELS
 from ..models import Meeting, PartStat
 from ..people_csv import writer
+from .auth import account
 from .blueprint import bp
 
 _MEETING = "/meetings/<int(max=2147483647):meeting_id>"
@@ -43,7 +44,7 @@ ANSWER_CODES = {
 def _meeting_or_404(meeting_id: int) -> Meeting:
     """The meeting, if the signed-in account may manage its group; 404 otherwise."""
     meeting = db.session.get(Meeting, meeting_id)
-    if meeting is None or not current_user.may_manage(meeting.mailing_list):
+    if meeting is None or not account().may_manage(meeting.mailing_list):
         abort(404)
     return meeting
 
@@ -67,14 +68,14 @@ def _context(meeting: Meeting) -> dict:
 
 
 @bp.get(_MEETING + "/attendance")
-def meeting_attendance(meeting_id: int):
+def meeting_attendance(meeting_id: int) -> ResponseReturnValue:
     """Who comes, grouped by institution type, and which kinds of institution are missing."""
     meeting = _meeting_or_404(meeting_id)
     return render_template("admin/meeting_attendance.html", **_context(meeting))
 
 
 @bp.post(_MEETING + "/attendance")
-def meeting_attendance_post(meeting_id: int):
+def meeting_attendance_post(meeting_id: int) -> ResponseReturnValue:
     """After the meeting: the coordinator ticks who came."""
     meeting = _meeting_or_404(meeting_id)
     present = {int(v) for v in request.form.getlist("present") if v.isdigit() and len(v) < 12}
@@ -90,7 +91,7 @@ def meeting_attendance_post(meeting_id: int):
 
 
 @bp.get(_MEETING + "/attendance.csv")
-def meeting_attendance_csv(meeting_id: int):
+def meeting_attendance_csv(meeting_id: int) -> ResponseReturnValue:
     """The attendance as CSV (UTF-8 with a byte-order mark, for spreadsheets)."""
     meeting = _meeting_or_404(meeting_id)
     stream = io.StringIO()
@@ -121,18 +122,18 @@ def meeting_attendance_csv(meeting_id: int):
 
 
 @bp.get(_MEETING + "/attendance/sheet")
-def meeting_attendance_sheet(meeting_id: int):
+def meeting_attendance_sheet(meeting_id: int) -> ResponseReturnValue:
     """The printable attendance sheet: names, organisations and a column to sign."""
     meeting = _meeting_or_404(meeting_id)
     return render_template("admin/meeting_sheet.html", **_context(meeting))
 
 
 @bp.post(_MEETING + "/minutes")
-def meeting_minutes(meeting_id: int):
+def meeting_minutes(meeting_id: int) -> ResponseReturnValue:
     """ "Napsat zápis": a draft of the minutes, opened for writing and attachments."""
     meeting = _meeting_or_404(meeting_id)
     try:
-        draft = meetings.start_minutes(meeting, current_user._get_current_object())
+        draft = meetings.start_minutes(meeting, account())
     except meetings.MeetingError as error:
         db.session.rollback()
         flash(str(error), "error")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from functools import partial
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -20,7 +21,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from .. import consent, tokens
 from ..addresses import (
@@ -320,9 +321,9 @@ def member_page(slug: str, token: str) -> ResponseReturnValue:
 NEXT_OCCURRENCES = 4
 
 
-def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> dict:
+def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> dict[str, Any]:
     """One sent announcement on the members' page; minutes with their meeting's record."""
-    item = {
+    item: dict[str, Any] = {
         "subject": issue.subject,
         "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
         "body_html": markdown_to_html(issue.body),
@@ -351,7 +352,7 @@ def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> di
 
 
 @bp.get("/<slug>/member/<token>/documents/<int(max=2147483647):document_id>")
-def document(slug: str, token: str, document_id: int):
+def document(slug: str, token: str, document_id: int) -> ResponseReturnValue:
     """A document of the group's announcements, for its confirmed members only."""
     group = joining.group_by_slug(slug)
     if group is None:
@@ -363,7 +364,8 @@ def document(slug: str, token: str, document_id: int):
     found = db.session.get(Attachment, document_id)
     issue = db.session.get(Issue, found.issue_id) if found is not None else None
     if (
-        issue is None
+        found is None
+        or issue is None
         or issue.list_id != group.id
         or issue.status not in SENT_STATUSES
         or found.content_type == CALENDAR_CONTENT_TYPE
@@ -414,7 +416,7 @@ def _next_meeting(group: MailingList, zone: str) -> dict | None:
 
 
 @bp.get("/<slug>/calendar/<token>.ics")
-def calendar_feed(slug: str, token: str):
+def calendar_feed(slug: str, token: str) -> ResponseReturnValue:
     """A member's subscribed calendar of the group's meetings (METHOD:PUBLISH).
 
     Checked on every fetch: once the member leaves (or is removed), the feed
@@ -450,7 +452,7 @@ def calendar_feed(slug: str, token: str):
     )
 
 
-def _announced_meetings(group: MailingList):
+def _announced_meetings(group: MailingList) -> Select[Any]:
     """Meetings whose invitation went out (a draft's meeting is nobody's business yet)."""
     return select(Issue.meeting_id).where(
         Issue.list_id == group.id,

@@ -395,7 +395,7 @@ class MessageSkeleton:
         """The member's "Přijdu / Možná / Nepřijdu" page of the issue's meeting."""
         token = (
             SAMPLE_TOKEN
-            if recipient.public_key is None
+            if recipient.public_key is None or self._meeting_id is None
             else self._rsvp_tokens.dump(recipient.public_key, self._meeting_id)
         )
         return self._rsvp_prefix + token + self._rsvp_suffix
@@ -419,7 +419,11 @@ def skeleton_for(issue: Issue, subject_prefix: str = "") -> MessageSkeleton:
         issue_id=issue.id,
         subject_prefix=subject_prefix,
         calendar=calendar,
-        invitation=InvitationLines(issue.meeting) if calendar is not None else None,
+        invitation=(
+            InvitationLines(issue.meeting)
+            if calendar is not None and issue.meeting is not None
+            else None
+        ),
         meeting_id=issue.meeting_id,
         files=tuple(MailFile(a.filename, a.content_type, a.data) for a in documents(issue)),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import BinaryIO
 
 import click
 from sqlalchemy.exc import OperationalError
@@ -38,7 +39,7 @@ def replies_group() -> None:
     multiple=True,
     help="The envelope recipient (the MTA's $RECIPIENT), when the headers may not show it.",
 )
-def process_command(source, recipients: tuple[str, ...]) -> None:
+def process_command(source: BinaryIO, recipients: tuple[str, ...]) -> None:
     """Record one calendar reply read from SOURCE (a file, or - for stdin)."""
     raw = source.read(MAX_REPLY_BYTES + 1)
     try:

@@ -86,13 +86,14 @@ def occurrences(
     first = local_time(start_utc, zone).replace(tzinfo=None)
     duration = end_utc - start_utc
     after_local = local_time(after, zone).replace(tzinfo=None)
-    found = []
+    found: list[tuple[datetime, datetime]] = []
     moment = after_local
     series = rrulestr(f"RRULE:{rule}", dtstart=first)
     while len(found) < count:
-        moment = series.after(moment)
-        if moment is None:
+        following = series.after(moment)
+        if following is None:
             break
+        moment = following
         start = moment.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
         found.append((start, start + duration))
     return found

@@ -13,6 +13,7 @@ answered with a polite note to the group's coordinators instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -87,7 +88,7 @@ def process_reply(
     return outcome
 
 
-def _record(meeting: Meeting, subscriber: Subscriber, event: icalendar.Event) -> ReplyOutcome:
+def _record(meeting: Meeting, subscriber: Subscriber, event: icalendar.Component) -> ReplyOutcome:
     partstat = _partstat(event, subscriber)
     if partstat not in ANSWERS:
         return ReplyOutcome("ignored", meeting_id=meeting.id)
@@ -99,7 +100,7 @@ def _record(meeting: Meeting, subscriber: Subscriber, event: icalendar.Event) ->
     return ReplyOutcome(status, partstat, meeting.id)
 
 
-def _partstat(event: icalendar.Event, subscriber: Subscriber) -> str:
+def _partstat(event: icalendar.Component, subscriber: Subscriber) -> str:
     """The PARTSTAT of the replying ATTENDEE: the member's address, else the only one."""
     attendees = event.get("ATTENDEE", [])
     if not isinstance(attendees, list):
@@ -121,14 +122,16 @@ def _calendar_of(message: EmailMessage) -> icalendar.Calendar:
         if part.get_content_type() not in CALENDAR_TYPES:
             continue
         try:
-            payload = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                payload = b""
             return icalendar.Calendar.from_ical(payload)
         except (ValueError, IndexError, KeyError) as exc:
             raise NotAReply(f"kalendář ve zprávě nelze přečíst: {exc}") from exc
     raise NotAReply("zpráva neobsahuje kalendář (text/calendar)")
 
 
-def _addresses(message: EmailMessage, envelope_recipients) -> list[str]:
+def _addresses(message: EmailMessage, envelope_recipients: Iterable[str]) -> list[str]:
     """The envelope's recipients first (what the MTA delivered to), then the headers'."""
     found = list(envelope_recipients)
     for header in ("Delivered-To", "X-Original-To", "To", "Cc"):
@@ -136,7 +139,7 @@ def _addresses(message: EmailMessage, envelope_recipients) -> list[str]:
     return found
 
 
-def _notify_counter(meeting: Meeting, subscriber: Subscriber, event: icalendar.Event) -> None:
+def _notify_counter(meeting: Meeting, subscriber: Subscriber, event: icalendar.Component) -> None:
     """A member proposes another time: tell the coordinators, kindly, what and who."""
     group = meeting.mailing_list
     membership = db.session.get(Subscription, _membership_id(meeting, subscriber))

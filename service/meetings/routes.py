@@ -8,6 +8,8 @@ preselects, and only its POST records the answer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -61,7 +63,9 @@ def _load_answer(token: str) -> tuple[Subscriber, Meeting]:
     return subscriber, meeting
 
 
-def _page(token: str, subscriber: Subscriber, meeting: Meeting, *, status: int = 200, **extra):
+def _page(
+    token: str, subscriber: Subscriber, meeting: Meeting, *, status: int = 200, **extra: Any
+) -> ResponseReturnValue:
     member = membership_of(subscriber, meeting.mailing_list)
     if member is None or member.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=meeting.mailing_list), 403
@@ -85,14 +89,14 @@ def _page(token: str, subscriber: Subscriber, meeting: Meeting, *, status: int =
 
 
 @rsvp_bp.get("/<token>")
-def answer(token: str):
+def answer(token: str) -> ResponseReturnValue:
     """The meeting and the choice the mail's link preselects; changes nothing."""
     subscriber, meeting = _load_answer(token)
     return _page(token, subscriber, meeting)
 
 
 @rsvp_bp.post("/<token>")
-def answer_post(token: str):
+def answer_post(token: str) -> ResponseReturnValue:
     """Record (or change) the member's answer and note, until the meeting starts."""
     subscriber, meeting = _load_answer(token)
     choice = rsvp.CHOICES.get(request.form.get("odpoved", ""))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -291,7 +292,7 @@ def retitle(title: str, old_start: datetime, new_start: datetime) -> str:
     weekday = "|".join(re.escape(w) for w in WEEKDAYS_ON)
     year = rf"(?P<year>\s+{old.year})?"
 
-    def with_year(text: str):
+    def with_year(text: str) -> Callable[[re.Match[str]], str]:
         return lambda m: text + (f" {new.year}" if m["year"] else "")
 
     title = re.sub(rf"(?:{weekday})\s+{day}{month}{year}", with_year(on_day(new_start, tz)), title)

@@ -72,6 +72,8 @@ def _duration(text: str) -> timedelta:
 
 def _rule(text: str) -> Rule:
     match = re.fullmatch(_RULE, text)
+    if match is None:
+        raise ValueError(f"unexpected tz rule: {text!r}")
     month, week, weekday, at = match.groups()
     return Rule(int(month), -1 if week == "5" else int(week), int(weekday), _duration(at or "2"))
 
