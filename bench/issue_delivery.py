@@ -17,9 +17,13 @@ their work horses (sampled from /proc every 20 ms while the issue is sent;
 run it with a larger N to see that neither grows with the list).
 
 Run: .venv/bin/python bench/issue_delivery.py [N] [--database-url URL] [--dkim] [--runs R]
+[--meeting]
 (default N=3000 on a temporary SQLite file; pass a PostgreSQL URL to measure that;
 --dkim has the workers DKIM-sign every mail with a temporary 2048-bit key, while
-the baseline stays unsigned raw smtplib).
+the baseline stays unsigned raw smtplib; --meeting sends a working group's
+meeting invitation instead of a newsletter, each copy with its own ATTENDEE,
+ORGANIZER and RSVP link, and also prints the CPU time of personalising one
+copy with and without the invitation, medians of five runs).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,6 +56,7 @@ from service.extensions import db
 from service.issues import sending
 from service.issues.rendering import Recipient, skeleton_for
 from service.jobs import redis_connection
+from service.meetings import rules as meeting_rules
 from service.models import Issue, MailingList, Subscriber, Subscription
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -96,14 +102,42 @@ def seed(n: int) -> None:
     db.session.commit()
 
 
-def new_issue() -> Issue:
+MEETING = False  # --meeting: every issue is a meeting invitation (set in main)
+
+
+def new_issue(meeting: bool | None = None) -> Issue:
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
     body = (PROJECT / "bench" / "sample_issue.md").read_text(encoding="utf-8")
     fields, errors = sending.validate_fields("Zpravodaj sociálního bydlení 12/2026", body, "")
     assert not errors, errors
     issue = sending.create_issue(mailing_list, fields, None)
+    if MEETING if meeting is None else meeting:
+        start = (utcnow() + timedelta(days=30)).replace(hour=9, minute=30, second=0)
+        when, problems = meeting_rules.validate_meeting(
+            {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat(),
+             "location": "Magistrát města Ostravy, zasedací místnost 118",
+             "agenda": "1. Zahájení\n2. Bytový fond města\n3. Různé"}
+        )  # fmt: skip
+        assert not problems, problems
+        meeting_rules.attach_meeting(issue, when)
     db.session.commit()
     return issue
+
+
+def personalise_cost(n: int) -> dict[str, float]:
+    """CPU microseconds per personalised copy, newsletter vs meeting invitation (medians)."""
+    result = {}
+    for label, meeting in (("plain", False), ("meeting", True)):
+        skeleton = skeleton_for(new_issue(meeting))  # a draft: rendered as a send would
+        recipients = [Recipient(f"ctenar{i}@example.cz", f"Čtenář {i}", f"k{i}") for i in range(n)]
+        runs = []
+        for _ in range(5):
+            start = time.process_time()
+            for i, recipient in enumerate(recipients):
+                skeleton.personalise(recipient, skeleton.new_message_id(i))
+            runs.append((time.process_time() - start) / n * 1e6)
+        result[label] = statistics.median(runs)
+    return result
 
 
 def raw_smtplib(port: int, n: int) -> tuple[float, float]:
@@ -229,7 +263,10 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--dkim", action="store_true", help="DKIM-sign (a temporary key)")
     parser.add_argument("--runs", type=int, default=5, help="runs of each (medians printed)")
+    parser.add_argument("--meeting", action="store_true", help="send a meeting invitation")
     args = parser.parse_args()
+    global MEETING
+    MEETING = args.meeting
 
     sink = CountingSink()
     port = free_port("127.0.0.1")
@@ -260,9 +297,13 @@ def main() -> None:
         with app.app_context():
             db.drop_all()
             db.create_all()
-            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
+            kind = "group" if args.meeting else "newsletter"
+            db.session.add(
+                MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení", kind=kind)
+            )
             db.session.commit()
             seed(args.n)
+            cost = personalise_cost(min(args.n, 2000)) if args.meeting else None
             baselines = [raw_smtplib(port, args.n) for _ in range(args.runs)]
             baseline = statistics.median(rate for rate, _ in baselines)
             baseline_cpu = statistics.median(cpu for _, cpu in baselines)
@@ -279,10 +320,17 @@ def main() -> None:
 
     kind = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     one, two = results[1], results[2]
+    what = "meeting invitation" if args.meeting else "issue"
     print(
-        f"issue delivery to {args.n} subscribers ({kind}), one aiosmtpd sink on loopback, "
+        f"{what} delivery to {args.n} subscribers ({kind}), one aiosmtpd sink on loopback, "
         f"medians of {args.runs}"
     )
+    if cost is not None:
+        print(
+            f"  personalising one copy (CPU, median of 5): newsletter {cost['plain']:.0f} µs, "
+            f"invitation with ATTENDEE/ORGANIZER/RSVP link {cost['meeting']:.0f} µs "
+            f"(+{cost['meeting'] - cost['plain']:.0f} µs)"
+        )
     if args.dkim:
         print("  DKIM on: the pipeline signs every mail (rsa-sha256, 2048 bits); baseline unsigned")
     print(

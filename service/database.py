@@ -7,7 +7,9 @@ from collections.abc import Callable
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
 
 # The tables on db.metadata, and the consent ledger's triggers and hash chain.
 # The delivery counters' triggers likewise (batch_counts.py), and the deletes that
@@ -39,7 +41,9 @@ def commit_with_retry(work: Callable[[], object], attempts: int = 3) -> None:
 
 
 @event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+def _sqlite_pragmas(
+    dbapi_connection: DBAPIConnection, connection_record: ConnectionPoolEntry
+) -> None:
     """The web and the worker share one SQLite file: WAL lets them read while one writes."""
     module = type(dbapi_connection).__module__
     if not module.startswith("sqlite3"):

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Queues named by purpose, listed in the order workers take them: a
 # 100 000-recipient issue on `bulk` never delays someone's confirmation mail.
-MAIL_QUEUE = "mail"  # single transactional mails: confirmations and the like
+MAIL_QUEUE = "mail"  # sign-ups and single transactional mails: confirmations and the like
 BULK_QUEUE = "bulk"  # issues and announcements: fan-out and delivery batches
 DEFAULT_QUEUE = "default"  # housekeeping
 ALL_QUEUES = (MAIL_QUEUE, BULK_QUEUE, DEFAULT_QUEUE)
@@ -134,6 +134,28 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
         job_id=outgoing_mail_job_id(mail_id),
         retry=mail_retry(),
     )
+
+
+def signup_job_id(request_id: int) -> str:
+    """One job id per sign-up request, so the reconciler can tell whether it is in Redis."""
+    return f"signup-{request_id}"
+
+
+def enqueue_signup(request_id: int) -> Job:
+    """The job that acts on a stored sign-up (service/subscriptions/signup.py).
+
+    Through `enqueue_many`, which saves the job and queues it in one Redis
+    round trip (`enqueue` takes two): this is on every sign-up's request.
+    """
+    job = Queue.prepare_data(
+        "workers.signup.process_signup",
+        args=(request_id,),
+        job_id=signup_job_id(request_id),
+        retry=mail_retry(),
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+    )
+    return queue(MAIL_QUEUE).enqueue_many([job])[0]
 
 
 def new_fan_out_job_id(issue_id: int) -> str:

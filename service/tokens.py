@@ -11,7 +11,13 @@ import functools
 from typing import Any
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    SignatureExpired,
+    Signer,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
 
 from .models import Subscriber
 
@@ -24,6 +30,8 @@ SALTS = {
     "invite": "zpravodaj.invite",
     # The short-lived export/erase link mailed on request (PRIVACY_LINK_MAX_AGE).
     "privacy": "zpravodaj.privacy",
+    # A member's calendar feed of a group's meetings.
+    "calendar": "zpravodaj.calendar",
 }
 
 
@@ -46,7 +54,7 @@ class _SignerOnceSerializer(URLSafeTimedSerializer):
 
     default_signer = _KeyOnceSigner
 
-    def make_signer(self, salt: str | bytes | None = None) -> TimestampSigner:
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
         if salt is not None and salt != self.salt:
             return super().make_signer(salt)
         if not hasattr(self, "_signer"):

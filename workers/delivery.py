@@ -33,13 +33,15 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from flask import current_app
+from redis import Redis
 from rq import get_current_job
 from rq.job import Job
-from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import Row, and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from service import jobs
@@ -50,6 +52,7 @@ from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_condition, recipients_query
 from service.jobs import LIVE_JOB_STATES, redis_connection
+from service.logging_setup import bind
 from service.models import (
     BatchStatus,
     Delivery,
@@ -60,12 +63,17 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    rows_matched,
 )
 
 from . import shutdown
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
 from .transport import app_transport
+
+if TYPE_CHECKING:
+    # A delivery still to send, with its subscriber (BatchSender._load_unfinished).
+    _UnfinishedRow = Row[int, int, int, str, str, str | None, str]
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +109,13 @@ def max_attempts() -> int:
 
 def start_scheduled(issue_id: int) -> str:
     """Start a scheduled issue if it is (still) scheduled and due."""
+    bind(issue_id=issue_id)
     if not Issue.start_if_due(issue_id, utcnow() + timedelta(seconds=1)):
         db.session.rollback()
         return "not due"
     # The conditional update holds the row until commit: a twin job waits and then finds
     # the issue no longer scheduled.
-    issue = db.session.get(Issue, issue_id)
+    issue = db.session.get_one(Issue, issue_id)
     begin_delivery(issue)
     db.session.commit()
     log.info("scheduled issue %s started", issue_id)
@@ -126,6 +135,7 @@ def fan_out(issue_id: int) -> str:
     rest, and each later slice's batches are in the queue ahead of the next
     continuation.
     """
+    bind(issue_id=issue_id)
     if not _claim_fan_out(issue_id):
         # A cancel that landed while the previous slice wrote its last batch left that
         # batch pending (the loop's status check came before it): this continuation
@@ -134,7 +144,7 @@ def fan_out(issue_id: int) -> str:
             cancel_batches(issue_id)
         db.session.commit()
         return "skipped"
-    issue = db.session.get(Issue, issue_id)
+    issue = db.session.get_one(Issue, issue_id)
     first_slice = issue.fanout_cursor == 0
     for _ in range(1 if first_slice else FAN_OUT_CHUNKS_PER_JOB):
         status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
@@ -158,7 +168,7 @@ def _claim_fan_out(issue_id: int) -> bool:
     """Take the issue's fan-out lease: ours by job id, or free, or stale."""
     now = utcnow()
     me = _current_job_id()
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(Issue)
         .where(
             Issue.id == issue_id,
@@ -171,7 +181,7 @@ def _claim_fan_out(issue_id: int) -> bool:
             ),
         )
         .values(fanout_heartbeat=now, fanout_job_id=me)
-    ).rowcount
+    )
     db.session.commit()
     return bool(claimed)
 
@@ -190,19 +200,7 @@ def _write_chunk(issue: Issue, batches: int) -> tuple[list[tuple[int, str]], boo
     """
     size = current_app.config["BATCH_SIZE"]
     after = issue.fanout_cursor
-    page = (
-        recipients_query(issue, after=after, limit=size * batches)
-        .add_columns(
-            ((func.row_number().over(order_by=Subscription.subscriber_id) - 1) // size).label("n")
-        )
-        .subquery()
-    )
-    pages = db.session.execute(
-        select(func.max(page.c.subscriber_id), func.count()).group_by(page.c.n).order_by(page.c.n)
-    ).all()
-    bounds = [last for last, _ in pages]
-    # A short chunk is the last: nobody is left after it (no extra round trip to learn so).
-    done = sum(count for _, count in pages) < size * batches
+    bounds, done = _chunk_bounds(issue, size, batches)
     if not bounds:
         _fan_out_done(issue)
         db.session.commit()
@@ -229,6 +227,33 @@ def _write_chunk(issue: Issue, batches: int) -> tuple[list[tuple[int, str]], boo
             ["issue_id", "batch_id", "subscriber_id", "status", "attempts"], rows
         )
     )
+    job_ids = _count_batches(batch_ids)
+    issue.fanout_cursor, issue.fanout_heartbeat = bounds[-1], utcnow()
+    if done:
+        _fan_out_done(issue)
+    db.session.commit()
+    return list(job_ids.items()), done
+
+
+def _chunk_bounds(issue: Issue, size: int, batches: int) -> tuple[list[int], bool]:
+    """The last subscriber id of each of the chunk's batches (every `size`-th recipient
+    after the cursor, up to `batches` of them), and whether nobody is left after them."""
+    page = (
+        recipients_query(issue, after=issue.fanout_cursor, limit=size * batches)
+        .add_columns(
+            ((func.row_number().over(order_by=Subscription.subscriber_id) - 1) // size).label("n")
+        )
+        .subquery()
+    )
+    pages = db.session.execute(
+        select(func.max(page.c.subscriber_id), func.count()).group_by(page.c.n).order_by(page.c.n)
+    ).all()
+    # A short chunk is the last: nobody is left after it (no extra round trip to learn so).
+    return [last for last, _ in pages], sum(count for _, count in pages) < size * batches
+
+
+def _count_batches(batch_ids: Sequence[int]) -> dict[int, str]:
+    """Set the new batches' counts and job ids in one UPDATE; returns the job ids."""
     job_ids = {batch_id: jobs.new_batch_job_id(batch_id) for batch_id in batch_ids}
     # Counted from the rows written, not from the bounds' read: someone may have left
     # between the two statements.
@@ -244,11 +269,7 @@ def _write_chunk(issue: Issue, batches: int) -> tuple[list[tuple[int, str]], boo
         )
         .execution_options(synchronize_session=False)
     )
-    issue.fanout_cursor, issue.fanout_heartbeat = bounds[-1], utcnow()
-    if done:
-        _fan_out_done(issue)
-    db.session.commit()
-    return list(job_ids.items()), done
+    return job_ids
 
 
 def _fan_out_done(issue: Issue) -> None:
@@ -298,8 +319,9 @@ def deliver_batch(batch_id: int) -> str:
     if not _claim_batch(batch_id, owner):
         log.info("batch %s is done or another worker has it; skipping", batch_id)
         return "skipped"
-    batch = db.session.get(DeliveryBatch, batch_id)
-    issue = db.session.get(Issue, batch.issue_id)
+    batch = db.session.get_one(DeliveryBatch, batch_id)
+    bind(issue_id=batch.issue_id)
+    issue = db.session.get_one(Issue, batch.issue_id)
     if batch.resend:
         _put_back_unreached(batch)
     if issue.status != IssueStatus.SENDING:
@@ -351,7 +373,7 @@ def _claim_batch(batch_id: int, owner: str) -> bool:
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(DeliveryBatch)
         .where(DeliveryBatch.id == claimable)
         .values(
@@ -360,7 +382,7 @@ def _claim_batch(batch_id: int, owner: str) -> bool:
             heartbeat=now,
             attempts=DeliveryBatch.attempts + 1,
         )
-    ).rowcount
+    )
     db.session.commit()
     return bool(claimed)
 
@@ -377,11 +399,11 @@ def _put_back_unreached(batch: DeliveryBatch) -> None:
     db.session.commit()
 
 
-def _stop_batch(batch_id: int, owner: str, issue_status: str) -> None:
+def _stop_batch(batch_id: int, owner: str, issue_status: str | None) -> None:
     """The issue no longer sends: a cancelled issue's batch is closed, a paused one's
     handed back for resume."""
     if issue_status == IssueStatus.CANCELLED:
-        _cancel_batch(batch_id, db.session.get(DeliveryBatch, batch_id).issue_id)
+        _cancel_batch(batch_id, db.session.get_one(DeliveryBatch, batch_id).issue_id)
     else:
         _release(batch_id, owner)
     db.session.commit()
@@ -419,7 +441,10 @@ class _Statements:
 
     def __init__(self, connection: Connection) -> None:
         self.sqlite = connection.dialect.name == "sqlite"
-        self.cursor = connection.connection.driver_connection.cursor()
+        driver = connection.connection.driver_connection
+        if driver is None:  # only once the pool has invalidated the connection
+            raise RuntimeError("the database connection is closed")
+        self.cursor = driver.cursor()
         self.writer_queue = _sqlite_writer_queue(connection) if self.sqlite else None
         if self.sqlite:
             self.record_and_claim, self.beat = self.RECORD_AND_CLAIM, self.BEAT
@@ -472,7 +497,7 @@ class BatchSender:
         self.owner = owner
         self.skeleton = _skeleton(issue)
         self.limiter = _rate_limiter()
-        self.transport = app_transport()
+        self.transport = app_transport("issue")
         self.envelope_sender = envelope_sender_for("d")
         self.heartbeat_every = heartbeat_every()
         self.max_attempts = max_attempts()
@@ -536,7 +561,7 @@ class BatchSender:
         self._record_sent()
         return self._finish()
 
-    def _load_unfinished(self) -> list:
+    def _load_unfinished(self) -> Sequence[_UnfinishedRow]:
         """The batch's recipients still to send, with what personalising needs.
 
         Those unsubscribed, bounced or removed since the fan-out are marked
@@ -643,7 +668,7 @@ class BatchSender:
         db.session.commit()
         return "skipped"
 
-    def _send_one(self, row) -> None:
+    def _send_one(self, row: _UnfinishedRow) -> None:
         address = row.ascii_email or row.email
         recipient = Recipient(address=address, name=row.name or "", public_key=row.public_key)
         message_id = self.skeleton.new_message_id(row.id)
@@ -668,7 +693,7 @@ class BatchSender:
         else:
             self.unrecorded = (row.id, message_id)
 
-    def _defer(self, row, exc: TransientFailure) -> None:
+    def _defer(self, row: _UnfinishedRow, exc: TransientFailure) -> None:
         """This recipient's server said "later" (4xx); the others may go on.
         `attempts` counts only these refusals, not re-claims after outages or crashes."""
         if row.attempts + 1 >= self.max_attempts:
@@ -687,7 +712,7 @@ class BatchSender:
             )
             self.deferred += 1
 
-    def _set(self, delivery_id: int, **values) -> None:
+    def _set(self, delivery_id: int, **values: Any) -> None:
         db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
         db.session.commit()
 
@@ -717,11 +742,11 @@ class BatchSender:
         """Give the batch, unfinished, to another worker through a fresh job (the worker
         is stopping); the message sent last is already recorded."""
         job_id = jobs.new_batch_job_id(self.batch_id)
-        handed = db.session.execute(
+        handed = rows_matched(
             update(DeliveryBatch)
             .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
             .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, job_id=job_id)
-        ).rowcount
+        )
         db.session.commit()
         if handed:
             with contextlib.suppress(Exception):  # Redis away: the reconciler enqueues it
@@ -801,11 +826,11 @@ def _cancel_batch(batch_id: int, issue_id: int) -> bool:
         .values(status=DeliveryStatus.CANCELLED)
         .execution_options(synchronize_session=False)
     )
-    closed = db.session.execute(
+    closed = rows_matched(
         update(DeliveryBatch)
         .where(DeliveryBatch.id == batch_id, still_cancelled)
         .values(status=BatchStatus.DONE, owner=None, resend=False)
-    ).rowcount
+    )
     return bool(closed)
 
 
@@ -843,7 +868,7 @@ def reconcile_issues() -> dict[str, int]:
 class _JobChecker:
     """Asks Redis, in one round trip per call, whether jobs are still to run."""
 
-    def __init__(self, connection) -> None:
+    def __init__(self, connection: Redis) -> None:
         self.connection = connection
 
     def live(self, job_ids: list[str]) -> list[bool]:
@@ -855,9 +880,13 @@ class _JobChecker:
 
 def _restart_scheduled(checker: _JobChecker) -> int:
     """Scheduled starts whose job Redis forgot."""
-    scheduled = db.session.execute(
-        select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
-    ).all()
+    scheduled = [
+        (issue_id, at)
+        for issue_id, at in db.session.execute(
+            select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
+        )
+        if at is not None  # always, as Issue.schedule sets both
+    ]
     db.session.commit()
     restarted = 0
     alive = checker.live([jobs.start_job_id(i, at) for i, at in scheduled])

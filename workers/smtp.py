@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import ssl
+import time
 from collections.abc import Callable
 
 from redis import Redis
 
-from service import worker_status
+from service import metrics, worker_status
 from service.addresses import SMTPUTF8_CAPABILITY_KEY
 from service.deliverability.dkim import DkimError, DkimKeyError
 from service.smtp_settings import SmtpSettings
@@ -43,6 +44,7 @@ class SmtpTransport:
     (DKIM: service/deliverability/dkim.py). It runs here, at the last moment,
     so every mail the workers send is signed whoever composed it, and the
     signature's timestamp is the sending time, not the composing time.
+    `kind` names what it sends in the metrics (issue, confirmation…).
     """
 
     def __init__(
@@ -50,23 +52,25 @@ class SmtpTransport:
         settings: SmtpSettings,
         capability_store: Redis | None = None,
         signer: Callable[[bytes], bytes] | None = None,
+        kind: str = "other",
     ) -> None:
         self.settings = settings
         self.capability_store = capability_store
         self.signer = signer
+        self.kind = kind
         self._connection: smtplib.SMTP | None = None
 
     def __enter__(self) -> SmtpTransport:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def connect(self) -> smtplib.SMTP:
         if self._connection is not None:
             return self._connection
         s = self.settings
-        connection = None
+        connection: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
                 connection = smtplib.SMTP_SSL(
@@ -119,9 +123,26 @@ class SmtpTransport:
         return ServerUnavailable(reason)
 
     def send(self, sender: str, recipient: str, raw: bytes, *, smtputf8: bool = False) -> None:
-        """Send one message; raise PermanentFailure or TransientFailure when it is refused."""
-        if self.signer is not None:
-            raw = self._sign(raw)
+        """Send one message; raise PermanentFailure or TransientFailure when it is refused.
+
+        Counted as sent, failed or deferred by kind, with the time of the SMTP
+        exchange (signing not included): service/metrics.py.
+        """
+        started = None
+        try:
+            if self.signer is not None:
+                raw = self._sign(raw)
+            started = time.perf_counter()
+            self._exchange(sender, recipient, raw, smtputf8)
+        except PermanentFailure:
+            metrics.mail_result(self.kind, "failed", _since(started))
+            raise
+        except TransientFailure:
+            metrics.mail_result(self.kind, "deferred", _since(started))
+            raise
+        metrics.mail_result(self.kind, "sent", _since(started))
+
+    def _exchange(self, sender: str, recipient: str, raw: bytes, smtputf8: bool) -> None:
         connection = self.connect()
         options = []
         if smtputf8:
@@ -152,6 +173,8 @@ class SmtpTransport:
             raise _classify(code, message)
 
     def _sign(self, raw: bytes) -> bytes:
+        if self.signer is None:
+            return raw
         try:
             return self.signer(raw)
         except DkimKeyError as exc:
@@ -170,9 +193,11 @@ class SmtpTransport:
 
     def _drop_after(self, exc: smtplib.SMTPResponseException) -> None:
         # After a refused MAIL/DATA the session is still usable; reset it.
+        if self._connection is None:
+            return
         try:
             self._connection.rset()
-        except (OSError, smtplib.SMTPException, AttributeError):
+        except (OSError, smtplib.SMTPException):
             self._drop()
 
     def _drop(self) -> None:
@@ -180,6 +205,10 @@ class SmtpTransport:
             with contextlib.suppress(OSError):
                 self._connection.close()
         self._connection = None
+
+
+def _since(started: float | None) -> float | None:
+    return None if started is None else time.perf_counter() - started
 
 
 def _sendmail(
@@ -205,7 +234,7 @@ def _sendmail(
         if code == 421:
             connection.close()
         else:
-            connection._rset()
+            _reset_quietly(connection)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
     connection.putcmd("rcpt", f"TO:<{recipient}>")
     code, reply = connection.getreply()
@@ -213,16 +242,22 @@ def _sendmail(
         if code == 421:
             connection.close()
         else:
-            connection._rset()
+            _reset_quietly(connection)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     code, reply = connection.data(raw)
     if code != 250:
         if code == 421:
             connection.close()
         else:
-            connection._rset()
+            _reset_quietly(connection)
         raise smtplib.SMTPDataError(code, reply)
     return {}
+
+
+def _reset_quietly(connection: smtplib.SMTP) -> None:
+    """RSET after a refusal, ignoring a lost connection, as sendmail does."""
+    # smtplib's own (private) helper for it, which typeshed's stubs leave out.
+    connection._rset()  # type: ignore[attr-defined]
 
 
 def _close_quietly(connection: smtplib.SMTP | None) -> None:

@@ -6,7 +6,7 @@ only sent or failed rows need. See service/models.py (Delivery) and
 service/delivery_cascade.py.
 
 Revision ID: e5b8c2d4f1a7
-Revises: 7d2e4b1c9a60
+Revises: e15a7c0d4b21
 Create Date: 2026-12-09 08:00:00.000000
 
 """
@@ -18,7 +18,7 @@ from service import batch_counts, delivery_cascade
 
 # revision identifiers, used by Alembic.
 revision = 'e5b8c2d4f1a7'
-down_revision = '7d2e4b1c9a60'
+down_revision = 'e15a7c0d4b21'
 branch_labels = None
 depends_on = None
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from ..archive.dates import czech_date
+from ..archive.dates import MONTHS_GENITIVE, czech_date
 
 ZONE = "Europe/Prague"
 WEEKDAYS = ("pondělí", "úterý", "středa", "čtvrtek", "pátek", "sobota", "neděle")
 # "od čtvrtka … do pátku": after "od"/"do" the weekday takes the genitive case.
 WEEKDAYS_GENITIVE = ("pondělí", "úterý", "středy", "čtvrtka", "pátku", "soboty", "neděle")
+# "ve čtvrtek 11. prosince": on a day, the weekday in the accusative after v/ve.
+WEEKDAYS_ON = ("v pondělí", "v úterý", "ve středu", "ve čtvrtek", "v pátek", "v sobotu", "v neděli")
 
 
 def local_time(moment: datetime, zone: str = ZONE) -> datetime:
@@ -41,3 +43,14 @@ def format_meeting_time(start_utc: datetime, end_utc: datetime, zone: str = ZONE
         f"od {WEEKDAYS_GENITIVE[start.weekday()]} {czech_date(start.date())} {_clock(start)} "
         f"do {WEEKDAYS_GENITIVE[end.weekday()]} {czech_date(end.date())} {_clock(end)}"
     )
+
+
+def on_day(moment: datetime, zone: str = ZONE) -> str:
+    """ "ve čtvrtek 11. prosince": the day of a stored moment, as a subject line says it."""
+    local = local_time(moment, zone)
+    return f"{WEEKDAYS_ON[local.weekday()]} {local.day}. {MONTHS_GENITIVE[local.month - 1]}"
+
+
+def clock_time(moment: datetime, zone: str = ZONE) -> str:
+    """ "9:30": the wall-clock time of a stored moment."""
+    return _clock(local_time(moment, zone))

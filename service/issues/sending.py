@@ -16,11 +16,11 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 
 from .. import jobs
 from ..addresses import InvalidAddress, parse_address_for_app
-from ..clock import utcnow
+from ..clock import iso_utc, utcnow
 from ..extensions import db
 from ..mail import queue_message_bytes
 from ..meetings.calendar import freeze_calendar
@@ -41,7 +41,8 @@ SUBJECT_MAX = 200
 PREHEADER_MAX = 200
 BODY_MAX = 200_000
 
-STATUS_LABELS = {
+# Keyed by str: `Issue.status` holds the plain string, equal to its IssueStatus.
+STATUS_LABELS: dict[str, str] = {
     IssueStatus.DRAFT: "koncept",
     IssueStatus.SCHEDULED: "naplánováno",
     IssueStatus.SENDING: "odesílá se",
@@ -183,7 +184,7 @@ def begin_delivery(issue: Issue) -> None:
     jobs.after_commit(jobs.enqueue_fan_out, issue.id, issue.fanout_job_id)
 
 
-def recipients_condition(issue: Issue):
+def recipients_condition(issue: Issue) -> ColumnElement[bool]:
     """Who the issue goes to: confirmed on its list at the snapshot."""
     return (
         (Subscription.list_id == issue.list_id)
@@ -192,7 +193,9 @@ def recipients_condition(issue: Issue):
     )
 
 
-def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0):
+def recipients_query(
+    issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0
+) -> Select[int]:
     """Subscribers the issue goes to (`recipients_condition`), by id."""
     condition = recipients_condition(issue)
     if count:
@@ -330,7 +333,7 @@ def _counts_and_recent(
     if issue.delivery_summary is not None:
         # Retention replaced the delivery rows by these final counts (workers/retention.py).
         return dict(issue.delivery_summary), 0, None
-    columns = [
+    columns: list[ColumnElement[Any]] = [
         func.sum(DeliveryBatch.total_count),
         func.sum(DeliveryBatch.sent_count),
         func.sum(DeliveryBatch.failed_count),
@@ -366,7 +369,10 @@ def _counts_and_recent(
         "skipped": skipped,
         "cancelled": cancelled,
     }
-    return (counts, int(row[5] or 0), row[6]) if since is not None else (counts, 0, None)
+    if since is None:
+        return counts, 0, None
+    oldest: datetime | None = row[6]
+    return counts, int(row[5] or 0), oldest
 
 
 def _per_second(recent: int, oldest: datetime | None, now: datetime, window: timedelta) -> float:
@@ -395,14 +401,10 @@ def progress(issue: Issue) -> dict[str, Any]:
         "percent": round(100 * done / counts["total"], 1) if counts["total"] else 100.0,
         "rate_per_minute": round(per_second * 60),
         "eta_seconds": eta,
-        "started_at": _iso(issue.started_at),
-        "finished_at": _iso(issue.finished_at),
-        "scheduled_at": _iso(issue.scheduled_at),
+        "started_at": iso_utc(issue.started_at),
+        "finished_at": iso_utc(issue.finished_at),
+        "scheduled_at": iso_utc(issue.scheduled_at),
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.replace(tzinfo=UTC).isoformat() if moment else None
 
 
 # --- previews and test sends ------------------------------------------------
@@ -429,9 +431,12 @@ def preview(issue: Issue) -> Preview:
         skeleton.new_message_id(),
     )
     msg = message_from_bytes(raw, policy=policy.default)
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
-    return Preview(subject=str(msg["Subject"]), html=html, text=text, raw=raw)
+    text, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    if text is None or html is None:
+        raise ValueError("the issue's skeleton built a mail without its text or HTML part")
+    return Preview(
+        subject=str(msg["Subject"]), html=html.get_content(), text=text.get_content(), raw=raw
+    )
 
 
 def parse_test_addresses(value: Any) -> tuple[list[str], str | None]:

@@ -334,6 +334,9 @@ def test_no_such_mailbox_at_rcpt_is_a_hard_bounce_and_the_next_issue_skips_it(ap
     (bounce,) = db.session.scalars(select(Bounce)).all()
     assert (bounce.kind, bounce.status) == ("hard", "5.1.1")
     assert bounce.delivery_id is not None
+    # The admin sees the server's own answer as the report (no NUL: PostgreSQL text).
+    assert bounce.reason == "address" and "5.1.1 No such user" in bounce.raw
+    assert "\0" not in bounce.raw
 
     outbox.catcher.clear()
     send(make_issue())

@@ -1,0 +1,20 @@
+"""What every page shares: the Jinja filters and globals, and `/` (the sign-up form)."""
+
+from __future__ import annotations
+
+from flask import Flask, redirect, url_for
+
+from .czech import plural
+from .lookalikes import address_filter
+
+
+def init_app(app: Flask) -> None:
+    """Register the template filters and globals and the home URL on `app`."""
+    app.jinja_env.filters["plural"] = plural
+    # Every address the admin shows goes through it (look-alike domains in ASCII).
+    app.jinja_env.filters["address"] = address_filter
+    app.jinja_env.globals["site_name"] = "Sociální bydlení v ČR"
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("subscriptions.subscribe_page"))
