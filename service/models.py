@@ -164,6 +164,16 @@ class MailStatus(StrEnum):
     FAILED = "failed"
 
 
+class ImportStatus(StrEnum):
+    """A subscriber import from the admin: queued -> running (leased by a worker) -> done
+    or failed; back to queued when the lease lapses."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class SuppressionReason(StrEnum):
     ERASED = "erased"
     BOUNCED = "bounced"
@@ -571,6 +581,58 @@ class SignupRequest(Model):
     origin: Mapped[str | None] = mapped_column(String(255))
     language: Mapped[str] = mapped_column(String(8), default="cs")
     requested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SubscriberImport(Model):
+    """A CSV of subscribers uploaded in the admin, imported by a worker in chunks.
+
+    The row exists before its job is enqueued (the reconciler finds it if
+    Redis loses the job) and holds the file until the import is done; each
+    chunk's commit moves `rows_done` and the counts with the chunk's rows, so
+    the progress bar reads committed work and a killed import resumes after
+    the last chunk that landed (service/subscriptions/importing.py).
+    """
+
+    __tablename__ = "subscriber_import"
+    __table_args__ = (one_of("status", ImportStatus),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"))
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    consent_source: Mapped[str] = mapped_column(String(500))
+    # The uploaded CSV (UTF-8), emptied when the import ends: it is personal data.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default=ImportStatus.QUEUED)
+    total_rows: Mapped[int] = mapped_column(default=0)  # data rows, counted at the upload
+    rows_done: Mapped[int] = mapped_column(default=0)  # rows read and committed
+    imported: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    heartbeat: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, in Czech
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class ImportProblem(Model):
+    """A line of an admin import that was skipped, and why (Czech): the per-line report."""
+
+    __tablename__ = "import_problem"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber_import.id", ondelete="CASCADE"), index=True
+    )
+    line: Mapped[int]
+    problem: Mapped[str] = mapped_column(Text)
 
 
 class Suppression(Model):

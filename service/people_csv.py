@@ -133,8 +133,8 @@ class PeopleCsv:
             raise ImportRefused(NOT_UTF8) from None
         except csv.Error:
             raise ImportRefused(NOT_CSV) from None
-        if not header:
-            raise ImportRefused(EMPTY)
+        if not header or not any((name or "").strip() for name in header):
+            raise ImportRefused(EMPTY)  # nothing, or only blank lines and spaces
         self.columns = {(name or "").strip().lower(): name for name in header}
         if "email" not in self.columns:
             hint = SEMICOLONS if len(header) == 1 and ";" in header[0] else ""

@@ -15,10 +15,10 @@ import click
 
 
 @contextmanager
-def progress(length: int, label: str) -> Iterator[Callable[[], None]]:
-    """Yield a function to call once per item done."""
+def progress(length: int, label: str) -> Iterator[Callable[..., None]]:
+    """Yield a function to call as items are done: `step()` for one, `step(n)` for n."""
     if not sys.stderr.isatty():
-        yield lambda: None
+        yield lambda count=1: None
         return
     with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
-        yield lambda: bar.update(1)
+        yield lambda count=1: bar.update(count)
