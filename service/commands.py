@@ -235,7 +235,7 @@ def subscribers_export(list_slug: str) -> None:
     if mailing_list is None:
         raise click.ClickException(f"no list {list_slug!r}")
     with progress(subscription_count(mailing_list), "Export") as step:
-        export_subscribers(mailing_list, sys.stdout, on_row=step)
+        export_subscribers(mailing_list, sys.stdout, on_rows=step)
 
 
 # --- accounts and API tokens ---------------------------------------------------

@@ -8,9 +8,7 @@ disagree about what an import does or what an export contains.
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +35,7 @@ from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3,
 )
 from wtforms.validators import DataRequired, Length
 
-from .. import people_csv, suppression
+from .. import suppression
 from ..bounces import recording
 from ..bounces.classify import REASON_LABELS
 from ..czech import plural
@@ -410,8 +408,8 @@ def safe_filename(name: str) -> str:
 def subscribers_export() -> ResponseReturnValue:
     """A list's subscribers as CSV: the columns and format of `zpravodaj subscribers export`.
 
-    Streamed row by row (`transfer.export_rows`, the generator behind
-    `export_subscribers`) so a list of any size never sits in memory whole.
+    Streamed in pieces as the rows come from the database (`transfer.export_chunks`,
+    also behind the command), so a list of any size never sits in memory whole.
     """
     slug = request.args.get("list", "").strip()
     if not slug:
@@ -421,20 +419,8 @@ def subscribers_export() -> ResponseReturnValue:
     if mailing_list is None:
         abort(404)
 
-    def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = people_csv.writer(buffer, transfer.EXPORT_COLUMNS)
-        writer.writeheader()
-        for row in transfer.export_rows(mailing_list):
-            writer.writerow(row)
-            if buffer.tell() > 64 * 1024:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
     return Response(
-        stream_with_context(lines()),
+        stream_with_context(transfer.export_chunks(mailing_list)),
         mimetype="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{safe_filename(mailing_list.slug)}.csv"',
