@@ -1,7 +1,10 @@
 """A local SMTP server that keeps every mail instead of delivering it (aiosmtpd).
 
-The dev command stores the mails as .eml files for the outbox page; the tests
-keep them in memory and read them back.
+The dev command stores the mails as .eml files with a row each in the
+outbox's index (outbox_index.py), which the outbox page reads a page at a
+time; the tests keep them in memory and read them back. With a directory
+nothing is kept in memory: a large issue sent in development would otherwise
+grow the dev command's process by every mail.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from . import outbox_index
 from .processes import free_port
 
 
@@ -38,6 +42,10 @@ class MailCatcher:
         self.mails: list[CaughtMail] = []
         self.directory = Path(directory) if directory else None
         self._lock = threading.Lock()
+        self._index = None
+        if self.directory is not None:
+            self._index = outbox_index.connect(self.directory)
+            outbox_index.reindex(self.directory, self._index)
         # Tests set these to make the server refuse: a code and a message.
         self.reject_rcpt: dict[str, tuple[int, str]] = {}
         self.reject_data: tuple[int, str] | None = None
@@ -65,18 +73,21 @@ class MailCatcher:
             envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
         )
         with self._lock:
-            self.mails.append(mail)
-            if self.directory is not None:
+            if self.directory is None:
+                self.mails.append(mail)
+            else:
                 self._store(self.directory, mail)
         return "250 Message accepted"
 
     def _store(self, directory: Path, mail: CaughtMail) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        stem = f"{time.time_ns()}"
+        stem = time.time_ns()
         (directory / f"{stem}.eml").write_bytes(mail.data)
         (directory / f"{stem}.json").write_text(
             json.dumps({"mail_from": mail.mail_from, "rcpt_tos": mail.rcpt_tos})
         )
+        assert self._index is not None  # made with the directory
+        outbox_index.record(self._index, stem, mail.mail_from, mail.rcpt_tos, mail.data)
 
     def clear(self) -> None:
         with self._lock:

@@ -1,6 +1,8 @@
 """`/dev/outbox`: the mails the dev command's catcher caught, readable and clickable.
 
-Registered only when the dev command runs (DEV_OUTBOX_DIR is set).
+Registered only when the dev command runs (DEV_OUTBOX_DIR is set). The list
+comes a page at a time from the outbox's index (outbox_index.py), newest
+first; a mail's page reads its .eml file.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup, escape
+
+from . import outbox_index
 
 bp = Blueprint("dev_outbox", __name__, url_prefix="/dev/outbox")
 
@@ -89,8 +93,21 @@ def _outbox_policy(response):
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    stems = sorted((p.stem for p in _directory().glob("*.eml")), reverse=True)
-    return render_template("dev/outbox.html", entries=[_load(s) for s in stems[:200]])
+    """A page of caught mails, newest first; `?before=STEM` for older ones."""
+    before_arg = request.args.get("before", "").strip()
+    before = int(before_arg) if before_arg.isascii() and before_arg.isdigit() else None
+    if before is not None and before > 2**63 - 1:
+        before = None
+    entries, older, total = outbox_index.page(_directory(), before)
+    return render_template(
+        "dev/outbox.html",
+        entries=entries,
+        older=older,
+        total=total,
+        paged=before is not None,
+        per_page=outbox_index.PER_PAGE,
+        received=lambda stem: datetime.fromtimestamp(stem / 1e9),
+    )
 
 
 @bp.get("/<stem>")
