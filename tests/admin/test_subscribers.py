@@ -90,6 +90,8 @@ def imported(client, body: bytes, **options):
         "/admin/subscribers/1",
         "/admin/subscribers/1/export.json",
         "/admin/subscribers/import",
+        "/admin/subscribers/imports/1",
+        "/admin/subscribers/imports/1/progress.json",
         "/admin/subscribers/export.csv?list=zpravodaj",
     ],
 )
@@ -106,6 +108,8 @@ def test_subscribers_pages_require_sign_in(client, app, path):
         "/admin/subscribers/1",
         "/admin/subscribers/1/export.json",
         "/admin/subscribers/import",
+        "/admin/subscribers/imports/1",
+        "/admin/subscribers/imports/1/progress.json",
         "/admin/subscribers/export.csv?list=ostrava-psb",
     ],
 )

@@ -23,10 +23,12 @@ from service.groups.joining import join_token
 from service.meetings.rsvp import rsvp_token
 from service.models import (
     Attachment,
+    ImportProblem,
     Issue,
     MailingList,
     Meeting,
     Subscriber,
+    SubscriberImport,
     Subscription,
 )
 
@@ -46,6 +48,7 @@ class World:
     meeting: Meeting
     attachment: Attachment
     document: Attachment  # of the sent group announcement: on the members' page
+    subscriber_import: SubscriberImport  # an admin CSV upload, finished, with a skipped line
 
     def token_for(self, endpoint: str) -> str:
         """A valid signed token for a route taking one."""
@@ -97,6 +100,8 @@ class World:
                 values[name] = self.attachment.id
             elif name == "document_id":
                 values[name] = self.document.id
+            elif name == "import_id":
+                values[name] = self.subscriber_import.id
             elif name == "user_id":
                 values[name] = None  # filled by the caller (needs the accounts)
             elif name in ("text_id", "version"):
@@ -184,7 +189,19 @@ def world(app) -> World:
         sha256="0" * 64,
         data=b"%PDF",
     )
-    db.session.add_all([attachment, document])
+    subscriber_import = SubscriberImport(
+        list_id=zpravodaj.id,
+        filename="lide.csv",
+        consent_source="Mailchimp",
+        status="done",
+        total_rows=2,
+        rows_done=2,
+        imported=1,
+        skipped=1,
+    )
+    db.session.add_all([attachment, document, subscriber_import])
+    db.session.flush()
+    db.session.add(ImportProblem(import_id=subscriber_import.id, line=3, problem="neplatná adresa"))
     db.session.commit()
     member_subscription = next(s for s in member.subscriptions)
     return World(
@@ -198,6 +215,7 @@ def world(app) -> World:
         invitation=invitation,
         meeting=meeting,
         attachment=attachment,
+        subscriber_import=subscriber_import,
         document=document,
     )
 
