@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,6 +79,24 @@ def password_hashes_computed_once() -> Iterator[None]:
             functools.cache(service.accounts.check_password_hash),
         )
         yield
+
+
+@pytest.fixture(autouse=True)
+def worker_stop_state_per_test(monkeypatch) -> None:
+    """Every test starts in a process that nobody has asked to stop.
+
+    A worker's SIGTERM handler sets process-wide state (workers/shutdown.py's
+    flag, the Redis outage's give-up time) that lasts until the process exits,
+    which is right for a worker. A test that signals its own process (as
+    test_dev_command does) would leave it set for the rest of its pytest-xdist
+    process, where every later in-process delivery hands its batch back and
+    queues it again for ever: the suite hung at 99 %.
+    """
+    import workers.shutdown
+    from workers.redis_outage import outage
+
+    monkeypatch.setattr(workers.shutdown, "_requested", threading.Event())
+    monkeypatch.setattr(outage, "give_up_at", None)
 
 
 @pytest.fixture(scope="session")

@@ -499,3 +499,37 @@ def test_sigterm_during_the_reconciler_stops_the_worker(app, monkeypatch):
             signal.signal(sig, handler)
         worker.register_death()
     assert stops, "the worker went back to listening on the queues after SIGTERM"
+
+
+def test_a_stop_signalled_in_one_test_does_not_reach_the_next():
+    """The SIGTERM test above leaves its process asked to stop; the next test in
+    the same process must still deliver (the suite once hung at 99 % on it:
+    every in-process delivery handed its batch back and queued it again)."""
+    here = Path(__file__).resolve()
+    # SQLite is enough to show the order matters (and CI=true would insist on both).
+    env = {**os.environ, "TEST_DATABASE_URL": "", "CI": ""}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "0",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--timeout",
+            "120",
+            f"{here}::test_sigterm_during_the_reconciler_stops_the_worker",
+            f"{here.parent / 'test_mail.py'}::test_no_mail_names_the_software_or_its_version",
+        ],
+        cwd=here.parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "2 passed" in run.stdout
