@@ -40,7 +40,10 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 
 ZPRAVODAJ = Path(sys.executable).with_name("zpravodaj")
 # Settings the dev command must fill in itself; anything inherited would hide that.
-UNSET = ("REDIS_URL", "SECRET_KEY", "SMTP_URL", "DATABASE_URL", "BASE_URL", "MAIL_FROM")
+UNSET = (
+    "REDIS_URL", "SECRET_KEY", "SMTP_URL", "DATABASE_URL", "BASE_URL", "MAIL_FROM",
+    "PROMETHEUS_MULTIPROC_DIR",
+)  # fmt: skip
 # Deadlines of waits on a condition, generous for a loaded CI machine; the
 # conditions themselves usually hold within a second or two.
 START_TIMEOUT = 120
@@ -363,7 +366,26 @@ def test_dev_command_runs_the_double_opt_in_and_stops_cleanly_on_sigterm(start_d
 
     _editor_sends_an_issue(server, len(mail_paths))
 
+    # The worker's work horses counted the mails into the instance's metrics
+    # directory, which the web's /metrics adds up.
+    status, page = server.get("/metrics")
+    assert status == 200, page
+    sent = _samples(page, "zpravodaj_mails_total", result="sent")
+    assert sent.get("issue") == 1.0 and sum(sent.values()) == 3.0, page
+
     _stop_and_check(server, signal.SIGTERM, group=False)
+
+
+def _samples(page: str, name: str, **labels: str) -> dict[str, float]:
+    """kind -> value of the samples `name` with `labels` in a /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.labels["kind"]: sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    }
 
 
 def _wait_for_outbox(server: DevServer, subject: str) -> str:
@@ -433,10 +455,16 @@ def _zpravodaj(server_cwd: Path, instance: Path, *args: str) -> subprocess.Compl
 
 
 def test_other_commands_of_the_checkout_use_the_running_dev_instance(start_dev, tmp_path):
-    server = start_dev()
     instance = tmp_path / "instance"
+    stale = instance / "dev-metrics" / "counter_1.db"  # an earlier dev run's counts
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    server = start_dev()
     env_file = instance / "dev.env"
     assert env_file.stat().st_mode & 0o077 == 0, "the file holds the dev SECRET_KEY"
+    # The metrics directory, emptied at the start, is lent to the other commands too.
+    assert not stale.exists()
+    assert f"PROMETHEUS_MULTIPROC_DIR='{instance / 'dev-metrics'}'" in env_file.read_text()
 
     created = _zpravodaj(tmp_path, instance, "lists", "create", "vybor", "--name", "Výbor")
     assert created.returncode == 0, created.stderr

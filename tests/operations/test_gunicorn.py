@@ -192,11 +192,15 @@ def test_a_worker_host_serves_its_metrics_on_its_own_port(config, environment, o
         worker.wait(30)
 
 
-def test_metrics_port_without_a_multiprocess_directory_is_refused(environment):
+@pytest.mark.parametrize("command", [["worker", "--burst"], ["bounces", "serve"]])
+def test_metrics_port_without_a_multiprocess_directory_is_refused(environment, command):
+    # METRICS_PORT as a container sets it (compose.yaml); the same as --metrics-port.
     env = {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(METRICS_PORT=str(free_port()), BOUNCE_SMTP_PORT=str(free_port()))
     result = subprocess.run(
-        [sys.executable, "-m", "service", "worker", "--burst", "--metrics-port", str(free_port())],
+        [sys.executable, "-m", "service", *command],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode != 0
-    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "metrics: --metrics-port needs PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
