@@ -231,7 +231,7 @@ def test_a_report_without_verp_suppresses_nobody(app, outbox, runner, tmp_path, 
     assert "nezaznamenáno" in result.output
     assert "VERP" in result.output
     # The same forgery through the SMTP receiver.
-    with smtplib.SMTP("127.0.0.1", receiver) as smtp:
+    with smtplib.SMTP("127.0.0.1", receiver, timeout=30) as smtp:
         smtp.sendmail("", ["bounces@socialnibydleni.example"], raw)
     assert statuses(address) == {"confirmed"}
     assert not suppressed(address)

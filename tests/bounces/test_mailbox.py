@@ -10,7 +10,6 @@ message twice; one killed before its commit must not lose it.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from imapclient import IMAPClient
@@ -22,6 +21,7 @@ from service.models import Bounce, MailboxMessage, OutgoingMail
 from tests.bounces.dovecot import BINARY, PASSWORD, USER, PrivateDovecot
 from tests.bounces.test_bounces import bounce_bytes, send_issue, statuses
 from tests.conftest import missing_part, run_jobs
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +158,10 @@ def test_a_running_poller_reads_new_mail_as_it_arrives(app, outbox, imap):
     thread.start()
     try:
         imap.append("INBOX", bounce_bytes("postfix_hard.eml", mail))
-        deadline = time.monotonic() + 60
-        while statuses(address) != {"bounced"}:
-            assert not errors, errors
-            assert time.monotonic() < deadline, "the poller did not read the new bounce"
-            time.sleep(0.1)  # polling a condition (the row), not a timing assertion
+        wait_until(
+            lambda: statuses(address) == {"bounced"}, "the poller to read the new bounce",
+            abort=lambda: errors,
+        )  # fmt: skip
     finally:
         stop.set()
         thread.join(timeout=30)
