@@ -143,9 +143,13 @@ def postgresql_url() -> Iterator[str]:
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         connection.execute(f"CREATE SCHEMA {schema}")
-    yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
+    # No wait on a lock may outlast a test: a session a failed test left idle in its
+    # transaction is ended after five minutes, and a statement waiting on a lock fails
+    # then, naming itself, instead of every later test's TRUNCATE waiting for good.
+    options = (
+        f"-csearch_path={schema} -clock_timeout=300s -cidle_in_transaction_session_timeout=300s"
     )
+    yield url.update_query_dict({"options": options}).render_as_string(hide_password=False)
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
