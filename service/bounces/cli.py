@@ -113,8 +113,9 @@ def poll_command(once: bool) -> None:
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         done = mailbox.run(
-            config["BOUNCE_IMAP_URL"], config["BOUNCE_IMAP_INTERVAL"], once=once, stop=stop
-        )
+            config["BOUNCE_IMAP_URL"], config["BOUNCE_IMAP_INTERVAL"], once=once, stop=stop,
+            bar=True,
+        )  # fmt: skip
     except mailbox.MailboxError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EX_CONFIG)

@@ -9,12 +9,14 @@ message twice; one killed before its commit must not lose it.
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
+from service import progress as progress_module
 from service.bounces import mailbox
 from service.extensions import db
 from service.models import Bounce, MailboxMessage, OutgoingMail
@@ -195,3 +197,25 @@ def test_the_mailbox_url_is_read_whole():
         True,
         "Bounces",
     )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_poll_once_shows_a_progress_bar_on_a_terminal_only(app, outbox, imap, monkeypatch):
+    (mail,) = send_issue(app, outbox, count=1).values()
+    imap.append("INBOX", bounce_bytes("postfix_hard.eml", mail))
+    imap.append("INBOX", b"From: someone@example.cz\r\nSubject: hello\r\n\r\nJust mail.\r\n")
+    terminal = Terminal()
+    monkeypatch.setattr(progress_module.sys, "stderr", terminal)
+    done = mailbox.run(app.config["BOUNCE_IMAP_URL"], 30, once=True, bar=True)
+    assert done.processed == 2
+    assert "Schránka nedoručenek" in terminal.getvalue() and "100%" in terminal.getvalue()
+    # In a script (stderr no terminal) no bar: only the log lines.
+    imap.append("INBOX", b"From: someone@example.cz\r\nSubject: again\r\n\r\nJust mail.\r\n")
+    script = io.StringIO()
+    monkeypatch.setattr(progress_module.sys, "stderr", script)
+    assert mailbox.run(app.config["BOUNCE_IMAP_URL"], 30, once=True, bar=True).processed == 1
+    assert "Schránka nedoručenek" not in script.getvalue()

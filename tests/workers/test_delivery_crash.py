@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -49,7 +50,8 @@ class SlowSink(MailCatcher):
             return self.received.wait_for(lambda: len(self.mails) >= count, timeout)
 
 
-def start_worker(app, smtp_url: str, **settings: str) -> subprocess.Popen:
+def start_worker(app, smtp_url: str, log: Path | None = None, **settings: str) -> subprocess.Popen:
+    """A real worker process with short leases and timeouts; its stderr to `log` if given."""
     env = worker_env(app, smtp_url)
     env.update(BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", SMTP_TIMEOUT="2", RECONCILE_INTERVAL="1")
     env.update(settings)
@@ -58,7 +60,7 @@ def start_worker(app, smtp_url: str, **settings: str) -> subprocess.Popen:
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("wb") if log is not None else subprocess.DEVNULL,
     )
 
 
