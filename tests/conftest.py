@@ -456,3 +456,22 @@ def privacy_link(client, app, outbox, preferences_path: str) -> str:
     run_jobs(app)
     mail = outbox.mails[before:][-1]
     return link_to(mail, "/preferences/").rpartition("/")[0]
+
+
+def send_issue_now(app, slug: str = "zpravodaj", subject: str = "Zpravodaj 12/2026"):
+    """An issue of list `slug` sent now, its jobs run to the end: the sent Issue."""
+    from sqlalchemy import select
+
+    from service.issues import sending
+    from service.models import Issue, MailingList
+
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    fields, errors = sending.validate_fields(subject, "Dobrý den,\n\nnovinky.\n", "")
+    assert not errors
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    sending.send_now(issue)
+    db.session.commit()
+    run_jobs(app)
+    db.session.expire_all()
+    return db.session.get(Issue, issue.id)
