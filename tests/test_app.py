@@ -50,8 +50,9 @@ def test_cli_explains_missing_configuration(monkeypatch, tmp_path):
 
     env = {"PATH": "/usr/bin:/bin", "INSTANCE_PATH": str(tmp_path), "HOME": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "service", "lists", "show"], env=env, capture_output=True, text=True
-    )
+        [sys.executable, "-m", "service", "lists", "show"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert result.returncode != 0
     assert "Chybí nastavení SECRET_KEY, REDIS_URL, SMTP_URL" in result.stderr
     assert "Traceback" not in result.stderr

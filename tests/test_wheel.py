@@ -25,7 +25,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -39,6 +38,7 @@ from service.dev.processes import free_port
 from tests.bounces.test_bounces import bounce_bytes
 from tests.conftest import link_to
 from tests.test_deploy import COMMANDS
+from tests.waiting import exited, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]
 
@@ -63,7 +63,9 @@ def _build_wheel(into: Path) -> Path:
 
 def _fresh_venv(path: Path, wheel: Path) -> Path:
     """A new venv with the wheel installed, and .venv's other packages linked in."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120
+    )
     python = path / "bin" / "python"
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
@@ -156,18 +158,16 @@ def started(environment: dict[str, str], cwd: Path) -> Iterator[dict[str, Path]]
 
 def wait_for(condition, what: str, logs: dict[str, Path]):
     """Wait until `condition()` is true; fail at once when a started process has exited."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        if any(process.poll() is not None for process in PROCESSES):
-            break
-        time.sleep(0.2)
-    shown = "\n".join(
-        f"--- {name}\n{path.read_text(errors='replace')}" for name, path in logs.items()
-    )
-    pytest.fail(f"{what}: not within {TIMEOUT} s, or a process exited\n{shown}")
+
+    def shown() -> str:
+        return "\n".join(
+            f"--- {name}\n{path.read_text(errors='replace')}" for name, path in logs.items()
+        )
+
+    return wait_until(
+        condition, what, timeout=TIMEOUT, interval=0.2, details=shown,
+        abort=lambda: next(filter(None, map(exited, PROCESSES)), None),
+    )  # fmt: skip
 
 
 def http(base: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:

@@ -19,14 +19,16 @@ def in_threads(count: int, action) -> list:
     results: list = [None] * count
 
     def run(i: int) -> None:
-        barrier.wait()
+        barrier.wait(timeout=60)
         results[i] = action()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    # Daemons: a thread stuck for good fails this test, not the exit of the test process.
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck after 60 s"
     return results
 
 
