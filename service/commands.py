@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import click
@@ -23,8 +26,9 @@ from .extensions import db
 from .groups.membership import MembershipError, clean_group_fields
 from .meetings.cli import replies_group
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
-from .people_csv import ImportRefused, decode
+from .people_csv import ImportRefused
 from .progress import progress
+from .subscriptions.importing import count_rows, text_of
 from .subscriptions.transfer import export_subscribers, import_subscribers, subscription_count
 
 
@@ -190,15 +194,18 @@ def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) 
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
         raise click.ClickException(f"seznam {list_slug!r} neexistuje")
-    try:
-        text = decode(csv_file.read())
-        # Lines, less the header: the rows, give or take a quoted line break.
-        with progress(max(text.count("\n") - 1, 1), "Import") as step:
-            report = import_subscribers(
-                io.StringIO(text, newline=""), mailing_list, consent_source, on_row=step
-            )
-    except ImportRefused as exc:
-        raise click.ClickException(f"Import se neprovedl: {exc}") from exc
+    with _seekable(csv_file) as source:
+        try:
+            # Read through once first: an unreadable file is refused before any row
+            # lands, and the progress bar knows its length. Then a chunk at a time.
+            total = count_rows(source)
+            source.seek(0)
+            text = text_of(source)
+            with progress(total, "Import") as step:
+                report = import_subscribers(text, mailing_list, consent_source, on_rows=step)
+            text.detach()  # the file is closed by whoever opened it
+        except ImportRefused as exc:
+            raise click.ClickException(f"Import se neprovedl: {exc}") from exc
     for line, problem in report.problems:
         click.echo(f"řádek {line}: {problem}", err=True)
     click.echo(
@@ -206,6 +213,18 @@ def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) 
         f"přeskočeno {len(report.problems)}",
         err=True,
     )
+
+
+@contextlib.contextmanager
+def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
+    """The file as given, or (stdin, a pipe) copied to a temporary file to be read twice."""
+    if stream.seekable():
+        yield stream
+        return
+    with tempfile.TemporaryFile() as copy:
+        shutil.copyfileobj(stream, copy)
+        copy.seek(0)
+        yield copy
 
 
 @subscribers_group.command("export")

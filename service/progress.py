@@ -16,10 +16,10 @@ import click
 
 
 @contextmanager
-def progress(length: int, label: str) -> Iterator[Callable[[], None]]:
-    """Yield a function to call once per item done (no bar for no items)."""
+def progress(length: int, label: str) -> Iterator[Callable[..., None]]:
+    """Yield a function to call as items are done: `step()` for one, `step(n)` for n."""
     if length <= 0 or not sys.stderr.isatty():
-        yield lambda: None
+        yield lambda count=1: None
         return
     with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
-        yield lambda: bar.update(1)
+        yield lambda count=1: bar.update(count)

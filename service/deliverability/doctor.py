@@ -33,9 +33,6 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
-import dkim as dkimpy
-import dns.exception
-import dns.resolver
 from sqlalchemy import text
 
 from ..extensions import db
@@ -88,6 +85,11 @@ def dns_resolver(timeout: float, nameservers: list[str] | None = None, port: int
     always exist: a resolver that cannot answer that (offline, or a sandbox
     answering NXDOMAIN to everything) would make every record look missing.
     """
+    # dnspython is imported by the doctor's run alone: the CLI that registers this
+    # command is loaded by every web and worker process, which never resolve DNS.
+    import dns.exception
+    import dns.resolver
+
     state: dict[str, Any] = {}
 
     def unavailable(reason: str) -> DnsUnavailable:
@@ -295,6 +297,8 @@ def check_dkim_key(config: Mapping[str, Any]) -> list[Result]:
         signed = signer(sample)
     except DkimError as exc:
         return [Result("dkim-key", FAIL, str(exc))]
+    import dkim as dkimpy  # imported when run (see dns_resolver): ~2.5 MB for every process
+
     record = record_value(key).encode("ascii")
     if not dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record):
         return [Result("dkim-key", FAIL, f"a test signature with {path} does not verify")]

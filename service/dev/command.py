@@ -30,7 +30,6 @@ from ..models import MailingList, Subscription, SubscriptionStatus, User
 from ..paths import instance_path
 from ..subscriptions import actions
 from . import env_file
-from .mail_catcher import MailCatcher, start_catcher
 from .processes import spawn, stop
 from .redis_server import NoRedisServer, PrivateRedis
 
@@ -255,6 +254,10 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
                 raise click.ClickException(str(exc)) from exc
             started.append(redis.stop)
             os.environ["REDIS_URL"] = redis.url
+
+        # Imported by this command alone: aiosmtpd is of no use to the web and worker
+        # processes that register the CLI (service/cli.py).
+        from .mail_catcher import MailCatcher, start_catcher
 
         catcher = start_catcher(MailCatcher(outbox_dir), port=smtp_port)
         started.append(catcher.stop)

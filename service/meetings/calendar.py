@@ -18,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import icalendar
 from flask import current_app
 from sqlalchemy import select
 
@@ -35,6 +34,12 @@ from .recurrence import describe
 from .reminders import schedule_reminder
 from .rsvp import OrganizerAddresses
 from .timezones import UnsupportedZone, vtimezone
+
+# icalendar (~3 MB) is imported where a calendar is built, not here: every web and
+# worker process loads this module with the app, for the few issues that are
+# meeting invitations (timezones.py and replies.py do the same).
+if TYPE_CHECKING:
+    import icalendar
 
 CALENDAR_CONTENT_TYPE = "text/calendar"
 CALENDAR_FILENAME = "pozvanka.ics"
@@ -126,6 +131,8 @@ def feed_for(group: MailingList, meetings: list[Meeting]) -> bytes:
 
 
 def _calendar(method: str) -> icalendar.Calendar:
+    import icalendar  # on use: see the imports
+
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -137,6 +144,8 @@ def _calendar(method: str) -> icalendar.Calendar:
 def meeting_event(meeting: Meeting, sequence: int, cancelled: bool) -> icalendar.Event:
     """The meeting's VEVENT: times in TIMEZONE, the agenda as DESCRIPTION, the sender as
     ORGANIZER."""
+    import icalendar  # on use: see the imports
+
     local = local_zone()
     event = icalendar.Event()
     event.add("uid", meeting.uid)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rrulestr
-
 from ..groups.dates import clock_time, local_time
 
 RRULE_MAX = 200
@@ -69,6 +67,8 @@ def check_rule(rule: str, start_local: datetime) -> str | None:
     parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
     if parts.get("FREQ") not in _ALLOWED_FREQ:
         return "Setkání se může opakovat nejčastěji denně (FREQ=DAILY, WEEKLY, MONTHLY, YEARLY)."
+    from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
+
     try:
         upcoming = rrulestr(f"RRULE:{rule}", dtstart=start_local).after(start_local, inc=True)
     except (ValueError, TypeError, OverflowError):
@@ -88,6 +88,8 @@ def occurrences(
     after_local = local_time(after, zone).replace(tzinfo=None)
     found: list[tuple[datetime, datetime]] = []
     moment = after_local
+    from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
+
     series = rrulestr(f"RRULE:{rule}", dtstart=first)
     while len(found) < count:
         following = series.after(moment)

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
-import icalendar
 from sqlalchemy import select
 
 from ..clock import local_zone
@@ -31,6 +31,9 @@ from ..mail import compose, queue_message, render_pair
 from ..models import INSTITUTION_TYPES, Meeting, PartStat, Subscriber, Subscription
 from .calendar import meeting_title
 from .rsvp import answer_from_calendar, parse_rsvp_address
+
+if TYPE_CHECKING:  # imported on use, as in calendar.py
+    import icalendar
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,8 @@ def _mailto(address: object) -> str:
 
 
 def _calendar_of(message: EmailMessage) -> icalendar.Calendar:
+    import icalendar  # on use: see calendar.py
+
     for part in message.walk():
         if part.get_content_type() not in CALENDAR_TYPES:
             continue
