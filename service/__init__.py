@@ -25,7 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # The app's parts are imported here, not at the top: every `import service.x`
     # (a worker, a migration, the CLI before it needs an app) runs this package
     # first, and must not load every blueprint of the web app with it.
-    from . import commands, database, errors, health, input_guard, jobs, pages, privacy
+    from . import commands, database, errors, health, i18n, input_guard, jobs, pages, privacy
     from .admin import auth as admin_auth
     from .admin.routes import bp as admin_bp
     from .api.routes import bp as api_bp
@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
 
+    i18n.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True)
     limiter.init_app(app)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from .jobs import redis_connection
 
-INVALID_ADDRESS_MESSAGE = "Neplatný e-mail."
+INVALID_ADDRESS_MESSAGE = _l("Neplatný e-mail.")
 
 # Where the worker records what the SMTP server's EHLO said about SMTPUTF8;
 # the web process never talks SMTP itself.

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -264,6 +264,9 @@ class Subscriber(db.Model):
     """One person, identified by the case-folded normalised address."""
 
     __tablename__ = "subscriber"
+    # `language` comes from its server default and is read when first used, not
+    # returned by every INSERT (which would name it even to an older schema).
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_key)
@@ -275,6 +278,9 @@ class Subscriber(db.Model):
     # part itself is non-ASCII and the mail needs SMTPUTF8.
     ascii_email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200), default="")
+    # "cs" or "en": the language of every mail to them and of their personal pages;
+    # the page they signed up on sets it, the preferences page changes it.
+    language: Mapped[str] = mapped_column(String(8), server_default="cs")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Bounces before this moment no longer count (an administrator reactivated
     # the address after fixing the cause).

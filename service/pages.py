@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, redirect, request, url_for
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -11,7 +12,7 @@ from .errors import embedded_form_post, error_page, wants_json
 from .lookalikes import address_filter
 
 # An admin form posted without its CSRF token, with a wrong one, or from a lost session.
-CSRF_MESSAGE = "Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou."
+CSRF_MESSAGE = _l("Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou.")
 
 
 def init_app(app: Flask) -> None:
@@ -24,7 +25,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["plural"] = plural
     # Every address the admin shows goes through it (look-alike domains in ASCII).
     app.jinja_env.filters["address"] = address_filter
-    app.jinja_env.globals["site_name"] = "Sociální bydlení v ČR"
+    app.jinja_env.globals["site_name"] = _l("Sociální bydlení v ČR")
 
     @app.get("/")
     def index():
@@ -33,8 +34,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf_refused(error: CSRFError):
         if wants_json():
-            return jsonify(errors={"request": CSRF_MESSAGE}), 400
-        return error_page(400, CSRF_MESSAGE), 400
+            return jsonify(errors={"request": CSRF_MESSAGE}, codes={"request": "csrf_expired"}), 400
+        return error_page(400, str(CSRF_MESSAGE)), 400
 
     @app.after_request
     def _security_headers(response):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 # (endpoint, label, roles that see it)
 NAVIGATION = (
-    ("admin.dashboard", "Přehled", ("admin", "editor", "coordinator")),
-    ("admin.subscribers", "Odběratelé", ("admin", "editor")),
-    ("admin.issues", "Vydání", ("admin", "editor", "coordinator")),
-    ("admin.groups", "Skupiny", ("admin", "coordinator")),
-    ("admin.users", "Účty", ("admin",)),
+    ("admin.dashboard", _l("Přehled"), ("admin", "editor", "coordinator")),
+    ("admin.subscribers", _l("Odběratelé"), ("admin", "editor")),
+    ("admin.issues", _l("Vydání"), ("admin", "editor", "coordinator")),
+    ("admin.groups", _l("Skupiny"), ("admin", "coordinator")),
+    ("admin.users", _l("Účty"), ("admin",)),
 )
 
 
@@ -21,6 +22,6 @@ def init_app(app: Flask) -> None:
         def admin_navigation() -> list[tuple[str, str]]:
             if not current_user.is_authenticated:
                 return []
-            return [(e, label) for e, label, roles in NAVIGATION if current_user.role in roles]
+            return [(e, str(label)) for e, label, roles in NAVIGATION if current_user.role in roles]
 
         return {"admin_navigation": admin_navigation}

@@ -22,6 +22,7 @@ from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
+from ..i18n import DEFAULT_LANGUAGE
 from ..models import (
     Bounce,
     ConsentEvent,
@@ -83,17 +84,23 @@ def subscriber_by_public_key(public_key: Any) -> Subscriber | None:
     return db.session.scalar(select(Subscriber).filter_by(public_key=public_key))
 
 
-def get_or_create_subscriber(address: Address, name: str = "") -> Subscriber:
+def get_or_create_subscriber(
+    address: Address, name: str = "", language: str = DEFAULT_LANGUAGE
+) -> Subscriber:
     """The subscriber for `address`, created when new (safe against a concurrent twin).
 
-    An existing subscriber's name is left alone: whoever types the address
-    into the form is not necessarily its owner.
+    An existing subscriber's name and language are left alone: whoever types
+    the address into the form is not necessarily its owner.
     """
     subscriber = find_subscriber(address)
     if subscriber is not None:
         return subscriber
     subscriber = Subscriber(
-        email=address.email, email_key=address.key, ascii_email=address.ascii_email, name=name
+        email=address.email,
+        email_key=address.key,
+        ascii_email=address.ascii_email,
+        name=name,
+        language=language,
     )
     try:
         with db.session.begin_nested():
@@ -119,14 +126,17 @@ def signup(
     lists: list[MailingList],
     info: RequestInfo,
     consent_text: ConsentText,
+    *,
+    language: str = DEFAULT_LANGUAGE,
 ) -> SignupResult:
     """A visitor asks to receive `lists`: record it and mail a confirmation link.
 
     A new, pending or unsubscribed subscription (re)starts double opt-in; a
     confirmed one stays as it is. Mails are capped per address per hour so the
-    form cannot be used to flood someone's mailbox.
+    form cannot be used to flood someone's mailbox. A new subscriber's mails
+    are in `language`, the language of the page they signed up on.
     """
-    subscriber = get_or_create_subscriber(address, name)
+    subscriber = get_or_create_subscriber(address, name, language)
     # One sign-up of an address at a time (PostgreSQL row lock; SQLite
     # serialises writers anyway): keeps the per-hour mail cap exact.
     db.session.refresh(subscriber, with_for_update=True)

@@ -10,14 +10,17 @@ from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask_limiter.errors import RateLimitExceeded
 
 from .. import consent, suppression, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
 from ..database import commit_with_retry
+from ..errors import error_page, message_for
 from ..extensions import db, limiter
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
+from ..i18n import current_language, use_person_language, valid_language
 from ..models import (
     INSTITUTION_TYPES,
     ListKind,
@@ -40,6 +43,7 @@ from .forms import (
     UNKNOWN_LIST,
     SubscribeInput,
     UnreadableRequest,
+    error_codes,
     name_problem,
     validate,
 )
@@ -131,14 +135,22 @@ def subscribe_embed():
     return _render_form(embed=True)
 
 
+def _would_send_mail(response: Response) -> bool:
+    """Only accepted sign-ups count toward the per-address limit: "abc" typed five times never
+    locks anything, while five confirmation requests for one address in an hour do."""
+    return response.status_code == 202
+
+
 @bp.post("/subscribe")
 @limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
+@limiter.limit(
+    _address_limit, key_func=_address_rate_key, methods=["POST"], deduct_when=_would_send_mail
+)
 def subscribe():
     try:
         data = SubscribeInput.from_request(request)
     except UnreadableRequest as exc:
-        return jsonify(errors={"request": str(exc)}), 400
+        return jsonify(errors={"request": str(exc)}, codes={"request": "bad_request"}), 400
 
     if data.honeypot:
         # A bot filled the field people cannot see: answer as if it worked.
@@ -156,7 +168,7 @@ def subscribe():
 
     if errors or signup is None:
         if data.is_json:
-            return jsonify(errors=errors), 422
+            return jsonify(errors=errors, codes=error_codes(errors)), 422
         return _render_form(
             embed=data.embed,
             status=422,
@@ -170,9 +182,43 @@ def subscribe():
         request, "api" if data.is_json else ("embed" if data.embed else "page")
     )
     commit_with_retry(
-        partial(actions.signup, signup.address, signup.name, lists, info, consent_text)
+        partial(
+            actions.signup,
+            signup.address,
+            signup.name,
+            lists,
+            info,
+            consent_text,
+            language=current_language(),
+        )
     )
     return _accepted(data)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _too_many_signups(error: RateLimitExceeded):
+    """The sixth attempt in a minute: the form again with what was typed and the reason (429)."""
+    message = message_for(429)
+    headers = {
+        name: value
+        for name, value in error.get_headers()
+        if name.lower() not in {"content-type", "content-length"}
+    }
+    if request.endpoint != "subscriptions.subscribe":
+        return error_page(429, message), 429, headers
+    try:
+        data = SubscribeInput.from_request(request)
+    except UnreadableRequest:
+        data = SubscribeInput(is_json=request.is_json)
+    if data.is_json:
+        return jsonify(errors={"request": message}, codes={"request": "rate_limited"}), 429, headers
+    body, _ = _render_form(
+        embed=data.embed,
+        values={"email": data.email_text, "name": data.name},
+        errors={"request": message},
+        checked=data.list_slugs,
+    )
+    return body, 429, headers
 
 
 def _accepted(data: SubscribeInput):
@@ -205,6 +251,7 @@ def _cors_for_website(response: Response) -> Response:
 @bp.get("/confirm/<token>")
 def confirm(token: str):
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
+    use_person_language(subscriber.language)
     lists = [
         s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)
     ]
@@ -214,6 +261,7 @@ def confirm(token: str):
 @bp.post("/confirm/<token>")
 def confirm_post(token: str):
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
+    use_person_language(subscriber.language)
     info = RequestInfo.from_request(request, "link")
     confirmed = actions.confirm(subscriber, _slugs(payload), info)
     db.session.commit()
@@ -240,6 +288,7 @@ def confirm_resend(token: str):
 @bp.get("/unsubscribe/<token>")
 def unsubscribe(token: str):
     subscriber, payload = load_link("unsubscribe", token)
+    use_person_language(subscriber.language)
     return render_template(
         "public/unsubscribe.html", token=token, mailing_list=_named_list(subscriber, payload)
     )
@@ -253,6 +302,7 @@ def unsubscribe_post(token: str):
     except SubscriberGone:
         # Erased already: nothing is sent to them any more, which is what they asked.
         return render_template("public/unsubscribed.html", lists=[], gone=True)
+    use_person_language(subscriber.language)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     info = RequestInfo.from_request(request, "one-click" if one_click else "link")
     list_slug = payload.get("l") if isinstance(payload.get("l"), str) else None
@@ -329,12 +379,14 @@ def _preferences_page(
 @bp.get("/preferences/<token>")
 def preferences(token: str):
     subscriber, _ = load_link("preferences", token)
+    use_person_language(subscriber.language)
     return _preferences_page(token, subscriber)
 
 
 @bp.post("/preferences/<token>")
 def preferences_post(token: str):
     subscriber, _ = load_link("preferences", token)
+    use_person_language(subscriber.language)
     name = request.form.get("name", "").strip()
     problem = name_problem(name)
     # Groups whose fields were on the page that was posted: only those change, so
@@ -362,6 +414,8 @@ def preferences_post(token: str):
     wanted, _unknown = actions.newsletters_by_slug(request.form.getlist("list"))
     info = RequestInfo.from_request(request, "preferences")
     actions.update_preferences(subscriber, name, wanted, info)
+    # The language of their mails and pages; a page posted without the field keeps it.
+    subscriber.language = valid_language(request.form.get("language")) or subscriber.language
     kept = set(request.form.getlist("group"))
     for subscription, details in group_updates:
         membership.update_details(
@@ -371,6 +425,7 @@ def preferences_post(token: str):
         if subscription.status == SubscriptionStatus.CONFIRMED and slug not in kept:
             actions.unsubscribe(subscriber, slug, info)
     db.session.commit()
+    use_person_language(subscriber.language)
     return _preferences_page(token, subscriber, saved=True)
 
 
@@ -435,6 +490,7 @@ def preferences_privacy_link(token: str):
 def preferences_export(token: str):
     """A page with a download button; changes and hands out nothing (mail scanners fetch GETs)."""
     subscriber = load_privacy_link(token)
+    use_person_language(subscriber.language)
     return render_template("public/export.html", token=token, subscriber=subscriber)
 
 
@@ -450,6 +506,7 @@ def preferences_export_post(token: str):
 @bp.get("/preferences/<token>/erase")
 def preferences_erase(token: str):
     subscriber = load_privacy_link(token)
+    use_person_language(subscriber.language)
     return render_template("public/erase.html", token=token, subscriber=subscriber)
 
 
