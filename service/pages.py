@@ -7,7 +7,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .czech import plural
+from .czech import group_genitive, plural
 from .errors import embedded_form_post, error_page, wants_json
 from .lookalikes import address_filter
 
@@ -23,6 +23,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     app.jinja_env.filters["plural"] = plural
+    app.jinja_env.filters["group_genitive"] = group_genitive
     # Every address the admin shows goes through it (look-alike domains in ASCII).
     app.jinja_env.filters["address"] = address_filter
     app.jinja_env.globals["site_name"] = _l("Sociální bydlení v ČR")

@@ -27,6 +27,7 @@ from flask import render_template
 from markupsafe import Markup
 
 from .. import tokens
+from ..czech import group_genitive
 from ..links import external_url
 from ..mail import MAIL_POLICY, format_recipient, sender_address, sender_domain
 from ..meetings.calendar import calendar_for, documents
@@ -87,7 +88,7 @@ def list_id(mailing_list: MailingList) -> str:
 def reason_text(mailing_list: MailingList) -> str:
     """Why the reader gets this mail (shown in every mail's footer)."""
     if mailing_list.kind == "group":
-        return f"Tento e-mail dostáváte jako člen pracovní skupiny {mailing_list.name}."
+        return f"Tento e-mail dostáváte jako člen {group_genitive(mailing_list.name)}."
     return (
         "Tento e-mail dostáváte, protože jste se přihlásili k odběru "
         f"„{mailing_list.name}“ a odběr potvrdili."

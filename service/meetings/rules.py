@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from ..clock import utcnow
+from ..czech import group_genitive
 from ..extensions import db
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
@@ -209,8 +210,9 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
     _apply(meeting, fields)
     meeting.sequence += 1
     body = (
-        "Dobrý den,\n\nposíláme **změněné údaje** o setkání pracovní skupiny "
-        f"{meeting.mailing_list.name}. Aktuální termín, místo a program najdete níže; "
+        "Dobrý den,\n\nposíláme **změněné údaje** o setkání "
+        f"{group_genitive(meeting.mailing_list.name)}. "
+        "Aktuální termín, místo a program najdete níže; "
         "pozvánka v kalendáři se sama aktualizuje.\n"
     )
     issue = create_issue(
@@ -230,8 +232,8 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     meeting.cancelled_at = utcnow()
     meeting.sequence += 1
     body = (
-        "Dobrý den,\n\nsetkání pracovní skupiny "
-        f"{meeting.mailing_list.name} uvedené níže se **ruší**. "
+        "Dobrý den,\n\nsetkání "
+        f"{group_genitive(meeting.mailing_list.name)} uvedené níže se **ruší**. "
         "Z kalendáře se odstraní samo.\n"
     )
     issue = create_issue(
