@@ -25,6 +25,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale, refresh
+from markupsafe import Markup
 
 from .paths import PACKAGE_ROOT
 
@@ -87,6 +88,14 @@ def use_person_language(language: str | None) -> None:
 def current_language() -> str:
     """ "cs" or "en": the language pages and mails of this context are rendered in."""
     return str(get_locale() or DEFAULT_LANGUAGE)
+
+
+def content_lang(content_language: str = DEFAULT_LANGUAGE) -> Markup:
+    """` lang="cs"` on an element holding content written in Czech (an issue) when the page
+    around it speaks another language; nothing on a Czech page."""
+    if current_language() == content_language:
+        return Markup("")
+    return Markup(' lang="{}"').format(content_language)
 
 
 def mail_language(language: str | None) -> str:
@@ -170,4 +179,5 @@ def init_app(app: Flask) -> None:
     app.url_value_preprocessor(_choose_afresh)
     app.after_request(_remember_choice)
     app.jinja_env.globals["current_language"] = current_language
+    app.jinja_env.globals["content_lang"] = content_lang
     app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES
