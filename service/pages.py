@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .czech import group_genitive, plural
 from .errors import embedded_form_post, error_page, wants_json
+from .i18n import current_language
 from .lookalikes import address_filter
 
 # An admin form posted without its CSRF token, with a wrong one, or from a lost session.
@@ -23,7 +24,10 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     app.jinja_env.filters["plural"] = plural
-    app.jinja_env.filters["group_genitive"] = group_genitive
+    # Czech declines the group's name inside a sentence; English says it as it is.
+    app.jinja_env.filters["group_genitive"] = lambda name: (
+        group_genitive(name) if current_language() == "cs" else name
+    )
     # Every address the admin shows goes through it (look-alike domains in ASCII).
     app.jinja_env.filters["address"] = address_filter
     app.jinja_env.globals["site_name"] = _l("Sociální bydlení v ČR")
