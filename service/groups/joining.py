@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from .. import consent, suppression, tokens
@@ -30,6 +31,7 @@ from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
+from ..i18n import current_language, in_language
 from ..links import external_url
 from ..mail import compose, queue_message, render_pair, send_to_subscriber
 from ..models import (
@@ -158,7 +160,8 @@ def request_to_join(
     address is not necessarily its owner. The mail goes out in every case
     but a bounced address, within the per-hour cap of the sign-up form.
     """
-    subscriber = actions.get_or_create_subscriber(address, name)
+    # A new person gets their mails in the language of the page they asked on.
+    subscriber = actions.get_or_create_subscriber(address, name, current_language())
     # One request per address at a time keeps the per-hour cap exact (see actions.signup).
     db.session.refresh(subscriber, with_for_update=True)
     now = utcnow()
@@ -262,10 +265,12 @@ def member_page_url(subscriber: Subscriber, group: MailingList) -> str:
 
 def send_join_confirmation(subscriber: Subscriber, group: MailingList) -> str:
     """The mail that confirms the address of a join request; returns its Message-ID."""
+    with in_language(subscriber.language):
+        subject = _("Potvrďte prosím žádost o členství: %(name)s", name=group.name)
     return send_to_subscriber(
         subscriber,
         JOIN_CONFIRMATION,
-        f"Potvrďte prosím žádost o členství: {group.name}",
+        subject,
         group=group,
         confirm_url=external_url("groups.confirm_join", token=join_token(subscriber, group)),
         valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
