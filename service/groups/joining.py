@@ -24,6 +24,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from .. import consent, suppression, tokens
@@ -56,8 +57,8 @@ JOIN_REQUEST_NOTICE = "join_request_notice"
 # Mails a stranger can make us send to an address by typing it into a form.
 STRANGER_MAIL_KINDS = (*actions.SIGNUP_MAIL_KINDS, JOIN_CONFIRMATION)
 
-ORGANIZATION_REQUIRED = "Uveďte prosím organizaci, kterou zastupujete."
-INSTITUTION_REQUIRED = "Vyberte prosím typ instituce."
+ORGANIZATION_REQUIRED = _l("Uveďte prosím organizaci, kterou zastupujete.")
+INSTITUTION_REQUIRED = _l("Vyberte prosím typ instituce.")
 
 # Statuses from which a join request starts afresh (details and all).
 RESTARTABLE = (SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.DECLINED)
@@ -105,9 +106,9 @@ def details_problems(details: MemberDetails, *, required: bool) -> dict[str, str
             problems[field_name] = str(exc)
     if required:
         if not details.organization:
-            problems.setdefault("organization", ORGANIZATION_REQUIRED)
+            problems.setdefault("organization", str(ORGANIZATION_REQUIRED))
         if not details.institution:
-            problems.setdefault("institution", INSTITUTION_REQUIRED)
+            problems.setdefault("institution", str(INSTITUTION_REQUIRED))
     return problems
 
 

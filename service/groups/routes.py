@@ -23,9 +23,9 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
+from ..institutions import institution_labels
 from ..issues.markdown import markdown_to_html
 from ..models import (
-    INSTITUTION_TYPES,
     Issue,
     MailingList,
     Meeting,
@@ -114,7 +114,7 @@ def _group_page(
         render_template(
             "groups/group.html",
             group=group,
-            institution_types=INSTITUTION_TYPES,
+            institution_types=institution_labels(),
             values=values or {},
             errors=errors or {},
             consent_text=consent.current_text("group_consent"),

@@ -21,8 +21,8 @@ from ..extensions import db, limiter
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
 from ..i18n import current_language, use_person_language, valid_language
+from ..institutions import institution_labels
 from ..models import (
-    INSTITUTION_TYPES,
     ListKind,
     MailingList,
     Subscriber,
@@ -369,7 +369,7 @@ def _preferences_page(
             s.mailing_list.slug: (group_values or {}).get(s.mailing_list.slug, s)
             for s in memberships
         },
-        institution_types=INSTITUTION_TYPES,
+        institution_types=institution_labels(),
         saved=saved,
         errors=errors or {},
         group_errors=group_errors or {},

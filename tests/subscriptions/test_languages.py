@@ -21,7 +21,13 @@ from tests.i18n_checks import untranslated, visible_text
 from workers.schedule import SCHEDULE
 
 # The privacy notice's own text (templates/consent/privacy.md) is Czech only so far.
-PUBLIC_PAGES = ["/subscribe", "/embed/subscribe", "/archive/zpravodaj", "/groups/"]
+PUBLIC_PAGES = [
+    "/subscribe",
+    "/embed/subscribe",
+    "/archive/zpravodaj",
+    "/groups/",
+    "/groups/ostrava-psb",
+]
 
 
 def sign_up(client, query="", **extra):
