@@ -61,7 +61,9 @@ def requested_language() -> str | None:
     return named
 
 
-_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# Only the plain forms (the sign-up form carries `lang`): a multipart upload is
+# left for its own view to read, under its own size limit.
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded"})
 
 
 def select_language() -> str:

@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 
 from service.clock import utcnow
 from service.extensions import db
-from service.models import ConsentEvent, Subscriber, Subscription
+from service.groups import membership
+from service.models import ConsentEvent, MailingList, Subscriber, Subscription
 from service.subscriptions.reminders import send_due_reminders
 from tests.conftest import link_to, privacy_link, run_jobs
 from tests.i18n_checks import untranslated, visible_text
@@ -197,3 +198,29 @@ def test_no_reminder_once_the_link_expired(client, app, outbox):
 
 def test_the_reminder_runs_from_the_workers_schedule():
     assert "confirm-reminders" in {work.name for work in SCHEDULE}
+
+
+def test_a_group_invitation_to_an_english_subscriber_is_in_english(client, app, outbox):
+    sign_up(client, "?lang=en", lang="en")
+    group = db.session.scalar(select(MailingList).filter_by(slug="ostrava-psb"))
+    with app.test_request_context():
+        membership.invite(group, "jana@seznam.cz", "", "ÚP Ostrava", "urad-prace", "", None)
+    db.session.commit()
+    run_jobs(app)
+    subject, text, html = mail_texts(outbox.mails[-1])
+    assert subject == "Invitation to the group: Pracovní skupina sociálního bydlení"
+    assert "we invite you to join Pracovní skupina sociálního bydlení" in text
+    for part in (text, visible_text(html)):
+        left = untranslated(part, "jana@seznam.cz", "Pracovní skupina sociálního bydlení")
+        assert not left, left
+
+
+def test_a_czech_group_invitation_never_says_group_twice(client, app, outbox):
+    group = db.session.scalar(select(MailingList).filter_by(slug="ostrava-psb"))
+    with app.test_request_context():
+        membership.invite(group, "jana@seznam.cz", "", "ÚP Ostrava", "urad-prace", "", None)
+    db.session.commit()
+    run_jobs(app)
+    _, text, _ = mail_texts(outbox.mails[-1])
+    assert "zveme vás do Pracovní skupiny sociálního bydlení" in text
+    assert "skupiny Pracovní skupina" not in text
