@@ -9,15 +9,21 @@ In one run, against one local aiosmtpd sink that counts and discards:
    personalised rendering and SMTP;
 3. the same with two worker processes.
 
-Printed: msg/s of each, the pipeline's ratio to the baseline, the time from
+Printed (medians of --runs, default 5): msg/s and CPU per message of each
+(the workers' CPU with their work horses, from /proc; the baseline's thread
+CPU), the pipeline's ratios to the baseline, two workers against one, the time from
 "send" to the first mail, and the peak RSS of the worker processes and of
 their work horses (sampled from /proc every 20 ms while the issue is sent;
 run it with a larger N to see that neither grows with the list).
 
-Run: .venv/bin/python bench/issue_delivery.py [N] [--database-url URL] [--dkim]
-(default N=5000 on a temporary SQLite file; pass a PostgreSQL URL to measure that;
+Run: .venv/bin/python bench/issue_delivery.py [N] [--database-url URL] [--dkim] [--runs R]
+[--meeting]
+(default N=3000 on a temporary SQLite file; pass a PostgreSQL URL to measure that;
 --dkim has the workers DKIM-sign every mail with a temporary 2048-bit key, while
-the baseline stays unsigned raw smtplib).
+the baseline stays unsigned raw smtplib; --meeting sends a working group's
+meeting invitation instead of a newsletter, each copy with its own ATTENDEE,
+ORGANIZER and RSVP link, and also prints the CPU time of personalising one
+copy with and without the invitation, medians of five runs).
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ import asyncio
 import os
 import signal
 import smtplib
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,6 +56,7 @@ from service.extensions import db
 from service.issues import sending
 from service.issues.rendering import Recipient, skeleton_for
 from service.jobs import redis_connection
+from service.meetings import rules as meeting_rules
 from service.models import Issue, MailingList, Subscriber, Subscription
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -93,18 +102,46 @@ def seed(n: int) -> None:
     db.session.commit()
 
 
-def new_issue() -> Issue:
+MEETING = False  # --meeting: every issue is a meeting invitation (set in main)
+
+
+def new_issue(meeting: bool | None = None) -> Issue:
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
     body = (PROJECT / "bench" / "sample_issue.md").read_text(encoding="utf-8")
     fields, errors = sending.validate_fields("Zpravodaj sociálního bydlení 12/2026", body, "")
     assert not errors, errors
     issue = sending.create_issue(mailing_list, fields, None)
+    if MEETING if meeting is None else meeting:
+        start = (utcnow() + timedelta(days=30)).replace(hour=9, minute=30, second=0)
+        when, problems = meeting_rules.validate_meeting(
+            {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat(),
+             "location": "Magistrát města Ostravy, zasedací místnost 118",
+             "agenda": "1. Zahájení\n2. Bytový fond města\n3. Různé"}
+        )  # fmt: skip
+        assert not problems, problems
+        meeting_rules.attach_meeting(issue, when)
     db.session.commit()
     return issue
 
 
-def raw_smtplib(port: int, n: int) -> float:
-    """msg/s of raw smtplib over one connection, messages rendered beforehand."""
+def personalise_cost(n: int) -> dict[str, float]:
+    """CPU microseconds per personalised copy, newsletter vs meeting invitation (medians)."""
+    result = {}
+    for label, meeting in (("plain", False), ("meeting", True)):
+        skeleton = skeleton_for(new_issue(meeting))  # a draft: rendered as a send would
+        recipients = [Recipient(f"ctenar{i}@example.cz", f"Čtenář {i}", f"k{i}") for i in range(n)]
+        runs = []
+        for _ in range(5):
+            start = time.process_time()
+            for i, recipient in enumerate(recipients):
+                skeleton.personalise(recipient, skeleton.new_message_id(i))
+            runs.append((time.process_time() - start) / n * 1e6)
+        result[label] = statistics.median(runs)
+    return result
+
+
+def raw_smtplib(port: int, n: int) -> tuple[float, float]:
+    """(msg/s, CPU ms per message) of raw smtplib over one connection, pre-rendered."""
     issue = new_issue()
     skeleton = skeleton_for(issue)
     messages = [
@@ -114,10 +151,17 @@ def raw_smtplib(port: int, n: int) -> float:
         for i in range(n)
     ]  # fmt: skip
     with smtplib.SMTP("127.0.0.1", port) as connection:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         for address, raw in messages:
             connection.sendmail("zpravodaj@localhost.localdomain", [address], raw)
-        return n / (time.perf_counter() - start)
+        return n / (time.perf_counter() - start), (time.thread_time() - cpu) * 1000 / n
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its reaped children (RQ's work horses)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler(threading.Thread):
@@ -148,24 +192,39 @@ class RssSampler(threading.Thread):
                     continue
 
 
-def pipeline(app, env: dict[str, str], sink: CountingSink, n: int, workers: int) -> dict:
-    """Deliver one issue with `workers` worker processes; msg/s, first mail, peak RSS."""
+def start_workers(env: dict[str, str], count: int) -> list[subprocess.Popen]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "service", "worker"], env=env, cwd=PROJECT,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        for _ in range(workers)
+        for _ in range(count)
     ]  # fmt: skip
     deadline = time.monotonic() + 60
-    while len(Worker.all(connection=redis_connection())) < workers:
+    while len(Worker.all(connection=redis_connection())) < count:
         if time.monotonic() > deadline:
             raise SystemExit("workers did not start")
         time.sleep(0.1)
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(60)
+    deadline = time.monotonic() + 30
+    while Worker.all(connection=redis_connection()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def pipeline(procs: list[subprocess.Popen], env: dict, sink: CountingSink, n: int) -> dict:
+    """Deliver one issue with the running workers: msg/s, CPU per message, first mail, RSS."""
     sampler = RssSampler([proc.pid for proc in procs])
     sampler.start()
     issue = new_issue()
     sink.reset()
+    cpu_before = sum(cpu_seconds(proc.pid) for proc in procs)
     start = time.perf_counter()
     sending.send_now(issue)
     db.session.commit()
@@ -178,16 +237,15 @@ def pipeline(app, env: dict[str, str], sink: CountingSink, n: int, workers: int)
             break
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
+    time.sleep(0.3)  # the last work horse is reaped: its CPU joins the parent's
+    cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu_before
     sampler.stopped.set()
     sampler.join()
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        proc.wait(60)
     assert sink.count == n, f"sink got {sink.count} of {n}"
     assert sink.signed == (n if env.get("DKIM_DOMAIN") else 0), f"{sink.signed} signed"
     return {
         "rate": n / elapsed,
+        "cpu_ms": cpu * 1000 / n,
         "answered": answered,
         "first_mail": (sink.first_at - start) if sink.first_at else float("nan"),
         "worker_rss_mb": sampler.peak["worker"] / 2**20,
@@ -195,12 +253,20 @@ def pipeline(app, env: dict[str, str], sink: CountingSink, n: int, workers: int)
     }
 
 
+def median_of(results: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("n", nargs="?", type=int, default=5000)
+    parser.add_argument("n", nargs="?", type=int, default=3000)
     parser.add_argument("--database-url")
     parser.add_argument("--dkim", action="store_true", help="DKIM-sign (a temporary key)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each (medians printed)")
+    parser.add_argument("--meeting", action="store_true", help="send a meeting invitation")
     args = parser.parse_args()
+    global MEETING
+    MEETING = args.meeting
 
     sink = CountingSink()
     port = free_port("127.0.0.1")
@@ -231,27 +297,56 @@ def main() -> None:
         with app.app_context():
             db.drop_all()
             db.create_all()
-            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
+            kind = "group" if args.meeting else "newsletter"
+            db.session.add(
+                MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení", kind=kind)
+            )
             db.session.commit()
             seed(args.n)
-            baseline = raw_smtplib(port, args.n)
-            one = pipeline(app, env, sink, args.n, workers=1)
-            two = pipeline(app, env, sink, args.n, workers=2)
+            cost = personalise_cost(min(args.n, 2000)) if args.meeting else None
+            baselines = [raw_smtplib(port, args.n) for _ in range(args.runs)]
+            baseline = statistics.median(rate for rate, _ in baselines)
+            baseline_cpu = statistics.median(cpu for _, cpu in baselines)
+            results = {}
+            for count in (1, 2):
+                procs = start_workers(env, count)
+                try:
+                    runs = [pipeline(procs, env, sink, args.n) for _ in range(args.runs)]
+                finally:
+                    stop_workers(procs)
+                results[count] = median_of(runs)
             db.drop_all()
     controller.stop()
 
     kind = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
-    print(f"issue delivery to {args.n} subscribers ({kind}), one aiosmtpd sink on loopback")
+    one, two = results[1], results[2]
+    what = "meeting invitation" if args.meeting else "issue"
+    print(
+        f"{what} delivery to {args.n} subscribers ({kind}), one aiosmtpd sink on loopback, "
+        f"medians of {args.runs}"
+    )
+    if cost is not None:
+        print(
+            f"  personalising one copy (CPU, median of 5): newsletter {cost['plain']:.0f} µs, "
+            f"invitation with ATTENDEE/ORGANIZER/RSVP link {cost['meeting']:.0f} µs "
+            f"(+{cost['meeting'] - cost['plain']:.0f} µs)"
+        )
     if args.dkim:
         print("  DKIM on: the pipeline signs every mail (rsa-sha256, 2048 bits); baseline unsigned")
-    print(f"  raw smtplib, one connection, pre-rendered: {baseline:8.0f} msg/s  (baseline)")
+    print(
+        f"  raw smtplib, one connection, pre-rendered: {baseline:8.0f} msg/s, "
+        f"{baseline_cpu:.2f} ms CPU/msg  (baseline)"
+    )
     for label, result in (("one worker", one), ("two workers", two)):
         print(
-            f"  pipeline, {label:11}: {result['rate']:8.0f} msg/s  "
+            f"  pipeline, {label:11}: {result['rate']:8.0f} msg/s "
             f"= {result['rate'] / baseline:.2f} x baseline; "
+            f"{result['cpu_ms']:.2f} ms CPU/msg (all workers) "
+            f"= {baseline_cpu / result['cpu_ms']:.2f} x baseline by CPU; "
             f"send answered in {result['answered'] * 1000:.0f} ms, "
             f"first mail after {result['first_mail'] * 1000:.0f} ms"
         )
+    print(f"  two workers / one worker: {two['rate'] / one['rate']:.2f} x")
     print(
         f"  peak RSS: worker process {one['worker_rss_mb']:.0f} MB, "
         f"work horse (one batch or the fan-out) {one['horse_rss_mb']:.0f} MB"

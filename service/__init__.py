@@ -25,18 +25,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # The app's parts are imported here, not at the top: every `import service.x`
     # (a worker, a migration, the CLI before it needs an app) runs this package
     # first, and must not load every blueprint of the web app with it.
-    from . import commands, database, errors, health, i18n, input_guard, jobs, pages, privacy
+    from . import (
+        commands,
+        database,
+        errors,
+        health,
+        http_guards,
+        i18n,
+        input_guard,
+        jobs,
+        logging_setup,
+        metrics,
+        privacy,
+        site,
+    )
     from .admin import auth as admin_auth
-    from .admin.routes import bp as admin_bp
-    from .api.routes import bp as api_bp
-    from .archive.routes import bp as archive_bp
+    from .api import errors as api_errors
     from .config import check_required, load_config
-    from .dev.outbox import bp as outbox_bp
-    from .extensions import db, limiter, migrate
-    from .groups.routes import bp as groups_bp
+    from .extensions import limiter
     from .issues import attachments
-    from .meetings.routes import bp as meetings_bp
-    from .subscriptions.routes import bp as subscriptions_bp
 
     app = Flask(
         __name__,
@@ -50,30 +57,52 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     check_required(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
+    logging_setup.init_app(app)
 
     i18n.init_app(app)
     database.init_app(app)
-    migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True)
+    # Request hooks run in the order they are registered; these three come first.
+    api_errors.init_app(app)  # unknown /api/v1 paths: the API's 404/405, before anything else
+    attachments.init_app(app)  # uploads: their own size limit, before the guard reads the form
+    input_guard.init_app(app)  # only usable text reaches the rate limiter and the views
     limiter.init_app(app)
     jobs.init_app(app)
     errors.init_app(app)
-    input_guard.init_app(app)
-    pages.init_app(app)
+    http_guards.init_app(app)
+    site.init_app(app)
     admin_auth.init_app(app)
     privacy.init_app(app)
+    _register_blueprints(app)
+    health.init_app(app)
+    metrics.init_app(app)
+    app.register_blueprint(privacy.bp)
+    commands.init_app(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    """The app's pages and the API, each flow's blueprint from its `routes.py`
+    (the dev outbox only in development)."""
+    # Imported here for the reason given in create_app: importing `service`
+    # must not load the web app's blueprints.
+    from .admin.routes import bp as admin_bp
+    from .api.routes import bp as api_bp
+    from .archive.routes import bp as archive_bp
+    from .dev.outbox import bp as outbox_bp
+    from .groups.routes import bp as groups_bp
+    from .meetings.routes import bp as meetings_bp
+    from .meetings.routes import rsvp_bp
+    from .subscriptions.routes import bp as subscriptions_bp
+
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(archive_bp)
     app.register_blueprint(groups_bp)
     app.register_blueprint(meetings_bp)
-    attachments.init_app(app)
+    app.register_blueprint(rsvp_bp)
     app.register_blueprint(api_bp)
-    health.init_app(app)
-    app.register_blueprint(privacy.bp)
     if app.config.get("DEV_OUTBOX_DIR"):
         app.register_blueprint(outbox_bp)
-    commands.init_app(app)
-    return app
 
 
 def _derive_extension_config(app: Flask) -> None:

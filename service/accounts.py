@@ -7,9 +7,11 @@ does not hand out working tokens.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -20,13 +22,31 @@ from .models import USER_ROLES, ApiToken, MailingList, User
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "zpr_"
 
-# Hash checked when the account does not exist, so a login for an unknown
-# address costs as much as one for a known address (no timing oracle).
-_DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Hash checked when the account does not exist, so a login for an unknown
+    address costs as much as one for a known address (no timing oracle).
+
+    Made on first need, not at import: scrypt takes 32 MiB and ~0.1 s, and
+    every process (web, worker, CLI) imports this module while only a sign-in
+    with an unknown address uses it.
+    """
+    return generate_password_hash("not a password", method="scrypt")
 
 
 class AccountError(ValueError):
     """A request about accounts that cannot be done; the message is Czech, for the user."""
+
+
+def signed_in_user() -> User | None:
+    """The account signed in to this request, or None (anonymous, or disabled).
+
+    The User itself rather than Flask-Login's untyped proxy of it, so that it
+    can be passed on and stored on rows.
+    """
+    user = current_user._get_current_object()
+    return user if isinstance(user, User) and user.is_authenticated else None
 
 
 def normalise_email(email: str) -> str:
@@ -110,7 +130,7 @@ def authenticate(email: str, password: str) -> User | None:
     """The active account with this address and password, or None."""
     user = db.session.scalar(select(User).filter_by(email=normalise_email(email)))
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     if not check_password_hash(user.password_hash, password) or not user.active:
         return None

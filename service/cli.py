@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, ScriptInfo
-from flask_migrate.cli import db as db_group
 
 from . import __version__, commands, create_app
 from .config import ConfigError
@@ -44,7 +43,6 @@ def app_commands() -> click.Group:
     """The app's commands without building an app: what `create_app` adds to `app.cli`."""
     group = click.Group()
     commands.register(group)
-    group.add_command(db_group, "db")  # Flask-Migrate's, added by its init_app
     return group
 
 
@@ -55,8 +53,8 @@ def _refusing(command: click.Command, reason: str) -> click.Command:
     and the app's groups do nothing in theirs.
     """
     clone = copy.copy(command)
-    if isinstance(command, click.Group):
-        clone.commands = {name: _refusing(sub, reason) for name, sub in command.commands.items()}
+    if isinstance(clone, click.Group):
+        clone.commands = {name: _refusing(sub, reason) for name, sub in clone.commands.items()}
         return clone
 
     def refuse(*args: Any, **kwargs: Any) -> NoReturn:
@@ -66,8 +64,20 @@ def _refusing(command: click.Command, reason: str) -> click.Command:
     return clone
 
 
+def _db_commands() -> click.Group:
+    """Flask-Migrate's `db` group, imported only when asked for.
+
+    Every `zpravodaj` command, the workers' `worker` too, goes through this
+    module, and only `db` needs Alembic (service/schema.py says why that matters).
+    """
+    from . import schema  # not at the top: see the docstring
+
+    return schema.commands()
+
+
 class ZpravodajGroup(FlaskGroup):
-    """Flask's CLI group, whose help works without settings (Flask's prints a traceback)."""
+    """Flask's CLI group, whose help works without settings (Flask's prints a traceback),
+    and whose `db` commands load Alembic only when they run."""
 
     def _settings_error(self, ctx: click.Context) -> str | None:
         try:
@@ -84,16 +94,16 @@ class ZpravodajGroup(FlaskGroup):
             return command
         reason = self._settings_error(ctx)
         if reason is None:
-            return super().get_command(ctx, name)
-        command = app_commands().get_command(ctx, name)
+            return _db_commands() if name == "db" else super().get_command(ctx, name)
+        command = _db_commands() if name == "db" else app_commands().get_command(ctx, name)
         return None if command is None else _refusing(command, reason)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         if self._settings_error(ctx) is None:
-            return super().list_commands(ctx)
+            return sorted({*super().list_commands(ctx), "db"})
         self._load_plugin_commands()
         names = set(click.Group.list_commands(self, ctx))
-        return sorted(names | set(app_commands().list_commands(ctx)))
+        return sorted(names | set(app_commands().list_commands(ctx)) | {"db"})
 
 
 def main() -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import io
 import sys
+from typing import BinaryIO
 
 import click
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import ScalarResult, select
 
 from . import health, ledger
 from .accounts import AccountError, create_token, create_user, normalise_email
@@ -20,6 +21,7 @@ from .clock import utcnow
 from .deliverability import cli as deliverability_cli
 from .extensions import db
 from .groups.membership import MembershipError, clean_group_fields
+from .meetings.cli import replies_group
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
 from .people_csv import ImportRefused, decode
 from .progress import progress
@@ -39,6 +41,7 @@ def register(group: click.Group) -> None:
     group.add_command(tokens_group)
     deliverability_cli.register(group)
     group.add_command(bounces_group)
+    group.add_command(replies_group)
     group.add_command(ledger.consent_group)
     group.add_command(health.status_command)
 
@@ -68,7 +71,7 @@ def _group_options(command):
     return command
 
 
-def _group_values(kind: str, **values: str | None) -> dict[str, str | None]:
+def _group_values(kind: str, **values: str | None) -> dict[str, str]:
     """The group options given; refused for a newsletter, which has none of them."""
     given = {name: value for name, value in values.items() if value is not None}
     if given and kind != "group":
@@ -92,7 +95,9 @@ def _apply_list_details(mailing_list: MailingList, values: dict[str, str | None]
 @click.option("--kind", type=click.Choice(LIST_KINDS), default="newsletter", show_default=True)
 @click.option("--description", default="", help="A sentence on what the list is for.")
 @_group_options
-def lists_create(slug: str, name: str, kind: str, description: str, **group_options) -> None:
+def lists_create(
+    slug: str, name: str, kind: str, description: str, **group_options: str | None
+) -> None:
     """Create a list SLUG (lower-case letters, digits and hyphens)."""
     if not is_valid_slug(slug):
         raise click.BadParameter("use lower-case letters, digits and hyphens", param_hint="SLUG")
@@ -111,7 +116,7 @@ def lists_create(slug: str, name: str, kind: str, description: str, **group_opti
 @click.option("--name", default=None, help="Name shown to subscribers.")
 @click.option("--description", default=None, help="A sentence on what the list is for.")
 @_group_options
-def lists_update(slug: str, **options) -> None:
+def lists_update(slug: str, **options: str | None) -> None:
     """Change a list's name, description or (for a group) its details; the rest stays."""
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if mailing_list is None:
@@ -160,7 +165,7 @@ def lists_show(slug: str | None) -> None:
             click.echo(f"  coordinators: {', '.join(coordinators)}")
 
 
-def _coordinators_of(mailing_list: MailingList):
+def _coordinators_of(mailing_list: MailingList) -> ScalarResult[User]:
     return db.session.scalars(select(User).where(User.lists.contains(mailing_list)))
 
 
@@ -177,7 +182,7 @@ def subscribers_group() -> None:
     required=True,
     help="Where these people gave consent, e.g. 'Mailchimp export 2026-11'.",
 )
-def subscribers_import(csv_file, list_slug: str, consent_source: str) -> None:
+def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) -> None:
     """Import already-consented subscribers from a CSV with a header row (`email` required).
 
     Its findings are the admin upload's, in the same Czech words.
@@ -235,7 +240,7 @@ def _read_new_password() -> str:
     return first
 
 
-def _user_by_email(email: str):
+def _user_by_email(email: str) -> User:
     user = db.session.scalar(select(User).filter_by(email=normalise_email(email)))
     if user is None:
         raise click.ClickException(f"Účet {email} neexistuje.")

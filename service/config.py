@@ -7,6 +7,8 @@ the dev command and the tests fill those in themselves.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -14,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .deliverability.dkim import DkimKeyError, ascii_domain, load_private_key
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -86,6 +90,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     # Delivery engine (issues and announcements).
     "BATCH_SIZE": (_int, 500),
     "BATCH_LEASE_SECONDS": (_int, 60),
+    # PostgreSQL: wait for the disk flush of every per-message record (see workers/delivery.py).
+    "DELIVERY_SYNCHRONOUS_COMMIT": (_flag, True),
     "SEND_RATE": (float, 0.0),
     "SEND_RATE_PER_DOMAIN": (str, ""),
     "PROGRESS_RATE_WINDOW_SECONDS": (_int, 60),
@@ -100,10 +106,17 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "DKIM_PRIVATE_KEY_PATH": (str, None),
     # Bounces: the VERP base address (bounces+TOKEN@domain); empty means
     # "bounces@" on MAIL_FROM's domain. Soft bounces suppress an address once
-    # BOUNCE_SOFT_THRESHOLD days with a bounce fall within BOUNCE_SOFT_WINDOW_DAYS.
+    # BOUNCE_SOFT_LIMIT of them (one a day) span at least BOUNCE_SOFT_DAYS with
+    # no accepted delivery in between; raw reports are kept BOUNCE_RAW_DAYS.
     "BOUNCE_ADDRESS": (str, ""),
-    "BOUNCE_SOFT_THRESHOLD": (_int, 5),
-    "BOUNCE_SOFT_WINDOW_DAYS": (_int, 14),
+    "BOUNCE_SOFT_LIMIT": (_int, 5),
+    "BOUNCE_SOFT_DAYS": (_int, 7),
+    "BOUNCE_RAW_DAYS": (_int, 30),
+    # The bounce mailbox read by `zpravodaj bounces poll` (imaps://user:pass@host/INBOX).
+    "BOUNCE_IMAP_URL": (str, ""),
+    "BOUNCE_IMAP_INTERVAL": (_int, 60),
+    # Human replies reaching the bounce address are forwarded here (empty: dropped).
+    "REPLY_TO_FORWARD": (str, ""),
     # Retention (see README, "Personal data"): days, 0 keeps for ever.
     "DELIVERY_DETAIL_DAYS": (_int, 180),
     "CONSENT_EVIDENCE_DAYS": (_int, 3 * 365),
@@ -112,6 +125,23 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "PRIVACY_CONTROLLER": (str, ""),
     "PRIVACY_CONTACT": (str, ""),
     "PRIVACY_DPO": (str, ""),
+    # Operations (README, "Metrics and logs"): the log format and level, and /metrics.
+    "LOG_FORMAT": (lambda v: v.strip().lower(), "text"),
+    "LOG_LEVEL": (lambda v: v.strip().upper(), "INFO"),
+    "METRICS": (_flag, True),
+    "METRICS_TOKEN": (str, ""),
+    # Clients allowed to read /metrics: loopback and the private ranges by default.
+    "METRICS_ALLOW": (
+        _list,
+        ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+    ),
+}
+
+
+# Old names still read when the new one is not set (deprecated, issue 13).
+DEPRECATED_NAMES = {
+    "BOUNCE_SOFT_THRESHOLD": "BOUNCE_SOFT_LIMIT",
+    "BOUNCE_SOFT_WINDOW_DAYS": "BOUNCE_SOFT_DAYS",
 }
 
 
@@ -120,6 +150,10 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
     config: dict[str, Any] = {}
     for name, (parse, default) in SETTINGS.items():
         raw = environ.get(name)
+        old = next((o for o, new in DEPRECATED_NAMES.items() if new == name), None)
+        if (raw is None or raw == "") and old and environ.get(old):
+            log.warning("%s is deprecated; set %s instead", old, name)
+            raw = environ[old]
         if raw is None or raw == "":
             config[name] = default
             continue
@@ -177,6 +211,22 @@ def check_required(config: Mapping[str, Any]) -> None:
                 f"SEND_RATE_PER_DOMAIN={domain_rates!r}: use e.g. 'seznam.cz=5,*=20'."
             ) from None
     check_dkim(config)
+    check_operations(config)
+
+
+def check_operations(config: Mapping[str, Any]) -> None:
+    """The log format and level, and the networks allowed to read /metrics."""
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT must be text or json.")
+    if config["LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+    for network in config["METRICS_ALLOW"]:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"METRICS_ALLOW: {network!r} is no network; use e.g. 10.0.0.0/8,127.0.0.1."
+            ) from None
 
 
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")  # as smtp_settings.py reads them

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
-from flask import Request, render_template
+from flask import Request, current_app, render_template
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from . import metrics
 from .extensions import db
 from .models import ConsentEvent, ConsentText, MailingList, Subscriber
 
@@ -18,7 +20,8 @@ CONSENT_TEMPLATE = "consent/subscribe.txt"
 # Steps by which a person gave consent (to a list or a working group), and by
 # which they took it back. Retention and imports read the history by them.
 CONSENTING_ACTIONS = ("confirm", "import", "accept_invitation", "join_confirm", "preferences_add")
-WITHDRAWING_ACTIONS = ("unsubscribe", "preferences_remove")
+# A spam complaint (ARF) withdraws too: imports do not bring the person back.
+WITHDRAWING_ACTIONS = ("unsubscribe", "preferences_remove", "complaint")
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,29 @@ def consent_text_by_hash(digest: str | None, kind: str = "consent") -> ConsentTe
     return text_by_hash(kind, digest)
 
 
+def form_consent_text_id(posted_hash: str | None, kind: str = "consent") -> int:
+    """Id of the consent text a sign-up form showed: the one whose hash it posted, else
+    the current one (e.g. an API client that posts none).
+
+    Remembered per app by hash: a stored text never changes (the database refuses
+    it), so once found its id holds for the process's life. The sign-up request
+    then costs no query for it (issue 14), whatever the address.
+    """
+    known: dict[tuple[str, str], int] = current_app.extensions.setdefault(
+        "zpravodaj_consent_text_ids", {}
+    )
+    if isinstance(posted_hash, str) and (kind, posted_hash) in known:
+        return known[(kind, posted_hash)]
+    found = text_by_hash(kind, posted_hash)
+    if found is None:
+        digest = hashlib.sha256(render_text(kind).encode()).hexdigest()
+        if (kind, digest) in known:
+            return known[(kind, digest)]
+        found = current_text(kind)
+    known[(kind, found.sha256)] = found.id
+    return found.id
+
+
 def text_version(kind: str, version: int) -> ConsentText | None:
     return db.session.scalar(select(ConsentText).filter_by(kind=kind, version=version))
 
@@ -136,8 +162,12 @@ def record(
     privacy_text: ConsentText | None = None,
     message_id: str | None = None,
     detail: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> ConsentEvent:
     """Append one consent step; the caller commits with the change it records.
+
+    `occurred_at` is when the person took the step, when that was earlier
+    than now (a sign-up recorded by the job that processes it); default now.
 
     A step that carries a consent text was given on a form, and every form
     links to the privacy notice: the notice's current version is recorded
@@ -157,6 +187,8 @@ def record(
         privacy_text=privacy_text,
         message_id=message_id,
         detail=detail,
+        occurred_at=occurred_at,
     )
     db.session.add(event)
+    metrics.consent_step(db.session, action, info.channel)
     return event

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
 
 # The tables on db.metadata, and the consent ledger's triggers and hash chain.
-from . import ledger, models  # noqa: F401
+# The delivery counters' triggers likewise (batch_counts.py).
+from . import batch_counts, ledger, models  # noqa: F401
 from .extensions import db
 
 
@@ -37,7 +40,9 @@ def commit_with_retry(work: Callable[[], object], attempts: int = 3) -> None:
 
 
 @event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+def _sqlite_pragmas(
+    dbapi_connection: DBAPIConnection, connection_record: ConnectionPoolEntry
+) -> None:
     """The web and the worker share one SQLite file: WAL lets them read while one writes."""
     module = type(dbapi_connection).__module__
     if not module.startswith("sqlite3"):

@@ -7,7 +7,8 @@ layout; the embedded form's in the frame's layout.
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
@@ -101,7 +102,7 @@ def error_page(status: int, message: str) -> str:
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException):
+    def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = message_for(status)
         if wants_json():
@@ -116,7 +117,7 @@ def init_app(app: Flask) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def _unexpected(error: Exception):
+    def _unexpected(error: Exception) -> ResponseReturnValue:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
         if wants_json():

@@ -19,8 +19,14 @@ through the environment (README.md, Deployment):
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:  # gunicorn imports this module: no gunicorn imports at run time
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.http.message import Request
+    from gunicorn.workers.base import Worker
 
 
 def _int(name: str, default: int) -> int:
@@ -46,27 +52,29 @@ max_requests_jitter = 200
 # Forwarded headers: trusted only from the configured proxies (see pre_request).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 TRUSTED_PROXIES = frozenset(part.strip() for part in forwarded_allow_ips.split(",") if part)
-FORWARDED_HEADERS = ("X-FORWARDED-", "FORWARDED", "X-REAL-IP")
+# X-Request-ID too: the app takes it for its log lines only when a trusted proxy set it.
+FORWARDED_HEADERS = ("X-FORWARDED-", "FORWARDED", "X-REAL-IP", "X-REQUEST-ID")
 
-# Logs to stderr/stdout for journald or the container runtime, in the app's
-# line shape: time, level, logger, message. The access line names no cookie
-# and no query string (tokens live in paths, but a query may carry an address).
-accesslog = "-"
+# Logs to stderr for journald or the container runtime, in the app's format
+# (LOG_FORMAT: text or JSON lines, service/logging_setup.py). No access log of
+# gunicorn's own: the app logs one line per request (`service.access`) with its
+# request id and the route, where gunicorn could only write the path, and the
+# paths of personal links carry their tokens (an unsubscribe token never expires).
+accesslog = None
 errorlog = "-"
-access_log_format = (
-    '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s "%(a)s"'
-)
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "app": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "app": {"()": "service.logging_setup.formatter_from_environment"},
     },
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "app"},
     },
     # gunicorn merges this over its defaults key by key: its root names its own handler.
-    "root": {"level": "WARNING", "handlers": ["stderr"]},
+    # None here: the app installs its own on the root (service/logging_setup.py), and a
+    # second would print every line of the app twice.
+    "root": {"level": "WARNING", "handlers": []},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
         "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
@@ -74,12 +82,12 @@ logconfig_dict = {
 }
 
 
-def on_starting(server) -> None:
+def on_starting(server: Arbiter) -> None:
     """Say which release starts: the one line an operator looks for after an upgrade."""
     server.log.info("zpravodaj %s: %d processes on %s", __version__, workers, ", ".join(bind))
 
 
-def pre_request(worker, req) -> None:
+def pre_request(worker: Worker, req: Request) -> None:
     """Drop forwarded headers that did not come from a configured proxy."""
     peer = req.peer_addr[0] if isinstance(req.peer_addr, tuple) else None
     if "*" in TRUSTED_PROXIES or (peer is not None and peer in TRUSTED_PROXIES):

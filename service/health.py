@@ -12,23 +12,27 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import click
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from flask import Blueprint, Flask, current_app, jsonify
 from flask.cli import with_appcontext
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import worker_status
 from .extensions import db
 from .jobs import redis_connection
+from .paths import resource_dir
 
 bp = Blueprint("health", __name__)
 
@@ -43,7 +47,7 @@ def init_app(app: Flask) -> None:
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     checks = {}
     try:
         db.session.execute(text("SELECT 1"))
@@ -116,7 +120,7 @@ def readiness() -> Readiness:
     return Readiness(version=service_version(), checks=checks)
 
 
-def _guarded(check) -> Check:
+def _guarded(check: Callable[[], Check]) -> Check:
     try:
         return check()
     except Exception as exc:
@@ -137,13 +141,34 @@ def _check_redis() -> Check:
 
 @functools.cache
 def _heads(directory: str) -> tuple[str, ...]:
-    """The migrations' heads: read from the scripts once per process (they never change)."""
-    return tuple(sorted(ScriptDirectory(directory).get_heads()))
+    """The migrations' heads, read from the scripts once per process (they never change).
+
+    Read with `ast` rather than Alembic's ScriptDirectory: the web and worker
+    processes never migrate and do not load Alembic (service/schema.py).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in Path(directory, "versions").glob("*.py"):
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)):
+                continue
+            name = node.targets[0].id
+            if name == "revision":
+                revisions.add(ast.literal_eval(node.value))
+            elif name == "down_revision":
+                value = ast.literal_eval(node.value)
+                parents.update([value] if isinstance(value, str) else value or ())
+    return tuple(sorted(revisions - parents))
 
 
 def _check_migrations() -> Check:
-    heads = _heads(current_app.extensions["migrate"].directory)
-    current = tuple(sorted(MigrationContext.configure(db.session.connection()).get_current_heads()))
+    heads = _heads(str(resource_dir("migrations")))
+    try:
+        rows = db.session.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        current = tuple(sorted(rows))
+    except SQLAlchemyError:  # no version table: never migrated
+        db.session.rollback()
+        current = ()
     db.session.commit()
     facts = {"current": list(current), "head": list(heads)}
     if current == heads:
@@ -161,7 +186,7 @@ def worker_window() -> int:
 def _check_workers() -> Check:
     window = worker_window()
     seen = worker_status.read_heartbeats(redis_connection(), window)
-    facts = {"alive": seen.alive, "window_seconds": window}
+    facts: dict[str, float] = {"alive": seen.alive, "window_seconds": window}
     if seen.newest_age is not None:
         facts["last_heartbeat_seconds"] = round(seen.newest_age, 1)
     if seen.alive:

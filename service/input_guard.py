@@ -82,11 +82,15 @@ def unusable_request() -> bool:
 
 
 def init_app(app: Flask) -> None:
+    """Refuse (400) a request carrying unusable text.
+
+    `create_app` registers this before the rate limiter's hook (only the
+    API's answer for unknown /api/v1 paths, which reads nothing, and the
+    upload size limit come first), so the rate limiter, the sign-in check and
+    every view only ever see usable text.
+    """
+
+    @app.before_request
     def _refuse_unusable_text() -> None:
         if unusable_request():
             abort(400)
-
-    # First of the app's hooks (the API's own 404 for unknown /api/v1 paths is
-    # put before it later, and touches nothing), so the rate limiter, the
-    # sign-in check and every view only ever see usable text.
-    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unusable_text)

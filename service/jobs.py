@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Queues named by purpose, listed in the order workers take them: a
 # 100 000-recipient issue on `bulk` never delays someone's confirmation mail.
-MAIL_QUEUE = "mail"  # single transactional mails: confirmations and the like
+MAIL_QUEUE = "mail"  # sign-ups and single transactional mails: confirmations and the like
 BULK_QUEUE = "bulk"  # issues and announcements: fan-out and delivery batches
 DEFAULT_QUEUE = "default"  # housekeeping
 ALL_QUEUES = (MAIL_QUEUE, BULK_QUEUE, DEFAULT_QUEUE)
@@ -136,6 +136,28 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
     )
 
 
+def signup_job_id(request_id: int) -> str:
+    """One job id per sign-up request, so the reconciler can tell whether it is in Redis."""
+    return f"signup-{request_id}"
+
+
+def enqueue_signup(request_id: int) -> Job:
+    """The job that acts on a stored sign-up (service/subscriptions/signup.py).
+
+    Through `enqueue_many`, which saves the job and queues it in one Redis
+    round trip (`enqueue` takes two): this is on every sign-up's request.
+    """
+    job = Queue.prepare_data(
+        "workers.signup.process_signup",
+        args=(request_id,),
+        job_id=signup_job_id(request_id),
+        retry=mail_retry(),
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+    )
+    return queue(MAIL_QUEUE).enqueue_many([job])[0]
+
+
 def new_fan_out_job_id(issue_id: int) -> str:
     """Fresh per job: a fan-out continues in a new job after each slice."""
     return f"issue-{issue_id}-fan-out-{secrets.token_hex(4)}"
@@ -149,6 +171,17 @@ def enqueue_fan_out(issue_id: int, job_id: str) -> Job:
         queue_name=BULK_QUEUE,
         job_id=job_id,
         retry=mail_retry(),
+        timeout=NO_TIMEOUT,
+    )
+
+
+def enqueue_cancel(issue_id: int) -> Job:
+    """The job that cancels a cancelled issue's unsent deliveries, a batch at a time."""
+    return enqueue(
+        "workers.delivery.cancel_batches",
+        issue_id,
+        queue_name=BULK_QUEUE,
+        job_id=f"issue-{issue_id}-cancel-{secrets.token_hex(4)}",
         timeout=NO_TIMEOUT,
     )
 

@@ -47,7 +47,9 @@ from typing import Any
 import click
 from sqlalchemy import DDL, Connection, event, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, object_session, scoped_session
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.orm import Mapper, Session, UOWTransaction, object_session, scoped_session
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from .clock import utcnow
 from .extensions import db
@@ -142,7 +144,9 @@ for _name in GUARDED_TABLES:
 
 
 @event.listens_for(Engine, "connect")
-def _register_sqlite_function(dbapi_connection, connection_record) -> None:
+def _register_sqlite_function(
+    dbapi_connection: DBAPIConnection, connection_record: ConnectionPoolEntry
+) -> None:
     """Give every SQLite connection the function the delete trigger asks."""
     if not type(dbapi_connection).__module__.startswith("sqlite3"):
         return
@@ -237,18 +241,19 @@ HASHED_COLUMNS = (
 
 
 @event.listens_for(Session, "before_flush")
-def _new_flush(session: Session, flush_context, instances) -> None:
+def _new_flush(session: Session, flush_context: UOWTransaction, instances: object) -> None:
     session.info[_HEADS] = {}
 
 
 @event.listens_for(ConsentEvent, "before_insert")
-def _chain(mapper, connection: Connection, target: ConsentEvent) -> None:
+def _chain(mapper: Mapper[ConsentEvent], connection: Connection, target: ConsentEvent) -> None:
     """Seal a new event to the subscriber's previous one (the one place hashes are made)."""
     if target.occurred_at is None:
         target.occurred_at = utcnow()
     session = object_session(target)
     heads: dict[int, str] = session.info.setdefault(_HEADS, {}) if session else {}
     subscriber_id = target.subscriber_id
+    previous: str | None  # None: the subscriber's first event
     if subscriber_id in heads:
         previous = heads[subscriber_id]
     else:

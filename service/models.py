@@ -10,11 +10,12 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, cast
 
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     ColumnElement,
@@ -27,12 +28,15 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     exists,
+    false,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Mapped, Session, UOWTransaction, mapped_column, relationship
+from sqlalchemy.sql.dml import UpdateBase
 
 from .clock import utcnow
-from .extensions import db
+from .extensions import Model, db
 
 
 class ListKind(StrEnum):
@@ -185,6 +189,23 @@ class MeetingMethod(StrEnum):
     CANCEL = "CANCEL"
 
 
+class PartStat(StrEnum):
+    """A member's answer to a meeting invitation, as iCalendar's PARTSTAT names it."""
+
+    NEEDS_ACTION = "NEEDS-ACTION"
+    ACCEPTED = "ACCEPTED"
+    TENTATIVE = "TENTATIVE"
+    DECLINED = "DECLINED"
+
+
+class ResponseChannel(StrEnum):
+    """Where an answer came from: the RSVP page, a calendar app's REPLY, the coordinator."""
+
+    WEB = "web"
+    CALENDAR = "calendar"
+    COORDINATOR = "coordinator"
+
+
 def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
     """A CHECK that `column` holds one of `values` (NULL passes, as SQL's IN has it).
 
@@ -221,7 +242,14 @@ def guarded_transition(
         .values(status=new, **values)
         .execution_options(synchronize_session=False)
     )
-    return db.session.execute(statement).rowcount == 1
+    return rows_matched(statement) == 1
+
+
+def rows_matched(statement: UpdateBase) -> int:
+    """Run an UPDATE or DELETE in the session and return how many rows it matched."""
+    # Session.execute is typed to return a plain Result whatever the
+    # statement; for DML it is the CursorResult, which has the count.
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
 
 
 def transition(row: Any, allowed: Iterable[str], new: str, **values: Any) -> bool:
@@ -236,7 +264,7 @@ def new_public_key() -> str:
     return secrets.token_urlsafe(12)
 
 
-class MailingList(db.Model):
+class MailingList(Model):
     """A newsletter (public sign-up) or a working group (members only)."""
 
     __tablename__ = "mailing_list"
@@ -260,13 +288,13 @@ class MailingList(db.Model):
         return f"<MailingList {self.slug}>"
 
 
-class Subscriber(db.Model):
+class Subscriber(Model):
     """One person, identified by the case-folded normalised address."""
 
     __tablename__ = "subscriber"
     # `language` comes from its server default and is read when first used, not
     # returned by every INSERT (which would name it even to an older schema).
-    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": False}
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_key)
@@ -299,7 +327,7 @@ class Subscriber(db.Model):
         return f"<Subscriber {self.id}>"
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     """A subscriber's membership of one list, with its current status."""
 
     __tablename__ = "subscription"
@@ -411,7 +439,7 @@ ACTIVE_SUBSCRIPTION_STATUSES = (
 )
 
 
-class ConsentText(db.Model):
+class ConsentText(Model):
     """A version of a text shown to people (consent, privacy notice), stored whole and hashed.
 
     Versions are numbered per kind; a change of the template makes a new
@@ -433,13 +461,15 @@ class ConsentText(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ConsentEvent(db.Model):
+class ConsentEvent(Model):
     """One step of consent (sign-up, confirmation, withdrawal, ...).
 
     Append-only, in the database itself, and chained by hashes: service/ledger.py.
     """
 
     __tablename__ = "consent_event"
+    # The dashboard's weekly chart reads a list's recent steps (admin/dashboard.py).
+    __table_args__ = (Index("ix_consent_event_list_occurred", "list_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(
@@ -472,7 +502,7 @@ class ConsentEvent(db.Model):
     mailing_list: Mapped[MailingList | None] = relationship()
 
 
-class OutgoingMail(db.Model):
+class OutgoingMail(Model):
     """A fully built message waiting to be sent, being sent, sent, or failed.
 
     Built in the web process, sent by a worker; the row outlives Redis, so the
@@ -515,7 +545,40 @@ class OutgoingMail(db.Model):
         self.status, self.last_error = MailStatus.QUEUED, error[:2000]
 
 
-class Suppression(db.Model):
+class SignupRequest(Model):
+    """A sign-up as the form posted it, waiting for the job that acts on it.
+
+    The web request stores only this row and enqueues one job, whatever the
+    address: the work that differs between a new, a pending, a confirmed or a
+    suppressed address (subscriber, subscriptions, the consent event, the
+    confirmation mail) happens in the job, so the answer's time tells nothing
+    about the address (issue 11, finding 8). The job deletes the row in the
+    transaction that does the work: a row still here is unprocessed, and the
+    reconciler enqueues it again. Rows are never updated.
+    """
+
+    __tablename__ = "signup_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The validated address (service.addresses.Address) and the name as typed.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), index=True)
+    ascii_email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # Ids of the newsletters asked for, in the order given.
+    list_ids: Mapped[list[int]] = mapped_column(JSON)
+    # The consent text the form showed (the ledger records it with the sign-up).
+    consent_text_id: Mapped[int] = mapped_column(ForeignKey("consent_text.id"))
+    # Who asked, from where (consent.RequestInfo), and when: the ledger's evidence.
+    channel: Mapped[str] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    origin: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(8), default="cs")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Suppression(Model):
     """An address that must not be mailed or imported, kept only as a keyed hash."""
 
     __tablename__ = "suppression"
@@ -527,11 +590,12 @@ class Suppression(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Bounce(db.Model):
+class Bounce(Model):
     """One bounce received for a subscriber: the evidence behind a bounce suppression.
 
-    A hard bounce suppresses the address at once; soft bounces count by the
-    days they fall on within BOUNCE_SOFT_WINDOW_DAYS (service/bounces/recording.py).
+    A hard bounce suppresses the address at once; soft bounces are scored
+    (service/bounces/recording.py). `raw` keeps the report itself for the
+    subscriber's page, BOUNCE_RAW_DAYS long (workers/retention.py empties it).
     """
 
     __tablename__ = "bounce"
@@ -552,12 +616,62 @@ class Bounce(db.Model):
     kind: Mapped[str] = mapped_column(String(8))  # BounceKind
     status: Mapped[str] = mapped_column(String(16), default="")  # DSN status, e.g. 5.1.1
     diagnostic: Mapped[str] = mapped_column(String(500), default="")
+    # Why it failed (classify.Reason): address, mailbox_full, blocked, spam...
+    reason: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    raw: Mapped[str | None] = mapped_column(Text)  # the report, until BOUNCE_RAW_DAYS
+    # A block of one issue by many domains at once: about us, never counted.
+    about_us: Mapped[bool] = mapped_column(default=False, server_default="0")
     # sha256 of (bounce message, subscriber): the same bounce processed twice
     # (a mailbox read again, an MTA retrying the pipe) counts once.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subscriber: Mapped[Subscriber] = relationship()
+
+
+class Complaint(Model):
+    """A spam complaint (ARF feedback report) about our mail: not a bounce.
+
+    The person is unsubscribed from the list complained about and marketing
+    to them stops (the consent ledger has the step); this row counts it for
+    the complaint rate of the issue and of the last 30 days.
+    """
+
+    __tablename__ = "complaint"
+    __table_args__ = (Index("ix_complaint_received", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issue.id", ondelete="SET NULL"), index=True
+    )
+    feedback_type: Mapped[str] = mapped_column(String(32), default="abuse")
+    # sha256 of (report, subscriber): the same report read twice counts once.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MailboxMessage(Model):
+    """A message of the bounce mailbox already processed (`zpravodaj bounces poll`).
+
+    Recorded in the same transaction as the message's bounce, so a poller
+    killed before it flagged the message on the server does not count it
+    twice: (mailbox, UIDVALIDITY, UID) names it on that server, the
+    Message-ID across a mailbox rebuilt with new UIDs.
+    """
+
+    __tablename__ = "mailbox_message"
+    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 user_list = Table(
@@ -568,7 +682,7 @@ user_list = Table(
 )
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """An editor, administrator or group coordinator of the admin UI and API.
 
     Flask-Login's UserMixin supplies is_authenticated and is_anonymous;
@@ -603,7 +717,7 @@ class User(UserMixin, db.Model):
     )
 
     @property
-    def is_active(self) -> bool:  # type: ignore[override]  # a column-backed flag
+    def is_active(self) -> bool:  # a column-backed flag
         return self.active
 
     def get_id(self) -> str:
@@ -623,7 +737,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.email} {self.role}>"
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token of the JSON API, kept only as its SHA-256."""
 
     __tablename__ = "api_token"
@@ -640,7 +754,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
-class Issue(db.Model):
+class Issue(Model):
     """A newsletter issue or a working group's announcement, from draft to sent."""
 
     __tablename__ = "issue"
@@ -775,7 +889,7 @@ class Issue(db.Model):
         )
 
 
-class Meeting(db.Model):
+class Meeting(Model):
     """A working group's meeting: one iCalendar UID for its whole life.
 
     Each invitation, update, cancellation and reminder is an Issue pointing
@@ -796,11 +910,59 @@ class Meeting(db.Model):
     cancelled_at: Mapped[datetime | None]
     reminder_sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The calendar's SUMMARY: the invitation's subject without "Pozvánka:", its date
+    # following the meeting when it moves (rules.py). Empty: the group's name.
+    title: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # A series (one UID): RFC 5545 RRULE from `start`, e.g. FREQ=MONTHLY;BYDAY=2TU.
+    rrule: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     mailing_list: Mapped[MailingList] = relationship()
 
+    @property
+    def started(self) -> bool:
+        """Answers can change until the meeting starts."""
+        return self.start <= utcnow()
 
-class Attachment(db.Model):
+
+class MeetingResponse(Model):
+    """One member's answer to one meeting, and whether they came (the attendance sheet).
+
+    `sequence` is the invitation's SEQUENCE the answer was given to: a calendar
+    REPLY to an older version of the meeting is stale and ignored.
+    """
+
+    __tablename__ = "meeting_response"
+    __table_args__ = (
+        UniqueConstraint("meeting_id", "subscriber_id"),
+        one_of("partstat", PartStat),
+        one_of("channel", ResponseChannel),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meeting.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    partstat: Mapped[str] = mapped_column(String(16), default=PartStat.NEEDS_ACTION)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    channel: Mapped[str] = mapped_column(String(16), default=ResponseChannel.WEB)
+    sequence: Mapped[int] = mapped_column(default=0)
+    responded_at: Mapped[datetime | None]
+    # Ticked by the coordinator after the meeting: None until then.
+    attended: Mapped[bool | None]
+
+    meeting: Mapped[Meeting] = relationship()
+    subscriber: Mapped[Subscriber] = relationship()
+
+    def answer(
+        self, partstat: PartStat, channel: ResponseChannel, sequence: int, note: str | None
+    ) -> None:
+        """Record an answer; `note` None keeps the one given before (a calendar REPLY has none)."""
+        self.partstat, self.channel, self.sequence = partstat, channel, sequence
+        self.responded_at = utcnow()
+        if note is not None:
+            self.note = note
+
+
+class Attachment(Model):
     """A document sent with an announcement (minutes, materials); stored once."""
 
     __tablename__ = "attachment"
@@ -815,7 +977,7 @@ class Attachment(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DeliveryBatch(db.Model):
+class DeliveryBatch(Model):
     """A few hundred deliveries of one issue: the unit of work of one RQ job.
 
     `owner` and `heartbeat` form a lease: a worker claims the batch, renews
@@ -828,6 +990,7 @@ class DeliveryBatch(db.Model):
         Index("ix_delivery_batch_issue_status", "issue_id", "status"),
         one_of("status", BatchStatus),
     )
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012  (see the counters below)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
@@ -839,9 +1002,21 @@ class DeliveryBatch(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Its deliveries by status, kept by triggers on `delivery` (service/batch_counts.py):
+    # an issue's progress sums these, never the deliveries. Pending = the rest of total.
+    # (Server defaults only, as User.session_generation: tests/test_migrations.py
+    # inserts batches into schemas older than these columns.)
+    total_count: Mapped[int] = mapped_column(server_default="0")
+    sent_count: Mapped[int] = mapped_column(server_default="0")
+    failed_count: Mapped[int] = mapped_column(server_default="0")
+    skipped_count: Mapped[int] = mapped_column(server_default="0")
+    cancelled_count: Mapped[int] = mapped_column(server_default="0")
+    # "Send again to those not reached": the batch's next run first puts its
+    # unreached deliveries back (workers/delivery.py), a batch at a time.
+    resend: Mapped[bool] = mapped_column(server_default=false())
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One issue to one subscriber: claimed before sending, marked sent after."""
 
     __tablename__ = "delivery"
@@ -849,6 +1024,8 @@ class Delivery(db.Model):
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_batch_status", "batch_id", "status"),
         Index("ix_delivery_issue_status", "issue_id", "status"),
+        # The progress bar's recent rate: the messages sent in the last minute.
+        Index("ix_delivery_issue_sent_at", "issue_id", "sent_at"),
         # Deleting a subscriber (erasure, purge) cascades here: without an
         # index PostgreSQL would scan every delivery ever made per deletion.
         Index("ix_delivery_subscriber", "subscriber_id"),
@@ -874,7 +1051,9 @@ class AppendOnlyViolation(RuntimeError):
 
 
 @event.listens_for(Session, "before_flush")
-def _keep_consent_events_append_only(session: Session, flush_context, instances) -> None:
+def _keep_consent_events_append_only(
+    session: Session, flush_context: UOWTransaction, instances: object
+) -> None:
     for obj in session.dirty:
         if isinstance(obj, ConsentEvent) and session.is_modified(obj):
             raise AppendOnlyViolation("consent events are append-only")

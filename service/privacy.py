@@ -10,6 +10,7 @@ can open any stored consent or notice text by its id.
 from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, current_app, render_template
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from . import consent
@@ -39,7 +40,7 @@ def _date(text: ConsentText) -> str:
     return czech_date(local_date(text.created_at, current_app.config["TIMEZONE"]))
 
 
-def _render(text: ConsentText, *, current: ConsentText):
+def _render(text: ConsentText, *, current: ConsentText) -> str:
     older = db.session.scalars(
         select(ConsentText)
         .where(ConsentText.kind == KIND, ConsentText.id != text.id)
@@ -57,14 +58,14 @@ def _render(text: ConsentText, *, current: ConsentText):
 
 
 @bp.get("/privacy")
-def notice():
+def notice() -> ResponseReturnValue:
     """The notice as it reads now (stored as a new version first if it changed)."""
     current = consent.current_text(KIND)
     return _render(current, current=current)
 
 
 @bp.get("/privacy/<int(max=2147483647):version>")
-def notice_version(version: int):
+def notice_version(version: int) -> ResponseReturnValue:
     """An earlier (or the current) version, as people were shown it then."""
     text = consent.text_version(KIND, version)
     if text is None:
@@ -74,7 +75,7 @@ def notice_version(version: int):
 
 @bp.get("/admin/texts/<int(max=2147483647):text_id>")
 @login_required
-def admin_text(text_id: int):
+def admin_text(text_id: int) -> ResponseReturnValue:
     """A stored consent or privacy text, exactly as stored, with its hash (evidence)."""
     text = db.session.get(ConsentText, text_id)
     if text is None:

@@ -36,7 +36,7 @@ class SubscriberGone(LinkProblem):
     template = "public/link_gone.html"
 
 
-def render_link_problem(error: LinkProblem):
+def render_link_problem(error: LinkProblem) -> tuple[str, int]:
     """The Czech page for a link that cannot be used; blueprints register it for LinkProblem."""
     return render_template(error.template, token=error.token), error.status
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 # A sorted set: worker name -> time of its last heartbeat (Unix seconds).
 HEARTBEATS_KEY = "zpravodaj:worker-heartbeats"
@@ -43,7 +44,11 @@ def record_smtp(
 ) -> None:
     """Record one SMTP connection's outcome: `error` None when the relay answered."""
     now = time.time() if now is None else now
-    fields = {"ok": "0" if error else "1", "checked_at": repr(now), "worker": worker}
+    fields: dict[FieldT, EncodableT] = {
+        "ok": "0" if error else "1",
+        "checked_at": repr(now),
+        "worker": worker,
+    }
     fields["error"] = (error or "")[:500]
     if error is None:
         fields["last_success_at"] = repr(now)
@@ -62,7 +67,7 @@ def read_heartbeats(connection: Redis, window: float, now: float | None = None) 
     now = time.time() if now is None else now
     newest = connection.zrange(HEARTBEATS_KEY, -1, -1, withscores=True)
     alive = connection.zcount(HEARTBEATS_KEY, now - window, "+inf")
-    return Heartbeats(alive=alive, newest_age=now - newest[0][1] if newest else None)
+    return Heartbeats(alive=alive, newest_age=now - float(newest[0][1]) if newest else None)
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,15 @@ class SmtpReport:
     error: str
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text, whether or not the connection decodes replies itself."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def read_smtp(connection: Redis, now: float | None = None) -> SmtpReport | None:
     """The last recorded SMTP outcome; None when no worker has connected yet."""
     now = time.time() if now is None else now
-    raw = {k.decode(): v.decode() for k, v in connection.hgetall(SMTP_KEY).items()}
+    raw = {_text(k): _text(v) for k, v in connection.hgetall(SMTP_KEY).items()}
     if "checked_at" not in raw:
         return None
     success = raw.get("last_success_at")

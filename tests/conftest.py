@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from flask import Flask, g
 from jinja2.bccache import Bucket, BytecodeCache
 from redis import Redis
 
 from service import create_app
-from service.addresses import forget_smtputf8_capability
+from service.addresses import SMTPUTF8_CAPABILITY_CACHE
 from service.dev.mail_catcher import CaughtMail, MailCatcher, start_catcher
 from service.dev.redis_server import PrivateRedis
 from service.extensions import db
@@ -205,11 +206,35 @@ class SharedBytecodeCache(BytecodeCache):
 TEMPLATE_CACHE = SharedBytecodeCache()
 
 
+def forget_request_globals() -> None:
+    """Make each request of a test load its own signed-in user and CSRF token.
+
+    Flask-Login caches the user and Flask-WTF the CSRF token on `g`, which
+    lives as long as the app context. In production every request has its
+    own; a test holds one app context throughout, and the test client's
+    requests run inside it, so without this a request would see the user of
+    the one before (signed out, or another account).
+    """
+    g.pop("_login_user", None)
+    g.pop("csrf_token", None)
+
+
+def build_app(config: dict) -> Flask:
+    """`create_app(config)` for a test that keeps one app context around its requests."""
+    app = create_app(config)
+    app.jinja_env.bytecode_cache = TEMPLATE_CACHE
+    app.before_request(forget_request_globals)
+    return app
+
+
+def forget_smtputf8_capability(app: Flask) -> None:
+    """Make the app read the SMTPUTF8 capability from Redis again (it keeps it 30 s)."""
+    app.extensions.pop(SMTPUTF8_CAPABILITY_CACHE, None)
+
+
 @pytest.fixture
 def app(app_config):
-    app = create_app(app_config)
-    app.jinja_env.bytecode_cache = TEMPLATE_CACHE
-    forget_smtputf8_capability()
+    app = build_app(app_config)
     with app.app_context():
         empty_database()
         redis_connection().flushdb()
@@ -290,6 +315,26 @@ def run_jobs(app, queues=ALL_QUEUES) -> None:
         list(queues), connection=Redis.from_url(app.config["REDIS_URL"]), app=app
     )
     worker.work(burst=True)
+
+
+def process_signups() -> int:
+    """Do now, in this process, the work of every stored sign-up; returns how many.
+
+    `POST /subscribe` only stores a request and enqueues its job
+    (service/subscriptions/signup.py); a test that looks at the subscriber,
+    the consent ledger or the queued mail right after the post runs the jobs'
+    work first. Their queued RQ jobs find the work done and skip.
+    """
+    from sqlalchemy import select
+
+    from service.models import SignupRequest
+    from workers.signup import process_signup
+
+    ids = db.session.scalars(select(SignupRequest.id).order_by(SignupRequest.id)).all()
+    db.session.commit()
+    for request_id in ids:
+        process_signup(request_id)
+    return len(ids)
 
 
 _URL = re.compile(r"https?://[^\s<>\"]+")

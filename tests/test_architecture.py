@@ -1,9 +1,10 @@
-"""The import structure of `service/` and `workers/`, read from the source with `ast`.
+"""The structure of `service/` and `workers/`, read from the source with `ast`.
 
-Two rules of the design hold here: no import circle among the project's modules
+Three rules of the design hold here: no import circle among the project's modules
 (counting imports inside functions too, since a circle held apart only by
-where an import stands is still a circle), and `service` never imports
-`workers` (jobs are enqueued by dotted name).
+where an import stands is still a circle), `service` never imports
+`workers` (jobs are enqueued by dotted name), and no function is longer than
+MAX_FUNCTION_LINES unless LONG_FUNCTIONS names it and says why.
 
 Importing `a.b` also runs the package `a` first; that implicit edge is not
 counted, which is sound because the packages' `__init__` modules import none of
@@ -18,6 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("service", "workers")
+# From `def` to the last line, docstring included (decorators not counted).
+MAX_FUNCTION_LINES = 60
+# "path:function" -> why it may be longer (e.g. "a table read top to bottom"); none today.
+LONG_FUNCTIONS: dict[str, str] = {}
 
 
 def module_files() -> dict[str, Path]:
@@ -148,3 +153,35 @@ def test_service_never_imports_workers() -> None:
         if target.split(".")[0] == "workers"
     )
     assert offending == []
+
+
+def long_functions(path: Path, source: str) -> dict[str, int]:
+    """ "path:function" -> its length in lines, for each function longer than the limit."""
+    where = path.relative_to(ROOT).as_posix()
+    return {
+        f"{where}:{node.name}": node.end_lineno - node.lineno + 1
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    }
+
+
+def test_the_length_check_counts_from_def_to_the_last_line() -> None:
+    body = "".join(f"    x = {n}\n" for n in range(MAX_FUNCTION_LINES - 1))
+    fits = f"@decorator\ndef fits():\n{body}"
+    too_long = f"def too_long():\n{body}    return x\n"
+    assert long_functions(ROOT / "service/x.py", fits) == {}
+    assert long_functions(ROOT / "service/x.py", too_long) == {
+        "service/x.py:too_long": MAX_FUNCTION_LINES + 1
+    }
+
+
+def test_no_function_is_longer_than_the_limit_unless_allowed() -> None:
+    found: dict[str, int] = {}
+    for path in module_files().values():
+        found.update(long_functions(path, path.read_text(encoding="utf-8")))
+    unexplained = {name: lines for name, lines in found.items() if name not in LONG_FUNCTIONS}
+    assert unexplained == {}, (
+        f"split these (or add them to LONG_FUNCTIONS saying why): {unexplained}"
+    )

@@ -314,3 +314,14 @@ def test_the_command_line_says_which_setting_is_wrong(tmp_path, name, value, exp
     assert f"Error: {expected}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "heslo-k-relayi" not in result.stderr
+
+
+def test_old_soft_bounce_setting_names_still_work_and_the_new_ones_win(tmp_path, caplog):
+    old = load_config({**GOOD, "BOUNCE_SOFT_THRESHOLD": "8", "BOUNCE_SOFT_WINDOW_DAYS": "10"}, "")
+    assert (old["BOUNCE_SOFT_LIMIT"], old["BOUNCE_SOFT_DAYS"]) == (8, 10)
+    assert "BOUNCE_SOFT_THRESHOLD is deprecated" in caplog.text
+    both = load_config({**GOOD, "BOUNCE_SOFT_THRESHOLD": "8", "BOUNCE_SOFT_LIMIT": "3"}, "")
+    assert both["BOUNCE_SOFT_LIMIT"] == 3
+    default = load_config(GOOD, str(tmp_path))
+    assert (default["BOUNCE_SOFT_LIMIT"], default["BOUNCE_SOFT_DAYS"]) == (5, 7)
+    assert default["BOUNCE_RAW_DAYS"] == 30

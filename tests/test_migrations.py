@@ -6,13 +6,17 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect, text
 
 from service import create_app
+from service.clock import utcnow
 from service.extensions import db
+from service.schema import init_migrations
 
 
 def test_migrations_match_the_models(app_config):
     app = create_app(app_config)
+    init_migrations(app)
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as connection:
@@ -35,7 +39,6 @@ STATES_REVISION = "9b73e1d0fd9e"
 def _fill_with_rows() -> dict[str, int]:
     """One row in every table the states migration rebuilds (on SQLite), linked as in life."""
     from service.models import (
-        Bounce,
         ConsentText,
         Delivery,
         DeliveryBatch,
@@ -73,19 +76,29 @@ def _fill_with_rows() -> dict[str, int]:
     )
     db.session.add(delivery)
     db.session.flush()
-    db.session.add(
-        Bounce(subscriber_id=subscriber.id, delivery_id=delivery.id, kind="soft", fingerprint="f")
+    # Only the columns of that revision: later ones add to the model (issue 13).
+    db.session.execute(
+        text(
+            "INSERT INTO bounce (subscriber_id, delivery_id, kind, status, diagnostic,"
+            " fingerprint, received_at) VALUES (:s, :d, 'soft', '', '', 'f', :at)"
+        ),
+        {"s": subscriber.id, "d": delivery.id, "at": utcnow()},
     )
     db.session.commit()
     return _counts()
 
 
 def _counts() -> dict[str, int]:
+    """Rows per table holding any, of the tables the database has at its revision
+    (a table added later, still empty, changes nothing; one emptied shows)."""
     with db.engine.connect() as connection:
-        return {
+        present = set(inspect(connection).get_table_names())
+        counts = {
             name: connection.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar()
             for name in db.metadata.tables
+            if name in present
         }
+    return {name: count for name, count in counts.items() if count}
 
 
 def _insert_unknown_status(connection) -> None:
@@ -98,6 +111,7 @@ def test_states_migration_keeps_rows_and_refuses_unknown_values(app_config):
     from sqlalchemy.exc import IntegrityError
 
     app = create_app(app_config)
+    init_migrations(app)
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as connection:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from service import consent
 from service.extensions import db
 from service.models import ConsentEvent, ConsentText, MailingList
-from tests.conftest import links_in, log_in, run_jobs
+from tests.conftest import links_in, log_in, process_signups, run_jobs
 
 JOIN = {
     "email": "petra@ostrava.example",
@@ -81,6 +81,7 @@ def test_versions_are_numbered_per_kind(app, client):
 def test_signup_records_the_consent_text_shown_and_the_privacy_notice(client, app):
     form = client.get("/subscribe").get_data(as_text=True)
     client.post("/subscribe", data={"email": "jana@seznam.cz", "consent": shown_hash(form)})
+    process_signups()
     event = db.session.scalar(select(ConsentEvent).filter_by(action="signup"))
     assert event.consent_text.kind == "consent"
     assert event.consent_text.sha256 == shown_hash(form)
@@ -110,6 +111,7 @@ def test_a_newsletter_hash_does_not_stand_for_group_consent(client, app):
 
 def test_every_mail_links_the_privacy_notice(client, app, outbox):
     client.post("/subscribe", json={"email": "jana@seznam.cz"})
+    process_signups()
     run_jobs(app)
     mail = outbox.mails[0]
     assert "http://zpravodaj.test/privacy" in links_in(mail)

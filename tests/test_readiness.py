@@ -23,6 +23,7 @@ from service import worker_status
 from service.dev.processes import free_port
 from service.extensions import db
 from service.jobs import redis_connection
+from service.schema import init_migrations
 from tests.test_health import build_app, database_down_url, nobody_listens  # noqa: F401
 from tests.workers.test_delivery_crash import wait_until
 from tests.workers.test_outgoing_mail import worker_env
@@ -67,6 +68,7 @@ def forget_migrations() -> None:
 @pytest.fixture
 def migrated(app):
     """The schema stamped at the migrations' head, as `zpravodaj db upgrade` leaves it."""
+    init_migrations(app)  # the web app never binds Flask-Migrate (service/schema.py)
     stamp()
     yield app
     forget_migrations()
@@ -159,6 +161,7 @@ def test_an_smtp_report_nobody_refreshed_is_stale(migrated):
 
 
 def test_a_schema_not_at_head_is_not_ready(app, runner):
+    init_migrations(app)  # the web app never binds Flask-Migrate (service/schema.py)
     forget_migrations()
     worker_status.record_heartbeat(redis_connection(), "worker")
     worker_status.record_smtp(redis_connection(), None)

@@ -8,17 +8,22 @@ import logging
 import os
 import signal
 import threading
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask
+from redis.client import Pipeline
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
+from rq.worker import BaseWorker
 
-from service import worker_status
+from service import metrics, worker_status
 from service.extensions import db
 
 from . import schedule, shutdown
+from .log import job_scope
 from .redis_outage import outage
 
 log = logging.getLogger(__name__)
@@ -28,22 +33,28 @@ log = logging.getLogger(__name__)
 SCHEDULER_STOP_SECONDS = 5
 
 
-class AppContextMixin:
+class AppContextMixin(BaseWorker):
     """Gives each job its own app context and database session.
 
     A fresh context per job means no session state leaks from one job to the
     next; `dispose(close=False)` drops pooled connections inherited through
-    fork without closing the parent's sockets.
+    fork without closing the parent's sockets. Each job's log lines carry its
+    id, and its lag and result are counted (service/metrics.py).
     """
 
     app: Flask
 
-    def perform_job(self, job: Job, queue: Queue, *args, **kwargs) -> bool:
-        with self.app.app_context():
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
+        name = job_name(job)
+        metrics.job_started(name, _lag(job))
+        ok = False
+        with self.app.app_context(), job_scope(job):
             try:
-                return super().perform_job(job, queue, *args, **kwargs)
+                ok = super().perform_job(job, queue, *args, **kwargs)
+                return ok
             finally:
                 db.session.remove()
+                metrics.job_finished(name, ok)
 
     def run_maintenance_tasks(self) -> None:
         """RQ's registry cleaning, plus the periodic work of schedule.py."""
@@ -58,7 +69,7 @@ class AppContextMixin:
             finally:
                 db.session.remove()
 
-    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's heartbeat, plus the one `/readyz` counts (service/worker_status.py)."""
         super().heartbeat(timeout, pipeline=pipeline)
         connection = pipeline if pipeline is not None else self.connection
@@ -72,6 +83,8 @@ class AppContextMixin:
 
     def stop_scheduler(self) -> None:
         """RQ's, but never waiting for ever: its scheduler process may be waiting for Redis."""
+        if self.scheduler is None:  # RQ calls this only when there is one
+            return
         process = self.scheduler._process
         if process is None or not process.pid:
             return
@@ -97,11 +110,12 @@ class AppWorker(AppContextMixin, Worker):
     WORKER_SHUTDOWN_SECONDS is killed, so the worker always exits in time.
     """
 
-    def __init__(self, *args, app: Flask, **kwargs) -> None:
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         super().__init__(*args, **kwargs)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
+        metrics.become_work_horse(os.getppid())
         with self.app.app_context():
             db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
@@ -132,10 +146,28 @@ class AppWorker(AppContextMixin, Worker):
             self.kill_horse(signal.SIGKILL)
 
 
+def job_name(job: Job) -> str:
+    """The job's function without its module, e.g. `deliver_batch`: a label of the metrics."""
+    try:
+        return (job.func_name or "").rpartition(".")[2] or "unknown"
+    except Exception:  # a job whose data cannot be read: RQ fails it on its own
+        return "unknown"
+
+
+def _lag(job: Job) -> float | None:
+    """Seconds between the job's enqueue (or re-enqueue by a retry) and now."""
+    if job.enqueued_at is None:
+        return None
+    enqueued = job.enqueued_at
+    if enqueued.tzinfo is None:  # RQ stores UTC
+        enqueued = enqueued.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - enqueued).total_seconds()
+
+
 class AppSimpleWorker(AppContextMixin, SimpleWorker):
     """Runs jobs in its own process: for tests and small deployments."""
 
-    def __init__(self, *args, app: Flask, **kwargs) -> None:
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         super().__init__(*args, **kwargs)
 

@@ -9,9 +9,9 @@ from flask import current_app
 from flask.cli import with_appcontext
 from redis.exceptions import ConnectionError, TimeoutError
 
+from service import metrics
 from service.jobs import ALL_QUEUES
 
-from . import log
 from .app_worker import AppSimpleWorker, AppWorker
 from .redis_outage import patient_redis
 from .smtp_recovery import SmtpWatcher, note_outage
@@ -27,11 +27,32 @@ logger = logging.getLogger(__name__)
     help="Queue to work on (repeatable).",
 )  # fmt: skip
 @click.option("--simple", is_flag=True, help="Run jobs in this process instead of forking.")
+@click.option(
+    "--metrics-port", type=int, default=None,
+    help="Serve this host's metrics (PROMETHEUS_MULTIPROC_DIR) on this port: for a host "
+    "without the web app; one worker per host.",
+)  # fmt: skip
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True,
+    help="Address to serve --metrics-port on (an internal one for a remote Prometheus).",
+)  # fmt: skip
 @with_appcontext
-def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
+def worker_command(
+    burst: bool,
+    queues: tuple[str, ...],
+    simple: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run an RQ worker (with the scheduler) for the mail queues."""
-    log.setup()
-    app = current_app._get_current_object()
+    # The app itself, to hand to another thread: Flask's type hints describe
+    # current_app as the app, so they do not know the proxy's method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if metrics_port is not None:
+        try:
+            metrics.serve_host_metrics(metrics_host, metrics_port, app.config)
+        except (RuntimeError, OSError) as exc:
+            raise click.ClickException(f"metrics: {exc}") from exc
     _probe_smtp()
     interval = app.config["RECONCILE_INTERVAL"]
     worker_class = AppSimpleWorker if simple else AppWorker
@@ -50,7 +71,7 @@ def worker_command(burst: bool, queues: tuple[str, ...], simple: bool) -> None:
     if not burst:
         watcher.start()
     try:
-        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+        worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     except (ConnectionError, TimeoutError) as exc:
         # Only when stopping: until then the connection waits for Redis.
         logger.warning("stopped while Redis was unreachable (%s)", exc)

@@ -1,44 +1,57 @@
 """The delivery engine: every bulk mail (issues, announcements) goes out through here.
 
-Three jobs, all on the `bulk` queue and all safe to run twice:
+Jobs, all on the `bulk` queue and all safe to run twice:
 
 - `start_scheduled(issue_id)`: fired by RQ's scheduler at the issue's time.
 - `fan_out(issue_id)`: pages through the recipients by subscriber id (keyset,
   so memory stays flat for any list size), writes a `DeliveryBatch` and its
-  `Delivery` rows per page, and enqueues the batches as it goes, so the
-  first mails leave while later batches are still being written.
+  `Delivery` rows per page with one INSERT … SELECT, and enqueues the batches
+  as it goes, so the first mails leave while later batches are being written.
 - `deliver_batch(batch_id)`: sends one batch over one SMTP connection.
+- `cancel_batches(issue_id)`: after a cancel, walks the issue's unfinished
+  batches and marks their deliveries cancelled, a batch per transaction.
 
-Per message, one transaction records the previous message as sent, checks
-that the issue is still sending and the subscription still confirmed, and
-claims this delivery; only then is the message sent. A worker killed at any
-point leaves at most the one message in flight unrecorded, and that is the
-only one another worker may send again. Batches are leased (`owner`,
-`heartbeat`): the reconciler gives a batch whose heartbeat went stale to a
-new job, and a worker that lost its lease stops.
+Per message, one statement (its own transaction) records the previous message
+as sent and claims this one, only if the issue is still sending, the batch
+still ours and the subscription still confirmed; only then is the message
+sent. A worker killed at any point leaves at most the one message in flight
+unrecorded, and that is the only one another worker may send again. Batches
+are leased (`owner`, `heartbeat`): the reconciler gives a batch whose
+heartbeat went stale to a new job, and a worker that lost its lease stops.
+
+The per-batch counters progress reads (`DeliveryBatch.*_count`) are kept by
+database triggers on `delivery` (service/batch_counts.py), so every statement
+here that moves a delivery moves its batch's counts in the same transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import re
 import secrets
 import time
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any
 
 from flask import current_app
+from redis import Redis
 from rq import get_current_job
 from rq.job import Job
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Row, and_, func, insert, literal, or_, select, update
+from sqlalchemy.engine import Connection
 
 from service import jobs
 from service.bounces.recording import record_refusal
-from service.bounces.verp import envelope_sender
+from service.bounces.verp import envelope_sender_for
 from service.clock import utcnow
 from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_query
 from service.jobs import LIVE_JOB_STATES, redis_connection
+from service.logging_setup import bind
 from service.models import (
     BatchStatus,
     Delivery,
@@ -49,12 +62,17 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    rows_matched,
 )
 
 from . import shutdown
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
 from .transport import app_transport
+
+if TYPE_CHECKING:
+    # A delivery still to send, with its subscriber (BatchSender._load_unfinished).
+    _UnfinishedRow = Row[int, int, int, str, str, str | None, str]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +83,8 @@ ENQUEUE_GROUP = 20
 FAN_OUT_PAGES_PER_JOB = 20
 # Deliveries not yet sent nor given up: a claim finds them "sending" after a crash.
 UNFINISHED_DELIVERY = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+# What "send again to those not reached" puts back.
+UNREACHED_DELIVERY = (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
 
 
 def lease() -> timedelta:
@@ -86,12 +106,13 @@ def max_attempts() -> int:
 
 def start_scheduled(issue_id: int) -> str:
     """Start a scheduled issue if it is (still) scheduled and due."""
+    bind(issue_id=issue_id)
     if not Issue.start_if_due(issue_id, utcnow() + timedelta(seconds=1)):
         db.session.rollback()
         return "not due"
     # The conditional update holds the row until commit: a twin job waits and then finds
     # the issue no longer scheduled.
-    issue = db.session.get(Issue, issue_id)
+    issue = db.session.get_one(Issue, issue_id)
     begin_delivery(issue)
     db.session.commit()
     log.info("scheduled issue %s started", issue_id)
@@ -109,9 +130,47 @@ def fan_out(issue_id: int) -> str:
     even with a single worker: the batches of the first slice are in the
     queue ahead of the fan-out's continuation.
     """
+    bind(issue_id=issue_id)
+    if not _claim_fan_out(issue_id):
+        # A cancel that landed while the previous slice wrote its last batch left that
+        # batch pending (the loop's status check came before it): this continuation
+        # is the one job still to come, so it cancels what is left.
+        if db.session.scalar(select(Issue.status).where(Issue.id == issue_id)) == "cancelled":
+            cancel_batches(issue_id)
+        db.session.commit()
+        return "skipped"
+    issue = db.session.get_one(Issue, issue_id)
+    to_enqueue: list[tuple[int, str]] = []
+    for page in range(FAN_OUT_PAGES_PER_JOB):
+        status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
+        if status not in Issue.DELIVERING:
+            if status == IssueStatus.CANCELLED:
+                cancel_batches(issue_id)
+            break
+        written = _write_page(issue)
+        if written is None:
+            issue.fanout_done, issue.fanout_heartbeat, issue.fanout_job_id = True, None, None
+            db.session.commit()
+            break
+        if status == IssueStatus.SENDING:  # a paused issue's batches wait for resume
+            to_enqueue.append(written)
+        if page == 0 or len(to_enqueue) >= ENQUEUE_GROUP:
+            jobs.enqueue_batches(to_enqueue)
+            to_enqueue = []
+    else:
+        jobs.enqueue_batches(to_enqueue)
+        _hand_over_fan_out(issue)
+        return "continued"
+    jobs.enqueue_batches(to_enqueue)
+    finish_if_complete(issue_id)
+    return "done"
+
+
+def _claim_fan_out(issue_id: int) -> bool:
+    """Take the issue's fan-out lease: ours by job id, or free, or stale."""
     now = utcnow()
     me = _current_job_id()
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(Issue)
         .where(
             Issue.id == issue_id,
@@ -124,61 +183,71 @@ def fan_out(issue_id: int) -> str:
             ),
         )
         .values(fanout_heartbeat=now, fanout_job_id=me)
-    ).rowcount
+    )
     db.session.commit()
-    if not claimed:
-        # A cancel that landed while the previous slice wrote its last batch left that
-        # batch pending (the loop's status check came before it): this continuation
-        # is the one job still to come, so it cancels what is left.
-        if db.session.scalar(select(Issue.status).where(Issue.id == issue_id)) == "cancelled":
-            _cancel_leftovers(issue_id)
-        db.session.commit()
-        return "skipped"
+    return bool(claimed)
 
-    issue = db.session.get(Issue, issue_id)
-    size = current_app.config["BATCH_SIZE"]
-    to_enqueue: list[tuple[int, str]] = []
-    first = True
-    for _ in range(FAN_OUT_PAGES_PER_JOB):
-        status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
-        if status not in Issue.DELIVERING:
-            if status == IssueStatus.CANCELLED:
-                _cancel_leftovers(issue_id)
-            break
-        ids = db.session.scalars(
-            recipients_query(issue, after=issue.fanout_cursor, limit=size)
-        ).all()
-        if not ids:
-            issue.fanout_done, issue.fanout_heartbeat, issue.fanout_job_id = True, None, None
-            db.session.commit()
-            break
-        batch = DeliveryBatch(issue_id=issue_id, status=BatchStatus.QUEUED)
-        db.session.add(batch)
-        db.session.flush()
-        batch.job_id = jobs.new_batch_job_id(batch.id)
-        db.session.execute(
-            insert(Delivery),
-            [{"issue_id": issue_id, "batch_id": batch.id, "subscriber_id": s} for s in ids],
+
+def _write_page(issue: Issue) -> tuple[int, str] | None:
+    """One batch of the next BATCH_SIZE recipients, in one transaction; None when none are left.
+
+    The delivery rows are written by the database itself (INSERT … SELECT over
+    the page's id range), so no recipient id travels to Python and back.
+    """
+    query = recipients_query(
+        issue, after=issue.fanout_cursor, limit=current_app.config["BATCH_SIZE"]
+    )
+    page = query.subquery()
+    last, count = db.session.execute(
+        select(func.max(page.c.subscriber_id), func.count()).select_from(page)
+    ).one()
+    if not count:
+        return None
+    batch_id = db.session.execute(
+        insert(DeliveryBatch)
+        .values(
+            issue_id=issue.id,
+            status=BatchStatus.QUEUED,
+            created_at=utcnow(),
         )
-        issue.fanout_cursor, issue.fanout_heartbeat = ids[-1], utcnow()
-        db.session.commit()
-        if status == IssueStatus.SENDING:  # a paused issue's batches wait for resume
-            to_enqueue.append((batch.id, batch.job_id))
-        if first or len(to_enqueue) >= ENQUEUE_GROUP:
-            jobs.enqueue_batches(to_enqueue)
-            to_enqueue, first = [], False
-        db.session.expunge(batch)
-    else:
-        # The slice is written: pass the lease to a continuation queued behind the batches.
-        jobs.enqueue_batches(to_enqueue)
-        continuation = jobs.new_fan_out_job_id(issue_id)
-        issue.fanout_job_id, issue.fanout_heartbeat = continuation, utcnow()
-        db.session.commit()
-        jobs.enqueue_fan_out(issue_id, continuation)
-        return "continued"
-    jobs.enqueue_batches(to_enqueue)
-    finish_if_complete(issue_id)
-    return "done"
+        .returning(DeliveryBatch.id)
+    ).scalar_one()
+    job_id = jobs.new_batch_job_id(batch_id)
+    rows = (
+        query.where(Subscription.subscriber_id <= last)
+        .with_only_columns(
+            literal(issue.id), literal(batch_id), Subscription.subscriber_id,
+            literal(DeliveryStatus.PENDING.value), literal(0),
+        )
+        .order_by(None)
+        .limit(None)
+    )  # fmt: skip
+    db.session.execute(
+        insert(Delivery.__table__).from_select(
+            ["issue_id", "batch_id", "subscriber_id", "status", "attempts"], rows
+        )
+    )
+    # Counted again, not taken from the page's read (someone may have left since) nor
+    # from the driver's rowcount (psycopg gives -1 for a parametrised INSERT … SELECT).
+    written = db.session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.batch_id == batch_id)
+    )
+    db.session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == batch_id)
+        .values(job_id=job_id, total_count=written)
+    )
+    issue.fanout_cursor, issue.fanout_heartbeat = last, utcnow()
+    db.session.commit()
+    return batch_id, job_id
+
+
+def _hand_over_fan_out(issue: Issue) -> None:
+    """The slice is written: pass the lease to a continuation queued behind its batches."""
+    continuation = jobs.new_fan_out_job_id(issue.id)
+    issue.fanout_job_id, issue.fanout_heartbeat = continuation, utcnow()
+    db.session.commit()
+    jobs.enqueue_fan_out(issue.id, continuation)
 
 
 def _current_job_id() -> str | None:
@@ -212,35 +281,16 @@ def _rate_limiter() -> SendRateLimiter:
 def deliver_batch(batch_id: int) -> str:
     """Send a batch's pending deliveries; see the module docstring for the guarantees."""
     owner = secrets.token_hex(8)
-    now = utcnow()
-    claimed = db.session.execute(
-        update(DeliveryBatch)
-        .where(
-            DeliveryBatch.id == batch_id,
-            or_(
-                DeliveryBatch.status == BatchStatus.QUEUED,
-                and_(
-                    DeliveryBatch.status == BatchStatus.RUNNING,
-                    DeliveryBatch.heartbeat < now - lease(),
-                ),
-            ),
-        )
-        .values(
-            status=BatchStatus.RUNNING,
-            owner=owner,
-            heartbeat=now,
-            attempts=DeliveryBatch.attempts + 1,
-        )
-    ).rowcount
-    db.session.commit()
-    if not claimed:
+    if not _claim_batch(batch_id, owner):
         log.info("batch %s is done or another worker has it; skipping", batch_id)
         return "skipped"
-    batch = db.session.get(DeliveryBatch, batch_id)
-    issue = db.session.get(Issue, batch.issue_id)
+    batch = db.session.get_one(DeliveryBatch, batch_id)
+    bind(issue_id=batch.issue_id)
+    issue = db.session.get_one(Issue, batch.issue_id)
+    if batch.resend:
+        _put_back_unreached(batch)
     if issue.status != IssueStatus.SENDING:
-        _release(batch_id, owner)
-        db.session.commit()
+        _stop_batch(batch_id, owner, issue.status)
         return issue.status
     try:
         sender = BatchSender(issue, batch_id, owner)
@@ -265,6 +315,143 @@ def deliver_batch(batch_id: int) -> str:
         sender.close()
 
 
+def _claim_batch(batch_id: int, owner: str) -> bool:
+    """Lease the batch if it is queued or its lease ran out.
+
+    On PostgreSQL the row is picked `FOR UPDATE SKIP LOCKED`: a second job for
+    the same batch (a reconciler's re-enqueue) passes it by at once instead of
+    queueing behind the first claim's transaction.
+    """
+    now = utcnow()
+    claimable = (
+        select(DeliveryBatch.id)
+        .where(
+            DeliveryBatch.id == batch_id,
+            or_(
+                DeliveryBatch.status == BatchStatus.QUEUED,
+                and_(
+                    DeliveryBatch.status == BatchStatus.RUNNING,
+                    DeliveryBatch.heartbeat < now - lease(),
+                ),
+            ),
+        )
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claimed = rows_matched(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == claimable)
+        .values(
+            status=BatchStatus.RUNNING,
+            owner=owner,
+            heartbeat=now,
+            attempts=DeliveryBatch.attempts + 1,
+        )
+    )
+    db.session.commit()
+    return bool(claimed)
+
+
+def _put_back_unreached(batch: DeliveryBatch) -> None:
+    """ "Send again to those not reached" reaches this batch: its unreached deliveries
+    are pending again, in the batch's own transaction (see sending.resend_unreached)."""
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.batch_id == batch.id, Delivery.status.in_(UNREACHED_DELIVERY))
+        .values(status=DeliveryStatus.PENDING, attempts=0, last_error=None)
+    )
+    batch.resend = False
+    db.session.commit()
+
+
+def _stop_batch(batch_id: int, owner: str, issue_status: str | None) -> None:
+    """The issue no longer sends: a cancelled issue's batch is closed, a paused one's
+    handed back for resume."""
+    if issue_status == IssueStatus.CANCELLED:
+        _cancel_batch(batch_id, db.session.get_one(DeliveryBatch, batch_id).issue_id)
+    else:
+        _release(batch_id, owner)
+    db.session.commit()
+
+
+class _Statements:
+    """The SQL of the per-message path, written once per dialect and run on the
+    driver's own cursor: building and compiling SQLAlchemy statements per
+    message cost more than the SMTP exchange (bench/README.md, Delivery)."""
+
+    # Record the previous message as sent and claim this one, in one statement.
+    # The claim holds only while the issue sends, the batch is ours and the
+    # subscription confirmed: a pause or an unsubscribe stops the next message.
+    RECORD_AND_CLAIM = """
+        UPDATE delivery SET
+          status = CASE WHEN id = :sent_id THEN 'sent' ELSE 'sending' END,
+          sent_at = CASE WHEN id = :sent_id THEN :now ELSE sent_at END,
+          message_id = CASE WHEN id = :sent_id THEN :message_id ELSE message_id END,
+          last_error = CASE WHEN id = :sent_id THEN NULL ELSE last_error END,
+          claimed_at = CASE WHEN id = :sent_id THEN claimed_at ELSE :now END
+        WHERE id = :sent_id
+           OR (id = :claim_id
+               AND status IN ('pending', 'sending')
+               AND EXISTS (SELECT 1 FROM subscription
+                           WHERE subscriber_id = :subscriber_id AND list_id = :list_id
+                             AND status = 'confirmed')
+               AND EXISTS (SELECT 1 FROM issue WHERE id = :issue_id AND status = 'sending')
+               AND EXISTS (SELECT 1 FROM delivery_batch
+                           WHERE id = :batch_id AND owner = :owner))
+        RETURNING id
+    """
+    BEAT = """
+        UPDATE delivery_batch SET heartbeat = :now WHERE id = :batch_id AND owner = :owner
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.sqlite = connection.dialect.name == "sqlite"
+        driver = connection.connection.driver_connection
+        if driver is None:  # only once the pool has invalidated the connection
+            raise RuntimeError("the database connection is closed")
+        self.cursor = driver.cursor()
+        self.writer_queue = _sqlite_writer_queue(connection) if self.sqlite else None
+        if self.sqlite:
+            self.record_and_claim, self.beat = self.RECORD_AND_CLAIM, self.BEAT
+        else:  # psycopg: %(name)s placeholders
+            self.record_and_claim = _pyformat(self.RECORD_AND_CLAIM)
+            self.beat = _pyformat(self.BEAT)
+
+    def time(self, moment: datetime) -> Any:
+        """A timestamp as SQLAlchemy stores it (SQLite keeps text with microseconds)."""
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else moment
+
+    def run(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        if self.writer_queue is None:
+            self.cursor.execute(sql, params)
+            return self.cursor.fetchall() if self.cursor.description else []
+        # Wait our turn on the queue's lock: the kernel wakes the next worker the
+        # moment the statement is done, where SQLite's busy handler sleeps and polls
+        # (1, 2, 5, 10… ms), which made two workers slower than one.
+        fcntl.flock(self.writer_queue, fcntl.LOCK_EX)
+        try:
+            self.cursor.execute(sql, params)
+            return self.cursor.fetchall() if self.cursor.description else []
+        finally:
+            fcntl.flock(self.writer_queue, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.writer_queue is not None:
+            self.writer_queue.close()
+
+
+def _sqlite_writer_queue(connection: Connection) -> IO[bytes] | None:
+    """A lock file beside the SQLite database that the workers' per-message writes queue on."""
+    database = connection.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return open(f"{database}-delivery.lock", "ab")  # closed by close()
+
+
+def _pyformat(sql: str) -> str:
+    return re.sub(r":(\w+)", r"%(\1)s", sql)
+
+
 class BatchSender:
     """The send loop of one claimed batch."""
 
@@ -275,56 +462,93 @@ class BatchSender:
         self.owner = owner
         self.skeleton = _skeleton(issue)
         self.limiter = _rate_limiter()
-        self.transport = app_transport()
+        self.transport = app_transport("issue")
+        self.envelope_sender = envelope_sender_for("d")
         self.heartbeat_every = heartbeat_every()
         self.max_attempts = max_attempts()
         self.deferred = 0
-        # Sent but not yet recorded: written in the same commit as the next claim.
+        # Sent but not yet recorded: written in the same statement as the next claim.
         self.unrecorded: tuple[int, str] | None = None
-        self._prepare_statements()
+        self._connection = self._open_connection()
+        self.sql = _Statements(self._connection)
 
-    def _prepare_statements(self) -> None:
-        """The per-message statements, built once: building SQLAlchemy expressions per
-        message cost more than the SMTP exchange itself."""
-        delivery, subscription, issue, batch = (
-            Delivery.__table__,
-            Subscription.__table__,
-            Issue.__table__,
-            DeliveryBatch.__table__,
-        )
-        # The claim: only if the issue still sends and the subscriber is still confirmed.
-        self._claim_statement = (
-            delivery.update()
-            .where(
-                delivery.c.id == bindparam("delivery_id"),
-                delivery.c.status.in_(UNFINISHED_DELIVERY),
-                exists().where(
-                    subscription.c.subscriber_id == bindparam("who"),
-                    subscription.c.list_id == self.list_id,
-                    subscription.c.status == SubscriptionStatus.CONFIRMED,
-                ),
-                exists().where(issue.c.id == self.issue_id, issue.c.status == IssueStatus.SENDING),
-                # Still our batch: a worker that lost its lease (stuck longer than
-                # BATCH_LEASE_SECONDS) must not send alongside the one that took over.
-                exists().where(batch.c.id == self.batch_id, batch.c.owner == self.owner),
-            )
-            .values(status=DeliveryStatus.SENDING, claimed_at=bindparam("now"))
-        )
-        self._sent_statement = (
-            delivery.update()
-            .where(delivery.c.id == bindparam("delivery_id"))
-            .values(
-                status=DeliveryStatus.SENT,
-                sent_at=bindparam("now"),
-                message_id=bindparam("mid"),
-                last_error=None,
-            )
-        )
+    @staticmethod
+    def _open_connection() -> Connection:
+        """A connection of its own in autocommit: each per-message statement is its own
+        short transaction (one round trip on PostgreSQL, the shortest hold of SQLite's
+        write lock when two workers share the file).
+
+        On PostgreSQL an operator may let these commits skip the disk flush
+        (DELIVERY_SYNCHRONOUS_COMMIT=off, `synchronous_commit off`): a killed
+        worker still loses nothing, but a crash of the database server itself may
+        forget the last fraction of a second of records, whose recipients would
+        then get the issue twice. The default keeps the guarantee (at most the
+        message in flight twice).
+        """
+        connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if connection.dialect.name == "postgresql" and not current_app.config.get(
+            "DELIVERY_SYNCHRONOUS_COMMIT", True
+        ):
+            connection.exec_driver_sql("SET synchronous_commit TO off")
+        return connection
 
     def close(self) -> None:
         self.transport.close()
+        self.sql.close()
+        with contextlib.suppress(Exception):
+            if self.sql is not None and not self.sql.sqlite:
+                self._connection.exec_driver_sql("RESET synchronous_commit")
+        self._connection.close()
 
     def run(self) -> str:
+        rows = self._load_unfinished()
+        last_beat = time.monotonic()
+        for row in rows:
+            if shutdown.requested():  # a deploy stops this worker: hand the rest over
+                self._record_sent()
+                return self._hand_back()
+            if time.monotonic() - last_beat > self.heartbeat_every:
+                if not self._beat():
+                    self._record_sent()
+                    log.warning("batch %s taken over by another worker; stopping", self.batch_id)
+                    return "lost lease"
+                last_beat = time.monotonic()
+            if self.limiter.active:
+                # Wait for the rate limit with the previous message recorded and
+                # nothing claimed: a worker taking over must see both.
+                self._record_sent()
+                self.limiter.wait((row.ascii_email or row.email).rpartition("@")[2])
+            outcome = self._claim(row.id, row.subscriber_id)
+            if outcome == "stop":
+                return "stopped"
+            if outcome == "claimed":
+                self._send_one(row)
+        self._record_sent()
+        return self._finish()
+
+    def _load_unfinished(self) -> Sequence[_UnfinishedRow]:
+        """The batch's recipients still to send, with what personalising needs.
+
+        Those unsubscribed, bounced or removed since the fan-out are marked
+        skipped first, for the whole batch in one statement; the per-message
+        claim then catches only what changes while the batch is being sent.
+        """
+        db.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.batch_id == self.batch_id,
+                Delivery.status.in_(UNFINISHED_DELIVERY),
+                ~select(Subscription.id)
+                .where(
+                    Subscription.subscriber_id == Delivery.subscriber_id,
+                    Subscription.list_id == self.list_id,
+                    Subscription.status == SubscriptionStatus.CONFIRMED,
+                )
+                .exists(),
+            )
+            .values(status=DeliveryStatus.SKIPPED, last_error="no longer subscribed")
+            .execution_options(synchronize_session=False)
+        )
         rows = db.session.execute(
             select(
                 Delivery.id,
@@ -340,31 +564,9 @@ class BatchSender:
             .order_by(Delivery.id)
         ).all()
         db.session.commit()
-        last_beat = time.monotonic()
-        for row in rows:
-            self._record_sent()
-            if shutdown.requested():  # a deploy stops this worker: hand the rest over
-                return self._hand_back()
-            if time.monotonic() - last_beat > self.heartbeat_every:
-                if not self._beat():
-                    db.session.commit()
-                    log.warning("batch %s taken over by another worker; stopping", self.batch_id)
-                    return "lost lease"
-                last_beat = time.monotonic()
-            # Wait for the rate limit before claiming, not while holding a claim, nor
-            # an open transaction: the previous message's record would be invisible
-            # to a worker taking over, and on SQLite it holds every writer back.
-            if self.limiter.active:
-                db.session.commit()
-            self.limiter.wait((row.ascii_email or row.email).rpartition("@")[2])
-            outcome = self._claim(row.id, row.subscriber_id)
-            db.session.commit()
-            if outcome == "stop":
-                return "stopped"
-            if outcome != "claimed":
-                continue
-            self._send_one(row)
-        self._record_sent()
+        return rows
+
+    def _finish(self) -> str:
         if self.deferred:
             self._retry_later(f"{self.deferred} recipient(s) temporarily refused")
             raise TransientFailure(f"batch {self.batch_id}: {self.deferred} deferred")
@@ -378,27 +580,37 @@ class BatchSender:
         return "done"
 
     def _claim(self, delivery_id: int, subscriber_id: int) -> str:
-        """Claim one delivery if the issue still sends and the subscriber still wants it.
-
-        The common case is one conditional UPDATE; only when it matches
-        nothing do we look at why (paused, cancelled, unsubscribed, erased).
-        """
-        claimed = (
-            db.session.connection()
-            .execute(
-                self._claim_statement,
-                {"delivery_id": delivery_id, "who": subscriber_id, "now": utcnow()},
-            )
-            .rowcount
+        """Record the previous message and claim this one (one statement); only when
+        the claim fails do we look at why (paused, cancelled, unsubscribed, erased)."""
+        sent_id, message_id = self.unrecorded or (None, None)
+        self.unrecorded = None
+        touched = self.sql.run(
+            self.sql.record_and_claim,
+            {
+                "sent_id": sent_id,
+                "message_id": message_id,
+                "now": self.sql.time(utcnow()),
+                "claim_id": delivery_id,
+                "subscriber_id": subscriber_id,
+                "list_id": self.list_id,
+                "issue_id": self.issue_id,
+                "batch_id": self.batch_id,
+                "owner": self.owner,
+            },
         )
-        if claimed:
+        if any(row[0] == delivery_id for row in touched):
             return "claimed"
+        return self._why_not_claimed(delivery_id, subscriber_id)
+
+    def _why_not_claimed(self, delivery_id: int, subscriber_id: int) -> str:
         issue_status = db.session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
         owner = db.session.scalar(
             select(DeliveryBatch.owner).where(DeliveryBatch.id == self.batch_id)
         )
         if issue_status != IssueStatus.SENDING or owner != self.owner:
-            _release(self.batch_id, self.owner)
+            if owner == self.owner:
+                _stop_batch(self.batch_id, self.owner, issue_status)
+            db.session.commit()
             log.info("issue %s is %s; batch %s stops", self.issue_id, issue_status, self.batch_id)
             return "stop"
         subscription_status = db.session.scalar(
@@ -410,23 +622,25 @@ class BatchSender:
             # The issue was paused and resumed between the claim and these reads:
             # hand the batch back rather than skip someone who should get it.
             _release(self.batch_id, self.owner)
+            db.session.commit()
             return "stop"
-        # Suppressed since the snapshot: unsubscribed, bounced or left the list.
+        # Suppressed since the batch started: unsubscribed, bounced or left the list.
         db.session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.status.in_(UNFINISHED_DELIVERY))
             .values(status=DeliveryStatus.SKIPPED, last_error=subscription_status or "removed")
         )
+        db.session.commit()
         return "skipped"
 
-    def _send_one(self, row) -> None:
+    def _send_one(self, row: _UnfinishedRow) -> None:
         address = row.ascii_email or row.email
         recipient = Recipient(address=address, name=row.name or "", public_key=row.public_key)
         message_id = self.skeleton.new_message_id(row.id)
         raw = self.skeleton.personalise(recipient, message_id)
         try:
             self.transport.send(
-                envelope_sender("d", row.id), address, raw, smtputf8=row.ascii_email is None
+                self.envelope_sender(row.id), address, raw, smtputf8=row.ascii_email is None
             )
         except RecipientRefused as exc:
             self._set(row.id, status=DeliveryStatus.FAILED, last_error=str(exc)[:2000])
@@ -440,56 +654,64 @@ class BatchSender:
             self._retry_later(str(exc))
             raise
         except TransientFailure as exc:
-            # This recipient's server said "later" (4xx); the others may go on.
-            # `attempts` counts only these refusals, not re-claims after outages or crashes.
-            if row.attempts + 1 >= self.max_attempts:
-                self._set(
-                    row.id,
-                    status=DeliveryStatus.FAILED,
-                    attempts=row.attempts + 1,
-                    last_error=f"opakovaně odmítnuto: {exc}"[:2000],
-                )
-            else:
-                self._set(
-                    row.id,
-                    status=DeliveryStatus.PENDING,
-                    attempts=row.attempts + 1,
-                    last_error=str(exc)[:2000],
-                )
-                self.deferred += 1
+            self._defer(row, exc)
         else:
             self.unrecorded = (row.id, message_id)
 
-    def _set(self, delivery_id: int, **values) -> None:
+    def _defer(self, row: _UnfinishedRow, exc: TransientFailure) -> None:
+        """This recipient's server said "later" (4xx); the others may go on.
+        `attempts` counts only these refusals, not re-claims after outages or crashes."""
+        if row.attempts + 1 >= self.max_attempts:
+            self._set(
+                row.id,
+                status=DeliveryStatus.FAILED,
+                attempts=row.attempts + 1,
+                last_error=f"opakovaně odmítnuto: {exc}"[:2000],
+            )
+        else:
+            self._set(
+                row.id,
+                status=DeliveryStatus.PENDING,
+                attempts=row.attempts + 1,
+                last_error=str(exc)[:2000],
+            )
+            self.deferred += 1
+
+    def _set(self, delivery_id: int, **values: Any) -> None:
         db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+        db.session.commit()
 
     def _record_sent(self) -> None:
+        """Record the message sent last, if not yet recorded (its claim part matches nothing)."""
         if self.unrecorded is None:
             return
-        delivery_id, message_id = self.unrecorded
-        db.session.connection().execute(
-            self._sent_statement, {"delivery_id": delivery_id, "now": utcnow(), "mid": message_id}
-        )
+        sent_id, message_id = self.unrecorded
+        self.sql.run(
+            self.sql.record_and_claim,
+            {
+                "sent_id": sent_id, "message_id": message_id, "now": self.sql.time(utcnow()),
+                "claim_id": None, "subscriber_id": None, "list_id": None, "issue_id": None,
+                "batch_id": None, "owner": None,
+            },
+        )  # fmt: skip
         self.unrecorded = None
 
     def _beat(self) -> bool:
-        return bool(
-            db.session.execute(
-                update(DeliveryBatch)
-                .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
-                .values(heartbeat=utcnow())
-            ).rowcount
+        rows = self.sql.run(
+            self.sql.beat + " RETURNING id",
+            {"now": self.sql.time(utcnow()), "batch_id": self.batch_id, "owner": self.owner},
         )
+        return bool(rows)
 
     def _hand_back(self) -> str:
         """Give the batch, unfinished, to another worker through a fresh job (the worker
         is stopping); the message sent last is already recorded."""
         job_id = jobs.new_batch_job_id(self.batch_id)
-        handed = db.session.execute(
+        handed = rows_matched(
             update(DeliveryBatch)
             .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
             .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, job_id=job_id)
-        ).rowcount
+        )
         db.session.commit()
         if handed:
             with contextlib.suppress(Exception):  # Redis away: the reconciler enqueues it
@@ -517,19 +739,64 @@ def _release(batch_id: int, owner: str) -> None:
     )
 
 
-def _cancel_leftovers(issue_id: int) -> None:
-    """Batches written after a cancel committed (the fan-out raced it) are cancelled too."""
+# --- whole-issue operations, a batch at a time ----------------------------------
+
+
+def cancel_batches(issue_id: int) -> int:
+    """After a cancel: every unfinished batch of the issue is closed and its deliveries
+    not yet sent marked cancelled, one batch per transaction (a million recipients
+    never sit in one transaction, nor hold SQLite's write lock for long).
+
+    A batch a live worker is sending is closed too: that worker's next claim
+    fails (the issue is cancelled), and the message in flight is still recorded
+    as sent. Safe to run twice. Returns the batches closed.
+    """
+    closed = 0
+    after = 0
+    while True:
+        batch_ids = db.session.scalars(
+            select(DeliveryBatch.id)
+            .where(
+                DeliveryBatch.issue_id == issue_id,
+                DeliveryBatch.status != BatchStatus.DONE,
+                DeliveryBatch.id > after,
+            )
+            .order_by(DeliveryBatch.id)
+            .limit(100)
+        ).all()
+        db.session.commit()
+        if not batch_ids:
+            return closed
+        for batch_id in batch_ids:
+            closed += _cancel_batch(batch_id, issue_id)
+            db.session.commit()
+        after = batch_ids[-1]
+
+
+def _cancel_batch(batch_id: int, issue_id: int) -> bool:
+    """Cancel one batch's unsent deliveries and close it, while the issue is still
+    cancelled ("send again" may have come since); the caller commits."""
+    still_cancelled = (
+        select(Issue.id).where(Issue.id == issue_id, Issue.status == IssueStatus.CANCELLED).exists()
+    )
+    # Deliveries first, then the batch: the order in which a worker's record-and-claim
+    # locks them (its trigger moves the batch's counters), so the two cannot deadlock.
     db.session.execute(
         update(Delivery)
-        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.PENDING)
+        .where(
+            Delivery.batch_id == batch_id,
+            Delivery.status.in_(UNFINISHED_DELIVERY),
+            still_cancelled,
+        )
         .values(status=DeliveryStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
     )
-    db.session.execute(
+    closed = rows_matched(
         update(DeliveryBatch)
-        .where(DeliveryBatch.issue_id == issue_id, DeliveryBatch.status == BatchStatus.QUEUED)
-        .values(status=BatchStatus.DONE)
+        .where(DeliveryBatch.id == batch_id, still_cancelled)
+        .values(status=BatchStatus.DONE, owner=None, resend=False)
     )
-    db.session.commit()
+    return bool(closed)
 
 
 def finish_if_complete(issue_id: int) -> bool:
@@ -549,41 +816,64 @@ def reconcile_issues() -> dict[str, int]:
 
     Scheduled starts whose job Redis forgot, fan-outs and batches whose
     worker died (stale heartbeat) or whose job is gone (Redis flushed or
-    restarted), and issues whose last batch finished without marking them.
+    restarted), cancelled issues with batches still open, and issues whose
+    last batch finished without marking them.
     """
-    connection = redis_connection()
-    now = utcnow()
-    stale = now - lease()
-    done = {"scheduled": 0, "fan_outs": 0, "batches": 0, "finished": 0}
+    checker = _JobChecker(redis_connection())
+    stale = utcnow() - lease()
+    return {
+        "scheduled": _restart_scheduled(checker),
+        "fan_outs": _restart_fan_outs(checker, stale),
+        "batches": _restart_batches(checker, stale),
+        "cancels": _finish_cancels(),
+        "finished": _finish_completed(),
+    }
 
-    def live(job_ids: list[str]) -> list[bool]:
-        found = Job.fetch_many(job_ids, connection=connection) if job_ids else []
+
+class _JobChecker:
+    """Asks Redis, in one round trip per call, whether jobs are still to run."""
+
+    def __init__(self, connection: Redis) -> None:
+        self.connection = connection
+
+    def live(self, job_ids: list[str]) -> list[bool]:
+        found = Job.fetch_many(job_ids, connection=self.connection) if job_ids else []
         return [
             job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES for job in found
         ]
 
-    scheduled = db.session.execute(
-        select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
-    ).all()
-    db.session.commit()
-    for (issue_id, at), alive in zip(
-        scheduled, live([jobs.start_job_id(i, at) for i, at in scheduled]), strict=True
-    ):
-        if not alive:
-            jobs.enqueue_scheduled_start(issue_id, at)
-            done["scheduled"] += 1
 
+def _restart_scheduled(checker: _JobChecker) -> int:
+    """Scheduled starts whose job Redis forgot."""
+    scheduled = [
+        (issue_id, at)
+        for issue_id, at in db.session.execute(
+            select(Issue.id, Issue.scheduled_at).where(Issue.status == IssueStatus.SCHEDULED)
+        )
+        if at is not None  # always, as Issue.schedule sets both
+    ]
+    db.session.commit()
+    restarted = 0
+    alive = checker.live([jobs.start_job_id(i, at) for i, at in scheduled])
+    for (issue_id, at), is_alive in zip(scheduled, alive, strict=True):
+        if not is_alive:
+            jobs.enqueue_scheduled_start(issue_id, at)
+            restarted += 1
+    return restarted
+
+
+def _restart_fan_outs(checker: _JobChecker, stale: datetime) -> int:
+    """Fan-outs whose worker died mid-slice (stale heartbeat) or whose job Redis lost."""
     fanning = db.session.execute(
         select(Issue.id, Issue.fanout_heartbeat, Issue.fanout_job_id).where(
             Issue.status == IssueStatus.SENDING, Issue.fanout_done.is_(False)
         )
     ).all()
     db.session.commit()
-    for (issue_id, heartbeat, job_id), alive in zip(
-        fanning, live([job_id or f"missing-{i}" for i, _, job_id in fanning]), strict=True
-    ):
-        # Stale: its worker died mid-slice. No heartbeat and no job: Redis lost it.
-        if (heartbeat is not None and heartbeat < stale) or (heartbeat is None and not alive):
+    restarted = 0
+    alive = checker.live([job_id or f"missing-{i}" for i, _, job_id in fanning])
+    for (issue_id, heartbeat, _), is_alive in zip(fanning, alive, strict=True):
+        if (heartbeat is not None and heartbeat < stale) or (heartbeat is None and not is_alive):
             job_id = jobs.new_fan_out_job_id(issue_id)
             db.session.execute(
                 update(Issue)
@@ -592,8 +882,12 @@ def reconcile_issues() -> dict[str, int]:
             )
             db.session.commit()
             jobs.enqueue_fan_out(issue_id, job_id)
-            done["fan_outs"] += 1
+            restarted += 1
+    return restarted
 
+
+def _restart_batches(checker: _JobChecker, stale: datetime) -> int:
+    """Batches of sending issues whose worker died or whose job is gone."""
     batches = db.session.execute(
         select(
             DeliveryBatch.id, DeliveryBatch.status, DeliveryBatch.job_id, DeliveryBatch.heartbeat
@@ -609,30 +903,45 @@ def reconcile_issues() -> dict[str, int]:
     orphaned: list[int] = []
     for start in range(0, len(batches), 500):
         chunk = batches[start : start + 500]
-        alive = live([row.job_id or f"missing-{row.id}" for row in chunk])
+        alive = checker.live([row.job_id or f"missing-{row.id}" for row in chunk])
         for row, is_alive in zip(chunk, alive, strict=True):
             if row.status == BatchStatus.RUNNING:
                 if row.heartbeat is None or row.heartbeat < stale:
                     orphaned.append(row.id)
             elif not is_alive:
                 orphaned.append(row.id)
-    if orphaned:
-        to_enqueue = []
-        for batch_id in orphaned:
-            job_id = jobs.new_batch_job_id(batch_id)
-            db.session.execute(
-                update(DeliveryBatch).where(DeliveryBatch.id == batch_id).values(job_id=job_id)
-            )
-            to_enqueue.append((batch_id, job_id))
-        db.session.commit()
-        for start in range(0, len(to_enqueue), 500):
-            jobs.enqueue_batches(to_enqueue[start : start + 500])
-        done["batches"] = len(orphaned)
-        log.info("reconciler re-enqueued %d delivery batch(es)", len(orphaned))
+    if not orphaned:
+        return 0
+    to_enqueue = []
+    for batch_id in orphaned:
+        job_id = jobs.new_batch_job_id(batch_id)
+        db.session.execute(
+            update(DeliveryBatch).where(DeliveryBatch.id == batch_id).values(job_id=job_id)
+        )
+        to_enqueue.append((batch_id, job_id))
+    db.session.commit()
+    for start in range(0, len(to_enqueue), 500):
+        jobs.enqueue_batches(to_enqueue[start : start + 500])
+    log.info("reconciler re-enqueued %d delivery batch(es)", len(orphaned))
+    return len(orphaned)
 
+
+def _finish_cancels() -> int:
+    """Cancelled issues with batches still open (their cancel job was lost): close them."""
+    issue_ids = db.session.scalars(
+        select(DeliveryBatch.issue_id)
+        .join(Issue, Issue.id == DeliveryBatch.issue_id)
+        .where(Issue.status == IssueStatus.CANCELLED, DeliveryBatch.status != BatchStatus.DONE)
+        .distinct()
+    ).all()
+    db.session.commit()
+    return sum(cancel_batches(issue_id) for issue_id in issue_ids)
+
+
+def _finish_completed() -> int:
+    """Issues whose last batch finished without marking them sent."""
     sending = db.session.scalars(
         select(Issue.id).where(Issue.status == IssueStatus.SENDING, Issue.fanout_done.is_(True))
     ).all()
     db.session.commit()
-    done["finished"] = sum(finish_if_complete(issue_id) for issue_id in sending)
-    return done
+    return sum(finish_if_complete(issue_id) for issue_id in sending)

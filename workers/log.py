@@ -1,27 +1,24 @@
-"""Worker logging: every line names the job it belongs to."""
+"""Worker logging: every line of a job names the job and, once known, its issue.
+
+The handler and the formats (LOG_FORMAT) are service/logging_setup.py's, set
+up by `create_app` for the worker as for the web app; here is the job's part.
+`job_scope` binds the job id around each job; the delivery jobs add the issue
+id with `service.logging_setup.bind` as soon as they know it (a batch's issue
+is on its row, not in the job's arguments).
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from rq import get_current_job
+from rq.job import Job
 
-FORMAT = "%(asctime)s %(levelname)s [job %(job_id)s] %(name)s: %(message)s"
-
-
-class JobIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        job = get_current_job()
-        record.job_id = job.id if job is not None else "-"
-        return True
+from service.logging_setup import log_context
 
 
-def setup(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(JobIdFilter())
-    for name in ("service", "workers"):
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        logger.addHandler(handler)
-        logger.propagate = False
+@contextmanager
+def job_scope(job: Job) -> Iterator[None]:
+    """Every line logged while `job` runs carries its id (RQ's own lines too)."""
+    with log_context(job_id=job.id):
+        yield

@@ -13,7 +13,7 @@ from service.bounces.recording import record_refusal
 from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
-from service.models import MailStatus, OutgoingMail, Subscriber, SuppressionReason
+from service.models import MailStatus, OutgoingMail, Subscriber, SuppressionReason, rows_matched
 from service.subscriptions.emails import CONFIRMATION
 
 from .smtp import PermanentFailure, RecipientRefused, TransientFailure
@@ -50,7 +50,7 @@ def send_outgoing(mail_id: int) -> str:
     RQ's Retry schedules the next attempt; a permanent one is recorded.
     """
     now = utcnow()
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(OutgoingMail)
         .where(
             OutgoingMail.id == mail_id,
@@ -63,7 +63,7 @@ def send_outgoing(mail_id: int) -> str:
             ),
         )
         .values(status=MailStatus.SENDING, claimed_at=now, attempts=OutgoingMail.attempts + 1)
-    ).rowcount
+    )
     db.session.commit()
     if not claimed:
         log.info("outgoing mail %s is already sent, failed or being sent; skipping", mail_id)
@@ -78,7 +78,7 @@ def send_outgoing(mail_id: int) -> str:
         log.info("outgoing mail %s not sent: the address bounces", mail_id)
         return "failed"
     try:
-        with app_transport() as transport:
+        with app_transport(mail.kind) as transport:
             # VERP: a bounce of this mail names it (service/bounces/verp.py).
             transport.send(
                 envelope_sender("m", mail.id), mail.recipient, mail.raw, smtputf8=mail.smtputf8

@@ -20,7 +20,7 @@ from service.issues import sending
 from service.jobs import LIVE_JOB_STATES, redis_connection
 from service.meetings.calendar import meeting_title
 from service.meetings.reminders import enqueue_reminder, reminder_job_id, reminder_time
-from service.models import Issue, IssueStatus, Meeting, MeetingMethod
+from service.models import Issue, IssueStatus, Meeting, MeetingMethod, rows_matched
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
     start = datetime.fromtimestamp(start_timestamp, UTC).replace(tzinfo=None)
     now = utcnow()
     # The conditional UPDATE is the claim: of two twin jobs only one sets it.
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(Meeting)
         .where(
             Meeting.id == meeting_id,
@@ -45,11 +45,11 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
             Meeting.reminder_sent_at.is_(None),
         )
         .values(reminder_sent_at=now)
-    ).rowcount
+    )
     if not claimed:
         db.session.rollback()
         return "skipped"
-    meeting = db.session.get(Meeting, meeting_id)
+    meeting = db.session.get_one(Meeting, meeting_id)  # the claim above found it
     subject = f"Připomínka: {meeting_title(meeting)}"[: sending.SUBJECT_MAX]
     issue = sending.create_issue(
         meeting.mailing_list,

@@ -10,21 +10,26 @@ occasional duplicate costs nothing.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 from flask import current_app
+from redis import Redis
 from rq.job import Job
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
+from service import metrics
 from service.clock import utcnow
 from service.extensions import db
 from service.jobs import (
     LIVE_JOB_STATES,
     enqueue_outgoing_mail,
+    enqueue_signup,
     outgoing_mail_job_id,
     redis_connection,
+    signup_job_id,
 )
-from service.models import MailStatus, OutgoingMail
+from service.models import MailStatus, OutgoingMail, SignupRequest, rows_matched
 
 from .delivery import reconcile_issues
 from .mail import claim_lease
@@ -34,12 +39,15 @@ log = logging.getLogger(__name__)
 
 
 def reconcile() -> dict[str, int]:
-    """Put back jobs for single mails, issues and meeting reminders; counts by kind."""
-    return {
+    """Put back jobs for sign-ups, single mails, issues and meeting reminders; counts by kind."""
+    done = {
+        "signup_requests": reconcile_signup_requests(),
         "outgoing_mail": reconcile_outgoing_mail(),
         **reconcile_issues(),
         "meeting_reminders": reconcile_reminders(),
     }
+    metrics.reconciled(done)
+    return done
 
 
 def reconcile_outgoing_mail() -> int:
@@ -61,22 +69,53 @@ def reconcile_outgoing_mail() -> int:
         )
     ).all()
     db.session.commit()
-    connection = redis_connection()
-    requeued = 0
-    for mail_id in rows:
-        job = _fetch(outgoing_mail_job_id(mail_id), connection)
-        if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES:
-            continue
-        if job is not None:
-            job.delete()
-        enqueue_outgoing_mail(mail_id)
-        requeued += 1
+    requeued = _requeue_lost(rows, outgoing_mail_job_id, enqueue_outgoing_mail)
     if requeued:
         log.info("reconciler re-enqueued %d outgoing mail(s)", requeued)
     return requeued
 
 
-def _expire_stale(cutoff) -> None:
+def reconcile_signup_requests() -> int:
+    """Re-enqueue stored sign-ups with no live job; drop those too old to matter."""
+    config = current_app.config
+    now = utcnow()
+    expired = rows_matched(
+        delete(SignupRequest).where(
+            SignupRequest.requested_at < now - timedelta(hours=config["MAIL_MAX_AGE_HOURS"])
+        )
+    )
+    if expired:
+        log.warning("dropped %d sign-up request(s) not processed in time", expired)
+    # Leave young rows alone: their own enqueue may be a moment away.
+    settled = now - timedelta(seconds=config["RECONCILE_GRACE_SECONDS"])
+    ids = db.session.scalars(
+        select(SignupRequest.id).where(SignupRequest.requested_at < settled)
+    ).all()
+    db.session.commit()
+    requeued = _requeue_lost(ids, signup_job_id, enqueue_signup)
+    if requeued:
+        log.info("reconciler re-enqueued %d sign-up request(s)", requeued)
+    return requeued
+
+
+def _requeue_lost(
+    row_ids: Sequence[int], job_id_of: Callable[[int], str], enqueue: Callable[[int], Job]
+) -> int:
+    """Enqueue again each row whose job (named by `job_id_of`) is not live in Redis."""
+    connection = redis_connection()
+    requeued = 0
+    for row_id in row_ids:
+        job = _fetch(job_id_of(row_id), connection)
+        if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES:
+            continue
+        if job is not None:
+            job.delete()
+        enqueue(row_id)
+        requeued += 1
+    return requeued
+
+
+def _expire_stale(cutoff: datetime) -> None:
     """Give up on mails that could not be sent for days: their links have expired anyway."""
     db.session.execute(
         update(OutgoingMail)
@@ -86,7 +125,7 @@ def _expire_stale(cutoff) -> None:
     db.session.commit()
 
 
-def _fetch(job_id: str, connection) -> Job | None:
+def _fetch(job_id: str, connection: Redis) -> Job | None:
     try:
         return Job.fetch(job_id, connection=connection)
     except Exception:

@@ -1,6 +1,6 @@
 """Retention: personal data is kept only as long as the privacy notice says.
 
-Three rules, each a number of days in the config (0 keeps for ever), each
+Four rules, each a number of days in the config (0 keeps for ever), each
 stated in the privacy notice (templates/consent/privacy.md) from the same
 settings:
 
@@ -11,6 +11,8 @@ settings:
   counts (Issue.delivery_summary); its per-recipient delivery rows go, and so
   do sent or failed mails (stored whole, with personal links that still work)
   and bounce reports older than that.
+- BOUNCE_RAW_DAYS: a bounce report kept whole (for the subscriber's page) is
+  emptied; the bounce's code, reason and the server's words stay.
 - CONSENT_EVIDENCE_DAYS: a person with no active subscription whose last
   consent step is that old is deleted whole. The evidence of consent was
   kept to prove past mailings were lawful; after that period (the general
@@ -27,10 +29,11 @@ never holds locks on tables the delivery engine writes to.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 
 from service import ledger, suppression
 from service.clock import utcnow
@@ -50,6 +53,7 @@ from service.models import (
     Subscription,
     SubscriptionStatus,
     SuppressionReason,
+    rows_matched,
 )
 from service.subscriptions import actions
 
@@ -68,6 +72,7 @@ def run_retention() -> dict[str, int]:
     """Apply every rule now; counts of what went, by kind."""
     done = {"purged_unconfirmed": purge_unconfirmed()}
     done.update(reduce_delivery_detail())
+    done["purged_raw_bounces"] = purge_raw_bounces()
     done["expired_consent_evidence"] = expire_consent_evidence()
     return done
 
@@ -94,11 +99,11 @@ def purge_unconfirmed() -> int:
     cutoff = _cutoff("PENDING_PURGE_DAYS")
     if cutoff is None:
         return 0
-    purged = db.session.execute(
+    purged = rows_matched(
         delete(Subscription).where(
             Subscription.status == SubscriptionStatus.PENDING, Subscription.subscribed_at < cutoff
         )
-    ).rowcount
+    )
     db.session.commit()
     removed = _delete_subscribers_where(
         Subscriber.created_at < cutoff,
@@ -120,7 +125,10 @@ def purge_unconfirmed() -> int:
     return purged
 
 
-def _delete_subscribers_where(*conditions, suppress=None) -> int:
+def _delete_subscribers_where(
+    *conditions: ColumnElement[bool],
+    suppress: Callable[[list[int]], dict[int, SuppressionReason]] | None = None,
+) -> int:
     """Delete every subscriber matching `conditions`, a chunk per transaction.
 
     Each chunk is locked and matched again before deleting (PostgreSQL: FOR
@@ -177,6 +185,33 @@ def _delete_subscribers(ids: list[int]) -> None:
         for model in (ConsentEvent, OutgoingMail, Subscription):
             db.session.execute(delete(model).where(model.subscriber_id.in_(ids)))
         db.session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
+
+
+# --- raw bounce reports ---------------------------------------------------------------------
+
+
+def purge_raw_bounces() -> int:
+    """Empty the raw reports of bounces older than BOUNCE_RAW_DAYS; how many were emptied."""
+    cutoff = _cutoff("BOUNCE_RAW_DAYS")
+    if cutoff is None:
+        return 0
+    done = 0
+    while True:
+        ids = db.session.scalars(
+            select(Bounce.id)
+            .where(Bounce.raw.is_not(None), Bounce.received_at < cutoff)
+            .limit(CHUNK)
+        ).all()
+        if not ids:
+            return done
+        db.session.execute(
+            update(Bounce)
+            .where(Bounce.id.in_(ids))
+            .values(raw=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        done += len(ids)
 
 
 # --- (b) delivery detail -------------------------------------------------------------------
@@ -246,7 +281,7 @@ def _summarise_old_issues(cutoff: datetime) -> tuple[int, int]:
             continue
         if issue.delivery_summary is None:
             counts = delivery_counts(issue)
-            changed = db.session.execute(
+            changed = rows_matched(
                 update(Issue)
                 .where(
                     Issue.id == issue_id,
@@ -255,7 +290,7 @@ def _summarise_old_issues(cutoff: datetime) -> tuple[int, int]:
                 )
                 .values(delivery_summary=counts)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
             db.session.commit()
             if not changed:
                 continue
@@ -278,7 +313,7 @@ def _delete_issue_rows(issue_id: int) -> int:
         ).all()
         if not ids:
             break
-        deleted += db.session.execute(delete(Delivery).where(Delivery.id.in_(ids))).rowcount
+        deleted += rows_matched(delete(Delivery).where(Delivery.id.in_(ids)))
         db.session.commit()
     if db.session.scalar(still_finished) is not None:
         db.session.execute(delete(DeliveryBatch).where(DeliveryBatch.issue_id == issue_id))
@@ -286,11 +321,13 @@ def _delete_issue_rows(issue_id: int) -> int:
     return deleted
 
 
-def _delete_in_chunks(model, *conditions) -> int:
+def _delete_in_chunks(
+    model: type[OutgoingMail] | type[Bounce], *conditions: ColumnElement[bool]
+) -> int:
     deleted = 0
     query = select(model.id).where(*conditions).order_by(model.id).limit(CHUNK)
     while ids := db.session.scalars(query).all():
-        deleted += db.session.execute(delete(model).where(model.id.in_(ids))).rowcount
+        deleted += rows_matched(delete(model).where(model.id.in_(ids)))
         db.session.commit()
     return deleted
 
@@ -325,7 +362,7 @@ def expire_consent_evidence() -> int:
     return deleted
 
 
-def _suppression_reasons(ids: list[int]) -> dict[int, str]:
+def _suppression_reasons(ids: list[int]) -> dict[int, SuppressionReason]:
     """Why each leaves a suppression: a bounced subscription means the address does not
     work ("bounced"); otherwise they withdrew ("withdrawn")."""
     bounced = set(

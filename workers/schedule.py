@@ -45,9 +45,9 @@ RECONCILE = PeriodicWork(
     reconcile,
     why=(
         "Redis only carries work: a flush, a restart, an enqueue that failed while Redis "
-        "was down or a worker killed mid-job leaves rows no job points at (single mails, "
-        "issue fan-outs and batches, scheduled starts, meeting reminders). Cheap and "
-        "idempotent, so every worker runs it on every tick."
+        "was down or a worker killed mid-job leaves rows no job points at (sign-up "
+        "requests, single mails, issue fan-outs and batches, scheduled starts, meeting "
+        "reminders). Cheap and idempotent, so every worker runs it on every tick."
     ),
 )
 RETENTION = PeriodicWork(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from types import TracebackType
 
 from flask import Flask
 from redis import Redis
@@ -40,7 +41,12 @@ FIRST_PROBE_DELAY = 1.0
 STATUS_REFRESH_SECONDS = 60
 
 
-def note_outage(job: Job, exc_type, exc_value, traceback) -> bool:
+def note_outage(
+    job: Job,
+    exc_type: type[BaseException],
+    exc_value: BaseException,
+    traceback: TracebackType | None,
+) -> bool:
     """RQ exception handler: a job stopped by an unreachable relay waits for its return."""
     if isinstance(exc_value, ServerUnavailable):
         with contextlib.suppress(Exception):  # the reconciler still has it otherwise
@@ -52,7 +58,7 @@ def release_waiting(connection: Redis) -> int:
     """Move the waiting jobs still on RQ's retry schedule to their queue; how many moved."""
     released = 0
     for raw in connection.smembers(WAITING_KEY):
-        job_id = raw.decode()
+        job_id = raw.decode() if isinstance(raw, bytes) else raw
         connection.srem(WAITING_KEY, job_id)
         job = Job.fetch_many([job_id], connection=connection)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.SCHEDULED:

@@ -11,10 +11,16 @@ from service.smtp_settings import SmtpSettings
 from .smtp import SmtpTransport
 
 
-def app_transport() -> SmtpTransport:
-    """The transport every worker sends through; it DKIM-signs when DKIM_* are set."""
+def app_transport(kind: str = "other") -> SmtpTransport:
+    """The transport every worker sends through; it DKIM-signs when DKIM_* are set.
+
+    `kind` is what the metrics count its mails as (issue, confirmation…).
+    """
     config = current_app.config
     settings = SmtpSettings.from_url(config["SMTP_URL"], timeout=config["SMTP_TIMEOUT"])
     return SmtpTransport(
-        settings, capability_store=redis_connection(), signer=signer_from_config(config)
+        settings,
+        capability_store=redis_connection(),
+        signer=signer_from_config(config),
+        kind=kind,
     )

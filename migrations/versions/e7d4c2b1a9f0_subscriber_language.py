@@ -1,7 +1,7 @@
 """subscriber.language: cs or en, the language of their mails and personal pages
 
 Revision ID: e7d4c2b1a9f0
-Revises: c4e1f2a9b7d3
+Revises: e15a7c0d4b21
 Create Date: 2026-11-30 08:20:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e7d4c2b1a9f0'
-down_revision = 'c4e1f2a9b7d3'
+down_revision = 'e15a7c0d4b21'
 branch_labels = None
 depends_on = None
 

@@ -21,20 +21,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
+    Flask,
     abort,
     current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
     session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask.typing import ResponseReturnValue
+from flask_login import login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import EmailField, PasswordField
+from wtforms import EmailField, Field, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
@@ -43,10 +44,10 @@ from ..models import MailingList, User
 from . import navigation, throttling
 from .blueprint import bp
 
-__all__ = ["current_user", "login_required", "require_list_access", "require_role"]
+__all__ = ["account", "login_required", "require_list_access", "require_role"]
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Pro pokračování se přihlaste."
@@ -56,15 +57,6 @@ def init_app(app) -> None:
     csrf.init_app(app)
 
     navigation.init_app(app)
-
-    @app.before_request
-    def _forget_previous_request() -> None:
-        # Flask-Login caches the user and Flask-WTF the CSRF token on `g`,
-        # which lives as long as the app context; where one app context
-        # outlives a request (the test suite, code dispatching requests inside
-        # a context) the next request must load its own.
-        g.pop("_login_user", None)
-        g.pop(app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
 @login_manager.user_loader
@@ -86,9 +78,17 @@ def _guard() -> Any:
         return None  # its form checks the CSRF token and says "expired" in Czech
     if request.method == "POST":
         csrf.protect()
-    if not current_user.is_authenticated:
+    if accounts.signed_in_user() is None:
         return login_manager.unauthorized()
     return None
+
+
+def account() -> User:
+    """The account of an admin view: `_guard` lets none run without one."""
+    user = accounts.signed_in_user()
+    if user is None:
+        abort(401)
+    return user
 
 
 def require_role(*roles: str) -> Callable:
@@ -97,7 +97,7 @@ def require_role(*roles: str) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if current_user.role not in roles:
+            if account().role not in roles:
                 abort(403)
             return view(*args, **kwargs)
 
@@ -108,14 +108,15 @@ def require_role(*roles: str) -> Callable:
 
 def require_list_access(mailing_list: MailingList) -> None:
     """403 unless the signed-in account may manage this list (coordinators: own groups)."""
-    if not current_user.may_manage(mailing_list):
+    if not account().may_manage(mailing_list):
         abort(403)
 
 
 def visible_lists() -> list[MailingList]:
     """The lists the signed-in account may see."""
-    if current_user.role == "coordinator":
-        return sorted(current_user.lists, key=lambda m: m.id)
+    user = account()
+    if user.role == "coordinator":
+        return sorted(user.lists, key=lambda m: m.id)
     return list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
 
 
@@ -124,6 +125,11 @@ class CzechForm(FlaskForm):
 
     class Meta:
         locales = ("cs_CZ", "cs")
+
+
+def _add_error(field: Field, message: str) -> None:
+    """Show `message` under `field`, after the errors of its validators."""
+    field.errors = [*field.errors, message]
 
 
 class LoginForm(CzechForm):
@@ -153,27 +159,27 @@ def _safe_next(target: str | None) -> str:
     # Only refused attempts count: the owner signing in often is no guesser.
     deduct_when=lambda response: response.status_code != 302,
 )
-def login():
-    if current_user.is_authenticated:
+def login() -> ResponseReturnValue:
+    if accounts.signed_in_user() is not None:
         return redirect(url_for("admin.dashboard"))
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        email = accounts.normalise_email(form.email.data)
+        email = accounts.normalise_email(form.email.data or "")
         client = throttling.client_address()
         if wait := throttling.wait_seconds(email, client):
             # Not even checked: a guesser learns nothing while waiting. (Flask-Limiter
             # puts its own Retry-After on every 429; the page says the real wait.)
-            form.password.errors.append(_wait_message(wait))
+            _add_error(form.password, _wait_message(wait))
             return render_template("admin/login.html", form=form), 429
-        user = accounts.authenticate(email, form.password.data)
+        user = accounts.authenticate(email, form.password.data or "")
         if user is not None:
             db.session.commit()
             throttling.record_success(email, client)
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
         throttling.record_failure(email, client, accounts.find_user(email))
-        form.password.errors.append("Nesprávný e-mail nebo heslo.")
+        _add_error(form.password, "Nesprávný e-mail nebo heslo.")
         status = 401
     elif request.method == "POST":
         status = 422
@@ -197,9 +203,9 @@ def _start_session(user: User) -> None:
 
 
 @bp.post("/logout")
-def logout():
+def logout() -> ResponseReturnValue:
     """Sign out everywhere: a copy of this session's cookie stops working too."""
-    accounts.end_sessions(current_user)
+    accounts.end_sessions(account())
     db.session.commit()
     logout_user()
     flash("Byli jste odhlášeni.", "info")
@@ -219,20 +225,20 @@ class PasswordChangeForm(CzechForm):
 
 
 @bp.route("/password", methods=["GET", "POST"])
-def password():
+def password() -> ResponseReturnValue:
     """Change one's own password; every other session of the account ends."""
     form = PasswordChangeForm()
     status = 200
     if form.validate_on_submit():
-        user = current_user._get_current_object()
-        if not accounts.check_password(user, form.current.data):
-            form.current.errors.append("Současné heslo nesouhlasí.")
+        user = account()
+        if not accounts.check_password(user, form.current.data or ""):
+            _add_error(form.current, "Současné heslo nesouhlasí.")
             status = 422
         else:
             try:
-                accounts.set_password(user, form.password.data)
+                accounts.set_password(user, form.password.data or "")
             except accounts.AccountError as exc:
-                form.password.errors.append(str(exc))
+                _add_error(form.password, str(exc))
                 status = 422
             else:
                 db.session.commit()

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from typing import Any
 
-from flask import current_app, render_template
+from flask import render_template
+from flask.typing import ResponseReturnValue
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from ..clock import utcnow
+from ..bounces import complaints
+from ..clock import local_zone, utcnow
 from ..extensions import db
 from ..models import (
     SUBSCRIPTION_STATUSES,
@@ -25,7 +28,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import visible_lists
+from .auth import account, visible_lists
 from .blueprint import bp
 
 WEEKS = 12
@@ -56,10 +59,6 @@ PLOT_BOTTOM = 36
 BAR_GAP = 2
 
 
-def prague_zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
-
-
 @bp.app_template_filter("prague")
 def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
     """A stored (naive UTC) time as people here read it: Europe/Prague wall-clock time."""
@@ -67,7 +66,7 @@ def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(prague_zone()).strftime(pattern)
+    return value.astimezone(local_zone()).strftime(pattern)
 
 
 # --- counts -------------------------------------------------------------------
@@ -102,13 +101,13 @@ class hour_of(FunctionElement):
 
 
 @compiles(hour_of)
-def _hour_of_sqlite(element, compiler, **kw) -> str:
+def _hour_of_sqlite(element: hour_of, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
     return f"strftime('%Y-%m-%d %H:00:00', {column})"
 
 
 @compiles(hour_of, "postgresql")
-def _hour_of_postgresql(element, compiler, **kw) -> str:
+def _hour_of_postgresql(element: hour_of, compiler: SQLCompiler, **kw: Any) -> str:
     return f"date_trunc('hour', {compiler.process(element.clauses, **kw)})"
 
 
@@ -152,14 +151,14 @@ class Chart:
 
 def week_starts(now: datetime, weeks: int = WEEKS) -> list[date]:
     """The Mondays (Prague calendar) of the last `weeks` ISO weeks, this one last."""
-    today = now.replace(tzinfo=UTC).astimezone(prague_zone()).date()
+    today = now.replace(tzinfo=UTC).astimezone(local_zone()).date()
     this_monday = today - timedelta(days=today.weekday())
     return [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
 
 
 def weekly_counts(list_ids: list[int], mondays: list[date]) -> dict[int, dict[date, dict]]:
     """Consent steps per list, Prague ISO week and series."""
-    zone = prague_zone()
+    zone = local_zone()
     result: dict[int, dict[date, dict[str, int]]] = {
         list_id: {m: dict.fromkeys((s for s, _, _ in SERIES), 0) for m in mondays}
         for list_id in list_ids
@@ -267,7 +266,7 @@ def summaries() -> list[ListSummary]:
 
 
 @bp.get("/")
-def dashboard():
+def dashboard() -> ResponseReturnValue:
     return render_template(
         "admin/dashboard.html",
         summaries=summaries(),
@@ -275,4 +274,7 @@ def dashboard():
         statuses=SUBSCRIPTION_STATUSES,
         status_labels=STATUS_LABELS,
         weeks=WEEKS,
+        # Over all lists: a provider judges the sender, not one list.
+        complaint_rate=complaints.recent_rate() if account().role != "coordinator" else None,
+        complaint_days=complaints.RATE_DAYS,
     )

@@ -10,12 +10,21 @@ no part in them (DESIGN.md §2). Every change goes through
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask.typing import ResponseReturnValue
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
-from wtforms import EmailField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
+    EmailField,
+    Field,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length
 
 from ..extensions import db
@@ -35,7 +44,7 @@ from ..models import (
     is_valid_slug,
 )
 from ..people_csv import ImportRefused, uploaded_text
-from .auth import CzechForm, require_list_access, require_role
+from .auth import CzechForm, account, require_list_access, require_role
 from .blueprint import bp
 
 group_managers = require_role("admin", "coordinator")
@@ -64,6 +73,17 @@ class GroupDetailsForm(CzechForm):
         "Viditelnost",
         choices=[SelectChoice(v, label) for v, label in VISIBILITY_LABELS.items()],
     )
+
+
+class NewGroupForm(GroupDetailsForm):
+    """A new group: its details, the slug in its addresses, and its coordinators."""
+
+    slug = StringField(
+        "Zkratka do adresy",
+        validators=[DataRequired("Vyplňte zkratku, např. ostrava-psb."), Length(max=64)],
+        description="Malá písmena bez diakritiky, číslice a pomlčky; objeví se v odkazech.",
+    )
+    coordinators = SelectMultipleField("Koordinátoři", coerce=int, validate_choice=False)
 
 
 class InviteForm(CzechForm):
@@ -114,9 +134,10 @@ def _who(subscription: Subscription) -> str:
 
 @bp.get("/groups")
 @group_managers
-def groups():
-    if current_user.role == "coordinator":
-        shown = sorted(current_user.lists, key=lambda g: g.name)
+def groups() -> ResponseReturnValue:
+    user = account()
+    if user.role == "coordinator":
+        shown = sorted(user.lists, key=lambda g: g.name)
     else:
         shown = list(
             db.session.scalars(
@@ -150,13 +171,13 @@ def render_group(
     csv_report: membership.InviteReport | None = None,
     csv_errors: list[str] | None = None,
     status: int = 200,
-):
+) -> tuple[str, int]:
     everyone = membership.members(group)
     coordinators = list(
         db.session.scalars(select(User).where(User.lists.contains(group)).order_by(User.email))
     )
     assignable = []
-    if current_user.role == "admin":
+    if account().role == "admin":
         taken = {u.id for u in coordinators}
         assignable = [
             u
@@ -187,15 +208,60 @@ def render_group(
     )
 
 
+def _new_group_form(formdata: Any = None) -> NewGroupForm:
+    form = NewGroupForm(formdata=formdata) if formdata is not None else NewGroupForm(formdata=None)
+    form.coordinators.choices = [
+        SelectChoice(u.id, as_shown(u.email))
+        for u in db.session.scalars(
+            select(User).filter_by(role="coordinator", active=True).order_by(User.email)
+        )
+    ]
+    return form
+
+
+@bp.get("/groups/new")
+@require_role("admin")
+def group_new() -> ResponseReturnValue:
+    """ "Nová skupina": the form with every detail and the coordinators to assign."""
+    return render_template(
+        "admin/group_new.html", form=_new_group_form(), visibility_labels=VISIBILITY_LABELS
+    )
+
+
+@bp.post("/groups/new")
+@require_role("admin")
+def group_create() -> ResponseReturnValue:
+    form = _new_group_form(request.form)
+    if form.validate():
+        chosen = [db.session.get(User, i) for i in form.coordinators.data or []]
+        try:
+            group = membership.create_group(
+                (form.slug.data or "").strip(),
+                [u for u in chosen if u is not None],
+                **{name: getattr(form, name).data or "" for name in membership.GROUP_FIELDS},
+                visibility=form.visibility.data,
+            )
+        except MembershipError as exc:
+            form.slug.errors = [*form.slug.errors, str(exc)]
+        else:
+            db.session.commit()
+            flash(f"Skupina {group.name} je založena.", "success")
+            return redirect(url_for("admin.group", slug=group.slug))
+    db.session.rollback()
+    return render_template(
+        "admin/group_new.html", form=form, visibility_labels=VISIBILITY_LABELS
+    ), 422
+
+
 @bp.get("/groups/<slug>")
 @group_managers
-def group(slug: str):
+def group(slug: str) -> ResponseReturnValue:
     return render_group(group_or_404(slug))
 
 
 @bp.post("/groups/<slug>/details")
 @group_managers
-def group_details(slug: str):
+def group_details(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
     form = GroupDetailsForm()
     if form.validate():
@@ -217,19 +283,19 @@ def group_details(slug: str):
 
 @bp.post("/groups/<slug>/invite")
 @group_managers
-def group_invite(slug: str):
+def group_invite(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
     form = InviteForm()
     if form.validate():
         try:
             subscription = membership.invite(
                 group,
-                form.email.data,
+                form.email.data or "",
                 form.name.data or "",
                 form.organization.data or "",
                 form.institution.data or "",
                 form.function.data or "",
-                invited_by=current_user,
+                invited_by=account(),
             )
         except MembershipError as exc:
             db.session.rollback()
@@ -243,7 +309,7 @@ def group_invite(slug: str):
     return render_group(group, invite_form=form, status=422)
 
 
-def _field_of(form: InviteForm, message: str):
+def _field_of(form: InviteForm, message: str) -> Field:
     """The form field a membership refusal is about (its message names it)."""
     for prefix, field in (
         ("Neznámý typ instituce", form.institution),
@@ -258,12 +324,12 @@ def _field_of(form: InviteForm, message: str):
 
 @bp.post("/groups/<slug>/invite-csv")
 @group_managers
-def group_invite_csv(slug: str):
+def group_invite_csv(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
     form = InviteCsvForm()
     try:
         text = uploaded_text(form.file.data, "Vyberte soubor CSV s pozvanými.")
-        report = membership.invite_csv(group, io.StringIO(text, newline=""), current_user)
+        report = membership.invite_csv(group, io.StringIO(text, newline=""), account())
     except (ImportRefused, MembershipError) as exc:
         db.session.rollback()
         return render_group(group, csv_errors=[str(exc)], status=422)
@@ -273,13 +339,13 @@ def group_invite_csv(slug: str):
 
 @bp.post("/groups/<slug>/members/<int(max=2147483647):subscription_id>/<action>")
 @group_managers
-def group_member(slug: str, subscription_id: int, action: str):
+def group_member(slug: str, subscription_id: int, action: str) -> ResponseReturnValue:
     if action not in MEMBER_ACTIONS:
         abort(404)
     group = group_or_404(slug)
     subscription = subscription_or_404(group, subscription_id)
     try:
-        changed = MEMBER_ACTIONS[action](group, subscription, current_user)
+        changed = MEMBER_ACTIONS[action](group, subscription, account())
     except MembershipError as exc:
         db.session.rollback()
         flash(str(exc), "error")
@@ -294,7 +360,7 @@ def group_member(slug: str, subscription_id: int, action: str):
 
 @bp.post("/groups/<slug>/coordinators")
 @require_role("admin")
-def group_coordinators(slug: str):
+def group_coordinators(slug: str) -> ResponseReturnValue:
     """Assign (`add`) or unassign (`remove`) an existing coordinator account."""
     group = group_or_404(slug)
     user_id = request.form.get("user_id", "")

@@ -9,9 +9,9 @@ stored as naive UTC and shown and entered in the configured zone
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import (
     Response,
@@ -24,16 +24,26 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+    URLField,
+)
+from wtforms.widgets import DateTimeLocalInput
 
-from ..clock import utcnow
+from ..bounces import complaints, recording
+from ..clock import SkippedLocalTime, from_local, local_zone, utcnow
 from ..czech import plural
 from ..extensions import db
 from ..issues import attachments, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents, mail_context
+from ..meetings.recurrence import REPEAT_CHOICES, choice_for_rule
 from ..models import (
     Bounce,
     Delivery,
@@ -46,7 +56,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import require_list_access, visible_lists
+from .auth import CzechForm, account, require_list_access, visible_lists
 from .blueprint import bp
 
 PER_PAGE = 50
@@ -61,17 +71,6 @@ PREVIEW_CSP = "default-src 'none'; img-src https: data:; style-src 'unsafe-inlin
 DATETIME_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d. %m. %Y %H:%M")
 # Further ahead is a typo, not a plan (the API has the same horizon).
 SCHEDULE_HORIZON = timedelta(days=366)
-ACTIONS = (
-    "test",
-    "send",
-    "schedule",
-    "unschedule",
-    "pause",
-    "resume",
-    "cancel",
-    "duplicate",
-    "resend",
-)
 
 
 # --- Czech formatting shared with admin-issues.js ---------------------------
@@ -114,15 +113,11 @@ def progress_texts(state: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
-
-
 def _local_input_value(moment: datetime | None) -> str:
     """A stored UTC time as the value of an <input type="datetime-local">."""
     if moment is None:
         return ""
-    return moment.replace(tzinfo=UTC).astimezone(_zone()).strftime("%Y-%m-%dT%H:%M")
+    return moment.replace(tzinfo=UTC).astimezone(local_zone()).strftime("%Y-%m-%dT%H:%M")
 
 
 def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
@@ -142,14 +137,12 @@ def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
             continue
     if naive is None:
         return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
-    zone = _zone()
-    aware = naive.replace(tzinfo=zone)
     try:
-        round_trip = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+        aware = from_local(naive)
+    except SkippedLocalTime as skipped:
+        return None, str(skipped)
     except OverflowError:
         return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
-    if round_trip != naive:
-        return None, "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
     if aware - datetime.now(UTC) > SCHEDULE_HORIZON:
         return None, "Vydání lze naplánovat nejvýše rok dopředu."
     return aware, None
@@ -191,7 +184,7 @@ def _confirmed_count(mailing_list: MailingList) -> int:
 
 
 @bp.get("/issues")
-def issues():
+def issues() -> ResponseReturnValue:
     """The issues of every list this account may see, newest first."""
     lists = visible_lists()
     page = request.args.get("page", 1, type=int) or 1
@@ -235,21 +228,70 @@ def _meeting_editable(issue: Issue | None) -> bool:
     return issue.meeting_method == MeetingMethod.REQUEST and not meetings.ever_sent(issue.meeting)
 
 
-def _render_form(issue: Issue | None, mailing_list: MailingList, values: dict, errors: dict):
-    status = 422 if errors else 200
+class IssueForm(CzechForm):
+    """The issue editor: the mail's fields and, on a group's list, its meeting.
+
+    The checks are the domain's (`sending.validate_fields`,
+    `meetings.validate_meeting`), so the editor and the API refuse the same
+    input in the same Czech words; `validate` files their messages under the
+    fields. The meeting fields count only when `with_meeting` is set.
+    """
+
+    # What `validate` made of the fields (only read once it has passed).
+    issue_input: sending.IssueInput
+    # Every field is a string, "" when left out (as the domain's checks expect).
+    subject = StringField("Předmět", default="")
+    preheader = StringField("Perex", default="")
+    body = TextAreaField("Text vydání", default="")
+    meeting_start = StringField("Začátek", default="", widget=DateTimeLocalInput())
+    meeting_end = StringField("Konec", default="", widget=DateTimeLocalInput())
+    meeting_location = StringField("Místo", default="")
+    meeting_online_url = URLField("Odkaz na online připojení (nepovinný)", default="")
+    # A series (recurrence.py); an unknown key is refused by the domain's check, in Czech.
+    meeting_repeat = SelectField(
+        "Opakování",
+        choices=[SelectChoice(key, label) for key, label in REPEAT_CHOICES.items()],
+        default="",
+        validate_choice=False,
+    )
+    meeting_agenda = TextAreaField("Program", default="")
+
+    def __init__(
+        self, *args: Any, mailing_list: MailingList, with_meeting: bool, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.mailing_list = mailing_list
+        self.with_meeting = with_meeting
+        self.meeting: meetings.MeetingInput | None = None
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """The form's own checks (the CSRF token), then the domain's, filed under the fields."""
+        super().validate(extra_validators)
+        fields, errors = sending.validate_fields(
+            self.subject.data, self.body.data, self.preheader.data
+        )
+        if self.with_meeting:
+            self.meeting, meeting_errors = meeting_from_form(self.data, self.mailing_list)
+            errors.update(meeting_errors)
+        for name, message in errors.items():
+            self[name].errors = [*self[name].errors, message]
+        self.issue_input = fields
+        return not self.errors
+
+
+def _render_form(issue: Issue | None, form: IssueForm) -> tuple[str, int]:
     return render_template(
         "admin/issue_edit.html",
         issue=issue,
-        mailing_list=mailing_list,
-        values=values,
-        errors=errors,
-        meeting_editable=mailing_list.kind == "group" and _meeting_editable(issue),
+        mailing_list=form.mailing_list,
+        form=form,
+        meeting_editable=form.with_meeting,
         zone=current_app.config["TIMEZONE"],
-    ), status
+    ), (422 if form.errors else 200)
 
 
 @bp.route("/issues/new", methods=["GET", "POST"])
-def issue_new():
+def issue_new() -> ResponseReturnValue:
     """A new draft on the list chosen on the issues page."""
     slug = request.values.get("list", "")
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug)) if slug else None
@@ -259,51 +301,42 @@ def issue_new():
             return redirect(url_for("admin.issues"))
         abort(404)
     require_list_access(mailing_list)
-    if request.method == "GET":
-        return _render_form(None, mailing_list, {"subject": "", "preheader": "", "body": ""}, {})
-    form = request.form
-    fields, errors = sending.validate_fields(
-        form.get("subject"), form.get("body"), form.get("preheader", "")
-    )
-    meeting, meeting_errors = meeting_from_form(form, mailing_list)
-    errors.update(meeting_errors)
-    if errors:
-        return _render_form(None, mailing_list, form, errors)
-    issue = sending.create_issue(mailing_list, fields, current_user._get_current_object())
-    if meeting is not None:
-        meetings.attach_meeting(issue, meeting)
+    form = IssueForm(mailing_list=mailing_list, with_meeting=mailing_list.kind == "group")
+    if not form.validate_on_submit():
+        return _render_form(None, form)
+    issue = sending.create_issue(mailing_list, form.issue_input, account())
+    if form.meeting is not None:
+        meetings.attach_meeting(issue, form.meeting)
     db.session.commit()
     flash("Koncept vydání je uložen.", "success")
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
 @bp.route("/issues/<int(max=2147483647):issue_id>/edit", methods=["GET", "POST"])
-def issue_edit(issue_id: int):
+def issue_edit(issue_id: int) -> ResponseReturnValue:
     """Edit a draft; a scheduled issue goes back to draft (its time is dropped)."""
     issue = _issue_or_404(issue_id)
     if issue.status not in Issue.EDITABLE:
         flash("Upravit lze jen koncept; odeslané vydání můžete duplikovat.", "warning")
         return redirect(url_for("admin.issue", issue_id=issue.id))
+    # What is stored fills the form only on GET: a field left out of a POST is empty.
+    stored = None
     if request.method == "GET":
-        values = {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body}
-        values.update(meeting_input_values(issue.meeting))
-        return _render_form(issue, issue.mailing_list, values, {})
-    form = request.form
-    fields, errors = sending.validate_fields(
-        form.get("subject"), form.get("body"), form.get("preheader", "")
-    )
+        stored = {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body}
+        stored.update(meeting_input_values(issue.meeting))
     meeting_editable = _meeting_editable(issue)
-    meeting, meeting_errors = (
-        meeting_from_form(form, issue.mailing_list) if meeting_editable else (None, {})
+    form = IssueForm(
+        data=stored,
+        mailing_list=issue.mailing_list,
+        with_meeting=issue.mailing_list.kind == "group" and meeting_editable,
     )
-    errors.update(meeting_errors)
-    if errors:
-        return _render_form(issue, issue.mailing_list, form, errors)
+    if not form.validate_on_submit():
+        return _render_form(issue, form)
     was_scheduled = issue.status == IssueStatus.SCHEDULED
     try:
-        sending.update_issue(issue, fields)
+        sending.update_issue(issue, form.issue_input)
         if meeting_editable:
-            meetings.edit_draft_meeting(issue, meeting)
+            meetings.edit_draft_meeting(issue, form.meeting)
     except (IssueStateError, meetings.MeetingError) as error:  # sent meanwhile by someone else
         db.session.rollback()
         flash(str(error), "error")
@@ -340,7 +373,9 @@ def _bounces(issue: Issue) -> tuple[int, list[Bounce]]:
     return total, list(shown)
 
 
-def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | None = None):
+def _render_issue(
+    issue: Issue, *, errors: dict | None = None, values: dict | None = None
+) -> tuple[str, int]:
     errors = errors or {}
     state = sending.progress(issue)
     counts = state["counts"]
@@ -348,6 +383,7 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
     return render_template(
         "admin/issue.html",
         issue=issue,
+        repeat_choices=REPEAT_CHOICES,
         state=state,
         counts=counts,
         label=STATUS_LABELS[issue.status],
@@ -355,12 +391,18 @@ def _render_issue(issue: Issue, *, errors: dict | None = None, values: dict | No
         final=issue.status in FINAL_STATUSES,
         failures=_failed_deliveries(issue) if counts["failed"] else [],
         bounces=_bounces(issue) if issue.status in FINAL_STATUSES else (0, []),
+        complaint_rate=complaints.issue_rate(issue, counts["sent"])
+        if issue.status in FINAL_STATUSES
+        else None,
+        blocked_domains=recording.blocked_domains(issue.id)
+        if issue.status in FINAL_STATUSES
+        else [],
         may_resend=issue.status in FINAL_STATUSES and unreached > 0 and issue.started_at,
         recipients_now=_confirmed_count(issue.mailing_list)
         if issue.status in Issue.EDITABLE
         else None,
         schedule_value=(values or {}).get("at") or _local_input_value(issue.scheduled_at),
-        schedule_min=datetime.now(_zone()).strftime("%Y-%m-%dT%H:%M"),
+        schedule_min=datetime.now(local_zone()).strftime("%Y-%m-%dT%H:%M"),
         addresses=(values or {}).get("addresses", ""),
         errors=errors,
         zone=current_app.config["TIMEZONE"],
@@ -385,13 +427,13 @@ def _may_change_meeting(issue: Issue) -> bool:
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>")
-def issue(issue_id: int):
+def issue(issue_id: int) -> ResponseReturnValue:
     """Actions for a draft; live progress while sending; the final report when done."""
     return _render_issue(_issue_or_404(issue_id))
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/progress.json")
-def issue_progress(issue_id: int):
+def issue_progress(issue_id: int) -> ResponseReturnValue:
     """What admin-issues.js polls: `sending.progress` plus the Czech texts to show."""
     issue = _issue_or_404(issue_id)
     state = sending.progress(issue)
@@ -405,7 +447,7 @@ def issue_progress(issue_id: int):
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/preview")
-def issue_preview(issue_id: int):
+def issue_preview(issue_id: int) -> ResponseReturnValue:
     """Subject, the HTML part (framed, sandboxed) and the text part, exactly as sent."""
     issue = _issue_or_404(issue_id)
     shown = sending.preview(issue)
@@ -413,7 +455,7 @@ def issue_preview(issue_id: int):
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/preview.html")
-def issue_preview_html(issue_id: int):
+def issue_preview_html(issue_id: int) -> ResponseReturnValue:
     """The HTML part alone, for the preview's iframe, under a CSP of its own.
 
     The app's after_request only sets CSP and X-Frame-Options when a view has
@@ -431,7 +473,9 @@ def issue_preview_html(issue_id: int):
 # --- actions -----------------------------------------------------------------------
 
 
-def _done(issue: Issue, message: str, category: str = "success", *, status: int = 200):
+def _done(
+    issue: Issue, message: str, category: str = "success", *, status: int = 200
+) -> ResponseReturnValue:
     """After a successful action: JSON for scripts, a flash and a redirect for browsers."""
     if _wants_json():
         return jsonify({"message": message, **sending.progress(issue)}), status
@@ -439,7 +483,7 @@ def _done(issue: Issue, message: str, category: str = "success", *, status: int 
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
-def _refused(issue: Issue, message: str):
+def _refused(issue: Issue, message: str) -> ResponseReturnValue:
     """A transition the issue's state does not allow (409), e.g. pausing a sent issue."""
     db.session.rollback()
     if _wants_json():
@@ -448,7 +492,7 @@ def _refused(issue: Issue, message: str):
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
-def _invalid(issue: Issue, field: str, message: str, values: dict):
+def _invalid(issue: Issue, field: str, message: str, values: dict) -> ResponseReturnValue:
     """A field error on the issue's page (422), with what was typed kept."""
     db.session.rollback()
     if _wants_json():
@@ -456,102 +500,117 @@ def _invalid(issue: Issue, field: str, message: str, values: dict):
     return _render_issue(issue, errors={field: message}, values=values)
 
 
+def _test_send(issue: Issue, form: Any) -> ResponseReturnValue:
+    addresses, error = sending.parse_test_addresses(form.get("addresses", ""))
+    if error:
+        return _invalid(issue, "addresses", error, {"addresses": form.get("addresses")})
+    sending.send_test(issue, addresses)
+    db.session.commit()
+    sent_to = plural(
+        len(addresses),
+        "Zkušební e-mail odchází na {n} adresu.",
+        "Zkušební e-mail odchází na {n} adresy.",
+        "Zkušební e-mail odchází na {n} adres.",
+    )
+    return _done(issue, sent_to + " " + ", ".join(addresses))
+
+
+def _send(issue: Issue, form: Any) -> ResponseReturnValue:
+    if not form.get("confirm") and issue.status in Issue.EDITABLE:
+        return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
+    sending.send_now(issue)
+    db.session.commit()
+    return _done(issue, "Vydání se odesílá.", status=202)
+
+
+def _schedule(issue: Issue, form: Any) -> ResponseReturnValue:
+    at, error = parse_local_datetime(form.get("at"))
+    if at is None:  # then `error` says why
+        return _invalid(issue, "at", error or "", {"at": form.get("at")})
+    if issue.status in Issue.EDITABLE:
+        try:
+            sending.schedule(issue, at)
+        except IssueStateError as refused:  # the only reason left: a past time
+            return _invalid(issue, "at", str(refused), {"at": form.get("at")})
+    else:
+        sending.schedule(issue, at)  # raises the state error
+    db.session.commit()
+    when = at.strftime("%-d. %-m. %Y v %H:%M")
+    return _done(issue, f"Vydání je naplánováno na {when} (pražského času).", status=202)
+
+
+def _cancel(issue: Issue, form: Any) -> ResponseReturnValue:
+    if not form.get("confirm") and issue.status not in FINAL_STATUSES:
+        return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
+    sending.cancel(issue)
+    db.session.commit()
+    return _done(issue, "Vydání je zrušeno; kdo ho už dostal, tomu zůstává.")
+
+
+def _duplicate(issue: Issue, form: Any) -> ResponseReturnValue:
+    copy = sending.duplicate(issue, account())
+    db.session.commit()
+    if _wants_json():
+        return jsonify({"id": copy.id}), 201
+    flash("Vznikl nový koncept se stejným obsahem.", "success")
+    return redirect(url_for("admin.issue_edit", issue_id=copy.id))
+
+
+def _resend(issue: Issue, form: Any) -> ResponseReturnValue:
+    count = sending.resend_unreached(issue)
+    db.session.commit()
+    message = plural(
+        count,
+        "Vydání znovu odchází {n} adresátovi, kterému se nedoručilo.",
+        "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
+        "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
+    )
+    return _done(issue, message, status=202)
+
+
+def _plain(change: Callable[[Issue], Any], message: str) -> Callable[[Issue, Any], Any]:
+    """An action with nothing to read from the form: change, commit, say `message`."""
+
+    def act(issue: Issue, form: Any) -> ResponseReturnValue:
+        change(issue)
+        db.session.commit()
+        return _done(issue, message)
+
+    return act
+
+
+# The buttons of the issue's page, by the last part of their URL.
+ACTIONS: dict[str, Callable[[Issue, Any], Any]] = {
+    "test": _test_send,
+    "send": _send,
+    "schedule": _schedule,
+    "unschedule": _plain(
+        sending.unschedule, "Naplánované odeslání je zrušeno, vydání je opět koncept."
+    ),
+    "pause": _plain(sending.pause, "Odesílání je pozastaveno."),
+    "resume": _plain(sending.resume, "Odesílání pokračuje."),
+    "cancel": _cancel,
+    "duplicate": _duplicate,
+    "resend": _resend,
+}
+
+
 @bp.post("/issues/<int(max=2147483647):issue_id>/<action>")
-def issue_action(issue_id: int, action: str):
+def issue_action(issue_id: int, action: str) -> ResponseReturnValue:
     """Every button of the issue's page; the domain function decides what is allowed."""
-    if action not in ACTIONS:
+    act = ACTIONS.get(action)
+    if act is None:
         abort(404)
     issue = _issue_or_404(issue_id)
-    form = request.form
-    author = current_user._get_current_object()
     try:
-        if action == "test":
-            addresses, error = sending.parse_test_addresses(form.get("addresses", ""))
-            if error:
-                return _invalid(issue, "addresses", error, {"addresses": form.get("addresses")})
-            sending.send_test(issue, addresses)
-            db.session.commit()
-            return _done(
-                issue,
-                plural(
-                    len(addresses),
-                    "Zkušební e-mail odchází na {n} adresu.",
-                    "Zkušební e-mail odchází na {n} adresy.",
-                    "Zkušební e-mail odchází na {n} adres.",
-                )
-                + " "
-                + ", ".join(addresses),
-            )
-        if action == "send":
-            if not form.get("confirm") and issue.status in Issue.EDITABLE:
-                return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
-            sending.send_now(issue)
-            db.session.commit()
-            return _done(issue, "Vydání se odesílá.", status=202)
-        if action == "schedule":
-            at, error = parse_local_datetime(form.get("at"))
-            if error:
-                return _invalid(issue, "at", error, {"at": form.get("at")})
-            if issue.status in Issue.EDITABLE:
-                try:
-                    sending.schedule(issue, at)
-                except IssueStateError as refused:  # the only reason left: a past time
-                    return _invalid(issue, "at", str(refused), {"at": form.get("at")})
-            else:
-                sending.schedule(issue, at)  # raises the state error
-            db.session.commit()
-            return _done(
-                issue,
-                "Vydání je naplánováno na "
-                + at.strftime("%-d. %-m. %Y v %H:%M")
-                + " (pražského času).",
-                status=202,
-            )
-        if action == "unschedule":
-            sending.unschedule(issue)
-            db.session.commit()
-            return _done(issue, "Naplánované odeslání je zrušeno, vydání je opět koncept.")
-        if action == "pause":
-            sending.pause(issue)
-            db.session.commit()
-            return _done(issue, "Odesílání je pozastaveno.")
-        if action == "resume":
-            sending.resume(issue)
-            db.session.commit()
-            return _done(issue, "Odesílání pokračuje.")
-        if action == "cancel":
-            if not form.get("confirm") and issue.status not in FINAL_STATUSES:
-                return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
-            sending.cancel(issue)
-            db.session.commit()
-            return _done(issue, "Vydání je zrušeno; kdo ho už dostal, tomu zůstává.")
-        if action == "duplicate":
-            copy = sending.duplicate(issue, author)
-            db.session.commit()
-            if _wants_json():
-                return jsonify({"id": copy.id}), 201
-            flash("Vznikl nový koncept se stejným obsahem.", "success")
-            return redirect(url_for("admin.issue_edit", issue_id=copy.id))
-        # resend
-        count = sending.resend_unreached(issue)
-        db.session.commit()
-        return _done(
-            issue,
-            plural(
-                count,
-                "Vydání znovu odchází {n} adresátovi, kterému se nedoručilo.",
-                "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
-                "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
-            ),
-            status=202,
-        )
+        return act(issue, request.form)
     except IssueStateError as refused:
         return _refused(issue, str(refused))
 
 
 # --- meetings and attachments (working groups) -------------------------------------
 
-MEETING_FORM_FIELDS = ("start", "end", "location", "online_url", "agenda")
+MEETING_FORM_FIELDS = ("start", "end", "location", "online_url", "agenda", "repeat")
 
 
 def meeting_form_values(form: Any) -> dict[str, str]:
@@ -582,6 +641,7 @@ def meeting_input_values(meeting: Any) -> dict[str, str]:
         "meeting_location": meeting.location,
         "meeting_online_url": meeting.online_url,
         "meeting_agenda": meeting.agenda,
+        "meeting_repeat": choice_for_rule(meeting.rrule),
     }
 
 
@@ -593,55 +653,59 @@ def _meeting_or_404(meeting_id: int) -> Meeting:
     return meeting
 
 
+def _posted_from() -> Issue | None:
+    """The issue whose page a meeting's form was posted from (its field `issue`)."""
+    return db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+
+
+def _meeting_refused(issue: Issue | None, error: meetings.MeetingError) -> ResponseReturnValue:
+    """The meeting cannot change this way now: say why on the page it came from."""
+    db.session.rollback()
+    flash(str(error), "error")
+    return redirect(url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues"))
+
+
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/update")
-def meeting_update(meeting_id: int):
+def meeting_update(meeting_id: int) -> ResponseReturnValue:
     """ "Změnit termín nebo místo": the meeting changes and a draft update is made to send."""
     meeting = _meeting_or_404(meeting_id)
-    issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+    issue = _posted_from()
     fields, errors = meeting_from_form(request.form, meeting.mailing_list)
     if fields is None and not errors:
         errors = {"meeting_start": "Vyplňte nový termín a místo setkání."}
-    if errors:
+    if errors or fields is None:
         if issue is not None and issue.meeting_id == meeting.id:
             return _render_issue(issue, errors=errors, values=dict(request.form))
         abort(422)
     try:
-        update = meetings.update_meeting(meeting, fields, current_user._get_current_object())
+        update = meetings.update_meeting(meeting, fields, account())
     except meetings.MeetingError as error:
-        db.session.rollback()
-        flash(str(error), "error")
-        return redirect(
-            url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues")
-        )
+        return _meeting_refused(issue, error)
     db.session.commit()
     flash("Setkání je změněno. Zkontrolujte oznámení o změně a odešlete ho členům.", "success")
     return redirect(url_for("admin.issue", issue_id=update.id))
 
 
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/cancel")
-def meeting_cancel(meeting_id: int):
+def meeting_cancel(meeting_id: int) -> ResponseReturnValue:
     """ "Zrušit setkání": the cancellation (METHOD:CANCEL) goes to the group at once."""
     meeting = _meeting_or_404(meeting_id)
-    issue = db.session.get(Issue, request.form.get("issue", 0, type=int) or 0)
+    issue = _posted_from()
     if not request.form.get("confirm"):
         if issue is not None and issue.meeting_id == meeting.id:
             return _invalid(issue, "meeting_cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
         abort(422)
     try:
-        cancellation = meetings.cancel_meeting(meeting, current_user._get_current_object())
+        cancellation = meetings.cancel_meeting(meeting, account())
     except meetings.MeetingError as error:
-        db.session.rollback()
-        flash(str(error), "error")
-        return redirect(
-            url_for("admin.issue", issue_id=issue.id) if issue else url_for("admin.issues")
-        )
+        return _meeting_refused(issue, error)
     db.session.commit()
     flash("Setkání je zrušeno; členové dostávají zrušení pozvánky.", "success")
     return redirect(url_for("admin.issue", issue_id=cancellation.id))
 
 
 @bp.post("/issues/<int(max=2147483647):issue_id>/attachments")
-def issue_attachment_add(issue_id: int):
+def issue_attachment_add(issue_id: int) -> ResponseReturnValue:
     """Upload a document to a draft (its size limit: ATTACHMENT_MAX_BYTES)."""
     issue = _issue_or_404(issue_id)
     upload = request.files.get("file")
@@ -660,7 +724,7 @@ def issue_attachment_add(issue_id: int):
 @bp.post(
     "/issues/<int(max=2147483647):issue_id>/attachments/<int(max=2147483647):attachment_id>/remove"
 )
-def issue_attachment_remove(issue_id: int, attachment_id: int):
+def issue_attachment_remove(issue_id: int, attachment_id: int) -> ResponseReturnValue:
     issue = _issue_or_404(issue_id)
     try:
         attachments.remove_attachment(issue, attachment_id)

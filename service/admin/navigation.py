@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
+
+from ..accounts import signed_in_user
 
 # (endpoint, label, roles that see it)
 NAVIGATION = (
@@ -18,10 +21,11 @@ NAVIGATION = (
 
 def init_app(app: Flask) -> None:
     @app.context_processor
-    def _navigation():
+    def _navigation() -> dict[str, Callable[[], list[tuple[str, str]]]]:
         def admin_navigation() -> list[tuple[str, str]]:
-            if not current_user.is_authenticated:
+            user = signed_in_user()
+            if user is None:
                 return []
-            return [(e, str(label)) for e, label, roles in NAVIGATION if current_user.role in roles]
+            return [(e, str(label)) for e, label, roles in NAVIGATION if user.role in roles]
 
         return {"admin_navigation": admin_navigation}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, dashboard, groups, issues, subscribers, users  # noqa: F401
+from . import auth, dashboard, groups, issues, meetings, subscribers, users  # noqa: F401
 from .blueprint import bp
 
 __all__ = ["bp"]

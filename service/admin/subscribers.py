@@ -26,21 +26,26 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_login import current_user
+from flask.typing import ResponseReturnValue
 from flask_wtf.file import FileField
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import selectinload
-from wtforms import SelectChoice, SelectField, StringField
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
+    SelectChoice,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Length
 
 from .. import people_csv, suppression
 from ..bounces import recording
+from ..bounces.classify import REASON_LABELS
 from ..czech import plural
 from ..extensions import db
 from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
 from ..people_csv import ImportRefused, uploaded_text
 from ..subscriptions import actions, transfer
-from .auth import CzechForm, require_role
+from .auth import CzechForm, account, require_role
 from .blueprint import bp
 from .dashboard import STATUS_LABELS
 
@@ -55,6 +60,7 @@ ACTION_LABELS = {
     "preferences_add": "přidání v nastavení",
     "preferences_remove": "odebrání v nastavení",
     "bounce": "nedoručitelnost",
+    "complaint": "stížnost na spam",
     "reactivate": "obnovení doručování",
 }
 
@@ -68,6 +74,7 @@ CHANNEL_LABELS = {
     "preferences": "stránka nastavení",
     "admin": "administrace",
     "bounce": "vrácený e-mail",
+    "complaint": "hlášení spamu u poskytovatele",
 }
 
 editors_only = require_role("admin", "editor")
@@ -120,7 +127,7 @@ def read_filters(lists: list[MailingList]) -> tuple[Filters, list[str]]:
     return filters, notes
 
 
-def search_statement(filters: Filters):
+def search_statement(filters: Filters) -> Select[Subscriber]:
     """The subscribers matching the filters, newest first (not yet paginated)."""
     statement = select(Subscriber)
     if filters.query:
@@ -145,7 +152,7 @@ def search_statement(filters: Filters):
 
 @bp.get("/subscribers")
 @editors_only
-def subscribers():
+def subscribers() -> ResponseReturnValue:
     lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
     filters, notes = read_filters(lists)
     statement = search_statement(filters)
@@ -201,7 +208,7 @@ def subscriber_or_404(subscriber_id: int) -> Subscriber:
 
 @bp.get("/subscribers/<int(max=2147483647):subscriber_id>")
 @editors_only
-def subscriber(subscriber_id: int):
+def subscriber(subscriber_id: int) -> ResponseReturnValue:
     person = subscriber_or_404(subscriber_id)
     events = list(
         db.session.scalars(
@@ -220,9 +227,9 @@ def subscriber(subscriber_id: int):
         subscriptions=sorted(person.subscriptions, key=lambda s: s.list_id),
         events=events,
         bounces=recording.bounces_of(person),
-        soft_score=recording.soft_score(person),
-        soft_threshold=config["BOUNCE_SOFT_THRESHOLD"],
-        soft_window=config["BOUNCE_SOFT_WINDOW_DAYS"],
+        score=recording.score_of(person),
+        raw_days=config["BOUNCE_RAW_DAYS"],
+        reason_labels=REASON_LABELS,
         suppressed=suppression.is_suppressed(person.email_key),
         status_labels=STATUS_LABELS,
         action_labels=ACTION_LABELS,
@@ -232,7 +239,7 @@ def subscriber(subscriber_id: int):
 
 @bp.get("/subscribers/<int(max=2147483647):subscriber_id>/export.json")
 @editors_only
-def subscriber_export(subscriber_id: int):
+def subscriber_export(subscriber_id: int) -> ResponseReturnValue:
     """Everything held about the person, as they would get it themselves (GDPR art. 15)."""
     person = subscriber_or_404(subscriber_id)
     response = jsonify(actions.export(person))
@@ -243,10 +250,10 @@ def subscriber_export(subscriber_id: int):
 
 @bp.post("/subscribers/<int(max=2147483647):subscriber_id>/reactivate")
 @editors_only
-def subscriber_reactivate(subscriber_id: int):
+def subscriber_reactivate(subscriber_id: int) -> ResponseReturnValue:
     """Mail a bounced address again once its owner or its server fixed the cause."""
     person = subscriber_or_404(subscriber_id)
-    changed = recording.reactivate(person, by=current_user.email)
+    changed = recording.reactivate(person, by=account().email)
     db.session.commit()
     if changed:
         lists = plural(changed, "{n} odběr", "{n} odběry", "{n} odběrů")
@@ -258,7 +265,7 @@ def subscriber_reactivate(subscriber_id: int):
 
 @bp.route("/subscribers/<int(max=2147483647):subscriber_id>/erase", methods=["GET", "POST"])
 @require_role("admin")
-def subscriber_erase(subscriber_id: int):
+def subscriber_erase(subscriber_id: int) -> ResponseReturnValue:
     """Erase a person on their request made by other means (letter, phone): GDPR art. 17.
 
     The same erasure as the person's own link: only the keyed hash stays, so
@@ -270,7 +277,7 @@ def subscriber_erase(subscriber_id: int):
     actions.erase(person)
     db.session.commit()
     # No address in the log: after erasure nothing may name the person.
-    current_app.logger.info("subscriber %s erased by account %s", subscriber_id, current_user.id)
+    current_app.logger.info("subscriber %s erased by account %s", subscriber_id, account().id)
     flash("Všechny údaje o odběrateli byly vymazány.", "success")
     return redirect(url_for("admin.subscribers"))
 
@@ -293,7 +300,7 @@ class ImportForm(CzechForm):
 
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @editors_only
-def subscribers_import():
+def subscribers_import() -> ResponseReturnValue:
     lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
     form = ImportForm()
     form.mailing_list.choices = [SelectChoice(m.slug, m.name) for m in lists]
@@ -320,7 +327,7 @@ def subscribers_import():
 
     try:
         report = transfer.import_subscribers(
-            io.StringIO(text, newline=""), mailing_list, form.consent_source.data
+            io.StringIO(text, newline=""), mailing_list, form.consent_source.data or ""
         )
     except ImportRefused as problem:
         return render_template(
@@ -342,7 +349,7 @@ def safe_filename(name: str) -> str:
 
 @bp.get("/subscribers/export.csv")
 @editors_only
-def subscribers_export():
+def subscribers_export() -> ResponseReturnValue:
     """A list's subscribers as CSV: the columns and format of `zpravodaj subscribers export`.
 
     Streamed row by row (`transfer.export_rows`, the generator behind

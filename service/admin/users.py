@@ -5,9 +5,15 @@ their author)."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
-from flask_login import current_user
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
-from wtforms import EmailField, PasswordField, SelectChoice, SelectField, SelectMultipleField
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
+    EmailField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+)
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
@@ -15,7 +21,7 @@ from ..extensions import db
 from ..lookalikes import as_shown
 from ..models import MailingList, User
 from . import throttling
-from .auth import CzechForm, require_role
+from .auth import CzechForm, account, require_role
 from .blueprint import bp
 
 ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "koordinátor skupin"}
@@ -41,20 +47,20 @@ def _group_choices() -> list[SelectChoice]:
 
 @bp.route("/users", methods=["GET", "POST"])
 @require_role("admin")
-def users():
+def users() -> ResponseReturnValue:
     form = UserForm()
     form.lists.choices = _group_choices()
     status = 200
     if form.validate_on_submit():
         chosen = list(
-            db.session.scalars(select(MailingList).where(MailingList.id.in_(form.lists.data)))
+            db.session.scalars(select(MailingList).where(MailingList.id.in_(form.lists.data or [])))
         )
         try:
             user = accounts.create_user(
-                form.email.data, form.password.data, form.role.data, chosen or None
+                form.email.data or "", form.password.data or "", form.role.data, chosen or None
             )
         except accounts.AccountError as exc:
-            form.email.errors.append(str(exc))
+            form.email.errors = [*form.email.errors, str(exc)]
             status = 422
         else:
             db.session.commit()
@@ -77,11 +83,11 @@ def users():
 
 @bp.post("/users/<int(max=2147483647):user_id>/active")
 @require_role("admin")
-def user_toggle_active(user_id: int):
+def user_toggle_active(user_id: int) -> ResponseReturnValue:
     user = db.session.get(User, user_id)
     if user is None:
         abort(404)
-    if user.id == current_user.id:
+    if user.id == account().id:
         flash("Vlastní účet vypnout nelze.", "error")
         return redirect(url_for("admin.users"))
     accounts.set_active(user, not user.active)  # disabling ends the account's sessions

@@ -8,15 +8,15 @@ handlers in service/errors.py answer JSON too, but in the shape of the public
 forms (`{"errors": {"request": …}}`); the API promises one shape in its
 OpenAPI document, so its blueprint answers its own errors. Paths under
 /api/v1 that match no route never reach the blueprint (Flask only knows the
-blueprint once a rule matched), so a hook at the front of the app's
-before-request hooks answers those 404/405 in the API's shape too.
+blueprint once a rule matched), so an app-wide hook (`init_app`, registered
+first by `create_app`) answers those 404/405 in the API's shape too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
@@ -130,8 +130,11 @@ def _unmatched_api_route() -> Response | None:
     return None
 
 
-@bp.record_once
-def _install_unmatched_route_hook(state) -> None:
-    # First of the app's hooks, so nothing else (e.g. the input guard) answers
-    # such a request in the HTML or form shape before it.
-    state.app.before_request_funcs.setdefault(None, []).insert(0, _unmatched_api_route)
+def init_app(app: Flask) -> None:
+    """Answer unknown /api/v1 paths and methods in the API's shape.
+
+    `create_app` registers this before every other request hook, so nothing
+    else (e.g. the input guard) answers such a request in the HTML or form
+    shape before it.
+    """
+    app.before_request(_unmatched_api_route)

@@ -69,7 +69,7 @@ _MEETING_ID = {
 }
 
 
-def _transition(summary: str, description: str, operation_id: str) -> dict[str, Any]:
+def _state_change_path(summary: str, description: str, operation_id: str) -> dict[str, Any]:
     return {
         "post": {
             "operationId": operation_id,
@@ -288,15 +288,15 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
-        "/api/v1/issues/{issue_id}/pause": _transition(
+        "/api/v1/issues/{issue_id}/pause": _state_change_path(
             "Pause sending",
             "Stops after the messages in flight; resume continues where it stopped.",
             "pauseIssue",
         ),
-        "/api/v1/issues/{issue_id}/resume": _transition(
+        "/api/v1/issues/{issue_id}/resume": _state_change_path(
             "Resume a paused issue", "Sending continues with those not reached yet.", "resumeIssue"
         ),
-        "/api/v1/issues/{issue_id}/cancel": _transition(
+        "/api/v1/issues/{issue_id}/cancel": _state_change_path(
             "Cancel an issue",
             "Nobody else gets it; what was sent stays sent. Not possible once sent.",
             "cancelIssue",
@@ -380,6 +380,15 @@ DOCUMENT: dict[str, Any] = {
                         "maxLength": 20_000,
                         "description": "Markdown.",
                     },
+                    "rrule": {
+                        "type": ["string", "null"],
+                        "maxLength": 200,
+                        "description": (
+                            "A recurring meeting (one series, one UID): an RFC 5545 RRULE "
+                            "from `start`, at most daily, e.g. FREQ=MONTHLY;BYDAY=2TU."
+                        ),
+                        "examples": ["FREQ=MONTHLY;BYDAY=2TU", "FREQ=WEEKLY;INTERVAL=2;BYDAY=TH"],
+                    },
                 },
             },
             "Meeting": {
@@ -407,6 +416,14 @@ DOCUMENT: dict[str, Any] = {
                     "sequence": {"type": "integer", "minimum": 0},
                     "cancelled": {"type": "boolean"},
                     "ics_url": {"type": "string", "description": "Public .ics download."},
+                    "rrule": {
+                        "type": ["string", "null"],
+                        "description": "The series' RRULE; null for a single meeting.",
+                    },
+                    "rhythm": {
+                        "type": ["string", "null"],
+                        "description": "The RRULE in Czech (každé druhé úterý v měsíci v 9:30).",
+                    },
                 },
                 "additionalProperties": False,
             },
@@ -492,6 +509,25 @@ DOCUMENT: dict[str, Any] = {
                         "description": "Invitation/update/reminder, or cancellation.",
                     },
                     "attachments": {"type": "array", "items": _ref("schemas", "Attachment")},
+                    "attendance": {
+                        "oneOf": [_ref("schemas", "Attendance"), {"type": "null"}],
+                        "description": "Members' answers to the meeting; null without a meeting.",
+                    },
+                },
+                "additionalProperties": False,
+            },
+            "Attendance": {
+                "type": "object",
+                "description": (
+                    "The group's members by their answer to the meeting (RSVP page or "
+                    "calendar reply); needs_action: no answer yet."
+                ),
+                "required": ["accepted", "tentative", "declined", "needs_action"],
+                "properties": {
+                    "accepted": {"type": "integer", "minimum": 0},
+                    "tentative": {"type": "integer", "minimum": 0},
+                    "declined": {"type": "integer", "minimum": 0},
+                    "needs_action": {"type": "integer", "minimum": 0},
                 },
                 "additionalProperties": False,
             },

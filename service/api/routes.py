@@ -8,16 +8,18 @@ an IssueStateError, which service/api/errors.py turns into JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app, jsonify, request, url_for
+from flask import Response, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from ..clock import utcnow
+from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
 from ..extensions import db
 from ..issues import attachments, sending
+from ..meetings import attendance
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents
 from ..models import (
@@ -42,13 +44,13 @@ SCHEDULE_HORIZON = timedelta(days=366)
 
 
 @bp.get("/openapi.json")
-def openapi_document():
+def openapi_document() -> ResponseReturnValue:
     """The OpenAPI 3.1 description of this API; public, so tools can fetch it."""
     return jsonify(DOCUMENT)
 
 
 @bp.get("/lists")
-def lists():
+def lists() -> ResponseReturnValue:
     """The lists the account may manage, with subscriber counts per status."""
     user = current_api_user()
     visible = [
@@ -77,7 +79,7 @@ def lists():
 
 
 @bp.post("/lists/<slug>/issues")
-def create_issue(slug: str):
+def create_issue(slug: str) -> ResponseReturnValue:
     """A new draft on the list; 201 with the issue and its Location."""
     mailing_list = _list_or_404(slug)
     data = _json_object()
@@ -87,9 +89,13 @@ def create_issue(slug: str):
     errors.update(meetings.meeting_problem(mailing_list, data.get("meeting")))
     if errors:
         raise ApiError(422, errors=errors)
-    issue = sending.create_issue(mailing_list, fields, current_api_user())
+    meeting_fields = None
     if data.get("meeting") is not None:
         meeting_fields, _ = meetings.validate_meeting(data["meeting"])
+        if meeting_fields is None:  # its start passed since meeting_problem checked it
+            raise ApiError(422, errors=meetings.meeting_problem(mailing_list, data["meeting"]))
+    issue = sending.create_issue(mailing_list, fields, current_api_user())
+    if meeting_fields is not None:
         meetings.attach_meeting(issue, meeting_fields)
     db.session.commit()
     response = jsonify(issue_json(issue))
@@ -102,13 +108,13 @@ _ISSUE_ROUTE = f"/issues/<int(max={MAX_ID}):issue_id>"
 
 
 @bp.get(_ISSUE_ROUTE)
-def issue(issue_id: int):
+def issue(issue_id: int) -> ResponseReturnValue:
     """The issue's state and delivery counts (poll it while sending)."""
     return jsonify(issue_json(_issue_or_404(issue_id)))
 
 
 @bp.post(_ISSUE_ROUTE + "/send")
-def send(issue_id: int):
+def send(issue_id: int) -> ResponseReturnValue:
     """Send now, or at `at` (ISO 8601; without an offset, the service's time zone)."""
     issue = _issue_or_404(issue_id, lock=True)
     data = _json_object(optional=True)
@@ -122,7 +128,7 @@ def send(issue_id: int):
 
 
 @bp.post(_ISSUE_ROUTE + "/attachments")
-def add_attachment(issue_id: int):
+def add_attachment(issue_id: int) -> ResponseReturnValue:
     """Attach a document (multipart field `file`: PDF, DOCX, ODT or XLSX) to a draft; 201."""
     issue = _issue_or_404(issue_id, lock=True)
     upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
@@ -142,7 +148,7 @@ _MEETING_ROUTE = f"/meetings/<int(max={MAX_ID}):meeting_id>"
 
 
 @bp.post(_MEETING_ROUTE + "/update")
-def update_meeting(meeting_id: int):
+def update_meeting(meeting_id: int) -> ResponseReturnValue:
     """New time or place: a draft update (same UID, SEQUENCE + 1) to send; 201 with it."""
     meeting = _meeting_or_404(meeting_id)
     fields, problems = meetings.validate_meeting(_json_object())
@@ -157,7 +163,7 @@ def update_meeting(meeting_id: int):
 
 
 @bp.post(_MEETING_ROUTE + "/cancel")
-def cancel_meeting(meeting_id: int):
+def cancel_meeting(meeting_id: int) -> ResponseReturnValue:
     """Cancel the meeting: METHOD:CANCEL goes to the group at once; 202 with that issue."""
     meeting = _meeting_or_404(meeting_id)
     issue = _meeting_change(meetings.cancel_meeting, meeting, current_api_user())
@@ -173,21 +179,21 @@ def _meeting_change(change, *args):
 
 
 @bp.post(_ISSUE_ROUTE + "/pause")
-def pause(issue_id: int):
-    return _transition(issue_id, sending.pause)
+def pause(issue_id: int) -> ResponseReturnValue:
+    return _change_state(issue_id, sending.pause)
 
 
 @bp.post(_ISSUE_ROUTE + "/resume")
-def resume(issue_id: int):
-    return _transition(issue_id, sending.resume)
+def resume(issue_id: int) -> ResponseReturnValue:
+    return _change_state(issue_id, sending.resume)
 
 
 @bp.post(_ISSUE_ROUTE + "/cancel")
-def cancel(issue_id: int):
-    return _transition(issue_id, sending.cancel)
+def cancel(issue_id: int) -> ResponseReturnValue:
+    return _change_state(issue_id, sending.cancel)
 
 
-def _transition(issue_id: int, change) -> Any:
+def _change_state(issue_id: int, change: Callable[[Issue], None]) -> Response:
     """Apply a state change (which raises IssueStateError → 409 when not allowed)."""
     issue = _issue_or_404(issue_id, lock=True)
     change(issue)
@@ -206,18 +212,15 @@ def issue_json(issue: Issue) -> dict[str, Any]:
         "number": issue.number,
         "subject": issue.subject,
         "status": issue.status,
-        "scheduled_at": _iso(issue.scheduled_at),
-        "started_at": _iso(issue.started_at),
-        "finished_at": _iso(issue.finished_at),
+        "scheduled_at": iso_utc(issue.scheduled_at),
+        "started_at": iso_utc(issue.started_at),
+        "finished_at": iso_utc(issue.finished_at),
         "counts": sending.delivery_counts(issue),
         "meeting": meetings.meeting_json(issue.meeting) if issue.meeting else None,
         "meeting_method": issue.meeting_method,
         "attachments": [attachments.attachment_json(a) for a in documents(issue)],
+        "attendance": attendance.counts(issue.meeting) if issue.meeting else None,
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.replace(tzinfo=UTC).isoformat() if moment else None
 
 
 def parse_send_time(value: Any) -> datetime | None:
@@ -233,24 +236,15 @@ def parse_send_time(value: Any) -> datetime | None:
         raise ApiError(422, errors={"at": f"Čas zadejte jako text ve formátu ISO 8601, {example}."})
     try:
         at = datetime.fromisoformat(value.strip())
-        skipped_by_clock_change = False
         if at.tzinfo is None:
-            zone = ZoneInfo(current_app.config["TIMEZONE"])
-            naive, at = at, at.replace(tzinfo=zone)
-            # 02:30 on the spring-forward Sunday does not exist in Prague: refuse
-            # it, as the admin does, instead of moving it silently by an hour.
-            skipped_by_clock_change = (
-                at.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive
-            )
+            at = from_local(at)
         at_utc = at.astimezone(UTC).replace(tzinfo=None)
+    except SkippedLocalTime as skipped:
+        raise ApiError(422, errors={"at": str(skipped)}) from None
     except (ValueError, OverflowError):
         raise ApiError(
             422, errors={"at": f"Čas není platný údaj ve formátu ISO 8601, {example}."}
         ) from None
-    if skipped_by_clock_change:
-        raise ApiError(
-            422, errors={"at": "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."}
-        )
     now = utcnow()
     if at_utc <= now:
         raise ApiError(422, errors={"at": "Čas odeslání musí být v budoucnosti."})
@@ -292,7 +286,7 @@ def _list_or_404(slug: str) -> MailingList:
     found = None
     if is_valid_slug(slug):
         found = db.session.scalar(select(MailingList).filter_by(slug=slug))
-    if not may_see(found):
+    if found is None or not may_see(found):
         raise ApiError(404, "Seznam neexistuje.")
     return found
 

@@ -10,6 +10,13 @@ from babel.dates import format_date
 
 from ..i18n import current_language
 
+# "10. prosince": after a day number the Czech month takes the genitive case. Kept
+# for reading Czech dates in text (a meeting's title moves with the meeting).
+MONTHS_GENITIVE = (
+    "ledna", "února", "března", "dubna", "května", "června",
+    "července", "srpna", "září", "října", "listopadu", "prosince",
+)  # fmt: skip
+
 
 def long_date(day: date) -> str:
     """`date(2026, 12, 10)` → "10. prosince 2026" in Czech, "December 10, 2026" in English."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import load_only
@@ -81,6 +82,8 @@ def _published(mailing_list: MailingList) -> Select:
 def _archived(issue: Issue) -> ArchivedIssue:
     # started_at is set with the number; created_at only guards odd old rows.
     sent_at = issue.started_at or issue.created_at
+    if issue.number is None:  # `_published` selects numbered issues only
+        raise ValueError(f"issue {issue.id} has no number: it was never published")
     day = local_date(sent_at, current_app.config["TIMEZONE"])
     return ArchivedIssue(
         number=issue.number,
@@ -96,11 +99,12 @@ def _cacheable(response: Response) -> Response:
     """Public, briefly cached, and answered with 304 when the reader already has it."""
     response.headers["Cache-Control"] = CACHE_CONTROL
     response.add_etag()
-    return response.make_conditional(request)
+    response.make_conditional(request)  # in place: it returns the same response
+    return response
 
 
 @bp.get("/<slug>")
-def list_issues(slug: str):
+def list_issues(slug: str) -> ResponseReturnValue:
     """The newsletter's archive: every published issue, newest first."""
     mailing_list = _public_list(slug)
     # The list page needs no bodies: do not load a hundred issues' Markdown.
@@ -113,7 +117,7 @@ def list_issues(slug: str):
 
 
 @bp.get("/<slug>/<int:number>")
-def show_issue(slug: str, number: int):
+def show_issue(slug: str, number: int) -> ResponseReturnValue:
     """One published issue: its subject, date and body, with links to its neighbours."""
     mailing_list = _public_list(slug)
     if number > MAX_NUMBER:
@@ -139,7 +143,7 @@ def show_issue(slug: str, number: int):
     )
     response = current_app.make_response(page)
     # Issues show the pictures their mail showed, which live on other sites;
-    # everything else stays as strict as on the other pages (service/pages.py).
+    # everything else stays as strict as on the other pages (service/http_guards.py).
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data: https:; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -148,7 +152,7 @@ def show_issue(slug: str, number: int):
 
 
 @bp.get("/<slug>/feed.xml")
-def feed(slug: str):
+def feed(slug: str) -> ResponseReturnValue:
     """The latest published issues as an Atom 1.0 feed, every link on BASE_URL."""
     mailing_list = _public_list(slug)
     issues = list(db.session.scalars(_published(mailing_list).limit(FEED_ENTRIES)))
@@ -176,7 +180,7 @@ def atom_feed(mailing_list: MailingList, issues: list[Issue]) -> bytes:
     newest = max((entry.sent_at for entry in entries), default=mailing_list.created_at)
     _text(root, "updated", _rfc3339(newest))
     author = ET.SubElement(root, "author")
-    _text(author, "name", sender_address()[0] or current_app.jinja_env.globals["site_name"])
+    _text(author, "name", sender_address()[0] or str(current_app.jinja_env.globals["site_name"]))
 
     for issue, entry in zip(issues, entries, strict=True):
         url = external_url("archive.show_issue", slug=mailing_list.slug, number=entry.number)

@@ -2,9 +2,15 @@
 
 Soft bounces are scored the way Mailman does it, by days rather than by
 messages (an issue and a reminder bouncing on the same day are one bad day):
-an address is suppressed when BOUNCE_SOFT_THRESHOLD different days with a
-bounce fall within BOUNCE_SOFT_WINDOW_DAYS. Older bounces drop out of the
-window, so a mailbox that was full for a day or two recovers by itself.
+an address is suppressed once BOUNCE_SOFT_LIMIT days with a soft bounce,
+spread over at least BOUNCE_SOFT_DAYS, came with no accepted delivery in
+between. A delivery that was accepted and did not come back resets the
+score, so a mailbox that was full for a week recovers by itself.
+
+A block or spam refusal of one issue by several domains at once
+(ABOUT_US_DOMAINS) is about us, our reputation or our DNS, not about the
+subscribers: those bounces are marked `about_us`, shown on the issue
+report, and count for nobody.
 
 A suppressed address's subscriptions become `bounced`: every send skips
 them, the export says so, and only an administrator (reactivate) or the
@@ -15,13 +21,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
 
-from .. import consent, suppression
+from .. import consent, metrics, suppression
 from ..addresses import InvalidAddress, parse_address
 from ..clock import utcnow
 from ..consent import RequestInfo
@@ -30,16 +35,24 @@ from ..models import (
     ACTIVE_SUBSCRIPTION_STATUSES,
     Bounce,
     Delivery,
+    DeliveryStatus,
     OutgoingMail,
     Subscriber,
     Subscription,
     SubscriptionStatus,
     SuppressionReason,
+    rows_matched,
 )
-from .parsing import BounceReport, Failure, NotABounce, classify, parse, status_of
+from .classify import Reason, Stage, judge
+from .parsing import BounceReport, Failure, MessageKind
 
 # Statuses a bounce suppression ends: what would otherwise still get mail.
 ACTIVE_STATUSES = ACTIVE_SUBSCRIPTION_STATUSES
+# This many recipient domains refusing one issue as blocked or spam: it is us.
+ABOUT_US_DOMAINS = 3
+ABOUT_US_REASONS = (Reason.BLOCKED, Reason.SPAM)
+# A raw report is kept up to this size (a bounce quoting a large issue whole).
+MAX_RAW_CHARS = 200_000
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,14 @@ class Outcome:
 
 def record_report(report: BounceReport, raw: bytes) -> list[Outcome]:
     """Record every failure of `report`; the caller commits."""
+    if report.kind != MessageKind.BOUNCE:
+        return []  # complaints, replies, auto-replies, notices: no bounce of anybody
     failures = report.failures
-    if not failures and report.verp is not None and not report.auto_reply:
+    if not failures and report.verp is not None:
         # Sent to one of our VERP addresses, yet nothing a detector can read:
         # a mangled report still means that delivery came back. Count it soft.
         failures = [Failure(None, "soft", "", "nerozpoznaná zpráva o nedoručení")]
-    target = _verp_target(report)
+    target = verp_target(report)
     if target is None:
         # Only a valid VERP token (a MAC under our key) says which of our mails
         # came back. Every message leaves with one, so a real bounce has it; a
@@ -79,7 +94,7 @@ def record_report(report: BounceReport, raw: bytes) -> list[Outcome]:
     return outcomes
 
 
-def _verp_target(report: BounceReport) -> tuple[Subscriber | None, int | None, int | None] | None:
+def verp_target(report: BounceReport) -> tuple[Subscriber | None, int | None, int | None] | None:
     """(subscriber, delivery id, outgoing mail id) named by the VERP address."""
     if report.verp is None:
         return None
@@ -120,8 +135,14 @@ def _unmatched(failure: Failure) -> Outcome:
 
 
 def _record_one(
-    subscriber: Subscriber, failure: Failure, raw: bytes, delivery_id, mail_id
+    subscriber: Subscriber,
+    failure: Failure,
+    raw: bytes,
+    delivery_id: int | None,
+    mail_id: int | None,
+    shown: bytes | None = None,
 ) -> Outcome:
+    """Store one failure (`raw` identifies it, `shown` is kept for the admin, else `raw`)."""
     now = utcnow()
     digest = hashlib.sha256(raw + b"\0" + str(subscriber.id).encode()).hexdigest()
     bounce = Bounce(
@@ -130,24 +151,70 @@ def _record_one(
         outgoing_mail_id=mail_id,
         kind=failure.kind,
         status=failure.status[:16],
-        diagnostic=failure.diagnostic[:500],
+        diagnostic=failure.diagnostic[:500].replace("\0", ""),
+        reason=str(failure.reason or "")[:16],
+        # PostgreSQL text cannot hold NUL, which a broken report may contain.
+        raw=(shown or raw)[:MAX_RAW_CHARS].decode("utf-8", "replace").replace("\0", "\ufffd"),
         fingerprint=digest,
         received_at=now,
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(bounce)
-    except IntegrityError:
+    # Checked, not caught from a savepoint: on SQLite (pysqlite) releasing the
+    # outermost savepoint commits, and a process killed after that would keep
+    # the bounce but not its suppression. A concurrent twin still fails at
+    # the unique index, and inbox.process_message then runs the message again.
+    if db.session.scalar(select(Bounce.id).filter_by(fingerprint=digest)) is not None:
         return Outcome(
             subscriber.email, failure.kind, failure.status, False, note="already recorded"
         )
-    score = soft_score(subscriber, now)
-    threshold = current_app.config["BOUNCE_SOFT_THRESHOLD"]
+    db.session.add(bounce)
+    db.session.flush()
+    metrics.count_after_commit(db.session, metrics.BOUNCES, failure.kind)
+    if failure.kind == "soft" and _about_us(bounce):
+        return Outcome(subscriber.email, "soft", failure.status, True, note="about us")
+    score = score_of(subscriber, now)
     suppressed = False
-    if failure.kind == "hard" or score >= threshold:
+    if failure.kind == "hard" or score.reached:
         why = " ".join(filter(None, (failure.status, failure.diagnostic)))
         suppressed = suppress_bounced(subscriber, why or f"{failure.kind} bounce")
-    return Outcome(subscriber.email, failure.kind, failure.status, True, suppressed, score)
+    return Outcome(subscriber.email, failure.kind, failure.status, True, suppressed, score.days)
+
+
+def _about_us(bounce: Bounce) -> bool:
+    """Mark the issue's block/spam bounces `about_us` once enough domains refuse it.
+
+    True when `bounce` is one of them (then it counts for nobody).
+    """
+    if bounce.reason not in ABOUT_US_REASONS or bounce.delivery_id is None:
+        return False
+    issue_id = db.session.scalar(select(Delivery.issue_id).filter_by(id=bounce.delivery_id))
+    rows = db.session.execute(
+        select(Bounce.id, Subscriber.email_key)
+        .join(Delivery, Delivery.id == Bounce.delivery_id)
+        .join(Subscriber, Subscriber.id == Bounce.subscriber_id)
+        .where(Delivery.issue_id == issue_id, Bounce.reason.in_(ABOUT_US_REASONS))
+    ).all()
+    domains = {key.rpartition("@")[2] for _, key in rows}
+    if len(domains) < ABOUT_US_DOMAINS:
+        return False
+    db.session.execute(
+        update(Bounce)
+        .where(Bounce.id.in_([row_id for row_id, _ in rows]))
+        .values(about_us=True)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(bounce, ["about_us"])
+    return True
+
+
+def blocked_domains(issue_id: int) -> list[str]:
+    """Domains that refused the issue as blocked or spam, when that was about us."""
+    keys = db.session.scalars(
+        select(Subscriber.email_key)
+        .join(Bounce, Bounce.subscriber_id == Subscriber.id)
+        .join(Delivery, Delivery.id == Bounce.delivery_id)
+        .where(Delivery.issue_id == issue_id, Bounce.about_us.is_(True))
+    )
+    return sorted({key.rpartition("@")[2] for key in keys})
 
 
 def record_refusal(
@@ -160,36 +227,98 @@ def record_refusal(
 ) -> Outcome:
     """The SMTP server refused a recipient for good while we sent (5xx at RCPT TO).
 
-    As good as a bounce, without waiting for one, and counted by the same
-    rules: hard only with an enhanced status about the address (5.1.1 no such
-    mailbox); a policy answer (5.7.x) or a bare "550" without one may be about
-    us as much as about the address, so it counts soft. The caller commits.
+    As good as a bounce, without waiting for one, and judged by the same
+    classifier (`classify.judge`): hard only with evidence about the address
+    (5.1.1, "user unknown", or RFC 5321's "mailbox unavailable", which at RCPT
+    is about the address); a policy answer (5.7.x) or a bare "550" may be
+    about us as much as about the address, so it counts soft. The caller commits.
     """
-    status = status_of(reason)
-    kind = classify(status, permanent=False) if status else "soft"
-    failure = Failure(address, kind, status, " ".join(reason.split())[:500])
+    # A refusal of RCPT TO: "mailbox unavailable" there is about the address.
+    verdict = judge("", reason, stage=Stage.RCPT)
+    failure = Failure(
+        address, verdict.kind, verdict.status, " ".join(reason.split())[:500], verdict.reason
+    )
     subscriber = db.session.get(Subscriber, subscriber_id) if subscriber_id else None
     if subscriber is None:
         return _unmatched(failure)
     # The fingerprint keeps the same refusal of the same send from counting twice.
     raw = f"smtp refusal\0{delivery_id}\0{mail_id}\0{reason}".encode()
-    return _record_one(subscriber, failure, raw, delivery_id, mail_id)
+    # What the admin sees: the server's own answer, as it came in the SMTP conversation.
+    return _record_one(subscriber, failure, raw, delivery_id, mail_id, reason.encode())
+
+
+@dataclass(frozen=True)
+class Score:
+    """Soft bounces that count now: the days they fell on, and how far apart."""
+
+    days: int
+    first: datetime | None
+    last: datetime | None
+    limit: int
+    span_days: int
+
+    @property
+    def spread(self) -> int:
+        """Whole days between the first and the last counted bounce."""
+        return (self.last - self.first).days if self.first and self.last else 0
+
+    @property
+    def reached(self) -> bool:
+        return self.days >= self.limit and self.spread >= self.span_days
+
+
+def score_of(subscriber: Subscriber, now: datetime | None = None) -> Score:
+    """The soft-bounce score: bounce days since the last reset.
+
+    A reset is a reactivation, or a delivery that was accepted and did not
+    come back, sent after the bounced mail: from then on the address worked.
+    Bounces about us (`about_us`) never count.
+    """
+    config = current_app.config
+    since = _last_accepted(subscriber)
+    if subscriber.bounce_reset_at and (since is None or subscriber.bounce_reset_at > since):
+        since = subscriber.bounce_reset_at
+    sent = func.coalesce(Delivery.sent_at, Bounce.received_at)
+    query = (
+        select(Bounce.received_at)
+        .outerjoin(Delivery, Delivery.id == Bounce.delivery_id)
+        .where(
+            Bounce.subscriber_id == subscriber.id,
+            Bounce.kind == "soft",
+            Bounce.about_us.is_(False),
+        )
+    )
+    if since is not None:
+        query = query.where(sent > since, Bounce.received_at > since)
+    if now is not None:
+        query = query.where(Bounce.received_at <= now)
+    moments = sorted(db.session.scalars(query))
+    days = len({moment.date() for moment in moments})
+    return Score(
+        days,
+        moments[0] if moments else None,
+        moments[-1] if moments else None,
+        config["BOUNCE_SOFT_LIMIT"],
+        config["BOUNCE_SOFT_DAYS"],
+    )
+
+
+def _last_accepted(subscriber: Subscriber) -> datetime | None:
+    """When the latest delivery to the subscriber that came back with no bounce was sent."""
+    bounced = select(Bounce.id).where(Bounce.delivery_id == Delivery.id).exists()
+    return db.session.scalar(
+        select(func.max(Delivery.sent_at)).where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at.is_not(None),
+            ~bounced,
+        )
+    )
 
 
 def soft_score(subscriber: Subscriber, now: datetime | None = None) -> int:
-    """Days with a soft bounce within the window (since the last reactivation)."""
-    now = now or utcnow()
-    since = now - timedelta(days=current_app.config["BOUNCE_SOFT_WINDOW_DAYS"])
-    if subscriber.bounce_reset_at and subscriber.bounce_reset_at > since:
-        since = subscriber.bounce_reset_at
-    moments = db.session.scalars(
-        select(Bounce.received_at).where(
-            Bounce.subscriber_id == subscriber.id,
-            Bounce.kind == "soft",
-            Bounce.received_at >= since,
-        )
-    )
-    return len({moment.date() for moment in moments})
+    """Days with a counted soft bounce (see `score_of`)."""
+    return score_of(subscriber, now).days
 
 
 def suppress_bounced(subscriber: Subscriber, reason: str = "") -> bool:
@@ -241,12 +370,12 @@ def reactivate(subscriber: Subscriber, by: str = "") -> int:
             if confirmed_before
             else Subscription.confirmed_at.is_(None)
         )
-        changed += db.session.execute(
+        changed += rows_matched(
             update(Subscription)
             .where(*bounced, was)
             .values(status=status, unsubscribed_at=None)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
     suppression.lift_suppression(subscriber.email_key)
     subscriber.bounce_reset_at = utcnow()
     if changed:
@@ -262,23 +391,3 @@ def bounces_of(subscriber: Subscriber) -> list[Bounce]:
             select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id.desc())
         )
     )
-
-
-def process_message(raw: bytes, envelope_recipients=()) -> tuple[BounceReport, list[Outcome]]:
-    """Parse and record one bounce, committing; raises parsing.NotABounce for non-bounces.
-
-    An auto-reply (out of office) reaching the return path is no bounce: it
-    comes back with no outcomes, and nothing is recorded.
-    """
-    report = parse(raw, envelope_recipients)
-    if report.auto_reply:
-        return report, []
-    if not report.failures and report.verp is None:
-        raise NotABounce("zpráva neobsahuje žádného nedoručeného příjemce")
-    try:
-        outcomes = record_report(report, raw)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return report, outcomes

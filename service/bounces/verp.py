@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
@@ -43,6 +44,21 @@ def envelope_sender(kind: str, row_id: int) -> str:
     """The return path for one delivery ("d") or single mail ("m")."""
     local, domain = bounce_base()
     return f"{local}+{kind}{row_id}-{_mac(kind, row_id, _keys()[0])}@{domain}"
+
+
+def envelope_sender_for(kind: str) -> Callable[[int], str]:
+    """`envelope_sender` for many rows of one kind: MAIL_FROM's domain parsed and the
+    key prepared once (a delivery batch sends hundreds of messages; parsing the
+    address again for each was a tenth of the worker's CPU)."""
+    local, domain = bounce_base()
+    keyed = hmac.new(_keys()[0].encode(), b"verp:" + kind.encode(), hashlib.sha256)
+
+    def sender(row_id: int) -> str:
+        mac = keyed.copy()
+        mac.update(str(row_id).encode())
+        return f"{local}+{kind}{row_id}-{mac.hexdigest()[:MAC_LENGTH]}@{domain}"
+
+    return sender
 
 
 def parse_token(address: str) -> VerpToken | None:

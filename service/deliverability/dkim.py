@@ -208,6 +208,8 @@ class DkimSigner:
 
     def key(self) -> rsa.RSAPrivateKey:
         if self.private_key is None:
+            if self.key_path is None:  # refused by __post_init__; for the type checker
+                raise DkimKeyError("DkimSigner needs a key or a key path")
             self.private_key = load_private_key(self.key_path)
         return self.private_key
 

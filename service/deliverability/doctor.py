@@ -408,15 +408,10 @@ def check_smtp(config: Mapping[str, Any], *, timeout: float | None = None) -> li
     where = f"{settings.host}:{settings.port}"
     results: list[Result] = []
     connection: smtplib.SMTP | None = None
-    step = "connect"
+    step = "connect"  # named in the failure: how far the conversation got
     try:
         context = ssl.create_default_context()
-        if settings.security == "tls":
-            connection = smtplib.SMTP_SSL(
-                settings.host, settings.port, timeout=seconds, context=context
-            )
-        else:
-            connection = smtplib.SMTP(settings.host, settings.port, timeout=seconds)
+        connection = _connect(settings, seconds, context)
         step = "EHLO"
         code, _ = connection.ehlo()
         if code != 250:
@@ -427,13 +422,9 @@ def check_smtp(config: Mapping[str, Any], *, timeout: float | None = None) -> li
             connection.starttls(context=context)
             connection.ehlo()
         extensions = sorted(name.upper() for name in connection.esmtp_features)
+        listed = ", ".join(extensions) or "none"
         results.append(
-            Result(
-                "smtp",
-                OK,
-                f"{where} ({settings.security}) answers EHLO; extensions: "
-                + (", ".join(extensions) or "none"),
-            )
+            Result("smtp", OK, f"{where} ({settings.security}) answers EHLO; extensions: {listed}")
         )
         results.extend(_tls_result(settings, offered_starttls))
         if settings.username:
@@ -446,21 +437,38 @@ def check_smtp(config: Mapping[str, Any], *, timeout: float | None = None) -> li
             Result("smtp-login", FAIL, f"login as {settings.username} refused: {exc.smtp_code}")
         )
     except (OSError, smtplib.SMTPException) as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, socket.timeout | TimeoutError):
-            reason = f"no answer within {seconds:g} s"
-        name = "smtp-login" if step == "login" else "smtp"
-        results.append(Result(name, FAIL, f"{step} to {where} failed: {reason}"))
+        results.append(_smtp_failure(exc, step, where, seconds))
     finally:
         if connection is not None:
-            try:
-                connection.quit()
-            except (OSError, smtplib.SMTPException):
-                connection.close()
+            _quit(connection)
     return results
 
 
-def _tls_result(settings, offered_starttls: bool) -> list[Result]:
+def _connect(settings: SmtpSettings, seconds: float, context: ssl.SSLContext) -> smtplib.SMTP:
+    """The connection SMTP_URL asks for: TLS from the first byte, or plain (STARTTLS later)."""
+    if settings.security == "tls":
+        return smtplib.SMTP_SSL(settings.host, settings.port, timeout=seconds, context=context)
+    return smtplib.SMTP(settings.host, settings.port, timeout=seconds)
+
+
+def _smtp_failure(exc: Exception, step: str, where: str, seconds: float) -> Result:
+    """What went wrong at `step` of the conversation, a timeout said as such."""
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, socket.timeout | TimeoutError):
+        reason = f"no answer within {seconds:g} s"
+    name = "smtp-login" if step == "login" else "smtp"
+    return Result(name, FAIL, f"{step} to {where} failed: {reason}")
+
+
+def _quit(connection: smtplib.SMTP) -> None:
+    """QUIT politely; a server that already hung up is simply closed."""
+    try:
+        connection.quit()
+    except (OSError, smtplib.SMTPException):
+        connection.close()
+
+
+def _tls_result(settings: SmtpSettings, offered_starttls: bool) -> list[Result]:
     if settings.security in {"tls", "starttls"}:
         return [Result("smtp-tls", OK, f"the connection is encrypted ({settings.security})")]
     if settings.host.lower() in LOCAL_HOSTS:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import click
-from flask_migrate import upgrade
+from flask import Flask
 from sqlalchemy import select
 from werkzeug.serving import run_simple
 
@@ -259,17 +259,10 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         started.append(catcher.stop)
 
         base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-        os.environ.setdefault("SECRET_KEY", _dev_secret_key(instance))
-        os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{catcher.port}"
-        os.environ.setdefault("BASE_URL", base_url)
-        os.environ.setdefault(
-            "MAIL_FROM", "Zpravodaj sociálního bydlení <zpravodaj@zpravodaj.example>"
-        )
-        os.environ["DEV_OUTBOX_DIR"] = str(outbox_dir)
-
+        _set_dev_environment(instance, base_url, catcher.port, outbox_dir)
         app = create_app({"DEV_OUTBOX_DIR": str(outbox_dir)})
         with app.app_context():
-            _prepare_database()
+            _prepare_database(app)
             admin_email, admin_password = _dev_admin(instance)
         # Other `zpravodaj` commands of this checkout use this instance (dev/env_file.py).
         env_file.write(instance, os.environ, SETTINGS)
@@ -295,6 +288,16 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         for stop_one in reversed(started):
             stop_one()
         click.echo("stopped")
+
+
+def _set_dev_environment(instance: Path, base_url: str, smtp_port: int, outbox_dir: Path) -> None:
+    """The settings the web app and the worker read: the catcher for SMTP, a kept secret key,
+    the local URL; what the developer set already (but SMTP and the outbox) stays."""
+    os.environ.setdefault("SECRET_KEY", _dev_secret_key(instance))
+    os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+    os.environ.setdefault("BASE_URL", base_url)
+    os.environ.setdefault("MAIL_FROM", "Zpravodaj sociálního bydlení <zpravodaj@zpravodaj.example>")
+    os.environ["DEV_OUTBOX_DIR"] = str(outbox_dir)
 
 
 def _dev_secret_key(instance: Path) -> str:
@@ -325,8 +328,13 @@ def _dev_admin(instance: Path) -> tuple[str, str]:
     return DEV_ADMIN_EMAIL, password
 
 
-def _prepare_database() -> None:
-    upgrade()
+def _prepare_database(app: Flask) -> None:
+    # Imported here: Alembic is for processes that migrate, and the `zpravodaj`
+    # entry point (the workers' too) imports this module (service/schema.py).
+    from .. import schema
+
+    schema.init_migrations(app)
+    schema.upgrade_to_head()
     for slug, name, description in DEMO_LISTS:
         if db.session.scalar(select(MailingList).filter_by(slug=slug)) is None:
             db.session.add(MailingList(slug=slug, name=name, description=description))

@@ -43,8 +43,13 @@ class MailCatcher:
         self.reject_data: tuple[int, str] | None = None
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options
-    ):
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if address in self.reject_rcpt:
             code, text = self.reject_rcpt[address]
             return f"{code} {text}"
@@ -55,18 +60,21 @@ class MailCatcher:
         if self.reject_data is not None:
             code, text = self.reject_data
             return f"{code} {text}"
-        mail = CaughtMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        # Both are set by the time DATA comes (MAIL FROM <> is "").
+        mail = CaughtMail(
+            envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
+        )
         with self._lock:
             self.mails.append(mail)
             if self.directory is not None:
-                self._store(mail)
+                self._store(self.directory, mail)
         return "250 Message accepted"
 
-    def _store(self, mail: CaughtMail) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def _store(self, directory: Path, mail: CaughtMail) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         stem = f"{time.time_ns()}"
-        (self.directory / f"{stem}.eml").write_bytes(mail.data)
-        (self.directory / f"{stem}.json").write_text(
+        (directory / f"{stem}.eml").write_bytes(mail.data)
+        (directory / f"{stem}.json").write_text(
             json.dumps({"mail_from": mail.mail_from, "rcpt_tos": mail.rcpt_tos})
         )
 

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template
+from flask.typing import ResponseReturnValue
 from markupsafe import Markup, escape
 
 bp = Blueprint("dev_outbox", __name__, url_prefix="/dev/outbox")
@@ -87,13 +88,13 @@ def _outbox_policy(response):
 
 
 @bp.get("/")
-def index():
+def index() -> ResponseReturnValue:
     stems = sorted((p.stem for p in _directory().glob("*.eml")), reverse=True)
     return render_template("dev/outbox.html", entries=[_load(s) for s in stems[:200]])
 
 
 @bp.get("/<stem>")
-def show(stem: str):
+def show(stem: str) -> ResponseReturnValue:
     entry = _load(stem)
     headers = [(k, str(v)) for k, v in entry.message.items()]
     return render_template("dev/outbox_mail.html", entry=entry, headers=headers)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Sequence
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -23,7 +24,7 @@ def _die_with_parent() -> None:
         pass  # not Linux: the explicit stop below still cleans up
 
 
-def spawn(args: Sequence[str], **kwargs) -> subprocess.Popen:
+def spawn(args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     """Start `args` in its own process group, tied to this process's life."""
     return subprocess.Popen(list(args), preexec_fn=_die_with_parent, **kwargs)
 

@@ -94,5 +94,5 @@ class PrivateRedis:
     def __enter__(self) -> PrivateRedis:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -20,6 +20,8 @@ WEEKDAYS = ("pondělí", "úterý", "středa", "čtvrtek", "pátek", "sobota", "
 # "od čtvrtka … do pátku": after "od"/"do" the weekday takes the genitive case,
 # which CLDR does not have.
 WEEKDAYS_GENITIVE = ("pondělí", "úterý", "středy", "čtvrtka", "pátku", "soboty", "neděle")
+# "ve čtvrtek 11. prosince": on a day, the weekday in the accusative after v/ve.
+WEEKDAYS_ON = ("v pondělí", "v úterý", "ve středu", "ve čtvrtek", "v pátek", "v sobotu", "v neděli")
 
 
 def local_time(moment: datetime, zone: str = ZONE) -> datetime:
@@ -29,9 +31,9 @@ def local_time(moment: datetime, zone: str = ZONE) -> datetime:
     return moment.astimezone(ZoneInfo(zone))
 
 
-def _clock(moment: datetime) -> str:
+def _clock(moment: datetime, language: str | None = None) -> str:
     """9:30, 14:05 in Czech (no leading zero); 9:30 AM in English."""
-    language = current_language()
+    language = language or current_language()
     return format_time(moment, "H:mm" if language == "cs" else "short", locale=language)
 
 
@@ -58,3 +60,15 @@ def format_meeting_time(start_utc: datetime, end_utc: datetime, zone: str = ZONE
         end_day=_day(end, after_preposition=True),
         end=_clock(end),
     )
+
+
+def on_day(moment: datetime, zone: str = ZONE) -> str:
+    """ "ve čtvrtek 11. prosince": the day of a stored moment, as a Czech subject line says it
+    (meeting announcements are written in Czech whatever the page's language)."""
+    local = local_time(moment, zone)
+    return f"{WEEKDAYS_ON[local.weekday()]} {format_date(local, 'd. MMMM', locale='cs')}"
+
+
+def clock_time(moment: datetime, zone: str = ZONE) -> str:
+    """ "9:30": the wall-clock time of a stored moment, in Czech text."""
+    return _clock(local_time(moment, zone), "cs")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_babel import gettext as _
 
 from .. import tokens
@@ -21,7 +23,9 @@ def invitation_token(subscriber: Subscriber, group: MailingList) -> str:
     return tokens.dump("invite", {"s": subscriber.public_key, "l": group.slug})
 
 
-def _send(subscriber: Subscriber, group: MailingList, kind: str, subject: str, **context) -> str:
+def _send(
+    subscriber: Subscriber, group: MailingList, kind: str, subject: str, **context: Any
+) -> str:
     links = personal_links(subscriber)
     # Leaving this group only, not every list the person receives.
     links["unsubscribe_url"] = external_url(

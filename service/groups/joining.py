@@ -50,7 +50,7 @@ from ..models import (
 )
 from ..subscriptions import actions
 from ..subscriptions import emails as subscription_emails
-from . import membership as membership_rules
+from . import membership
 
 JOIN_CONFIRMATION = "join_confirmation"
 JOIN_REQUEST_NOTICE = "join_request_notice"
@@ -101,8 +101,8 @@ def details_problems(details: MemberDetails, *, required: bool) -> dict[str, str
         ("function", ("", "", details.function)),
     ):
         try:
-            membership_rules.clean_details(*alone)
-        except membership_rules.MembershipError as exc:
+            membership.clean_details(*alone)
+        except membership.MembershipError as exc:
             problems[field_name] = str(exc)
     if required:
         if not details.organization:
@@ -138,7 +138,8 @@ def public_groups() -> list[MailingList]:
     )
 
 
-def membership(subscriber: Subscriber, group: MailingList) -> Subscription | None:
+def membership_of(subscriber: Subscriber, group: MailingList) -> Subscription | None:
+    """The person's membership of `group` in any state (a subscription row), or None."""
     return actions.subscription_for(subscriber, group)
 
 
@@ -166,7 +167,7 @@ def request_to_join(
     # One request per address at a time keeps the per-hour cap exact (see actions.signup).
     db.session.refresh(subscriber, with_for_update=True)
     now = utcnow()
-    subscription = membership(subscriber, group)
+    subscription = membership_of(subscriber, group)
     if subscription is None:
         subscription = Subscription(
             mailing_list=group, subscribed_at=now, status=SubscriptionStatus.PENDING
@@ -221,7 +222,7 @@ def confirm_join(subscriber: Subscriber, group: MailingList, info: RequestInfo) 
 
     Returns whether this call moved it (repeating the POST changes nothing).
     """
-    subscription = membership(subscriber, group)
+    subscription = membership_of(subscriber, group)
     # Of two POSTs of the link only one moves it: the coordinators are told once.
     if subscription is None or not subscription.await_approval():
         return False
@@ -241,7 +242,7 @@ def accept_invitation(subscriber: Subscriber, group: MailingList, info: RequestI
     Only a pending membership is confirmed: one the person left, or the
     coordinator declined or removed, is not brought back by an old link.
     """
-    subscription = membership(subscriber, group)
+    subscription = membership_of(subscriber, group)
     if subscription is None:
         return False
     changed = subscription.confirm()
@@ -259,6 +260,21 @@ def member_page_url(subscriber: Subscriber, group: MailingList) -> str:
     return external_url(
         "groups.member_page", slug=group.slug, token=tokens.preferences_token(subscriber)
     )
+
+
+def calendar_feed_url(subscriber: Subscriber, group: MailingList) -> str:
+    """The member's personal feed of the group's meetings (https; `webcal_url` for apps).
+
+    Signed for this member and group; it stops working when they leave (the
+    route checks the membership on every fetch), so a forwarded feed dies with it.
+    """
+    token = tokens.dump("calendar", {"s": subscriber.public_key, "l": group.slug})
+    return external_url("groups.calendar_feed", slug=group.slug, token=token)
+
+
+def webcal_url(url: str) -> str:
+    """webcal://…: the scheme that makes a calendar app subscribe to a feed."""
+    return "webcal://" + url.split("://", 1)[1]
 
 
 # --- mails -----------------------------------------------------------------------------

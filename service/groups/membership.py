@@ -32,6 +32,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
     User,
+    is_valid_slug,
 )
 from ..people_csv import ImportRefused, PeopleCsv
 from ..subscriptions import actions
@@ -134,6 +135,30 @@ def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
     return cleaned
 
 
+def create_group(
+    slug: str, coordinators: list[User] | tuple[User, ...] = (), **values: str | None
+) -> MailingList:
+    """A new working group with its details and coordinators (the admin's "Nová skupina")."""
+    if not is_valid_slug(slug):
+        raise MembershipError(
+            "Zkratka v adrese smí obsahovat jen malá písmena bez diakritiky, číslice a pomlčky."
+        )
+    if slug == "new":  # /admin/groups/new is the form itself
+        raise MembershipError("Zkratka „new“ je vyhrazená; zvolte jinou.")
+    if db.session.scalar(select(MailingList.id).filter_by(slug=slug)) is not None:
+        raise MembershipError(f"Seznam nebo skupina se zkratkou „{slug}“ už existuje.")
+    group = MailingList(slug=slug, kind=ListKind.GROUP)
+    for name, value in clean_group_fields(values).items():
+        setattr(group, name, value)
+    db.session.add(group)
+    for user in coordinators:
+        if user.role != "coordinator":
+            raise MembershipError("Skupinu mohou koordinovat jen účty koordinátorů.")
+        user.lists.append(group)
+    db.session.flush()
+    return group
+
+
 def update_group(group: MailingList, **values: str | None) -> None:
     """Set the group's details (only those given); all are validated before any is set."""
     _require_group(group)
@@ -194,15 +219,7 @@ def invite(
         subscriber.name = name
     subscription = actions.subscription_for(subscriber, group)
     if subscription is not None:
-        if subscription.status == SubscriptionStatus.CONFIRMED:
-            raise MembershipError(f"{address.email} už je členem skupiny.")
-        if subscription.status == SubscriptionStatus.BOUNCED:
-            raise MembershipError(f"Adresa {address.email} je nedoručitelná.")
-        if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
-            raise MembershipError(
-                f"Adrese {address.email} už dnes odešly "
-                f"{INVITATIONS_PER_DAY} pozvánky do této skupiny; zkuste to zítra."
-            )
+        _refuse_invitation_again(subscription, address.email)
     now = utcnow()
     if subscription is None:
         subscription = Subscription(mailing_list=group, subscribed_at=now)
@@ -221,6 +238,19 @@ def invite(
         detail=_by(invited_by),
     )
     return subscription
+
+
+def _refuse_invitation_again(subscription: Subscription, email: str) -> None:
+    """A member, a bounced address or one invited too often today gets no new invitation."""
+    if subscription.status == SubscriptionStatus.CONFIRMED:
+        raise MembershipError(f"{email} už je členem skupiny.")
+    if subscription.status == SubscriptionStatus.BOUNCED:
+        raise MembershipError(f"Adresa {email} je nedoručitelná.")
+    if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
+        raise MembershipError(
+            f"Adrese {email} už dnes odešly "
+            f"{INVITATIONS_PER_DAY} pozvánky do této skupiny; zkuste to zítra."
+        )
 
 
 def _invitations_today(subscription: Subscription) -> int:
@@ -362,7 +392,7 @@ def update_details(
 
 def members(group: MailingList) -> list[Subscription]:
     """Everyone with a membership row in the group, requests first, then by name and address."""
-    order = {
+    order: dict[str, int] = {
         SubscriptionStatus.REQUESTED: 0,
         SubscriptionStatus.PENDING: 1,
         SubscriptionStatus.CONFIRMED: 2,

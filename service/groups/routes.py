@@ -6,10 +6,22 @@ every link): each link in a mail opens a page with a button, its POST acts.
 
 from __future__ import annotations
 
+import io
 from functools import partial
+from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template, request
-from sqlalchemy import func, select
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy import Select, func, select
 
 from .. import consent, tokens
 from ..addresses import (
@@ -23,9 +35,13 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
+from ..i18n import use_person_language
 from ..institutions import institution_labels
 from ..issues.markdown import markdown_to_html
+from ..meetings import attendance, recurrence
+from ..meetings.calendar import CALENDAR_CONTENT_TYPE, documents, feed_for
 from ..models import (
+    Attachment,
     Issue,
     MailingList,
     Meeting,
@@ -67,8 +83,11 @@ bp.register_error_handler(LinkProblem, render_link_problem)
 
 
 def _load(purpose: str, token: str, max_age: int | None = None) -> tuple[Subscriber, dict]:
-    """The subscription flow's signed-link check, with the groups' own expiry pages."""
-    return load_link(purpose, token, max_age=max_age, expired=_expired(purpose))
+    """The subscription flow's signed-link check, with the groups' own expiry pages; the
+    page that follows speaks the person's stored language (unless ?lang= says otherwise)."""
+    subscriber, payload = load_link(purpose, token, max_age=max_age, expired=_expired(purpose))
+    use_person_language(subscriber.language)
+    return subscriber, payload
 
 
 def _expired(purpose: str) -> type[LinkExpired]:
@@ -109,7 +128,7 @@ def _group_page(
     status: int = 200,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
-):
+) -> tuple[str, int]:
     return (
         render_template(
             "groups/group.html",
@@ -124,13 +143,13 @@ def _group_page(
 
 
 @bp.get("/")
-def index():
+def index() -> ResponseReturnValue:
     """The publicly listed groups, each with its join form."""
     return render_template("groups/index.html", groups=joining.public_groups())
 
 
 @bp.get("/<slug>")
-def group_page(slug: str):
+def group_page(slug: str) -> ResponseReturnValue:
     group = joining.public_group(slug)
     if group is None:
         abort(404)
@@ -140,7 +159,7 @@ def group_page(slug: str):
 @bp.post("/<slug>/join")
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
-def join(slug: str):
+def join(slug: str) -> ResponseReturnValue:
     group = joining.public_group(slug)
     if group is None:
         abort(404)
@@ -154,7 +173,7 @@ def join(slug: str):
     try:
         address = parse_address_for_app(form.get("email", ""))
     except InvalidAddress:
-        errors["email"] = INVALID_ADDRESS_MESSAGE
+        errors["email"] = str(INVALID_ADDRESS_MESSAGE)
     name = form.get("name", "").strip()
     problem = name_problem(name)
     if problem:
@@ -192,19 +211,19 @@ def _load_join(token: str) -> tuple[Subscriber, MailingList]:
 
 
 @bp.get("/join/<token>")
-def confirm_join(token: str):
+def confirm_join(token: str) -> ResponseReturnValue:
     subscriber, group = _load_join(token)
     return render_template(
         "groups/confirm_join.html",
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
     )
 
 
 @bp.post("/join/<token>")
-def confirm_join_post(token: str):
+def confirm_join_post(token: str) -> ResponseReturnValue:
     subscriber, group = _load_join(token)
     joining.confirm_join(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
@@ -212,7 +231,7 @@ def confirm_join_post(token: str):
         "groups/join_confirmed.html",
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         **personal_links(subscriber),
     )
 
@@ -231,24 +250,24 @@ def _load_invitation(token: str) -> tuple[Subscriber, MailingList]:
 
 
 @bp.get("/invitation/<token>")
-def invitation(token: str):
+def invitation(token: str) -> ResponseReturnValue:
     subscriber, group = _load_invitation(token)
     return render_template(
         "groups/invitation.html",
         token=token,
         group=group,
         subscriber=subscriber,
-        membership=joining.membership(subscriber, group),
+        membership=joining.membership_of(subscriber, group),
         member_page_url=joining.member_page_url(subscriber, group),
     )
 
 
 @bp.post("/invitation/<token>")
-def invitation_post(token: str):
+def invitation_post(token: str) -> ResponseReturnValue:
     subscriber, group = _load_invitation(token)
     joining.accept_invitation(subscriber, group, RequestInfo.from_request(request, "link"))
     db.session.commit()
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         # Left, declined or removed meanwhile: the same explanation as the GET.
         return render_template(
@@ -271,13 +290,13 @@ def invitation_post(token: str):
 
 
 @bp.get("/<slug>/member/<token>")
-def member_page(slug: str, token: str):
+def member_page(slug: str, token: str) -> ResponseReturnValue:
     """Past announcements and the next meeting, for confirmed members (preferences token)."""
     group = joining.group_by_slug(slug)
     if group is None:
         abort(404)
     subscriber, _ = _load("preferences", token)
-    membership = joining.membership(subscriber, group)
+    membership = joining.membership_of(subscriber, group)
     if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
         return render_template("groups/members_only.html", group=group), 403
 
@@ -288,37 +307,159 @@ def member_page(slug: str, token: str):
         .order_by(func.coalesce(Issue.started_at, Issue.created_at).desc(), Issue.id.desc())
         .limit(MEMBER_PAGE_ANNOUNCEMENTS)
     )
-    announcements = [
-        {
-            "subject": issue.subject,
-            "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
-            "body_html": markdown_to_html(issue.body),
-        }
-        for issue in issues
-    ]
-    meeting = db.session.scalar(
-        select(Meeting)
-        .where(Meeting.list_id == group.id, Meeting.start > utcnow())
-        .where(Meeting.cancelled_at.is_(None))
-        .order_by(Meeting.start)
-        .limit(1)
-    )
-    next_meeting = None
-    if meeting is not None:
-        next_meeting = {
-            "when": format_meeting_time(meeting.start, meeting.end, zone),
-            "location": meeting.location,
-            # Typed by a coordinator: a link only when it is a web address.
-            "online_url": meeting.online_url
-            if meeting.online_url.startswith(("https://", "http://"))
-            else "",
-            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-        }
+    announcements = [_announcement(issue, group, token, zone) for issue in issues]
+    next_meeting = _next_meeting(group, zone)
+    feed_url = joining.calendar_feed_url(subscriber, group)
     return render_template(
         "groups/member.html",
         group=group,
         subscriber=subscriber,
         announcements=announcements,
         next_meeting=next_meeting,
+        calendar_feed_url=feed_url,
+        webcal_url=joining.webcal_url(feed_url),
         **personal_links(subscriber),
+    )
+
+
+NEXT_OCCURRENCES = 4
+
+
+def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> dict[str, Any]:
+    """One sent announcement on the members' page; minutes with their meeting's record."""
+    item: dict[str, Any] = {
+        "subject": issue.subject,
+        "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
+        "body_html": markdown_to_html(issue.body),
+        # Reachable only through this member's signed link (`document`).
+        "documents": [
+            {
+                "filename": a.filename,
+                "url": url_for("groups.document", slug=group.slug, token=token, document_id=a.id),
+            }
+            for a in documents(issue)
+        ],
+        "minutes": None,
+    }
+    meeting = issue.meeting
+    if meeting is not None and issue.meeting_method is None:  # minutes of a meeting
+        people = attendance.attendees(meeting)
+        item["minutes"] = {
+            "when": format_meeting_time(meeting.start, meeting.end, zone),
+            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+            "counts": attendance.counts(meeting),
+            "came": sum(1 for a in people if a.attended),
+            "ticked": any(a.attended is not None for a in people),
+            "invited": len(people),
+        }
+    return item
+
+
+@bp.get("/<slug>/member/<token>/documents/<int(max=2147483647):document_id>")
+def document(slug: str, token: str, document_id: int) -> ResponseReturnValue:
+    """A document of the group's announcements, for its confirmed members only."""
+    group = joining.group_by_slug(slug)
+    if group is None:
+        abort(404)
+    subscriber, _ = _load("preferences", token)
+    membership = joining.membership_of(subscriber, group)
+    if membership is None or membership.status != SubscriptionStatus.CONFIRMED:
+        return render_template("groups/members_only.html", group=group), 403
+    found = db.session.get(Attachment, document_id)
+    issue = db.session.get(Issue, found.issue_id) if found is not None else None
+    if (
+        found is None
+        or issue is None
+        or issue.list_id != group.id
+        or issue.status not in SENT_STATUSES
+        or found.content_type == CALENDAR_CONTENT_TYPE
+    ):
+        abort(404)
+    # send_file writes a non-ASCII file name as RFC 5987 `filename*`.
+    return send_file(
+        io.BytesIO(found.data),
+        mimetype=found.content_type,
+        as_attachment=True,
+        download_name=found.filename,
+    )
+
+
+def _next_meeting(group: MailingList, zone: str) -> dict | None:
+    """The group's next meeting for its members' page; a series with its next dates."""
+    now = utcnow()
+    candidates = db.session.scalars(
+        select(Meeting).where(
+            Meeting.list_id == group.id,
+            Meeting.cancelled_at.is_(None),
+            (Meeting.start > now) | (Meeting.rrule != ""),
+        )
+    )
+    upcoming = []
+    for meeting in candidates:
+        dates = [(meeting.start, meeting.end)]
+        if meeting.rrule:
+            dates = recurrence.occurrences(
+                meeting.rrule, meeting.start, meeting.end, zone, after=now, count=NEXT_OCCURRENCES
+            )
+        if dates:
+            upcoming.append((dates[0][0], meeting.id, meeting, dates))
+    if not upcoming:
+        return None
+    _, _, meeting, dates = min(upcoming)
+    return {
+        "when": format_meeting_time(dates[0][0], dates[0][1], zone),
+        "rhythm": recurrence.describe(meeting.rrule, meeting.start, zone) if meeting.rrule else "",
+        "later": [format_meeting_time(start, end, zone) for start, end in dates[1:]],
+        "location": meeting.location,
+        # Typed by a coordinator: a link only when it is a web address.
+        "online_url": meeting.online_url
+        if meeting.online_url.startswith(("https://", "http://"))
+        else "",
+        "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+    }
+
+
+@bp.get("/<slug>/calendar/<token>.ics")
+def calendar_feed(slug: str, token: str) -> ResponseReturnValue:
+    """A member's subscribed calendar of the group's meetings (METHOD:PUBLISH).
+
+    Checked on every fetch: once the member leaves (or is removed), the feed
+    answers 404 like an unknown one, and the calendar app drops the meetings.
+    """
+    group = joining.group_by_slug(slug)
+    try:
+        subscriber, payload = load_link("calendar", token)
+    except LinkProblem:
+        abort(404)
+    member = joining.membership_of(subscriber, group) if group is not None else None
+    if (
+        group is None
+        or payload.get("l") != group.slug
+        or member is None
+        or member.status != SubscriptionStatus.CONFIRMED
+    ):
+        abort(404)
+    meetings = list(
+        db.session.scalars(
+            select(Meeting)
+            .where(Meeting.list_id == group.id, Meeting.id.in_(_announced_meetings(group)))
+            .order_by(Meeting.start)
+        )
+    )
+    return Response(
+        feed_for(group, meetings),
+        mimetype="text/calendar",
+        headers={
+            "Content-Disposition": f'inline; filename="{group.slug}.ics"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def _announced_meetings(group: MailingList) -> Select[Any]:
+    """Meetings whose invitation went out (a draft's meeting is nobody's business yet)."""
+    return select(Issue.meeting_id).where(
+        Issue.list_id == group.id,
+        Issue.meeting_id.is_not(None),
+        Issue.status.in_(SENT_STATUSES),
     )

@@ -146,13 +146,12 @@ def attachment_json(attachment: Attachment) -> dict:
 def init_app(app: Flask) -> None:
     """Let upload endpoints take ATTACHMENT_MAX_BYTES (+1 MB for the form around it).
 
-    Inserted first among the app's before-request hooks: the input guard
-    reads every form, and must read an upload with the upload's own limit.
-    Every other request keeps MAX_CONTENT_LENGTH.
+    `create_app` registers this before the input guard, which reads every
+    form and must read an upload with the upload's own limit. Every other
+    request keeps MAX_CONTENT_LENGTH.
     """
 
-    def allow_uploads() -> None:
+    @app.before_request
+    def _allow_uploads() -> None:
         if request.endpoint in UPLOAD_ENDPOINTS:
             request.max_content_length = max_bytes() + 1024 * 1024
-
-    app.before_request_funcs.setdefault(None, []).insert(0, allow_uploads)

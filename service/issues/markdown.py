@@ -61,6 +61,7 @@ def _parser() -> MarkdownIt:
     md.enable(["table", "strikethrough"])
     # A link with a refused URL stays literal text in both parts, rather than
     # becoming an <a> the sanitiser would empty of its href.
+    # (markdown-it-py's documented hook; its type hints see a method, not a slot.)
     md.validateLink = _is_mail_safe_url  # type: ignore[method-assign]
     md.core.ruler.push("clamp_headings", _clamp_headings)
     return md

@@ -5,8 +5,10 @@ engine must keep up with raw smtplib. So the issue is rendered once (Markdown
 to sanitised HTML and text, inside the mail template) with placeholders for
 the personal links, then turned into a `MessageSkeleton`: the MIME bytes with
 everything that is the same for every recipient already encoded. Per
-recipient only the To, Date, Message-ID and List-Unsubscribe headers and the
-few body lines holding a personal link are encoded and joined in.
+recipient only the To, Date, Message-ID and List-Unsubscribe headers, the
+few body lines holding a personal link and, in a meeting invitation, the
+calendar's ORGANIZER and ATTENDEE lines (meetings/calendar.py) are encoded
+and joined in.
 
 Quoted-printable is line-local (soft breaks never cross a hard line break),
 so encoding the static lines once and the personal lines per recipient gives
@@ -15,6 +17,7 @@ exactly the bytes the `email` package would produce for the whole body.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,17 +33,33 @@ from .. import tokens
 from ..czech import group_genitive
 from ..links import external_url
 from ..mail import MAIL_POLICY, format_recipient, sender_address, sender_domain
-from ..meetings.calendar import calendar_for, documents
+from ..meetings.calendar import (
+    ATTENDEE_SLOT,
+    InvitationLines,
+    calendar_for,
+    documents,
+    with_attendee_slots,
+)
 from ..meetings.calendar import mail_context as meeting_context
+from ..meetings.rsvp import RsvpTokens
 from ..models import Issue, MailingList
 from .markdown import inline_css, markdown_to_html, markdown_to_text
 
 UNSUBSCRIBE_PLACEHOLDER = "@@ZPRAVODAJ-UNSUBSCRIBE-URL@@"
 PREFERENCES_PLACEHOLDER = "@@ZPRAVODAJ-PREFERENCES-URL@@"
 MEMBER_PAGE_PLACEHOLDER = "@@ZPRAVODAJ-MEMBER-PAGE-URL@@"
-PLACEHOLDERS = (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER, MEMBER_PAGE_PLACEHOLDER)
+# A meeting invitation's "Přijdu / Možná / Nepřijdu" page, signed per member and meeting.
+RSVP_PLACEHOLDER = "@@ZPRAVODAJ-RSVP-URL@@"
+PLACEHOLDERS = (
+    UNSUBSCRIBE_PLACEHOLDER,
+    PREFERENCES_PLACEHOLDER,
+    MEMBER_PAGE_PLACEHOLDER,
+    RSVP_PLACEHOLDER,
+    ATTENDEE_SLOT,
+)
 _TEXT_MARK = "ZPRAVODAJTEXTPARTMARK"
 _HTML_MARK = "ZPRAVODAJHTMLPARTMARK"
+_CALENDAR_MARK = "ZPRAVODAJCALENDARPARTMARK"
 # A token that names no subscriber: the personal links of previews and test sends.
 SAMPLE_TOKEN = "ukazka"
 
@@ -130,6 +149,7 @@ def render_issue(issue: Issue) -> RenderedIssue:
         "mailing_list": mailing_list,
         "issue": issue,
         "meeting": meeting_context(issue),
+        "rsvp_url": RSVP_PLACEHOLDER,
     }
     html = inline_css(render_template("email/issue.html", **context))
     text = render_template("email/issue.txt", **context)
@@ -142,9 +162,90 @@ def _qp(line: str) -> bytes:
     return encoded.encode("ascii")
 
 
-def _split_lines(body: str) -> list[bytes | str]:
+# Quoted-printable per character, as `quoprimime.body_encode` maps a body (CR and LF kept).
+_QP_CHARS = [f"={c:02X}" if quoprimime.body_check(c) else chr(c) for c in range(256)]
+_QP_CHARS[ord("\r")], _QP_CHARS[ord("\n")] = "\r", "\n"
+_PLACEHOLDER_PATTERN = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
+
+
+def _qp_chars(text: str) -> str:
+    if text.isascii() and text.isprintable():  # a link: only "=" needs escaping
+        return text.replace("=", "=3D")
+    return text.encode("utf-8").decode("latin-1").translate(_QP_CHARS)
+
+
+def _qp_wrap(encoded: str, maxlinelen: int = 76, eol: str = "\r\n") -> str:
+    """The soft line breaks `quoprimime.body_encode` adds to a body it has mapped; the
+    same steps, so the bytes are the same."""
+    pieces: list[str] = []
+    append = pieces.append
+    soft_break = "=" + eol
+    for line in encoded.splitlines():
+        start, laststart = 0, len(line) - 1 - maxlinelen
+        while start <= laststart:
+            stop = start + maxlinelen - 1
+            if line[stop - 2] == "=":  # never break inside an =XX escape
+                append(line[start : stop - 1])
+                start = stop - 2
+            elif line[stop - 1] == "=":
+                append(line[start:stop])
+                start = stop - 1
+            else:
+                append(line[start:stop] + "=")
+                start = stop
+        if line and line[-1] in " \t":
+            room = start - laststart
+            if room >= 3:
+                tail = f"={ord(line[-1]):02X}"
+            elif room == 2:
+                tail = line[-1] + soft_break
+            else:
+                tail = soft_break + f"={ord(line[-1]):02X}"
+            append(line[start:-1] + tail)
+        else:
+            append(line[start:])
+    if encoded and encoded[-1] in "\r\n":
+        append("")
+    return eol.join(pieces)
+
+
+class PersonalLine:
+    """A body line holding placeholders, its static text mapped to quoted-printable once.
+
+    Per recipient only the personal values are mapped and the soft line breaks
+    placed; mapping a whole long line (an inlined-CSS link) per copy cost more
+    than the rest of the copy. `encode` gives exactly `_qp` of the filled line.
+    """
+
+    def __init__(self, line: str) -> None:
+        self.template = line
+        self.segments: list[tuple[bool, str]] = [
+            (True, piece) if piece in PLACEHOLDERS else (False, _qp_chars(piece))
+            for piece in _PLACEHOLDER_PATTERN.split(line)
+            if piece
+        ]
+
+    def encode(self, values: dict[str, str]) -> bytes:
+        """The filled line; `values` maps each placeholder to its text (see `mapped`)."""
+        return self.encode_mapped(mapped(values))
+
+    def encode_mapped(self, mapped_values: dict[str, str]) -> bytes:
+        """The filled line from values already mapped to quoted-printable characters."""
+        encoded = "".join(
+            mapped_values.get(piece, piece) if personal else piece
+            for personal, piece in self.segments
+        )
+        return _qp_wrap(encoded).encode("ascii")
+
+
+def mapped(values: dict[str, str]) -> dict[str, str]:
+    """Placeholder values mapped to quoted-printable characters, once per copy."""
+    return {placeholder: _qp_chars(value) for placeholder, value in values.items()}
+
+
+def _split_lines(body: str) -> list[bytes | PersonalLine]:
     """Static lines encoded now and merged; lines with a placeholder kept as templates."""
-    parts: list[bytes | str] = []
+    parts: list[bytes | PersonalLine] = []
     static: list[bytes] = []
     lines = body.replace("\r\n", "\n").rstrip("\n").split("\n")
     for index, line in enumerate(lines):
@@ -153,7 +254,7 @@ def _split_lines(body: str) -> list[bytes | str]:
             if static:
                 parts.append(b"".join(static))
                 static = []
-            parts.append(line)
+            parts.append(PersonalLine(line))
             if ending:
                 static.append(ending)
         else:
@@ -174,6 +275,8 @@ class MessageSkeleton:
         issue_id: int | None,
         subject_prefix: str = "",
         calendar: tuple[str, bytes] | None = None,
+        invitation: InvitationLines | None = None,
+        meeting_id: int | None = None,
         files: tuple[MailFile, ...] = (),
     ) -> None:
         self.issue_id = issue_id
@@ -187,12 +290,15 @@ class MessageSkeleton:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(_TEXT_MARK + "\n", subtype="plain", cte="quoted-printable")
         msg.add_alternative(_HTML_MARK + "\n", subtype="html", cte="quoted-printable")
-        # The calendar and the attachments are the same for everyone: encoded
-        # here once (base64), then only copied into each recipient's bytes.
+        # The calendar is quoted-printable like the text, so that only its
+        # personal lines (ORGANIZER, ATTENDEE) are encoded per recipient; the
+        # attachments are the same for everyone: encoded here once (base64).
         if calendar is not None:
-            method, ics = calendar
             msg.add_alternative(
-                ics.decode("utf-8"), subtype="calendar", cte="base64", params={"method": method}
+                _CALENDAR_MARK + "\n",
+                subtype="calendar",
+                cte="quoted-printable",
+                params={"method": calendar[0]},
             )
         if files:
             msg.make_mixed()
@@ -206,13 +312,23 @@ class MessageSkeleton:
         self._head, body = raw.split(b"\r\n\r\n", 1)
         before_text, rest = body.split(_TEXT_MARK.encode(), 1)
         between, after_html = rest.split(_HTML_MARK.encode(), 1)
-        self._body: list[bytes | str] = [
+        calendar_parts: list[bytes | PersonalLine] = []
+        if calendar is not None:
+            after_html, after_calendar = after_html.split(_CALENDAR_MARK.encode(), 1)
+            calendar_parts = [*_split_lines(with_attendee_slots(calendar[1])), after_calendar]
+        self._body: list[bytes | PersonalLine] = [
             b"\r\n\r\n" + before_text,
             *_split_lines(rendered.text),
             between,
             *_split_lines(rendered.html),
             after_html,
+            *calendar_parts,
         ]
+        self._invitation, self._meeting_id = invitation, meeting_id
+        self._prepare_links()
+
+    def _prepare_links(self) -> None:
+        """Each personal link's URL around its token, and the signers: once per issue."""
         self._unsubscribe_prefix, _, self._unsubscribe_suffix = external_url(
             "subscriptions.unsubscribe", token=SAMPLE_TOKEN
         ).rpartition(SAMPLE_TOKEN)
@@ -222,9 +338,13 @@ class MessageSkeleton:
         self._member_page_prefix, _, self._member_page_suffix = external_url(
             "groups.member_page", slug=self.list_slug, token=SAMPLE_TOKEN
         ).rpartition(SAMPLE_TOKEN)
+        self._rsvp_prefix, _, self._rsvp_suffix = external_url(
+            "rsvp.answer", token=SAMPLE_TOKEN
+        ).rpartition(SAMPLE_TOKEN)
         # Built once: an itsdangerous serializer derives its keys when created.
         self._unsubscribe_tokens = tokens.serializer("unsubscribe")
         self._preferences_tokens = tokens.serializer("preferences")
+        self._rsvp_tokens = RsvpTokens()
 
     def personal_links(self, recipient: Recipient) -> tuple[str, str, str]:
         """(unsubscribe URL, preferences URL, members' page URL) for `recipient`."""
@@ -255,18 +375,31 @@ class MessageSkeleton:
             f"To: {to}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n"
             f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
         ).encode("utf-8" if recipient.smtputf8 else "ascii")
+        values = {
+            UNSUBSCRIBE_PLACEHOLDER: unsubscribe_url,
+            PREFERENCES_PLACEHOLDER: preferences_url,
+            MEMBER_PAGE_PLACEHOLDER: member_page_url,
+        }
+        if self._meeting_id is not None:
+            values[RSVP_PLACEHOLDER] = self.rsvp_url(recipient)
+        if self._invitation is not None:
+            values[ATTENDEE_SLOT] = self._invitation(
+                _one_line(recipient.name), recipient.address, recipient.public_key
+            )
+        values = mapped(values)  # each link is in several lines: mapped once
         chunks = [personal_head, self._head]
         for part in self._body:
-            if isinstance(part, bytes):
-                chunks.append(part)
-            else:
-                line = (
-                    part.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url)
-                    .replace(PREFERENCES_PLACEHOLDER, preferences_url)
-                    .replace(MEMBER_PAGE_PLACEHOLDER, member_page_url)
-                )
-                chunks.append(_qp(line))
+            chunks.append(part if isinstance(part, bytes) else part.encode_mapped(values))
         return b"".join(chunks)
+
+    def rsvp_url(self, recipient: Recipient) -> str:
+        """The member's "Přijdu / Možná / Nepřijdu" page of the issue's meeting."""
+        token = (
+            SAMPLE_TOKEN
+            if recipient.public_key is None or self._meeting_id is None
+            else self._rsvp_tokens.dump(recipient.public_key, self._meeting_id)
+        )
+        return self._rsvp_prefix + token + self._rsvp_suffix
 
 
 def _one_line(text: str) -> str:
@@ -280,11 +413,18 @@ def skeleton_for(issue: Issue, subject_prefix: str = "") -> MessageSkeleton:
         rendered = RenderedIssue(issue.subject, issue.rendered_html, issue.rendered_text)
     else:
         rendered = render_issue(issue)
+    calendar = calendar_for(issue)
     return MessageSkeleton(
         rendered,
         mailing_list=issue.mailing_list,
         issue_id=issue.id,
         subject_prefix=subject_prefix,
-        calendar=calendar_for(issue),
+        calendar=calendar,
+        invitation=(
+            InvitationLines(issue.meeting)
+            if calendar is not None and issue.meeting is not None
+            else None
+        ),
+        meeting_id=issue.meeting_id,
         files=tuple(MailFile(a.filename, a.content_type, a.data) for a in documents(issue)),
     )

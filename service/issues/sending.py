@@ -16,11 +16,11 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 
 from .. import jobs
 from ..addresses import InvalidAddress, parse_address_for_app
-from ..clock import utcnow
+from ..clock import iso_utc, utcnow
 from ..extensions import db
 from ..mail import queue_message_bytes
 from ..meetings.calendar import freeze_calendar
@@ -28,7 +28,6 @@ from ..models import (
     BatchStatus,
     Delivery,
     DeliveryBatch,
-    DeliveryStatus,
     Issue,
     IssueStatus,
     MailingList,
@@ -42,7 +41,8 @@ SUBJECT_MAX = 200
 PREHEADER_MAX = 200
 BODY_MAX = 200_000
 
-STATUS_LABELS = {
+# Keyed by str: `Issue.status` holds the plain string, equal to its IssueStatus.
+STATUS_LABELS: dict[str, str] = {
     IssueStatus.DRAFT: "koncept",
     IssueStatus.SCHEDULED: "naplánováno",
     IssueStatus.SENDING: "odesílá se",
@@ -184,7 +184,9 @@ def begin_delivery(issue: Issue) -> None:
     jobs.after_commit(jobs.enqueue_fan_out, issue.id, issue.fanout_job_id)
 
 
-def recipients_query(issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0):
+def recipients_query(
+    issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0
+) -> Select[int]:
     """Subscribers the issue goes to: confirmed on its list at the snapshot, by id."""
     condition = (
         (Subscription.list_id == issue.list_id)
@@ -212,62 +214,46 @@ def resume(issue: Issue) -> None:
 
 
 def cancel(issue: Issue) -> None:
-    """Stop for good: nobody else gets it; what was sent stays sent."""
+    """Stop for good: nobody else gets it; what was sent stays sent.
+
+    The deliveries are cancelled by a job that walks the issue's batches, one
+    per transaction (workers/delivery.py `cancel_batches`): the editor's request
+    stays short whatever the issue's size, and the counts show the unreached
+    as cancelled at once (`delivery_counts`).
+    """
     if issue.status == IssueStatus.CANCELLED:
         raise IssueStateError("Vydání už je zrušené.")
     _refuse_unless(issue.cancel(), "Odeslané vydání už zrušit nelze.")
-    # A delivery "sending" right now is either finished by its live worker
-    # (which then records it sent) or belonged to a dead one: not reached.
-    db.session.execute(
-        update(Delivery)
-        .where(
-            Delivery.issue_id == issue.id,
-            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)),
-        )
-        .values(status=DeliveryStatus.CANCELLED)
-    )
-    db.session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.issue_id == issue.id, DeliveryBatch.status == BatchStatus.QUEUED)
-        .values(status=BatchStatus.DONE)
-    )
+    jobs.after_commit(jobs.enqueue_cancel, issue.id)
 
 
 def resend_unreached(issue: Issue) -> int:
     """Send again to those not reached (failed, cancelled, pending); never to the sent.
 
-    Returns how many deliveries were put back. The sent ones are untouched,
-    and a delivery is sent at most once by its unique key and claim, so
-    nobody gets the issue twice.
+    Returns how many deliveries go out again. Only the batches are touched
+    here (a few thousand rows for a million recipients): each batch with
+    someone unreached is queued again, marked `resend`, and its own job puts
+    its deliveries back before sending. The sent ones are untouched, and a
+    delivery is sent at most once by its claim, so nobody gets the issue twice.
     """
     _require(issue, Issue.FINISHED, "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
-    unreached = (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
-    anyone_left = db.session.scalar(
-        select(Delivery.id)
-        .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
-        .limit(1)
+    unreached = DeliveryBatch.total_count - DeliveryBatch.sent_count - DeliveryBatch.skipped_count
+    count = (
+        db.session.scalar(
+            select(func.coalesce(func.sum(unreached), 0)).where(DeliveryBatch.issue_id == issue.id)
+        )
+        or 0
     )
-    if anyone_left is None and issue.fanout_done:
+    if not count and issue.fanout_done:
         raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
     _refuse_unless(issue.resend(), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
-    batch_ids = db.session.scalars(
-        select(Delivery.batch_id)
-        .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
-        .distinct()
-    ).all()
-    count = db.session.execute(
-        update(Delivery)
-        .where(Delivery.issue_id == issue.id, Delivery.status.in_(unreached))
-        .values(status=DeliveryStatus.PENDING, attempts=0, last_error=None)
-    ).rowcount
-    if batch_ids:
-        db.session.execute(
-            update(DeliveryBatch)
-            .where(DeliveryBatch.id.in_(batch_ids))
-            .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, attempts=0)
-        )
+    db.session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.issue_id == issue.id, unreached > 0)
+        .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, attempts=0, resend=True)
+    )
     _enqueue_unfinished(issue)
-    return count
+    return int(count)
 
 
 def _enqueue_unfinished(issue: Issue) -> None:
@@ -308,29 +294,37 @@ def _refuse_unless(moved: bool, message: str) -> None:
 
 
 def delivery_counts(issue: Issue) -> dict[str, int]:
-    """total, sent, failed, pending (+ skipped and cancelled) for the issue."""
+    """total, sent, failed, pending (+ skipped and cancelled) for the issue.
+
+    Summed from the per-batch counters (service/batch_counts.py): one row per
+    few hundred recipients, so a poll costs the same whatever the issue's size.
+    """
     if issue.delivery_summary is not None:
         # Retention replaced the delivery rows by these final counts (workers/retention.py).
         return dict(issue.delivery_summary)
-    rows = db.session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.issue_id == issue.id)
-        .group_by(Delivery.status)
-    ).all()
-    by_status = {status: n for status, n in rows}
-    created = sum(by_status.values())
+    created, sent, failed, skipped, cancelled = (
+        int(n or 0)
+        for n in db.session.execute(
+            select(
+                func.sum(DeliveryBatch.total_count),
+                func.sum(DeliveryBatch.sent_count),
+                func.sum(DeliveryBatch.failed_count),
+                func.sum(DeliveryBatch.skipped_count),
+                func.sum(DeliveryBatch.cancelled_count),
+            ).where(DeliveryBatch.issue_id == issue.id)
+        ).one()
+    )
     total = created if issue.fanout_done else max(issue.recipient_count, created)
-    sent = by_status.get(DeliveryStatus.SENT, 0)
-    failed = by_status.get(DeliveryStatus.FAILED, 0)
-    skipped = by_status.get(DeliveryStatus.SKIPPED, 0)
-    cancelled = by_status.get(DeliveryStatus.CANCELLED, 0)
-    if issue.status == IssueStatus.CANCELLED and not issue.fanout_done:
-        cancelled += total - created  # cancelled before they were even given a delivery
+    pending = max(total - sent - failed - skipped - cancelled, 0)
+    if issue.status == IssueStatus.CANCELLED:
+        # Nobody still pending will get it: cancelled, even before the cancel job
+        # reached their batch or the fan-out gave them a delivery.
+        cancelled, pending = cancelled + pending, 0
     return {
         "total": total,
         "sent": sent,
         "failed": failed,
-        "pending": max(total - sent - failed - skipped - cancelled, 0),
+        "pending": pending,
         "skipped": skipped,
         "cancelled": cancelled,
     }
@@ -342,15 +336,12 @@ def progress(issue: Issue) -> dict[str, Any]:
     rate_window = timedelta(seconds=current_app.config["PROGRESS_RATE_WINDOW_SECONDS"])
     recent = 0
     if issue.status == IssueStatus.SENDING:
+        # Only the last window's sends: a range of ix_delivery_issue_sent_at.
         recent = (
             db.session.scalar(
                 select(func.count())
                 .select_from(Delivery)
-                .where(
-                    Delivery.issue_id == issue.id,
-                    Delivery.status == DeliveryStatus.SENT,
-                    Delivery.sent_at >= utcnow() - rate_window,
-                )
+                .where(Delivery.issue_id == issue.id, Delivery.sent_at >= utcnow() - rate_window)
             )
             or 0
         )
@@ -365,14 +356,10 @@ def progress(issue: Issue) -> dict[str, Any]:
         "percent": round(100 * done / counts["total"], 1) if counts["total"] else 100.0,
         "rate_per_minute": round(per_second * 60),
         "eta_seconds": eta,
-        "started_at": _iso(issue.started_at),
-        "finished_at": _iso(issue.finished_at),
-        "scheduled_at": _iso(issue.scheduled_at),
+        "started_at": iso_utc(issue.started_at),
+        "finished_at": iso_utc(issue.finished_at),
+        "scheduled_at": iso_utc(issue.scheduled_at),
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.replace(tzinfo=UTC).isoformat() if moment else None
 
 
 # --- previews and test sends ------------------------------------------------
@@ -399,9 +386,12 @@ def preview(issue: Issue) -> Preview:
         skeleton.new_message_id(),
     )
     msg = message_from_bytes(raw, policy=policy.default)
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
-    return Preview(subject=str(msg["Subject"]), html=html, text=text, raw=raw)
+    text, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    if text is None or html is None:
+        raise ValueError("the issue's skeleton built a mail without its text or HTML part")
+    return Preview(
+        subject=str(msg["Subject"]), html=html.get_content(), text=text.get_content(), raw=raw
+    )
 
 
 def parse_test_addresses(value: Any) -> tuple[list[str], str | None]:

@@ -1,47 +1,65 @@
 """What a meeting's mails carry: the iCalendar part, the meeting's box in the mail.
 
-Every mail of an issue about a meeting carries the same `text/calendar` part
-(RFC 5545, built with the `icalendar` library), so calendars file the meeting
-under one UID. The calendar an issue carries is frozen when the issue starts
-sending (`freeze_calendar`), like its rendered body, so a later change of the
+Every mail of an issue about a meeting carries a `text/calendar` part
+(RFC 5545, built with the `icalendar` library) under the meeting's one UID.
+The calendar an issue carries is frozen when the issue starts sending
+(`freeze_calendar`), like its rendered body, so a later change of the
 meeting never alters mails still going out.
+
+RFC 5546 wants a REQUEST to name its recipient as ATTENDEE, and a calendar
+app mails its answer to the ORGANIZER, which is personal too (rsvp.py). So the
+frozen calendar leaves a slot before each `END:VEVENT`, and the per-recipient
+personalisation (issues/rendering.py) fills it with `InvitationLines`: two
+content lines per copy, the rest encoded once per issue.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import icalendar
 from flask import current_app
 from sqlalchemy import select
 
+from ..clock import local_zone
 from ..extensions import db
 from ..groups.dates import format_meeting_time as czech_meeting_time
 from ..issues.markdown import markdown_to_html, markdown_to_text
 from ..links import external_url
 from ..mail import sender_address
-from ..models import Attachment, Issue, Meeting
+from ..models import Attachment, Issue, MailingList, Meeting
+from .recurrence import describe
 from .reminders import schedule_reminder
+from .rsvp import OrganizerAddresses
+from .timezones import UnsupportedZone, vtimezone
 
 CALENDAR_CONTENT_TYPE = "text/calendar"
 CALENDAR_FILENAME = "pozvanka.ics"
 METHODS = ("REQUEST", "CANCEL")
 PRODID = "-//Socialni bydleni//Zpravodaj//CS"
-
-
-def zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
+# Where each copy's ORGANIZER and ATTENDEE lines go (one slot per VEVENT).
+ATTENDEE_SLOT = "@@ZPRAVODAJ-ATTENDEE@@"
 
 
 def meeting_title(meeting: Meeting) -> str:
-    """The invitation's subject (the first issue about the meeting), else the group's name."""
+    """The calendar's SUMMARY: the meeting's title (rules.py keeps it), else the invitation's
+    subject (meetings from before titles), else the group's name."""
+    if meeting.title:
+        return meeting.title
     subject = db.session.scalar(
         select(Issue.subject).where(Issue.meeting_id == meeting.id).order_by(Issue.id).limit(1)
     )
     return subject or meeting.mailing_list.name
+
+
+def title_from_subject(subject: str) -> str:
+    """The meeting's title from its invitation's subject ("Pozvánka: setkání" → "Setkání")."""
+    title = re.sub(r"^\s*pozvánka(\s+na|\s*[:–-])\s*", "", subject, flags=re.IGNORECASE).strip()
+    title = title or subject.strip()
+    return title[:1].upper() + title[1:]
 
 
 # --- what the mail shows ------------------------------------------------------
@@ -57,18 +75,21 @@ def ics_url(meeting: Meeting) -> str:
 
 
 def mail_context(issue: Issue) -> dict[str, Any] | None:
-    """What the mail template shows about the issue's meeting, or None."""
+    """What the mail template shows about the issue's meeting, or None (none, or minutes)."""
     meeting = issue.meeting
-    if meeting is None:
+    if meeting is None or issue.meeting_method is None:
         return None
     return {
         "when": format_meeting_time(meeting.start, meeting.end),
+        "rhythm": describe(meeting.rrule, meeting.start, local_zone().key) if meeting.rrule else "",
         "location": meeting.location,
         "online_url": meeting.online_url,
         "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
         "agenda_text": markdown_to_text(meeting.agenda) if meeting.agenda else "",
         "ics_url": ics_url(meeting),
         "cancelled": issue.meeting_method == "CANCEL",
+        # The mail's "Přijdu / Možná / Nepřijdu" links: invitations, updates and reminders.
+        "rsvp": issue.meeting_method == "REQUEST" and meeting.cancelled_at is None,
     }
 
 
@@ -78,15 +99,45 @@ def mail_context(issue: Issue) -> dict[str, Any] | None:
 def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
     """The meeting as an RFC 5545 calendar (METHOD REQUEST, CANCEL or PUBLISH).
 
-    No ATTENDEE: the same bytes go to every member, encoded once per issue.
+    No ATTENDEE: a mail's copy gets its own (`InvitationLines`); the ORGANIZER here
+    is the sender, which each mailed copy replaces with the member's reply address.
     """
-    local = zone()
+    calendar = _calendar(method)
     cancelled = method == "CANCEL" or meeting.cancelled_at is not None
+    calendar.add_component(meeting_event(meeting, sequence, cancelled))
+    add_timezone(calendar)
+    return calendar.to_ical()
+
+
+def feed_for(group: MailingList, meetings: list[Meeting]) -> bytes:
+    """A group's meetings as one subscribed calendar (METHOD:PUBLISH, a member's feed)."""
+    calendar = _calendar("PUBLISH")
+    calendar.add("x-wr-calname", group.name)
+    calendar.add("x-wr-timezone", current_app.config["TIMEZONE"])
+    # Calendar apps poll a subscribed feed; hourly is plenty for meetings.
+    calendar.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", "PT1H")
+    for meeting in meetings:
+        calendar.add_component(
+            meeting_event(meeting, meeting.sequence, meeting.cancelled_at is not None)
+        )
+    add_timezone(calendar)
+    return calendar.to_ical()
+
+
+def _calendar(method: str) -> icalendar.Calendar:
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", method)
+    return calendar
+
+
+def meeting_event(meeting: Meeting, sequence: int, cancelled: bool) -> icalendar.Event:
+    """The meeting's VEVENT: times in TIMEZONE, the agenda as DESCRIPTION, the sender as
+    ORGANIZER."""
+    local = local_zone()
     event = icalendar.Event()
     event.add("uid", meeting.uid)
     event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
@@ -105,13 +156,103 @@ def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
     organizer = icalendar.vCalAddress(f"mailto:{address}")
     organizer.params["cn"] = icalendar.vText(meeting.mailing_list.name or name)
     event.add("organizer", organizer)
+    if meeting.rrule:
+        event.add("rrule", icalendar.vRecur.from_ical(meeting.rrule))
     event.add("sequence", sequence)
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "OPAQUE")
-    calendar.add_component(event)
-    # The VTIMEZONE of Europe/Prague, generated from the zoneinfo database.
-    calendar.add_missing_timezones()
-    return calendar.to_ical()
+    return event
+
+
+def add_timezone(calendar: icalendar.Calendar) -> None:
+    """The VTIMEZONE of TIMEZONE with its yearly rules (timezones.py)."""
+    try:
+        calendar.add_component(vtimezone(current_app.config["TIMEZONE"]))
+    except UnsupportedZone:
+        # A zone without a POSIX rule (none of Europe's): icalendar's transition list.
+        calendar.add_missing_timezones()
+
+
+# --- each member's copy -----------------------------------------------------------
+
+
+def with_attendee_slots(ics: bytes) -> str:
+    """The frozen calendar as text, its ORGANIZER lines taken out and a slot before each
+    END:VEVENT for the copy's own ORGANIZER and ATTENDEE."""
+    lines, skipping = [], False
+    for line in ics.decode("utf-8").split("\r\n"):
+        if skipping and line[:1] in (" ", "\t"):
+            continue  # a folded continuation of the ORGANIZER line
+        skipping = line.upper().startswith(("ORGANIZER;", "ORGANIZER:"))
+        if skipping:
+            continue
+        if line == "END:VEVENT":
+            lines.append(ATTENDEE_SLOT)
+        lines.append(line)
+    return "\r\n".join(lines)
+
+
+class InvitationLines:
+    """A member's ORGANIZER and ATTENDEE lines of one issue's calendar; made once per issue.
+
+    Called per recipient by the delivery engine, so it only formats two
+    content lines (a few microseconds): the rest of the calendar is shared.
+    """
+
+    def __init__(self, meeting: Meeting) -> None:
+        self.organizer_address = OrganizerAddresses(meeting.id)
+        self.organizer_name = meeting.mailing_list.name or sender_address()[0]
+
+    def __call__(self, name: str, address: str, public_key: str | None) -> str:
+        organizer = content_line(
+            "ORGANIZER",
+            [("CN", self.organizer_name)],
+            f"mailto:{self.organizer_address(public_key)}",
+        )
+        attendee = content_line(
+            "ATTENDEE",
+            [
+                ("CUTYPE", "INDIVIDUAL"),
+                ("ROLE", "REQ-PARTICIPANT"),
+                ("PARTSTAT", "NEEDS-ACTION"),
+                ("RSVP", "TRUE"),
+                ("CN", name or address),
+            ],
+            f"mailto:{address}",
+        )
+        return organizer + "\r\n" + attendee
+
+
+# RFC 5545 §3.1: a parameter value with these is quoted; RFC 6868 escapes the rest.
+_NEEDS_QUOTES = re.compile(r'[;:,"]')
+
+
+def _param_value(value: str) -> str:
+    value = value.replace("^", "^^").replace('"', "^'").replace("\r", "").replace("\n", "^n")
+    return f'"{value}"' if not value.isascii() or _NEEDS_QUOTES.search(value) else value
+
+
+def content_line(name: str, params: list[tuple[str, str]], value: str) -> str:
+    """One folded content line. Hand-made: icalendar's Contentline costs ~0.25 ms a line,
+    and the delivery engine formats two per recipient."""
+    line = name + "".join(f";{key}={_param_value(v)}" for key, v in params) + ":" + value
+    return fold(line)
+
+
+def fold(line: str) -> str:
+    """RFC 5545 §3.1 folding: at most 75 octets a line, never inside a UTF-8 character."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return line
+    pieces, start, limit = [], 0, 75
+    while len(data) - start > limit:
+        end = start + limit
+        while data[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte: cut before its character
+            end -= 1
+        pieces.append(data[start:end])
+        start, limit = end, 74  # a continuation line starts with one space
+    pieces.append(data[start:])
+    return b"\r\n ".join(pieces).decode("utf-8")
 
 
 def _description(meeting: Meeting) -> str:
@@ -153,6 +294,10 @@ def freeze_calendar(issue: Issue) -> None:
         if attachment.content_type == CALENDAR_CONTENT_TYPE:
             issue.attachments.remove(attachment)
     issue.meeting_sequence = meeting.sequence
+    if not meeting.title:
+        # The invitation names the meeting: its subject, without "Pozvánka:", is the
+        # calendar's title from now on (an update moves the date in it).
+        meeting.title = title_from_subject(issue.subject)[:200]
     data = ics_for(meeting, issue.meeting_method, meeting.sequence)
     issue.attachments.append(
         Attachment(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
+from rq.job import Job
 
 from .. import jobs
 from ..clock import utcnow
@@ -36,7 +37,7 @@ def schedule_reminder(meeting: Meeting) -> bool:
     return True
 
 
-def enqueue_reminder(meeting_id: int, start: datetime, at: datetime):
+def enqueue_reminder(meeting_id: int, start: datetime, at: datetime) -> Job:
     return jobs.enqueue(
         "workers.meetings.send_reminder",
         meeting_id,

@@ -8,8 +8,10 @@ invitation nobody has received yet may change silently.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,13 +19,16 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from ..clock import utcnow
+from ..archive.dates import MONTHS_GENITIVE
+from ..clock import SkippedLocalTime, from_local, iso_utc, local_zone, utcnow
 from ..czech import group_genitive
 from ..extensions import db
+from ..groups.dates import WEEKDAYS_ON, clock_time, format_meeting_time, local_time, on_day
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
 from ..models import Issue, MailingList, Meeting, User
-from .calendar import ics_url, meeting_title, zone
+from .calendar import ics_url, meeting_title
+from .recurrence import REPEAT_CHOICES, check_rule, describe, rule_for_choice
 
 LOCATION_MAX = 300
 ONLINE_URL_MAX = 500
@@ -50,6 +55,7 @@ class MeetingInput:
     location: str = ""
     online_url: str = ""
     agenda: str = ""
+    rrule: str = ""  # a series: RFC 5545 RRULE from `start` (recurrence.py)
 
 
 # --- validation ---------------------------------------------------------------
@@ -65,11 +71,10 @@ def parse_time(value: Any) -> tuple[datetime | None, str | None]:
     try:
         moment = datetime.fromisoformat(value.strip())
         if moment.tzinfo is None:
-            naive, moment = moment, moment.replace(tzinfo=zone())
-            # 02:30 on the spring-forward Sunday does not exist in Prague.
-            if moment.astimezone(UTC).astimezone(zone()).replace(tzinfo=None) != naive:
-                return None, "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
+            moment = from_local(moment)
         return moment.astimezone(UTC).replace(tzinfo=None), None
+    except SkippedLocalTime as skipped:
+        return None, str(skipped)
     except (ValueError, OverflowError):
         return None, f"Čas není platný údaj ve formátu ISO 8601, {example}."
 
@@ -102,9 +107,36 @@ def validate_meeting(data: Any) -> tuple[MeetingInput | None, dict[str, str]]:
         errors["online_url"] = "Odkaz na online připojení musí začínat http:// nebo https://."
     if "location" not in errors and "online_url" not in errors and not (location or online_url):
         errors["location"] = "Vyplňte místo setkání (nebo odkaz na online připojení)."
-    if errors:
+    rrule = _rrule(data, start, errors)
+    if errors or start is None or end is None:  # a missing time has its error
         return None, errors
-    return MeetingInput(start, end, location, online_url, agenda.replace("\r\n", "\n")), {}
+    return (
+        MeetingInput(start, end, location, online_url, agenda.replace("\r\n", "\n"), rrule),
+        {},
+    )
+
+
+def _rrule(data: dict, start: datetime | None, errors: dict[str, str]) -> str:
+    """The series' RRULE: `rrule` as given (the API) or the admin chooser's `repeat`."""
+    rule, choice = data.get("rrule"), data.get("repeat")
+    if rule is None and not choice:
+        return ""
+    if start is None or "start" in errors:
+        return ""
+    first = start.replace(tzinfo=UTC).astimezone(local_zone()).replace(tzinfo=None)
+    if rule is None:
+        if choice not in REPEAT_CHOICES:
+            errors["repeat"] = "Vyberte opakování ze seznamu."
+            return ""
+        return rule_for_choice(choice, first)
+    if not isinstance(rule, str):
+        errors["rrule"] = "Pravidlo opakování musí být text, např. FREQ=MONTHLY;BYDAY=2TU."
+        return ""
+    rule = rule.strip().upper().removeprefix("RRULE:")
+    problem = check_rule(rule, first) if rule else None
+    if problem:
+        errors["rrule"] = problem
+    return rule
 
 
 _LABELS = {"location": "Místo", "online_url": "Odkaz", "agenda": "Program"}
@@ -198,29 +230,75 @@ def ever_sent(meeting: Meeting) -> bool:
 
 
 def _apply(meeting: Meeting, fields: MeetingInput) -> None:
-    meeting.start, meeting.end = fields.start, fields.end
+    meeting.start, meeting.end, meeting.rrule = fields.start, fields.end, fields.rrule
     meeting.location, meeting.online_url = fields.location, fields.online_url
     meeting.agenda = fields.agenda
 
 
 def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) -> Issue:
-    """New time or place: SEQUENCE + 1 and a draft update for the coordinator to send."""
+    """New time or place: SEQUENCE + 1 and a draft update for the coordinator to send.
+
+    Its subject says what changed ("Změna termínu: … nově ve čtvrtek 11. prosince"),
+    and a date in the meeting's title moves with the meeting, so the calendar's
+    SUMMARY does not keep the old day.
+    """
     if meeting.cancelled_at is not None:
         raise MeetingError("Setkání je zrušené; změnit ho už nelze.")
+    title = meeting_title(meeting)
+    old_start, old_end, old_location = meeting.start, meeting.end, meeting.location
     _apply(meeting, fields)
     meeting.sequence += 1
+    meeting.title = retitle(title, old_start, meeting.start)[:200]
+    subject, what = change_subject(title, old_start, old_end, old_location, meeting)
     body = (
-        "Dobrý den,\n\nposíláme **změněné údaje** o setkání "
-        f"{group_genitive(meeting.mailing_list.name)}. "
+        f"Dobrý den,\n\n{what} setkání {group_genitive(meeting.mailing_list.name)}. "
         "Aktuální termín, místo a program najdete níže; "
         "pozvánka v kalendáři se sama aktualizuje.\n"
     )
-    issue = create_issue(
-        meeting.mailing_list, IssueInput(f"Změna: {meeting_title(meeting)}"[:200], body), author
-    )
-    issue.meeting, issue.meeting_method = meeting, "REQUEST"
-    db.session.flush()
-    return issue
+    return _announcement(meeting, subject, body, "REQUEST", author)
+
+
+def change_subject(
+    title: str, old_start: datetime, old_end: datetime, old_location: str, meeting: Meeting
+) -> tuple[str, str]:
+    """(the update's subject, what its body says changed), in Czech."""
+    tz = local_zone().key
+    old_day, new_day = local_time(old_start, tz).date(), local_time(meeting.start, tz).date()
+    new_clock = clock_time(meeting.start, tz)
+    if old_day != new_day:
+        clock = f" od {new_clock}" if clock_time(old_start, tz) != new_clock else ""
+        return (
+            f"Změna termínu: {title} nově {on_day(meeting.start, tz)}{clock}",
+            "měníme **termín**",
+        )
+    if (old_start, old_end) != (meeting.start, meeting.end):
+        return (
+            f"Změna času: {title} nově od {new_clock} do {clock_time(meeting.end, tz)}",
+            "měníme **čas**",
+        )
+    if old_location != meeting.location and meeting.location:
+        return f"Změna místa: {title} nově {meeting.location}", "měníme **místo**"
+    return f"Změna: {title}", "posíláme **změněné údaje** o"
+
+
+def retitle(title: str, old_start: datetime, new_start: datetime) -> str:
+    """`title` with the old date ("ve čtvrtek 10. prosince", "10. prosince", "10. 12.") moved."""
+    tz = local_zone().key
+    old, new = local_time(old_start, tz), local_time(new_start, tz)
+    if old.date() == new.date():
+        return title
+    month = MONTHS_GENITIVE[old.month - 1]
+    new_month = MONTHS_GENITIVE[new.month - 1]
+    day = rf"(?<!\d){old.day}\.\s*"
+    weekday = "|".join(re.escape(w) for w in WEEKDAYS_ON)
+    year = rf"(?P<year>\s+{old.year})?"
+
+    def with_year(text: str) -> Callable[[re.Match[str]], str]:
+        return lambda m: text + (f" {new.year}" if m["year"] else "")
+
+    title = re.sub(rf"(?:{weekday})\s+{day}{month}{year}", with_year(on_day(new_start, tz)), title)
+    title = re.sub(rf"{day}{month}{year}", with_year(f"{new.day}. {new_month}"), title)
+    return re.sub(rf"{day}{old.month}\.", f"{new.day}. {new.month}.", title)
 
 
 def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
@@ -231,31 +309,60 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
         raise MeetingError("Setkání už proběhlo; zrušit ho nelze.")
     meeting.cancelled_at = utcnow()
     meeting.sequence += 1
+    title = meeting_title(meeting)
+    day = on_day(meeting.start, local_zone().key)
+    # "Zrušeno: Setkání PSB ve čtvrtek 10. prosince"; the day once, when the title has it.
+    subject = f"Zrušeno: {title}" if day.split(" ", 2)[2] in title else f"Zrušeno: {title} {day}"
     body = (
-        "Dobrý den,\n\nsetkání "
-        f"{group_genitive(meeting.mailing_list.name)} uvedené níže se **ruší**. "
-        "Z kalendáře se odstraní samo.\n"
+        f"Dobrý den,\n\nsetkání {group_genitive(meeting.mailing_list.name)} "
+        f"{day} se **ruší**. Z kalendáře se odstraní samo.\n"
     )
-    issue = create_issue(
-        meeting.mailing_list, IssueInput(f"Zrušeno: {meeting_title(meeting)}"[:200], body), author
-    )
-    issue.meeting, issue.meeting_method = meeting, "CANCEL"
-    db.session.flush()
+    issue = _announcement(meeting, subject, body, "CANCEL", author)
     send_now(issue)
+    return issue
+
+
+def start_minutes(meeting: Meeting, author: User | None) -> Issue:
+    """A draft of the meeting's minutes: an announcement tied to the meeting (no calendar),
+    kept on the members' page with the agenda, the attendance and its documents."""
+    if meeting.cancelled_at is not None:
+        raise MeetingError("Setkání bylo zrušeno; zápis z něj nevznikne.")
+    if not meeting.started:
+        raise MeetingError("Zápis lze napsat až od začátku setkání.")
+    when = format_meeting_time(meeting.start, meeting.end, local_zone().key)
+    body = (
+        "Dobrý den,\n\nposíláme zápis ze setkání "
+        f"{group_genitive(meeting.mailing_list.name)} ({when}).\n\n"
+        "## Zápis\n\n…\n\n## Úkoly\n\n- …\n"
+    )
+    return _announcement(meeting, f"Zápis: {meeting_title(meeting)}", body, None, author)
+
+
+def _announcement(
+    meeting: Meeting, subject: str, body: str, method: str | None, author: User | None
+) -> Issue:
+    """A draft issue to the group about its meeting: a change ("Změna termínu: …", METHOD
+    REQUEST), a cancellation ("Zrušeno: …", CANCEL) or the minutes (no calendar)."""
+    issue = create_issue(meeting.mailing_list, IssueInput(subject[:200], body), author)
+    issue.meeting, issue.meeting_method = meeting, method
+    db.session.flush()
     return issue
 
 
 def meeting_json(meeting: Meeting) -> dict[str, Any]:
     """The meeting as the API shows it; times in UTC with an offset."""
+    zone = local_zone().key
     return {
         "id": meeting.id,
         "uid": meeting.uid,
-        "start": meeting.start.replace(tzinfo=UTC).isoformat(),
-        "end": meeting.end.replace(tzinfo=UTC).isoformat(),
+        "start": iso_utc(meeting.start),
+        "end": iso_utc(meeting.end),
         "location": meeting.location,
         "online_url": meeting.online_url or None,
         "agenda": meeting.agenda or None,
         "sequence": meeting.sequence,
         "cancelled": meeting.cancelled_at is not None,
+        "rrule": meeting.rrule or None,
+        "rhythm": describe(meeting.rrule, meeting.start, zone) if meeting.rrule else None,
         "ics_url": ics_url(meeting),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from typing import Any
@@ -19,12 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import consent, ledger
 from ..addresses import Address
-from ..clock import utcnow
+from ..clock import iso_utc, utcnow
 from ..consent import RequestInfo
 from ..extensions import db
 from ..i18n import DEFAULT_LANGUAGE
 from ..models import (
     Bounce,
+    Complaint,
     ConsentEvent,
     ConsentText,
     Delivery,
@@ -32,6 +33,7 @@ from ..models import (
     ListKind,
     MailingList,
     OutgoingMail,
+    SignupRequest,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -127,20 +129,23 @@ def signup(
     info: RequestInfo,
     consent_text: ConsentText,
     *,
+    at: datetime | None = None,
     language: str = DEFAULT_LANGUAGE,
 ) -> SignupResult:
     """A visitor asks to receive `lists`: record it and mail a confirmation link.
 
     A new, pending or unsubscribed subscription (re)starts double opt-in; a
     confirmed one stays as it is. Mails are capped per address per hour so the
-    form cannot be used to flood someone's mailbox. A new subscriber's mails
-    are in `language`, the language of the page they signed up on.
+    form cannot be used to flood someone's mailbox. `at` is when the visitor
+    asked (the sign-up job runs a moment later; see subscriptions/signup.py).
+    A new subscriber's mails are in `language`, the language of the page they
+    signed up on.
     """
     subscriber = get_or_create_subscriber(address, name, language)
     # One sign-up of an address at a time (PostgreSQL row lock; SQLite
     # serialises writers anyway): keeps the per-hour mail cap exact.
     db.session.refresh(subscriber, with_for_update=True)
-    now = utcnow()
+    now = at or utcnow()
     result = SignupResult()
     for mailing_list in lists:
         subscription = subscription_for(subscriber, mailing_list)
@@ -168,6 +173,7 @@ def signup(
             mailing_list=mailing_list,
             consent_text=consent_text,
             message_id=message_id,
+            occurred_at=now,
         )
     return result
 
@@ -290,7 +296,7 @@ def update_preferences(
                 subscriber.subscriptions.append(subscription)
             subscription.confirm_directly(now)
             consent.record(subscriber, "preferences_add", info, mailing_list=mailing_list)
-        elif mailing_list.id not in wanted_ids and active:
+        elif mailing_list.id not in wanted_ids and active and subscription is not None:
             subscription.leave(now)
             consent.record(subscriber, "preferences_remove", info, mailing_list=mailing_list)
 
@@ -303,100 +309,107 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
     mails = db.session.scalars(
         select(OutgoingMail).filter_by(subscriber_id=subscriber.id).order_by(OutgoingMail.id)
     )
+    deliveries = db.session.execute(
+        select(Delivery, Issue)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    )
     return {
         "email": subscriber.email,
         "name": subscriber.name,
-        "created_at": _iso(subscriber.created_at),
-        "subscriptions": [
-            {
-                "list": s.mailing_list.slug,
-                "list_name": s.mailing_list.name,
-                "status": s.status,
-                "subscribed_at": _iso(s.subscribed_at),
-                "confirmed_at": _iso(s.confirmed_at),
-                "unsubscribed_at": _iso(s.unsubscribed_at),
-                **(
-                    {
-                        "organization": s.organization,
-                        "institution": s.institution,
-                        "function": s.function,
-                    }
-                    if s.mailing_list.kind == ListKind.GROUP
-                    else {}
-                ),
-            }
-            for s in subscriber.subscriptions
-        ],
+        "created_at": iso_utc(subscriber.created_at, zulu=True),
+        "subscriptions": [_subscription_export(s) for s in subscriber.subscriptions],
         "deliveries": [
             {
                 "list": issue.mailing_list.slug,
                 "issue": issue.subject,
                 "status": delivery.status,
-                "sent_at": _iso(delivery.sent_at),
+                "sent_at": iso_utc(delivery.sent_at, zulu=True),
                 "message_id": delivery.message_id,
             }
-            for delivery, issue in db.session.execute(
-                select(Delivery, Issue)
-                .join(Issue, Issue.id == Delivery.issue_id)
-                .where(Delivery.subscriber_id == subscriber.id)
-                .order_by(Delivery.id)
-            )
+            for delivery, issue in deliveries
         ],
-        "consent_events": [
-            {
-                "action": e.action,
-                "list": e.mailing_list.slug if e.mailing_list else None,
-                "channel": e.channel,
-                "occurred_at": _iso(e.occurred_at),
-                "ip": e.ip,
-                "user_agent": e.user_agent,
-                "origin": e.origin,
-                # The newsletter's or a working group's consent text, and the
-                # privacy notice the form linked to, each as shown.
-                **{
-                    key: (
-                        {
-                            "kind": text.kind,
-                            "version": text.version,
-                            "sha256": text.sha256,
-                            "text": text.text,
-                        }
-                        if text
-                        else None
-                    )
-                    for key, text in (
-                        ("consent_text", e.consent_text),
-                        ("privacy_text", e.privacy_text),
-                    )
-                },
-                "confirmation_message_id": e.message_id,
-                "detail": e.detail,
-            }
-            for e in events
-        ],
+        "consent_events": [_consent_event_export(e) for e in events],
         "mails": [
             {
                 "kind": m.kind,
                 "message_id": m.message_id,
                 "status": m.status,
-                "created_at": _iso(m.created_at),
-                "sent_at": _iso(m.sent_at),
+                "created_at": iso_utc(m.created_at, zulu=True),
+                "sent_at": iso_utc(m.sent_at, zulu=True),
             }
             for m in mails
         ],
         # Bounce reports are personal data too: they decided a suppression.
-        "bounces": [
-            {
-                "kind": b.kind,
-                "status": b.status,
-                "diagnostic": b.diagnostic,
-                "received_at": _iso(b.received_at),
-            }
-            for b in db.session.scalars(
-                select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id)
+        "bounces": _bounces_export(subscriber),
+        # Spam complaints their mail provider reported about our mail to them.
+        "complaints": [
+            {"feedback_type": c.feedback_type, "received_at": iso_utc(c.received_at, zulu=True)}
+            for c in db.session.scalars(
+                select(Complaint).filter_by(subscriber_id=subscriber.id).order_by(Complaint.id)
             )
         ],
     }
+
+
+def _bounces_export(subscriber: Subscriber) -> list[dict[str, Any]]:
+    """The subscriber's bounces in the export, each with its reason and the report kept."""
+    return [
+        {
+            "kind": b.kind,
+            "reason": b.reason,
+            "status": b.status,
+            "diagnostic": b.diagnostic,
+            "report": b.raw,
+            "received_at": iso_utc(b.received_at, zulu=True),
+        }
+        for b in db.session.scalars(
+            select(Bounce).filter_by(subscriber_id=subscriber.id).order_by(Bounce.id)
+        )
+    ]
+
+
+def _subscription_export(subscription: Subscription) -> dict[str, Any]:
+    """One subscription in the export; a working group's adds the member's details."""
+    exported = {
+        "list": subscription.mailing_list.slug,
+        "list_name": subscription.mailing_list.name,
+        "status": subscription.status,
+        "subscribed_at": iso_utc(subscription.subscribed_at, zulu=True),
+        "confirmed_at": iso_utc(subscription.confirmed_at, zulu=True),
+        "unsubscribed_at": iso_utc(subscription.unsubscribed_at, zulu=True),
+    }
+    if subscription.mailing_list.kind == ListKind.GROUP:
+        exported["organization"] = subscription.organization
+        exported["institution"] = subscription.institution
+        exported["function"] = subscription.function
+    return exported
+
+
+def _consent_event_export(event: ConsentEvent) -> dict[str, Any]:
+    """One step of the consent history in the export, with the texts the person saw."""
+    return {
+        "action": event.action,
+        "list": event.mailing_list.slug if event.mailing_list else None,
+        "channel": event.channel,
+        "occurred_at": iso_utc(event.occurred_at, zulu=True),
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "origin": event.origin,
+        # The newsletter's or a working group's consent text, and the privacy
+        # notice the form linked to, each as shown.
+        "consent_text": _text_export(event.consent_text),
+        "privacy_text": _text_export(event.privacy_text),
+        "confirmation_message_id": event.message_id,
+        "detail": event.detail,
+    }
+
+
+def _text_export(text: ConsentText | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    return {"kind": text.kind, "version": text.version, "sha256": text.sha256, "text": text.text}
 
 
 def erase(subscriber: Subscriber) -> None:
@@ -407,6 +420,8 @@ def erase(subscriber: Subscriber) -> None:
     `ledger.purging`, as retention does.
     """
     suppress(subscriber.email_key, SuppressionReason.ERASED)
+    # A sign-up of the address still waiting for its job (subscriptions/signup.py).
+    db.session.execute(delete(SignupRequest).where(SignupRequest.email_key == subscriber.email_key))
     about_them = mails_naming([subscriber.email, subscriber.ascii_email])
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.id.in_(about_them)))
     with ledger.purging(db.session):
@@ -458,7 +473,3 @@ def mails_naming(addresses: Iterable[str | None]) -> list[int]:
         if mail_id not in found and any(address in text for address in wanted):
             found.append(mail_id)
     return found
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None

@@ -6,16 +6,15 @@ link opens a page with a button and only its POST acts.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_limiter.errors import RateLimitExceeded
 
 from .. import consent, suppression, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
-from ..database import commit_with_retry
 from ..errors import error_page, message_for
 from ..extensions import db, limiter
 from ..groups import membership
@@ -36,7 +35,7 @@ from ..signed_links import (
     load_link,
     render_link_problem,
 )
-from . import actions
+from . import actions, signup
 from .emails import personal_links, privacy_link_lifetime
 from .forms import (
     NO_LIST_CHOSEN,
@@ -106,7 +105,7 @@ def _render_form(
     errors: dict[str, str] | None = None,
     lists: list[MailingList] | None = None,
     checked: list[str] | None = None,
-):
+) -> tuple[str, int]:
     offered, default_checked, narrowed = _offered_lists()
     return (
         render_template(
@@ -126,12 +125,12 @@ def _render_form(
 
 
 @bp.get("/subscribe")
-def subscribe_page():
+def subscribe_page() -> ResponseReturnValue:
     return _render_form(embed=False)
 
 
 @bp.get("/embed/subscribe")
-def subscribe_embed():
+def subscribe_embed() -> ResponseReturnValue:
     return _render_form(embed=True)
 
 
@@ -146,7 +145,7 @@ def _would_send_mail(response: Response) -> bool:
 @limiter.limit(
     _address_limit, key_func=_address_rate_key, methods=["POST"], deduct_when=_would_send_mail
 )
-def subscribe():
+def subscribe() -> ResponseReturnValue:
     try:
         data = SubscribeInput.from_request(request)
     except UnreadableRequest as exc:
@@ -156,17 +155,17 @@ def subscribe():
         # A bot filled the field people cannot see: answer as if it worked.
         return _accepted(data)
 
-    signup, errors = validate(data)
+    valid, errors = validate(data)
     slugs = data.list_slugs
     if not slugs and not data.list_choice_shown:
         slugs = [current_app.config["DEFAULT_LIST"]]
-    lists, unknown = actions.newsletters_by_slug(slugs)
+    list_ids, unknown = signup.newsletter_ids(slugs)
     if not slugs:
-        errors["list"] = NO_LIST_CHOSEN
+        errors["list"] = str(NO_LIST_CHOSEN)
     elif unknown:
-        errors["list"] = UNKNOWN_LIST
+        errors["list"] = str(UNKNOWN_LIST)
 
-    if errors or signup is None:
+    if errors or valid is None:
         if data.is_json:
             return jsonify(errors=errors, codes=error_codes(errors)), 422
         return _render_form(
@@ -177,26 +176,24 @@ def subscribe():
             checked=data.list_slugs,
         )
 
-    consent_text = consent.consent_text_by_hash(data.consent_hash) or consent.current_consent_text()
     info = RequestInfo.from_request(
         request, "api" if data.is_json else ("embed" if data.embed else "page")
     )
-    commit_with_retry(
-        partial(
-            actions.signup,
-            signup.address,
-            signup.name,
-            lists,
-            info,
-            consent_text,
-            language=current_language(),
-        )
+    # The same work for every address, known or not: one row, one job (signup.py says why).
+    signup.record_request(
+        valid.address,
+        valid.name,
+        list_ids,
+        consent.form_consent_text_id(data.consent_hash),
+        info,
+        current_language(),
     )
+    db.session.commit()
     return _accepted(data)
 
 
 @bp.errorhandler(RateLimitExceeded)
-def _too_many_signups(error: RateLimitExceeded):
+def _too_many_signups(error: RateLimitExceeded) -> ResponseReturnValue:
     """The sixth attempt in a minute: the form again with what was typed and the reason (429)."""
     message = message_for(429)
     headers = {
@@ -221,7 +218,7 @@ def _too_many_signups(error: RateLimitExceeded):
     return body, 429, headers
 
 
-def _accepted(data: SubscribeInput):
+def _accepted(data: SubscribeInput) -> ResponseReturnValue:
     if data.is_json:
         return jsonify(status=SubscriptionStatus.PENDING), 202
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
@@ -249,7 +246,7 @@ def _cors_for_website(response: Response) -> Response:
 
 
 @bp.get("/confirm/<token>")
-def confirm(token: str):
+def confirm(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     use_person_language(subscriber.language)
     lists = [
@@ -259,7 +256,7 @@ def confirm(token: str):
 
 
 @bp.post("/confirm/<token>")
-def confirm_post(token: str):
+def confirm_post(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
     use_person_language(subscriber.language)
     info = RequestInfo.from_request(request, "link")
@@ -274,7 +271,7 @@ def confirm_post(token: str):
 
 
 @bp.post("/confirm/<token>/resend")
-def confirm_resend(token: str):
+def confirm_resend(token: str) -> ResponseReturnValue:
     # An expired link still proves who it was sent to: its signature is checked.
     subscriber, payload = load_link("confirm", token)
     actions.resend_confirmation(subscriber, _slugs(payload))
@@ -286,7 +283,7 @@ def confirm_resend(token: str):
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribe(token: str):
+def unsubscribe(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("unsubscribe", token)
     use_person_language(subscriber.language)
     return render_template(
@@ -295,7 +292,7 @@ def unsubscribe(token: str):
 
 
 @bp.post("/unsubscribe/<token>")
-def unsubscribe_post(token: str):
+def unsubscribe_post(token: str) -> ResponseReturnValue:
     """Unsubscribe at once; also the RFC 8058 one-click target (no cookie, no CSRF, 200)."""
     try:
         subscriber, payload = load_link("unsubscribe", token)
@@ -346,10 +343,10 @@ def _preferences_page(
     subscriber: Subscriber,
     *,
     saved: bool = False,
-    errors=None,
-    group_errors=None,
-    group_values=None,
-):
+    errors: dict[str, str] | None = None,
+    group_errors: dict[str, dict[str, str]] | None = None,
+    group_values: dict[str, MemberDetails] | None = None,
+) -> str:
     active = {
         s.list_id
         for s in subscriber.subscriptions
@@ -377,14 +374,14 @@ def _preferences_page(
 
 
 @bp.get("/preferences/<token>")
-def preferences(token: str):
+def preferences(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
     use_person_language(subscriber.language)
     return _preferences_page(token, subscriber)
 
 
 @bp.post("/preferences/<token>")
-def preferences_post(token: str):
+def preferences_post(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
     use_person_language(subscriber.language)
     name = request.form.get("name", "").strip()
@@ -464,7 +461,7 @@ def load_privacy_link(token: str) -> Subscriber:
 
 
 @bp.post("/preferences/<token>/privacy-link")
-def preferences_privacy_link(token: str):
+def preferences_privacy_link(token: str) -> ResponseReturnValue:
     """Mail a fresh export/erase link to the address (from the preferences page or an expired link).
 
     Either link proves only that it was once sent to the address; the new one
@@ -487,7 +484,7 @@ def preferences_privacy_link(token: str):
 
 
 @bp.get("/preferences/<token>/export")
-def preferences_export(token: str):
+def preferences_export(token: str) -> ResponseReturnValue:
     """A page with a download button; changes and hands out nothing (mail scanners fetch GETs)."""
     subscriber = load_privacy_link(token)
     use_person_language(subscriber.language)
@@ -495,7 +492,7 @@ def preferences_export(token: str):
 
 
 @bp.post("/preferences/<token>/export")
-def preferences_export_post(token: str):
+def preferences_export_post(token: str) -> ResponseReturnValue:
     subscriber = load_privacy_link(token)
     response = jsonify(actions.export(subscriber))
     response.headers["Content-Disposition"] = 'attachment; filename="zpravodaj-moje-udaje.json"'
@@ -504,14 +501,14 @@ def preferences_export_post(token: str):
 
 
 @bp.get("/preferences/<token>/erase")
-def preferences_erase(token: str):
+def preferences_erase(token: str) -> ResponseReturnValue:
     subscriber = load_privacy_link(token)
     use_person_language(subscriber.language)
     return render_template("public/erase.html", token=token, subscriber=subscriber)
 
 
 @bp.post("/preferences/<token>/erase")
-def preferences_erase_post(token: str):
+def preferences_erase_post(token: str) -> ResponseReturnValue:
     try:
         subscriber = load_privacy_link(token)
     except SubscriberGone:

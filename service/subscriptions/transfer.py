@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, TextIO
 
 from sqlalchemy import func, select
 
 from .. import consent, people_csv, suppression
-from ..clock import utcnow
+from ..addresses import Address
+from ..clock import iso_utc, utcnow
 from ..consent import WITHDRAWING_ACTIONS, RequestInfo
 from ..extensions import db
 from ..groups.membership import MembershipError, clean_details
@@ -24,14 +26,14 @@ from . import actions
 from .forms import name_problem
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed_at", "confirmed_at", "unsubscribed_at")
-EXPORT_STATUS = {
+EXPORT_STATUS: dict[str, str] = {
     SubscriptionStatus.REQUESTED: SubscriptionStatus.PENDING,
     SubscriptionStatus.DECLINED: SubscriptionStatus.UNSUBSCRIBED,
 }
 KNOWN_COLUMNS = {"email", "name", "organization", "institution", "function"}
 CONSENT_SOURCE_REQUIRED = "Uveďte, kde a kdy lidé se zasíláním souhlasili."
 # Why a line is skipped when the list already knows the address, by its status there.
-NOT_READDED = {
+NOT_READDED: dict[str, str] = {
     SubscriptionStatus.UNSUBSCRIBED: "adresa se z tohoto seznamu odhlásila; znovu nepřidáno",
     SubscriptionStatus.BOUNCED: "adresa je na tomto seznamu nedoručitelná; znovu nepřidáno",
 }
@@ -115,7 +117,15 @@ def _group_details(people: PeopleCsv, line: int, row: dict) -> tuple[str, str, s
         return None
 
 
-def _import_one(address, name, mailing_list, consent_source, info, now, details=None) -> str:
+def _import_one(
+    address: Address,
+    name: str,
+    mailing_list: MailingList,
+    consent_source: str,
+    info: RequestInfo,
+    now: datetime,
+    details: tuple[str, str, str] | None = None,
+) -> str:
     subscriber = actions.get_or_create_subscriber(address, name)
     subscription = actions.subscription_for(subscriber, mailing_list)
     if subscription is not None:
@@ -181,9 +191,10 @@ def export_rows(mailing_list: MailingList) -> Iterable[dict[str, str]]:
             # The export's contract knows four states: a join request still
             # waiting is "pending", a declined one "unsubscribed".
             "status": EXPORT_STATUS.get(subscription.status, subscription.status),
-            "subscribed_at": _iso(subscription.subscribed_at),
-            "confirmed_at": _iso(subscription.confirmed_at),
-            "unsubscribed_at": _iso(subscription.unsubscribed_at),
+            **{
+                column: iso_utc(getattr(subscription, column), zulu=True, timespec="seconds") or ""
+                for column in ("subscribed_at", "confirmed_at", "unsubscribed_at")
+            },
         }
 
 
@@ -203,7 +214,3 @@ def subscription_count(mailing_list: MailingList) -> int:
     """How many rows the export of the list will have."""
     query = select(func.count()).where(Subscription.list_id == mailing_list.id)
     return db.session.scalar(query) or 0
-
-
-def _iso(value) -> str:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else ""

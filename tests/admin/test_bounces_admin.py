@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from service import suppression
 from service.bounces import recording
+from service.clock import utcnow
 from service.extensions import db
-from service.models import ConsentEvent, Subscriber, Subscription, Suppression
+from service.models import Bounce, ConsentEvent, Subscriber, Subscription, Suppression
 from tests.conftest import add_confirmed_subscribers, csrf_token_of, log_in
 
 
@@ -39,6 +42,30 @@ def test_page_shows_the_bounce_and_reactivation_restores_mail(client, app, accou
     assert not suppression.is_suppressed(subscriber.email_key)
     steps = db.session.scalars(select(ConsentEvent.action).order_by(ConsentEvent.id)).all()
     assert steps[-2:] == ["bounce", "reactivate"]
+
+
+def test_page_shows_the_score_the_reasons_and_the_raw_report(client, app, accounts):
+    (subscriber_id,) = add_confirmed_subscribers("zpravodaj", 1)
+    for day, reason in ((3, "mailbox_full"), (1, "rate_limited")):
+        db.session.add(
+            Bounce(
+                subscriber_id=subscriber_id,
+                kind="soft",
+                reason=reason,
+                status="4.2.2",
+                diagnostic="452 4.2.2 Mailbox full",
+                raw="Final-Recipient: rfc822; x@example.cz\nX-Sample: <raw & whole>\n",
+                fingerprint=f"{day:064d}",
+                received_at=utcnow() - timedelta(days=day),
+            )
+        )
+    db.session.commit()
+    log_in(client, accounts.editor.email)
+    page = client.get(f"/admin/subscribers/{subscriber_id}").get_data(as_text=True)
+    assert 'data-bounce-score="2"' in page
+    assert "2 dny s chybou v rozpětí 2 dnů" in page
+    assert "plná schránka" in page and "příliš mnoho zpráv najednou" in page
+    assert "X-Sample: &lt;raw &amp; whole&gt;" in page  # shown, escaped
 
 
 def test_reactivation_needs_the_csrf_token(client, app, accounts):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from service.extensions import db
 from service.lookalikes import displayed, is_mixed_script
 from service.models import Subscriber
-from tests.conftest import log_in
+from tests.conftest import log_in, process_signups
 
 LOOKALIKE = "jan@p\u0430ypal.cz"  # Cyrillic а (U+0430) in a Latin name
 PUNYCODE = "jan@xn--pypal-4ve.cz"
@@ -21,6 +21,7 @@ def sign_up(client, email: str) -> Subscriber:
     """Subscribe through the public form, as anyone on the website can."""
     response = client.post("/subscribe", data={"email": email, "list": "zpravodaj"})
     assert response.status_code == 202, response.text
+    process_signups()
     return db.session.scalar(select(Subscriber).order_by(Subscriber.id.desc()))
 
 

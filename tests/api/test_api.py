@@ -378,8 +378,11 @@ def test_coordinator_creates_and_sends_on_own_group(app, coordinator, outbox):
 
 
 def _answer(response) -> tuple[int, object, dict[str, str]]:
-    """What a caller can compare between two answers: status, body and headers but Date."""
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "date"}
+    """What a caller can compare between two answers: status, body and headers but Date
+    and the request id (fresh for every request, whatever it asked)."""
+    headers = {
+        k: v for k, v in response.headers.items() if k.lower() not in {"date", "x-request-id"}
+    }
     return response.status_code, response.get_json(), headers
 
 
@@ -543,6 +546,33 @@ def test_meeting_on_a_group_creates_an_invitation(app, coordinator, outbox):
     event = icalendar.Calendar.from_ical(part.get_content()).walk("VEVENT")[0]
     assert event["UID"] == shown["meeting"]["uid"]
     assert event.decoded("DTSTART") == start
+
+
+def test_meeting_whose_start_passes_while_checked_is_refused(app, coordinator, monkeypatch):
+    """The meeting is checked, then read again for the new issue: when its start has
+    passed in between, the API answers 422 (it used to fail with 500), and no issue is
+    left without its meeting."""
+    meeting = future_meeting()
+    start = datetime.fromisoformat(meeting["start"]).replace(tzinfo=PRAGUE)
+    start_utc = start.astimezone(UTC).replace(tzinfo=None)
+    calls: list[datetime] = []
+
+    def clock() -> datetime:
+        # The first look is a minute before the start, every later one a minute after.
+        now = start_utc + timedelta(minutes=1 if calls else -1)
+        calls.append(now)
+        return now
+
+    monkeypatch.setattr("service.meetings.rules.utcnow", clock)
+    response = coordinator.post(
+        "/api/v1/lists/ostrava-psb/issues", {"subject": "Setkání", "body": BODY, "meeting": meeting}
+    )
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"] == {
+        "meeting.start": "Začátek setkání musí být v budoucnosti."
+    }
+    assert len(calls) >= 2
+    assert db.session.scalar(select(Issue)) is None
 
 
 def test_meeting_update_and_cancel_through_the_api(app, coordinator, outbox):

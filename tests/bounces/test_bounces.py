@@ -18,7 +18,7 @@ from string import Template
 import pytest
 from sqlalchemy import func, select
 
-from service.bounces import recording, verp
+from service.bounces import inbox, recording, verp
 from service.bounces.parsing import parse
 from service.bounces.receiver import make_controller
 from service.clock import utcnow
@@ -189,6 +189,7 @@ def test_a_persons_own_export_holds_their_bounces(app, outbox, runner, tmp_path)
     assert bounce["status"].startswith("5.1.")
     assert bounce["diagnostic"]
     assert bounce["received_at"]
+    assert bounce["reason"] == "address" and "Final-Recipient" in bounce["report"]
 
 
 def test_a_bounced_address_cannot_add_a_list_on_its_preferences_page(
@@ -270,10 +271,10 @@ def soft_bounce_on(app, runner, tmp_path, mail, when, monkeypatch, sample="soft_
     return process(runner, tmp_path, raw)
 
 
-def test_soft_bounces_suppress_after_the_threshold_of_days(
+def test_soft_bounces_suppress_after_the_limit_spread_over_the_days(
     app, outbox, runner, tmp_path, monkeypatch
 ):
-    app.config.update(BOUNCE_SOFT_THRESHOLD=3, BOUNCE_SOFT_WINDOW_DAYS=7)
+    app.config.update(BOUNCE_SOFT_LIMIT=3, BOUNCE_SOFT_DAYS=4)
     mails = send_issue(app, outbox, count=1)
     ((address, mail),) = mails.items()
     start = utcnow()
@@ -283,25 +284,92 @@ def test_soft_bounces_suppress_after_the_threshold_of_days(
             app, runner, tmp_path, mail, start + timedelta(hours=hours), monkeypatch
         )
         assert "dočasná chyba (4.2.2)" in result.output
-    assert "dní s chybou v okně: 1" in result.output
+    assert "dní s chybou: 1" in result.output
     soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=2), monkeypatch)
     assert statuses(address) == {"confirmed"}
     result = soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=4), monkeypatch)
-    assert "dní s chybou v okně: 3" in result.output
+    assert "dní s chybou: 3" in result.output
     assert "vyřazena" in result.output
     assert statuses(address) == {"bounced"}
     assert suppressed(address)
+    bounce = db.session.scalars(select(Bounce)).first()
+    assert bounce.reason == "mailbox_full"
+    assert "Mailbox full" in bounce.raw
 
 
-def test_old_soft_bounces_decay_out_of_the_window(app, outbox, runner, tmp_path, monkeypatch):
-    app.config.update(BOUNCE_SOFT_THRESHOLD=3, BOUNCE_SOFT_WINDOW_DAYS=7)
+def test_soft_bounces_within_too_few_days_do_not_suppress(
+    app, outbox, runner, tmp_path, monkeypatch
+):
+    """Five bad days are not enough when they all fall within the last few days."""
+    app.config.update(BOUNCE_SOFT_LIMIT=3, BOUNCE_SOFT_DAYS=7)
     mails = send_issue(app, outbox, count=1)
     ((address, mail),) = mails.items()
     start = utcnow()
-    for days in (0, 1, 9, 10):  # never three days within a week
+    for days in (0, 1, 2, 3):
         soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=days), monkeypatch)
     assert statuses(address) == {"confirmed"}
-    assert not suppressed(address)
+    soft_bounce_on(app, runner, tmp_path, mail, start + timedelta(days=7), monkeypatch)
+    assert statuses(address) == {"bounced"}
+
+
+def test_an_accepted_delivery_resets_the_score(app, outbox, runner, tmp_path, monkeypatch):
+    app.config.update(BOUNCE_SOFT_LIMIT=2, BOUNCE_SOFT_DAYS=1)
+    ((address, first),) = send_issue(app, outbox, count=1).items()
+    process(runner, tmp_path, bounce_bytes("soft_mailbox_full.eml", first))
+    subscriber = db.session.scalar(select(Subscriber).filter_by(email_key=address))
+    assert recording.soft_score(subscriber) == 1
+    send_issue(app, outbox, count=0)  # accepted, and nothing comes back
+    assert recording.soft_score(subscriber) == 0
+    third = send_issue(app, outbox, count=0)[address]
+    result = soft_bounce_on(app, runner, tmp_path, third, utcnow() + timedelta(days=3), monkeypatch)
+    assert "dní s chybou: 1" in result.output
+    assert statuses(address) == {"confirmed"}
+
+
+def test_a_block_of_one_issue_by_many_domains_suppresses_nobody(app, outbox, runner, tmp_path):
+    """Three providers refusing the same issue as spam: the problem is us."""
+    app.config.update(BOUNCE_SOFT_LIMIT=2, BOUNCE_SOFT_DAYS=0)
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    for domain in ("seznam.example", "centrum.example", "post.example"):
+        email = f"jana@{domain}"
+        person = Subscriber(email=email, email_key=email, ascii_email=email)
+        db.session.add(person)
+        db.session.flush()
+        db.session.add(
+            Subscription(
+                subscriber_id=person.id,
+                list_id=mailing_list.id,
+                status="confirmed",
+                confirmed_at=utcnow(),
+            )
+        )
+    db.session.commit()
+    mails = send_issue(app, outbox, count=0)
+    assert len(mails) == 3
+    for mail in mails.values():
+        assert process(runner, tmp_path, bounce_bytes("policy_reject.eml", mail)).exit_code == 0
+    assert all(statuses(a) == {"confirmed"} for a in mails)
+    assert all(not suppressed(a) for a in mails)
+    bounces = db.session.scalars(select(Bounce)).all()
+    assert len(bounces) == 3 and all(b.about_us for b in bounces)
+    assert {recording.soft_score(b.subscriber) for b in bounces} == {0}
+    issue_id = db.session.get(Delivery, bounces[0].delivery_id).issue_id
+    assert recording.blocked_domains(issue_id) == [
+        "centrum.example",
+        "post.example",
+        "seznam.example",
+    ]
+
+
+def test_a_report_with_nul_bytes_is_stored_on_every_database(app, outbox, runner, tmp_path):
+    """PostgreSQL text cannot hold NUL; a broken report must still be recorded."""
+    mails = send_issue(app, outbox, count=1)
+    ((address, mail),) = mails.items()
+    raw = bounce_bytes("postfix_hard.eml", mail) + b"\r\n" + b"x" * 5000 + b"\0garbage\r\n"
+    assert process(runner, tmp_path, raw).exit_code == 0
+    bounce = db.session.scalar(select(Bounce))
+    assert "\0" not in bounce.raw and "garbage" in bounce.raw
+    assert statuses(address) == {"bounced"}
 
 
 def test_policy_rejections_are_soft(app, outbox, runner, tmp_path):
@@ -338,7 +406,7 @@ def test_auto_replies_are_ignored(app, outbox, runner, tmp_path):
 def test_reactivation_restores_confirmed_and_forgets_old_bounces(
     app, outbox, runner, tmp_path, monkeypatch
 ):
-    app.config.update(BOUNCE_SOFT_THRESHOLD=2, BOUNCE_SOFT_WINDOW_DAYS=7)
+    app.config.update(BOUNCE_SOFT_LIMIT=2, BOUNCE_SOFT_DAYS=7)
     mails = send_issue(app, outbox, count=1)
     ((address, mail),) = mails.items()
     process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
@@ -484,7 +552,7 @@ def test_receiver_asks_to_retry_when_the_database_fails(app, outbox, receiver, m
     def broken(*args, **kwargs):
         raise RuntimeError("database down")
 
-    monkeypatch.setattr(recording, "record_report", broken)
+    monkeypatch.setattr(inbox, "record_report", broken)
     with (
         smtplib.SMTP("127.0.0.1", receiver, timeout=10) as smtp,
         pytest.raises(smtplib.SMTPDataError) as refused,
@@ -523,7 +591,7 @@ def test_process_asks_the_mta_to_retry_when_the_database_is_down(
     def unreachable(*args, **kwargs):
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
 
-    monkeypatch.setattr(recording, "record_report", unreachable)
+    monkeypatch.setattr(inbox, "record_report", unreachable)
     result = process(runner, tmp_path, bounce_bytes("postfix_hard.eml", mail))
     assert result.exit_code == 75
     assert "Databáze není dostupná" in result.output
@@ -546,3 +614,6 @@ def test_the_issue_report_lists_its_bounces(app, outbox, runner, tmp_path, clien
     assert address in page
     assert "5.1.10" in page
     assert "RESOLVER.ADR.RecipientNotFound" in page
+
+
+# --- spam complaints (ARF feedback reports) ---------------------------------------

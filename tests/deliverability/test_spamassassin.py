@@ -59,10 +59,9 @@ from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
 import service.mail
-from service import create_app
 from service.accounts import create_user
-from service.addresses import forget_smtputf8_capability, parse_address_for_app
-from service.clock import utcnow
+from service.addresses import parse_address_for_app
+from service.clock import local_zone, utcnow
 from service.config import SETTINGS
 from service.dev.mail_catcher import CaughtMail
 from service.extensions import db
@@ -70,12 +69,12 @@ from service.groups import membership
 from service.issues import sending
 from service.issues.attachments import add_attachment
 from service.jobs import redis_connection
-from service.meetings import calendar
 from service.meetings import rules as meetings
 from service.models import MailingList, Meeting, Subscription
 from service.subscriptions import actions
 from tests.conftest import (
     add_confirmed_subscribers,
+    build_app,
     empty_database,
     link_to,
     make_config,
@@ -361,7 +360,7 @@ def produce_all(app, sink) -> dict[str, CaughtMail]:
     mails.take("group_announcement", member_address)
 
     start = (utcnow() + timedelta(days=30)).replace(hour=8, minute=30, second=0, microsecond=0)
-    prague_start = start.replace(tzinfo=UTC).astimezone(calendar.zone()).replace(tzinfo=None)
+    prague_start = start.replace(tzinfo=UTC).astimezone(local_zone()).replace(tzinfo=None)
     meeting_fields, errors = meetings.validate_meeting(
         {
             "start": prague_start.isoformat(),
@@ -429,8 +428,7 @@ def fixed_random_parts() -> Iterator[None]:
 
 def mails_of_every_kind(config: dict, smtp_sink) -> dict[str, CaughtMail]:
     """Every kind of mail, produced by a fresh app with `config` (its own SQLite file)."""
-    app = create_app(config)
-    forget_smtputf8_capability()
+    app = build_app(config)
     smtp_sink.catcher.clear()
     with app.app_context():
         empty_database()

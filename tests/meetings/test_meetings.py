@@ -107,7 +107,6 @@ def test_invitation_carries_an_icalendar_request_with_prague_times(app, outbox, 
 
     assert len(outbox.mails) == 3
     cals = calendars(outbox)
-    assert {c.to_ical() for c in cals} == {cals[0].to_ical()}  # the same bytes for everyone
     cal = cals[0]
     assert cal["METHOD"] == "REQUEST"
     assert cal["VERSION"] == "2.0"
@@ -123,12 +122,36 @@ def test_invitation_carries_an_icalendar_request_with_prague_times(app, outbox, 
     assert "zasedací místnost 118" in event["LOCATION"]
     assert "https://meet.example.cz/psb" in event["LOCATION"]
     assert "Bytový fond města" in event["DESCRIPTION"]
-    assert str(event["ORGANIZER"]) == "mailto:zpravodaj@socialnibydleni.example"
+    assert str(event["ORGANIZER"]).startswith("mailto:rsvp+m")
+    assert str(event["ORGANIZER"]).endswith("@socialnibydleni.example")
     assert event["ORGANIZER"].params["CN"] == "Pracovní skupina sociálního bydlení"
     assert event["SEQUENCE"] == 0
     assert event["STATUS"] == "CONFIRMED"
     assert event["UID"].endswith("@socialnibydleni.example")
-    assert "ATTENDEE" not in event
+    assert "RRULE" not in event
+
+    # Each member's copy names that member as ATTENDEE (RFC 5546 §3.2.2), and only them.
+    for mail, cal in zip(outbox.mails, cals, strict=True):
+        attendee = event_of(cal)["ATTENDEE"]
+        assert not isinstance(attendee, list)
+        [recipient] = mail.rcpt_tos
+        assert str(attendee) == f"mailto:{recipient}"
+        assert attendee.params["ROLE"] == "REQ-PARTICIPANT"
+        assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
+        assert attendee.params["RSVP"] == "TRUE"
+        assert attendee.params["CN"].startswith("Čtenář ")
+        assert str(mail.message["To"]) == f"{attendee.params['CN']} <{recipient}>"
+    # ... and its own reply address; the rest of the calendar is the same for all.
+    assert len({str(event_of(c)["ORGANIZER"]) for c in cals}) == 3
+    without_personal = {
+        b"\r\n".join(
+            line
+            for line in c.to_ical().split(b"\r\n")
+            if not line.startswith((b"ATTENDEE", b"ORGANIZER", b"DTSTAMP", b" "))
+        )
+        for c in cals
+    }
+    assert len(without_personal) == 1
 
     mail = outbox.mails[0].message
     [calendar_part] = [p for p in mail.walk() if p.get_content_type() == "text/calendar"]
@@ -179,7 +202,12 @@ def test_update_keeps_the_uid_and_raises_the_sequence(app, outbox, members):
         meeting, meeting_input((day + timedelta(days=1)).replace(hour=13)), None
     )
     db.session.commit()
-    assert update.status == "draft" and update.subject.startswith("Změna: ")
+    assert update.status == "draft"
+    tomorrow = day + timedelta(days=1)
+    assert update.subject == (
+        f"Změna termínu: Setkání PSB v prosinci nově v pátek {tomorrow.day}. "
+        f"{WINTER_MONTHS[tomorrow.month]} od 13:00"
+    )
     send(update)
     run_jobs(app)
 

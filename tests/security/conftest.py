@@ -20,6 +20,7 @@ from service.clock import utcnow
 from service.extensions import db
 from service.groups.emails import invitation_token
 from service.groups.joining import join_token
+from service.meetings.rsvp import rsvp_token
 from service.models import (
     Attachment,
     Issue,
@@ -44,6 +45,7 @@ class World:
     invitation: Issue  # sent group announcement about the meeting
     meeting: Meeting
     attachment: Attachment
+    document: Attachment  # of the sent group announcement: on the members' page
 
     def token_for(self, endpoint: str) -> str:
         """A valid signed token for a route taking one."""
@@ -61,8 +63,12 @@ class World:
             return invitation_token(self.invitee, self.group)
         if endpoint.startswith("groups.confirm_join"):
             return join_token(self.joiner, self.group)
-        if endpoint == "groups.member_page":
+        if endpoint in ("groups.member_page", "groups.document"):
             return tokens.preferences_token(self.member)
+        if endpoint == "groups.calendar_feed":
+            return tokens.dump("calendar", {"s": self.member.public_key, "l": GROUP})
+        if endpoint.startswith("rsvp."):
+            return rsvp_token(self.member.public_key, self.meeting.id)
         raise AssertionError(f"no token known for {endpoint}: teach tests/security/conftest.py")
 
     @property
@@ -89,6 +95,8 @@ class World:
                 values[name] = self.meeting.id
             elif name == "attachment_id":
                 values[name] = self.attachment.id
+            elif name == "document_id":
+                values[name] = self.document.id
             elif name == "user_id":
                 values[name] = None  # filled by the caller (needs the accounts)
             elif name in ("text_id", "version"):
@@ -168,7 +176,15 @@ def world(app) -> World:
         sha256="0" * 64,
         data=b"%PDF",
     )
-    db.session.add(attachment)
+    document = Attachment(
+        issue_id=invitation.id,
+        filename="podklady.pdf",
+        content_type="application/pdf",
+        size=4,
+        sha256="0" * 64,
+        data=b"%PDF",
+    )
+    db.session.add_all([attachment, document])
     db.session.commit()
     member_subscription = next(s for s in member.subscriptions)
     return World(
@@ -182,6 +198,7 @@ def world(app) -> World:
         invitation=invitation,
         meeting=meeting,
         attachment=attachment,
+        document=document,
     )
 
 

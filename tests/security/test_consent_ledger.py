@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from service import create_app, ledger
 from service.extensions import db
 from service.models import ConsentEvent, ConsentText, MailingList, Subscriber
+from service.schema import init_migrations
 from service.subscriptions import actions
 from tests.conftest import ledger_unguarded, link_to, run_jobs
 
@@ -174,6 +175,7 @@ def test_verify_names_an_event_whose_text_was_swapped_with_its_hash(history, run
 def test_migration_keeps_existing_events_and_chains_them(app_config, runner):
     """A database at the revision before the ledger, holding events, upgraded to head."""
     app = create_app(app_config)
+    init_migrations(app)
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as connection:

@@ -16,8 +16,8 @@ from flask import url_for
 from sqlalchemy import inspect, select, text
 
 from service.extensions import db
+from service.http_guards import CSRF_MESSAGE as CSRF_LAZY
 from service.models import ConsentEvent, OutgoingMail, Subscription
-from service.pages import CSRF_MESSAGE as CSRF_LAZY
 from tests.conftest import PASSWORD, csrf_token_of, log_in
 from tests.security.conftest import get_rules, is_admin_page
 

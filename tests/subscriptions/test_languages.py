@@ -17,7 +17,7 @@ from service.extensions import db
 from service.groups import membership
 from service.models import ConsentEvent, MailingList, Subscriber, Subscription
 from service.subscriptions.reminders import send_due_reminders
-from tests.conftest import link_to, privacy_link, run_jobs
+from tests.conftest import link_to, privacy_link, process_signups, run_jobs
 from tests.i18n_checks import untranslated, visible_text
 from workers.schedule import SCHEDULE
 
@@ -37,6 +37,7 @@ def sign_up(client, query="", **extra):
     data = {"email": "jana@seznam.cz", "list": ["zpravodaj"], "list_choice": "1", **extra}
     response = client.post(f"/subscribe{query}", data=data)
     assert response.status_code == 202
+    process_signups()  # the sign-up job's work (service/subscriptions/signup.py)
     return response
 
 

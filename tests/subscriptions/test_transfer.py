@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from service.extensions import db
 from service.models import ConsentEvent, MailingList, OutgoingMail, Subscriber, Subscription
+from tests.conftest import process_signups
 
 CSV = """email,name,organization
 jana.novakova@seznam.cz,Jana Nováková,Magistrát města Ostravy
@@ -132,6 +133,7 @@ def test_import_accepts_excel_bom_and_header_case(runner, app, tmp_path):
 def test_export_writes_csv_with_status_and_times(runner, app, tmp_path, client):
     run_import(runner, write(tmp_path, "email,name\njana@seznam.cz,Jana\n"))
     client.post("/subscribe", json={"email": "petr@seznam.cz"})
+    process_signups()
     result = runner.invoke(args=["subscribers", "export", "--list", "zpravodaj"])
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.output)))

@@ -334,6 +334,9 @@ def test_no_such_mailbox_at_rcpt_is_a_hard_bounce_and_the_next_issue_skips_it(ap
     (bounce,) = db.session.scalars(select(Bounce)).all()
     assert (bounce.kind, bounce.status) == ("hard", "5.1.1")
     assert bounce.delivery_id is not None
+    # The admin sees the server's own answer as the report (no NUL: PostgreSQL text).
+    assert bounce.reason == "address" and "5.1.1 No such user" in bounce.raw
+    assert "\0" not in bounce.raw
 
     outbox.catcher.clear()
     send(make_issue())
@@ -659,3 +662,69 @@ def test_group_announcement_links_each_member_to_the_members_page(app, client, o
         assert page.status_code == 200
         assert "Pozvánka na setkání" in page.get_data(as_text=True)
     assert "/archive/" not in outbox.mails[0].message.get_body(("plain",)).get_content()
+
+
+def counted_by_rows(issue_id: int) -> dict[str, int]:
+    """The deliveries counted one by one: what the per-batch counters must always equal."""
+    db.session.expire_all()
+    rows = db.session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
+    ).all()
+    return {status: n for status, n in rows}
+
+
+def counted_by_batches(issue_id: int) -> dict[str, int]:
+    batches = db.session.scalars(select(DeliveryBatch).where(DeliveryBatch.issue_id == issue_id))
+    totals = {"total": 0, "sent": 0, "failed": 0, "skipped": 0, "cancelled": 0}
+    for batch in batches:
+        totals["total"] += batch.total_count
+        for status in ("sent", "failed", "skipped", "cancelled"):
+            totals[status] += getattr(batch, f"{status}_count")
+    return totals
+
+
+def assert_counters_in_step(issue_id: int) -> None:
+    rows = counted_by_rows(issue_id)
+    batches = counted_by_batches(issue_id)
+    assert batches["total"] == sum(rows.values())
+    for status in ("sent", "failed", "skipped", "cancelled"):
+        assert batches[status] == rows.get(status, 0), (status, rows, batches)
+
+
+def test_per_batch_counters_stay_in_step_through_refusals_unsubscribes_cancel_and_resend(
+    app, outbox
+):
+    """Progress reads the batches' counters only: whatever moved the deliveries (a send,
+    a refusal, an unsubscribe found at the batch's start, a cancel, "send again"),
+    the counters say what counting the delivery rows says."""
+    add_confirmed_subscribers("zpravodaj", 9)
+    app.config["BATCH_SIZE"] = 3
+    outbox.catcher.reject_rcpt["odberatel1@example.cz"] = (550, "5.1.1 No such user")
+    issue = make_issue()
+    send(issue)
+    fan_out(issue.id)
+    _sql_on_the_side(
+        app,
+        "UPDATE subscription SET status = 'unsubscribed' WHERE subscriber_id = "
+        "(SELECT id FROM subscriber WHERE email = 'odberatel2@example.cz')",
+    )
+    first_batch = db.session.scalar(select(func.min(Delivery.batch_id)))
+    deliver_batch(first_batch)
+    assert_counters_in_step(issue.id)
+    sending.cancel(db.session.get(Issue, issue.id))
+    db.session.commit()
+    run_jobs(app)
+    assert_counters_in_step(issue.id)
+    assert counts(issue) == {
+        "total": 9, "sent": 1, "failed": 1, "pending": 0, "skipped": 1, "cancelled": 6
+    }  # fmt: skip
+
+    db.session.expire_all()
+    assert sending.resend_unreached(db.session.get(Issue, issue.id)) == 7
+    db.session.commit()
+    run_jobs(app)
+    assert_counters_in_step(issue.id)
+    assert counts(issue)["sent"] == 7
+    assert db.session.get(Issue, issue.id).status == "sent"

@@ -37,6 +37,7 @@ from tests.conftest import (
     ledger_unguarded,
     link_to,
     log_in,
+    process_signups,
     run_jobs,
 )
 from workers import retention
@@ -93,7 +94,9 @@ def newest(column):
 
 def test_old_unconfirmed_signups_are_purged_with_their_records(client, app, outbox):
     client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    process_signups()
     client.post("/subscribe", json={"email": "potvrdila@seznam.cz"})
+    process_signups()
     run_jobs(app)
     client.post(link_to(outbox.mails[1], "/confirm/"))
     age_everything(days=31)
@@ -109,6 +112,7 @@ def test_old_unconfirmed_signups_are_purged_with_their_records(client, app, outb
 
 def test_recent_unconfirmed_signups_stay(client, app):
     client.post("/subscribe", json={"email": "nova@seznam.cz"})
+    process_signups()
     age_everything(days=29)
     assert purge_unconfirmed() == 0
     assert count(Subscriber) == 1
@@ -116,6 +120,7 @@ def test_recent_unconfirmed_signups_stay(client, app):
 
 def test_unconfirmed_signup_is_purged_one_second_after_the_period(client, app, clock):
     client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    process_signups()
     signed_up = newest(Subscription.subscribed_at)
 
     clock.now = signed_up + timedelta(days=30)
@@ -175,6 +180,7 @@ def test_join_request_waiting_for_the_coordinator_is_not_purged(client, app, clo
 def test_zero_keeps_unconfirmed_sign_ups_for_ever(client, app, clock):
     app.config["PENDING_PURGE_DAYS"] = 0
     client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    process_signups()
     clock.now = utcnow() + timedelta(days=10 * 365)
     assert purge_unconfirmed() == 0
     assert count(Subscriber) == 1
@@ -281,6 +287,7 @@ def test_cancelled_issue_is_reduced_with_its_cancelled_count(app, clock, outbox)
 
 def test_old_sent_mails_and_bounces_are_deleted_queued_mails_stay(client, app, clock, outbox):
     client.post("/subscribe", json={"email": "jana@seznam.cz"})
+    process_signups()
     run_jobs(app)
     subscriber_id = db.session.scalar(select(Subscriber.id))
     sent_at = newest(OutgoingMail.sent_at)
@@ -288,7 +295,8 @@ def test_old_sent_mails_and_bounces_are_deleted_queued_mails_stay(client, app, c
         Bounce(subscriber_id=subscriber_id, kind="soft", fingerprint="a" * 64, received_at=sent_at)
     )
     db.session.commit()
-    client.post("/subscribe", json={"email": "petr@seznam.cz"})  # stays queued: no worker ran
+    client.post("/subscribe", json={"email": "petr@seznam.cz"})
+    process_signups()  # its mail stays queued: no worker ran
     assert count(OutgoingMail, OutgoingMail.status == "queued") == 1
 
     clock.now = sent_at + timedelta(days=180)
@@ -300,6 +308,29 @@ def test_old_sent_mails_and_bounces_are_deleted_queued_mails_stay(client, app, c
     assert count(OutgoingMail) == 1
     assert count(OutgoingMail, OutgoingMail.status == "queued") == 1
     assert count(Bounce) == 0
+
+
+def test_raw_bounce_reports_are_emptied_after_their_days(client, app, clock, outbox):
+    (subscriber_id,) = add_confirmed_subscribers("zpravodaj", 1)
+    received = utcnow()
+    db.session.add(
+        Bounce(
+            subscriber_id=subscriber_id,
+            kind="soft",
+            reason="mailbox_full",
+            status="4.2.2",
+            raw="Final-Recipient: rfc822; jana@seznam.cz\nStatus: 4.2.2\n",
+            fingerprint="b" * 64,
+            received_at=received,
+        )
+    )
+    db.session.commit()
+    clock.now = received + timedelta(days=30)
+    assert retention.purge_raw_bounces() == 0
+    clock.now = received + timedelta(days=30) + SECOND
+    assert retention.run_retention()["purged_raw_bounces"] == 1
+    assert count(Bounce, Bounce.raw.is_(None)) == 1
+    assert count(Bounce, Bounce.reason == "mailbox_full", Bounce.status == "4.2.2") == 1
 
 
 def test_zero_keeps_delivery_detail_for_ever(app, clock, outbox):
@@ -317,6 +348,7 @@ def test_zero_keeps_delivery_detail_for_ever(app, clock, outbox):
 def subscribe_and_confirm(client, app, outbox, email: str) -> int:
     outbox.catcher.clear()
     client.post("/subscribe", json={"email": email, "name": "Jana Nováková"})
+    process_signups()
     run_jobs(app)
     client.post(link_to(outbox.mails[-1], "/confirm/"))
     return db.session.scalar(select(Subscriber.id).filter_by(email=email))
@@ -409,6 +441,7 @@ def test_zero_keeps_consent_evidence_for_ever(client, app, clock, outbox):
 
 def test_workers_purge_when_they_start(client, app):
     client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    process_signups()
     age_everything(days=45)
     run_jobs(app)
     assert count(Subscriber) == 0
@@ -420,6 +453,7 @@ def test_retention_runs_at_most_once_an_hour_over_all_workers(client, app):
     first = run_if_due(RETENTION)
     assert set(first) >= {"purged_unconfirmed", "summarised_issues", "expired_consent_evidence"}
     client.post("/subscribe", json={"email": "nikdy@seznam.cz"})
+    process_signups()
     age_everything(days=45)
     # Another worker's periodic work within the hour reconciles but leaves retention alone.
     assert "purged_unconfirmed" not in run_periodic_work()
@@ -442,11 +476,13 @@ def test_an_unconfirmed_sign_up_after_withdrawing_keeps_the_evidence_and_the_wit
     consent evidence with it, and no import may add the person back meanwhile."""
     address = "odhlasila@seznam.cz"
     client.post("/subscribe", json={"email": address})
+    process_signups()
     run_jobs(app)
     client.post(link_to(outbox.mails[-1], "/confirm/"))
     run_jobs(app)
     client.post(link_to(outbox.mails[-1], "/unsubscribe/"))
     client.post("/subscribe", json={"email": address})
+    process_signups()
     assert db.session.scalar(select(Subscription.status)) == "pending"
     zpravodaj = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
 

@@ -1,0 +1,143 @@
+"""A meeting's attendance in the admin: answers by institution type, the CSV, the printable
+attendance sheet (prezenční listina), and ticking who came.
+
+A coordinator sees only their own groups' meetings; another group's meeting
+answers 404, as if it did not exist (its members are none of their business).
+"""
+
+from __future__ import annotations
+
+import io
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from ..extensions import db
+from ..meetings import attendance
+from ..meetings import rules as meetings
+from ..meetings.calendar import format_meeting_time, meeting_title
+from ..meetings.rsvp import LABELS
+from ..models import Meeting, PartStat
+from ..people_csv import writer
+from .auth import account
+from .blueprint import bp
+
+_MEETING = "/meetings/<int(max=2147483647):meeting_id>"
+CSV_COLUMNS = (
+    "name",
+    "email",
+    "organization",
+    "institution",
+    "function",
+    "answer",
+    "note",
+    "attended",
+)
+ANSWER_CODES = {
+    PartStat.ACCEPTED: "accepted",
+    PartStat.TENTATIVE: "tentative",
+    PartStat.DECLINED: "declined",
+    PartStat.NEEDS_ACTION: "needs_action",
+}
+
+
+def _meeting_or_404(meeting_id: int) -> Meeting:
+    """The meeting, if the signed-in account may manage its group; 404 otherwise."""
+    meeting = db.session.get(Meeting, meeting_id)
+    if meeting is None or not account().may_manage(meeting.mailing_list):
+        abort(404)
+    return meeting
+
+
+def _context(meeting: Meeting) -> dict:
+    people = attendance.attendees(meeting)
+    not_coming, absent = attendance.missing_kinds(people)
+    return {
+        "meeting": meeting,
+        "group": meeting.mailing_list,
+        "title": meeting_title(meeting),
+        "when": format_meeting_time(meeting.start, meeting.end),
+        "people": people,
+        "groups": attendance.by_institution(people),
+        "counts": attendance.counts(meeting),
+        "not_coming": not_coming,
+        "absent": absent,
+        "labels": LABELS,
+        "may_tick": meeting.started and meeting.cancelled_at is None,
+    }
+
+
+@bp.get(_MEETING + "/attendance")
+def meeting_attendance(meeting_id: int) -> ResponseReturnValue:
+    """Who comes, grouped by institution type, and which kinds of institution are missing."""
+    meeting = _meeting_or_404(meeting_id)
+    return render_template("admin/meeting_attendance.html", **_context(meeting))
+
+
+@bp.post(_MEETING + "/attendance")
+def meeting_attendance_post(meeting_id: int) -> ResponseReturnValue:
+    """After the meeting: the coordinator ticks who came."""
+    meeting = _meeting_or_404(meeting_id)
+    present = {int(v) for v in request.form.getlist("present") if v.isdigit() and len(v) < 12}
+    try:
+        came = attendance.record_attendance(meeting, present)
+    except attendance.AttendanceRefused as refused:
+        db.session.rollback()
+        flash(str(refused), "error")
+        return render_template("admin/meeting_attendance.html", **_context(meeting)), 409
+    db.session.commit()
+    flash(f"Účast je uložena: přišlo {came} z {len(attendance.attendees(meeting))}.", "success")
+    return redirect(url_for("admin.meeting_attendance", meeting_id=meeting.id))
+
+
+@bp.get(_MEETING + "/attendance.csv")
+def meeting_attendance_csv(meeting_id: int) -> ResponseReturnValue:
+    """The attendance as CSV (UTF-8 with a byte-order mark, for spreadsheets)."""
+    meeting = _meeting_or_404(meeting_id)
+    stream = io.StringIO()
+    stream.write("\ufeff")
+    out = writer(stream, CSV_COLUMNS)
+    out.writeheader()
+    for person in attendance.attendees(meeting):
+        out.writerow(
+            {
+                "name": person.name,
+                "email": person.email,
+                "organization": person.organization,
+                "institution": person.institution_label if person.institution else "",
+                "function": person.function,
+                "answer": ANSWER_CODES[PartStat(person.partstat)],
+                "note": person.note,
+                "attended": "" if person.attended is None else ("ano" if person.attended else "ne"),
+            }
+        )
+    return Response(
+        stream.getvalue(),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="ucast-setkani-{meeting.id}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.get(_MEETING + "/attendance/sheet")
+def meeting_attendance_sheet(meeting_id: int) -> ResponseReturnValue:
+    """The printable attendance sheet: names, organisations and a column to sign."""
+    meeting = _meeting_or_404(meeting_id)
+    return render_template("admin/meeting_sheet.html", **_context(meeting))
+
+
+@bp.post(_MEETING + "/minutes")
+def meeting_minutes(meeting_id: int) -> ResponseReturnValue:
+    """ "Napsat zápis": a draft of the minutes, opened for writing and attachments."""
+    meeting = _meeting_or_404(meeting_id)
+    try:
+        draft = meetings.start_minutes(meeting, account())
+    except meetings.MeetingError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("admin.meeting_attendance", meeting_id=meeting.id))
+    db.session.commit()
+    flash("Koncept zápisu je připraven; doplňte text, přiložte dokumenty a odešlete ho.", "success")
+    return redirect(url_for("admin.issue_edit", issue_id=draft.id))

@@ -1,0 +1,167 @@
+"""Who is coming to a meeting, whom they represent, and who came.
+
+The programme's point is all parties at one table: the coordinator sees the
+answers grouped by institution type, and which kinds of institution nobody
+comes for. The group's confirmed members are the invited; a member who
+answered and left since still shows with their answer. After the meeting
+the coordinator ticks who actually came (the printed attendance sheet,
+prezenční listina, is signed on paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+
+from ..extensions import db
+from ..models import (
+    INSTITUTION_TYPES,
+    Meeting,
+    MeetingResponse,
+    PartStat,
+    ResponseChannel,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+
+# The API's names of the counts (DESIGN.md §5.5).
+COUNT_KEYS = {
+    PartStat.ACCEPTED: "accepted",
+    PartStat.TENTATIVE: "tentative",
+    PartStat.DECLINED: "declined",
+    PartStat.NEEDS_ACTION: "needs_action",
+}
+UNSTATED = "neuvedeno"
+# "jiné" is no kind of institution a group could miss.
+EXPECTED_KINDS = tuple(key for key in INSTITUTION_TYPES if key != "jine")
+
+
+class AttendanceRefused(Exception):
+    """Attendance cannot be recorded now; the message is Czech (409)."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class Attendee:
+    """One invited member with their answer (NEEDS-ACTION when none) and attendance."""
+
+    subscriber_id: int
+    name: str
+    email: str
+    organization: str
+    institution: str  # INSTITUTION_TYPES key, or ""
+    function: str
+    partstat: str
+    note: str
+    attended: bool | None
+
+    @property
+    def institution_label(self) -> str:
+        return INSTITUTION_TYPES.get(self.institution, UNSTATED)
+
+
+def attendees(meeting: Meeting) -> list[Attendee]:
+    """The group's confirmed members and anyone who answered, by name."""
+    rows = db.session.execute(
+        select(Subscriber, Subscription, MeetingResponse)
+        .join(
+            Subscription,
+            (Subscription.subscriber_id == Subscriber.id)
+            & (Subscription.list_id == meeting.list_id),
+        )
+        .outerjoin(
+            MeetingResponse,
+            (MeetingResponse.subscriber_id == Subscriber.id)
+            & (MeetingResponse.meeting_id == meeting.id),
+        )
+        .where(
+            or_(
+                Subscription.status == SubscriptionStatus.CONFIRMED,
+                MeetingResponse.id.is_not(None),
+            )
+        )
+    ).all()
+    found = [
+        Attendee(
+            subscriber_id=subscriber.id,
+            name=subscriber.name,
+            email=subscriber.email,
+            organization=membership.organization,
+            institution=membership.institution,
+            function=membership.function,
+            partstat=response.partstat if response else PartStat.NEEDS_ACTION,
+            note=response.note if response else "",
+            attended=response.attended if response else None,
+        )
+        for subscriber, membership, response in rows
+    ]
+    return sorted(found, key=lambda a: ((a.name or a.email).casefold(), a.subscriber_id))
+
+
+def counts(meeting: Meeting) -> dict[str, int]:
+    """{"accepted", "tentative", "declined", "needs_action"} as the API shows them."""
+    result = dict.fromkeys(COUNT_KEYS.values(), 0)
+    for attendee in attendees(meeting):
+        result[COUNT_KEYS[PartStat(attendee.partstat)]] += 1
+    return result
+
+
+@dataclass(frozen=True)
+class InstitutionGroup:
+    label: str
+    attendees: list[Attendee]
+
+    def count(self, partstat: str) -> int:
+        return sum(1 for a in self.attendees if a.partstat == partstat)
+
+
+def by_institution(people: list[Attendee]) -> list[InstitutionGroup]:
+    """The attendees grouped by institution type, in the programme's order of types."""
+    order = {key: index for index, key in enumerate(INSTITUTION_TYPES)}
+    groups: dict[str, list[Attendee]] = {}
+    for attendee in people:
+        key = attendee.institution if attendee.institution in INSTITUTION_TYPES else ""
+        groups.setdefault(key, []).append(attendee)
+    return [
+        InstitutionGroup(INSTITUTION_TYPES.get(key, UNSTATED), groups[key])
+        for key in sorted(groups, key=lambda k: order.get(k, len(order)))
+    ]
+
+
+def missing_kinds(people: list[Attendee]) -> tuple[list[str], list[str]]:
+    """(kinds of institution with members but nobody coming, kinds with no member at all)."""
+    present = {a.institution for a in people}
+    coming = {a.institution for a in people if a.partstat == PartStat.ACCEPTED}
+    not_coming = [INSTITUTION_TYPES[k] for k in EXPECTED_KINDS if k in present - coming]
+    absent = [INSTITUTION_TYPES[k] for k in EXPECTED_KINDS if k not in present]
+    return not_coming, absent
+
+
+def record_attendance(meeting: Meeting, present: set[int]) -> int:
+    """The coordinator's ticks after the meeting: who came; returns how many came."""
+    if not meeting.started:
+        raise AttendanceRefused("Účast lze zaznamenat až od začátku setkání.")
+    if meeting.cancelled_at is not None:
+        raise AttendanceRefused("Setkání bylo zrušeno; účast se nezaznamenává.")
+    responses = {
+        r.subscriber_id: r
+        for r in db.session.scalars(select(MeetingResponse).filter_by(meeting_id=meeting.id))
+    }
+    came = 0
+    for attendee in attendees(meeting):
+        response = responses.get(attendee.subscriber_id)
+        if response is None:
+            response = MeetingResponse(
+                meeting_id=meeting.id,
+                subscriber_id=attendee.subscriber_id,
+                partstat=PartStat.NEEDS_ACTION,
+                channel=ResponseChannel.COORDINATOR,
+                sequence=meeting.sequence,
+            )
+            db.session.add(response)
+        response.attended = attendee.subscriber_id in present
+        came += response.attended
+    return came

@@ -1,0 +1,122 @@
+"""The sign-up flow, in two halves: the web request records, a job acts.
+
+`POST /subscribe` (routes.py) validates the form and then does the same
+constant work for every address: one INSERT of a `SignupRequest` row, one
+commit, one enqueue of `workers.signup.process_signup`. Everything that would
+differ between a new, a pending, a confirmed or a suppressed address (the
+subscriber and subscription rows, the consent event with its hash chain, the
+confirmation or "already subscribed" mail, the hourly mail cap) runs in that
+job, so neither the answer nor its timing tells whether an address is known
+(issue 11, finding 8). It is also what makes a sign-up cheap: the web request
+costs about one INSERT and one LPUSH.
+
+Nothing is lost: the row is committed before the enqueue, and a row whose
+enqueue failed (Redis down) or whose worker died mid-job is enqueued again
+by the reconciler (workers/reconcile.py). The job claims the row by deleting
+it, in the transaction that does the work: two runs of the same job cannot
+both act on it, and a run killed before its commit leaves the row for the next.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, delete, select
+
+from ..addresses import Address
+from ..consent import RequestInfo
+from ..extensions import db
+from ..jobs import after_commit, enqueue_signup
+from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
+from . import actions
+
+# The request's two statements, built once: SQLAlchemy Core on the session's
+# connection, with bound parameters, costs a fraction of building them per request.
+_requests = SignupRequest.__table__
+_INSERT_REQUEST = _requests.insert().returning(_requests.c.id)
+_lists = MailingList.__table__
+_NEWSLETTERS_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
+    _lists.c.slug.in_(bindparam("slugs", expanding=True)),
+    _lists.c.kind == ListKind.NEWSLETTER.value,
+)
+
+
+def record_request(
+    address: Address,
+    name: str,
+    list_ids: list[int],
+    consent_text_id: int,
+    info: RequestInfo,
+    language: str,
+) -> int:
+    """Store the sign-up and enqueue its job once the caller commits: the same for every
+    address. Returns the request's id. `language` is the page's (service.i18n), which
+    a new subscriber's mails will be written in.
+
+    One INSERT … RETURNING through SQLAlchemy Core: the ORM's unit of work
+    would cost more than the statement itself, and nothing here needs an object.
+    """
+    values = {
+        "email": address.email,
+        "email_key": address.key,
+        "ascii_email": address.ascii_email,
+        "name": name,
+        "list_ids": list_ids,
+        "consent_text_id": consent_text_id,
+        "channel": info.channel,
+        "ip": info.ip,
+        "user_agent": info.user_agent,
+        "origin": info.origin,
+        "language": language,
+    }
+    request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
+    after_commit(enqueue_signup, request_id)
+    return request_id
+
+
+def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
+    """(ids of the newsletters named, in the order given; the slugs that name none).
+
+    The sign-up's own light version of actions.newsletters_by_slug: ids only,
+    one Core query, no ORM objects.
+    """
+    wanted = list(dict.fromkeys(slugs))
+    rows = db.session.connection().execute(_NEWSLETTERS_BY_SLUG, {"slugs": wanted})
+    by_slug = {slug: list_id for slug, list_id in rows}
+    return [by_slug[s] for s in wanted if s in by_slug], [s for s in wanted if s not in by_slug]
+
+
+def process_request(request_id: int) -> actions.SignupResult | None:
+    """Act on one stored sign-up (the job's work); None when another run already did.
+
+    The row is claimed by deleting it; the caller commits the deletion with
+    the work, so the sign-up is done exactly once, however often the job runs.
+    """
+    row = db.session.get(SignupRequest, request_id)
+    if row is None:
+        return None
+    claimed = rows_matched(
+        delete(SignupRequest)
+        .where(SignupRequest.id == request_id)
+        .execution_options(synchronize_session=False)
+    )
+    if not claimed:  # a concurrent run deleted it between our read and our delete
+        return None
+    db.session.expunge(row)
+    lists = _newsletters(row.list_ids)
+    consent_text = db.session.get(ConsentText, row.consent_text_id)
+    if not lists or consent_text is None:
+        return actions.SignupResult()  # the lists were deleted meanwhile: nothing to join
+    info = RequestInfo(ip=row.ip, user_agent=row.user_agent, channel=row.channel, origin=row.origin)
+    address = Address(email=row.email, ascii_email=row.ascii_email)
+    return actions.signup(
+        address, row.name, lists, info, consent_text, at=row.requested_at, language=row.language
+    )
+
+
+def _newsletters(list_ids: list[int]) -> list[MailingList]:
+    """The newsletters among `list_ids`, in that order (a list may be gone since the request)."""
+    ids = [i for i in list_ids if isinstance(i, int)]
+    rows = db.session.scalars(
+        select(MailingList).where(MailingList.id.in_(ids), MailingList.kind == ListKind.NEWSLETTER)
+    )
+    by_id = {m.id: m for m in rows}
+    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]

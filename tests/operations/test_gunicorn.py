@@ -1,0 +1,202 @@
+"""The web app under gunicorn and a forking worker, sharing PROMETHEUS_MULTIPROC_DIR.
+
+Real processes, as production runs them: gunicorn with two processes serves
+the sign-ups and /metrics, `zpravodaj worker --burst` (a work horse forked
+per job) sends the confirmations, and one scrape adds up every process's
+counts. Under gunicorn the service's INFO lines reach stderr as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+
+from service import create_app
+from service.dev.processes import free_port
+from service.extensions import db
+from tests.conftest import make_config, seed_lists
+
+PROJECT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60
+
+
+def _request(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+@pytest.fixture
+def config(tmp_path, redis_url, outbox) -> Iterator[dict]:
+    """A migrated SQLite file, the test Redis and sink: shared by this process and the others."""
+    config = make_config(f"sqlite:///{tmp_path / 'shared.sqlite3'}", redis_url, outbox.url)
+    app = create_app(config)
+    with app.app_context():
+        db.create_all()
+        seed_lists()
+        db.session.remove()
+    Redis.from_url(redis_url).flushdb()
+    yield config
+    Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture
+def environment(config, tmp_path) -> dict[str, str]:
+    """The same settings for the subprocesses, with a multiprocess directory and JSON logs."""
+    multiproc = tmp_path / "metrics"
+    multiproc.mkdir()
+    env = {key: str(value) for key, value in config.items() if key != "TESTING"}
+    env.update(
+        MAIL_RETRY_INTERVALS="0,0",
+        EMBED_ORIGINS="",
+        RATE_LIMITS="off",
+        LOG_FORMAT="json",
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+        INSTANCE_PATH=str(tmp_path / "instance"),
+    )
+    return {**os.environ, **env}
+
+
+@pytest.fixture
+def gunicorn(environment, tmp_path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as sink:
+        # The production settings (service/gunicorn_conf.py), two processes.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf"],
+            cwd=PROJECT, stdout=sink, stderr=subprocess.STDOUT,
+            env={**environment, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"},
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert process.poll() is None, f"gunicorn exited:\n{log.read_text()}"
+            try:
+                if _request(f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"gunicorn did not answer within {START_TIMEOUT} s:\n{log.read_text()}")
+            time.sleep(0.2)  # a polling interval, not a guess at how long anything takes
+        yield base, log
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _samples(base: str, **headers: str) -> dict[tuple[str, tuple], float]:
+    status, _, text = _request(f"{base}/metrics", headers=headers)
+    assert status == 200, text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_gunicorn_and_a_forking_worker_report_through_one_scrape(gunicorn, environment, outbox):
+    base, log = gunicorn
+    request_ids = []
+    for n in range(6):
+        status, headers, _ = _request(
+            f"{base}/subscribe", f"email=ctenar{n}%40example.cz&list=zpravodaj".encode()
+        )
+        assert status == 202
+        request_ids.append(headers["X-Request-ID"])
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "service", "worker", "--burst"],
+        cwd=PROJECT, env=environment, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    assert len(outbox.mails) == 6
+
+    samples = _samples(base)
+    assert samples[("zpravodaj_signups_total", (("channel", "page"),))] == 6
+    sent = (("kind", "confirmation"), ("result", "sent"))
+    assert samples[("zpravodaj_mails_total", sent)] == 6  # counted in the work horses
+    assert samples[("zpravodaj_jobs_total", (("job", "send_outgoing"), ("result", "ok")))] == 6
+    assert samples[("zpravodaj_smtp_send_seconds_count", ())] == 6
+
+    # The work horses of a worker share one set of files: a few per process, not per job.
+    files = sorted(path.name for path in Path(environment["PROMETHEUS_MULTIPROC_DIR"]).iterdir())
+    identities = {name.rsplit("_", 1)[1].removesuffix(".db") for name in files}
+    assert any(identity.endswith("-horse") for identity in identities), files
+    assert len(identities) <= 4, files  # two gunicorn processes, the worker, its horses
+
+    # The worker's lines are JSON too, each line of a job naming it.
+    worker_lines = [json.loads(line) for line in worker.stderr.splitlines() if line.strip()]
+    sent_lines = [line for line in worker_lines if line["message"].endswith(" sent")]
+    assert len(sent_lines) == 6
+    assert all(line["job_id"].startswith("outgoing-mail-") for line in sent_lines)
+
+    # Under gunicorn the service's INFO lines are not lost, each is written once, and
+    # they name their request; gunicorn's own lines are JSON too.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    access = [line for line in lines if line["logger"] == "service.access"]
+    signups = [line for line in access if line["message"].startswith("POST /subscribe 202")]
+    assert sorted(line["request_id"] for line in signups) == sorted(request_ids)
+    assert all(line["level"] == "INFO" for line in access)
+    assert any(line["logger"] == "gunicorn.error" for line in lines)
+
+
+def test_a_worker_host_serves_its_metrics_on_its_own_port(config, environment, outbox):
+    """`zpravodaj worker --metrics-port`, for a host without the web app; token required."""
+    port = free_port()
+    env = {**environment, "METRICS_TOKEN": "worker-token"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "service", "worker", "--metrics-port", str(port)],
+        cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        app = create_app(config)
+        with app.app_context():
+            response = app.test_client().post(
+                "/subscribe", data={"email": "jana@example.cz", "list": "zpravodaj"}
+            )
+            assert response.status_code == 202
+            db.session.remove()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not outbox.mails:
+            assert worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "no confirmation mail"
+            time.sleep(0.2)  # a polling interval, not a guess at how long anything takes
+        base = f"http://127.0.0.1:{port}"
+        assert _request(f"{base}/metrics")[0] == 401
+        samples = _samples(base, Authorization="Bearer worker-token")
+        sent = (("kind", "confirmation"), ("result", "sent"))
+        assert samples[("zpravodaj_mails_total", sent)] == 1
+        # The database's facts are the web app's to report, not every worker host's.
+        assert not any(name.startswith("zpravodaj_queue_") for name, _ in samples)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def test_metrics_port_without_a_multiprocess_directory_is_refused(environment):
+    env = {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "worker", "--burst", "--metrics-port", str(free_port())],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr

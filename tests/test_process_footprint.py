@@ -1,0 +1,70 @@
+"""What the web and worker processes load: no Alembic, no scrypt at import (issue 14).
+
+Each check runs in a fresh interpreter, since the test process itself has
+imported everything long ago.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+from service.paths import PROJECT_ROOT
+
+# What gunicorn (wsgi.py) and `zpravodaj worker` (service.cli, workers.app_worker) import.
+PROBE = """
+import json, sys
+from wsgi import app
+import service.cli, workers.app_worker, workers.signup
+import service.accounts
+print(json.dumps({
+    "migration_modules": sorted(
+        m for m in sys.modules if m.split(".")[0] in ("alembic", "flask_migrate")
+    ),
+    "dummy_hashes_made": service.accounts._dummy_hash.cache_info().currsize,
+}))
+"""
+
+
+def service_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "REDIS", "SMTP"))}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'probe.sqlite3'}",
+        REDIS_URL="redis://127.0.0.1:9/0",  # never connected to by these commands
+        SMTP_URL="smtp://127.0.0.1:9",
+        SECRET_KEY="probe",
+        INSTANCE_PATH=str(tmp_path),
+    )
+    return env
+
+
+def test_web_and_worker_processes_import_no_alembic_and_hash_no_password(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=service_env(tmp_path),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded == {"migration_modules": [], "dummy_hashes_made": 0}
+
+
+def test_db_upgrade_still_migrates(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "db", "upgrade"],
+        env=service_env(tmp_path),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "probe.sqlite3") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"alembic_version", "signup_request", "subscriber"} <= tables
