@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from .i18n import current_language
+
 _GROUP_WORD = re.compile(r"\bskupina\b", re.IGNORECASE)
 
 
@@ -38,3 +40,9 @@ def group_genitive(name: str) -> str:
     before = [w[:-1] + "é" if w.endswith("á") else w for w in before]
     noun = "skupiny" if match.group().islower() else "Skupiny"
     return " ".join(before) + noun + name[match.end() :]
+
+
+def group_in_sentence(name: str) -> str:
+    """A group's name inside a sentence of the current language: declined in Czech
+    (`group_genitive`), as it is in English."""
+    return group_genitive(name) if current_language() == "cs" else name

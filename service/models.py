@@ -269,6 +269,8 @@ class MailingList(Model):
 
     __tablename__ = "mailing_list"
     __table_args__ = (one_of("kind", ListKind), one_of("visibility", GroupVisibility))
+    # `language` comes from its server default, read when first used (see Subscriber).
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -283,6 +285,10 @@ class MailingList(Model):
     meeting_place: Mapped[str] = mapped_column(String(300), default="")
     meeting_rhythm: Mapped[str] = mapped_column(String(200), default="")  # "every 2nd Tuesday"
     visibility: Mapped[str] = mapped_column(String(16), default=GroupVisibility.PUBLIC)
+    # The language its issues are written in ("cs" or "en", service/i18n.py): their
+    # mails' fixed parts (footer, meeting box), the meeting announcements and the
+    # coordinators' notices follow it, whatever the reader's own language.
+    language: Mapped[str] = mapped_column(String(8), server_default="cs")
 
     def __repr__(self) -> str:
         return f"<MailingList {self.slug}>"

@@ -5,20 +5,15 @@ from __future__ import annotations
 from flask import Flask, redirect, url_for
 from flask_babel import lazy_gettext as _l
 
-from .czech import group_genitive, plural
-from .i18n import current_language
+from .czech import group_in_sentence, plural
 from .lookalikes import address_filter
-
-
-def _group_in_sentence(name: str) -> str:
-    """Czech declines the group's name inside a sentence; English says it as it is."""
-    return group_genitive(name) if current_language() == "cs" else name
 
 
 def init_app(app: Flask) -> None:
     """Register the template filters and globals and the home URL on `app`."""
     app.jinja_env.filters["plural"] = plural
-    app.jinja_env.filters["group_genitive"] = _group_in_sentence
+    # Czech declines the group's name inside a sentence; English says it as it is.
+    app.jinja_env.filters["group_genitive"] = group_in_sentence
     # Every address the admin shows goes through it (look-alike domains in ASCII).
     app.jinja_env.filters["address"] = address_filter
     app.jinja_env.globals["site_name"] = _l("Sociální bydlení v ČR")

@@ -63,12 +63,15 @@ def format_meeting_time(start_utc: datetime, end_utc: datetime, zone: str = ZONE
 
 
 def on_day(moment: datetime, zone: str = ZONE) -> str:
-    """ "ve čtvrtek 11. prosince": the day of a stored moment, as a Czech subject line says it
-    (meeting announcements are written in Czech whatever the page's language)."""
+    """ "ve čtvrtek 11. prosince", "on Thursday, December 11": the day of a stored moment
+    as a subject line says it, in the current language."""
     local = local_time(moment, zone)
-    return f"{WEEKDAYS_ON[local.weekday()]} {format_date(local, 'd. MMMM', locale='cs')}"
+    language = current_language()
+    if language == "cs":
+        return f"{WEEKDAYS_ON[local.weekday()]} {format_date(local, 'd. MMMM', locale='cs')}"
+    return _("dne %(day)s", day=format_date(local, "EEEE, MMMM d", locale=language))
 
 
 def clock_time(moment: datetime, zone: str = ZONE) -> str:
-    """ "9:30": the wall-clock time of a stored moment, in Czech text."""
-    return _clock(local_time(moment, zone), "cs")
+    """ "9:30" ("9:30 AM"): the wall-clock time of a stored moment."""
+    return _clock(local_time(moment, zone))
