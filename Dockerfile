@@ -15,7 +15,7 @@ FROM ${PYTHON} AS build
 WORKDIR /src
 COPY requirements/build.txt requirements/build.txt
 RUN python -m pip install --no-cache-dir --require-hashes -r requirements/build.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py babel.cfg ./
 COPY service service
 COPY workers workers
 COPY templates templates

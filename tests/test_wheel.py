@@ -28,10 +28,12 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from babel.messages.mofile import read_mo
 from redis import Redis
 
 from service.dev.processes import free_port
@@ -88,10 +90,25 @@ def _fresh_venv(path: Path, wheel: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory) -> Path:
+    return _build_wheel(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel) -> Path:
     """The bin/ folder of a fresh venv holding the wheel."""
-    base = tmp_path_factory.mktemp("wheel")
-    return _fresh_venv(base / "venv", _build_wheel(base / "dist"))
+    return _fresh_venv(tmp_path_factory.mktemp("wheel") / "venv", wheel)
+
+
+def test_the_wheel_carries_the_catalogues_compiled(wheel):
+    """The .mo files are not in git: the build hook (hatch_build.py) compiles them."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for language in ("cs", "en"):
+            assert f"service/translations/{language}/LC_MESSAGES/messages.po" in names
+            assert f"service/translations/{language}/LC_MESSAGES/messages.mo" in names
+        compiled = archive.read("service/translations/en/LC_MESSAGES/messages.mo")
+    assert read_mo(io.BytesIO(compiled)).get("Neplatný e-mail.").string == "Invalid e-mail address."
 
 
 @pytest.fixture
@@ -210,6 +227,9 @@ def test_the_installed_wheel_runs_a_sign_up_to_the_confirmation_mail(
         status, page = http(base, "/subscribe")
         assert status == 200 and "Neplatný e-mail." not in page and "<form" in page
         assert http(base, "/static/zpravodaj.css")[0] == 200
+        # The catalogues compiled into the wheel: the same page in English.
+        status, page = http(base, "/subscribe?lang=en")
+        assert status == 200 and "Subscribe" in page and '<html lang="en">' in page
 
         for address in ("jana.novakova@seznam.cz", "neexistuje@example.cz"):
             assert http(base, "/subscribe", {"email": address, "list": "zpravodaj"})[0] == 202
