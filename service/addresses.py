@@ -19,6 +19,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from .jobs import redis_connection
 
@@ -60,7 +61,7 @@ def _remember_domains() -> None:
 
 _remember_domains()
 
-INVALID_ADDRESS_MESSAGE = "Neplatný e-mail."
+INVALID_ADDRESS_MESSAGE = _l("Neplatný e-mail.")
 
 # Where the worker records what the SMTP server's EHLO said about SMTPUTF8;
 # the web process never talks SMTP itself.

@@ -280,6 +280,8 @@ class MailingList(Model):
 
     __tablename__ = "mailing_list"
     __table_args__ = (one_of("kind", ListKind), one_of("visibility", GroupVisibility))
+    # `language` comes from its server default, read when first used (see Subscriber).
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -294,6 +296,10 @@ class MailingList(Model):
     meeting_place: Mapped[str] = mapped_column(String(300), default="")
     meeting_rhythm: Mapped[str] = mapped_column(String(200), default="")  # "every 2nd Tuesday"
     visibility: Mapped[str] = mapped_column(String(16), default=GroupVisibility.PUBLIC)
+    # The language its issues are written in ("cs" or "en", service/i18n.py): their
+    # mails' fixed parts (footer, meeting box), the meeting announcements and the
+    # coordinators' notices follow it, whatever the reader's own language.
+    language: Mapped[str] = mapped_column(String(8), server_default="cs")
 
     def __repr__(self) -> str:
         return f"<MailingList {self.slug}>"
@@ -303,6 +309,9 @@ class Subscriber(Model):
     """One person, identified by the case-folded normalised address."""
 
     __tablename__ = "subscriber"
+    # `language` comes from its server default and is read when first used, not
+    # returned by every INSERT (which would name it even to an older schema).
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_key)
@@ -314,6 +323,9 @@ class Subscriber(Model):
     # part itself is non-ASCII and the mail needs SMTPUTF8.
     ascii_email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200), default="")
+    # "cs" or "en": the language of every mail to them and of their personal pages;
+    # the page they signed up on sets it, the preferences page changes it.
+    language: Mapped[str] = mapped_column(String(8), server_default="cs")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Bounces before this moment no longer count (an administrator reactivated
     # the address after fixing the cause).

@@ -18,16 +18,11 @@ from service.clock import utcnow
 from service.extensions import db
 from service.issues import sending
 from service.jobs import LIVE_JOB_STATES, redis_connection
-from service.meetings.calendar import meeting_title
 from service.meetings.reminders import enqueue_reminder, reminder_job_id, reminder_time
+from service.meetings.wording import reminder_text
 from service.models import Issue, IssueStatus, Meeting, MeetingMethod, rows_matched
 
 log = logging.getLogger(__name__)
-
-REMINDER_BODY = (
-    "Dobrý den,\n\npřipomínáme blížící se setkání pracovní skupiny {group}. "
-    "Termín, místo a program najdete níže.\n"
-)
 
 
 def send_reminder(meeting_id: int, start_timestamp: int) -> str:
@@ -50,11 +45,9 @@ def send_reminder(meeting_id: int, start_timestamp: int) -> str:
         db.session.rollback()
         return "skipped"
     meeting = db.session.get_one(Meeting, meeting_id)  # the claim above found it
-    subject = f"Připomínka: {meeting_title(meeting)}"[: sending.SUBJECT_MAX]
+    subject, body = reminder_text(meeting)
     issue = sending.create_issue(
-        meeting.mailing_list,
-        sending.IssueInput(subject, REMINDER_BODY.format(group=meeting.mailing_list.name)),
-        None,
+        meeting.mailing_list, sending.IssueInput(subject[: sending.SUBJECT_MAX], body), None
     )
     issue.meeting, issue.meeting_method = meeting, MeetingMethod.REQUEST
     db.session.flush()

@@ -196,6 +196,32 @@ def check_base_url(config: Mapping[str, Any]) -> list[Result]:
     ]
 
 
+def check_embed_origins(config: Mapping[str, Any]) -> list[Result]:
+    """Without EMBED_ORIGINS no website can frame the form or post to it from its pages."""
+    origins = config.get("EMBED_ORIGINS") or []
+    if not origins:
+        return [
+            Result(
+                "embed-origins",
+                WARN,
+                "EMBED_ORIGINS is empty: no website may frame the sign-up form or post to it "
+                "from its pages (the browser blocks both); set the website's origins, e.g. "
+                "EMBED_ORIGINS=https://www.socialnibydleni.cz,https://socialnibydleni.cz",
+            )
+        ]
+    odd = [o for o in origins if urlsplit(o).path not in {"", None} or "://" not in o]
+    if odd:
+        return [
+            Result(
+                "embed-origins",
+                WARN,
+                f"{', '.join(odd)}: an origin is scheme://host[:port] with no path, "
+                "or browsers never match it",
+            )
+        ]
+    return [Result("embed-origins", OK, ", ".join(origins))]
+
+
 def _weakness(value: str) -> str | None:
     if value.strip().lower() in WEAK_SECRETS:
         return "a well-known placeholder"
@@ -633,6 +659,7 @@ def run_checks(
         results += check_redis()
     results += check_smtp(config)
     results += check_base_url(config)
+    results += check_embed_origins(config)
     results += check_secrets(config)
     results += check_sender(config)
     results += check_dkim_key(config)

@@ -21,11 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..clock import local_zone
 from ..extensions import db
-from ..groups.dates import format_meeting_time as czech_meeting_time
+from ..groups.dates import format_meeting_time as zoned_meeting_time
+from ..i18n import in_language
 from ..issues.markdown import markdown_to_html, markdown_to_text
 from ..links import external_url
 from ..mail import sender_address
@@ -61,8 +63,14 @@ def meeting_title(meeting: Meeting) -> str:
 
 
 def title_from_subject(subject: str) -> str:
-    """The meeting's title from its invitation's subject ("Pozvánka: setkání" → "Setkání")."""
-    title = re.sub(r"^\s*pozvánka(\s+na|\s*[:–-])\s*", "", subject, flags=re.IGNORECASE).strip()
+    """The meeting's title from its invitation's subject ("Pozvánka: setkání" → "Setkání",
+    "Invitation to the meeting" → "The meeting")."""
+    title = re.sub(
+        r"^\s*(?:pozvánka(?:\s+na|\s*[:–-])|invitation(?:\s+to|\s*[:–-]))\s*",
+        "",
+        subject,
+        flags=re.IGNORECASE,
+    ).strip()
     title = title or subject.strip()
     return title[:1].upper() + title[1:]
 
@@ -71,8 +79,9 @@ def title_from_subject(subject: str) -> str:
 
 
 def format_meeting_time(start_utc: datetime, end_utc: datetime) -> str:
-    """ "čtvrtek 10. prosince 2026 od 9:30 do 11:30" in the service's zone (TIMEZONE)."""
-    return czech_meeting_time(start_utc, end_utc, current_app.config["TIMEZONE"])
+    """ "čtvrtek 10. prosince 2026 od 9:30 do 11:30" in the service's zone (TIMEZONE), in the
+    current language."""
+    return zoned_meeting_time(start_utc, end_utc, current_app.config["TIMEZONE"])
 
 
 def ics_url(meeting: Meeting) -> str:
@@ -265,11 +274,13 @@ def fold(line: str) -> str:
 
 
 def _description(meeting: Meeting) -> str:
+    """The event's DESCRIPTION, in the group's language (the agenda is written in it)."""
     parts = []
-    if meeting.agenda:
-        parts.append("Program:\n" + markdown_to_text(meeting.agenda).strip())
-    if meeting.online_url:
-        parts.append(f"Online připojení: {meeting.online_url}")
+    with in_language(meeting.mailing_list.language):
+        if meeting.agenda:
+            parts.append(_("Program:") + "\n" + markdown_to_text(meeting.agenda).strip())
+        if meeting.online_url:
+            parts.append(_("Online připojení: %(url)s", url=meeting.online_url))
     return "\n\n".join(parts)
 
 

@@ -12,10 +12,12 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..extensions import db
 from ..groups.joining import membership_of
+from ..i18n import use_person_language
 from ..models import Meeting, PartStat, Subscriber, SubscriptionStatus
 from ..signed_links import LinkProblem, SubscriberGone, render_link_problem
 from ..subscriptions.actions import subscriber_by_public_key
@@ -50,8 +52,8 @@ def download(uid: str) -> ResponseReturnValue:
 
 
 def _load_answer(token: str) -> tuple[Subscriber, Meeting]:
-    """The member and meeting a signed RSVP link names (the signed links' Czech pages
-    otherwise: a bad link 400, a member or meeting gone 404)."""
+    """The member and meeting a signed RSVP link names (the signed links' pages otherwise:
+    a bad link 400, a member or meeting gone 404); the page speaks the member's language."""
     signed = rsvp.RsvpTokens().load(token) if len(token) < 200 else None
     if signed is None:
         raise LinkProblem(token)
@@ -60,6 +62,7 @@ def _load_answer(token: str) -> tuple[Subscriber, Meeting]:
     meeting = db.session.get(Meeting, meeting_id)
     if subscriber is None or meeting is None:
         raise SubscriberGone(token)
+    use_person_language(subscriber.language)
     return subscriber, meeting
 
 
@@ -103,9 +106,9 @@ def answer_post(token: str) -> ResponseReturnValue:
     note = request.form.get("poznamka", "")
     if choice is None or len(note) > rsvp.NOTE_MAX:
         error = (
-            "Vyberte prosím, zda přijdete."
+            _("Vyberte prosím, zda přijdete.")
             if choice is None
-            else f"Poznámka může mít nejvýše {rsvp.NOTE_MAX} znaků."
+            else _("Poznámka může mít nejvýše %(limit)s znaků.", limit=rsvp.NOTE_MAX)
         )
         return _page(token, subscriber, meeting, status=422, error=error, note=note)
     member = membership_of(subscriber, meeting.mailing_list)

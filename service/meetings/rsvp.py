@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..bounces.verp import bounce_base
@@ -33,17 +35,17 @@ from ..models import (
 RSVP_LOCAL_PART = "rsvp"
 MAC_LENGTH = 16  # hex digits
 NOTE_MAX = 500
-# The choice a mail link preselects (`?odpoved=…`), in Czech as the member reads it.
+# The choice a mail link preselects (`?odpoved=…`): Czech words in every language's URL.
 CHOICES = {
     "prijdu": PartStat.ACCEPTED,
     "mozna": PartStat.TENTATIVE,
     "neprijdu": PartStat.DECLINED,
 }
 LABELS = {
-    PartStat.ACCEPTED: "Přijdu",
-    PartStat.TENTATIVE: "Možná",
-    PartStat.DECLINED: "Nepřijdu",
-    PartStat.NEEDS_ACTION: "Zatím neodpověděl(a)",
+    PartStat.ACCEPTED: _l("Přijdu"),
+    PartStat.TENTATIVE: _l("Možná"),
+    PartStat.DECLINED: _l("Nepřijdu"),
+    PartStat.NEEDS_ACTION: _l("Zatím neodpověděl(a)"),
 }
 _ADDRESS = re.compile(
     rf"^{RSVP_LOCAL_PART}\+m(?P<meeting>[0-9]{{1,10}})-(?P<mac>[0-9a-f]{{{MAC_LENGTH}}})@",
@@ -52,7 +54,7 @@ _ADDRESS = re.compile(
 
 
 class RsvpRefused(Exception):
-    """An answer that cannot be taken now; the message is Czech."""
+    """An answer that cannot be taken now; the message is in the request's language."""
 
     status = 409
 
@@ -187,9 +189,9 @@ def answer_from_page(
 ) -> MeetingResponse:
     """The member's choice on the RSVP page; refused once the meeting started or was cancelled."""
     if meeting.cancelled_at is not None:
-        raise RsvpRefused("Setkání bylo zrušeno; odpověď už není potřeba.")
+        raise RsvpRefused(_("Setkání bylo zrušeno; odpověď už není potřeba."))
     if meeting.started:
-        raise RsvpRefused("Setkání už začalo; odpověď už změnit nelze.")
+        raise RsvpRefused(_("Setkání už začalo; odpověď už změnit nelze."))
     response = _response_row(meeting, subscriber)
     response.answer(partstat, ResponseChannel.WEB, meeting.sequence, note.strip()[:NOTE_MAX])
     return response
