@@ -66,10 +66,12 @@ def test_healthz_ok(client):
 
 
 def test_healthz_names_what_is_down(client, app, monkeypatch):
-    monkeypatch.setitem(
-        app.extensions, "redis", Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    )
-    response = client.get("/healthz")
+    # Undone before the app fixture's teardown flushes Redis: the autouse
+    # worker_stop_state_per_test took `monkeypatch` before `app`, so its own undo
+    # would come only after that teardown.
+    with monkeypatch.context() as patch:
+        patch.setitem(app.extensions, "redis", Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"))
+        response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json["checks"]["database"] == "ok"
     assert response.json["checks"]["redis"].startswith("down")
