@@ -26,7 +26,7 @@ def outbox_dir(app_config, tmp_path) -> Path:
 
 
 def send(port: int, count: int) -> None:
-    with smtplib.SMTP("127.0.0.1", port) as smtp:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         for n in range(count):
             message = EmailMessage()
             message["From"] = "zpravodaj@socialnibydleni.example"
