@@ -3,7 +3,13 @@ Czech left over, and in Czech as before."""
 
 from __future__ import annotations
 
-from tests.conftest import csrf_token_of, log_in
+from datetime import datetime
+
+from flask_babel import refresh
+
+from service.admin.dashboard import percent_figure, prague, week_starts
+from service.clock import utcnow
+from tests.conftest import add_confirmed_subscribers, csrf_token_of, log_in
 from tests.i18n_checks import untranslated, visible_text
 
 # Data on the admin's pages, not interface: the seeded lists and the language switch.
@@ -70,3 +76,36 @@ def test_the_admin_stays_czech_by_default(client, accounts):
     page = client.get("/admin/password").get_data(as_text=True)
     assert "Změna hesla" in page and "Nové heslo znovu" in page
     assert "Heslo musí mít alespoň 10 znaků." in page
+
+
+def test_dashboard_in_english(client, accounts):
+    add_confirmed_subscribers("zpravodaj", 3)
+    log_in(client, accounts.admin.email)
+    page = english(client, "/admin/")
+    assert "<h1>Overview</h1>" in page and "Subscribers by status" in page
+    assert "3 confirmed subscribers, 0 awaiting confirmation." in " ".join(page.split())
+    assert "Sign-ups, confirmations and unsubscribes by week" in page
+    monday = week_starts(utcnow())[-1]
+    iso_year, iso_week, _ = monday.isocalendar()
+    assert f"<title>Sign-ups, week {iso_week}/{iso_year} (" in page
+    assert f">w. {iso_week}<" in page
+    assert "Chart data as a table" in page
+
+
+def test_dashboard_figures_in_each_language(app):
+    with app.test_request_context("/admin/?lang=en"):
+        assert percent_figure(0.0012345) == "0.12%"
+        assert prague(datetime(2025, 1, 15, 12, 0)) == "15 Jan 2025, 13:00"
+    with app.test_request_context("/admin/"):
+        refresh()  # the locale is cached per app context, which the test shares
+        assert percent_figure(0.0012345) == "0,12 %"
+        assert prague(datetime(2025, 1, 15, 12, 0)) == "15. 1. 2025 13:00"
+
+
+def test_dashboard_stays_czech(client, accounts):
+    add_confirmed_subscribers("zpravodaj", 3)
+    log_in(client, accounts.admin.email)
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "<h1>Přehled</h1>" in page
+    assert "3 potvrzení odběratelé, 0 čeká na potvrzení." in " ".join(page.split())
+    assert "<title>Přihlášení, týden " in page and ">t. " in page
