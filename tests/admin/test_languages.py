@@ -109,3 +109,26 @@ def test_dashboard_stays_czech(client, accounts):
     assert "<h1>Přehled</h1>" in page
     assert "3 potvrzení odběratelé, 0 čeká na potvrzení." in " ".join(page.split())
     assert "<title>Přihlášení, týden " in page and ">t. " in page
+
+
+def test_subscribers_list_in_english(client, accounts):
+    add_confirmed_subscribers("zpravodaj", 3)
+    log_in(client, accounts.editor.email)
+    page = english(client, "/admin/subscribers?list=zpravodaj&status=nic")
+    assert "<h1>Subscribers</h1>" in page and "3 subscribers found" in page
+    assert "Unknown subscription status; showing all statuses." in page
+    assert "Export “Zpravodaj sociálního bydlení” to CSV" in page
+
+
+def test_subscriber_erase_page_in_english(client, accounts):
+    (subscriber_id,) = add_confirmed_subscribers("zpravodaj", 1)
+    log_in(client, accounts.admin.email)
+    page = english(client, f"/admin/subscribers/{subscriber_id}/erase")
+    assert "Erase all data about the subscriber" in page and "Erase permanently" in page
+
+
+def test_subscribers_list_stays_czech(client, accounts):
+    add_confirmed_subscribers("zpravodaj", 3)
+    log_in(client, accounts.editor.email)
+    page = client.get("/admin/subscribers").get_data(as_text=True)
+    assert "<h1>Odběratelé</h1>" in page and "Nalezeni 3 odběratelé" in page
