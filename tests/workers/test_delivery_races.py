@@ -431,6 +431,47 @@ def test_send_that_outlasts_the_lease_keeps_its_batch_and_nobody_gets_it_twice(a
     assert counts["sent"] == 6 and counts["pending"] == 0
 
 
+def test_worker_whose_batch_was_taken_stops_when_its_lease_thread_finds_out(
+    app, holding_sink, monkeypatch
+):
+    """While A waits on the server, another worker takes the batch (here: an UPDATE of
+    its owner). A's lease thread finds the batch no longer A's; A records the message
+    it sent and stops before the next one, leaving the rest to the new owner."""
+    app.config.update(BATCH_SIZE=6, BATCH_LEASE_SECONDS=6)  # renewed every second
+    renewals: list[bool] = []
+    real_renewal = workers.delivery._BatchHeartbeat.__call__
+
+    def noted_renewal(heartbeat):
+        renewals.append(real_renewal(heartbeat))
+        return renewals[-1]
+
+    monkeypatch.setattr(workers.delivery._BatchHeartbeat, "__call__", noted_renewal)
+    sink = holding_sink(nth=3)
+    issue = make_issue(6)
+    start_sending(issue)
+    fan_out(issue.id)
+    queue(BULK_QUEUE).empty()
+    batch_id = only_batch(issue.id)
+    thread, outcome = worker_a(app, batch_id)
+    try:
+        wait_until(sink.holding.is_set, "A to be inside its third SMTP exchange")
+        test_delivery._sql_on_the_side(
+            app, "UPDATE delivery_batch SET owner = 'worker-b' WHERE id = :id", id=batch_id
+        )
+        wait_until(lambda: False in renewals, "A's lease thread to find the batch taken")
+    finally:
+        sink.released.set()
+        thread.join(60)
+
+    assert outcome == ["lost lease"]
+    assert sink.recipients() == SUBSCRIBERS[:3]
+    db.session.expire_all()
+    statuses = db.session.scalars(
+        select(Delivery.status).where(Delivery.batch_id == batch_id).order_by(Delivery.id)
+    ).all()
+    assert statuses == ["sent"] * 3 + ["pending"] * 3  # the third recorded, no fourth sent
+
+
 def test_late_refusal_of_a_frozen_worker_does_not_undo_the_new_holders_record(
     app, holding_sink, monkeypatch
 ):
