@@ -11,6 +11,8 @@ import functools
 import hashlib
 import secrets
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -36,7 +38,8 @@ def _dummy_hash() -> str:
 
 
 class AccountError(ValueError):
-    """A request about accounts that cannot be done; the message is Czech, for the user."""
+    """A request about accounts that cannot be done; the message is for the user, in the
+    request's language."""
 
 
 def signed_in_user() -> User | None:
@@ -54,11 +57,15 @@ def normalise_email(email: str) -> str:
 
 
 def password_problem(password: str) -> str | None:
-    """Why `password` is not acceptable, in Czech, or None."""
+    """Why `password` is not acceptable, in the request's language, or None."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"Heslo musí mít alespoň {MIN_PASSWORD_LENGTH} znaků."
+        return ngettext(
+            "Heslo musí mít alespoň %(num)d znak.",
+            "Heslo musí mít alespoň %(num)d znaků.",
+            MIN_PASSWORD_LENGTH,
+        )
     if password.strip() != password:
-        return "Heslo nesmí začínat ani končit mezerou."
+        return _("Heslo nesmí začínat ani končit mezerou.")
     return None
 
 
@@ -68,19 +75,21 @@ def create_user(
     """A new account; coordinators must be given at least one list."""
     email = normalise_email(email)
     if "@" not in email or len(email) > 320:
-        raise AccountError("Neplatný e-mail.")
+        raise AccountError(_("Neplatný e-mail."))
     if role not in USER_ROLES:
-        raise AccountError(f"Neznámá role {role!r}; možnosti: {', '.join(USER_ROLES)}.")
+        raise AccountError(
+            _("Neznámá role %(role)r; možnosti: %(roles)s.", role=role, roles=", ".join(USER_ROLES))
+        )
     if role == "coordinator" and not lists:
-        raise AccountError("Koordinátor musí mít přidělenou alespoň jednu skupinu.")
+        raise AccountError(_("Koordinátor musí mít přidělenou alespoň jednu skupinu."))
     if role != "coordinator" and lists:
-        raise AccountError("Skupiny se přidělují jen koordinátorům.")
+        raise AccountError(_("Skupiny se přidělují jen koordinátorům."))
     if role == "coordinator" and any(m.kind != "group" for m in lists or ()):
-        raise AccountError("Koordinátorovi lze přidělit jen pracovní skupiny, ne zpravodaj.")
+        raise AccountError(_("Koordinátorovi lze přidělit jen pracovní skupiny, ne zpravodaj."))
     if problem := password_problem(password):
         raise AccountError(problem)
     if db.session.scalar(select(User).filter_by(email=email)) is not None:
-        raise AccountError(f"Účet {email} už existuje.")
+        raise AccountError(_("Účet %(email)s už existuje.", email=email))
     user = User(
         email=email,
         password_hash=generate_password_hash(password, method="scrypt"),

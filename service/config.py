@@ -48,6 +48,10 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "REDIS_URL": (str, None),
     "SMTP_URL": (str, None),
     "SMTP_TIMEOUT": (_int, 30),
+    # The wait for the server's answer to a whole message: RFC 5321 §4.5.3.2.6 asks
+    # for 10 minutes, since giving up there is what sends a message twice. Never
+    # shorter than SMTP_TIMEOUT (SmtpSettings.from_url).
+    "SMTP_DATA_TIMEOUT": (_int, 600),
     # "auto": trust what the worker saw in the SMTP server's EHLO answer;
     # "on"/"off" force it (local parts with diacritics need SMTPUTF8).
     "SMTPUTF8": (str, "auto"),

@@ -19,9 +19,12 @@ class SmtpSettings:
     username: str | None
     password: str | None
     timeout: float
+    # Seconds to wait for the server's answer to a whole message (after its final
+    # dot); never less than `timeout`. See workers/smtp.py, `_data`.
+    data_timeout: float = 600
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 30) -> SmtpSettings:
+    def from_url(cls, url: str, timeout: float = 30, data_timeout: float = 600) -> SmtpSettings:
         parts = urlsplit(url)
         schemes = {"smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
         if parts.scheme not in schemes:
@@ -34,4 +37,5 @@ class SmtpSettings:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             timeout=timeout,
+            data_timeout=max(timeout, data_timeout),
         )

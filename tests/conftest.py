@@ -82,7 +82,7 @@ def password_hashes_computed_once() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def worker_stop_state_per_test(monkeypatch) -> None:
+def worker_stop_state_per_test() -> Iterator[None]:
     """Every test starts in a process that nobody has asked to stop.
 
     A worker's SIGTERM handler sets process-wide state (workers/shutdown.py's
@@ -95,8 +95,13 @@ def worker_stop_state_per_test(monkeypatch) -> None:
     import workers.shutdown
     from workers.redis_outage import outage
 
-    monkeypatch.setattr(workers.shutdown, "_requested", threading.Event())
-    monkeypatch.setattr(outage, "give_up_at", None)
+    # A private MonkeyPatch: an autouse fixture that took the shared `monkeypatch`
+    # would set it up before `app`, so a test's own patches (a dead Redis) would
+    # be undone only after the app's teardown had used them.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(workers.shutdown, "_requested", threading.Event())
+        patch.setattr(outage, "give_up_at", None)
+        yield
 
 
 @pytest.fixture(scope="session")

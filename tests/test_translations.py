@@ -44,11 +44,16 @@ def source_messages(tmp_path_factory) -> dict:
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=120,
     )
     with pot.open("rb") as handle:
         catalog = read_po(handle)
-    return {message.id: message for message in catalog if message.id}
+    # Keyed by msgid, and by (msgid, context) for pgettext's messages with a context.
+    return {
+        (message.id, message.context) if message.context else message.id: message
+        for message in catalog
+        if message.id
+    }
 
 
 def catalogue(language: str):
@@ -65,8 +70,8 @@ def test_the_source_has_messages_to_translate(source_messages):
 def test_every_message_has_an_english_translation(source_messages):
     english = catalogue("en")
     missing, fuzzy = [], []
-    for msgid in source_messages:
-        entry = english.get(msgid)
+    for msgid, message in source_messages.items():  # pgettext's messages have a context
+        entry = english.get(message.id, context=message.context)
         forms = (
             []
             if entry is None
@@ -83,15 +88,15 @@ def test_every_message_has_an_english_translation(source_messages):
 def test_every_plural_message_has_the_three_czech_forms(source_messages):
     czech = catalogue("cs")
     assert czech.num_plurals == 3
+    entries = {
+        msgid: czech.get(message.id, context=message.context)
+        for msgid, message in source_messages.items()
+        if isinstance(message.id, tuple)  # a plural
+    }
     incomplete = [
         msgid
-        for msgid in source_messages
-        if isinstance(msgid, tuple)
-        and (
-            czech.get(msgid) is None
-            or len(czech.get(msgid).string) != 3
-            or not all(czech.get(msgid).string)
-        )
+        for msgid, entry in entries.items()
+        if entry is None or len(entry.string) != 3 or not all(entry.string)
     ]
     assert not incomplete, f"Czech plural forms missing (1, 2–4, 5+): {incomplete}"
 

@@ -67,3 +67,14 @@ def exited(process) -> str | None:
     """For `abort`: a reason when the subprocess.Popen `process` has exited."""
     code = process.poll()
     return None if code is None else f"process {process.pid} exited with status {code}"
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, interval: float = 0.05) -> bool:
+    """Like `wait_until`, but answers whether `condition()` came true within `timeout`
+    instead of failing: for a test that goes on to show what happens when it did not."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)  # a polling interval, not a guess at how long anything takes
+    return True

@@ -17,8 +17,11 @@ as sent and claims this one, only if the issue is still sending, the batch
 still ours and the subscription still confirmed; only then is the message
 sent. A worker killed at any point leaves at most the one message in flight
 unrecorded, and that is the only one another worker may send again. Batches
-are leased (`owner`, `heartbeat`): the reconciler gives a batch whose
-heartbeat went stale to a new job, and a worker that lost its lease stops.
+are leased (`owner`, `heartbeat`), the heartbeat renewed from a thread of the
+holder's own while it works (workers/lease.py), so a send that waits long for
+the SMTP server keeps its batch: the reconciler gives a batch whose heartbeat
+went stale (its worker is gone) to a new job, and a worker that lost its lease
+stops, recording nothing over what the new holder records.
 
 The per-batch counters progress reads (`DeliveryBatch.*_count`) are kept by
 database triggers on `delivery` (service/batch_counts.py), so every statement
@@ -32,7 +35,6 @@ import fcntl
 import logging
 import re
 import secrets
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
@@ -42,7 +44,7 @@ from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 from sqlalchemy import Row, and_, case, func, insert, literal, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from service import jobs
 from service.bounces.recording import record_refusal
@@ -67,6 +69,7 @@ from service.models import (
 )
 
 from . import shutdown
+from .lease import LeaseKeeper
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
 from .transport import app_transport
@@ -96,6 +99,7 @@ def lease() -> timedelta:
 
 
 def heartbeat_every() -> float:
+    """How often a worker renews the lease of the batch it holds."""
     return max(0.5, current_app.config["BATCH_LEASE_SECONDS"] / 6)
 
 
@@ -499,13 +503,17 @@ class BatchSender:
         self.limiter = _rate_limiter()
         self.transport = app_transport("issue")
         self.envelope_sender = envelope_sender_for("d")
-        self.heartbeat_every = heartbeat_every()
         self.max_attempts = max_attempts()
         self.deferred = 0
         # Sent but not yet recorded: written in the same statement as the next claim.
         self.unrecorded: tuple[int, str] | None = None
         self._connection = self._open_connection()
         self.sql = _Statements(self._connection)
+        self.keeper = LeaseKeeper(
+            _BatchHeartbeat(db.engine, batch_id, owner),
+            heartbeat_every(),
+            name=f"batch-{batch_id}-lease",
+        )
 
     @staticmethod
     def _open_connection() -> Connection:
@@ -528,6 +536,7 @@ class BatchSender:
         return connection
 
     def close(self) -> None:
+        self.keeper.stop()
         self.transport.close()
         self.sql.close()
         with contextlib.suppress(Exception):
@@ -537,17 +546,15 @@ class BatchSender:
 
     def run(self) -> str:
         rows = self._load_unfinished()
-        last_beat = time.monotonic()
+        self.keeper.start()
         for row in rows:
             if shutdown.requested():  # a deploy stops this worker: hand the rest over
                 self._record_sent()
                 return self._hand_back()
-            if time.monotonic() - last_beat > self.heartbeat_every:
-                if not self._beat():
-                    self._record_sent()
-                    log.warning("batch %s taken over by another worker; stopping", self.batch_id)
-                    return "lost lease"
-                last_beat = time.monotonic()
+            if self.keeper.lost:
+                self._record_sent()
+                log.warning("batch %s taken over by another worker; stopping", self.batch_id)
+                return "lost lease"
             if self.limiter.active:
                 # Wait for the rate limit with the previous message recorded and
                 # nothing claimed: a worker taking over must see both.
@@ -713,7 +720,24 @@ class BatchSender:
             self.deferred += 1
 
     def _set(self, delivery_id: int, **values: Any) -> None:
-        db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+        """Record the outcome of a message this worker claimed, while the batch is still
+        its own: after a takeover the new holder sends the message and records it, and
+        a late "try later" from this one must not turn that "sent" back into pending."""
+        still_ours = (
+            select(DeliveryBatch.id)
+            .where(DeliveryBatch.id == self.batch_id, DeliveryBatch.owner == self.owner)
+            .exists()
+        )
+        db.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.status == DeliveryStatus.SENDING,
+                still_ours,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
         db.session.commit()
 
     def _record_sent(self) -> None:
@@ -730,13 +754,6 @@ class BatchSender:
             },
         )  # fmt: skip
         self.unrecorded = None
-
-    def _beat(self) -> bool:
-        rows = self.sql.run(
-            self.sql.beat + " RETURNING id",
-            {"now": self.sql.time(utcnow()), "batch_id": self.batch_id, "owner": self.owner},
-        )
-        return bool(rows)
 
     def _hand_back(self) -> str:
         """Give the batch, unfinished, to another worker through a fresh job (the worker
@@ -763,6 +780,43 @@ class BatchSender:
             .values(status=BatchStatus.QUEUED, owner=None, heartbeat=None, last_error=reason[:2000])
         )
         db.session.commit()
+
+
+class _BatchHeartbeat:
+    """Renews a batch's lease for its LeaseKeeper thread, on a connection of its own
+    (opened in that thread; after a failure, a new one at the next renewal)."""
+
+    def __init__(self, engine: Engine, batch_id: int, owner: str) -> None:
+        self.engine = engine
+        self.batch_id = batch_id
+        self.owner = owner
+        self.connection: Connection | None = None
+        self.sql: _Statements | None = None
+
+    def __call__(self) -> bool:
+        try:
+            if self.sql is None:
+                self.connection = self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+                self.sql = _Statements(self.connection)
+            rows = self.sql.run(
+                self.sql.beat + " RETURNING id",
+                {"now": self.sql.time(utcnow()), "batch_id": self.batch_id, "owner": self.owner},
+            )
+        except Exception:
+            self.close()
+            raise
+        return bool(rows)
+
+    def close(self) -> None:
+        sql, connection = self.sql, self.connection
+        self.sql = self.connection = None
+        if sql is not None:
+            sql.close()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 def _release(batch_id: int, owner: str) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Engine
 
 from service import suppression
 from service.bounces.recording import record_refusal
@@ -16,6 +17,7 @@ from service.extensions import db
 from service.models import MailStatus, OutgoingMail, Subscriber, SuppressionReason, rows_matched
 from service.subscriptions.emails import CONFIRMATION
 
+from .lease import LeaseKeeper
 from .smtp import PermanentFailure, RecipientRefused, TransientFailure
 from .transport import app_transport
 
@@ -78,11 +80,7 @@ def send_outgoing(mail_id: int) -> str:
         log.info("outgoing mail %s not sent: the address bounces", mail_id)
         return "failed"
     try:
-        with app_transport(mail.kind) as transport:
-            # VERP: a bounce of this mail names it (service/bounces/verp.py).
-            transport.send(
-                envelope_sender("m", mail.id), mail.recipient, mail.raw, smtputf8=mail.smtputf8
-            )
+        _send_keeping_the_claim(mail, claimed_at=now)
     except PermanentFailure as exc:
         mail.mark_failed(str(exc))
         if isinstance(exc, RecipientRefused):
@@ -101,3 +99,50 @@ def send_outgoing(mail_id: int) -> str:
     db.session.commit()
     log.info("outgoing mail %s sent", mail_id)
     return "sent"
+
+
+def _send_keeping_the_claim(mail: OutgoingMail, claimed_at: datetime) -> None:
+    """Send the mail, its claim renewed meanwhile (workers/lease.py): a slow SMTP server
+    must not make it look abandoned to the reconciler, which would send it again."""
+    keeper = LeaseKeeper(
+        _ClaimRenewal(db.engine, mail.id, claimed_at),
+        current_app.config["MAIL_CLAIM_LEASE_SECONDS"] / 6,
+        name=f"mail-{mail.id}-lease",
+    )
+    keeper.start()
+    try:
+        with app_transport(mail.kind) as transport:
+            # VERP: a bounce of this mail names it (service/bounces/verp.py).
+            transport.send(
+                envelope_sender("m", mail.id), mail.recipient, mail.raw, smtputf8=mail.smtputf8
+            )
+    finally:
+        keeper.stop()
+
+
+class _ClaimRenewal:
+    """Moves a claimed mail's `claimed_at` on, while it is still this worker's claim."""
+
+    def __init__(self, engine: Engine, mail_id: int, claimed_at: datetime) -> None:
+        self.engine = engine
+        self.mail_id = mail_id
+        self.claimed_at = claimed_at
+
+    def __call__(self) -> bool:
+        now = utcnow()
+        with self.engine.begin() as connection:
+            renewed = connection.execute(
+                update(OutgoingMail)
+                .where(
+                    OutgoingMail.id == self.mail_id,
+                    OutgoingMail.status == MailStatus.SENDING,
+                    OutgoingMail.claimed_at == self.claimed_at,
+                )
+                .values(claimed_at=now)
+            ).rowcount
+        if renewed:
+            self.claimed_at = now
+        return bool(renewed)
+
+    def close(self) -> None:
+        """Nothing to close: each renewal borrows a pooled connection."""

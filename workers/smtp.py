@@ -3,11 +3,17 @@
 One connection serves a whole job (many messages in a batch job); errors are
 sorted into permanent (5xx: record and move on) and transient (4xx, network:
 retry later).
+
+The answer to a whole message (after its final dot) is waited for
+`SMTP_DATA_TIMEOUT` (10 minutes, RFC 5321 §4.5.3.2.6), not `SMTP_TIMEOUT`: the
+server has the message by then, and giving up early is what sends it twice
+(the message is put back and sent again, since it may not have arrived).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 import time
@@ -152,7 +158,9 @@ class SmtpTransport:
             if connection.has_extn("8bitmime"):
                 options.append("BODY=8BITMIME")
         try:
-            refused = _sendmail(connection, sender, recipient, raw, options)
+            refused = _sendmail(
+                connection, sender, recipient, raw, options, self.settings.data_timeout
+            )
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = next(iter(exc.recipients.values()))
             raise _classify(code, message, recipient=True) from exc
@@ -212,7 +220,12 @@ def _since(started: float | None) -> float | None:
 
 
 def _sendmail(
-    connection: smtplib.SMTP, sender: str, recipient: str, raw: bytes, options: list[str]
+    connection: smtplib.SMTP,
+    sender: str,
+    recipient: str,
+    raw: bytes,
+    options: list[str],
+    data_timeout: float,
 ) -> dict:
     """`smtplib.SMTP.sendmail` for one recipient whose addresses need no parsing.
 
@@ -244,7 +257,7 @@ def _sendmail(
         else:
             _reset_quietly(connection)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-    code, reply = connection.data(raw)
+    code, reply = _data(connection, raw, data_timeout)
     if code != 250:
         if code == 421:
             connection.close()
@@ -252,6 +265,41 @@ def _sendmail(
             _reset_quietly(connection)
         raise smtplib.SMTPDataError(code, reply)
     return {}
+
+
+class NoAnswerToMessage(smtplib.SMTPServerDisconnected):
+    """The whole message went out and the server never answered: it may have it."""
+
+
+_LINE_STARTING_WITH_A_DOT = re.compile(rb"(?m)^\.")
+
+
+def _data(connection: smtplib.SMTP, raw: bytes, timeout: float) -> tuple[int, bytes]:
+    """`smtplib.SMTP.data`, except that the answer to the final dot is waited for
+    `timeout` seconds (SMTP_DATA_TIMEOUT) instead of the commands' SMTP_TIMEOUT."""
+    connection.putcmd("data")
+    code, reply = connection.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    quoted = _LINE_STARTING_WITH_A_DOT.sub(b"..", raw)
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    connection.send(quoted + b".\r\n")
+    sock = connection.sock
+    if sock is None:  # closed by a failed send, which smtplib has raised already
+        raise smtplib.SMTPServerDisconnected("connection lost while sending the message")
+    command_timeout = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        answer = connection.getreply()
+    except smtplib.SMTPServerDisconnected as exc:
+        raise NoAnswerToMessage(
+            f"no answer to the whole message within {timeout:g} s ({exc});"
+            " it may have arrived and is sent again"
+        ) from exc
+    if connection.sock is not None:
+        connection.sock.settimeout(command_timeout)
+    return answer
 
 
 def _reset_quietly(connection: smtplib.SMTP) -> None:

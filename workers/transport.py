@@ -17,7 +17,11 @@ def app_transport(kind: str = "other") -> SmtpTransport:
     `kind` is what the metrics count its mails as (issue, confirmation…).
     """
     config = current_app.config
-    settings = SmtpSettings.from_url(config["SMTP_URL"], timeout=config["SMTP_TIMEOUT"])
+    settings = SmtpSettings.from_url(
+        config["SMTP_URL"],
+        timeout=config["SMTP_TIMEOUT"],
+        data_timeout=config["SMTP_DATA_TIMEOUT"],
+    )
     return SmtpTransport(
         settings,
         capability_store=redis_connection(),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flask import (
@@ -32,14 +32,18 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_login import login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import EmailField, Field, PasswordField
+from wtforms import i18n as wtforms_i18n
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
 from ..extensions import csrf, db, limiter, login_manager
+from ..i18n import current_language
 from ..models import MailingList, User
 from . import navigation, throttling
 from .blueprint import bp
@@ -47,10 +51,17 @@ from .blueprint import bp
 __all__ = ["account", "login_required", "require_list_access", "require_role"]
 
 
+def _l(message: str, **variables: Any) -> str:
+    """Flask-Babel's `lazy_gettext`, typed as the `str` WTForms and Flask-Login take: a label
+    or message made once at import and translated each time it is shown, in that request's
+    language. (Named `_l` so that the README's `pybabel extract -k _l` finds it.)"""
+    return cast(str, lazy_gettext(message, **variables))
+
+
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
-    login_manager.login_message = "Pro pokračování se přihlaste."
+    login_manager.login_message = _l("Pro pokračování se přihlaste.")
     login_manager.login_message_category = "info"
     # A stolen session cookie used from elsewhere is dropped.
     login_manager.session_protection = "strong"
@@ -75,7 +86,7 @@ def _load_user(session_id: str) -> User | None:
 def _guard() -> Any:
     """CSRF for every POST of the blueprint; sign-in for every view but the login page."""
     if request.endpoint == "admin.login":
-        return None  # its form checks the CSRF token and says "expired" in Czech
+        return None  # its form checks the CSRF token and says "expired" in its page's language
     if request.method == "POST":
         csrf.protect()
     if accounts.signed_in_user() is None:
@@ -120,11 +131,18 @@ def visible_lists() -> list[MailingList]:
     return list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
 
 
+# WTForms' own catalogues per language of the admin ("Neplatná volba." / "Not a valid choice.").
+_WTFORMS_LOCALES = {"cs": ("cs_CZ", "cs"), "en": ("en",)}
+
+
 class CzechForm(FlaskForm):
-    """Admin forms speak Czech, WTForms' own messages included ("Neplatná volba.")."""
+    """Admin forms speak the request's language (Czech by default), WTForms' own messages
+    included ("Neplatná volba."); the name stays for the views that import it."""
 
     class Meta:
-        locales = ("cs_CZ", "cs")
+        def get_translations(self, form: Any) -> Any:
+            locales = _WTFORMS_LOCALES.get(current_language(), _WTFORMS_LOCALES["cs"])
+            return wtforms_i18n.get_translations(locales)
 
 
 def _add_error(field: Field, message: str) -> None:
@@ -133,8 +151,12 @@ def _add_error(field: Field, message: str) -> None:
 
 
 class LoginForm(CzechForm):
-    email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
-    password = PasswordField("Heslo", validators=[DataRequired("Vyplňte heslo."), Length(max=200)])
+    email = EmailField(
+        _l("E-mail"), validators=[DataRequired(_l("Vyplňte e-mail.")), Length(max=320)]
+    )
+    password = PasswordField(
+        _l("Heslo"), validators=[DataRequired(_l("Vyplňte heslo.")), Length(max=200)]
+    )
 
 
 def _login_account_key() -> str:
@@ -179,7 +201,7 @@ def login() -> ResponseReturnValue:
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
         throttling.record_failure(email, client, accounts.find_user(email))
-        _add_error(form.password, "Nesprávný e-mail nebo heslo.")
+        _add_error(form.password, _("Nesprávný e-mail nebo heslo."))
         status = 401
     elif request.method == "POST":
         status = 422
@@ -188,9 +210,10 @@ def login() -> ResponseReturnValue:
 
 def _wait_message(seconds: int) -> str:
     wait = f"{seconds} s" if seconds < 60 else f"{-(-seconds // 60)} min"
-    return (
+    return _(
         "Příliš mnoho neúspěšných pokusů o přihlášení k tomuto účtu odsud. "
-        f"Zkuste to prosím znovu za {wait}."
+        "Zkuste to prosím znovu za %(wait)s.",
+        wait=wait,
     )
 
 
@@ -208,19 +231,20 @@ def logout() -> ResponseReturnValue:
     accounts.end_sessions(account())
     db.session.commit()
     logout_user()
-    flash("Byli jste odhlášeni.", "info")
+    flash(_("Byli jste odhlášeni."), "info")
     return redirect(url_for("admin.login"))
 
 
 class PasswordChangeForm(CzechForm):
     current = PasswordField(
-        "Současné heslo", validators=[DataRequired("Vyplňte současné heslo."), Length(max=200)]
+        _l("Současné heslo"),
+        validators=[DataRequired(_l("Vyplňte současné heslo.")), Length(max=200)],
     )
     password = PasswordField(
-        "Nové heslo", validators=[DataRequired("Vyplňte nové heslo."), Length(max=200)]
+        _l("Nové heslo"), validators=[DataRequired(_l("Vyplňte nové heslo.")), Length(max=200)]
     )
     password_again = PasswordField(
-        "Nové heslo znovu", validators=[EqualTo("password", "Hesla se neshodují.")]
+        _l("Nové heslo znovu"), validators=[EqualTo("password", _l("Hesla se neshodují."))]
     )
 
 
@@ -232,7 +256,7 @@ def password() -> ResponseReturnValue:
     if form.validate_on_submit():
         user = account()
         if not accounts.check_password(user, form.current.data or ""):
-            _add_error(form.current, "Současné heslo nesouhlasí.")
+            _add_error(form.current, _("Současné heslo nesouhlasí."))
             status = 422
         else:
             try:
@@ -243,7 +267,9 @@ def password() -> ResponseReturnValue:
             else:
                 db.session.commit()
                 _start_session(user)  # this browser stays signed in, with the new generation
-                flash("Heslo je změněno. Přihlášení na ostatních zařízeních skončila.", "success")
+                flash(
+                    _("Heslo je změněno. Přihlášení na ostatních zařízeních skončila."), "success"
+                )
                 return redirect(url_for("admin.dashboard"))
     elif form.is_submitted():
         status = 422

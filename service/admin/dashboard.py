@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 from flask import render_template
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import pgettext
 from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -21,6 +25,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from ..bounces import complaints
 from ..clock import local_zone, utcnow
 from ..extensions import db
+from ..i18n import current_language
 from ..models import (
     SUBSCRIPTION_STATUSES,
     ConsentEvent,
@@ -28,14 +33,15 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import account, visible_lists
+from .auth import _l, account, visible_lists
 from .blueprint import bp
 
 WEEKS = 12
 
 # Which consent steps count as which series. The consent log, not the
 # subscriptions' own timestamps, because those are overwritten when someone
-# signs up again; the log keeps every step.
+# signs up again; the log keeps every step. The labels are Czech; `series_labels`
+# translates them (in the "dashboard" context: "Přihlášení" is also the sign-in page).
 SERIES = (
     ("signups", "Přihlášení", ("signup", "import", "preferences_add")),
     ("confirmations", "Potvrzení", ("confirm", "import", "preferences_add")),
@@ -43,10 +49,10 @@ SERIES = (
 )
 
 STATUS_LABELS = {
-    SubscriptionStatus.PENDING: "Čeká na potvrzení",
-    SubscriptionStatus.CONFIRMED: "Potvrzeno",
-    SubscriptionStatus.UNSUBSCRIBED: "Odhlášeno",
-    SubscriptionStatus.BOUNCED: "Nedoručitelné",
+    SubscriptionStatus.PENDING: _l("Čeká na potvrzení"),
+    SubscriptionStatus.CONFIRMED: _l("Potvrzeno"),
+    SubscriptionStatus.UNSUBSCRIBED: _l("Odhlášeno"),
+    SubscriptionStatus.BOUNCED: _l("Nedoručitelné"),
 }
 
 # Chart geometry, in SVG user units (the viewBox scales it to the page).
@@ -61,12 +67,35 @@ BAR_GAP = 2
 
 @bp.app_template_filter("prague")
 def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
-    """A stored (naive UTC) time as people here read it: Europe/Prague wall-clock time."""
+    """A stored (naive UTC) time as people here read it: Europe/Prague wall-clock time.
+
+    `pattern` is the Czech form; in English, CLDR's "17 Nov 2025, 14:05" (with
+    seconds when the pattern has them)."""
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(local_zone()).strftime(pattern)
+    local = value.astimezone(local_zone())
+    if current_language() == "cs":
+        return local.strftime(pattern)
+    english = "d MMM y, HH:mm:ss" if "%S" in pattern else "d MMM y, HH:mm"
+    return format_datetime(local, english, locale=current_language())
+
+
+@bp.app_template_filter("percent_figure")
+def percent_figure(fraction: float) -> str:
+    """A rate as a percentage with two decimals: "0,12 %" in Czech, "0.12%" in English."""
+    figure = format_decimal(fraction * 100, "0.00", locale=current_language())
+    return f"{figure} %" if current_language() == "cs" else f"{figure}%"
+
+
+def series_labels() -> dict[str, str]:
+    """The chart's series names in the request's language."""
+    return {
+        "signups": pgettext("dashboard", "Přihlášení"),
+        "confirmations": pgettext("dashboard", "Potvrzení"),
+        "unsubscribes": pgettext("dashboard", "Odhlášení"),
+    }
 
 
 # --- counts -------------------------------------------------------------------
@@ -125,8 +154,8 @@ class Bar:
 @dataclass
 class Week:
     monday: date
-    label: str  # "t. 47"
-    title: str  # "týden 47/2025 (17. 11.–23. 11.)"
+    label: str  # "t. 47" (English "w. 47")
+    title: str  # "týden 47/2025 (17. 11.–23. 11.)" (English "week 47/2025 (17 Nov–23 Nov)")
     counts: dict[str, int]
     center: float = 0.0
     bars: list[Bar] = field(default_factory=list)
@@ -186,7 +215,7 @@ def weekly_counts(list_ids: list[int], mondays: list[date]) -> dict[int, dict[da
         monday = local - timedelta(days=local.weekday())
         if monday not in result[list_id]:
             continue  # in the future (clock skew): not on this chart
-        for key, _, series_actions in SERIES:
+        for key, _label, series_actions in SERIES:
             if action in series_actions:
                 result[list_id][monday][key] += count
     return result
@@ -202,11 +231,18 @@ def nice_ceiling(value: int) -> int:
         magnitude *= 10
 
 
+def _day_and_month(day: date) -> str:
+    """ "17. 11." in Czech, "17 Nov" in English."""
+    language = current_language()
+    return format_date(day, "d. M." if language == "cs" else "d MMM", locale=language)
+
+
 def build_chart(counts_by_week: dict[date, dict[str, int]]) -> Chart:
     """Place grouped bars (one group per week, one bar per series) on the plot."""
     mondays = sorted(counts_by_week)
     maximum = nice_ceiling(max((max(c.values()) for c in counts_by_week.values()), default=0))
     chart = Chart(weeks=[], ticks=[], maximum=maximum)
+    labels = series_labels()
     plot_height = chart.plot_bottom - chart.plot_top
     slot = (chart.plot_right - chart.plot_left) / max(len(mondays), 1)
     bar_width = (slot * 0.75 - BAR_GAP * (len(SERIES) - 1)) / len(SERIES)
@@ -214,26 +250,28 @@ def build_chart(counts_by_week: dict[date, dict[str, int]]) -> Chart:
         value = maximum * step // 4  # exact: the top is four equal steps
         chart.ticks.append((value, round(chart.plot_bottom - plot_height * value / maximum, 2)))
     for index, monday in enumerate(mondays):
-        iso_year, iso_week, _ = monday.isocalendar()
-        sunday = monday + timedelta(days=6)
+        iso_year, iso_week, _weekday = monday.isocalendar()
         week = Week(
             monday=monday,
-            label=f"t. {iso_week}",
-            title=(
-                f"týden {iso_week}/{iso_year} "
-                f"({monday.day}. {monday.month}.–{sunday.day}. {sunday.month}.)"
+            label=_("t. %(week)d", week=iso_week),
+            title=_(
+                "týden %(week)d/%(year)d (%(monday)s–%(sunday)s)",
+                week=iso_week,
+                year=iso_year,
+                monday=_day_and_month(monday),
+                sunday=_day_and_month(monday + timedelta(days=6)),
             ),
             counts=counts_by_week[monday],
         )
         left = chart.plot_left + index * slot + slot * 0.125
         week.center = round(chart.plot_left + index * slot + slot / 2, 2)
-        for number, (key, label, _) in enumerate(SERIES):
+        for number, (key, _label, _actions) in enumerate(SERIES):
             value = week.counts[key]
             height = plot_height * value / maximum
             week.bars.append(
                 Bar(
                     series=key,
-                    label=label,
+                    label=labels[key],
                     value=value,
                     x=round(left + number * (bar_width + BAR_GAP), 2),
                     y=round(chart.plot_bottom - height, 2),
@@ -270,7 +308,7 @@ def dashboard() -> ResponseReturnValue:
     return render_template(
         "admin/dashboard.html",
         summaries=summaries(),
-        series=SERIES,
+        series=list(series_labels().items()),
         statuses=SUBSCRIPTION_STATUSES,
         status_labels=STATUS_LABELS,
         weeks=WEEKS,

@@ -25,6 +25,8 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_wtf.file import FileField
 from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import selectinload
@@ -38,7 +40,6 @@ from wtforms.validators import DataRequired, Length
 from .. import suppression
 from ..bounces import recording
 from ..bounces.classify import REASON_LABELS
-from ..czech import plural
 from ..extensions import db
 from ..models import (
     SUBSCRIPTION_STATUSES,
@@ -50,7 +51,7 @@ from ..models import (
 )
 from ..people_csv import ImportRefused, uploaded_bytes
 from ..subscriptions import actions, import_jobs, transfer
-from .auth import CzechForm, account, require_role
+from .auth import CzechForm, _l, account, require_role
 from .blueprint import bp
 from .dashboard import STATUS_LABELS
 
@@ -60,28 +61,28 @@ RECENT_IMPORTS = 10
 MAX_QUERY_LENGTH = 200
 
 ACTION_LABELS = {
-    "signup": "přihlášení",
-    "confirm": "potvrzení",
-    "unsubscribe": "odhlášení",
-    "import": "import",
-    "preferences_add": "přidání v nastavení",
-    "preferences_remove": "odebrání v nastavení",
-    "bounce": "nedoručitelnost",
-    "complaint": "stížnost na spam",
-    "reactivate": "obnovení doručování",
+    "signup": _l("přihlášení"),
+    "confirm": _l("potvrzení"),
+    "unsubscribe": _l("odhlášení"),
+    "import": _l("import"),
+    "preferences_add": _l("přidání v nastavení"),
+    "preferences_remove": _l("odebrání v nastavení"),
+    "bounce": _l("nedoručitelnost"),
+    "complaint": _l("stížnost na spam"),
+    "reactivate": _l("obnovení doručování"),
 }
 
 CHANNEL_LABELS = {
-    "page": "formulář na stránce",
-    "embed": "vložený formulář",
+    "page": _l("formulář na stránce"),
+    "embed": _l("vložený formulář"),
     "api": "API",
-    "import": "import",
-    "link": "odkaz v e-mailu",
-    "one-click": "odhlášení jedním klikem",
-    "preferences": "stránka nastavení",
-    "admin": "administrace",
-    "bounce": "vrácený e-mail",
-    "complaint": "hlášení spamu u poskytovatele",
+    "import": _l("import"),
+    "link": _l("odkaz v e-mailu"),
+    "one-click": _l("odhlášení jedním klikem"),
+    "preferences": _l("stránka nastavení"),
+    "admin": _l("administrace"),
+    "bounce": _l("vrácený e-mail"),
+    "complaint": _l("hlášení spamu u poskytovatele"),
 }
 
 editors_only = require_role("admin", "editor")
@@ -119,18 +120,18 @@ def read_filters(lists: list[MailingList]) -> tuple[Filters, list[str]]:
     if slug:
         filters.mailing_list = next((m for m in lists if m.slug == slug), None)
         if filters.mailing_list is None:
-            notes.append("Seznam s tímto označením neexistuje; zobrazují se všechny seznamy.")
+            notes.append(_("Seznam s tímto označením neexistuje; zobrazují se všechny seznamy."))
     status = request.args.get("status", "").strip()
     if status:
         if status in SUBSCRIPTION_STATUSES:
             filters.status = status
         else:
-            notes.append("Neznámý stav odběru; zobrazují se všechny stavy.")
+            notes.append(_("Neznámý stav odběru; zobrazují se všechny stavy."))
     page = request.args.get("page", "1").strip()
     if page.isascii() and page.isdigit() and 0 < len(page) < 7:
         filters.page = max(int(page), 1)
     else:
-        notes.append("Neplatné číslo stránky; zobrazuje se první stránka.")
+        notes.append(_("Neplatné číslo stránky; zobrazuje se první stránka."))
     return filters, notes
 
 
@@ -263,10 +264,16 @@ def subscriber_reactivate(subscriber_id: int) -> ResponseReturnValue:
     changed = recording.reactivate(person, by=account().email)
     db.session.commit()
     if changed:
-        lists = plural(changed, "{n} odběr", "{n} odběry", "{n} odběrů")
-        flash(f"Doručování obnoveno ({lists}).", "success")
+        flash(
+            ngettext(
+                "Doručování obnoveno (%(num)d odběr).",
+                "Doručování obnoveno (%(num)d odběrů).",
+                changed,
+            ),
+            "success",
+        )
     else:
-        flash("Adresa nemá žádný odběr vyřazený pro nedoručitelnost.", "error")
+        flash(_("Adresa nemá žádný odběr vyřazený pro nedoručitelnost."), "error")
     return redirect(url_for("admin.subscriber", subscriber_id=person.id))
 
 
@@ -285,7 +292,7 @@ def subscriber_erase(subscriber_id: int) -> ResponseReturnValue:
     db.session.commit()
     # No address in the log: after erasure nothing may name the person.
     current_app.logger.info("subscriber %s erased by account %s", subscriber_id, account().id)
-    flash("Všechny údaje o odběrateli byly vymazány.", "success")
+    flash(_("Všechny údaje o odběrateli byly vymazány."), "success")
     return redirect(url_for("admin.subscribers"))
 
 
@@ -413,7 +420,7 @@ def subscribers_export() -> ResponseReturnValue:
     """
     slug = request.args.get("list", "").strip()
     if not slug:
-        flash("Vyberte seznam, který chcete exportovat.", "error")
+        flash(_("Vyberte seznam, který chcete exportovat."), "error")
         return redirect(url_for("admin.subscribers"))
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if mailing_list is None:

@@ -17,21 +17,25 @@ delivery engine's clock is moved forward instead of waiting for it.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
-from datetime import timedelta
+import threading
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 import workers.delivery
 from service.accounts import create_token
-from service.dev.mail_catcher import start_catcher
+from service.clock import utcnow
+from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
 from service.jobs import BULK_QUEUE, queue
 from service.models import Delivery, DeliveryBatch, Issue, MailingList
 from tests.conftest import add_confirmed_subscribers, run_jobs
+from tests.waiting import wait_for, wait_until
 from tests.workers import test_delivery
 from workers.delivery import deliver_batch, fan_out
 from workers.rate_limit import SendRateLimiter
@@ -147,6 +151,12 @@ def lease_runs_out(app, clock: Clock) -> None:
     clock.advance(timedelta(seconds=app.config["BATCH_LEASE_SECONDS"] + 1))
 
 
+def freeze_heartbeats(monkeypatch) -> None:
+    """The worker's lease thread (workers/lease.py) does not renew within the test: its
+    whole process is frozen (a stopped VM), not just waiting on the SMTP server."""
+    monkeypatch.setattr(workers.delivery, "heartbeat_every", lambda: 3600.0)
+
+
 # --- a cancel racing the fan-out ------------------------------------------------
 
 
@@ -236,6 +246,7 @@ def test_worker_stalled_before_its_next_claim_loses_the_batch_to_another_worker(
     the batch is no longer its own and stops: everyone got the issue exactly once."""
     app.config.update(BATCH_SIZE=6, SEND_RATE=1000.0)  # the limiter is on, never full
     clock = Clock(monkeypatch)
+    freeze_heartbeats(monkeypatch)
     issue = make_issue(6)
     start_sending(issue)
     fan_out(issue.id)
@@ -267,17 +278,16 @@ def test_worker_stalled_before_its_next_claim_loses_the_batch_to_another_worker(
     assert (batch.status, batch.attempts) == ("done", 2)
 
 
-def test_worker_that_lost_its_lease_mid_message_stops_at_its_next_heartbeat(
-    app, outbox, monkeypatch
-):
-    """A's SMTP exchange of the third message outlasts its lease and B takes the batch
-    over. B cannot know whether that message went out, so it sends it too: the one
-    message in flight is the only one that may go twice (DESIGN.md §3). A's heartbeat
-    then finds the batch taken and A stops; nobody else is mailed twice or lost."""
+def test_worker_frozen_mid_message_past_its_lease_stops_at_its_next_claim(app, outbox, monkeypatch):
+    """A's whole process freezes during the third message, past its lease (a slow SMTP
+    server alone does not lose it: see the next test), and B takes the batch over. B
+    cannot know whether that message went out, so it sends it too: the one message in
+    flight is the only one that may go twice, as after a kill (DESIGN.md §3). A wakes,
+    records its message, finds the batch taken at its next claim and stops; nobody
+    else is mailed twice or lost."""
     app.config["BATCH_SIZE"] = 6
     clock = Clock(monkeypatch)
-    # A heartbeat before every message (instead of every BATCH_LEASE_SECONDS / 6).
-    monkeypatch.setattr(workers.delivery, "heartbeat_every", lambda: -1.0)
+    freeze_heartbeats(monkeypatch)
     issue = make_issue(6)
     start_sending(issue)
     fan_out(issue.id)
@@ -296,7 +306,7 @@ def test_worker_that_lost_its_lease_mid_message_stops_at_its_next_heartbeat(
             run_jobs(app)
 
     monkeypatch.setattr(workers.delivery.BatchSender, "_send_one", slow_third_message)
-    assert deliver_batch(batch_id) == "lost lease"
+    assert deliver_batch(batch_id) == "stopped"
 
     sent_by_a, sent_by_b = sent_by.values()
     assert (sent_by_a, sent_by_b) == (SUBSCRIBERS[:3], SUBSCRIBERS[2:6])
@@ -305,6 +315,201 @@ def test_worker_that_lost_its_lease_mid_message_stops_at_its_next_heartbeat(
     status, counts = issue_state(issue.id)
     assert status == "sent"
     assert counts["sent"] == 6 and counts["pending"] == 0
+
+
+# --- a slow SMTP server and the lease -------------------------------------------
+
+
+class HoldingSink(MailCatcher):
+    """Holds its answer to the n-th message until the test releases it: a worker is
+    then inside one SMTP exchange for as long as the test needs, with no clock."""
+
+    def __init__(self, nth: int) -> None:
+        super().__init__()
+        self.nth = nth
+        self.seen = 0
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        self.late_answer: str | None = None  # None: keep the message and accept it
+
+    async def handle_DATA(self, server, session, envelope):
+        self.seen += 1
+        if self.seen != self.nth:
+            return await super().handle_DATA(server, session, envelope)
+        self.holding.set()
+        await asyncio.get_running_loop().run_in_executor(None, self.released.wait, 60)
+        if self.late_answer is not None:
+            return self.late_answer
+        return await super().handle_DATA(server, session, envelope)
+
+    def recipients(self) -> list[str]:
+        return [rcpt for mail in self.mails for rcpt in mail.rcpt_tos]
+
+
+@pytest.fixture
+def holding_sink(app):
+    """Start a HoldingSink with `start(nth)`; the workers of the test send to it."""
+    controllers = []
+
+    def start(nth: int) -> HoldingSink:
+        catcher = HoldingSink(nth)
+        controllers.append(start_catcher(catcher))
+        app.config["SMTP_URL"] = f"smtp://127.0.0.1:{controllers[-1].port}"
+        return catcher
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+def worker_a(app, batch_id: int) -> tuple[threading.Thread, list]:
+    """deliver_batch(batch_id) in a thread with a context of its own; its result
+    (or exception) lands in the returned list."""
+    outcome: list = []
+
+    def run() -> None:
+        with another_process(app):
+            try:
+                outcome.append(deliver_batch(batch_id))
+            except Exception as exc:
+                outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="worker-a", daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def heartbeat_of(batch_id: int):
+    db.session.expire_all()
+    heartbeat = db.session.scalar(
+        select(DeliveryBatch.heartbeat).where(DeliveryBatch.id == batch_id)
+    )
+    db.session.commit()
+    return heartbeat
+
+
+def make_the_lease_look_expired(app, batch_id: int) -> datetime:
+    """Set the batch's heartbeat far into the past, as if its worker had died."""
+    stale = utcnow() - timedelta(seconds=10 * app.config["BATCH_LEASE_SECONDS"])
+    test_delivery._sql_on_the_side(
+        app, "UPDATE delivery_batch SET heartbeat = :stale WHERE id = :id", stale=stale,
+        id=batch_id,
+    )  # fmt: skip
+    return stale
+
+
+def test_send_that_outlasts_the_lease_keeps_its_batch_and_nobody_gets_it_twice(app, holding_sink):
+    """The SMTP server takes longer over A's third message than the batch lease (it
+    may take SMTP_DATA_TIMEOUT, 10 minutes, to answer a whole message). A's lease
+    thread renews the heartbeat meanwhile: the reconciler leaves the batch alone and a
+    second worker's job for it skips it, so the message A is sending is not sent again
+    by B. Before the lease thread, the heartbeat stood still during the exchange and B
+    took over and sent that message a second time."""
+    app.config.update(BATCH_SIZE=6, BATCH_LEASE_SECONDS=6)  # renewed every second
+    sink = holding_sink(nth=3)
+    issue = make_issue(6)
+    start_sending(issue)
+    fan_out(issue.id)
+    queue(BULK_QUEUE).empty()  # worker A has taken the batch's job
+    batch_id = only_batch(issue.id)
+    thread, outcome = worker_a(app, batch_id)
+    try:
+        wait_until(sink.holding.is_set, "A to be inside its third SMTP exchange")
+        stale = make_the_lease_look_expired(app, batch_id)
+        # A live holder renews it; before the fix nothing did (then B takes over below).
+        renewed = wait_for(lambda: heartbeat_of(batch_id) > stale, timeout=15)
+        with another_process(app):
+            reenqueued = reconcile()["batches"]
+        with another_process(app):
+            b_result = deliver_batch(batch_id)  # worker B, with a job for the same batch
+    finally:
+        sink.released.set()
+        thread.join(60)
+
+    got = collections.Counter(sink.recipients())
+    assert got == collections.Counter(SUBSCRIBERS[:6]), "nobody lost, nobody twice"
+    assert renewed, "the heartbeat stood still while A waited on the SMTP server"
+    assert (reenqueued, b_result, outcome) == (0, "skipped", ["done"])
+    status, counts = issue_state(issue.id)
+    assert status == "sent"
+    assert counts["sent"] == 6 and counts["pending"] == 0
+
+
+def test_worker_whose_batch_was_taken_stops_when_its_lease_thread_finds_out(
+    app, holding_sink, monkeypatch
+):
+    """While A waits on the server, another worker takes the batch (here: an UPDATE of
+    its owner). A's lease thread finds the batch no longer A's; A records the message
+    it sent and stops before the next one, leaving the rest to the new owner."""
+    app.config.update(BATCH_SIZE=6, BATCH_LEASE_SECONDS=6)  # renewed every second
+    renewals: list[bool] = []
+    real_renewal = workers.delivery._BatchHeartbeat.__call__
+
+    def noted_renewal(heartbeat):
+        renewals.append(real_renewal(heartbeat))
+        return renewals[-1]
+
+    monkeypatch.setattr(workers.delivery._BatchHeartbeat, "__call__", noted_renewal)
+    sink = holding_sink(nth=3)
+    issue = make_issue(6)
+    start_sending(issue)
+    fan_out(issue.id)
+    queue(BULK_QUEUE).empty()
+    batch_id = only_batch(issue.id)
+    thread, outcome = worker_a(app, batch_id)
+    try:
+        wait_until(sink.holding.is_set, "A to be inside its third SMTP exchange")
+        test_delivery._sql_on_the_side(
+            app, "UPDATE delivery_batch SET owner = 'worker-b' WHERE id = :id", id=batch_id
+        )
+        wait_until(lambda: False in renewals, "A's lease thread to find the batch taken")
+    finally:
+        sink.released.set()
+        thread.join(60)
+
+    assert outcome == ["lost lease"]
+    assert sink.recipients() == SUBSCRIBERS[:3]
+    db.session.expire_all()
+    statuses = db.session.scalars(
+        select(Delivery.status).where(Delivery.batch_id == batch_id).order_by(Delivery.id)
+    ).all()
+    assert statuses == ["sent"] * 3 + ["pending"] * 3  # the third recorded, no fourth sent
+
+
+def test_late_refusal_of_a_frozen_worker_does_not_undo_the_new_holders_record(
+    app, holding_sink, monkeypatch
+):
+    """A's process freezes inside its third SMTP exchange past the lease; B takes the
+    batch over, sends every message and records them. Then A's server finally says
+    "try later" (451) about that message. A must not record it as pending again over
+    B's "sent" (the message would be sent a third time, and the counts go wrong)."""
+    app.config["BATCH_SIZE"] = 6
+    freeze_heartbeats(monkeypatch)
+    sink = holding_sink(nth=3)
+    issue = make_issue(6)
+    start_sending(issue)
+    fan_out(issue.id)
+    queue(BULK_QUEUE).empty()
+    batch_id = only_batch(issue.id)
+    thread, outcome = worker_a(app, batch_id)
+    try:
+        wait_until(sink.holding.is_set, "A to be inside its third SMTP exchange")
+        make_the_lease_look_expired(app, batch_id)
+        with another_process(app):
+            assert deliver_batch(batch_id) == "done"  # B, which sends all six
+        sink.late_answer = "451 4.3.0 Try again later"
+    finally:
+        sink.released.set()
+        thread.join(60)
+
+    assert outcome == ["stopped"]  # A's next claim found the batch taken
+    assert collections.Counter(sink.recipients()) == collections.Counter(SUBSCRIBERS[:6])
+    status, counts = issue_state(issue.id)
+    assert status == "sent"
+    assert counts["sent"] == 6 and counts["pending"] == 0
+    db.session.expire_all()
+    statuses = db.session.scalars(select(Delivery.status).where(Delivery.batch_id == batch_id))
+    assert collections.Counter(statuses) == {"sent": 6}
 
 
 # --- a batch handed back --------------------------------------------------------

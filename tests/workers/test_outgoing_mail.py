@@ -245,3 +245,50 @@ def test_a_confirmation_refused_with_no_such_mailbox_is_recorded_as_a_hard_bounc
     bounce = db.session.scalar(select(Bounce))
     assert (bounce.kind, bounce.status, bounce.outgoing_mail_id) == ("hard", "5.1.1", mail_row().id)
     assert db.session.scalar(select(Subscription.status)) == "bounced"
+
+
+def test_server_slow_to_answer_does_not_let_the_senders_claim_run_out(app, client, monkeypatch):
+    """The server holds its answer to the mail past MAIL_CLAIM_LEASE_SECONDS (it may take
+    SMTP_DATA_TIMEOUT, 10 minutes). The sending job's lease thread keeps the claim fresh,
+    so the reconciler does not hand the mail to a second job, which would send it again."""
+    import workers.mail
+    import workers.reconcile
+    from tests.waiting import wait_for, wait_until
+    from tests.workers.test_delivery_races import HoldingSink, another_process
+
+    app.config["MAIL_CLAIM_LEASE_SECONDS"] = 3  # renewed every half second
+    sink = HoldingSink(nth=1)
+    controller = start_catcher(sink)
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
+    sign_up(client)
+    mail_id = mail_row().id
+    outcome = []
+
+    def first_job() -> None:
+        with another_process(app):
+            outcome.append(send_outgoing(mail_id))
+
+    thread = threading.Thread(target=first_job, name="first-job", daemon=True)
+    thread.start()
+    try:
+        wait_until(sink.holding.is_set, "the first job to be inside its SMTP exchange")
+        first_claim = mail_row().claimed_at
+        # From here on the engine's clock reads later than the lease: any claim not
+        # renewed since counts as abandoned.
+        later = timedelta(seconds=app.config["MAIL_CLAIM_LEASE_SECONDS"] + 1)
+        for module in (workers.mail, workers.reconcile):
+            real = module.utcnow
+            monkeypatch.setattr(module, "utcnow", lambda real=real: real() + later)
+        renewed = wait_for(lambda: mail_row().claimed_at != first_claim, timeout=10)
+        db.session.commit()
+        requeued = reconcile()["outgoing_mail"]
+        second = send_outgoing(mail_id)  # a second job for the same mail
+    finally:
+        sink.released.set()
+        thread.join(60)
+        controller.stop()
+
+    assert [m.rcpt_tos for m in sink.mails] == [["jana@seznam.cz"]], "sent once"
+    assert renewed, "the claim stood still while the server took its time"
+    assert (requeued, second, outcome) == (0, "skipped", ["sent"])
+    assert mail_row().status == "sent"

@@ -12,6 +12,7 @@ the SSL_CERT_FILE environment variable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import ipaddress
@@ -159,6 +160,11 @@ def trusted(certificates, monkeypatch) -> Certificates:
 
 DROP = "drop"  # close the connection instead of answering DATA; the mail is not kept
 KEEP_AND_DROP = "keep-and-drop"  # keep the mail, then close the connection without answering
+# Keep the mail, then answer 250 only after LATE_ANSWER_SECONDS: a relay that takes its
+# time over a whole message (a content filter, a slow disk). The tests using it set
+# SMTP_TIMEOUT below it, so a client that waits only SMTP_TIMEOUT always gives up first.
+KEEP_AND_ANSWER_LATE = "keep-and-answer-late"
+LATE_ANSWER_SECONDS = 2.5
 
 
 class ScriptedSink(MailCatcher):
@@ -210,6 +216,12 @@ class ScriptedSink(MailCatcher):
         steps = self.script.get(("DATA", address))
         if steps and steps[0] == KEEP_AND_DROP:
             await self._keep(server, session, envelope)
+        if steps and steps[0] == KEEP_AND_ANSWER_LATE:
+            steps.pop(0)
+            self.tries["DATA", address] += 1
+            answer = await self._keep(server, session, envelope)
+            await asyncio.sleep(LATE_ANSWER_SECONDS)  # the relay's own pace, not a wait
+            return answer
         answer = await self._scripted("DATA", server, session, address)
         if answer is not None:
             return answer
@@ -555,6 +567,40 @@ def test_connection_dropped_during_data_loses_nothing(app, plain_server):
     assert db.session.scalars(select(Delivery.attempts)).all() == [0] * 5
     assert counts(issue)["sent"] == 5
     assert issue_status(issue) == "sent"
+
+
+def test_slow_answer_to_a_whole_message_is_waited_for_and_sent_once(app, plain_server):
+    """The relay has the message and answers it later than SMTP_TIMEOUT: the worker
+    waits for the answer (SMTP_DATA_TIMEOUT, RFC 5321's 10 minutes) instead of giving
+    up and sending the message again. Giving up after SMTP_TIMEOUT mailed that
+    recipient twice when a loaded machine slowed the relay down."""
+    app.config["SMTP_TIMEOUT"] = 1
+    plain_server.script["DATA", "odberatel2@example.cz"] = [KEEP_AND_ANSWER_LATE]
+    issue = send_issue_to(5)
+    run_jobs(app)
+    reconcile()  # what the worker's maintenance runs: nothing is left to pick up
+    run_jobs(app)
+
+    received = Counter(r for m in plain_server.mails for r in m.rcpt_tos)
+    assert received == dict.fromkeys(addresses(5), 1)
+    assert plain_server.connections == 1  # no reconnect: the answer was waited for
+    row = delivery_of("odberatel2@example.cz")
+    assert (row.status, row.last_error) == ("sent", None)
+    assert counts(issue)["sent"] == 5
+    assert issue_status(issue) == "sent"
+
+
+def test_slow_answer_to_a_confirmation_mail_is_waited_for_and_sent_once(app, client, plain_server):
+    app.config["SMTP_TIMEOUT"] = 1
+    plain_server.script["DATA", "jana@seznam.cz"] = [KEEP_AND_ANSWER_LATE]
+    sign_up(client)
+    run_jobs(app)
+    reconcile()
+    run_jobs(app)
+
+    assert [m.rcpt_tos for m in plain_server.mails] == [["jana@seznam.cz"]]
+    row = outgoing_mail()
+    assert (row.status, row.attempts) == ("sent", 1)
 
 
 def test_connection_dropped_after_the_server_kept_the_message_duplicates_only_that_one(
