@@ -13,11 +13,12 @@ answered with a polite note to the group's coordinators instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
 import icalendar
@@ -30,7 +31,7 @@ from ..groups.joining import admin_group_url, coordinators_of
 from ..mail import compose, queue_message, render_pair
 from ..models import INSTITUTION_TYPES, Meeting, PartStat, Subscriber, Subscription
 from .calendar import meeting_title
-from .rsvp import answer_from_calendar, parse_rsvp_address
+from .rsvp import answer_from_calendar, is_rsvp_address, parse_rsvp_address
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,43 @@ class ReplyOutcome:
 
 
 def process_reply(
-    raw: bytes, envelope_recipients: list[str] | tuple[str, ...] = ()
+    raw: bytes,
+    envelope_recipients: list[str] | tuple[str, ...] = (),
+    *,
+    before_commit: Callable[[], None] | None = None,
 ) -> ReplyOutcome:
-    """Parse and record one calendar answer, committing; raises NotAReply for other mail."""
+    """Parse and record one calendar answer, committing; raises NotAReply for other mail.
+
+    `before_commit` runs in the same transaction whatever the outcome (the
+    mailbox poller notes the message there, so recording it and marking it
+    done are one).
+    """
     message = message_from_bytes(raw, policy=policy.default)
     calendar = _calendar_of(message)
+    try:
+        outcome = _answer(calendar, message, envelope_recipients)
+        if before_commit is not None:
+            before_commit()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    log.info("calendar reply for meeting %s: %s", outcome.meeting_id, outcome.status)
+    return outcome
+
+
+def addressed_to_us(raw: bytes) -> bool:
+    """Whether a message's headers (Delivered-To, X-Original-To, To, Cc) name a meeting's
+    reply address: how the mailbox poller, which has no envelope, tells a calendar answer."""
+    headers = BytesHeaderParser(policy=policy.default).parsebytes(raw[:65536])
+    return any(is_rsvp_address(address) for address in _addresses(headers, ()))
+
+
+def _answer(
+    calendar: icalendar.Calendar,
+    message: EmailMessage,
+    envelope_recipients: Iterable[str],
+) -> ReplyOutcome:
     method = str(calendar.get("METHOD", "")).upper()
     if method not in ("REPLY", "COUNTER"):
         return ReplyOutcome("ignored")
@@ -74,18 +107,10 @@ def process_reply(
     events = [e for e in calendar.walk("VEVENT") if str(e.get("UID", "")) == meeting.uid]
     if not events:
         return ReplyOutcome("unknown", meeting_id=meeting.id)
-    try:
-        if method == "COUNTER":
-            _notify_counter(meeting, subscriber, events[0])
-            outcome = ReplyOutcome("counter", meeting_id=meeting.id)
-        else:
-            outcome = _record(meeting, subscriber, events[0])
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    log.info("calendar %s for meeting %s: %s", method, meeting.id, outcome.status)
-    return outcome
+    if method == "COUNTER":
+        _notify_counter(meeting, subscriber, events[0])
+        return ReplyOutcome("counter", meeting_id=meeting.id)
+    return _record(meeting, subscriber, events[0])
 
 
 def _record(meeting: Meeting, subscriber: Subscriber, event: icalendar.Component) -> ReplyOutcome:
@@ -131,7 +156,7 @@ def _calendar_of(message: EmailMessage) -> icalendar.Calendar:
     raise NotAReply("zpráva neobsahuje kalendář (text/calendar)")
 
 
-def _addresses(message: EmailMessage, envelope_recipients: Iterable[str]) -> list[str]:
+def _addresses(message: Message, envelope_recipients: Iterable[str]) -> list[str]:
     """The envelope's recipients first (what the MTA delivered to), then the headers'."""
     found = list(envelope_recipients)
     for header in ("Delivered-To", "X-Original-To", "To", "Cc"):
