@@ -36,7 +36,7 @@ from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
-from ..meetings import attendance, recurrence
+from ..meetings import attendance, recurrence, rsvp
 from ..meetings.calendar import CALENDAR_CONTENT_TYPE, documents, feed_for
 from ..models import (
     INSTITUTION_TYPES,
@@ -44,6 +44,7 @@ from ..models import (
     Issue,
     MailingList,
     Meeting,
+    PartStat,
     Subscriber,
     SubscriptionStatus,
 )
@@ -303,8 +304,8 @@ def member_page(slug: str, token: str) -> ResponseReturnValue:
         .order_by(func.coalesce(Issue.started_at, Issue.created_at).desc(), Issue.id.desc())
         .limit(MEMBER_PAGE_ANNOUNCEMENTS)
     )
-    announcements = [_announcement(issue, group, token, zone) for issue in issues]
-    next_meeting = _next_meeting(group, zone)
+    announcements = [_announcement(issue, group, token, zone, subscriber) for issue in issues]
+    next_meeting = _next_meeting(group, zone, subscriber)
     feed_url = joining.calendar_feed_url(subscriber, group)
     return render_template(
         "groups/member.html",
@@ -321,8 +322,11 @@ def member_page(slug: str, token: str) -> ResponseReturnValue:
 NEXT_OCCURRENCES = 4
 
 
-def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> dict[str, Any]:
-    """One sent announcement on the members' page; minutes with their meeting's record."""
+def _announcement(
+    issue: Issue, group: MailingList, token: str, zone: str, subscriber: Subscriber
+) -> dict[str, Any]:
+    """One sent announcement on the members' page; minutes with their meeting's record
+    and the member's own answer and attendance."""
     item: dict[str, Any] = {
         "subject": issue.subject,
         "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
@@ -347,6 +351,7 @@ def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> di
             "came": sum(1 for a in people if a.attended),
             "ticked": any(a.attended is not None for a in people),
             "invited": len(people),
+            "mine": _own_attendance(people, subscriber),
         }
     return item
 
@@ -380,12 +385,14 @@ def document(slug: str, token: str, document_id: int) -> ResponseReturnValue:
     )
 
 
-def _next_meeting(group: MailingList, zone: str) -> dict | None:
-    """The group's next meeting for its members' page; a series with its next dates."""
+def _next_meeting(group: MailingList, zone: str, subscriber: Subscriber) -> dict | None:
+    """The group's next announced meeting for its members' page (a series with its next
+    dates), with the member's own answer and the link to give or change it."""
     now = utcnow()
     candidates = db.session.scalars(
         select(Meeting).where(
             Meeting.list_id == group.id,
+            Meeting.id.in_(_announced_meetings(group)),
             Meeting.cancelled_at.is_(None),
             (Meeting.start > now) | (Meeting.rrule != ""),
         )
@@ -412,6 +419,35 @@ def _next_meeting(group: MailingList, zone: str) -> dict | None:
         if meeting.online_url.startswith(("https://", "http://"))
         else "",
         "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+        "answer": _own_answer(meeting, subscriber),
+    }
+
+
+def _own_attendance(people: list[attendance.Attendee], subscriber: Subscriber) -> str:
+    """What the minutes say of the member: whether the sheet has them, else their answer."""
+    mine = next((a for a in people if a.subscriber_id == subscriber.id), None)
+    if mine is None:
+        return ""
+    if mine.attended is not None:
+        return (
+            "Podle prezenční listiny jste se setkání zúčastnili."
+            if mine.attended
+            else "Podle prezenční listiny jste na setkání nebyli."
+        )
+    if mine.partstat == PartStat.NEEDS_ACTION:
+        return ""
+    return f"Vaše odpověď: {rsvp.LABELS[PartStat(mine.partstat)]}."
+
+
+def _own_answer(meeting: Meeting, subscriber: Subscriber) -> dict[str, Any]:
+    """The member's answer to `meeting` and their /rsvp/ page, to give or change it."""
+    response = rsvp.response_of(meeting, subscriber)
+    partstat = PartStat(response.partstat) if response is not None else PartStat.NEEDS_ACTION
+    return {
+        "answered": partstat != PartStat.NEEDS_ACTION,
+        "label": rsvp.LABELS[partstat],
+        "note": response.note if response is not None else "",
+        "url": url_for("rsvp.answer", token=rsvp.rsvp_token(subscriber.public_key, meeting.id)),
     }
 
 
