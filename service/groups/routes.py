@@ -36,7 +36,7 @@ from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
 from ..issues.markdown import markdown_to_html
-from ..meetings import attendance, recurrence, rsvp
+from ..meetings import attendance, occurrences, recurrence, rsvp
 from ..meetings.calendar import CALENDAR_CONTENT_TYPE, documents, feed_for
 from ..models import (
     INSTITUTION_TYPES,
@@ -399,28 +399,31 @@ def _next_meeting(group: MailingList, zone: str, subscriber: Subscriber) -> dict
     )
     upcoming = []
     for meeting in candidates:
-        dates = [(meeting.start, meeting.end)]
-        if meeting.rrule:
-            dates = recurrence.occurrences(
-                meeting.rrule, meeting.start, meeting.end, zone, after=now, count=NEXT_OCCURRENCES
-            )
+        dates = occurrences.upcoming(meeting, after=now, count=NEXT_OCCURRENCES)
         if dates:
-            upcoming.append((dates[0][0], meeting.id, meeting, dates))
+            upcoming.append((dates[0].start, meeting.id, meeting, dates))
     if not upcoming:
         return None
     _, _, meeting, dates = min(upcoming)
+    date = dates[0]
     return {
-        "when": format_meeting_time(dates[0][0], dates[0][1], zone),
+        "when": format_meeting_time(date.start, date.end, zone),
         "rhythm": recurrence.describe(meeting.rrule, meeting.start, zone) if meeting.rrule else "",
-        "later": [format_meeting_time(start, end, zone) for start, end in dates[1:]],
-        "location": meeting.location,
+        "later": [_later(later, date, zone) for later in dates[1:]],
+        "location": date.location,
         # Typed by a coordinator: a link only when it is a web address.
-        "online_url": meeting.online_url
-        if meeting.online_url.startswith(("https://", "http://"))
+        "online_url": date.online_url
+        if date.online_url.startswith(("https://", "http://"))
         else "",
-        "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-        "answer": _own_answer(meeting, subscriber),
+        "agenda_html": markdown_to_html(date.agenda) if date.agenda else "",
+        "answer": _own_answer(meeting, subscriber, date),
     }
+
+
+def _later(date: occurrences.Occurrence, first: occurrences.Occurrence, zone: str) -> str:
+    """A later date of the series; its place when it differs from the next one's."""
+    when = format_meeting_time(date.start, date.end, zone)
+    return f"{when}, {date.location}" if date.location != first.location else when
 
 
 def _own_attendance(people: list[attendance.Attendee], subscriber: Subscriber) -> str:
@@ -439,15 +442,20 @@ def _own_attendance(people: list[attendance.Attendee], subscriber: Subscriber) -
     return f"Vaše odpověď: {rsvp.LABELS[PartStat(mine.partstat)]}."
 
 
-def _own_answer(meeting: Meeting, subscriber: Subscriber) -> dict[str, Any]:
-    """The member's answer to `meeting` and their /rsvp/ page, to give or change it."""
-    response = rsvp.response_of(meeting, subscriber)
+def _own_answer(
+    meeting: Meeting, subscriber: Subscriber, date: occurrences.Occurrence
+) -> dict[str, Any]:
+    """The member's answer for the next date and their /rsvp/ page to give or change it
+    (for a series, the page of that date)."""
+    recurrence_id = date.recurrence_id if meeting.rrule else None
+    response = rsvp.answer_for(meeting, subscriber, recurrence_id)
     partstat = PartStat(response.partstat) if response is not None else PartStat.NEEDS_ACTION
+    token = rsvp.rsvp_token(subscriber.public_key, meeting.id, recurrence_id)
     return {
         "answered": partstat != PartStat.NEEDS_ACTION,
         "label": rsvp.LABELS[partstat],
         "note": response.note if response is not None else "",
-        "url": url_for("rsvp.answer", token=rsvp.rsvp_token(subscriber.public_key, meeting.id)),
+        "url": url_for("rsvp.answer", token=token),
     }
 
 

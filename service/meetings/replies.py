@@ -121,8 +121,25 @@ def _record(meeting: Meeting, subscriber: Subscriber, event: icalendar.Component
         sequence = int(event.get("SEQUENCE", 0))
     except (TypeError, ValueError):
         sequence = 0
-    status = answer_from_calendar(meeting, subscriber, PartStat(partstat), sequence)
+    status = answer_from_calendar(
+        meeting, subscriber, PartStat(partstat), sequence, _recurrence_id(event)
+    )
     return ReplyOutcome(status, partstat, meeting.id)
+
+
+def _recurrence_id(event: icalendar.Component) -> datetime | None:
+    """A REPLY about one date of a series names it by RECURRENCE-ID: as naive UTC."""
+    if "RECURRENCE-ID" not in event:
+        return None
+    try:
+        value = event.decoded("RECURRENCE-ID")
+    except (KeyError, ValueError, TypeError):
+        return None
+    if not isinstance(value, datetime):
+        return None  # a whole-day date: not how our invitations name a date
+    if value.tzinfo is None:  # floating time: the service's wall clock
+        value = value.replace(tzinfo=local_zone())
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _partstat(event: icalendar.Component, subscriber: Subscriber) -> str:

@@ -25,7 +25,8 @@ from ..extensions import db
 from ..groups.dates import WEEKDAYS_ON, clock_time, format_meeting_time, local_time, on_day
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
-from ..models import Issue, MailingList, Meeting, User
+from ..models import Issue, MailingList, Meeting, MeetingOccurrence, User
+from . import occurrences, recurrence
 from .calendar import ics_url, meeting_title
 from .recurrence import REPEAT_CHOICES, check_rule, describe, rule_for_choice
 
@@ -132,7 +133,7 @@ def _rrule(data: dict, start: datetime | None, errors: dict[str, str]) -> str:
         errors["rrule"] = "Pravidlo opakování musí být text, např. FREQ=MONTHLY;BYDAY=2TU."
         return ""
     rule = rule.strip().upper().removeprefix("RRULE:")
-    problem = check_rule(rule, first) if rule else None
+    problem = check_rule(rule, start.replace(tzinfo=UTC).astimezone(local_zone())) if rule else None
     if problem:
         errors["rrule"] = problem
     return rule
@@ -247,6 +248,7 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
     old_start, old_end, old_location = meeting.start, meeting.end, meeting.location
     _apply(meeting, fields)
     meeting.sequence += 1
+    _forget_lost_dates(meeting)
     meeting.title = retitle(title, old_start, meeting.start)[:200]
     subject, what = change_subject(title, old_start, old_end, old_location, meeting)
     body = (
@@ -254,13 +256,29 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
         "Aktuální termín, místo a program najdete níže; "
         "pozvánka v kalendáři se sama aktualizuje.\n"
     )
-    return _announcement(meeting, subject, body, "REQUEST", author)
+    return announcement(meeting, subject, body, "REQUEST", author)
+
+
+def _forget_lost_dates(meeting: Meeting) -> None:
+    """After the whole series changed: dates kept apart that its rule no longer gives
+    are gone (a calendar drops exceptions of dates the series no longer has)."""
+    zone = local_zone().key
+    for row in occurrences.rows(meeting).values():
+        if not meeting.rrule or not recurrence.is_rule_date(
+            meeting.rrule, meeting.start, zone, row.recurrence_id
+        ):
+            db.session.delete(row)
 
 
 def change_subject(
-    title: str, old_start: datetime, old_end: datetime, old_location: str, meeting: Meeting
+    title: str,
+    old_start: datetime,
+    old_end: datetime,
+    old_location: str,
+    meeting: Meeting | MeetingOccurrence,
 ) -> tuple[str, str]:
-    """(the update's subject, what its body says changed), in Czech."""
+    """(the update's subject, what its body says changed), in Czech; `meeting` holds the
+    new start, end and place (a whole meeting, or one date of a series)."""
     tz = local_zone().key
     old_day, new_day = local_time(old_start, tz).date(), local_time(meeting.start, tz).date()
     new_clock = clock_time(meeting.start, tz)
@@ -316,7 +334,7 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
         f"Dobrý den,\n\nsetkání pracovní skupiny {meeting.mailing_list.name} "
         f"{day} se **ruší**. Z kalendáře se odstraní samo.\n"
     )
-    issue = _announcement(meeting, subject, body, "CANCEL", author)
+    issue = announcement(meeting, subject, body, "CANCEL", author)
     send_now(issue)
     return issue
 
@@ -333,10 +351,10 @@ def start_minutes(meeting: Meeting, author: User | None) -> Issue:
         f"Dobrý den,\n\nposíláme zápis ze setkání pracovní skupiny "
         f"{meeting.mailing_list.name} ({when}).\n\n## Zápis\n\n…\n\n## Úkoly\n\n- …\n"
     )
-    return _announcement(meeting, f"Zápis: {meeting_title(meeting)}", body, None, author)
+    return announcement(meeting, f"Zápis: {meeting_title(meeting)}", body, None, author)
 
 
-def _announcement(
+def announcement(
     meeting: Meeting, subject: str, body: str, method: str | None, author: User | None
 ) -> Issue:
     """A draft issue to the group about its meeting: a change ("Změna termínu: …", METHOD
