@@ -343,11 +343,17 @@ def _announcement(
     }
     meeting = issue.meeting
     if meeting is not None and issue.meeting_method is None:  # minutes of a meeting
-        people = attendance.attendees(meeting)
+        key = issue.meeting_occurrence  # of one date of a series
+        date = occurrences.find(meeting, key) if key is not None else None
+        held = date or occurrences.Occurrence(
+            meeting.id, meeting.start, meeting.start, meeting.end, meeting.location,
+            meeting.online_url, meeting.agenda, meeting.sequence, False, False,
+        )  # fmt: skip
+        people = attendance.attendees(meeting, key)
         item["minutes"] = {
-            "when": format_meeting_time(meeting.start, meeting.end, zone),
-            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-            "counts": attendance.counts(meeting),
+            "when": format_meeting_time(held.start, held.end, zone),
+            "agenda_html": markdown_to_html(held.agenda) if held.agenda else "",
+            "counts": attendance.counts(meeting, key),
             "came": sum(1 for a in people if a.attended),
             "ticked": any(a.attended is not None for a in people),
             "invited": len(people),

@@ -339,19 +339,31 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     return issue
 
 
-def start_minutes(meeting: Meeting, author: User | None) -> Issue:
-    """A draft of the meeting's minutes: an announcement tied to the meeting (no calendar),
-    kept on the members' page with the agenda, the attendance and its documents."""
-    if meeting.cancelled_at is not None:
+def start_minutes(
+    meeting: Meeting, author: User | None, date: occurrences.Occurrence | None = None
+) -> Issue:
+    """A draft of the meeting's minutes (for a series, of one of its dates): an
+    announcement tied to the meeting (no calendar), kept on the members' page with the
+    agenda, the attendance and its documents."""
+    if meeting.rrule and date is None:
+        raise MeetingError("U pravidelného setkání vyberte termín, ze kterého je zápis.")
+    if meeting.cancelled_at is not None or (date is not None and date.cancelled):
         raise MeetingError("Setkání bylo zrušeno; zápis z něj nevznikne.")
-    if not meeting.started:
+    start, end = (date.start, date.end) if date is not None else (meeting.start, meeting.end)
+    if start > utcnow():
         raise MeetingError("Zápis lze napsat až od začátku setkání.")
-    when = format_meeting_time(meeting.start, meeting.end, local_zone().key)
+    zone = local_zone().key
     body = (
         f"Dobrý den,\n\nposíláme zápis ze setkání pracovní skupiny "
-        f"{meeting.mailing_list.name} ({when}).\n\n## Zápis\n\n…\n\n## Úkoly\n\n- …\n"
+        f"{meeting.mailing_list.name} ({format_meeting_time(start, end, zone)})."
+        "\n\n## Zápis\n\n…\n\n## Úkoly\n\n- …\n"
     )
-    return announcement(meeting, f"Zápis: {meeting_title(meeting)}", body, None, author)
+    title = meeting_title(meeting)
+    if date is not None:
+        title = f"{title} {on_day(start, zone).split(' ', 2)[2]}"
+    issue = announcement(meeting, f"Zápis: {title}", body, None, author)
+    issue.meeting_occurrence = date.recurrence_id if date is not None else None
+    return issue
 
 
 def announcement(
@@ -381,4 +393,21 @@ def meeting_json(meeting: Meeting) -> dict[str, Any]:
         "rrule": meeting.rrule or None,
         "rhythm": describe(meeting.rrule, meeting.start, zone) if meeting.rrule else None,
         "ics_url": ics_url(meeting),
+        "dates": [_date_json(date) for date in occurrences.listed(meeting)]
+        if meeting.rrule
+        else [],
+    }
+
+
+def _date_json(date: occurrences.Occurrence) -> dict[str, Any]:
+    """One date of a series as the API shows it (the last few held and the next few)."""
+    return {
+        "recurrence_id": iso_utc(date.recurrence_id),
+        "key": date.key,
+        "start": iso_utc(date.start),
+        "end": iso_utc(date.end),
+        "location": date.location,
+        "changed": date.changed,
+        "cancelled": date.cancelled,
+        "sequence": date.sequence,
     }

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 import vobject
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from service import tokens
 from service.clock import utcnow
@@ -22,7 +22,7 @@ from service.extensions import db
 from service.issues import sending
 from service.meetings import occurrences, reminders, series
 from service.meetings import rules as meetings
-from service.models import Issue, Meeting, MeetingOccurrence, Subscriber
+from service.models import Issue, Meeting, MeetingOccurrence, MeetingResponse, Subscriber
 from tests.conftest import run_jobs
 from tests.meetings.test_meetings import (
     BODY,
@@ -261,3 +261,176 @@ def test_a_date_moved_alone_is_reminded_at_its_new_time_and_lost_jobs_come_back(
     redis_connection().flushdb()
     assert reconcile_reminders() == 1
     assert reconcile_reminders() == 0
+
+
+# --- answers, attendance and the coordinator's controls per date ---------------------
+
+
+def reminder_of(app, outbox, address: str):
+    """Fire the scheduled reminder (of the series' first date); the mail `address` got."""
+    run_jobs(app)
+    outbox.catcher.clear()
+    fire_scheduled_jobs(app)
+    return next(m for m in outbox.mails if m.rcpt_tos == [address])
+
+
+def test_answers_per_date_by_link_and_by_calendar_and_attendance_per_date(
+    app,
+    client,
+    runner,
+    accounts,
+    outbox,
+    members,  # noqa: F811
+):
+    from service.accounts import create_token
+    from tests.conftest import log_in
+    from tests.meetings.test_answers import answers, api_get, reply_for, rsvp_link
+
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    run_jobs(app)
+    invitation = {m.rcpt_tos[0]: m for m in outbox.mails}
+    [first, second] = occurrences.upcoming(meeting, after=utcnow(), count=2)
+    # The series' invitation: one answer for every date.
+    client.post(
+        rsvp_link(invitation["odberatel0@example.cz"], "Přijdu").split("?")[0],
+        data={"odpoved": "prijdu"},
+    )
+    mail = reminder_of(app, outbox, "odberatel0@example.cz")
+    path = rsvp_link(mail, "Nepřijdu")
+    assert path.startswith(f"/rsvp/{meeting.id}-{first.key}.")
+    page = client.get(path).get_data(as_text=True)
+    assert "Odpověď platí jen pro tento termín pravidelného setkání." in page
+    assert answers() == {"odberatel0@example.cz": ("ACCEPTED", "")}  # GET changed nothing
+    client.post(path.split("?")[0], data={"odpoved": "neprijdu", "poznamka": "dovolená"})
+    rows = db.session.execute(
+        select(MeetingResponse.occurrence, MeetingResponse.partstat).order_by(MeetingResponse.id)
+    ).all()
+    assert rows == [(None, "ACCEPTED"), (first.recurrence_id, "DECLINED")]
+
+    # Accept in the calendar app for the first date only (RECURRENCE-ID), by the pipe.
+    other = next(m for m in outbox.mails if m.rcpt_tos == ["odberatel1@example.cz"])
+    _, raw = reply_for(other, "TENTATIVE")
+    result = runner.invoke(args=["replies", "process", "-"], input=raw)
+    assert "Odpověď zaznamenána: TENTATIVE" in result.output
+    token = create_token(accounts.coordinator)
+    db.session.commit()
+    reminder = db.session.scalar(select(Issue).where(Issue.subject.startswith("Připomínka")))
+    counted = api_get(client, token, f"/api/v1/issues/{reminder.id}").get_json()
+    assert counted["meeting_date"] == first.recurrence_id.isoformat() + "+00:00"
+    assert counted["attendance"] == {
+        "accepted": 0, "tentative": 1, "declined": 1, "needs_action": 1,
+    }  # fmt: skip
+    invitation_id = db.session.scalar(select(Issue.id).order_by(Issue.id))
+    series_counts = api_get(client, token, f"/api/v1/issues/{invitation_id}").get_json()
+    series_counts = series_counts["attendance"]
+    assert series_counts == {"accepted": 1, "tentative": 0, "declined": 0, "needs_action": 2}
+    # A stale calendar answer to the date (below its SEQUENCE) changes nothing.
+    series.update_occurrence(
+        meeting, second.recurrence_id, meeting_input(local(second.start).replace(tzinfo=None)
+                                                     + timedelta(hours=1)), None,
+    )  # fmt: skip
+    db.session.commit()
+
+    # After the first date, the coordinator ticks who came at that date.
+    # Time passes: the first date began 3 h ago (a daily rule, so it still is a date).
+    shift = first.start - utcnow().replace(second=0, microsecond=0) + timedelta(hours=3)
+    moving = the_meeting()
+    moving.start, moving.end = moving.start - shift, moving.end - shift
+    moving.rrule = "FREQ=DAILY"
+    db.session.execute(
+        update(MeetingResponse)
+        .where(MeetingResponse.occurrence == first.recurrence_id)
+        .values(occurrence=first.recurrence_id - shift)
+    )
+    db.session.execute(delete(MeetingOccurrence))
+    db.session.commit()
+    log_in(client, accounts.coordinator.email)
+    started = occurrences.upcoming(the_meeting(), after=utcnow() - timedelta(days=1), count=1)[0]
+    html = client.get(f"/admin/meetings/{meeting.id}/attendance").get_data(as_text=True)
+    assert f'name="termin" value="{started.key}"' in html
+    csrf = html.split('name="csrf_token" value="')[1].split('"')[0]
+    zero = db.session.scalar(select(Subscriber.id).filter_by(email="odberatel2@example.cz"))
+    ticked = client.post(
+        f"/admin/meetings/{meeting.id}/attendance",
+        data={"csrf_token": csrf, "termin": started.key, "present": [str(zero)]},
+    )
+    assert ticked.status_code == 302
+    came = db.session.execute(
+        select(MeetingResponse.subscriber_id, MeetingResponse.attended).where(
+            MeetingResponse.occurrence == started.recurrence_id
+        )
+    ).all()
+    assert sorted(a for _, a in came) == [False, False, True]
+    no_date = client.post(
+        f"/admin/meetings/{meeting.id}/attendance", data={"csrf_token": csrf, "termin": "1"}
+    )
+    assert no_date.status_code == 404
+
+
+def test_the_api_and_the_admin_move_and_cancel_single_dates(app, client, accounts, outbox, members):  # noqa: F811
+    from service.accounts import create_token, create_user
+    from service.models import MailingList
+    from tests.conftest import PASSWORD, csrf_token_of, log_in
+
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    run_jobs(app)
+    [first, second, third, fourth] = occurrences.upcoming(meeting, after=utcnow(), count=4)
+    token = create_token(accounts.coordinator)
+    db.session.commit()
+    headers = {"Authorization": f"Bearer {token}"}
+    shown = client.get(
+        f"/api/v1/issues/{db.session.scalar(select(Issue.id))}", headers=headers
+    ).get_json()["meeting"]
+    assert [d["key"] for d in shown["dates"]][:2] == [first.key, second.key]
+
+    moved = local(second.start).replace(tzinfo=None) + timedelta(days=2)
+    body = {"start": moved.isoformat(), "end": (moved + timedelta(hours=2)).isoformat(),
+            "location": "Charita"}  # fmt: skip
+    iso = second.recurrence_id.isoformat() + "Z"
+    made = client.post(f"/api/v1/meetings/{meeting.id}/dates/{iso}/update", json=body,
+                       headers=headers)  # fmt: skip
+    assert made.status_code == 201, made.get_json()
+    assert made.get_json()["meeting_date"] == second.recurrence_id.isoformat() + "+00:00"
+    cancelled = client.post(
+        f"/api/v1/meetings/{meeting.id}/dates/{third.key}/cancel", headers=headers
+    )
+    assert cancelled.status_code == 202 and cancelled.get_json()["meeting_method"] == "CANCEL"
+    again = client.post(f"/api/v1/meetings/{meeting.id}/dates/{third.key}/cancel", headers=headers)
+    assert again.status_code == 409 and "už je zrušený" in again.get_json()["error"]
+    nowhere = client.post(f"/api/v1/meetings/{meeting.id}/dates/12345/cancel", headers=headers)
+    assert nowhere.status_code == 409
+    junk = client.post(f"/api/v1/meetings/{meeting.id}/dates/zitra/cancel", headers=headers)
+    assert junk.status_code == 404
+
+    # The admin: the invitation's page lists the dates; the rest of the series ends.
+    log_in(client, accounts.coordinator.email)
+    invitation = db.session.scalar(select(Issue).order_by(Issue.id))
+    page = client.get(f"/admin/issues/{invitation.id}").get_data(as_text=True)
+    assert f'data-key="{fourth.key}"' in page and "Přesunout tento termín" in page
+    csrf = csrf_token_of(client, f"/admin/issues/{invitation.id}")
+    unconfirmed = client.post(
+        f"/admin/meetings/{meeting.id}/dates/{fourth.key}",
+        data={"csrf_token": csrf, "issue": invitation.id, "akce": "zrusit-dalsi"},
+    )
+    assert unconfirmed.status_code == 302 and "UNTIL" not in the_meeting().rrule
+    ended = client.post(
+        f"/admin/meetings/{meeting.id}/dates/{fourth.key}",
+        data={"csrf_token": csrf, "issue": invitation.id, "akce": "zrusit-dalsi", "confirm": "1"},
+    )
+    assert ended.status_code == 302
+    assert "UNTIL" in the_meeting().rrule
+    assert occurrences.upcoming(the_meeting(), after=third.start, count=3) == []
+
+    # A coordinator of another group: 404, as for anything not theirs.
+    other = MailingList(slug="chomutov-os", name="Odborná skupina Chomutov", kind="group")
+    db.session.add(other)
+    db.session.flush()
+    stranger = create_token(
+        create_user("koordinator@chomutov.example", PASSWORD, "coordinator", [other])
+    )
+    db.session.commit()
+    refused = client.post(
+        f"/api/v1/meetings/{meeting.id}/dates/{second.key}/cancel",
+        headers={"Authorization": f"Bearer {stranger}"},
+    )
+    assert refused.status_code == 404
