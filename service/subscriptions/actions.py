@@ -361,6 +361,8 @@ def _meeting_answers_export(subscriber: Subscriber) -> list[dict[str, Any]]:
             "meeting": meeting.title or meeting.mailing_list.name,
             "meeting_uid": meeting.uid,
             "start": iso_utc(meeting.start, zulu=True),
+            # For one date of a recurring meeting: that date (else the whole meeting).
+            "date": iso_utc(response.occurrence, zulu=True),
             "answer": response.partstat,
             "note": response.note,
             "channel": response.channel,

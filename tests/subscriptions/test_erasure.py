@@ -258,6 +258,7 @@ def test_own_export_holds_the_whole_history(client, app, outbox, person):
         "web",
     )
     assert answer["note"] == f"Přijdu za {ORGANIZATION}." and answer["attended"] is None
+    assert answer["date"] is None  # the meeting, not one date of a series
     assert answer["meeting"] == "Setkání PSB" and answer["answered_at"].endswith("Z")
 
 
