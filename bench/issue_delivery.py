@@ -29,7 +29,6 @@ copy with and without the invitation, medians of five runs).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import smtplib
@@ -42,15 +41,20 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from aiosmtpd.controller import Controller
+from harness import (
+    ROOT,
+    CountingSink,
+    database_kind,
+    delivery_config,
+    median_of,
+    ratio,
+    start_counting_sink,
+)
 from rq import Worker
 from sqlalchemy import insert, select
 
 from service import create_app
 from service.clock import utcnow
-from service.dev.processes import free_port
 from service.dev.redis_server import PrivateRedis
 from service.extensions import db
 from service.issues import sending
@@ -59,29 +63,7 @@ from service.jobs import redis_connection
 from service.meetings import rules as meeting_rules
 from service.models import Issue, MailingList, Subscriber, Subscription
 
-PROJECT = Path(__file__).resolve().parent.parent
-
-
-class CountingSink:
-    """Accepts every message and only counts it, noting when the first one came."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.signed = 0
-        self.first_at: float | None = None
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        with self.lock:
-            self.count += 1
-            self.signed += envelope.content.startswith(b"DKIM-Signature:")
-            if self.first_at is None:
-                self.first_at = time.perf_counter()
-        return "250 OK"
-
-    def reset(self) -> None:
-        with self.lock:
-            self.count, self.signed, self.first_at = 0, 0, None
+PROJECT = ROOT
 
 
 def seed(n: int) -> None:
@@ -150,7 +132,7 @@ def raw_smtplib(port: int, n: int) -> tuple[float, float]:
                               skeleton.new_message_id(i)))
         for i in range(n)
     ]  # fmt: skip
-    with smtplib.SMTP("127.0.0.1", port) as connection:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as connection:
         start, cpu = time.perf_counter(), time.thread_time()
         for address, raw in messages:
             connection.sendmail("zpravodaj@localhost.localdomain", [address], raw)
@@ -253,10 +235,6 @@ def pipeline(procs: list[subprocess.Popen], env: dict, sink: CountingSink, n: in
     }
 
 
-def median_of(results: list[dict]) -> dict:
-    return {key: statistics.median(r[key] for r in results) for key in results[0]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=3000)
@@ -268,21 +246,10 @@ def main() -> None:
     global MEETING
     MEETING = args.meeting
 
-    sink = CountingSink()
-    port = free_port("127.0.0.1")
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    sink, port, controller = start_counting_sink()
     with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         database_url = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
-        config = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis.url,
-            "SMTP_URL": f"smtp://127.0.0.1:{port}",
-            "SECRET_KEY": "bench",
-            "RATE_LIMITS": False,
-            "BASE_URL": "https://zpravodaj.example",
-        }
+        config = {**delivery_config(database_url, redis.url, port), "RATE_LIMITS": False}
         if args.dkim:
             from service.deliverability.dkim import generate_private_key, private_key_pem
 
@@ -318,7 +285,7 @@ def main() -> None:
             db.drop_all()
     controller.stop()
 
-    kind = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
+    kind = database_kind(database_url)
     one, two = results[1], results[2]
     what = "meeting invitation" if args.meeting else "issue"
     print(
@@ -340,13 +307,13 @@ def main() -> None:
     for label, result in (("one worker", one), ("two workers", two)):
         print(
             f"  pipeline, {label:11}: {result['rate']:8.0f} msg/s "
-            f"= {result['rate'] / baseline:.2f} x baseline; "
+            f"= {ratio(result['rate'], baseline)} x baseline; "
             f"{result['cpu_ms']:.2f} ms CPU/msg (all workers) "
-            f"= {baseline_cpu / result['cpu_ms']:.2f} x baseline by CPU; "
+            f"= {ratio(baseline_cpu, result['cpu_ms'])} x baseline by CPU; "
             f"send answered in {result['answered'] * 1000:.0f} ms, "
             f"first mail after {result['first_mail'] * 1000:.0f} ms"
         )
-    print(f"  two workers / one worker: {two['rate'] / one['rate']:.2f} x")
+    print(f"  two workers / one worker: {ratio(two['rate'], one['rate'])} x")
     print(
         f"  peak RSS: worker process {one['worker_rss_mb']:.0f} MB, "
         f"work horse (one batch or the fan-out) {one['horse_rss_mb']:.0f} MB"

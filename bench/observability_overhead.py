@@ -32,29 +32,31 @@ Run: .venv/bin/python bench/observability_overhead.py [N] [--runs R] [--database
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from aiosmtpd.controller import Controller
-from issue_delivery import PROJECT, CountingSink, new_issue, raw_smtplib, seed
+from harness import (
+    CountingSink,
+    database_kind,
+    delivery_config,
+    median_of,
+    ratio,
+    start_counting_sink,
+)
+from issue_delivery import PROJECT, new_issue, raw_smtplib, seed
 from prometheus_client import CollectorRegistry, multiprocess
 from rq import Worker
 from sqlalchemy import select
 
 from service import create_app
-from service.dev.processes import free_port
 from service.dev.redis_server import PrivateRedis
 from service.extensions import db
 from service.issues import sending
@@ -221,21 +223,11 @@ def main() -> None:
         measure_instrumentation(args.instrumentation)
         return
 
-    sink = CountingSink()
-    port = free_port("127.0.0.1")
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    sink, port, controller = start_counting_sink()
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         database_url = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
-        config = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis.url,
-            "SMTP_URL": f"smtp://127.0.0.1:{port}",
-            "SECRET_KEY": "bench",
-            "BASE_URL": "https://zpravodaj.example",
-        }
+        config = delivery_config(database_url, redis.url, port)
         base_env = {**os.environ, **config, "RATE_LIMITS": "off"}
         base_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         app = create_app({**config, "RATE_LIMITS": False})
@@ -265,11 +257,8 @@ def main() -> None:
 
 
 def report(args, database_url: str, baseline: float, results, instrumentation: dict) -> None:
-    kind = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
-    medians = {
-        mode: {key: statistics.median(run[key] for run in runs) for key in ("rate", "cpu_ms")}
-        for mode, runs in results.items()
-    }
+    kind = database_kind(database_url)
+    medians = {mode: median_of(runs) for mode, runs in results.items()}
     off, on = medians["off"], medians["on"]
     print(
         f"observability overhead: an issue to {args.n} subscribers ({kind}), one worker"
@@ -281,7 +270,7 @@ def report(args, database_url: str, baseline: float, results, instrumentation: d
         rates = ", ".join(f"{run['rate']:.0f}" for run in results[mode])
         print(
             f"  pipeline, {label}: {medians[mode]['rate']:8.0f} msg/s "
-            f"= {medians[mode]['rate'] / baseline:.2f} x raw smtplib; "
+            f"= {ratio(medians[mode]['rate'], baseline)} x raw smtplib; "
             f"CPU {medians[mode]['cpu_ms']:.2f} ms/msg  (runs: {rates})"
         )
     time_overhead = off["rate"] / on["rate"] - 1  # extra wall time per message

@@ -18,20 +18,13 @@ from __future__ import annotations
 
 import cProfile
 import io
-import os
 import pstats
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(os.environ.get("ZPRAVODAJ_ROOT") or Path(__file__).resolve().parent.parent)
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, signup_app
 
-from service import create_app  # noqa: E402
-from service.dev.redis_server import PrivateRedis  # noqa: E402
-from service.extensions import db  # noqa: E402
-from service.models import MailingList  # noqa: E402
+from service.extensions import db
 
 # (label, file suffix, function name): cumulative time of these, as a share of the total.
 PARTS = (
@@ -76,46 +69,32 @@ def report(title: str, profile: cProfile.Profile, count: int) -> None:
 
 
 def main(n: int) -> None:
-    with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
-        app = create_app(
-            {
-                "DATABASE_URL": f"sqlite:///{tmp}/profile.sqlite3",
-                "REDIS_URL": redis.url,
-                "SMTP_URL": "smtp://127.0.0.1:9",
-                "SECRET_KEY": "profile",
-                "RATE_LIMITS": False,
-                "CONFIRMATION_MAILS_PER_HOUR": 10**9,
-            }
-        )
-        with app.app_context():
-            db.create_all()
-            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
-            db.session.commit()
-            client = app.test_client()
-            for i in range(10):  # warm-up: templates compiled, connections open
-                client.post("/subscribe", data={"email": f"zahrati{i}@seznam.cz"})
-            web = cProfile.Profile(time.process_time)
-            web.enable()
-            for i in range(n):
-                response = client.post("/subscribe", data={"email": f"novy{i}@seznam.cz"})
-                assert response.status_code == 202
-            web.disable()
-            report("web request POST /subscribe", web, n)
-            try:
-                from sqlalchemy import select
+    with signup_app() as (app, _):
+        client = app.test_client()
+        for i in range(10):  # warm-up: templates compiled, connections open
+            client.post("/subscribe", data={"email": f"zahrati{i}@seznam.cz"})
+        web = cProfile.Profile(time.process_time)
+        web.enable()
+        for i in range(n):
+            response = client.post("/subscribe", data={"email": f"novy{i}@seznam.cz"})
+            assert response.status_code == 202
+        web.disable()
+        report("web request POST /subscribe", web, n)
+        try:
+            from sqlalchemy import select
 
-                from service.models import SignupRequest
-                from workers.signup import process_signup
-            except ImportError:  # an older checkout: the request did everything
-                return
-            ids = db.session.scalars(select(SignupRequest.id)).all()
-            db.session.commit()
-            job = cProfile.Profile(time.process_time)
-            job.enable()
-            for request_id in ids:
-                process_signup(request_id)
-            job.disable()
-            report("sign-up job (workers.signup.process_signup)", job, len(ids))
+            from service.models import SignupRequest
+            from workers.signup import process_signup
+        except ImportError:  # an older checkout: the request did everything
+            return
+        ids = db.session.scalars(select(SignupRequest.id)).all()
+        db.session.commit()
+        job = cProfile.Profile(time.process_time)
+        job.enable()
+        for request_id in ids:
+            process_signup(request_id)
+        job.disable()
+        report("sign-up job (workers.signup.process_signup)", job, len(ids))
 
 
 if __name__ == "__main__":

@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from harness import ratio, signup_app
 from sqlalchemy import select, update
 
-from service import create_app
 from service.clock import utcnow
-from service.dev.redis_server import PrivateRedis
 from service.extensions import db
 from service.jobs import redis_connection
-from service.models import MailingList, SignupRequest, Subscriber, Subscription
+from service.models import SignupRequest, Subscriber, Subscription
 from workers.signup import process_signup
 
 KNOWN = "potvrzena.ctenarka@seznam.cz"
@@ -64,50 +59,32 @@ def run_jobs() -> dict[str, list[float]]:
 
 
 def main(n: int, runs: int) -> None:
-    with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
-        app = create_app(
-            {
-                "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
-                "REDIS_URL": redis.url,
-                # A closed port on loopback: no worker runs, so nothing is ever sent.
-                "SMTP_URL": "smtp://127.0.0.1:9",
-                "SECRET_KEY": "bench",
-                "RATE_LIMITS": False,
-                # The hourly cap would stop the known address's mails after three
-                # and make its job shorter still; measure the paths themselves.
-                "CONFIRMATION_MAILS_PER_HOUR": 10**9,
-            }
-        )
-        with app.app_context():
-            db.create_all()
-            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
-            db.session.commit()
-            client = app.test_client()
+    # No worker runs and SMTP is a closed port: nothing is ever sent.
+    with signup_app() as (app, _):
+        client = app.test_client()
+        timed_post(client, KNOWN)
+        run_jobs()
+        db.session.execute(update(Subscription).values(status="confirmed", confirmed_at=utcnow()))
+        db.session.commit()
+        assert db.session.scalar(select(Subscriber.email)) == KNOWN
+
+        for i in range(5):  # warm-up: templates compiled, connections open
+            timed_post(client, f"zahrati{i}@seznam.cz")
             timed_post(client, KNOWN)
-            run_jobs()
-            db.session.execute(
-                update(Subscription).values(status="confirmed", confirmed_at=utcnow())
-            )
-            db.session.commit()
-            assert db.session.scalar(select(Subscriber.email)) == KNOWN
+        run_jobs()
 
-            for i in range(5):  # warm-up: templates compiled, connections open
-                timed_post(client, f"zahrati{i}@seznam.cz")
-                timed_post(client, KNOWN)
-            run_jobs()
-
-            medians: dict[str, list[tuple[float, float]]] = {"new": [], "confirmed": []}
-            job_cpu: dict[str, list[float]] = {"new": [], "confirmed": []}
-            for run in range(runs):
-                times: dict[str, list[tuple[float, float]]] = {"new": [], "confirmed": []}
-                for i in range(n):  # alternated, so drift hits both alike
-                    times["new"].append(timed_post(client, f"novy.ctenar{run}.{i}@seznam.cz"))
-                    times["confirmed"].append(timed_post(client, KNOWN))
-                for path, measured in times.items():
-                    walls, cpus = zip(*measured, strict=True)
-                    medians[path].append((statistics.median(walls), statistics.median(cpus)))
-                for path, spent in run_jobs().items():
-                    job_cpu[path].extend(spent)
+        medians: dict[str, list[tuple[float, float]]] = {"new": [], "confirmed": []}
+        job_cpu: dict[str, list[float]] = {"new": [], "confirmed": []}
+        for run in range(runs):
+            times: dict[str, list[tuple[float, float]]] = {"new": [], "confirmed": []}
+            for i in range(n):  # alternated, so drift hits both alike
+                times["new"].append(timed_post(client, f"novy.ctenar{run}.{i}@seznam.cz"))
+                times["confirmed"].append(timed_post(client, KNOWN))
+            for path, measured in times.items():
+                walls, cpus = zip(*measured, strict=True)
+                medians[path].append((statistics.median(walls), statistics.median(cpus)))
+            for path, spent in run_jobs().items():
+                job_cpu[path].extend(spent)
 
     print(f"{runs} runs of {n} sign-ups per path, SQLite, Flask test client")
     print(f"{'':26}{'answer (ms)':>12}{'CPU (ms)':>10}{'job CPU (ms)':>14}")
@@ -118,7 +95,7 @@ def main(n: int, runs: int) -> None:
         job = statistics.median(job_cpu[path]) * 1000
         summary[path] = wall
         print(f"{label:26}{wall:12.2f}{cpu:10.2f}{job:14.2f}")
-    print(f"ratio new/confirmed (answer time): {summary['new'] / summary['confirmed']:.2f}")
+    print(f"ratio new/confirmed (answer time): {ratio(summary['new'], summary['confirmed'])}")
 
 
 if __name__ == "__main__":

@@ -53,4 +53,7 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+# The gettext catalogues (service/translations/*.po) compiled for this checkout;
+# only those edited since their last compile are written (the wheel compiles its own).
+.venv/bin/python -c 'from service.i18n import compile_catalogues; compile_catalogues()'
 export PATH="$root/.venv/bin:$PATH"

@@ -31,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         errors,
         health,
         http_guards,
+        i18n,
         input_guard,
         jobs,
         logging_setup,
@@ -58,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _derive_extension_config(app)
     logging_setup.init_app(app)
 
+    i18n.init_app(app)
     database.init_app(app)
     # Request hooks run in the order they are registered; these three come first.
     api_errors.init_app(app)  # unknown /api/v1 paths: the API's 404/405, before anything else

@@ -8,18 +8,60 @@ and SMTPUTF8 only when the mail server can take it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import importlib
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from .jobs import redis_connection
 
-INVALID_ADDRESS_MESSAGE = "Neplatný e-mail."
+
+def _remember_domains() -> None:
+    """Let email-validator check each domain once per process, not once per address.
+
+    Three quarters of `validate_email`'s time is the domain's IDNA round trip
+    and its checks, for the same few domains over and over (an import of
+    10,000 people has a few dozen: seznam.cz, gmail.com, ...). The check is a
+    pure function of its arguments (special-use names are a module constant),
+    so its results are kept (an invalid domain raises, and is not kept). If a
+    later email-validator no longer has the function, nothing is changed;
+    tests/test_addresses.py notices.
+    """
+    module = importlib.import_module("email_validator.validate_email")
+    check = getattr(module, "validate_email_domain_name", None)
+    if check is None or hasattr(check, "cache_info"):
+        return
+
+    @functools.lru_cache(maxsize=4096)
+    def remembered(
+        domain: str, test_environment: bool = False, globally_deliverable: bool = True
+    ) -> Any:
+        return check(
+            domain, test_environment=test_environment, globally_deliverable=globally_deliverable
+        )
+
+    def validate_email_domain_name(
+        domain: str, test_environment: bool = False, globally_deliverable: bool = True
+    ) -> Any:
+        # A copy: the caller may keep the dict it gets.
+        return dict(remembered(domain, test_environment, globally_deliverable))
+
+    validate_email_domain_name.cache_info = remembered.cache_info  # type: ignore[attr-defined]
+    validate_email_domain_name.uncached = check  # type: ignore[attr-defined]
+    setattr(module, "validate_email_domain_name", validate_email_domain_name)  # noqa: B010
+
+
+_remember_domains()
+
+INVALID_ADDRESS_MESSAGE = _l("Neplatný e-mail.")
 
 # Where the worker records what the SMTP server's EHLO said about SMTPUTF8;
 # the web process never talks SMTP itself.

@@ -18,7 +18,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, ScriptInfo
 
-from . import __version__, commands, create_app
+from . import __version__, commands, create_app, metrics
 from .config import ConfigError
 from .deliverability.cli import dkim_group
 from .dev import env_file
@@ -33,6 +33,7 @@ class SettingsError(click.ClickException):
 def _create_app() -> Flask:
     # A `zpravodaj dev` running in this checkout lends its settings (dev/env_file.py).
     env_file.load_if_running(instance_path())
+    metrics.follow_environment()  # the dev instance's metrics directory, if any
     try:
         return create_app()
     except ConfigError as exc:

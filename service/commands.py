@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import click
@@ -21,10 +24,12 @@ from .clock import utcnow
 from .deliverability import cli as deliverability_cli
 from .extensions import db
 from .groups.membership import MembershipError, clean_group_fields
+from .i18n import DEFAULT_LANGUAGE, LANGUAGES
 from .meetings.cli import replies_group
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
-from .people_csv import ImportRefused, decode
+from .people_csv import ImportRefused
 from .progress import progress
+from .subscriptions.importing import count_rows, text_of
 from .subscriptions.transfer import export_subscribers, import_subscribers, subscription_count
 
 
@@ -94,9 +99,16 @@ def _apply_list_details(mailing_list: MailingList, values: dict[str, str | None]
 @click.option("--name", required=True, help="Name shown to subscribers.")
 @click.option("--kind", type=click.Choice(LIST_KINDS), default="newsletter", show_default=True)
 @click.option("--description", default="", help="A sentence on what the list is for.")
+@click.option(
+    "--language",
+    type=click.Choice(LANGUAGES),
+    default=DEFAULT_LANGUAGE,
+    show_default=True,
+    help="The language its issues are written in (their mails' fixed parts follow it).",
+)
 @_group_options
 def lists_create(
-    slug: str, name: str, kind: str, description: str, **group_options: str | None
+    slug: str, name: str, kind: str, description: str, language: str, **group_options: str | None
 ) -> None:
     """Create a list SLUG (lower-case letters, digits and hyphens)."""
     if not is_valid_slug(slug):
@@ -105,7 +117,13 @@ def lists_create(
         raise click.ClickException(f"list {slug!r} already exists")
     values = _group_values(kind, **group_options)
     mailing_list = MailingList(slug=slug, kind=kind)
-    _apply_list_details(mailing_list, {"name": name, "description": description, **values})
+    details: dict[str, str | None] = {
+        "name": name,
+        "description": description,
+        "language": language,
+        **values,
+    }
+    _apply_list_details(mailing_list, details)
     db.session.add(mailing_list)
     db.session.commit()
     click.echo(f"created {kind} list {slug}")
@@ -115,17 +133,20 @@ def lists_create(
 @click.argument("slug")
 @click.option("--name", default=None, help="Name shown to subscribers.")
 @click.option("--description", default=None, help="A sentence on what the list is for.")
+@click.option(
+    "--language", type=click.Choice(LANGUAGES), default=None, help="The language of its issues."
+)
 @_group_options
 def lists_update(slug: str, **options: str | None) -> None:
     """Change a list's name, description or (for a group) its details; the rest stays."""
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if mailing_list is None:
         raise click.ClickException(f"no list {slug!r}")
-    name, description = options.pop("name"), options.pop("description")
+    common = {name: options.pop(name) for name in ("name", "description", "language")}
     values = _group_values(mailing_list.kind, **options)
-    if name is None and description is None and not values:
+    if all(value is None for value in common.values()) and not values:
         raise click.UsageError("nothing to change: give at least one option (see --help).")
-    _apply_list_details(mailing_list, {"name": name, "description": description, **values})
+    _apply_list_details(mailing_list, {**common, **values})
     db.session.commit()
     click.echo(f"updated {mailing_list.kind} list {slug}")
 
@@ -145,7 +166,7 @@ GROUP_SHOWN = (
 @lists_group.command("show")
 @click.argument("slug", required=False)
 def lists_show(slug: str | None) -> None:
-    """Print the lists, one per line; a group's details indented below it."""
+    """Print the lists, one per line; its content language and a group's details below it."""
     query = select(MailingList).order_by(MailingList.slug)
     if slug is not None:
         query = query.filter_by(slug=slug)
@@ -154,6 +175,7 @@ def lists_show(slug: str | None) -> None:
         raise click.ClickException(f"no list {slug!r}")
     for row in rows:
         click.echo(f"{row.slug}\t{row.kind}\t{row.name}")
+        click.echo(f"  language: {row.language}")
         if row.kind != "group":
             continue
         for attribute, label in GROUP_SHOWN:
@@ -190,15 +212,18 @@ def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) 
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
         raise click.ClickException(f"seznam {list_slug!r} neexistuje")
-    try:
-        text = decode(csv_file.read())
-        # Lines, less the header: the rows, give or take a quoted line break.
-        with progress(max(text.count("\n") - 1, 1), "Import") as step:
-            report = import_subscribers(
-                io.StringIO(text, newline=""), mailing_list, consent_source, on_row=step
-            )
-    except ImportRefused as exc:
-        raise click.ClickException(f"Import se neprovedl: {exc}") from exc
+    with _seekable(csv_file) as source:
+        try:
+            # Read through once first: an unreadable file is refused before any row
+            # lands, and the progress bar knows its length. Then a chunk at a time.
+            total = count_rows(source)
+            source.seek(0)
+            text = text_of(source)
+            with progress(total, "Import") as step:
+                report = import_subscribers(text, mailing_list, consent_source, on_rows=step)
+            text.detach()  # the file is closed by whoever opened it
+        except ImportRefused as exc:
+            raise click.ClickException(f"Import se neprovedl: {exc}") from exc
     for line, problem in report.problems:
         click.echo(f"řádek {line}: {problem}", err=True)
     click.echo(
@@ -206,6 +231,18 @@ def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) 
         f"přeskočeno {len(report.problems)}",
         err=True,
     )
+
+
+@contextlib.contextmanager
+def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
+    """The file as given, or (stdin, a pipe) copied to a temporary file to be read twice."""
+    if stream.seekable():
+        yield stream
+        return
+    with tempfile.TemporaryFile() as copy:
+        shutil.copyfileobj(stream, copy)
+        copy.seek(0)
+        yield copy
 
 
 @subscribers_group.command("export")

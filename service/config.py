@@ -69,6 +69,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "ADMIN_SESSION_HOURS": (_int, 8),
     "CONFIRMATION_MAILS_PER_HOUR": (_int, 3),
     "CONFIRM_TOKEN_MAX_AGE_DAYS": (_int, 7),
+    # One reminder to a sign-up still unconfirmed after this many hours (0: none).
+    "CONFIRM_REMINDER_HOURS": (_int, 48),
     # Seconds a mailed export/erase link stays valid (the preferences link never grants those).
     "PRIVACY_LINK_MAX_AGE": (_int, 3600),
     # A coordinator's invitation stays valid this long (0: until used).

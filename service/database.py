@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 # The tables on db.metadata, and the consent ledger's triggers and hash chain.
-# The delivery counters' triggers likewise (batch_counts.py).
-from . import batch_counts, ledger, models  # noqa: F401
+# The delivery counters' triggers likewise (batch_counts.py), and the deletes that
+# follow a deleted subscriber or batch to its deliveries (delivery_cascade.py).
+from . import batch_counts, delivery_cascade, ledger, models  # noqa: F401
 from .extensions import db
 
 

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import embedded_form_post, error_page, wants_json
 
 # An admin form posted without its CSRF token, with a wrong one, or from a lost session.
-CSRF_MESSAGE = "Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou."
+CSRF_MESSAGE = _l("Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou.")
 
 
 def init_app(app: Flask) -> None:
-    """Trust the configured proxies, answer CSRF refusals in Czech, add security headers."""
+    """Trust the configured proxies, translate CSRF refusals, add security headers."""
     if app.config["PROXY_FIX"]:
         # Behind N reverse proxies: trust their X-Forwarded-* so rate limits
         # and consent records see the real client.
@@ -31,8 +32,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf_refused(error: CSRFError) -> ResponseReturnValue:
         if wants_json():
-            return jsonify(errors={"request": CSRF_MESSAGE}), 400
-        return error_page(400, CSRF_MESSAGE), 400
+            return jsonify(errors={"request": CSRF_MESSAGE}, codes={"request": "csrf_expired"}), 400
+        return error_page(400, str(CSRF_MESSAGE)), 400
 
     @app.after_request
     def _security_headers(response):

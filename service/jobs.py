@@ -230,3 +230,24 @@ def enqueue_batches(batches: list[tuple[int, str]]) -> list[Job]:
     return bulk.enqueue_many(
         [Queue.prepare_data(**batch_job(batch_id, job_id)) for batch_id, job_id in batches]
     )
+
+
+def new_import_job_id(import_id: int) -> str:
+    """Fresh per enqueue, as for batches: a stale job never shares an id with its successor."""
+    return f"subscriber-import-{import_id}-{secrets.token_hex(4)}"
+
+
+def enqueue_subscriber_import(import_id: int, job_id: str) -> Job:
+    """The job that imports an uploaded CSV (service/subscriptions/import_jobs.py).
+
+    On the bulk queue: it is bulk work, and the mail queue's confirmations
+    must not wait behind it. No timeout: a lease notices a dead worker.
+    """
+    return enqueue(
+        "workers.imports.run_import",
+        import_id,
+        queue_name=BULK_QUEUE,
+        job_id=job_id,
+        retry=mail_retry(),
+        timeout=NO_TIMEOUT,
+    )

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import idna
-from confusable_homoglyphs import categories
 from markupsafe import Markup, escape
 
 # Scripts that go with any other (digits, punctuation, combining marks).
@@ -47,6 +46,11 @@ BADGE_TITLE = (
 
 def scripts_of(label: str) -> frozenset[str]:
     """The Unicode scripts of a label's characters, neutral ones left out."""
+    # Imported on first use: its script table takes ~8 MB, and every process
+    # (the workers too) loads this module with the app's Jinja filters, while
+    # only admin pages showing a non-ASCII domain need it.
+    from confusable_homoglyphs import categories
+
     return frozenset(categories.alias(char) for char in label) - _NEUTRAL
 
 

@@ -25,6 +25,7 @@ from flask import current_app, render_template
 
 from .clock import utcnow
 from .extensions import db
+from .i18n import in_language
 from .jobs import after_commit, enqueue_outgoing_mail
 from .models import MailStatus, OutgoingMail, Subscriber
 
@@ -166,14 +167,22 @@ def queue_message(
     )
 
 
-def send_to_subscriber(subscriber: Subscriber, kind: str, subject: str, **context: Any) -> str:
-    """Render the `kind` template pair for `subscriber` and queue it; returns its Message-ID.
+def send_to_subscriber(
+    subscriber: Subscriber, kind: str, subject: str, template: str | None = None, **context: Any
+) -> str:
+    """Render the `kind` (or `template`) template pair for `subscriber` and queue it.
+
+    Returns its Message-ID. The pair is rendered in the subscriber's language.
 
     The To header carries no display name: these mails answer forms anyone can
     fill in with anyone's address, or a coordinator typed the name, so the
     name is not the address owner's word.
     """
-    text, html = render_pair(kind, subscriber=subscriber, subject=subject, **context)
+    # In their language (the caller's subject too: see `in_language`).
+    with in_language(subscriber.language):
+        text, html = render_pair(
+            template or kind, subscriber=subscriber, subject=subject, **context
+        )
     msg = compose(
         to_name="",
         to_address=subscriber.envelope_address,

@@ -24,11 +24,13 @@ import ipaddress
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import click
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -78,8 +80,9 @@ def become_work_horse(worker_pid: int) -> None:
     _work_horse_of = worker_pid
 
 
-if os.environ.get(MULTIPROC_ENV):
-    # Must happen before the first metric below is built.
+_multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+if _multiprocess:
+    # Must happen before the first metric below is built (else: follow_environment).
     values.ValueClass = values.MultiProcessValue(process_identifier=_process_identity)
 
 # --- the metrics ----------------------------------------------------------------
@@ -161,6 +164,33 @@ CONSENT_COUNTERS: dict[str, Counter] = {
 }
 
 _enabled = True  # METRICS; set by init_app, inherited by forked work horses
+
+
+def empty_directory(directory: Path) -> None:
+    """Make `directory` and remove what is in it: only while no process counts into it
+    (`zpravodaj dev` at its start; systemd and the image's entrypoint do the same)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in directory.iterdir():
+        entry.unlink()
+
+
+def follow_environment() -> None:
+    """Count into PROMETHEUS_MULTIPROC_DIR when it was set after this module was imported.
+
+    The `zpravodaj` command imports the service before it reads a running dev
+    instance's env file or `zpravodaj dev` chooses its directory, but counts
+    nothing until then: the metrics are rebuilt on the directory's values.
+    """
+    global _multiprocess
+    if _multiprocess or not os.environ.get(MULTIPROC_ENV):
+        return
+    _multiprocess = True
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identity)
+    for metric in (m for m in globals().values() if isinstance(m, Counter | Histogram)):
+        if metric._labelnames:
+            metric.clear()  # its children are made, with the new values, on first use
+        else:
+            metric._metric_init()  # prometheus-client's own re-initialisation of the values
 
 
 # --- counting -------------------------------------------------------------------
@@ -307,6 +337,34 @@ def access_status(
     if token and not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
         return 401
     return 200
+
+
+def port_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--metrics-port` and `--metrics-host` of `zpravodaj worker` and `bounces serve`.
+
+    Also read from METRICS_PORT and METRICS_HOST, so that a container (its own
+    host for the metrics, Dockerfile) runs the same command as everywhere else.
+    """
+    command = click.option(
+        "--metrics-host", default="127.0.0.1", show_default=True, envvar="METRICS_HOST",
+        show_envvar=True,
+        help="Address to serve --metrics-port on (an internal one for a remote Prometheus).",
+    )(command)  # fmt: skip
+    return click.option(
+        "--metrics-port", type=int, default=None, envvar="METRICS_PORT", show_envvar=True,
+        help="Serve this host's metrics (PROMETHEUS_MULTIPROC_DIR) on this port: for a host "
+        "without the web app, one process per host (or per container).",
+    )(command)  # fmt: skip
+
+
+def start_port(host: str, port: int | None, config: Mapping[str, Any]) -> None:
+    """What `--metrics-port` asks for, if anything; a clear message when it cannot be."""
+    if port is None:
+        return
+    try:
+        serve_host_metrics(host, port, config)
+    except (RuntimeError, OSError) as exc:
+        raise click.ClickException(f"metrics: {exc}") from exc
 
 
 def serve_host_metrics(host: str, port: int, config: Mapping[str, Any]) -> None:

@@ -164,6 +164,16 @@ class MailStatus(StrEnum):
     FAILED = "failed"
 
 
+class ImportStatus(StrEnum):
+    """A subscriber import from the admin: queued -> running (leased by a worker) -> done
+    or failed; back to queued when the lease lapses."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class SuppressionReason(StrEnum):
     ERASED = "erased"
     BOUNCED = "bounced"
@@ -270,6 +280,8 @@ class MailingList(Model):
 
     __tablename__ = "mailing_list"
     __table_args__ = (one_of("kind", ListKind), one_of("visibility", GroupVisibility))
+    # `language` comes from its server default, read when first used (see Subscriber).
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -284,6 +296,10 @@ class MailingList(Model):
     meeting_place: Mapped[str] = mapped_column(String(300), default="")
     meeting_rhythm: Mapped[str] = mapped_column(String(200), default="")  # "every 2nd Tuesday"
     visibility: Mapped[str] = mapped_column(String(16), default=GroupVisibility.PUBLIC)
+    # The language its issues are written in ("cs" or "en", service/i18n.py): their
+    # mails' fixed parts (footer, meeting box), the meeting announcements and the
+    # coordinators' notices follow it, whatever the reader's own language.
+    language: Mapped[str] = mapped_column(String(8), server_default="cs")
 
     def __repr__(self) -> str:
         return f"<MailingList {self.slug}>"
@@ -293,6 +309,9 @@ class Subscriber(Model):
     """One person, identified by the case-folded normalised address."""
 
     __tablename__ = "subscriber"
+    # `language` comes from its server default and is read when first used, not
+    # returned by every INSERT (which would name it even to an older schema).
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_key)
@@ -304,6 +323,9 @@ class Subscriber(Model):
     # part itself is non-ASCII and the mail needs SMTPUTF8.
     ascii_email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200), default="")
+    # "cs" or "en": the language of every mail to them and of their personal pages;
+    # the page they signed up on sets it, the preferences page changes it.
+    language: Mapped[str] = mapped_column(String(8), server_default="cs")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Bounces before this moment no longer count (an administrator reactivated
     # the address after fixing the cause).
@@ -571,6 +593,58 @@ class SignupRequest(Model):
     origin: Mapped[str | None] = mapped_column(String(255))
     language: Mapped[str] = mapped_column(String(8), default="cs")
     requested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SubscriberImport(Model):
+    """A CSV of subscribers uploaded in the admin, imported by a worker in chunks.
+
+    The row exists before its job is enqueued (the reconciler finds it if
+    Redis loses the job) and holds the file until the import is done; each
+    chunk's commit moves `rows_done` and the counts with the chunk's rows, so
+    the progress bar reads committed work and a killed import resumes after
+    the last chunk that landed (service/subscriptions/importing.py).
+    """
+
+    __tablename__ = "subscriber_import"
+    __table_args__ = (one_of("status", ImportStatus),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"))
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    consent_source: Mapped[str] = mapped_column(String(500))
+    # The uploaded CSV (UTF-8), emptied when the import ends: it is personal data.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default=ImportStatus.QUEUED)
+    total_rows: Mapped[int] = mapped_column(default=0)  # data rows, counted at the upload
+    rows_done: Mapped[int] = mapped_column(default=0)  # rows read and committed
+    imported: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    heartbeat: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, in Czech
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class ImportProblem(Model):
+    """A line of an admin import that was skipped, and why (Czech): the per-line report."""
+
+    __tablename__ = "import_problem"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber_import.id", ondelete="CASCADE"), index=True
+    )
+    line: Mapped[int]
+    problem: Mapped[str] = mapped_column(Text)
 
 
 class Suppression(Model):
@@ -1079,22 +1153,44 @@ class Delivery(Model):
     """One issue to one subscriber: claimed before sending, marked sent after."""
 
     __tablename__ = "delivery"
+    # The fan-out writes one of these per recipient (a million for a large
+    # list), so every index here costs at that moment: the two partial ones
+    # below hold only rows that were sent or failed, and cost nothing until then.
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_batch_status", "batch_id", "status"),
-        Index("ix_delivery_issue_status", "issue_id", "status"),
         # The progress bar's recent rate: the messages sent in the last minute.
-        Index("ix_delivery_issue_sent_at", "issue_id", "sent_at"),
-        # Deleting a subscriber (erasure, purge) cascades here: without an
-        # index PostgreSQL would scan every delivery ever made per deletion.
+        Index(
+            "ix_delivery_issue_sent_at",
+            "issue_id",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
+        # The issue page's list of failed deliveries.
+        Index(
+            "ix_delivery_issue_failed",
+            "issue_id",
+            postgresql_where=text("status = 'failed'"),
+            sqlite_where=text("status = 'failed'"),
+        ),
+        # Deleting a subscriber (erasure, purge) deletes their deliveries: without
+        # an index that would scan every delivery ever made per deletion.
         Index("ix_delivery_subscriber", "subscriber_id"),
         one_of("status", DeliveryStatus),
     )
 
+    # No foreign keys on these three: PostgreSQL checks a foreign key row by
+    # row (a lookup and a share lock on the parent per row), which was 60 % of
+    # the time of writing a million deliveries (bench/README.md, "Fan-out").
+    # The fan-out takes them from the batch it has just written and from
+    # confirmed subscriptions; deleting a subscriber or a batch (an issue's
+    # batches go with it) deletes their deliveries through triggers
+    # (service/delivery_cascade.py), as ON DELETE CASCADE did.
     id: Mapped[int] = mapped_column(primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
-    batch_id: Mapped[int] = mapped_column(ForeignKey("delivery_batch.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    issue_id: Mapped[int]
+    batch_id: Mapped[int]
+    subscriber_id: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     message_id: Mapped[str | None] = mapped_column(String(255))
@@ -1102,7 +1198,9 @@ class Delivery(Model):
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
 
-    subscriber: Mapped[Subscriber] = relationship()
+    subscriber: Mapped[Subscriber] = relationship(
+        primaryjoin="foreign(Delivery.subscriber_id) == Subscriber.id"
+    )
 
 
 class AppendOnlyViolation(RuntimeError):

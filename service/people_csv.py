@@ -99,6 +99,18 @@ def uploaded_text(upload: FileStorage | None, missing: str) -> str:
     return text
 
 
+def uploaded_bytes(upload: FileStorage | None, missing: str) -> tuple[str, bytes]:
+    """(file name, bytes) of an uploaded CSV with an `email` column; ImportRefused if not.
+
+    For an import run later by a worker: the bytes are stored as uploaded.
+    """
+    if upload is None or not getattr(upload, "filename", ""):
+        raise ImportRefused(missing)
+    raw = upload.read()
+    PeopleCsv(io.StringIO(decode(raw), newline=""))
+    return upload.filename or "", raw
+
+
 def institution_key(value: str) -> str | None:
     """The INSTITUTION_TYPES key for a key or a Czech label (any capitals); '' for empty."""
     text = " ".join((value or "").split())
@@ -133,8 +145,8 @@ class PeopleCsv:
             raise ImportRefused(NOT_UTF8) from None
         except csv.Error:
             raise ImportRefused(NOT_CSV) from None
-        if not header:
-            raise ImportRefused(EMPTY)
+        if not header or not any((name or "").strip() for name in header):
+            raise ImportRefused(EMPTY)  # nothing, or only blank lines and spaces
         self.columns = {(name or "").strip().lower(): name for name in header}
         if "email" not in self.columns:
             hint = SEMICOLONS if len(header) == 1 and ";" in header[0] else ""

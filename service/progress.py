@@ -1,4 +1,5 @@
-"""A progress bar for the long commands (import, export), on a terminal only.
+"""A progress bar for the long commands (import, export, `bounces poll --once`),
+on a terminal only.
 
 It goes to stderr, so `zpravodaj subscribers export … > list.csv` still shows
 it while the CSV goes to the file; when stderr is no terminal (cron, a pipe,
@@ -15,10 +16,10 @@ import click
 
 
 @contextmanager
-def progress(length: int, label: str) -> Iterator[Callable[[], None]]:
-    """Yield a function to call once per item done."""
-    if not sys.stderr.isatty():
-        yield lambda: None
+def progress(length: int, label: str) -> Iterator[Callable[..., None]]:
+    """Yield a function to call as items are done: `step()` for one, `step(n)` for n."""
+    if length <= 0 or not sys.stderr.isatty():
+        yield lambda count=1: None
         return
     with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
-        yield lambda: bar.update(1)
+        yield lambda count=1: bar.update(count)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +81,24 @@ def password_hashes_computed_once() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def worker_stop_state_per_test(monkeypatch) -> None:
+    """Every test starts in a process that nobody has asked to stop.
+
+    A worker's SIGTERM handler sets process-wide state (workers/shutdown.py's
+    flag, the Redis outage's give-up time) that lasts until the process exits,
+    which is right for a worker. A test that signals its own process (as
+    test_dev_command does) would leave it set for the rest of its pytest-xdist
+    process, where every later in-process delivery hands its batch back and
+    queues it again for ever: the suite hung at 99 %.
+    """
+    import workers.shutdown
+    from workers.redis_outage import outage
+
+    monkeypatch.setattr(workers.shutdown, "_requested", threading.Event())
+    monkeypatch.setattr(outage, "give_up_at", None)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
@@ -143,9 +162,13 @@ def postgresql_url() -> Iterator[str]:
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         connection.execute(f"CREATE SCHEMA {schema}")
-    yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
+    # No wait on a lock may outlast a test: a session a failed test left idle in its
+    # transaction is ended after five minutes, and a statement waiting on a lock fails
+    # then, naming itself, instead of every later test's TRUNCATE waiting for good.
+    options = (
+        f"-csearch_path={schema} -clock_timeout=300s -cidle_in_transaction_session_timeout=300s"
     )
+    yield url.update_query_dict({"options": options}).render_as_string(hide_password=False)
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
@@ -452,3 +475,22 @@ def privacy_link(client, app, outbox, preferences_path: str) -> str:
     run_jobs(app)
     mail = outbox.mails[before:][-1]
     return link_to(mail, "/preferences/").rpartition("/")[0]
+
+
+def send_issue_now(app, slug: str = "zpravodaj", subject: str = "Zpravodaj 12/2026"):
+    """An issue of list `slug` sent now, its jobs run to the end: the sent Issue."""
+    from sqlalchemy import select
+
+    from service.issues import sending
+    from service.models import Issue, MailingList
+
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
+    fields, errors = sending.validate_fields(subject, "Dobrý den,\n\nnovinky.\n", "")
+    assert not errors
+    issue = sending.create_issue(mailing_list, fields, None)
+    db.session.commit()
+    sending.send_now(issue)
+    db.session.commit()
+    run_jobs(app)
+    db.session.expire_all()
+    return db.session.get(Issue, issue.id)

@@ -124,3 +124,25 @@ def test_diacritics_in_local_part_need_smtputf8():
 
 def test_key_is_case_folded():
     assert parse_address("Jan.Novak@Seznam.CZ", allow_smtputf8=False).key == "jan.novak@seznam.cz"
+
+
+def test_domains_are_checked_once_and_judged_as_email_validator_judges_them():
+    """addresses._remember_domains keeps email-validator's domain checks (imports of
+    thousands of addresses share a few domains); the verdicts must stay its own."""
+    import importlib
+
+    remembered = importlib.import_module(
+        "email_validator.validate_email"
+    ).validate_email_domain_name
+    assert hasattr(remembered, "cache_info"), "email-validator changed: see _remember_domains"
+    for domain in ("Příklad.CZ", "seznam.cz", "xn--pklad-zsa96e.cz", "Email.CZ"):
+        for _ in range(2):
+            assert remembered(domain) == remembered.uncached(domain)
+        assert parse_address(f"jana@{domain}", allow_smtputf8=False).email == (
+            "jana@" + remembered.uncached(domain)["domain"]
+        )
+    for bad in ("-bad-.cz", "a..cz", "pod_trzitko.cz", "localhost"):
+        for _ in range(2):  # refused every time, never remembered as valid
+            with pytest.raises(InvalidAddress):
+                parse_address(f"jana@{bad}", allow_smtputf8=False)
+    assert remembered.cache_info().hits >= 4

@@ -7,6 +7,7 @@ from redis import Redis
 
 from service import create_app
 from service.config import ConfigError, load_config
+from service.czech import group_genitive
 from service.dev.processes import free_port
 
 
@@ -50,8 +51,9 @@ def test_cli_explains_missing_configuration(monkeypatch, tmp_path):
 
     env = {"PATH": "/usr/bin:/bin", "INSTANCE_PATH": str(tmp_path), "HOME": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "service", "lists", "show"], env=env, capture_output=True, text=True
-    )
+        [sys.executable, "-m", "service", "lists", "show"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert result.returncode != 0
     assert "Chybí nastavení SECRET_KEY, REDIS_URL, SMTP_URL" in result.stderr
     assert "Traceback" not in result.stderr
@@ -135,3 +137,17 @@ def test_an_admin_session_survives_a_secret_key_rotation(app, client, accounts):
     assert admin_page_with_the_old_cookie() == 200
     app.config.update(SECRET_KEY_FALLBACKS=[])  # without the old key: signed out
     assert admin_page_with_the_old_cookie() == 302
+
+
+@pytest.mark.parametrize(
+    ("name", "genitive"),
+    [
+        ("Pracovní skupina Brno", "Pracovní skupiny Brno"),
+        ("Expertní pracovní skupina Chomutov", "Expertní pracovní skupiny Chomutov"),
+        ("Odborná skupina Praha 14", "Odborné skupiny Praha 14"),
+        ("Krizové bydlení", "pracovní skupiny Krizové bydlení"),
+    ],
+)
+def test_a_group_name_in_a_sentence_never_says_group_twice(name, genitive):
+    """Not "do pracovní skupiny Pracovní skupina Brno" (issue 16)."""
+    assert group_genitive(name) == genitive

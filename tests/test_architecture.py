@@ -185,3 +185,77 @@ def test_no_function_is_longer_than_the_limit_unless_allowed() -> None:
     assert unexplained == {}, (
         f"split these (or add them to LONG_FUNCTIONS saying why): {unexplained}"
     )
+
+
+# --- no test may wait forever ----------------------------------------------------------
+
+# Calls that block until something happens, each with the keyword that bounds the wait.
+NEEDS_KEYWORD = {
+    "run": "timeout",  # subprocess.run and its kin: a child that never exits
+    "call": "timeout",
+    "check_call": "timeout",
+    "check_output": "timeout",
+    "urlopen": "timeout",  # a server that accepts and never answers
+    "SMTP": "timeout",
+    "SMTP_SSL": "timeout",
+    "create_connection": "timeout",
+    "IMAPClient": "timeout",
+    "work": "burst",  # an RQ worker without burst listens on its queues for good
+    "Thread": "daemon",  # a stuck non-daemon thread keeps the test process from exiting
+}
+# Methods that block without end when called with no argument at all (Popen.wait,
+# Thread.join, Event.wait, Barrier.wait, Lock.acquire, Queue.get, communicate).
+NEED_AN_ARGUMENT = {"wait", "join", "acquire", "get", "communicate"}
+SUBPROCESS_ONLY = {"run", "call", "check_call", "check_output"}
+
+
+def unbounded_waits(path: Path, source: str) -> list[str]:
+    """`path:line: call` for each blocking call in `source` that has no bound."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        function = node.func
+        name = getattr(function, "attr", None) or getattr(function, "id", None)
+        owner = getattr(getattr(function, "value", None), "id", None)
+        keywords = {keyword.arg for keyword in node.keywords}
+        if name in SUBPROCESS_ONLY and owner != "subprocess":
+            continue
+        positional_timeout = name == "create_connection" and len(node.args) >= 2
+        if name in NEEDS_KEYWORD and NEEDS_KEYWORD[name] not in keywords | (
+            {"timeout"} if positional_timeout else set()
+        ):
+            found.append(f"{path}:{node.lineno}: {name}() without {NEEDS_KEYWORD[name]}=")
+        elif (
+            name in NEED_AN_ARGUMENT
+            and isinstance(function, ast.Attribute)
+            and not (node.args or node.keywords)
+        ):
+            found.append(f"{path}:{node.lineno}: .{name}() without a timeout")
+    return found
+
+
+def test_the_wait_check_finds_each_kind_of_endless_wait() -> None:
+    source = (
+        "subprocess.run(['x'])\nsubprocess.run(['x'], timeout=5)\nprocess.wait()\n"
+        "process.wait(5)\nworker.work()\nworker.work(burst=True)\nthreading.Thread(target=f)\n"
+        "socket.create_connection(('h', 1), 2)\nqueue.get()\nrun_jobs(app)\n"
+    )
+    assert [line.split(": ", 1)[1] for line in unbounded_waits(Path("t.py"), source)] == [
+        "run() without timeout=",
+        ".wait() without a timeout",
+        "work() without burst=",
+        "Thread() without daemon=",
+        ".get() without a timeout",
+    ]
+
+
+def test_no_test_can_wait_forever() -> None:
+    """A wait with no deadline hangs CI for its whole time budget instead of failing:
+    every blocking call in tests/ is bounded (and tests/waiting.py polls with a deadline)."""
+    found = [
+        problem
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for problem in unbounded_waits(path.relative_to(ROOT), path.read_text())
+    ]
+    assert not found, "\n".join(found)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_the_environment_wins_over_the_dev_env_file(tmp_path, clean_environ, mon
 def test_a_dev_env_file_left_by_a_dead_dev_command_is_ignored(tmp_path, clean_environ):
     env_file.write(tmp_path, {"SECRET_KEY": "z-mrtvého"}, ["SECRET_KEY"])
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+                              capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     path = tmp_path / env_file.FILE_NAME
     path.write_text(path.read_text().replace(f"={os.getpid()}\n", f"={finished.stdout.strip()}\n"))
     assert not env_file.load_if_running(tmp_path)
@@ -125,6 +126,24 @@ def test_a_dev_env_file_left_by_a_dead_dev_command_is_ignored(tmp_path, clean_en
 
 
 # --- progress bars: on a terminal only ----------------------------------------------
+
+
+def _read_until_closed(descriptor: int, deadline: float) -> bytes:
+    """All a process writes to a pty, until it closes its end; fails at the deadline."""
+    import select
+
+    shown = b""
+    while True:
+        ready, _, _ = select.select([descriptor], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            pytest.fail(f"the command still had its terminal open at the deadline: {shown!r}")
+        try:
+            chunk = os.read(descriptor, 4096)
+        except OSError:  # EIO: the process closed its end
+            return shown
+        if not chunk:
+            return shown
+        shown += chunk
 
 
 def _export_with_stderr_on(app, tmp_path, terminal: bool) -> tuple[str, str]:
@@ -142,22 +161,20 @@ def _export_with_stderr_on(app, tmp_path, terminal: bool) -> tuple[str, str]:
         assert result.returncode == 0, result.stderr
         return result.stdout, result.stderr
     controller, terminal_end = pty.openpty()
-    with subprocess.Popen(
+    process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=terminal_end, stdin=subprocess.DEVNULL
-    ) as process:
-        os.close(terminal_end)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # EIO: the process closed its end
-                break
-            if not chunk:
-                break
-            shown += chunk
+    )
+    os.close(terminal_end)
+    try:
+        shown = _read_until_closed(controller, deadline=time.monotonic() + 120)
         stdout = process.stdout.read().decode()
         assert process.wait(120) == 0, shown
-    os.close(controller)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        process.stdout.close()
+        os.close(controller)
     return stdout, shown.decode(errors="replace")
 
 

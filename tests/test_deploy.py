@@ -53,6 +53,12 @@ HARDENING = {
 }
 
 
+METRICS_DIR = "/run/zpravodaj-metrics"
+METRICS_DIR_UNIT = "zpravodaj-metrics-dir.service"
+COMMON_BLOCK = "# --- the same in every Zpravodaj unit"
+ENTRYPOINT = ROOT / "deploy" / "container-entrypoint.sh"
+
+
 def unit_settings(name: str) -> dict[str, list[str]]:
     """Key -> values of a unit file (a key may repeat, e.g. Environment)."""
     settings: dict[str, list[str]] = {}
@@ -91,6 +97,44 @@ def test_each_unit_runs_the_wheel_tests_command_hardened(part):
     assert "INSTANCE_PATH=/var/lib/zpravodaj" in settings["Environment"]
 
 
+def test_every_unit_carries_the_same_user_settings_and_hardening():
+    blocks = {unit.name: unit.read_text().partition(COMMON_BLOCK) for unit in UNITS.glob("*")}
+    assert set(blocks) == {*UNIT_OF.values(), METRICS_DIR_UNIT}
+    assert all(block[1] for block in blocks.values()), "a unit without the common block"
+    assert len({block[2] for block in blocks.values()}) == 1, "the common blocks differ"
+    for key, value in HARDENING.items():
+        assert unit_settings(METRICS_DIR_UNIT).get(key) == [value], key
+
+
+@pytest.mark.parametrize("part", ["web", "worker", "bounces"])
+def test_the_counting_parts_share_the_hosts_metrics_directory(part):
+    settings = unit_settings(UNIT_OF[part])
+    assert f"PROMETHEUS_MULTIPROC_DIR={METRICS_DIR}" in settings["Environment"]
+    assert settings["ReadWritePaths"] == [METRICS_DIR]  # ProtectSystem=strict: /run is read-only
+    assert METRICS_DIR_UNIT in settings["Requires"][0].split()
+    assert METRICS_DIR_UNIT in settings["After"][0].split()
+    # A RuntimeDirectory of its own would be removed when this unit stops, the
+    # other units' files with it.
+    assert "RuntimeDirectory" not in settings
+
+
+def test_the_metrics_directory_is_new_and_empty_whenever_no_part_runs(tmp_path):
+    settings = unit_settings(METRICS_DIR_UNIT)
+    assert (settings["Type"], settings["RemainAfterExit"]) == (["oneshot"], ["yes"])
+    # Stopped, and its directory removed, once no unit that requires it is running.
+    assert settings["StopWhenUnneeded"] == ["yes"]
+    assert settings["RuntimeDirectory"] == [METRICS_DIR.removeprefix("/run/")]
+    assert "RuntimeDirectoryPreserve" not in settings
+    # Its ExecStart empties one that was left over: run here on a stand-in.
+    directory = tmp_path / "zpravodaj-metrics"
+    (directory / "old").mkdir(parents=True)
+    for name in ("counter_812.db", "histogram_900-horse.db", "old/x"):
+        (directory / name).write_bytes(b"counts of processes that ran before")
+    [command] = settings["ExecStart"]
+    subprocess.run(command.replace(METRICS_DIR, str(directory)).split(), check=True, timeout=60)
+    assert directory.is_dir() and not any(directory.iterdir())
+
+
 def test_the_web_and_the_workers_start_after_the_migrations():
     web = unit_settings(UNIT_OF["web"])
     assert "zpravodaj-migrate.service" in web["Requires"][0].split()
@@ -123,6 +167,49 @@ def test_the_image_is_multi_stage_non_root_and_installs_the_locks():
     assert "--no-deps /tmp/dist/*.whl" in dockerfile
     cmd = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
     assert yaml.safe_load(cmd) == COMMANDS["web"]
+    # Every part starts through the entrypoint, which empties the metrics directory.
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", dockerfile, re.M).group(1)
+    assert yaml.safe_load(entrypoint) == ["zpravodaj-entrypoint"]
+    assert "COPY deploy/container-entrypoint.sh /usr/local/bin/zpravodaj-entrypoint" in dockerfile
+    assert f"PROMETHEUS_MULTIPROC_DIR={METRICS_DIR}" in dockerfile
+
+
+def run_entrypoint(directory: Path | None, *command: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin"}
+    if directory is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return subprocess.run(
+        [str(ENTRYPOINT), *command], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+LIST_IT = "import os, sys; print(sorted(os.listdir(sys.argv[1]))); sys.exit(3)"
+
+
+def test_the_container_entrypoint_empties_the_metrics_directory_then_runs_the_command(tmp_path):
+    directory = tmp_path / "zpravodaj-metrics"
+    directory.mkdir()
+    (directory / "counter_1.db").write_bytes(b"counts of the container's previous run")
+    result = run_entrypoint(directory, sys.executable, "-c", LIST_IT, str(directory))
+    # The command itself runs (exec: its exit status is the container's), in an empty directory.
+    assert (result.returncode, result.stdout, result.stderr) == (3, "[]\n", "")
+    # Made when missing (a volume mounted over it, an image built without it).
+    directory.rmdir()
+    assert run_entrypoint(directory, sys.executable, "-c", LIST_IT, str(directory)).stdout == "[]\n"
+    # Without the variable it only runs the command.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "file").write_bytes(b"")
+    assert run_entrypoint(None, sys.executable, "-c", LIST_IT, str(kept)).stdout == "['file']\n"
+
+
+def test_compose_gives_worker_and_bounce_containers_a_metrics_port():
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    for part in ("worker", "bounces"):
+        environment = services[part]["environment"]
+        assert (environment["METRICS_PORT"], environment["METRICS_HOST"]) == ("9101", "0.0.0.0")
+    # The web's /metrics is its own: a port there would only clash.
+    assert "METRICS_PORT" not in services["web"]["environment"]
 
 
 # --- gunicorn's settings ------------------------------------------------------------

@@ -25,7 +25,7 @@ from service.extensions import db
 from service.jobs import redis_connection
 from service.schema import init_migrations
 from tests.test_health import build_app, database_down_url, nobody_listens  # noqa: F401
-from tests.workers.test_delivery_crash import wait_until
+from tests.waiting import wait_until
 from tests.workers.test_outgoing_mail import worker_env
 
 
@@ -78,7 +78,10 @@ def test_everything_up_is_ready_and_a_stopped_worker_is_not(migrated, outbox, ru
     app = migrated
     worker = start_worker(app, outbox.url)
     try:
-        assert wait_until(lambda: ready(app).status_code == 200, timeout=60), ready(app).json
+        wait_until(
+            lambda: ready(app).status_code == 200, "/readyz to answer 200",
+            interval=0.3, details=lambda: str(ready(app).json),
+        )  # fmt: skip
         body = ready(app).json
         assert body["status"] == "ready"
         assert body["version"] == metadata.version("zpravodaj")
@@ -108,8 +111,9 @@ def test_workers_that_cannot_reach_the_relay_make_it_not_ready(migrated, runner)
     port = free_port()  # nobody listens
     worker = start_worker(migrated, f"smtp://127.0.0.1:{port}")
     try:
-        assert wait_until(lambda: status_of(migrated, "smtp")["status"] == "fail" and
-                          "error" in status_of(migrated, "smtp"), timeout=60)  # fmt: skip
+        wait_until(lambda: status_of(migrated, "smtp")["status"] == "fail" and
+                   "error" in status_of(migrated, "smtp"), "the workers' SMTP failure",
+                   interval=0.3)  # fmt: skip
         smtp = status_of(migrated, "smtp")
         assert smtp["detail"].startswith(f"unreachable: cannot connect to 127.0.0.1:{port}")
         assert "last_success_seconds" not in smtp

@@ -192,11 +192,13 @@ def test_two_concurrent_clicks_move_the_subscription_once(app, step):
         except BaseException as exc:  # reported in the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=click) for _ in range(2)]
+    # Daemons: a thread stuck for good fails this test, not the exit of the test process.
+    threads = [threading.Thread(target=click, daemon=True) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a click is stuck after 60 s"
     assert not errors
     assert sorted(results) == [False, True]
 

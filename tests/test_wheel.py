@@ -25,20 +25,22 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from babel.messages.mofile import read_mo
 from redis import Redis
 
 from service.dev.processes import free_port
 from tests.bounces.test_bounces import bounce_bytes
 from tests.conftest import link_to
 from tests.test_deploy import COMMANDS
+from tests.waiting import exited, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]
 
@@ -63,7 +65,9 @@ def _build_wheel(into: Path) -> Path:
 
 def _fresh_venv(path: Path, wheel: Path) -> Path:
     """A new venv with the wheel installed, and .venv's other packages linked in."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120
+    )
     python = path / "bin" / "python"
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
@@ -86,10 +90,25 @@ def _fresh_venv(path: Path, wheel: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory) -> Path:
+    return _build_wheel(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel) -> Path:
     """The bin/ folder of a fresh venv holding the wheel."""
-    base = tmp_path_factory.mktemp("wheel")
-    return _fresh_venv(base / "venv", _build_wheel(base / "dist"))
+    return _fresh_venv(tmp_path_factory.mktemp("wheel") / "venv", wheel)
+
+
+def test_the_wheel_carries_the_catalogues_compiled(wheel):
+    """The .mo files are not in git: the build hook (hatch_build.py) compiles them."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for language in ("cs", "en"):
+            assert f"service/translations/{language}/LC_MESSAGES/messages.po" in names
+            assert f"service/translations/{language}/LC_MESSAGES/messages.mo" in names
+        compiled = archive.read("service/translations/en/LC_MESSAGES/messages.mo")
+    assert read_mo(io.BytesIO(compiled)).get("Neplatný e-mail.").string == "Invalid e-mail address."
 
 
 @pytest.fixture
@@ -156,18 +175,16 @@ def started(environment: dict[str, str], cwd: Path) -> Iterator[dict[str, Path]]
 
 def wait_for(condition, what: str, logs: dict[str, Path]):
     """Wait until `condition()` is true; fail at once when a started process has exited."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        if any(process.poll() is not None for process in PROCESSES):
-            break
-        time.sleep(0.2)
-    shown = "\n".join(
-        f"--- {name}\n{path.read_text(errors='replace')}" for name, path in logs.items()
-    )
-    pytest.fail(f"{what}: not within {TIMEOUT} s, or a process exited\n{shown}")
+
+    def shown() -> str:
+        return "\n".join(
+            f"--- {name}\n{path.read_text(errors='replace')}" for name, path in logs.items()
+        )
+
+    return wait_until(
+        condition, what, timeout=TIMEOUT, interval=0.2, details=shown,
+        abort=lambda: next(filter(None, map(exited, PROCESSES)), None),
+    )  # fmt: skip
 
 
 def http(base: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
@@ -210,6 +227,9 @@ def test_the_installed_wheel_runs_a_sign_up_to_the_confirmation_mail(
         status, page = http(base, "/subscribe")
         assert status == 200 and "Neplatný e-mail." not in page and "<form" in page
         assert http(base, "/static/zpravodaj.css")[0] == 200
+        # The catalogues compiled into the wheel: the same page in English.
+        status, page = http(base, "/subscribe?lang=en")
+        assert status == 200 and "Subscribe" in page and '<html lang="en">' in page
 
         for address in ("jana.novakova@seznam.cz", "neexistuje@example.cz"):
             assert http(base, "/subscribe", {"email": address, "list": "zpravodaj"})[0] == 202

@@ -27,15 +27,7 @@ logger = logging.getLogger(__name__)
     help="Queue to work on (repeatable).",
 )  # fmt: skip
 @click.option("--simple", is_flag=True, help="Run jobs in this process instead of forking.")
-@click.option(
-    "--metrics-port", type=int, default=None,
-    help="Serve this host's metrics (PROMETHEUS_MULTIPROC_DIR) on this port: for a host "
-    "without the web app; one worker per host.",
-)  # fmt: skip
-@click.option(
-    "--metrics-host", default="127.0.0.1", show_default=True,
-    help="Address to serve --metrics-port on (an internal one for a remote Prometheus).",
-)  # fmt: skip
+@metrics.port_options
 @with_appcontext
 def worker_command(
     burst: bool,
@@ -48,11 +40,7 @@ def worker_command(
     # The app itself, to hand to another thread: Flask's type hints describe
     # current_app as the app, so they do not know the proxy's method.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if metrics_port is not None:
-        try:
-            metrics.serve_host_metrics(metrics_host, metrics_port, app.config)
-        except (RuntimeError, OSError) as exc:
-            raise click.ClickException(f"metrics: {exc}") from exc
+    metrics.start_port(metrics_host, metrics_port, app.config)
     _probe_smtp()
     interval = app.config["RECONCILE_INTERVAL"]
     worker_class = AppSimpleWorker if simple else AppWorker

@@ -4,9 +4,10 @@ Jobs, all on the `bulk` queue and all safe to run twice:
 
 - `start_scheduled(issue_id)`: fired by RQ's scheduler at the issue's time.
 - `fan_out(issue_id)`: pages through the recipients by subscriber id (keyset,
-  so memory stays flat for any list size), writes a `DeliveryBatch` and its
-  `Delivery` rows per page with one INSERT … SELECT, and enqueues the batches
-  as it goes, so the first mails leave while later batches are being written.
+  so memory stays flat for any list size), writes ten `DeliveryBatch`es and
+  their `Delivery` rows per transaction with one INSERT … SELECT, and enqueues
+  the batches as it goes; its first job writes one such chunk and hands over,
+  so the first mails leave while later batches are being written.
 - `deliver_batch(batch_id)`: sends one batch over one SMTP connection.
 - `cancel_batches(issue_id)`: after a cancel, walks the issue's unfinished
   batches and marks their deliveries cancelled, a batch per transaction.
@@ -40,7 +41,7 @@ from flask import current_app
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job
-from sqlalchemy import Row, and_, func, insert, literal, or_, select, update
+from sqlalchemy import Row, and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from service import jobs
@@ -49,7 +50,7 @@ from service.bounces.verp import envelope_sender_for
 from service.clock import utcnow
 from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
-from service.issues.sending import begin_delivery, recipients_query
+from service.issues.sending import begin_delivery, recipients_condition, recipients_query
 from service.jobs import LIVE_JOB_STATES, redis_connection
 from service.logging_setup import bind
 from service.models import (
@@ -76,11 +77,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Batches are enqueued in groups of this many (one Redis round trip each);
-# the first batch of an issue goes at once, for a quick first mail.
-ENQUEUE_GROUP = 20
-# Pages (of BATCH_SIZE recipients) one fan-out job writes before handing over.
-FAN_OUT_PAGES_PER_JOB = 20
+# Batches the fan-out writes per transaction (and enqueues in one Redis round trip):
+# a few thousand rows, so the per-statement and per-commit costs are paid rarely
+# (bench/README.md, "Fan-out"), while no transaction grows large.
+FAN_OUT_CHUNK_BATCHES = 10
+# Chunks one fan-out job writes before handing over to a continuation queued behind
+# its batches (the first job writes a single chunk, for a quick first mail).
+FAN_OUT_CHUNKS_PER_JOB = 10
 # Deliveries not yet sent nor given up: a claim finds them "sending" after a crash.
 UNFINISHED_DELIVERY = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 # What "send again to those not reached" puts back.
@@ -123,12 +126,14 @@ def start_scheduled(issue_id: int) -> str:
 
 
 def fan_out(issue_id: int) -> str:
-    """Write one slice of the issue's delivery batches page by page, enqueue them, and
+    """Write one slice of the issue's delivery batches chunk by chunk, enqueue them, and
     hand the rest to a fresh job queued behind them.
 
     Slicing keeps the time to the first mail short whatever the list size,
-    even with a single worker: the batches of the first slice are in the
-    queue ahead of the fan-out's continuation.
+    even with a single worker: the first slice is a single chunk (a fraction
+    of a second), so the first mails leave before the continuation writes the
+    rest, and each later slice's batches are in the queue ahead of the next
+    continuation.
     """
     bind(issue_id=issue_id)
     if not _claim_fan_out(issue_id):
@@ -140,28 +145,21 @@ def fan_out(issue_id: int) -> str:
         db.session.commit()
         return "skipped"
     issue = db.session.get_one(Issue, issue_id)
-    to_enqueue: list[tuple[int, str]] = []
-    for page in range(FAN_OUT_PAGES_PER_JOB):
+    first_slice = issue.fanout_cursor == 0
+    for _ in range(1 if first_slice else FAN_OUT_CHUNKS_PER_JOB):
         status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
         if status not in Issue.DELIVERING:
             if status == IssueStatus.CANCELLED:
                 cancel_batches(issue_id)
             break
-        written = _write_page(issue)
-        if written is None:
-            issue.fanout_done, issue.fanout_heartbeat, issue.fanout_job_id = True, None, None
-            db.session.commit()
-            break
+        written, done = _write_chunk(issue, FAN_OUT_CHUNK_BATCHES)
         if status == IssueStatus.SENDING:  # a paused issue's batches wait for resume
-            to_enqueue.append(written)
-        if page == 0 or len(to_enqueue) >= ENQUEUE_GROUP:
-            jobs.enqueue_batches(to_enqueue)
-            to_enqueue = []
+            jobs.enqueue_batches(written)
+        if done:
+            break
     else:
-        jobs.enqueue_batches(to_enqueue)
         _hand_over_fan_out(issue)
         return "continued"
-    jobs.enqueue_batches(to_enqueue)
     finish_if_complete(issue_id)
     return "done"
 
@@ -188,58 +186,95 @@ def _claim_fan_out(issue_id: int) -> bool:
     return bool(claimed)
 
 
-def _write_page(issue: Issue) -> tuple[int, str] | None:
-    """One batch of the next BATCH_SIZE recipients, in one transaction; None when none are left.
+def _write_chunk(issue: Issue, batches: int) -> tuple[list[tuple[int, str]], bool]:
+    """Up to `batches` batches of the next recipients, in one transaction; returns
+    them as (batch id, job id), and whether nobody is left after them (the
+    issue's fan-out is then marked done in the same transaction).
 
-    The delivery rows are written by the database itself (INSERT … SELECT over
-    the page's id range), so no recipient id travels to Python and back.
+    Five statements whatever the chunk's size: the batches' bounds (every
+    BATCH_SIZE-th subscriber id), the batch rows, every delivery row of the
+    chunk in one INSERT … SELECT (the database picks each row's batch by its
+    subscriber id, no id travels to Python), the batches' counts and job ids,
+    and the cursor. The cursor moves in the same transaction as the rows, so a
+    fan-out killed at any point resumes where its last commit left it.
     """
-    query = recipients_query(
-        issue, after=issue.fanout_cursor, limit=current_app.config["BATCH_SIZE"]
-    )
-    page = query.subquery()
-    last, count = db.session.execute(
-        select(func.max(page.c.subscriber_id), func.count()).select_from(page)
-    ).one()
-    if not count:
-        return None
-    batch_id = db.session.execute(
-        insert(DeliveryBatch)
-        .values(
-            issue_id=issue.id,
-            status=BatchStatus.QUEUED,
-            created_at=utcnow(),
-        )
-        .returning(DeliveryBatch.id)
-    ).scalar_one()
-    job_id = jobs.new_batch_job_id(batch_id)
-    rows = (
-        query.where(Subscription.subscriber_id <= last)
-        .with_only_columns(
-            literal(issue.id), literal(batch_id), Subscription.subscriber_id,
-            literal(DeliveryStatus.PENDING.value), literal(0),
-        )
-        .order_by(None)
-        .limit(None)
+    size = current_app.config["BATCH_SIZE"]
+    after = issue.fanout_cursor
+    bounds, done = _chunk_bounds(issue, size, batches)
+    if not bounds:
+        _fan_out_done(issue)
+        db.session.commit()
+        return [], True
+    now = utcnow()
+    batch_ids = db.session.scalars(
+        insert(DeliveryBatch).returning(DeliveryBatch.id, sort_by_parameter_order=True),
+        [{"issue_id": issue.id, "status": BatchStatus.QUEUED, "created_at": now}] * len(bounds),
+    ).all()
+    batch_of = case(
+        *((Subscription.subscriber_id <= last, batch_id)
+          for last, batch_id in zip(bounds, batch_ids, strict=True))
+    )  # fmt: skip
+    rows = select(
+        literal(issue.id), batch_of, Subscription.subscriber_id,
+        literal(DeliveryStatus.PENDING.value), literal(0),
+    ).where(
+        recipients_condition(issue),
+        Subscription.subscriber_id > after,
+        Subscription.subscriber_id <= bounds[-1],
     )  # fmt: skip
     db.session.execute(
         insert(Delivery.__table__).from_select(
             ["issue_id", "batch_id", "subscriber_id", "status", "attempts"], rows
         )
     )
-    # Counted again, not taken from the page's read (someone may have left since) nor
-    # from the driver's rowcount (psycopg gives -1 for a parametrised INSERT … SELECT).
-    written = db.session.scalar(
-        select(func.count()).select_from(Delivery).where(Delivery.batch_id == batch_id)
+    job_ids = _count_batches(batch_ids)
+    issue.fanout_cursor, issue.fanout_heartbeat = bounds[-1], utcnow()
+    if done:
+        _fan_out_done(issue)
+    db.session.commit()
+    return list(job_ids.items()), done
+
+
+def _chunk_bounds(issue: Issue, size: int, batches: int) -> tuple[list[int], bool]:
+    """The last subscriber id of each of the chunk's batches (every `size`-th recipient
+    after the cursor, up to `batches` of them), and whether nobody is left after them."""
+    page = (
+        recipients_query(issue, after=issue.fanout_cursor, limit=size * batches)
+        .add_columns(
+            ((func.row_number().over(order_by=Subscription.subscriber_id) - 1) // size).label("n")
+        )
+        .subquery()
     )
+    pages = db.session.execute(
+        select(func.max(page.c.subscriber_id), func.count()).group_by(page.c.n).order_by(page.c.n)
+    ).all()
+    # A short chunk is the last: nobody is left after it (no extra round trip to learn so).
+    return [last for last, _ in pages], sum(count for _, count in pages) < size * batches
+
+
+def _count_batches(batch_ids: Sequence[int]) -> dict[int, str]:
+    """Set the new batches' counts and job ids in one UPDATE; returns the job ids."""
+    job_ids = {batch_id: jobs.new_batch_job_id(batch_id) for batch_id in batch_ids}
+    # Counted from the rows written, not from the bounds' read: someone may have left
+    # between the two statements.
     db.session.execute(
         update(DeliveryBatch)
-        .where(DeliveryBatch.id == batch_id)
-        .values(job_id=job_id, total_count=written)
+        .where(DeliveryBatch.id.in_(batch_ids))
+        .values(
+            total_count=select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.batch_id == DeliveryBatch.id)
+            .scalar_subquery(),
+            job_id=case(job_ids, value=DeliveryBatch.id),
+        )
+        .execution_options(synchronize_session=False)
     )
-    issue.fanout_cursor, issue.fanout_heartbeat = last, utcnow()
-    db.session.commit()
-    return batch_id, job_id
+    return job_ids
+
+
+def _fan_out_done(issue: Issue) -> None:
+    """Every recipient has a delivery row: only batches remain (committed by the caller)."""
+    issue.fanout_done, issue.fanout_heartbeat, issue.fanout_job_id = True, None, None
 
 
 def _hand_over_fan_out(issue: Issue) -> None:

@@ -22,7 +22,6 @@ from service.extensions import db
 from service.issues import sending
 from service.jobs import LIVE_JOB_STATES, redis_connection
 from service.meetings import occurrences
-from service.meetings.calendar import meeting_title
 from service.meetings.occurrences import from_timestamp
 from service.meetings.reminders import (
     before,
@@ -32,6 +31,7 @@ from service.meetings.reminders import (
     reminder_time,
     schedule_reminder,
 )
+from service.meetings.wording import reminder_text
 from service.models import (
     Issue,
     IssueStatus,
@@ -42,11 +42,6 @@ from service.models import (
 )
 
 log = logging.getLogger(__name__)
-
-REMINDER_BODY = (
-    "Dobrý den,\n\npřipomínáme blížící se setkání pracovní skupiny {group}. "
-    "Termín, místo a program najdete níže.\n"
-)
 
 
 def send_reminder(
@@ -110,11 +105,9 @@ def _send_date_reminder(meeting_id: int, start: datetime, recurrence_id: datetim
 def _send(meeting: Meeting, recurrence_id: datetime | None) -> None:
     """The reminder issue "Připomínka: …" to the group, at once; a series' next date's
     reminder scheduled after it."""
-    subject = f"Připomínka: {meeting_title(meeting)}"[: sending.SUBJECT_MAX]
+    subject, body = reminder_text(meeting)
     issue = sending.create_issue(
-        meeting.mailing_list,
-        sending.IssueInput(subject, REMINDER_BODY.format(group=meeting.mailing_list.name)),
-        None,
+        meeting.mailing_list, sending.IssueInput(subject[: sending.SUBJECT_MAX], body), None
     )
     issue.meeting, issue.meeting_method = meeting, MeetingMethod.REQUEST
     issue.meeting_occurrence = recurrence_id

@@ -30,6 +30,7 @@ from service.jobs import (
     signup_job_id,
 )
 from service.models import MailStatus, OutgoingMail, SignupRequest, rows_matched
+from service.subscriptions import import_jobs
 
 from .delivery import reconcile_issues
 from .mail import claim_lease
@@ -45,6 +46,7 @@ def reconcile() -> dict[str, int]:
         "outgoing_mail": reconcile_outgoing_mail(),
         **reconcile_issues(),
         "meeting_reminders": reconcile_reminders(),
+        "subscriber_imports": reconcile_imports(),
     }
     metrics.reconciled(done)
     return done
@@ -112,6 +114,25 @@ def _requeue_lost(
             job.delete()
         enqueue(row_id)
         requeued += 1
+    return requeued
+
+
+def reconcile_imports() -> int:
+    """Admin CSV imports: a queued one whose job Redis lost, a running one whose
+    worker went silent (stale lease) get a fresh job; it resumes after the last chunk."""
+    connection = redis_connection()
+    requeued = 0
+    for import_id, job_id, running, stale in import_jobs.unfinished():
+        if running:
+            lost = stale  # its job may still look started in Redis: the worker died
+        else:
+            job = _fetch(job_id, connection) if job_id else None
+            lost = job is None or job.get_status(refresh=False) not in LIVE_JOB_STATES
+        if lost:
+            import_jobs.requeue(import_id)
+            requeued += 1
+    if requeued:
+        log.info("reconciler re-enqueued %d subscriber import(s)", requeued)
     return requeued
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from service.clock import utcnow
 from service.jobs import redis_connection
+from service.subscriptions.reminders import send_due_reminders
 
 from .reconcile import reconcile
 from .retention import run_retention
@@ -61,7 +62,18 @@ RETENTION = PeriodicWork(
     ),
 )
 
-SCHEDULE: tuple[PeriodicWork, ...] = (RECONCILE, RETENTION)
+CONFIRM_REMINDERS = PeriodicWork(
+    "confirm-reminders",
+    send_due_reminders,
+    once_per_seconds=900,
+    why=(
+        "A sign-up still unconfirmed after CONFIRM_REMINDER_HOURS gets one reminder. The "
+        "delay is counted in hours, so a quarter of an hour late is on time; once per "
+        "period over all workers, and each reminder is recorded before the next run looks."
+    ),
+)
+
+SCHEDULE: tuple[PeriodicWork, ...] = (RECONCILE, RETENTION, CONFIRM_REMINDERS)
 
 
 def run_if_due(work: PeriodicWork) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """Meetings: single dates of a series moved, cancelled, reminded and answered alone
 
 Revision ID: f2b6c8d1a4e3
-Revises: e15a7c0d4b21
+Revises: f3b9d2c7a4e1
 Create Date: 2026-12-02 08:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'f2b6c8d1a4e3'
-down_revision = 'e15a7c0d4b21'
+down_revision = 'f3b9d2c7a4e1'
 branch_labels = None
 depends_on = None
 

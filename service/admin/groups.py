@@ -73,6 +73,12 @@ class GroupDetailsForm(CzechForm):
         "Viditelnost",
         choices=[SelectChoice(v, label) for v, label in VISIBILITY_LABELS.items()],
     )
+    # The language of its announcements and of the fixed parts of its mails.
+    language = SelectField(
+        "Jazyk oznámení",
+        choices=[SelectChoice("cs", "čeština"), SelectChoice("en", "angličtina")],
+        default="cs",
+    )
 
 
 class NewGroupForm(GroupDetailsForm):
@@ -240,6 +246,7 @@ def group_create() -> ResponseReturnValue:
                 [u for u in chosen if u is not None],
                 **{name: getattr(form, name).data or "" for name in membership.GROUP_FIELDS},
                 visibility=form.visibility.data,
+                language=form.language.data,
             )
         except MembershipError as exc:
             form.slug.errors = [*form.slug.errors, str(exc)]
@@ -270,6 +277,7 @@ def group_details(slug: str) -> ResponseReturnValue:
                 group,
                 **{name: getattr(form, name).data or "" for name in membership.GROUP_FIELDS},
                 visibility=form.visibility.data,
+                language=form.language.data,
             )
         except MembershipError as exc:
             form.name.errors = [*form.name.errors, str(exc)]

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Flask
+from flask_babel import lazy_gettext as _l
 
 from ..accounts import signed_in_user
 
 # (endpoint, label, roles that see it)
 NAVIGATION = (
-    ("admin.dashboard", "Přehled", ("admin", "editor", "coordinator")),
-    ("admin.subscribers", "Odběratelé", ("admin", "editor")),
-    ("admin.issues", "Vydání", ("admin", "editor", "coordinator")),
-    ("admin.groups", "Skupiny", ("admin", "coordinator")),
-    ("admin.users", "Účty", ("admin",)),
+    ("admin.dashboard", _l("Přehled"), ("admin", "editor", "coordinator")),
+    ("admin.subscribers", _l("Odběratelé"), ("admin", "editor")),
+    ("admin.issues", _l("Vydání"), ("admin", "editor", "coordinator")),
+    ("admin.groups", _l("Skupiny"), ("admin", "coordinator")),
+    ("admin.users", _l("Účty"), ("admin",)),
 )
 
 
@@ -25,6 +26,6 @@ def init_app(app: Flask) -> None:
             user = signed_in_user()
             if user is None:
                 return []
-            return [(e, label) for e, label, roles in NAVIGATION if user.role in roles]
+            return [(e, str(label)) for e, label, roles in NAVIGATION if user.role in roles]
 
         return {"admin_navigation": admin_navigation}

@@ -42,14 +42,23 @@ from ..bounces import recording
 from ..bounces.classify import REASON_LABELS
 from ..czech import plural
 from ..extensions import db
-from ..models import SUBSCRIPTION_STATUSES, ConsentEvent, MailingList, Subscriber, Subscription
-from ..people_csv import ImportRefused, uploaded_text
-from ..subscriptions import actions, transfer
+from ..models import (
+    SUBSCRIPTION_STATUSES,
+    ConsentEvent,
+    MailingList,
+    Subscriber,
+    SubscriberImport,
+    Subscription,
+)
+from ..people_csv import ImportRefused, uploaded_bytes
+from ..subscriptions import actions, import_jobs, transfer
 from .auth import CzechForm, account, require_role
 from .blueprint import bp
 from .dashboard import STATUS_LABELS
 
 PER_PAGE = 50
+PROBLEMS_PER_PAGE = 500  # skipped lines per page of an import's report
+RECENT_IMPORTS = 10
 MAX_QUERY_LENGTH = 200
 
 ACTION_LABELS = {
@@ -301,13 +310,15 @@ class ImportForm(CzechForm):
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @editors_only
 def subscribers_import() -> ResponseReturnValue:
+    """The upload form; a good upload is stored and imported by a worker (import_jobs.py),
+    and the editor goes to its page, which follows it to the end."""
     lists = list(db.session.scalars(select(MailingList).order_by(MailingList.id)))
     form = ImportForm()
     form.mailing_list.choices = [SelectChoice(m.slug, m.name) for m in lists]
     if request.method == "GET" and request.args.get("list"):
         form.mailing_list.data = request.args["list"]
     if request.method == "GET":
-        return render_template("admin/subscribers_import.html", form=form, report=None)
+        return _import_form(form)
 
     errors = []
     mailing_list = next((m for m in lists if m.slug == form.mailing_list.data), None)
@@ -315,31 +326,78 @@ def subscribers_import() -> ResponseReturnValue:
         errors.append("Vyberte seznam, do kterého se má importovat.")
     if not form.validate():
         errors.extend(form.consent_source.errors)
-    text = None
+    upload = None
     try:
-        text = uploaded_text(form.file.data, "Vyberte soubor CSV k importu.")
+        upload = uploaded_bytes(form.file.data, "Vyberte soubor CSV k importu.")
     except ImportRefused as problem:
         errors.append(str(problem))
-    if errors or text is None or mailing_list is None:
-        return render_template(
-            "admin/subscribers_import.html", form=form, report=None, errors=errors
-        ), 422
-
+    if errors or upload is None or mailing_list is None:
+        return _import_form(form, errors), 422
     try:
-        report = transfer.import_subscribers(
-            io.StringIO(text, newline=""), mailing_list, form.consent_source.data or ""
-        )
-    except ImportRefused as problem:
-        return render_template(
-            "admin/subscribers_import.html", form=form, report=None, errors=[str(problem)]
-        ), 422
+        record = import_jobs.start(mailing_list, form.consent_source.data or "", *upload, account())
+    except ImportRefused as problem:  # a line further down cannot be read
+        db.session.rollback()
+        return _import_form(form, [str(problem)]), 422
+    db.session.commit()
+    return redirect(url_for("admin.subscribers_import_status", import_id=record.id), 303)
+
+
+def _import_form(form: ImportForm, errors: list[str] | None = None) -> str:
+    recent = db.session.scalars(
+        select(SubscriberImport)
+        .options(selectinload(SubscriberImport.mailing_list))
+        .order_by(SubscriberImport.id.desc())
+        .limit(RECENT_IMPORTS)
+    ).all()
     return render_template(
         "admin/subscribers_import.html",
         form=form,
-        report=report,
-        problems=report.problems,
-        mailing_list=mailing_list,
+        errors=errors or [],
+        recent=recent,
+        status_labels=import_jobs.STATUS_LABELS,
     )
+
+
+def import_or_404(import_id: int) -> SubscriberImport:
+    record = db.session.get(SubscriberImport, import_id)
+    if record is None:
+        abort(404)
+    return record
+
+
+@bp.get("/subscribers/imports/<int(max=2147483647):import_id>")
+@editors_only
+def subscribers_import_status(import_id: int) -> ResponseReturnValue:
+    """An import's page: a live progress bar while it runs, then its report."""
+    record = import_or_404(import_id)
+    state = import_jobs.progress(record)
+    page = 1
+    number = request.args.get("page", "1").strip()
+    if number.isascii() and number.isdigit() and 0 < len(number) < 7:
+        page = max(int(number), 1)
+    pages = max((record.skipped + PROBLEMS_PER_PAGE - 1) // PROBLEMS_PER_PAGE, 1)
+    page = min(page, pages)
+    problems = import_jobs.problems(
+        record.id, offset=(page - 1) * PROBLEMS_PER_PAGE, limit=PROBLEMS_PER_PAGE
+    )
+    return render_template(
+        "admin/subscriber_import.html",
+        record=record,
+        state=state,
+        problems=problems,
+        page=page,
+        pages=pages,
+        page_links=page_numbers(page, pages),
+    )
+
+
+@bp.get("/subscribers/imports/<int(max=2147483647):import_id>/progress.json")
+@editors_only
+def subscribers_import_progress(import_id: int) -> ResponseReturnValue:
+    """What admin-imports.js polls while the import runs."""
+    response = jsonify(import_jobs.progress(import_or_404(import_id)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def safe_filename(name: str) -> str:

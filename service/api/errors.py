@@ -1,6 +1,9 @@
-"""Every answer of the API is JSON, errors included: `{"error": "<Czech message>"}`.
+"""Every answer of the API is JSON, errors included: `{"error": "<message>", "code": "<code>"}`.
 
-Validation errors (422) add `"errors": {field: message}`. The app-wide
+The message is in the request's language (Czech unless `?lang=en` or
+Accept-Language asks for English); the code is stable and machine-readable
+(`not_found`, `rate_limited`…: `service.errors.CODES`). Validation errors (422)
+add `"errors": {field: message}` and `"codes": {field: code}`. The app-wide
 handlers in service/errors.py answer JSON too, but in the shape of the public
 forms (`{"errors": {"request": …}}`); the API promises one shape in its
 OpenAPI document, so its blueprint answers its own errors. Paths under
@@ -14,22 +17,27 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
+from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from ..errors import MESSAGES
+from ..errors import MESSAGES, code_for
 from ..extensions import db
 from ..issues.sending import IssueStateError
+from ..subscriptions.forms import ERROR_CODES
 from .blueprint import bp
 
 API_MESSAGES = {
     **MESSAGES,
-    400: "Požadavek se nepodařilo přečíst.",
-    401: "Chybí platný přístupový token.",
-    404: "Tato adresa API neexistuje.",
-    409: "Tuto akci nyní nelze provést.",
-    415: "Tělo požadavku musí být JSON (Content-Type: application/json).",
-    422: "Některé údaje nejsou v pořádku.",
+    401: _l("Chybí platný přístupový token."),
+    404: _l("Tato adresa API neexistuje."),
+    415: _l("Tělo požadavku musí být JSON (Content-Type: application/json)."),
 }
+
+
+def field_codes(errors: dict[str, str]) -> dict[str, str]:
+    """A stable code per field: a known message's own (`invalid_email`), else `invalid_<field>`."""
+    known = {str(message): code for code, message in ERROR_CODES.items()}
+    return {name: known.get(str(text), f"invalid_{name}") for name, text in errors.items()}
 
 
 class ApiError(Exception):
@@ -42,9 +50,10 @@ class ApiError(Exception):
         errors: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message or API_MESSAGES.get(status, MESSAGES[500]))
+        text = str(message or API_MESSAGES.get(status) or MESSAGES[500])
+        super().__init__(text)
         self.status = status
-        self.message = message or API_MESSAGES.get(status, MESSAGES[500])
+        self.message = text
         self.errors = errors
         self.headers = headers or {}
 
@@ -55,9 +64,10 @@ def error_response(
     errors: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"error": message}
+    body: dict[str, Any] = {"error": str(message), "code": code_for(status)}
     if errors is not None:
-        body["errors"] = errors
+        body["errors"] = {name: str(text) for name, text in errors.items()}
+        body["codes"] = field_codes(errors)
     response = jsonify(body)
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -77,7 +87,7 @@ def _kept_headers(error: HTTPException) -> dict[str, str]:
 def _http_error_response(error: HTTPException) -> Response:
     status = error.code or 500
     return error_response(
-        status, API_MESSAGES.get(status, MESSAGES[500]), headers=_kept_headers(error)
+        status, str(API_MESSAGES.get(status) or MESSAGES[500]), headers=_kept_headers(error)
     )
 
 
@@ -104,7 +114,7 @@ def _http_error(error: HTTPException) -> Response:
 def _unexpected(error: Exception) -> Response:
     current_app.logger.exception("unhandled API error on %s %s", request.method, request.path)
     db.session.rollback()
-    return error_response(500, MESSAGES[500])
+    return error_response(500, str(MESSAGES[500]))
 
 
 def _in_api() -> bool:

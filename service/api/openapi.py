@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import CODES
 from ..models import SUBSCRIPTION_STATUSES, IssueStatus, MeetingMethod
+from ..subscriptions.forms import ERROR_CODES
 
 _ISSUE_STATUSES = [s.value for s in IssueStatus]
 
@@ -111,7 +113,11 @@ DOCUMENT: dict[str, Any] = {
             "Compose and send newsletter issues and working-group announcements. "
             "Authenticate with `Authorization: Bearer <token>`; a token is made with "
             "`zpravodaj tokens create EMAIL`. Every answer is JSON; errors are "
-            '`{"error": "<Czech message>"}`, and 422 adds `"errors": {field: message}`. '
+            '`{"error": "<message>", "code": "<code>"}` (the message in Czech, or in English '
+            "with `?lang=en` or `Accept-Language: en`; the code stable, one of the `Error` "
+            'schema\'s), and 422 adds `"errors": {field: message}` and '
+            '`"codes": {field: code}` '
+            "(`invalid_<field>`, or a known one such as `invalid_email`). "
             "Times are ISO 8601; the service answers in UTC."
         ),
     },
@@ -624,12 +630,29 @@ DOCUMENT: dict[str, Any] = {
             },
             "Error": {
                 "type": "object",
-                "required": ["error"],
+                "required": ["error", "code"],
                 "properties": {
-                    "error": {"type": "string", "description": "What went wrong, in Czech."},
+                    "error": {
+                        "type": "string",
+                        "description": "What went wrong, in the request's language (Czech).",
+                    },
+                    "code": {
+                        "type": "string",
+                        "enum": sorted(set(CODES.values())),
+                        "description": "What went wrong, stable and machine-readable.",
+                    },
                     "errors": {
                         "type": "object",
                         "description": "Per field, what is wrong with it (422 only).",
+                        "additionalProperties": {"type": "string"},
+                    },
+                    "codes": {
+                        "type": "object",
+                        "description": (
+                            "Per field, a stable code: `invalid_<field>`, or one of "
+                            + ", ".join(f"`{code}`" for code in sorted(ERROR_CODES))
+                            + " (422 only)."
+                        ),
                         "additionalProperties": {"type": "string"},
                     },
                 },

@@ -1,20 +1,30 @@
-"""Dates as Czech readers write them: "10. prosince 2026" (the month in the genitive)."""
+"""Dates as the reader's language writes them (CLDR through Babel): "10. prosince 2026"
+(the month in the genitive), "December 10, 2026"."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-# "10. prosince": after a day number the month takes the genitive case.
+from babel.dates import format_date
+
+from ..i18n import current_language
+
+# "10. prosince": after a day number the Czech month takes the genitive case. Kept
+# for reading Czech dates in text (a meeting's title moves with the meeting).
 MONTHS_GENITIVE = (
     "ledna", "února", "března", "dubna", "května", "června",
     "července", "srpna", "září", "října", "listopadu", "prosince",
 )  # fmt: skip
 
 
-def czech_date(day: date) -> str:
-    """`date(2026, 12, 10)` → "10. prosince 2026"."""
-    return f"{day.day}. {MONTHS_GENITIVE[day.month - 1]} {day.year}"
+def long_date(day: date) -> str:
+    """`date(2026, 12, 10)` → "10. prosince 2026" in Czech, "December 10, 2026" in English."""
+    return format_date(day, "long", locale=current_language())
+
+
+# The older name, kept for the callers that still use it.
+czech_date = long_date
 
 
 def local_date(moment: datetime, zone: str) -> date:

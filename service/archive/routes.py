@@ -169,7 +169,7 @@ def atom_feed(mailing_list: MailingList, issues: list[Issue]) -> bytes:
 
     # Plain tag names under a literal xmlns: ElementTree's default_namespace
     # option refuses the unqualified attributes (rel, href) Atom uses.
-    root = ET.Element("feed", {"xmlns": ATOM, XML_LANG: "cs"})
+    root = ET.Element("feed", {"xmlns": ATOM, XML_LANG: mailing_list.language})
     _text(root, "id", feed_url)
     _text(root, "title", mailing_list.name)
     if mailing_list.description:

@@ -11,11 +11,10 @@ import click
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from . import mailbox
+from .. import metrics
 from .complaints import ComplaintOutcome
 from .inbox import process_message
 from .parsing import MAX_BOUNCE_BYTES, BounceReport, MessageKind, NotABounce
-from .receiver import serve
 from .recording import Outcome
 
 # sysexits.h: what an MTA's pipe transport understands. EX_DATAERR for input
@@ -106,14 +105,19 @@ def _describe(outcome: Outcome) -> str:
 @click.option("--once", is_flag=True, help="Handle what is in the mailbox now, then exit.")
 def poll_command(once: bool) -> None:
     """Read bounces from the mailbox BOUNCE_IMAP_URL (IDLE, else every BOUNCE_IMAP_INTERVAL s)."""
+    # Imported by this command alone: imapclient is of no use to the web and worker
+    # processes that register the CLI (service/commands.py).
+    from . import mailbox
+
     config = current_app.config
     stop = threading.Event()
     # SIGTERM (systemd stop) ends the loop between messages, never in the middle of one.
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         done = mailbox.run(
-            config["BOUNCE_IMAP_URL"], config["BOUNCE_IMAP_INTERVAL"], once=once, stop=stop
-        )
+            config["BOUNCE_IMAP_URL"], config["BOUNCE_IMAP_INTERVAL"], once=once, stop=stop,
+            bar=True,
+        )  # fmt: skip
     except mailbox.MailboxError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EX_CONFIG)
@@ -141,6 +145,12 @@ def poll_command(once: bool) -> None:
     "--port", default=2525, show_default=True, type=int, envvar="BOUNCE_SMTP_PORT",
     show_envvar=True, help="Port to listen on.",
 )  # fmt: skip
-def serve_command(host: str, port: int) -> None:
+@metrics.port_options
+def serve_command(host: str, port: int, metrics_port: int | None, metrics_host: str) -> None:
     """Receive bounces over SMTP (point the MX of the bounce domain, or a relay, here)."""
+    # Imported by this command alone: aiosmtpd is of no use to the web and worker
+    # processes that register the CLI (service/commands.py).
+    from .receiver import serve
+
+    metrics.start_port(metrics_host, metrics_port, current_app.config)
     serve(host, port)

@@ -38,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 from ..extensions import db
 from ..meetings.replies import NotAReply, addressed_to_us, process_reply
 from ..models import MailboxMessage
+from ..progress import progress
 from .inbox import process_message
 from .parsing import MAX_BOUNCE_BYTES, BounceReport, NotABounce
 
@@ -107,14 +108,28 @@ def connect(mailbox: MailboxUrl, timeout: float = 30.0) -> IMAPClient:
     return client
 
 
-def poll_once(client: IMAPClient, mailbox: MailboxUrl) -> Round:
-    """Handle every message now in the folder; the caller keeps the connection."""
+def poll_once(client: IMAPClient, mailbox: MailboxUrl, *, bar: bool = False) -> Round:
+    """Handle every message now in the folder; the caller keeps the connection.
+    With `bar`, a progress bar on a terminal (`zpravodaj bounces poll --once`)."""
     selected = client.select_folder(mailbox.folder)
     uidvalidity = int(selected[b"UIDVALIDITY"])
     if not client.folder_exists(PROCESSED_FOLDER):
         client.create_folder(PROCESSED_FOLDER)
+    uids = sorted(client.search(["NOT", "DELETED"]))
+    with progress(len(uids) if bar else 0, "Schránka nedoručenek") as step:
+        return _handle_all(client, mailbox, uidvalidity, uids, step)
+
+
+def _handle_all(
+    client: IMAPClient,
+    mailbox: MailboxUrl,
+    uidvalidity: int,
+    uids: list[int],
+    step: Callable[[], None],
+) -> Round:
     done = Round()
-    for uid in sorted(client.search(["NOT", "DELETED"])):
+    for uid in uids:
+        step()
         try:
             if _handle(client, mailbox, uidvalidity, uid):
                 done.processed += 1
@@ -227,9 +242,15 @@ def wait_for_mail(client: IMAPClient, interval: float, stop: threading.Event) ->
 
 
 def run(
-    url: str, interval: float, *, once: bool = False, stop: threading.Event | None = None
+    url: str,
+    interval: float,
+    *,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    bar: bool = False,
 ) -> Round:
-    """Poll until stopped (or one round with `once`); reconnects after network trouble."""
+    """Poll until stopped (or one round with `once`, with `bar` a progress bar on a
+    terminal); reconnects after network trouble."""
     mailbox = parse_url(url)
     stop = stop or threading.Event()
     total = Round()
@@ -237,7 +258,7 @@ def run(
         try:
             with connect(mailbox) as client:
                 while not stop.is_set():
-                    done = poll_once(client, mailbox)
+                    done = poll_once(client, mailbox, bar=bar and once)
                     total.processed += done.processed
                     total.skipped += done.skipped
                     total.failed += done.failed

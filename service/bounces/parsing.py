@@ -26,8 +26,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from flufl.bounce import all_failures
-
 from . import notifications
 from .classify import Reason, judge, stage_of, status_of
 from .verp import VerpToken, parse_token
@@ -370,6 +368,10 @@ def _prose_failures(message: email.message.Message) -> list[Failure]:
 
 def _prose_addresses(message: email.message.Message, text: str) -> list[str]:
     """Who failed: flufl.bounce's detectors, X-Failed-Recipients, then the text itself."""
+    # Imported on the first bounce that needs it: the worker and web processes load
+    # this module through the CLI and the refusal recording, rarely its detectors.
+    from flufl.bounce import all_failures
+
     found: list[str] = []
     try:
         temporary, permanent = all_failures(message)

@@ -23,15 +23,14 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dkim as dkimpy
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from dkim import canonicalization
-from dkim.canonicalization import CanonicalizationPolicy
+# dkimpy and cryptography's RSA are imported where they are used, not here: they
+# take ~10 MB of every process, and every process imports this module (the
+# configuration checks and the SMTP transport name its errors), while only a
+# process that signs or handles keys needs them (a worker with DKIM off never does).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 KEY_BITS = 2048
 MIN_KEY_BITS = 1024  # receivers ignore shorter keys (RFC 8301)
@@ -88,7 +87,16 @@ OVERSIGNED_HEADERS = frozenset(
 )
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_CANONICALISATION = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+
+@functools.cache
+def _canonicalisation():
+    """dkimpy's relaxed/relaxed policy (imported on first signature, see above)."""
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    return CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+
 _SIGNATURE_HEADER = b"DKIM-Signature"
 
 
@@ -103,6 +111,10 @@ class DkimKeyError(DkimError):
 @functools.lru_cache(maxsize=8)
 def _load_key(path: str, mtime_ns: int, size: int) -> rsa.RSAPrivateKey:
     """The parsed key; cached per file version, so a worker parses it once, not per mail."""
+    from cryptography.exceptions import UnsupportedAlgorithm  # on use: see the imports
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -160,6 +172,8 @@ _SPACE_RUN = re.compile(rb"  +")  # the same when there are no tabs
 
 def relaxed_body(body: bytes) -> bytes:
     """The relaxed canonical form of a CRLF body; equal to dkimpy's `Relaxed.canonicalize_body`."""
+    from dkim import canonicalization  # on use: see the imports
+
     if b" \r\n" in body or b"\t\r\n" in body:
         body = _TRAILING_WSP.sub(b"\r\n", body)
     if b"\t" in body:
@@ -172,6 +186,8 @@ def relaxed_body(body: bytes) -> bytes:
 def split_message(message: bytes) -> tuple[list, bytes]:
     """(headers, body) as `dkim.rfc822_parse` returns them, without splitting the body
     into lines and joining it again when every line ends in CRLF (as ours do)."""
+    import dkim as dkimpy  # on use: see the imports
+
     end = message.find(b"\r\n\r\n")
     if end < 0 or message.count(b"\n") != message.count(b"\r\n"):
         return dkimpy.rfc822_parse(message)
@@ -222,6 +238,11 @@ class DkimSigner:
         Mirrors dkimpy's `DKIM.sign` + `DomainSigner.gen_header` (whose output
         `dkim.verify` accepts), with the RSA step done by OpenSSL.
         """
+        import dkim as dkimpy  # on use: see the imports
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
         key = self.key()
         try:
             headers, body = split_message(message)
@@ -252,8 +273,8 @@ class DkimSigner:
         hasher = hashlib.sha256()
         dkimpy.hash_headers(
             hasher,
-            _CANONICALISATION,
-            _CANONICALISATION.canonicalize_headers(headers),
+            _canonicalisation(),
+            _canonicalisation().canonicalize_headers(headers),
             include,
             (_SIGNATURE_HEADER, b" " + unsigned),
             None,
@@ -280,11 +301,15 @@ def signer_from_config(config: Mapping[str, Any]) -> DkimSigner | None:
 
 
 def generate_private_key() -> rsa.RSAPrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import rsa  # on use: see the imports
+
     return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
 
 
 def private_key_pem(key: rsa.RSAPrivateKey) -> bytes:
     """PKCS#1 PEM ("BEGIN RSA PRIVATE KEY"): what OpenDKIM, Postfix, dkimpy all read."""
+    from cryptography.hazmat.primitives import serialization  # on use: see the imports
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
@@ -294,6 +319,9 @@ def private_key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 def public_key_b64(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
     """The p= value: the DER SubjectPublicKeyInfo, base64, as RFC 6376 §3.6.1 has it."""
+    from cryptography.hazmat.primitives import serialization  # on use: see the imports
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

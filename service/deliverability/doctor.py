@@ -33,9 +33,6 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
-import dkim as dkimpy
-import dns.exception
-import dns.resolver
 from sqlalchemy import text
 
 from ..extensions import db
@@ -88,6 +85,11 @@ def dns_resolver(timeout: float, nameservers: list[str] | None = None, port: int
     always exist: a resolver that cannot answer that (offline, or a sandbox
     answering NXDOMAIN to everything) would make every record look missing.
     """
+    # dnspython is imported by the doctor's run alone: the CLI that registers this
+    # command is loaded by every web and worker process, which never resolve DNS.
+    import dns.exception
+    import dns.resolver
+
     state: dict[str, Any] = {}
 
     def unavailable(reason: str) -> DnsUnavailable:
@@ -194,6 +196,32 @@ def check_base_url(config: Mapping[str, Any]) -> list[Result]:
     ]
 
 
+def check_embed_origins(config: Mapping[str, Any]) -> list[Result]:
+    """Without EMBED_ORIGINS no website can frame the form or post to it from its pages."""
+    origins = config.get("EMBED_ORIGINS") or []
+    if not origins:
+        return [
+            Result(
+                "embed-origins",
+                WARN,
+                "EMBED_ORIGINS is empty: no website may frame the sign-up form or post to it "
+                "from its pages (the browser blocks both); set the website's origins, e.g. "
+                "EMBED_ORIGINS=https://www.socialnibydleni.cz,https://socialnibydleni.cz",
+            )
+        ]
+    odd = [o for o in origins if urlsplit(o).path not in {"", None} or "://" not in o]
+    if odd:
+        return [
+            Result(
+                "embed-origins",
+                WARN,
+                f"{', '.join(odd)}: an origin is scheme://host[:port] with no path, "
+                "or browsers never match it",
+            )
+        ]
+    return [Result("embed-origins", OK, ", ".join(origins))]
+
+
 def _weakness(value: str) -> str | None:
     if value.strip().lower() in WEAK_SECRETS:
         return "a well-known placeholder"
@@ -295,6 +323,8 @@ def check_dkim_key(config: Mapping[str, Any]) -> list[Result]:
         signed = signer(sample)
     except DkimError as exc:
         return [Result("dkim-key", FAIL, str(exc))]
+    import dkim as dkimpy  # imported when run (see dns_resolver): ~2.5 MB for every process
+
     record = record_value(key).encode("ascii")
     if not dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record):
         return [Result("dkim-key", FAIL, f"a test signature with {path} does not verify")]
@@ -629,6 +659,7 @@ def run_checks(
         results += check_redis()
     results += check_smtp(config)
     results += check_base_url(config)
+    results += check_embed_origins(config)
     results += check_secrets(config)
     results += check_sender(config)
     results += check_dkim_key(config)

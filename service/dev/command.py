@@ -19,7 +19,7 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.serving import run_simple
 
-from .. import consent, create_app
+from .. import consent, create_app, metrics
 from ..accounts import create_user, set_password
 from ..addresses import parse_address
 from ..clock import utcnow
@@ -30,7 +30,6 @@ from ..models import MailingList, Subscription, SubscriptionStatus, User
 from ..paths import instance_path
 from ..subscriptions import actions
 from . import env_file
-from .mail_catcher import MailCatcher, start_catcher
 from .processes import spawn, stop
 from .redis_server import NoRedisServer, PrivateRedis
 
@@ -239,6 +238,7 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
     instance = instance_path()
     instance.mkdir(parents=True, exist_ok=True)
     outbox_dir = instance / "dev-outbox"
+    _count_into_instance(instance)
     started: list = []
 
     def _terminate(signum, frame):
@@ -255,6 +255,10 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
             started.append(redis.stop)
             os.environ["REDIS_URL"] = redis.url
 
+        # Imported by this command alone: aiosmtpd is of no use to the web and worker
+        # processes that register the CLI (service/cli.py).
+        from .mail_catcher import MailCatcher, start_catcher
+
         catcher = start_catcher(MailCatcher(outbox_dir), port=smtp_port)
         started.append(catcher.stop)
 
@@ -265,7 +269,7 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
             _prepare_database(app)
             admin_email, admin_password = _dev_admin(instance)
         # Other `zpravodaj` commands of this checkout use this instance (dev/env_file.py).
-        env_file.write(instance, os.environ, SETTINGS)
+        env_file.write(instance, os.environ, [*SETTINGS, metrics.MULTIPROC_ENV])
         started.append(lambda: env_file.remove(instance))
 
         worker = spawn([sys.executable, "-m", "service", "worker"], env=os.environ.copy())
@@ -288,6 +292,18 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         for stop_one in reversed(started):
             stop_one()
         click.echo("stopped")
+
+
+def _count_into_instance(instance: Path) -> None:
+    """The web (this process) and the worker with its work horses count into one
+    metrics directory, so /metrics shows the mails the worker sent: `dev-metrics`
+    of the instance, emptied now (no process of this instance runs yet), unless
+    PROMETHEUS_MULTIPROC_DIR names another (left as it is)."""
+    if not os.environ.get(metrics.MULTIPROC_ENV):
+        directory = instance / "dev-metrics"
+        metrics.empty_directory(directory)
+        os.environ[metrics.MULTIPROC_ENV] = str(directory)
+    metrics.follow_environment()
 
 
 def _set_dev_environment(instance: Path, base_url: str, smtp_port: int, outbox_dir: Path) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
+
 from .. import tokens
+from ..i18n import in_language
 from ..links import external_url
 from ..mail import send_to_subscriber
 from ..models import MailingList, Subscriber, User
@@ -34,11 +37,13 @@ def _send(
 def send_invitation(subscriber: Subscriber, group: MailingList, invited_by: User | None) -> str:
     """The invitation with its signed accept link; returns the Message-ID for the consent record."""
     token = invitation_token(subscriber, group)
+    with in_language(subscriber.language):
+        subject = _("Pozvánka do skupiny: %(name)s", name=group.name)
     return _send(
         subscriber,
         group,
         INVITATION,
-        f"Pozvánka do skupiny: {group.name}",
+        subject,
         invitation_url=external_url("groups.invitation", token=token),
         invited_by=invited_by.email if invited_by is not None else "",
     )
@@ -46,15 +51,19 @@ def send_invitation(subscriber: Subscriber, group: MailingList, invited_by: User
 
 def send_join_approved(subscriber: Subscriber, group: MailingList) -> str:
     """Tells the person their join request was approved."""
+    with in_language(subscriber.language):
+        subject = _("Jste členem skupiny: %(name)s", name=group.name)
     return _send(
         subscriber,
         group,
         JOIN_APPROVED,
-        f"Jste členem skupiny: {group.name}",
+        subject,
         group_url=external_url("groups.group_page", slug=group.slug),
     )
 
 
 def send_join_declined(subscriber: Subscriber, group: MailingList) -> str:
     """Tells the person their join request was declined."""
-    return _send(subscriber, group, JOIN_DECLINED, f"Žádost o členství: {group.name}")
+    with in_language(subscriber.language):
+        subject = _("Žádost o členství: %(name)s", name=group.name)
+    return _send(subscriber, group, JOIN_DECLINED, subject)

@@ -23,6 +23,8 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from .. import consent, suppression, tokens
@@ -30,6 +32,7 @@ from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
+from ..i18n import current_language, in_language
 from ..links import external_url
 from ..mail import compose, queue_message, render_pair, send_to_subscriber
 from ..models import (
@@ -54,8 +57,8 @@ JOIN_REQUEST_NOTICE = "join_request_notice"
 # Mails a stranger can make us send to an address by typing it into a form.
 STRANGER_MAIL_KINDS = (*actions.SIGNUP_MAIL_KINDS, JOIN_CONFIRMATION)
 
-ORGANIZATION_REQUIRED = "Uveďte prosím organizaci, kterou zastupujete."
-INSTITUTION_REQUIRED = "Vyberte prosím typ instituce."
+ORGANIZATION_REQUIRED = _l("Uveďte prosím organizaci, kterou zastupujete.")
+INSTITUTION_REQUIRED = _l("Vyberte prosím typ instituce.")
 
 # Statuses from which a join request starts afresh (details and all).
 RESTARTABLE = (SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.DECLINED)
@@ -103,9 +106,9 @@ def details_problems(details: MemberDetails, *, required: bool) -> dict[str, str
             problems[field_name] = str(exc)
     if required:
         if not details.organization:
-            problems.setdefault("organization", ORGANIZATION_REQUIRED)
+            problems.setdefault("organization", str(ORGANIZATION_REQUIRED))
         if not details.institution:
-            problems.setdefault("institution", INSTITUTION_REQUIRED)
+            problems.setdefault("institution", str(INSTITUTION_REQUIRED))
     return problems
 
 
@@ -159,7 +162,8 @@ def request_to_join(
     address is not necessarily its owner. The mail goes out in every case
     but a bounced address, within the per-hour cap of the sign-up form.
     """
-    subscriber = actions.get_or_create_subscriber(address, name)
+    # A new person gets their mails in the language of the page they asked on.
+    subscriber = actions.get_or_create_subscriber(address, name, current_language())
     # One request per address at a time keeps the per-hour cap exact (see actions.signup).
     db.session.refresh(subscriber, with_for_update=True)
     now = utcnow()
@@ -278,10 +282,12 @@ def webcal_url(url: str) -> str:
 
 def send_join_confirmation(subscriber: Subscriber, group: MailingList) -> str:
     """The mail that confirms the address of a join request; returns its Message-ID."""
+    with in_language(subscriber.language):
+        subject = _("Potvrďte prosím žádost o členství: %(name)s", name=group.name)
     return send_to_subscriber(
         subscriber,
         JOIN_CONFIRMATION,
-        f"Potvrďte prosím žádost o členství: {group.name}",
+        subject,
         group=group,
         confirm_url=external_url("groups.confirm_join", token=join_token(subscriber, group)),
         valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],

@@ -21,6 +21,7 @@ from ..addresses import InvalidAddress, parse_address_for_app
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
+from ..i18n import valid_language
 from ..models import (
     GROUP_VISIBILITIES,
     INSTITUTION_TYPES,
@@ -111,7 +112,8 @@ def clean_details(organization: str, institution: str, function: str) -> tuple[s
 
 
 def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
-    """The given group details validated (lengths, characters, visibility); None is skipped."""
+    """The given list or group details validated (lengths, characters, visibility, content
+    language); None is skipped."""
     cleaned: dict[str, str] = {}
     for name, value in values.items():
         if value is None:
@@ -120,6 +122,9 @@ def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
             if value not in GROUP_VISIBILITIES:
                 raise MembershipError("Viditelnost musí být „public“ (veřejná) nebo „invite“.")
             cleaned[name] = value
+            continue
+        if name == "language":
+            cleaned[name] = _content_language(value)
             continue
         if name not in GROUP_FIELDS:
             raise ValueError(f"not a group field: {name}")
@@ -133,6 +138,13 @@ def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
             raise MembershipError(f"{label}: text obsahuje nepovolené znaky.")
         cleaned[name] = text.replace("\r\n", "\n")
     return cleaned
+
+
+def _content_language(value: str) -> str:
+    language = valid_language(value)
+    if language is None:
+        raise MembershipError("Jazyk obsahu musí být „cs“ (čeština) nebo „en“ (angličtina).")
+    return language
 
 
 def create_group(

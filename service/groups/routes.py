@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
 from .. import consent, tokens
@@ -35,11 +36,12 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..database import commit_with_retry
 from ..extensions import db, limiter
+from ..i18n import use_person_language
+from ..institutions import institution_labels
 from ..issues.markdown import markdown_to_html
 from ..meetings import attendance, occurrences, recurrence, rsvp
 from ..meetings.calendar import CALENDAR_CONTENT_TYPE, documents, feed_for
 from ..models import (
-    INSTITUTION_TYPES,
     Attachment,
     Issue,
     MailingList,
@@ -83,8 +85,11 @@ bp.register_error_handler(LinkProblem, render_link_problem)
 
 
 def _load(purpose: str, token: str, max_age: int | None = None) -> tuple[Subscriber, dict]:
-    """The subscription flow's signed-link check, with the groups' own expiry pages."""
-    return load_link(purpose, token, max_age=max_age, expired=_expired(purpose))
+    """The subscription flow's signed-link check, with the groups' own expiry pages; the
+    page that follows speaks the person's stored language (unless ?lang= says otherwise)."""
+    subscriber, payload = load_link(purpose, token, max_age=max_age, expired=_expired(purpose))
+    use_person_language(subscriber.language)
+    return subscriber, payload
 
 
 def _expired(purpose: str) -> type[LinkExpired]:
@@ -130,7 +135,7 @@ def _group_page(
         render_template(
             "groups/group.html",
             group=group,
-            institution_types=INSTITUTION_TYPES,
+            institution_types=institution_labels(),
             values=values or {},
             errors=errors or {},
             consent_text=consent.current_text("group_consent"),
@@ -170,7 +175,7 @@ def join(slug: str) -> ResponseReturnValue:
     try:
         address = parse_address_for_app(form.get("email", ""))
     except InvalidAddress:
-        errors["email"] = INVALID_ADDRESS_MESSAGE
+        errors["email"] = str(INVALID_ADDRESS_MESSAGE)
     name = form.get("name", "").strip()
     problem = name_problem(name)
     if problem:
@@ -439,13 +444,13 @@ def _own_attendance(people: list[attendance.Attendee], subscriber: Subscriber) -
         return ""
     if mine.attended is not None:
         return (
-            "Podle prezenční listiny jste se setkání zúčastnili."
+            _("Podle prezenční listiny jste se setkání zúčastnili.")
             if mine.attended
-            else "Podle prezenční listiny jste na setkání nebyli."
+            else _("Podle prezenční listiny jste na setkání nebyli.")
         )
     if mine.partstat == PartStat.NEEDS_ACTION:
         return ""
-    return f"Vaše odpověď: {rsvp.LABELS[PartStat(mine.partstat)]}."
+    return _("Vaše odpověď: %(answer)s.", answer=rsvp.LABELS[PartStat(mine.partstat)])
 
 
 def _own_answer(

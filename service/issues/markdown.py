@@ -7,14 +7,18 @@ scores mails whose two parts differ).
 
 from __future__ import annotations
 
+import functools
 import textwrap
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import css_inline
-import nh3
-from markdown_it import MarkdownIt
-from markdown_it.rules_core import StateCore
-from markdown_it.tree import SyntaxTreeNode
+# markdown-it, nh3 and css-inline (~4 MB) are imported on first use, not here:
+# every web and worker process loads this module with the app, but only a
+# process that renders an issue (the web's "send", a scheduled start) uses them.
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.rules_core import StateCore
+    from markdown_it.tree import SyntaxTreeNode
 
 # Plain-text mail is read at 72 columns (RFC 3676 suggests no more than 78).
 TEXT_WIDTH = 72
@@ -55,8 +59,11 @@ def _clamp_headings(state: StateCore) -> None:
             token.tag = f"h{DEEPEST_HEADING}"
 
 
+@functools.cache
 def _parser() -> MarkdownIt:
     """CommonMark with tables and strikethrough; raw HTML in the source is shown as text."""
+    from markdown_it import MarkdownIt  # on first use: see the imports
+
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
     # A link with a refused URL stays literal text in both parts, rather than
@@ -67,16 +74,15 @@ def _parser() -> MarkdownIt:
     return md
 
 
-_md = _parser()
-
-
 def markdown_to_html(source: str) -> str:
     """The HTML part of an issue: rendered Markdown, sanitised as if it were hostile.
 
     Editors' accounts can be phished; the sanitiser makes sure no script, event
     handler, style or dangerous URL reaches thousands of inboxes even then.
     """
-    rendered = _md.render(source)
+    import nh3  # on first use: see the imports
+
+    rendered = _parser().render(source)
     return nh3.clean(
         rendered,
         tags=set(ALLOWED_TAGS),
@@ -93,7 +99,9 @@ def markdown_to_text(source: str) -> str:
     Built from the syntax tree rather than by stripping the HTML, so lists,
     quotes, code and link targets keep a readable plain-text form.
     """
-    tree = SyntaxTreeNode(_md.parse(source))
+    from markdown_it.tree import SyntaxTreeNode  # on first use: see the imports
+
+    tree = SyntaxTreeNode(_parser().parse(source))
     return "\n\n".join(_blocks(tree.children, TEXT_WIDTH))
 
 
@@ -212,14 +220,18 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(wrapper.fill(line) if line.strip() else "" for line in text.split("\n"))
 
 
-_inliner = css_inline.CSSInliner(
-    # The <style> block stays for what cannot be inlined: the @media rule of the
-    # mobile layout. Nothing is fetched: a mail must render the same everywhere.
-    keep_style_tags=True,
-    load_remote_stylesheets=False,
-)
+@functools.cache
+def _inliner():
+    import css_inline  # on first use: see the imports
+
+    return css_inline.CSSInliner(
+        # The <style> block stays for what cannot be inlined: the @media rule of the
+        # mobile layout. Nothing is fetched: a mail must render the same everywhere.
+        keep_style_tags=True,
+        load_remote_stylesheets=False,
+    )
 
 
 def inline_css(html: str) -> str:
     """Copy the <style> rules onto the elements: Gmail and Outlook ignore most of <style>."""
-    return _inliner.inline(html)
+    return _inliner().inline(html)

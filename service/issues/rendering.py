@@ -27,9 +27,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from flask import render_template
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 from .. import tokens
+from ..czech import group_in_sentence
+from ..i18n import in_language
 from ..links import external_url
 from ..mail import MAIL_POLICY, format_recipient, sender_address, sender_domain
 from ..meetings.calendar import (
@@ -104,12 +107,13 @@ def list_id(mailing_list: MailingList) -> str:
 
 
 def reason_text(mailing_list: MailingList) -> str:
-    """Why the reader gets this mail (shown in every mail's footer)."""
+    """Why the reader gets this mail (shown in every mail's footer), in the current language."""
     if mailing_list.kind == "group":
-        return f"Tento e-mail dostáváte jako člen pracovní skupiny {mailing_list.name}."
-    return (
-        "Tento e-mail dostáváte, protože jste se přihlásili k odběru "
-        f"„{mailing_list.name}“ a odběr potvrdili."
+        group = group_in_sentence(mailing_list.name)
+        return _("Tento e-mail dostáváte jako člen %(group)s.", group=group)
+    return _(
+        "Tento e-mail dostáváte, protože jste se přihlásili k odběru „%(name)s“ a odběr potvrdili.",
+        name=mailing_list.name,
     )
 
 
@@ -128,7 +132,16 @@ def archive_links(issue: Issue) -> tuple[str | None, str | None]:
 
 
 def render_issue(issue: Issue) -> RenderedIssue:
-    """The issue's HTML and text parts, with placeholders for the personal links."""
+    """The issue's HTML and text parts, with placeholders for the personal links.
+
+    Rendered once for every reader, so its fixed parts (footer, meeting box) are in
+    the list's language, the language the issue itself is written in.
+    """
+    with in_language(issue.mailing_list.language):
+        return _render_issue(issue)
+
+
+def _render_issue(issue: Issue) -> RenderedIssue:
     mailing_list = issue.mailing_list
     archive_url, web_url = archive_links(issue)
     context = {
@@ -137,7 +150,7 @@ def render_issue(issue: Issue) -> RenderedIssue:
         "body_html": Markup(markdown_to_html(issue.body)),
         "body_text": markdown_to_text(issue.body),
         "list_name": mailing_list.name,
-        "sender_name": sender_address()[0] or "Sociální bydlení v ČR",
+        "sender_name": sender_address()[0] or _("Sociální bydlení v ČR"),
         "reason": reason_text(mailing_list),
         "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
         "preferences_url": PREFERENCES_PLACEHOLDER,

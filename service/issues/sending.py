@@ -16,7 +16,7 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 
 from .. import jobs
 from ..addresses import InvalidAddress, parse_address_for_app
@@ -184,17 +184,32 @@ def begin_delivery(issue: Issue) -> None:
     jobs.after_commit(jobs.enqueue_fan_out, issue.id, issue.fanout_job_id)
 
 
-def recipients_query(
-    issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0
-) -> Select[int]:
-    """Subscribers the issue goes to: confirmed on its list at the snapshot, by id."""
-    condition = (
+def recipients_condition(issue: Issue) -> ColumnElement[bool]:
+    """Who the issue goes to: confirmed on its list at the snapshot."""
+    return (
         (Subscription.list_id == issue.list_id)
         & (Subscription.status == SubscriptionStatus.CONFIRMED)
         & (Subscription.confirmed_at <= issue.snapshot_at)
     )
+
+
+def recipients_query(
+    issue: Issue, *, count: bool = False, after: int = 0, limit: int = 0
+) -> Select[int]:
+    """Subscribers the issue goes to (`recipients_condition`), by id."""
+    condition = recipients_condition(issue)
     if count:
-        return select(func.count()).select_from(Subscription).where(condition)
+        # At the snapshot every confirmed subscription was confirmed before it, so the
+        # count leaves out `confirmed_at` and reads the (list, status, subscriber) index
+        # alone: a million recipients counted without visiting their rows.
+        return (
+            select(func.count())
+            .select_from(Subscription)
+            .where(
+                Subscription.list_id == issue.list_id,
+                Subscription.status == SubscriptionStatus.CONFIRMED,
+            )
+        )
     query = (
         select(Subscription.subscriber_id)
         .where(condition, Subscription.subscriber_id > after)
@@ -238,12 +253,15 @@ def resend_unreached(issue: Issue) -> int:
     """
     _require(issue, Issue.FINISHED, "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
     unreached = DeliveryBatch.total_count - DeliveryBatch.sent_count - DeliveryBatch.skipped_count
-    count = (
-        db.session.scalar(
-            select(func.coalesce(func.sum(unreached), 0)).where(DeliveryBatch.issue_id == issue.id)
-        )
-        or 0
-    )
+    count, created = db.session.execute(
+        select(
+            func.coalesce(func.sum(unreached), 0),
+            func.coalesce(func.sum(DeliveryBatch.total_count), 0),
+        ).where(DeliveryBatch.issue_id == issue.id)
+    ).one()
+    if not issue.fanout_done:
+        # Cancelled before the fan-out reached everyone: those without a row yet go too.
+        count += max(issue.recipient_count - created, 0)
     if not count and issue.fanout_done:
         raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
     _refuse_unless(issue.resend(), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
@@ -293,34 +311,57 @@ def _refuse_unless(moved: bool, message: str) -> None:
 # --- progress ---------------------------------------------------------------
 
 
+# The recent rate is read from the issue's last sends, at most this many: a bounded
+# read whatever the issue's size and its rate (ix_delivery_issue_sent_at, newest first).
+RATE_SAMPLE = 200
+
+
 def delivery_counts(issue: Issue) -> dict[str, int]:
     """total, sent, failed, pending (+ skipped and cancelled) for the issue.
 
     Summed from the per-batch counters (service/batch_counts.py): one row per
     few hundred recipients, so a poll costs the same whatever the issue's size.
     """
+    return _counts_and_recent(issue)[0]
+
+
+def _counts_and_recent(
+    issue: Issue, since: datetime | None = None
+) -> tuple[dict[str, int], int, datetime | None]:
+    """The counts, and (with `since`) how many of the last RATE_SAMPLE sends came after
+    `since` and the oldest of those: one round trip for the whole progress bar."""
     if issue.delivery_summary is not None:
         # Retention replaced the delivery rows by these final counts (workers/retention.py).
-        return dict(issue.delivery_summary)
-    created, sent, failed, skipped, cancelled = (
-        int(n or 0)
-        for n in db.session.execute(
-            select(
-                func.sum(DeliveryBatch.total_count),
-                func.sum(DeliveryBatch.sent_count),
-                func.sum(DeliveryBatch.failed_count),
-                func.sum(DeliveryBatch.skipped_count),
-                func.sum(DeliveryBatch.cancelled_count),
-            ).where(DeliveryBatch.issue_id == issue.id)
-        ).one()
-    )
+        return dict(issue.delivery_summary), 0, None
+    columns: list[ColumnElement[Any]] = [
+        func.sum(DeliveryBatch.total_count),
+        func.sum(DeliveryBatch.sent_count),
+        func.sum(DeliveryBatch.failed_count),
+        func.sum(DeliveryBatch.skipped_count),
+        func.sum(DeliveryBatch.cancelled_count),
+    ]
+    if since is not None:
+        last_sends = (
+            select(Delivery.sent_at)
+            .where(Delivery.issue_id == issue.id, Delivery.sent_at.is_not(None))
+            .order_by(Delivery.sent_at.desc())
+            .limit(RATE_SAMPLE)
+            .subquery()
+        )
+        recent = select(last_sends.c.sent_at).where(last_sends.c.sent_at >= since).subquery()
+        columns += [
+            select(func.count()).select_from(recent).scalar_subquery(),
+            select(func.min(recent.c.sent_at)).scalar_subquery(),
+        ]
+    row = db.session.execute(select(*columns).where(DeliveryBatch.issue_id == issue.id)).one()
+    created, sent, failed, skipped, cancelled = (int(n or 0) for n in row[:5])
     total = created if issue.fanout_done else max(issue.recipient_count, created)
     pending = max(total - sent - failed - skipped - cancelled, 0)
     if issue.status == IssueStatus.CANCELLED:
         # Nobody still pending will get it: cancelled, even before the cancel job
         # reached their batch or the fan-out gave them a delivery.
         cancelled, pending = cancelled + pending, 0
-    return {
+    counts = {
         "total": total,
         "sent": sent,
         "failed": failed,
@@ -328,24 +369,28 @@ def delivery_counts(issue: Issue) -> dict[str, int]:
         "skipped": skipped,
         "cancelled": cancelled,
     }
+    if since is None:
+        return counts, 0, None
+    oldest: datetime | None = row[6]
+    return counts, int(row[5] or 0), oldest
+
+
+def _per_second(recent: int, oldest: datetime | None, now: datetime, window: timedelta) -> float:
+    """Messages per second over the window; over a shorter span when the sample filled
+    before the window's start (a high rate), where RATE_SAMPLE sends tell it as well."""
+    if recent >= RATE_SAMPLE and oldest is not None and oldest < now:
+        return recent / (now - oldest).total_seconds()
+    return recent / window.total_seconds()
 
 
 def progress(issue: Issue) -> dict[str, Any]:
-    """Counts plus the recent rate (messages per minute) and an estimate of the time left."""
-    counts = delivery_counts(issue)
+    """Counts plus the recent rate (messages per minute) and an estimate of the time left,
+    read in one statement."""
     rate_window = timedelta(seconds=current_app.config["PROGRESS_RATE_WINDOW_SECONDS"])
-    recent = 0
-    if issue.status == IssueStatus.SENDING:
-        # Only the last window's sends: a range of ix_delivery_issue_sent_at.
-        recent = (
-            db.session.scalar(
-                select(func.count())
-                .select_from(Delivery)
-                .where(Delivery.issue_id == issue.id, Delivery.sent_at >= utcnow() - rate_window)
-            )
-            or 0
-        )
-    per_second = recent / rate_window.total_seconds()
+    now = utcnow()
+    sending_now = issue.status == IssueStatus.SENDING
+    counts, recent, oldest = _counts_and_recent(issue, now - rate_window if sending_now else None)
+    per_second = _per_second(recent, oldest, now, rate_window)
     eta = round(counts["pending"] / per_second) if per_second and counts["pending"] else None
     done = counts["total"] - counts["pending"]
     return {

@@ -18,15 +18,16 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import icalendar
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..clock import local_zone
 from ..extensions import db
-from ..groups.dates import format_meeting_time as czech_meeting_time
+from ..groups.dates import format_meeting_time as zoned_meeting_time
+from ..i18n import in_language
 from ..issues.markdown import markdown_to_html, markdown_to_text
 from ..links import external_url
 from ..mail import sender_address
@@ -37,6 +38,12 @@ from .recurrence import describe
 from .reminders import schedule_date_reminder, schedule_reminder
 from .rsvp import OrganizerAddresses
 from .timezones import UnsupportedZone, vtimezone
+
+# icalendar (~3 MB) is imported where a calendar is built, not here: every web and
+# worker process loads this module with the app, for the few issues that are
+# meeting invitations (timezones.py and replies.py do the same).
+if TYPE_CHECKING:
+    import icalendar
 
 CALENDAR_CONTENT_TYPE = "text/calendar"
 CALENDAR_FILENAME = "pozvanka.ics"
@@ -58,8 +65,14 @@ def meeting_title(meeting: Meeting) -> str:
 
 
 def title_from_subject(subject: str) -> str:
-    """The meeting's title from its invitation's subject ("Pozvánka: setkání" → "Setkání")."""
-    title = re.sub(r"^\s*pozvánka(\s+na|\s*[:–-])\s*", "", subject, flags=re.IGNORECASE).strip()
+    """The meeting's title from its invitation's subject ("Pozvánka: setkání" → "Setkání",
+    "Invitation to the meeting" → "The meeting")."""
+    title = re.sub(
+        r"^\s*(?:pozvánka(?:\s+na|\s*[:–-])|invitation(?:\s+to|\s*[:–-]))\s*",
+        "",
+        subject,
+        flags=re.IGNORECASE,
+    ).strip()
     title = title or subject.strip()
     return title[:1].upper() + title[1:]
 
@@ -68,8 +81,9 @@ def title_from_subject(subject: str) -> str:
 
 
 def format_meeting_time(start_utc: datetime, end_utc: datetime) -> str:
-    """ "čtvrtek 10. prosince 2026 od 9:30 do 11:30" in the service's zone (TIMEZONE)."""
-    return czech_meeting_time(start_utc, end_utc, current_app.config["TIMEZONE"])
+    """ "čtvrtek 10. prosince 2026 od 9:30 do 11:30" in the service's zone (TIMEZONE), in the
+    current language."""
+    return zoned_meeting_time(start_utc, end_utc, current_app.config["TIMEZONE"])
 
 
 def ics_url(meeting: Meeting) -> str:
@@ -162,6 +176,8 @@ def feed_for(group: MailingList, meetings: list[Meeting]) -> bytes:
 
 
 def _calendar(method: str) -> icalendar.Calendar:
+    import icalendar  # on use: see the imports
+
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -196,6 +212,8 @@ def series_events(meeting: Meeting, sequence: int, cancelled: bool) -> list[ical
 def meeting_event(meeting: Meeting, sequence: int, cancelled: bool) -> icalendar.Event:
     """The meeting's VEVENT (a series' with its RRULE): times in TIMEZONE, the agenda as
     DESCRIPTION, the sender as ORGANIZER."""
+    import icalendar  # on use: see the imports
+
     event = _event(
         meeting, meeting.start, meeting.end, meeting.location, meeting.online_url,
         meeting.agenda, sequence, cancelled,
@@ -228,6 +246,8 @@ def _event(
     sequence: int,
     cancelled: bool,
 ) -> icalendar.Event:
+    import icalendar  # on use: see the imports
+
     event = icalendar.Event()
     event.add("uid", meeting.uid)
     event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
@@ -239,7 +259,7 @@ def _event(
         event.add("location", where)
     if online_url:
         event.add("url", online_url)
-    description = _description(agenda, online_url)
+    description = _description(meeting, agenda, online_url)
     if description:
         event.add("description", description)
     name, address = sender_address()
@@ -343,12 +363,14 @@ def fold(line: str) -> str:
     return b"\r\n ".join(pieces).decode("utf-8")
 
 
-def _description(agenda: str, online_url: str) -> str:
+def _description(meeting: Meeting, agenda: str, online_url: str) -> str:
+    """The event's DESCRIPTION, in the group's language (the agenda is written in it)."""
     parts = []
-    if agenda:
-        parts.append("Program:\n" + markdown_to_text(agenda).strip())
-    if online_url:
-        parts.append(f"Online připojení: {online_url}")
+    with in_language(meeting.mailing_list.language):
+        if agenda:
+            parts.append(_("Program:") + "\n" + markdown_to_text(agenda).strip())
+        if online_url:
+            parts.append(_("Online připojení: %(url)s", url=online_url))
     return "\n\n".join(parts)
 
 

@@ -8,11 +8,20 @@ stays at 9:30 across the change to summer time, as calendar apps expand it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from dateutil.rrule import rrule, rrulestr
+from babel.dates import get_day_names
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ..groups.dates import clock_time, local_time
+from ..i18n import current_language
+
+# dateutil is imported where a rule is expanded (worker memory, as icalendar in calendar.py).
+if TYPE_CHECKING:
+    from dateutil.rrule import rrule
 
 RRULE_MAX = 200
 # What the admin's simple chooser offers; each becomes an RRULE from the first date.
@@ -28,6 +37,14 @@ _ALLOWED_FREQ = {"DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
 # "každé úterý", "každý čtvrtek", "každou středu": the weekday's gender decides.
 _EVERY = ("každé", "každé", "každou", "každý", "každý", "každou", "každou")
 _ACCUSATIVE = ("pondělí", "úterý", "středu", "čtvrtek", "pátek", "sobotu", "neděli")
+# The ordinal before a weekday in other languages ("the second Tuesday").
+ORDINAL_WORDS = {
+    1: _l("první"),
+    2: _l("druhý"),
+    3: _l("třetí"),
+    4: _l("čtvrtý"),
+    -1: _l("poslední"),
+}
 _ORDINALS = {
     "každé": {1: "první", 2: "druhé", 3: "třetí", 4: "čtvrté", -1: "poslední"},
     "každý": {1: "první", 2: "druhý", 3: "třetí", 4: "čtvrtý", -1: "poslední"},
@@ -72,6 +89,8 @@ def check_rule(rule: str, start_local: datetime) -> str | None:
     if "UNTIL" in parts and not parts["UNTIL"].upper().endswith("Z"):
         # RFC 5545: with a DTSTART in a time zone, UNTIL is a UTC time.
         return "Konec opakování (UNTIL) uveďte v UTC, např. UNTIL=20270630T220000Z."
+    from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
+
     try:
         upcoming = rrulestr(f"RRULE:{rule}", dtstart=start_local).after(start_local, inc=True)
     except (ValueError, TypeError, OverflowError):
@@ -83,6 +102,8 @@ def check_rule(rule: str, start_local: datetime) -> str | None:
 
 def _series(rule: str, start_utc: datetime, zone: str) -> rrule:
     """The rule expanded in `zone`'s wall-clock time from the first start."""
+    from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
+
     first = local_time(start_utc, zone)
     return rrulestr(f"RRULE:{rule}", dtstart=first)  # type: ignore[return-value]
 
@@ -125,23 +146,71 @@ def until_before(rule: str, moment: datetime) -> str:
 
 
 def describe(rule: str, start_utc: datetime, zone: str) -> str:
-    """ "každé druhé úterý v měsíci v 9:30" for the usual rhythms; else the RRULE itself."""
+    """ "každé druhé úterý v měsíci v 9:30", "on the second Tuesday of every month at 9:30 AM"
+    for the usual rhythms, in the current language; else the RRULE itself."""
     parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
-    at = f" v {clock_time(start_utc, zone)}"
-    freq, interval = parts.get("FREQ"), parts.get("INTERVAL", "1")
     byday = parts.get("BYDAY", _DAYS[local_time(start_utc, zone).weekday()])
     if "," in byday or byday[-2:] not in _DAYS:
-        return f"podle pravidla {rule}"
-    weekday, ordinal = _DAYS.index(byday[-2:]), byday[:-2]
-    every, day = _EVERY[weekday], _ACCUSATIVE[weekday]
-    if freq == "WEEKLY" and not ordinal and interval == "1":
-        return f"{every} {day}{at}"
-    if freq == "WEEKLY" and not ordinal and interval == "2":
-        return f"jednou za dva týdny {'ve' if weekday in (2, 3) else 'v'} {day}{at}"
-    if freq == "MONTHLY" and interval == "1" and "BYDAY" in parts:
-        number = int(ordinal) if ordinal.lstrip("-").isdigit() else 0
-        if number in _ORDINALS[every]:
-            return f"{every} {_ORDINALS[every][number]} {day} v měsíci{at}"
-    if freq == "MONTHLY" and interval == "1" and parts.get("BYMONTHDAY", "").isdigit():
-        return f"každý měsíc {parts['BYMONTHDAY']}. den{at}"
-    return f"podle pravidla {rule}"
+        return _("podle pravidla %(rule)s", rule=rule)
+    rhythm = Rhythm(
+        parts.get("FREQ", ""),
+        parts.get("INTERVAL", "1"),
+        _DAYS.index(byday[-2:]),
+        byday[:-2],
+        parts.get("BYMONTHDAY", ""),
+        "BYDAY" in parts,
+    )
+    at = clock_time(start_utc, zone)
+    said = _czech(rhythm, at) if current_language() == "cs" else _translated(rhythm, at)
+    return said or _("podle pravidla %(rule)s", rule=rule)
+
+
+@dataclass(frozen=True)
+class Rhythm:
+    """The parts of an RRULE the words describe."""
+
+    freq: str
+    interval: str
+    weekday: int  # 0 Monday … 6 Sunday
+    ordinal: str  # "2" in BYDAY=2TU, "-1" for the last, "" for every
+    month_day: str  # BYMONTHDAY
+    by_day: bool  # BYDAY given (a monthly rule by weekday)
+
+    @property
+    def number(self) -> int:
+        return int(self.ordinal) if self.ordinal.lstrip("-").isdigit() else 0
+
+
+def _czech(rhythm: Rhythm, at: str) -> str | None:
+    """Czech declines the weekday and agrees "každý" with its gender, which CLDR has not."""
+    every, day = _EVERY[rhythm.weekday], _ACCUSATIVE[rhythm.weekday]
+    if rhythm.freq == "WEEKLY" and not rhythm.ordinal and rhythm.interval == "1":
+        return f"{every} {day} v {at}"
+    if rhythm.freq == "WEEKLY" and not rhythm.ordinal and rhythm.interval == "2":
+        return f"jednou za dva týdny {'ve' if rhythm.weekday in (2, 3) else 'v'} {day} v {at}"
+    monthly = rhythm.freq == "MONTHLY" and rhythm.interval == "1"
+    if monthly and rhythm.by_day and rhythm.number in _ORDINALS[every]:
+        return f"{every} {_ORDINALS[every][rhythm.number]} {day} v měsíci v {at}"
+    if monthly and rhythm.month_day.isdigit():
+        return f"každý měsíc {rhythm.month_day}. den v {at}"
+    return None
+
+
+def _translated(rhythm: Rhythm, at: str) -> str | None:
+    """Other languages: the catalogue's sentences around CLDR's weekday name."""
+    weekday = get_day_names("wide", locale=current_language())[rhythm.weekday]
+    if rhythm.freq == "WEEKLY" and not rhythm.ordinal and rhythm.interval == "1":
+        return _("každý týden v den %(weekday)s v %(time)s", weekday=weekday, time=at)
+    if rhythm.freq == "WEEKLY" and not rhythm.ordinal and rhythm.interval == "2":
+        return _("jednou za dva týdny v den %(weekday)s v %(time)s", weekday=weekday, time=at)
+    monthly = rhythm.freq == "MONTHLY" and rhythm.interval == "1"
+    if monthly and rhythm.by_day and rhythm.number in ORDINAL_WORDS:
+        return _(
+            "každý měsíc %(ordinal)s den %(weekday)s v %(time)s",
+            ordinal=ORDINAL_WORDS[rhythm.number],
+            weekday=weekday,
+            time=at,
+        )
+    if monthly and rhythm.month_day.isdigit():
+        return _("každý měsíc %(day)s. den v %(time)s", day=rhythm.month_day, time=at)
+    return None

@@ -20,18 +20,24 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
-import icalendar
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..clock import local_zone
 from ..extensions import db
 from ..groups.dates import format_meeting_time
 from ..groups.joining import admin_group_url, coordinators_of
+from ..i18n import in_language
+from ..institutions import institution_labels
 from ..mail import compose, queue_message, render_pair
-from ..models import INSTITUTION_TYPES, Meeting, PartStat, Subscriber, Subscription
+from ..models import Meeting, PartStat, Subscriber, Subscription
 from .calendar import meeting_title
 from .rsvp import answer_from_calendar, is_rsvp_address, parse_rsvp_address
+
+if TYPE_CHECKING:  # imported on use, as in calendar.py
+    import icalendar
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +166,8 @@ def _mailto(address: object) -> str:
 
 
 def _calendar_of(message: EmailMessage) -> icalendar.Calendar:
+    import icalendar  # on use: see calendar.py
+
     for part in message.walk():
         if part.get_content_type() not in CALENDAR_TYPES:
             continue
@@ -182,34 +190,11 @@ def _addresses(message: Message, envelope_recipients: Iterable[str]) -> list[str
 
 
 def _notify_counter(meeting: Meeting, subscriber: Subscriber, event: icalendar.Component) -> None:
-    """A member proposes another time: tell the coordinators, kindly, what and who."""
+    """A member proposes another time: tell the coordinators, kindly, what and who (in the
+    group's language, the one its coordinators write its announcements in)."""
     group = meeting.mailing_list
-    membership = db.session.get(Subscription, _membership_id(meeting, subscriber))
-    proposed = ""
-    try:
-        start, end = event.decoded("DTSTART"), event.decoded("DTEND")
-        if isinstance(start, datetime) and isinstance(end, datetime):
-            proposed = format_meeting_time(
-                start.astimezone(UTC).replace(tzinfo=None),
-                end.astimezone(UTC).replace(tzinfo=None),
-                local_zone().key,
-            )
-    except (KeyError, ValueError, TypeError):
-        proposed = ""
-    subject = f"Návrh jiného termínu: {meeting_title(meeting)}"[:200]
-    text, html = render_pair(
-        COUNTER_NOTICE,
-        subject=subject,
-        group=group,
-        meeting_title=meeting_title(meeting),
-        when=format_meeting_time(meeting.start, meeting.end, local_zone().key),
-        proposed=proposed,
-        comment=str(event.get("COMMENT", ""))[:1000],
-        subscriber=subscriber,
-        organization=membership.organization if membership else "",
-        institution=INSTITUTION_TYPES.get(membership.institution, "") if membership else "",
-        admin_url=admin_group_url(group),
-    )
+    with in_language(group.language):
+        subject, text, html = _counter_notice(meeting, subscriber, event)
     for user in coordinators_of(group):
         msg = compose(
             to_name="",
@@ -220,6 +205,47 @@ def _notify_counter(meeting: Meeting, subscriber: Subscriber, event: icalendar.C
             html=html,
         )
         queue_message(msg, kind=COUNTER_NOTICE, recipient=user.email, subscriber=None)
+
+
+def _counter_notice(
+    meeting: Meeting, subscriber: Subscriber, event: icalendar.Component
+) -> tuple[str, str, str]:
+    """(subject, text, html) of the coordinators' notice of a proposed time."""
+    membership = db.session.get(Subscription, _membership_id(meeting, subscriber))
+    proposer = subscriber.name or subscriber.email
+    if membership is not None and membership.organization:
+        institution = institution_labels().get(membership.institution, "")
+        details = ", ".join(part for part in (membership.organization, institution) if part)
+        proposer = f"{proposer} ({details})"
+    subject = _("Návrh jiného termínu: %(title)s", title=meeting_title(meeting))[:200]
+    text, html = render_pair(
+        COUNTER_NOTICE,
+        subject=subject,
+        group=meeting.mailing_list,
+        meeting_title=meeting_title(meeting),
+        when=format_meeting_time(meeting.start, meeting.end, local_zone().key),
+        proposed=_proposed_time(event),
+        comment=str(event.get("COMMENT", ""))[:1000],
+        subscriber=subscriber,
+        proposer=proposer,
+        admin_url=admin_group_url(meeting.mailing_list),
+    )
+    return subject, text, html
+
+
+def _proposed_time(event: icalendar.Component) -> str:
+    """The time a COUNTER proposes, as the notice says it; "" when it names none."""
+    try:
+        start, end = event.decoded("DTSTART"), event.decoded("DTEND")
+    except (KeyError, ValueError, TypeError):
+        return ""
+    if not (isinstance(start, datetime) and isinstance(end, datetime)):
+        return ""
+    return format_meeting_time(
+        start.astimezone(UTC).replace(tzinfo=None),
+        end.astimezone(UTC).replace(tzinfo=None),
+        local_zone().key,
+    )
 
 
 def _membership_id(meeting: Meeting, subscriber: Subscriber) -> int | None:

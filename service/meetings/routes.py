@@ -12,11 +12,13 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..clock import local_zone, utcnow
 from ..extensions import db
 from ..groups.joining import membership_of
+from ..i18n import use_person_language
 from ..models import Meeting, PartStat, Subscriber, SubscriptionStatus
 from ..signed_links import LinkProblem, SubscriberGone, render_link_problem
 from ..subscriptions.actions import subscriber_by_public_key
@@ -54,7 +56,8 @@ def download(uid: str) -> ResponseReturnValue:
 
 def _load_answer(token: str) -> tuple[Subscriber, Meeting, Occurrence | None]:
     """The member, meeting and (for one date of a series) date a signed RSVP link names
-    (the signed links' Czech pages otherwise: a bad link 400, anything gone 404)."""
+    (the signed links' pages otherwise: a bad link 400, anything gone 404); the page speaks
+    the member's language."""
     signed = rsvp.RsvpTokens().load(token) if len(token) < 200 else None
     if signed is None:
         raise LinkProblem(token)
@@ -63,6 +66,7 @@ def _load_answer(token: str) -> tuple[Subscriber, Meeting, Occurrence | None]:
     meeting = db.session.get(Meeting, meeting_id)
     if subscriber is None or meeting is None:
         raise SubscriberGone(token)
+    use_person_language(subscriber.language)
     date = None
     if recurrence_id is not None:
         date = occurrences.find(meeting, recurrence_id)
@@ -80,7 +84,7 @@ def _when(meeting: Meeting, date: Occurrence | None) -> str:
         upcoming = occurrences.upcoming(meeting, after=utcnow(), count=1)
         if upcoming:
             first = format_meeting_time(upcoming[0].start, upcoming[0].end)
-            return f"{first}, dále {rhythm}"
+            return _("%(first)s, dále %(rhythm)s", first=first, rhythm=rhythm)
         return rhythm
     return format_meeting_time(meeting.start, meeting.end)
 
@@ -138,9 +142,9 @@ def answer_post(token: str) -> ResponseReturnValue:
     note = request.form.get("poznamka", "")
     if choice is None or len(note) > rsvp.NOTE_MAX:
         error = (
-            "Vyberte prosím, zda přijdete."
+            _("Vyberte prosím, zda přijdete.")
             if choice is None
-            else f"Poznámka může mít nejvýše {rsvp.NOTE_MAX} znaků."
+            else _("Poznámka může mít nejvýše %(limit)s znaků.", limit=rsvp.NOTE_MAX)
         )
         return _page(token, subscriber, meeting, date, status=422, error=error, note=note)
     member = membership_of(subscriber, meeting.mailing_list)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..bounces.verp import bounce_base
@@ -37,17 +39,17 @@ from .occurrences import Occurrence, from_timestamp, timestamp
 RSVP_LOCAL_PART = "rsvp"
 MAC_LENGTH = 16  # hex digits
 NOTE_MAX = 500
-# The choice a mail link preselects (`?odpoved=…`), in Czech as the member reads it.
+# The choice a mail link preselects (`?odpoved=…`): Czech words in every language's URL.
 CHOICES = {
     "prijdu": PartStat.ACCEPTED,
     "mozna": PartStat.TENTATIVE,
     "neprijdu": PartStat.DECLINED,
 }
 LABELS = {
-    PartStat.ACCEPTED: "Přijdu",
-    PartStat.TENTATIVE: "Možná",
-    PartStat.DECLINED: "Nepřijdu",
-    PartStat.NEEDS_ACTION: "Zatím neodpověděl(a)",
+    PartStat.ACCEPTED: _l("Přijdu"),
+    PartStat.TENTATIVE: _l("Možná"),
+    PartStat.DECLINED: _l("Nepřijdu"),
+    PartStat.NEEDS_ACTION: _l("Zatím neodpověděl(a)"),
 }
 _ADDRESS = re.compile(
     rf"^{RSVP_LOCAL_PART}\+m(?P<meeting>[0-9]{{1,10}})-(?P<mac>[0-9a-f]{{{MAC_LENGTH}}})@",
@@ -56,7 +58,7 @@ _ADDRESS = re.compile(
 
 
 class RsvpRefused(Exception):
-    """An answer that cannot be taken now; the message is Czech."""
+    """An answer that cannot be taken now; the message is in the request's language."""
 
     status = 409
 
@@ -217,17 +219,18 @@ def _response_row(
 
 
 def closed_because(meeting: Meeting, date: Occurrence | None) -> str | None:
-    """Why no answer can be taken now (Czech), or None while it can: until the date (or a
-    single meeting) starts; for a whole series, while it has a date ahead."""
+    """Why no answer can be taken now (in the current language), or None while it can: until
+    the date (or a single meeting) starts; for a whole series, while it has a date ahead."""
     if meeting.cancelled_at is not None or (date is not None and date.cancelled):
-        return "Setkání bylo zrušeno; odpověď už není potřeba."
+        return _("Setkání bylo zrušeno; odpověď už není potřeba.")
+    started = _("Setkání už začalo; odpověď už změnit nelze.")
     if date is not None:
-        return "Setkání už začalo; odpověď už změnit nelze." if date.started else None
+        return started if date.started else None
     if meeting.rrule:
         if not occurrences.upcoming(meeting, after=utcnow(), count=1):
-            return "Všechna setkání řady už proběhla; odpověď už změnit nelze."
+            return _("Všechna setkání řady už proběhla; odpověď už změnit nelze.")
         return None
-    return "Setkání už začalo; odpověď už změnit nelze." if meeting.started else None
+    return started if meeting.started else None
 
 
 def answer_from_page(

@@ -22,11 +22,12 @@ from sqlalchemy import select
 from ..archive.dates import MONTHS_GENITIVE
 from ..clock import SkippedLocalTime, from_local, iso_utc, local_zone, utcnow
 from ..extensions import db
-from ..groups.dates import WEEKDAYS_ON, clock_time, format_meeting_time, local_time, on_day
+from ..groups.dates import WEEKDAYS_ON, local_time, on_day
+from ..i18n import in_language
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
-from ..models import Issue, MailingList, Meeting, MeetingOccurrence, User
-from . import occurrences, recurrence
+from ..models import Issue, MailingList, Meeting, User
+from . import occurrences, recurrence, wording
 from .calendar import ics_url, meeting_title
 from .recurrence import REPEAT_CHOICES, check_rule, describe, rule_for_choice
 
@@ -249,13 +250,8 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
     _apply(meeting, fields)
     meeting.sequence += 1
     _forget_lost_dates(meeting)
-    meeting.title = retitle(title, old_start, meeting.start)[:200]
-    subject, what = change_subject(title, old_start, old_end, old_location, meeting)
-    body = (
-        f"Dobrý den,\n\n{what} setkání pracovní skupiny {meeting.mailing_list.name}. "
-        "Aktuální termín, místo a program najdete níže; "
-        "pozvánka v kalendáři se sama aktualizuje.\n"
-    )
+    meeting.title = retitle(title, old_start, meeting.start, meeting.mailing_list.language)[:200]
+    subject, body = wording.update_text(title, old_start, old_end, old_location, meeting)
     return announcement(meeting, subject, body, "REQUEST", author)
 
 
@@ -270,39 +266,14 @@ def _forget_lost_dates(meeting: Meeting) -> None:
             db.session.delete(row)
 
 
-def change_subject(
-    title: str,
-    old_start: datetime,
-    old_end: datetime,
-    old_location: str,
-    meeting: Meeting | MeetingOccurrence,
-) -> tuple[str, str]:
-    """(the update's subject, what its body says changed), in Czech; `meeting` holds the
-    new start, end and place (a whole meeting, or one date of a series)."""
-    tz = local_zone().key
-    old_day, new_day = local_time(old_start, tz).date(), local_time(meeting.start, tz).date()
-    new_clock = clock_time(meeting.start, tz)
-    if old_day != new_day:
-        clock = f" od {new_clock}" if clock_time(old_start, tz) != new_clock else ""
-        return (
-            f"Změna termínu: {title} nově {on_day(meeting.start, tz)}{clock}",
-            "měníme **termín**",
-        )
-    if (old_start, old_end) != (meeting.start, meeting.end):
-        return (
-            f"Změna času: {title} nově od {new_clock} do {clock_time(meeting.end, tz)}",
-            "měníme **čas**",
-        )
-    if old_location != meeting.location and meeting.location:
-        return f"Změna místa: {title} nově {meeting.location}", "měníme **místo**"
-    return f"Změna: {title}", "posíláme **změněné údaje** o"
+def retitle(title: str, old_start: datetime, new_start: datetime, language: str = "cs") -> str:
+    """`title` with the old date ("ve čtvrtek 10. prosince", "10. prosince", "10. 12.") moved.
 
-
-def retitle(title: str, old_start: datetime, new_start: datetime) -> str:
-    """`title` with the old date ("ve čtvrtek 10. prosince", "10. prosince", "10. 12.") moved."""
+    Only Czech titles are read for dates (a list in another language keeps its title).
+    """
     tz = local_zone().key
     old, new = local_time(old_start, tz), local_time(new_start, tz)
-    if old.date() == new.date():
+    if old.date() == new.date() or language != "cs":
         return title
     month = MONTHS_GENITIVE[old.month - 1]
     new_month = MONTHS_GENITIVE[new.month - 1]
@@ -313,7 +284,9 @@ def retitle(title: str, old_start: datetime, new_start: datetime) -> str:
     def with_year(text: str) -> Callable[[re.Match[str]], str]:
         return lambda m: text + (f" {new.year}" if m["year"] else "")
 
-    title = re.sub(rf"(?:{weekday})\s+{day}{month}{year}", with_year(on_day(new_start, tz)), title)
+    with in_language("cs"):
+        new_day = on_day(new_start, tz)
+    title = re.sub(rf"(?:{weekday})\s+{day}{month}{year}", with_year(new_day), title)
     title = re.sub(rf"{day}{month}{year}", with_year(f"{new.day}. {new_month}"), title)
     return re.sub(rf"{day}{old.month}\.", f"{new.day}. {new.month}.", title)
 
@@ -326,14 +299,7 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
         raise MeetingError("Setkání už proběhlo; zrušit ho nelze.")
     meeting.cancelled_at = utcnow()
     meeting.sequence += 1
-    title = meeting_title(meeting)
-    day = on_day(meeting.start, local_zone().key)
-    # "Zrušeno: Setkání PSB ve čtvrtek 10. prosince"; the day once, when the title has it.
-    subject = f"Zrušeno: {title}" if day.split(" ", 2)[2] in title else f"Zrušeno: {title} {day}"
-    body = (
-        f"Dobrý den,\n\nsetkání pracovní skupiny {meeting.mailing_list.name} "
-        f"{day} se **ruší**. Z kalendáře se odstraní samo.\n"
-    )
+    subject, body = wording.cancel_text(meeting)
     issue = announcement(meeting, subject, body, "CANCEL", author)
     send_now(issue)
     return issue
@@ -349,19 +315,11 @@ def start_minutes(
         raise MeetingError("U pravidelného setkání vyberte termín, ze kterého je zápis.")
     if meeting.cancelled_at is not None or (date is not None and date.cancelled):
         raise MeetingError("Setkání bylo zrušeno; zápis z něj nevznikne.")
-    start, end = (date.start, date.end) if date is not None else (meeting.start, meeting.end)
+    start = date.start if date is not None else meeting.start
     if start > utcnow():
         raise MeetingError("Zápis lze napsat až od začátku setkání.")
-    zone = local_zone().key
-    body = (
-        f"Dobrý den,\n\nposíláme zápis ze setkání pracovní skupiny "
-        f"{meeting.mailing_list.name} ({format_meeting_time(start, end, zone)})."
-        "\n\n## Zápis\n\n…\n\n## Úkoly\n\n- …\n"
-    )
-    title = meeting_title(meeting)
-    if date is not None:
-        title = f"{title} {on_day(start, zone).split(' ', 2)[2]}"
-    issue = announcement(meeting, f"Zápis: {title}", body, None, author)
+    subject, body = wording.minutes_text(meeting, date)
+    issue = announcement(meeting, subject, body, None, author)
     issue.meeting_occurrence = date.recurrence_id if date is not None else None
     return issue
 

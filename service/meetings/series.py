@@ -14,15 +14,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..archive.dates import czech_date
-from ..clock import local_zone, utcnow
-from ..groups.dates import local_time, on_day
+from ..clock import utcnow
 from ..issues.sending import send_now
 from ..models import Issue, Meeting, User
-from . import occurrences, recurrence
-from .calendar import meeting_title
+from . import occurrences, recurrence, wording
 from .occurrences import Occurrence
-from .rules import MeetingError, MeetingInput, announcement, change_subject
+from .rules import MeetingError, MeetingInput, announcement
 
 
 def date_of(meeting: Meeting, recurrence_id: datetime | None) -> Occurrence:
@@ -41,13 +38,6 @@ def date_of(meeting: Meeting, recurrence_id: datetime | None) -> Occurrence:
     return date
 
 
-def _title_on(title: str, moment: datetime) -> str:
-    """The series' title with the date it is about: "Setkání PSB 13. ledna"."""
-    zone = local_zone().key
-    day = on_day(moment, zone).split(" ", 2)[2]  # "v úterý 13. ledna" → "13. ledna"
-    return title if day in title else f"{title} {day}"
-
-
 def update_occurrence(
     meeting: Meeting, recurrence_id: datetime | None, fields: MeetingInput, author: User | None
 ) -> Issue:
@@ -60,14 +50,7 @@ def update_occurrence(
     row.location, row.online_url, row.agenda = fields.location, fields.online_url, fields.agenda
     row.sequence = max(row.sequence, meeting.sequence) + 1
     row.changed_at = utcnow()
-    title = _title_on(meeting_title(meeting), date.start)
-    subject, what = change_subject(title, date.start, date.end, date.location, row)
-    body = (
-        f"Dobrý den,\n\n{what} setkání pracovní skupiny {meeting.mailing_list.name} "
-        f"{on_day(date.start, local_zone().key)}. Ostatní termíny pravidelných setkání "
-        "se nemění. Aktuální termín, místo a program najdete níže; "
-        "pozvánka v kalendáři se sama aktualizuje.\n"
-    )
+    subject, body = wording.date_update_text(meeting, date, row)
     issue = announcement(meeting, subject, body, "REQUEST", author)
     issue.meeting_occurrence = date.recurrence_id
     return issue
@@ -84,15 +67,7 @@ def cancel_occurrence(
         row.location, row.online_url, row.agenda = date.location, date.online_url, date.agenda
     row.cancelled_at = utcnow()
     row.sequence = max(row.sequence, meeting.sequence) + 1
-    zone = local_zone().key
-    title = meeting_title(meeting)
-    day = on_day(date.start, zone)
-    subject = f"Zrušeno: {title} {day}"
-    body = (
-        f"Dobrý den,\n\nsetkání pracovní skupiny {meeting.mailing_list.name} {day} "
-        "se **ruší**. Ostatní termíny pravidelných setkání platí. "
-        "Z kalendáře se tento termín odstraní sám.\n"
-    )
+    subject, body = wording.date_cancel_text(meeting, date)
     issue = announcement(meeting, subject, body, "CANCEL", author)
     issue.meeting_occurrence = date.recurrence_id
     send_now(issue)
@@ -107,14 +82,7 @@ def cancel_rest(meeting: Meeting, recurrence_id: datetime | None, author: User |
         raise MeetingError("Od prvního termínu zrušte raději celé setkání.")
     meeting.rrule = recurrence.until_before(meeting.rrule, date.recurrence_id)
     meeting.sequence += 1
-    title = meeting_title(meeting)
-    day = czech_date(local_time(date.start, local_zone().key).date())
-    subject = f"Zrušeno: {title} od {day}"
-    body = (
-        f"Dobrý den,\n\npravidelná setkání pracovní skupiny {meeting.mailing_list.name} "
-        f"se od {day} **ruší**; dřívější termíny platí. "
-        "Váš kalendář pozdější termíny odstraní sám.\n"
-    )
+    subject, body = wording.rest_cancel_text(meeting, date)
     issue = announcement(meeting, subject, body, "REQUEST", author)
     send_now(issue)
     return issue

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import icalendar
+if TYPE_CHECKING:  # imported on use, as in calendar.py
+    import icalendar
 
 # iCalendar weekday names by POSIX day number (0 = Sunday).
 DAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")
@@ -98,6 +100,8 @@ def posix_rule(tzid: str) -> str:
 def vtimezone(tzid: str) -> icalendar.Timezone:
     """The zone as a VTIMEZONE with one STANDARD and one DAYLIGHT yearly rule (or one
     STANDARD for a zone without daylight saving)."""
+    import icalendar  # on use: see calendar.py
+
     match = _POSIX.match(posix_rule(tzid))
     if match is None:
         raise UnsupportedZone(tzid)

@@ -22,6 +22,7 @@ from ..addresses import Address
 from ..clock import iso_utc, utcnow
 from ..consent import RequestInfo
 from ..extensions import db
+from ..i18n import DEFAULT_LANGUAGE
 from ..models import (
     Bounce,
     Complaint,
@@ -87,17 +88,23 @@ def subscriber_by_public_key(public_key: Any) -> Subscriber | None:
     return db.session.scalar(select(Subscriber).filter_by(public_key=public_key))
 
 
-def get_or_create_subscriber(address: Address, name: str = "") -> Subscriber:
+def get_or_create_subscriber(
+    address: Address, name: str = "", language: str = DEFAULT_LANGUAGE
+) -> Subscriber:
     """The subscriber for `address`, created when new (safe against a concurrent twin).
 
-    An existing subscriber's name is left alone: whoever types the address
-    into the form is not necessarily its owner.
+    An existing subscriber's name and language are left alone: whoever types
+    the address into the form is not necessarily its owner.
     """
     subscriber = find_subscriber(address)
     if subscriber is not None:
         return subscriber
     subscriber = Subscriber(
-        email=address.email, email_key=address.key, ascii_email=address.ascii_email, name=name
+        email=address.email,
+        email_key=address.key,
+        ascii_email=address.ascii_email,
+        name=name,
+        language=language,
     )
     try:
         with db.session.begin_nested():
@@ -125,6 +132,7 @@ def signup(
     consent_text: ConsentText,
     *,
     at: datetime | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> SignupResult:
     """A visitor asks to receive `lists`: record it and mail a confirmation link.
 
@@ -132,8 +140,10 @@ def signup(
     confirmed one stays as it is. Mails are capped per address per hour so the
     form cannot be used to flood someone's mailbox. `at` is when the visitor
     asked (the sign-up job runs a moment later; see subscriptions/signup.py).
+    A new subscriber's mails are in `language`, the language of the page they
+    signed up on.
     """
-    subscriber = get_or_create_subscriber(address, name)
+    subscriber = get_or_create_subscriber(address, name, language)
     # One sign-up of an address at a time (PostgreSQL row lock; SQLite
     # serialises writers anyway): keeps the per-hour mail cap exact.
     db.session.refresh(subscriber, with_for_update=True)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from .. import tokens
-from ..czech import plural
+from ..i18n import in_language
 from ..links import external_url
 from ..mail import send_to_subscriber
 from ..models import MailingList, Subscriber
 
 CONFIRMATION = "confirmation"
+CONFIRMATION_REMINDER = "confirmation_reminder"
 ALREADY_SUBSCRIBED = "already_subscribed"
 WELCOME = "welcome"
 PRIVACY_LINK = "privacy_link"
@@ -28,18 +31,27 @@ def personal_links(subscriber: Subscriber) -> dict[str, str]:
     }
 
 
-def send_confirmation(subscriber: Subscriber, lists: list[MailingList]) -> str:
-    """The double opt-in mail; returns its Message-ID for the consent record."""
-    subject = (
-        f"Potvrďte prosím odběr: {lists[0].name}"
-        if len(lists) == 1
-        else "Potvrďte prosím odběr: " + ", ".join(m.name for m in lists)
-    )
+def send_confirmation(
+    subscriber: Subscriber, lists: list[MailingList], *, reminder: bool = False
+) -> str:
+    """The double opt-in mail (or its one reminder); returns its Message-ID for the consent record.
+
+    The reminder carries a fresh link of the same kind: a page with a button,
+    which a link-fetching mail scanner cannot confirm.
+    """
+    names = ", ".join(m.name for m in lists)
+    with in_language(subscriber.language):
+        if reminder:
+            subject = _("Připomínka: potvrďte prosím odběr: %(names)s", names=names)
+        else:
+            subject = _("Potvrďte prosím odběr: %(names)s", names=names)
     token = tokens.confirm_token(subscriber, [m.slug for m in lists])
     return send_to_subscriber(
         subscriber,
-        CONFIRMATION,
+        CONFIRMATION_REMINDER if reminder else CONFIRMATION,
         subject,
+        template=CONFIRMATION,
+        reminder=reminder,
         lists=lists,
         confirm_url=external_url("subscriptions.confirm", token=token),
         valid_days=current_app.config["CONFIRM_TOKEN_MAX_AGE_DAYS"],
@@ -49,10 +61,12 @@ def send_confirmation(subscriber: Subscriber, lists: list[MailingList]) -> str:
 
 def send_already_subscribed(subscriber: Subscriber, lists: list[MailingList]) -> str:
     """Told instead of a second subscription when a confirmed address signs up again."""
+    with in_language(subscriber.language):
+        subject = _("Odběr už máte potvrzený")
     return send_to_subscriber(
         subscriber,
         ALREADY_SUBSCRIBED,
-        "Odběr už máte potvrzený",
+        subject,
         lists=lists,
         **personal_links(subscriber),
     )
@@ -65,10 +79,12 @@ def send_welcome(subscriber: Subscriber, lists: list[MailingList]) -> str:
     scanner (rare: confirmation needs a POST) that it happened.
     """
     names = ", ".join(m.name for m in lists)
+    with in_language(subscriber.language):
+        subject = _("Odběr potvrzen: %(names)s", names=names)
     return send_to_subscriber(
         subscriber,
         WELCOME,
-        f"Odběr potvrzen: {names}",
+        subject,
         lists=lists,
         archive_urls={m.slug: external_url("archive.list_issues", slug=m.slug) for m in lists},
         **personal_links(subscriber),
@@ -76,11 +92,11 @@ def send_welcome(subscriber: Subscriber, lists: list[MailingList]) -> str:
 
 
 def privacy_link_lifetime() -> str:
-    """PRIVACY_LINK_MAX_AGE in Czech words for "platí …": "1 hodinu", "30 minut"."""
+    """PRIVACY_LINK_MAX_AGE in words for "platí …" / "valid for …": "1 hodinu", "30 minut"."""
     seconds = tokens.privacy_max_age()
     if seconds % 3600 == 0:
-        return plural(seconds // 3600, "{n} hodinu", "{n} hodiny", "{n} hodin")
-    return plural(seconds // 60, "{n} minutu", "{n} minuty", "{n} minut")
+        return ngettext("%(num)d hodinu", "%(num)d hodin", seconds // 3600)
+    return ngettext("%(num)d minutu", "%(num)d minut", seconds // 60)
 
 
 def send_privacy_link(subscriber: Subscriber) -> str:
@@ -90,12 +106,15 @@ def send_privacy_link(subscriber: Subscriber) -> str:
     export and erasure need proof that the person holds the mailbox now.
     """
     token = tokens.privacy_token(subscriber)
+    with in_language(subscriber.language):
+        subject = _("Odkaz pro export a výmaz vašich údajů")
+        lifetime = privacy_link_lifetime()
     return send_to_subscriber(
         subscriber,
         PRIVACY_LINK,
-        "Odkaz pro export a výmaz vašich údajů",
+        subject,
         export_url=external_url("subscriptions.preferences_export", token=token),
         erase_url=external_url("subscriptions.preferences_erase", token=token),
-        lifetime=privacy_link_lifetime(),
+        lifetime=lifetime,
         **personal_links(subscriber),
     )

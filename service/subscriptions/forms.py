@@ -6,15 +6,36 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from flask import Request
+from flask_babel import lazy_gettext as _l
 
 from ..addresses import INVALID_ADDRESS_MESSAGE, Address, InvalidAddress, parse_address_for_app
+from ..errors import MESSAGES
 
 NAME_MAX_LENGTH = 200
-NAME_TOO_LONG = "Jméno je příliš dlouhé (nejvýše 200 znaků)."
-NAME_BAD_CHARACTERS = "Jméno obsahuje nepovolené znaky."
-NO_LIST_CHOSEN = "Vyberte alespoň jeden odběr."
-UNKNOWN_LIST = "Tento odběr neexistuje."
-BAD_REQUEST = "Požadavek se nepodařilo přečíst."
+NAME_TOO_LONG = _l("Jméno je příliš dlouhé (nejvýše 200 znaků).")
+NAME_BAD_CHARACTERS = _l("Jméno obsahuje nepovolené znaky.")
+NO_LIST_CHOSEN = _l("Vyberte alespoň jeden odběr.")
+UNKNOWN_LIST = _l("Tento odběr neexistuje.")
+BAD_REQUEST = MESSAGES[400]
+
+# Stable, machine-readable codes of the form's messages: the JSON answer carries
+# them beside the translated text (`"codes": {"email": "invalid_email"}`), so a
+# website's script can react without parsing Czech or English.
+ERROR_CODES = {
+    "invalid_email": INVALID_ADDRESS_MESSAGE,
+    "name_too_long": NAME_TOO_LONG,
+    "name_bad_characters": NAME_BAD_CHARACTERS,
+    "no_list_chosen": NO_LIST_CHOSEN,
+    "unknown_list": UNKNOWN_LIST,
+    "bad_request": BAD_REQUEST,
+    "rate_limited": MESSAGES[429],
+}
+
+
+def error_codes(errors: dict[str, str]) -> dict[str, str]:
+    """The code of each field's message (`invalid_email`…); `invalid` for one without a code."""
+    by_text = {str(message): code for code, message in ERROR_CODES.items()}
+    return {name: by_text.get(str(message), "invalid") for name, message in errors.items()}
 
 
 class UnreadableRequest(ValueError):
@@ -40,12 +61,12 @@ class SubscribeInput:
             # Absurdly nested JSON never gets here: input_guard refuses it first.
             data = request.get_json(silent=True)
             if not isinstance(data, dict):
-                raise UnreadableRequest(BAD_REQUEST)
+                raise UnreadableRequest(str(BAD_REQUEST))
             lists = data.get("list", [])
             if isinstance(lists, str):
                 lists = [lists]
             if not isinstance(lists, list) or not all(isinstance(s, str) for s in lists):
-                raise UnreadableRequest(BAD_REQUEST)
+                raise UnreadableRequest(str(BAD_REQUEST))
             return cls(
                 email=data.get("email", ""),
                 name=_text(data.get("name")),
@@ -84,7 +105,7 @@ def validate(data: SubscribeInput) -> tuple[ValidatedSignup | None, dict[str, st
     try:
         address = parse_address_for_app(data.email)
     except InvalidAddress:
-        errors["email"] = INVALID_ADDRESS_MESSAGE
+        errors["email"] = str(INVALID_ADDRESS_MESSAGE)
     name = data.name.strip()
     problem = name_problem(name)
     if problem:
@@ -95,13 +116,13 @@ def validate(data: SubscribeInput) -> tuple[ValidatedSignup | None, dict[str, st
 
 
 def name_problem(name: str) -> str | None:
-    """What is wrong with a (stripped) name, in Czech, or None when it is fine."""
+    """What is wrong with a (stripped) name, in the request's language, or None when it is fine."""
     if len(name) > NAME_MAX_LENGTH:
-        return NAME_TOO_LONG
+        return str(NAME_TOO_LONG)
     if any(unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029" for ch in name):
         # Control and format characters, and the Unicode line and paragraph
         # separators: line breaks would inject headers, others hide text.
-        return NAME_BAD_CHARACTERS
+        return str(NAME_BAD_CHARACTERS)
     return None
 
 

@@ -10,15 +10,18 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_limiter.errors import RateLimitExceeded
 
 from .. import consent, suppression, tokens
 from ..addresses import address_hash
 from ..consent import RequestInfo
+from ..errors import error_page, message_for
 from ..extensions import db, limiter
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
+from ..i18n import current_language, use_person_language, valid_language
+from ..institutions import institution_labels
 from ..models import (
-    INSTITUTION_TYPES,
     ListKind,
     MailingList,
     Subscriber,
@@ -39,6 +42,7 @@ from .forms import (
     UNKNOWN_LIST,
     SubscribeInput,
     UnreadableRequest,
+    error_codes,
     name_problem,
     validate,
 )
@@ -130,14 +134,22 @@ def subscribe_embed() -> ResponseReturnValue:
     return _render_form(embed=True)
 
 
+def _would_send_mail(response: Response) -> bool:
+    """Only accepted sign-ups count toward the per-address limit: "abc" typed five times never
+    locks anything, while five confirmation requests for one address in an hour do."""
+    return response.status_code == 202
+
+
 @bp.post("/subscribe")
 @limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_rate_key, methods=["POST"])
+@limiter.limit(
+    _address_limit, key_func=_address_rate_key, methods=["POST"], deduct_when=_would_send_mail
+)
 def subscribe() -> ResponseReturnValue:
     try:
         data = SubscribeInput.from_request(request)
     except UnreadableRequest as exc:
-        return jsonify(errors={"request": str(exc)}), 400
+        return jsonify(errors={"request": str(exc)}, codes={"request": "bad_request"}), 400
 
     if data.honeypot:
         # A bot filled the field people cannot see: answer as if it worked.
@@ -149,13 +161,13 @@ def subscribe() -> ResponseReturnValue:
         slugs = [current_app.config["DEFAULT_LIST"]]
     list_ids, unknown = signup.newsletter_ids(slugs)
     if not slugs:
-        errors["list"] = NO_LIST_CHOSEN
+        errors["list"] = str(NO_LIST_CHOSEN)
     elif unknown:
-        errors["list"] = UNKNOWN_LIST
+        errors["list"] = str(UNKNOWN_LIST)
 
     if errors or valid is None:
         if data.is_json:
-            return jsonify(errors=errors), 422
+            return jsonify(errors=errors, codes=error_codes(errors)), 422
         return _render_form(
             embed=data.embed,
             status=422,
@@ -174,10 +186,36 @@ def subscribe() -> ResponseReturnValue:
         list_ids,
         consent.form_consent_text_id(data.consent_hash),
         info,
-        signup.request_language(request),
+        current_language(),
     )
     db.session.commit()
     return _accepted(data)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _too_many_signups(error: RateLimitExceeded) -> ResponseReturnValue:
+    """The sixth attempt in a minute: the form again with what was typed and the reason (429)."""
+    message = message_for(429)
+    headers = {
+        name: value
+        for name, value in error.get_headers()
+        if name.lower() not in {"content-type", "content-length"}
+    }
+    if request.endpoint != "subscriptions.subscribe":
+        return error_page(429, message), 429, headers
+    try:
+        data = SubscribeInput.from_request(request)
+    except UnreadableRequest:
+        data = SubscribeInput(is_json=request.is_json)
+    if data.is_json:
+        return jsonify(errors={"request": message}, codes={"request": "rate_limited"}), 429, headers
+    body, _ = _render_form(
+        embed=data.embed,
+        values={"email": data.email_text, "name": data.name},
+        errors={"request": message},
+        checked=data.list_slugs,
+    )
+    return body, 429, headers
 
 
 def _accepted(data: SubscribeInput) -> ResponseReturnValue:
@@ -210,6 +248,7 @@ def _cors_for_website(response: Response) -> Response:
 @bp.get("/confirm/<token>")
 def confirm(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
+    use_person_language(subscriber.language)
     lists = [
         s.mailing_list for s in subscriber.subscriptions if s.mailing_list.slug in _slugs(payload)
     ]
@@ -219,6 +258,7 @@ def confirm(token: str) -> ResponseReturnValue:
 @bp.post("/confirm/<token>")
 def confirm_post(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("confirm", token, max_age=tokens.confirm_max_age())
+    use_person_language(subscriber.language)
     info = RequestInfo.from_request(request, "link")
     confirmed = actions.confirm(subscriber, _slugs(payload), info)
     db.session.commit()
@@ -245,6 +285,7 @@ def confirm_resend(token: str) -> ResponseReturnValue:
 @bp.get("/unsubscribe/<token>")
 def unsubscribe(token: str) -> ResponseReturnValue:
     subscriber, payload = load_link("unsubscribe", token)
+    use_person_language(subscriber.language)
     return render_template(
         "public/unsubscribe.html", token=token, mailing_list=_named_list(subscriber, payload)
     )
@@ -258,6 +299,7 @@ def unsubscribe_post(token: str) -> ResponseReturnValue:
     except SubscriberGone:
         # Erased already: nothing is sent to them any more, which is what they asked.
         return render_template("public/unsubscribed.html", lists=[], gone=True)
+    use_person_language(subscriber.language)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     info = RequestInfo.from_request(request, "one-click" if one_click else "link")
     list_slug = payload.get("l") if isinstance(payload.get("l"), str) else None
@@ -324,7 +366,7 @@ def _preferences_page(
             s.mailing_list.slug: (group_values or {}).get(s.mailing_list.slug, s)
             for s in memberships
         },
-        institution_types=INSTITUTION_TYPES,
+        institution_types=institution_labels(),
         saved=saved,
         errors=errors or {},
         group_errors=group_errors or {},
@@ -334,12 +376,14 @@ def _preferences_page(
 @bp.get("/preferences/<token>")
 def preferences(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
+    use_person_language(subscriber.language)
     return _preferences_page(token, subscriber)
 
 
 @bp.post("/preferences/<token>")
 def preferences_post(token: str) -> ResponseReturnValue:
     subscriber, _ = load_link("preferences", token)
+    use_person_language(subscriber.language)
     name = request.form.get("name", "").strip()
     problem = name_problem(name)
     # Groups whose fields were on the page that was posted: only those change, so
@@ -367,6 +411,8 @@ def preferences_post(token: str) -> ResponseReturnValue:
     wanted, _unknown = actions.newsletters_by_slug(request.form.getlist("list"))
     info = RequestInfo.from_request(request, "preferences")
     actions.update_preferences(subscriber, name, wanted, info)
+    # The language of their mails and pages; a page posted without the field keeps it.
+    subscriber.language = valid_language(request.form.get("language")) or subscriber.language
     kept = set(request.form.getlist("group"))
     for subscription, details in group_updates:
         membership.update_details(
@@ -376,6 +422,7 @@ def preferences_post(token: str) -> ResponseReturnValue:
         if subscription.status == SubscriptionStatus.CONFIRMED and slug not in kept:
             actions.unsubscribe(subscriber, slug, info)
     db.session.commit()
+    use_person_language(subscriber.language)
     return _preferences_page(token, subscriber, saved=True)
 
 
@@ -440,6 +487,7 @@ def preferences_privacy_link(token: str) -> ResponseReturnValue:
 def preferences_export(token: str) -> ResponseReturnValue:
     """A page with a download button; changes and hands out nothing (mail scanners fetch GETs)."""
     subscriber = load_privacy_link(token)
+    use_person_language(subscriber.language)
     return render_template("public/export.html", token=token, subscriber=subscriber)
 
 
@@ -455,6 +503,7 @@ def preferences_export_post(token: str) -> ResponseReturnValue:
 @bp.get("/preferences/<token>/erase")
 def preferences_erase(token: str) -> ResponseReturnValue:
     subscriber = load_privacy_link(token)
+    use_person_language(subscriber.language)
     return render_template("public/erase.html", token=token, subscriber=subscriber)
 
 

@@ -19,7 +19,6 @@ both act on it, and a run killed before its commit leaves the row for the next.
 
 from __future__ import annotations
 
-from flask import Request
 from sqlalchemy import bindparam, delete, select
 
 from ..addresses import Address
@@ -28,8 +27,6 @@ from ..extensions import db
 from ..jobs import after_commit, enqueue_signup
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
-
-LANGUAGES = ("cs", "en")
 
 # The request's two statements, built once: SQLAlchemy Core on the session's
 # connection, with bound parameters, costs a fraction of building them per request.
@@ -42,14 +39,6 @@ _NEWSLETTERS_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
 )
 
 
-def request_language(request: Request) -> str:
-    """The language the visitor reads: ?lang=, then Accept-Language, then Czech."""
-    asked = request.args.get("lang")
-    if asked in LANGUAGES:
-        return asked
-    return request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
-
-
 def record_request(
     address: Address,
     name: str,
@@ -59,7 +48,8 @@ def record_request(
     language: str,
 ) -> int:
     """Store the sign-up and enqueue its job once the caller commits: the same for every
-    address. Returns the request's id.
+    address. Returns the request's id. `language` is the page's (service.i18n), which
+    a new subscriber's mails will be written in.
 
     One INSERT … RETURNING through SQLAlchemy Core: the ORM's unit of work
     would cost more than the statement itself, and nothing here needs an object.
@@ -117,7 +107,9 @@ def process_request(request_id: int) -> actions.SignupResult | None:
         return actions.SignupResult()  # the lists were deleted meanwhile: nothing to join
     info = RequestInfo(ip=row.ip, user_agent=row.user_agent, channel=row.channel, origin=row.origin)
     address = Address(email=row.email, ascii_email=row.ascii_email)
-    return actions.signup(address, row.name, lists, info, consent_text, at=row.requested_at)
+    return actions.signup(
+        address, row.name, lists, info, consent_text, at=row.requested_at, language=row.language
+    )
 
 
 def _newsletters(list_ids: list[int]) -> list[MailingList]:

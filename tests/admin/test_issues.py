@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service.admin.issues import format_eta, format_percent, format_rate
 from service.clock import utcnow
@@ -563,3 +563,20 @@ def test_framed_preview_has_its_own_strict_policy(editor):
     page = editor.get(f"/admin/issues/{issue.id}/preview")
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
+
+
+def test_progress_rate_comes_from_the_last_sends_whatever_the_issue_size(
+    app, editor, outbox, monkeypatch
+):
+    """The recent rate reads at most RATE_SAMPLE of the issue's last sends: below the
+    sample it is those sent in the window, at the sample it is the sample over its span."""
+    add_confirmed_subscribers("zpravodaj", 3)
+    issue = make_issue()
+    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
+    run_jobs(app)
+    db.session.execute(update(Issue).where(Issue.id == issue.id).values(status="sending"))
+    db.session.commit()
+    assert sending.progress(db.session.get(Issue, issue.id))["rate_per_minute"] == 3
+    monkeypatch.setattr(sending, "RATE_SAMPLE", 2)
+    # Two sends within the last minute: at least two a minute, over their own span.
+    assert sending.progress(db.session.get(Issue, issue.id))["rate_per_minute"] >= 2

@@ -6,13 +6,22 @@ import csv
 import io
 import json
 import re
+from datetime import timedelta
 
 import pytest
+from flask import current_app
 from markupsafe import escape
 from sqlalchemy import func, select
 
 from service.extensions import db
-from service.models import ConsentEvent, MailingList, Subscriber, Subscription
+from service.models import (
+    ConsentEvent,
+    ImportProblem,
+    MailingList,
+    Subscriber,
+    SubscriberImport,
+    Subscription,
+)
 from tests.conftest import (
     add_confirmed_subscribers,
     csrf_token_of,
@@ -60,6 +69,15 @@ def upload(client, body: bytes | None, *, source="Mailchimp, export 2026-11-01",
     if body is not None:
         data["file"] = (io.BytesIO(body), "lide.csv")
     return client.post("/admin/subscribers/import", data=data, content_type="multipart/form-data")
+
+
+def imported(client, body: bytes, **options):
+    """Upload through the form, let a real RQ worker run the import, open its page."""
+    response = upload(client, body, **options)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert "/admin/subscribers/imports/" in response.headers["Location"]
+    run_jobs(current_app._get_current_object())
+    return client.get(response.headers["Location"])
 
 
 # --- access -------------------------------------------------------------------
@@ -328,7 +346,7 @@ def test_data_export_downloads_everything_held_as_json(editor):
 
 
 def test_import_through_the_form_confirms_people_and_reports_bad_rows(editor, outbox):
-    response = upload(editor, IMPORT_CSV.encode())
+    response = imported(editor, IMPORT_CSV.encode())
 
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -355,21 +373,21 @@ def test_import_through_the_form_confirms_people_and_reports_bad_rows(editor, ou
 
 
 def test_importing_again_reports_people_already_subscribed(editor):
-    upload(editor, IMPORT_CSV.encode())
-    page = upload(editor, IMPORT_CSV.encode()).get_data(as_text=True)
+    imported(editor, IMPORT_CSV.encode())
+    page = imported(editor, IMPORT_CSV.encode()).get_data(as_text=True)
     assert "Importováno 0 odběratelů" in page
     assert "3 adresy už byly přihlášeny" in page
 
 
 def test_import_accepts_excel_s_byte_order_mark(editor):
-    response = upload(editor, "\ufeffemail,name\njana@example.cz,Jana\n".encode())
+    response = imported(editor, "\ufeffemail,name\njana@example.cz,Jana\n".encode())
     assert response.status_code == 200
     assert "Importován 1 odběratel" in response.get_data(as_text=True)
 
 
 def test_import_does_not_re_add_someone_who_left(editor):
     add_person("jana@example.cz", zpravodaj="unsubscribed")
-    page = upload(editor, b"email\njana@example.cz\n").get_data(as_text=True)
+    page = imported(editor, b"email\njana@example.cz\n").get_data(as_text=True)
     assert "adresa se z tohoto seznamu odhlásila; znovu nepřidáno" in page
     assert db.session.scalar(select(Subscription.status)) == "unsubscribed"
 
@@ -425,6 +443,131 @@ def test_import_of_a_malformed_csv_is_not_a_500(editor):
     response = upload(editor, huge_field)
     assert response.status_code == 422
     assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_an_upload_is_queued_and_its_page_shows_the_progress_until_the_worker_is_done(editor, app):
+    response = upload(editor, IMPORT_CSV.encode())
+    page = editor.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Průběh importu" in page
+    assert "čeká na spuštění" in page
+    assert "admin-imports.js" in page
+    assert db.session.scalar(select(Subscriber)) is None  # nothing yet: the worker imports
+
+    record = db.session.scalar(select(SubscriberImport))
+    url = f"/admin/subscribers/imports/{record.id}/progress.json"
+    queued = editor.get(url).get_json()
+    assert (queued["status"], queued["percent"], queued["total_rows"]) == ("queued", 0.0, 5)
+    assert queued["finished"] is False
+    db.session.commit()  # the test's session served the request: end its read
+
+    run_jobs(app)
+
+    done = editor.get(url).get_json()
+    assert (done["status"], done["percent"], done["rows_done"]) == ("done", 100.0, 5)
+    assert done["counts"] == {"imported": 3, "unchanged": 0, "skipped": 2}
+    assert done["texts"]["rows"] == "5 z 5"
+    db.session.expire_all()
+    record = db.session.get(SubscriberImport, record.id)
+    assert record.data is None  # the file is personal data: gone once imported
+    assert record.created_by_id is not None
+    listing = editor.get("/admin/subscribers/import").get_data(as_text=True)
+    assert "Poslední importy" in listing and "lide.csv" in listing and "dokončen" in listing
+
+
+def test_a_second_job_for_an_import_finds_it_held_and_stops(editor, app):
+    from service.subscriptions import import_jobs
+    from workers.imports import run_import
+
+    upload(editor, IMPORT_CSV.encode())
+    record = db.session.scalar(select(SubscriberImport))
+    assert import_jobs.claim(record.id, "another-worker")  # a live worker holds it
+    assert run_import(record.id) == "skipped"
+    run_jobs(app)  # its own queued job: held by another, fresh lease
+    db.session.expire_all()
+    assert db.session.get(SubscriberImport, record.id).status == "running"
+    assert db.session.scalar(select(Subscriber)) is None
+
+
+def test_an_import_whose_worker_died_is_resumed_after_its_last_chunk(editor, app, monkeypatch):
+    """Killed after the first chunk committed: the reconciler's fresh job goes on from
+    there, and the report is whole (line 4 repeats line 2, from the first chunk)."""
+    from service.subscriptions import import_jobs, importing
+    from workers.reconcile import reconcile_imports
+
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    upload(editor, IMPORT_CSV.encode())
+    record = db.session.scalar(select(SubscriberImport))
+    original = import_jobs._progress
+    chunks = []
+
+    def dies_after_one_chunk(import_id, job_id, chunk):
+        if chunks:
+            raise SystemExit("killed")  # the work horse dies mid-import, nothing more lands
+        chunks.append(chunk.rows)
+        original(import_id, job_id, chunk)
+
+    monkeypatch.setattr(import_jobs, "_progress", dies_after_one_chunk)
+    with pytest.raises(SystemExit):
+        import_jobs.claim(record.id, record.job_id)
+        import_jobs.run(record.id, record.job_id)
+    db.session.rollback()
+    monkeypatch.setattr(import_jobs, "_progress", original)
+    db.session.expire_all()
+    half = db.session.get(SubscriberImport, record.id)
+    assert (half.status, half.rows_done, half.imported) == ("running", 2, 2)
+
+    assert reconcile_imports() == 0  # its lease is fresh: the worker may be alive
+    half.heartbeat -= timedelta(hours=1)
+    db.session.commit()
+    redis_flushed = app.extensions["redis"]
+    redis_flushed.flushdb()
+    assert reconcile_imports() == 1
+    run_jobs(app)
+
+    db.session.expire_all()
+    done = db.session.get(SubscriberImport, record.id)
+    assert (done.status, done.rows_done, done.imported, done.skipped) == ("done", 5, 3, 2)
+    problems = db.session.execute(select(ImportProblem.line, ImportProblem.problem)).all()
+    assert sorted(problems) == [
+        (4, "opakuje adresu z řádku 2"),
+        (5, "neplatná adresa 'not-an-address'"),
+    ]
+    assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 3
+
+
+def test_an_upload_whose_job_redis_lost_is_queued_again(editor, app):
+    from service.clock import utcnow
+    from workers.reconcile import reconcile_imports
+
+    upload(editor, b"email\njana@example.cz\n")
+    record = db.session.scalar(select(SubscriberImport))
+    record.created_at = utcnow() - timedelta(minutes=10)
+    db.session.commit()
+    assert reconcile_imports() == 0  # its job is still queued
+    app.extensions["redis"].flushdb()
+    assert reconcile_imports() == 1
+    run_jobs(app)
+    db.session.expire_all()
+    assert db.session.get(SubscriberImport, record.id).imported == 1
+
+
+def test_an_unknown_import_is_404(editor):
+    assert editor.get("/admin/subscribers/imports/999").status_code == 404
+    assert editor.get("/admin/subscribers/imports/999/progress.json").status_code == 404
+
+
+def test_many_skipped_lines_are_shown_a_page_at_a_time(editor, app, monkeypatch):
+    from service.admin import subscribers
+
+    monkeypatch.setattr(subscribers, "PROBLEMS_PER_PAGE", 2)
+    body = "email\n" + "".join(f"spatne{i}\n" for i in range(5))
+    page = imported(editor, body.encode()).get_data(as_text=True)
+    assert "5 řádků přeskočeno" in page
+    assert "spatne0" in page and "spatne2" not in page
+    record = db.session.scalar(select(SubscriberImport))
+    last = editor.get(f"/admin/subscribers/imports/{record.id}?page=3").get_data(as_text=True)
+    assert "spatne4" in last and "spatne0" not in last
+    assert editor.get(f"/admin/subscribers/imports/{record.id}?page=x").status_code == 200
 
 
 # --- CSV export ---------------------------------------------------------------

@@ -281,7 +281,8 @@ def test_sent_issue_cannot_be_cancelled(app, editor, outbox):
     run_jobs(app)
     response = editor.post(f"/api/v1/issues/{issue_id}/cancel")
     assert response.status_code == 409
-    assert response.get_json() == {"error": "Odeslané vydání už zrušit nelze."}
+    assert response.get_json()["error"] == "Odeslané vydání už zrušit nelze."
+    assert response.get_json()["code"] == "conflict"  # stable beside the Czech text
 
 
 # --- authentication --------------------------------------------------------------
@@ -318,7 +319,7 @@ def test_a_token_with_a_nul_is_refused_by_the_input_guard(app, client):
     for method, path in [("GET", "/api/v1/lists"), ("GET", "/api/v1/openapi.json")]:
         response = Api(client).call(method, path, headers={"Authorization": "Bearer zpr_\x00"})
         assert response.status_code == 400
-        assert response.get_json() == {"error": "Požadavek se nepodařilo přečíst."}
+        assert response.get_json()["error"] == "Požadavek se nepodařilo přečíst."
 
 
 def test_revoked_token_is_401(app, client, accounts, runner):
@@ -332,7 +333,7 @@ def test_revoked_token_is_401(app, client, accounts, runner):
 
     response = api.get("/api/v1/lists")
     assert response.status_code == 401
-    assert response.get_json() == {"error": "Neplatný nebo zrušený přístupový token."}
+    assert response.get_json()["error"] == "Neplatný nebo zrušený přístupový token."
 
 
 def test_token_of_a_deactivated_account_is_401(app, client, accounts, tokens):
@@ -462,7 +463,8 @@ def test_a_coordinator_of_two_groups_sees_both(app, accounts, client, editor):
 def test_unknown_list_is_404_even_for_a_coordinator(app, coordinator):
     response = coordinator.post("/api/v1/lists/neni/issues", {"subject": "A", "body": "B"})
     assert response.status_code == 404
-    assert response.get_json() == {"error": "Seznam neexistuje."}
+    assert response.get_json()["error"] == "Seznam neexistuje."
+    assert response.get_json()["code"] == "not_found"
 
 
 # --- validation ----------------------------------------------------------------
@@ -493,6 +495,8 @@ def test_invalid_issue_fields_are_422_per_field_in_czech(app, editor, payload, f
     body = response.get_json()
     assert body["error"] == "Některé údaje nejsou v pořádku."
     assert field in body["errors"]
+    assert body["code"] == "invalid"
+    assert body["codes"][field] == f"invalid_{field}"
     assert db.session.scalar(select(Issue)) is None
 
 
@@ -687,7 +691,7 @@ def test_body_over_the_size_limit_is_413_json(app, editor):
         "/api/v1/lists/zpravodaj/issues", data=payload, content_type="application/json"
     )
     assert response.status_code == 413
-    assert response.get_json() == {"error": "Požadavek je příliš velký."}
+    assert response.get_json()["error"] == "Požadavek je příliš velký."
 
 
 @pytest.mark.parametrize(
@@ -750,7 +754,7 @@ def test_wrong_method_is_405_json_with_allow(app, editor, method, path, allowed)
     response = editor.call(method, path)
     assert response.status_code == 405
     assert allowed in response.headers["Allow"]
-    assert response.get_json() == {"error": "Tato adresa tento druh požadavku nepřijímá."}
+    assert response.get_json()["error"] == "Tato adresa tento druh požadavku nepřijímá."
 
 
 def test_unknown_api_path_with_unusable_query_is_still_api_json(app, editor):
@@ -777,7 +781,7 @@ def test_each_token_has_its_own_rate_limit(app, client, tokens):
         assert editor.get("/api/v1/lists").status_code == 200
     limited = editor.get("/api/v1/lists")
     assert limited.status_code == 429
-    assert limited.get_json() == {"error": "Příliš mnoho pokusů. Zkuste to prosím znovu za chvíli."}
+    assert limited.get_json()["error"] == "Příliš mnoho pokusů. Zkuste to prosím znovu za chvíli."
     assert "Retry-After" in limited.headers
     # Another account's token is not affected.
     assert Api(client, tokens["admin"]).get("/api/v1/lists").status_code == 200

@@ -16,10 +16,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from service.dev.mail_catcher import free_port
+from tests.waiting import exited, wait_until
 
 BINARY = shutil.which("dovecot") or (
     "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None
@@ -123,19 +123,19 @@ class PrivateDovecot:
             group=self.gid if os.geteuid() == 0 else None,
             extra_groups=[] if os.geteuid() == 0 else None,
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as probe:
-                    if probe.recv(64).startswith(b"* OK"):
-                        return self
-            except OSError:
-                pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                error = self.log()
-                self.stop()
-                raise RuntimeError(f"dovecot did not start on port {self.port}: {error}")
-            time.sleep(0.05)  # polling a condition (the port answering), not a timing wait
+        try:
+            wait_until(
+                self._greets, f"dovecot to answer on port {self.port}", timeout=timeout,
+                ignore=(OSError,), abort=lambda: exited(self._process), details=self.log,
+            )  # fmt: skip
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _greets(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as probe:
+            return probe.recv(64).startswith(b"* OK")
 
     def log(self) -> str:
         path = self.root / "dovecot.log"
@@ -151,7 +151,7 @@ class PrivateDovecot:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.wait()
+                self._process.wait(timeout=10)
             self._process = None
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -24,7 +24,6 @@ from service.bounces.receiver import make_controller
 from service.clock import utcnow
 from service.dev.mail_catcher import free_port
 from service.extensions import db
-from service.issues import sending
 from service.models import (
     Bounce,
     Delivery,
@@ -34,7 +33,7 @@ from service.models import (
     Subscription,
     Suppression,
 )
-from tests.conftest import add_confirmed_subscribers, link_to, run_jobs
+from tests.conftest import add_confirmed_subscribers, link_to, run_jobs, send_issue_now
 
 SAMPLES = Path(__file__).parent / "samples"
 HARD_SAMPLES = ["postfix_hard.eml", "exchange_hard.eml", "gmail_hard.eml", "qmail_hard.eml"]
@@ -45,14 +44,7 @@ def send_issue(app, outbox, count: int = 3, slug: str = "zpravodaj"):
     if count:
         known = db.session.scalar(select(func.count(Subscriber.id)))
         add_confirmed_subscribers(slug, count, start=known)
-    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
-    fields, errors = sending.validate_fields("Zpravodaj 12/2026", "Dobrý den,\n\nnovinky.", "")
-    assert not errors
-    issue = sending.create_issue(mailing_list, fields, None)
-    db.session.commit()
-    sending.send_now(issue)
-    db.session.commit()
-    run_jobs(app)
+    send_issue_now(app, slug)
     return {mail.rcpt_tos[0]: mail for mail in outbox.mails}
 
 
@@ -231,7 +223,7 @@ def test_a_report_without_verp_suppresses_nobody(app, outbox, runner, tmp_path, 
     assert "nezaznamenáno" in result.output
     assert "VERP" in result.output
     # The same forgery through the SMTP receiver.
-    with smtplib.SMTP("127.0.0.1", receiver) as smtp:
+    with smtplib.SMTP("127.0.0.1", receiver, timeout=30) as smtp:
         smtp.sendmail("", ["bounces@socialnibydleni.example"], raw)
     assert statuses(address) == {"confirmed"}
     assert not suppressed(address)

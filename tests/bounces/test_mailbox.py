@@ -9,19 +9,21 @@ message twice; one killed before its commit must not lose it.
 
 from __future__ import annotations
 
+import io
 import threading
-import time
 
 import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
+from service import progress as progress_module
 from service.bounces import mailbox
 from service.extensions import db
 from service.models import Bounce, MailboxMessage, OutgoingMail
 from tests.bounces.dovecot import BINARY, PASSWORD, USER, PrivateDovecot
 from tests.bounces.test_bounces import bounce_bytes, send_issue, statuses
 from tests.conftest import add_confirmed_subscribers, missing_part, run_jobs
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +160,10 @@ def test_a_running_poller_reads_new_mail_as_it_arrives(app, outbox, imap):
     thread.start()
     try:
         imap.append("INBOX", bounce_bytes("postfix_hard.eml", mail))
-        deadline = time.monotonic() + 60
-        while statuses(address) != {"bounced"}:
-            assert not errors, errors
-            assert time.monotonic() < deadline, "the poller did not read the new bounce"
-            time.sleep(0.1)  # polling a condition (the row), not a timing assertion
+        wait_until(
+            lambda: statuses(address) == {"bounced"}, "the poller to read the new bounce",
+            abort=lambda: errors,
+        )  # fmt: skip
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -225,3 +226,25 @@ def test_a_calendar_reply_in_the_mailbox_is_recorded_as_an_answer(app, outbox, i
     imap.append("INBOX", raw)  # the same message again (same Message-ID): nothing new
     again = mailbox.run(app.config["BOUNCE_IMAP_URL"], 30, once=True)
     assert (again.processed, again.skipped) == (0, 1)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_poll_once_shows_a_progress_bar_on_a_terminal_only(app, outbox, imap, monkeypatch):
+    (mail,) = send_issue(app, outbox, count=1).values()
+    imap.append("INBOX", bounce_bytes("postfix_hard.eml", mail))
+    imap.append("INBOX", b"From: someone@example.cz\r\nSubject: hello\r\n\r\nJust mail.\r\n")
+    terminal = Terminal()
+    monkeypatch.setattr(progress_module.sys, "stderr", terminal)
+    done = mailbox.run(app.config["BOUNCE_IMAP_URL"], 30, once=True, bar=True)
+    assert done.processed == 2
+    assert "Schránka nedoručenek" in terminal.getvalue() and "100%" in terminal.getvalue()
+    # In a script (stderr no terminal) no bar: only the log lines.
+    imap.append("INBOX", b"From: someone@example.cz\r\nSubject: again\r\n\r\nJust mail.\r\n")
+    script = io.StringIO()
+    monkeypatch.setattr(progress_module.sys, "stderr", script)
+    assert mailbox.run(app.config["BOUNCE_IMAP_URL"], 30, once=True, bar=True).processed == 1
+    assert "Schránka nedoručenek" not in script.getvalue()

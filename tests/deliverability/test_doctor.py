@@ -22,6 +22,7 @@ from service.deliverability.doctor import (
     check_dkim_dns,
     check_dkim_key,
     check_dmarc,
+    check_embed_origins,
     check_secrets,
     check_smtp,
     check_spf,
@@ -334,3 +335,19 @@ def test_login_where_the_server_offers_none_fails_as_a_login_problem(outbox):
     assert results["smtp"].status == OK
     assert results["smtp-login"].status == FAIL
     assert outbox.mails == []
+
+
+@pytest.mark.parametrize(
+    ("origins", "status"),
+    [
+        ([], WARN),
+        (["https://www.socialnibydleni.cz"], OK),
+        (["https://www.socialnibydleni.cz/"], WARN),
+        (["www.socialnibydleni.cz"], WARN),
+    ],
+)
+def test_embed_origins(origins, status):
+    [result] = check_embed_origins({"EMBED_ORIGINS": origins})
+    assert (result.name, result.status) == ("embed-origins", status)
+    if not origins:
+        assert "EMBED_ORIGINS=https://" in result.detail  # says how to set it

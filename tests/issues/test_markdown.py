@@ -388,3 +388,13 @@ def test_issue_text_contains_every_word_of_the_issue_html(app, preheader):
     text, html = render_issue(preheader=preheader)
 
     assert words(visible_text(html)) - words(text) == set()
+
+
+def test_the_text_footer_names_the_list_once_when_it_is_the_sender(app):
+    """Not "Zpravodaj sociálního bydlení, Zpravodaj sociálního bydlení" (issue 16)."""
+    with app.test_request_context():
+        text, _ = render_issue(sender_name="Zpravodaj sociálního bydlení")
+        assert "Zpravodaj sociálního bydlení, Zpravodaj sociálního bydlení" not in text
+        assert "\nZpravodaj sociálního bydlení\n" in text
+        text, _ = render_issue()
+        assert "\nSociální bydlení v ČR, Zpravodaj sociálního bydlení\n" in text

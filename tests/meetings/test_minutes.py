@@ -81,6 +81,14 @@ def test_minutes_go_to_the_members_and_stay_on_their_page(app, client, accounts,
     assert document.status_code == 200 and document.data == PDF
     assert "attachment" in document.headers["Content-Disposition"]
 
+    # The same page in the member's own language: English around the group's Czech text.
+    first.language = "en"
+    db.session.commit()
+    english = member_page(client, first)
+    assert "1 of 3 invited were present." in english and "Documents:" in english
+    assert "Meetings in your calendar" in english and '<html lang="en">' in english
+    assert "Přítomno" not in english and "Dokumenty:" not in english
+
     # Only a confirmed member's own signed link opens it.
     assert client.get(link.replace("/member/", "/member/x")).status_code == 400
     db.session.execute(

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from service import create_app
 from service.dev.processes import free_port
 from service.extensions import db
 from tests.conftest import make_config, seed_lists
+from tests.waiting import exited, wait_until
 
 PROJECT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60
@@ -86,17 +86,11 @@ def gunicorn(environment, tmp_path) -> Iterator[tuple[str, Path]]:
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"gunicorn exited:\n{log.read_text()}"
-            try:
-                if _request(f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not answer within {START_TIMEOUT} s:\n{log.read_text()}")
-            time.sleep(0.2)  # a polling interval, not a guess at how long anything takes
+        wait_until(
+            lambda: _request(f"{base}/healthz")[0] == 200, "gunicorn to answer /healthz",
+            timeout=START_TIMEOUT, interval=0.2, ignore=(OSError,),
+            abort=lambda: exited(process), details=log.read_text,
+        )  # fmt: skip
         yield base, log
     finally:
         process.terminate()
@@ -175,11 +169,10 @@ def test_a_worker_host_serves_its_metrics_on_its_own_port(config, environment, o
             )
             assert response.status_code == 202
             db.session.remove()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not outbox.mails:
-            assert worker.poll() is None, "the worker exited"
-            assert time.monotonic() < deadline, "no confirmation mail"
-            time.sleep(0.2)  # a polling interval, not a guess at how long anything takes
+        wait_until(
+            lambda: outbox.mails, "the confirmation mail", timeout=START_TIMEOUT,
+            abort=lambda: exited(worker),
+        )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         assert _request(f"{base}/metrics")[0] == 401
         samples = _samples(base, Authorization="Bearer worker-token")
@@ -192,11 +185,15 @@ def test_a_worker_host_serves_its_metrics_on_its_own_port(config, environment, o
         worker.wait(30)
 
 
-def test_metrics_port_without_a_multiprocess_directory_is_refused(environment):
+@pytest.mark.parametrize("command", [["worker", "--burst"], ["bounces", "serve"]])
+def test_metrics_port_without_a_multiprocess_directory_is_refused(environment, command):
+    # METRICS_PORT as a container sets it (compose.yaml); the same as --metrics-port.
     env = {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(METRICS_PORT=str(free_port()), BOUNCE_SMTP_PORT=str(free_port()))
     result = subprocess.run(
-        [sys.executable, "-m", "service", "worker", "--burst", "--metrics-port", str(free_port())],
+        [sys.executable, "-m", "service", *command],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode != 0
-    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "metrics: --metrics-port needs PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -248,3 +250,43 @@ def test_a_spam_complaint_is_counted(app, client, outbox):
     after = scrape(client)
     assert grew(before, after, "zpravodaj_complaints_total", result="unsubscribed") == 1
     assert grew(before, after, "zpravodaj_unsubscribes_total", channel="complaint") == 1
+
+
+# --- the multiprocess directory chosen after start (zpravodaj dev, a dev instance's env file)
+
+FOLLOW = """
+import os, sys
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from service import metrics
+metrics.empty_directory(metrics.Path(sys.argv[1]))
+os.environ[metrics.MULTIPROC_ENV] = sys.argv[1]
+metrics.follow_environment()
+metrics.follow_environment()  # a second call changes nothing
+metrics.mail_result("issue", "sent", 0.01)  # an unlabelled histogram and a labelled counter
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry, path=sys.argv[1])
+print(generate_latest(registry).decode())
+"""
+
+
+def test_a_directory_set_after_import_is_counted_into_and_emptied_first(tmp_path):
+    import subprocess
+    import sys
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_999999.db").write_bytes(b"counts of a process that ran before")
+    result = subprocess.run(
+        [sys.executable, "-c", FOLLOW, str(directory)],
+        capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(result.stdout)
+        for sample in family.samples
+    }
+    assert samples[("zpravodaj_mails_total", (("kind", "issue"), ("result", "sent")))] == 1
+    assert samples[("zpravodaj_smtp_send_seconds_count", ())] == 1
+    assert "counter_999999.db" not in {path.name for path in directory.iterdir()}

@@ -27,6 +27,7 @@ from service.models import (
     MailingList,
     Meeting,
     Subscriber,
+    SubscriberImport,
     Subscription,
 )
 
@@ -46,6 +47,7 @@ class World:
     meeting: Meeting
     attachment: Attachment
     document: Attachment  # of the sent group announcement: on the members' page
+    subscriber_import: SubscriberImport  # a finished admin CSV import
 
     def token_for(self, endpoint: str) -> str:
         """A valid signed token for a route taking one."""
@@ -97,6 +99,8 @@ class World:
                 values[name] = self.attachment.id
             elif name == "document_id":
                 values[name] = self.document.id
+            elif name == "import_id":
+                values[name] = self.subscriber_import.id
             elif name == "user_id":
                 values[name] = None  # filled by the caller (needs the accounts)
             elif name in ("text_id", "version"):
@@ -186,7 +190,17 @@ def world(app) -> World:
         sha256="0" * 64,
         data=b"%PDF",
     )
-    db.session.add_all([attachment, document])
+    subscriber_import = SubscriberImport(
+        list_id=zpravodaj.id,
+        filename="odberatele.csv",
+        consent_source="Prezenční listina konference 2026",
+        status="done",
+        total_rows=1,
+        rows_done=1,
+        imported=1,
+        finished_at=utcnow(),
+    )
+    db.session.add_all([attachment, document, subscriber_import])
     db.session.commit()
     member_subscription = next(s for s in member.subscriptions)
     return World(
@@ -201,6 +215,7 @@ def world(app) -> World:
         meeting=meeting,
         attachment=attachment,
         document=document,
+        subscriber_import=subscriber_import,
     )
 
 

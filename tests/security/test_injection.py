@@ -56,7 +56,7 @@ def test_signup_name_with_any_line_break_is_refused_form_and_json(client, line_b
     assert NAME_REFUSED in form.get_data(as_text=True)
     sent = client.post("/subscribe", json={"email": "jana@seznam.cz", "name": name})
     assert sent.status_code == 422
-    assert sent.json == {"errors": {"name": NAME_REFUSED}}
+    assert sent.json["errors"] == {"name": NAME_REFUSED}
     assert count(Subscriber) == 0
     assert count(OutgoingMail) == 0
 
@@ -112,7 +112,7 @@ def test_address_with_any_line_break_is_invalid(client, line_break):
     for email in (f"jana@seznam.cz{line_break}Bcc: x@y.cz", f"jana{line_break}@seznam.cz"):
         response = client.post("/subscribe", json={"email": email})
         assert response.status_code == 422, repr(email)
-        assert response.json == {"errors": {"email": INVALID_EMAIL}}
+        assert response.json["errors"] == {"email": INVALID_EMAIL}
     assert count(Subscriber) == 0
 
 

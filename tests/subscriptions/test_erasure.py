@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from service.addresses import address_hash
 from service.clock import utcnow
+from service.delivery_cascade import CASCADES
 from service.extensions import db
 from service.groups import membership
 from service.issues import sending
@@ -77,11 +78,16 @@ def everything_mentioning(*needles: str) -> list[str]:
 
 
 def rows_pointing_at(subscriber_id: int) -> list[str]:
-    """Rows whose foreign key names the subscriber (ids are reused nowhere, but must be gone)."""
+    """Rows whose foreign key names the subscriber (ids are reused nowhere, but must be gone),
+    and those of `delivery`, which points at subscribers without a foreign key (its rows
+    follow a deleted subscriber by trigger, service/delivery_cascade.py)."""
+    by_trigger = {("delivery", column) for _, parent, column in CASCADES if parent == "subscriber"}
     found = []
     for table in db.metadata.sorted_tables:
         for column in table.columns:
-            if any(fk.column.table.name == "subscriber" for fk in column.foreign_keys):
+            if (table.name, column.name) in by_trigger or any(
+                fk.column.table.name == "subscriber" for fk in column.foreign_keys
+            ):
                 rows = db.session.execute(table.select().where(column == subscriber_id)).all()
                 found += [f"{table.name}.{column.name}" for _ in rows]
     return found

@@ -97,7 +97,9 @@ def test_invalid_address_is_flagged_in_czech_and_kept(client, raw, why):
 def test_invalid_address_in_json_is_refused_in_czech(client, raw, why):
     response = client.post("/subscribe", json={"email": raw, "list": ["zpravodaj"]})
     assert response.status_code == 422
-    assert response.json == {"errors": {"email": "Neplatný e-mail."}}
+    assert response.json["errors"] == {"email": "Neplatný e-mail."}
+    # A stable code beside the Czech text (issue 16), the text itself unchanged.
+    assert response.json["codes"] == {"email": "invalid_email"}
     assert count(Subscriber) == 0
     assert count(OutgoingMail) == 0
     assert count(ConsentEvent) == 0
@@ -159,7 +161,7 @@ def test_without_list_field_the_newsletter_is_the_default(client):
 def test_unknown_or_group_list_is_refused(client, slug):
     response = client.post("/subscribe", json={"email": "jana@seznam.cz", "list": slug})
     assert response.status_code == 422
-    assert response.json == {"errors": {"list": "Tento odběr neexistuje."}}
+    assert response.json["errors"] == {"list": "Tento odběr neexistuje."}
     assert count(Subscriber) == 0
 
 
@@ -175,21 +177,21 @@ def test_json_post_answers_json(client):
     assert response.json == {"status": "pending"}
     bad = client.post("/subscribe", json={"email": "jana@@seznam.cz"})
     assert bad.status_code == 422
-    assert bad.json == {"errors": {"email": "Neplatný e-mail."}}
+    assert bad.json["errors"] == {"email": "Neplatný e-mail."}
 
 
 @pytest.mark.parametrize("email", [None, 12, ["jana@seznam.cz"], {"a": 1}, True])
 def test_json_with_wrong_types_is_invalid_not_a_crash(client, email):
     response = client.post("/subscribe", json={"email": email})
     assert response.status_code == 422
-    assert response.json == {"errors": {"email": "Neplatný e-mail."}}
+    assert response.json["errors"] == {"email": "Neplatný e-mail."}
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", "not json", '"text"', "{"])
 def test_unreadable_json_is_a_400_in_czech(client, body):
     response = client.post("/subscribe", data=body, content_type="application/json")
     assert response.status_code == 400
-    assert response.json == {"errors": {"request": "Požadavek se nepodařilo přečíst."}}
+    assert response.json["errors"] == {"request": "Požadavek se nepodařilo přečíst."}
 
 
 def test_same_answer_whether_new_pending_or_confirmed(client, app):
@@ -284,12 +286,43 @@ class TestRateLimits:
         limited = client.post("/subscribe", json={"email": "Jana@seznam.cz"})
         assert limited.status_code == 429
         assert limited.json == {
-            "errors": {"request": "Příliš mnoho pokusů. Zkuste to prosím znovu za chvíli."}
+            "errors": {"request": "Příliš mnoho pokusů. Zkuste to prosím znovu za chvíli."},
+            "codes": {"request": "rate_limited"},
         }
         assert "Retry-After" in limited.headers
         page = client.post("/subscribe", data={"email": "jana@seznam.cz"})
         assert page.status_code == 429
         assert "Příliš mnoho pokusů" in page.get_data(as_text=True)
+
+    def test_the_429_is_shown_inside_the_form_keeping_what_was_typed(self, client):
+        typed = {"email": "jana@seznam.cz", "name": "Jana Nováková", "list_choice": "1"}
+        for _ in range(2):
+            assert client.post("/subscribe", data={**typed, "list": "zpravodaj"}).status_code == 202
+        limited = client.post("/subscribe", data={**typed, "list": "zpravodaj"})
+        assert limited.status_code == 429
+        assert "Retry-After" in limited.headers
+        page = limited.get_data(as_text=True)
+        assert 'class="subscribe-form"' in page
+        assert 'value="jana@seznam.cz"' in page
+        assert 'value="Jana Nováková"' in page
+        assert 'value="zpravodaj" checked' in page
+        assert "Příliš mnoho pokusů" in page
+
+    def test_the_429_in_english_keeps_the_form_in_english(self, client):
+        for _ in range(2):
+            client.post("/subscribe?lang=en", data={"email": "jana@seznam.cz"})
+        limited = client.post("/subscribe?lang=en", data={"email": "jana@seznam.cz"})
+        assert limited.status_code == 429
+        page = limited.get_data(as_text=True)
+        assert "Too many attempts" in page
+        assert 'value="jana@seznam.cz"' in page
+        assert '<html lang="en">' in page
+
+    def test_invalid_addresses_never_count_toward_the_address_limit(self, client):
+        # Before: "abc" typed a few times was locked for the rest of the hour.
+        statuses = [client.post("/subscribe", json={"email": "abc"}).status_code for _ in range(3)]
+        assert statuses == [422, 422, 422]
+        assert client.post("/subscribe", json={"email": "abc@seznam.cz"}).status_code == 202
 
     def test_rate_limit_keys_in_redis_hold_no_address(self, client, app):
         from service.jobs import redis_connection

@@ -13,10 +13,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 from redis import Redis
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy import func, select, text, update
 
@@ -27,6 +27,7 @@ from service.jobs import redis_connection, signup_job_id
 from service.models import ConsentEvent, OutgoingMail, SignupRequest, Subscriber, Subscription
 from service.subscriptions import actions
 from tests.conftest import run_jobs
+from tests.waiting import exited, wait_until
 from tests.workers.test_outgoing_mail import worker_env
 from workers.reconcile import reconcile
 from workers.signup import process_signup
@@ -136,16 +137,8 @@ def _hold_the_request_row(request_id: int):
     return connection
 
 
-def _wait_for_job_started(job_id: str, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if Job.fetch(job_id, connection=redis_connection()).get_status() == "started":
-                return True
-        except Exception:  # not in Redis yet
-            pass
-        time.sleep(0.1)  # a polling interval, not a guess at how long anything takes
-    return False
+def _job_started(job_id: str) -> bool:
+    return Job.fetch(job_id, connection=redis_connection()).get_status() == "started"
 
 
 def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, app, outbox):
@@ -162,7 +155,10 @@ def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, a
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert _wait_for_job_started(signup_job_id(request_id)), "the worker never took the job"
+        wait_until(
+            lambda: _job_started(signup_job_id(request_id)), "the worker to take the job",
+            abort=lambda: exited(worker), ignore=(NoSuchJobError,),
+        )  # fmt: skip
         os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse, mid-job
         worker.wait(10)
     finally:

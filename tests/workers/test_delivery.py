@@ -615,7 +615,8 @@ def test_fan_out_works_in_slices_queued_behind_their_batches(app, outbox, monkey
     import workers.delivery
     from service.jobs import BULK_QUEUE, queue
 
-    monkeypatch.setattr(workers.delivery, "FAN_OUT_PAGES_PER_JOB", 2)
+    monkeypatch.setattr(workers.delivery, "FAN_OUT_CHUNK_BATCHES", 2)
+    monkeypatch.setattr(workers.delivery, "FAN_OUT_CHUNKS_PER_JOB", 2)
     app.config["BATCH_SIZE"] = 3
     add_confirmed_subscribers("zpravodaj", 14)
     issue = make_issue()
@@ -624,7 +625,7 @@ def test_fan_out_works_in_slices_queued_behind_their_batches(app, outbox, monkey
     bulk.empty()  # run the first slice by hand instead of through the queue
     assert fan_out(issue.id) == "continued"
     queued = bulk.job_ids
-    assert len(queued) == 3  # two batches, then the continuation behind them
+    assert len(queued) == 3  # the first chunk's two batches, then the continuation behind them
     assert queued[-1].startswith(f"issue-{issue.id}-fan-out-")
     db.session.expire_all()
     assert db.session.get(Issue, issue.id).fanout_done is False
@@ -728,3 +729,26 @@ def test_per_batch_counters_stay_in_step_through_refusals_unsubscribes_cancel_an
     assert_counters_in_step(issue.id)
     assert counts(issue)["sent"] == 7
     assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_deleting_a_subscriber_or_an_issue_deletes_its_deliveries_without_foreign_keys(app, outbox):
+    """`delivery` has no foreign keys (a large fan-out paid for checking them row by
+    row): triggers delete the deliveries of an erased subscriber, and of an issue's
+    batches when the issue goes, and the batch counters follow."""
+    from service.models import Subscriber
+
+    add_confirmed_subscribers("zpravodaj", 4)
+    issue = make_issue()
+    send(issue)
+    run_jobs(app)
+    erased = db.session.scalar(select(Subscriber).filter_by(email="odberatel1@example.cz"))
+    db.session.delete(erased)
+    db.session.commit()
+    assert sorted(counted_by_rows(issue.id).items()) == [("sent", 3)]
+    assert_counters_in_step(issue.id)
+    assert counts(issue)["total"] == 3
+
+    db.session.delete(db.session.get(Issue, issue.id))
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
+    assert db.session.scalar(select(func.count()).select_from(DeliveryBatch)) == 0

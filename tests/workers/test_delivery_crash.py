@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -24,6 +24,7 @@ from service.issues import sending
 from service.jobs import redis_connection
 from service.models import Delivery, DeliveryBatch, Issue, MailingList
 from tests.conftest import add_confirmed_subscribers
+from tests.waiting import wait_until
 from tests.workers.test_outgoing_mail import worker_env
 
 RECIPIENTS = 300
@@ -49,7 +50,8 @@ class SlowSink(MailCatcher):
             return self.received.wait_for(lambda: len(self.mails) >= count, timeout)
 
 
-def start_worker(app, smtp_url: str, **settings: str) -> subprocess.Popen:
+def start_worker(app, smtp_url: str, log: Path | None = None, **settings: str) -> subprocess.Popen:
+    """A real worker process with short leases and timeouts; its stderr to `log` if given."""
     env = worker_env(app, smtp_url)
     env.update(BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", SMTP_TIMEOUT="2", RECONCILE_INTERVAL="1")
     env.update(settings)
@@ -58,7 +60,7 @@ def start_worker(app, smtp_url: str, **settings: str) -> subprocess.Popen:
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("wb") if log is not None else subprocess.DEVNULL,
     )
 
 
@@ -93,18 +95,8 @@ def start_issue() -> int:
     return issue.id
 
 
-def wait_until(condition, timeout: float) -> bool:
-    """Poll the database until `condition()` holds; False when `timeout` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.3)  # a polling interval, not a guess at how long anything takes
-    return False
-
-
-def wait_until_sent(issue_id: int, timeout: float) -> bool:
-    return wait_until(lambda: issue_status(issue_id) == "sent", timeout)
+def wait_until_sent(issue_id: int, what: str, timeout: float) -> None:
+    wait_until(lambda: issue_status(issue_id) == "sent", what, timeout=timeout, interval=0.3)
 
 
 def assert_everyone_once_at_most_one_twice(mails) -> None:
@@ -132,7 +124,7 @@ def test_worker_killed_mid_issue_a_new_worker_completes_it(app):
 
         second = start_worker(app, smtp_url)
         try:
-            assert wait_until_sent(issue_id, timeout=120), "the issue did not complete by itself"
+            wait_until_sent(issue_id, "the issue to complete by itself", timeout=120)
         finally:
             stop(second, signal.SIGTERM)
     finally:
@@ -150,7 +142,7 @@ def test_redis_flushed_while_workers_send_loses_nothing(app):
         try:
             assert sink.wait_for(40, timeout=60)
             redis_connection().flushdb()  # queued batch jobs and the worker's own keys vanish
-            assert wait_until_sent(issue_id, timeout=120), "the issue did not complete by itself"
+            wait_until_sent(issue_id, "the issue to complete by itself", timeout=120)
         finally:
             stop(worker, signal.SIGTERM)
     finally:
@@ -180,8 +172,8 @@ def test_mail_server_down_then_back_the_issue_resumes_by_itself(app):
     controller = None
     try:
         # The first try and both of RQ's retries (after 1 s and 2 s) of a batch were refused.
-        assert wait_until(lambda: most_tries_of_a_batch(issue_id) >= 3, timeout=60), (
-            "the worker did not retry"
+        wait_until(
+            lambda: most_tries_of_a_batch(issue_id) >= 3, "the worker's retries", interval=0.3
         )
         db.session.expire_all()
         errors = set(
@@ -197,7 +189,7 @@ def test_mail_server_down_then_back_the_issue_resumes_by_itself(app):
         assert errors and all(e.startswith(f"cannot connect to 127.0.0.1:{port}") for e in errors)
         assert issue_status(issue_id) == "sending"
         controller = start_catcher(sink, port=port)  # the server is back
-        assert wait_until_sent(issue_id, timeout=120), "the issue did not resume by itself"
+        wait_until_sent(issue_id, "the issue to resume by itself", timeout=120)
     finally:
         stop(worker, signal.SIGTERM)
         if controller is not None:

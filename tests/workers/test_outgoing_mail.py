@@ -216,7 +216,7 @@ def test_local_part_with_diacritics_depends_on_the_smtp_server(
         answer = client.post("/subscribe", json={"email": "jiří.novák@seznam.cz"})
         if not smtputf8_server:
             assert answer.status_code == 422
-            assert answer.json == {"errors": {"email": "Neplatný e-mail."}}
+            assert answer.json["errors"] == {"email": "Neplatný e-mail."}
             return
         assert answer.status_code == 202
         run_jobs(app)

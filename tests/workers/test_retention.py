@@ -39,6 +39,7 @@ from tests.conftest import (
     log_in,
     process_signups,
     run_jobs,
+    send_issue_now,
 )
 from workers import retention
 from workers.retention import (
@@ -190,16 +191,7 @@ def test_zero_keeps_unconfirmed_sign_ups_for_ever(client, app, clock):
 
 
 def send_issue(app, slug: str = "zpravodaj") -> Issue:
-    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
-    fields, errors = sending.validate_fields("Zpravodaj 1/2027", "Dobrý den,\n\nnovinky.\n", "")
-    assert not errors
-    issue = sending.create_issue(mailing_list, fields, None)
-    db.session.commit()
-    sending.send_now(issue)
-    db.session.commit()
-    run_jobs(app)
-    db.session.expire_all()
-    issue = db.session.get(Issue, issue.id)
+    issue = send_issue_now(app, slug, "Zpravodaj 1/2027")
     assert issue.status == "sent"
     return issue
 

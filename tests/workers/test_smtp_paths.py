@@ -283,7 +283,9 @@ def starttls_server(app, sink, certificates) -> Iterator[int]:
 
 def delivery_of(address: str) -> Delivery:
     db.session.expire_all()
-    return db.session.scalar(select(Delivery).join(Subscriber).where(Subscriber.email == address))
+    return db.session.scalar(
+        select(Delivery).join(Delivery.subscriber).where(Subscriber.email == address)
+    )
 
 
 def issue_status(issue: Issue) -> str:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,15 +29,16 @@ from service.dev.redis_server import PrivateRedis
 from service.extensions import db
 from service.jobs import BULK_QUEUE, MAIL_QUEUE, queue, redis_connection
 from service.models import DeliveryBatch
+from tests.waiting import wait_until
 from tests.workers.test_delivery_crash import (
     RECIPIENTS,
     SlowSink,
     issue_status,
     start_issue,
-    wait_until,
+    start_worker,
     wait_until_sent,
 )
-from tests.workers.test_outgoing_mail import sign_up, worker_env
+from tests.workers.test_outgoing_mail import sign_up
 
 
 class RestartableRedis:
@@ -70,19 +70,6 @@ def own_redis() -> Iterator[RestartableRedis]:
 def redis_url(own_redis) -> str:
     """The app of these tests (and its workers) use the Redis the test may kill."""
     return own_redis.url
-
-
-def start_worker(app, smtp_url: str, log: Path, **settings: str) -> subprocess.Popen:
-    env = worker_env(app, smtp_url)
-    env.update(BATCH_SIZE="50", BATCH_LEASE_SECONDS="3", SMTP_TIMEOUT="2", RECONCILE_INTERVAL="1")
-    env.update(settings)
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
 
 
 def processes_of(pid: int) -> list[int]:
@@ -143,12 +130,13 @@ def test_redis_killed_and_restarted_mid_issue_the_same_workers_complete_it(
         assert sink.wait_for(60, timeout=60), "the workers never got going"
         own_redis.kill()  # queued batches, RQ's registries and the workers' keys are gone
         try:
-            assert wait_until(
-                lambda: any(log_says(log, "Redis unreachable") for log in logs), timeout=60
-            ), "no worker noticed the outage"
+            wait_until(
+                lambda: any(log_says(log, "Redis unreachable") for log in logs),
+                "a worker to notice the outage", interval=0.3,
+            )  # fmt: skip
         finally:
             own_redis.restart()  # empty
-        assert wait_until_sent(issue_id, timeout=180), "the issue did not complete by itself"
+        wait_until_sent(issue_id, "the issue to complete by itself", timeout=180)
         assert [w.poll() for w in workers] == [None, None], "a worker quit"
     finally:
         for worker in workers:
@@ -186,15 +174,15 @@ def test_delivery_resumes_when_the_relay_returns_not_at_the_next_retry(app, clie
             mail = ScheduledJobRegistry(queue=queue(MAIL_QUEUE)).count
             return mail == 1 and bulk == RECIPIENTS // 50
 
-        assert wait_until(all_waiting, timeout=60), "the jobs did not go to RQ's retry"
+        wait_until(all_waiting, "the jobs to go to RQ's retry", interval=0.3)
         report = worker_status.read_smtp(redis_connection())
         assert report is not None and not report.ok
         assert report.error.startswith(f"cannot connect to 127.0.0.1:{port}")
         assert issue_status(issue_id) == "sending"
 
         controller = start_catcher(sink, port=port)  # the relay is back
-        assert wait_until_sent(issue_id, timeout=60), "delivery did not resume"
-        assert wait_until(lambda: any("jana@seznam.cz" in m.rcpt_tos for m in sink.mails), 60)
+        wait_until_sent(issue_id, "delivery to resume", timeout=60)
+        wait_until(lambda: any("jana@seznam.cz" in m.rcpt_tos for m in sink.mails), "jana's mail")
     finally:
         kill_all(worker)
         if controller is not None:
@@ -240,7 +228,7 @@ def test_sigterm_mid_issue_hands_over_and_nobody_gets_it_twice(app, tmp_path):
 
         # A long lease: only the hand-over, never a lease running out, lets this one go on.
         second = start_worker(app, smtp_url, tmp_path / "second.log", BATCH_LEASE_SECONDS="600")
-        assert wait_until_sent(issue_id, timeout=120), "the new worker did not finish the issue"
+        wait_until_sent(issue_id, "the new worker to finish the issue", timeout=120)
     finally:
         if second is not None:
             kill_all(second)

@@ -1,0 +1,185 @@
+"""Czech and English: which language a request speaks, and the gettext catalogues.
+
+Czech is the source of truth for wording: every message is written in Czech in
+the code and the templates (the gettext msgid), `service/translations/en` holds
+the English translations and `service/translations/cs` only Czech's three
+plural forms (CLDR: 1 zpráva, 2–4 zprávy, 5+ zpráv), which a Czech msgid with a
+single plural cannot carry. Flask-Babel picks the catalogue per request, Babel
+formats dates and numbers from CLDR.
+
+The language of a request (DESIGN.md §5.4): `?lang=cs|en`, then the person's
+stored choice (a subscriber's `language` on their personal pages, else the
+`lang` cookie a `?lang=` leaves behind), then `Accept-Language`, then Czech.
+Mails take the recipient's stored language (`mail_language`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, Response, current_app, g, has_request_context, request
+from flask_babel import Babel, force_locale, get_locale, refresh
+from markupsafe import Markup
+
+from .paths import PACKAGE_ROOT
+
+LANGUAGES = ("cs", "en")
+DEFAULT_LANGUAGE = "cs"
+TRANSLATIONS_DIR = PACKAGE_ROOT / "translations"
+DOMAIN = "messages"
+# The visitor's choice made with ?lang=, kept for the pages that follow.
+LANGUAGE_COOKIE = "lang"
+LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
+# What the language choice is called in each language (for the switcher and forms).
+LANGUAGE_NAMES = {"cs": "Čeština", "en": "English"}
+
+babel = Babel()
+
+
+def valid_language(value: object) -> str | None:
+    """`value` when it names a language of the service ("cs", "en"), else None."""
+    if isinstance(value, str) and value.strip().lower() in LANGUAGES:
+        return value.strip().lower()
+    return None
+
+
+def requested_language() -> str | None:
+    """The language named by ?lang= (or the form field `lang`), if any and valid."""
+    named = valid_language(request.args.get("lang"))
+    if named is None and request.method == "POST" and request.mimetype in _FORM_TYPES:
+        # Reading the form may fail (too large, malformed): the error page still needs a language.
+        try:
+            named = valid_language(request.form.get("lang"))
+        except Exception:
+            named = None
+    return named
+
+
+# Only the plain forms (the sign-up form carries `lang`): a multipart upload is
+# left for its own view to read, under its own size limit.
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded"})
+
+
+def select_language() -> str:
+    """The language of this request (Flask-Babel's locale selector)."""
+    if not has_request_context():
+        return getattr(g, "person_language", None) or DEFAULT_LANGUAGE
+    return (
+        requested_language()
+        or getattr(g, "person_language", None)
+        or valid_language(request.cookies.get(LANGUAGE_COOKIE))
+        or request.accept_languages.best_match(LANGUAGES)
+        or DEFAULT_LANGUAGE
+    )
+
+
+def use_person_language(language: str | None) -> None:
+    """A view that knows whose page it shows: their stored language unless ?lang= says otherwise."""
+    stored = valid_language(language)
+    if stored is not None:
+        g.person_language = stored
+        refresh()  # Flask-Babel caches the locale of a request once asked
+
+
+def current_language() -> str:
+    """ "cs" or "en": the language pages and mails of this context are rendered in."""
+    return str(get_locale() or DEFAULT_LANGUAGE)
+
+
+def content_lang(content_language: str = DEFAULT_LANGUAGE) -> Markup:
+    """` lang="cs"` on an element holding content written in Czech (an issue) when the page
+    around it speaks another language; nothing on a Czech page."""
+    if current_language() == content_language:
+        return Markup("")
+    return Markup(' lang="{}"').format(content_language)
+
+
+def mail_language(language: str | None) -> str:
+    """The language a mail to someone with this stored language is written in."""
+    return valid_language(language) or DEFAULT_LANGUAGE
+
+
+@contextmanager
+def in_language(language: str | None) -> Iterator[None]:
+    """Render (templates, gettext, dates) in `language` inside the block; Czech when unknown."""
+    with force_locale(mail_language(language)):
+        yield
+
+
+def _choose_afresh(endpoint: str | None, values: dict | None) -> None:
+    """Each request chooses its language anew.
+
+    Flask-Babel keeps the choice on `g`, which belongs to the app context; a
+    request inside an app context that is already pushed (a test, a CLI
+    command calling the app) shares it with the requests before it.
+    """
+    g.pop("person_language", None)
+    refresh()
+
+
+def _remember_choice(response: Response) -> Response:
+    """A ?lang= choice is remembered in a cookie, so the next pages keep the language."""
+    named = valid_language(request.args.get("lang"))
+    if named is not None and request.cookies.get(LANGUAGE_COOKIE) != named:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            named,
+            max_age=LANGUAGE_COOKIE_MAX_AGE,
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
+    # The same URL answers in another language by these.
+    response.vary.update(("Accept-Language", "Cookie"))
+    return response
+
+
+def compile_catalogues(folder: Path = TRANSLATIONS_DIR) -> list[Path]:
+    """Compile every stale `<lang>/LC_MESSAGES/messages.po` under `folder` to its `.mo`.
+
+    A checkout compiles them (bootstrap, the tests, `create_app`), the wheel's
+    build hook too; the `.mo` files are not kept in git. Each is written to a
+    temporary file and renamed, so processes compiling at once never read half
+    a file. Returns the catalogues written.
+    """
+    written = []
+    for po_path in sorted(folder.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=po_path.parent.parent.name)
+        handle, temporary = tempfile.mkstemp(dir=mo_path.parent, suffix=".mo.tmp")
+        try:
+            with os.fdopen(handle, "wb") as mo_file:
+                write_mo(mo_file, catalog, use_fuzzy=False)
+            os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from the service's user
+            os.replace(temporary, mo_path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        written.append(mo_path)
+    return written
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", app.config.get("TIMEZONE", "Europe/Prague"))
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
+    if os.access(TRANSLATIONS_DIR, os.W_OK):
+        # A checkout (or an editable install): catalogues edited since the last
+        # compile are compiled now, so a page never shows a stale translation.
+        compile_catalogues()
+    babel.init_app(app, locale_selector=select_language)
+    # A URL value preprocessor runs first in every request, routed or not.
+    app.url_value_preprocessor(_choose_afresh)
+    app.after_request(_remember_choice)
+    app.jinja_env.globals["current_language"] = current_language
+    app.jinja_env.globals["content_lang"] = content_lang
+    app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES
