@@ -872,6 +872,9 @@ class Issue(Model):
     # the issue was sent, so the invitation it carries never changes afterwards.
     meeting_method: Mapped[str | None] = mapped_column(String(16))
     meeting_sequence: Mapped[int | None]
+    # An announcement about one date of a series (its change, cancellation or
+    # reminder): that date's RECURRENCE-ID, the start the rule gives, naive UTC.
+    meeting_occurrence: Mapped[datetime | None]
     # Final counts kept when retention deletes the per-recipient delivery rows
     # (DELIVERY_DETAIL_DAYS after sending); None while the rows exist.
     delivery_summary: Mapped[dict | None] = mapped_column(JSON)
@@ -993,16 +996,76 @@ class Meeting(Model):
         return self.start <= utcnow()
 
 
+class MeetingOccurrence(Model):
+    """One date of a series kept apart: moved or cancelled alone (an exception the
+    calendar writes with RECURRENCE-ID), or only reminded.
+
+    `recurrence_id` is the start the rule gives that date (naive UTC), which
+    names it for good; `start`/`end`/`location`/… are what holds now. `sequence`
+    is the exception's own SEQUENCE (above the series' when it changed), so a
+    change of one date leaves answers to the series current.
+    """
+
+    __tablename__ = "meeting_occurrence"
+    __table_args__ = (UniqueConstraint("meeting_id", "recurrence_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meeting.id", ondelete="CASCADE"))
+    recurrence_id: Mapped[datetime]  # UTC
+    start: Mapped[datetime]  # UTC
+    end: Mapped[datetime]  # UTC
+    location: Mapped[str] = mapped_column(String(300), default="")
+    online_url: Mapped[str] = mapped_column(String(500), default="")
+    agenda: Mapped[str] = mapped_column(Text, default="")
+    sequence: Mapped[int] = mapped_column(default=0)
+    # Set when the date was moved or changed alone: then it is an exception.
+    changed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    reminder_sent_at: Mapped[datetime | None]
+
+    meeting: Mapped[Meeting] = relationship()
+
+    @property
+    def is_exception(self) -> bool:
+        """Whether calendars must be told of it (a VEVENT with RECURRENCE-ID)."""
+        return self.changed_at is not None or self.cancelled_at is not None
+
+    @property
+    def started(self) -> bool:
+        return self.start <= utcnow()
+
+
 class MeetingResponse(Model):
     """One member's answer to one meeting, and whether they came (the attendance sheet).
 
     `sequence` is the invitation's SEQUENCE the answer was given to: a calendar
-    REPLY to an older version of the meeting is stale and ignored.
+    REPLY to an older version of the meeting is stale and ignored. In a series,
+    `occurrence` None is the answer to the whole series; a row with an
+    `occurrence` (its RECURRENCE-ID) is the answer to, and attendance at, that
+    date alone, and wins over the series' answer there.
     """
 
     __tablename__ = "meeting_response"
     __table_args__ = (
-        UniqueConstraint("meeting_id", "subscriber_id"),
+        # One answer per member to the series, and one per member and date: NULLs
+        # are distinct in a unique constraint, hence two partial indexes.
+        Index(
+            "uq_meeting_response_series",
+            "meeting_id",
+            "subscriber_id",
+            unique=True,
+            sqlite_where=text("occurrence IS NULL"),
+            postgresql_where=text("occurrence IS NULL"),
+        ),
+        Index(
+            "uq_meeting_response_occurrence",
+            "meeting_id",
+            "subscriber_id",
+            "occurrence",
+            unique=True,
+            sqlite_where=text("occurrence IS NOT NULL"),
+            postgresql_where=text("occurrence IS NOT NULL"),
+        ),
         one_of("partstat", PartStat),
         one_of("channel", ResponseChannel),
     )
@@ -1010,6 +1073,7 @@ class MeetingResponse(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     meeting_id: Mapped[int] = mapped_column(ForeignKey("meeting.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    occurrence: Mapped[datetime | None]  # a series' date (RECURRENCE-ID, UTC); None: all
     partstat: Mapped[str] = mapped_column(String(16), default=PartStat.NEEDS_ACTION)
     note: Mapped[str] = mapped_column(String(500), default="")
     channel: Mapped[str] = mapped_column(String(16), default=ResponseChannel.WEB)

@@ -44,7 +44,7 @@ def source_messages(tmp_path_factory) -> dict:
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=300,
     )
     with pot.open("rb") as handle:
         catalog = read_po(handle)

@@ -41,6 +41,7 @@ from ..czech import plural
 from ..extensions import db
 from ..issues import attachments, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
+from ..meetings import occurrences, series
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents, mail_context
 from ..meetings.recurrence import REPEAT_CHOICES, choice_for_rule
@@ -409,21 +410,34 @@ def _render_issue(
         meeting=mail_context(issue),
         meeting_values={**meeting_input_values(issue.meeting), **(values or {})},
         may_change_meeting=_may_change_meeting(issue),
+        meeting_dates=_upcoming_dates(issue) if _may_change_meeting(issue) else [],
         documents=documents(issue),
         attachment_limit=attachments.max_bytes(),
     ), (422 if errors else 200)
 
 
 def _may_change_meeting(issue: Issue) -> bool:
-    """A sent (or sending) invitation of a meeting still ahead and not cancelled."""
+    """A sent (or sending) invitation of a meeting still ahead (a series: with a date
+    ahead) and not cancelled."""
     meeting = issue.meeting
     return (
         meeting is not None
         and issue.meeting_method == MeetingMethod.REQUEST
         and issue.status in Issue.PUBLISHED
         and meeting.cancelled_at is None
-        and meeting.end > utcnow()
+        and (
+            meeting.end > utcnow()
+            or bool(meeting.rrule and occurrences.upcoming(meeting, after=utcnow(), count=1))
+        )
     )
+
+
+def _upcoming_dates(issue: Issue) -> list[occurrences.Occurrence]:
+    """A series' next dates, each to move or cancel alone on the invitation's page."""
+    meeting = issue.meeting
+    if meeting is None or not meeting.rrule:
+        return []
+    return occurrences.upcoming(meeting, after=utcnow(), count=occurrences.LISTED_AFTER)
 
 
 @bp.get("/issues/<int(max=2147483647):issue_id>")
@@ -702,6 +716,39 @@ def meeting_cancel(meeting_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash("Setkání je zrušeno; členové dostávají zrušení pozvánky.", "success")
     return redirect(url_for("admin.issue", issue_id=cancellation.id))
+
+
+@bp.post("/meetings/<int(max=2147483647):meeting_id>/dates/<int(max=99999999999):key>")
+def meeting_date(meeting_id: int, key: int) -> ResponseReturnValue:
+    """One date of a series: move it (`akce=presunout`, a draft update to send), cancel
+    it (`zrusit`) or it and all after it (`zrusit-dalsi`), both sent at once."""
+    meeting = _meeting_or_404(meeting_id)
+    issue = _posted_from()
+    moment = occurrences.from_timestamp(key)
+    action = request.form.get("akce", "")
+    if action not in ("presunout", "zrusit", "zrusit-dalsi"):
+        abort(400)
+    try:
+        if action == "presunout":
+            fields, errors = meeting_from_form(request.form, meeting.mailing_list)
+            if errors or fields is None:
+                message = next(iter(errors.values()), "Vyplňte nový termín a místo setkání.")
+                raise meetings.MeetingError(message)
+            update = series.update_occurrence(meeting, moment, fields, account())
+            db.session.commit()
+            flash(
+                "Termín je změněn. Zkontrolujte oznámení o změně a odešlete ho členům.", "success"
+            )
+            return redirect(url_for("admin.issue", issue_id=update.id))
+        if not request.form.get("confirm"):
+            raise meetings.MeetingError("Potvrďte zrušení zaškrtnutím políčka.")
+        change = series.cancel_occurrence if action == "zrusit" else series.cancel_rest
+        sent = change(meeting, moment, account())
+    except meetings.MeetingError as error:
+        return _meeting_refused(issue, error)
+    db.session.commit()
+    flash("Termín je zrušen; členové dostávají oznámení.", "success")
+    return redirect(url_for("admin.issue", issue_id=sent.id))
 
 
 @bp.post("/issues/<int(max=2147483647):issue_id>/attachments")

@@ -12,10 +12,12 @@ import io
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from ..clock import utcnow
 from ..extensions import db
-from ..meetings import attendance
+from ..meetings import attendance, occurrences
 from ..meetings import rules as meetings
 from ..meetings.calendar import format_meeting_time, meeting_title
+from ..meetings.occurrences import Occurrence
 from ..meetings.rsvp import LABELS
 from ..models import Meeting, PartStat
 from ..people_csv import writer
@@ -49,27 +51,55 @@ def _meeting_or_404(meeting_id: int) -> Meeting:
     return meeting
 
 
+def _date(meeting: Meeting) -> Occurrence | None:
+    """The date of a series the page is about (`termin`, its key): by default the last
+    one that has begun, else the next. None for a single meeting."""
+    if not meeting.rrule:
+        return None
+    key = request.values.get("termin", "")
+    moment = occurrences.from_timestamp(key)
+    if key:
+        found = occurrences.find(meeting, moment) if moment is not None else None
+        if found is None:
+            abort(404)
+        return found
+    dates = occurrences.listed(meeting)
+    begun = [d for d in dates if d.started and not d.cancelled]
+    ahead = [d for d in dates if not d.started and not d.cancelled]
+    return begun[-1] if begun else (ahead[0] if ahead else None)
+
+
 def _context(meeting: Meeting) -> dict:
-    people = attendance.attendees(meeting)
+    date = _date(meeting)
+    key = date.recurrence_id if date is not None else None
+    people = attendance.attendees(meeting, key)
     not_coming, absent = attendance.missing_kinds(people)
+    start, end = (date.start, date.end) if date else (meeting.start, meeting.end)
+    cancelled = meeting.cancelled_at is not None or (date is not None and date.cancelled)
     return {
         "meeting": meeting,
         "group": meeting.mailing_list,
         "title": meeting_title(meeting),
-        "when": format_meeting_time(meeting.start, meeting.end),
+        "when": format_meeting_time(start, end),
+        "place": date.location if date else meeting.location,
+        "cancelled": cancelled,
+        "date": date,
+        "dates": occurrences.listed(meeting) if meeting.rrule else [],
+        "termin": date.key if date else None,
         "people": people,
         "groups": attendance.by_institution(people),
-        "counts": attendance.counts(meeting),
+        "counts": attendance.counts(meeting, key),
         "not_coming": not_coming,
         "absent": absent,
         "labels": LABELS,
-        "may_tick": meeting.started and meeting.cancelled_at is None,
+        "may_tick": start <= utcnow() and not cancelled and (date is not None or not meeting.rrule),
     }
 
 
 @bp.get(_MEETING + "/attendance")
 def meeting_attendance(meeting_id: int) -> ResponseReturnValue:
-    """Who comes, grouped by institution type, and which kinds of institution are missing."""
+    """Who comes, grouped by institution type, and which kinds of institution are missing;
+    for a series, at one of its dates (`?termin=`)."""
     meeting = _meeting_or_404(meeting_id)
     return render_template("admin/meeting_attendance.html", **_context(meeting))
 
@@ -78,16 +108,23 @@ def meeting_attendance(meeting_id: int) -> ResponseReturnValue:
 def meeting_attendance_post(meeting_id: int) -> ResponseReturnValue:
     """After the meeting: the coordinator ticks who came."""
     meeting = _meeting_or_404(meeting_id)
+    date = _date(meeting)
+    key = date.recurrence_id if date is not None else None
     present = {int(v) for v in request.form.getlist("present") if v.isdigit() and len(v) < 12}
     try:
-        came = attendance.record_attendance(meeting, present)
+        came = attendance.record_attendance(meeting, present, key)
     except attendance.AttendanceRefused as refused:
         db.session.rollback()
         flash(str(refused), "error")
         return render_template("admin/meeting_attendance.html", **_context(meeting)), 409
     db.session.commit()
-    flash(f"Účast je uložena: přišlo {came} z {len(attendance.attendees(meeting))}.", "success")
-    return redirect(url_for("admin.meeting_attendance", meeting_id=meeting.id))
+    invited = len(attendance.attendees(meeting, key))
+    flash(f"Účast je uložena: přišlo {came} z {invited}.", "success")
+    return redirect(
+        url_for(
+            "admin.meeting_attendance", meeting_id=meeting.id, termin=date.key if date else None
+        )
+    )
 
 
 @bp.get(_MEETING + "/attendance.csv")
@@ -98,7 +135,8 @@ def meeting_attendance_csv(meeting_id: int) -> ResponseReturnValue:
     stream.write("\ufeff")
     out = writer(stream, CSV_COLUMNS)
     out.writeheader()
-    for person in attendance.attendees(meeting):
+    date = _date(meeting)
+    for person in attendance.attendees(meeting, date.recurrence_id if date else None):
         out.writerow(
             {
                 "name": person.name,
@@ -132,12 +170,17 @@ def meeting_attendance_sheet(meeting_id: int) -> ResponseReturnValue:
 def meeting_minutes(meeting_id: int) -> ResponseReturnValue:
     """ "Napsat zápis": a draft of the minutes, opened for writing and attachments."""
     meeting = _meeting_or_404(meeting_id)
+    date = _date(meeting)
     try:
-        draft = meetings.start_minutes(meeting, account())
+        draft = meetings.start_minutes(meeting, account(), date)
     except meetings.MeetingError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("admin.meeting_attendance", meeting_id=meeting.id))
+        return redirect(
+            url_for(
+                "admin.meeting_attendance", meeting_id=meeting.id, termin=date.key if date else None
+            )
+        )
     db.session.commit()
     flash("Koncept zápisu je připraven; doplňte text, přiložte dokumenty a odešlete ho.", "success")
     return redirect(url_for("admin.issue_edit", issue_id=draft.id))

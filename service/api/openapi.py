@@ -60,6 +60,18 @@ _ISSUE_ID = {
 }
 
 
+_RECURRENCE_ID = {
+    "name": "recurrence_id",
+    "in": "path",
+    "required": True,
+    "description": (
+        "A date of the series: its RECURRENCE-ID in UTC (ISO 8601 with an offset) or "
+        "its `key` from the meeting's `dates`."
+    ),
+    "schema": {"type": "string", "maxLength": 40},
+    "examples": {"iso": {"value": "2027-02-09T08:30:00Z"}, "key": {"value": "1801816200"}},
+}
+
 _MEETING_ID = {
     "name": "meeting_id",
     "in": "path",
@@ -288,6 +300,59 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/meetings/{meeting_id}/dates/{recurrence_id}/update": {
+            "post": {
+                "operationId": "updateMeetingDate",
+                "summary": "Move one date of a recurring meeting",
+                "description": (
+                    "Changes that date alone (an exception with its RECURRENCE-ID and "
+                    "its own SEQUENCE; the series and answers to it stay) and creates "
+                    "a draft update about it; send it with `/issues/{id}/send`."
+                ),
+                "tags": ["meetings"],
+                "parameters": [_MEETING_ID, _RECURRENCE_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("schemas", "MeetingInput")}},
+                },
+                "responses": {
+                    "201": _json(_ref("schemas", "Issue"), "The draft update."),
+                    **_errors(*_WITH_BODY, 409, 422, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/meetings/{meeting_id}/dates/{recurrence_id}/cancel": {
+            "post": {
+                "operationId": "cancelMeetingDate",
+                "summary": "Cancel one date of a recurring meeting",
+                "description": (
+                    "Sends the group `METHOD:CANCEL` with that date's RECURRENCE-ID at "
+                    "once; the other dates stand."
+                ),
+                "tags": ["meetings"],
+                "parameters": [_MEETING_ID, _RECURRENCE_ID],
+                "responses": {
+                    "202": _json(_ref("schemas", "Issue"), "The cancellation is being sent."),
+                    **_errors(409, *_COMMON),
+                },
+            }
+        },
+        "/api/v1/meetings/{meeting_id}/dates/{recurrence_id}/cancel-following": {
+            "post": {
+                "operationId": "cancelMeetingFollowing",
+                "summary": "Cancel a date of a recurring meeting and all after it",
+                "description": (
+                    "Ends the series' rule before that date (UNTIL, SEQUENCE + 1) and "
+                    "sends the shortened series to the group at once."
+                ),
+                "tags": ["meetings"],
+                "parameters": [_MEETING_ID, _RECURRENCE_ID],
+                "responses": {
+                    "202": _json(_ref("schemas", "Issue"), "The change is being sent."),
+                    **_errors(409, *_COMMON),
+                },
+            }
+        },
         "/api/v1/issues/{issue_id}/pause": _state_change_path(
             "Pause sending",
             "Stops after the messages in flight; resume continues where it stopped.",
@@ -424,6 +489,30 @@ DOCUMENT: dict[str, Any] = {
                         "type": ["string", "null"],
                         "description": "The RRULE in Czech (každé druhé úterý v měsíci v 9:30).",
                     },
+                    "dates": {
+                        "type": "array",
+                        "description": "A series' last few dates held and next few; [] else.",
+                        "items": _ref("schemas", "MeetingDate"),
+                    },
+                },
+                "additionalProperties": False,
+            },
+            "MeetingDate": {
+                "type": "object",
+                "required": ["recurrence_id", "key", "start", "end", "changed", "cancelled"],
+                "properties": {
+                    "recurrence_id": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "The start the rule gives the date; names it for good.",
+                    },
+                    "key": {"type": "string", "description": "The same as a Unix time."},
+                    "start": {"type": "string", "format": "date-time"},
+                    "end": {"type": "string", "format": "date-time"},
+                    "location": {"type": "string"},
+                    "changed": {"type": "boolean", "description": "Moved or changed alone."},
+                    "cancelled": {"type": "boolean"},
+                    "sequence": {"type": "integer", "minimum": 0},
                 },
                 "additionalProperties": False,
             },
@@ -507,6 +596,14 @@ DOCUMENT: dict[str, Any] = {
                         "type": ["string", "null"],
                         "enum": [*(m.value for m in MeetingMethod), None],
                         "description": "Invitation/update/reminder, or cancellation.",
+                    },
+                    "meeting_date": {
+                        "type": ["string", "null"],
+                        "format": "date-time",
+                        "description": (
+                            "For an announcement about one date of a series (its change, "
+                            "cancellation or reminder): that date's RECURRENCE-ID."
+                        ),
                     },
                     "attachments": {"type": "array", "items": _ref("schemas", "Attachment")},
                     "attendance": {

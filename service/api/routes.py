@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
 from ..extensions import db
 from ..issues import attachments, sending
-from ..meetings import attendance
+from ..meetings import attendance, occurrences, series
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents
 from ..models import (
@@ -171,6 +171,61 @@ def cancel_meeting(meeting_id: int) -> ResponseReturnValue:
     return jsonify(issue_json(issue)), 202
 
 
+_DATE_ROUTE = _MEETING_ROUTE + "/dates/<recurrence_id>"
+
+
+def _date_of(recurrence_id: str) -> datetime:
+    """A date of a series in the URL: its RECURRENCE-ID in UTC (ISO 8601, `…Z`) or as
+    a Unix time (`key` in the meeting's `dates`)."""
+    moment = occurrences.from_timestamp(recurrence_id)
+    if moment is None and len(recurrence_id) <= 40:
+        try:
+            parsed = datetime.fromisoformat(recurrence_id)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            moment = parsed.astimezone(UTC).replace(tzinfo=None)
+    if moment is None:
+        raise ApiError(404, "Takový termín setkání v řadě není.")
+    return moment
+
+
+@bp.post(_DATE_ROUTE + "/update")
+def update_meeting_date(meeting_id: int, recurrence_id: str) -> ResponseReturnValue:
+    """Move one date of a series (or change its place): a draft update about it; 201."""
+    meeting = _meeting_or_404(meeting_id)
+    moment = _date_of(recurrence_id)
+    fields, problems = meetings.validate_meeting(_json_object())
+    if problems:
+        raise ApiError(422, errors=problems)
+    issue = _meeting_change(series.update_occurrence, meeting, moment, fields, current_api_user())
+    db.session.commit()
+    response = jsonify(issue_json(issue))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.issue", issue_id=issue.id)
+    return response
+
+
+@bp.post(_DATE_ROUTE + "/cancel")
+def cancel_meeting_date(meeting_id: int, recurrence_id: str) -> ResponseReturnValue:
+    """Cancel one date of a series: METHOD:CANCEL with its RECURRENCE-ID goes out; 202."""
+    meeting = _meeting_or_404(meeting_id)
+    moment = _date_of(recurrence_id)
+    issue = _meeting_change(series.cancel_occurrence, meeting, moment, current_api_user())
+    db.session.commit()
+    return jsonify(issue_json(issue)), 202
+
+
+@bp.post(_DATE_ROUTE + "/cancel-following")
+def cancel_meeting_following(meeting_id: int, recurrence_id: str) -> ResponseReturnValue:
+    """End a series before this date (UNTIL); the shortened series goes out; 202."""
+    meeting = _meeting_or_404(meeting_id)
+    moment = _date_of(recurrence_id)
+    issue = _meeting_change(series.cancel_rest, meeting, moment, current_api_user())
+    db.session.commit()
+    return jsonify(issue_json(issue)), 202
+
+
 def _meeting_change(change, *args):
     try:
         return change(*args)
@@ -218,8 +273,11 @@ def issue_json(issue: Issue) -> dict[str, Any]:
         "counts": sending.delivery_counts(issue),
         "meeting": meetings.meeting_json(issue.meeting) if issue.meeting else None,
         "meeting_method": issue.meeting_method,
+        "meeting_date": iso_utc(issue.meeting_occurrence),
         "attachments": [attachments.attachment_json(a) for a in documents(issue)],
-        "attendance": attendance.counts(issue.meeting) if issue.meeting else None,
+        "attendance": (
+            attendance.counts(issue.meeting, issue.meeting_occurrence) if issue.meeting else None
+        ),
     }
 
 

@@ -2,7 +2,9 @@
 
 Many operators receive bounces in a mailbox rather than on a port. The
 poller reads BOUNCE_IMAP_URL (`imaps://user:password@host[:port]/INBOX`),
-handles every message there like the pipe does (`inbox.process_message`),
+handles every message there like the pipe does (`inbox.process_message`;
+a calendar app's answer to a meeting's `rsvp+…` address, as the SMTP
+receiver does, by `meetings.replies.process_reply`),
 and then moves it to the "Processed" folder (or, without MOVE, copies it
 there and expunges it), flagged \\Seen.
 
@@ -34,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from ..extensions import db
+from ..meetings.replies import NotAReply, addressed_to_us, process_reply
 from ..models import MailboxMessage
 from ..progress import progress
 from .inbox import process_message
@@ -159,9 +162,12 @@ def _handle(client: IMAPClient, mailbox: MailboxUrl, uidvalidity: int, uid: int)
         db.session.commit()
         return False
 
-    def note(_report: BounceReport | None) -> None:
+    def note(_report: BounceReport | None = None) -> None:
         _note(mailbox.name, uidvalidity, uid, message_id)
 
+    if addressed_to_us(raw):
+        _handle_reply(raw, uid, note)
+        return True
     try:
         process_message(raw, before_commit=note)
     except NotABounce as exc:
@@ -170,6 +176,19 @@ def _handle(client: IMAPClient, mailbox: MailboxUrl, uidvalidity: int, uid: int)
         note(None)
         db.session.commit()
     return True
+
+
+def _handle_reply(raw: bytes, uid: int, note: Callable[[], None]) -> None:
+    """A calendar app's answer to a meeting's `rsvp+…` address: recorded as the SMTP
+    receiver records it (meetings/replies.py), never taken for a bounce or a human reply."""
+    try:
+        outcome = process_reply(raw, before_commit=note)
+    except NotAReply as exc:
+        log.info("bounce mailbox: uid %s to a reply address is no calendar answer (%s)", uid, exc)
+        note()
+        db.session.commit()
+        return
+    log.info("bounce mailbox: uid %s calendar reply %s %s", uid, outcome.status, outcome.partstat)
 
 
 def _seen(name: str, uidvalidity: int | None, uid: int | None, message_id: str) -> bool:

@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
 from .. import consent, tokens
@@ -38,13 +39,14 @@ from ..extensions import db, limiter
 from ..i18n import use_person_language
 from ..institutions import institution_labels
 from ..issues.markdown import markdown_to_html
-from ..meetings import attendance, recurrence
+from ..meetings import attendance, occurrences, recurrence, rsvp
 from ..meetings.calendar import CALENDAR_CONTENT_TYPE, documents, feed_for
 from ..models import (
     Attachment,
     Issue,
     MailingList,
     Meeting,
+    PartStat,
     Subscriber,
     SubscriptionStatus,
 )
@@ -307,8 +309,8 @@ def member_page(slug: str, token: str) -> ResponseReturnValue:
         .order_by(func.coalesce(Issue.started_at, Issue.created_at).desc(), Issue.id.desc())
         .limit(MEMBER_PAGE_ANNOUNCEMENTS)
     )
-    announcements = [_announcement(issue, group, token, zone) for issue in issues]
-    next_meeting = _next_meeting(group, zone)
+    announcements = [_announcement(issue, group, token, zone, subscriber) for issue in issues]
+    next_meeting = _next_meeting(group, zone, subscriber)
     feed_url = joining.calendar_feed_url(subscriber, group)
     return render_template(
         "groups/member.html",
@@ -325,8 +327,11 @@ def member_page(slug: str, token: str) -> ResponseReturnValue:
 NEXT_OCCURRENCES = 4
 
 
-def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> dict[str, Any]:
-    """One sent announcement on the members' page; minutes with their meeting's record."""
+def _announcement(
+    issue: Issue, group: MailingList, token: str, zone: str, subscriber: Subscriber
+) -> dict[str, Any]:
+    """One sent announcement on the members' page; minutes with their meeting's record
+    and the member's own answer and attendance."""
     item: dict[str, Any] = {
         "subject": issue.subject,
         "date": czech_date(local_date(issue.started_at or issue.created_at, zone)),
@@ -343,14 +348,21 @@ def _announcement(issue: Issue, group: MailingList, token: str, zone: str) -> di
     }
     meeting = issue.meeting
     if meeting is not None and issue.meeting_method is None:  # minutes of a meeting
-        people = attendance.attendees(meeting)
+        key = issue.meeting_occurrence  # of one date of a series
+        date = occurrences.find(meeting, key) if key is not None else None
+        held = date or occurrences.Occurrence(
+            meeting.id, meeting.start, meeting.start, meeting.end, meeting.location,
+            meeting.online_url, meeting.agenda, meeting.sequence, False, False,
+        )  # fmt: skip
+        people = attendance.attendees(meeting, key)
         item["minutes"] = {
-            "when": format_meeting_time(meeting.start, meeting.end, zone),
-            "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-            "counts": attendance.counts(meeting),
+            "when": format_meeting_time(held.start, held.end, zone),
+            "agenda_html": markdown_to_html(held.agenda) if held.agenda else "",
+            "counts": attendance.counts(meeting, key),
             "came": sum(1 for a in people if a.attended),
             "ticked": any(a.attended is not None for a in people),
             "invited": len(people),
+            "mine": _own_attendance(people, subscriber),
         }
     return item
 
@@ -384,38 +396,77 @@ def document(slug: str, token: str, document_id: int) -> ResponseReturnValue:
     )
 
 
-def _next_meeting(group: MailingList, zone: str) -> dict | None:
-    """The group's next meeting for its members' page; a series with its next dates."""
+def _next_meeting(group: MailingList, zone: str, subscriber: Subscriber) -> dict | None:
+    """The group's next announced meeting for its members' page (a series with its next
+    dates), with the member's own answer and the link to give or change it."""
     now = utcnow()
     candidates = db.session.scalars(
         select(Meeting).where(
             Meeting.list_id == group.id,
+            Meeting.id.in_(_announced_meetings(group)),
             Meeting.cancelled_at.is_(None),
             (Meeting.start > now) | (Meeting.rrule != ""),
         )
     )
     upcoming = []
     for meeting in candidates:
-        dates = [(meeting.start, meeting.end)]
-        if meeting.rrule:
-            dates = recurrence.occurrences(
-                meeting.rrule, meeting.start, meeting.end, zone, after=now, count=NEXT_OCCURRENCES
-            )
+        dates = occurrences.upcoming(meeting, after=now, count=NEXT_OCCURRENCES)
         if dates:
-            upcoming.append((dates[0][0], meeting.id, meeting, dates))
+            upcoming.append((dates[0].start, meeting.id, meeting, dates))
     if not upcoming:
         return None
     _, _, meeting, dates = min(upcoming)
+    date = dates[0]
     return {
-        "when": format_meeting_time(dates[0][0], dates[0][1], zone),
+        "when": format_meeting_time(date.start, date.end, zone),
         "rhythm": recurrence.describe(meeting.rrule, meeting.start, zone) if meeting.rrule else "",
-        "later": [format_meeting_time(start, end, zone) for start, end in dates[1:]],
-        "location": meeting.location,
+        "later": [_later(later, date, zone) for later in dates[1:]],
+        "location": date.location,
         # Typed by a coordinator: a link only when it is a web address.
-        "online_url": meeting.online_url
-        if meeting.online_url.startswith(("https://", "http://"))
+        "online_url": date.online_url
+        if date.online_url.startswith(("https://", "http://"))
         else "",
-        "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
+        "agenda_html": markdown_to_html(date.agenda) if date.agenda else "",
+        "answer": _own_answer(meeting, subscriber, date),
+    }
+
+
+def _later(date: occurrences.Occurrence, first: occurrences.Occurrence, zone: str) -> str:
+    """A later date of the series; its place when it differs from the next one's."""
+    when = format_meeting_time(date.start, date.end, zone)
+    return f"{when}, {date.location}" if date.location != first.location else when
+
+
+def _own_attendance(people: list[attendance.Attendee], subscriber: Subscriber) -> str:
+    """What the minutes say of the member: whether the sheet has them, else their answer."""
+    mine = next((a for a in people if a.subscriber_id == subscriber.id), None)
+    if mine is None:
+        return ""
+    if mine.attended is not None:
+        return (
+            _("Podle prezenční listiny jste se setkání zúčastnili.")
+            if mine.attended
+            else _("Podle prezenční listiny jste na setkání nebyli.")
+        )
+    if mine.partstat == PartStat.NEEDS_ACTION:
+        return ""
+    return _("Vaše odpověď: %(answer)s.", answer=rsvp.LABELS[PartStat(mine.partstat)])
+
+
+def _own_answer(
+    meeting: Meeting, subscriber: Subscriber, date: occurrences.Occurrence
+) -> dict[str, Any]:
+    """The member's answer for the next date and their /rsvp/ page to give or change it
+    (for a series, the page of that date)."""
+    recurrence_id = date.recurrence_id if meeting.rrule else None
+    response = rsvp.answer_for(meeting, subscriber, recurrence_id)
+    partstat = PartStat(response.partstat) if response is not None else PartStat.NEEDS_ACTION
+    token = rsvp.rsvp_token(subscriber.public_key, meeting.id, recurrence_id)
+    return {
+        "answered": partstat != PartStat.NEEDS_ACTION,
+        "label": rsvp.LABELS[partstat],
+        "note": response.note if response is not None else "",
+        "url": url_for("rsvp.answer", token=token),
     }
 
 

@@ -276,6 +276,17 @@ def _split_lines(body: str) -> list[bytes | PersonalLine]:
     return parts
 
 
+def _attach(msg: EmailMessage, files: tuple[MailFile, ...]) -> None:
+    """The documents every copy carries: the mail becomes multipart/mixed around them."""
+    if files:
+        msg.make_mixed()
+        for file in files:
+            maintype, _, subtype = file.content_type.partition("/")
+            msg.add_attachment(
+                file.data, maintype=maintype, subtype=subtype, filename=file.filename
+            )
+
+
 class MessageSkeleton:
     """One issue's message with the per-recipient parts left open (see module docstring)."""
 
@@ -289,6 +300,7 @@ class MessageSkeleton:
         calendar: tuple[str, bytes] | None = None,
         invitation: InvitationLines | None = None,
         meeting_id: int | None = None,
+        meeting_occurrence: datetime | None = None,
         files: tuple[MailFile, ...] = (),
     ) -> None:
         self.issue_id = issue_id
@@ -312,13 +324,7 @@ class MessageSkeleton:
                 cte="quoted-printable",
                 params={"method": calendar[0]},
             )
-        if files:
-            msg.make_mixed()
-            for file in files:
-                maintype, _, subtype = file.content_type.partition("/")
-                msg.add_attachment(
-                    file.data, maintype=maintype, subtype=subtype, filename=file.filename
-                )
+        _attach(msg, files)
         raw = msg.as_bytes(policy=MAIL_POLICY)
         # The static headers go last, after the personal ones.
         self._head, body = raw.split(b"\r\n\r\n", 1)
@@ -336,7 +342,9 @@ class MessageSkeleton:
             after_html,
             *calendar_parts,
         ]
+        # An issue about one date of a series (meeting_occurrence) answers for that date.
         self._invitation, self._meeting_id = invitation, meeting_id
+        self._meeting_occurrence = meeting_occurrence
         self._prepare_links()
 
     def _prepare_links(self) -> None:
@@ -409,7 +417,9 @@ class MessageSkeleton:
         token = (
             SAMPLE_TOKEN
             if recipient.public_key is None or self._meeting_id is None
-            else self._rsvp_tokens.dump(recipient.public_key, self._meeting_id)
+            else self._rsvp_tokens.dump(
+                recipient.public_key, self._meeting_id, self._meeting_occurrence
+            )
         )
         return self._rsvp_prefix + token + self._rsvp_suffix
 
@@ -438,5 +448,6 @@ def skeleton_for(issue: Issue, subject_prefix: str = "") -> MessageSkeleton:
             else None
         ),
         meeting_id=issue.meeting_id,
+        meeting_occurrence=issue.meeting_occurrence,
         files=tuple(MailFile(a.filename, a.content_type, a.data) for a in documents(issue)),
     )

@@ -11,6 +11,7 @@ prezenční listina, is signed on paper).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import or_, select
 
@@ -25,6 +26,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
+from . import occurrences
 
 # The API's names of the counts (DESIGN.md §5.5).
 COUNT_KEYS = {
@@ -63,8 +65,14 @@ class Attendee:
         return INSTITUTION_TYPES.get(self.institution, UNSTATED)
 
 
-def attendees(meeting: Meeting) -> list[Attendee]:
-    """The group's confirmed members and anyone who answered, by name."""
+def attendees(meeting: Meeting, occurrence: datetime | None = None) -> list[Attendee]:
+    """The group's confirmed members and anyone who answered, by name.
+
+    For one date of a series (`occurrence`, its RECURRENCE-ID) a member's answer
+    to that date wins over their answer to the series, and only that date's
+    ticks count as attendance.
+    """
+    own = _date_responses(meeting, occurrence) if occurrence is not None else {}
     rows = db.session.execute(
         select(Subscriber, Subscription, MeetingResponse)
         .join(
@@ -75,36 +83,52 @@ def attendees(meeting: Meeting) -> list[Attendee]:
         .outerjoin(
             MeetingResponse,
             (MeetingResponse.subscriber_id == Subscriber.id)
-            & (MeetingResponse.meeting_id == meeting.id),
+            & (MeetingResponse.meeting_id == meeting.id)
+            & MeetingResponse.occurrence.is_(None),
         )
         .where(
             or_(
                 Subscription.status == SubscriptionStatus.CONFIRMED,
                 MeetingResponse.id.is_not(None),
+                Subscriber.id.in_(list(own)),
             )
         )
     ).all()
-    found = [
-        Attendee(
-            subscriber_id=subscriber.id,
-            name=subscriber.name,
-            email=subscriber.email,
-            organization=membership.organization,
-            institution=membership.institution,
-            function=membership.function,
-            partstat=response.partstat if response else PartStat.NEEDS_ACTION,
-            note=response.note if response else "",
-            attended=response.attended if response else None,
+    found = []
+    for subscriber, membership, series in rows:
+        date = own.get(subscriber.id)
+        response = date or series
+        found.append(
+            Attendee(
+                subscriber_id=subscriber.id,
+                name=subscriber.name,
+                email=subscriber.email,
+                organization=membership.organization,
+                institution=membership.institution,
+                function=membership.function,
+                partstat=response.partstat if response else PartStat.NEEDS_ACTION,
+                note=response.note if response else "",
+                attended=(date.attended if date else None)
+                if occurrence is not None
+                else (series.attended if series else None),
+            )
         )
-        for subscriber, membership, response in rows
-    ]
     return sorted(found, key=lambda a: ((a.name or a.email).casefold(), a.subscriber_id))
 
 
-def counts(meeting: Meeting) -> dict[str, int]:
+def _date_responses(meeting: Meeting, occurrence: datetime) -> dict[int, MeetingResponse]:
+    return {
+        r.subscriber_id: r
+        for r in db.session.scalars(
+            select(MeetingResponse).filter_by(meeting_id=meeting.id, occurrence=occurrence)
+        )
+    }
+
+
+def counts(meeting: Meeting, occurrence: datetime | None = None) -> dict[str, int]:
     """{"accepted", "tentative", "declined", "needs_action"} as the API shows them."""
     result = dict.fromkeys(COUNT_KEYS.values(), 0)
-    for attendee in attendees(meeting):
+    for attendee in attendees(meeting, occurrence):
         result[COUNT_KEYS[PartStat(attendee.partstat)]] += 1
     return result
 
@@ -140,26 +164,43 @@ def missing_kinds(people: list[Attendee]) -> tuple[list[str], list[str]]:
     return not_coming, absent
 
 
-def record_attendance(meeting: Meeting, present: set[int]) -> int:
-    """The coordinator's ticks after the meeting: who came; returns how many came."""
-    if not meeting.started:
+def record_attendance(
+    meeting: Meeting, present: set[int], occurrence: datetime | None = None
+) -> int:
+    """The coordinator's ticks after the meeting (for a series, after one of its dates):
+    who came; returns how many came."""
+    date = occurrences.find(meeting, occurrence) if occurrence is not None else None
+    if meeting.rrule and date is None:
+        raise AttendanceRefused("U pravidelného setkání vyberte termín, jehož účast zapisujete.")
+    if not (date.started if date is not None else meeting.started):
         raise AttendanceRefused("Účast lze zaznamenat až od začátku setkání.")
-    if meeting.cancelled_at is not None:
+    if meeting.cancelled_at is not None or (date is not None and date.cancelled):
         raise AttendanceRefused("Setkání bylo zrušeno; účast se nezaznamenává.")
+    key = date.recurrence_id if date is not None else None
     responses = {
         r.subscriber_id: r
-        for r in db.session.scalars(select(MeetingResponse).filter_by(meeting_id=meeting.id))
+        for r in db.session.scalars(
+            select(MeetingResponse).where(
+                MeetingResponse.meeting_id == meeting.id,
+                MeetingResponse.occurrence.is_(None)
+                if key is None
+                else MeetingResponse.occurrence == key,
+            )
+        )
     }
     came = 0
-    for attendee in attendees(meeting):
+    for attendee in attendees(meeting, key):
         response = responses.get(attendee.subscriber_id)
         if response is None:
+            # A date's own row keeps the answer that held for it (the series').
             response = MeetingResponse(
                 meeting_id=meeting.id,
                 subscriber_id=attendee.subscriber_id,
-                partstat=PartStat.NEEDS_ACTION,
+                occurrence=key,
+                partstat=attendee.partstat,
+                note=attendee.note,
                 channel=ResponseChannel.COORDINATOR,
-                sequence=meeting.sequence,
+                sequence=date.sequence if date is not None else meeting.sequence,
             )
             db.session.add(response)
         response.attended = attendee.subscriber_id in present

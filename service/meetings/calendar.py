@@ -32,8 +32,10 @@ from ..issues.markdown import markdown_to_html, markdown_to_text
 from ..links import external_url
 from ..mail import sender_address
 from ..models import Attachment, Issue, MailingList, Meeting
+from . import occurrences
+from .occurrences import Occurrence
 from .recurrence import describe
-from .reminders import schedule_reminder
+from .reminders import schedule_date_reminder, schedule_reminder
 from .rsvp import OrganizerAddresses
 from .timezones import UnsupportedZone, vtimezone
 
@@ -89,36 +91,71 @@ def ics_url(meeting: Meeting) -> str:
 
 
 def mail_context(issue: Issue) -> dict[str, Any] | None:
-    """What the mail template shows about the issue's meeting, or None (none, or minutes)."""
+    """What the mail template shows about the issue's meeting, or None (none, or minutes).
+
+    An issue about one date of a series (its change, cancellation or reminder)
+    shows that date.
+    """
     meeting = issue.meeting
     if meeting is None or issue.meeting_method is None:
         return None
+    date = _date_of(issue)
+    rhythm = describe(meeting.rrule, meeting.start, local_zone().key) if meeting.rrule else ""
     return {
-        "when": format_meeting_time(meeting.start, meeting.end),
-        "rhythm": describe(meeting.rrule, meeting.start, local_zone().key) if meeting.rrule else "",
-        "location": meeting.location,
-        "online_url": meeting.online_url,
-        "agenda_html": markdown_to_html(meeting.agenda) if meeting.agenda else "",
-        "agenda_text": markdown_to_text(meeting.agenda) if meeting.agenda else "",
+        "when": format_meeting_time(date.start, date.end),
+        "rhythm": rhythm if issue.meeting_occurrence is None else "",
+        "location": date.location,
+        "online_url": date.online_url,
+        "agenda_html": markdown_to_html(date.agenda) if date.agenda else "",
+        "agenda_text": markdown_to_text(date.agenda) if date.agenda else "",
         "ics_url": ics_url(meeting),
         "cancelled": issue.meeting_method == "CANCEL",
         # The mail's "Přijdu / Možná / Nepřijdu" links: invitations, updates and reminders.
-        "rsvp": issue.meeting_method == "REQUEST" and meeting.cancelled_at is None,
+        "rsvp": issue.meeting_method == "REQUEST" and not date.cancelled,
     }
+
+
+def _date_of(issue: Issue) -> Occurrence:
+    """The date an issue is about: the one it names, else the meeting's first."""
+    meeting = issue.meeting
+    assert meeting is not None
+    if issue.meeting_occurrence is not None:
+        found = occurrences.find(meeting, issue.meeting_occurrence)
+        if found is not None:
+            return found
+    return occurrences.Occurrence(
+        meeting.id, meeting.start, meeting.start, meeting.end, meeting.location,
+        meeting.online_url, meeting.agenda, meeting.sequence, False,
+        meeting.cancelled_at is not None,
+    )  # fmt: skip
 
 
 # --- iCalendar ------------------------------------------------------------------
 
 
-def ics_for(meeting: Meeting, method: str, sequence: int) -> bytes:
+def ics_for(
+    meeting: Meeting, method: str, sequence: int, recurrence_id: datetime | None = None
+) -> bytes:
     """The meeting as an RFC 5545 calendar (METHOD REQUEST, CANCEL or PUBLISH).
+
+    A series carries its rule, its cancelled dates as EXDATE and each date
+    moved alone as a VEVENT with RECURRENCE-ID. With `recurrence_id` the
+    calendar is about that one date only (its change or cancellation, RFC 5546
+    §3.2.2.5 and §3.2.5), under its own SEQUENCE.
 
     No ATTENDEE: a mail's copy gets its own (`InvitationLines`); the ORGANIZER here
     is the sender, which each mailed copy replaces with the member's reply address.
     """
     calendar = _calendar(method)
     cancelled = method == "CANCEL" or meeting.cancelled_at is not None
-    calendar.add_component(meeting_event(meeting, sequence, cancelled))
+    if recurrence_id is not None:
+        date = occurrences.find(meeting, recurrence_id)
+        if date is None:
+            raise ValueError(f"meeting {meeting.id} has no date {recurrence_id}")
+        calendar.add_component(date_event(meeting, date, sequence, cancelled or date.cancelled))
+    else:
+        for event in series_events(meeting, sequence, cancelled):
+            calendar.add_component(event)
     add_timezone(calendar)
     return calendar.to_ical()
 
@@ -132,9 +169,8 @@ def feed_for(group: MailingList, meetings: list[Meeting]) -> bytes:
     calendar.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", "PT1H")
     for meeting in meetings:
-        calendar.add_component(
-            meeting_event(meeting, meeting.sequence, meeting.cancelled_at is not None)
-        )
+        for event in series_events(meeting, meeting.sequence, meeting.cancelled_at is not None):
+            calendar.add_component(event)
     add_timezone(calendar)
     return calendar.to_ical()
 
@@ -150,32 +186,86 @@ def _calendar(method: str) -> icalendar.Calendar:
     return calendar
 
 
+def _local(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC).astimezone(local_zone())
+
+
+def series_events(meeting: Meeting, sequence: int, cancelled: bool) -> list[icalendar.Event]:
+    """The meeting's VEVENT and, for a series, one per date moved alone (RECURRENCE-ID);
+    dates cancelled alone are the rule's EXDATEs."""
+    master = meeting_event(meeting, sequence, cancelled)
+    if not meeting.rrule or cancelled:
+        return [master]
+    events = [master]
+    kept = sorted(occurrences.rows(meeting).values(), key=lambda row: row.recurrence_id)
+    gone = [_local(row.recurrence_id) for row in kept if row.cancelled_at is not None]
+    if gone:
+        master.add("exdate", gone)
+    for row in kept:
+        if row.changed_at is not None and row.cancelled_at is None:
+            date = occurrences.find(meeting, row.recurrence_id)
+            if date is not None:
+                events.append(date_event(meeting, date, date.sequence, False))
+    return events
+
+
 def meeting_event(meeting: Meeting, sequence: int, cancelled: bool) -> icalendar.Event:
-    """The meeting's VEVENT: times in TIMEZONE, the agenda as DESCRIPTION, the sender as
-    ORGANIZER."""
+    """The meeting's VEVENT (a series' with its RRULE): times in TIMEZONE, the agenda as
+    DESCRIPTION, the sender as ORGANIZER."""
     import icalendar  # on use: see the imports
 
-    local = local_zone()
+    event = _event(
+        meeting, meeting.start, meeting.end, meeting.location, meeting.online_url,
+        meeting.agenda, sequence, cancelled,
+    )  # fmt: skip
+    if meeting.rrule:
+        event.add("rrule", icalendar.vRecur.from_ical(meeting.rrule))
+    return event
+
+
+def date_event(
+    meeting: Meeting, date: occurrences.Occurrence, sequence: int, cancelled: bool
+) -> icalendar.Event:
+    """One date of a series as it holds now, named by its RECURRENCE-ID."""
+    event = _event(
+        meeting, date.start, date.end, date.location, date.online_url, date.agenda,
+        sequence, cancelled,
+    )  # fmt: skip
+    if meeting.rrule:
+        event.add("recurrence-id", _local(date.recurrence_id))
+    return event
+
+
+def _event(
+    meeting: Meeting,
+    start: datetime,
+    end: datetime,
+    location: str,
+    online_url: str,
+    agenda: str,
+    sequence: int,
+    cancelled: bool,
+) -> icalendar.Event:
+    import icalendar  # on use: see the imports
+
     event = icalendar.Event()
     event.add("uid", meeting.uid)
     event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
-    event.add("dtstart", meeting.start.replace(tzinfo=UTC).astimezone(local))
-    event.add("dtend", meeting.end.replace(tzinfo=UTC).astimezone(local))
+    event.add("dtstart", _local(start))
+    event.add("dtend", _local(end))
     event.add("summary", meeting_title(meeting))
-    location = ", ".join(part for part in (meeting.location, meeting.online_url) if part)
-    if location:
-        event.add("location", location)
-    if meeting.online_url:
-        event.add("url", meeting.online_url)
-    description = _description(meeting)
+    where = ", ".join(part for part in (location, online_url) if part)
+    if where:
+        event.add("location", where)
+    if online_url:
+        event.add("url", online_url)
+    description = _description(meeting, agenda, online_url)
     if description:
         event.add("description", description)
     name, address = sender_address()
     organizer = icalendar.vCalAddress(f"mailto:{address}")
     organizer.params["cn"] = icalendar.vText(meeting.mailing_list.name or name)
     event.add("organizer", organizer)
-    if meeting.rrule:
-        event.add("rrule", icalendar.vRecur.from_ical(meeting.rrule))
     event.add("sequence", sequence)
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "OPAQUE")
@@ -273,14 +363,14 @@ def fold(line: str) -> str:
     return b"\r\n ".join(pieces).decode("utf-8")
 
 
-def _description(meeting: Meeting) -> str:
+def _description(meeting: Meeting, agenda: str, online_url: str) -> str:
     """The event's DESCRIPTION, in the group's language (the agenda is written in it)."""
     parts = []
     with in_language(meeting.mailing_list.language):
-        if meeting.agenda:
-            parts.append(_("Program:") + "\n" + markdown_to_text(meeting.agenda).strip())
-        if meeting.online_url:
-            parts.append(_("Online připojení: %(url)s", url=meeting.online_url))
+        if agenda:
+            parts.append(_("Program:") + "\n" + markdown_to_text(agenda).strip())
+        if online_url:
+            parts.append(_("Online připojení: %(url)s", url=online_url))
     return "\n\n".join(parts)
 
 
@@ -293,8 +383,10 @@ def calendar_for(issue: Issue) -> tuple[str, bytes] | None:
             return issue.meeting_method, attachment.data
     sequence = issue.meeting_sequence
     if sequence is None:
-        sequence = issue.meeting.sequence
-    return issue.meeting_method, ics_for(issue.meeting, issue.meeting_method, sequence)
+        sequence = _date_of(issue).sequence
+    return issue.meeting_method, ics_for(
+        issue.meeting, issue.meeting_method, sequence, issue.meeting_occurrence
+    )
 
 
 def documents(issue: Issue) -> list[Attachment]:
@@ -305,7 +397,8 @@ def documents(issue: Issue) -> list[Attachment]:
 def freeze_calendar(issue: Issue) -> None:
     """At the start of sending: store the calendar the issue carries, once, on the issue.
 
-    Also schedules the reminder when this is an invitation (or update) and none went yet.
+    Also schedules the reminder when this is an invitation (or update) and none went yet
+    (for a series, the next date's).
     """
     meeting = issue.meeting
     if meeting is None or issue.meeting_method not in METHODS:
@@ -313,12 +406,12 @@ def freeze_calendar(issue: Issue) -> None:
     for attachment in list(issue.attachments):
         if attachment.content_type == CALENDAR_CONTENT_TYPE:
             issue.attachments.remove(attachment)
-    issue.meeting_sequence = meeting.sequence
+    issue.meeting_sequence = _date_of(issue).sequence
     if not meeting.title:
         # The invitation names the meeting: its subject, without "Pozvánka:", is the
         # calendar's title from now on (an update moves the date in it).
         meeting.title = title_from_subject(issue.subject)[:200]
-    data = ics_for(meeting, issue.meeting_method, meeting.sequence)
+    data = ics_for(meeting, issue.meeting_method, issue.meeting_sequence, issue.meeting_occurrence)
     issue.attachments.append(
         Attachment(
             filename=CALENDAR_FILENAME,
@@ -328,9 +421,16 @@ def freeze_calendar(issue: Issue) -> None:
             data=data,
         )
     )
-    if (
-        issue.meeting_method == "REQUEST"
-        and meeting.cancelled_at is None
-        and meeting.reminder_sent_at is None
-    ):
+    if issue.meeting_method == "REQUEST" and meeting.cancelled_at is None:
+        _schedule_reminder_of(issue, meeting)
+
+
+def _schedule_reminder_of(issue: Issue, meeting: Meeting) -> None:
+    """The reminder an invitation or update promises: the meeting's, a series' next
+    date's, or the date's one an update of a single date is about."""
+    if issue.meeting_occurrence is not None:
+        date = occurrences.find(meeting, issue.meeting_occurrence)
+        if date is not None:
+            schedule_date_reminder(meeting, date)
+    elif meeting.rrule or meeting.reminder_sent_at is None:
         schedule_reminder(meeting)

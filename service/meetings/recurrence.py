@@ -9,8 +9,8 @@ stays at 9:30 across the change to summer time, as calendar apps expand it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from babel.dates import get_day_names
 from flask_babel import gettext as _
@@ -18,6 +18,10 @@ from flask_babel import lazy_gettext as _l
 
 from ..groups.dates import clock_time, local_time
 from ..i18n import current_language
+
+# dateutil is imported where a rule is expanded (worker memory, as icalendar in calendar.py).
+if TYPE_CHECKING:
+    from dateutil.rrule import rrule
 
 RRULE_MAX = 200
 # What the admin's simple chooser offers; each becomes an RRULE from the first date.
@@ -75,12 +79,16 @@ def choice_for_rule(rule: str) -> str:
 
 
 def check_rule(rule: str, start_local: datetime) -> str | None:
-    """None when `rule` is an RRULE we can keep; else why not, in Czech."""
+    """None when `rule` is an RRULE we can keep; else why not, in Czech. `start_local`
+    is the first start, aware, in the service's zone."""
     if len(rule) > RRULE_MAX or any(c in rule for c in "\r\n:"):
         return "Pravidlo opakování (RRULE) není platné, např. FREQ=MONTHLY;BYDAY=2TU."
     parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
     if parts.get("FREQ") not in _ALLOWED_FREQ:
         return "Setkání se může opakovat nejčastěji denně (FREQ=DAILY, WEEKLY, MONTHLY, YEARLY)."
+    if "UNTIL" in parts and not parts["UNTIL"].upper().endswith("Z"):
+        # RFC 5545: with a DTSTART in a time zone, UNTIL is a UTC time.
+        return "Konec opakování (UNTIL) uveďte v UTC, např. UNTIL=20270630T220000Z."
     from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
 
     try:
@@ -92,27 +100,49 @@ def check_rule(rule: str, start_local: datetime) -> str | None:
     return None
 
 
+def _series(rule: str, start_utc: datetime, zone: str) -> rrule:
+    """The rule expanded in `zone`'s wall-clock time from the first start."""
+    from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
+
+    first = local_time(start_utc, zone)
+    return rrulestr(f"RRULE:{rule}", dtstart=first)  # type: ignore[return-value]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
 def occurrences(
     rule: str, start_utc: datetime, end_utc: datetime, zone: str, *, after: datetime, count: int
 ) -> list[tuple[datetime, datetime]]:
-    """The next `count` (start, end) of a series, naive UTC, starting after `after` (UTC)."""
-    tz = ZoneInfo(zone)
-    first = local_time(start_utc, zone).replace(tzinfo=None)
+    """The next `count` (start, end) of a series by its rule, naive UTC, starting after
+    `after` (UTC). Each start is also that date's RECURRENCE-ID."""
     duration = end_utc - start_utc
-    after_local = local_time(after, zone).replace(tzinfo=None)
+    series = _series(rule, start_utc, zone)
+    moment = local_time(after, zone)
     found: list[tuple[datetime, datetime]] = []
-    moment = after_local
-    from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
-
-    series = rrulestr(f"RRULE:{rule}", dtstart=first)
     while len(found) < count:
         following = series.after(moment)
         if following is None:
             break
         moment = following
-        start = moment.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+        start = _utc(moment)
         found.append((start, start + duration))
     return found
+
+
+def is_rule_date(rule: str, start_utc: datetime, zone: str, moment: datetime) -> bool:
+    """Whether `moment` (naive UTC) is a start the rule gives: a date of the series."""
+    local = local_time(moment, zone)
+    found = _series(rule, start_utc, zone).after(local, inc=True)
+    return found is not None and _utc(found) == moment
+
+
+def until_before(rule: str, moment: datetime) -> str:
+    """`rule` ending before `moment` (naive UTC): UNTIL a second earlier, COUNT dropped."""
+    until = (moment - timedelta(seconds=1)).strftime("%Y%m%dT%H%M%SZ")
+    parts = [p for p in rule.split(";") if p.split("=", 1)[0].upper() not in ("UNTIL", "COUNT")]
+    return ";".join([*parts, f"UNTIL={until}"])
 
 
 def describe(rule: str, start_utc: datetime, zone: str) -> str:

@@ -13,11 +13,12 @@ answered with a polite note to the group's coordinators instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from ..institutions import institution_labels
 from ..mail import compose, queue_message, render_pair
 from ..models import Meeting, PartStat, Subscriber, Subscription
 from .calendar import meeting_title
-from .rsvp import answer_from_calendar, parse_rsvp_address
+from .rsvp import answer_from_calendar, is_rsvp_address, parse_rsvp_address
 
 if TYPE_CHECKING:  # imported on use, as in calendar.py
     import icalendar
@@ -60,11 +61,43 @@ class ReplyOutcome:
 
 
 def process_reply(
-    raw: bytes, envelope_recipients: list[str] | tuple[str, ...] = ()
+    raw: bytes,
+    envelope_recipients: list[str] | tuple[str, ...] = (),
+    *,
+    before_commit: Callable[[], None] | None = None,
 ) -> ReplyOutcome:
-    """Parse and record one calendar answer, committing; raises NotAReply for other mail."""
+    """Parse and record one calendar answer, committing; raises NotAReply for other mail.
+
+    `before_commit` runs in the same transaction whatever the outcome (the
+    mailbox poller notes the message there, so recording it and marking it
+    done are one).
+    """
     message = message_from_bytes(raw, policy=policy.default)
     calendar = _calendar_of(message)
+    try:
+        outcome = _answer(calendar, message, envelope_recipients)
+        if before_commit is not None:
+            before_commit()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    log.info("calendar reply for meeting %s: %s", outcome.meeting_id, outcome.status)
+    return outcome
+
+
+def addressed_to_us(raw: bytes) -> bool:
+    """Whether a message's headers (Delivered-To, X-Original-To, To, Cc) name a meeting's
+    reply address: how the mailbox poller, which has no envelope, tells a calendar answer."""
+    headers = BytesHeaderParser(policy=policy.default).parsebytes(raw[:65536])
+    return any(is_rsvp_address(address) for address in _addresses(headers, ()))
+
+
+def _answer(
+    calendar: icalendar.Calendar,
+    message: EmailMessage,
+    envelope_recipients: Iterable[str],
+) -> ReplyOutcome:
     method = str(calendar.get("METHOD", "")).upper()
     if method not in ("REPLY", "COUNTER"):
         return ReplyOutcome("ignored")
@@ -80,18 +113,10 @@ def process_reply(
     events = [e for e in calendar.walk("VEVENT") if str(e.get("UID", "")) == meeting.uid]
     if not events:
         return ReplyOutcome("unknown", meeting_id=meeting.id)
-    try:
-        if method == "COUNTER":
-            _notify_counter(meeting, subscriber, events[0])
-            outcome = ReplyOutcome("counter", meeting_id=meeting.id)
-        else:
-            outcome = _record(meeting, subscriber, events[0])
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    log.info("calendar %s for meeting %s: %s", method, meeting.id, outcome.status)
-    return outcome
+    if method == "COUNTER":
+        _notify_counter(meeting, subscriber, events[0])
+        return ReplyOutcome("counter", meeting_id=meeting.id)
+    return _record(meeting, subscriber, events[0])
 
 
 def _record(meeting: Meeting, subscriber: Subscriber, event: icalendar.Component) -> ReplyOutcome:
@@ -102,8 +127,25 @@ def _record(meeting: Meeting, subscriber: Subscriber, event: icalendar.Component
         sequence = int(event.get("SEQUENCE", 0))
     except (TypeError, ValueError):
         sequence = 0
-    status = answer_from_calendar(meeting, subscriber, PartStat(partstat), sequence)
+    status = answer_from_calendar(
+        meeting, subscriber, PartStat(partstat), sequence, _recurrence_id(event)
+    )
     return ReplyOutcome(status, partstat, meeting.id)
+
+
+def _recurrence_id(event: icalendar.Component) -> datetime | None:
+    """A REPLY about one date of a series names it by RECURRENCE-ID: as naive UTC."""
+    if "RECURRENCE-ID" not in event:
+        return None
+    try:
+        value = event.decoded("RECURRENCE-ID")
+    except (KeyError, ValueError, TypeError):
+        return None
+    if not isinstance(value, datetime):
+        return None  # a whole-day date: not how our invitations name a date
+    if value.tzinfo is None:  # floating time: the service's wall clock
+        value = value.replace(tzinfo=local_zone())
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _partstat(event: icalendar.Component, subscriber: Subscriber) -> str:
@@ -139,7 +181,7 @@ def _calendar_of(message: EmailMessage) -> icalendar.Calendar:
     raise NotAReply("zpráva neobsahuje kalendář (text/calendar)")
 
 
-def _addresses(message: EmailMessage, envelope_recipients: Iterable[str]) -> list[str]:
+def _addresses(message: Message, envelope_recipients: Iterable[str]) -> list[str]:
     """The envelope's recipients first (what the MTA delivered to), then the headers'."""
     found = list(envelope_recipients)
     for header in ("Delivered-To", "X-Original-To", "To", "Cc"):

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -22,6 +23,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..bounces.verp import bounce_base
+from ..clock import utcnow
 from ..extensions import db
 from ..models import (
     Meeting,
@@ -31,6 +33,8 @@ from ..models import (
     Subscriber,
     Subscription,
 )
+from . import occurrences
+from .occurrences import Occurrence, from_timestamp, timestamp
 
 RSVP_LOCAL_PART = "rsvp"
 MAC_LENGTH = 16  # hex digits
@@ -63,7 +67,9 @@ class RsvpRefused(Exception):
 
 
 class RsvpTokens:
-    """The signed part of a member's /rsvp/<token> link: `<meeting id>.<public key>.<MAC>`.
+    """The signed part of a member's /rsvp/<token> link: `<meeting id>.<public key>.<MAC>`,
+    or `<meeting id>-<date>.<public key>.<MAC>` for one date of a series (its
+    RECURRENCE-ID as a Unix time).
 
     Not an itsdangerous token like the other links: the delivery engine signs
     one per copy, and the serializer's JSON, zlib and key derivation cost more
@@ -74,28 +80,34 @@ class RsvpTokens:
     def __init__(self) -> None:
         self.keys = [k.encode() for k in _keys()]
 
-    def _mac(self, key: bytes, meeting_id: int, public_key: str) -> str:
-        digest = hmac.new(key, f"rsvp-link:{meeting_id}:{public_key}".encode(), "sha256")
+    def _mac(self, key: bytes, meeting: str, public_key: str) -> str:
+        digest = hmac.new(key, f"rsvp-link:{meeting}:{public_key}".encode(), "sha256")
         return base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode("ascii")
 
-    def dump(self, public_key: str, meeting_id: int) -> str:
-        return f"{meeting_id}.{public_key}.{self._mac(self.keys[0], meeting_id, public_key)}"
+    def dump(self, public_key: str, meeting_id: int, recurrence_id: datetime | None = None) -> str:
+        meeting = str(meeting_id)
+        if recurrence_id is not None:
+            meeting += f"-{timestamp(recurrence_id)}"
+        return f"{meeting}.{public_key}.{self._mac(self.keys[0], meeting, public_key)}"
 
-    def load(self, token: str) -> tuple[int, str] | None:
-        """(meeting id, public key) of a genuine token, else None."""
+    def load(self, token: str) -> tuple[int, str, datetime | None] | None:
+        """(meeting id, public key, the date or None) of a genuine token, else None."""
         parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 10:
+        if len(parts) != 3:
             return None
-        meeting_id, public_key, mac = int(parts[0]), parts[1], parts[2]
+        meeting, public_key, mac = parts
+        meeting_id, _, date = meeting.partition("-")
+        if not meeting_id.isdigit() or len(meeting_id) > 10 or (date and not date.isdigit()):
+            return None
         if not any(
-            hmac.compare_digest(mac, self._mac(key, meeting_id, public_key)) for key in self.keys
+            hmac.compare_digest(mac, self._mac(key, meeting, public_key)) for key in self.keys
         ):
             return None
-        return meeting_id, public_key
+        return int(meeting_id), public_key, from_timestamp(date) if date else None
 
 
-def rsvp_token(public_key: str, meeting_id: int) -> str:
-    return RsvpTokens().dump(public_key, meeting_id)
+def rsvp_token(public_key: str, meeting_id: int, recurrence_id: datetime | None = None) -> str:
+    return RsvpTokens().dump(public_key, meeting_id, recurrence_id)
 
 
 def _keys() -> list[str]:
@@ -168,43 +180,91 @@ def parse_rsvp_address(address: str) -> SignedAddress | None:
 # --- recording --------------------------------------------------------------------
 
 
-def response_of(meeting: Meeting, subscriber: Subscriber) -> MeetingResponse | None:
+def response_of(
+    meeting: Meeting, subscriber: Subscriber, occurrence: datetime | None = None
+) -> MeetingResponse | None:
+    """The member's own row for the series (or single meeting), or for one date of it."""
     return db.session.scalar(
-        select(MeetingResponse).filter_by(meeting_id=meeting.id, subscriber_id=subscriber.id)
+        select(MeetingResponse).where(
+            MeetingResponse.meeting_id == meeting.id,
+            MeetingResponse.subscriber_id == subscriber.id,
+            MeetingResponse.occurrence.is_(None)
+            if occurrence is None
+            else MeetingResponse.occurrence == occurrence,
+        )
     )
 
 
-def _response_row(meeting: Meeting, subscriber: Subscriber) -> MeetingResponse:
-    found = response_of(meeting, subscriber)
+def answer_for(
+    meeting: Meeting, subscriber: Subscriber, occurrence: datetime | None = None
+) -> MeetingResponse | None:
+    """The answer that holds for a date: its own, else the one to the whole series."""
+    own = response_of(meeting, subscriber, occurrence) if occurrence is not None else None
+    return own or response_of(meeting, subscriber)
+
+
+def _response_row(
+    meeting: Meeting, subscriber: Subscriber, occurrence: datetime | None
+) -> MeetingResponse:
+    found = response_of(meeting, subscriber, occurrence)
     if found is None:
         found = MeetingResponse(
-            meeting_id=meeting.id, subscriber_id=subscriber.id, partstat=PartStat.NEEDS_ACTION
+            meeting_id=meeting.id,
+            subscriber_id=subscriber.id,
+            occurrence=occurrence,
+            partstat=PartStat.NEEDS_ACTION,
         )
         db.session.add(found)
     return found
 
 
+def closed_because(meeting: Meeting, date: Occurrence | None) -> str | None:
+    """Why no answer can be taken now (in the current language), or None while it can: until
+    the date (or a single meeting) starts; for a whole series, while it has a date ahead."""
+    if meeting.cancelled_at is not None or (date is not None and date.cancelled):
+        return _("Setkání bylo zrušeno; odpověď už není potřeba.")
+    started = _("Setkání už začalo; odpověď už změnit nelze.")
+    if date is not None:
+        return started if date.started else None
+    if meeting.rrule:
+        if not occurrences.upcoming(meeting, after=utcnow(), count=1):
+            return _("Všechna setkání řady už proběhla; odpověď už změnit nelze.")
+        return None
+    return started if meeting.started else None
+
+
 def answer_from_page(
-    meeting: Meeting, subscriber: Subscriber, partstat: PartStat, note: str
-) -> MeetingResponse:
-    """The member's choice on the RSVP page; refused once the meeting started or was cancelled."""
-    if meeting.cancelled_at is not None:
-        raise RsvpRefused(_("Setkání bylo zrušeno; odpověď už není potřeba."))
-    if meeting.started:
-        raise RsvpRefused(_("Setkání už začalo; odpověď už změnit nelze."))
-    response = _response_row(meeting, subscriber)
-    response.answer(partstat, ResponseChannel.WEB, meeting.sequence, note.strip()[:NOTE_MAX])
+    meeting: Meeting, subscriber: Subscriber, partstat: PartStat, note: str,
+    date: Occurrence | None = None,
+) -> MeetingResponse:  # fmt: skip
+    """The member's choice on the RSVP page (for the meeting, the series, or one date of
+    it); refused once it started or was cancelled."""
+    refused = closed_because(meeting, date)
+    if refused:
+        raise RsvpRefused(refused)
+    occurrence = date.recurrence_id if date is not None else None
+    sequence = date.sequence if date is not None else meeting.sequence
+    response = _response_row(meeting, subscriber, occurrence)
+    response.answer(partstat, ResponseChannel.WEB, sequence, note.strip()[:NOTE_MAX])
     return response
 
 
 def answer_from_calendar(
-    meeting: Meeting, subscriber: Subscriber, partstat: PartStat, sequence: int
-) -> str:
-    """A calendar app's REPLY: recorded unless stale or too late; returns what happened."""
-    if sequence < meeting.sequence:
+    meeting: Meeting, subscriber: Subscriber, partstat: PartStat, sequence: int,
+    recurrence_id: datetime | None = None,
+) -> str:  # fmt: skip
+    """A calendar app's REPLY (to the series, or with RECURRENCE-ID to one date): recorded
+    unless stale (a SEQUENCE below the date's or the series') or too late."""
+    date = None
+    if recurrence_id is not None and meeting.rrule:
+        date = occurrences.find(meeting, recurrence_id)
+        if date is None:
+            return "unknown"
+    if sequence < (date.sequence if date is not None else meeting.sequence):
         return "stale"
-    if meeting.cancelled_at is not None or meeting.started:
+    if closed_because(meeting, date):
         return "closed"
-    response = _response_row(meeting, subscriber)
+    occurrence = date.recurrence_id if date is not None else None
+    response = _response_row(meeting, subscriber, occurrence)
     response.answer(partstat, ResponseChannel.CALENDAR, sequence, None)
     return "recorded"

@@ -27,7 +27,7 @@ from ..i18n import in_language
 from ..issues.sending import IssueInput, create_issue, send_now
 from ..mail import sender_domain
 from ..models import Issue, MailingList, Meeting, User
-from . import wording
+from . import occurrences, recurrence, wording
 from .calendar import ics_url, meeting_title
 from .recurrence import REPEAT_CHOICES, check_rule, describe, rule_for_choice
 
@@ -134,7 +134,7 @@ def _rrule(data: dict, start: datetime | None, errors: dict[str, str]) -> str:
         errors["rrule"] = "Pravidlo opakování musí být text, např. FREQ=MONTHLY;BYDAY=2TU."
         return ""
     rule = rule.strip().upper().removeprefix("RRULE:")
-    problem = check_rule(rule, first) if rule else None
+    problem = check_rule(rule, start.replace(tzinfo=UTC).astimezone(local_zone())) if rule else None
     if problem:
         errors["rrule"] = problem
     return rule
@@ -249,9 +249,21 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
     old_start, old_end, old_location = meeting.start, meeting.end, meeting.location
     _apply(meeting, fields)
     meeting.sequence += 1
+    _forget_lost_dates(meeting)
     meeting.title = retitle(title, old_start, meeting.start, meeting.mailing_list.language)[:200]
     subject, body = wording.update_text(title, old_start, old_end, old_location, meeting)
-    return _announcement(meeting, subject, body, "REQUEST", author)
+    return announcement(meeting, subject, body, "REQUEST", author)
+
+
+def _forget_lost_dates(meeting: Meeting) -> None:
+    """After the whole series changed: dates kept apart that its rule no longer gives
+    are gone (a calendar drops exceptions of dates the series no longer has)."""
+    zone = local_zone().key
+    for row in occurrences.rows(meeting).values():
+        if not meeting.rrule or not recurrence.is_rule_date(
+            meeting.rrule, meeting.start, zone, row.recurrence_id
+        ):
+            db.session.delete(row)
 
 
 def retitle(title: str, old_start: datetime, new_start: datetime, language: str = "cs") -> str:
@@ -288,23 +300,31 @@ def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     meeting.cancelled_at = utcnow()
     meeting.sequence += 1
     subject, body = wording.cancel_text(meeting)
-    issue = _announcement(meeting, subject, body, "CANCEL", author)
+    issue = announcement(meeting, subject, body, "CANCEL", author)
     send_now(issue)
     return issue
 
 
-def start_minutes(meeting: Meeting, author: User | None) -> Issue:
-    """A draft of the meeting's minutes: an announcement tied to the meeting (no calendar),
-    kept on the members' page with the agenda, the attendance and its documents."""
-    if meeting.cancelled_at is not None:
+def start_minutes(
+    meeting: Meeting, author: User | None, date: occurrences.Occurrence | None = None
+) -> Issue:
+    """A draft of the meeting's minutes (for a series, of one of its dates): an
+    announcement tied to the meeting (no calendar), kept on the members' page with the
+    agenda, the attendance and its documents."""
+    if meeting.rrule and date is None:
+        raise MeetingError("U pravidelného setkání vyberte termín, ze kterého je zápis.")
+    if meeting.cancelled_at is not None or (date is not None and date.cancelled):
         raise MeetingError("Setkání bylo zrušeno; zápis z něj nevznikne.")
-    if not meeting.started:
+    start = date.start if date is not None else meeting.start
+    if start > utcnow():
         raise MeetingError("Zápis lze napsat až od začátku setkání.")
-    subject, body = wording.minutes_text(meeting)
-    return _announcement(meeting, subject, body, None, author)
+    subject, body = wording.minutes_text(meeting, date)
+    issue = announcement(meeting, subject, body, None, author)
+    issue.meeting_occurrence = date.recurrence_id if date is not None else None
+    return issue
 
 
-def _announcement(
+def announcement(
     meeting: Meeting, subject: str, body: str, method: str | None, author: User | None
 ) -> Issue:
     """A draft issue to the group about its meeting: a change ("Změna termínu: …", METHOD
@@ -331,4 +351,21 @@ def meeting_json(meeting: Meeting) -> dict[str, Any]:
         "rrule": meeting.rrule or None,
         "rhythm": describe(meeting.rrule, meeting.start, zone) if meeting.rrule else None,
         "ics_url": ics_url(meeting),
+        "dates": [_date_json(date) for date in occurrences.listed(meeting)]
+        if meeting.rrule
+        else [],
+    }
+
+
+def _date_json(date: occurrences.Occurrence) -> dict[str, Any]:
+    """One date of a series as the API shows it (the last few held and the next few)."""
+    return {
+        "recurrence_id": iso_utc(date.recurrence_id),
+        "key": date.key,
+        "start": iso_utc(date.start),
+        "end": iso_utc(date.end),
+        "location": date.location,
+        "changed": date.changed,
+        "cancelled": date.cancelled,
+        "sequence": date.sequence,
     }

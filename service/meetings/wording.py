@@ -1,5 +1,6 @@
 """What the meeting announcements say: subjects and opening lines of an update, a
-cancellation, the minutes and the reminder.
+cancellation, the minutes and the reminder, of a whole meeting or of one date of a
+series (moved or cancelled alone, or the rest of the series cancelled).
 
 Announcements are issues on the group's list, written once for all its
 members, so they speak the list's language (`MailingList.language`), not the
@@ -15,12 +16,14 @@ from datetime import datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from ..archive.dates import long_date
 from ..clock import local_zone
 from ..czech import group_in_sentence
 from ..groups.dates import clock_time, format_meeting_time, local_time, on_day
 from ..i18n import in_language
-from ..models import Meeting
+from ..models import Meeting, MeetingOccurrence
 from .calendar import meeting_title
+from .occurrences import Occurrence
 
 # The update's opening line by what changed (change_kind).
 CHANGE_BODIES = {
@@ -42,17 +45,71 @@ CHANGE_BODIES = {
     ),
 }
 
+# The update of one date of a series by what changed; %(day)s is the date's old day.
+DATE_CHANGE_BODIES = {
+    "date": _l(
+        "Dobrý den,\n\nměníme **termín** setkání %(group)s %(day)s. Ostatní termíny "
+        "pravidelných setkání se nemění. Aktuální termín, místo a program najdete níže; "
+        "pozvánka v kalendáři se sama aktualizuje.\n"
+    ),
+    "time": _l(
+        "Dobrý den,\n\nměníme **čas** setkání %(group)s %(day)s. Ostatní termíny "
+        "pravidelných setkání se nemění. Aktuální termín, místo a program najdete níže; "
+        "pozvánka v kalendáři se sama aktualizuje.\n"
+    ),
+    "place": _l(
+        "Dobrý den,\n\nměníme **místo** setkání %(group)s %(day)s. Ostatní termíny "
+        "pravidelných setkání se nemění. Aktuální termín, místo a program najdete níže; "
+        "pozvánka v kalendáři se sama aktualizuje.\n"
+    ),
+    "details": _l(
+        "Dobrý den,\n\nposíláme **změněné údaje** o setkání %(group)s %(day)s. Ostatní "
+        "termíny pravidelných setkání se nemění. Aktuální termín, místo a program najdete "
+        "níže; pozvánka v kalendáři se sama aktualizuje.\n"
+    ),
+}
 
-def change_kind(old_start: datetime, old_end: datetime, old_location: str, meeting: Meeting) -> str:
-    """What an update changed most visibly: "date", "time", "place" or "details"."""
+
+def change_kind(
+    old_start: datetime, old_end: datetime, old_location: str, new: Meeting | MeetingOccurrence
+) -> str:
+    """What an update changed most visibly: "date", "time", "place" or "details"; `new`
+    holds the new start, end and place (a whole meeting, or one date of a series)."""
     zone = local_zone().key
-    if local_time(old_start, zone).date() != local_time(meeting.start, zone).date():
+    if local_time(old_start, zone).date() != local_time(new.start, zone).date():
         return "date"
-    if (old_start, old_end) != (meeting.start, meeting.end):
+    if (old_start, old_end) != (new.start, new.end):
         return "time"
-    if old_location != meeting.location and meeting.location:
+    if old_location != new.location and new.location:
         return "place"
     return "details"
+
+
+def _change_subject(
+    kind: str, title: str, old_start: datetime, new: Meeting | MeetingOccurrence
+) -> str:
+    """ "Změna termínu: … nově ve čtvrtek 11. prosince", in the current language."""
+    zone = local_zone().key
+    new_clock = clock_time(new.start, zone)
+    if kind == "date" and clock_time(old_start, zone) != new_clock:
+        return _(
+            "Změna termínu: %(title)s nově %(day)s od %(time)s",
+            title=title,
+            day=on_day(new.start, zone),
+            time=new_clock,
+        )
+    if kind == "date":
+        return _("Změna termínu: %(title)s nově %(day)s", title=title, day=on_day(new.start, zone))
+    if kind == "time":
+        return _(
+            "Změna času: %(title)s nově od %(start)s do %(end)s",
+            title=title,
+            start=new_clock,
+            end=clock_time(new.end, zone),
+        )
+    if kind == "place":
+        return _("Změna místa: %(title)s nově %(place)s", title=title, place=new.location)
+    return _("Změna: %(title)s", title=title)
 
 
 def update_text(
@@ -60,36 +117,30 @@ def update_text(
 ) -> tuple[str, str]:
     """(subject, body) of an update: "Změna termínu: … nově ve čtvrtek 11. prosince"."""
     kind = change_kind(old_start, old_end, old_location, meeting)
-    zone = local_zone().key
     with in_language(meeting.mailing_list.language):
-        new_clock = clock_time(meeting.start, zone)
-        if kind == "date" and clock_time(old_start, zone) != new_clock:
-            subject = _(
-                "Změna termínu: %(title)s nově %(day)s od %(time)s",
-                title=title,
-                day=on_day(meeting.start, zone),
-                time=new_clock,
-            )
-        elif kind == "date":
-            subject = _(
-                "Změna termínu: %(title)s nově %(day)s",
-                title=title,
-                day=on_day(meeting.start, zone),
-            )
-        elif kind == "time":
-            subject = _(
-                "Změna času: %(title)s nově od %(start)s do %(end)s",
-                title=title,
-                start=new_clock,
-                end=clock_time(meeting.end, zone),
-            )
-        elif kind == "place":
-            subject = _(
-                "Změna místa: %(title)s nově %(place)s", title=title, place=meeting.location
-            )
-        else:
-            subject = _("Změna: %(title)s", title=title)
+        subject = _change_subject(kind, title, old_start, meeting)
         body = CHANGE_BODIES[kind] % {"group": group_in_sentence(meeting.mailing_list.name)}
+    return subject, body
+
+
+def title_on(title: str, moment: datetime) -> str:
+    """A series' title with the date it is about, in the current language ("Setkání PSB
+    13. ledna", "PSB meeting January 13"); the title alone when it names the day already."""
+    day = on_day(moment, local_zone().key).split(" ", 2)[-1]  # "v úterý 13. ledna" → "13. ledna"
+    return title if day in title else f"{title} {day}"
+
+
+def date_update_text(meeting: Meeting, date: Occurrence, new: MeetingOccurrence) -> tuple[str, str]:
+    """(subject, body) of the update of one date of a series: `date` as it was, `new` as it
+    is now ("Změna termínu: Setkání PSB 13. ledna nově ve čtvrtek 15. ledna")."""
+    kind = change_kind(date.start, date.end, date.location, new)
+    with in_language(meeting.mailing_list.language):
+        title = title_on(meeting_title(meeting), date.start)
+        subject = _change_subject(kind, title, date.start, new)
+        body = DATE_CHANGE_BODIES[kind] % {
+            "group": group_in_sentence(meeting.mailing_list.name),
+            "day": on_day(date.start, local_zone().key),
+        }
     return subject, body
 
 
@@ -111,16 +162,54 @@ def cancel_text(meeting: Meeting) -> tuple[str, str]:
     return subject, body
 
 
-def minutes_text(meeting: Meeting) -> tuple[str, str]:
-    """(subject, body) of the minutes' draft, with headings for the minutes and the tasks."""
+def date_cancel_text(meeting: Meeting, date: Occurrence) -> tuple[str, str]:
+    """(subject, body) of one date of a series cancelled alone."""
     title = meeting_title(meeting)
     with in_language(meeting.mailing_list.language):
+        day = on_day(date.start, local_zone().key)
+        if day.split(" ", 2)[-1] in title:
+            subject = _("Zrušeno: %(title)s", title=title)
+        else:
+            subject = _("Zrušeno: %(title)s %(day)s", title=title, day=day)
+        body = _(
+            "Dobrý den,\n\nsetkání %(group)s %(day)s se **ruší**. Ostatní termíny "
+            "pravidelných setkání platí. Z kalendáře se tento termín odstraní sám.\n",
+            group=group_in_sentence(meeting.mailing_list.name),
+            day=day,
+        )
+    return subject, body
+
+
+def rest_cancel_text(meeting: Meeting, date: Occurrence) -> tuple[str, str]:
+    """(subject, body) of a series ended before `date`: "Zrušeno: Setkání PSB od 13. ledna
+    2027"."""
+    title = meeting_title(meeting)
+    with in_language(meeting.mailing_list.language):
+        day = long_date(local_time(date.start, local_zone().key).date())
+        subject = _("Zrušeno: %(title)s od %(day)s", title=title, day=day)
+        body = _(
+            "Dobrý den,\n\npravidelná setkání %(group)s se od %(day)s **ruší**; dřívější "
+            "termíny platí. Váš kalendář pozdější termíny odstraní sám.\n",
+            group=group_in_sentence(meeting.mailing_list.name),
+            day=day,
+        )
+    return subject, body
+
+
+def minutes_text(meeting: Meeting, date: Occurrence | None = None) -> tuple[str, str]:
+    """(subject, body) of the minutes' draft (of a series, of one of its dates), with
+    headings for the minutes and the tasks."""
+    title = meeting_title(meeting)
+    start, end = (date.start, date.end) if date is not None else (meeting.start, meeting.end)
+    with in_language(meeting.mailing_list.language):
+        if date is not None:
+            title = title_on(title, start)
         subject = _("Zápis: %(title)s", title=title)
         body = _(
             "Dobrý den,\n\nposíláme zápis ze setkání %(group)s (%(when)s).\n\n"
             "## Zápis\n\n…\n\n## Úkoly\n\n- …\n",
             group=group_in_sentence(meeting.mailing_list.name),
-            when=format_meeting_time(meeting.start, meeting.end, local_zone().key),
+            when=format_meeting_time(start, end, local_zone().key),
         )
     return subject, body
 

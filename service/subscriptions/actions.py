@@ -32,6 +32,8 @@ from ..models import (
     Issue,
     ListKind,
     MailingList,
+    Meeting,
+    MeetingResponse,
     OutgoingMail,
     SignupRequest,
     Subscriber,
@@ -350,7 +352,35 @@ def export(subscriber: Subscriber) -> dict[str, Any]:
                 select(Complaint).filter_by(subscriber_id=subscriber.id).order_by(Complaint.id)
             )
         ],
+        # Their answers to working groups' meeting invitations, notes and attendance.
+        "meeting_answers": _meeting_answers_export(subscriber),
     }
+
+
+def _meeting_answers_export(subscriber: Subscriber) -> list[dict[str, Any]]:
+    """Each answer to a meeting (Přijdu / Možná / Nepřijdu), its note, and whether they came."""
+    rows = db.session.execute(
+        select(MeetingResponse, Meeting)
+        .join(Meeting, Meeting.id == MeetingResponse.meeting_id)
+        .where(MeetingResponse.subscriber_id == subscriber.id)
+        .order_by(Meeting.start, MeetingResponse.id)
+    )
+    return [
+        {
+            "list": meeting.mailing_list.slug,
+            "meeting": meeting.title or meeting.mailing_list.name,
+            "meeting_uid": meeting.uid,
+            "start": iso_utc(meeting.start, zulu=True),
+            # For one date of a recurring meeting: that date (else the whole meeting).
+            "date": iso_utc(response.occurrence, zulu=True),
+            "answer": response.partstat,
+            "note": response.note,
+            "channel": response.channel,
+            "answered_at": iso_utc(response.responded_at, zulu=True),
+            "attended": response.attended,
+        }
+        for response, meeting in rows
+    ]
 
 
 def _bounces_export(subscriber: Subscriber) -> list[dict[str, Any]]:
@@ -434,7 +464,9 @@ def erase(subscriber: Subscriber) -> None:
 # Mails to someone else that name a subscriber: a coordinator's notice of a join
 # request holds the applicant's address, name and organisation
 # (groups.joining.JOIN_REQUEST_NOTICE; imported from there it would be circular).
-MAILS_NAMING_OTHERS = ("join_request_notice",)
+# A coordinator's notice of a member's COUNTER proposal names the member and their
+# organisation too (meetings.replies.COUNTER_NOTICE).
+MAILS_NAMING_OTHERS = ("join_request_notice", "meeting_counter_notice")
 
 
 def mails_naming(addresses: Iterable[str | None]) -> list[int]:

@@ -153,13 +153,34 @@ def test_tour_of_every_operation_with_success_and_errors(app, client, accounts, 
     assert editor.post(meeting + "/cancel").status_code == 409
     assert editor.post(f"/api/v1/issues/{group['id']}/attachments", data="").status_code == 422
 
+    # A series: one date moved, one cancelled, the rest ended.
+    rhythm = {**invitation, "meeting": {**invitation["meeting"], "rrule": "FREQ=WEEKLY"}}
+    weekly = editor.post("/api/v1/lists/ostrava-psb/issues", rhythm).get_json()
+    assert editor.post(f"/api/v1/issues/{weekly['id']}/send").status_code == 202
+    dates = editor.get(f"/api/v1/issues/{weekly['id']}").get_json()["meeting"]["dates"]
+    series = f"/api/v1/meetings/{weekly['meeting']['id']}/dates/"
+    first, second, third = (d["key"] for d in dates[:3])
+    assert editor.post(series + f"{first}/update", invitation["meeting"]).status_code == 201
+    assert editor.post(series + f"{first}/update", {"start": "x"}).status_code == 422
+    assert editor.post(series + f"{second}/cancel").status_code == 202
+    assert editor.post(series + f"{second}/cancel").status_code == 409
+    assert editor.post(series + f"{third}/cancel-following").status_code == 202
+    assert editor.post(series + f"{third}/cancel-following").status_code == 409
+
     other = editor.post("/api/v1/lists/zpravodaj/issues", new).get_json()["id"]
     assert editor.post(f"/api/v1/issues/{other}/cancel").status_code == 200
     assert editor.call("DELETE", issue).status_code == 405
     assert editor.get("/api/v1/neni").status_code == 404
 
     exercised = {
-        (m, re.sub(r"/meetings/\{issue_id\}", "/meetings/{meeting_id}", p))
+        (
+            m,
+            re.sub(
+                r"/dates/\{issue_id\}",
+                "/dates/{recurrence_id}",
+                re.sub(r"/meetings/\{issue_id\}", "/meetings/{meeting_id}", p),
+            ),
+        )
         for m, p in ((m, re.sub(r"/\d+", "/{issue_id}", p)) for m, p, _ in editor.seen)
     }
     exercised |= {(m, p) for m, p, _ in anonymous.seen}

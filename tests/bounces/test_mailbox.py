@@ -22,7 +22,7 @@ from service.extensions import db
 from service.models import Bounce, MailboxMessage, OutgoingMail
 from tests.bounces.dovecot import BINARY, PASSWORD, USER, PrivateDovecot
 from tests.bounces.test_bounces import bounce_bytes, send_issue, statuses
-from tests.conftest import missing_part, run_jobs
+from tests.conftest import add_confirmed_subscribers, missing_part, run_jobs
 from tests.waiting import wait_until
 
 
@@ -197,6 +197,35 @@ def test_the_mailbox_url_is_read_whole():
         True,
         "Bounces",
     )
+
+
+def test_a_calendar_reply_in_the_mailbox_is_recorded_as_an_answer(app, outbox, imap):
+    """Accept in a calendar app mails the ORGANIZER (rsvp+…); read from the mailbox it is
+    the member's answer, as through the SMTP receiver, not a bounce nor a human reply."""
+    from tests.meetings.test_answers import answers, reply_for
+    from tests.meetings.test_meetings import make_invitation, send, winter_thursday_10th
+
+    app.config["REPLY_TO_FORWARD"] = "redakce@socialnibydleni.example"
+    add_confirmed_subscribers("ostrava-psb", 3)
+    send(make_invitation(winter_thursday_10th().replace(hour=9, minute=30)))
+    run_jobs(app)
+    mail = next(m for m in outbox.mails if m.rcpt_tos == ["odberatel1@example.cz"])
+    to, raw = reply_for(mail, "ACCEPTED")
+    raw = b"Message-ID: <odpoved-1@example.cz>\r\nDelivered-To: " + to.encode() + b"\r\n" + raw
+    imap.append("INBOX", raw)
+    imap.append("INBOX", b"Delivered-To: " + to.encode() + b"\r\nSubject: hi\r\n\r\nhello\r\n")
+
+    done = mailbox.run(app.config["BOUNCE_IMAP_URL"], 30, once=True)
+    assert (done.processed, done.failed) == (2, 0)
+    assert answers() == {"odberatel1@example.cz": ("ACCEPTED", "")}
+    assert count(MailboxMessage) == 2 and count(Bounce) == 0
+    assert uids_in(imap, "INBOX") == []
+    run_jobs(app)
+    assert db.session.scalars(select(OutgoingMail).filter_by(kind="reply_forward")).all() == []
+
+    imap.append("INBOX", raw)  # the same message again (same Message-ID): nothing new
+    again = mailbox.run(app.config["BOUNCE_IMAP_URL"], 30, once=True)
+    assert (again.processed, again.skipped) == (0, 1)
 
 
 class Terminal(io.StringIO):

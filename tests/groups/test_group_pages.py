@@ -272,6 +272,15 @@ def history(group):
             ),
         ]
     )
+    db.session.flush()
+    # Only meetings whose invitation went out show on the members' page.
+    for uid in ("past@test", "cancelled@test", "next@test", "later@test"):
+        meeting = db.session.scalar(select(Meeting).filter_by(uid=uid))
+        db.session.add(
+            Issue(list_id=group.id, subject=f"Pozvánka {uid}", body="Zveme vás.", status="sent",
+                  started_at=datetime(2026, 10, 1, 8, 0), meeting=meeting,
+                  meeting_method="REQUEST")
+        )  # fmt: skip
     db.session.commit()
 
 

@@ -162,6 +162,8 @@ def reply_for(mail, partstat: str, *, method: str = "REPLY", sequence: int | Non
     )
     answer.add("dtend", event.decoded("DTEND") + timedelta(days=1 if method == "COUNTER" else 0))
     answer.add("organizer", event["ORGANIZER"])
+    if "RECURRENCE-ID" in event:  # an answer about one date of a series
+        answer.add("recurrence-id", event.decoded("RECURRENCE-ID"))
     attendee = icalendar.vCalAddress(str(event["ATTENDEE"]))
     attendee.params["PARTSTAT"] = partstat
     answer.add("attendee", attendee)

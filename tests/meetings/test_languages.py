@@ -1,9 +1,11 @@
 """Meetings in Czech and English: the RSVP page in the member's language, and the
-announcements (invitation's meeting box, update, cancellation, reminder, minutes),
-the calendar and the coordinators' notice in the group's content language."""
+announcements (invitation's meeting box, update, cancellation, reminder, minutes, one date
+of a series moved or cancelled), the calendar and the coordinators' notice in the group's
+content language."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, timedelta
 
 import icalendar
@@ -13,6 +15,7 @@ from sqlalchemy import select, update
 from service.clock import utcnow
 from service.extensions import db
 from service.i18n import in_language
+from service.issues import sending
 from service.meetings import recurrence
 from service.meetings import rules as meetings
 from service.meetings.replies import _counter_notice
@@ -209,3 +212,102 @@ def test_the_counter_notice_follows_the_groups_language(app, outbox, members):  
     assert subject == "Another time proposed: Setkání PSB v prosinci"
     assert "proposes another time for the meeting of Pracovní skupina" in " ".join(text.split())
     assert group().language == "cs"
+
+
+# --- one date of a series: the group's language --------------------------------------
+
+# The date moved alone, by language: (subject's start, its new day, the body's lines).
+DATE_CHANGE = {
+    "cs": (
+        "Změna termínu: Pravidelné setkání ",
+        "nově ve středu ",
+        "měníme **termín** setkání Pracovní skupiny sociálního bydlení v úterý ",
+        "Ostatní termíny pravidelných setkání se nemění.",
+    ),
+    "en": (
+        "Date changed: Regular meeting ",
+        ", now on Wednesday, ",
+        "we are changing the **date** of the meeting of Pracovní skupina sociálního bydlení "
+        "on Tuesday, ",
+        "The other dates of the regular meetings stay as they are.",
+    ),
+}
+
+
+@pytest.mark.parametrize("language", ["cs", "en"])
+def test_a_single_dates_change_and_cancellation_in_the_groups_language(
+    app,
+    client,
+    outbox,
+    members,  # noqa: F811
+    language,
+):
+    from service.meetings import occurrences, series
+    from tests.meetings.test_occurrences import second_tuesday
+
+    if language == "en":
+        in_english()
+    title = "Pravidelné setkání PSB" if language == "cs" else "Regular meeting"
+    fields, errors = sending.validate_fields(title, "…")
+    assert not errors
+    issue = sending.create_issue(group(), fields, None)
+    start = second_tuesday().replace(hour=9, minute=30)
+    meetings.attach_meeting(issue, meeting_input(start, rrule="FREQ=MONTHLY;BYDAY=2TU"))
+    db.session.commit()
+    send(issue)
+    run_jobs(app)
+    outbox.catcher.clear()
+    meeting = the_meeting()
+    [_, second, third, fourth] = occurrences.upcoming(meeting, after=utcnow(), count=4)
+    moved_to = second.start + timedelta(days=1)  # Wednesday, the same time
+    prague = recurrence.local_time(moved_to, "Europe/Prague").replace(tzinfo=None)
+
+    update_issue = series.update_occurrence(
+        meeting, second.recurrence_id, meeting_input(prague), None
+    )
+    db.session.commit()
+    subject_start, new_day, opening, others = DATE_CHANGE[language]
+    assert update_issue.subject.startswith(subject_start) and new_day in update_issue.subject
+    body = " ".join(update_issue.body.split())
+    assert opening in body and others in body
+    send(update_issue)
+    run_jobs(app)
+    _, text, html = texts(outbox.mails[0])
+    flat = " ".join(text.split())
+    assert others in flat and f'<html lang="{language}">' in html
+    if language == "en":
+        assert "When: Wednesday," in flat and "Will you come?" in flat
+        assert not untranslated(flat, *GROUP_TEXT)
+        # The date's RSVP page, for a member reading English: about that date only.
+        db.session.execute(update(Subscriber).values(language="en"))
+        db.session.commit()
+        link = re.search(r"https?://[^/\s]+(/rsvp/\S+)", flat)
+        assert link is not None
+        page = client.get(link[1]).get_data(as_text=True)
+        assert "The answer is for this date of the regular meeting only." in page
+        assert "Wednesday, " in page
+        assert not untranslated(visible_text(page), *GROUP_TEXT, "Nováková")
+    else:
+        assert "Kdy: středa " in flat and "Přijdete?" in flat
+
+    outbox.catcher.clear()
+    cancelled = series.cancel_occurrence(the_meeting(), third.recurrence_id, None)
+    db.session.commit()
+    ending = series.cancel_rest(the_meeting(), fourth.recurrence_id, None)
+    db.session.commit()
+    if language == "en":
+        assert cancelled.subject.startswith("Cancelled: Regular meeting on Tuesday, ")
+        assert "The other dates of the regular meetings stand." in " ".join(cancelled.body.split())
+        assert ending.subject.startswith("Cancelled: Regular meeting from ")
+        assert "are **cancelled** from " in ending.body
+        assert not untranslated(cancelled.body + ending.body, *GROUP_TEXT)
+    else:
+        assert cancelled.subject.startswith("Zrušeno: Pravidelné setkání PSB v úterý ")
+        assert "Ostatní termíny pravidelných setkání platí." in " ".join(cancelled.body.split())
+        assert ending.subject.startswith("Zrušeno: Pravidelné setkání PSB od ")
+        assert "pravidelná setkání Pracovní skupiny sociálního bydlení se od " in ending.body
+
+
+def the_meeting() -> Meeting:
+    db.session.expire_all()
+    return db.session.scalar(select(Meeting))

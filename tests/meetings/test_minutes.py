@@ -74,6 +74,7 @@ def test_minutes_go_to_the_members_and_stay_on_their_page(app, client, accounts,
     page = member_page(client, first)
     assert page.index("Zápis: Setkání PSB v prosinci") < page.index("Setkání PSB v prosinci</h3>")
     assert "Přítomno 1 z 3 pozvaných." in page
+    assert "Podle prezenční listiny jste se setkání zúčastnili." in page
     assert "Bytový fond města" in page  # the meeting's agenda
     [link] = re.findall(r'href="(/groups/ostrava-psb/member/[^"]+/documents/\d+)"', page)
     document = client.get(link)
@@ -101,4 +102,30 @@ def test_minutes_go_to_the_members_and_stay_on_their_page(app, client, accounts,
     others = link.split("/documents/")[1]
     own = f"/groups/ostrava-psb/member/{tokens.preferences_token(second)}/documents/{others}"
     assert client.get(own).status_code == 200
+    assert "Podle prezenční listiny jste na setkání nebyli." in member_page(client, second)
     assert client.get(own.replace("/documents/", "/documents/9")).status_code == 404
+
+
+def test_members_see_their_own_answer_to_the_next_meeting_and_no_draft(
+    app,
+    client,
+    outbox,
+    members,  # noqa: F811
+):
+    make_invitation(winter_thursday_10th().replace(hour=8), subject="Návrh setkání")  # a draft
+    people = db.session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+    assert "Další setkání zatím není naplánované." in member_page(client, people[0])
+
+    send(make_invitation(winter_thursday_10th().replace(hour=9, minute=30)))
+    run_jobs(app)
+    meeting = db.session.scalars(select(Meeting).order_by(Meeting.id)).all()[-1]
+    page = member_page(client, people[0])
+    assert "od 9:30 do 11:30" in page and "od 8:00" not in page
+    assert "Zatím jste neodpověděli, zda přijdete." in page
+    [link] = re.findall(r'href="(/rsvp/[^"]+)">Odpovědět<', page)
+    assert link.startswith(f"/rsvp/{meeting.id}.")
+    client.post(link, data={"odpoved": "mozna", "poznamka": "Možná pošleme kolegyni."})
+    page = member_page(client, people[0])
+    assert "Vaše odpověď: <strong>Možná</strong> (Možná pošleme kolegyni.)." in page
+    assert f'href="{link}">Změnit odpověď<' in page
+    assert "Zatím jste neodpověděli" in member_page(client, people[1])

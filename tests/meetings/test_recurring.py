@@ -80,6 +80,7 @@ def test_members_see_the_next_dates_of_the_series(app, client, members):  # noqa
     issue = sending.create_issue(group(), fields, None)
     meetings.attach_meeting(issue, meeting_input(start, repeat="monthly-weekday"))
     db.session.commit()
+    send(issue)  # a draft's meeting is nobody's business yet
     member = db.session.scalar(select(Subscriber).order_by(Subscriber.id))
     page = client.get(f"/groups/ostrava-psb/member/{tokens.preferences_token(member)}").get_data(
         as_text=True

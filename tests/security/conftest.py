@@ -112,6 +112,8 @@ class World:
                 values[name] = text.id if name == "text_id" else text.version
             elif name == "uid":
                 values[name] = self.meeting.uid
+            elif name in ("key", "recurrence_id"):  # a date of a meeting (its start)
+                values[name] = int((self.meeting.start - datetime(1970, 1, 1)).total_seconds())
             elif name == "filename":
                 values[name] = "zpravodaj.css"
             elif name == "action":
@@ -215,8 +217,8 @@ def world(app) -> World:
         invitation=invitation,
         meeting=meeting,
         attachment=attachment,
-        subscriber_import=subscriber_import,
         document=document,
+        subscriber_import=subscriber_import,
     )
 
 

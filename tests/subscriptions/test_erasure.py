@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 from email import message_from_bytes, policy
 
 import pytest
 from sqlalchemy import select
 
 from service.addresses import address_hash
+from service.clock import utcnow
 from service.delivery_cascade import CASCADES
 from service.extensions import db
 from service.groups import membership
 from service.issues import sending
+from service.meetings import rules as meetings
+from service.meetings.replies import process_reply
+from service.meetings.rules import MeetingInput
 from service.models import (
     Bounce,
     MailingList,
@@ -35,6 +40,7 @@ from service.models import (
 )
 from service.subscriptions import transfer
 from tests.conftest import csrf_token_of, link_to, log_in, privacy_link, run_jobs
+from tests.meetings.test_answers import reply_for, rsvp_link
 
 EMAIL = "Petra.Svobodova@ostrava.example"  # capitals: the key is case-folded
 NAME = "Petra Svobodová"
@@ -124,6 +130,7 @@ def person(client, app, outbox, accounts) -> dict:
     )
     membership.approve(group, request, accounts.coordinator)
     db.session.commit()
+    answer_a_meeting(client, app, outbox, group)
 
     fields, errors = sending.validate_fields("Zpravodaj 2/2027", "Dobrý den,\n\nnovinky.\n", "")
     assert not errors
@@ -152,19 +159,51 @@ def person(client, app, outbox, accounts) -> dict:
 
     # The history is really there before erasure (the search finds it).
     found = everything_mentioning(EMAIL, NAME, ORGANIZATION)
-    for table in ("subscriber", "subscription", "bounce", "outgoing_mail"):
+    for table in ("subscriber", "subscription", "bounce", "outgoing_mail", "meeting_response"):
         assert any(line.startswith(table + ":") for line in found), table
     test_copies = db.session.scalars(
         select(OutgoingMail.recipient).filter_by(kind="issue_test", subscriber_id=None)
     ).all()
     assert sorted(test_copies) == sorted([EMAIL.lower(), COLLEAGUE])
     pointing = {ref.split(".")[0] for ref in rows_pointing_at(subscriber.id)}
-    assert pointing >= {"consent_event", "delivery", "bounce", "outgoing_mail", "subscription"}
+    assert pointing >= {
+        "consent_event",
+        "delivery",
+        "bounce",
+        "outgoing_mail",
+        "subscription",
+        "meeting_response",
+    }
     return {
         "id": subscriber.id,
         "public_key": subscriber.public_key,
         "preferences": link_to(outbox.mails[-1], "/preferences/"),
     }
+
+
+def answer_a_meeting(client, app, outbox, group: MailingList) -> None:
+    """The person is invited to a meeting, answers with a note naming their organisation,
+    and their calendar proposes another time (a notice to the coordinators names them)."""
+    fields, errors = sending.validate_fields("Pozvánka: setkání PSB", "Dobrý den,\n\nzveme vás.\n")
+    assert not errors
+    invitation = sending.create_issue(group, fields, None)
+    start = utcnow().replace(microsecond=0) + timedelta(days=20)
+    meetings.attach_meeting(
+        invitation, MeetingInput(start, start + timedelta(hours=2), "Magistrát")
+    )
+    db.session.commit()
+    sending.send_now(invitation)
+    db.session.commit()
+    run_jobs(app)
+    [mail] = [m for m in outbox.mails if m.rcpt_tos[0].casefold() == EMAIL.casefold()][-1:]
+    saved = client.post(
+        rsvp_link(mail, "Přijdu").split("?")[0],
+        data={"odpoved": "prijdu", "poznamka": f"Přijdu za {ORGANIZATION}."},
+    )
+    assert saved.status_code == 200
+    _, counter = reply_for(mail, "TENTATIVE", method="COUNTER")
+    assert process_reply(counter).status == "counter"
+    run_jobs(app)
 
 
 def assert_nothing_left(person: dict) -> None:
@@ -218,6 +257,15 @@ def test_own_export_holds_the_whole_history(client, app, outbox, person):
         assert re.fullmatch(r"[0-9a-f]{64}", privacy["sha256"])
         assert "Zásady zpracování osobních údajů" in privacy["text"]
     assert by_action["confirm"]["privacy_text"] is None  # a click on a link, not a form
+    [answer] = data["meeting_answers"]
+    assert (answer["list"], answer["answer"], answer["channel"]) == (
+        "ostrava-psb",
+        "ACCEPTED",
+        "web",
+    )
+    assert answer["note"] == f"Přijdu za {ORGANIZATION}." and answer["attended"] is None
+    assert answer["date"] is None  # the meeting, not one date of a series
+    assert answer["meeting"] == "Setkání PSB" and answer["answered_at"].endswith("Z")
 
 
 def test_self_service_erasure_leaves_only_the_keyed_hash(client, app, outbox, person):
