@@ -292,3 +292,19 @@ def test_server_slow_to_answer_does_not_let_the_senders_claim_run_out(app, clien
     assert renewed, "the claim stood still while the server took its time"
     assert (requeued, second, outcome) == (0, "skipped", ["sent"])
     assert mail_row().status == "sent"
+
+
+def test_a_mail_job_is_not_killed_while_the_server_takes_its_time(client, app, outbox):
+    """RQ's default job timeout (180 s) is shorter than SMTP_DATA_TIMEOUT (600 s):
+    a job killed while waiting for the answer would leave the mail to be sent
+    again. The mail job has no RQ timeout; its renewed claim notices a dead worker."""
+    from rq.job import Job
+
+    from service.jobs import outgoing_mail_job_id
+
+    client.post("/subscribe", data={"email": "jana@seznam.cz", "list": "zpravodaj"})
+    process_signups()
+    mail_id = db.session.scalars(select(OutgoingMail.id)).one()
+    job = Job.fetch(outgoing_mail_job_id(mail_id), connection=redis_connection())
+    assert job.timeout == -1
+    assert app.config["SMTP_DATA_TIMEOUT"] > 180
