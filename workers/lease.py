@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # The shortest interval between two renewals, whatever the lease.
 MIN_INTERVAL = 0.5
+# How much longer than an interval `stop` waits for a renewal under way.
+STOP_GRACE_SECONDS = 5.0
 
 
 class Renewal(Protocol):
@@ -65,7 +67,14 @@ class LeaseKeeper(threading.Thread):
                 log.debug("%s: closing its connection failed: %s", self.name, exc)
 
     def stop(self) -> None:
-        """Stop renewing, and wait for a renewal under way to end."""
+        """Stop renewing, and wait a while for a renewal under way to end.
+
+        Never for ever: a renewal may be waiting on a lock that the holder's own
+        open transaction keeps, and would then never end while we wait. A late
+        renewal is harmless: it matches only while the lease is still ours.
+        """
         self.stopped.set()
         if self.is_alive() and threading.current_thread() is not self:
-            self.join()
+            self.join(self.interval + STOP_GRACE_SECONDS)
+            if self.is_alive():
+                log.warning("%s: a renewal is still under way; not waiting for it", self.name)
