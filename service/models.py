@@ -551,15 +551,29 @@ class OutgoingMail(Model):
 
     # The worker holds the mail claimed ("sending") while it sets one of these.
 
-    def mark_sent(self) -> None:
-        self.status, self.sent_at, self.last_error = MailStatus.SENT, utcnow(), None
+    # A worker's outcome is recorded only while the mail is still its claim (the
+    # `claimed_at` it set or last renewed): a worker whose claim ran out (its
+    # process frozen) must not undo what the next holder recorded; a late
+    # "try later" over a "sent" would mail the person a third time. Each
+    # returns whether the outcome was recorded.
 
-    def mark_failed(self, error: str) -> None:
-        self.status, self.last_error = MailStatus.FAILED, error[:2000]
+    def mark_sent(self, claimed_at: datetime) -> bool:
+        return self._settle(claimed_at, MailStatus.SENT, sent_at=utcnow(), last_error=None)
 
-    def requeue(self, error: str) -> None:
+    def mark_failed(self, error: str, claimed_at: datetime) -> bool:
+        return self._settle(claimed_at, MailStatus.FAILED, last_error=error[:2000])
+
+    def requeue(self, error: str, claimed_at: datetime) -> bool:
         """A temporary refusal: queued again for a later try."""
-        self.status, self.last_error = MailStatus.QUEUED, error[:2000]
+        return self._settle(claimed_at, MailStatus.QUEUED, last_error=error[:2000])
+
+    def _settle(self, claimed_at: datetime, new: MailStatus, **values: Any) -> bool:
+        model = type(self)
+        moved = guarded_transition(
+            model, self.id, (MailStatus.SENDING,), new, model.claimed_at == claimed_at, **values
+        )
+        db.session.refresh(self)
+        return moved
 
 
 class SignupRequest(Model):

@@ -75,14 +75,16 @@ def send_outgoing(mail_id: int) -> str:
     if mail is None:  # erased between the claim and now: nothing to send
         return "skipped"
     if _bounced(mail):
-        mail.mark_failed("adresa je vyřazena jako nedoručitelná")
+        mail.mark_failed("adresa je vyřazena jako nedoručitelná", claimed_at=now)
         db.session.commit()
         log.info("outgoing mail %s not sent: the address bounces", mail_id)
         return "failed"
+    claim = _ClaimRenewal(db.engine, mail.id, now)
     try:
-        _send_keeping_the_claim(mail, claimed_at=now)
+        _send_keeping_the_claim(mail, claim)
     except PermanentFailure as exc:
-        mail.mark_failed(str(exc))
+        if not mail.mark_failed(str(exc), claim.claimed_at):
+            return _claim_lost(mail_id)
         if isinstance(exc, RecipientRefused):
             record_refusal(
                 mail.recipient, str(exc), subscriber_id=mail.subscriber_id, mail_id=mail.id
@@ -91,23 +93,31 @@ def send_outgoing(mail_id: int) -> str:
         log.warning("outgoing mail %s refused for good: %s", mail_id, exc)
         return "failed"
     except TransientFailure as exc:
-        mail.requeue(str(exc))
+        if not mail.requeue(str(exc), claim.claimed_at):
+            return _claim_lost(mail_id)  # the next holder retries, not RQ
         db.session.commit()
         log.warning("outgoing mail %s not sent yet: %s", mail_id, exc)
         raise
-    mail.mark_sent()
+    if not mail.mark_sent(claim.claimed_at):
+        return _claim_lost(mail_id)
     db.session.commit()
     log.info("outgoing mail %s sent", mail_id)
     return "sent"
 
 
-def _send_keeping_the_claim(mail: OutgoingMail, claimed_at: datetime) -> None:
+def _claim_lost(mail_id: int) -> str:
+    """This worker's claim ran out while it sent (its process frozen past the
+    lease) and another holder has the mail: what that one records stands."""
+    db.session.rollback()
+    log.warning("outgoing mail %s: claim taken over by another worker; its record stands", mail_id)
+    return "claim lost"
+
+
+def _send_keeping_the_claim(mail: OutgoingMail, claim: _ClaimRenewal) -> None:
     """Send the mail, its claim renewed meanwhile (workers/lease.py): a slow SMTP server
     must not make it look abandoned to the reconciler, which would send it again."""
     keeper = LeaseKeeper(
-        _ClaimRenewal(db.engine, mail.id, claimed_at),
-        current_app.config["MAIL_CLAIM_LEASE_SECONDS"] / 6,
-        name=f"mail-{mail.id}-lease",
+        claim, current_app.config["MAIL_CLAIM_LEASE_SECONDS"] / 6, name=f"mail-{mail.id}-lease"
     )
     keeper.start()
     try:

@@ -308,3 +308,33 @@ def test_a_mail_job_is_not_killed_while_the_server_takes_its_time(client, app, o
     job = Job.fetch(outgoing_mail_job_id(mail_id), connection=redis_connection())
     assert job.timeout == -1
     assert app.config["SMTP_DATA_TIMEOUT"] > 180
+
+
+@pytest.mark.parametrize("outcome", ["transient", "sent"])
+def test_a_worker_whose_claim_was_taken_leaves_the_new_holders_record(
+    client, app, outbox, monkeypatch, outcome
+):
+    """A worker frozen past MAIL_CLAIM_LEASE_SECONDS comes back after another has
+    claimed and sent the mail: its late "try later" (or its own "sent") must not
+    overwrite that record; before, a late 451 set the sent mail back to queued."""
+    import workers.mail
+    from workers.smtp import TransientFailure
+
+    sign_up(client)
+    mail_id = mail_row().id
+    later = mail_row().created_at + timedelta(hours=1)
+
+    def taken_over_meanwhile(mail, *_args, **_kwargs):
+        with db.engine.begin() as other_worker:  # the next holder claims and sends it
+            other_worker.execute(
+                update(OutgoingMail)
+                .where(OutgoingMail.id == mail.id)
+                .values(status="sent", claimed_at=later, sent_at=later)
+            )
+        if outcome == "transient":
+            raise TransientFailure("451 4.3.0 try again later")
+
+    monkeypatch.setattr(workers.mail, "_send_keeping_the_claim", taken_over_meanwhile)
+    assert send_outgoing(mail_id) == "claim lost"
+    row = mail_row()
+    assert (row.status, row.claimed_at, row.last_error) == ("sent", later, None)
