@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -342,7 +343,14 @@ def run_jobs(app, queues=ALL_QUEUES) -> None:
     worker = AppSimpleWorker(
         list(queues), connection=Redis.from_url(app.config["REDIS_URL"]), app=app
     )
-    worker.work(burst=True)
+    # RQ's work() installs its SIGTERM/SIGINT handlers and leaves them: restored
+    # here, so a later signal to this test process is not taken for a worker's stop.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.work(burst=True)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def process_signups() -> int:
