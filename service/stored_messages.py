@@ -44,6 +44,7 @@ def N_(message: str) -> str:
 def shown(text: str) -> str:
     """A stored text in the reader's language: the translation of the message it was
     made from, with its values; a text no declared message made stays as it is."""
+    text = str(text)  # a lazy string made in a request is shown as it reads
     if text in _PLAIN:
         return gettext(text)
     for pattern, message in _PATTERNS:
