@@ -41,7 +41,7 @@ class UserForm(CzechForm):
     )
     lists = SelectMultipleField(_l("Skupiny (jen pro koordinátory)"), coerce=int, choices=[])
     password = PasswordField(
-        _l("Heslo"), validators=[DataRequired(_l("Vyplňte heslo.")), Length(max=200)]
+        _l("Heslo"), validators=[DataRequired(_l("Zadejte heslo nového účtu.")), Length(max=200)]
     )
     password_again = PasswordField(
         _l("Heslo znovu"),

@@ -394,7 +394,7 @@ def test_users_page_in_english_with_its_errors_and_flashes(client, accounts):
     for response, message in (
         (mismatch, "The passwords do not match."),
         (lonely, "A coordinator must be assigned at least one group."),
-        (create(password=""), "Please enter your password."),
+        (create(password=""), "Please enter a password for the new account."),
     ):
         assert response.status_code == 422
         page = response.get_data(as_text=True)
