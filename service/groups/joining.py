@@ -31,6 +31,7 @@ from .. import consent, suppression, tokens
 from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
+from ..czech import group_genitive
 from ..extensions import db
 from ..i18n import current_language, in_language
 from ..links import external_url
@@ -329,6 +330,8 @@ def notify_coordinators(subscription: Subscription) -> None:
         "join_request_notice",
         subject=subject,
         group=group,
+        # The notice is Czech: the group's name in the genitive, never "skupiny Pracovní skupina".
+        group_of=group_genitive(group.name),
         subscriber=subscription.subscriber,
         subscription=subscription,
         institution_label=INSTITUTION_TYPES.get(subscription.institution, ""),
