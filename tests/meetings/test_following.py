@@ -130,6 +130,13 @@ def test_moving_a_date_and_all_after_it_splits_the_series_read_alike_by_both_par
     assert list(vobject.readOne(calendar_text(ended_mail)).vevent.getrruleset()) == [
         local(first.start)
     ]
+    # The series so far says when it ends.
+    ended_text = " ".join(ended_mail.message.get_body(("plain",)).get_content().split())
+    last = local(first.start)
+    assert (
+        "Opakuje se: každé druhé úterý v měsíci v 9:30, "
+        f"naposledy {last.day}. {MONTHS[last.month - 1]} {last.year}"
+    ) in ended_text
     invitation = the_calendar(invitation_mail)
     [event] = invitation.walk("VEVENT")
     assert invitation["METHOD"] == "REQUEST" and str(event["UID"]) == new.uid
