@@ -8,6 +8,7 @@ import re
 from .i18n import current_language
 
 _GROUP_WORD = re.compile(r"\bskupina\b", re.IGNORECASE)
+_GROUP_WORD_EN = re.compile(r"\bgroup\b", re.IGNORECASE)
 
 
 def plural(count: int, one: str, few: str, many: str) -> str:
@@ -30,16 +31,23 @@ def group_genitive(name: str) -> str:
 
     "Pracovní skupina Brno" → "Pracovní skupiny Brno" (not "pracovní skupiny
     Pracovní skupina Brno"), "Odborná skupina Praha 14" → "Odborné skupiny Praha 14";
-    a name without "skupina" is introduced: "pracovní skupiny Krizové bydlení".
+    a name without "skupina" is introduced: "pracovní skupiny Krizové bydlení", unless
+    it is an English one that says "group" ("Working group Brno" stays as it is).
     """
     match = _GROUP_WORD.search(name)
     if match is None:
-        return f"pracovní skupiny {name}"
+        return name if _GROUP_WORD_EN.search(name) else f"pracovní skupiny {name}"
     before = name[: match.start()].split(" ")
     # Adjectives before the noun agree with it: hard -á → -é, soft -í stays.
     before = [w[:-1] + "é" if w.endswith("á") else w for w in before]
     noun = "skupiny" if match.group().islower() else "Skupiny"
     return " ".join(before) + noun + name[match.end() :]
+
+
+def names_a_group(name: str) -> bool:
+    """Whether a group's name says it is a group already ("Pracovní skupina Brno", "Working
+    group Brno"), so a page need not add "pracovní skupina" to it."""
+    return _GROUP_WORD.search(name) is not None or _GROUP_WORD_EN.search(name) is not None
 
 
 def group_in_sentence(name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, redirect, url_for
 from flask_babel import lazy_gettext as _l
 
-from .czech import group_in_sentence, plural
+from .czech import group_in_sentence, names_a_group, plural
 from .lookalikes import address_filter
 from .stored_messages import shown
 
@@ -15,6 +15,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["plural"] = plural
     # Czech declines the group's name inside a sentence; English says it as it is.
     app.jinja_env.filters["group_genitive"] = group_in_sentence
+    app.jinja_env.filters["names_a_group"] = names_a_group
     # Every address the admin shows goes through it (look-alike domains in ASCII).
     app.jinja_env.filters["address"] = address_filter
     # A message stored in Czech (an import's skipped line) in the reader's language.

@@ -148,6 +148,7 @@ def test_an_admin_session_survives_a_secret_key_rotation(app, client, accounts):
         ("Expertní pracovní skupina Chomutov", "Expertní pracovní skupiny Chomutov"),
         ("Odborná skupina Praha 14", "Odborné skupiny Praha 14"),
         ("Krizové bydlení", "pracovní skupiny Krizové bydlení"),
+        ("Working group Brno", "Working group Brno"),
     ],
 )
 def test_a_group_name_in_a_sentence_never_says_group_twice(name, genitive):

@@ -252,7 +252,7 @@ def group_create() -> ResponseReturnValue:
             form.slug.errors = [*form.slug.errors, str(exc)]
         else:
             db.session.commit()
-            flash(f"Skupina {group.name} je založena.", "success")
+            flash(f"Skupina je založena: {group.name}.", "success")
             return redirect(url_for("admin.group", slug=group.slug))
     db.session.rollback()
     return render_template(

@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
     SelectChoice,
@@ -720,26 +721,18 @@ def meeting_cancel(meeting_id: int) -> ResponseReturnValue:
 
 @bp.post("/meetings/<int(max=2147483647):meeting_id>/dates/<int(max=99999999999):key>")
 def meeting_date(meeting_id: int, key: int) -> ResponseReturnValue:
-    """One date of a series: move it (`akce=presunout`, a draft update to send), cancel
-    it (`zrusit`) or it and all after it (`zrusit-dalsi`), both sent at once."""
+    """One date of a series: move it (`akce=presunout`, a draft update to send), move it
+    and all after it (`presunout-dalsi`: the series splits), cancel it (`zrusit`) or it
+    and all after it (`zrusit-dalsi`); all but the first are sent at once."""
     meeting = _meeting_or_404(meeting_id)
     issue = _posted_from()
     moment = occurrences.from_timestamp(key)
     action = request.form.get("akce", "")
-    if action not in ("presunout", "zrusit", "zrusit-dalsi"):
+    if action not in ("presunout", "presunout-dalsi", "zrusit", "zrusit-dalsi"):
         abort(400)
     try:
-        if action == "presunout":
-            fields, errors = meeting_from_form(request.form, meeting.mailing_list)
-            if errors or fields is None:
-                message = next(iter(errors.values()), "Vyplňte nový termín a místo setkání.")
-                raise meetings.MeetingError(message)
-            update = series.update_occurrence(meeting, moment, fields, account())
-            db.session.commit()
-            flash(
-                "Termín je změněn. Zkontrolujte oznámení o změně a odešlete ho členům.", "success"
-            )
-            return redirect(url_for("admin.issue", issue_id=update.id))
+        if action.startswith("presunout"):
+            return _move_date(meeting, moment, following=action == "presunout-dalsi")
         if not request.form.get("confirm"):
             raise meetings.MeetingError("Potvrďte zrušení zaškrtnutím políčka.")
         change = series.cancel_occurrence if action == "zrusit" else series.cancel_rest
@@ -749,6 +742,33 @@ def meeting_date(meeting_id: int, key: int) -> ResponseReturnValue:
     db.session.commit()
     flash("Termín je zrušen; členové dostávají oznámení.", "success")
     return redirect(url_for("admin.issue", issue_id=sent.id))
+
+
+def _move_date(
+    meeting: Meeting, moment: datetime | None, *, following: bool
+) -> ResponseReturnValue:
+    """Move one date (a draft update), or it and all after it (both mails sent at once)."""
+    fields, errors = meeting_from_form(request.form, meeting.mailing_list)
+    if errors or fields is None:
+        message = next(iter(errors.values()), "Vyplňte nový termín a místo setkání.")
+        raise meetings.MeetingError(message)
+    if not following:
+        update = series.update_occurrence(meeting, moment, fields, account())
+        db.session.commit()
+        flash("Termín je změněn. Zkontrolujte oznámení o změně a odešlete ho členům.", "success")
+        return redirect(url_for("admin.issue", issue_id=update.id))
+    if not request.form.get("confirm"):
+        raise meetings.MeetingError(_("Potvrďte přesun všech dalších termínů zaškrtnutím políčka."))
+    split = series.move_following(meeting, moment, fields, account())
+    db.session.commit()
+    flash(
+        _(
+            "Termíny jsou přesunuty. Členové dostávají oznámení, že dosavadní řada končí, "
+            "a pozvánku na nové termíny."
+        ),
+        "success",
+    )
+    return redirect(url_for("admin.issue", issue_id=split.invitation.id))
 
 
 @bp.post("/issues/<int(max=2147483647):issue_id>/attachments")

@@ -353,6 +353,42 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/meetings/{meeting_id}/dates/{recurrence_id}/move-following": {
+            "post": {
+                "operationId": "moveMeetingFollowing",
+                "summary": "Move a date of a recurring meeting and all after it",
+                "description": (
+                    'Splits the series, as calendar apps do for "this and following '
+                    'events": the series ends before that date (UNTIL, SEQUENCE + 1) and '
+                    "a new series with its own UID starts at the date's new `start` with "
+                    "the same rhythm (a weekday rhythm follows the new day, e.g. the "
+                    "second Tuesday becomes the second Thursday), or with `rrule` when "
+                    "given. Fields left out keep the series' place, link and agenda. "
+                    "Members' answers to the series carry over; answers to single dates, "
+                    "and dates moved or cancelled alone, carry over where the new series "
+                    "meets on the same day. Both mails go to the group at once."
+                ),
+                "tags": ["meetings"],
+                "parameters": [_MEETING_ID, _RECURRENCE_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("schemas", "MeetingInput")}},
+                },
+                "responses": {
+                    "202": _json(
+                        _ref("schemas", "SeriesSplit"),
+                        "Both mails are being sent.",
+                        headers={
+                            "Location": {
+                                "schema": {"type": "string"},
+                                "description": "The new series' invitation.",
+                            }
+                        },
+                    ),
+                    **_errors(*_WITH_BODY, 409, 422, *_COMMON),
+                },
+            }
+        },
         "/api/v1/issues/{issue_id}/pause": _state_change_path(
             "Pause sending",
             "Stops after the messages in flight; resume continues where it stopped.",
@@ -609,6 +645,22 @@ DOCUMENT: dict[str, Any] = {
                     "attendance": {
                         "oneOf": [_ref("schemas", "Attendance"), {"type": "null"}],
                         "description": "Members' answers to the meeting; null without a meeting.",
+                    },
+                },
+                "additionalProperties": False,
+            },
+            "SeriesSplit": {
+                "type": "object",
+                "description": "A series moved from one date on, split in two.",
+                "required": ["ended", "invitation"],
+                "properties": {
+                    "ended": {
+                        "allOf": [_ref("schemas", "Issue")],
+                        "description": "The series so far, ended before the date (a REQUEST).",
+                    },
+                    "invitation": {
+                        "allOf": [_ref("schemas", "Issue")],
+                        "description": "The new series' invitation; its `meeting` is the new one.",
                     },
                 },
                 "additionalProperties": False,

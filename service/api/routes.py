@@ -226,6 +226,29 @@ def cancel_meeting_following(meeting_id: int, recurrence_id: str) -> ResponseRet
     return jsonify(issue_json(issue)), 202
 
 
+@bp.post(_DATE_ROUTE + "/move-following")
+def move_meeting_following(meeting_id: int, recurrence_id: str) -> ResponseReturnValue:
+    """Move this date and all after it: the series ends before it and a new series (its own
+    UID, the same rhythm unless `rrule` is given) starts at the new time; both go out; 202."""
+    meeting = _meeting_or_404(meeting_id)
+    moment = _date_of(recurrence_id)
+    # What the body leaves out stays as the series has it (the place, the link, the agenda).
+    kept = {"location": meeting.location, "online_url": meeting.online_url}
+    fields, problems = meetings.validate_meeting(
+        {**kept, "agenda": meeting.agenda, **_json_object()}
+    )
+    if problems:
+        raise ApiError(422, errors=problems)
+    split = _meeting_change(series.move_following, meeting, moment, fields, current_api_user())
+    db.session.commit()
+    response = jsonify(
+        {"ended": issue_json(split.ended), "invitation": issue_json(split.invitation)}
+    )
+    response.status_code = 202
+    response.headers["Location"] = url_for("api.issue", issue_id=split.invitation.id)
+    return response
+
+
 def _meeting_change(change, *args):
     try:
         return change(*args)

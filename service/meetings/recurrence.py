@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from babel.dates import get_day_names
+from babel.dates import format_date, get_day_names
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from dateutil.rrule import rrule
 
 RRULE_MAX = 200
+# A series of more dates than this is described without its last date.
+RRULE_COUNT_LISTED = 1000
 # What the admin's simple chooser offers; each becomes an RRULE from the first date.
 REPEAT_CHOICES = {
     "": "neopakuje se",
@@ -138,11 +140,45 @@ def is_rule_date(rule: str, start_utc: datetime, zone: str, moment: datetime) ->
     return found is not None and _utc(found) == moment
 
 
+def _without_end(rule: str) -> list[str]:
+    """The rule's parts but UNTIL and COUNT: its rhythm."""
+    return [p for p in rule.split(";") if p.split("=", 1)[0].upper() not in ("UNTIL", "COUNT")]
+
+
 def until_before(rule: str, moment: datetime) -> str:
     """`rule` ending before `moment` (naive UTC): UNTIL a second earlier, COUNT dropped."""
     until = (moment - timedelta(seconds=1)).strftime("%Y%m%dT%H%M%SZ")
-    parts = [p for p in rule.split(";") if p.split("=", 1)[0].upper() not in ("UNTIL", "COUNT")]
-    return ";".join([*parts, f"UNTIL={until}"])
+    return ";".join([*_without_end(rule), f"UNTIL={until}"])
+
+
+def previous(rule: str, start_utc: datetime, zone: str, moment: datetime) -> datetime | None:
+    """The last start (naive UTC) the rule gives before `moment`, or None."""
+    found = _series(rule, start_utc, zone).before(local_time(moment, zone))
+    return _utc(found) if found is not None else None
+
+
+def continued(
+    rule: str, start_utc: datetime, zone: str, moment: datetime, new_start_utc: datetime
+) -> str:
+    """The rule of a series' dates from `moment` on, started anew at `new_start_utc`.
+
+    A rhythm the admin's chooser makes follows the new first day ("každé druhé
+    úterý" moved to a Thursday is "každý druhý čtvrtek"); any other rule is
+    kept as it is. UNTIL stays; COUNT counts only the dates left.
+    """
+    rhythm = ";".join(_without_end(rule))
+    choice = choice_for_rule(rhythm)
+    if choice and rule_for_choice(choice, local_time(start_utc, zone)) == rhythm:
+        rhythm = rule_for_choice(choice, local_time(new_start_utc, zone))
+    parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
+    if "UNTIL" in parts:
+        return f"{rhythm};UNTIL={parts['UNTIL']}"
+    if "COUNT" in parts and parts["COUNT"].isdigit():
+        series = _series(rule, start_utc, zone)
+        held = series.between(local_time(start_utc, zone), local_time(moment, zone), inc=True)
+        left = int(parts["COUNT"]) - sum(1 for day in held if _utc(day) < moment)
+        return f"{rhythm};COUNT={max(left, 1)}"
+    return rhythm
 
 
 def describe(rule: str, start_utc: datetime, zone: str) -> str:
@@ -162,7 +198,31 @@ def describe(rule: str, start_utc: datetime, zone: str) -> str:
     )
     at = clock_time(start_utc, zone)
     said = _czech(rhythm, at) if current_language() == "cs" else _translated(rhythm, at)
-    return said or _("podle pravidla %(rule)s", rule=rule)
+    said = said or _("podle pravidla %(rule)s", rule=rule)
+    ending = last_date(rule, start_utc, zone)
+    if ending is None:
+        return said
+    day = format_date(local_time(ending, zone).date(), "long", locale=current_language())
+    return _("%(rhythm)s, naposledy %(day)s", rhythm=said, day=day)
+
+
+def last_date(rule: str, start_utc: datetime, zone: str) -> datetime | None:
+    """The last start (naive UTC) of a rule with an end (UNTIL, or a COUNT of at most
+    RRULE_COUNT_LISTED dates), else None."""
+    parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
+    series = _series(rule, start_utc, zone)
+    if "UNTIL" in parts:
+        try:
+            until = datetime.strptime(parts["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        found = series.before(until.astimezone(local_time(start_utc, zone).tzinfo), inc=True)
+        return _utc(found) if found is not None else None
+    count = parts.get("COUNT", "")
+    if count.isdigit() and 0 < int(count) <= RRULE_COUNT_LISTED:
+        dates = list(series)
+        return _utc(dates[-1]) if dates else None
+    return None
 
 
 @dataclass(frozen=True)

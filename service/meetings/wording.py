@@ -24,6 +24,7 @@ from ..i18n import in_language
 from ..models import Meeting, MeetingOccurrence
 from .calendar import meeting_title
 from .occurrences import Occurrence
+from .recurrence import describe
 
 # The update's opening line by what changed (change_kind).
 CHANGE_BODIES = {
@@ -112,72 +113,88 @@ def _change_subject(
     return _("Změna: %(title)s", title=title)
 
 
-def update_text(
-    title: str, old_start: datetime, old_end: datetime, old_location: str, meeting: Meeting
-) -> tuple[str, str]:
-    """(subject, body) of an update: "Změna termínu: … nově ve čtvrtek 11. prosince"."""
-    kind = change_kind(old_start, old_end, old_location, meeting)
-    with in_language(meeting.mailing_list.language):
-        subject = _change_subject(kind, title, old_start, meeting)
-        body = CHANGE_BODIES[kind] % {"group": group_in_sentence(meeting.mailing_list.name)}
-    return subject, body
+def _with_day(title: str, day: str) -> str:
+    """ "Setkání PSB 13. ledna": the title with the day it is about, unless it names the day
+    already; `day` is "v úterý 13. ledna" or "on Tuesday, January 13"."""
+    date = day.split(" ", 2)[-1]  # "v úterý 13. ledna" → "13. ledna"
+    return title if date in title else f"{title} {date}"
 
 
 def title_on(title: str, moment: datetime) -> str:
     """A series' title with the date it is about, in the current language ("Setkání PSB
     13. ledna", "PSB meeting January 13"); the title alone when it names the day already."""
-    day = on_day(moment, local_zone().key).split(" ", 2)[-1]  # "v úterý 13. ledna" → "13. ledna"
-    return title if day in title else f"{title} {day}"
+    return _with_day(title, on_day(moment, local_zone().key))
+
+
+def _update(
+    meeting: Meeting, title: str, old: Occurrence, new: Meeting | MeetingOccurrence, one_date: bool
+) -> tuple[str, str]:
+    """(subject, body) of an update from `old` (start, end, place) to `new`: of the whole
+    meeting, or (`one_date`) of one date of a series, which the title and body name."""
+    kind = change_kind(old.start, old.end, old.location, new)
+    with in_language(meeting.mailing_list.language):
+        if one_date:
+            title = title_on(title, old.start)
+        subject = _change_subject(kind, title, old.start, new)
+        body = (DATE_CHANGE_BODIES if one_date else CHANGE_BODIES)[kind] % {
+            "group": group_in_sentence(meeting.mailing_list.name),
+            "day": on_day(old.start, local_zone().key),
+        }
+    return subject, body
+
+
+def update_text(
+    title: str, old_start: datetime, old_end: datetime, old_location: str, meeting: Meeting
+) -> tuple[str, str]:
+    """(subject, body) of an update: "Změna termínu: … nově ve čtvrtek 11. prosince"."""
+    old = Occurrence(
+        meeting.id, old_start, old_start, old_end, old_location, "", "", 0, False, False
+    )
+    return _update(meeting, title, old, meeting, one_date=False)
 
 
 def date_update_text(meeting: Meeting, date: Occurrence, new: MeetingOccurrence) -> tuple[str, str]:
     """(subject, body) of the update of one date of a series: `date` as it was, `new` as it
     is now ("Změna termínu: Setkání PSB 13. ledna nově ve čtvrtek 15. ledna")."""
-    kind = change_kind(date.start, date.end, date.location, new)
+    return _update(meeting, meeting_title(meeting), date, new, one_date=True)
+
+
+def _cancel(meeting: Meeting, start: datetime, one_date: bool) -> tuple[str, str]:
+    """(subject, body) of the cancellation of the meeting, or (`one_date`) of one date of a
+    series starting at `start`: "Zrušeno: Setkání PSB ve čtvrtek 10. prosince"."""
+    title = meeting_title(meeting)
     with in_language(meeting.mailing_list.language):
-        title = title_on(meeting_title(meeting), date.start)
-        subject = _change_subject(kind, title, date.start, new)
-        body = DATE_CHANGE_BODIES[kind] % {
-            "group": group_in_sentence(meeting.mailing_list.name),
-            "day": on_day(date.start, local_zone().key),
-        }
+        day = on_day(start, local_zone().key)
+        if _with_day(title, day) == title:
+            subject = _("Zrušeno: %(title)s", title=title)
+        else:
+            subject = _("Zrušeno: %(title)s %(day)s", title=title, day=day)
+        group = group_in_sentence(meeting.mailing_list.name)
+        if one_date:
+            body = _(
+                "Dobrý den,\n\nsetkání %(group)s %(day)s se **ruší**. Ostatní termíny "
+                "pravidelných setkání platí. Z kalendáře se tento termín odstraní sám.\n",
+                group=group,
+                day=day,
+            )
+        else:
+            body = _(
+                "Dobrý den,\n\nsetkání %(group)s %(day)s se **ruší**. Z kalendáře se odstraní "
+                "samo.\n",
+                group=group,
+                day=day,
+            )
     return subject, body
 
 
 def cancel_text(meeting: Meeting) -> tuple[str, str]:
     """(subject, body) of a cancellation: "Zrušeno: Setkání PSB ve čtvrtek 10. prosince"."""
-    title = meeting_title(meeting)
-    with in_language(meeting.mailing_list.language):
-        day = on_day(meeting.start, local_zone().key)
-        # The day once, when the title has it already ("10. prosince", "December 10").
-        if day.split(" ", 2)[-1] in title:
-            subject = _("Zrušeno: %(title)s", title=title)
-        else:
-            subject = _("Zrušeno: %(title)s %(day)s", title=title, day=day)
-        body = _(
-            "Dobrý den,\n\nsetkání %(group)s %(day)s se **ruší**. Z kalendáře se odstraní samo.\n",
-            group=group_in_sentence(meeting.mailing_list.name),
-            day=day,
-        )
-    return subject, body
+    return _cancel(meeting, meeting.start, one_date=False)
 
 
 def date_cancel_text(meeting: Meeting, date: Occurrence) -> tuple[str, str]:
     """(subject, body) of one date of a series cancelled alone."""
-    title = meeting_title(meeting)
-    with in_language(meeting.mailing_list.language):
-        day = on_day(date.start, local_zone().key)
-        if day.split(" ", 2)[-1] in title:
-            subject = _("Zrušeno: %(title)s", title=title)
-        else:
-            subject = _("Zrušeno: %(title)s %(day)s", title=title, day=day)
-        body = _(
-            "Dobrý den,\n\nsetkání %(group)s %(day)s se **ruší**. Ostatní termíny "
-            "pravidelných setkání platí. Z kalendáře se tento termín odstraní sám.\n",
-            group=group_in_sentence(meeting.mailing_list.name),
-            day=day,
-        )
-    return subject, body
+    return _cancel(meeting, date.start, one_date=True)
 
 
 def rest_cancel_text(meeting: Meeting, date: Occurrence) -> tuple[str, str]:
@@ -194,6 +211,46 @@ def rest_cancel_text(meeting: Meeting, date: Occurrence) -> tuple[str, str]:
             day=day,
         )
     return subject, body
+
+
+def split_texts(
+    meeting: Meeting, date: Occurrence, follower: Meeting
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(subject, body) of the two mails of a series moved from `date` on: the end of the
+    series so far, and the invitation to the new series `follower` ("Změna termínu od
+    13. ledna 2027: Setkání PSB nově každý čtvrtek v 10:00")."""
+    zone = local_zone().key
+    title = meeting_title(meeting)
+    with in_language(meeting.mailing_list.language):
+        values = {
+            "title": title,
+            "group": group_in_sentence(meeting.mailing_list.name),
+            # From the first day that changes: the old date, or the new one when earlier.
+            "day": long_date(local_time(min(date.start, follower.start), zone).date()),
+            "rhythm": describe(follower.rrule, follower.start, zone),
+            "first": on_day(follower.start, zone),
+        }
+        ended = (
+            _("Změna termínu od %(day)s: %(title)s v dosavadním termínu končí", **values),
+            _(
+                "Dobrý den,\n\npravidelná setkání %(group)s se od %(day)s **přesouvají**: nově "
+                "%(rhythm)s. Pozvánku na nové termíny posíláme v samostatném e-mailu. Dřívější "
+                "termíny platí; pozdější termíny v dosavadním čase váš kalendář odstraní sám.\n",
+                **values,
+            ),
+        )
+        invitation = (
+            _("Změna termínu od %(day)s: %(title)s nově %(rhythm)s", **values),
+            _(
+                "Dobrý den,\n\npravidelná setkání %(group)s se od %(day)s **přesouvají**: nově "
+                "%(rhythm)s, poprvé %(first)s. Toto je pozvánka na nové termíny; ty dosavadní "
+                "z kalendáře odstraní e-mail, který posíláme zvlášť. Odpovědi, které jste už "
+                "dali, platí i pro nové termíny; pokud vám nový čas nevyhovuje, změňte prosím "
+                "svou odpověď.\n",
+                **values,
+            ),
+        )
+    return ended, invitation
 
 
 def minutes_text(meeting: Meeting, date: Occurrence | None = None) -> tuple[str, str]:

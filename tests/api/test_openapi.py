@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
@@ -159,11 +159,17 @@ def test_tour_of_every_operation_with_success_and_errors(app, client, accounts, 
     assert editor.post(f"/api/v1/issues/{weekly['id']}/send").status_code == 202
     dates = editor.get(f"/api/v1/issues/{weekly['id']}").get_json()["meeting"]["dates"]
     series = f"/api/v1/meetings/{weekly['meeting']['id']}/dates/"
-    first, second, third = (d["key"] for d in dates[:3])
+    first, second, third, fourth = (d["key"] for d in dates[:4])
     assert editor.post(series + f"{first}/update", invitation["meeting"]).status_code == 201
     assert editor.post(series + f"{first}/update", {"start": "x"}).status_code == 422
     assert editor.post(series + f"{second}/cancel").status_code == 202
     assert editor.post(series + f"{second}/cancel").status_code == 409
+    later = dates[3]["start"].replace("+00:00", "")
+    moved = {"start": later + "Z", "end": later + "Z"}  # ends as it starts
+    assert editor.post(series + f"{fourth}/move-following", moved).status_code == 422
+    moved["end"] = (datetime.fromisoformat(later) + timedelta(hours=2)).isoformat() + "Z"
+    assert editor.post(series + f"{fourth}/move-following", moved).status_code == 202
+    assert editor.post(series + f"{fourth}/move-following", moved).status_code == 409
     assert editor.post(series + f"{third}/cancel-following").status_code == 202
     assert editor.post(series + f"{third}/cancel-following").status_code == 409
 

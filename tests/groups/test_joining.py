@@ -174,7 +174,7 @@ def test_coordinators_notice_in_czech_declines_the_groups_name(
     client.post(link_to(outbox.mails[0], "/groups/join/"))
     run_jobs(app)
     text = outbox.mails[1].message.get_body(("plain",)).get_content()
-    assert f"o členství v {group_genitive(public_group.name)} žádá nový zájemce" in text
+    assert f"o přijetí do {group_genitive(public_group.name)} žádá nový zájemce" in text
     assert "skupině Pracovní skupina" not in text and "skupiny Pracovní skupina" not in text
 
 
