@@ -192,7 +192,7 @@ def test_sent_issue_and_its_report_in_english(app, editor, outbox):
     words = in_english(editor.get(f"/admin/issues/{issue.id}?lang=en"))
     assert "Final report" in words and "Done 100%" in words and "status: sent" in words
     assert "Sent: 3" in words and "Sending started" in words and "Finished" in words
-    assert "No permanent delivery errors." in words and "No returned mails." in words
+    assert "No permanent delivery errors." in words and "No bounced e-mails." in words
     assert "Send again" not in words
 
     response = post(editor, f"/admin/issues/{issue.id}/edit", follow_redirects=True)
