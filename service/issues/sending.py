@@ -323,6 +323,9 @@ def _refuse_unless(moved: bool, message: str) -> None:
 
 # The recent rate is read from the issue's last sends, at most this many: a bounded
 # read whatever the issue's size and its rate (ix_delivery_issue_sent_at, newest first).
+# Each delivery's `sent_at` already says how many went out in the last minute; the
+# per-batch counters keep no time, and a sample of counts kept in Redis would be a
+# second record of the sends, written on the per-message path and lost with Redis.
 RATE_SAMPLE = 200
 
 
