@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from babel.dates import format_timedelta
+from babel.numbers import format_decimal
 from flask import (
     Response,
     abort,
@@ -26,6 +28,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import func, select
 from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
     SelectChoice,
@@ -38,10 +41,11 @@ from wtforms.widgets import DateTimeLocalInput
 
 from ..bounces import complaints, recording
 from ..clock import SkippedLocalTime, from_local, local_zone, utcnow
-from ..czech import plural
 from ..extensions import db
+from ..i18n import current_language
 from ..issues import attachments, sending
 from ..issues.sending import STATUS_LABELS, IssueStateError
+from ..mail import sender_domain
 from ..meetings import occurrences, series
 from ..meetings import rules as meetings
 from ..meetings.calendar import documents, mail_context
@@ -58,8 +62,9 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from .auth import CzechForm, account, require_list_access, visible_lists
+from .auth import CzechForm, _l, account, require_list_access, visible_lists
 from .blueprint import bp
+from .dashboard import prague
 
 PER_PAGE = 50
 # The final report lists this many failed deliveries; the rest are only counted.
@@ -75,39 +80,61 @@ DATETIME_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d. %m. %Y %H:
 SCHEDULE_HORIZON = timedelta(days=366)
 
 
-# --- Czech formatting shared with admin-issues.js ---------------------------
+# --- progress phrases, shared with admin-issues.js through progress.json ------------
 
 
 def format_percent(value: float) -> str:
-    """37.5 → "37,5 %" (Czech decimal comma)."""
-    return f"{value:g}".replace(".", ",") + " %"
+    """37.5 → "37,5 %" in Czech, "37.5%" in English (CLDR's numbers)."""
+    figure = decimal_figure(value)
+    return f"{figure} %" if current_language() == "cs" else f"{figure}%"
+
+
+@bp.app_template_filter("decimal_figure")
+def decimal_figure(value: float) -> str:
+    """12.5 → "12,5" in Czech, "12.5" in English: a size or count with at most one decimal."""
+    return format_decimal(value, "#,##0.#", locale=current_language())
 
 
 def format_rate(per_minute: int) -> str:
-    return plural(per_minute, "{n} zpráva za minutu", "{n} zprávy za minutu", "{n} zpráv za minutu")
+    """ "26 zpráv za minutu" / "26 messages a minute", Czech's three plural forms."""
+    figure = format_decimal(per_minute, locale=current_language())
+    return ngettext(
+        "%(count)s zpráva za minutu", "%(count)s zpráv za minutu", per_minute, count=figure
+    )
+
+
+def format_duration(seconds: int) -> str:
+    """A time left as the short units people glance at: "43 s", "3 min", "2 h 5 min"."""
+
+    def unit(amount: timedelta) -> str:
+        # threshold 1: each part keeps its own unit (3 min stays minutes, not "0 h").
+        return format_timedelta(amount, format="short", threshold=1, locale=current_language())
+
+    if seconds < 60:
+        return unit(timedelta(seconds=max(seconds, 1)))
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return unit(timedelta(minutes=minutes))
+    hours, minutes = divmod(minutes, 60)
+    parts = [unit(timedelta(hours=hours))]
+    if minutes:
+        parts.append(unit(timedelta(minutes=minutes)))
+    return " ".join(parts)
 
 
 def format_eta(seconds: int | None) -> str:
-    """An estimate of the time left, rounded the way people say it ("zbývá asi 3 minuty")."""
+    """An estimate of the time left: "≈ 43 s zbývá", "≈ 3 min zbývá"; "" when unknown."""
     if seconds is None:
         return ""
-    if seconds < 60:
-        return "zbývá méně než minuta"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return "zbývá asi " + plural(minutes, "{n} minuta", "{n} minuty", "{n} minut")
-    hours, minutes = divmod(minutes, 60)
-    text = "zbývá asi " + plural(hours, "{n} hodina", "{n} hodiny", "{n} hodin")
-    if minutes:
-        text += " " + plural(minutes, "{n} minuta", "{n} minuty", "{n} minut")
-    return text
+    return _("≈ %(time)s zbývá", time=format_duration(seconds))
 
 
 def progress_texts(state: dict[str, Any]) -> dict[str, str]:
-    """The Czech phrases of a `sending.progress` state, for the page and for progress.json."""
+    """The phrases of a `sending.progress` state in the request's language, for the page
+    and for progress.json (the page shows "rate · time left")."""
     eta = format_eta(state["eta_seconds"])
     if not eta and state["status"] == IssueStatus.SENDING and state["counts"]["pending"]:
-        eta = "zbývající čas zatím nelze odhadnout"
+        eta = _("zbývající čas zatím nelze odhadnout")
     return {
         "percent": format_percent(state["percent"]),
         "rate": format_rate(state["rate_per_minute"]),
@@ -129,7 +156,7 @@ def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
     refused rather than silently moved by an hour.
     """
     if not isinstance(value, str) or not value.strip():
-        return None, "Zadejte datum a čas odeslání."
+        return None, _("Zadejte datum a čas odeslání.")
     naive = None
     for pattern in DATETIME_LOCAL_FORMATS:
         try:
@@ -138,15 +165,15 @@ def parse_local_datetime(value: Any) -> tuple[datetime | None, str | None]:
         except ValueError:
             continue
     if naive is None:
-        return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
+        return None, _("Zadejte datum a čas ve tvaru 10. 12. 2026 9:30.")
     try:
         aware = from_local(naive)
     except SkippedLocalTime as skipped:
         return None, str(skipped)
     except OverflowError:
-        return None, "Zadejte datum a čas ve tvaru 10. 12. 2026 9:30."
+        return None, _("Zadejte datum a čas ve tvaru 10. 12. 2026 9:30.")
     if aware - datetime.now(UTC) > SCHEDULE_HORIZON:
-        return None, "Vydání lze naplánovat nejvýše rok dopředu."
+        return None, _("Vydání lze naplánovat nejvýše rok dopředu.")
     return aware, None
 
 
@@ -242,21 +269,21 @@ class IssueForm(CzechForm):
     # What `validate` made of the fields (only read once it has passed).
     issue_input: sending.IssueInput
     # Every field is a string, "" when left out (as the domain's checks expect).
-    subject = StringField("Předmět", default="")
-    preheader = StringField("Perex", default="")
-    body = TextAreaField("Text vydání", default="")
-    meeting_start = StringField("Začátek", default="", widget=DateTimeLocalInput())
-    meeting_end = StringField("Konec", default="", widget=DateTimeLocalInput())
-    meeting_location = StringField("Místo", default="")
-    meeting_online_url = URLField("Odkaz na online připojení (nepovinný)", default="")
+    subject = StringField(_l("Předmět"), default="")
+    preheader = StringField(_l("Perex"), default="")
+    body = TextAreaField(_l("Text vydání"), default="")
+    meeting_start = StringField(_l("Začátek"), default="", widget=DateTimeLocalInput())
+    meeting_end = StringField(_l("Konec"), default="", widget=DateTimeLocalInput())
+    meeting_location = StringField(_l("Místo"), default="")
+    meeting_online_url = URLField(_l("Odkaz na online připojení (nepovinný)"), default="")
     # A series (recurrence.py); an unknown key is refused by the domain's check, in Czech.
     meeting_repeat = SelectField(
-        "Opakování",
+        _l("Opakování"),
         choices=[SelectChoice(key, label) for key, label in REPEAT_CHOICES.items()],
         default="",
         validate_choice=False,
     )
-    meeting_agenda = TextAreaField("Program", default="")
+    meeting_agenda = TextAreaField(_l("Program"), default="")
 
     def __init__(
         self, *args: Any, mailing_list: MailingList, with_meeting: bool, **kwargs: Any
@@ -282,12 +309,18 @@ class IssueForm(CzechForm):
 
 
 def _render_form(issue: Issue | None, form: IssueForm) -> tuple[str, int]:
+    preview_url = (
+        url_for("admin.issue_edit_preview", issue_id=issue.id)
+        if issue is not None
+        else url_for("admin.issue_new_preview", list=form.mailing_list.slug)
+    )
     return render_template(
         "admin/issue_edit.html",
         issue=issue,
         mailing_list=form.mailing_list,
         form=form,
         meeting_editable=form.with_meeting,
+        preview_url=preview_url,
         zone=current_app.config["TIMEZONE"],
     ), (422 if form.errors else 200)
 
@@ -299,7 +332,7 @@ def issue_new() -> ResponseReturnValue:
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug)) if slug else None
     if mailing_list is None:
         if not slug:
-            flash("Vyberte seznam, pro který vydání připravujete.", "warning")
+            flash(_("Vyberte seznam, pro který vydání připravujete."), "warning")
             return redirect(url_for("admin.issues"))
         abort(404)
     require_list_access(mailing_list)
@@ -310,7 +343,7 @@ def issue_new() -> ResponseReturnValue:
     if form.meeting is not None:
         meetings.attach_meeting(issue, form.meeting)
     db.session.commit()
-    flash("Koncept vydání je uložen.", "success")
+    flash(_("Koncept vydání je uložen."), "success")
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
@@ -319,7 +352,7 @@ def issue_edit(issue_id: int) -> ResponseReturnValue:
     """Edit a draft; a scheduled issue goes back to draft (its time is dropped)."""
     issue = _issue_or_404(issue_id)
     if issue.status not in Issue.EDITABLE:
-        flash("Upravit lze jen koncept; odeslané vydání můžete duplikovat.", "warning")
+        flash(_("Upravit lze jen koncept; odeslané vydání můžete duplikovat."), "warning")
         return redirect(url_for("admin.issue", issue_id=issue.id))
     # What is stored fills the form only on GET: a field left out of a POST is empty.
     stored = None
@@ -345,9 +378,9 @@ def issue_edit(issue_id: int) -> ResponseReturnValue:
         return redirect(url_for("admin.issue", issue_id=issue.id))
     db.session.commit()
     if was_scheduled:
-        flash("Změny jsou uloženy. Naplánované odeslání bylo zrušeno, vydání je opět koncept.")
+        flash(_("Změny jsou uloženy. Naplánované odeslání bylo zrušeno, vydání je opět koncept."))
     else:
-        flash("Změny jsou uloženy.", "success")
+        flash(_("Změny jsou uloženy."), "success")
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
@@ -449,7 +482,7 @@ def issue(issue_id: int) -> ResponseReturnValue:
 
 @bp.get("/issues/<int(max=2147483647):issue_id>/progress.json")
 def issue_progress(issue_id: int) -> ResponseReturnValue:
-    """What admin-issues.js polls: `sending.progress` plus the Czech texts to show."""
+    """What admin-issues.js polls: `sending.progress` plus the texts to show."""
     issue = _issue_or_404(issue_id)
     state = sending.progress(issue)
     state["texts"] = progress_texts(state)
@@ -477,12 +510,92 @@ def issue_preview_html(issue_id: int) -> ResponseReturnValue:
     not, so these stricter values stand: the mail may not run anything, and
     only our own pages may frame it.
     """
-    issue = _issue_or_404(issue_id)
-    response = Response(sending.preview(issue).html, mimetype="text/html")
+    return _framed(sending.preview(_issue_or_404(issue_id)).html)
+
+
+def _framed(html: str) -> Response:
+    """A mail's HTML part for the preview frame: nothing runs, only our pages frame it."""
+    response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+# The editor's live preview: the form as typed, posted into the preview frame (by the
+# "Náhled" button's formaction/formtarget, and by admin-issues.js while the editor types).
+
+
+@bp.post("/issues/new/preview")
+def issue_new_preview() -> ResponseReturnValue:
+    """The mail a new draft on the list `?list=` would make, as typed so far."""
+    slug = request.args.get("list", "")
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug)) if slug else None
+    if mailing_list is None:
+        abort(404)
+    require_list_access(mailing_list)
+    form = IssueForm(mailing_list=mailing_list, with_meeting=mailing_list.kind == "group")
+    return _framed(_unsaved_preview(form, None))
+
+
+@bp.post("/issues/<int(max=2147483647):issue_id>/edit/preview")
+def issue_edit_preview(issue_id: int) -> ResponseReturnValue:
+    """The mail a draft would make with the edits typed so far (nothing is saved)."""
+    issue = _issue_or_404(issue_id)
+    form = IssueForm(
+        mailing_list=issue.mailing_list,
+        with_meeting=issue.mailing_list.kind == "group" and _meeting_editable(issue),
+    )
+    return _framed(_unsaved_preview(form, issue))
+
+
+def _unsaved_preview(form: IssueForm, issue: Issue | None) -> str:
+    """The HTML part of the mail the form's fields would make, footer included.
+
+    Built through the same skeleton as a send, on an Issue that is never added
+    to the session (its relationships have no backrefs, so nothing cascades it
+    in). Fields the editor has not finished are shown as far as they go: an
+    error under a field does not stop the preview, but what could not be in a
+    mail header (line breaks, control characters) is made one line.
+    """
+    form.validate()
+    fields = form.issue_input
+    unsaved = Issue(
+        mailing_list=form.mailing_list,
+        subject=sending.one_line(fields.subject)[: sending.SUBJECT_MAX],
+        preheader=sending.one_line(fields.preheader)[: sending.PREHEADER_MAX],
+        body=fields.body[: sending.BODY_MAX],
+        status=IssueStatus.DRAFT,
+        number=issue.number if issue is not None else None,
+    )
+    stored = issue.meeting if issue is not None else None
+    if form.meeting is not None:
+        unsaved.meeting = _unsaved_meeting(form.meeting, form.mailing_list, stored)
+        unsaved.meeting_method = "REQUEST"
+    elif issue is not None and stored is not None and not form.with_meeting:
+        # An announcement about a meeting already sent: its meeting as stored.
+        unsaved.meeting, unsaved.meeting_method = stored, issue.meeting_method
+        unsaved.meeting_sequence = issue.meeting_sequence
+        unsaved.meeting_occurrence = issue.meeting_occurrence
+    return sending.preview(unsaved).html
+
+
+def _unsaved_meeting(
+    fields: meetings.MeetingInput, mailing_list: MailingList, stored: Meeting | None
+) -> Meeting:
+    """The meeting as typed into a draft invitation, for its preview only (never added)."""
+    return Meeting(
+        mailing_list=mailing_list,
+        uid=stored.uid if stored is not None else f"ukazka@{sender_domain()}",
+        sequence=stored.sequence if stored is not None else 0,
+        title=stored.title if stored is not None else "",
+        start=fields.start,
+        end=fields.end,
+        rrule=fields.rrule,
+        location=fields.location,
+        online_url=fields.online_url,
+        agenda=fields.agenda,
+    )
 
 
 # --- actions -----------------------------------------------------------------------
@@ -492,6 +605,7 @@ def _done(
     issue: Issue, message: str, category: str = "success", *, status: int = 200
 ) -> ResponseReturnValue:
     """After a successful action: JSON for scripts, a flash and a redirect for browsers."""
+    message = str(message)  # a lazy message of ACTIONS, in this request's language
     if _wants_json():
         return jsonify({"message": message, **sending.progress(issue)}), status
     flash(message, category)
@@ -521,21 +635,20 @@ def _test_send(issue: Issue, form: Any) -> ResponseReturnValue:
         return _invalid(issue, "addresses", error, {"addresses": form.get("addresses")})
     sending.send_test(issue, addresses)
     db.session.commit()
-    sent_to = plural(
+    sent_to = ngettext(
+        "Zkušební e-mail odchází na %(num)d adresu.",
+        "Zkušební e-mail odchází na %(num)d adres.",
         len(addresses),
-        "Zkušební e-mail odchází na {n} adresu.",
-        "Zkušební e-mail odchází na {n} adresy.",
-        "Zkušební e-mail odchází na {n} adres.",
     )
     return _done(issue, sent_to + " " + ", ".join(addresses))
 
 
 def _send(issue: Issue, form: Any) -> ResponseReturnValue:
     if not form.get("confirm") and issue.status in Issue.EDITABLE:
-        return _invalid(issue, "send", "Potvrďte odeslání zaškrtnutím políčka.", {})
+        return _invalid(issue, "send", _("Potvrďte odeslání zaškrtnutím políčka."), {})
     sending.send_now(issue)
     db.session.commit()
-    return _done(issue, "Vydání se odesílá.", status=202)
+    return _done(issue, _("Vydání se odesílá."), status=202)
 
 
 def _schedule(issue: Issue, form: Any) -> ResponseReturnValue:
@@ -550,16 +663,17 @@ def _schedule(issue: Issue, form: Any) -> ResponseReturnValue:
     else:
         sending.schedule(issue, at)  # raises the state error
     db.session.commit()
-    when = at.strftime("%-d. %-m. %Y v %H:%M")
-    return _done(issue, f"Vydání je naplánováno na {when} (pražského času).", status=202)
+    when = prague(at.astimezone(UTC).replace(tzinfo=None), "%-d. %-m. %Y v %H:%M")
+    message = _("Vydání je naplánováno na %(when)s (pražského času).", when=when)
+    return _done(issue, message, status=202)
 
 
 def _cancel(issue: Issue, form: Any) -> ResponseReturnValue:
     if not form.get("confirm") and issue.status not in FINAL_STATUSES:
-        return _invalid(issue, "cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
+        return _invalid(issue, "cancel", _("Potvrďte zrušení zaškrtnutím políčka."), {})
     sending.cancel(issue)
     db.session.commit()
-    return _done(issue, "Vydání je zrušeno; kdo ho už dostal, tomu zůstává.")
+    return _done(issue, _("Vydání je zrušeno; kdo ho už dostal, tomu zůstává."))
 
 
 def _duplicate(issue: Issue, form: Any) -> ResponseReturnValue:
@@ -567,18 +681,17 @@ def _duplicate(issue: Issue, form: Any) -> ResponseReturnValue:
     db.session.commit()
     if _wants_json():
         return jsonify({"id": copy.id}), 201
-    flash("Vznikl nový koncept se stejným obsahem.", "success")
+    flash(_("Vznikl nový koncept se stejným obsahem."), "success")
     return redirect(url_for("admin.issue_edit", issue_id=copy.id))
 
 
 def _resend(issue: Issue, form: Any) -> ResponseReturnValue:
     count = sending.resend_unreached(issue)
     db.session.commit()
-    message = plural(
+    message = ngettext(
+        "Vydání znovu odchází %(num)d adresátovi, kterému se nedoručilo.",
+        "Vydání znovu odchází %(num)d adresátům, kterým se nedoručilo.",
         count,
-        "Vydání znovu odchází {n} adresátovi, kterému se nedoručilo.",
-        "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
-        "Vydání znovu odchází {n} adresátům, kterým se nedoručilo.",
     )
     return _done(issue, message, status=202)
 
@@ -600,10 +713,10 @@ ACTIONS: dict[str, Callable[[Issue, Any], Any]] = {
     "send": _send,
     "schedule": _schedule,
     "unschedule": _plain(
-        sending.unschedule, "Naplánované odeslání je zrušeno, vydání je opět koncept."
+        sending.unschedule, _l("Naplánované odeslání je zrušeno, vydání je opět koncept.")
     ),
-    "pause": _plain(sending.pause, "Odesílání je pozastaveno."),
-    "resume": _plain(sending.resume, "Odesílání pokračuje."),
+    "pause": _plain(sending.pause, _l("Odesílání je pozastaveno.")),
+    "resume": _plain(sending.resume, _l("Odesílání pokračuje.")),
     "cancel": _cancel,
     "duplicate": _duplicate,
     "resend": _resend,
@@ -687,7 +800,7 @@ def meeting_update(meeting_id: int) -> ResponseReturnValue:
     issue = _posted_from()
     fields, errors = meeting_from_form(request.form, meeting.mailing_list)
     if fields is None and not errors:
-        errors = {"meeting_start": "Vyplňte nový termín a místo setkání."}
+        errors = {"meeting_start": _("Vyplňte nový termín a místo setkání.")}
     if errors or fields is None:
         if issue is not None and issue.meeting_id == meeting.id:
             return _render_issue(issue, errors=errors, values=dict(request.form))
@@ -697,7 +810,7 @@ def meeting_update(meeting_id: int) -> ResponseReturnValue:
     except meetings.MeetingError as error:
         return _meeting_refused(issue, error)
     db.session.commit()
-    flash("Setkání je změněno. Zkontrolujte oznámení o změně a odešlete ho členům.", "success")
+    flash(_("Setkání je změněno. Zkontrolujte oznámení o změně a odešlete ho členům."), "success")
     return redirect(url_for("admin.issue", issue_id=update.id))
 
 
@@ -708,14 +821,15 @@ def meeting_cancel(meeting_id: int) -> ResponseReturnValue:
     issue = _posted_from()
     if not request.form.get("confirm"):
         if issue is not None and issue.meeting_id == meeting.id:
-            return _invalid(issue, "meeting_cancel", "Potvrďte zrušení zaškrtnutím políčka.", {})
+            message = _("Potvrďte zrušení zaškrtnutím políčka.")
+            return _invalid(issue, "meeting_cancel", message, {})
         abort(422)
     try:
         cancellation = meetings.cancel_meeting(meeting, account())
     except meetings.MeetingError as error:
         return _meeting_refused(issue, error)
     db.session.commit()
-    flash("Setkání je zrušeno; členové dostávají zrušení pozvánky.", "success")
+    flash(_("Setkání je zrušeno; členové dostávají zrušení pozvánky."), "success")
     return redirect(url_for("admin.issue", issue_id=cancellation.id))
 
 
@@ -734,13 +848,13 @@ def meeting_date(meeting_id: int, key: int) -> ResponseReturnValue:
         if action.startswith("presunout"):
             return _move_date(meeting, moment, following=action == "presunout-dalsi")
         if not request.form.get("confirm"):
-            raise meetings.MeetingError("Potvrďte zrušení zaškrtnutím políčka.")
+            raise meetings.MeetingError(_("Potvrďte zrušení zaškrtnutím políčka."))
         change = series.cancel_occurrence if action == "zrusit" else series.cancel_rest
         sent = change(meeting, moment, account())
     except meetings.MeetingError as error:
         return _meeting_refused(issue, error)
     db.session.commit()
-    flash("Termín je zrušen; členové dostávají oznámení.", "success")
+    flash(_("Termín je zrušen; členové dostávají oznámení."), "success")
     return redirect(url_for("admin.issue", issue_id=sent.id))
 
 
@@ -750,12 +864,12 @@ def _move_date(
     """Move one date (a draft update), or it and all after it (both mails sent at once)."""
     fields, errors = meeting_from_form(request.form, meeting.mailing_list)
     if errors or fields is None:
-        message = next(iter(errors.values()), "Vyplňte nový termín a místo setkání.")
+        message = next(iter(errors.values()), _("Vyplňte nový termín a místo setkání."))
         raise meetings.MeetingError(message)
     if not following:
         update = series.update_occurrence(meeting, moment, fields, account())
         db.session.commit()
-        flash("Termín je změněn. Zkontrolujte oznámení o změně a odešlete ho členům.", "success")
+        flash(_("Termín je změněn. Zkontrolujte oznámení o změně a odešlete ho členům."), "success")
         return redirect(url_for("admin.issue", issue_id=update.id))
     if not request.form.get("confirm"):
         raise meetings.MeetingError(_("Potvrďte přesun všech dalších termínů zaškrtnutím políčka."))
@@ -778,14 +892,14 @@ def issue_attachment_add(issue_id: int) -> ResponseReturnValue:
     upload = request.files.get("file")
     try:
         if upload is None:
-            raise attachments.AttachmentError("Vyberte soubor, který chcete přiložit.")
+            raise attachments.AttachmentError(_("Vyberte soubor, který chcete přiložit."))
         added = attachments.add_attachment(issue, upload.filename or "", upload.read())
     except attachments.AttachmentError as error:
         if error.status == 409:
             return _refused(issue, str(error))
         return _invalid(issue, "file", str(error), {})
     db.session.commit()
-    return _done(issue, f"Příloha {added.filename} je přidána.")
+    return _done(issue, _("Příloha %(name)s je přidána.", name=added.filename))
 
 
 @bp.post(
@@ -800,4 +914,4 @@ def issue_attachment_remove(issue_id: int, attachment_id: int) -> ResponseReturn
             abort(404)
         return _refused(issue, str(error))
     db.session.commit()
-    return _done(issue, "Příloha je odebrána.")
+    return _done(issue, _("Příloha je odebrána."))

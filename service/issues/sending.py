@@ -16,6 +16,9 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import ColumnElement, Select, func, select, update
 
 from .. import jobs
@@ -42,18 +45,19 @@ PREHEADER_MAX = 200
 BODY_MAX = 200_000
 
 # Keyed by str: `Issue.status` holds the plain string, equal to its IssueStatus.
-STATUS_LABELS: dict[str, str] = {
-    IssueStatus.DRAFT: "koncept",
-    IssueStatus.SCHEDULED: "naplánováno",
-    IssueStatus.SENDING: "odesílá se",
-    IssueStatus.PAUSED: "pozastaveno",
-    IssueStatus.SENT: "odesláno",
-    IssueStatus.CANCELLED: "zrušeno",
+# Lazy: each is said in the language of the request (or mail) that shows it.
+STATUS_LABELS: dict[str, LazyString] = {
+    IssueStatus.DRAFT: _l("koncept"),
+    IssueStatus.SCHEDULED: _l("naplánováno"),
+    IssueStatus.SENDING: _l("odesílá se"),
+    IssueStatus.PAUSED: _l("pozastaveno"),
+    IssueStatus.SENT: _l("odesláno"),
+    IssueStatus.CANCELLED: _l("zrušeno"),
 }
 
 
 class IssueStateError(Exception):
-    """The issue is not in a state that allows this; the message is Czech."""
+    """The issue is not in a state that allows this; the message is in the request's language."""
 
     status = 409
 
@@ -66,33 +70,39 @@ class IssueInput:
 
 
 def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[IssueInput, dict]:
-    """Clean the editable fields; the second value maps field names to Czech errors."""
+    """Clean the editable fields; the second value maps field names to errors (in the
+    request's language: the admin's editor and the API show them as they are)."""
     errors: dict[str, str] = {}
     subject = subject if isinstance(subject, str) else None
     body = body if isinstance(body, str) else None
     preheader = preheader if isinstance(preheader, str) else ("" if preheader is None else None)
     if subject is None or not subject.strip():
-        errors["subject"] = "Vyplňte předmět."
+        errors["subject"] = _("Vyplňte předmět.")
     elif not _one_line(subject):
-        errors["subject"] = "Předmět musí být na jednom řádku a bez řídicích znaků."
+        errors["subject"] = _("Předmět musí být na jednom řádku a bez řídicích znaků.")
     elif len(subject.strip()) > SUBJECT_MAX:
-        errors["subject"] = f"Předmět může mít nejvýše {SUBJECT_MAX} znaků."
+        errors["subject"] = _("Předmět může mít nejvýše %(max)d znaků.", max=SUBJECT_MAX)
     if body is None or not body.strip():
-        errors["body"] = "Vyplňte text vydání."
+        errors["body"] = _("Vyplňte text vydání.")
     elif len(body) > BODY_MAX:
-        errors["body"] = f"Text vydání může mít nejvýše {BODY_MAX} znaků."
+        errors["body"] = _("Text vydání může mít nejvýše %(max)d znaků.", max=BODY_MAX)
     if preheader is None:
-        errors["preheader"] = "Perex musí být text."
+        errors["preheader"] = _("Perex musí být text.")
     elif not _one_line(preheader):
-        errors["preheader"] = "Perex musí být na jednom řádku a bez řídicích znaků."
+        errors["preheader"] = _("Perex musí být na jednom řádku a bez řídicích znaků.")
     elif len(preheader.strip()) > PREHEADER_MAX:
-        errors["preheader"] = f"Perex může mít nejvýše {PREHEADER_MAX} znaků."
+        errors["preheader"] = _("Perex může mít nejvýše %(max)d znaků.", max=PREHEADER_MAX)
     cleaned = IssueInput(
         subject=(subject or "").strip(),
         body=(body or "").replace("\r\n", "\n"),
         preheader=(preheader or "").strip(),
     )
     return cleaned, errors
+
+
+def one_line(text: str) -> str:
+    """`text` with what `_one_line` refuses made spaces (a preview of a field not yet valid)."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
 
 
 def _one_line(text: str) -> bool:
@@ -117,7 +127,7 @@ def create_issue(mailing_list: MailingList, fields: IssueInput, author: User | N
 
 def update_issue(issue: Issue, fields: IssueInput) -> None:
     """Edit a draft; a scheduled issue goes back to draft when edited."""
-    _refuse_unless(issue.back_to_draft(), "Upravit lze jen koncept.")
+    _refuse_unless(issue.back_to_draft(), _("Upravit lze jen koncept."))
     issue.subject, issue.body, issue.preheader = fields.subject, fields.body, fields.preheader
     issue.updated_at = utcnow()
 
@@ -131,22 +141,22 @@ def duplicate(issue: Issue, author: User | None) -> Issue:
 
 def schedule(issue: Issue, at: datetime) -> None:
     """Send at `at` (aware, any zone; stored as naive UTC)."""
-    _require(issue, Issue.EDITABLE, "Naplánovat lze jen koncept.")
+    _require(issue, Issue.EDITABLE, _("Naplánovat lze jen koncept."))
     at_utc = at.astimezone(UTC).replace(tzinfo=None)
     if at_utc <= utcnow():
-        raise IssueStateError("Čas odeslání musí být v budoucnosti.")
-    _refuse_unless(issue.schedule(at_utc), "Naplánovat lze jen koncept.")
+        raise IssueStateError(_("Čas odeslání musí být v budoucnosti."))
+    _refuse_unless(issue.schedule(at_utc), _("Naplánovat lze jen koncept."))
     jobs.after_commit(jobs.enqueue_scheduled_start, issue.id, at_utc)
 
 
 def unschedule(issue: Issue) -> None:
     """Back to draft; the scheduled job finds the issue not due and does nothing."""
-    _refuse_unless(issue.unschedule(), "Vydání není naplánované.")
+    _refuse_unless(issue.unschedule(), _("Vydání není naplánované."))
 
 
 def send_now(issue: Issue) -> None:
     """Snapshot the recipients now and hand the issue to the workers."""
-    _refuse_unless(issue.start_sending(), "Odeslat lze jen koncept nebo naplánované vydání.")
+    _refuse_unless(issue.start_sending(), _("Odeslat lze jen koncept nebo naplánované vydání."))
     begin_delivery(issue)
 
 
@@ -220,11 +230,11 @@ def recipients_query(
 
 def pause(issue: Issue) -> None:
     """Stop sending after the message in flight; nothing is lost, resume continues."""
-    _refuse_unless(issue.pause(), "Pozastavit lze jen vydání, které se odesílá.")
+    _refuse_unless(issue.pause(), _("Pozastavit lze jen vydání, které se odesílá."))
 
 
 def resume(issue: Issue) -> None:
-    _refuse_unless(issue.resume(), "Pokračovat lze jen v pozastaveném vydání.")
+    _refuse_unless(issue.resume(), _("Pokračovat lze jen v pozastaveném vydání."))
     _enqueue_unfinished(issue)
 
 
@@ -237,8 +247,8 @@ def cancel(issue: Issue) -> None:
     as cancelled at once (`delivery_counts`).
     """
     if issue.status == IssueStatus.CANCELLED:
-        raise IssueStateError("Vydání už je zrušené.")
-    _refuse_unless(issue.cancel(), "Odeslané vydání už zrušit nelze.")
+        raise IssueStateError(_("Vydání už je zrušené."))
+    _refuse_unless(issue.cancel(), _("Odeslané vydání už zrušit nelze."))
     jobs.after_commit(jobs.enqueue_cancel, issue.id)
 
 
@@ -251,7 +261,7 @@ def resend_unreached(issue: Issue) -> int:
     its deliveries back before sending. The sent ones are untouched, and a
     delivery is sent at most once by its claim, so nobody gets the issue twice.
     """
-    _require(issue, Issue.FINISHED, "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
+    _require(issue, Issue.FINISHED, _("Znovu odeslat lze jen dokončené nebo zrušené vydání."))
     unreached = DeliveryBatch.total_count - DeliveryBatch.sent_count - DeliveryBatch.skipped_count
     count, created = db.session.execute(
         select(
@@ -263,8 +273,8 @@ def resend_unreached(issue: Issue) -> int:
         # Cancelled before the fan-out reached everyone: those without a row yet go too.
         count += max(issue.recipient_count - created, 0)
     if not count and issue.fanout_done:
-        raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
-    _refuse_unless(issue.resend(), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
+        raise IssueStateError(_("Vydání dostali všichni, komu šlo doručit."))
+    _refuse_unless(issue.resend(), _("Znovu odeslat lze jen dokončené nebo zrušené vydání."))
     db.session.execute(
         update(DeliveryBatch)
         .where(DeliveryBatch.issue_id == issue.id, unreached > 0)
@@ -303,7 +313,7 @@ def _require(issue: Issue, allowed: tuple[IssueStatus, ...], message: str) -> No
 
 
 def _refuse_unless(moved: bool, message: str) -> None:
-    """A refused transition of the issue (models.Issue) is a 409 with a Czech message."""
+    """A refused transition of the issue (models.Issue) is a 409 with a translated message."""
     if not moved:
         raise IssueStateError(message)
 
@@ -313,6 +323,9 @@ def _refuse_unless(moved: bool, message: str) -> None:
 
 # The recent rate is read from the issue's last sends, at most this many: a bounded
 # read whatever the issue's size and its rate (ix_delivery_issue_sent_at, newest first).
+# Each delivery's `sent_at` already says how many went out in the last minute; the
+# per-batch counters keep no time, and a sample of counts kept in Redis would be a
+# second record of the sends, written on the per-message path and lost with Redis.
 RATE_SAMPLE = 200
 
 
@@ -375,12 +388,22 @@ def _counts_and_recent(
     return counts, int(row[5] or 0), oldest
 
 
-def _per_second(recent: int, oldest: datetime | None, now: datetime, window: timedelta) -> float:
-    """Messages per second over the window; over a shorter span when the sample filled
-    before the window's start (a high rate), where RATE_SAMPLE sends tell it as well."""
-    if recent >= RATE_SAMPLE and oldest is not None and oldest < now:
-        return recent / (now - oldest).total_seconds()
-    return recent / window.total_seconds()
+def recent_rate(sent: int, oldest: datetime | None, now: datetime) -> float:
+    """Messages per second over the last window, from the `sent` sends inside it, the
+    oldest of them at `oldest` (at most RATE_SAMPLE, the newest).
+
+    Measured from the window's first send, not from the window's start: an issue
+    that began sending two seconds ago (or was resumed then) has sent for two
+    seconds, not for a minute, and dividing by the whole window made its rate
+    thirty times too low and its time left thirty times too long. The sends
+    after the first one are what that span holds (n sends, n - 1 gaps); a
+    single send tells no rate yet. The span is at least a second, so a batch
+    sent in one burst does not promise an instant end.
+    """
+    if sent < 2 or oldest is None:
+        return 0.0
+    span = max((now - oldest).total_seconds(), 1.0)
+    return (sent - 1) / span
 
 
 def progress(issue: Issue) -> dict[str, Any]:
@@ -390,13 +413,13 @@ def progress(issue: Issue) -> dict[str, Any]:
     now = utcnow()
     sending_now = issue.status == IssueStatus.SENDING
     counts, recent, oldest = _counts_and_recent(issue, now - rate_window if sending_now else None)
-    per_second = _per_second(recent, oldest, now, rate_window)
+    per_second = recent_rate(recent, oldest, now)
     eta = round(counts["pending"] / per_second) if per_second and counts["pending"] else None
     done = counts["total"] - counts["pending"]
     return {
         "id": issue.id,
         "status": issue.status,
-        "status_label": STATUS_LABELS[issue.status],
+        "status_label": str(STATUS_LABELS[issue.status]),
         "counts": counts,
         "percent": round(100 * done / counts["total"], 1) if counts["total"] else 100.0,
         "rate_per_minute": round(per_second * 60),
@@ -444,22 +467,24 @@ def parse_test_addresses(value: Any) -> tuple[list[str], str | None]:
     if isinstance(value, list):
         parts = [p for p in value if isinstance(p, str)]
         if len(parts) != len(value):
-            return [], "Adresy musí být text."
+            return [], _("Adresy musí být text.")
     elif isinstance(value, str):
         parts = value.replace(";", ",").replace("\n", ",").replace(" ", ",").split(",")
     else:
-        return [], "Zadejte alespoň jednu adresu."
+        return [], _("Zadejte alespoň jednu adresu.")
     parts = [p.strip() for p in parts if p.strip()]
     if not parts:
-        return [], "Zadejte alespoň jednu adresu."
+        return [], _("Zadejte alespoň jednu adresu.")
     if len(parts) > MAX_TEST_ADDRESSES:
-        return [], f"Najednou lze poslat zkoušku nejvýše na {MAX_TEST_ADDRESSES} adres."
+        return [], _(
+            "Najednou lze poslat zkoušku nejvýše na %(max)d adres.", max=MAX_TEST_ADDRESSES
+        )
     addresses = []
     for part in parts:
         try:
             address = parse_address_for_app(part)
         except InvalidAddress:
-            return [], f"Neplatný e-mail: {part}"
+            return [], _("Neplatný e-mail: %(address)s", address=part)
         addresses.append(address.ascii_email or address.email)
     return list(dict.fromkeys(addresses)), None
 

@@ -28,11 +28,11 @@ RRULE_MAX = 200
 RRULE_COUNT_LISTED = 1000
 # What the admin's simple chooser offers; each becomes an RRULE from the first date.
 REPEAT_CHOICES = {
-    "": "neopakuje se",
-    "weekly": "každý týden",
-    "biweekly": "jednou za dva týdny",
-    "monthly-weekday": "každý měsíc ve stejný den v týdnu (např. každé druhé úterý)",
-    "monthly-day": "každý měsíc ve stejný den v měsíci",
+    "": _l("neopakuje se"),
+    "weekly": _l("každý týden"),
+    "biweekly": _l("jednou za dva týdny"),
+    "monthly-weekday": _l("každý měsíc ve stejný den v týdnu (např. každé druhé úterý)"),
+    "monthly-day": _l("každý měsíc ve stejný den v měsíci"),
 }
 _DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _ALLOWED_FREQ = {"DAILY", "WEEKLY", "MONTHLY", "YEARLY"}

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from service.admin.issues import format_eta, format_percent, format_rate
 from service.clock import utcnow
@@ -20,7 +20,7 @@ from service.issues import sending
 from service.models import Delivery, Issue, MailingList
 from tests.conftest import add_confirmed_subscribers, csrf_token_of, log_in
 from tests.conftest import run_jobs as run_all_jobs
-from workers.delivery import deliver_batch, fan_out
+from workers.delivery import fan_out
 
 BODY = """Dobrý den,
 
@@ -90,25 +90,119 @@ def pre_text(page: bytes) -> str:
     "seconds, expected",
     [
         (None, ""),
-        (20, "zbývá méně než minuta"),
-        (60, "zbývá asi 1 minuta"),
-        (180, "zbývá asi 3 minuty"),
-        (300, "zbývá asi 5 minut"),
-        (3600, "zbývá asi 1 hodina"),
-        (2 * 3600 + 120, "zbývá asi 2 hodiny 2 minuty"),
-        (5 * 3600 + 60, "zbývá asi 5 hodin 1 minuta"),
+        (43, "≈ 43 s zbývá"),
+        (0, "≈ 1 s zbývá"),
+        (60, "≈ 1 min zbývá"),
+        (170, "≈ 3 min zbývá"),
+        (59 * 60 + 50, "≈ 1 h zbývá"),
+        (2 * 3600 + 120, "≈ 2 h 2 min zbývá"),
     ],
 )
-def test_time_left_is_said_in_czech_with_correct_plurals(seconds, expected):
-    assert format_eta(seconds) == expected
+def test_time_left_is_short_and_approximate_in_czech(app, seconds, expected):
+    with app.test_request_context("/admin/issues/1"):
+        assert format_eta(seconds) == expected
 
 
-def test_rate_and_percent_read_in_czech():
-    assert format_rate(1) == "1 zpráva za minutu"
-    assert format_rate(3) == "3 zprávy za minutu"
-    assert format_rate(120) == "120 zpráv za minutu"
-    assert format_percent(37.5) == "37,5 %"
-    assert format_percent(100.0) == "100 %"
+def test_time_left_in_english(app):
+    with app.test_request_context("/admin/issues/1?lang=en"):
+        assert format_eta(43) == "≈ 43 sec left"
+        assert format_eta(170) == "≈ 3 min left"
+        assert format_eta(2 * 3600 + 120) == "≈ 2 hr 2 min left"
+
+
+def test_rate_and_percent_read_in_czech(app):
+    with app.test_request_context("/admin/issues/1"):
+        assert format_rate(1) == "1 zpráva za minutu"
+        assert format_rate(3) == "3 zprávy za minutu"
+        assert format_rate(120) == "120 zpráv za minutu"
+        assert format_rate(2100) == "2\xa0100 zpráv za minutu"
+        assert format_percent(37.5) == "37,5 %"
+        assert format_percent(100.0) == "100 %"
+
+
+def test_rate_and_percent_read_in_english(app):
+    with app.test_request_context("/admin/issues/1?lang=en"):
+        assert format_rate(1) == "1 message a minute"
+        assert format_rate(2100) == "2,100 messages a minute"
+        assert format_percent(37.5) == "37.5%"
+
+
+# --- the rate over the last minute (a fake clock) -------------------------------
+
+T0 = datetime(2026, 12, 10, 8, 0, 0)
+
+
+def test_rate_is_measured_from_the_first_send_in_the_window_not_from_its_start():
+    # 26 sent within the first 1.3 s of an issue: 25 gaps in 1.3 s, not 26 in a minute.
+    assert sending.recent_rate(26, T0, T0 + timedelta(seconds=1.3)) == pytest.approx(25 / 1.3)
+    # A steady 2 a second for the whole minute reads as 2 a second.
+    steady = sending.recent_rate(120, T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=60))
+    assert steady == pytest.approx(2, rel=0.02)
+    # Nothing, or a single send, tells no rate; a burst counts over at least a second.
+    assert sending.recent_rate(0, None, T0) == 0
+    assert sending.recent_rate(1, T0, T0 + timedelta(seconds=5)) == 0
+    assert sending.recent_rate(11, T0, T0 + timedelta(milliseconds=10)) == 10
+
+
+def sent_at(issue_id: int, moments: list[datetime]) -> None:
+    """The issue's first deliveries sent at these moments (the others stay pending)."""
+    ids = db.session.scalars(
+        select(Delivery.id).where(Delivery.issue_id == issue_id).order_by(Delivery.id)
+    ).all()
+    for delivery_id, moment in zip(ids, moments, strict=False):
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(status="sent", sent_at=moment, attempts=1)
+        )
+    db.session.commit()
+
+
+def sending_issue(editor, recipients: int) -> Issue:
+    """An issue sending to `recipients`, its deliveries made and none sent yet."""
+    add_confirmed_subscribers("zpravodaj", recipients)
+    issue = make_issue()
+    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
+    fan_out(issue.id)
+    return fresh(issue.id)
+
+
+def test_progress_at_the_start_of_a_fast_issue_says_seconds_not_an_hour(app, editor, monkeypatch):
+    """The case reported: 26 sent in the first seconds of an issue that took 43 s in all
+    read "26 zpráv za minutu zbývá asi 57 minut" (26 over the whole minute)."""
+    issue = sending_issue(editor, 60)
+    sent_at(issue.id, [T0 + timedelta(seconds=0.05 * n) for n in range(26)])
+    monkeypatch.setattr(sending, "utcnow", lambda: T0 + timedelta(seconds=1.5))
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    assert state["counts"]["sent"] == 26 and state["counts"]["pending"] == 34
+    # 25 more in the 1.5 s since the first: 1,000 a minute; 34 left take about 2 s.
+    assert state["rate_per_minute"] == 1000 and state["eta_seconds"] == 2
+    assert state["texts"]["rate"] == "1\xa0000 zpráv za minutu"
+    assert state["texts"]["eta"] == "≈ 2 s zbývá"
+
+
+def test_progress_counts_only_the_last_minute(app, editor, monkeypatch):
+    """Sends older than the window do not count: a fast start followed by a slow minute
+    reads as the slow minute."""
+    issue = sending_issue(editor, 40)
+    fast = [T0 + timedelta(seconds=0.1 * n) for n in range(20)]  # in the first 2 s
+    slow = [T0 + timedelta(seconds=70 + 10 * n) for n in range(6)]  # 1 per 10 s after
+    sent_at(issue.id, fast + slow)
+    monkeypatch.setattr(sending, "utcnow", lambda: T0 + timedelta(seconds=125))
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    # In the last minute (65–125 s): the six slow ones, 5 gaps in 55 s; 14 left.
+    assert state["rate_per_minute"] == round(5 / 55 * 60)
+    assert state["eta_seconds"] == round(14 / (5 / 55))
+    assert state["texts"]["eta"] == "≈ 3 min zbývá"
+
+
+def test_progress_with_no_recent_sends_says_the_time_left_is_not_known(app, editor, monkeypatch):
+    issue = sending_issue(editor, 5)
+    sent_at(issue.id, [T0, T0 + timedelta(seconds=1)])
+    monkeypatch.setattr(sending, "utcnow", lambda: T0 + timedelta(minutes=5))
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    assert state["rate_per_minute"] == 0 and state["eta_seconds"] is None
+    assert state["texts"]["eta"] == "zbývající čas zatím nelze odhadnout"
 
 
 # --- access ---------------------------------------------------------------------
@@ -340,28 +434,24 @@ def test_progress_json_reports_counts_rate_and_czech_texts(app, editor, outbox):
     assert state["finished_at"].endswith("+00:00")
 
 
-def test_progress_midway_shows_rate_and_time_left_in_czech(app, editor, outbox):
+def test_progress_midway_shows_rate_and_time_left_in_czech(app, editor, outbox, monkeypatch):
     app.config["BATCH_SIZE"] = 3
-    app.config["PROGRESS_RATE_WINDOW_SECONDS"] = 60
-    add_confirmed_subscribers("zpravodaj", 9)
-    issue = make_issue()
-    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
-    fan_out(issue.id)
-    deliver_batch(db.session.scalar(select(Delivery.batch_id).order_by(Delivery.id)))
-    db.session.expire_all()
+    issue = sending_issue(editor, 9)
+    sent_at(issue.id, [T0, T0 + timedelta(seconds=20), T0 + timedelta(seconds=40)])
+    monkeypatch.setattr(sending, "utcnow", lambda: T0 + timedelta(seconds=45))
 
     state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
     assert state["counts"]["sent"] == 3 and state["counts"]["pending"] == 6
     assert state["percent"] == 33.3
-    # Three sent within the last minute: six left take about two minutes.
+    # Three sent in the last 45 s (two gaps): six left take about two minutes and a quarter.
     assert state["texts"] == {
         "percent": "33,3 %",
         "rate": "3 zprávy za minutu",
-        "eta": "zbývá asi 2 minuty",
+        "eta": "≈ 2 min zbývá",
     }
     page = text_of(editor.get(f"/admin/issues/{issue.id}").data)
     assert "Průběh odesílání" in page and "Hotovo 33,3 %" in page
-    assert "Rychlost: 3 zprávy za minutu zbývá asi 2 minuty" in page
+    assert "Rychlost: 3 zprávy za minutu · ≈ 2 min zbývá" in page
     assert "Pozastavit" in page and "Odeslat hned" not in page
 
 
@@ -552,6 +642,87 @@ def test_editing_a_scheduled_issue_returns_it_to_draft(editor):
 # --- preview headers ---------------------------------------------------------------
 
 
+PREVIEW_CSP = (
+    "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+)
+
+
+def test_live_preview_of_a_new_draft_shows_the_typed_mail_with_its_footer(editor):
+    response = post(
+        editor,
+        "/admin/issues/new/preview?list=zpravodaj",
+        {"subject": "Zpravodaj 1/2027", "preheader": "", "body": "Ahoj **všem** čtenářům"},
+    )
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert response.headers["Content-Security-Policy"] == PREVIEW_CSP
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert response.headers["Cache-Control"] == "no-store"
+    mail = response.get_data(as_text=True)
+    assert "<strong>všem</strong>" in mail
+    # The footer as recipients get it: why they get it and the (sample) personal links.
+    assert "Odhlásit se z odběru" in mail and "/unsubscribe/ukazka" in mail
+    assert "k odběru „Zpravodaj sociálního bydlení“" in mail
+    assert db.session.scalar(select(func.count()).select_from(Issue)) == 0  # nothing saved
+
+
+def test_live_preview_of_an_edit_shows_the_typed_text_not_the_stored(editor):
+    issue = make_issue()
+    response = post(
+        editor,
+        f"/admin/issues/{issue.id}/edit/preview",
+        {"subject": "Opravený předmět", "preheader": "", "body": "Úplně nový text"},
+    )
+    assert response.status_code == 200
+    mail = response.get_data(as_text=True)
+    assert "Úplně nový text" in mail and "nové byty" not in mail
+    assert fresh(issue.id).body == BODY  # nothing saved
+
+
+def test_live_preview_shows_what_it_can_of_an_unfinished_form(editor):
+    """A field still wrong (a line break in the subject, nothing typed yet) does not stop the
+    preview, and nothing of it reaches a header."""
+    for fields in (
+        {"subject": "Dva\nřádky\x0bWordu", "body": "Text"},
+        {"subject": "", "body": ""},
+        {},
+    ):
+        response = post(editor, "/admin/issues/new/preview?list=zpravodaj", fields)
+        assert response.status_code == 200, fields
+        assert "Odhlásit se z odběru" in response.get_data(as_text=True)
+
+
+def test_live_preview_of_a_group_invitation_shows_the_typed_meeting(client, accounts):
+    log_in(client, accounts.coordinator.email)
+    year = next_year_of(12, 10)
+    response = post(
+        client,
+        "/admin/issues/new/preview?list=ostrava-psb",
+        {
+            "subject": "Setkání skupiny",
+            "body": "Zveme vás.",
+            "meeting_start": f"{year}-12-10T17:00",
+            "meeting_end": f"{year}-12-10T19:00",
+            "meeting_location": "Komunitní centrum Hrabůvka",
+        },
+    )
+    assert response.status_code == 200
+    mail = response.get_data(as_text=True)
+    assert "Komunitní centrum Hrabůvka" in mail and "Zveme vás." in mail
+    assert db.session.scalar(select(func.count()).select_from(Issue)) == 0
+
+
+def test_live_preview_keeps_to_the_lists_an_account_may_manage(client, accounts):
+    issue = make_issue()
+    log_in(client, accounts.coordinator.email)
+    fields = {"subject": "x", "body": "y"}
+    assert post(client, "/admin/issues/new/preview?list=zpravodaj", fields).status_code == 403
+    assert post(client, f"/admin/issues/{issue.id}/edit/preview", fields).status_code == 403
+    assert post(client, "/admin/issues/new/preview?list=nic", fields).status_code == 404
+    # Without the form's CSRF token: refused.
+    response = client.post("/admin/issues/new/preview?list=ostrava-psb", data=fields)
+    assert response.status_code == 400
+
+
 def test_framed_preview_has_its_own_strict_policy(editor):
     issue = make_issue()
     response = editor.get(f"/admin/issues/{issue.id}/preview.html")
@@ -565,18 +736,14 @@ def test_framed_preview_has_its_own_strict_policy(editor):
     assert page.headers["X-Frame-Options"] == "DENY"
 
 
-def test_progress_rate_comes_from_the_last_sends_whatever_the_issue_size(
-    app, editor, outbox, monkeypatch
-):
+def test_progress_rate_comes_from_the_last_sends_whatever_the_issue_size(app, editor, monkeypatch):
     """The recent rate reads at most RATE_SAMPLE of the issue's last sends: below the
     sample it is those sent in the window, at the sample it is the sample over its span."""
-    add_confirmed_subscribers("zpravodaj", 3)
-    issue = make_issue()
-    post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
-    run_jobs(app)
-    db.session.execute(update(Issue).where(Issue.id == issue.id).values(status="sending"))
-    db.session.commit()
-    assert sending.progress(db.session.get(Issue, issue.id))["rate_per_minute"] == 3
-    monkeypatch.setattr(sending, "RATE_SAMPLE", 2)
-    # Two sends within the last minute: at least two a minute, over their own span.
-    assert sending.progress(db.session.get(Issue, issue.id))["rate_per_minute"] >= 2
+    issue = sending_issue(editor, 12)
+    sent_at(issue.id, [T0 + timedelta(seconds=n) for n in range(10)])  # one a second
+    monkeypatch.setattr(sending, "utcnow", lambda: T0 + timedelta(seconds=10))
+    # Nine more in the ten seconds since the first: 54 a minute.
+    assert sending.progress(fresh(issue.id))["rate_per_minute"] == 54
+    monkeypatch.setattr(sending, "RATE_SAMPLE", 4)
+    # The newest four (6–9 s): three more in the four seconds since, 45 a minute.
+    assert sending.progress(fresh(issue.id))["rate_per_minute"] == 45
