@@ -99,6 +99,8 @@ def test_dashboard_in_english(client, accounts):
     assert f"<title>Sign-ups, week {iso_week}/{iso_year} (" in page
     assert f">w. {iso_week}<" in page
     assert "Chart data as a table" in page
+    # The admin's sign-out is not the subscriber's "Unsubscribe" (the same Czech words).
+    assert ">Sign out</button>" in page and ">Unsubscribe<" not in page
 
 
 def test_dashboard_figures_in_each_language(app):
@@ -115,7 +117,7 @@ def test_dashboard_stays_czech(client, accounts):
     add_confirmed_subscribers("zpravodaj", 3)
     log_in(client, accounts.admin.email)
     page = client.get("/admin/").get_data(as_text=True)
-    assert "<h1>Přehled</h1>" in page
+    assert "<h1>Přehled</h1>" in page and ">Odhlásit se</button>" in page
     assert "3 potvrzení odběratelé, 0 čeká na potvrzení." in " ".join(page.split())
     assert "<title>Přihlášení, týden " in page and ">t. " in page
 
