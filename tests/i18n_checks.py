@@ -19,5 +19,7 @@ def untranslated(text: str, *data: str) -> list[str]:
 def visible_text(html: str) -> str:
     """The text of an HTML page a reader sees (and its attributes' labels), tags dropped."""
     html = re.sub(r"(?is)<(script|style)\b.*?</\1>", "", html)
+    # Content marked as not to be translated (a stored consent text, shown as people saw it).
+    html = re.sub(r'(?is)<(\w+)\b[^>]*\btranslate="no"[^>]*>.*?</\1>', "", html)
     labels = " ".join(re.findall(r'(?:aria-label|title|alt|placeholder)="([^"]*)"', html))
     return re.sub(r"<[^>]+>", "\n", html) + "\n" + labels
