@@ -16,6 +16,7 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, Select, func, select, update
 
 from .. import jobs
@@ -53,7 +54,7 @@ STATUS_LABELS: dict[str, str] = {
 
 
 class IssueStateError(Exception):
-    """The issue is not in a state that allows this; the message is Czech."""
+    """The issue is not in a state that allows this; the message is in the request's language."""
 
     status = 409
 
@@ -66,27 +67,28 @@ class IssueInput:
 
 
 def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[IssueInput, dict]:
-    """Clean the editable fields; the second value maps field names to Czech errors."""
+    """Clean the editable fields; the second value maps field names to errors (in the
+    request's language)."""
     errors: dict[str, str] = {}
     subject = subject if isinstance(subject, str) else None
     body = body if isinstance(body, str) else None
     preheader = preheader if isinstance(preheader, str) else ("" if preheader is None else None)
     if subject is None or not subject.strip():
-        errors["subject"] = "Vyplňte předmět."
+        errors["subject"] = _("Vyplňte předmět.")
     elif not _one_line(subject):
-        errors["subject"] = "Předmět musí být na jednom řádku a bez řídicích znaků."
+        errors["subject"] = _("Předmět musí být na jednom řádku a bez řídicích znaků.")
     elif len(subject.strip()) > SUBJECT_MAX:
-        errors["subject"] = f"Předmět může mít nejvýše {SUBJECT_MAX} znaků."
+        errors["subject"] = _("Předmět může mít nejvýše %(limit)d znaků.", limit=SUBJECT_MAX)
     if body is None or not body.strip():
-        errors["body"] = "Vyplňte text vydání."
+        errors["body"] = _("Vyplňte text vydání.")
     elif len(body) > BODY_MAX:
-        errors["body"] = f"Text vydání může mít nejvýše {BODY_MAX} znaků."
+        errors["body"] = _("Text vydání může mít nejvýše %(limit)d znaků.", limit=BODY_MAX)
     if preheader is None:
-        errors["preheader"] = "Perex musí být text."
+        errors["preheader"] = _("Perex musí být text.")
     elif not _one_line(preheader):
-        errors["preheader"] = "Perex musí být na jednom řádku a bez řídicích znaků."
+        errors["preheader"] = _("Perex musí být na jednom řádku a bez řídicích znaků.")
     elif len(preheader.strip()) > PREHEADER_MAX:
-        errors["preheader"] = f"Perex může mít nejvýše {PREHEADER_MAX} znaků."
+        errors["preheader"] = _("Perex může mít nejvýše %(limit)d znaků.", limit=PREHEADER_MAX)
     cleaned = IssueInput(
         subject=(subject or "").strip(),
         body=(body or "").replace("\r\n", "\n"),
@@ -117,7 +119,7 @@ def create_issue(mailing_list: MailingList, fields: IssueInput, author: User | N
 
 def update_issue(issue: Issue, fields: IssueInput) -> None:
     """Edit a draft; a scheduled issue goes back to draft when edited."""
-    _refuse_unless(issue.back_to_draft(), "Upravit lze jen koncept.")
+    _refuse_unless(issue.back_to_draft(), _("Upravit lze jen koncept."))
     issue.subject, issue.body, issue.preheader = fields.subject, fields.body, fields.preheader
     issue.updated_at = utcnow()
 
@@ -131,22 +133,22 @@ def duplicate(issue: Issue, author: User | None) -> Issue:
 
 def schedule(issue: Issue, at: datetime) -> None:
     """Send at `at` (aware, any zone; stored as naive UTC)."""
-    _require(issue, Issue.EDITABLE, "Naplánovat lze jen koncept.")
+    _require(issue, Issue.EDITABLE, _("Naplánovat lze jen koncept."))
     at_utc = at.astimezone(UTC).replace(tzinfo=None)
     if at_utc <= utcnow():
-        raise IssueStateError("Čas odeslání musí být v budoucnosti.")
-    _refuse_unless(issue.schedule(at_utc), "Naplánovat lze jen koncept.")
+        raise IssueStateError(_("Čas odeslání musí být v budoucnosti."))
+    _refuse_unless(issue.schedule(at_utc), _("Naplánovat lze jen koncept."))
     jobs.after_commit(jobs.enqueue_scheduled_start, issue.id, at_utc)
 
 
 def unschedule(issue: Issue) -> None:
     """Back to draft; the scheduled job finds the issue not due and does nothing."""
-    _refuse_unless(issue.unschedule(), "Vydání není naplánované.")
+    _refuse_unless(issue.unschedule(), _("Vydání není naplánované."))
 
 
 def send_now(issue: Issue) -> None:
     """Snapshot the recipients now and hand the issue to the workers."""
-    _refuse_unless(issue.start_sending(), "Odeslat lze jen koncept nebo naplánované vydání.")
+    _refuse_unless(issue.start_sending(), _("Odeslat lze jen koncept nebo naplánované vydání."))
     begin_delivery(issue)
 
 
@@ -220,11 +222,11 @@ def recipients_query(
 
 def pause(issue: Issue) -> None:
     """Stop sending after the message in flight; nothing is lost, resume continues."""
-    _refuse_unless(issue.pause(), "Pozastavit lze jen vydání, které se odesílá.")
+    _refuse_unless(issue.pause(), _("Pozastavit lze jen vydání, které se odesílá."))
 
 
 def resume(issue: Issue) -> None:
-    _refuse_unless(issue.resume(), "Pokračovat lze jen v pozastaveném vydání.")
+    _refuse_unless(issue.resume(), _("Pokračovat lze jen v pozastaveném vydání."))
     _enqueue_unfinished(issue)
 
 
@@ -237,8 +239,8 @@ def cancel(issue: Issue) -> None:
     as cancelled at once (`delivery_counts`).
     """
     if issue.status == IssueStatus.CANCELLED:
-        raise IssueStateError("Vydání už je zrušené.")
-    _refuse_unless(issue.cancel(), "Odeslané vydání už zrušit nelze.")
+        raise IssueStateError(_("Vydání už je zrušené."))
+    _refuse_unless(issue.cancel(), _("Odeslané vydání už zrušit nelze."))
     jobs.after_commit(jobs.enqueue_cancel, issue.id)
 
 
@@ -251,7 +253,7 @@ def resend_unreached(issue: Issue) -> int:
     its deliveries back before sending. The sent ones are untouched, and a
     delivery is sent at most once by its claim, so nobody gets the issue twice.
     """
-    _require(issue, Issue.FINISHED, "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
+    _require(issue, Issue.FINISHED, _("Znovu odeslat lze jen dokončené nebo zrušené vydání."))
     unreached = DeliveryBatch.total_count - DeliveryBatch.sent_count - DeliveryBatch.skipped_count
     count, created = db.session.execute(
         select(
@@ -263,8 +265,8 @@ def resend_unreached(issue: Issue) -> int:
         # Cancelled before the fan-out reached everyone: those without a row yet go too.
         count += max(issue.recipient_count - created, 0)
     if not count and issue.fanout_done:
-        raise IssueStateError("Vydání dostali všichni, komu šlo doručit.")
-    _refuse_unless(issue.resend(), "Znovu odeslat lze jen dokončené nebo zrušené vydání.")
+        raise IssueStateError(_("Vydání dostali všichni, komu šlo doručit."))
+    _refuse_unless(issue.resend(), _("Znovu odeslat lze jen dokončené nebo zrušené vydání."))
     db.session.execute(
         update(DeliveryBatch)
         .where(DeliveryBatch.issue_id == issue.id, unreached > 0)
@@ -303,7 +305,7 @@ def _require(issue: Issue, allowed: tuple[IssueStatus, ...], message: str) -> No
 
 
 def _refuse_unless(moved: bool, message: str) -> None:
-    """A refused transition of the issue (models.Issue) is a 409 with a Czech message."""
+    """A refused transition of the issue (models.Issue) is a 409 with its message."""
     if not moved:
         raise IssueStateError(message)
 
