@@ -98,7 +98,7 @@ class NewGroupForm(GroupDetailsForm):
 
 class InviteForm(CzechForm):
     email = EmailField(
-        _l("E-mail"), validators=[DataRequired(_l("Vyplňte e-mail.")), Length(max=320)]
+        _l("E-mail"), validators=[DataRequired(_l("Vyplňte e-mail pozvaného.")), Length(max=320)]
     )
     name = StringField(_l("Jméno"), validators=[Length(max=200)])
     organization = StringField(_l("Organizace"), validators=[Length(max=200)])
