@@ -487,7 +487,11 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "rhythm": {
                         "type": ["string", "null"],
-                        "description": "The RRULE in Czech (každé druhé úterý v měsíci v 9:30).",
+                        "description": (
+                            "The RRULE in words, in the request's language (každé druhé "
+                            "úterý v měsíci v 9:30; on the second Tuesday of every month at "
+                            "9:30 AM)."
+                        ),
                     },
                     "dates": {
                         "type": "array",

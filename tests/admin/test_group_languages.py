@@ -8,14 +8,17 @@ import csv
 import html
 import io
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from flask_babel import refresh
 from sqlalchemy import select, update
 
 from service.admin.dashboard import prague
 from service.clock import utcnow
 from service.extensions import db
+from service.meetings import occurrences, series
 from service.models import Meeting, Subscriber
 from tests.admin.test_groups import chomutov, requested  # noqa: F401  (chomutov: a fixture)
 from tests.admin.test_languages import english
@@ -23,6 +26,7 @@ from tests.conftest import add_confirmed_subscribers, csrf_token_of, log_in
 from tests.i18n_checks import untranslated, visible_text
 from tests.meetings.test_answers import invited, rsvp_link, set_details, the_meeting  # noqa: F401
 from tests.meetings.test_meetings import members  # noqa: F401  (a fixture)
+from tests.meetings.test_occurrences import second_tuesday, series_invitation
 
 GROUP = "/admin/groups/ostrava-psb"
 # Data on these pages, not interface: the seeded group, the meeting's subject and place.
@@ -381,3 +385,21 @@ def test_dates_in_each_language(app):
         refresh()  # the locale is cached per app context, which the test shares
         assert prague(moment, "%-d. %-m. %Y") == "10. 12. 2026"
         assert prague(moment, "%Y-%m-%dT%H:%M") == "2026-12-10T09:30"
+
+
+def test_a_series_attendance_dates_in_english(app, client, accounts, outbox, members):  # noqa: F811
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    dates = occurrences.listed(meeting)
+    series.cancel_occurrence(meeting, dates[1].recurrence_id, None)
+    db.session.commit()
+    log_in(client, accounts.coordinator.email)
+    path = f"/admin/meetings/{meeting.id}/attendance"
+    page = " ".join(english(client, path, *GROUP_DATA, "Pravidelné setkání PSB").split())
+    assert '<nav class="meeting-dates" aria-label="Dates of the recurring meeting">' in page
+    first = dates[0].start.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Prague"))
+    second = dates[1].start.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Prague"))
+    assert f"<p>Date: <strong>{format_date(first, 'd MMM y', locale='en')}</strong>" in page
+    assert f">{format_date(second, 'd MMM y', locale='en')}</a> (cancelled)" in page
+    czech = " ".join(client.get(f"{path}?lang=cs").get_data(as_text=True).split())
+    assert f"<p>Termín: <strong>{first.day}. {first.month}. {first.year}</strong>" in czech
+    assert f">{second.day}. {second.month}. {second.year}</a> (zrušeno)" in czech
