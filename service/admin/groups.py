@@ -263,7 +263,7 @@ def group_create() -> ResponseReturnValue:
             _show_refusal(form, exc, form.slug)
         else:
             db.session.commit()
-            flash(_("Skupina %(name)s je založena.", name=group.name), "success")
+            flash(_("Skupina je založena: %(name)s.", name=group.name), "success")
             return redirect(url_for("admin.group", slug=group.slug))
     db.session.rollback()
     return render_template(

@@ -17,6 +17,8 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import ColumnElement, Select, func, select, update
 
 from .. import jobs
@@ -43,13 +45,14 @@ PREHEADER_MAX = 200
 BODY_MAX = 200_000
 
 # Keyed by str: `Issue.status` holds the plain string, equal to its IssueStatus.
-STATUS_LABELS: dict[str, str] = {
-    IssueStatus.DRAFT: "koncept",
-    IssueStatus.SCHEDULED: "naplánováno",
-    IssueStatus.SENDING: "odesílá se",
-    IssueStatus.PAUSED: "pozastaveno",
-    IssueStatus.SENT: "odesláno",
-    IssueStatus.CANCELLED: "zrušeno",
+# Lazy: each is said in the language of the request (or mail) that shows it.
+STATUS_LABELS: dict[str, LazyString] = {
+    IssueStatus.DRAFT: _l("koncept"),
+    IssueStatus.SCHEDULED: _l("naplánováno"),
+    IssueStatus.SENDING: _l("odesílá se"),
+    IssueStatus.PAUSED: _l("pozastaveno"),
+    IssueStatus.SENT: _l("odesláno"),
+    IssueStatus.CANCELLED: _l("zrušeno"),
 }
 
 
@@ -68,7 +71,7 @@ class IssueInput:
 
 def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[IssueInput, dict]:
     """Clean the editable fields; the second value maps field names to errors (in the
-    request's language)."""
+    request's language: the admin's editor and the API show them as they are)."""
     errors: dict[str, str] = {}
     subject = subject if isinstance(subject, str) else None
     body = body if isinstance(body, str) else None
@@ -78,17 +81,17 @@ def validate_fields(subject: Any, body: Any, preheader: Any = "") -> tuple[Issue
     elif not _one_line(subject):
         errors["subject"] = _("Předmět musí být na jednom řádku a bez řídicích znaků.")
     elif len(subject.strip()) > SUBJECT_MAX:
-        errors["subject"] = _("Předmět může mít nejvýše %(limit)d znaků.", limit=SUBJECT_MAX)
+        errors["subject"] = _("Předmět může mít nejvýše %(max)d znaků.", max=SUBJECT_MAX)
     if body is None or not body.strip():
         errors["body"] = _("Vyplňte text vydání.")
     elif len(body) > BODY_MAX:
-        errors["body"] = _("Text vydání může mít nejvýše %(limit)d znaků.", limit=BODY_MAX)
+        errors["body"] = _("Text vydání může mít nejvýše %(max)d znaků.", max=BODY_MAX)
     if preheader is None:
         errors["preheader"] = _("Perex musí být text.")
     elif not _one_line(preheader):
         errors["preheader"] = _("Perex musí být na jednom řádku a bez řídicích znaků.")
     elif len(preheader.strip()) > PREHEADER_MAX:
-        errors["preheader"] = _("Perex může mít nejvýše %(limit)d znaků.", limit=PREHEADER_MAX)
+        errors["preheader"] = _("Perex může mít nejvýše %(max)d znaků.", max=PREHEADER_MAX)
     cleaned = IssueInput(
         subject=(subject or "").strip(),
         body=(body or "").replace("\r\n", "\n"),
@@ -305,7 +308,7 @@ def _require(issue: Issue, allowed: tuple[IssueStatus, ...], message: str) -> No
 
 
 def _refuse_unless(moved: bool, message: str) -> None:
-    """A refused transition of the issue (models.Issue) is a 409 with its message."""
+    """A refused transition of the issue (models.Issue) is a 409 with a translated message."""
     if not moved:
         raise IssueStateError(message)
 
@@ -398,7 +401,7 @@ def progress(issue: Issue) -> dict[str, Any]:
     return {
         "id": issue.id,
         "status": issue.status,
-        "status_label": STATUS_LABELS[issue.status],
+        "status_label": str(STATUS_LABELS[issue.status]),
         "counts": counts,
         "percent": round(100 * done / counts["total"], 1) if counts["total"] else 100.0,
         "rate_per_minute": round(per_second * 60),

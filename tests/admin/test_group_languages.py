@@ -266,7 +266,7 @@ def test_new_group_page_errors_and_flash_in_english(client, accounts):
         data={"name": "Usti group", "slug": "usti", "visibility": "public", "csrf_token": token},
     )
     assert created.status_code == 302
-    assert "The group Usti group has been created." in page_text(client.get("/admin/groups/usti"))
+    assert "The group has been created: Usti group." in page_text(client.get("/admin/groups/usti"))
 
 
 # --- a meeting's attendance ----------------------------------------------------------------

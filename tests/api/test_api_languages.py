@@ -118,9 +118,9 @@ def test_invalid_issue_fields_in_english_with_the_codes_of_czech(app, editor):  
         "error": "Some of the data is not valid.",
         "code": "invalid",
         "errors": {
-            "subject": "The subject may be at most 200 characters long.",
-            "body": "Please enter the issue's text.",
-            "preheader": "The preheader must be on one line, without control characters.",
+            "subject": "The subject can have at most 200 characters.",
+            "body": "Please enter the text of the issue.",
+            "preheader": "The preheader must be one line, without control characters.",
         },
         "codes": {
             "subject": "invalid_subject",
@@ -197,7 +197,7 @@ def test_state_conflicts_in_english_and_czech(app, editor):  # noqa: F811
     paused = editor.post(f"/api/v1/issues/{issue_id}/pause?lang=en")
     assert paused.status_code == 409
     assert in_english(paused) == {
-        "error": "Only an issue that is being sent can be paused.",
+        "error": "Only an issue being sent can be paused.",
         "code": "conflict",
     }
     assert editor.post(f"/api/v1/issues/{issue_id}/cancel").status_code == 200
