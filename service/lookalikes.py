@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import idna
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
 # Scripts that go with any other (digits, punctuation, combining marks).
@@ -37,8 +38,8 @@ _ALLOWED_MIXES = (
     frozenset({"LATIN", "HAN", "HANGUL"}),
 )
 
-BADGE_TEXT = "pozor: doména míchá písma"
-BADGE_TITLE = (
+BADGE_TEXT = _l("pozor: doména míchá písma")
+BADGE_TITLE = _l(
     "Doména kombinuje znaky různých písem (např. latinku a cyrilici), "
     "takže může napodobovat jinou, známou doménu. Zobrazena je v ASCII tvaru (punycode)."
 )
@@ -112,4 +113,4 @@ def address_filter(email: str | None, badge: bool = True) -> Markup | str:
     return Markup(
         '<span class="address address-lookalike">{}</span> '
         '<span class="badge badge-warning" title="{}">{}</span>'
-    ).format(shown.text, BADGE_TITLE, BADGE_TEXT)
+    ).format(shown.text, str(BADGE_TITLE), str(BADGE_TEXT))

@@ -3,7 +3,8 @@
 Both imports read their files here: subscribers into a list (the
 `zpravodaj subscribers import` command and the admin upload) and invitations
 into a working group (the admin upload). A file is refused, and a line
-skipped, for the same reasons in the same Czech words wherever it comes in.
+skipped, for the same reasons in the same words wherever it comes in: Czech
+text, as a worker stores it, translated for the reader by `stored_messages.shown`.
 
 Every CSV the service writes goes through `writer`, which neutralises cells a
 spreadsheet would run as a formula (`neutralise_cell`); reading strips that
@@ -21,12 +22,21 @@ from werkzeug.datastructures import FileStorage
 
 from .addresses import Address, InvalidAddress, parse_address_for_app
 from .models import INSTITUTION_TYPES
+from .stored_messages import N_
 
-EMPTY = "Soubor je prázdný."
-NOT_UTF8 = "Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF-8“ a zkuste to znovu."
-NOT_CSV = "Soubor není platné CSV."
-NO_EMAIL_COLUMN = "V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců)."
-SEMICOLONS = " Sloupce jsou oddělené středníkem; použijte čárku."
+# Czech, as stored in an import's report; `stored_messages.shown` translates them when shown.
+EMPTY = N_("Soubor je prázdný.")
+NOT_UTF8 = N_("Soubor není v kódování UTF-8. Uložte ho prosím jako „CSV UTF-8“ a zkuste to znovu.")
+NOT_CSV = N_("Soubor není platné CSV.")
+NOT_CSV_FROM_LINE = N_("Soubor není platné CSV (řádek %(line)s).")
+NO_EMAIL_COLUMN = N_("V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců).")
+NO_EMAIL_COLUMN_SEMICOLONS = N_(
+    "V prvním řádku chybí sloupec „email“ (záhlaví s názvy sloupců). "
+    "Sloupce jsou oddělené středníkem; použijte čárku."
+)
+INVALID_ADDRESS = N_("neplatná adresa %(address)s")
+REPEATED_ADDRESS = N_("opakuje adresu z řádku %(line)s")
+UNKNOWN_INSTITUTION = N_("neznámý typ instituce %(institution)s")
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (a tab or a
@@ -73,7 +83,8 @@ def writer(stream: IO[str], columns: Iterable[str]) -> csv.DictWriter:
 
 
 class ImportRefused(ValueError):
-    """The import as a whole cannot run (nothing of it is done); the message is Czech."""
+    """The import as a whole cannot run (nothing of it is done); the message is Czech
+    (`stored_messages.shown` gives it in the reader's language)."""
 
 
 def decode(raw: bytes) -> str:
@@ -149,8 +160,8 @@ class PeopleCsv:
             raise ImportRefused(EMPTY)  # nothing, or only blank lines and spaces
         self.columns = {(name or "").strip().lower(): name for name in header}
         if "email" not in self.columns:
-            hint = SEMICOLONS if len(header) == 1 and ";" in header[0] else ""
-            raise ImportRefused(NO_EMAIL_COLUMN + hint)
+            semicolons = len(header) == 1 and ";" in header[0]
+            raise ImportRefused(NO_EMAIL_COLUMN_SEMICOLONS if semicolons else NO_EMAIL_COLUMN)
         self.problems: list[tuple[int, str]] = []
         self._seen: dict[str, int] = {}
 
@@ -177,22 +188,23 @@ class PeopleCsv:
         try:
             return parse_address_for_app(email)
         except InvalidAddress:
-            self.skip(line, f"neplatná adresa {email!r}")
+            self.skip(line, INVALID_ADDRESS % {"address": repr(email)})
             return None
 
     def first_time(self, line: int, address: Address) -> bool:
         """Whether no earlier line of the file has this address."""
         if address.key in self._seen:
-            self.skip(line, f"opakuje adresu z řádku {self._seen[address.key]}")
+            self.skip(line, REPEATED_ADDRESS % {"line": self._seen[address.key]})
             return False
         self._seen[address.key] = line
         return True
 
     def institution(self, line: int, row: dict) -> str | None:
         """The row's institution type as a key ('' when not given), or None when unknown."""
-        key = institution_key(self.cell(row, "institution"))
+        given = self.cell(row, "institution")
+        key = institution_key(given)
         if key is None:
-            self.skip(line, f"neznámý typ instituce {self.cell(row, 'institution')!r}")
+            self.skip(line, UNKNOWN_INSTITUTION % {"institution": repr(given)})
         return key
 
 
@@ -200,4 +212,4 @@ def _unreadable(exc: Exception, line: int) -> str:
     """Why the file cannot be read on from `line`."""
     if isinstance(exc, UnicodeDecodeError):
         return NOT_UTF8
-    return f"Soubor není platné CSV (řádek {line})."
+    return NOT_CSV_FROM_LINE % {"line": line}

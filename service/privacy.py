@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, current_app, render_template
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from . import consent
@@ -25,9 +26,9 @@ bp = Blueprint("privacy", __name__)
 
 KIND = "privacy"
 KIND_LABELS = {
-    "consent": "Souhlas s odběrem zpravodaje",
-    "group_consent": "Souhlas se členstvím v pracovní skupině",
-    "privacy": "Zásady zpracování osobních údajů",
+    "consent": _l("Souhlas s odběrem zpravodaje"),
+    "group_consent": _l("Souhlas se členstvím v pracovní skupině"),
+    "privacy": _l("Zásady zpracování osobních údajů"),
 }
 
 

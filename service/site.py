@@ -7,6 +7,7 @@ from flask_babel import lazy_gettext as _l
 
 from .czech import group_in_sentence, plural
 from .lookalikes import address_filter
+from .stored_messages import shown
 
 
 def init_app(app: Flask) -> None:
@@ -16,6 +17,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["group_genitive"] = group_in_sentence
     # Every address the admin shows goes through it (look-alike domains in ASCII).
     app.jinja_env.filters["address"] = address_filter
+    # A message stored in Czech (an import's skipped line) in the reader's language.
+    app.jinja_env.filters["translated"] = shown
     app.jinja_env.globals["site_name"] = _l("Sociální bydlení v ČR")
 
     @app.get("/")

@@ -50,6 +50,7 @@ from ..models import (
     Subscription,
 )
 from ..people_csv import ImportRefused, uploaded_bytes
+from ..stored_messages import shown
 from ..subscriptions import actions, import_jobs, transfer
 from .auth import CzechForm, _l, account, require_role
 from .blueprint import bp
@@ -301,13 +302,13 @@ def subscriber_erase(subscriber_id: int) -> ResponseReturnValue:
 
 class ImportForm(CzechForm):
     # Checked by hand in the view: the reasons a file is unusable need their own messages.
-    file = FileField("Soubor CSV")
-    mailing_list = SelectField("Seznam", validate_choice=False)
+    file = FileField(_l("Soubor CSV"))
+    mailing_list = SelectField(_l("Seznam"), validate_choice=False)
     consent_source = StringField(
-        "Zdroj souhlasu",
+        _l("Zdroj souhlasu"),
         validators=[
-            DataRequired("Uveďte, kde a kdy lidé se zasíláním souhlasili."),
-            Length(max=500, message="Zdroj souhlasu je příliš dlouhý (nejvýše 500 znaků)."),
+            DataRequired(_l("Uveďte, kde a kdy lidé se zasíláním souhlasili.")),
+            Length(max=500, message=_l("Zdroj souhlasu je příliš dlouhý (nejvýše 500 znaků).")),
         ],
     )
 
@@ -328,21 +329,21 @@ def subscribers_import() -> ResponseReturnValue:
     errors = []
     mailing_list = next((m for m in lists if m.slug == form.mailing_list.data), None)
     if mailing_list is None:
-        errors.append("Vyberte seznam, do kterého se má importovat.")
+        errors.append(_("Vyberte seznam, do kterého se má importovat."))
     if not form.validate():
-        errors.extend(form.consent_source.errors)
+        errors.extend(str(error) for error in form.consent_source.errors)
     upload = None
     try:
-        upload = uploaded_bytes(form.file.data, "Vyberte soubor CSV k importu.")
+        upload = uploaded_bytes(form.file.data, _("Vyberte soubor CSV k importu."))
     except ImportRefused as problem:
-        errors.append(str(problem))
+        errors.append(shown(str(problem)))
     if errors or upload is None or mailing_list is None:
         return _import_form(form, errors), 422
     try:
         record = import_jobs.start(mailing_list, form.consent_source.data or "", *upload, account())
     except ImportRefused as problem:  # a line further down cannot be read
         db.session.rollback()
-        return _import_form(form, [str(problem)]), 422
+        return _import_form(form, [shown(str(problem))]), 422
     db.session.commit()
     return redirect(url_for("admin.subscribers_import_status", import_id=record.id), 303)
 
@@ -388,6 +389,7 @@ def subscribers_import_status(import_id: int) -> ResponseReturnValue:
     return render_template(
         "admin/subscriber_import.html",
         record=record,
+        error=shown(record.error) if record.error else None,
         state=state,
         problems=problems,
         page=page,

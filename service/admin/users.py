@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from sqlalchemy import select
 from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
     EmailField,
@@ -21,20 +22,30 @@ from ..extensions import db
 from ..lookalikes import as_shown
 from ..models import MailingList, User
 from . import throttling
-from .auth import CzechForm, account, require_role
+from .auth import CzechForm, _l, account, require_role
 from .blueprint import bp
 
-ROLE_LABELS = {"admin": "administrátor", "editor": "redaktor", "coordinator": "koordinátor skupin"}
+ROLE_LABELS = {
+    "admin": _l("administrátor"),
+    "editor": _l("redaktor"),
+    "coordinator": _l("koordinátor skupin"),
+}
 
 
 class UserForm(CzechForm):
-    email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
-    role = SelectField("Role", choices=[SelectChoice(v, label) for v, label in ROLE_LABELS.items()])
-    lists = SelectMultipleField("Skupiny (jen pro koordinátory)", coerce=int, choices=[])
-    password = PasswordField("Heslo", validators=[DataRequired("Vyplňte heslo."), Length(max=200)])
+    email = EmailField(
+        _l("E-mail"), validators=[DataRequired(_l("Vyplňte e-mail.")), Length(max=320)]
+    )
+    role = SelectField(
+        _l("Role"), choices=[SelectChoice(v, label) for v, label in ROLE_LABELS.items()]
+    )
+    lists = SelectMultipleField(_l("Skupiny (jen pro koordinátory)"), coerce=int, choices=[])
+    password = PasswordField(
+        _l("Heslo"), validators=[DataRequired(_l("Zadejte heslo nového účtu.")), Length(max=200)]
+    )
     password_again = PasswordField(
-        "Heslo znovu",
-        validators=[EqualTo("password", "Hesla se neshodují.")],
+        _l("Heslo znovu"),
+        validators=[EqualTo("password", _l("Hesla se neshodují."))],
     )
 
 
@@ -64,7 +75,7 @@ def users() -> ResponseReturnValue:
             status = 422
         else:
             db.session.commit()
-            flash(f"Účet {as_shown(user.email)} je vytvořen.", "success")
+            flash(_("Účet %(email)s je vytvořen.", email=as_shown(user.email)), "success")
             return redirect(url_for("admin.users"))
     elif form.is_submitted():
         status = 422
@@ -88,12 +99,13 @@ def user_toggle_active(user_id: int) -> ResponseReturnValue:
     if user is None:
         abort(404)
     if user.id == account().id:
-        flash("Vlastní účet vypnout nelze.", "error")
+        flash(_("Vlastní účet vypnout nelze."), "error")
         return redirect(url_for("admin.users"))
     accounts.set_active(user, not user.active)  # disabling ends the account's sessions
     db.session.commit()
-    flash(
-        f"Účet {as_shown(user.email)} je {'znovu zapnutý' if user.active else 'vypnutý'}.",
-        "success",
-    )
+    email = as_shown(user.email)
+    if user.active:
+        flash(_("Účet %(email)s je znovu zapnutý.", email=email), "success")
+    else:
+        flash(_("Účet %(email)s je vypnutý.", email=email), "success")
     return redirect(url_for("admin.users"))

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from flask_babel import lazy_gettext as _l
+
 
 class Stage(StrEnum):
     """Which SMTP command the refusal answered, when the report shows it."""
@@ -50,20 +52,20 @@ class Reason(StrEnum):
     OTHER = "other"
 
 
-# How the admin names each reason (Czech, user-facing).
+# How the admin names each reason (translated when shown).
 REASON_LABELS = {
-    Reason.ADDRESS: "adresa neexistuje",
-    Reason.MAILBOX_FULL: "plná schránka",
-    Reason.TOO_LARGE: "zpráva je příliš velká",
-    Reason.RATE_LIMITED: "příliš mnoho zpráv najednou",
-    Reason.SPAM: "označeno jako spam",
-    Reason.BLOCKED: "blokováno serverem příjemce",
-    Reason.CONTENT: "obsah odmítnut",
-    Reason.EXPIRED: "nedoručeno včas",
-    Reason.SUSPENDED: "schránka je zablokovaná",
-    Reason.FILTERED: "odmítnuto filtrem",
-    Reason.SYSTEM: "chyba serveru příjemce",
-    Reason.OTHER: "jiný důvod",
+    Reason.ADDRESS: _l("adresa neexistuje"),
+    Reason.MAILBOX_FULL: _l("plná schránka"),
+    Reason.TOO_LARGE: _l("zpráva je příliš velká"),
+    Reason.RATE_LIMITED: _l("příliš mnoho zpráv najednou"),
+    Reason.SPAM: _l("označeno jako spam"),
+    Reason.BLOCKED: _l("blokováno serverem příjemce"),
+    Reason.CONTENT: _l("obsah odmítnut"),
+    Reason.EXPIRED: _l("nedoručeno včas"),
+    Reason.SUSPENDED: _l("schránka je zablokovaná"),
+    Reason.FILTERED: _l("odmítnuto filtrem"),
+    Reason.SYSTEM: _l("chyba serveru příjemce"),
+    Reason.OTHER: _l("jiný důvod"),
 }
 
 # A status code, not a piece of an IP address or version number.

@@ -33,6 +33,7 @@ from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
 from ..i18n import current_language, in_language
+from ..institutions import institution_labels
 from ..links import external_url
 from ..mail import compose, queue_message, render_pair, send_to_subscriber
 from ..models import (
@@ -322,18 +323,20 @@ def admin_group_url(group: MailingList) -> str:
 
 
 def notify_coordinators(subscription: Subscription) -> None:
-    """Tell the group's coordinators that a confirmed address asks to join."""
+    """Tell the group's coordinators that a confirmed address asks to join, in the
+    group's language (like the other coordinators' notices)."""
     group = subscription.mailing_list
-    subject = f"Nová žádost o členství: {group.name}"
-    text, html = render_pair(
-        "join_request_notice",
-        subject=subject,
-        group=group,
-        subscriber=subscription.subscriber,
-        subscription=subscription,
-        institution_label=INSTITUTION_TYPES.get(subscription.institution, ""),
-        admin_url=admin_group_url(group),
-    )
+    with in_language(group.language):
+        subject = _("Nová žádost o členství: %(group)s", group=group.name)
+        text, html = render_pair(
+            "join_request_notice",
+            subject=subject,
+            group=group,
+            subscriber=subscription.subscriber,
+            subscription=subscription,
+            institution_label=institution_labels().get(subscription.institution or "", ""),
+            admin_url=admin_group_url(group),
+        )
     for user in coordinators_of(group):
         msg = compose(
             to_name="",

@@ -1,7 +1,7 @@
 """The admin's CSV upload as a background job: stored, queued, imported by a worker.
 
 The web request only checks that the file can be read at all (the same
-refusals, in the same Czech words, as ever: 422 with the form), counts its
+refusals as ever: 422 with the form), counts its
 rows and stores it as a `SubscriberImport` row; the job (workers/imports.py)
 runs the chunked importer (importing.py). Each chunk commits with the row's
 progress, so the page's progress bar reads committed work, and an import
@@ -21,6 +21,10 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
+from flask_babel import format_number, format_percent
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import insert, or_, select, update
 
 from .. import jobs
@@ -35,19 +39,21 @@ from ..models import (
     rows_matched,
 )
 from ..people_csv import ImportRefused, decode
+from ..stored_messages import N_
 from .importing import ImportReport, count_rows, import_csv, text_of
 
 log = logging.getLogger(__name__)
 
 # Claims of one import before it is given up (each claim is a start or a resume).
 MAX_ATTEMPTS = 5
-STATUS_LABELS: dict[str, str] = {
-    ImportStatus.QUEUED: "čeká na spuštění",
-    ImportStatus.RUNNING: "probíhá",
-    ImportStatus.DONE: "dokončen",
-    ImportStatus.FAILED: "nepodařil se",
+STATUS_LABELS: dict[str, LazyString] = {
+    ImportStatus.QUEUED: _l("čeká na spuštění"),
+    ImportStatus.RUNNING: _l("probíhá"),
+    ImportStatus.DONE: _l("dokončen"),
+    ImportStatus.FAILED: _l("nepodařil se"),
 }
-FAILED_TOO_OFTEN = (
+# Stored as the import's error (Czech), translated when shown.
+FAILED_TOO_OFTEN = N_(
     "Import se nepodařilo dokončit ani po několika pokusech. Co se stihlo, zůstalo "
     "uloženo; zkuste soubor nahrát znovu, už importovaní lidé se ohlásí jako přihlášení."
 )
@@ -185,7 +191,8 @@ def _finish(record: SubscriberImport, status: ImportStatus, error: str | None = 
 
 
 def progress(record: SubscriberImport) -> dict[str, Any]:
-    """What the import page polls (progress.json): counts, percent, Czech texts."""
+    """What the import page polls (progress.json): counts, percent, and texts in the
+    request's language ("45 %", "1 200 z 3 000"; "45%", "1,200 of 3,000")."""
     total = record.total_rows
     percent = 100.0 if not total else round(100 * min(record.rows_done, total) / total, 1)
     if record.status == ImportStatus.DONE:
@@ -193,7 +200,7 @@ def progress(record: SubscriberImport) -> dict[str, Any]:
     return {
         "id": record.id,
         "status": record.status,
-        "status_label": STATUS_LABELS[record.status],
+        "status_label": str(STATUS_LABELS[record.status]),
         "percent": percent,
         "rows_done": record.rows_done,
         "total_rows": total,
@@ -203,8 +210,12 @@ def progress(record: SubscriberImport) -> dict[str, Any]:
             "skipped": record.skipped,
         },
         "texts": {
-            "percent": f"{percent:.0f} %".replace(".", ","),
-            "rows": f"{record.rows_done:,} z {total:,}".replace(",", "\u00a0"),
+            "percent": format_percent(round(percent) / 100),
+            "rows": _(
+                "%(done)s z %(total)s",
+                done=format_number(record.rows_done),
+                total=format_number(total),
+            ),
         },
         "finished": record.status in (ImportStatus.DONE, ImportStatus.FAILED),
         "created_at": iso_utc(record.created_at),

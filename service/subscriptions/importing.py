@@ -2,7 +2,7 @@
 
 The CLI (`zpravodaj subscribers import`) and the admin upload's background
 job (workers/imports.py) both run `import_csv`. A line is judged as it always
-was, in the same order and Czech words: an invalid address, a name with
+was, in the same order and Czech words (translated where shown): an invalid address, a name with
 control characters, an address an earlier line had, a working-group member's
 unknown institution (the file's own problems, `Importer.check`); then an
 erased, bounced or withdrawn address (the suppression list), someone who left
@@ -57,20 +57,22 @@ from ..models import (
     new_public_key,
 )
 from ..people_csv import ImportRefused, PeopleCsv
+from ..stored_messages import N_
 from .forms import name_problem
 
 # Lines per transaction: big enough that the per-statement and per-commit costs
 # are paid rarely, small enough that no transaction holds locks for long.
 CHUNK_ROWS = 1000
 
-CONSENT_SOURCE_REQUIRED = "Uveďte, kde a kdy lidé se zasíláním souhlasili."
-NAME_REFUSED = "jméno je příliš dlouhé nebo obsahuje řídicí znaky"
-DETAILS_REFUSED = "organizace nebo funkce je příliš dlouhá nebo obsahuje řídicí znaky"
-SUPPRESSED = "adresa byla vymazána nebo je nedoručitelná; neimportováno"
+# Czech, as an import's report stores them; `stored_messages.shown` translates them when shown.
+CONSENT_SOURCE_REQUIRED = N_("Uveďte, kde a kdy lidé se zasíláním souhlasili.")
+NAME_REFUSED = N_("jméno je příliš dlouhé nebo obsahuje řídicí znaky")
+DETAILS_REFUSED = N_("organizace nebo funkce je příliš dlouhá nebo obsahuje řídicí znaky")
+SUPPRESSED = N_("adresa byla vymazána nebo je nedoručitelná; neimportováno")
 # Why a line is skipped when the list already knows the address, by its status there.
 NOT_READDED: dict[str, str] = {
-    SubscriptionStatus.UNSUBSCRIBED: "adresa se z tohoto seznamu odhlásila; znovu nepřidáno",
-    SubscriptionStatus.BOUNCED: "adresa je na tomto seznamu nedoručitelná; znovu nepřidáno",
+    SubscriptionStatus.UNSUBSCRIBED: N_("adresa se z tohoto seznamu odhlásila; znovu nepřidáno"),
+    SubscriptionStatus.BOUNCED: N_("adresa je na tomto seznamu nedoručitelná; znovu nepřidáno"),
 }
 
 Details = tuple[str, str, str]  # a group member's organization, institution key, function

@@ -9,9 +9,11 @@ from sqlalchemy import select
 
 from service import tokens
 from service.clock import utcnow
+from service.czech import group_genitive
 from service.extensions import db
 from service.models import ConsentEvent, MailingList, OutgoingMail, Subscriber, Subscription
 from tests.conftest import link_to, links_in, run_jobs
+from tests.i18n_checks import untranslated, visible_text
 from tests.subscriptions.snapshots import database_snapshot
 
 GROUP = "ostrava-psb"
@@ -139,6 +141,41 @@ def test_without_coordinators_the_admins_are_notified(client, app, outbox, accou
     client.post(link_to(outbox.mails[0], "/groups/join/"))
     run_jobs(app)
     assert outbox.mails[1].rcpt_tos == ["admin@socialnibydleni.example"]
+
+
+def test_coordinators_notice_follows_the_groups_language(
+    client, app, outbox, accounts, public_group
+):
+    """The notice to coordinators is in the group's language, every line of it (it was
+    Czech only), and in Czech names the group without saying "group" twice."""
+    public_group.language = "en"
+    db.session.commit()
+    ask_to_join(client)
+    run_jobs(app)
+    client.post(link_to(outbox.mails[0], "/groups/join/"))
+    run_jobs(app)
+    notice = outbox.mails[1]
+    assert notice.message["Subject"] == f"New membership request: {public_group.name}"
+    text = notice.message.get_body(("plain",)).get_content()
+    html = notice.message.get_body(("html",)).get_content()
+    assert f"A new applicant asks to join {public_group.name}." in text
+    assert "Institution type: social service provider" in text
+    assert "You receive this e-mail as a coordinator of" in text
+    data = (public_group.name, "Charita Ostrava", "Petra Svobodová", "sociální pracovnice")
+    assert untranslated(visible_text(html), *data) == []
+    assert untranslated(text, *data) == []
+
+
+def test_coordinators_notice_in_czech_declines_the_groups_name(
+    client, app, outbox, accounts, public_group
+):
+    ask_to_join(client)
+    run_jobs(app)
+    client.post(link_to(outbox.mails[0], "/groups/join/"))
+    run_jobs(app)
+    text = outbox.mails[1].message.get_body(("plain",)).get_content()
+    assert f"o členství v {group_genitive(public_group.name)} žádá nový zájemce" in text
+    assert "skupině Pracovní skupina" not in text and "skupiny Pracovní skupina" not in text
 
 
 def test_invalid_address_is_flagged_in_czech(client, public_group):
