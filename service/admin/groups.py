@@ -45,6 +45,7 @@ from ..models import (
     is_valid_slug,
 )
 from ..people_csv import ImportRefused, uploaded_text
+from ..stored_messages import shown
 from .auth import CzechForm, _l, account, require_list_access, require_role
 from .blueprint import bp
 
@@ -349,7 +350,8 @@ def group_invite_csv(slug: str) -> ResponseReturnValue:
         report = membership.invite_csv(group, io.StringIO(text, newline=""), account())
     except (ImportRefused, MembershipError) as exc:
         db.session.rollback()
-        return render_group(group, csv_errors=[str(exc)], status=422)
+        # people_csv's refusals are kept in Czech (stored_messages); shown in the reader's.
+        return render_group(group, csv_errors=[shown(str(exc))], status=422)
     db.session.commit()
     return render_group(group, csv_report=report)
 

@@ -212,6 +212,16 @@ def test_a_csv_invitation_report_in_english(client, accounts, outbox):
     page = page_text(missing)
     assert "The invitations were not sent:" in page
     assert "Choose a CSV file with the people to invite." in page
+    latin2 = client.post(
+        f"{GROUP}/invite-csv",
+        data={
+            "file": (io.BytesIO("email\nžofie@ostrava.example\n".encode("iso-8859-2")), "a.csv"),
+            "csrf_token": csrf_token_of(client, GROUP),
+        },
+        content_type="multipart/form-data",
+    )
+    assert latin2.status_code == 422
+    assert "The file is not in UTF-8. Please save it as “CSV UTF-8”" in page_text(latin2)
 
 
 def test_membership_refusals_under_their_fields_in_czech(client, accounts, outbox):
