@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
-SKIPPED_BY_CLOCK_CHANGE = "Tento čas kvůli změně na letní čas neexistuje; zvolte jiný."
+SKIPPED_BY_CLOCK_CHANGE = _l("Tento čas kvůli změně na letní čas neexistuje; zvolte jiný.")
 
 
 class SkippedLocalTime(ValueError):
@@ -32,14 +33,14 @@ def from_local(naive: datetime) -> datetime:
     """A wall-clock time typed in the local zone, as an aware datetime.
 
     A time skipped by the spring clock change does not exist there: it raises
-    `SkippedLocalTime` (its message is the Czech one to show) rather than being
+    `SkippedLocalTime` (its message is the one to show, in the request's language) rather than being
     moved silently by an hour. A time at the very edge of what `datetime`
     holds raises OverflowError.
     """
     zone = local_zone()
     aware = naive.replace(tzinfo=zone)
     if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
-        raise SkippedLocalTime(SKIPPED_BY_CLOCK_CHANGE)
+        raise SkippedLocalTime(str(SKIPPED_BY_CLOCK_CHANGE))
     return aware
 
 

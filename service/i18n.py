@@ -10,6 +10,7 @@ formats dates and numbers from CLDR.
 The language of a request (DESIGN.md §5.4): `?lang=cs|en`, then the person's
 stored choice (a subscriber's `language` on their personal pages, else the
 `lang` cookie a `?lang=` leaves behind), then `Accept-Language`, then Czech.
+The JSON API reads and sets no cookie: each call says its language itself.
 Mails take the recipient's stored language (`mail_language`).
 """
 
@@ -73,10 +74,16 @@ def select_language() -> str:
     return (
         requested_language()
         or getattr(g, "person_language", None)
-        or valid_language(request.cookies.get(LANGUAGE_COOKIE))
+        or (None if _in_api() else valid_language(request.cookies.get(LANGUAGE_COOKIE)))
         or request.accept_languages.best_match(LANGUAGES)
         or DEFAULT_LANGUAGE
     )
+
+
+def _in_api() -> bool:
+    """Whether the request is for the JSON API, whose clients keep no cookies (its answer
+    follows ?lang= and Accept-Language alone)."""
+    return request.path.startswith("/api/")
 
 
 def use_person_language(language: str | None) -> None:
@@ -126,7 +133,7 @@ def _choose_afresh(endpoint: str | None, values: dict | None) -> None:
 def _remember_choice(response: Response) -> Response:
     """A ?lang= choice is remembered in a cookie, so the next pages keep the language."""
     named = valid_language(request.args.get("lang"))
-    if named is not None and request.cookies.get(LANGUAGE_COOKIE) != named:
+    if named is not None and request.cookies.get(LANGUAGE_COOKIE) != named and not _in_api():
         response.set_cookie(
             LANGUAGE_COOKIE,
             named,
@@ -136,7 +143,7 @@ def _remember_choice(response: Response) -> Response:
             samesite="Lax",
         )
     # The same URL answers in another language by these.
-    response.vary.update(("Accept-Language", "Cookie"))
+    response.vary.update(("Accept-Language",) if _in_api() else ("Accept-Language", "Cookie"))
     return response
 
 

@@ -70,15 +70,20 @@ def prague(value: datetime | None, pattern: str = "%-d. %-m. %Y %H:%M") -> str:
     """A stored (naive UTC) time as people here read it: Europe/Prague wall-clock time.
 
     `pattern` is the Czech form; in English, CLDR's "17 Nov 2025, 14:05" (with
-    seconds when the pattern has them)."""
+    seconds when the pattern has them, the date alone when it has no hours). A
+    machine-readable pattern ("%Y-%m-%dT%H:%M", an input's value) is the same in
+    every language."""
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     local = value.astimezone(local_zone())
-    if current_language() == "cs":
+    if current_language() == "cs" or pattern.startswith("%Y-"):
         return local.strftime(pattern)
-    english = "d MMM y, HH:mm:ss" if "%S" in pattern else "d MMM y, HH:mm"
+    if "%H" not in pattern:
+        english = "d MMM y"
+    else:
+        english = "d MMM y, HH:mm:ss" if "%S" in pattern else "d MMM y, HH:mm"
     return format_datetime(local, english, locale=current_language())
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
 from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: new in 3.3, stubs at 3.2
@@ -34,9 +35,9 @@ from ..groups.membership import (
     VISIBILITY_LABELS,
     MembershipError,
 )
+from ..institutions import institution_labels
 from ..lookalikes import as_shown
 from ..models import (
-    INSTITUTION_TYPES,
     MailingList,
     Subscription,
     SubscriptionStatus,
@@ -44,7 +45,8 @@ from ..models import (
     is_valid_slug,
 )
 from ..people_csv import ImportRefused, uploaded_text
-from .auth import CzechForm, account, require_list_access, require_role
+from ..stored_messages import shown
+from .auth import CzechForm, _l, account, require_list_access, require_role
 from .blueprint import bp
 
 group_managers = require_role("admin", "coordinator")
@@ -54,29 +56,32 @@ MEMBER_ACTIONS = {
     "decline": membership.decline,
     "remove": membership.remove,
 }
+# Flashed after a member action, `who` the person ("Jana Nováková (jana@…)").
 MEMBER_ACTION_DONE = {
-    "approve": "Žádost {who} je schválena; dostane o tom e-mail.",
-    "decline": "Žádost {who} je zamítnuta; dostane o tom e-mail.",
-    "remove": "{who} už ve skupině není.",
+    "approve": _l("Žádost %(who)s je schválena; dostane o tom e-mail."),
+    "decline": _l("Žádost %(who)s je zamítnuta; dostane o tom e-mail."),
+    "remove": _l("%(who)s už ve skupině není."),
 }
 
 
 class GroupDetailsForm(CzechForm):
-    name = StringField("Název", validators=[DataRequired("Vyplňte název."), Length(max=200)])
-    description = TextAreaField("Popis", validators=[Length(max=5000)])
-    municipality = StringField("Obec", validators=[Length(max=120)])
-    theme = StringField("Téma", validators=[Length(max=200)])
-    department = StringField("Organizující odbor", validators=[Length(max=300)])
-    meeting_place = StringField("Místo setkání", validators=[Length(max=300)])
-    meeting_rhythm = StringField("Obvyklý rytmus setkání", validators=[Length(max=200)])
+    name = StringField(
+        _l("Název"), validators=[DataRequired(_l("Vyplňte název.")), Length(max=200)]
+    )
+    description = TextAreaField(_l("Popis"), validators=[Length(max=5000)])
+    municipality = StringField(_l("Obec"), validators=[Length(max=120)])
+    theme = StringField(_l("Téma"), validators=[Length(max=200)])
+    department = StringField(_l("Organizující odbor"), validators=[Length(max=300)])
+    meeting_place = StringField(_l("Místo setkání"), validators=[Length(max=300)])
+    meeting_rhythm = StringField(_l("Obvyklý rytmus setkání"), validators=[Length(max=200)])
     visibility = SelectField(
-        "Viditelnost",
+        _l("Viditelnost"),
         choices=[SelectChoice(v, label) for v, label in VISIBILITY_LABELS.items()],
     )
     # The language of its announcements and of the fixed parts of its mails.
     language = SelectField(
-        "Jazyk oznámení",
-        choices=[SelectChoice("cs", "čeština"), SelectChoice("en", "angličtina")],
+        _l("Jazyk oznámení"),
+        choices=[SelectChoice("cs", _l("čeština")), SelectChoice("en", _l("angličtina"))],
         default="cs",
     )
 
@@ -85,31 +90,38 @@ class NewGroupForm(GroupDetailsForm):
     """A new group: its details, the slug in its addresses, and its coordinators."""
 
     slug = StringField(
-        "Zkratka do adresy",
-        validators=[DataRequired("Vyplňte zkratku, např. ostrava-psb."), Length(max=64)],
-        description="Malá písmena bez diakritiky, číslice a pomlčky; objeví se v odkazech.",
+        _l("Zkratka do adresy"),
+        validators=[DataRequired(_l("Vyplňte zkratku, např. ostrava-psb.")), Length(max=64)],
+        description=_l("Malá písmena bez diakritiky, číslice a pomlčky; objeví se v odkazech."),
     )
-    coordinators = SelectMultipleField("Koordinátoři", coerce=int, validate_choice=False)
+    coordinators = SelectMultipleField(_l("Koordinátoři"), coerce=int, validate_choice=False)
 
 
 class InviteForm(CzechForm):
-    email = EmailField("E-mail", validators=[DataRequired("Vyplňte e-mail."), Length(max=320)])
-    name = StringField("Jméno", validators=[Length(max=200)])
-    organization = StringField("Organizace", validators=[Length(max=200)])
-    # Checked by membership.clean_details, whose message names the field.
-    institution = SelectField(
-        "Typ instituce",
-        choices=[
-            SelectChoice("", "– nevybráno –"),
-            *(SelectChoice(v, label) for v, label in INSTITUTION_TYPES.items()),
-        ],
-        validate_choice=False,
+    email = EmailField(
+        _l("E-mail"), validators=[DataRequired(_l("Vyplňte e-mail pozvaného.")), Length(max=320)]
     )
-    function = StringField("Funkce", validators=[Length(max=200)])
+    name = StringField(_l("Jméno"), validators=[Length(max=200)])
+    organization = StringField(_l("Organizace"), validators=[Length(max=200)])
+    # Checked by membership.clean_details; its choices are set per request (`invite_form`),
+    # in the request's language.
+    institution = SelectField(_l("Typ instituce"), validate_choice=False)
+    function = StringField(_l("Funkce"), validators=[Length(max=200)])
+
+
+def make_invite_form(formdata: Any = None) -> InviteForm:
+    """The invitation form (of the request when `formdata` is given), institution types
+    named in the request's language."""
+    form = InviteForm(formdata=formdata) if formdata is not None else InviteForm(formdata=None)
+    form.institution.choices = [
+        SelectChoice("", _("– nevybráno –")),
+        *(SelectChoice(v, label) for v, label in institution_labels().items()),
+    ]
+    return form
 
 
 class InviteCsvForm(CzechForm):
-    file = FileField("Soubor CSV")
+    file = FileField(_l("Soubor CSV"))
 
 
 def group_or_404(slug: str) -> MailingList:
@@ -202,11 +214,11 @@ def render_group(
             coordinators=coordinators,
             assignable=assignable,
             details_form=details_form or GroupDetailsForm(obj=group, formdata=None),
-            invite_form=invite_form or InviteForm(formdata=None),
+            invite_form=invite_form or make_invite_form(),
             csv_form=InviteCsvForm(formdata=None),
             csv_report=csv_report,
             csv_errors=csv_errors or [],
-            institution_labels=INSTITUTION_TYPES,
+            institution_labels=institution_labels(),
             status_labels=MEMBER_STATUS_LABELS,
             visibility_labels=VISIBILITY_LABELS,
         ),
@@ -249,10 +261,10 @@ def group_create() -> ResponseReturnValue:
                 language=form.language.data,
             )
         except MembershipError as exc:
-            form.slug.errors = [*form.slug.errors, str(exc)]
+            _show_refusal(form, exc, form.slug)
         else:
             db.session.commit()
-            flash(f"Skupina je založena: {group.name}.", "success")
+            flash(_("Skupina je založena: %(name)s.", name=group.name), "success")
             return redirect(url_for("admin.group", slug=group.slug))
     db.session.rollback()
     return render_template(
@@ -280,10 +292,10 @@ def group_details(slug: str) -> ResponseReturnValue:
                 language=form.language.data,
             )
         except MembershipError as exc:
-            form.name.errors = [*form.name.errors, str(exc)]
+            _show_refusal(form, exc, form.name)
         else:
             db.session.commit()
-            flash("Údaje skupiny jsou uloženy.", "success")
+            flash(_("Údaje skupiny jsou uloženy."), "success")
             return redirect(url_for("admin.group", slug=group.slug))
     db.session.rollback()
     return render_group(group, details_form=form, status=422)
@@ -293,7 +305,7 @@ def group_details(slug: str) -> ResponseReturnValue:
 @group_managers
 def group_invite(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
-    form = InviteForm()
+    form = make_invite_form(request.form)
     if form.validate():
         try:
             subscription = membership.invite(
@@ -307,27 +319,25 @@ def group_invite(slug: str) -> ResponseReturnValue:
             )
         except MembershipError as exc:
             db.session.rollback()
-            field = _field_of(form, str(exc))
-            field.errors = [*field.errors, str(exc)]
+            _show_refusal(form, exc, form.email)
             form.institution.data = form.institution.data or ""
         else:
             db.session.commit()
-            flash(f"Pozvánka pro {as_shown(subscription.subscriber.email)} je na cestě.", "success")
+            flash(
+                _(
+                    "Pozvánka pro %(email)s je na cestě.",
+                    email=as_shown(subscription.subscriber.email),
+                ),
+                "success",
+            )
             return redirect(url_for("admin.group", slug=group.slug))
     return render_group(group, invite_form=form, status=422)
 
 
-def _field_of(form: InviteForm, message: str) -> Field:
-    """The form field a membership refusal is about (its message names it)."""
-    for prefix, field in (
-        ("Neznámý typ instituce", form.institution),
-        ("Organizace:", form.organization),
-        ("Funkce:", form.function),
-        ("Jméno", form.name),
-    ):
-        if message.startswith(prefix):
-            return field
-    return form.email
+def _show_refusal(form: CzechForm, refusal: MembershipError, default: Field) -> None:
+    """Show a membership refusal under the form field it is about (else under `default`)."""
+    field = form._fields.get(refusal.field or "", default)
+    field.errors = [*field.errors, str(refusal)]
 
 
 @bp.post("/groups/<slug>/invite-csv")
@@ -336,11 +346,12 @@ def group_invite_csv(slug: str) -> ResponseReturnValue:
     group = group_or_404(slug)
     form = InviteCsvForm()
     try:
-        text = uploaded_text(form.file.data, "Vyberte soubor CSV s pozvanými.")
+        text = uploaded_text(form.file.data, _("Vyberte soubor CSV s pozvanými."))
         report = membership.invite_csv(group, io.StringIO(text, newline=""), account())
     except (ImportRefused, MembershipError) as exc:
         db.session.rollback()
-        return render_group(group, csv_errors=[str(exc)], status=422)
+        # people_csv's refusals are kept in Czech (stored_messages); shown in the reader's.
+        return render_group(group, csv_errors=[shown(str(exc))], status=422)
     db.session.commit()
     return render_group(group, csv_report=report)
 
@@ -360,9 +371,9 @@ def group_member(slug: str, subscription_id: int, action: str) -> ResponseReturn
         return redirect(url_for("admin.group", slug=group.slug))
     db.session.commit()
     if changed:
-        flash(MEMBER_ACTION_DONE[action].format(who=_who(subscription)), "success")
+        flash(str(MEMBER_ACTION_DONE[action]) % {"who": _who(subscription)}, "success")
     else:
-        flash("Nic se nezměnilo: to už je hotové.", "info")
+        flash(_("Nic se nezměnilo: to už je hotové."), "info")
     return redirect(url_for("admin.group", slug=group.slug))
 
 
@@ -374,15 +385,15 @@ def group_coordinators(slug: str) -> ResponseReturnValue:
     user_id = request.form.get("user_id", "")
     user = db.session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 10 else None
     if user is None or user.role != "coordinator":
-        flash("Vyberte účet koordinátora.", "error")
+        flash(_("Vyberte účet koordinátora."), "error")
         return redirect(url_for("admin.group", slug=group.slug))
     if request.form.get("action") == "remove":
         if group in user.lists:
             user.lists.remove(group)
-        flash(f"{as_shown(user.email)} už skupinu nekoordinuje.", "success")
+        flash(_("%(email)s už skupinu nekoordinuje.", email=as_shown(user.email)), "success")
     else:
         if group not in user.lists:
             user.lists.append(group)
-        flash(f"{as_shown(user.email)} teď skupinu koordinuje.", "success")
+        flash(_("%(email)s teď skupinu koordinuje.", email=as_shown(user.email)), "success")
     db.session.commit()
     return redirect(url_for("admin.group", slug=group.slug))

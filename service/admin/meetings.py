@@ -11,6 +11,8 @@ import io
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ..clock import utcnow
 from ..extensions import db
@@ -119,7 +121,15 @@ def meeting_attendance_post(meeting_id: int) -> ResponseReturnValue:
         return render_template("admin/meeting_attendance.html", **_context(meeting)), 409
     db.session.commit()
     invited = len(attendance.attendees(meeting, key))
-    flash(f"Účast je uložena: přišlo {came} z {invited}.", "success")
+    flash(
+        ngettext(
+            "Účast je uložena: přišel %(num)d z %(invited)d.",
+            "Účast je uložena: přišlo %(num)d z %(invited)d.",
+            came,
+            invited=invited,
+        ),
+        "success",
+    )
     return redirect(
         url_for(
             "admin.meeting_attendance", meeting_id=meeting.id, termin=date.key if date else None
@@ -129,7 +139,8 @@ def meeting_attendance_post(meeting_id: int) -> ResponseReturnValue:
 
 @bp.get(_MEETING + "/attendance.csv")
 def meeting_attendance_csv(meeting_id: int) -> ResponseReturnValue:
-    """The attendance as CSV (UTF-8 with a byte-order mark, for spreadsheets)."""
+    """The attendance as CSV (UTF-8 with a byte-order mark, for spreadsheets): the columns
+    and answers as stable codes, the institution type and "ano"/"ne" in the page's language."""
     meeting = _meeting_or_404(meeting_id)
     stream = io.StringIO()
     stream.write("\ufeff")
@@ -146,7 +157,9 @@ def meeting_attendance_csv(meeting_id: int) -> ResponseReturnValue:
                 "function": person.function,
                 "answer": ANSWER_CODES[PartStat(person.partstat)],
                 "note": person.note,
-                "attended": "" if person.attended is None else ("ano" if person.attended else "ne"),
+                "attended": ""
+                if person.attended is None
+                else (_("ano") if person.attended else _("ne")),
             }
         )
     return Response(
@@ -182,5 +195,8 @@ def meeting_minutes(meeting_id: int) -> ResponseReturnValue:
             )
         )
     db.session.commit()
-    flash("Koncept zápisu je připraven; doplňte text, přiložte dokumenty a odešlete ho.", "success")
+    flash(
+        _("Koncept zápisu je připraven; doplňte text, přiložte dokumenty a odešlete ho."),
+        "success",
+    )
     return redirect(url_for("admin.issue_edit", issue_id=draft.id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from flask import current_app, g, request
+from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 
 from .. import accounts
@@ -25,7 +26,7 @@ _CHALLENGE = 'Bearer realm="zpravodaj"'
 
 def presented_token() -> str | None:
     """The token of `Authorization: Bearer <token>`, or None when there is none."""
-    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    scheme, _space, token = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
@@ -55,14 +56,14 @@ def _authenticate() -> None:
     if token is None:
         raise ApiError(
             401,
-            "Chybí přístupový token (hlavička Authorization: Bearer …).",
+            _("Chybí přístupový token (hlavička Authorization: Bearer …)."),
             headers={"WWW-Authenticate": _CHALLENGE},
         )
     user = accounts.user_for_token(token)
     if user is None:
         raise ApiError(
             401,
-            "Neplatný nebo zrušený přístupový token.",
+            _("Neplatný nebo zrušený přístupový token."),
             headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'},
         )
     # Keeps the token's last use, which `zpravodaj tokens list` shows.

@@ -34,6 +34,23 @@ API_MESSAGES = {
 }
 
 
+# The fields a 422 of the API can name; each one's code is `invalid_<field>` (or a known
+# one, `ERROR_CODES`), whatever the language of the message. The OpenAPI document lists
+# them, so a test answer with a code it does not list fails its validation.
+MEETING_FIELDS = ("start", "end", "location", "online_url", "agenda", "rrule", "repeat")
+ERROR_FIELDS = (
+    "subject",
+    "body",
+    "preheader",
+    "at",
+    "file",
+    "meeting",
+    *MEETING_FIELDS,
+    *(f"meeting.{name}" for name in MEETING_FIELDS),
+)
+FIELD_CODES = sorted({*(f"invalid_{name}" for name in ERROR_FIELDS), *ERROR_CODES})
+
+
 def field_codes(errors: dict[str, str]) -> dict[str, str]:
     """A stable code per field: a known message's own (`invalid_email`), else `invalid_<field>`."""
     known = {str(message): code for code, message in ERROR_CODES.items()}
@@ -41,7 +58,8 @@ def field_codes(errors: dict[str, str]) -> dict[str, str]:
 
 
 class ApiError(Exception):
-    """An error answer of the API: status, Czech message, optional field errors and headers."""
+    """An error answer of the API: status, message (in the request's language), optional
+    field errors and headers."""
 
     def __init__(
         self,

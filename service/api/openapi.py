@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import CODES
 from ..models import SUBSCRIPTION_STATUSES, IssueStatus, MeetingMethod
-from ..subscriptions.forms import ERROR_CODES
+from .errors import FIELD_CODES
 
 _ISSUE_STATUSES = [s.value for s in IssueStatus]
 
@@ -115,9 +115,9 @@ DOCUMENT: dict[str, Any] = {
             "`zpravodaj tokens create EMAIL`. Every answer is JSON; errors are "
             '`{"error": "<message>", "code": "<code>"}` (the message in Czech, or in English '
             "with `?lang=en` or `Accept-Language: en`; the code stable, one of the `Error` "
-            'schema\'s), and 422 adds `"errors": {field: message}` and '
-            '`"codes": {field: code}` '
-            "(`invalid_<field>`, or a known one such as `invalid_email`). "
+            'schema\'s, the same in every language), and 422 adds `"errors": {field: message}` '
+            'and `"codes": {field: code}` (`invalid_<field>`, e.g. `invalid_subject` or '
+            "`invalid_meeting.start`; the `Error` schema lists them all). "
             "Times are ISO 8601; the service answers in UTC."
         ),
     },
@@ -523,7 +523,11 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "rhythm": {
                         "type": ["string", "null"],
-                        "description": "The RRULE in Czech (každé druhé úterý v měsíci v 9:30).",
+                        "description": (
+                            "The RRULE in words, in the request's language (každé druhé "
+                            "úterý v měsíci v 9:30; on the second Tuesday of every month at "
+                            "9:30 AM)."
+                        ),
                     },
                     "dates": {
                         "type": "array",
@@ -686,7 +690,10 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "error": {
                         "type": "string",
-                        "description": "What went wrong, in the request's language (Czech).",
+                        "description": (
+                            "What went wrong, in the request's language (Czech by default, "
+                            "English with `?lang=en` or `Accept-Language: en`)."
+                        ),
                     },
                     "code": {
                         "type": "string",
@@ -701,11 +708,10 @@ DOCUMENT: dict[str, Any] = {
                     "codes": {
                         "type": "object",
                         "description": (
-                            "Per field, a stable code: `invalid_<field>`, or one of "
-                            + ", ".join(f"`{code}`" for code in sorted(ERROR_CODES))
-                            + " (422 only)."
+                            "Per field, a stable code, the same in every language: "
+                            "`invalid_<field>` (422 only)."
                         ),
-                        "additionalProperties": {"type": "string"},
+                        "additionalProperties": {"type": "string", "enum": FIELD_CODES},
                     },
                 },
                 "additionalProperties": False,

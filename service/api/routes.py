@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from ..clock import SkippedLocalTime, from_local, iso_utc, utcnow
@@ -91,7 +92,7 @@ def create_issue(slug: str) -> ResponseReturnValue:
         raise ApiError(422, errors=errors)
     meeting_fields = None
     if data.get("meeting") is not None:
-        meeting_fields, _ = meetings.validate_meeting(data["meeting"])
+        meeting_fields, _problems = meetings.validate_meeting(data["meeting"])
         if meeting_fields is None:  # its start passed since meeting_problem checked it
             raise ApiError(422, errors=meetings.meeting_problem(mailing_list, data["meeting"]))
     issue = sending.create_issue(mailing_list, fields, current_api_user())
@@ -133,7 +134,9 @@ def add_attachment(issue_id: int) -> ResponseReturnValue:
     issue = _issue_or_404(issue_id, lock=True)
     upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
     if upload is None:
-        raise ApiError(422, errors={"file": "Pošlete soubor jako multipart/form-data, pole file."})
+        raise ApiError(
+            422, errors={"file": _("Pošlete soubor jako multipart/form-data, pole file.")}
+        )
     try:
         added = attachments.add_attachment(issue, upload.filename or "", upload.read())
     except attachments.AttachmentError as error:
@@ -186,7 +189,7 @@ def _date_of(recurrence_id: str) -> datetime:
         if parsed is not None and parsed.tzinfo is not None:
             moment = parsed.astimezone(UTC).replace(tzinfo=None)
     if moment is None:
-        raise ApiError(404, "Takový termín setkání v řadě není.")
+        raise ApiError(404, _("Takový termín setkání v řadě není."))
     return moment
 
 
@@ -312,9 +315,16 @@ def parse_send_time(value: Any) -> datetime | None:
     """
     if value is None:
         return None
-    example = "např. 2026-12-10T09:00 nebo 2026-12-10T08:00:00Z"
     if not isinstance(value, str) or not value.strip() or len(value) > AT_MAX_LENGTH:
-        raise ApiError(422, errors={"at": f"Čas zadejte jako text ve formátu ISO 8601, {example}."})
+        raise ApiError(
+            422,
+            errors={
+                "at": _(
+                    "Čas zadejte jako text ve formátu ISO 8601, "
+                    "např. 2026-12-10T09:00 nebo 2026-12-10T08:00:00Z."
+                )
+            },
+        )
     try:
         at = datetime.fromisoformat(value.strip())
         if at.tzinfo is None:
@@ -324,13 +334,19 @@ def parse_send_time(value: Any) -> datetime | None:
         raise ApiError(422, errors={"at": str(skipped)}) from None
     except (ValueError, OverflowError):
         raise ApiError(
-            422, errors={"at": f"Čas není platný údaj ve formátu ISO 8601, {example}."}
+            422,
+            errors={
+                "at": _(
+                    "Čas není platný údaj ve formátu ISO 8601, "
+                    "např. 2026-12-10T09:00 nebo 2026-12-10T08:00:00Z."
+                )
+            },
         ) from None
     now = utcnow()
     if at_utc <= now:
-        raise ApiError(422, errors={"at": "Čas odeslání musí být v budoucnosti."})
+        raise ApiError(422, errors={"at": _("Čas odeslání musí být v budoucnosti.")})
     if at_utc > now + SCHEDULE_HORIZON:
-        raise ApiError(422, errors={"at": "Odeslání lze naplánovat nejvýše rok dopředu."})
+        raise ApiError(422, errors={"at": _("Odeslání lze naplánovat nejvýše rok dopředu.")})
     return at
 
 
@@ -340,7 +356,7 @@ def _json_object(*, optional: bool = False) -> dict[str, Any]:
     Parsed here rather than with request.get_json so that absurd nesting
     (RecursionError) and undecodable bytes are a 400, never a 500.
     """
-    missing = ApiError(400, "Chybí tělo požadavku: pošlete JSON objekt.")
+    missing = ApiError(400, _("Chybí tělo požadavku: pošlete JSON objekt."))
     if not request.is_json:
         # Judged by the headers: a form body has already been read by the input guard.
         if request.content_length or request.headers.get("Transfer-Encoding"):
@@ -356,9 +372,9 @@ def _json_object(*, optional: bool = False) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
-        raise ApiError(400, "Tělo požadavku není platný JSON.") from None
+        raise ApiError(400, _("Tělo požadavku není platný JSON.")) from None
     if not isinstance(data, dict):
-        raise ApiError(400, "Tělo požadavku musí být JSON objekt.")
+        raise ApiError(400, _("Tělo požadavku musí být JSON objekt."))
     return data
 
 
@@ -368,7 +384,7 @@ def _list_or_404(slug: str) -> MailingList:
     if is_valid_slug(slug):
         found = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if found is None or not may_see(found):
-        raise ApiError(404, "Seznam neexistuje.")
+        raise ApiError(404, _("Seznam neexistuje."))
     return found
 
 
@@ -376,7 +392,7 @@ def _meeting_or_404(meeting_id: int) -> Meeting:
     """The meeting, locked until commit, if the account may manage its group (else 404)."""
     found = db.session.get(Meeting, meeting_id, with_for_update=True)
     if found is None or not may_see(found.mailing_list):
-        raise ApiError(404, "Setkání neexistuje.")
+        raise ApiError(404, _("Setkání neexistuje."))
     return found
 
 
@@ -388,5 +404,5 @@ def _issue_or_404(issue_id: int, *, lock: bool = False) -> Issue:
     """
     found = db.session.get(Issue, issue_id, with_for_update=lock)
     if found is None or not may_see(found.mailing_list):
-        raise ApiError(404, "Vydání neexistuje.")
+        raise ApiError(404, _("Vydání neexistuje."))
     return found

@@ -4,7 +4,8 @@ Invite people (one by one or from a CSV), approve or decline join requests,
 remove members, edit a member's details and the group's own details. The
 admin pages and the CLI call these; each records its consent step and leaves
 committing to the caller. Every refusal is a `MembershipError` whose message
-is Czech and fit to show to the person who asked.
+is in the request's language (Czech by default) and fit to show to the person
+who asked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from .. import consent, suppression
@@ -46,38 +50,44 @@ INVITATIONS_PER_DAY = 3
 # A CSV invitation mails every row: a bounded file keeps a mistake bounded.
 CSV_MAX_ROWS = 500
 
-# Member details: (model column, Czech label, maximum length).
+# Member details: model column -> maximum length.
 DETAIL_LIMITS = {"organization": 200, "function": 200}
+DETAIL_LABELS = {"organization": _l("Organizace"), "function": _l("Funkce")}
 
-# The group's own details: field -> (Czech label, maximum length).
+# The group's own details: field -> (label, maximum length).
 GROUP_FIELDS = {
-    "name": ("Název", 200),
-    "description": ("Popis", 5000),
-    "municipality": ("Obec", 120),
-    "theme": ("Téma", 200),
-    "department": ("Organizující odbor", 300),
-    "meeting_place": ("Místo setkání", 300),
-    "meeting_rhythm": ("Obvyklý rytmus setkání", 200),
+    "name": (_l("Název"), 200),
+    "description": (_l("Popis"), 5000),
+    "municipality": (_l("Obec"), 120),
+    "theme": (_l("Téma"), 200),
+    "department": (_l("Organizující odbor"), 300),
+    "meeting_place": (_l("Místo setkání"), 300),
+    "meeting_rhythm": (_l("Obvyklý rytmus setkání"), 200),
 }
 # Free text that may span lines (the rest are one-line fields).
 MULTILINE_FIELDS = frozenset({"description"})
 
 VISIBILITY_LABELS = {
-    GroupVisibility.PUBLIC: "veřejná (lze požádat o členství)",
-    GroupVisibility.INVITE: "jen na pozvání",
+    GroupVisibility.PUBLIC: _l("veřejná (lze požádat o členství)"),
+    GroupVisibility.INVITE: _l("jen na pozvání"),
 }
 MEMBER_STATUS_LABELS = {
-    SubscriptionStatus.PENDING: "pozván(a), čeká na přijetí",
-    SubscriptionStatus.REQUESTED: "žádá o členství",
-    SubscriptionStatus.CONFIRMED: "člen(ka)",
-    SubscriptionStatus.DECLINED: "žádost zamítnuta",
-    SubscriptionStatus.UNSUBSCRIBED: "odešel/odešla",
-    SubscriptionStatus.BOUNCED: "nedoručitelná adresa",
+    SubscriptionStatus.PENDING: _l("pozván(a), čeká na přijetí"),
+    SubscriptionStatus.REQUESTED: _l("žádá o členství"),
+    SubscriptionStatus.CONFIRMED: _l("člen(ka)"),
+    SubscriptionStatus.DECLINED: _l("žádost zamítnuta"),
+    SubscriptionStatus.UNSUBSCRIBED: _l("odešel/odešla"),
+    SubscriptionStatus.BOUNCED: _l("nedoručitelná adresa"),
 }
 
 
 class MembershipError(ValueError):
-    """A refused membership step; the message is Czech and meant for the user."""
+    """A refused membership step; the message (in the request's language) is meant for the
+    user, and `field` names the form field it is about, when it is about one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 ADMIN_CHANNEL = RequestInfo(ip=None, user_agent=None, channel="admin")
@@ -98,17 +108,23 @@ def clean_details(organization: str, institution: str, function: str) -> tuple[s
     organization = (organization or "").strip()
     function = (function or "").strip()
     institution = (institution or "").strip()
-    for label, value, limit in (
-        ("Organizace", organization, DETAIL_LIMITS["organization"]),
-        ("Funkce", function, DETAIL_LIMITS["function"]),
-    ):
+    for name, value in (("organization", organization), ("function", function)):
+        label, limit = DETAIL_LABELS[name], DETAIL_LIMITS[name]
         if len(value) > limit:
-            raise MembershipError(f"{label}: příliš dlouhý text (nejvýše {limit} znaků).")
+            raise MembershipError(_too_long(str(label), limit), name)
         if _has_control_characters(value):
-            raise MembershipError(f"{label}: text obsahuje nepovolené znaky.")
+            raise MembershipError(_bad_characters(str(label)), name)
     if institution and institution not in INSTITUTION_TYPES:
-        raise MembershipError("Neznámý typ instituce.")
+        raise MembershipError(_("Neznámý typ instituce."), "institution")
     return organization, institution, function
+
+
+def _too_long(label: str, limit: int) -> str:
+    return _("%(label)s: příliš dlouhý text (nejvýše %(limit)d znaků).", label=label, limit=limit)
+
+
+def _bad_characters(label: str) -> str:
+    return _("%(label)s: text obsahuje nepovolené znaky.", label=label)
 
 
 def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
@@ -120,7 +136,9 @@ def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
             continue
         if name == "visibility":
             if value not in GROUP_VISIBILITIES:
-                raise MembershipError("Viditelnost musí být „public“ (veřejná) nebo „invite“.")
+                raise MembershipError(
+                    _("Viditelnost musí být „public“ (veřejná) nebo „invite“."), "visibility"
+                )
             cleaned[name] = value
             continue
         if name == "language":
@@ -131,11 +149,11 @@ def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
         label, limit = GROUP_FIELDS[name]
         text = value.strip()
         if name == "name" and not text:
-            raise MembershipError("Název nesmí být prázdný.")
+            raise MembershipError(_("Název nesmí být prázdný."), name)
         if len(text) > limit:
-            raise MembershipError(f"{label}: příliš dlouhý text (nejvýše {limit} znaků).")
+            raise MembershipError(_too_long(str(label), limit), name)
         if _has_control_characters(text, multiline=name in MULTILINE_FIELDS):
-            raise MembershipError(f"{label}: text obsahuje nepovolené znaky.")
+            raise MembershipError(_bad_characters(str(label)), name)
         cleaned[name] = text.replace("\r\n", "\n")
     return cleaned
 
@@ -143,7 +161,9 @@ def clean_group_fields(values: dict[str, str | None]) -> dict[str, str]:
 def _content_language(value: str) -> str:
     language = valid_language(value)
     if language is None:
-        raise MembershipError("Jazyk obsahu musí být „cs“ (čeština) nebo „en“ (angličtina).")
+        raise MembershipError(
+            _("Jazyk obsahu musí být „cs“ (čeština) nebo „en“ (angličtina)."), "language"
+        )
     return language
 
 
@@ -153,19 +173,24 @@ def create_group(
     """A new working group with its details and coordinators (the admin's "Nová skupina")."""
     if not is_valid_slug(slug):
         raise MembershipError(
-            "Zkratka v adrese smí obsahovat jen malá písmena bez diakritiky, číslice a pomlčky."
+            _("Zkratka v adrese smí obsahovat jen malá písmena bez diakritiky, číslice a pomlčky."),
+            "slug",
         )
     if slug == "new":  # /admin/groups/new is the form itself
-        raise MembershipError("Zkratka „new“ je vyhrazená; zvolte jinou.")
+        raise MembershipError(_("Zkratka „new“ je vyhrazená; zvolte jinou."), "slug")
     if db.session.scalar(select(MailingList.id).filter_by(slug=slug)) is not None:
-        raise MembershipError(f"Seznam nebo skupina se zkratkou „{slug}“ už existuje.")
+        raise MembershipError(
+            _("Seznam nebo skupina se zkratkou „%(slug)s“ už existuje.", slug=slug), "slug"
+        )
     group = MailingList(slug=slug, kind=ListKind.GROUP)
     for name, value in clean_group_fields(values).items():
         setattr(group, name, value)
     db.session.add(group)
     for user in coordinators:
         if user.role != "coordinator":
-            raise MembershipError("Skupinu mohou koordinovat jen účty koordinátorů.")
+            raise MembershipError(
+                _("Skupinu mohou koordinovat jen účty koordinátorů."), "coordinators"
+            )
         user.lists.append(group)
     db.session.flush()
     return group
@@ -180,13 +205,13 @@ def update_group(group: MailingList, **values: str | None) -> None:
 
 def _require_group(group: MailingList) -> None:
     if group.kind != ListKind.GROUP:
-        raise MembershipError("Tento seznam není pracovní skupina.")
+        raise MembershipError(_("Tento seznam není pracovní skupina."))
 
 
 def _require_member_of(group: MailingList, subscription: Subscription) -> None:
     _require_group(group)
     if subscription.list_id != group.id:
-        raise MembershipError("Tento člen do skupiny nepatří.")
+        raise MembershipError(_("Tento člen do skupiny nepatří."))
 
 
 def _by(user: User | None) -> str | None:
@@ -216,15 +241,19 @@ def invite(
     try:
         address = parse_address_for_app(email)
     except InvalidAddress:
-        raise MembershipError("Neplatný e-mail.") from None
+        raise MembershipError(_("Neplatný e-mail."), "email") from None
     name = (name or "").strip()
     problem = name_problem(name)
     if problem:
-        raise MembershipError(problem)
+        raise MembershipError(str(problem), "name")
     organization, institution, function = clean_details(organization, institution, function)
     if suppression.is_suppressed(address.key):
         raise MembershipError(
-            f"Adresa {address.email} byla vymazána nebo je nedoručitelná; pozvánku nelze poslat."
+            _(
+                "Adresa %(email)s byla vymazána nebo je nedoručitelná; pozvánku nelze poslat.",
+                email=address.email,
+            ),
+            "email",
         )
     subscriber = actions.get_or_create_subscriber(address, name)
     if name and not subscriber.name:
@@ -255,13 +284,20 @@ def invite(
 def _refuse_invitation_again(subscription: Subscription, email: str) -> None:
     """A member, a bounced address or one invited too often today gets no new invitation."""
     if subscription.status == SubscriptionStatus.CONFIRMED:
-        raise MembershipError(f"{email} už je členem skupiny.")
+        raise MembershipError(_("%(email)s už je členem skupiny.", email=email), "email")
     if subscription.status == SubscriptionStatus.BOUNCED:
-        raise MembershipError(f"Adresa {email} je nedoručitelná.")
+        raise MembershipError(_("Adresa %(email)s je nedoručitelná.", email=email), "email")
     if _invitations_today(subscription) >= INVITATIONS_PER_DAY:
         raise MembershipError(
-            f"Adrese {email} už dnes odešly "
-            f"{INVITATIONS_PER_DAY} pozvánky do této skupiny; zkuste to zítra."
+            ngettext(
+                "Adrese %(email)s už dnes odešla %(num)d pozvánka do této skupiny; "
+                "zkuste to zítra.",
+                "Adrese %(email)s už dnes odešlo %(num)d pozvánek do této skupiny; "
+                "zkuste to zítra.",
+                INVITATIONS_PER_DAY,
+                email=email,
+            ),
+            "email",
         )
 
 
@@ -306,7 +342,13 @@ def invite_csv(
         report = InviteReport(problems=people.problems)
         for count, (line, row) in enumerate(people.rows(), start=1):
             if count > CSV_MAX_ROWS:
-                people.skip(line, f"soubor má víc než {CSV_MAX_ROWS} řádků; zbytek nezpracován")
+                people.skip(
+                    line,
+                    _(
+                        "soubor má víc než %(limit)d řádků; zbytek nezpracován",
+                        limit=CSV_MAX_ROWS,
+                    ),
+                )
                 break
             address = people.address(line, row)
             if address is None or not people.first_time(line, address):
@@ -356,7 +398,7 @@ def approve(
         return True
     if subscription.status == SubscriptionStatus.CONFIRMED:
         return False
-    raise MembershipError("Tuto žádost o členství už nelze schválit.")
+    raise MembershipError(_("Tuto žádost o členství už nelze schválit."))
 
 
 def decline(
@@ -373,7 +415,7 @@ def decline(
         return True
     if subscription.status == SubscriptionStatus.DECLINED:
         return False
-    raise MembershipError("Tuto žádost o členství už nelze zamítnout.")
+    raise MembershipError(_("Tuto žádost o členství už nelze zamítnout."))
 
 
 def remove(

@@ -16,6 +16,8 @@ import unicodedata
 import zipfile
 
 from flask import Flask, current_app, request
+from flask_babel import format_decimal
+from flask_babel import gettext as _
 
 from ..extensions import db
 from ..meetings.calendar import documents
@@ -36,7 +38,8 @@ UPLOAD_ENDPOINTS = {"admin.issue_attachment_add", "api.add_attachment"}
 
 
 class AttachmentError(Exception):
-    """The file cannot be attached; the message is Czech (422, or 409 for a sent issue)."""
+    """The file cannot be attached; the message is in the request's language (422, or 409
+    for a sent issue)."""
 
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
@@ -48,7 +51,8 @@ def max_bytes() -> int:
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):g}".replace(".", ",") + " MB"
+    """ "10 MB", "1,5 MB" (Czech) or "1.5 MB" (English)."""
+    return f"{format_decimal(round(size / (1024 * 1024), 3))} MB"
 
 
 def safe_filename(filename: str) -> str:
@@ -92,22 +96,27 @@ def detect_type(filename: str, data: bytes) -> str | None:
 
 
 def add_attachment(issue: Issue, filename: str, data: bytes) -> Attachment:
-    """Attach a document to a draft, or raise AttachmentError with a Czech reason."""
+    """Attach a document to a draft, or raise AttachmentError with the reason."""
     if issue.status not in Issue.EDITABLE:
-        raise AttachmentError("Přílohy lze přidávat jen ke konceptu.", 409)
+        raise AttachmentError(_("Přílohy lze přidávat jen ke konceptu."), 409)
     name = safe_filename(filename or "")
     if not name or not data:
-        raise AttachmentError("Vyberte soubor, který chcete přiložit.")
+        raise AttachmentError(_("Vyberte soubor, který chcete přiložit."))
     limit = max_bytes()
     if len(data) > limit:
-        raise AttachmentError(f"Soubor je příliš velký; nejvýše {_megabytes(limit)}.")
+        raise AttachmentError(
+            _("Soubor je příliš velký; nejvýše %(size)s.", size=_megabytes(limit))
+        )
     content_type = detect_type(name, data)
     if content_type is None:
-        raise AttachmentError("Přiložit lze jen soubory PDF, DOCX, ODT a XLSX.")
+        raise AttachmentError(_("Přiložit lze jen soubory PDF, DOCX, ODT a XLSX."))
     total = sum(a.size for a in documents(issue))
     if total + len(data) > 2 * limit:
         raise AttachmentError(
-            f"Přílohy vydání mohou mít dohromady nejvýše {_megabytes(2 * limit)}."
+            _(
+                "Přílohy vydání mohou mít dohromady nejvýše %(size)s.",
+                size=_megabytes(2 * limit),
+            )
         )
     attachment = Attachment(
         filename=name,
@@ -124,13 +133,13 @@ def add_attachment(issue: Issue, filename: str, data: bytes) -> Attachment:
 def remove_attachment(issue: Issue, attachment_id: int) -> None:
     """Take a document off a draft."""
     if issue.status not in Issue.EDITABLE:
-        raise AttachmentError("Přílohy lze odebírat jen z konceptu.", 409)
+        raise AttachmentError(_("Přílohy lze odebírat jen z konceptu."), 409)
     for attachment in documents(issue):
         if attachment.id == attachment_id:
             issue.attachments.remove(attachment)
             db.session.flush()
             return
-    raise AttachmentError("Příloha neexistuje.", 404)
+    raise AttachmentError(_("Příloha neexistuje."), 404)
 
 
 def attachment_json(attachment: Attachment) -> dict:

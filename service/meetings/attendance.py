@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, select
 
 from ..extensions import db
+from ..institutions import institution_labels
 from ..models import (
     INSTITUTION_TYPES,
     Meeting,
@@ -35,13 +38,13 @@ COUNT_KEYS = {
     PartStat.DECLINED: "declined",
     PartStat.NEEDS_ACTION: "needs_action",
 }
-UNSTATED = "neuvedeno"
+UNSTATED = _l("neuvedeno")
 # "jiné" is no kind of institution a group could miss.
 EXPECTED_KINDS = tuple(key for key in INSTITUTION_TYPES if key != "jine")
 
 
 class AttendanceRefused(Exception):
-    """Attendance cannot be recorded now; the message is Czech (409)."""
+    """Attendance cannot be recorded now; the message is in the request's language (409)."""
 
     status = 409
 
@@ -62,7 +65,8 @@ class Attendee:
 
     @property
     def institution_label(self) -> str:
-        return INSTITUTION_TYPES.get(self.institution, UNSTATED)
+        """The institution type in the current language ("neuvedeno" when not given)."""
+        return institution_labels().get(self.institution) or str(UNSTATED)
 
 
 def attendees(meeting: Meeting, occurrence: datetime | None = None) -> list[Attendee]:
@@ -145,12 +149,13 @@ class InstitutionGroup:
 def by_institution(people: list[Attendee]) -> list[InstitutionGroup]:
     """The attendees grouped by institution type, in the programme's order of types."""
     order = {key: index for index, key in enumerate(INSTITUTION_TYPES)}
+    labels = institution_labels()
     groups: dict[str, list[Attendee]] = {}
     for attendee in people:
         key = attendee.institution if attendee.institution in INSTITUTION_TYPES else ""
         groups.setdefault(key, []).append(attendee)
     return [
-        InstitutionGroup(INSTITUTION_TYPES.get(key, UNSTATED), groups[key])
+        InstitutionGroup(labels.get(key) or str(UNSTATED), groups[key])
         for key in sorted(groups, key=lambda k: order.get(k, len(order)))
     ]
 
@@ -159,8 +164,9 @@ def missing_kinds(people: list[Attendee]) -> tuple[list[str], list[str]]:
     """(kinds of institution with members but nobody coming, kinds with no member at all)."""
     present = {a.institution for a in people}
     coming = {a.institution for a in people if a.partstat == PartStat.ACCEPTED}
-    not_coming = [INSTITUTION_TYPES[k] for k in EXPECTED_KINDS if k in present - coming]
-    absent = [INSTITUTION_TYPES[k] for k in EXPECTED_KINDS if k not in present]
+    labels = institution_labels()
+    not_coming = [labels[k] for k in EXPECTED_KINDS if k in present - coming]
+    absent = [labels[k] for k in EXPECTED_KINDS if k not in present]
     return not_coming, absent
 
 
@@ -171,11 +177,11 @@ def record_attendance(
     who came; returns how many came."""
     date = occurrences.find(meeting, occurrence) if occurrence is not None else None
     if meeting.rrule and date is None:
-        raise AttendanceRefused("U pravidelného setkání vyberte termín, jehož účast zapisujete.")
+        raise AttendanceRefused(_("U pravidelného setkání vyberte termín, jehož účast zapisujete."))
     if not (date.started if date is not None else meeting.started):
-        raise AttendanceRefused("Účast lze zaznamenat až od začátku setkání.")
+        raise AttendanceRefused(_("Účast lze zaznamenat až od začátku setkání."))
     if meeting.cancelled_at is not None or (date is not None and date.cancelled):
-        raise AttendanceRefused("Setkání bylo zrušeno; účast se nezaznamenává.")
+        raise AttendanceRefused(_("Setkání bylo zrušeno; účast se nezaznamenává."))
     key = date.recurrence_id if date is not None else None
     responses = {
         r.subscriber_id: r

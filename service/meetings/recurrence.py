@@ -81,24 +81,24 @@ def choice_for_rule(rule: str) -> str:
 
 
 def check_rule(rule: str, start_local: datetime) -> str | None:
-    """None when `rule` is an RRULE we can keep; else why not, in Czech. `start_local`
-    is the first start, aware, in the service's zone."""
+    """None when `rule` is an RRULE we can keep; else why not, in the request's language.
+    `start_local` is the first start, aware, in the service's zone."""
     if len(rule) > RRULE_MAX or any(c in rule for c in "\r\n:"):
-        return "Pravidlo opakování (RRULE) není platné, např. FREQ=MONTHLY;BYDAY=2TU."
+        return _("Pravidlo opakování (RRULE) není platné, např. FREQ=MONTHLY;BYDAY=2TU.")
     parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
     if parts.get("FREQ") not in _ALLOWED_FREQ:
-        return "Setkání se může opakovat nejčastěji denně (FREQ=DAILY, WEEKLY, MONTHLY, YEARLY)."
+        return _("Setkání se může opakovat nejčastěji denně (FREQ=DAILY, WEEKLY, MONTHLY, YEARLY).")
     if "UNTIL" in parts and not parts["UNTIL"].upper().endswith("Z"):
         # RFC 5545: with a DTSTART in a time zone, UNTIL is a UTC time.
-        return "Konec opakování (UNTIL) uveďte v UTC, např. UNTIL=20270630T220000Z."
+        return _("Konec opakování (UNTIL) uveďte v UTC, např. UNTIL=20270630T220000Z.")
     from dateutil.rrule import rrulestr  # on use, as icalendar in calendar.py
 
     try:
         upcoming = rrulestr(f"RRULE:{rule}", dtstart=start_local).after(start_local, inc=True)
     except (ValueError, TypeError, OverflowError):
-        return "Pravidlo opakování (RRULE) není platné, např. FREQ=MONTHLY;BYDAY=2TU."
+        return _("Pravidlo opakování (RRULE) není platné, např. FREQ=MONTHLY;BYDAY=2TU.")
     if upcoming is None:
-        return "Podle pravidla opakování by se setkání nekonalo ani jednou."
+        return _("Podle pravidla opakování by se setkání nekonalo ani jednou.")
     return None
 
 

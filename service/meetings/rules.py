@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..archive.dates import MONTHS_GENITIVE
@@ -39,10 +41,12 @@ TIME_MAX_LENGTH = 64
 DURATION_MAX = timedelta(days=7)
 # Meetings are planned at most this far ahead.
 HORIZON = timedelta(days=2 * 366)
+NOT_A_GROUP = _l("Pozvánku na setkání lze připojit jen k oznámení pracovní skupiny.")
 
 
 class MeetingError(Exception):
-    """A meeting cannot be changed this way now; the message is Czech (409)."""
+    """A meeting cannot be changed this way now; the message is in the request's language
+    (Czech by default) and meant for the user (409)."""
 
     status = 409
 
@@ -63,12 +67,11 @@ class MeetingInput:
 
 
 def parse_time(value: Any) -> tuple[datetime | None, str | None]:
-    """An ISO 8601 time as naive UTC; without an offset it is Prague time. Or a Czech error."""
-    example = "např. 2026-12-10T09:30"
+    """An ISO 8601 time as naive UTC; without an offset it is Prague time. Or an error."""
     if not isinstance(value, str) or not value.strip():
-        return None, f"Zadejte čas ve formátu ISO 8601, {example}."
+        return None, _("Zadejte čas ve formátu ISO 8601, např. 2026-12-10T09:30.")
     if len(value) > TIME_MAX_LENGTH:
-        return None, f"Čas není platný údaj ve formátu ISO 8601, {example}."
+        return None, _("Čas není platný údaj ve formátu ISO 8601, např. 2026-12-10T09:30.")
     try:
         moment = datetime.fromisoformat(value.strip())
         if moment.tzinfo is None:
@@ -77,13 +80,14 @@ def parse_time(value: Any) -> tuple[datetime | None, str | None]:
     except SkippedLocalTime as skipped:
         return None, str(skipped)
     except (ValueError, OverflowError):
-        return None, f"Čas není platný údaj ve formátu ISO 8601, {example}."
+        return None, _("Čas není platný údaj ve formátu ISO 8601, např. 2026-12-10T09:30.")
 
 
 def validate_meeting(data: Any) -> tuple[MeetingInput | None, dict[str, str]]:
-    """Clean a meeting dict; errors map field names (start, end, …) to Czech messages."""
+    """Clean a meeting dict; errors map field names (start, end, …) to messages in the
+    request's language."""
     if not isinstance(data, dict):
-        return None, {"meeting": "Setkání musí být objekt s údaji start, end a location."}
+        return None, {"meeting": _("Setkání musí být objekt s údaji start, end a location.")}
     errors: dict[str, str] = {}
     start, problem = parse_time(data.get("start"))
     if problem:
@@ -93,21 +97,21 @@ def validate_meeting(data: Any) -> tuple[MeetingInput | None, dict[str, str]]:
         errors["end"] = problem
     now = utcnow()
     if start is not None and start <= now:
-        errors["start"] = "Začátek setkání musí být v budoucnosti."
+        errors["start"] = _("Začátek setkání musí být v budoucnosti.")
     elif start is not None and start > now + HORIZON:
-        errors["start"] = "Setkání lze naplánovat nejvýše dva roky dopředu."
+        errors["start"] = _("Setkání lze naplánovat nejvýše dva roky dopředu.")
     if start is not None and end is not None and "start" not in errors:
         if end <= start:
-            errors["end"] = "Konec setkání musí být po jeho začátku."
+            errors["end"] = _("Konec setkání musí být po jeho začátku.")
         elif end - start > DURATION_MAX:
-            errors["end"] = "Setkání může trvat nejvýše sedm dní."
+            errors["end"] = _("Setkání může trvat nejvýše sedm dní.")
     location = _text(data.get("location"), "location", LOCATION_MAX, errors, one_line=True)
     online_url = _text(data.get("online_url"), "online_url", ONLINE_URL_MAX, errors, one_line=True)
     agenda = _text(data.get("agenda"), "agenda", AGENDA_MAX, errors, one_line=False)
     if "online_url" not in errors and online_url and not _is_web_link(online_url):
-        errors["online_url"] = "Odkaz na online připojení musí začínat http:// nebo https://."
+        errors["online_url"] = _("Odkaz na online připojení musí začínat http:// nebo https://.")
     if "location" not in errors and "online_url" not in errors and not (location or online_url):
-        errors["location"] = "Vyplňte místo setkání (nebo odkaz na online připojení)."
+        errors["location"] = _("Vyplňte místo setkání (nebo odkaz na online připojení).")
     rrule = _rrule(data, start, errors)
     if errors or start is None or end is None:  # a missing time has its error
         return None, errors
@@ -127,11 +131,11 @@ def _rrule(data: dict, start: datetime | None, errors: dict[str, str]) -> str:
     first = start.replace(tzinfo=UTC).astimezone(local_zone()).replace(tzinfo=None)
     if rule is None:
         if choice not in REPEAT_CHOICES:
-            errors["repeat"] = "Vyberte opakování ze seznamu."
+            errors["repeat"] = _("Vyberte opakování ze seznamu.")
             return ""
         return rule_for_choice(choice, first)
     if not isinstance(rule, str):
-        errors["rrule"] = "Pravidlo opakování musí být text, např. FREQ=MONTHLY;BYDAY=2TU."
+        errors["rrule"] = _("Pravidlo opakování musí být text, např. FREQ=MONTHLY;BYDAY=2TU.")
         return ""
     rule = rule.strip().upper().removeprefix("RRULE:")
     problem = check_rule(rule, start.replace(tzinfo=UTC).astimezone(local_zone())) if rule else None
@@ -140,22 +144,23 @@ def _rrule(data: dict, start: datetime | None, errors: dict[str, str]) -> str:
     return rule
 
 
-_LABELS = {"location": "Místo", "online_url": "Odkaz", "agenda": "Program"}
+_LABELS = {"location": _l("Místo"), "online_url": _l("Odkaz"), "agenda": _l("Program")}
 
 
 def _text(value: Any, field: str, limit: int, errors: dict, *, one_line: bool) -> str:
+    label = _LABELS[field]
     if value is None:
         return ""
     if not isinstance(value, str):
-        errors[field] = f"{_LABELS[field]} musí být text."
+        errors[field] = _("%(label)s musí být text.", label=label)
         return ""
     value = value.strip()
     if len(value) > limit:
-        errors[field] = f"{_LABELS[field]} může mít nejvýše {limit} znaků."
+        errors[field] = _("%(label)s může mít nejvýše %(limit)d znaků.", label=label, limit=limit)
     elif one_line and any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
-        errors[field] = f"{_LABELS[field]} musí být na jednom řádku a bez řídicích znaků."
+        errors[field] = _("%(label)s musí být na jednom řádku a bez řídicích znaků.", label=label)
     elif "\x00" in value:
-        errors[field] = f"{_LABELS[field]} obsahuje nepovolené znaky."
+        errors[field] = _("%(label)s obsahuje nepovolené znaky.", label=label)
     return value
 
 
@@ -165,12 +170,12 @@ def _is_web_link(url: str) -> bool:
 
 
 def meeting_problem(mailing_list: MailingList, data: Any) -> dict[str, str]:
-    """Czech errors (keys `meeting` or `meeting.<field>`) for a new issue's meeting."""
+    """Errors (keys `meeting` or `meeting.<field>`) for a new issue's meeting."""
     if data is None:
         return {}
     if mailing_list.kind != "group":
-        return {"meeting": "Pozvánku na setkání lze připojit jen k oznámení pracovní skupiny."}
-    _, errors = validate_meeting(data)
+        return {"meeting": str(NOT_A_GROUP)}
+    _fields, errors = validate_meeting(data)
     return {k if k == "meeting" else f"meeting.{k}": v for k, v in errors.items()}
 
 
@@ -189,7 +194,7 @@ def new_uid() -> str:
 def attach_meeting(issue: Issue, fields: MeetingInput) -> Meeting:
     """Make `issue` (a draft on a group list) the invitation to a new meeting."""
     if issue.mailing_list.kind != "group":
-        raise MeetingError("Pozvánku na setkání lze připojit jen k oznámení pracovní skupiny.")
+        raise MeetingError(str(NOT_A_GROUP))
     meeting = Meeting(list_id=issue.list_id, uid=new_uid(), sequence=0)
     _apply(meeting, fields)
     db.session.add(meeting)
@@ -214,7 +219,9 @@ def edit_draft_meeting(issue: Issue, fields: MeetingInput | None) -> None:
     if meeting is None:
         attach_meeting(issue, fields)
     elif ever_sent(meeting):
-        raise MeetingError("Odeslanou pozvánku nelze upravit; použijte „Změnit termín nebo místo“.")
+        raise MeetingError(
+            _("Odeslanou pozvánku nelze upravit; použijte „Změnit termín nebo místo“.")
+        )
     else:
         _apply(meeting, fields)
 
@@ -244,7 +251,7 @@ def update_meeting(meeting: Meeting, fields: MeetingInput, author: User | None) 
     SUMMARY does not keep the old day.
     """
     if meeting.cancelled_at is not None:
-        raise MeetingError("Setkání je zrušené; změnit ho už nelze.")
+        raise MeetingError(_("Setkání je zrušené; změnit ho už nelze."))
     title = meeting_title(meeting)
     old_start, old_end, old_location = meeting.start, meeting.end, meeting.location
     _apply(meeting, fields)
@@ -294,9 +301,9 @@ def retitle(title: str, old_start: datetime, new_start: datetime, language: str 
 def cancel_meeting(meeting: Meeting, author: User | None) -> Issue:
     """Cancel the meeting and send METHOD:CANCEL to the group at once; returns that issue."""
     if meeting.cancelled_at is not None:
-        raise MeetingError("Setkání už je zrušené.")
+        raise MeetingError(_("Setkání už je zrušené."))
     if meeting.end <= utcnow():
-        raise MeetingError("Setkání už proběhlo; zrušit ho nelze.")
+        raise MeetingError(_("Setkání už proběhlo; zrušit ho nelze."))
     meeting.cancelled_at = utcnow()
     meeting.sequence += 1
     subject, body = wording.cancel_text(meeting)
@@ -312,12 +319,12 @@ def start_minutes(
     announcement tied to the meeting (no calendar), kept on the members' page with the
     agenda, the attendance and its documents."""
     if meeting.rrule and date is None:
-        raise MeetingError("U pravidelného setkání vyberte termín, ze kterého je zápis.")
+        raise MeetingError(_("U pravidelného setkání vyberte termín, ze kterého je zápis."))
     if meeting.cancelled_at is not None or (date is not None and date.cancelled):
-        raise MeetingError("Setkání bylo zrušeno; zápis z něj nevznikne.")
+        raise MeetingError(_("Setkání bylo zrušeno; zápis z něj nevznikne."))
     start = date.start if date is not None else meeting.start
     if start > utcnow():
-        raise MeetingError("Zápis lze napsat až od začátku setkání.")
+        raise MeetingError(_("Zápis lze napsat až od začátku setkání."))
     subject, body = wording.minutes_text(meeting, date)
     issue = announcement(meeting, subject, body, None, author)
     issue.meeting_occurrence = date.recurrence_id if date is not None else None

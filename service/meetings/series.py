@@ -36,18 +36,18 @@ from .rules import MeetingError, MeetingInput, announcement, new_uid
 
 
 def date_of(meeting: Meeting, recurrence_id: datetime | None) -> Occurrence:
-    """The series' date named `recurrence_id`, or a Czech MeetingError (409)."""
+    """The series' date named `recurrence_id`, or a MeetingError (409)."""
     if not meeting.rrule:
-        raise MeetingError("Setkání se neopakuje; změňte ho celé.")
+        raise MeetingError(_("Setkání se neopakuje; změňte ho celé."))
     if meeting.cancelled_at is not None:
-        raise MeetingError("Setkání je zrušené; změnit ho už nelze.")
+        raise MeetingError(_("Setkání je zrušené; změnit ho už nelze."))
     date = occurrences.find(meeting, recurrence_id) if recurrence_id is not None else None
     if date is None:
-        raise MeetingError("Takový termín setkání v řadě není.")
+        raise MeetingError(_("Takový termín setkání v řadě není."))
     if date.cancelled:
-        raise MeetingError("Tento termín už je zrušený.")
+        raise MeetingError(_("Tento termín už je zrušený."))
     if date.started:
-        raise MeetingError("Tento termín už začal nebo proběhl; změnit ho nelze.")
+        raise MeetingError(_("Tento termín už začal nebo proběhl; změnit ho nelze."))
     return date
 
 
@@ -57,7 +57,7 @@ def update_occurrence(
     """Move one date (or change its place): a draft update about that date alone."""
     date = date_of(meeting, recurrence_id)
     if fields.rrule:
-        raise MeetingError("Jednomu termínu nelze nastavit opakování; změňte celou řadu.")
+        raise MeetingError(_("Jednomu termínu nelze nastavit opakování; změňte celou řadu."))
     row = occurrences.row_for(meeting, date.recurrence_id)
     row.start, row.end = fields.start, fields.end
     row.location, row.online_url, row.agenda = fields.location, fields.online_url, fields.agenda
@@ -92,7 +92,7 @@ def cancel_rest(meeting: Meeting, recurrence_id: datetime | None, author: User |
     and the shortened series goes to the group at once."""
     date = date_of(meeting, recurrence_id)
     if date.recurrence_id <= meeting.start:
-        raise MeetingError("Od prvního termínu zrušte raději celé setkání.")
+        raise MeetingError(_("Od prvního termínu zrušte raději celé setkání."))
     _end_before(meeting, date.recurrence_id)
     subject, body = wording.rest_cancel_text(meeting, date)
     issue = announcement(meeting, subject, body, "REQUEST", author)
