@@ -99,7 +99,15 @@ class Option(click.Option):
 
     def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.help = help
+        self._help = help
+
+    @property  # type: ignore[override]
+    def help(self) -> str | None:
+        return None if self._help is None else str(self._help)
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        self._help = value
 
 
 def option(*param_decls: str, **attrs: Any) -> Any:

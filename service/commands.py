@@ -239,7 +239,7 @@ def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) 
     """Import already-consented subscribers; its findings are the admin upload's, in its words."""
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
-        raise click.ClickException(_("Seznam '%(slug)s' neexistuje.", slug=list_slug))
+        raise click.ClickException(_("seznam '%(slug)s' neexistuje", slug=list_slug))
     with _seekable(csv_file) as source:
         try:
             # Read through once first: an unreadable file is refused before any row
