@@ -101,7 +101,7 @@ class Option(click.Option):
         super().__init__(*args, **kwargs)
         self._help = help
 
-    @property  # type: ignore[override]
+    @property
     def help(self) -> str | None:
         return None if self._help is None else str(self._help)
 
