@@ -134,6 +134,7 @@ def admin_content(app, accounts, outbox):
         f"/admin/issues/{sent.id}",
         f"/admin/issues/{invitation.id}",
         f"/admin/meetings/{meeting.id}/attendance",
+        f"/admin/meetings/{meeting.id}/attendance/sheet",
         "/admin/groups",
         "/admin/groups/new",
         "/admin/groups/ostrava-psb",
