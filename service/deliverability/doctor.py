@@ -34,10 +34,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from babel.numbers import format_decimal
+from flask import has_app_context
 from sqlalchemy import text
 
+from ..cli_language import cli_language, ngettext
 from ..cli_language import gettext as _
-from ..cli_language import ngettext
 from ..extensions import db
 from ..i18n import current_language
 from ..jobs import redis_connection
@@ -592,7 +593,7 @@ def _extension_results(connection: smtplib.SMTP, config: Mapping[str, Any]) -> l
 
 def _number(value: int) -> str:
     """A large number as the CLI's language writes it (10 000 000, 10,000,000)."""
-    return format_decimal(value, locale=current_language())
+    return format_decimal(value, locale=current_language() if has_app_context() else cli_language())
 
 
 def check_dkim_dns(config: Mapping[str, Any], resolve: Resolver) -> list[Result]:
