@@ -6,6 +6,9 @@ commands that run before (or without) an app: `dev` and `dkim keygen`.
 Every command is listed, and explained by `--help`, even where no setting is
 present: the settings are checked only when a command that needs the app
 runs, and a missing or bad one ends it with one line naming it.
+
+It speaks Czech or English (cli_language.py): the app's context of a command
+is forced to the environment's language as the command is looked up.
 """
 
 from __future__ import annotations

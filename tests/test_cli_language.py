@@ -153,6 +153,9 @@ def test_the_doctor_speaks_the_clis_language(zpravodaj, app):
 def test_the_app_context_speaks_czech_again_after_an_english_command(zpravodaj, app):
     assert zpravodaj("lists", "show", ZPRAVODAJ_LANGUAGE="en").exit_code == 0
     assert str(get_locale()) == "cs"
+    # Help ends the run while the commands are listed, before click closes its context.
+    assert zpravodaj("--help", ZPRAVODAJ_LANGUAGE="en").exit_code == 0
+    assert str(get_locale()) == "cs"
 
 
 # --- help ----------------------------------------------------------------------------
