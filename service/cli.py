@@ -6,6 +6,9 @@ commands that run before (or without) an app: `dev` and `dkim keygen`.
 Every command is listed, and explained by `--help`, even where no setting is
 present: the settings are checked only when a command that needs the app
 runs, and a missing or bad one ends it with one line naming it.
+
+It speaks Czech or English (cli_language.py): the app's context of a command
+is forced to the environment's language as the command is looked up.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from flask import Flask
 from flask.cli import FlaskGroup, ScriptInfo
 
 from . import __version__, commands, create_app, metrics
+from .cli_language import lazy_gettext as _l
+from .cli_language import speak_in
 from .config import ConfigError
 from .deliverability.cli import dkim_group
 from .dev import env_file
@@ -95,9 +100,20 @@ class ZpravodajGroup(FlaskGroup):
             return command
         reason = self._settings_error(ctx)
         if reason is None:
-            return _db_commands() if name == "db" else super().get_command(ctx, name)
+            command = _db_commands() if name == "db" else super().get_command(ctx, name)
+            speak_in(ctx)  # the app's context (pushed by Flask's get_command) speaks the CLI's
+            return command
         command = _db_commands() if name == "db" else app_commands().get_command(ctx, name)
         return None if command is None else _refusing(command, reason)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except BaseException:
+            # `--help` (or a usage error) ends the run here, before click closes the
+            # context: the app contexts and locales listing the commands pushed go now.
+            ctx.close()
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         if self._settings_error(ctx) is None:
@@ -107,12 +123,13 @@ class ZpravodajGroup(FlaskGroup):
         return sorted(names | set(app_commands().list_commands(ctx)) | {"db"})
 
 
-def main() -> None:
+def cli() -> ZpravodajGroup:
+    """The `zpravodaj` command with every command of its own and of the app's."""
     group = ZpravodajGroup(
         name="zpravodaj",
         create_app=_create_app,
         add_version_option=False,  # Flask's would print Flask's version
-        help="Zpravodaj: newsletter and working-group mail service.",
+        help=_l("Zpravodaj: služba zpravodajů a pošty pracovních skupin."),
     )
     click.version_option(
         __version__, "--version", prog_name="zpravodaj", message="%(prog)s %(version)s"
@@ -125,4 +142,8 @@ def main() -> None:
         group.add_command(entry.load(), entry.name)
     group.add_command(dev_command)
     group.add_command(dkim_group)  # works before the app can load (no DKIM_* yet)
-    group.main(prog_name="zpravodaj")
+    return group
+
+
+def main() -> None:
+    cli().main(prog_name="zpravodaj")

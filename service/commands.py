@@ -20,6 +20,9 @@ from sqlalchemy import ScalarResult, select
 from . import health, ledger
 from .accounts import AccountError, create_token, create_user, normalise_email
 from .bounces.cli import bounces_group
+from .cli_language import gettext as _
+from .cli_language import lazy_gettext as _l
+from .cli_language import option
 from .clock import utcnow
 from .deliverability import cli as deliverability_cli
 from .extensions import db
@@ -51,7 +54,7 @@ def register(group: click.Group) -> None:
     group.add_command(health.status_command)
 
 
-@click.group("lists", help="Mailing lists and working groups.")
+@click.group("lists", help=_l("Seznamy a pracovní skupiny."))
 def lists_group() -> None:
     pass
 
@@ -59,20 +62,23 @@ def lists_group() -> None:
 def _group_options(command):
     """The working-group details, shared by `lists create` and `lists update`."""
     options = (
-        click.option("--municipality", default=None, help="Group: the municipality (obec)."),
-        click.option("--theme", default=None, help="Group: its theme."),
-        click.option("--department", default=None, help="Group: the organising department."),
-        click.option("--meeting-place", default=None, help="Group: where it usually meets."),
-        click.option("--meeting-rhythm", default=None, help="Group: how often it meets."),
-        click.option(
+        option("--municipality", default=None, help=_l("Skupina: obec.")),
+        option("--theme", default=None, help=_l("Skupina: její téma.")),
+        option("--department", default=None, help=_l("Skupina: odbor, který ji vede.")),
+        option("--meeting-place", default=None, help=_l("Skupina: kde se obvykle schází.")),
+        option("--meeting-rhythm", default=None, help=_l("Skupina: jak často se schází.")),
+        option(
             "--visibility",
             type=click.Choice(GROUP_VISIBILITIES),
             default=None,
-            help="Group: public (listed, join requests) or invite (invitation only).",
+            help=_l(
+                "Skupina: public (veřejná, přijímá žádosti o členství) nebo invite (jen na "
+                "pozvání)."
+            ),
         ),
     )
-    for option in reversed(options):
-        command = option(command)
+    for decorate in reversed(options):
+        command = decorate(command)
     return command
 
 
@@ -81,7 +87,9 @@ def _group_values(kind: str, **values: str | None) -> dict[str, str]:
     given = {name: value for name, value in values.items() if value is not None}
     if given and kind != "group":
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise click.UsageError(f"{flags}: only for working groups (--kind group).")
+        raise click.UsageError(
+            _("%(flags)s: jen pro pracovní skupiny (--kind group).", flags=flags)
+        )
     return given
 
 
@@ -94,27 +102,29 @@ def _apply_list_details(mailing_list: MailingList, values: dict[str, str | None]
         setattr(mailing_list, name, value)
 
 
-@lists_group.command("create")
+@lists_group.command("create", help=_l("Vytvoří seznam SLUG (malá písmena, číslice a spojovníky)."))
 @click.argument("slug")
-@click.option("--name", required=True, help="Name shown to subscribers.")
+@option("--name", required=True, help=_l("Název, který uvidí odběratelé."))
 @click.option("--kind", type=click.Choice(LIST_KINDS), default="newsletter", show_default=True)
-@click.option("--description", default="", help="A sentence on what the list is for.")
-@click.option(
+@option("--description", default="", help=_l("Věta o tom, k čemu seznam je."))
+@option(
     "--language",
     type=click.Choice(LANGUAGES),
     default=DEFAULT_LANGUAGE,
     show_default=True,
-    help="The language its issues are written in (their mails' fixed parts follow it).",
+    help=_l("Jazyk, ve kterém se píší jeho vydání (řídí se jím i pevné části jejich e-mailů)."),
 )
 @_group_options
 def lists_create(
     slug: str, name: str, kind: str, description: str, language: str, **group_options: str | None
 ) -> None:
-    """Create a list SLUG (lower-case letters, digits and hyphens)."""
+    """Create a list with its details (a group's checked as the admin checks them)."""
     if not is_valid_slug(slug):
-        raise click.BadParameter("use lower-case letters, digits and hyphens", param_hint="SLUG")
+        raise click.BadParameter(
+            _("použijte malá písmena, číslice a spojovníky"), param_hint="SLUG"
+        )
     if db.session.scalar(select(MailingList).filter_by(slug=slug)) is not None:
-        raise click.ClickException(f"list {slug!r} already exists")
+        raise click.ClickException(_("Seznam '%(slug)s' už existuje.", slug=slug))
     values = _group_values(kind, **group_options)
     mailing_list = MailingList(slug=slug, kind=kind)
     details: dict[str, str | None] = {
@@ -126,56 +136,71 @@ def lists_create(
     _apply_list_details(mailing_list, details)
     db.session.add(mailing_list)
     db.session.commit()
-    click.echo(f"created {kind} list {slug}")
+    if kind == "group":
+        click.echo(_("Pracovní skupina %(slug)s vytvořena.", slug=slug))
+    else:
+        click.echo(_("Zpravodaj %(slug)s vytvořen.", slug=slug))
 
 
-@lists_group.command("update")
-@click.argument("slug")
-@click.option("--name", default=None, help="Name shown to subscribers.")
-@click.option("--description", default=None, help="A sentence on what the list is for.")
-@click.option(
-    "--language", type=click.Choice(LANGUAGES), default=None, help="The language of its issues."
+@lists_group.command(
+    "update",
+    help=_l("Změní název, popis nebo (u skupiny) její údaje; co není zadáno, zůstane."),
 )
+@click.argument("slug")
+@option("--name", default=None, help=_l("Název, který uvidí odběratelé."))
+@option("--description", default=None, help=_l("Věta o tom, k čemu seznam je."))
+@option("--language", type=click.Choice(LANGUAGES), default=None, help=_l("Jazyk jeho vydání."))
 @_group_options
 def lists_update(slug: str, **options: str | None) -> None:
-    """Change a list's name, description or (for a group) its details; the rest stays."""
+    """Change what is given of a list, keep the rest."""
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
     if mailing_list is None:
-        raise click.ClickException(f"no list {slug!r}")
+        raise click.ClickException(_("Seznam '%(slug)s' neexistuje.", slug=slug))
     common = {name: options.pop(name) for name in ("name", "description", "language")}
     values = _group_values(mailing_list.kind, **options)
     if all(value is None for value in common.values()) and not values:
-        raise click.UsageError("nothing to change: give at least one option (see --help).")
+        raise click.UsageError(_("Není co měnit: zadejte aspoň jednu volbu (viz --help)."))
     _apply_list_details(mailing_list, {**common, **values})
     db.session.commit()
-    click.echo(f"updated {mailing_list.kind} list {slug}")
+    if mailing_list.kind == "group":
+        click.echo(_("Pracovní skupina %(slug)s změněna.", slug=slug))
+    else:
+        click.echo(_("Zpravodaj %(slug)s změněn.", slug=slug))
 
 
 # What `lists show` prints under a group, in this order.
 GROUP_SHOWN = (
-    ("municipality", "municipality"),
-    ("theme", "theme"),
-    ("department", "department"),
-    ("meeting_place", "meeting place"),
-    ("meeting_rhythm", "meeting rhythm"),
-    ("visibility", "visibility"),
-    ("description", "description"),
+    ("municipality", _l("obec")),
+    ("theme", _l("téma")),
+    ("department", _l("odbor")),
+    ("meeting_place", _l("místo setkání")),
+    ("meeting_rhythm", _l("jak často se schází")),
+    ("visibility", _l("viditelnost")),
+    ("description", _l("popis")),
 )
+LANGUAGE_SHOWN = _l("jazyk")
+COORDINATORS_SHOWN = _l("koordinátoři")
 
 
-@lists_group.command("show")
+@lists_group.command(
+    "show",
+    help=_l(
+        "Vypíše seznamy, jeden na řádek (slug, druh, název); pod každým jazyk jeho obsahu "
+        "a u skupiny její údaje."
+    ),
+)
 @click.argument("slug", required=False)
 def lists_show(slug: str | None) -> None:
-    """Print the lists, one per line; its content language and a group's details below it."""
+    """The lists, a tab-separated line each, details indented below."""
     query = select(MailingList).order_by(MailingList.slug)
     if slug is not None:
         query = query.filter_by(slug=slug)
     rows = db.session.scalars(query).all()
     if slug is not None and not rows:
-        raise click.ClickException(f"no list {slug!r}")
+        raise click.ClickException(_("Seznam '%(slug)s' neexistuje.", slug=slug))
     for row in rows:
         click.echo(f"{row.slug}\t{row.kind}\t{row.name}")
-        click.echo(f"  language: {row.language}")
+        click.echo(f"  {LANGUAGE_SHOWN}: {row.language}")
         if row.kind != "group":
             continue
         for attribute, label in GROUP_SHOWN:
@@ -184,34 +209,37 @@ def lists_show(slug: str | None) -> None:
                 click.echo(f"  {label}: {value}")
         coordinators = sorted(u.email for u in _coordinators_of(row))
         if coordinators:
-            click.echo(f"  coordinators: {', '.join(coordinators)}")
+            click.echo(f"  {COORDINATORS_SHOWN}: {', '.join(coordinators)}")
 
 
 def _coordinators_of(mailing_list: MailingList) -> ScalarResult[User]:
     return db.session.scalars(select(User).where(User.lists.contains(mailing_list)))
 
 
-@click.group("subscribers", help="Import and export subscribers.")
+@click.group("subscribers", help=_l("Import a export odběratelů."))
 def subscribers_group() -> None:
     pass
 
 
-@subscribers_group.command("import")
+@subscribers_group.command(
+    "import",
+    help=_l(
+        "Importuje odběratele, kteří souhlas dali jinde, z CSV se záhlavím (sloupec `email` "
+        "je povinný)."
+    ),
+)
 @click.argument("csv_file", type=click.File("rb"))
-@click.option("--list", "list_slug", required=True, help="Slug of the target list.")
-@click.option(
+@option("--list", "list_slug", required=True, help=_l("Slug cílového seznamu."))
+@option(
     "--consent-source",
     required=True,
-    help="Where these people gave consent, e.g. 'Mailchimp export 2026-11'.",
+    help=_l("Kde tito lidé dali souhlas, např. 'export z Mailchimpu 2026-11'."),
 )
 def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) -> None:
-    """Import already-consented subscribers from a CSV with a header row (`email` required).
-
-    Its findings are the admin upload's, in the same Czech words.
-    """
+    """Import already-consented subscribers; its findings are the admin upload's, in its words."""
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
-        raise click.ClickException(f"seznam {list_slug!r} neexistuje")
+        raise click.ClickException(_("seznam '%(slug)s' neexistuje", slug=list_slug))
     with _seekable(csv_file) as source:
         try:
             # Read through once first: an unreadable file is refused before any row
@@ -223,14 +251,16 @@ def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) 
                 report = import_subscribers(text, mailing_list, consent_source, on_rows=step)
             text.detach()  # the file is closed by whoever opened it
         except ImportRefused as exc:
-            raise click.ClickException(f"Import se neprovedl: {exc}") from exc
+            raise click.ClickException(_("Import se neprovedl: %(reason)s", reason=exc)) from exc
     for line, problem in report.problems:
-        click.echo(f"řádek {line}: {problem}", err=True)
-    click.echo(
-        f"importováno {report.imported}, už přihlášeno {report.unchanged}, "
-        f"přeskočeno {len(report.problems)}",
-        err=True,
+        click.echo(_("řádek %(line)d: %(problem)s", line=line, problem=problem), err=True)
+    summary = _(
+        "importováno %(imported)d, už přihlášeno %(unchanged)d, přeskočeno %(skipped)d",
+        imported=report.imported,
+        unchanged=report.unchanged,
+        skipped=len(report.problems),
     )
+    click.echo(summary, err=True)
 
 
 @contextlib.contextmanager
@@ -245,13 +275,15 @@ def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
         yield copy
 
 
-@subscribers_group.command("export")
-@click.option("--list", "list_slug", required=True, help="Slug of the list.")
+@subscribers_group.command(
+    "export", help=_l("Vypíše odběratele seznamu jako CSV na standardní výstup.")
+)
+@option("--list", "list_slug", required=True, help=_l("Slug seznamu."))
 def subscribers_export(list_slug: str) -> None:
-    """Write the list's subscribers as CSV to stdout."""
+    """The list's subscribers as CSV on stdout (its columns are the contract's, untranslated)."""
     mailing_list = db.session.scalar(select(MailingList).filter_by(slug=list_slug))
     if mailing_list is None:
-        raise click.ClickException(f"no list {list_slug!r}")
+        raise click.ClickException(_("Seznam '%(slug)s' neexistuje.", slug=list_slug))
     with progress(subscription_count(mailing_list), "Export") as step:
         export_subscribers(mailing_list, sys.stdout, on_rows=step)
 
@@ -267,55 +299,60 @@ def _read_new_password() -> str:
     """
     stdin = sys.stdin
     if stdin.isatty():
-        return click.prompt("Heslo", hide_input=True, confirmation_prompt="Heslo znovu")
+        return click.prompt(_("Heslo"), hide_input=True, confirmation_prompt=_("Heslo znovu"))
     first, second = stdin.readline(), stdin.readline()
     if not first or not second:
-        raise click.ClickException("Zadejte heslo dvakrát: dva řádky na standardním vstupu.")
+        raise click.ClickException(_("Zadejte heslo dvakrát: dva řádky na standardním vstupu."))
     first, second = first.rstrip("\r\n"), second.rstrip("\r\n")
     if first != second:
-        raise click.ClickException("Zadaná hesla se neshodují.")
+        raise click.ClickException(_("Zadaná hesla se neshodují."))
     return first
 
 
 def _user_by_email(email: str) -> User:
     user = db.session.scalar(select(User).filter_by(email=normalise_email(email)))
     if user is None:
-        raise click.ClickException(f"Účet {email} neexistuje.")
+        raise click.ClickException(_("Účet %(email)s neexistuje.", email=email))
     return user
 
 
-@click.group("users", help="Accounts of administrators, editors and group coordinators.")
+@click.group("users", help=_l("Účty administrátorů, redaktorů a koordinátorů skupin."))
 def users_group() -> None:
     pass
 
 
-@users_group.command("create")
+@users_group.command(
+    "create", help=_l("Vytvoří účet; heslo přečte dvakrát ze standardního vstupu.")
+)
 @click.argument("email")
 @click.option("--role", type=click.Choice(("admin", "editor", "coordinator")), required=True)
-@click.option(
+@option(
     "--list",
     "list_slugs",
     multiple=True,
     metavar="SLUG",
-    help="A working group the coordinator manages (repeatable; coordinators only).",
+    help=_l("Pracovní skupina, kterou koordinátor spravuje (lze opakovat; jen koordinátoři)."),
 )
 def users_create(email: str, role: str, list_slugs: tuple[str, ...]) -> None:
-    """Create an account; the password is read twice from stdin."""
+    """Create an account, refusing what needs no password before asking for one."""
     lists = []
     for slug in dict.fromkeys(list_slugs):
         mailing_list = db.session.scalar(select(MailingList).filter_by(slug=slug))
         if mailing_list is None:
-            raise click.ClickException(f"Seznam {slug!r} neexistuje.")
+            raise click.ClickException(_("Seznam '%(slug)s' neexistuje.", slug=slug))
         if role == "coordinator" and mailing_list.kind != "group":
             # Coordinators send to their own working groups, never to newsletters.
             raise click.ClickException(
-                f"Seznam {slug!r} není pracovní skupina; koordinátor spravuje jen skupiny."
+                _(
+                    "Seznam '%(slug)s' není pracovní skupina; koordinátor spravuje jen skupiny.",
+                    slug=slug,
+                )
             )
         lists.append(mailing_list)
     # Refuse what needs no password before asking for one.
     if role == "coordinator" and not lists:
         raise click.ClickException(
-            "Koordinátor musí mít přidělenou alespoň jednu skupinu (--list)."
+            _("Koordinátor musí mít přidělenou alespoň jednu skupinu (--list).")
         )
     password = _read_new_password()
     try:
@@ -324,39 +361,47 @@ def users_create(email: str, role: str, list_slugs: tuple[str, ...]) -> None:
     except AccountError as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Účet {user.email} ({role}) vytvořen.", err=True)
+    click.echo(_("Účet %(email)s (%(role)s) vytvořen.", email=user.email, role=role), err=True)
 
 
-@users_group.command("list")
+@users_group.command(
+    "list",
+    help=_l("Vypíše účty, jeden na řádek: e-mail, role, active/inactive, seznamy."),
+)
 def users_list() -> None:
-    """Print the accounts, one per line: email, role, active, lists."""
+    """The accounts, tab-separated (the values untranslated, for scripts)."""
     for user in db.session.scalars(select(User).order_by(User.email)):
         lists = ",".join(sorted(m.slug for m in user.lists))
         state = "active" if user.active else "inactive"
         click.echo(f"{user.email}\t{user.role}\t{state}\t{lists}")
 
 
-@click.group("tokens", help="API tokens (Authorization: Bearer) of accounts.")
+@click.group("tokens", help=_l("API tokeny účtů (Authorization: Bearer)."))
 def tokens_group() -> None:
     pass
 
 
-@tokens_group.command("create")
+@tokens_group.command("create", help=_l("Vypíše nový API token účtu; ukáže se jen tentokrát."))
 @click.argument("email")
 def tokens_create(email: str) -> None:
-    """Print a new API token for the account; it is shown only this once."""
+    """A new token on stdout, alone on its line (for scripts)."""
     user = _user_by_email(email)
     if not user.active:
-        raise click.ClickException(f"Účet {user.email} je vypnutý.")
+        raise click.ClickException(_("Účet %(email)s je vypnutý.", email=user.email))
     token = create_token(user)
     db.session.commit()
     click.echo(token)
 
 
-@tokens_group.command("list")
+@tokens_group.command(
+    "list",
+    help=_l(
+        "Vypíše tokeny (prefix, účet, vytvořen, naposledy použit, zrušen) jednoho účtu nebo všech."
+    ),
+)
 @click.argument("email", required=False)
 def tokens_list(email: str | None) -> None:
-    """Print tokens (prefix, account, created, last used, revoked), of one account or all."""
+    """The tokens, tab-separated, times in UTC ISO 8601 (for scripts)."""
     query = select(ApiToken).order_by(ApiToken.created_at)
     if email:
         query = query.filter_by(user_id=_user_by_email(email).id)
@@ -366,10 +411,12 @@ def tokens_list(email: str | None) -> None:
         click.echo("\t".join([row.prefix, row.user.email, *shown]))
 
 
-@tokens_group.command("revoke")
+@tokens_group.command(
+    "revoke", help=_l("Zruší token zadaný celý nebo prefixem, který ukazuje `tokens list`.")
+)
 @click.argument("token_or_prefix")
 def tokens_revoke(token_or_prefix: str) -> None:
-    """Revoke a token, given whole or by the prefix `tokens list` shows."""
+    """Revoke a token; revoking one twice is harmless."""
     value = token_or_prefix.strip()
     digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
     rows = db.session.scalars(select(ApiToken).filter_by(token_hash=digest)).all()
@@ -378,10 +425,17 @@ def tokens_revoke(token_or_prefix: str) -> None:
             select(ApiToken).where(ApiToken.prefix == value[:12], ApiToken.revoked_at.is_(None))
         ).all()
     if not rows:
-        raise click.ClickException("Takový token neexistuje.")
+        raise click.ClickException(_("Takový token neexistuje."))
     if len(rows) > 1:
-        raise click.ClickException("Prefix odpovídá více tokenům; zadejte celý token.")
+        raise click.ClickException(_("Prefix odpovídá více tokenům; zadejte celý token."))
     if rows[0].revoked_at is None:
         rows[0].revoked_at = utcnow()
         db.session.commit()
-    click.echo(f"Token {rows[0].prefix}… účtu {rows[0].user.email} je zrušen.", err=True)
+    click.echo(
+        _(
+            "Token %(prefix)s… účtu %(email)s je zrušen.",
+            prefix=rows[0].prefix,
+            email=rows[0].user.email,
+        ),
+        err=True,
+    )

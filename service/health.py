@@ -30,6 +30,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import worker_status
+from .cli_language import lazy_gettext as _l
+from .cli_language import option
 from .extensions import db
 from .jobs import redis_connection
 from .paths import resource_dir
@@ -223,11 +225,17 @@ def service_version() -> str:
 # --- zpravodaj status ---------------------------------------------------------
 
 
-@click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the /readyz JSON instead.")
+@click.command(
+    "status",
+    help=_l(
+        "Co říká /readyz: databáze, Redis, migrace, workery, SMTP. Když služba není připravena, "
+        "skončí kódem 1."
+    ),
+)
+@option("--json", "as_json", is_flag=True, help=_l("Vypíše místo toho JSON z /readyz."))
 @with_appcontext
 def status_command(as_json: bool) -> None:
-    """What /readyz says: database, Redis, migrations, workers, SMTP. Exit 1 when not ready."""
+    """/readyz's report for an operator, in its own (English) words, as the JSON has them."""
     report = readiness()
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))

@@ -51,6 +51,9 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Mapper, Session, UOWTransaction, object_session, scoped_session
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from .cli_language import gettext as _
+from .cli_language import lazy_gettext as _l
+from .cli_language import ngettext
 from .clock import utcnow
 from .extensions import db
 from .models import ConsentEvent, ConsentText
@@ -308,7 +311,7 @@ def verify(connection: Connection) -> Verdict:
         select(ConsentText.id, ConsentText.sha256, ConsentText.text).order_by(ConsentText.id)
     ):
         if hashlib.sha256(body.encode()).hexdigest() != stored:
-            return Verdict(0, broken_text_id=text_id, reason="text se neshoduje se svým otiskem")
+            return Verdict(0, broken_text_id=text_id, reason=_("text se neshoduje se svým otiskem"))
         texts[text_id] = stored
     heads: dict[int, str] = {}
     count = 0
@@ -334,36 +337,52 @@ def verify(connection: Connection) -> Verdict:
             return Verdict(
                 count,
                 row.id,
-                reason="nenavazuje na předchozí událost téže osoby (chybí nebo přebývá)",
+                reason=_("nenavazuje na předchozí událost téže osoby (chybí nebo přebývá)"),
             )
         if row.event_hash != event_hash(row.previous_hash, fields):
-            return Verdict(count, row.id, reason="obsah události byl změněn")
+            return Verdict(count, row.id, reason=_("obsah události byl změněn"))
         heads[row.subscriber_id] = row.event_hash
         count += 1
     return Verdict(count)
 
 
-@click.group("consent", help="The consent ledger.")
+@click.group("consent", help=_l("Záznamy o souhlasu."))
 def consent_group() -> None:
     pass
 
 
-@consent_group.command("verify")
+@consent_group.command(
+    "verify",
+    help=_l(
+        "Zkontroluje řetězec otisků událostí souhlasu a uložené texty; u prvního porušeného "
+        "místa skončí kódem 1."
+    ),
+)
 def consent_verify() -> None:
-    """Check the hash chain of consent events; exit 1 at the first broken link."""
+    """Verify the ledger; the first broken link is named on stderr."""
     with db.engine.connect() as connection:
         verdict = verify(connection)
     if verdict.intact:
-        click.echo(f"Záznamy o souhlasu jsou neporušené: zkontrolováno {verdict.events} událostí.")
+        intact = ngettext(
+            "Záznamy o souhlasu jsou neporušené: zkontrolována %(num)d událost.",
+            "Záznamy o souhlasu jsou neporušené: zkontrolováno %(num)d událostí.",
+            verdict.events,
+        )
+        click.echo(intact)
         return
     if verdict.broken_text_id is not None:
-        click.echo(
-            f"Porušeno: uložený text č. {verdict.broken_text_id}: {verdict.reason}.", err=True
+        broken = _(
+            "Porušeno: uložený text č. %(id)s: %(reason)s.",
+            id=verdict.broken_text_id,
+            reason=verdict.reason,
         )
     else:
-        click.echo(
-            f"Porušeno u události č. {verdict.broken_event_id}: {verdict.reason} "
-            f"(předtím v pořádku {verdict.events} událostí).",
-            err=True,
+        broken = ngettext(
+            "Porušeno u události č. %(id)s: %(reason)s (předtím v pořádku %(num)d událost).",
+            "Porušeno u události č. %(id)s: %(reason)s (předtím v pořádku %(num)d událostí).",
+            verdict.events,
+            id=verdict.broken_event_id,
+            reason=verdict.reason,
         )
+    click.echo(broken, err=True)
     sys.exit(1)

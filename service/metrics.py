@@ -49,6 +49,8 @@ from rq.job import Job
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, scoped_session
 
+from .cli_language import lazy_gettext as _l
+from .cli_language import option
 from .extensions import db
 from .jobs import ALL_QUEUES, queue
 from .models import Delivery, Issue, MailingList, MailStatus, OutgoingMail
@@ -345,15 +347,17 @@ def port_options(command: Callable[..., Any]) -> Callable[..., Any]:
     Also read from METRICS_PORT and METRICS_HOST, so that a container (its own
     host for the metrics, Dockerfile) runs the same command as everywhere else.
     """
-    command = click.option(
+    command = option(
         "--metrics-host", default="127.0.0.1", show_default=True, envvar="METRICS_HOST",
         show_envvar=True,
-        help="Address to serve --metrics-port on (an internal one for a remote Prometheus).",
+        help=_l("Adresa pro --metrics-port (vnitřní, pro Prometheus na jiném stroji)."),
     )(command)  # fmt: skip
-    return click.option(
+    return option(
         "--metrics-port", type=int, default=None, envvar="METRICS_PORT", show_envvar=True,
-        help="Serve this host's metrics (PROMETHEUS_MULTIPROC_DIR) on this port: for a host "
-        "without the web app, one process per host (or per container).",
+        help=_l(
+            "Na tomto portu nabízí metriky tohoto stroje (PROMETHEUS_MULTIPROC_DIR): pro stroj "
+            "bez webové aplikace, jeden proces na stroj (nebo na kontejner)."
+        ),
     )(command)  # fmt: skip
 
 

@@ -37,6 +37,9 @@ from service.jobs import ALL_QUEUES, redis_connection
 STRICT = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+# The CLI's language comes from the environment (service/cli_language.py): the suite's
+# commands speak Czech whatever the machine's locale, unless a test says otherwise.
+os.environ["ZPRAVODAJ_LANGUAGE"] = "cs"
 BASE_URL = "http://zpravodaj.test"
 MAIL_FROM = "Zpravodaj sociálního bydlení <zpravodaj@socialnibydleni.example>"
 

@@ -26,7 +26,7 @@ def test_the_cli_sets_shows_and_checks_the_language(runner, app):
     default = runner.invoke(args=["lists", "create", "novinky-cz", "--name", "Novinky"])
     assert default.exit_code == 0 and a_list("novinky-cz").language == "cs"
     shown = runner.invoke(args=["lists", "show", "news-en"]).output.splitlines()
-    assert shown[:2] == ["news-en\tnewsletter\tNews", "  language: en"]
+    assert shown[:2] == ["news-en\tnewsletter\tNews", "  jazyk: en"]
 
     changed = runner.invoke(args=["lists", "update", "novinky-cz", "--language", "en"])
     assert changed.exit_code == 0 and a_list("novinky-cz").language == "en"

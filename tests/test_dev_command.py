@@ -145,12 +145,12 @@ class DevServer:
         return self.seen
 
     def redis_port(self) -> int:
-        match = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)/\d+ \(private\)", self.log)
+        match = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)/\d+ \(soukromý\)", self.log)
         assert match, f"the dev command did not report a private Redis:\n{self.log}"
         return int(match.group(1))
 
     def smtp_port(self) -> int:
-        match = re.search(r"smtp\s+smtp://127\.0\.0\.1:(\d+) \(catcher\)", self.log)
+        match = re.search(r"smtp\s+smtp://127\.0\.0\.1:(\d+) \(zachytávač\)", self.log)
         assert match, f"the dev command did not report its mail catcher:\n{self.log}"
         return int(match.group(1))
 
@@ -298,7 +298,7 @@ def _stop_and_check(server: DevServer, sig: signal.Signals, *, group: bool) -> f
     assert not _listening(redis_port), f"something still listens on the Redis port {redis_port}"
     assert not _listening(server.port), f"something still listens on the web port {server.port}"
     assert returncode == 0, f"exit status {returncode} after {sig.name}:\n{server.log}"
-    assert server.log.rstrip().endswith("stopped"), server.log
+    assert server.log.rstrip().endswith("zastaveno"), server.log
     assert "Traceback" not in server.log, server.log
     return took
 

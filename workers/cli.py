@@ -10,6 +10,8 @@ from flask.cli import with_appcontext
 from redis.exceptions import ConnectionError, TimeoutError
 
 from service import metrics
+from service.cli_language import lazy_gettext as _l
+from service.cli_language import option
 from service.jobs import ALL_QUEUES
 
 from .app_worker import AppSimpleWorker, AppWorker
@@ -20,13 +22,13 @@ from .transport import app_transport
 logger = logging.getLogger(__name__)
 
 
-@click.command("worker")
-@click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
-@click.option(
+@click.command("worker", help=_l("Spustí workera RQ (s plánovačem) pro fronty pošty."))
+@option("--burst", is_flag=True, help=_l("Pracuje, dokud fronty nejsou prázdné, pak skončí."))
+@option(
     "--queue", "queues", multiple=True, default=ALL_QUEUES, show_default=True,
-    help="Queue to work on (repeatable).",
+    help=_l("Fronta, ze které brát úlohy (lze opakovat)."),
 )  # fmt: skip
-@click.option("--simple", is_flag=True, help="Run jobs in this process instead of forking.")
+@option("--simple", is_flag=True, help=_l("Spouští úlohy v tomto procesu, bez forku."))
 @metrics.port_options
 @with_appcontext
 def worker_command(
@@ -36,7 +38,7 @@ def worker_command(
     metrics_port: int | None,
     metrics_host: str,
 ) -> None:
-    """Run an RQ worker (with the scheduler) for the mail queues."""
+    """An RQ worker with the scheduler and the reconciler; its log lines stay English."""
     # The app itself, to hand to another thread: Flask's type hints describe
     # current_app as the app, so they do not know the proxy's method.
     app = current_app._get_current_object()  # type: ignore[attr-defined]

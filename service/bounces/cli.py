@@ -12,6 +12,9 @@ from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from .. import metrics
+from ..cli_language import gettext as _
+from ..cli_language import lazy_gettext as _l
+from ..cli_language import option
 from .complaints import ComplaintOutcome
 from .inbox import process_message
 from .parsing import MAX_BOUNCE_BYTES, BounceReport, MessageKind, NotABounce
@@ -26,40 +29,46 @@ EX_TEMPFAIL = 75
 
 
 @click.group(
-    "bounces", help="Bounce messages: record them, receive them over SMTP, or poll a mailbox."
+    "bounces",
+    help=_l("Zprávy o nedoručení: zaznamenat je, přijímat je přes SMTP nebo je číst ze schránky."),
 )
 def bounces_group() -> None:
     pass
 
 
-@bounces_group.command("process")
+@bounces_group.command(
+    "process",
+    help=_l("Zaznamená jednu zprávu o nedoručení ze SOURCE (soubor, nebo - pro standardní vstup)."),
+)
 @click.argument("source", default="-", type=click.File("rb"))
 def process_command(source: BinaryIO) -> None:
-    """Record one bounce message read from SOURCE (a file, or - for stdin)."""
+    """Record one bounce message; the exit status tells the MTA what became of it."""
     raw = source.read(MAX_BOUNCE_BYTES + 1)
     try:
         report, outcomes = process_message(raw)
     except NotABounce as exc:
-        click.echo(f"Není to zpráva o nedoručení: {exc}", err=True)
+        click.echo(_("Není to zpráva o nedoručení: %(reason)s", reason=exc), err=True)
         sys.exit(EX_DATAERR)
     except OperationalError as exc:
-        click.echo(f"Databáze není dostupná, zkuste to znovu: {exc.orig}", err=True)
+        click.echo(
+            _("Databáze není dostupná, zkuste to znovu: %(error)s", error=exc.orig), err=True
+        )
         sys.exit(EX_TEMPFAIL)
     for line in describe(report, outcomes):
         click.echo(line)
 
 
 def describe(report: BounceReport, outcomes: list) -> list[str]:
-    """What processing one message did, in Czech lines for the operator."""
+    """What processing one message did, in lines for the operator (in the CLI's language)."""
     ignored = {
-        MessageKind.AUTO_REPLY: "Automatická odpověď (např. nepřítomnost), nic nezaznamenáno.",
+        MessageKind.AUTO_REPLY: _("Automatická odpověď (např. nepřítomnost), nic nezaznamenáno."),
         MessageKind.REPLY: (
-            "Odpověď člověka, není to zpráva o nedoručení; přeposlána na REPLY_TO_FORWARD."
+            _("Odpověď člověka, není to zpráva o nedoručení; přeposlána na REPLY_TO_FORWARD.")
             if current_app.config.get("REPLY_TO_FORWARD")
-            else "Odpověď člověka, není to zpráva o nedoručení; REPLY_TO_FORWARD není nastaveno."
+            else _("Odpověď člověka, není to zpráva o nedoručení; REPLY_TO_FORWARD není nastaveno.")
         ),
-        MessageKind.NOTIFICATION: "Oznámení bez chyby doručení, nic nezaznamenáno.",
-        MessageKind.OTHER: "Není to zpráva o nedoručení, nic nezaznamenáno.",
+        MessageKind.NOTIFICATION: _("Oznámení bez chyby doručení, nic nezaznamenáno."),
+        MessageKind.OTHER: _("Není to zpráva o nedoručení, nic nezaznamenáno."),
     }
     if report.kind in ignored:
         return [ignored[report.kind]]
@@ -69,42 +78,59 @@ def describe(report: BounceReport, outcomes: list) -> list[str]:
 
 
 def _describe_complaint(outcome: ComplaintOutcome) -> str:
-    who = outcome.address or "adresát"
+    who = outcome.address or _("adresát")
     if not outcome.recorded:
         reason = {
-            "already recorded": "už byla zaznamenána",
-            "no verp": "hlášení neobsahuje naši adresu VERP, neprokazuje, o koho jde",
-        }.get(outcome.note, f"typ hlášení {outcome.note} se nepočítá")
-        return f"Stížnost (hlášení ARF) na {who}: nezaznamenána, {reason}."
-    left = ", ".join(outcome.left) or "žádného"
-    return f"Stížnost (hlášení ARF) od {who} zaznamenána; odhlášen ze seznamů: {left}."
+            "already recorded": _("už byla zaznamenána"),
+            "no verp": _("hlášení neobsahuje naši adresu VERP, neprokazuje, o koho jde"),
+        }.get(outcome.note) or _("typ hlášení %(type)s se nepočítá", type=outcome.note)
+        return _(
+            "Stížnost (hlášení ARF) na %(who)s: nezaznamenána, %(reason)s.", who=who, reason=reason
+        )
+    left = ", ".join(outcome.left) or _("žádného")
+    return _(
+        "Stížnost (hlášení ARF) od %(who)s zaznamenána; odhlášen ze seznamů: %(lists)s.",
+        who=who,
+        lists=left,
+    )
 
 
 def _describe(outcome: Outcome) -> str:
-    who = outcome.address or "adresát"
-    kind = {"hard": "trvalá", "soft": "dočasná"}[outcome.kind]
+    who = outcome.address or _("adresát")
+    kind = {"hard": _("trvalá chyba"), "soft": _("dočasná chyba")}[outcome.kind]
     status = f" ({outcome.status})" if outcome.status else ""
     if not outcome.recorded:
         reason = {
-            "already recorded": "už byla zaznamenána",
-            "unknown address": "adresa není v databázi",
-            "no verp": "zpráva nepřišla na adresu VERP, tedy neprokazuje, že jde o naši poštu",
+            "already recorded": _("už byla zaznamenána"),
+            "unknown address": _("adresa není v databázi"),
+            "no verp": _("zpráva nepřišla na adresu VERP, tedy neprokazuje, že jde o naši poštu"),
         }.get(outcome.note, outcome.note)
-        return f"{who}: {kind} chyba{status} – nezaznamenáno, {reason}."
-    line = f"{who}: {kind} chyba{status} zaznamenána"
+        return _(
+            "%(who)s: %(kind)s – nezaznamenáno, %(reason)s.",
+            who=who,
+            kind=kind + status,
+            reason=reason,
+        )
+    line = _("%(who)s: %(kind)s zaznamenána", who=who, kind=kind + status)
     if outcome.note == "about us":
-        line += "; vydání blokuje více poskytovatelů najednou, týká se nás, nepočítá se"
+        line += _("; vydání blokuje více poskytovatelů najednou, týká se nás, nepočítá se")
     elif outcome.kind == "soft" and outcome.note != "hash":
-        line += f", dní s chybou: {outcome.score}"
+        line += _(", dní s chybou: %(days)d", days=outcome.score)
     if outcome.suppressed:
-        line += "; adresa je vyřazena z rozesílání"
+        line += _("; adresa je vyřazena z rozesílání")
     return line + "."
 
 
-@bounces_group.command("poll")
-@click.option("--once", is_flag=True, help="Handle what is in the mailbox now, then exit.")
+@bounces_group.command(
+    "poll",
+    help=_l(
+        "Čte zprávy o nedoručení ze schránky BOUNCE_IMAP_URL (IDLE, jinak každých "
+        "BOUNCE_IMAP_INTERVAL s)."
+    ),
+)
+@option("--once", is_flag=True, help=_l("Zpracuje, co je ve schránce teď, a skončí."))
 def poll_command(once: bool) -> None:
-    """Read bounces from the mailbox BOUNCE_IMAP_URL (IDLE, else every BOUNCE_IMAP_INTERVAL s)."""
+    """Read the bounce mailbox until SIGTERM (or once)."""
     # Imported by this command alone: imapclient is of no use to the web and worker
     # processes that register the CLI (service/commands.py).
     from . import mailbox
@@ -122,32 +148,43 @@ def poll_command(once: bool) -> None:
         click.echo(str(exc), err=True)
         sys.exit(EX_CONFIG)
     except (OSError, mailbox.IMAPClientError) as exc:
-        click.echo(f"Schránka není dostupná: {exc}", err=True)
+        click.echo(_("Schránka není dostupná: %(error)s", error=exc), err=True)
         sys.exit(EX_TEMPFAIL)
     except KeyboardInterrupt:
         return
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(
-        f"Zpracováno zpráv: {done.processed}, už dříve zaznamenaných: {done.skipped}, "
-        f"ponecháno na příště: {done.failed}."
+        _(
+            "Zpracováno zpráv: %(processed)d, už dříve zaznamenaných: %(skipped)d, "
+            "ponecháno na příště: %(failed)d.",
+            processed=done.processed,
+            skipped=done.skipped,
+            failed=done.failed,
+        )
     )
 
 
 # The address also comes from the environment, so that the command is the same
 # string under systemd, in compose.yaml and in the wheel test (README.md, Deployment).
-@bounces_group.command("serve")
-@click.option(
+@bounces_group.command(
+    "serve",
+    help=_l(
+        "Přijímá zprávy o nedoručení přes SMTP (nasměrujte sem MX domény pro nedoručenky, "
+        "nebo relay)."
+    ),
+)
+@option(
     "--host", default="127.0.0.1", show_default=True, envvar="BOUNCE_SMTP_HOST",
-    show_envvar=True, help="Address to listen on.",
+    show_envvar=True, help=_l("Adresa, na které naslouchá."),
 )  # fmt: skip
-@click.option(
+@option(
     "--port", default=2525, show_default=True, type=int, envvar="BOUNCE_SMTP_PORT",
-    show_envvar=True, help="Port to listen on.",
+    show_envvar=True, help=_l("Port, na kterém naslouchá."),
 )  # fmt: skip
 @metrics.port_options
 def serve_command(host: str, port: int, metrics_port: int | None, metrics_host: str) -> None:
-    """Receive bounces over SMTP (point the MX of the bounce domain, or a relay, here)."""
+    """Receive bounces (and calendar replies) over SMTP until SIGTERM."""
     # Imported by this command alone: aiosmtpd is of no use to the web and worker
     # processes that register the CLI (service/commands.py).
     from .receiver import serve

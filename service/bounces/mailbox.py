@@ -35,6 +35,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from ..cli_language import gettext as _
 from ..extensions import db
 from ..meetings.replies import NotAReply, addressed_to_us, process_reply
 from ..models import MailboxMessage
@@ -49,7 +50,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class MailboxError(ValueError):
-    """BOUNCE_IMAP_URL is missing or wrong (the message is Czech, for the operator)."""
+    """BOUNCE_IMAP_URL is missing or wrong (the message in the CLI's language, for the operator)."""
 
 
 @dataclass(frozen=True)
@@ -70,19 +71,23 @@ class MailboxUrl:
 def parse_url(url: str) -> MailboxUrl:
     """`imaps://user:pass@host[:port]/FOLDER`; `imap://` only to a server on loopback."""
     if not url:
-        raise MailboxError("BOUNCE_IMAP_URL není nastaveno (imaps://uzivatel:heslo@server/INBOX)")
+        raise MailboxError(
+            _("BOUNCE_IMAP_URL není nastaveno (imaps://uzivatel:heslo@server/INBOX)")
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("imap", "imaps"):
-        raise MailboxError("BOUNCE_IMAP_URL musí začínat imaps:// (nebo imap:// na localhostu)")
+        raise MailboxError(_("BOUNCE_IMAP_URL musí začínat imaps:// (nebo imap:// na localhostu)"))
     if not parts.hostname or not parts.username:
-        raise MailboxError("BOUNCE_IMAP_URL musí obsahovat uživatele a server")
+        raise MailboxError(_("BOUNCE_IMAP_URL musí obsahovat uživatele a server"))
     if parts.scheme == "imap" and parts.hostname not in LOOPBACK:
         # The password would cross the network in the clear.
-        raise MailboxError("imap:// bez šifrování je dovoleno jen na localhostu; použijte imaps://")
+        raise MailboxError(
+            _("imap:// bez šifrování je dovoleno jen na localhostu; použijte imaps://")
+        )
     try:
         port = parts.port or (993 if parts.scheme == "imaps" else 143)
     except ValueError as exc:
-        raise MailboxError(f"BOUNCE_IMAP_URL má neplatný port: {exc}") from None
+        raise MailboxError(_("BOUNCE_IMAP_URL má neplatný port: %(error)s", error=exc)) from None
     return MailboxUrl(
         host=parts.hostname,
         port=port,

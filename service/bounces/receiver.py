@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from flask import Flask, current_app
 
+from ..cli_language import gettext as _
 from ..meetings.replies import MAX_REPLY_BYTES, NotAReply, process_reply
 from ..meetings.rsvp import RSVP_LOCAL_PART
 from .inbox import process_message
@@ -43,7 +44,7 @@ class BounceHandler:
         self.domain = domain.lower()
 
     def accepts(self, address: str) -> bool:
-        local, _, domain = address.rpartition("@")
+        local, _at, domain = address.rpartition("@")
         local = local.lower()
         return domain.lower() == self.domain and any(
             local == base or local.startswith(base + "+") for base in (self.local, RSVP_LOCAL_PART)
@@ -139,11 +140,14 @@ def serve(host: str, port: int) -> None:
         controller = make_controller(app, host, port)
         controller.start()
     except (OSError, OverflowError, RuntimeError) as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+        raise click.ClickException(
+            _("Nelze naslouchat na %(where)s: %(error)s", where=f"{host}:{port}", error=exc)
+        ) from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"Receiving bounces on {host}:{port} (Ctrl-C to stop)", flush=True)
+    where = f"{host}:{port}"
+    print(_("Přijímám zprávy o nedoručení na %(where)s (Ctrl-C ukončí).", where=where), flush=True)
     try:
         stop.wait()
     finally:

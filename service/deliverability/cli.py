@@ -15,6 +15,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from ..cli_language import gettext as _
+from ..cli_language import lazy_gettext as _l
+from ..cli_language import option
 from ..config import ConfigError, check_dkim, check_dkim_selector
 from ..paths import instance_path
 from .dkim import (
@@ -51,31 +54,42 @@ def write_new_key(path: Path, pem: bytes) -> None:
         os.close(descriptor)
 
 
-@click.group("dkim", help="DKIM signing keys.")
+@click.group("dkim", help=_l("Podpisové klíče DKIM."))
 def dkim_group() -> None:
     pass
 
 
-@dkim_group.command("keygen")
-@click.option(
+@dkim_group.command(
+    "keygen",
+    help=_l(
+        "Vytvoří 2048bitový klíč RSA; vypíše záznam DNS ke zveřejnění a nastavení, která použít."
+    ),
+)
+@option(
     "--selector",
     default=None,
-    help="DKIM selector (default zpravodajYYYYMM: a new one per key eases rotation).",
+    help=_l("Selektor DKIM (výchozí zpravodajRRRRMM: nový pro každý klíč usnadní výměnu)."),
 )
-@click.option("--domain", default=None, help="Signing domain (default DKIM_DOMAIN or MAIL_FROM's).")
-@click.option(
+@option(
+    "--domain",
+    default=None,
+    help=_l("Podpisová doména (výchozí DKIM_DOMAIN nebo doména MAIL_FROM)."),
+)
+@option(
     "--out",
     "out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the private key (default instance/dkim-SELECTOR.pem).",
+    help=_l("Kam zapsat soukromý klíč (výchozí instance/dkim-SELECTOR.pem)."),
 )
 def keygen(selector: str | None, domain: str | None, out: Path | None) -> None:
-    """Make a 2048-bit RSA key; print the DNS record to publish and the settings to use."""
+    """A new key, written before anything is printed; the DNS record and the settings after."""
     selector = selector or "zpravodaj" + datetime.now(UTC).strftime("%Y%m")
     domain = domain or _default_domain()
     if not domain:
-        raise click.UsageError("give --domain (no DKIM_DOMAIN, and MAIL_FROM has no real domain)")
+        raise click.UsageError(
+            _("zadejte --domain (DKIM_DOMAIN chybí a MAIL_FROM nemá skutečnou doménu)")
+        )
     try:
         domain = ascii_domain(domain)
     except DkimKeyError as exc:
@@ -86,14 +100,18 @@ def keygen(selector: str | None, domain: str | None, out: Path | None) -> None:
         raise click.BadParameter(str(exc), param_hint="--selector") from exc
     path = (out or _default_out(selector)).absolute()
     if path.exists():
-        raise click.ClickException(f"{path} exists; not overwriting a key (choose another --out)")
+        raise click.ClickException(
+            _("%(path)s už existuje; klíč nepřepíšu (zvolte jiné --out)", path=path)
+        )
     key = generate_private_key()
     try:
         write_new_key(path, private_key_pem(key))
     except FileExistsError:
-        raise click.ClickException(f"{path} exists; not overwriting a key") from None
+        raise click.ClickException(_("%(path)s už existuje; klíč nepřepíšu", path=path)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise click.ClickException(
+            _("%(path)s nelze zapsat: %(error)s", path=path, error=exc.strerror or exc)
+        ) from exc
     try:  # the same check the service runs at start-up, on what was just written
         check_dkim(
             {"DKIM_DOMAIN": domain, "DKIM_SELECTOR": selector, "DKIM_PRIVATE_KEY_PATH": str(path)}
@@ -101,25 +119,38 @@ def keygen(selector: str | None, domain: str | None, out: Path | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
-    click.echo(f"Wrote a 2048-bit RSA private key to {path} (mode 0600).")
-    click.echo("Keep it secret; the worker processes must be able to read it.\n")
-    click.echo("1. Publish this DNS TXT record (the strings are joined; most DNS")
-    click.echo("   panels take the value in one piece, without the quotes):\n")
+    click.echo(_("Soukromý 2048bitový klíč RSA je zapsán v %(path)s (práva 0600).", path=path))
+    click.echo(_("Uchovejte ho v tajnosti; procesy workerů ho musí umět přečíst."))
+    click.echo()
+    click.echo(
+        _(
+            "1. Zveřejněte tento záznam DNS TXT (jeho řetězce se spojí; většina správců DNS\n"
+            "   bere hodnotu vcelku, bez uvozovek):"
+        )
+    )
+    click.echo()
     click.echo(zone_line(selector, domain, key))
-    click.echo(f"\n2. Once it resolves (dig TXT {selector}._domainkey.{domain}), set:\n")
+    click.echo()
+    record = f"{selector}._domainkey.{domain}"
+    click.echo(_("2. Až ho DNS vrací (dig TXT %(record)s), nastavte:", record=record))
+    click.echo()
     click.echo(f"DKIM_DOMAIN={domain}")
     click.echo(f"DKIM_SELECTOR={selector}")
     click.echo(f"DKIM_PRIVATE_KEY_PATH={path}")
-    click.echo("\n3. Restart the web and worker processes and run `zpravodaj doctor`.")
+    click.echo()
+    click.echo(_("3. Restartujte webové procesy i workery a spusťte `zpravodaj doctor`."))
 
 
-@click.command("doctor")
+@click.command(
+    "doctor",
+    help=_l(
+        "Zkontroluje SMTP, DKIM, SPF, DMARC a nastavení, na kterých pošta závisí; nic "
+        "neposílá.\n\nKončí kódem 1, když některá kontrola selže."
+    ),
+)
 @with_appcontext
 def doctor_command() -> None:
-    """Check SMTP, DKIM, SPF, DMARC and the settings mail depends on; sends nothing.
-
-    Exits with 1 when a check fails.
-    """
+    """Run every check, a line each (status and name are fixed words, for grep), then a count."""
     results = run_checks(current_app.config)
     for result in results:
         click.echo(result.line())

@@ -33,9 +33,14 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+from babel.numbers import format_decimal
+from flask import has_app_context
 from sqlalchemy import text
 
+from ..cli_language import cli_language, ngettext
+from ..cli_language import gettext as _
 from ..extensions import db
+from ..i18n import current_language
 from ..jobs import redis_connection
 from ..smtp_settings import SmtpSettings
 from .dkim import (
@@ -103,7 +108,7 @@ def dns_resolver(timeout: float, nameservers: list[str] | None = None, port: int
             try:
                 made = dns.resolver.Resolver(configure=not nameservers)
             except (dns.exception.DNSException, OSError) as exc:
-                raise unavailable(f"no resolver configured ({exc})") from exc
+                raise unavailable(_("není nastaven žádný resolver (%(error)s)", error=exc)) from exc
             made.lifetime = timeout
             if nameservers:
                 made.nameservers, made.port = nameservers, port
@@ -111,7 +116,7 @@ def dns_resolver(timeout: float, nameservers: list[str] | None = None, port: int
                 made.resolve(".", "NS")
             except (dns.exception.DNSException, OSError) as exc:
                 raise unavailable(
-                    f"the resolver cannot even look up the root zone ({type(exc).__name__})"
+                    _("resolver nenajde ani kořenovou zónu (%(error)s)", error=type(exc).__name__)
                 ) from exc
             state["resolver"] = made
         return state["resolver"]
@@ -122,7 +127,9 @@ def dns_resolver(timeout: float, nameservers: list[str] | None = None, port: int
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except (dns.exception.DNSException, OSError) as exc:
-            raise unavailable(f"lookup of {name} failed ({type(exc).__name__})") from exc
+            raise unavailable(
+                _("dotaz na %(name)s selhal (%(error)s)", name=name, error=type(exc).__name__)
+            ) from exc
         return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
 
     return resolve
@@ -174,24 +181,32 @@ def check_base_url(config: Mapping[str, Any]) -> list[Result]:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if parts.scheme == "https" and host:
-        return [Result("base-url", OK, f"{url} is https")]
+        return [Result("base-url", OK, _("%(url)s je https", url=url))]
     if parts.scheme not in {"http", "https"} or not host:
-        return [Result("base-url", FAIL, f"BASE_URL={url!r} is not an http(s) URL")]
+        return [
+            Result("base-url", FAIL, _("BASE_URL=%(value)s není adresa http(s)", value=repr(url)))
+        ]
     if host in LOCAL_HOSTS:
         return [
             Result(
                 "base-url",
                 WARN,
-                f"{url}: links in mail point to this machine; fine for trying it out, "
-                "set the public https URL for real mail",
+                _(
+                    "%(url)s: odkazy v e-mailech vedou na tento počítač; na vyzkoušení to stačí, "
+                    "pro skutečnou poštu nastavte veřejnou adresu https",
+                    url=url,
+                ),
             )
         ]
     return [
         Result(
             "base-url",
             FAIL,
-            f"{url} is not https: links and one-click unsubscribe (Gmail requires "
-            "https there) go out unencrypted; put the service behind TLS and set https://…",
+            _(
+                "%(url)s není https: odkazy a odhlášení jedním kliknutím (Gmail tam https "
+                "vyžaduje) jdou nešifrovaně; dejte službu za TLS a nastavte https://…",
+                url=url,
+            ),
         )
     ]
 
@@ -204,9 +219,12 @@ def check_embed_origins(config: Mapping[str, Any]) -> list[Result]:
             Result(
                 "embed-origins",
                 WARN,
-                "EMBED_ORIGINS is empty: no website may frame the sign-up form or post to it "
-                "from its pages (the browser blocks both); set the website's origins, e.g. "
-                "EMBED_ORIGINS=https://www.socialnibydleni.cz,https://socialnibydleni.cz",
+                _(
+                    "EMBED_ORIGINS je prázdné: žádný web nesmí vložit formulář pro přihlášení "
+                    "do své stránky ani na něj ze svých stránek odesílat (prohlížeč obojí "
+                    "zablokuje); nastavte originy webu, např. "
+                    "EMBED_ORIGINS=https://www.socialnibydleni.cz,https://socialnibydleni.cz"
+                ),
             )
         ]
     odd = [o for o in origins if urlsplit(o).path not in {"", None} or "://" not in o]
@@ -215,8 +233,11 @@ def check_embed_origins(config: Mapping[str, Any]) -> list[Result]:
             Result(
                 "embed-origins",
                 WARN,
-                f"{', '.join(odd)}: an origin is scheme://host[:port] with no path, "
-                "or browsers never match it",
+                _(
+                    "%(origins)s: origin je scheme://host[:port] bez cesty, jinak mu prohlížeče "
+                    "nikdy neodpovídají",
+                    origins=", ".join(odd),
+                ),
             )
         ]
     return [Result("embed-origins", OK, ", ".join(origins))]
@@ -224,11 +245,16 @@ def check_embed_origins(config: Mapping[str, Any]) -> list[Result]:
 
 def _weakness(value: str) -> str | None:
     if value.strip().lower() in WEAK_SECRETS:
-        return "a well-known placeholder"
+        return _("známý zástupný text")
     if len(value) < MIN_SECRET_LENGTH:
-        return f"only {len(value)} characters (use at least {MIN_SECRET_LENGTH})"
+        return ngettext(
+            "jen %(num)d znak (použijte aspoň %(minimum)d)",
+            "jen %(num)d znaků (použijte aspoň %(minimum)d)",
+            len(value),
+            minimum=MIN_SECRET_LENGTH,
+        )
     if len(set(value)) < 10:
-        return "too few different characters"
+        return _("příliš málo různých znaků")
     return None
 
 
@@ -236,54 +262,46 @@ NEW_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 
 
 def check_secrets(config: Mapping[str, Any]) -> list[Result]:
-    results = []
     secret = config.get("SECRET_KEY") or ""
-    if not secret:
-        results.append(Result("secret-key", FAIL, "SECRET_KEY is not set"))
-    elif weakness := _weakness(secret):
-        results.append(
-            Result(
-                "secret-key",
-                FAIL,
-                f"SECRET_KEY is {weakness}: anyone who guesses it can forge unsubscribe and "
-                f"preferences links; make one with {NEW_SECRET} (old one into "
-                "SECRET_KEY_FALLBACKS)",
-            )
-        )
-    else:
-        results.append(Result("secret-key", OK, "SECRET_KEY is set and long enough"))
+    return [_secret_key(secret), _suppression_key(config.get("SUPPRESSION_KEY") or "", secret)]
 
-    suppression = config.get("SUPPRESSION_KEY") or ""
+
+def _secret_key(secret: str) -> Result:
+    if not secret:
+        return Result("secret-key", FAIL, _("SECRET_KEY není nastaven"))
+    if weakness := _weakness(secret):
+        forgeable = _(
+            "SECRET_KEY: %(weakness)s; kdo ho uhodne, může padělat odkazy na odhlášení a na "
+            "nastavení odběru; nový vytvoříte příkazem %(command)s (starý dejte do "
+            "SECRET_KEY_FALLBACKS)",
+            weakness=weakness,
+            command=NEW_SECRET,
+        )
+        return Result("secret-key", FAIL, forgeable)
+    return Result("secret-key", OK, _("SECRET_KEY je nastaven a dost dlouhý"))
+
+
+def _suppression_key(suppression: str, secret: str) -> Result:
     if not suppression:
-        results.append(
-            Result(
-                "suppression-key",
-                WARN,
-                "SUPPRESSION_KEY is not set: the suppression list is keyed by SECRET_KEY, so "
-                "rotating that would let erased and bounced addresses be imported again",
-            )
+        unset = _(
+            "SUPPRESSION_KEY není nastaven: seznam vyřazených adres je klíčovaný SECRET_KEY, "
+            "takže jeho výměna by dovolila vymazané a nedoručitelné adresy znovu importovat"
         )
-    elif weakness := _weakness(suppression):
-        results.append(
-            Result(
-                "suppression-key",
-                FAIL,
-                f"SUPPRESSION_KEY is {weakness}: the hashed addresses of erased people "
-                "could be tested against guesses",
-            )
+        return Result("suppression-key", WARN, unset)
+    if weakness := _weakness(suppression):
+        guessable = _(
+            "SUPPRESSION_KEY: %(weakness)s; hašované adresy vymazaných lidí by šlo zkoušet "
+            "proti odhadům",
+            weakness=weakness,
         )
-    elif suppression == secret:
-        results.append(
-            Result(
-                "suppression-key",
-                WARN,
-                "SUPPRESSION_KEY equals SECRET_KEY: give it its own value, so SECRET_KEY can be "
-                "rotated",
-            )
+        return Result("suppression-key", FAIL, guessable)
+    if suppression == secret:
+        shared = _(
+            "SUPPRESSION_KEY se rovná SECRET_KEY: dejte mu vlastní hodnotu, aby šlo SECRET_KEY "
+            "vyměnit"
         )
-    else:
-        results.append(Result("suppression-key", OK, "SUPPRESSION_KEY is set, its own value"))
-    return results
+        return Result("suppression-key", WARN, shared)
+    return Result("suppression-key", OK, _("SUPPRESSION_KEY je nastaven, s vlastní hodnotou"))
 
 
 def check_sender(config: Mapping[str, Any]) -> list[Result]:
@@ -293,11 +311,14 @@ def check_sender(config: Mapping[str, Any]) -> list[Result]:
             Result(
                 "mail-from",
                 FAIL,
-                f"MAIL_FROM={config.get('MAIL_FROM')!r} is not an address on the "
-                "programme's domain; receivers reject mail from placeholder domains",
+                _(
+                    "MAIL_FROM=%(value)s není adresa na doméně programu; příjemci odmítají "
+                    "poštu ze zástupných domén",
+                    value=repr(config.get("MAIL_FROM")),
+                ),
             )
         ]
-    return [Result("mail-from", OK, f"From domain {from_domain}")]
+    return [Result("mail-from", OK, _("doména odesílatele (From) %(domain)s", domain=from_domain))]
 
 
 def check_dkim_key(config: Mapping[str, Any]) -> list[Result]:
@@ -307,8 +328,11 @@ def check_dkim_key(config: Mapping[str, Any]) -> list[Result]:
             Result(
                 "dkim-key",
                 WARN,
-                "DKIM is off: receivers treat unsigned bulk mail as suspect and one-click "
-                "unsubscribe needs it; run `zpravodaj dkim keygen` (README: Deliverability)",
+                _(
+                    "DKIM je vypnutý: příjemci mají nepodepsanou hromadnou poštu za podezřelou "
+                    "a odhlášení jedním kliknutím podpis potřebuje; spusťte `zpravodaj dkim "
+                    "keygen` (README: Deliverability)"
+                ),
             )
         ]
     path = config["DKIM_PRIVATE_KEY_PATH"]
@@ -327,18 +351,27 @@ def check_dkim_key(config: Mapping[str, Any]) -> list[Result]:
 
     record = record_value(key).encode("ascii")
     if not dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record):
-        return [Result("dkim-key", FAIL, f"a test signature with {path} does not verify")]
+        return [
+            Result(
+                "dkim-key", FAIL, _("zkušební podpis klíčem %(path)s neprojde ověřením", path=path)
+            )
+        ]
     status, note = OK, ""
     if key.key_size < 2048:
-        status, note = WARN, " (use 2048 bits: `zpravodaj dkim keygen`)"
+        status, note = WARN, _(" (použijte 2048 bitů: `zpravodaj dkim keygen`)")
     with contextlib.suppress(OSError):
         if os.stat(path).st_mode & 0o077:
-            status, note = WARN, f"; but others may read it: chmod 600 {path}"
+            status, note = WARN, _("; ale mohou ho číst i jiní: chmod 600 %(path)s", path=path)
     return [
         Result(
             "dkim-key",
             status,
-            f"{key.key_size}-bit RSA key {path} signs, and the signature verifies{note}",
+            _(
+                "%(bits)d-bitový klíč RSA %(path)s podepisuje a podpis projde ověřením%(note)s",
+                bits=key.key_size,
+                path=path,
+                note=note,
+            ),
         )
     ]
 
@@ -346,54 +379,54 @@ def check_dkim_key(config: Mapping[str, Any]) -> list[Result]:
 def check_alignment(config: Mapping[str, Any]) -> list[Result]:
     """DMARC passes when SPF or DKIM passes for a domain aligned with From."""
     from_domain = domain_of(config.get("MAIL_FROM") or "")
-    results = []
-    dkim_ok = False
-    if dkim_configured(config):
-        try:
-            dkim_domain = ascii_domain(config["DKIM_DOMAIN"])
-        except DkimError as exc:
-            dkim_domain, error = "", str(exc)
-        else:
-            error = ""
-        dkim_ok = aligned(dkim_domain, from_domain)
-        if dkim_ok:
-            results.append(
-                Result("dkim-alignment", OK, f"d={dkim_domain} aligns with From {from_domain}")
-            )
-        else:
-            results.append(
-                Result(
-                    "dkim-alignment",
-                    FAIL,
-                    error
-                    or f"DKIM_DOMAIN {dkim_domain} does not align with From {from_domain}: "
-                    "DMARC ignores the signature; sign with the From domain (or its parent)",
-                )
-            )
-    else:
-        results.append(Result("dkim-alignment", SKIP, "DKIM is not configured"))
+    dkim = _dkim_alignment(config, from_domain)
+    return [dkim, _spf_alignment(config, from_domain, dkim_ok=dkim.status == OK)]
 
+
+def _dkim_alignment(config: Mapping[str, Any], from_domain: str) -> Result:
+    if not dkim_configured(config):
+        return Result("dkim-alignment", SKIP, _("DKIM není nastaven"))
+    try:
+        dkim_domain = ascii_domain(config["DKIM_DOMAIN"])
+    except DkimError as exc:
+        return Result("dkim-alignment", FAIL, str(exc))
+    names = {"dkim_domain": dkim_domain, "from_domain": from_domain}
+    if aligned(dkim_domain, from_domain):
+        return Result(
+            "dkim-alignment",
+            OK,
+            _("d=%(dkim_domain)s je v souladu s From %(from_domain)s", **names),
+        )
+    ignored = _(
+        "DKIM_DOMAIN %(dkim_domain)s není v souladu s From %(from_domain)s: DMARC podpis nebere "
+        "v úvahu; podepisujte doménou From (nebo její nadřazenou)",
+        **names,
+    )
+    return Result("dkim-alignment", FAIL, ignored)
+
+
+def _spf_alignment(config: Mapping[str, Any], from_domain: str, dkim_ok: bool) -> Result:
     envelope = envelope_address(config)
-    envelope_domain = domain_of(envelope)
-    if aligned(envelope_domain, from_domain):
-        results.append(
-            Result(
-                "spf-alignment",
-                OK,
-                f"bounce address {envelope} aligns with From {from_domain}",
-            )
+    names = {"envelope": envelope, "from_domain": from_domain}
+    if aligned(domain_of(envelope), from_domain):
+        return Result(
+            "spf-alignment",
+            OK,
+            _("adresa pro nedoručenky %(envelope)s je v souladu s From %(from_domain)s", **names),
         )
-    else:
-        results.append(
-            Result(
-                "spf-alignment",
-                WARN if dkim_ok else FAIL,
-                f"bounce address {envelope} does not align with From {from_domain}: SPF "
-                "cannot make DMARC pass"
-                + ("; the DKIM signature still can" if dkim_ok else ", and nor can DKIM"),
-            )
+    if dkim_ok:
+        still = _(
+            "adresa pro nedoručenky %(envelope)s není v souladu s From %(from_domain)s: SPF "
+            "nemůže zajistit, že DMARC projde; podpis DKIM ještě může",
+            **names,
         )
-    return results
+        return Result("spf-alignment", WARN, still)
+    neither = _(
+        "adresa pro nedoručenky %(envelope)s není v souladu s From %(from_domain)s: SPF nemůže "
+        "zajistit, že DMARC projde, a DKIM také ne",
+        **names,
+    )
+    return Result("spf-alignment", FAIL, neither)
 
 
 # --- checks over the network ----------------------------------------------------
@@ -417,29 +450,38 @@ def check_smtp(config: Mapping[str, Any], *, timeout: float | None = None) -> li
         context = ssl.create_default_context()
         connection = _connect(settings, seconds, context)
         step = "EHLO"
-        code, _ = connection.ehlo()
+        code = connection.ehlo()[0]
         if code != 250:
-            return [Result("smtp", FAIL, f"{where} answered EHLO with {code}")]
+            refused = _("%(where)s odpověděl na EHLO kódem %(code)s", where=where, code=code)
+            return [Result("smtp", FAIL, refused)]
         offered_starttls = connection.has_extn("starttls")
         if settings.security == "starttls":
             step = "STARTTLS"
             connection.starttls(context=context)
             connection.ehlo()
         extensions = sorted(name.upper() for name in connection.esmtp_features)
-        listed = ", ".join(extensions) or "none"
-        results.append(
-            Result("smtp", OK, f"{where} ({settings.security}) answers EHLO; extensions: {listed}")
+        listed = ", ".join(extensions) or _("žádná")
+        answers = _(
+            "%(where)s (%(security)s) odpovídá na EHLO; rozšíření: %(extensions)s",
+            where=where,
+            security=settings.security,
+            extensions=listed,
         )
+        results.append(Result("smtp", OK, answers))
         results.extend(_tls_result(settings, offered_starttls))
         if settings.username:
             step = "login"
             connection.login(settings.username, settings.password or "")
-            results.append(Result("smtp-login", OK, f"logged in as {settings.username}"))
+            logged_in = _("přihlášen jako %(user)s", user=settings.username)
+            results.append(Result("smtp-login", OK, logged_in))
         results.extend(_extension_results(connection, config))
     except smtplib.SMTPAuthenticationError as exc:
-        results.append(
-            Result("smtp-login", FAIL, f"login as {settings.username} refused: {exc.smtp_code}")
+        refused = _(
+            "přihlášení jako %(user)s odmítnuto: %(code)s",
+            user=settings.username,
+            code=exc.smtp_code,
         )
+        results.append(Result("smtp-login", FAIL, refused))
     except (OSError, smtplib.SMTPException) as exc:
         results.append(_smtp_failure(exc, step, where, seconds))
     finally:
@@ -459,9 +501,15 @@ def _smtp_failure(exc: Exception, step: str, where: str, seconds: float) -> Resu
     """What went wrong at `step` of the conversation, a timeout said as such."""
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, socket.timeout | TimeoutError):
-        reason = f"no answer within {seconds:g} s"
-    name = "smtp-login" if step == "login" else "smtp"
-    return Result(name, FAIL, f"{step} to {where} failed: {reason}")
+        reason = _("bez odpovědi do %(seconds)s s", seconds=f"{seconds:g}")
+    if step == "login":
+        said = _("přihlášení k %(where)s selhalo: %(reason)s", where=where, reason=reason)
+        return Result("smtp-login", FAIL, said)
+    if step == "connect":
+        said = _("připojení k %(where)s selhalo: %(reason)s", where=where, reason=reason)
+    else:  # EHLO, STARTTLS
+        said = _("%(step)s u %(where)s selhalo: %(reason)s", step=step, where=where, reason=reason)
+    return Result("smtp", FAIL, said)
 
 
 def _quit(connection: smtplib.SMTP) -> None:
@@ -474,128 +522,193 @@ def _quit(connection: smtplib.SMTP) -> None:
 
 def _tls_result(settings: SmtpSettings, offered_starttls: bool) -> list[Result]:
     if settings.security in {"tls", "starttls"}:
-        return [Result("smtp-tls", OK, f"the connection is encrypted ({settings.security})")]
+        return [
+            Result(
+                "smtp-tls",
+                OK,
+                _("spojení je šifrované (%(security)s)", security=settings.security),
+            )
+        ]
     if settings.host.lower() in LOCAL_HOSTS:
-        return [Result("smtp-tls", OK, "plain SMTP to a relay on this machine")]
+        return [Result("smtp-tls", OK, _("nešifrované SMTP k relayi na tomto počítači"))]
     if offered_starttls:
         return [
             Result(
                 "smtp-tls",
                 WARN,
-                "the server offers STARTTLS but SMTP_URL is smtp://: use smtp+starttls:// "
-                "so addresses and passwords do not cross the network in clear",
+                _(
+                    "server nabízí STARTTLS, ale SMTP_URL je smtp://: použijte smtp+starttls://, "
+                    "ať adresy a hesla nejdou sítí nešifrovaně"
+                ),
             )
         ]
-    return [Result("smtp-tls", WARN, "plain SMTP over the network, without encryption")]
+    return [Result("smtp-tls", WARN, _("nešifrované SMTP přes síť"))]
 
 
 def _extension_results(connection: smtplib.SMTP, config: Mapping[str, Any]) -> list[Result]:
     results = []
     if connection.has_extn("smtputf8"):
         results.append(
-            Result("smtp-smtputf8", OK, "SMTPUTF8: addresses with diacritics can be accepted")
+            Result("smtp-smtputf8", OK, _("SMTPUTF8: adresy s diakritikou lze přijmout"))
         )
     else:
         results.append(
             Result(
                 "smtp-smtputf8",
                 WARN,
-                "no SMTPUTF8: the form refuses addresses with diacritics before the @ "
-                "(e.g. jiří@seznam.cz)",
+                _(
+                    "bez SMTPUTF8: formulář odmítne adresy s diakritikou před @ "
+                    "(např. jiří@seznam.cz)"
+                ),
             )
         )
     if connection.has_extn("8bitmime"):
-        results.append(Result("smtp-8bitmime", OK, "8BITMIME offered"))
+        results.append(Result("smtp-8bitmime", OK, _("8BITMIME nabízeno")))
     else:
-        results.append(Result("smtp-8bitmime", WARN, "no 8BITMIME: SMTPUTF8 mail needs it"))
+        results.append(
+            Result("smtp-8bitmime", WARN, _("bez 8BITMIME: pošta se SMTPUTF8 ho potřebuje"))
+        )
     size = connection.esmtp_features.get("size", "").strip()
     # An announcement carries up to two attachments; base64 makes them a third larger.
     needed = int(2 * int(config.get("ATTACHMENT_MAX_BYTES") or 0) * 4 / 3) + 100_000
     if not size or size == "0":
-        results.append(Result("smtp-size", OK, "no message size limit announced"))
+        results.append(Result("smtp-size", OK, _("server neohlašuje limit velikosti zprávy")))
     elif size.isdigit() and int(size) < needed:
         results.append(
             Result(
                 "smtp-size",
                 WARN,
-                f"SIZE {int(size):,} bytes: an announcement with the largest attachments "
-                f"(about {needed:,} bytes) would be refused; lower ATTACHMENT_MAX_BYTES",
+                _(
+                    "SIZE %(size)s bajtů: oznámení s největšími přílohami (asi %(needed)s bajtů) "
+                    "by server odmítl; snižte ATTACHMENT_MAX_BYTES",
+                    size=_number(int(size)),
+                    needed=_number(needed),
+                ),
             )
         )
     else:
-        results.append(Result("smtp-size", OK, f"SIZE {size} bytes"))
+        results.append(Result("smtp-size", OK, _("SIZE %(size)s bajtů", size=size)))
     return results
+
+
+def _number(value: int) -> str:
+    """A large number as the CLI's language writes it (10 000 000, 10,000,000)."""
+    return format_decimal(value, locale=current_language() if has_app_context() else cli_language())
 
 
 def check_dkim_dns(config: Mapping[str, Any], resolve: Resolver) -> list[Result]:
     if not dkim_configured(config):
-        return [Result("dkim-dns", SKIP, "DKIM is not configured")]
+        return [Result("dkim-dns", SKIP, _("DKIM není nastaven"))]
     try:
         name = record_name(config["DKIM_SELECTOR"], config["DKIM_DOMAIN"])
         key = load_private_key(config["DKIM_PRIVATE_KEY_PATH"])
     except DkimError as exc:
-        return [Result("dkim-dns", SKIP, f"no usable key to compare: {exc}")]
+        return [
+            Result("dkim-dns", SKIP, _("žádný použitelný klíč k porovnání: %(error)s", error=exc))
+        ]
     try:
         records = resolve(name)
     except DnsUnavailable as exc:
-        return [Result("dkim-dns", SKIP, f"DNS not reachable ({exc}); check: dig TXT {name}")]
+        return [Result("dkim-dns", SKIP, _dns_unavailable(exc, name))]
     keys = [parse_record(text) for text in records]
     keys = [tags for tags in keys if "p" in tags]
     publish = zone_line(config["DKIM_SELECTOR"], config["DKIM_DOMAIN"], key)
     if not keys:
-        return [Result("dkim-dns", FAIL, f"no DKIM record at {name}; publish: {publish}")]
+        missing = _(
+            "žádný záznam DKIM na %(name)s; zveřejněte: %(publish)s", name=name, publish=publish
+        )
+        return [Result("dkim-dns", FAIL, missing)]
     if len(keys) > 1:
-        return [Result("dkim-dns", FAIL, f"{len(keys)} DKIM records at {name}; keep one")]
+        several = ngettext(
+            "%(num)d záznam DKIM na %(name)s; nechte jeden",
+            "%(num)d záznamů DKIM na %(name)s; nechte jeden",
+            len(keys),
+            name=name,
+        )
+        return [Result("dkim-dns", FAIL, several)]
     published = keys[0]
     if not published["p"]:
-        return [Result("dkim-dns", FAIL, f"the key at {name} is revoked (empty p=)")]
+        return [
+            Result("dkim-dns", FAIL, _("klíč na %(name)s je zneplatněný (prázdné p=)", name=name))
+        ]
     if published["p"] != public_key_b64(key):
         return [
             Result(
                 "dkim-dns",
                 FAIL,
-                f"the key published at {name} is not the public half of "
-                f"{config['DKIM_PRIVATE_KEY_PATH']}: every signature would fail; publish: "
-                f"{publish}",
+                _(
+                    "klíč zveřejněný na %(name)s není veřejnou částí %(path)s: každý podpis by "
+                    "selhal; zveřejněte: %(publish)s",
+                    name=name,
+                    path=config["DKIM_PRIVATE_KEY_PATH"],
+                    publish=publish,
+                ),
             )
         ]
     if published.get("t", "").find("y") >= 0:
-        return [Result("dkim-dns", WARN, f"{name} matches but is in test mode (t=y)")]
-    return [Result("dkim-dns", OK, f"{name} publishes the public half of the key")]
+        return [
+            Result(
+                "dkim-dns",
+                WARN,
+                _("%(name)s odpovídá, ale je v testovacím režimu (t=y)", name=name),
+            )
+        ]
+    return [Result("dkim-dns", OK, _("%(name)s zveřejňuje veřejnou část klíče", name=name))]
+
+
+def _dns_unavailable(exc: DnsUnavailable, name: str) -> str:
+    return _("DNS není dostupné (%(error)s); ověřte: dig TXT %(name)s", error=exc, name=name)
 
 
 def check_spf(config: Mapping[str, Any], resolve: Resolver) -> list[Result]:
     domain = domain_of(envelope_address(config))
     if not domain or domain in PLACEHOLDER_DOMAINS:
-        return [Result("spf", SKIP, "no real envelope domain (MAIL_FROM / BOUNCE_ADDRESS)")]
+        return [Result("spf", SKIP, _("žádná skutečná doména obálky (MAIL_FROM / BOUNCE_ADDRESS)"))]
     try:
         records = [r for r in resolve(domain) if r.lower().startswith("v=spf1")]
     except DnsUnavailable as exc:
-        return [Result("spf", SKIP, f"DNS not reachable ({exc}); check: dig TXT {domain}")]
+        return [Result("spf", SKIP, _dns_unavailable(exc, domain))]
     if not records:
         return [
             Result(
                 "spf",
                 FAIL,
-                f"no SPF record at {domain} (the bounce address domain); publish e.g. "
-                f'"v=spf1 include:<your relay\'s SPF> -all"',
+                _(
+                    "žádný záznam SPF na %(domain)s (doména adresy pro nedoručenky); zveřejněte "
+                    'např. "v=spf1 include:<SPF vašeho relaye> -all"',
+                    domain=domain,
+                ),
             )
         ]
     if len(records) > 1:
-        return [Result("spf", FAIL, f"{len(records)} SPF records at {domain}: a permerror")]
+        several = ngettext(
+            "%(num)d záznam SPF na %(domain)s: permerror",
+            "%(num)d záznamů SPF na %(domain)s: permerror",
+            len(records),
+            domain=domain,
+        )
+        return [Result("spf", FAIL, several)]
     record = records[0]
     terms = record.lower().split()
     if "+all" in terms or "all" in terms:
-        return [Result("spf", FAIL, f"{domain}: {record!r} lets anyone send as the domain")]
+        anyone = _(
+            "%(domain)s: %(record)s dovoluje komukoli posílat za doménu",
+            domain=domain,
+            record=repr(record),
+        )
+        return [Result("spf", FAIL, anyone)]
     if "?all" in terms:
-        return [Result("spf", WARN, f"{domain}: {record!r} ends in ?all (neutral)")]
+        neutral = _(
+            "%(domain)s: %(record)s končí ?all (neutrální)", domain=domain, record=repr(record)
+        )
+        return [Result("spf", WARN, neutral)]
     return [Result("spf", OK, f"{domain}: {record}")]
 
 
 def check_dmarc(config: Mapping[str, Any], resolve: Resolver) -> list[Result]:
     from_domain = domain_of(config.get("MAIL_FROM") or "")
     if not from_domain or from_domain in PLACEHOLDER_DOMAINS:
-        return [Result("dmarc", SKIP, "MAIL_FROM has no real domain")]
+        return [Result("dmarc", SKIP, _("MAIL_FROM nemá skutečnou doménu"))]
     # The From domain's own record, else its parent's (organisational domain, simplified).
     candidates = [from_domain]
     if from_domain.count(".") >= 2:
@@ -606,21 +719,29 @@ def check_dmarc(config: Mapping[str, Any], resolve: Resolver) -> list[Result]:
             if records:
                 break
     except DnsUnavailable as exc:
-        return [
-            Result("dmarc", SKIP, f"DNS not reachable ({exc}); check: dig TXT _dmarc.{from_domain}")
-        ]
+        return [Result("dmarc", SKIP, _dns_unavailable(exc, f"_dmarc.{from_domain}"))]
     if not records:
         return [
             Result(
                 "dmarc",
                 FAIL,
-                f"no DMARC record at _dmarc.{from_domain}: Gmail and Yahoo refuse bulk mail "
-                f'without one; publish at least "v=DMARC1; p=none; rua=mailto:dmarc@{from_domain}"',
+                _(
+                    "žádný záznam DMARC na _dmarc.%(domain)s: Gmail a Yahoo bez něj hromadnou "
+                    'poštu odmítají; zveřejněte aspoň "v=DMARC1; p=none; '
+                    'rua=mailto:dmarc@%(domain)s"',
+                    domain=from_domain,
+                ),
             )
         ]
     record = records[0]
     tags = parse_record(record)
-    return [Result("dmarc", OK, f"_dmarc.{domain}: {record} (policy {tags.get('p', '?')})")]
+    policy = _(
+        "_dmarc.%(domain)s: %(record)s (politika %(policy)s)",
+        domain=domain,
+        record=record,
+        policy=tags.get("p", "?"),
+    )
+    return [Result("dmarc", OK, policy)]
 
 
 def check_database() -> list[Result]:
@@ -629,16 +750,20 @@ def check_database() -> list[Result]:
         db.session.rollback()
     except Exception as exc:
         db.session.rollback()
-        return [Result("database", FAIL, f"does not answer: {type(exc).__name__}: {exc}"[:300])]
-    return [Result("database", OK, f"{db.engine.dialect.name} answers")]
+        return [Result("database", FAIL, _no_answer(exc))]
+    return [Result("database", OK, _("%(dialect)s odpovídá", dialect=db.engine.dialect.name))]
+
+
+def _no_answer(exc: Exception) -> str:
+    return _("neodpovídá: %(error)s", error=f"{type(exc).__name__}: {exc}")[:300]
 
 
 def check_redis() -> list[Result]:
     try:
         redis_connection().ping()
     except Exception as exc:
-        return [Result("redis", FAIL, f"does not answer: {type(exc).__name__}: {exc}"[:300])]
-    return [Result("redis", OK, "answers")]
+        return [Result("redis", FAIL, _no_answer(exc))]
+    return [Result("redis", OK, _("odpovídá"))]
 
 
 # --- all of them ----------------------------------------------------------------

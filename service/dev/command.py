@@ -22,6 +22,9 @@ from werkzeug.serving import run_simple
 from .. import consent, create_app, metrics
 from ..accounts import create_user, set_password
 from ..addresses import parse_address
+from ..cli_language import gettext as _
+from ..cli_language import lazy_gettext as _l
+from ..cli_language import option
 from ..clock import utcnow
 from ..config import SETTINGS
 from ..consent import RequestInfo
@@ -227,14 +230,20 @@ DEMO_MEMBERS = (
 )
 
 
-@click.command("dev")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option(
-    "--smtp-port", default=0, type=int, help="Port of the mail catcher (default: any free)."
+@click.command(
+    "dev",
+    help=_l("Spustí celou službu na tomto počítači: web, workera, Redis a zachytávač pošty."),
+)
+@option("--host", default="127.0.0.1", show_default=True, help=_l("Adresa webu."))
+@option("--port", default=5000, show_default=True, type=int, help=_l("Port webu."))
+@option(
+    "--smtp-port",
+    default=0,
+    type=int,
+    help=_l("Port zachytávače pošty (výchozí: kterýkoli volný)."),
 )
 def dev_command(host: str, port: int, smtp_port: int) -> None:
-    """Run the whole service locally: web, worker, Redis and a mail catcher."""
+    """Start what is missing, run the web app in this process, stop everything on Ctrl-C."""
     instance = instance_path()
     instance.mkdir(parents=True, exist_ok=True)
     outbox_dir = instance / "dev-outbox"
@@ -275,15 +284,7 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         worker = spawn([sys.executable, "-m", "service", "worker"], env=os.environ.copy())
         started.append(lambda: stop(worker, timeout=15))
 
-        click.echo(
-            "\nZpravodaj is running:\n"
-            f"  form     {base_url}/subscribe\n"
-            f"  outbox   {base_url}/dev/outbox   (every mail the service sends lands here)\n"
-            f"  admin    {base_url}/admin   ({admin_email} / {admin_password})\n"
-            f"  redis    {os.environ['REDIS_URL']}{' (private)' if redis else ''}\n"
-            f"  smtp     {os.environ['SMTP_URL']} (catcher)\n"
-            "Press Ctrl-C to stop.\n"
-        )
+        click.echo(_running(base_url, admin_email, admin_password, private_redis=bool(redis)))
         run_simple(host, port, app, threaded=True, use_reloader=False)
     except KeyboardInterrupt:
         pass
@@ -291,7 +292,24 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for stop_one in reversed(started):
             stop_one()
-        click.echo("stopped")
+        click.echo(_("zastaveno"))
+
+
+def _running(base_url: str, admin_email: str, admin_password: str, private_redis: bool) -> str:
+    """Where everything is, for the developer: a line per part, its name, where, and a note."""
+    rows = [
+        (_("formulář"), f"{base_url}/subscribe"),
+        (
+            _("pošta"),
+            f"{base_url}/dev/outbox   " + _("(sem dorazí každý e-mail, který služba pošle)"),
+        ),
+        ("admin", f"{base_url}/admin   ({admin_email} / {admin_password})"),
+        ("redis", os.environ["REDIS_URL"] + (" " + _("(soukromý)") if private_redis else "")),
+        ("smtp", os.environ["SMTP_URL"] + " " + _("(zachytávač)")),
+    ]
+    width = max(len(name) for name, _where in rows) + 2
+    lines = [f"  {name.ljust(width)}{where}" for name, where in rows]
+    return "\n".join(["", _("Zpravodaj běží:"), *lines, _("Ukončíte ho stiskem Ctrl-C."), ""])
 
 
 def _count_into_instance(instance: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -74,7 +74,7 @@ def _load(stem: str) -> OutboxEntry:
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     return OutboxEntry(
         stem=stem,
-        received=datetime.fromtimestamp(int(stem) / 1e9),
+        received=datetime.fromtimestamp(int(stem) / 1e9, UTC),
         recipients=meta.get("rcpt_tos", []),
         message=message_from_bytes(eml.read_bytes(), policy=policy.default),
     )
@@ -91,22 +91,29 @@ def _outbox_policy(response):
     return response
 
 
+# A search longer than any address or subject finds nothing anyway.
+MAX_SEARCH = 200
+
+
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    """A page of caught mails, newest first; `?before=STEM` for older ones."""
+    """A page of caught mails, newest first; `?q=` searches sender, recipients and
+    subject; `?before=STEM` for older ones."""
     before_arg = request.args.get("before", "").strip()
     before = int(before_arg) if before_arg.isascii() and before_arg.isdigit() else None
-    if before is not None and before > 2**63 - 1:
+    if before is not None and before > outbox_index.NEWEST:
         before = None
-    entries, older, total = outbox_index.page(_directory(), before)
+    search = " ".join(request.args.get("q", "").split())[:MAX_SEARCH]
+    entries, older, total = outbox_index.page(_directory(), before, search)
     return render_template(
         "dev/outbox.html",
         entries=entries,
         older=older,
         total=total,
+        search=search,
         paged=before is not None,
         per_page=outbox_index.PER_PAGE,
-        received=lambda stem: datetime.fromtimestamp(stem / 1e9),
+        received=lambda stem: datetime.fromtimestamp(stem / 1e9, UTC),
     )
 
 

@@ -461,7 +461,7 @@ def test_receiver_on_a_port_in_use_says_so_without_a_traceback(app, runner):
         port = taken.getsockname()[1]
         result = runner.invoke(args=["bounces", "serve", "--port", str(port)])
     assert result.exit_code == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert f"Nelze naslouchat na 127.0.0.1:{port}" in result.output
     assert not isinstance(result.exception, OSError | RuntimeError)
 
 

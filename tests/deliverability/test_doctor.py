@@ -7,6 +7,7 @@ nobody listens on); DNS is a dictionary passed in as the resolver.
 from __future__ import annotations
 
 import pytest
+from flask_babel import force_locale
 
 from service.deliverability import doctor
 from service.deliverability.dkim import generate_private_key, record_value
@@ -39,6 +40,19 @@ GOOD_DNS = {
     f"_dmarc.{DOMAIN}": ["v=DMARC1; p=quarantine; rua=mailto:dmarc@socialnibydleni.example"],
     f"{SELECTOR}._domainkey.{DOMAIN}": [record_value(session_key())],
 }
+
+
+@pytest.fixture(autouse=True)
+def in_english(request, monkeypatch):
+    """The checks' wording is asserted in English here, as `ZPRAVODAJ_LANGUAGE=en zpravodaj
+    doctor` prints it (without an app and inside one); the Czech is checked at the end."""
+    monkeypatch.setenv("ZPRAVODAJ_LANGUAGE", "en")
+    if "app" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("app")
+    with force_locale("en"):
+        yield
 
 
 def resolver(records: dict[str, list[str]]) -> doctor.Resolver:

@@ -80,13 +80,13 @@ def test_show_prints_group_details_and_coordinators(runner, app, accounts):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     at = lines.index("steti-ps\tgroup\tPracovní skupina Štětí")
-    assert "  municipality: Štětí" in lines[at + 1 :]
-    assert "  meeting rhythm: jednou za dva měsíce" in result.output
-    assert "  visibility: invite" in result.output
+    assert "  obec: Štětí" in lines[at + 1 :]
+    assert "  jak často se schází: jednou za dva měsíce" in result.output
+    assert "  viditelnost: invite" in result.output
     assert "zpravodaj\tnewsletter\tZpravodaj sociálního bydlení" in lines
     one = runner.invoke(args=["lists", "show", "ostrava-psb"])
     assert one.output.splitlines()[0] == "ostrava-psb\tgroup\tPracovní skupina sociálního bydlení"
-    assert "  coordinators: koordinator@ostrava.example" in one.output
+    assert "  koordinátoři: koordinator@ostrava.example" in one.output
 
 
 def test_group_options_are_refused_for_newsletters(runner, app):
@@ -94,7 +94,7 @@ def test_group_options_are_refused_for_newsletters(runner, app):
         args=["lists", "create", "info", "--name", "Info", "--municipality", "Ostrava"]
     )
     assert result.exit_code == 2
-    assert "--municipality: only for working groups" in result.output
+    assert "--municipality: jen pro pracovní skupiny" in result.output
     assert group("info") is None
     update = runner.invoke(args=["lists", "update", "zpravodaj", "--theme", "x"])
     assert update.exit_code == 2
@@ -104,10 +104,10 @@ def test_group_options_are_refused_for_newsletters(runner, app):
 def test_errors_are_clear_and_exit_non_zero(runner, app):
     missing = runner.invoke(args=["lists", "update", "neni-tu", "--theme", "x"])
     assert missing.exit_code == 1
-    assert "no list 'neni-tu'" in missing.output
+    assert "Seznam 'neni-tu' neexistuje." in missing.output
     nothing = runner.invoke(args=["lists", "update", "ostrava-psb"])
     assert nothing.exit_code == 2
-    assert "nothing to change" in nothing.output
+    assert "Není co měnit" in nothing.output
     bad_visibility = runner.invoke(args=["lists", "update", "ostrava-psb", "--visibility", "x"])
     assert bad_visibility.exit_code == 2
     too_long = runner.invoke(args=["lists", "update", "ostrava-psb", "--municipality", "O" * 121])

@@ -169,6 +169,6 @@ def test_lists_create(runner, app):
     assert (created.name, created.kind) == ("Expertní skupina Chomutov", "group")
     duplicate = runner.invoke(args=["lists", "create", "chomutov-eps", "--name", "X"])
     assert duplicate.exit_code == 1
-    assert "already exists" in duplicate.output
+    assert "Seznam 'chomutov-eps' už existuje." in duplicate.output
     bad = runner.invoke(args=["lists", "create", "Špatný Slug", "--name", "X"])
     assert bad.exit_code == 2
