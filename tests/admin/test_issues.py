@@ -6,10 +6,13 @@ aiosmtpd sink: what the editor clicks is what the subscribers receive.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import html
 import re
 from datetime import datetime, timedelta
 
+import icalendar
 import pytest
 from sqlalchemy import func, select, update
 
@@ -708,7 +711,68 @@ def test_live_preview_of_a_group_invitation_shows_the_typed_meeting(client, acco
     assert response.status_code == 200
     mail = response.get_data(as_text=True)
     assert "Komunitní centrum Hrabůvka" in mail and "Zveme vás." in mail
+    # The answer links are sample ones, as the saved draft's preview has them.
+    assert "@@" not in mail
+    assert "/rsvp/ukazka?odpoved=prijdu" in mail
     assert db.session.scalar(select(func.count()).select_from(Issue)) == 0
+
+
+def test_no_placeholder_reaches_any_preview_of_a_meeting_mail(client, accounts, monkeypatch):
+    """Before: the live previews of an invitation, of its edit and of an announcement about
+    a meeting already sent showed "@@ZPRAVODAJ-RSVP-URL@@?odpoved=prijdu" for the answer
+    links, and the unsaved meeting's calendar took its title from whatever issue had no
+    meeting (here an unrelated newsletter)."""
+    from service.meetings import rules as meetings
+    from tests.meetings.test_meetings import make_invitation, meeting_input, send
+
+    make_issue(subject="Cizí zpravodaj bez setkání")
+    year = next_year_of(12, 10)
+    invitation = make_invitation(datetime(year, 12, 10, 17, 0), "Pozvánka: setkání v prosinci")
+    sent = make_invitation(datetime(year, 12, 11, 17, 0), "Jiné setkání")
+    send(sent)
+    update = meetings.update_meeting(sent.meeting, meeting_input(datetime(year, 12, 12, 9)), None)
+    db.session.commit()
+    typed = {
+        "subject": "Pozvánka: setkání skupiny",
+        "body": "Zveme vás.",
+        "meeting_start": f"{year}-12-10T17:00",
+        "meeting_end": f"{year}-12-10T19:00",
+        "meeting_location": "Komunitní centrum Hrabůvka",
+    }
+    built: list[sending.Preview] = []
+
+    def recorded(issue: Issue) -> sending.Preview:
+        built.append(preview(issue))
+        return built[-1]
+
+    preview = sending.preview
+    monkeypatch.setattr(sending, "preview", recorded)
+    log_in(client, accounts.coordinator.email)
+    pages = [
+        post(client, "/admin/issues/new/preview?list=ostrava-psb", typed),
+        post(client, f"/admin/issues/{invitation.id}/edit/preview", typed),
+        post(client, f"/admin/issues/{update.id}/edit/preview", {"subject": "Změna", "body": "x"}),
+        client.get(f"/admin/issues/{invitation.id}/preview"),
+        client.get(f"/admin/issues/{update.id}/preview.html"),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        shown = page.get_data(as_text=True)
+        assert "@@" not in shown and "/rsvp/ukazka?odpoved=prijdu" in shown
+    assert len(built) == len(pages)
+    for mail in built:
+        assert "@@" not in mail.text and "@@" not in mail.html and b"@@" not in mail.raw
+    # The typed subject names the meeting in the live previews' calendars.
+    summaries = [summary_of(mail.raw) for mail in built]
+    assert summaries[:2] == ["Setkání skupiny", "Setkání skupiny"]
+    assert "Cizí zpravodaj bez setkání" not in summaries
+
+
+def summary_of(raw: bytes) -> str:
+    """The SUMMARY of the calendar a mail carries."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    [part] = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    return str(icalendar.Calendar.from_ical(part.get_content()).walk("VEVENT")[0]["SUMMARY"])
 
 
 def test_live_preview_keeps_to_the_lists_an_account_may_manage(client, accounts):
