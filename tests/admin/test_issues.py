@@ -16,6 +16,7 @@ import icalendar
 import pytest
 from sqlalchemy import func, select, update
 
+from service import models
 from service.admin.issues import format_eta, format_percent, format_rate
 from service.clock import utcnow
 from service.extensions import db
@@ -162,11 +163,16 @@ def sent_at(issue_id: int, moments: list[datetime]) -> None:
 
 
 def sending_issue(editor, recipients: int) -> Issue:
-    """An issue sending to `recipients`, its deliveries made and none sent yet."""
+    """An issue sending to `recipients` since T0, its deliveries made and none sent yet."""
     add_confirmed_subscribers("zpravodaj", recipients)
     issue = make_issue()
     post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
     fan_out(issue.id)
+    # Started at T0 whatever today's date: the rate counts no sends from before the start.
+    db.session.execute(
+        update(Issue).where(Issue.id == issue.id).values(started_at=T0, sending_resumed_at=T0)
+    )
+    db.session.commit()
     return fresh(issue.id)
 
 
@@ -206,6 +212,28 @@ def test_progress_with_no_recent_sends_says_the_time_left_is_not_known(app, edit
     state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
     assert state["rate_per_minute"] == 0 and state["eta_seconds"] is None
     assert state["texts"]["eta"] == "zbývající čas zatím nelze odhadnout"
+
+
+def test_progress_after_a_resume_counts_only_the_sends_since(app, editor, monkeypatch):
+    """The case reported: 100 sent in 10 s, paused for 40 s, then 20 sent in the 2 s since
+    the resume read 2.3 a second, the sends before the pause and the pause itself counted
+    in the minute; since the resume it is 10 a second."""
+    clock = [T0]
+    monkeypatch.setattr(sending, "utcnow", lambda: clock[0])
+    monkeypatch.setattr(models, "utcnow", lambda: clock[0])
+    issue = sending_issue(editor, 150)
+    clock[0] = T0 + timedelta(seconds=10)
+    assert post(editor, f"/admin/issues/{issue.id}/pause").status_code == 302
+    clock[0] = T0 + timedelta(seconds=50)
+    assert post(editor, f"/admin/issues/{issue.id}/resume").status_code == 302
+    before = [T0 + timedelta(seconds=0.1 * n) for n in range(100)]
+    since = [clock[0] + timedelta(seconds=0.1 * n) for n in range(1, 21)]
+    sent_at(issue.id, before + since)
+    clock[0] = T0 + timedelta(seconds=52)
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    # 19 gaps in the 1.9 s from the first send after the resume: 600 a minute, 30 left.
+    assert state["counts"]["sent"] == 120 and state["counts"]["pending"] == 30
+    assert state["rate_per_minute"] == 600 and state["eta_seconds"] == 3
 
 
 # --- access ---------------------------------------------------------------------
