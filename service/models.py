@@ -867,6 +867,9 @@ class Issue(Model):
     # Confirmed subscribers at the snapshot: the total shown while fanning out.
     recipient_count: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None]
+    # When sending last started or went on (resumed, or sent again to the unreached):
+    # the recent rate counts no sends from before it, nor the pause.
+    sending_resumed_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     # The mail as rendered at send time (placeholders for personal links),
     # so every batch sends the same content whatever happens to the draft.
@@ -931,13 +934,15 @@ class Issue(Model):
 
     def start_sending(self) -> bool:
         """Sent now, by an editor (a draft, or a scheduled one ahead of its time)."""
-        return self._move_from(self.EDITABLE, IssueStatus.SENDING)
+        return self._move_from(self.EDITABLE, IssueStatus.SENDING, sending_resumed_at=utcnow())
 
     def pause(self) -> bool:
         return self._move_from((IssueStatus.SENDING,), IssueStatus.PAUSED)
 
     def resume(self) -> bool:
-        return self._move_from((IssueStatus.PAUSED,), IssueStatus.SENDING)
+        return self._move_from(
+            (IssueStatus.PAUSED,), IssueStatus.SENDING, sending_resumed_at=utcnow()
+        )
 
     def cancel(self) -> bool:
         """Stopped for good, from any state but sent."""
@@ -945,7 +950,9 @@ class Issue(Model):
 
     def resend(self) -> bool:
         """A finished or cancelled issue sends again to those it did not reach."""
-        return self._move_from(self.FINISHED, IssueStatus.SENDING, finished_at=None)
+        return self._move_from(
+            self.FINISHED, IssueStatus.SENDING, finished_at=None, sending_resumed_at=utcnow()
+        )
 
     @classmethod
     def start_if_due(cls, issue_id: int, due: datetime) -> bool:
@@ -956,6 +963,7 @@ class Issue(Model):
             (IssueStatus.SCHEDULED,),
             IssueStatus.SENDING,
             cls.scheduled_at <= due,
+            sending_resumed_at=utcnow(),
         )
 
     @classmethod

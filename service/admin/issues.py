@@ -48,7 +48,7 @@ from ..issues.sending import STATUS_LABELS, IssueStateError
 from ..mail import sender_domain
 from ..meetings import occurrences, series
 from ..meetings import rules as meetings
-from ..meetings.calendar import documents, mail_context
+from ..meetings.calendar import documents, mail_context, title_from_subject
 from ..meetings.recurrence import REPEAT_CHOICES, choice_for_rule
 from ..models import (
     Bounce,
@@ -570,7 +570,7 @@ def _unsaved_preview(form: IssueForm, issue: Issue | None) -> str:
     )
     stored = issue.meeting if issue is not None else None
     if form.meeting is not None:
-        unsaved.meeting = _unsaved_meeting(form.meeting, form.mailing_list, stored)
+        unsaved.meeting = _unsaved_meeting(form.meeting, form.mailing_list, stored, unsaved.subject)
         unsaved.meeting_method = "REQUEST"
     elif issue is not None and stored is not None and not form.with_meeting:
         # An announcement about a meeting already sent: its meeting as stored.
@@ -581,14 +581,19 @@ def _unsaved_preview(form: IssueForm, issue: Issue | None) -> str:
 
 
 def _unsaved_meeting(
-    fields: meetings.MeetingInput, mailing_list: MailingList, stored: Meeting | None
+    fields: meetings.MeetingInput, mailing_list: MailingList, stored: Meeting | None, subject: str
 ) -> Meeting:
-    """The meeting as typed into a draft invitation, for its preview only (never added)."""
+    """The meeting as typed into a draft invitation, for its preview only (never added).
+
+    Untitled, it is named by the typed subject as the send will name it: an empty
+    title would make `meeting_title` look for the invitation of a meeting without id.
+    """
+    title = stored.title if stored is not None else ""
     return Meeting(
         mailing_list=mailing_list,
         uid=stored.uid if stored is not None else f"ukazka@{sender_domain()}",
         sequence=stored.sequence if stored is not None else 0,
-        title=stored.title if stored is not None else "",
+        title=title or title_from_subject(subject)[:200] or mailing_list.name,
         start=fields.start,
         end=fields.end,
         rrule=fields.rrule,

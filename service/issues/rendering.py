@@ -302,6 +302,7 @@ class MessageSkeleton:
         meeting_id: int | None = None,
         meeting_occurrence: datetime | None = None,
         files: tuple[MailFile, ...] = (),
+        has_meeting: bool = False,
     ) -> None:
         self.issue_id = issue_id
         self.list_slug = mailing_list.slug
@@ -344,6 +345,8 @@ class MessageSkeleton:
         ]
         # An issue about one date of a series (meeting_occurrence) answers for that date.
         self._invitation, self._meeting_id = invitation, meeting_id
+        # A preview's meeting has no id yet (never saved): its answer links are samples.
+        self._has_meeting = has_meeting or meeting_id is not None
         self._meeting_occurrence = meeting_occurrence
         self._prepare_links()
 
@@ -400,7 +403,7 @@ class MessageSkeleton:
             PREFERENCES_PLACEHOLDER: preferences_url,
             MEMBER_PAGE_PLACEHOLDER: member_page_url,
         }
-        if self._meeting_id is not None:
+        if self._has_meeting:
             values[RSVP_PLACEHOLDER] = self.rsvp_url(recipient)
         if self._invitation is not None:
             values[ATTENDEE_SLOT] = self._invitation(
@@ -450,4 +453,5 @@ def skeleton_for(issue: Issue, subject_prefix: str = "") -> MessageSkeleton:
         meeting_id=issue.meeting_id,
         meeting_occurrence=issue.meeting_occurrence,
         files=tuple(MailFile(a.filename, a.content_type, a.data) for a in documents(issue)),
+        has_meeting=issue.meeting is not None,
     )

@@ -393,12 +393,13 @@ def recent_rate(sent: int, oldest: datetime | None, now: datetime) -> float:
     oldest of them at `oldest` (at most RATE_SAMPLE, the newest).
 
     Measured from the window's first send, not from the window's start: an issue
-    that began sending two seconds ago (or was resumed then) has sent for two
-    seconds, not for a minute, and dividing by the whole window made its rate
-    thirty times too low and its time left thirty times too long. The sends
-    after the first one are what that span holds (n sends, n - 1 gaps); a
-    single send tells no rate yet. The span is at least a second, so a batch
-    sent in one burst does not promise an instant end.
+    that began sending two seconds ago has sent for two seconds, not for a
+    minute, and dividing by the whole window made its rate thirty times too low
+    and its time left thirty times too long. (A resumed issue's window starts
+    at the resume: see `progress`.) The sends after the first one are what that
+    span holds (n sends, n - 1 gaps); a single send tells no rate yet. The span
+    is at least a second, so a batch sent in one burst does not promise an
+    instant end.
     """
     if sent < 2 or oldest is None:
         return 0.0
@@ -408,11 +409,20 @@ def recent_rate(sent: int, oldest: datetime | None, now: datetime) -> float:
 
 def progress(issue: Issue) -> dict[str, Any]:
     """Counts plus the recent rate (messages per minute) and an estimate of the time left,
-    read in one statement."""
+    read in one statement.
+
+    The rate's window is the last PROGRESS_RATE_WINDOW_SECONDS, but starts no earlier
+    than the issue last started or resumed sending: the sends before a pause, and the
+    pause itself, say nothing of the rate now.
+    """
     rate_window = timedelta(seconds=current_app.config["PROGRESS_RATE_WINDOW_SECONDS"])
     now = utcnow()
-    sending_now = issue.status == IssueStatus.SENDING
-    counts, recent, oldest = _counts_and_recent(issue, now - rate_window if sending_now else None)
+    since = None
+    if issue.status == IssueStatus.SENDING:
+        since = now - rate_window
+        if issue.sending_resumed_at is not None:
+            since = max(since, issue.sending_resumed_at)
+    counts, recent, oldest = _counts_and_recent(issue, since)
     per_second = recent_rate(recent, oldest, now)
     eta = round(counts["pending"] / per_second) if per_second and counts["pending"] else None
     done = counts["total"] - counts["pending"]

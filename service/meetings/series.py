@@ -203,9 +203,13 @@ def _carry_over(
     the new series still meets that day (e.g. the same Tuesday an hour later);
     a date moved alone keeps its own time, one only given another place takes
     the new time. Where the new series no longer meets that day, they lapse.
+    The date `split` itself is what the fields typed for the new series say: its
+    own earlier change is not kept.
     """
     duration = follower.end - follower.start
     for row in later:
+        if row.recurrence_id == split:
+            continue
         moment = _same_day(follower, row.recurrence_id) if row.is_exception else None
         if moment is None:
             continue

@@ -6,13 +6,17 @@ aiosmtpd sink: what the editor clicks is what the subscribers receive.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import html
 import re
 from datetime import datetime, timedelta
 
+import icalendar
 import pytest
 from sqlalchemy import func, select, update
 
+from service import models
 from service.admin.issues import format_eta, format_percent, format_rate
 from service.clock import utcnow
 from service.extensions import db
@@ -159,11 +163,16 @@ def sent_at(issue_id: int, moments: list[datetime]) -> None:
 
 
 def sending_issue(editor, recipients: int) -> Issue:
-    """An issue sending to `recipients`, its deliveries made and none sent yet."""
+    """An issue sending to `recipients` since T0, its deliveries made and none sent yet."""
     add_confirmed_subscribers("zpravodaj", recipients)
     issue = make_issue()
     post(editor, f"/admin/issues/{issue.id}/send", {"confirm": "1"})
     fan_out(issue.id)
+    # Started at T0 whatever today's date: the rate counts no sends from before the start.
+    db.session.execute(
+        update(Issue).where(Issue.id == issue.id).values(started_at=T0, sending_resumed_at=T0)
+    )
+    db.session.commit()
     return fresh(issue.id)
 
 
@@ -203,6 +212,28 @@ def test_progress_with_no_recent_sends_says_the_time_left_is_not_known(app, edit
     state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
     assert state["rate_per_minute"] == 0 and state["eta_seconds"] is None
     assert state["texts"]["eta"] == "zbývající čas zatím nelze odhadnout"
+
+
+def test_progress_after_a_resume_counts_only_the_sends_since(app, editor, monkeypatch):
+    """The case reported: 100 sent in 10 s, paused for 40 s, then 20 sent in the 2 s since
+    the resume read 2.3 a second, the sends before the pause and the pause itself counted
+    in the minute; since the resume it is 10 a second."""
+    clock = [T0]
+    monkeypatch.setattr(sending, "utcnow", lambda: clock[0])
+    monkeypatch.setattr(models, "utcnow", lambda: clock[0])
+    issue = sending_issue(editor, 150)
+    clock[0] = T0 + timedelta(seconds=10)
+    assert post(editor, f"/admin/issues/{issue.id}/pause").status_code == 302
+    clock[0] = T0 + timedelta(seconds=50)
+    assert post(editor, f"/admin/issues/{issue.id}/resume").status_code == 302
+    before = [T0 + timedelta(seconds=0.1 * n) for n in range(100)]
+    since = [clock[0] + timedelta(seconds=0.1 * n) for n in range(1, 21)]
+    sent_at(issue.id, before + since)
+    clock[0] = T0 + timedelta(seconds=52)
+    state = editor.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    # 19 gaps in the 1.9 s from the first send after the resume: 600 a minute, 30 left.
+    assert state["counts"]["sent"] == 120 and state["counts"]["pending"] == 30
+    assert state["rate_per_minute"] == 600 and state["eta_seconds"] == 3
 
 
 # --- access ---------------------------------------------------------------------
@@ -708,7 +739,68 @@ def test_live_preview_of_a_group_invitation_shows_the_typed_meeting(client, acco
     assert response.status_code == 200
     mail = response.get_data(as_text=True)
     assert "Komunitní centrum Hrabůvka" in mail and "Zveme vás." in mail
+    # The answer links are sample ones, as the saved draft's preview has them.
+    assert "@@" not in mail
+    assert "/rsvp/ukazka?odpoved=prijdu" in mail
     assert db.session.scalar(select(func.count()).select_from(Issue)) == 0
+
+
+def test_no_placeholder_reaches_any_preview_of_a_meeting_mail(client, accounts, monkeypatch):
+    """Before: the live previews of an invitation, of its edit and of an announcement about
+    a meeting already sent showed "@@ZPRAVODAJ-RSVP-URL@@?odpoved=prijdu" for the answer
+    links, and the unsaved meeting's calendar took its title from whatever issue had no
+    meeting (here an unrelated newsletter)."""
+    from service.meetings import rules as meetings
+    from tests.meetings.test_meetings import make_invitation, meeting_input, send
+
+    make_issue(subject="Cizí zpravodaj bez setkání")
+    year = next_year_of(12, 10)
+    invitation = make_invitation(datetime(year, 12, 10, 17, 0), "Pozvánka: setkání v prosinci")
+    sent = make_invitation(datetime(year, 12, 11, 17, 0), "Jiné setkání")
+    send(sent)
+    update = meetings.update_meeting(sent.meeting, meeting_input(datetime(year, 12, 12, 9)), None)
+    db.session.commit()
+    typed = {
+        "subject": "Pozvánka: setkání skupiny",
+        "body": "Zveme vás.",
+        "meeting_start": f"{year}-12-10T17:00",
+        "meeting_end": f"{year}-12-10T19:00",
+        "meeting_location": "Komunitní centrum Hrabůvka",
+    }
+    built: list[sending.Preview] = []
+
+    def recorded(issue: Issue) -> sending.Preview:
+        built.append(preview(issue))
+        return built[-1]
+
+    preview = sending.preview
+    monkeypatch.setattr(sending, "preview", recorded)
+    log_in(client, accounts.coordinator.email)
+    pages = [
+        post(client, "/admin/issues/new/preview?list=ostrava-psb", typed),
+        post(client, f"/admin/issues/{invitation.id}/edit/preview", typed),
+        post(client, f"/admin/issues/{update.id}/edit/preview", {"subject": "Změna", "body": "x"}),
+        client.get(f"/admin/issues/{invitation.id}/preview"),
+        client.get(f"/admin/issues/{update.id}/preview.html"),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        shown = page.get_data(as_text=True)
+        assert "@@" not in shown and "/rsvp/ukazka?odpoved=prijdu" in shown
+    assert len(built) == len(pages)
+    for mail in built:
+        assert "@@" not in mail.text and "@@" not in mail.html and b"@@" not in mail.raw
+    # The typed subject names the meeting in the live previews' calendars.
+    summaries = [summary_of(mail.raw) for mail in built]
+    assert summaries[:2] == ["Setkání skupiny", "Setkání skupiny"]
+    assert "Cizí zpravodaj bez setkání" not in summaries
+
+
+def summary_of(raw: bytes) -> str:
+    """The SUMMARY of the calendar a mail carries."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    [part] = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    return str(icalendar.Calendar.from_ical(part.get_content()).walk("VEVENT")[0]["SUMMARY"])
 
 
 def test_live_preview_keeps_to_the_lists_an_account_may_manage(client, accounts):

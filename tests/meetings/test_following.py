@@ -234,6 +234,40 @@ def test_dates_kept_apart_and_answers_per_date_follow_when_the_new_series_meets_
     assert rule_dates[0] == later.replace(tzinfo=PRAGUE)
 
 
+def test_the_date_moved_with_all_after_it_drops_its_own_earlier_move(
+    app,
+    client,
+    outbox,
+    members,  # noqa: F811
+):
+    """Before: the date moved alone earlier (10:30, "Jinde") kept that time and place in
+    the new series, while the mail said it first met at the time typed (12:30)."""
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    run_jobs(app)
+    [_, second] = occurrences.upcoming(meeting, after=utcnow(), count=2)
+    alone = naive_local(second.start).replace(hour=10, minute=30)
+    series.update_occurrence(
+        meeting, second.recurrence_id, meeting_input(alone, location="Jinde"), None
+    )
+    db.session.commit()
+
+    typed = naive_local(second.start).replace(hour=12, minute=30)
+    split = series.move_following(meeting, second.recurrence_id, meeting_input(typed), None)
+    db.session.commit()
+    _, new = the_meetings()
+    assert "poprvé" in split.invitation.body and "12:30" in split.invitation.body
+    [first_new] = occurrences.upcoming(new, after=utcnow(), count=1)
+    assert (naive_local(first_new.start), first_new.location) == (
+        typed,
+        "Magistrát města Ostravy, zasedací místnost 118",
+    )
+    assert db.session.scalars(select(MeetingOccurrence).filter_by(meeting_id=new.id)).all() == []
+    whole = icalendar.Calendar.from_ical(client.get(f"/meetings/{new.uid}.ics").data)
+    [event] = whole.walk("VEVENT")
+    assert "RECURRENCE-ID" not in event
+    assert event.decoded("DTSTART") == typed.replace(tzinfo=PRAGUE)
+
+
 def series_with(rule: str, start_local: datetime) -> Meeting:
     fields, errors = sending.validate_fields("Setkání PSB", BODY)
     assert not errors
