@@ -32,6 +32,7 @@ from .meetings.cli import replies_group
 from .models import GROUP_VISIBILITIES, LIST_KINDS, ApiToken, MailingList, User, is_valid_slug
 from .people_csv import ImportRefused
 from .progress import progress
+from .stored_messages import shown
 from .subscriptions.importing import count_rows, text_of
 from .subscriptions.transfer import export_subscribers, import_subscribers, subscription_count
 
@@ -251,9 +252,10 @@ def subscribers_import(csv_file: BinaryIO, list_slug: str, consent_source: str) 
                 report = import_subscribers(text, mailing_list, consent_source, on_rows=step)
             text.detach()  # the file is closed by whoever opened it
         except ImportRefused as exc:
-            raise click.ClickException(_("Import se neprovedl: %(reason)s", reason=exc)) from exc
+            reason = shown(str(exc))  # the importer's refusals are stored messages
+            raise click.ClickException(_("Import se neprovedl: %(reason)s", reason=reason)) from exc
     for line, problem in report.problems:
-        click.echo(_("řádek %(line)d: %(problem)s", line=line, problem=problem), err=True)
+        click.echo(_("řádek %(line)d: %(problem)s", line=line, problem=shown(problem)), err=True)
     summary = _(
         "importováno %(imported)d, už přihlášeno %(unchanged)d, přeskočeno %(skipped)d",
         imported=report.imported,

@@ -111,6 +111,33 @@ def test_errors_are_in_the_clis_language(zpravodaj):
     assert "Neplatný" not in refused.output
 
 
+def test_an_imports_findings_are_in_the_clis_language(zpravodaj, tmp_path):
+    """The importer's skipped lines and refusals are stored messages (Czech in the
+    database): the CLI shows them in its own language, not Czech inside English."""
+    people = tmp_path / "people.csv"
+    people.write_text("email,name\nnot-an-address,X\nanna@example.cz,Anna\n", encoding="utf-8")
+    english = zpravodaj(
+        "subscribers", "import", str(people), "--list", "zpravodaj",
+        "--consent-source", "paper forms 2026", ZPRAVODAJ_LANGUAGE="en",
+    )  # fmt: skip
+    assert english.exit_code == 0, english.output
+    assert "line 2: invalid address 'not-an-address'" in english.output
+    assert "neplatná" not in english.output
+    czech = zpravodaj(
+        "subscribers", "import", str(people), "--list", "zpravodaj",
+        "--consent-source", "papírové formuláře 2026",
+    )  # fmt: skip
+    assert "řádek 2: neplatná adresa 'not-an-address'" in czech.output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    refused = zpravodaj(
+        "subscribers", "import", str(empty), "--list", "zpravodaj",
+        "--consent-source", "x", ZPRAVODAJ_LANGUAGE="en",
+    )  # fmt: skip
+    assert refused.exit_code == 1
+    assert "The file is empty." in refused.output and "prázdný" not in refused.output
+
+
 def test_lists_show_labels_a_groups_details_in_either_language(zpravodaj):
     details = ["--municipality", "Ostrava", "--meeting-rhythm", "každý druhý čtvrtek v měsíci"]
     updated = zpravodaj("lists", "update", "ostrava-psb", *details, ZPRAVODAJ_LANGUAGE="en")

@@ -182,6 +182,12 @@ class Chart:
     def total(self) -> dict[str, int]:
         return {key: sum(w.counts[key] for w in self.weeks) for key, _, _ in SERIES}
 
+    @property
+    def has_activity(self) -> bool:
+        """Anything to draw: a list with no sign-up, confirmation or unsubscribe in the
+        charted weeks gets one line instead of an empty chart."""
+        return any(self.total.values())
+
 
 def week_starts(now: datetime, weeks: int = WEEKS) -> list[date]:
     """The Mondays (Prague calendar) of the last `weeks` ISO weeks, this one last."""

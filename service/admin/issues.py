@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from babel.dates import format_timedelta
 from babel.numbers import format_decimal
+from babel.units import format_unit
 from flask import (
     Response,
     abort,
@@ -104,22 +104,22 @@ def format_rate(per_minute: int) -> str:
 
 
 def format_duration(seconds: int) -> str:
-    """A time left as the short units people glance at: "43 s", "3 min", "2 h 5 min"."""
+    """A time left as the short units people glance at: "43 s", "3 min", "2 h 5 min",
+    "1 den 4 h" (the two largest units, each in its own CLDR unit and plural form)."""
 
-    def unit(amount: timedelta) -> str:
-        # threshold 1: each part keeps its own unit (3 min stays minutes, not "0 h").
-        return format_timedelta(amount, format="short", threshold=1, locale=current_language())
+    def unit(amount: int, name: str) -> str:
+        return format_unit(amount, f"duration-{name}", length="short", locale=current_language())
 
     if seconds < 60:
-        return unit(timedelta(seconds=max(seconds, 1)))
+        return unit(max(seconds, 1), "second")
     minutes = round(seconds / 60)
     if minutes < 60:
-        return unit(timedelta(minutes=minutes))
+        return unit(minutes, "minute")
     hours, minutes = divmod(minutes, 60)
-    parts = [unit(timedelta(hours=hours))]
-    if minutes:
-        parts.append(unit(timedelta(minutes=minutes)))
-    return " ".join(parts)
+    if hours < 24:
+        return " ".join([unit(hours, "hour")] + ([unit(minutes, "minute")] if minutes else []))
+    days, hours = divmod(hours + (minutes >= 30), 24)
+    return " ".join([unit(days, "day")] + ([unit(hours, "hour")] if hours else []))
 
 
 def format_eta(seconds: int | None) -> str:

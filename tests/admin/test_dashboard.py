@@ -96,7 +96,26 @@ def test_dashboard_counts_subscribers_per_list_and_status(client, app, accounts)
     }
     assert status_cells(page, "novinky")["pending"] == 1
     assert status_cells(page, "ostrava-psb")["total"] == 0
-    assert "3 potvrzení odběratelé" in page  # Czech plural for 2–4
+    # No sign-up, confirmation or unsubscribe in the charted weeks: one line, no charts.
+    assert '<section class="list-summary"' not in page
+    assert (
+        "Bez přihlášení, potvrzení a odhlášení za posledních 12 týdnů: "
+        "Zpravodaj sociálního bydlení, Novinky, Pracovní skupina sociálního bydlení."
+    ) in " ".join(page.split())
+
+
+def test_only_lists_with_activity_get_a_chart(client, app, accounts):
+    add_confirmed_subscribers("zpravodaj", 3)
+    add_event(
+        add_person("jana@example.cz", "zpravodaj", "confirmed"), "zpravodaj", "signup", utcnow()
+    )
+    log_in(client, accounts.editor.email)
+
+    page = " ".join(client.get("/admin/").get_data(as_text=True).split())
+
+    assert page.count('<section class="list-summary"') == 1
+    assert "4 potvrzení odběratelé" in list_section(page, "Zpravodaj sociálního bydlení")
+    assert "za posledních 12 týdnů: Novinky, Pracovní skupina sociálního bydlení." in page
 
 
 @pytest.fixture
@@ -175,11 +194,14 @@ def test_dashboard_renders_under_the_content_security_policy(client, app, accoun
 def test_coordinator_sees_only_own_groups(client, app, accounts):
     add_confirmed_subscribers("zpravodaj", 2)
     add_confirmed_subscribers("ostrava-psb", 1, start=10)
+    add_event(
+        add_person("jana@example.cz", "ostrava-psb", "confirmed"), "ostrava-psb", "signup", utcnow()
+    )
     log_in(client, accounts.coordinator.email)
 
     page = client.get("/admin/").get_data(as_text=True)
 
-    assert status_cells(page, "ostrava-psb")["confirmed"] == 1
+    assert status_cells(page, "ostrava-psb")["confirmed"] == 2
     assert 'data-list="zpravodaj"' not in page
     assert 'data-list="novinky"' not in page
     assert "Zpravodaj sociálního bydlení" not in page

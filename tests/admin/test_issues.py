@@ -100,6 +100,11 @@ def pre_text(page: bytes) -> str:
         (170, "≈ 3 min zbývá"),
         (59 * 60 + 50, "≈ 1 h zbývá"),
         (2 * 3600 + 120, "≈ 2 h 2 min zbývá"),
+        # Beyond a day: days and hours, never "1 den 40 min" for 27 h 40 min.
+        (27 * 3600 + 40 * 60, "≈ 1 den 4 h zbývá"),
+        (47 * 3600, "≈ 1 den 23 h zbývá"),
+        (48 * 3600, "≈ 2 dny zbývá"),
+        (5 * 24 * 3600 + 3600, "≈ 5 dnů 1 h zbývá"),
     ],
 )
 def test_time_left_is_short_and_approximate_in_czech(app, seconds, expected):
@@ -112,6 +117,7 @@ def test_time_left_in_english(app):
         assert format_eta(43) == "≈ 43 sec left"
         assert format_eta(170) == "≈ 3 min left"
         assert format_eta(2 * 3600 + 120) == "≈ 2 hr 2 min left"
+        assert format_eta(27 * 3600 + 40 * 60) == "≈ 1 day 4 hr left"
 
 
 def test_rate_and_percent_read_in_czech(app):

@@ -18,6 +18,7 @@ from service.clock import utcnow
 from service.extensions import db
 from service.models import Bounce, ConsentText, Subscriber, SubscriberImport, User
 from service.subscriptions import import_jobs
+from tests.admin.test_dashboard import add_event, add_person
 from tests.conftest import add_confirmed_subscribers, csrf_token_of, link_to, log_in, run_jobs
 from tests.i18n_checks import untranslated, visible_text
 
@@ -89,10 +90,14 @@ def test_the_admin_stays_czech_by_default(client, accounts):
 
 def test_dashboard_in_english(client, accounts):
     add_confirmed_subscribers("zpravodaj", 3)
+    add_event(
+        add_person("jana@example.cz", "zpravodaj", "pending"), "zpravodaj", "signup", utcnow()
+    )
     log_in(client, accounts.admin.email)
     page = english(client, "/admin/")
     assert "<h1>Overview</h1>" in page and "Subscribers by status" in page
-    assert "3 confirmed subscribers, 0 awaiting confirmation." in " ".join(page.split())
+    assert "3 confirmed subscribers, 1 awaiting confirmation." in " ".join(page.split())
+    assert "No sign-ups, confirmations or unsubscribes in the last 12 weeks: Novinky" in page
     assert "Sign-ups, confirmations and unsubscribes by week" in page
     monday = week_starts(utcnow())[-1]
     iso_year, iso_week, _ = monday.isocalendar()
@@ -115,10 +120,13 @@ def test_dashboard_figures_in_each_language(app):
 
 def test_dashboard_stays_czech(client, accounts):
     add_confirmed_subscribers("zpravodaj", 3)
+    add_event(
+        add_person("jana@example.cz", "zpravodaj", "pending"), "zpravodaj", "signup", utcnow()
+    )
     log_in(client, accounts.admin.email)
     page = client.get("/admin/").get_data(as_text=True)
     assert "<h1>Přehled</h1>" in page and ">Odhlásit se</button>" in page
-    assert "3 potvrzení odběratelé, 0 čeká na potvrzení." in " ".join(page.split())
+    assert "3 potvrzení odběratelé, 1 čeká na potvrzení." in " ".join(page.split())
     assert "<title>Přihlášení, týden " in page and ">t. " in page
 
 

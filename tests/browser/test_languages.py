@@ -16,6 +16,7 @@ from service import PROJECT_ROOT
 from service.extensions import db
 from service.models import SignupRequest, Subscriber
 from tests.browser.conftest import TIMEOUT_MS, Website, serve
+from tests.browser.test_admin_narrow import admin_content  # noqa: F401  (a fixture)
 from tests.conftest import PASSWORD, missing_part, process_signups
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -159,4 +160,26 @@ def test_admin_pages_have_no_accessibility_violations(
     page.wait_for_url(f"{live_server.url}/admin/**")
     for path in ADMIN:
         page.goto(f"{live_server.url}{path}")
+        assert violations(page, axe_source) == [], path
+
+
+@pytest.mark.parametrize("lang", ["cs", "en"])
+def test_every_admin_page_with_content_has_no_accessibility_violations(
+    live_server,
+    axe_page,
+    axe_source,
+    admin_content,  # noqa: F811  (the fixture imported above)
+    lang,
+):
+    """Beyond the lists: a subscriber, an issue in each state, the editor and its preview,
+    a meeting's attendance and sheet, a group, the stored texts, the 404."""
+    page = axe_page
+    page.goto(f"{live_server.url}/admin/login?lang={lang}")
+    page.locator("input[name=email]").fill("admin@socialnibydleni.example")
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url(f"{live_server.url}/admin/**")
+    for path in admin_content:
+        page.goto(f"{live_server.url}{path}")
+        page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
         assert violations(page, axe_source) == [], path
