@@ -18,7 +18,7 @@ still ours and the subscription still confirmed; only then is the message
 sent. A worker killed at any point leaves at most the one message in flight
 unrecorded, and that is the only one another worker may send again. Batches
 are leased (`owner`, `heartbeat`), the heartbeat renewed from a thread of the
-holder's own while it works (workers/lease.py), so a send that waits long for
+holder's own while it works (service/lease.py), so a send that waits long for
 the SMTP server keeps its batch: the reconciler gives a batch whose heartbeat
 went stale (its worker is gone) to a new job, and a worker that lost its lease
 stops, recording nothing over what the new holder records.
@@ -54,6 +54,7 @@ from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_condition, recipients_query
 from service.jobs import LIVE_JOB_STATES, redis_connection
+from service.lease import LeaseKeeper
 from service.logging_setup import bind
 from service.models import (
     BatchStatus,
@@ -69,7 +70,6 @@ from service.models import (
 )
 
 from . import shutdown
-from .lease import LeaseKeeper
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
 from .transport import app_transport
@@ -318,11 +318,29 @@ def _rate_limiter() -> SendRateLimiter:
 
 
 def deliver_batch(batch_id: int) -> str:
-    """Send a batch's pending deliveries; see the module docstring for the guarantees."""
+    """Send a batch's pending deliveries; see the module docstring for the guarantees.
+
+    The lease is renewed from the moment it is claimed (rendering the issue's
+    skeleton or a slow database must not make the batch look abandoned).
+    """
     owner = secrets.token_hex(8)
     if not _claim_batch(batch_id, owner):
         log.info("batch %s is done or another worker has it; skipping", batch_id)
         return "skipped"
+    keeper = LeaseKeeper(
+        _BatchHeartbeat(db.engine, batch_id, owner),
+        heartbeat_every(),
+        name=f"batch-{batch_id}-lease",
+    )
+    keeper.start()
+    try:
+        return _deliver_claimed(batch_id, owner, keeper)
+    finally:
+        keeper.stop()
+
+
+def _deliver_claimed(batch_id: int, owner: str, keeper: LeaseKeeper) -> str:
+    """The batch is ours (`owner`) and its lease kept by `keeper`: send it."""
     batch = db.session.get_one(DeliveryBatch, batch_id)
     bind(issue_id=batch.issue_id)
     issue = db.session.get_one(Issue, batch.issue_id)
@@ -332,7 +350,7 @@ def deliver_batch(batch_id: int) -> str:
         _stop_batch(batch_id, owner, issue.status)
         return issue.status
     try:
-        sender = BatchSender(issue, batch_id, owner)
+        sender = BatchSender(issue, batch_id, owner, keeper)
     except Exception:
         db.session.rollback()
         _release(batch_id, owner)
@@ -462,7 +480,10 @@ class _Statements:
 
     def run(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         if self.writer_queue is None:
-            self.cursor.execute(sql, params)
+            if self.sqlite:
+                self.cursor.execute(sql, params)
+            else:  # psycopg: prepared on the server at once, no count of runs kept
+                self.cursor.execute(sql, params, prepare=True)
             return self.cursor.fetchall() if self.cursor.description else []
         # Wait our turn on the queue's lock: the kernel wakes the next worker the
         # moment the statement is done, where SQLite's busy handler sleeps and polls
@@ -494,7 +515,7 @@ def _pyformat(sql: str) -> str:
 class BatchSender:
     """The send loop of one claimed batch."""
 
-    def __init__(self, issue: Issue, batch_id: int, owner: str) -> None:
+    def __init__(self, issue: Issue, batch_id: int, owner: str, keeper: LeaseKeeper) -> None:
         self.issue_id = issue.id
         self.list_id = issue.list_id
         self.batch_id = batch_id
@@ -509,11 +530,7 @@ class BatchSender:
         self.unrecorded: tuple[int, str] | None = None
         self._connection = self._open_connection()
         self.sql = _Statements(self._connection)
-        self.keeper = LeaseKeeper(
-            _BatchHeartbeat(db.engine, batch_id, owner),
-            heartbeat_every(),
-            name=f"batch-{batch_id}-lease",
-        )
+        self.keeper = keeper  # started by deliver_batch, which also stops it
 
     @staticmethod
     def _open_connection() -> Connection:
@@ -536,7 +553,6 @@ class BatchSender:
         return connection
 
     def close(self) -> None:
-        self.keeper.stop()
         self.transport.close()
         self.sql.close()
         with contextlib.suppress(Exception):
@@ -546,7 +562,6 @@ class BatchSender:
 
     def run(self) -> str:
         rows = self._load_unfinished()
-        self.keeper.start()
         for row in rows:
             if shutdown.requested():  # a deploy stops this worker: hand the rest over
                 self._record_sent()
