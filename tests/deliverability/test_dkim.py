@@ -385,3 +385,32 @@ def test_copies_of_an_issue_are_signed_as_dkimpy_would_and_verify(app):
         assert dkim.verify(signed, dnsfunc=offline_dns())
     forged = signed.replace(b"ctenar2@example.cz", b"ctenar9@example.cz")
     assert not dkim.verify(forged, dnsfunc=offline_dns())
+
+
+def test_a_worker_loads_the_key_once_for_the_work_horses_it_forks(tmp_path, caplog):
+    """Parsing and checking a 2048-bit key costs about as much CPU as signing a few
+    hundred messages: the worker does it at start, and each batch's work horse (a fork)
+    finds it loaded. A key that cannot be used is only logged there: the sends report
+    it and hold the mail back (test_missing_key_holds_mail_back_…)."""
+    from service.deliverability import dkim as signing
+    from service.deliverability.dkim import private_key_pem, signer_from_config
+    from workers.cli import _warm_dkim
+
+    key_path = tmp_path / "dkim.pem"
+    key_path.write_bytes(private_key_pem(session_key()))
+    config = {
+        "DKIM_DOMAIN": DOMAIN,
+        "DKIM_SELECTOR": SELECTOR,
+        "DKIM_PRIVATE_KEY_PATH": str(key_path),
+    }
+    signing._load_key.cache_clear()
+    _warm_dkim(config)
+    assert signing._load_key.cache_info().misses == 1
+    horse_signer = signer_from_config(config)  # what a batch's transport builds
+    assert horse_signer is not None
+    horse_signer.key()
+    assert (signing._load_key.cache_info().misses, signing._load_key.cache_info().hits) == (1, 1)
+
+    _warm_dkim({**config, "DKIM_PRIVATE_KEY_PATH": str(tmp_path / "missing.pem")})
+    assert "DKIM key not usable at start" in caplog.text
+    _warm_dkim({})  # DKIM off: nothing loaded, nothing said
