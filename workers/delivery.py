@@ -339,13 +339,16 @@ CHAIN_BATCHES = 20
 
 
 def _deliver_more(batch_id: int) -> None:
-    """The issue's next queued batches, while the issue sends and the worker is not
-    stopping. A batch handed back for a later try (the SMTP server away) ends the
-    chain; the reconciler gives it a fresh job, as for a job Redis lost."""
+    """The issue's next queued batches, while the issue sends, the worker is not
+    stopping and no single mail (a confirmation) waits on the mail queue, which a
+    worker serves before bulk work between jobs. A batch handed back for a later
+    try (the SMTP server away) ends the chain; the reconciler gives it a fresh
+    job, as for a job Redis lost."""
     issue_id = db.session.scalar(select(DeliveryBatch.issue_id).where(DeliveryBatch.id == batch_id))
     db.session.commit()
+    mail = jobs.queue(jobs.MAIL_QUEUE)
     for _ in range(CHAIN_BATCHES - 1):
-        if shutdown.requested():
+        if shutdown.requested() or mail.count:
             return
         queued = db.session.execute(
             select(DeliveryBatch.id, DeliveryBatch.job_id)

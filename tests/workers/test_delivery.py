@@ -707,6 +707,41 @@ def test_a_paused_issue_s_queued_batches_are_not_chained(app, outbox, monkeypatc
     assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(5))
 
 
+def test_a_chain_of_batches_gives_way_to_a_waiting_single_mail(app, outbox, monkeypatch):
+    """A confirmation queued while a job chains batches is not kept waiting for the
+    whole chain: the chain ends, the worker takes the mail queue first, and the
+    remaining batches go out through their own jobs."""
+    from rq.registry import FinishedJobRegistry
+
+    from service.jobs import BULK_QUEUE, MAIL_QUEUE, queue
+
+    app.config["BATCH_SIZE"] = 2
+    add_confirmed_subscribers("zpravodaj", 5)
+    issue = make_issue()
+    send(issue)
+    finish = workers_delivery.BatchSender._finish
+
+    def finish_then_a_sign_up_arrives(sender) -> str:
+        if not queue(MAIL_QUEUE).count and sender.batch_id == first_batch[0]:
+            queue(MAIL_QUEUE).enqueue("service.clock.utcnow", job_id="a-confirmation")
+        return finish(sender)
+
+    first_batch: list[int] = []
+    fan_out(issue.id)
+    first_batch.append(db.session.scalar(select(func.min(DeliveryBatch.id))))
+    db.session.commit()
+    monkeypatch.setattr(workers_delivery.BatchSender, "_finish", finish_then_a_sign_up_arrives)
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(5))
+    finished = FinishedJobRegistry(queue=queue(BULK_QUEUE)).get_job_ids()
+    batches_with_a_job = sorted(
+        int(job_id.split("-")[2]) for job_id in finished if "-batch-" in job_id
+    )
+    # The first job stopped after its own batch; the second batch's job chained the third.
+    assert batches_with_a_job == [first_batch[0], first_batch[0] + 1]
+    assert FinishedJobRegistry(queue=queue(MAIL_QUEUE)).get_job_ids() == ["a-confirmation"]
+
+
 def test_a_subscribers_own_export_lists_the_issues_sent_to_them(app, outbox):
     from service.models import Subscriber
     from service.subscriptions.actions import export
