@@ -130,7 +130,7 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
     """The job that sends one stored mail. No RQ timeout: waiting up to
     SMTP_DATA_TIMEOUT (600 s) for the server's answer is right, and RQ's default
     180 s would kill the job in that wait, so the mail would go again; the claim
-    renewed while the job runs (workers/lease.py) is what notices a dead worker."""
+    renewed while the job runs (service/lease.py) is what notices a dead worker."""
     return enqueue(
         "workers.mail.send_outgoing",
         mail_id,

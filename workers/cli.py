@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import click
 from flask import current_app
@@ -12,6 +14,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from service import metrics
 from service.cli_language import lazy_gettext as _l
 from service.cli_language import option
+from service.deliverability.dkim import DkimKeyError, signer_from_config
 from service.jobs import ALL_QUEUES
 
 from .app_worker import AppSimpleWorker, AppWorker
@@ -44,6 +47,7 @@ def worker_command(
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     metrics.start_port(metrics_host, metrics_port, app.config)
     _probe_smtp()
+    _warm_dkim(app.config)
     interval = app.config["RECONCILE_INTERVAL"]
     worker_class = AppSimpleWorker if simple else AppWorker
     worker = worker_class(
@@ -67,6 +71,17 @@ def worker_command(
         logger.warning("stopped while Redis was unreachable (%s)", exc)
     finally:
         watcher.stop()
+
+
+def _warm_dkim(config: Mapping[str, Any]) -> None:
+    """With DKIM on, the key and dkimpy loaded once here, for every work horse to inherit."""
+    signer = signer_from_config(config)
+    if signer is None:
+        return
+    try:
+        signer.warm()
+    except DkimKeyError as exc:  # the sends report it, and retry until it is fixed
+        logger.warning("DKIM key not usable at start (%s); mails wait until it is", exc)
 
 
 def _probe_smtp() -> None:

@@ -14,10 +14,10 @@ from service.bounces.recording import record_refusal
 from service.bounces.verp import envelope_sender
 from service.clock import utcnow
 from service.extensions import db
+from service.lease import LeaseKeeper
 from service.models import MailStatus, OutgoingMail, Subscriber, SuppressionReason, rows_matched
 from service.subscriptions.emails import CONFIRMATION
 
-from .lease import LeaseKeeper
 from .smtp import PermanentFailure, RecipientRefused, TransientFailure
 from .transport import app_transport
 
@@ -114,7 +114,7 @@ def _claim_lost(mail_id: int) -> str:
 
 
 def _send_keeping_the_claim(mail: OutgoingMail, claim: _ClaimRenewal) -> None:
-    """Send the mail, its claim renewed meanwhile (workers/lease.py): a slow SMTP server
+    """Send the mail, its claim renewed meanwhile (service/lease.py): a slow SMTP server
     must not make it look abandoned to the reconciler, which would send it again."""
     keeper = LeaseKeeper(
         claim, current_app.config["MAIL_CLAIM_LEASE_SECONDS"] / 6, name=f"mail-{mail.id}-lease"

@@ -234,7 +234,7 @@ def _sendmail(
     or validated, so they are only wrapped in angle brackets here. The replies
     are checked and the same exceptions raised as sendmail's.
     """
-    if any(c in "<>\r\n" for c in sender + recipient):
+    if _NEEDS_PARSING.search(sender) or _NEEDS_PARSING.search(recipient):
         return connection.sendmail(sender, [recipient], raw, mail_options=options)
     connection.ehlo_or_helo_if_needed()
     esmtp = [f"size={len(raw)}"] if connection.has_extn("size") else []
@@ -267,11 +267,12 @@ def _sendmail(
     return {}
 
 
+# An address smtplib's sendmail must parse (brackets) or refuse (line breaks).
+_NEEDS_PARSING = re.compile(r"[<>\r\n]")
+
+
 class NoAnswerToMessage(smtplib.SMTPServerDisconnected):
     """The whole message went out and the server never answered: it may have it."""
-
-
-_LINE_STARTING_WITH_A_DOT = re.compile(rb"(?m)^\.")
 
 
 def _data(connection: smtplib.SMTP, raw: bytes, timeout: float) -> tuple[int, bytes]:
@@ -281,7 +282,7 @@ def _data(connection: smtplib.SMTP, raw: bytes, timeout: float) -> tuple[int, by
     code, reply = connection.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
-    quoted = _LINE_STARTING_WITH_A_DOT.sub(b"..", raw)
+    quoted = dot_stuffed(raw)
     if not quoted.endswith(b"\r\n"):
         quoted += b"\r\n"
     connection.send(quoted + b".\r\n")
@@ -300,6 +301,14 @@ def _data(connection: smtplib.SMTP, raw: bytes, timeout: float) -> tuple[int, by
     if connection.sock is not None:
         connection.sock.settimeout(command_timeout)
     return answer
+
+
+def dot_stuffed(raw: bytes) -> bytes:
+    """A dot doubled at the start of every line (RFC 5321 §4.5.2), byte for byte what
+    smtplib's `re.sub(rb"(?m)^\\.", b"..", …)` does, at a fraction of the regex's cost
+    on a 10 kB message (bench/README.md, Delivery)."""
+    quoted = raw.replace(b"\n.", b"\n..")
+    return b"." + quoted if quoted.startswith(b".") else quoted
 
 
 def _reset_quietly(connection: smtplib.SMTP) -> None:

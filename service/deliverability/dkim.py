@@ -195,6 +195,68 @@ def split_message(message: bytes) -> tuple[list, bytes]:
     return headers, message[end + 4 :]
 
 
+# A header field starts at a line not beginning with WSP (RFC 5322 §2.2.3), and its
+# name is what dkimpy's rfc822_parse takes for one.
+_FIELD_START = re.compile(rb"\r\n(?![\t ])")
+_FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
+_LINE_BREAK = re.compile(rb"\r?\n")
+_WSP = re.compile(rb"[\t ]+")
+# Canonical forms of the header fields seen last: an issue's copies share all but
+# the four personal ones (To, Date, Message-ID, List-Unsubscribe), so most fields
+# are canonicalised once per issue instead of once per copy.
+_CANONICAL_FIELDS: dict[bytes, tuple[bytes, bytes]] = {}
+_CANONICAL_FIELDS_MAX = 512
+
+
+def canonical_headers(message: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The relaxed canonical (name, value) of each header field of a CRLF message, equal
+    to dkimpy's `Relaxed.canonicalize_headers(rfc822_parse(message)[0])`; None when
+    the message is one dkimpy must parse itself (bare LFs, no header end, a header
+    block that starts with a continuation line, an mbox "From " line)."""
+    end = message.find(b"\r\n\r\n")
+    head = message[:end]
+    if end <= 0 or head[0] in b"\t \r\n" or b"\n" in head.replace(b"\r\n", b""):
+        return None
+    if head.startswith(b"From ") or b"\nFrom " in head:  # mbox lines: dkimpy's own way
+        return None
+    canonical = []
+    for field in _FIELD_START.split(head):
+        known = _CANONICAL_FIELDS.get(field)
+        if known is None:
+            known = _canonical_field(field)
+            if len(_CANONICAL_FIELDS) >= _CANONICAL_FIELDS_MAX:
+                _CANONICAL_FIELDS.clear()
+            _CANONICAL_FIELDS[field] = known
+        canonical.append(known)
+    return canonical
+
+
+def _canonical_field(field: bytes) -> tuple[bytes, bytes]:
+    """One field's relaxed form."""
+    import dkim as dkimpy  # on use: see the imports
+
+    match = _FIELD_NAME.match(field)
+    if match is None:
+        raise dkimpy.MessageFormatError(f"Unexpected characters in RFC822 header: {field!r}")
+    value = _LINE_BREAK.sub(b"", field[match.end() :])
+    return match.group(1).lower().rstrip(), _WSP.sub(b" ", value).strip() + b"\r\n"
+
+
+def hash_selected_headers(
+    hasher: Any, canonical: list[tuple[bytes, bytes]], include: list[bytes]
+) -> None:
+    """dkimpy's `hash_headers` for the message's own fields: each name of `include` takes
+    the bottom-most instance not taken yet (RFC 6376 §5.4.2); a name with none left
+    (oversigned) adds nothing."""
+    positions: dict[bytes, list[int]] = {}
+    for index, (name, _) in enumerate(canonical):
+        positions.setdefault(name, []).append(index)
+    for name in include:
+        left = positions.get(name)
+        if left:
+            hasher.update(name + b":" + canonical[left.pop()][1])
+
+
 def headers_to_sign(names: Iterable[bytes]) -> list[bytes]:
     """The h= list for a message with these header names (in order): the signed ones
     as they occur, then the oversigned ones once more."""
@@ -232,6 +294,20 @@ class DkimSigner:
     def __call__(self, message: bytes) -> bytes:
         return self.signature(message) + message
 
+    def warm(self) -> None:
+        """Load the key and dkimpy now (DkimKeyError if the key is unusable).
+
+        A worker does this once before it forks its work horses, which then
+        inherit both: otherwise every batch's work horse imported dkimpy and
+        parsed and checked the RSA key again (≈ 0.35 s of CPU, as much as
+        signing a few hundred messages; bench/README.md, Delivery).
+        """
+        import dkim  # noqa: F401 (on use, see the imports: here the use is near)
+        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: F401
+
+        self.key()
+        _canonicalisation()
+
     def signature(self, message: bytes, *, now: float | None = None) -> bytes:
         """The `DKIM-Signature: …\\r\\n` header line(s) for `message`.
 
@@ -245,10 +321,15 @@ class DkimSigner:
 
         key = self.key()
         try:
-            headers, body = split_message(message)
+            canonical = canonical_headers(message)
+            if canonical is None:
+                headers, body = split_message(message)
+                canonical = _canonicalisation().canonicalize_headers(headers)
+            else:
+                body = message[message.find(b"\r\n\r\n") + 4 :]
         except dkimpy.MessageFormatError as exc:
             raise DkimError(f"cannot sign a malformed message: {exc}") from exc
-        include = headers_to_sign(name for name, _ in headers)
+        include = headers_to_sign(name for name, _ in canonical)
         if b"from" not in include:
             raise DkimError("cannot sign a message without From")
 
@@ -271,14 +352,13 @@ class DkimSigner:
         unsigned = dkimpy.fold(b"; ".join(b"=".join(f) for f in fields), namelen=namelen)
         unsigned = dkimpy.RE_BTAG.sub(b"\\1", unsigned)
         hasher = hashlib.sha256()
-        dkimpy.hash_headers(
-            hasher,
-            _canonicalisation(),
-            _canonicalisation().canonicalize_headers(headers),
-            include,
-            (_SIGNATURE_HEADER, b" " + unsigned),
-            None,
+        hash_selected_headers(hasher, canonical, include)
+        # The signature's own header last, b= empty, without its CRLF (as dkimpy's
+        # hash_headers does it).
+        [(name, value)] = _canonicalisation().canonicalize_headers(
+            [(_SIGNATURE_HEADER, dkimpy.RE_BTAG.sub(b"\\1", b" " + unsigned))]
         )
+        hasher.update(name + b":" + value.rstrip())
         signature = key.sign(hasher.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
         fields[-1] = (b"b", base64.b64encode(signature))
         value = b"; ".join(b"=".join(f) for f in fields) + b"\r\n"

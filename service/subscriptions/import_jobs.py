@@ -7,10 +7,13 @@ runs the chunked importer (importing.py). Each chunk commits with the row's
 progress, so the page's progress bar reads committed work, and an import
 whose worker died resumes after its last chunk.
 
-A worker holds an import by a lease (`job_id` and `heartbeat`, renewed with
-every chunk): a second job for the same import finds it held and stops; the
-reconciler gives a queued import whose job Redis lost, or a running one whose
-heartbeat went stale, a fresh job (workers/reconcile.py).
+A worker holds an import by a lease (`job_id` and `heartbeat`): a second job
+for the same import finds it held and stops; the reconciler gives a queued
+import whose job Redis lost, or a running one whose heartbeat went stale, a
+fresh job (workers/reconcile.py). The heartbeat is renewed by a LeaseKeeper
+thread for as long as the job runs (service/lease.py, as a delivery batch's),
+so a chunk that takes longer than the lease does not look abandoned; each
+chunk commits only while the import is still this job's.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Engine
 
 from .. import jobs
 from ..clock import iso_utc, utcnow
 from ..extensions import db
+from ..lease import LeaseKeeper
 from ..models import (
     ImportProblem,
     ImportStatus,
@@ -64,7 +69,7 @@ class LeaseLost(RuntimeError):
 
 
 def lease() -> timedelta:
-    """How long a silent worker keeps an import (renewed with every chunk)."""
+    """How long a silent worker keeps an import (its LeaseKeeper renews it meanwhile)."""
     return timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
 
 
@@ -125,13 +130,19 @@ def run(import_id: int, job_id: str | None) -> str:
         record.started_at = utcnow()
     data, skip, mailing_list = record.data or b"", record.rows_done, record.mailing_list
     db.session.commit()
+    keeper = LeaseKeeper(
+        _ImportRenewal(db.engine, import_id, job_id),
+        lease().total_seconds() / 6,
+        name=f"import-{import_id}-lease",
+    )
+    keeper.start()
     try:
         import_csv(
             text_of(io.BytesIO(data)),
             mailing_list,
             record.consent_source,
             skip=skip,
-            on_chunk=lambda chunk: _progress(import_id, job_id, chunk),
+            on_chunk=lambda chunk: _progress_while_held(import_id, job_id, chunk, keeper),
         )
     except LeaseLost:
         db.session.rollback()
@@ -141,29 +152,44 @@ def run(import_id: int, job_id: str | None) -> str:
         db.session.rollback()
         _finish(db.session.get_one(SubscriberImport, import_id), ImportStatus.FAILED, str(refused))
         return "failed"
+    finally:
+        keeper.stop()
     _finish(db.session.get_one(SubscriberImport, import_id), ImportStatus.DONE)
     return "done"
 
 
+def _held_by(import_id: int, job_id: str | None) -> Any:
+    """The condition that the import is running under `job_id`'s lease."""
+    return (
+        (SubscriberImport.id == import_id)
+        & (SubscriberImport.job_id == job_id if job_id else SubscriberImport.job_id.is_(None))
+        & (SubscriberImport.status == ImportStatus.RUNNING)
+    )
+
+
+def _progress_while_held(
+    import_id: int, job_id: str | None, chunk: ImportReport, keeper: LeaseKeeper
+) -> None:
+    """The chunk's progress, unless the lease keeper found the import taken."""
+    if keeper.lost:
+        raise LeaseLost(import_id)
+    _progress(import_id, job_id, chunk)
+
+
 def _progress(import_id: int, job_id: str | None, chunk: ImportReport) -> None:
-    """In the chunk's transaction: its counts and problems, and the lease renewed.
+    """In the chunk's transaction: its counts and problems, while the import is ours.
 
     The UPDATE comes after the chunk's writes but commits with them: if
     another job took the import meanwhile, nothing of this chunk lands.
     """
     moved = rows_matched(
         update(SubscriberImport)
-        .where(
-            SubscriberImport.id == import_id,
-            SubscriberImport.job_id == job_id if job_id else SubscriberImport.job_id.is_(None),
-            SubscriberImport.status == ImportStatus.RUNNING,
-        )
+        .where(_held_by(import_id, job_id))
         .values(
             rows_done=SubscriberImport.rows_done + chunk.rows,
             imported=SubscriberImport.imported + chunk.imported,
             unchanged=SubscriberImport.unchanged + chunk.unchanged,
             skipped=SubscriberImport.skipped + len(chunk.problems),
-            heartbeat=utcnow(),
         )
         .execution_options(synchronize_session=False)
     )
@@ -177,6 +203,28 @@ def _progress(import_id: int, job_id: str | None, chunk: ImportReport) -> None:
                 for line, problem in chunk.problems
             ],
         )
+
+
+class _ImportRenewal:
+    """Moves a running import's heartbeat on while this job holds it (a LeaseKeeper's
+    renewal; each call borrows a pooled connection for one short transaction)."""
+
+    def __init__(self, engine: Engine, import_id: int, job_id: str | None) -> None:
+        self.engine = engine
+        self.import_id = import_id
+        self.job_id = job_id
+
+    def __call__(self) -> bool:
+        with self.engine.begin() as connection:
+            renewed = connection.execute(
+                update(SubscriberImport)
+                .where(_held_by(self.import_id, self.job_id))
+                .values(heartbeat=utcnow())
+            ).rowcount
+        return bool(renewed)
+
+    def close(self) -> None:
+        """Nothing to close: each renewal borrows a pooled connection."""
 
 
 def _finish(record: SubscriberImport, status: ImportStatus, error: str | None = None) -> None:

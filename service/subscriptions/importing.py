@@ -18,6 +18,8 @@ each (SQLAlchemy's "insertmanyvalues" batches; `RETURNING` for the new
 people's ids) for people, subscriptions and consent events. The consent
 events are chained by hash exactly as `ledger._chain` would (the same
 `ledger.event_hash`), with the people's rows locked first on PostgreSQL.
+The file is read and checked a chunk ahead in a thread of its own, so the
+next chunk's addresses are validated while the database writes this one.
 
 Each chunk commits on its own (`commit_with_retry`: a concurrent sign-up of
 the same new address makes the chunk run again and find that person), so a
@@ -32,10 +34,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
+from flask import current_app
 from sqlalchemy import ARRAY, ColumnElement, DateTime, and_, any_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
@@ -500,12 +504,39 @@ def import_csv(
         importer.check(people, number, row)
     people.problems.clear()  # reported when those rows were imported
     report = ImportReport()
-    for chunk in chunks(rows):
-        lines = [line for number, row in chunk if (line := importer.check(people, number, row))]
-        file_problems = list(people.problems)
-        people.problems.clear()
-        report.add(_write_chunk(importer, lines, len(chunk), file_problems, on_chunk))
+    for lines, count, file_problems in _checked_chunks(importer, people, rows):
+        report.add(_write_chunk(importer, lines, count, file_problems, on_chunk))
     return report
+
+
+CheckedChunk = tuple[list[Line], int, list[Problem]]  # lines, rows read, the file's problems
+
+
+def _checked_chunks(
+    importer: Importer, people: PeopleCsv, rows: Iterator[tuple[int, dict]]
+) -> Iterator[CheckedChunk]:
+    """The file's chunks, read and checked one ahead in a thread of their own: the next
+    chunk's addresses are validated while the database writes this one (psycopg and
+    sqlite3 let go of the GIL while they wait). One task at a time, so the reader and
+    `people` are only ever used by one thread at a time."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    pieces = chunks(rows)
+
+    def read_and_check() -> CheckedChunk | None:
+        chunk = next(pieces, None)
+        if chunk is None:
+            return None
+        with app.app_context():  # the address checks read the app's settings
+            lines = [line for number, row in chunk if (line := importer.check(people, number, row))]
+        problems = list(people.problems)
+        people.problems.clear()
+        return lines, len(chunk), problems
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-check") as pool:
+        ahead = pool.submit(read_and_check)
+        while (checked := ahead.result()) is not None:  # the file's ImportRefused comes here
+            ahead = pool.submit(read_and_check)
+            yield checked
 
 
 def _write_chunk(

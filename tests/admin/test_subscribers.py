@@ -29,6 +29,7 @@ from tests.conftest import (
     log_in,
     run_jobs,
 )
+from tests.waiting import wait_for
 
 IMPORT_CSV = """email,name,organization
 jana.novakova@seznam.cz,Jana Nováková,Magistrát města Ostravy
@@ -537,6 +538,38 @@ def test_an_import_whose_worker_died_is_resumed_after_its_last_chunk(editor, app
         (5, "neplatná adresa 'not-an-address'"),
     ]
     assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 3
+
+
+def test_an_import_s_lease_is_renewed_while_a_chunk_takes_long(editor, app, monkeypatch):
+    """A chunk that takes longer than the lease must not make a live import look
+    abandoned to the reconciler (which would start a second job on it): a lease
+    keeper thread moves the heartbeat on meanwhile (before: only each chunk's commit
+    did, so a slow chunk let the heartbeat go stale)."""
+    from service.subscriptions import import_jobs
+    from workers.imports import run_import
+
+    app.config["BATCH_LEASE_SECONDS"] = 3  # renewed every 0.5 s
+    upload(editor, IMPORT_CSV.encode())
+    record = db.session.scalar(select(SubscriberImport))
+    import_id = record.id
+    db.session.commit()
+    original = import_jobs.import_csv
+    renewals = []
+
+    def heartbeat() -> object:
+        with db.engine.connect() as connection:
+            return connection.scalar(
+                select(SubscriberImport.heartbeat).where(SubscriberImport.id == import_id)
+            )
+
+    def slow_chunk(*args, **kwargs):
+        claimed = heartbeat()  # set by the claim, just before
+        renewals.append(wait_for(lambda: heartbeat() != claimed, timeout=30))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(import_jobs, "import_csv", slow_chunk)
+    assert run_import(import_id) == "done"
+    assert renewals == [True], "the heartbeat stood still while the chunk worked"
 
 
 def test_an_upload_whose_job_redis_lost_is_queued_again(editor, app):

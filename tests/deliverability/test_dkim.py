@@ -335,3 +335,82 @@ def test_split_and_relaxed_body_equal_dkimpys(pieces):
     headers, body = split_message(message)
     assert (headers, body) == dkim.rfc822_parse(message)
     assert relaxed_body(body) == Relaxed.canonicalize_body(body)
+
+
+_HEADER_PIECES = [
+    b"Subject:", b"subject :", b"To: a@b.cz", b"X-A:", b"\r\n", b"\r\n ", b"\r\n\t", b" ",
+    b"  ", b"\t", b"x", "ž".encode(), b":", b"From ", b"\n",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(_HEADER_PIECES), max_size=30))
+def test_canonical_headers_equal_dkimpys(pieces):
+    """The signer's own header canonicalisation (cached per field, for an issue's
+    copies) gives dkimpy's relaxed headers, or refuses what dkimpy refuses."""
+    from dkim.canonicalization import Relaxed
+
+    from service.deliverability.dkim import canonical_headers
+
+    message = b"From: a@socialnibydleni.example\r\n" + b"".join(pieces) + b"\r\n\r\nbody\r\n"
+    try:
+        theirs = Relaxed.canonicalize_headers(dkim.rfc822_parse(message)[0])
+    except dkim.MessageFormatError:
+        theirs = None
+    try:
+        ours = canonical_headers(message)
+    except dkim.MessageFormatError:
+        assert theirs is None
+        return
+    if ours is not None:  # None: the signer lets dkimpy parse this one
+        assert [tuple(field) for field in theirs] == ours
+
+
+def test_copies_of_an_issue_are_signed_as_dkimpy_would_and_verify(app):
+    """Two personalised copies of one issue (most header fields canonicalised once):
+    each verifies with dkimpy's `dkim.verify`, and a copy whose personal To was
+    changed after signing does not."""
+    from service.issues import sending
+    from service.issues.rendering import Recipient, skeleton_for
+    from service.models import MailingList
+
+    mailing_list = db.session.scalar(select(MailingList).filter_by(slug="zpravodaj"))
+    fields, errors = sending.validate_fields("Zpravodaj 12/2026", "Text  vydání.\n\n- a", "")
+    assert not errors
+    skeleton = skeleton_for(sending.create_issue(mailing_list, fields, None))
+    signer = DkimSigner(DOMAIN, SELECTOR, private_key=session_key())
+    for n in range(3):
+        recipient = Recipient(f"ctenar{n}@example.cz", f"Čtenář {n}", f"klic{n}")
+        signed = signer(skeleton.personalise(recipient, skeleton.new_message_id(n)))
+        assert dkim.verify(signed, dnsfunc=offline_dns())
+    forged = signed.replace(b"ctenar2@example.cz", b"ctenar9@example.cz")
+    assert not dkim.verify(forged, dnsfunc=offline_dns())
+
+
+def test_a_worker_loads_the_key_once_for_the_work_horses_it_forks(tmp_path, caplog):
+    """Parsing and checking a 2048-bit key costs about as much CPU as signing a few
+    hundred messages: the worker does it at start, and each batch's work horse (a fork)
+    finds it loaded. A key that cannot be used is only logged there: the sends report
+    it and hold the mail back (test_missing_key_holds_mail_back_…)."""
+    from service.deliverability import dkim as signing
+    from service.deliverability.dkim import private_key_pem, signer_from_config
+    from workers.cli import _warm_dkim
+
+    key_path = tmp_path / "dkim.pem"
+    key_path.write_bytes(private_key_pem(session_key()))
+    config = {
+        "DKIM_DOMAIN": DOMAIN,
+        "DKIM_SELECTOR": SELECTOR,
+        "DKIM_PRIVATE_KEY_PATH": str(key_path),
+    }
+    signing._load_key.cache_clear()
+    _warm_dkim(config)
+    assert signing._load_key.cache_info().misses == 1
+    horse_signer = signer_from_config(config)  # what a batch's transport builds
+    assert horse_signer is not None
+    horse_signer.key()
+    assert (signing._load_key.cache_info().misses, signing._load_key.cache_info().hits) == (1, 1)
+
+    _warm_dkim({**config, "DKIM_PRIVATE_KEY_PATH": str(tmp_path / "missing.pem")})
+    assert "DKIM key not usable at start" in caplog.text
+    _warm_dkim({})  # DKIM off: nothing loaded, nothing said

@@ -146,3 +146,16 @@ def test_a_group_import_keeps_members_details(app, runner):
     member = db.session.scalar(select(Subscription))
     assert (member.organization, member.function) == ("Charita Ostrava", "sociální pracovnice")
     assert member.institution
+
+
+def test_a_file_unreadable_further_on_keeps_the_chunks_before_and_says_why(zpravodaj, small_chunks):
+    """The next chunk is read and checked in a thread while this one is written: its
+    refusal still reaches the caller, after the chunks before it committed."""
+    text = "email,name\na@seznam.cz,A\nb@seznam.cz,B\nc@seznam.cz,C\nd@seznam.cz,D\n"
+    text += f"e@seznam.cz,{'x' * 200_000}\n"  # over the csv module's field size limit
+    seen = []
+    with pytest.raises(ImportRefused, match="řádek 6"):
+        run(text, zpravodaj, on_chunk=lambda chunk: seen.append(chunk.rows))
+    db.session.rollback()
+    assert seen == [3]  # the first chunk landed; the second could not be read through
+    assert count(Subscriber) == 3

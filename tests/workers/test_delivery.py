@@ -8,6 +8,7 @@ from email import message_from_bytes, policy
 import pytest
 from sqlalchemy import func, select
 
+import workers.delivery as workers_delivery
 from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
@@ -633,6 +634,112 @@ def test_fan_out_works_in_slices_queued_behind_their_batches(app, outbox, monkey
     assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(14))
     db.session.expire_all()
     assert db.session.get(Issue, issue.id).status == "sent"
+
+
+def test_one_job_sends_the_issue_s_next_queued_batches_and_takes_their_jobs_off_the_queue(
+    app, outbox
+):
+    """A work horse is forked per job: the first batch's job goes on with the issue's
+    queued batches (each claimed and leased as its own job would), so a worker forks
+    once per few thousand messages, not per batch. Their jobs leave the queue; a job
+    that ran anyway would find its batch done."""
+    from rq.registry import FinishedJobRegistry
+
+    from service.jobs import BULK_QUEUE, queue
+
+    app.config["BATCH_SIZE"] = 2
+    add_confirmed_subscribers("zpravodaj", 5)
+    issue = make_issue()
+    send(issue)
+    bulk = queue(BULK_QUEUE)
+    bulk.empty()
+    fan_out(issue.id)
+    batch_ids = sorted(db.session.scalars(select(DeliveryBatch.id)).all())
+    db.session.commit()
+    assert len(batch_ids) == 3 and len(bulk.job_ids) == 3
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(5))
+    finished = FinishedJobRegistry(queue=bulk).get_job_ids()
+    assert [job_id.split("-")[2] for job_id in finished] == [str(batch_ids[0])]
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
+    assert [deliver_batch(batch_id) for batch_id in batch_ids] == ["skipped"] * 3
+    assert len(outbox.mails) == 5
+
+
+def test_a_paused_issue_s_queued_batches_are_not_chained(app, outbox, monkeypatch):
+    """Chaining stops where a job of its own would: nothing of a paused issue is sent,
+    and its batches keep their own jobs (which find it paused) until it resumes."""
+    from rq.registry import FinishedJobRegistry
+
+    from service.jobs import BULK_QUEUE, queue
+
+    app.config["BATCH_SIZE"] = 2
+    add_confirmed_subscribers("zpravodaj", 5)
+    issue = make_issue()
+    send(issue)
+    fan_out(issue.id)
+    db.session.commit()
+    finish = workers_delivery.BatchSender._finish
+
+    paused: list[int] = []
+
+    def finish_then_pause(sender) -> str:  # the editor pauses as the first batch ends
+        outcome = finish(sender)
+        if not paused:
+            paused.append(sender.batch_id)
+            sending.pause(db.session.get_one(Issue, sender.issue_id))
+            db.session.commit()
+        return outcome
+
+    monkeypatch.setattr(workers_delivery.BatchSender, "_finish", finish_then_pause)
+    run_jobs(app)  # the first batch's job runs first
+    assert len(outbox.mails) == 2
+    db.session.expire_all()
+    statuses = db.session.scalars(select(DeliveryBatch.status).order_by(DeliveryBatch.id)).all()
+    assert statuses == ["done", "queued", "queued"]
+    finished = FinishedJobRegistry(queue=queue(BULK_QUEUE)).get_job_ids()
+    assert len([job_id for job_id in finished if "-batch-" in job_id]) == 3  # each its own
+    db.session.commit()
+    sending.resume(db.session.get_one(Issue, issue.id))
+    db.session.commit()
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(5))
+
+
+def test_a_chain_of_batches_gives_way_to_a_waiting_single_mail(app, outbox, monkeypatch):
+    """A confirmation queued while a job chains batches is not kept waiting for the
+    whole chain: the chain ends, the worker takes the mail queue first, and the
+    remaining batches go out through their own jobs."""
+    from rq.registry import FinishedJobRegistry
+
+    from service.jobs import BULK_QUEUE, MAIL_QUEUE, queue
+
+    app.config["BATCH_SIZE"] = 2
+    add_confirmed_subscribers("zpravodaj", 5)
+    issue = make_issue()
+    send(issue)
+    finish = workers_delivery.BatchSender._finish
+
+    def finish_then_a_sign_up_arrives(sender) -> str:
+        if not queue(MAIL_QUEUE).count and sender.batch_id == first_batch[0]:
+            queue(MAIL_QUEUE).enqueue("service.clock.utcnow", job_id="a-confirmation")
+        return finish(sender)
+
+    first_batch: list[int] = []
+    fan_out(issue.id)
+    first_batch.append(db.session.scalar(select(func.min(DeliveryBatch.id))))
+    db.session.commit()
+    monkeypatch.setattr(workers_delivery.BatchSender, "_finish", finish_then_a_sign_up_arrives)
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(5))
+    finished = FinishedJobRegistry(queue=queue(BULK_QUEUE)).get_job_ids()
+    batches_with_a_job = sorted(
+        int(job_id.split("-")[2]) for job_id in finished if "-batch-" in job_id
+    )
+    # The first job stopped after its own batch; the second batch's job chained the third.
+    assert batches_with_a_job == [first_batch[0], first_batch[0] + 1]
+    assert FinishedJobRegistry(queue=queue(MAIL_QUEUE)).get_job_ids() == ["a-confirmation"]
 
 
 def test_a_subscribers_own_export_lists_the_issues_sent_to_them(app, outbox):

@@ -152,7 +152,7 @@ def lease_runs_out(app, clock: Clock) -> None:
 
 
 def freeze_heartbeats(monkeypatch) -> None:
-    """The worker's lease thread (workers/lease.py) does not renew within the test: its
+    """The worker's lease thread (service/lease.py) does not renew within the test: its
     whole process is frozen (a stopped VM), not just waiting on the SMTP server."""
     monkeypatch.setattr(workers.delivery, "heartbeat_every", lambda: 3600.0)
 
@@ -433,6 +433,32 @@ def test_send_that_outlasts_the_lease_keeps_its_batch_and_nobody_gets_it_twice(a
     status, counts = issue_state(issue.id)
     assert status == "sent"
     assert counts["sent"] == 6 and counts["pending"] == 0
+
+
+def test_batch_lease_is_kept_while_the_issue_s_skeleton_is_rendered(app, outbox, monkeypatch):
+    """Rendering the issue (a large one, with attachments, on a loaded machine) may take
+    longer than the lease: the lease thread runs from the claim on, so the reconciler
+    leaves the batch alone meanwhile. Before, it started only after the rendering and
+    the batch's first reads, and a stale-looking batch was given to a second worker."""
+    app.config.update(BATCH_SIZE=6, BATCH_LEASE_SECONDS=6)  # renewed every second
+    issue = make_issue(3)
+    start_sending(issue)
+    fan_out(issue.id)
+    queue(BULK_QUEUE).empty()
+    batch_id = only_batch(issue.id)
+    render = workers.delivery.skeleton_for
+    seen: list = []
+
+    def slow_render(*args, **kwargs):
+        stale = make_the_lease_look_expired(app, batch_id)
+        seen.append(wait_for(lambda: heartbeat_of(batch_id) > stale, timeout=15))
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(workers.delivery, "skeleton_for", slow_render)
+    workers.delivery._skeletons.clear()  # rendered anew, as in a fresh work horse
+    assert deliver_batch(batch_id) == "done"
+    assert seen == [True], "the heartbeat stood still while the skeleton was rendered"
+    assert sorted(m.rcpt_tos[0] for m in outbox.mails) == SUBSCRIBERS[:3]
 
 
 def test_worker_whose_batch_was_taken_stops_when_its_lease_thread_finds_out(

@@ -1,12 +1,12 @@
-"""The lease keeper's thread (workers/lease.py) never holds its holder up for ever."""
+"""The lease keeper's thread (service/lease.py) never holds its holder up for ever."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-import workers.lease
-from workers.lease import LeaseKeeper
+import service.lease
+from service.lease import LeaseKeeper
 
 
 class StuckRenewal:
@@ -28,12 +28,12 @@ class StuckRenewal:
 
 
 def test_stop_returns_while_a_renewal_is_stuck(monkeypatch, caplog):
-    monkeypatch.setattr(workers.lease, "STOP_GRACE_SECONDS", 0.1)
+    monkeypatch.setattr(service.lease, "STOP_GRACE_SECONDS", 0.1)
     renewal = StuckRenewal()
     keeper = LeaseKeeper(renewal, 0.5, name="batch-1-lease")
     keeper.start()
     assert renewal.entered.wait(60), "the keeper never renewed"
-    with caplog.at_level(logging.WARNING, logger="workers.lease"):
+    with caplog.at_level(logging.WARNING, logger="service.lease"):
         keeper.stop()  # before the fix: joined the stuck thread for ever
     assert keeper.is_alive()
     assert "still under way" in caplog.text

@@ -1,14 +1,16 @@
 """A lease renewed from a thread of its own while the job holding it works.
 
-A batch (workers/delivery.py) or a single mail (workers/mail.py) is claimed
-with a lease: a row whose heartbeat or claim time, once older than the lease,
-lets the reconciler give the work to another worker. The job cannot renew it
+A batch (workers/delivery.py), a single mail (workers/mail.py) or an admin's
+CSV import (service/subscriptions/import_jobs.py) is claimed with a lease: a
+row whose heartbeat or claim time, once older than the lease, lets the
+reconciler give the work to another worker. The job cannot renew it
 while it waits on the SMTP server (up to SMTP_TIMEOUT per command and
 SMTP_DATA_TIMEOUT for the answer to a whole message), and a lease that ran
 out under a live holder gets the message in flight sent a second time by the
 next holder. So the holder renews it from a `LeaseKeeper` thread for as long
 as it works: a lease runs out only when its holder is gone (killed, or its
-whole process frozen).
+whole process frozen). It lives in `service` because the import job's code
+does (and `service` never imports `workers`).
 """
 
 from __future__ import annotations
