@@ -35,6 +35,7 @@ from ..signed_links import (
     load_link,
     render_link_problem,
 )
+from ..site import render_constant_page
 from . import actions, signup
 from .emails import personal_links, privacy_link_lifetime
 from .forms import (
@@ -221,8 +222,9 @@ def _too_many_signups(error: RateLimitExceeded) -> ResponseReturnValue:
 def _accepted(data: SubscribeInput) -> ResponseReturnValue:
     if data.is_json:
         return jsonify(status=SubscriptionStatus.PENDING), 202
+    # The same page for every address (issue 11, finding 8), so rendered once per language.
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
-    return render_template(template, embed=data.embed), 202
+    return render_constant_page(template), 202
 
 
 @bp.after_request

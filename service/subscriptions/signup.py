@@ -2,19 +2,22 @@
 
 `POST /subscribe` (routes.py) validates the form and then does the same
 constant work for every address: one INSERT of a `SignupRequest` row, one
-commit, one enqueue of `workers.signup.process_signup`. Everything that would
+commit, and one Redis command that makes sure a job is queued to process the
+stored rows (`workers.signup.process_signups`; service/jobs.py,
+`signal_signups`, says how no row is left without one). Everything that would
 differ between a new, a pending, a confirmed or a suppressed address (the
 subscriber and subscription rows, the consent event with its hash chain, the
 confirmation or "already subscribed" mail, the hourly mail cap) runs in that
 job, so neither the answer nor its timing tells whether an address is known
 (issue 11, finding 8). It is also what makes a sign-up cheap: the web request
-costs about one INSERT and one LPUSH.
+costs about one INSERT and one small Redis command (issue 14).
 
-Nothing is lost: the row is committed before the enqueue, and a row whose
-enqueue failed (Redis down) or whose worker died mid-job is enqueued again
-by the reconciler (workers/reconcile.py). The job claims the row by deleting
-it, in the transaction that does the work: two runs of the same job cannot
-both act on it, and a run killed before its commit leaves the row for the next.
+Nothing is lost: the row is committed before the hand-off, and a row whose
+hand-off failed (Redis down) or whose worker died mid-job gets a job of its
+own (`workers.signup.process_signup`) from the reconciler (workers/reconcile.py).
+Each row is claimed by deleting it, in the transaction that does its work: two
+runs cannot both act on it, and a run killed before its commit leaves the row
+for the next.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sqlalchemy import bindparam, delete, select
 from ..addresses import Address
 from ..consent import RequestInfo
 from ..extensions import db
-from ..jobs import after_commit, enqueue_signup
+from ..jobs import after_commit, signal_signups
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
 
@@ -68,7 +71,7 @@ def record_request(
         "language": language,
     }
     request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
-    after_commit(enqueue_signup, request_id)
+    after_commit(signal_signups, request_id)
     return request_id
 
 
@@ -120,3 +123,15 @@ def _newsletters(list_ids: list[int]) -> list[MailingList]:
     )
     by_id = {m.id: m for m in rows}
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+
+
+def pending_request_ids(after: int, limit: int) -> list[int]:
+    """Ids of stored sign-ups after `after`, oldest first (the drain job's next page)."""
+    ids = db.session.scalars(
+        select(SignupRequest.id)
+        .where(SignupRequest.id > after)
+        .order_by(SignupRequest.id)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    return list(ids)
