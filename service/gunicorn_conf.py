@@ -61,6 +61,9 @@ FORWARDED_HEADERS = ("X-FORWARDED-", "FORWARDED", "X-REAL-IP", "X-REQUEST-ID")
 # request id and the route, where gunicorn could only write the path, and the
 # paths of personal links carry their tokens (an unsubscribe token never expires).
 accesslog = None
+# gunicorn would write its access line anyway (the logging configuration below is
+# enough for that): this logger class writes none (service/gunicorn_logging.py).
+logger_class = "service.gunicorn_logging.ServiceLogger"
 errorlog = "-"
 logconfig_dict = {
     "version": 1,
