@@ -40,6 +40,10 @@ _NEWSLETTERS_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
     _lists.c.slug.in_(bindparam("slugs", expanding=True)),
     _lists.c.kind == ListKind.NEWSLETTER.value,
 )
+# The common case, one list: an expanding IN renders its SQL anew on every run.
+_NEWSLETTER_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
+    _lists.c.slug == bindparam("slug"), _lists.c.kind == ListKind.NEWSLETTER.value
+)
 
 
 def record_request(
@@ -82,7 +86,10 @@ def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
     one Core query, no ORM objects.
     """
     wanted = list(dict.fromkeys(slugs))
-    rows = db.session.connection().execute(_NEWSLETTERS_BY_SLUG, {"slugs": wanted})
+    if len(wanted) == 1:
+        rows = db.session.connection().execute(_NEWSLETTER_BY_SLUG, {"slug": wanted[0]})
+    else:
+        rows = db.session.connection().execute(_NEWSLETTERS_BY_SLUG, {"slugs": wanted})
     by_slug = {slug: list_id for slug, list_id in rows}
     return [by_slug[s] for s in wanted if s in by_slug], [s for s in wanted if s not in by_slug]
 
