@@ -46,7 +46,7 @@ ON_USE_LIBRARIES = (
     "xml",
 )  # fmt: skip
 # The service's own modules that only one page or command needs.
-ON_USE_MODULES = ("flask_limiter.commands", "service.api.openapi")
+ON_USE_MODULES = ("flask_limiter.commands", "service.api.openapi", "babel.messages.pofile")
 
 # `zpravodaj worker --burst` as a service runs it (python -m service worker), with the modules
 # it loaded written down when it exits: start-up, registration, one round of periodic work.
