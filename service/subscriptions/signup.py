@@ -22,9 +22,11 @@ for the next.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, select
+from flask import current_app
+from sqlalchemy import bindparam, delete, exists, select
 
 from ..addresses import Address
+from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
 from ..jobs import after_commit, signal_signups
@@ -44,6 +46,31 @@ _NEWSLETTERS_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
 _NEWSLETTER_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
     _lists.c.slug == bindparam("slug"), _lists.c.kind == ListKind.NEWSLETTER.value
 )
+# The common case once the list's id is known to this process: the INSERT checks, in the
+# same statement, that the id still is the newsletter of that slug, and writes nothing
+# otherwise (the caller then looks the slug up as above). One statement, one round trip.
+_FIELDS = (
+    "email", "email_key", "ascii_email", "name", "list_ids", "consent_text_id",
+    "channel", "ip", "user_agent", "origin", "language", "requested_at",
+)  # fmt: skip
+_INSERT_IF_NEWSLETTER = (
+    _requests.insert()
+    .from_select(
+        _FIELDS,
+        select(*[bindparam(f, type_=_requests.c[f].type) for f in _FIELDS]).where(
+            exists().where(
+                _lists.c.id == bindparam("list_id"),
+                _lists.c.slug == bindparam("slug"),
+                _lists.c.kind == ListKind.NEWSLETTER.value,
+            )
+        ),
+        include_defaults=False,
+    )
+    .returning(_requests.c.id)
+)
+# Per app, slug -> id of the newsletters seen: a hint the INSERT above checks, never trusted.
+_KNOWN_IDS = "zpravodaj_newsletter_ids"
+_KNOWN_IDS_MAX = 1000
 
 
 def record_request(
@@ -61,7 +88,43 @@ def record_request(
     One INSERT … RETURNING through SQLAlchemy Core: the ORM's unit of work
     would cost more than the statement itself, and nothing here needs an object.
     """
-    values = {
+    values = _values(address, name, list_ids, consent_text_id, info, language)
+    request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
+    after_commit(signal_signups, request_id)
+    return request_id
+
+
+def record_request_for_known_list(
+    slug: str,
+    address: Address,
+    name: str,
+    consent_text_id: int,
+    info: RequestInfo,
+    language: str,
+) -> int | None:
+    """`record_request` for one newsletter whose id this process has seen, checked by the
+    INSERT itself; None (nothing written) when the id is not known or no longer that
+    newsletter's: then the caller looks the slug up (`newsletter_ids`) as for any."""
+    list_id = current_app.extensions.get(_KNOWN_IDS, {}).get(slug)
+    if list_id is None:
+        return None
+    values = _values(address, name, [list_id], consent_text_id, info, language)
+    values.update(list_id=list_id, slug=slug, requested_at=utcnow())
+    request_id = db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
+    if request_id is not None:
+        after_commit(signal_signups, request_id)
+    return request_id
+
+
+def _values(
+    address: Address,
+    name: str,
+    list_ids: list[int],
+    consent_text_id: int,
+    info: RequestInfo,
+    language: str,
+) -> dict[str, object]:
+    return {
         "email": address.email,
         "email_key": address.key,
         "ascii_email": address.ascii_email,
@@ -74,9 +137,6 @@ def record_request(
         "origin": info.origin,
         "language": language,
     }
-    request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
-    after_commit(signal_signups, request_id)
-    return request_id
 
 
 def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
@@ -91,6 +151,14 @@ def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
     else:
         rows = db.session.connection().execute(_NEWSLETTERS_BY_SLUG, {"slugs": wanted})
     by_slug = {slug: list_id for slug, list_id in rows}
+    known = current_app.extensions.setdefault(_KNOWN_IDS, {})
+    if len(known) > _KNOWN_IDS_MAX:
+        known.clear()
+    for slug in wanted:  # what a later sign-up may try first (record_request_for_known_list)
+        if slug in by_slug:
+            known[slug] = by_slug[slug]
+        else:
+            known.pop(slug, None)
     return [by_slug[s] for s in wanted if s in by_slug], [s for s in wanted if s not in by_slug]
 
 

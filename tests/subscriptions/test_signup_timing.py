@@ -23,7 +23,7 @@ from service import consent
 from service.clock import utcnow
 from service.extensions import db
 from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
-from service.models import SignupRequest, Subscriber, Subscription
+from service.models import MailingList, SignupRequest, Subscriber, Subscription
 from service.suppression import suppress
 from tests.conftest import process_signups
 
@@ -177,3 +177,31 @@ def test_a_sign_up_without_the_forms_hash_records_the_text_of_its_language(clien
     assert texts[0].text.startswith("Odesláním formuláře") and texts[1].text.startswith(
         "By sending"
     )
+
+
+def test_a_list_changed_since_this_process_saw_it_is_looked_up_again(client):
+    """The list's id this process remembers is only a hint: the INSERT checks it, and a
+    list deleted, renamed or replaced since then is treated as before (issue 14)."""
+
+    def sign_up(slug: str, address: str):
+        return client.post("/subscribe", json={"email": address, "list": [slug]})
+
+    assert sign_up("novinky", "a@seznam.cz").status_code == 202  # looked up, remembered
+    assert sign_up("novinky", "b@seznam.cz").status_code == 202  # the checked INSERT alone
+    news = db.session.scalar(select(MailingList).filter_by(slug="novinky"))
+    news.slug = "novinky-stare"  # renamed
+    db.session.commit()
+    gone = sign_up("novinky", "c@seznam.cz")
+    assert gone.status_code == 422
+    assert gone.json["errors"] == {"list": "Tento odběr neexistuje."}
+    db.session.add(MailingList(slug="novinky", name="Nové novinky"))  # the slug, a new list
+    db.session.commit()
+    assert sign_up("novinky", "d@seznam.cz").status_code == 202
+    news.kind = "group"  # the old one is a group now: its slug is no newsletter either
+    db.session.commit()
+    assert sign_up("novinky-stare", "e@seznam.cz").status_code == 422
+    rows = db.session.scalars(select(SignupRequest).order_by(SignupRequest.id)).all()
+    new_id = db.session.scalar(select(MailingList.id).filter_by(slug="novinky"))
+    assert [(r.email, r.list_ids) for r in rows] == [
+        ("a@seznam.cz", [news.id]), ("b@seznam.cz", [news.id]), ("d@seznam.cz", [new_id])
+    ]  # fmt: skip
