@@ -36,6 +36,7 @@ PARTS = (
     ("ORM flush", "sqlalchemy/orm/session.py", "flush"),
     ("commit", "sqlalchemy/orm/session.py", "commit"),
     ("Redis round trips (Connection.read_response)", "redis/connection.py", "read_response"),
+    ("  the RQ job's enqueue (Queue.enqueue_many)", "rq/queue.py", "enqueue_many"),
     ("validating the address", "email_validator/validate_email.py", "validate_email"),
 )
 

@@ -76,7 +76,10 @@ class Run:
 
 
 def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of `pid` and its children, from /proc."""
+    """CPU seconds (user + system) of `pid` and its children, from /proc, including the
+    children that have exited: gunicorn replaces a worker after `max_requests`
+    (service/gunicorn_conf.py), and the replaced one's CPU (and its successor's start-up)
+    belongs to the sign-ups it served."""
     total = 0.0
     pids = [pid]
     children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -88,11 +91,17 @@ def process_tree_cpu(pid: int) -> float:
         except FileNotFoundError:
             continue
         total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if each == pid:  # cutime, cstime: the exited children the master has waited for
+            total += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
     return total
 
 
 class Server:
-    """gunicorn with 2 sync workers serving `app_spec`, stopped on exit."""
+    """gunicorn with 2 sync workers serving `app_spec`, stopped on exit.
+
+    Both sides run with the service's gunicorn settings (the checkout's
+    gunicorn.conf.py, named explicitly), so they pay the same per-request hooks
+    and the same worker replacement every `max_requests`."""
 
     def __init__(self, app_spec: str, env: dict[str, str], chdir: Path) -> None:
         self.port = free_port()
@@ -105,6 +114,8 @@ class Server:
                 "sync",
                 "--bind",
                 f"127.0.0.1:{self.port}",
+                "--config",
+                str(ROOT / "gunicorn.conf.py"),
                 "--chdir",
                 str(chdir),
                 "--log-level",

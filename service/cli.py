@@ -93,8 +93,13 @@ class ZpravodajGroup(FlaskGroup):
         return None
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        # Commands of the group itself (dev, dkim, worker, run, shell…) need no app to be
+        # found, nor the other packages' `flask.commands` (Flask-Limiter's `limiter`, which
+        # imports rich and attrs: 2.5 MB in every worker); those load when asked for.
+        command = click.Group.get_command(self, ctx, name)
+        if command is not None:
+            return command
         self._load_plugin_commands()
-        # Commands of the group itself (dev, dkim, worker, run, shell…) need no app to be found.
         command = click.Group.get_command(self, ctx, name)
         if command is not None:
             return command

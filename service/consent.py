@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import metrics
 from .extensions import db
+from .i18n import current_language
 from .models import ConsentEvent, ConsentText, MailingList, Subscriber
 
 CONSENT_TEMPLATE = "consent/subscribe.txt"
@@ -140,12 +141,30 @@ def form_consent_text_id(posted_hash: str | None, kind: str = "consent") -> int:
         return known[(kind, posted_hash)]
     found = text_by_hash(kind, posted_hash)
     if found is None:
-        digest = hashlib.sha256(render_text(kind).encode()).hexdigest()
+        digest = _current_digest(kind)
         if (kind, digest) in known:
             return known[(kind, digest)]
         found = current_text(kind)
     known[(kind, found.sha256)] = found.id
     return found.id
+
+
+def _current_digest(kind: str) -> str:
+    """SHA-256 of the form's text of `kind` as shown now, in this request's language.
+
+    The forms' texts ("consent", "group_consent") depend on the language alone, so
+    each language's digest is remembered per app: a sign-up that posts no hash (an
+    API client) renders no template for it. Not while Flask reloads edited templates.
+    """
+    if current_app.jinja_env.auto_reload:
+        return hashlib.sha256(render_text(kind).encode()).hexdigest()
+    digests: dict[tuple[str, str], str] = current_app.extensions.setdefault(
+        "zpravodaj_form_text_digests", {}
+    )
+    key = (kind, current_language())
+    if key not in digests:
+        digests[key] = hashlib.sha256(render_text(kind).encode()).hexdigest()
+    return digests[key]
 
 
 def text_version(kind: str, version: int) -> ConsentText | None:

@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale, refresh
 from markupsafe import Markup
@@ -160,6 +158,11 @@ def compile_catalogues(folder: Path = TRANSLATIONS_DIR) -> list[Path]:
         mo_path = po_path.with_suffix(".mo")
         if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
             continue
+        # Here: Babel's catalogue tools are needed only when one is stale, which in a
+        # web or worker process (issue 14: their memory) is almost never.
+        from babel.messages.mofile import write_mo
+        from babel.messages.pofile import read_po
+
         with po_path.open("rb") as po_file:
             catalog = read_po(po_file, locale=po_path.parent.parent.name)
         handle, temporary = tempfile.mkstemp(dir=mo_path.parent, suffix=".mo.tmp")

@@ -9,6 +9,7 @@ so no job can point at a row that does not exist; an enqueue that fails
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -147,12 +148,13 @@ def signup_job_id(request_id: int) -> str:
 
 
 def enqueue_signup(request_id: int) -> Job:
-    """The job that acts on a stored sign-up (service/subscriptions/signup.py).
+    """The job that acts on one stored sign-up (service/subscriptions/signup.py): what the
+    reconciler enqueues for a row left behind, with its own retries."""
+    return queue(MAIL_QUEUE).enqueue_many([_signup_job(request_id)])[0]
 
-    Through `enqueue_many`, which saves the job and queues it in one Redis
-    round trip (`enqueue` takes two): this is on every sign-up's request.
-    """
-    job = Queue.prepare_data(
+
+def _signup_job(request_id: int) -> Any:
+    return Queue.prepare_data(
         "workers.signup.process_signup",
         args=(request_id,),
         job_id=signup_job_id(request_id),
@@ -160,7 +162,48 @@ def enqueue_signup(request_id: int) -> Job:
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
     )
+
+
+# The sign-ups' hand-off (issue 14). A sign-up's request stores its row, commits, and
+# then makes sure that one job, `workers.signup.process_signups`, is queued to work
+# through every stored row: this key says one is queued and has not started yet. The
+# job deletes it before it reads the rows, so a row committed after that read sets it
+# again and queues the next job: no row is ever left without a job to read it. Under
+# load one job serves many sign-ups, and a request costs one small Redis command
+# instead of RQ's job (its hash, the queue, a transaction). The key expires, so a job
+# lost from Redis holds nothing up for long; the reconciler covers its rows meanwhile.
+SIGNUP_DRAIN_QUEUED = "zpravodaj:signups:drain-queued"
+SIGNUP_DRAIN_QUEUED_SECONDS = 60
+
+
+def signal_signups(*_request_ids: int) -> None:
+    """After a sign-up's commit: queue the job that processes stored sign-ups, unless one
+    is queued already (one round trip then). An enqueue that fails leaves the rows to the
+    reconciler, as any failed enqueue does."""
+    connection = redis_connection()
+    if not connection.set(SIGNUP_DRAIN_QUEUED, "1", nx=True, ex=SIGNUP_DRAIN_QUEUED_SECONDS):
+        return
+    try:
+        enqueue_signup_drain()
+    except Exception:
+        with contextlib.suppress(Exception):  # Redis gone: the key expires by itself
+            connection.delete(SIGNUP_DRAIN_QUEUED)
+        raise
+
+
+def enqueue_signup_drain() -> Job:
+    job = Queue.prepare_data(
+        "workers.signup.process_signups",
+        job_id=f"signup-drain-{secrets.token_hex(4)}",
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+    )
     return queue(MAIL_QUEUE).enqueue_many([job])[0]
+
+
+def drain_started() -> None:
+    """First thing in `process_signups`, before it reads a row (see SIGNUP_DRAIN_QUEUED)."""
+    redis_connection().delete(SIGNUP_DRAIN_QUEUED)
 
 
 def new_fan_out_job_id(issue_id: int) -> str:

@@ -1,13 +1,18 @@
-"""What every page shares: the Jinja filters and globals, and `/` (the sign-up form)."""
+"""What every page shares: the Jinja filters and globals, `/` (the sign-up form), and
+pages that are the same for every request rendered once."""
 
 from __future__ import annotations
 
-from flask import Flask, redirect, url_for
+from flask import Flask, current_app, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 
 from .czech import group_in_sentence, names_a_group, plural
+from .i18n import current_language
 from .lookalikes import address_filter
 from .stored_messages import shown
+
+# More keys than a page could ever have (two languages, one path each): a bound, not a size.
+_CONSTANT_PAGES_MAX = 64
 
 
 def init_app(app: Flask) -> None:
@@ -25,3 +30,27 @@ def init_app(app: Flask) -> None:
     @app.get("/")
     def index():
         return redirect(url_for("subscriptions.subscribe_page"))
+
+
+def render_constant_page(template: str) -> str:
+    """`render_template(template)` for a page whose text depends on nothing but the
+    language and the path it answers (no form values, no account, no token): rendered once
+    per process for each of those and then answered as the same text (issue 14: rendering
+    the sign-up's "check your mailbox" page was a sixth of the request's CPU).
+
+    Not while Flask reloads edited templates (development), where a cached page would
+    hide the edit.
+    """
+    app = current_app
+    if app.jinja_env.auto_reload:
+        return render_template(template)
+    key = (template, current_language(), request.script_root, request.path)
+    pages: dict[tuple[str, str, str, str], str] = app.extensions.setdefault(
+        "zpravodaj_constant_pages", {}
+    )
+    page = pages.get(key)
+    if page is None:
+        if len(pages) >= _CONSTANT_PAGES_MAX:
+            pages.clear()
+        page = pages[key] = render_template(template)
+    return page

@@ -49,6 +49,17 @@ def test_help_lists_every_command_without_settings(tmp_path, app):
     assert expected | {"dev", "worker", "dkim", "db", "run", "shell", "routes"} <= names
 
 
+def test_other_packages_commands_still_load_when_asked_for(tmp_path):
+    """Flask's `flask.commands` plug-ins (Flask-Limiter's `limiter`) are no longer loaded for
+    the group's own commands (a worker: test_process_footprint.py), but still found."""
+    listed = zpravodaj(tmp_path, "--help", **SOME_VALUES)
+    assert listed.returncode == 0, listed.stderr
+    assert "  limiter " in listed.stdout
+    result = zpravodaj(tmp_path, "limiter", "--help", **SOME_VALUES)
+    assert result.returncode == 0, result.stderr
+    assert "Flask-Limiter" in result.stdout
+
+
 def test_help_without_an_app_lists_what_the_app_would(app):
     """cli.py's own list of the app's commands (for help without settings) cannot drift."""
     context = click.Context(app.cli)

@@ -9,9 +9,9 @@ they answer 404, exactly as an unknown list does.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
@@ -25,6 +25,9 @@ from ..links import external_url
 from ..mail import sender_address
 from ..models import Issue, MailingList, is_valid_slug
 from .dates import czech_date, local_date
+
+if TYPE_CHECKING:  # imported where a feed is built: no other page needs ElementTree
+    import xml.etree.ElementTree as ET
 
 bp = Blueprint("archive", __name__, url_prefix="/archive")
 
@@ -163,6 +166,8 @@ def feed(slug: str) -> ResponseReturnValue:
 
 def atom_feed(mailing_list: MailingList, issues: list[Issue]) -> bytes:
     """The Atom document (RFC 4287); ElementTree does the escaping."""
+    import xml.etree.ElementTree as ET  # here: only the feed needs it (a worker never does)
+
     feed_url = external_url("archive.feed", slug=mailing_list.slug)
     archive_url = external_url("archive.list_issues", slug=mailing_list.slug)
     entries = [_archived(issue) for issue in issues]
@@ -200,6 +205,8 @@ def atom_feed(mailing_list: MailingList, issues: list[Issue]) -> bytes:
 
 def _text(parent: ET.Element, name: str, text: str, **attributes: str) -> ET.Element:
     """A child element holding `text`, minus the characters XML cannot carry."""
+    import xml.etree.ElementTree as ET  # loaded by atom_feed already
+
     element = ET.SubElement(parent, name, attributes)
     element.text = _NOT_XML_CHAR.sub("", text)
     return element

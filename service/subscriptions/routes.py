@@ -35,6 +35,7 @@ from ..signed_links import (
     load_link,
     render_link_problem,
 )
+from ..site import render_constant_page
 from . import actions, signup
 from .emails import personal_links, privacy_link_lifetime
 from .forms import (
@@ -42,6 +43,7 @@ from .forms import (
     UNKNOWN_LIST,
     SubscribeInput,
     UnreadableRequest,
+    ValidatedSignup,
     error_codes,
     name_problem,
     validate,
@@ -159,6 +161,8 @@ def subscribe() -> ResponseReturnValue:
     slugs = data.list_slugs
     if not slugs and not data.list_choice_shown:
         slugs = [current_app.config["DEFAULT_LIST"]]
+    if valid is not None and not errors and len(set(slugs)) == 1 and _stored(data, valid, slugs[0]):
+        return _accepted(data)
     list_ids, unknown = signup.newsletter_ids(slugs)
     if not slugs:
         errors["list"] = str(NO_LIST_CHOSEN)
@@ -176,20 +180,40 @@ def subscribe() -> ResponseReturnValue:
             checked=data.list_slugs,
         )
 
-    info = RequestInfo.from_request(
-        request, "api" if data.is_json else ("embed" if data.embed else "page")
-    )
     # The same work for every address, known or not: one row, one job (signup.py says why).
     signup.record_request(
         valid.address,
         valid.name,
         list_ids,
         consent.form_consent_text_id(data.consent_hash),
-        info,
+        _request_info(data),
         current_language(),
     )
     db.session.commit()
     return _accepted(data)
+
+
+def _stored(data: SubscribeInput, valid: ValidatedSignup, slug: str) -> bool:
+    """The common sign-up, to one newsletter this process has seen: one INSERT that checks
+    the list itself (signup.record_request_for_known_list). False: nothing was written."""
+    request_id = signup.record_request_for_known_list(
+        slug,
+        valid.address,
+        valid.name,
+        consent.form_consent_text_id(data.consent_hash),
+        _request_info(data),
+        current_language(),
+    )
+    if request_id is None:
+        return False
+    db.session.commit()
+    return True
+
+
+def _request_info(data: SubscribeInput) -> RequestInfo:
+    return RequestInfo.from_request(
+        request, "api" if data.is_json else ("embed" if data.embed else "page")
+    )
 
 
 @bp.errorhandler(RateLimitExceeded)
@@ -221,8 +245,9 @@ def _too_many_signups(error: RateLimitExceeded) -> ResponseReturnValue:
 def _accepted(data: SubscribeInput) -> ResponseReturnValue:
     if data.is_json:
         return jsonify(status=SubscriptionStatus.PENDING), 202
+    # The same page for every address (issue 11, finding 8), so rendered once per language.
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
-    return render_template(template, embed=data.embed), 202
+    return render_constant_page(template), 202
 
 
 @bp.after_request

@@ -2,29 +2,34 @@
 
 `POST /subscribe` (routes.py) validates the form and then does the same
 constant work for every address: one INSERT of a `SignupRequest` row, one
-commit, one enqueue of `workers.signup.process_signup`. Everything that would
+commit, and one Redis command that makes sure a job is queued to process the
+stored rows (`workers.signup.process_signups`; service/jobs.py,
+`signal_signups`, says how no row is left without one). Everything that would
 differ between a new, a pending, a confirmed or a suppressed address (the
 subscriber and subscription rows, the consent event with its hash chain, the
 confirmation or "already subscribed" mail, the hourly mail cap) runs in that
 job, so neither the answer nor its timing tells whether an address is known
 (issue 11, finding 8). It is also what makes a sign-up cheap: the web request
-costs about one INSERT and one LPUSH.
+costs about one INSERT and one small Redis command (issue 14).
 
-Nothing is lost: the row is committed before the enqueue, and a row whose
-enqueue failed (Redis down) or whose worker died mid-job is enqueued again
-by the reconciler (workers/reconcile.py). The job claims the row by deleting
-it, in the transaction that does the work: two runs of the same job cannot
-both act on it, and a run killed before its commit leaves the row for the next.
+Nothing is lost: the row is committed before the hand-off, and a row whose
+hand-off failed (Redis down) or whose worker died mid-job gets a job of its
+own (`workers.signup.process_signup`) from the reconciler (workers/reconcile.py).
+Each row is claimed by deleting it, in the transaction that does its work: two
+runs cannot both act on it, and a run killed before its commit leaves the row
+for the next.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, select
+from flask import current_app
+from sqlalchemy import bindparam, delete, exists, select
 
 from ..addresses import Address
+from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
-from ..jobs import after_commit, enqueue_signup
+from ..jobs import after_commit, signal_signups
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
 
@@ -37,6 +42,35 @@ _NEWSLETTERS_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
     _lists.c.slug.in_(bindparam("slugs", expanding=True)),
     _lists.c.kind == ListKind.NEWSLETTER.value,
 )
+# The common case, one list: an expanding IN renders its SQL anew on every run.
+_NEWSLETTER_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
+    _lists.c.slug == bindparam("slug"), _lists.c.kind == ListKind.NEWSLETTER.value
+)
+# The common case once the list's id is known to this process: the INSERT checks, in the
+# same statement, that the id still is the newsletter of that slug, and writes nothing
+# otherwise (the caller then looks the slug up as above). One statement, one round trip.
+_FIELDS = (
+    "email", "email_key", "ascii_email", "name", "list_ids", "consent_text_id",
+    "channel", "ip", "user_agent", "origin", "language", "requested_at",
+)  # fmt: skip
+_INSERT_IF_NEWSLETTER = (
+    _requests.insert()
+    .from_select(
+        _FIELDS,
+        select(*[bindparam(f, type_=_requests.c[f].type) for f in _FIELDS]).where(
+            exists().where(
+                _lists.c.id == bindparam("list_id"),
+                _lists.c.slug == bindparam("slug"),
+                _lists.c.kind == ListKind.NEWSLETTER.value,
+            )
+        ),
+        include_defaults=False,
+    )
+    .returning(_requests.c.id)
+)
+# Per app, slug -> id of the newsletters seen: a hint the INSERT above checks, never trusted.
+_KNOWN_IDS = "zpravodaj_newsletter_ids"
+_KNOWN_IDS_MAX = 1000
 
 
 def record_request(
@@ -54,7 +88,43 @@ def record_request(
     One INSERT … RETURNING through SQLAlchemy Core: the ORM's unit of work
     would cost more than the statement itself, and nothing here needs an object.
     """
-    values = {
+    values = _values(address, name, list_ids, consent_text_id, info, language)
+    request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
+    after_commit(signal_signups, request_id)
+    return request_id
+
+
+def record_request_for_known_list(
+    slug: str,
+    address: Address,
+    name: str,
+    consent_text_id: int,
+    info: RequestInfo,
+    language: str,
+) -> int | None:
+    """`record_request` for one newsletter whose id this process has seen, checked by the
+    INSERT itself; None (nothing written) when the id is not known or no longer that
+    newsletter's: then the caller looks the slug up (`newsletter_ids`) as for any."""
+    list_id = current_app.extensions.get(_KNOWN_IDS, {}).get(slug)
+    if list_id is None:
+        return None
+    values = _values(address, name, [list_id], consent_text_id, info, language)
+    values.update(list_id=list_id, slug=slug, requested_at=utcnow())
+    request_id = db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
+    if request_id is not None:
+        after_commit(signal_signups, request_id)
+    return request_id
+
+
+def _values(
+    address: Address,
+    name: str,
+    list_ids: list[int],
+    consent_text_id: int,
+    info: RequestInfo,
+    language: str,
+) -> dict[str, object]:
+    return {
         "email": address.email,
         "email_key": address.key,
         "ascii_email": address.ascii_email,
@@ -67,9 +137,6 @@ def record_request(
         "origin": info.origin,
         "language": language,
     }
-    request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
-    after_commit(enqueue_signup, request_id)
-    return request_id
 
 
 def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
@@ -79,8 +146,19 @@ def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
     one Core query, no ORM objects.
     """
     wanted = list(dict.fromkeys(slugs))
-    rows = db.session.connection().execute(_NEWSLETTERS_BY_SLUG, {"slugs": wanted})
+    if len(wanted) == 1:
+        rows = db.session.connection().execute(_NEWSLETTER_BY_SLUG, {"slug": wanted[0]})
+    else:
+        rows = db.session.connection().execute(_NEWSLETTERS_BY_SLUG, {"slugs": wanted})
     by_slug = {slug: list_id for slug, list_id in rows}
+    known = current_app.extensions.setdefault(_KNOWN_IDS, {})
+    if len(known) > _KNOWN_IDS_MAX:
+        known.clear()
+    for slug in wanted:  # what a later sign-up may try first (record_request_for_known_list)
+        if slug in by_slug:
+            known[slug] = by_slug[slug]
+        else:
+            known.pop(slug, None)
     return [by_slug[s] for s in wanted if s in by_slug], [s for s in wanted if s not in by_slug]
 
 
@@ -120,3 +198,15 @@ def _newsletters(list_ids: list[int]) -> list[MailingList]:
     )
     by_id = {m.id: m for m in rows}
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+
+
+def pending_request_ids(after: int, limit: int) -> list[int]:
+    """Ids of stored sign-ups after `after`, oldest first (the drain job's next page)."""
+    ids = db.session.scalars(
+        select(SignupRequest.id)
+        .where(SignupRequest.id > after)
+        .order_by(SignupRequest.id)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    return list(ids)

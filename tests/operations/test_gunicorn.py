@@ -151,6 +151,10 @@ def test_gunicorn_and_a_forking_worker_report_through_one_scrape(gunicorn, envir
     assert sorted(line["request_id"] for line in signups) == sorted(request_ids)
     assert all(line["level"] == "INFO" for line in access)
     assert any(line["logger"] == "gunicorn.error" for line in lines)
+    # Only the app's line per request: gunicorn's access line would give the path, which
+    # for a personal link carries its token (it wrote one, despite `accesslog = None`).
+    assert not [line for line in lines if line["logger"] == "gunicorn.access"]
+    assert "/subscribe" not in "".join(line["message"] for line in lines if line not in access)
 
 
 def test_a_worker_host_serves_its_metrics_on_its_own_port(config, environment, outbox):

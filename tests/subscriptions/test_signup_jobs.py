@@ -1,7 +1,8 @@
-"""The sign-up job: nothing lost when Redis is down or a worker dies, done once when run twice.
+"""The sign-up jobs: nothing lost when Redis is down or a worker dies, done once when run twice.
 
-`POST /subscribe` stores a `SignupRequest` row and enqueues
-`workers.signup.process_signup` (service/subscriptions/signup.py); these
+`POST /subscribe` stores a `SignupRequest` row and makes sure
+`workers.signup.process_signups` is queued (service/subscriptions/signup.py,
+service/jobs.py `signal_signups`); these
 tests drive the faults with a real Redis, real worker processes and the
 real database, and check the consent ledger keeps the visitor's own time,
 address and browser.
@@ -16,21 +17,22 @@ import sys
 from datetime import timedelta
 
 from redis import Redis
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq import Queue
+from rq.registry import StartedJobRegistry
 from sqlalchemy import func, select, text, update
 
 from service import ledger
 from service.dev.processes import free_port
 from service.extensions import db
-from service.jobs import redis_connection, signup_job_id
+from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
 from service.models import ConsentEvent, OutgoingMail, SignupRequest, Subscriber, Subscription
 from service.subscriptions import actions
 from tests.conftest import run_jobs
 from tests.waiting import exited, wait_until
 from tests.workers.test_outgoing_mail import worker_env
+from workers import signup as signup_jobs
 from workers.reconcile import reconcile
-from workers.signup import process_signup
+from workers.signup import process_signup, process_signups
 
 ADDRESS = "jana@seznam.cz"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
@@ -137,8 +139,8 @@ def _hold_the_request_row(request_id: int):
     return connection
 
 
-def _job_started(job_id: str) -> bool:
-    return Job.fetch(job_id, connection=redis_connection()).get_status() == "started"
+def _a_mail_job_started() -> bool:
+    return bool(StartedJobRegistry(MAIL_QUEUE, connection=redis_connection()).get_job_ids())
 
 
 def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, app, outbox):
@@ -155,10 +157,7 @@ def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, a
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(
-            lambda: _job_started(signup_job_id(request_id)), "the worker to take the job",
-            abort=lambda: exited(worker), ignore=(NoSuchJobError,),
-        )  # fmt: skip
+        wait_until(_a_mail_job_started, "the worker to take the job", abort=lambda: exited(worker))
         os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse, mid-job
         worker.wait(10)
     finally:
@@ -177,3 +176,70 @@ def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, a
     assert restarted.returncode == 0, restarted.stderr.decode()
     assert counts() == DONE_ONCE
     assert [m.rcpt_tos for m in outbox.mails] == [[ADDRESS]]
+
+
+# --- the hand-off: one queued job works through the stored sign-ups (issue 14) ---------
+
+
+def mail_queue_jobs() -> list[str]:
+    return Queue(MAIL_QUEUE, connection=redis_connection()).get_job_ids()
+
+
+def test_sign_ups_while_a_job_is_queued_add_no_job_and_that_job_does_them_all(client, app, outbox):
+    sign_up(client)
+    [drain] = mail_queue_jobs()
+    assert drain.startswith("signup-drain-")
+    sign_up(client, "petr@seznam.cz")
+    sign_up(client, "eva@seznam.cz")
+    assert mail_queue_jobs() == [drain]  # one small Redis command each, no job of their own
+    run_jobs(app)
+    assert counts()["signup_request"] == 0
+    assert counts()["subscriber"] == 3
+    assert sorted(m.rcpt_tos[0] for m in outbox.mails) == [
+        "eva@seznam.cz", ADDRESS, "petr@seznam.cz"
+    ]  # fmt: skip
+
+
+def test_a_sign_up_after_the_job_started_queues_the_next_one(client, app):
+    sign_up(client)
+    [first] = mail_queue_jobs()
+    run_jobs(app)  # it ran and cleared the mark before it read the rows
+    assert redis_connection().get(SIGNUP_DRAIN_QUEUED) is None
+    sign_up(client, "petr@seznam.cz")
+    [second] = [job for job in mail_queue_jobs() if job.startswith("signup-drain-")]
+    assert second != first
+    run_jobs(app)
+    assert counts()["signup_request"] == 0
+
+
+def test_a_failing_sign_up_does_not_hold_up_the_others(client, app, monkeypatch):
+    for address in (ADDRESS, "petr@seznam.cz", "eva@seznam.cz"):
+        sign_up(client, address)
+    first = db.session.scalar(select(func.min(SignupRequest.id)))
+    db.session.commit()
+    real = signup_jobs.process_signup
+
+    def failing_first(request_id: int) -> str:
+        if request_id == first:
+            raise RuntimeError("a bug in one request")
+        return real(request_id)
+
+    monkeypatch.setattr(signup_jobs, "process_signup", failing_first)
+    assert process_signups() == {"done": 2, "skipped": 0, "failed": 1}
+    assert db.session.scalars(select(SignupRequest.id)).all() == [first]  # left to the reconciler
+    db.session.commit()
+
+
+def test_a_run_out_of_time_hands_the_rest_to_a_new_job(client, app, monkeypatch):
+    for address in (ADDRESS, "petr@seznam.cz"):
+        sign_up(client, address)
+    run_jobs_queued = mail_queue_jobs()
+    redis_connection().delete(*[f"rq:job:{job}" for job in run_jobs_queued])
+    redis_connection().delete(f"rq:queue:{MAIL_QUEUE}")
+    monkeypatch.setattr(signup_jobs, "DRAIN_SECONDS", 0.0)  # out of time at once
+    assert process_signups() == {"done": 0, "skipped": 0, "failed": 0}
+    [successor] = mail_queue_jobs()
+    assert successor.startswith("signup-drain-")
+    monkeypatch.undo()
+    run_jobs(app)
+    assert counts()["signup_request"] == 0
