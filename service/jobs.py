@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -277,6 +277,21 @@ def enqueue_batches(batches: list[tuple[int, str]]) -> list[Job]:
     bulk = queue(BULK_QUEUE)
     return bulk.enqueue_many(
         [Queue.prepare_data(**batch_job(batch_id, job_id)) for batch_id, job_id in batches]
+    )
+
+
+def enqueue_batch_in(batch_id: int, job_id: str, seconds: float) -> Job:
+    """A delivery batch's job, scheduled `seconds` from now (RQ's scheduler enqueues it)."""
+    arguments = batch_job(batch_id, job_id)
+    return queue(BULK_QUEUE).enqueue_in(
+        timedelta(seconds=seconds),
+        arguments["func"],
+        *arguments["args"],
+        job_id=arguments["job_id"],
+        retry=arguments["retry"],
+        result_ttl=arguments["result_ttl"],
+        failure_ttl=arguments["failure_ttl"],
+        job_timeout=arguments["timeout"],
     )
 
 

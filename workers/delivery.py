@@ -72,6 +72,7 @@ from service.models import (
 from . import shutdown
 from .rate_limit import SendRateLimiter, parse_domain_rates
 from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
+from .smtp_recovery import WAITING_KEY
 from .transport import app_transport
 
 if TYPE_CHECKING:
@@ -341,9 +342,14 @@ CHAIN_BATCHES = 20
 def _deliver_more(batch_id: int) -> None:
     """The issue's next queued batches, while the issue sends, the worker is not
     stopping and no single mail (a confirmation) waits on the mail queue, which a
-    worker serves before bulk work between jobs. A batch handed back for a later
-    try (the SMTP server away) ends the chain; the reconciler gives it a fresh
-    job, as for a job Redis lost."""
+    worker serves before bulk work between jobs.
+
+    Only batches never tried: one handed back (a recipient's server said "try
+    later", the relay was away) waits for its own job's retry schedule, which a
+    chain must not jump. A chained batch handed back gets its job back on that
+    schedule (its own was taken off the queue) and ends the chain; any other
+    failure of a chained batch ends the chain too, without failing the job whose
+    own batch is done (the reconciler gives that batch a fresh job)."""
     issue_id = db.session.scalar(select(DeliveryBatch.issue_id).where(DeliveryBatch.id == batch_id))
     db.session.commit()
     mail = jobs.queue(jobs.MAIL_QUEUE)
@@ -356,6 +362,7 @@ def _deliver_more(batch_id: int) -> None:
             .where(
                 DeliveryBatch.issue_id == issue_id,
                 DeliveryBatch.status == BatchStatus.QUEUED,
+                DeliveryBatch.attempts == 0,
                 Issue.status == IssueStatus.SENDING,
             )
             .order_by(DeliveryBatch.id)
@@ -368,9 +375,36 @@ def _deliver_more(batch_id: int) -> None:
             outcome = _deliver_leased(queued.id, job_to_drop=queued.job_id)
         except TransientFailure as exc:
             log.info("batch %s handed back (%s); this job sends no more", queued.id, exc)
+            _schedule_own_job(queued.id, exc)
+            return
+        except Exception:
+            log.exception("chained batch %s failed; the reconciler gives it a job", queued.id)
+            db.session.rollback()
             return
         if outcome not in ("done", "skipped"):
             return
+
+
+def _schedule_own_job(batch_id: int, exc: TransientFailure) -> None:
+    """A chained batch handed back: a job of its own after the first retry interval, with
+    RQ's retries after that, as its dropped job would have had; one stopped by an
+    unreachable relay also waits for the relay's return (smtp_recovery). If Redis fails
+    here, the reconciler finds the batch without a live job and queues one."""
+    job_id = jobs.new_batch_job_id(batch_id)
+    try:
+        db.session.execute(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == BatchStatus.QUEUED)
+            .values(job_id=job_id)
+        )
+        db.session.commit()
+        delay = current_app.config["MAIL_RETRY_INTERVALS"][0]
+        jobs.enqueue_batch_in(batch_id, job_id, delay)
+        if isinstance(exc, ServerUnavailable):
+            redis_connection().sadd(WAITING_KEY, job_id)
+    except Exception:
+        db.session.rollback()
+        log.exception("batch %s: no job scheduled; the reconciler will queue one", batch_id)
 
 
 def _deliver_leased(batch_id: int, job_to_drop: str | None = None) -> str:

@@ -667,6 +667,68 @@ def test_one_job_sends_the_issue_s_next_queued_batches_and_takes_their_jobs_off_
     assert len(outbox.mails) == 5
 
 
+def test_a_chain_does_not_jump_a_deferred_batch_s_retry_schedule(app, outbox):
+    """A recipient's server says "try later" (greylisting): their batch waits for its own
+    job's retry schedule (10 s, 1 min …). The next batches' chains must not try it again
+    at once, which spent every attempt within seconds and marked the recipient failed."""
+    from rq.registry import ScheduledJobRegistry
+
+    from service.jobs import BULK_QUEUE, queue
+
+    app.config["BATCH_SIZE"] = 2
+    app.config["MAIL_RETRY_INTERVALS"] = [600, 600]  # as in production: later, not now
+    add_confirmed_subscribers("zpravodaj", 6)
+    outbox.catcher.reject_rcpt["odberatel0@example.cz"] = (451, "4.7.1 Greylisted")
+    issue = make_issue()
+    send(issue)
+    run_jobs(app)
+    greylisted = db.session.scalar(
+        select(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Subscriber.email == "odberatel0@example.cz")
+    )
+    assert (greylisted.status, greylisted.attempts) == ("pending", 1)
+    assert len(recipients(outbox)) == 5
+    batch = db.session.get(DeliveryBatch, greylisted.batch_id)
+    assert batch.job_id in ScheduledJobRegistry(queue=queue(BULK_QUEUE)).get_job_ids()
+
+
+def test_a_chained_batch_handed_back_gets_its_own_job_on_the_retry_schedule(app, outbox):
+    """The chain took the batch's job off the queue; when that batch is handed back, a job
+    of its own comes back on the retry schedule, and running it reaches the recipient."""
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    from service.jobs import BULK_QUEUE, queue, redis_connection
+
+    app.config["BATCH_SIZE"] = 2
+    app.config["MAIL_RETRY_INTERVALS"] = [600, 600]
+    add_confirmed_subscribers("zpravodaj", 6)
+    outbox.catcher.reject_rcpt["odberatel2@example.cz"] = (451, "4.7.1 Greylisted")
+    issue = make_issue()
+    send(issue)
+    run_jobs(app)  # batch 1's job chains batch 2, which defers odberatel2
+    deferred = db.session.scalar(
+        select(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Subscriber.email == "odberatel2@example.cz")
+    )
+    assert (deferred.status, deferred.attempts) == ("pending", 1)
+    batch = db.session.get(DeliveryBatch, deferred.batch_id)
+    bulk = queue(BULK_QUEUE)
+    scheduled = ScheduledJobRegistry(queue=bulk)
+    assert batch.status == "queued" and batch.job_id in scheduled.get_job_ids()
+    # Its time comes (as RQ's scheduler would move it): the recipient is reached.
+    outbox.catcher.reject_rcpt.clear()
+    job = Job.fetch(batch.job_id, connection=redis_connection())
+    scheduled.remove(job)
+    bulk.enqueue_job(job)
+    run_jobs(app)
+    assert recipients(outbox) == sorted(f"odberatel{n}@example.cz" for n in range(6))
+    db.session.expire_all()
+    assert db.session.get(Issue, issue.id).status == "sent"
+
+
 def test_a_paused_issue_s_queued_batches_are_not_chained(app, outbox, monkeypatch):
     """Chaining stops where a job of its own would: nothing of a paused issue is sent,
     and its batches keep their own jobs (which find it paused) until it resumes."""
