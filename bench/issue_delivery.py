@@ -84,6 +84,29 @@ def seed(n: int) -> None:
     db.session.commit()
 
 
+def fresh_list(n: int, kind: str = "newsletter") -> None:
+    """Empty tables, the list `zpravodaj` of that kind and `n` confirmed subscribers of it
+    (in the app context of the benchmark's app)."""
+    db.drop_all()
+    db.create_all()
+    db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení", kind=kind))
+    db.session.commit()
+    seed(n)
+
+
+def dkim_settings(directory: str) -> dict[str, str]:
+    """Settings that make the workers sign every mail, with a fresh key in `directory`."""
+    from service.deliverability.dkim import generate_private_key, private_key_pem
+
+    key_path = Path(directory) / "dkim.pem"
+    key_path.write_bytes(private_key_pem(generate_private_key()))
+    return {
+        "DKIM_DOMAIN": "zpravodaj.example",
+        "DKIM_SELECTOR": "bench",
+        "DKIM_PRIVATE_KEY_PATH": str(key_path),
+    }
+
+
 MEETING = False  # --meeting: every issue is a meeting invitation (set in main)
 
 
@@ -263,25 +286,11 @@ def main() -> None:
         database_url = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
         config = {**delivery_config(database_url, redis.url, port), "RATE_LIMITS": False}
         if args.dkim:
-            from service.deliverability.dkim import generate_private_key, private_key_pem
-
-            key_path = Path(tmp) / "dkim.pem"
-            key_path.write_bytes(private_key_pem(generate_private_key()))
-            config.update(
-                DKIM_DOMAIN="zpravodaj.example", DKIM_SELECTOR="bench",
-                DKIM_PRIVATE_KEY_PATH=str(key_path),
-            )  # fmt: skip
+            config.update(dkim_settings(tmp))
         env = {**os.environ, **{k: str(v) for k, v in config.items()}, "RATE_LIMITS": "off"}
         app = create_app(config)
         with app.app_context():
-            db.drop_all()
-            db.create_all()
-            kind = "group" if args.meeting else "newsletter"
-            db.session.add(
-                MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení", kind=kind)
-            )
-            db.session.commit()
-            seed(args.n)
+            fresh_list(args.n, "group" if args.meeting else "newsletter")
             cost = personalise_cost(min(args.n, 2000)) if args.meeting else None
             baselines = [raw_smtplib(port, args.n) for _ in range(args.runs)]
             baseline = statistics.median(rate for rate, _ in baselines)

@@ -51,7 +51,7 @@ from harness import (
     ratio,
     start_counting_sink,
 )
-from issue_delivery import PROJECT, new_issue, raw_smtplib, seed
+from issue_delivery import PROJECT, fresh_list, new_issue, raw_smtplib
 from prometheus_client import CollectorRegistry, multiprocess
 from rq import Worker
 from sqlalchemy import select
@@ -61,7 +61,7 @@ from service.dev.redis_server import PrivateRedis
 from service.extensions import db
 from service.issues import sending
 from service.jobs import redis_connection
-from service.models import Issue, MailingList
+from service.models import Issue
 
 MODES = {
     "off": {"METRICS": "off", "LOG_FORMAT": "text"},
@@ -232,11 +232,7 @@ def main() -> None:
         base_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         app = create_app({**config, "RATE_LIMITS": False})
         with app.app_context():
-            db.drop_all()
-            db.create_all()
-            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
-            db.session.commit()
-            seed(args.n)
+            fresh_list(args.n)
             baseline, _ = raw_smtplib(port, args.n)  # msg/s (and CPU ms per message)
             for run in range(args.runs):
                 for mode, settings in MODES.items():

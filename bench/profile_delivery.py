@@ -27,10 +27,9 @@ import pstats
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from harness import ROOT, delivery_config
-from issue_delivery import new_issue, seed
+from issue_delivery import dkim_settings, fresh_list, new_issue
 from redis import Redis
 from sqlalchemy import select
 
@@ -40,7 +39,7 @@ from service.dev.redis_server import PrivateRedis
 from service.extensions import db
 from service.issues import sending
 from service.jobs import ALL_QUEUES
-from service.models import Issue, MailingList
+from service.models import Issue
 
 # (label, file suffix, function name): cumulative time of these, as a share of the total.
 PARTS = (
@@ -118,21 +117,10 @@ def main() -> None:
             "RATE_LIMITS": False,
         }
         if args.dkim:
-            from service.deliverability.dkim import generate_private_key, private_key_pem
-
-            key_path = Path(tmp) / "dkim.pem"
-            key_path.write_bytes(private_key_pem(generate_private_key()))
-            config.update(
-                DKIM_DOMAIN="zpravodaj.example", DKIM_SELECTOR="bench",
-                DKIM_PRIVATE_KEY_PATH=str(key_path),
-            )  # fmt: skip
+            config.update(dkim_settings(tmp))
         app = create_app(config)
         with app.app_context():
-            db.drop_all()
-            db.create_all()
-            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
-            db.session.commit()
-            seed(args.n)
+            fresh_list(args.n)
             issue = new_issue()
             sending.send_now(issue)
             db.session.commit()

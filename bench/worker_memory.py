@@ -34,7 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiosmtpd.controller import Controller
-from issue_delivery import CountingSink, RssSampler, new_issue, seed, start_workers, stop_workers
+from issue_delivery import (
+    CountingSink,
+    RssSampler,
+    fresh_list,
+    new_issue,
+    start_workers,
+    stop_workers,
+)
 from sqlalchemy import select
 
 from service import create_app
@@ -42,7 +49,7 @@ from service.dev.processes import free_port
 from service.dev.redis_server import PrivateRedis
 from service.extensions import db
 from service.issues import sending
-from service.models import Issue, MailingList
+from service.models import Issue
 
 PROJECT = Path(__file__).resolve().parent.parent
 TARGET_MB = 80
@@ -122,11 +129,7 @@ def main() -> None:
         env = {**os.environ, **{k: str(v) for k, v in config.items()}, "RATE_LIMITS": "off"}
         app = create_app(config)
         with app.app_context():
-            db.drop_all()
-            db.create_all()
-            db.session.add(MailingList(slug="zpravodaj", name="Zpravodaj sociálního bydlení"))
-            db.session.commit()
-            seed(args.n)
+            fresh_list(args.n)
             bare = statistics.median(bare_worker_rss(redis.url) for _ in range(args.runs))
             idle, worker, horse = [], [], []
             for _ in range(args.runs):
