@@ -8,6 +8,7 @@ gets a fresh browser context, so no cookies or cache leak between tests.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import missing_part
+from tests.conftest import PASSWORD, missing_part
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -171,3 +172,13 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+def sign_in(page, base_url: str, email: str, lang: str | None = None) -> None:
+    """Through the admin's sign-in form, as a person does (in `lang` when given, which the
+    pages after it remember), and on to the dashboard."""
+    page.goto(f"{base_url}/admin/login" + (f"?lang={lang}" if lang else ""))
+    page.locator("input[name=email]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/admin/$"))

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from service.extensions import db
 from service.models import Subscription
+from tests.browser.conftest import sign_in
 from tests.browser.test_admin_issue import worker  # noqa: F401  (the fixture)
 from tests.browser.test_languages import axe_page, axe_source, violations  # noqa: F401
 from tests.conftest import PASSWORD, add_confirmed_subscribers
@@ -41,10 +42,7 @@ def test_editor_uploads_a_csv_and_watches_it_imported(
     polls: list[int] = []
     page.on("response", lambda r: r.url.endswith("/progress.json") and polls.append(r.status))
 
-    page.goto(f"{live_server.url}/admin/login")
-    page.get_by_label("E-mail").fill(accounts.editor.email)
-    page.get_by_label("Heslo").fill(PASSWORD)
-    page.get_by_role("button", name="Přihlásit se").click()
+    sign_in(page, live_server.url, accounts.editor.email)
 
     page.goto(f"{live_server.url}/admin/subscribers/import")
     page.get_by_label("Soubor CSV").set_input_files(str(csv_file))

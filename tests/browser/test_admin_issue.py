@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from service.extensions import db
 from service.models import Issue
-from tests.conftest import PASSWORD, add_confirmed_subscribers
+from tests.browser.conftest import sign_in
+from tests.conftest import add_confirmed_subscribers
 from tests.workers.test_outgoing_mail import worker_env
 
 # One Chromium for all browser tests: they run in one test process.
@@ -74,10 +75,7 @@ def test_editor_composes_previews_and_sends_an_issue(
     page.on("response", lambda r: r.url.endswith("/progress.json") and polls.append(r.status))
 
     # Sign in.
-    page.goto(f"{live_server.url}/admin/login")
-    page.get_by_label("E-mail").fill(accounts.editor.email)
-    page.get_by_label("Heslo").fill(PASSWORD)
-    page.get_by_role("button", name="Přihlásit se").click()
+    sign_in(page, live_server.url, accounts.editor.email)
 
     # Compose a new issue on the newsletter.
     page.goto(f"{live_server.url}/admin/issues")

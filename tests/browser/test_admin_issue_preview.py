@@ -13,8 +13,8 @@ from service.extensions import db
 from service.issues import sending
 from service.models import Issue, MailingList
 from tests.browser import test_languages
-from tests.browser.conftest import TIMEOUT_MS
-from tests.conftest import PASSWORD, add_confirmed_subscribers
+from tests.browser.conftest import TIMEOUT_MS, sign_in
+from tests.conftest import add_confirmed_subscribers
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -24,15 +24,6 @@ axe_source = test_languages.axe_source
 
 # The frame shown (admin-issues.js swaps in a fresh one for every preview).
 SHOWN_FRAME = "iframe.issue-preview-frame[data-preview-current]"
-
-
-def sign_in(page, server_url: str, email: str) -> None:
-    """Through the login form, as the other browser tests do."""
-    page.goto(f"{server_url}/admin/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Heslo").fill(PASSWORD)
-    page.get_by_role("button", name="Přihlásit se").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Přehled")
 
 
 def test_preview_follows_the_typing_with_the_footer(app, accounts, live_server, page):
@@ -115,11 +106,7 @@ def test_issue_pages_have_no_accessibility_violations(
     issue = sending.create_issue(mailing_list, fields, None)
     db.session.commit()
     page = axe_page
-    page.goto(f"{live_server.url}/admin/login?lang={lang}")
-    page.locator("input[name=email]").fill(accounts.editor.email)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("form button[type=submit]").click()
-    page.wait_for_url(f"{live_server.url}/admin/")
+    sign_in(page, live_server.url, accounts.editor.email, lang)
     for path in (
         "/admin/issues/new?list=zpravodaj",
         f"/admin/issues/{issue.id}/edit",

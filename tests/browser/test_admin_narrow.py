@@ -10,7 +10,6 @@ checked too: `word-break: break-all` only on elements holding no words, and
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 
 import pytest
@@ -20,8 +19,8 @@ from sqlalchemy import select
 from service.consent import current_consent_text
 from service.extensions import db
 from service.models import Issue, Meeting, Subscriber, SubscriberImport
-from tests.browser.conftest import TIMEOUT_MS
-from tests.conftest import PASSWORD, add_confirmed_subscribers, run_jobs, send_issue_now
+from tests.browser.conftest import TIMEOUT_MS, sign_in
+from tests.conftest import add_confirmed_subscribers, run_jobs, send_issue_now
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -145,14 +144,6 @@ def admin_content(app, accounts, outbox):
     ]
 
 
-def log_in(page, base_url: str) -> None:
-    page.goto(f"{base_url}/admin/login")
-    page.get_by_label("E-mail").fill("admin@socialnibydleni.example")
-    page.get_by_label("Heslo").fill(PASSWORD)
-    page.get_by_role("button", name="Přihlásit se").click()
-    page.wait_for_url(re.compile(r".*/admin/$"))
-
-
 @pytest.fixture
 def phone(browser):
     context = browser.new_context(locale="cs-CZ", viewport=PHONE)
@@ -168,8 +159,7 @@ def test_every_admin_page_fits_a_phone_without_breaking_words(
     page = phone
     page.goto(f"{live_server.url}/admin/login?lang={lang}")
     assert page.evaluate(PROBLEMS) == [], "login"
-    page.goto(f"{live_server.url}/admin/login?lang=cs")
-    log_in(page, live_server.url)
+    sign_in(page, live_server.url, "admin@socialnibydleni.example", "cs")
     page.goto(f"{live_server.url}/admin/?lang={lang}")  # remembered for the pages that follow
 
     # An import, for its report page: uploaded here, imported by the job.

@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import expect
 
 from service.clock import utcnow
-from tests.conftest import PASSWORD, add_confirmed_subscribers, run_jobs
+from tests.browser.conftest import sign_in
+from tests.conftest import add_confirmed_subscribers, run_jobs
 
 # One Chromium for all browser tests: they run in one test process.
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -30,10 +31,7 @@ def test_coordinator_composes_and_sends_a_meeting_invitation(
     minutes = tmp_path / "zápis z minula.pdf"
     minutes.write_bytes(b"%PDF-1.4\nzapis\n%%EOF\n")
 
-    page.goto(f"{live_server.url}/admin/login")
-    page.get_by_label("E-mail").fill(accounts.coordinator.email)
-    page.get_by_label("Heslo").fill(PASSWORD)
-    page.get_by_role("button", name="Přihlásit se").click()
+    sign_in(page, live_server.url, accounts.coordinator.email)
 
     page.goto(f"{live_server.url}/admin/issues/new?list=ostrava-psb")
     page.get_by_label("Předmět").fill("Setkání pracovní skupiny")

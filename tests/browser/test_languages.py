@@ -15,9 +15,9 @@ from werkzeug.wrappers import Request, Response
 from service import PROJECT_ROOT
 from service.extensions import db
 from service.models import SignupRequest, Subscriber
-from tests.browser.conftest import TIMEOUT_MS, Website, serve
+from tests.browser.conftest import TIMEOUT_MS, Website, serve, sign_in
 from tests.browser.test_admin_narrow import admin_content  # noqa: F401  (a fixture)
-from tests.conftest import PASSWORD, missing_part, process_signups
+from tests.conftest import missing_part, process_signups
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -154,10 +154,7 @@ def test_admin_pages_have_no_accessibility_violations(
     page = axe_page
     page.goto(f"{live_server.url}/admin/login?lang={lang}")
     assert violations(page, axe_source) == [], "login"
-    page.locator("input[name=email]").fill("admin@socialnibydleni.example")
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("form button[type=submit]").click()
-    page.wait_for_url(f"{live_server.url}/admin/**")
+    sign_in(page, live_server.url, "admin@socialnibydleni.example", lang)
     for path in ADMIN:
         page.goto(f"{live_server.url}{path}")
         assert violations(page, axe_source) == [], path
@@ -174,11 +171,7 @@ def test_every_admin_page_with_content_has_no_accessibility_violations(
     """Beyond the lists: a subscriber, an issue in each state, the editor and its preview,
     a meeting's attendance and sheet, a group, the stored texts, the 404."""
     page = axe_page
-    page.goto(f"{live_server.url}/admin/login?lang={lang}")
-    page.locator("input[name=email]").fill("admin@socialnibydleni.example")
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("form button[type=submit]").click()
-    page.wait_for_url(f"{live_server.url}/admin/**")
+    sign_in(page, live_server.url, "admin@socialnibydleni.example", lang)
     for path in admin_content:
         page.goto(f"{live_server.url}{path}")
         page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
