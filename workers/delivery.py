@@ -583,6 +583,11 @@ class _Statements:
             self.record_and_claim = _pyformat(self.RECORD_AND_CLAIM)
             self.beat = _pyformat(self.BEAT)
             self.claims = _ClaimsInFlight(driver.pgconn, self.RECORD_AND_CLAIM)
+            # Prepared once per server session: the pool's record of the connection
+            # remembers it (and forgets it with the connection).
+            if not connection.info.get(_ClaimsInFlight.NAME):
+                self.claims.prepare()
+                connection.info[_ClaimsInFlight.NAME] = True
 
     def time(self, moment: datetime) -> Any:
         """A timestamp as SQLAlchemy stores it (SQLite keeps text with microseconds)."""
@@ -630,9 +635,9 @@ class _ClaimsInFlight:
     asynchronous API under psycopg's connection (the connection is in autocommit
     and psycopg has set it non-blocking).
 
-    The statement is prepared once per server session under a name of its own,
-    its parameters sent as text with explicit casts, so nothing depends on
-    psycopg's adaptation or its cache of prepared statements. One statement is
+    The statement is prepared once per server session under a name of its own
+    (again if psycopg deallocated it), its parameters sent as text with explicit
+    casts: nothing depends on psycopg's adaptation. One statement is
     in flight at most, and every path waits for it (`wait` or `drain`) before
     the connection runs anything else.
     """
@@ -656,9 +661,9 @@ class _ClaimsInFlight:
 
         self.sql = re.sub(r":(\w+)", number, sql)
         self.in_flight = False
-        self._prepare()
+        self.params: dict[str, Any] = {}
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         result = self.pgconn.prepare(self.NAME, self.sql.encode())
         if result.status != pq.ExecStatus.COMMAND_OK and (
             result.error_field(pq.DiagnosticField.SQLSTATE) != b"42P05"  # prepared already
@@ -666,6 +671,8 @@ class _ClaimsInFlight:
             raise psycopg.errors.error_from_result(result)
 
     def send(self, params: dict[str, Any]) -> None:
+        self.drain()  # never two at once (every path waits already)
+        self.params = params
         values = [_as_text(params[name]) for name in self.names]
         self.pgconn.send_query_prepared(self.NAME, values)
         self.in_flight = True
@@ -693,9 +700,17 @@ class _ClaimsInFlight:
             self.in_flight = False
         rows: list[int] = []
         for result in results:
-            if result.status != pq.ExecStatus.TUPLES_OK:
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                rows += (int(result.get_value(i, 0)) for i in range(result.ntuples))
+            elif result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000":
+                # Deallocated under us: psycopg runs DEALLOCATE ALL after a ROLLBACK
+                # or DROP on this connection when it has prepared statements of its
+                # own. Nothing ran; prepare it again and send it again.
+                self.prepare()
+                self.send(self.params)
+                return self.wait()
+            else:
                 raise psycopg.errors.error_from_result(result)
-            rows += (int(result.get_value(i, 0)) for i in range(result.ntuples))
         return rows
 
     def drain(self) -> None:

@@ -293,14 +293,7 @@ def _sendmail(
             _reset_quietly(connection)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     if gate is not None:
-        try:
-            go_on = gate()
-        except BaseException:
-            _reset_quietly(connection)
-            raise
-        if not go_on:
-            _reset_quietly(connection)
-            raise Withdrawn("withdrawn after RCPT TO; the transaction was reset")
+        _pass_gate(connection, gate)
     code, reply = _data(connection, raw, data_timeout)
     if code != 250:
         if code == 421:
@@ -309,6 +302,19 @@ def _sendmail(
             _reset_quietly(connection)
         raise smtplib.SMTPDataError(code, reply)
     return {}
+
+
+def _pass_gate(connection: smtplib.SMTP, gate: Callable[[], bool]) -> None:
+    """Ask `gate` with the envelope accepted; unless it says yes, reset the transaction
+    (the server then holds nothing of the message) and raise Withdrawn, or its error."""
+    try:
+        go_on = gate()
+    except BaseException:
+        _reset_quietly(connection)
+        raise
+    if not go_on:
+        _reset_quietly(connection)
+        raise Withdrawn("withdrawn after RCPT TO; the transaction was reset")
 
 
 # An address smtplib's sendmail must parse (brackets) or refuse (line breaks).
