@@ -15,7 +15,12 @@ Jobs, all on the `bulk` queue and all safe to run twice:
 Per message, one statement (its own transaction) records the previous message
 as sent and claims this one, only if the issue is still sending, the batch
 still ours and the subscription still confirmed; only then is the message
-sent. A worker killed at any point leaves at most the one message in flight
+sent. On PostgreSQL the statement runs while the worker personalises the
+message and sends its envelope (MAIL FROM, RCPT TO); the worker waits for its
+commit before DATA and resets the SMTP transaction if the claim failed
+(`_ClaimsInFlight`, `SmtpTransport.send`'s gate), so the server never accepts a
+message before its claim and the previous message's record are committed.
+A worker killed at any point leaves at most the one message in flight
 unrecorded, and that is the only one another worker may send again. Batches
 are leased (`owner`, `heartbeat`), the heartbeat renewed from a thread of the
 holder's own while it works (service/lease.py), so a send that waits long for
