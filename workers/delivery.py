@@ -682,8 +682,8 @@ class _ClaimsInFlight:
         self.pgconn.send_query_prepared(self.NAME, values)
         self.in_flight = True
         while self.pgconn.flush():  # non-blocking: the query did not all fit the socket yet
-            readable, _, _ = io_select.select([self.pgconn.socket], [self.pgconn.socket], [])
-            if readable:
+            ready = _wait_for(self.pgconn.socket, io_select.POLLIN | io_select.POLLOUT)
+            if ready & io_select.POLLIN:
                 self.pgconn.consume_input()
 
     def wait(self) -> list[int]:
@@ -695,7 +695,7 @@ class _ClaimsInFlight:
         try:
             while True:
                 while pgconn.is_busy():
-                    io_select.select([pgconn.socket], [], [])
+                    _wait_for(pgconn.socket, io_select.POLLIN)
                     pgconn.consume_input()
                 result = pgconn.get_result()
                 if result is None:
@@ -756,6 +756,14 @@ class _Claim:
         if self.claimed is None and self._waiting is not None:
             with contextlib.suppress(Exception):
                 self._waiting.drain()
+
+
+def _wait_for(fd: int, events: int) -> int:
+    """Block (the GIL released, so the lease keeper runs) until `fd` is ready for
+    `events`; returns the events that happened (an error or hang-up counts too)."""
+    poll = io_select.poll()
+    poll.register(fd, events)
+    return next((happened for _, happened in poll.poll()), 0)
 
 
 def _as_text(value: object) -> bytes | None:
