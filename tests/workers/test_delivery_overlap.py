@@ -20,6 +20,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
+import workers.delivery
 from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
@@ -203,3 +204,35 @@ def test_a_claim_that_fails_while_the_envelope_is_out_ends_in_rset(app, watching
         ) in ("unsubscribed", "no longer subscribed")
     db.session.commit()
     assert db.session.get_one(Issue, issue_id).status == "sent"
+
+
+def test_claim_statement_deallocated_under_the_worker_is_prepared_again(
+    app, watching_sink, monkeypatch
+):
+    """psycopg runs DEALLOCATE ALL on a connection after a ROLLBACK or a DROP when it
+    has prepared statements of its own, which takes the overlapped claim's statement
+    with them: the claim then fails before running anything, and is prepared and
+    sent again; nobody is lost or mailed twice."""
+    if not is_postgresql():
+        pytest.skip("SQLite has no prepared statements on the server")
+    app.config["BATCH_SIZE"] = 8
+    add_confirmed_subscribers("zpravodaj", 8)
+    catcher = watching_sink()
+    issue = make_issue()
+    catcher.issue_id = issue.id
+    real_send = workers.delivery._ClaimsInFlight.send
+    sends: list[int] = []
+
+    def send_after_a_deallocate(claims, params):
+        sends.append(params["claim_id"])
+        if len(sends) in (3, 6):
+            claims.pgconn.exec_(b"DEALLOCATE ALL")
+        return real_send(claims, params)
+
+    monkeypatch.setattr(workers.delivery._ClaimsInFlight, "send", send_after_a_deallocate)
+    send(issue)
+    run_jobs(app)
+
+    assert len(sends) >= 10  # eight claims and the two sent again
+    assert sorted(catcher.recipients()) == ADDRESSES
+    assert set(statuses().values()) == {"sent"}
