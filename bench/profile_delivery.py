@@ -51,7 +51,7 @@ PARTS = (
         "workers/delivery.py",
         "_start_claim",
     ),
-    ("  waiting for its result (_ClaimsInFlight.wait)", "workers/delivery.py", "wait"),
+    ("  waiting for its result (ClaimsInFlight.wait)", "workers/pg_claims.py", "wait"),
     ("  psycopg's execute (all statements)", "psycopg/cursor.py", "execute"),
     ("loading a batch's rows (_load_unfinished)", "workers/delivery.py", "_load_unfinished"),
     ("a batch's set-up (BatchSender.__init__)", "workers/delivery.py", "__init__"),
@@ -166,7 +166,7 @@ def _time_parts() -> dict[str, list[float]]:
         ("recording and claiming: sending it", delivery.BatchSender, "_start_claim"),
         (
             "  waiting for its result (PostgreSQL)",
-            getattr(delivery, "_ClaimsInFlight", None),
+            _claims_in_flight(),
             "wait",
         ),
         ("a batch's set-up (BatchSender.__init__)", delivery.BatchSender, "__init__"),
@@ -190,6 +190,15 @@ def _timed(function, spent: list[float]):  # type: ignore[no-untyped-def]
             spent[0] += time.thread_time() - start
 
     return timed
+
+
+def _claims_in_flight() -> type | None:
+    """workers/pg_claims.py's ClaimsInFlight, or None in a checkout from before it."""
+    try:
+        from workers.pg_claims import ClaimsInFlight
+    except ImportError:
+        return None
+    return ClaimsInFlight
 
 
 if __name__ == "__main__":

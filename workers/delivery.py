@@ -18,7 +18,7 @@ still ours and the subscription still confirmed; only then is the message
 sent. On PostgreSQL the statement runs while the worker personalises the
 message and sends its envelope (MAIL FROM, RCPT TO); the worker waits for its
 commit before DATA and resets the SMTP transaction if the claim failed
-(`_ClaimsInFlight`, `SmtpTransport.send`'s gate), so the server never accepts a
+(`ClaimsInFlight`, `SmtpTransport.send`'s gate), so the server never accepts a
 message before its claim and the previous message's record are committed.
 A worker killed at any point leaves at most the one message in flight
 unrecorded, and that is the only one another worker may send again. Batches
@@ -40,14 +40,11 @@ import fcntl
 import logging
 import re
 import secrets
-import select as io_select
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any
 
-import psycopg
 from flask import current_app
-from psycopg import pq
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job, JobStatus
@@ -90,6 +87,8 @@ from .smtp_recovery import WAITING_KEY
 from .transport import app_transport
 
 if TYPE_CHECKING:
+    from .pg_claims import ClaimsInFlight
+
     # A delivery still to send, with its subscriber (BatchSender._load_unfinished).
     _UnfinishedRow = Row[int, int, int, str, str, str | None, str]
 
@@ -583,16 +582,18 @@ class _Statements:
         self.writer_queue = _sqlite_writer_queue(connection) if self.sqlite else None
         if self.sqlite:
             self.record_and_claim, self.beat = self.RECORD_AND_CLAIM, self.BEAT
-            self.claims: _ClaimsInFlight | None = None
+            self.claims: ClaimsInFlight | None = None
         else:  # psycopg: %(name)s placeholders
+            from .pg_claims import ClaimsInFlight  # psycopg stays out of a SQLite worker
+
             self.record_and_claim = _pyformat(self.RECORD_AND_CLAIM)
             self.beat = _pyformat(self.BEAT)
-            self.claims = _ClaimsInFlight(driver.pgconn, self.RECORD_AND_CLAIM)
+            self.claims = ClaimsInFlight(driver.pgconn, self.RECORD_AND_CLAIM)
             # Prepared once per server session: the pool's record of the connection
             # remembers it (and forgets it with the connection).
-            if not connection.info.get(_ClaimsInFlight.NAME):
+            if not connection.info.get(ClaimsInFlight.NAME):
                 self.claims.prepare()
-                connection.info[_ClaimsInFlight.NAME] = True
+                connection.info[ClaimsInFlight.NAME] = True
 
     def time(self, moment: datetime) -> Any:
         """A timestamp as SQLAlchemy stores it (SQLite keeps text with microseconds)."""
@@ -635,95 +636,6 @@ class _Statements:
             self.writer_queue.close()
 
 
-class _ClaimsInFlight:
-    """RECORD_AND_CLAIM sent on PostgreSQL without waiting for its result, on libpq's
-    asynchronous API under psycopg's connection (the connection is in autocommit
-    and psycopg has set it non-blocking).
-
-    The statement is prepared once per server session under a name of its own
-    (again if psycopg deallocated it), its parameters sent as text with explicit
-    casts: nothing depends on psycopg's adaptation. One statement is
-    in flight at most, and every path waits for it (`wait` or `drain`) before
-    the connection runs anything else.
-    """
-
-    NAME = b"zpravodaj_record_and_claim"
-    TYPES: ClassVar[dict[str, str]] = {
-        "sent_id": "bigint", "message_id": "text", "now": "timestamp", "claim_id": "bigint",
-        "subscriber_id": "bigint", "list_id": "bigint", "issue_id": "bigint",
-        "batch_id": "bigint", "owner": "text",
-    }  # fmt: skip
-
-    def __init__(self, pgconn: Any, sql: str) -> None:
-        self.pgconn = pgconn
-        self.names: list[str] = []
-
-        def number(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.names:
-                self.names.append(name)
-            return f"(${self.names.index(name) + 1}::{self.TYPES[name]})"
-
-        self.sql = re.sub(r":(\w+)", number, sql)
-        self.in_flight = False
-        self.params: dict[str, Any] = {}
-
-    def prepare(self) -> None:
-        result = self.pgconn.prepare(self.NAME, self.sql.encode())
-        if result.status != pq.ExecStatus.COMMAND_OK and (
-            result.error_field(pq.DiagnosticField.SQLSTATE) != b"42P05"  # prepared already
-        ):
-            raise psycopg.errors.error_from_result(result)
-
-    def send(self, params: dict[str, Any]) -> None:
-        self.drain()  # never two at once (every path waits already)
-        self.params = params
-        values = [_as_text(params[name]) for name in self.names]
-        self.pgconn.send_query_prepared(self.NAME, values)
-        self.in_flight = True
-        while self.pgconn.flush():  # non-blocking: the query did not all fit the socket yet
-            ready = _wait_for(self.pgconn.socket, io_select.POLLIN | io_select.POLLOUT)
-            if ready & io_select.POLLIN:
-                self.pgconn.consume_input()
-
-    def wait(self) -> list[int]:
-        """The ids the statement touched, once its transaction is committed (libpq
-        reports the end of the statement only after ReadyForQuery, which the
-        server sends after the commit and, with synchronous_commit on, the flush)."""
-        results = []
-        pgconn = self.pgconn
-        try:
-            while True:
-                while pgconn.is_busy():
-                    _wait_for(pgconn.socket, io_select.POLLIN)
-                    pgconn.consume_input()
-                result = pgconn.get_result()
-                if result is None:
-                    break
-                results.append(result)
-        finally:
-            self.in_flight = False
-        rows: list[int] = []
-        for result in results:
-            if result.status == pq.ExecStatus.TUPLES_OK:
-                rows += (int(result.get_value(i, 0)) for i in range(result.ntuples))
-            elif result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000":
-                # Deallocated under us: psycopg runs DEALLOCATE ALL after a ROLLBACK
-                # or DROP on this connection when it has prepared statements of its
-                # own. Nothing ran; prepare it again and send it again.
-                self.prepare()
-                self.send(self.params)
-                return self.wait()
-            else:
-                raise psycopg.errors.error_from_result(result)
-        return rows
-
-    def drain(self) -> None:
-        """Wait for a statement still in flight (after an error elsewhere)."""
-        if self.in_flight:
-            self.wait()
-
-
 class _Claim:
     """A record-and-claim statement, done (SQLite) or in flight (PostgreSQL)."""
 
@@ -731,7 +643,7 @@ class _Claim:
         self,
         delivery_id: int,
         rows: list[tuple] | None = None,
-        waiting: _ClaimsInFlight | None = None,
+        waiting: ClaimsInFlight | None = None,
     ) -> None:
         self.delivery_id = delivery_id
         self._waiting = waiting
@@ -756,23 +668,6 @@ class _Claim:
         if self.claimed is None and self._waiting is not None:
             with contextlib.suppress(Exception):
                 self._waiting.drain()
-
-
-def _wait_for(fd: int, events: int) -> int:
-    """Block (the GIL released, so the lease keeper runs) until `fd` is ready for
-    `events`; returns the events that happened (an error or hang-up counts too)."""
-    poll = io_select.poll()
-    poll.register(fd, events)
-    return next((happened for _, happened in poll.poll()), 0)
-
-
-def _as_text(value: object) -> bytes | None:
-    """A parameter in PostgreSQL's text format (the statement casts each one)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ").encode()
-    return str(value).encode()
 
 
 def _sqlite_writer_queue(connection: Connection) -> IO[bytes] | None:

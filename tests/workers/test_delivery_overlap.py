@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 import workers.delivery
+import workers.pg_claims
 from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
@@ -220,7 +221,7 @@ def test_claim_statement_deallocated_under_the_worker_is_prepared_again(
     catcher = watching_sink()
     issue = make_issue()
     catcher.issue_id = issue.id
-    real_send = workers.delivery._ClaimsInFlight.send
+    real_send = workers.pg_claims.ClaimsInFlight.send
     sends: list[int] = []
 
     def send_after_a_deallocate(claims, params):
@@ -229,7 +230,7 @@ def test_claim_statement_deallocated_under_the_worker_is_prepared_again(
             claims.pgconn.exec_(b"DEALLOCATE ALL")
         return real_send(claims, params)
 
-    monkeypatch.setattr(workers.delivery._ClaimsInFlight, "send", send_after_a_deallocate)
+    monkeypatch.setattr(workers.pg_claims.ClaimsInFlight, "send", send_after_a_deallocate)
     send(issue)
     run_jobs(app)
 
