@@ -22,8 +22,11 @@ for the next.
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app
-from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select, text
+from sqlalchemy.exc import OperationalError
 
 from ..addresses import Address
 from ..clock import utcnow
@@ -32,6 +35,8 @@ from ..extensions import db
 from ..jobs import after_commit, signal_signups
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
+
+log = logging.getLogger(__name__)
 
 # The request's two statements, built once: SQLAlchemy Core on the session's
 # connection, with bound parameters, costs a fraction of building them per request.
@@ -90,7 +95,7 @@ def record_request(
     """
     values = _values(address, name, list_ids, consent_text_id, info, language)
     request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
-    after_commit(signal_signups, request_id)
+    after_commit(signal_signups)
     return request_id
 
 
@@ -112,7 +117,7 @@ def record_request_for_known_list(
     values.update(list_id=list_id, slug=slug, requested_at=utcnow())
     request_id = db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
     if request_id is not None:
-        after_commit(signal_signups, request_id)
+        after_commit(signal_signups)
     return request_id
 
 
@@ -163,20 +168,50 @@ def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
 
 
 def process_request(request_id: int) -> actions.SignupResult | None:
-    """Act on one stored sign-up (the job's work); None when another run already did.
+    """Act on one stored sign-up (the job's work); None when another run did or is doing it.
 
-    The row is claimed by deleting it; the caller commits the deletion with
-    the work, so the sign-up is done exactly once, however often the job runs.
+    The row is claimed by locking it (`FOR UPDATE SKIP LOCKED`: a row another run
+    holds is skipped, not waited for) and deleting it; the caller commits the
+    deletion with the work, so the sign-up is done exactly once, however often
+    the job runs.
     """
-    row = db.session.get(SignupRequest, request_id)
-    if row is None:
-        return None
+    row = db.session.scalar(
+        select(SignupRequest)
+        .where(SignupRequest.id == request_id)
+        .with_for_update(skip_locked=True)
+    )
+    return None if row is None else act_on_request(row)
+
+
+def claim_next_request(after: int) -> SignupRequest | None:
+    """The oldest stored sign-up after id `after` that no other run holds, locked for
+    this transaction (the drain job's next row; None when there is none).
+
+    PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two drain jobs take different rows and
+    neither waits for the other; a run that dies or fails releases its row with its
+    transaction, and a later run takes it. SQLite has one writer at a time and no row
+    locks (the clause is left out): a row a concurrent run deleted first is skipped
+    by `act_on_request`.
+    """
+    return db.session.scalar(
+        select(SignupRequest)
+        .where(SignupRequest.id > after)
+        .order_by(SignupRequest.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def act_on_request(row: SignupRequest) -> actions.SignupResult | None:
+    """Delete the claimed row and do its sign-up, in the caller's transaction; None when
+    a concurrent run deleted it first (SQLite, where rows are not locked)."""
     claimed = rows_matched(
         delete(SignupRequest)
-        .where(SignupRequest.id == request_id)
+        .where(SignupRequest.id == row.id)
         .execution_options(synchronize_session=False)
     )
-    if not claimed:  # a concurrent run deleted it between our read and our delete
+    if not claimed:
+        db.session.expunge(row)
         return None
     db.session.expunge(row)
     lists = _newsletters(row.list_ids)
@@ -200,13 +235,27 @@ def _newsletters(list_ids: list[int]) -> list[MailingList]:
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
-def pending_request_ids(after: int, limit: int) -> list[int]:
-    """Ids of stored sign-ups after `after`, oldest first (the drain job's next page)."""
-    ids = db.session.scalars(
-        select(SignupRequest.id)
-        .where(SignupRequest.id > after)
-        .order_by(SignupRequest.id)
-        .limit(limit)
-    ).all()
-    db.session.commit()
-    return list(ids)
+def wait_for_sign_ups_in_flight() -> None:
+    """Wait until every sign-up transaction that has stored its row has ended.
+
+    A sign-up stores its row and then, still inside its transaction, hands it over
+    (one Redis round trip with its rate limits, see limits.py); it commits after. The
+    drain job clears the hand-off mark first and then calls this, so a row handed
+    over before the mark was cleared is committed (or rolled back) when the job reads,
+    and a row handed over after it finds the mark gone and queues the next job.
+
+    PostgreSQL: a SHARE lock on the table waits for the transactions holding its ROW
+    EXCLUSIVE lock (those that inserted) and is released at once; it waits at most a
+    second (a sign-up stuck longer is the next job's or the reconciler's). SQLite: an
+    empty write waits for the one writer there can be.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL lock_timeout = '1s'"))
+        try:
+            connection.execute(text("LOCK TABLE signup_request IN SHARE MODE"))
+        except OperationalError:
+            log.warning("sign-ups in flight held the table for over a second; not waiting")
+    else:
+        connection.execute(text("DELETE FROM signup_request WHERE 0 = 1"))
+    db.session.rollback()
