@@ -181,13 +181,17 @@ def ensure_signup_drain() -> bool:
     named = connection.get(SIGNUP_DRAIN_QUEUED)
     if named is not None:
         with contextlib.suppress(Exception):  # not found: lost, so queue one
-            job = Job.fetch(named.decode(), connection=connection)
+            job = Job.fetch(_text(named), connection=connection)
             if job.get_status(refresh=False) == JobStatus.QUEUED:
                 return False
     job_id = new_drain_job_id()
     connection.set(SIGNUP_DRAIN_QUEUED, job_id, ex=SIGNUP_DRAIN_QUEUED_SECONDS)
     queue_signup_drain(job_id)
     return True
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def queue_signup_drain(job_id: str) -> None:
