@@ -174,16 +174,13 @@ def signal_signups() -> bool:
 
 
 def ensure_signup_drain() -> bool:
-    """The reconciler's: queue a drain job unless the one the key names is still queued
-    (a job killed as it started, or lost from Redis, leaves the key behind); whether
-    this queued one."""
+    """The reconciler's: queue a drain job unless the one the key names is still waiting
+    in the queue (a job lost from Redis, or taken by a worker killed before the job
+    started, leaves the key behind); whether this queued one."""
     connection = redis_connection()
     named = connection.get(SIGNUP_DRAIN_QUEUED)
-    if named is not None:
-        with contextlib.suppress(Exception):  # not found: lost, so queue one
-            job = Job.fetch(_text(named), connection=connection)
-            if job.get_status(refresh=False) == JobStatus.QUEUED:
-                return False
+    if named is not None and connection.lpos(queue(MAIL_QUEUE).key, _text(named)) is not None:
+        return False
     job_id = new_drain_job_id()
     connection.set(SIGNUP_DRAIN_QUEUED, job_id, ex=SIGNUP_DRAIN_QUEUED_SECONDS)
     queue_signup_drain(job_id)

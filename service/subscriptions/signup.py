@@ -2,22 +2,22 @@
 
 `POST /subscribe` (routes.py) validates the form and then does the same
 constant work for every address: one INSERT of a `SignupRequest` row, one
-commit, and one Redis command that makes sure a job is queued to process the
-stored rows (`workers.signup.process_signups`; service/jobs.py,
-`signal_signups`, says how no row is left without one). Everything that would
+Redis round trip (rate_limits.py) that checks its rate limits and makes sure a
+job is queued to process the stored rows (`workers.signup.process_signups`;
+service/jobs.py, SIGNUP_DRAIN_QUEUED, says how no row is left without one),
+and one commit. Everything that would
 differ between a new, a pending, a confirmed or a suppressed address (the
 subscriber and subscription rows, the consent event with its hash chain, the
 confirmation or "already subscribed" mail, the hourly mail cap) runs in that
 job, so neither the answer nor its timing tells whether an address is known
 (issue 11, finding 8). It is also what makes a sign-up cheap: the web request
-costs about one INSERT and one small Redis command (issue 14).
+costs about one INSERT and one Redis round trip (issue 14).
 
-Nothing is lost: the row is committed before the hand-off, and a row whose
-hand-off failed (Redis down) or whose worker died mid-job gets a job of its
-own (`workers.signup.process_signup`) from the reconciler (workers/reconcile.py).
-Each row is claimed by deleting it, in the transaction that does its work: two
-runs cannot both act on it, and a run killed before its commit leaves the row
-for the next.
+Nothing is lost: a row whose hand-off failed (Redis down) or whose job died or
+failed is stored all the same, and the reconciler queues a drain job for it
+(workers/reconcile.py). Each row is claimed by locking and deleting it, in the
+transaction that does its work: two runs cannot both act on it, two drain jobs
+split the rows, and a run killed before its commit leaves the row for the next.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
-from ..jobs import after_commit, signal_signups
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
 
@@ -86,17 +85,15 @@ def record_request(
     info: RequestInfo,
     language: str,
 ) -> int:
-    """Store the sign-up and enqueue its job once the caller commits: the same for every
-    address. Returns the request's id. `language` is the page's (service.i18n), which
-    a new subscriber's mails will be written in.
+    """Store the sign-up in the open transaction: the same for every address. The caller
+    hands it over (rate_limits.check) and commits. Returns the request's id. `language`
+    is the page's (service.i18n), which a new subscriber's mails will be written in.
 
     One INSERT … RETURNING through SQLAlchemy Core: the ORM's unit of work
     would cost more than the statement itself, and nothing here needs an object.
     """
     values = _values(address, name, list_ids, consent_text_id, info, language)
-    request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
-    after_commit(signal_signups)
-    return request_id
+    return db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
 
 
 def record_request_for_known_list(
@@ -115,10 +112,7 @@ def record_request_for_known_list(
         return None
     values = _values(address, name, [list_id], consent_text_id, info, language)
     values.update(list_id=list_id, slug=slug, requested_at=utcnow())
-    request_id = db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
-    if request_id is not None:
-        after_commit(signal_signups)
-    return request_id
+    return db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
 
 
 def _values(
