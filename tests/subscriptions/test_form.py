@@ -352,8 +352,9 @@ class TestRateLimits:
         assert statuses == [202, 202, 202, 202, 429]
 
     def test_a_sign_up_costs_one_redis_round_trip(self, client):
-        """Before: Flask-Limiter's hits, test, header reads and deferred hit, then the
-        hand-off: seven commands and as many round trips."""
+        """Before: EVALSHA GET SET EVALSHA GET TTL for an accepted sign-up (Flask-Limiter's
+        hit of the IP limit, test of the address limit, the hand-off, the address limit's
+        deferred hit, two reads for the headers), EVALSHA GET GET TTL for a refused form."""
         client.post("/subscribe", json={"email": "prvni@seznam.cz"})  # the script loaded
         statuses = []
 
