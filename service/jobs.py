@@ -142,59 +142,69 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
     )
 
 
-def signup_job_id(request_id: int) -> str:
-    """One job id per sign-up request, so the reconciler can tell whether it is in Redis."""
-    return f"signup-{request_id}"
-
-
-def enqueue_signup(request_id: int) -> Job:
-    """The job that acts on one stored sign-up (service/subscriptions/signup.py): what the
-    reconciler enqueues for a row left behind, with its own retries."""
-    return queue(MAIL_QUEUE).enqueue_many([_signup_job(request_id)])[0]
-
-
-def _signup_job(request_id: int) -> Any:
-    return Queue.prepare_data(
-        "workers.signup.process_signup",
-        args=(request_id,),
-        job_id=signup_job_id(request_id),
-        retry=mail_retry(),
-        result_ttl=RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
-    )
-
-
-# The sign-ups' hand-off (issue 14). A sign-up's request stores its row, commits, and
-# then makes sure that one job, `workers.signup.process_signups`, is queued to work
-# through every stored row: this key says one is queued and has not started yet. The
-# job deletes it before it reads the rows, so a row committed after that read sets it
-# again and queues the next job: no row is ever left without a job to read it. Under
-# load one job serves many sign-ups, and a request costs one small Redis command
-# instead of RQ's job (its hash, the queue, a transaction). The key expires, so a job
-# lost from Redis holds nothing up for long; the reconciler covers its rows meanwhile.
+# The sign-ups' hand-off (issue 14). A sign-up's request stores its row and, in the
+# same Redis round trip as its rate limits (service/subscriptions/limits.py), still
+# inside its transaction, makes sure that one job, `workers.signup.process_signups`,
+# is queued to work through every stored row: this key names the job that is queued
+# and has not started yet. The job deletes the key, then waits for the sign-up
+# transactions in flight (signup.wait_for_sign_ups_in_flight), then reads the rows:
+# a row handed over before the delete is committed by the time the job reads it, and
+# a row handed over after it sets the key again and queues the next job, so no row is
+# left without a job to read it. Under load one job serves many sign-ups. The key
+# expires, so a job lost from Redis holds nothing up for long; the reconciler queues
+# a job meanwhile when the job the key names is no longer queued.
 SIGNUP_DRAIN_QUEUED = "zpravodaj:signups:drain-queued"
 SIGNUP_DRAIN_QUEUED_SECONDS = 60
 
 
-def signal_signups(*_request_ids: int) -> None:
-    """After a sign-up's commit: queue the job that processes stored sign-ups, unless one
-    is queued already (one round trip then). An enqueue that fails leaves the rows to the
-    reconciler, as any failed enqueue does."""
+def new_drain_job_id() -> str:
+    return f"signup-drain-{secrets.token_hex(4)}"
+
+
+def signal_signups() -> bool:
+    """Queue the job that processes stored sign-ups, unless one is queued already (one
+    round trip then); whether this queued it. An enqueue that fails leaves the rows to
+    the reconciler, as any failed enqueue does."""
+    job_id = new_drain_job_id()
     connection = redis_connection()
-    if not connection.set(SIGNUP_DRAIN_QUEUED, "1", nx=True, ex=SIGNUP_DRAIN_QUEUED_SECONDS):
-        return
+    if not connection.set(SIGNUP_DRAIN_QUEUED, job_id, nx=True, ex=SIGNUP_DRAIN_QUEUED_SECONDS):
+        return False
+    queue_signup_drain(job_id)
+    return True
+
+
+def ensure_signup_drain() -> bool:
+    """The reconciler's: queue a drain job unless the one the key names is still waiting
+    in the queue (a job lost from Redis, or taken by a worker killed before the job
+    started, leaves the key behind); whether this queued one."""
+    connection = redis_connection()
+    named = connection.get(SIGNUP_DRAIN_QUEUED)
+    if named is not None and connection.lpos(queue(MAIL_QUEUE).key, _text(named)) is not None:
+        return False
+    job_id = new_drain_job_id()
+    connection.set(SIGNUP_DRAIN_QUEUED, job_id, ex=SIGNUP_DRAIN_QUEUED_SECONDS)
+    queue_signup_drain(job_id)
+    return True
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def queue_signup_drain(job_id: str) -> None:
+    """Enqueue the drain job the key names; unset the key if that fails."""
     try:
-        enqueue_signup_drain()
+        enqueue_signup_drain(job_id)
     except Exception:
         with contextlib.suppress(Exception):  # Redis gone: the key expires by itself
-            connection.delete(SIGNUP_DRAIN_QUEUED)
+            redis_connection().delete(SIGNUP_DRAIN_QUEUED)
         raise
 
 
-def enqueue_signup_drain() -> Job:
+def enqueue_signup_drain(job_id: str | None = None) -> Job:
     job = Queue.prepare_data(
         "workers.signup.process_signups",
-        job_id=f"signup-drain-{secrets.token_hex(4)}",
+        job_id=job_id or new_drain_job_id(),
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
     )

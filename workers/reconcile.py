@@ -24,10 +24,9 @@ from service.extensions import db
 from service.jobs import (
     LIVE_JOB_STATES,
     enqueue_outgoing_mail,
-    enqueue_signup,
+    ensure_signup_drain,
     outgoing_mail_job_id,
     redis_connection,
-    signup_job_id,
 )
 from service.models import MailStatus, OutgoingMail, SignupRequest, rows_matched
 from service.subscriptions import import_jobs
@@ -78,7 +77,14 @@ def reconcile_outgoing_mail() -> int:
 
 
 def reconcile_signup_requests() -> int:
-    """Re-enqueue stored sign-ups with no live job; drop those too old to matter."""
+    """Queue one drain job while stored sign-ups wait; drop those too old to matter.
+
+    One job, however many rows: `workers.signup.process_signups` works through them
+    all, and drain jobs running at once split them. None is queued while the one the
+    hand-off's key names is queued and has not started (service/jobs.py); a row that
+    failed in a drain job is tried again by the job queued on a later pass. Returns the jobs
+    queued (0 or 1).
+    """
     config = current_app.config
     now = utcnow()
     expired = rows_matched(
@@ -88,16 +94,16 @@ def reconcile_signup_requests() -> int:
     )
     if expired:
         log.warning("dropped %d sign-up request(s) not processed in time", expired)
-    # Leave young rows alone: their own enqueue may be a moment away.
+    # Leave young rows alone: their own hand-off may be a moment away.
     settled = now - timedelta(seconds=config["RECONCILE_GRACE_SECONDS"])
-    ids = db.session.scalars(
-        select(SignupRequest.id).where(SignupRequest.requested_at < settled)
-    ).all()
+    waiting = db.session.scalar(
+        select(SignupRequest.id).where(SignupRequest.requested_at < settled).limit(1)
+    )
     db.session.commit()
-    requeued = _requeue_lost(ids, signup_job_id, enqueue_signup)
-    if requeued:
-        log.info("reconciler re-enqueued %d sign-up request(s)", requeued)
-    return requeued
+    if waiting is None or not ensure_signup_drain():
+        return 0
+    log.info("reconciler queued a job for the stored sign-ups")
+    return 1
 
 
 def _requeue_lost(

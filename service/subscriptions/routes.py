@@ -13,10 +13,9 @@ from flask.typing import ResponseReturnValue
 from flask_limiter.errors import RateLimitExceeded
 
 from .. import consent, suppression, tokens
-from ..addresses import address_hash
 from ..consent import RequestInfo
 from ..errors import error_page, message_for
-from ..extensions import db, limiter
+from ..extensions import db
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
 from ..i18n import current_language, use_person_language, valid_language
@@ -36,7 +35,7 @@ from ..signed_links import (
     render_link_problem,
 )
 from ..site import render_constant_page
-from . import actions, signup
+from . import actions, rate_limits, signup
 from .emails import personal_links, privacy_link_lifetime
 from .forms import (
     NO_LIST_CHOSEN,
@@ -60,27 +59,6 @@ def _slugs(payload: dict) -> list[str]:
 
 
 # --- the form -----------------------------------------------------------------
-
-
-def _address_rate_key() -> str:
-    """Rate-limit key of the address being signed up (lower-cased as typed).
-
-    A keyed hash, not the address: the key lives in Redis for up to an hour,
-    and Redis is no place for personal data the privacy notice does not name.
-    """
-    try:
-        typed = SubscribeInput.from_request(request).email_text
-    except UnreadableRequest:
-        typed = ""
-    return "subscribe-address:" + address_hash(typed.strip().casefold() or "-")
-
-
-def _ip_limit() -> str:
-    return current_app.config["RATE_LIMIT_SUBSCRIBE_IP"]
-
-
-def _address_limit() -> str:
-    return current_app.config["RATE_LIMIT_SUBSCRIBE_ADDRESS"]
 
 
 def _offered_lists() -> tuple[list[MailingList], list[str], bool]:
@@ -136,25 +114,20 @@ def subscribe_embed() -> ResponseReturnValue:
     return _render_form(embed=True)
 
 
-def _would_send_mail(response: Response) -> bool:
-    """Only accepted sign-ups count toward the per-address limit: "abc" typed five times never
-    locks anything, while five confirmation requests for one address in an hour do."""
-    return response.status_code == 202
-
-
 @bp.post("/subscribe")
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(
-    _address_limit, key_func=_address_rate_key, methods=["POST"], deduct_when=_would_send_mail
-)
 def subscribe() -> ResponseReturnValue:
+    """A sign-up: its rate limits and its hand-off are one Redis round trip, made once the
+    answer is known (rate_limits.py): an accepted sign-up's row is stored first and rolled
+    back if a limit refuses it; only accepted sign-ups count toward the address limit."""
     try:
         data = SubscribeInput.from_request(request)
     except UnreadableRequest as exc:
+        rate_limits.check("", accepted=False)
         return jsonify(errors={"request": str(exc)}, codes={"request": "bad_request"}), 400
 
     if data.honeypot:
         # A bot filled the field people cannot see: answer as if it worked.
+        rate_limits.check(data.email_text, accepted=True)
         return _accepted(data)
 
     valid, errors = validate(data)
@@ -170,6 +143,7 @@ def subscribe() -> ResponseReturnValue:
         errors["list"] = str(UNKNOWN_LIST)
 
     if errors or valid is None:
+        rate_limits.check(data.email_text, accepted=False)
         if data.is_json:
             return jsonify(errors=errors, codes=error_codes(errors)), 422
         return _render_form(
@@ -189,6 +163,7 @@ def subscribe() -> ResponseReturnValue:
         _request_info(data),
         current_language(),
     )
+    rate_limits.check(data.email_text, accepted=True, hand_off=True)
     db.session.commit()
     return _accepted(data)
 
@@ -206,6 +181,7 @@ def _stored(data: SubscribeInput, valid: ValidatedSignup, slug: str) -> bool:
     )
     if request_id is None:
         return False
+    rate_limits.check(data.email_text, accepted=True, hand_off=True)
     db.session.commit()
     return True
 
@@ -217,8 +193,10 @@ def _request_info(data: SubscribeInput) -> RequestInfo:
 
 
 @bp.errorhandler(RateLimitExceeded)
-def _too_many_signups(error: RateLimitExceeded) -> ResponseReturnValue:
+@bp.errorhandler(rate_limits.RateLimited)
+def _too_many_signups(error: RateLimitExceeded | rate_limits.RateLimited) -> ResponseReturnValue:
     """The sixth attempt in a minute: the form again with what was typed and the reason (429)."""
+    db.session.rollback()  # the sign-up's row, stored before its limits were checked
     message = message_for(429)
     headers = {
         name: value
@@ -248,6 +226,12 @@ def _accepted(data: SubscribeInput) -> ResponseReturnValue:
     # The same page for every address (issue 11, finding 8), so rendered once per language.
     template = "public/check_mailbox_embed.html" if data.embed else "public/check_mailbox.html"
     return render_constant_page(template), 202
+
+
+@bp.after_request
+def _limit_headers(response: Response) -> Response:
+    """X-RateLimit-* of the limit a sign-up's check saw (rate_limits.py)."""
+    return rate_limits.add_headers(response)
 
 
 @bp.after_request

@@ -2,36 +2,40 @@
 
 `POST /subscribe` (routes.py) validates the form and then does the same
 constant work for every address: one INSERT of a `SignupRequest` row, one
-commit, and one Redis command that makes sure a job is queued to process the
-stored rows (`workers.signup.process_signups`; service/jobs.py,
-`signal_signups`, says how no row is left without one). Everything that would
+Redis round trip (rate_limits.py) that checks its rate limits and makes sure a
+job is queued to process the stored rows (`workers.signup.process_signups`;
+service/jobs.py, SIGNUP_DRAIN_QUEUED, says how no row is left without one),
+and one commit. Everything that would
 differ between a new, a pending, a confirmed or a suppressed address (the
 subscriber and subscription rows, the consent event with its hash chain, the
 confirmation or "already subscribed" mail, the hourly mail cap) runs in that
 job, so neither the answer nor its timing tells whether an address is known
 (issue 11, finding 8). It is also what makes a sign-up cheap: the web request
-costs about one INSERT and one small Redis command (issue 14).
+costs about one INSERT and one Redis round trip (issue 14).
 
-Nothing is lost: the row is committed before the hand-off, and a row whose
-hand-off failed (Redis down) or whose worker died mid-job gets a job of its
-own (`workers.signup.process_signup`) from the reconciler (workers/reconcile.py).
-Each row is claimed by deleting it, in the transaction that does its work: two
-runs cannot both act on it, and a run killed before its commit leaves the row
-for the next.
+Nothing is lost: a row whose hand-off failed (Redis down) or whose job died or
+failed is stored all the same, and the reconciler queues a drain job for it
+(workers/reconcile.py). Each row is claimed by locking and deleting it, in the
+transaction that does its work: two runs cannot both act on it, two drain jobs
+split the rows, and a run killed before its commit leaves the row for the next.
 """
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app
-from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select, text
+from sqlalchemy.exc import OperationalError
 
 from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..extensions import db
-from ..jobs import after_commit, signal_signups
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
+
+log = logging.getLogger(__name__)
 
 # The request's two statements, built once: SQLAlchemy Core on the session's
 # connection, with bound parameters, costs a fraction of building them per request.
@@ -81,17 +85,15 @@ def record_request(
     info: RequestInfo,
     language: str,
 ) -> int:
-    """Store the sign-up and enqueue its job once the caller commits: the same for every
-    address. Returns the request's id. `language` is the page's (service.i18n), which
-    a new subscriber's mails will be written in.
+    """Store the sign-up in the open transaction: the same for every address. The caller
+    hands it over (rate_limits.check) and commits. Returns the request's id. `language`
+    is the page's (service.i18n), which a new subscriber's mails will be written in.
 
     One INSERT … RETURNING through SQLAlchemy Core: the ORM's unit of work
     would cost more than the statement itself, and nothing here needs an object.
     """
     values = _values(address, name, list_ids, consent_text_id, info, language)
-    request_id = db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
-    after_commit(signal_signups, request_id)
-    return request_id
+    return db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
 
 
 def record_request_for_known_list(
@@ -110,10 +112,7 @@ def record_request_for_known_list(
         return None
     values = _values(address, name, [list_id], consent_text_id, info, language)
     values.update(list_id=list_id, slug=slug, requested_at=utcnow())
-    request_id = db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
-    if request_id is not None:
-        after_commit(signal_signups, request_id)
-    return request_id
+    return db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
 
 
 def _values(
@@ -163,20 +162,50 @@ def newsletter_ids(slugs: list[str]) -> tuple[list[int], list[str]]:
 
 
 def process_request(request_id: int) -> actions.SignupResult | None:
-    """Act on one stored sign-up (the job's work); None when another run already did.
+    """Act on one stored sign-up (the job's work); None when another run did or is doing it.
 
-    The row is claimed by deleting it; the caller commits the deletion with
-    the work, so the sign-up is done exactly once, however often the job runs.
+    The row is claimed by locking it (`FOR UPDATE SKIP LOCKED`: a row another run
+    holds is skipped, not waited for) and deleting it; the caller commits the
+    deletion with the work, so the sign-up is done exactly once, however often
+    the job runs.
     """
-    row = db.session.get(SignupRequest, request_id)
-    if row is None:
-        return None
+    row = db.session.scalar(
+        select(SignupRequest)
+        .where(SignupRequest.id == request_id)
+        .with_for_update(skip_locked=True)
+    )
+    return None if row is None else act_on_request(row)
+
+
+def claim_next_request(after: int) -> SignupRequest | None:
+    """The oldest stored sign-up after id `after` that no other run holds, locked for
+    this transaction (the drain job's next row; None when there is none).
+
+    PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two drain jobs take different rows and
+    neither waits for the other; a run that dies or fails releases its row with its
+    transaction, and a later run takes it. SQLite has one writer at a time and no row
+    locks (the clause is left out): a row a concurrent run deleted first is skipped
+    by `act_on_request`.
+    """
+    return db.session.scalar(
+        select(SignupRequest)
+        .where(SignupRequest.id > after)
+        .order_by(SignupRequest.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def act_on_request(row: SignupRequest) -> actions.SignupResult | None:
+    """Delete the claimed row and do its sign-up, in the caller's transaction; None when
+    a concurrent run deleted it first (SQLite, where rows are not locked)."""
     claimed = rows_matched(
         delete(SignupRequest)
-        .where(SignupRequest.id == request_id)
+        .where(SignupRequest.id == row.id)
         .execution_options(synchronize_session=False)
     )
-    if not claimed:  # a concurrent run deleted it between our read and our delete
+    if not claimed:
+        db.session.expunge(row)
         return None
     db.session.expunge(row)
     lists = _newsletters(row.list_ids)
@@ -200,13 +229,27 @@ def _newsletters(list_ids: list[int]) -> list[MailingList]:
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
-def pending_request_ids(after: int, limit: int) -> list[int]:
-    """Ids of stored sign-ups after `after`, oldest first (the drain job's next page)."""
-    ids = db.session.scalars(
-        select(SignupRequest.id)
-        .where(SignupRequest.id > after)
-        .order_by(SignupRequest.id)
-        .limit(limit)
-    ).all()
-    db.session.commit()
-    return list(ids)
+def wait_for_sign_ups_in_flight() -> None:
+    """Wait until every sign-up transaction that has stored its row has ended.
+
+    A sign-up stores its row and then, still inside its transaction, hands it over
+    (one Redis round trip with its rate limits, see limits.py); it commits after. The
+    drain job clears the hand-off mark first and then calls this, so a row handed
+    over before the mark was cleared is committed (or rolled back) when the job reads,
+    and a row handed over after it finds the mark gone and queues the next job.
+
+    PostgreSQL: a SHARE lock on the table waits for the transactions holding its ROW
+    EXCLUSIVE lock (those that inserted) and is released at once; it waits at most a
+    second (a sign-up stuck longer is the next job's or the reconciler's). SQLite: an
+    empty write waits for the one writer there can be.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL lock_timeout = '1s'"))
+        try:
+            connection.execute(text("LOCK TABLE signup_request IN SHARE MODE"))
+        except OperationalError:
+            log.warning("sign-ups in flight held the table for over a second; not waiting")
+    else:
+        connection.execute(text("DELETE FROM signup_request WHERE 0 = 1"))
+    db.session.rollback()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from flask import current_app
+from redis import Redis
 from sqlalchemy import func, select
 
+from service.dev.processes import free_port
 from service.extensions import db
-from service.models import ConsentEvent, OutgoingMail, Subscriber, Subscription
+from service.jobs import redis_connection
+from service.models import ConsentEvent, OutgoingMail, SignupRequest, Subscriber, Subscription
 from tests.conftest import process_signups
 from tests.test_addresses import INVALID
 
@@ -325,7 +329,6 @@ class TestRateLimits:
         assert client.post("/subscribe", json={"email": "abc@seznam.cz"}).status_code == 202
 
     def test_rate_limit_keys_in_redis_hold_no_address(self, client, app):
-        from service.jobs import redis_connection
 
         client.post("/subscribe", json={"email": "jana.novakova@seznam.cz"})
         keys = [key.decode() for key in redis_connection().scan_iter("*")]
@@ -348,6 +351,63 @@ class TestRateLimits:
         ]
         assert statuses == [202, 202, 202, 202, 429]
 
+    def test_a_sign_up_costs_one_redis_round_trip(self, client):
+        """Before: EVALSHA GET SET EVALSHA GET TTL for an accepted sign-up (Flask-Limiter's
+        hit of the IP limit, test of the address limit, the hand-off, the address limit's
+        deferred hit, two reads for the headers), EVALSHA GET GET TTL for a refused form."""
+        client.post("/subscribe", json={"email": "prvni@seznam.cz"})  # the script loaded
+        statuses = []
+
+        def post(address: str) -> None:
+            statuses.append(client.post("/subscribe", json={"email": address}).status_code)
+
+        assert redis_commands(lambda: post("jana@seznam.cz")) == ["evalsha"]
+        assert redis_commands(lambda: post("abc")) == ["evalsha"]
+        assert statuses == [202, 422]
+
+    def test_a_refused_sign_up_stores_nothing_and_names_its_limit(self, client):
+        for _ in range(2):
+            accepted = client.post("/subscribe", json={"email": "jana@seznam.cz"})
+            assert accepted.status_code == 202
+        assert accepted.headers["X-RateLimit-Limit"] == "4"  # per minute, the shortest window
+        assert accepted.headers["X-RateLimit-Remaining"] == "2"
+        limited = client.post("/subscribe", json={"email": "jana@seznam.cz"})
+        assert limited.status_code == 429
+        assert limited.headers["X-RateLimit-Limit"] == "2"  # the address's, per hour
+        assert limited.headers["X-RateLimit-Remaining"] == "0"
+        assert 3500 < int(limited.headers["Retry-After"]) <= 3600
+        assert db.session.scalar(select(func.count()).select_from(SignupRequest)) == 2
+        db.session.commit()
+
+    def test_with_redis_down_the_limits_hold_in_memory_and_sign_ups_are_stored(self, client, app):
+        real = app.extensions["redis"]
+        app.extensions["redis"] = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+        try:
+            statuses = [
+                client.post("/subscribe", json={"email": f"clovek{i}@seznam.cz"}).status_code
+                for i in range(5)
+            ]
+        finally:
+            app.extensions["redis"] = real
+        assert statuses == [202, 202, 202, 202, 429]
+        assert db.session.scalar(select(func.count()).select_from(SignupRequest)) == 4
+        db.session.commit()
+
     def test_reading_the_form_is_not_limited(self, client):
         for _ in range(10):
             assert client.get("/subscribe").status_code == 200
+
+
+def redis_commands(action) -> list[str]:
+    """The commands the app's clients sent Redis while `action()` ran, each a round trip
+    (those a Lua script runs inside Redis, and the handshake of the watcher's own second
+    connection, left out), watched with MONITOR."""
+    watcher = Redis.from_url(current_app.config["REDIS_URL"])
+    with watcher.monitor() as monitor:
+        action()
+        watcher.echo("the end of the action")
+        seen = []
+        while "the end of the action" not in (command := monitor.next_command())["command"]:
+            if command["client_type"] != "lua" and command["command"].split()[0] != "HELLO":
+                seen.append(command["command"].split()[0].lower())
+    return seen

@@ -14,8 +14,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
@@ -26,7 +28,7 @@ from service.dev.processes import free_port
 from service.extensions import db
 from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
 from service.models import ConsentEvent, OutgoingMail, SignupRequest, Subscriber, Subscription
-from service.subscriptions import actions
+from service.subscriptions import actions, signup
 from tests.conftest import run_jobs
 from tests.waiting import exited, wait_until
 from tests.workers.test_outgoing_mail import worker_env
@@ -130,25 +132,46 @@ def test_erasure_takes_a_sign_up_still_waiting_for_its_job(client, app):
     assert counts()["signup_request"] == 0
 
 
-def _hold_the_request_row(request_id: int):
-    """A transaction of our own that has written the request row: the job's claim waits on it."""
+def _hold_the_sign_up():
+    """A transaction of our own that a drain job's sign-up waits on, after its claim.
+
+    PostgreSQL: a lock on the subscriber table that the new subscriber's INSERT waits
+    for (rows are claimed with SKIP LOCKED, so holding the row would not stop the job,
+    only make it skip the row). SQLite: our write holds the file's one write lock.
+    """
     connection = db.engine.connect()
-    connection.execute(
-        text("UPDATE signup_request SET name = name WHERE id = :id"), {"id": request_id}
-    )
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("LOCK TABLE subscriber IN EXCLUSIVE MODE"))
+    else:
+        connection.execute(text("UPDATE signup_request SET name = name"))
     return connection
+
+
+def _no_other_transaction_holds_the_rows() -> bool:
+    """PostgreSQL ends a killed client's transaction when it notices; until then its row is
+    skipped by a drain job (and left to the reconciler's next pass)."""
+    if db.engine.dialect.name != "postgresql":
+        return True
+    held = db.session.scalar(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'signup_request'::regclass"
+            " AND pid <> pg_backend_pid()"
+        )
+    )
+    db.session.commit()
+    return held == 0
 
 
 def _a_mail_job_started() -> bool:
     return bool(StartedJobRegistry(MAIL_QUEUE, connection=redis_connection()).get_job_ids())
 
 
-def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, app, outbox):
-    """kill -9 a real worker inside the sign-up job; a new worker does the sign-up, once."""
-    sign_up(client)
-    request_id = db.session.scalar(select(SignupRequest.id))
-    db.session.commit()
-    holder = _hold_the_request_row(request_id)
+def test_a_worker_killed_mid_sign_up_leaves_its_rows_to_the_next_worker_once(client, app, outbox):
+    """kill -9 a real worker inside the drain job; a new worker does every sign-up, once."""
+    addresses = [ADDRESS, "petr@seznam.cz", "eva@seznam.cz"]
+    for address in addresses:
+        sign_up(client, address)
+    holder = _hold_the_sign_up()
     worker = subprocess.Popen(
         [sys.executable, "-m", "service", "worker"],
         env=worker_env(app, outbox.url),
@@ -165,7 +188,8 @@ def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, a
             os.killpg(worker.pid, signal.SIGKILL)
         holder.rollback()
         holder.close()
-    assert counts()["signup_request"] == 1  # the killed job's claim was never committed
+    assert counts()["signup_request"] == 3  # the killed job's claim was never committed
+    wait_until(_no_other_transaction_holds_the_rows, "the killed job's transaction to end")
 
     restarted = subprocess.run(
         [sys.executable, "-m", "service", "worker", "--burst"],
@@ -174,8 +198,14 @@ def test_a_worker_killed_mid_sign_up_leaves_it_to_the_next_worker_once(client, a
         timeout=120,
     )
     assert restarted.returncode == 0, restarted.stderr.decode()
-    assert counts() == DONE_ONCE
-    assert [m.rcpt_tos for m in outbox.mails] == [[ADDRESS]]
+    assert counts() == {
+        "signup_request": 0,
+        "subscriber": 3,
+        "subscription": 3,
+        "consent_event": 3,
+        "outgoing_mail": 3,
+    }
+    assert sorted(m.rcpt_tos[0] for m in outbox.mails) == sorted(addresses)
 
 
 # --- the hand-off: one queued job works through the stored sign-ups (issue 14) ---------
@@ -212,22 +242,30 @@ def test_a_sign_up_after_the_job_started_queues_the_next_one(client, app):
     assert counts()["signup_request"] == 0
 
 
-def test_a_failing_sign_up_does_not_hold_up_the_others(client, app, monkeypatch):
+def test_a_failing_sign_up_does_not_hold_up_the_others_and_is_retried(
+    client, app, monkeypatch, outbox
+):
     for address in (ADDRESS, "petr@seznam.cz", "eva@seznam.cz"):
         sign_up(client, address)
     first = db.session.scalar(select(func.min(SignupRequest.id)))
     db.session.commit()
-    real = signup_jobs.process_signup
+    real = signup.act_on_request
 
-    def failing_first(request_id: int) -> str:
-        if request_id == first:
+    def failing_first(row: SignupRequest):
+        if row.id == first:
             raise RuntimeError("a bug in one request")
-        return real(request_id)
+        return real(row)
 
-    monkeypatch.setattr(signup_jobs, "process_signup", failing_first)
+    monkeypatch.setattr(signup, "act_on_request", failing_first)
     assert process_signups() == {"done": 2, "skipped": 0, "failed": 1}
-    assert db.session.scalars(select(SignupRequest.id)).all() == [first]  # left to the reconciler
+    assert db.session.scalars(select(SignupRequest.id)).all() == [first]  # kept for a retry
     db.session.commit()
+    monkeypatch.undo()
+    redis_connection().flushdb()  # the jobs of the first run: only the reconciler's count
+    assert reconcile()["signup_requests"] == 1
+    run_jobs(app)
+    assert counts()["signup_request"] == 0
+    assert counts()["subscriber"] == 3
 
 
 def test_a_run_out_of_time_hands_the_rest_to_a_new_job(client, app, monkeypatch):
@@ -243,3 +281,96 @@ def test_a_run_out_of_time_hands_the_rest_to_a_new_job(client, app, monkeypatch)
     monkeypatch.undo()
     run_jobs(app)
     assert counts()["signup_request"] == 0
+
+
+# --- two drain jobs at once, and the reconciler (issue 14) ------------------------
+
+
+def test_a_row_another_drain_job_holds_is_skipped_not_waited_for(client, app):
+    """Before: the second job walked the same rows and waited on the first's row lock, so a
+    second worker added nothing (here it waited for good on the held row)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no row locks: one writer at a time")
+    for address in (ADDRESS, "petr@seznam.cz", "eva@seznam.cz"):
+        sign_up(client, address)
+    first = db.session.scalar(select(func.min(SignupRequest.id)))
+    db.session.commit()
+    other_job = db.engine.connect()  # holds the first row as a drain job's claim does
+    other_job.execute(
+        text("SELECT id FROM signup_request WHERE id = :id FOR UPDATE"), {"id": first}
+    )
+    results: list[dict[str, int]] = []
+    second = threading.Thread(target=_drain_in_thread, args=(app, results), daemon=True)
+    second.start()
+    try:
+        second.join(timeout=60)
+        assert not second.is_alive(), "the second drain job waited for the first's row"
+    finally:
+        other_job.rollback()
+        other_job.close()
+        second.join(timeout=60)
+    assert results == [{"done": 2, "skipped": 0, "failed": 0}]
+    assert db.session.scalars(select(SignupRequest.id)).all() == [first]
+    db.session.commit()
+    assert process_signups() == {"done": 1, "skipped": 0, "failed": 0}
+
+
+def _drain_in_thread(app, results: list[dict[str, int]]) -> None:
+    with app.app_context():
+        try:
+            results.append(process_signups())
+        finally:
+            db.session.remove()
+
+
+def test_two_drain_jobs_at_once_do_every_sign_up_once(client, app, outbox):
+    addresses = [f"clovek{i}@seznam.cz" for i in range(30)]
+    for address in addresses:
+        sign_up(client, address)
+    results: list[dict[str, int]] = []
+    jobs = [
+        threading.Thread(target=_drain_in_thread, args=(app, results), daemon=True)
+        for _ in range(2)
+    ]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=120)
+        assert not job.is_alive(), "a drain job did not finish"
+    assert len(results) == 2
+    assert sum(r["done"] for r in results) == 30
+    assert sum(r["failed"] for r in results) == 0
+    assert counts()["signup_request"] == 0
+    mails = db.session.scalars(select(OutgoingMail.recipient)).all()
+    db.session.commit()
+    assert sorted(mails) == sorted(addresses)  # one confirmation mail each, none twice
+
+
+def test_the_reconciler_queues_one_drain_job_for_a_backlog(client, app, outbox):
+    """Before: one job per stored row (here 25)."""
+    for i in range(25):
+        sign_up(client, f"clovek{i}@seznam.cz")
+    redis_connection().flushdb()  # their hand-off lost (a flushed or restarted Redis)
+    assert reconcile()["signup_requests"] == 1
+    [drain] = mail_queue_jobs()
+    assert drain.startswith("signup-drain-")
+    assert reconcile()["signup_requests"] == 0  # it is queued and has not started
+    assert mail_queue_jobs() == [drain]
+    run_jobs(app)
+    assert counts()["signup_request"] == 0
+    assert len(outbox.mails) == 25
+
+
+def test_a_drain_job_lost_after_its_hand_off_holds_up_no_backlog(client, app, outbox):
+    """The key says a drain job is queued, but that job was taken by a worker killed before
+    it started (RQ keeps it 'queued' in its work-in-progress list) or lost from Redis: the
+    reconciler queues another instead of waiting for the key to expire."""
+    sign_up(client)
+    [lost] = mail_queue_jobs()
+    assert redis_connection().get(SIGNUP_DRAIN_QUEUED) == lost.encode()
+    Queue(MAIL_QUEUE, connection=redis_connection()).remove(lost)  # still "queued" itself
+    assert reconcile()["signup_requests"] == 1
+    [drain] = mail_queue_jobs()
+    assert drain != lost
+    run_jobs(app)
+    assert counts() == DONE_ONCE
