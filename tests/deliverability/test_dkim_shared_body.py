@@ -30,10 +30,19 @@ from service.extensions import db
 from service.issues import sending
 from service.issues.rendering import Recipient, skeleton_for
 from service.models import MailingList
-from tests.deliverability.keys import DOMAIN, SELECTOR, offline_dns, session_key
+from tests.deliverability.keys import DOMAIN, SELECTOR, dkim_settings, offline_dns, session_key
 from tests.meetings.test_meetings import make_invitation, winter_thursday_10th
 
 NOW = 1_796_000_000
+
+
+@pytest.fixture
+def app_config(app_config):
+    """The suite's configuration, with DKIM on."""
+    app_config.update(dkim_settings())
+    return app_config
+
+
 SIGNATURE = b"DKIM-Signature"
 
 
@@ -249,3 +258,27 @@ def test_an_invitation_copy_has_its_calendar_lines_among_its_own(app):
     assert any(b"ATTENDEE" in piece for piece in copy.pieces)
     assert shared_work_used(copy)
     assert signer().signature(copy, now=NOW) == reference_signature(bytes(copy))
+
+
+def test_the_delivery_engine_signs_its_copies_from_the_shared_body(app, outbox, monkeypatch):
+    """Through the real path (fan-out, batch job, SMTP transport with the signer), each
+    copy's body hash comes from its issue's shared parts, and each copy verifies."""
+    from tests.conftest import add_confirmed_subscribers, run_jobs
+    from tests.workers.test_delivery import make_issue, send
+
+    hashed = []
+    relaxed_hash = SharedBody.relaxed_hash
+
+    def counted(self, message, start, pieces):
+        digest = relaxed_hash(self, message, start, pieces)
+        hashed.append(digest is not None)
+        return digest
+
+    monkeypatch.setattr(SharedBody, "relaxed_hash", counted)
+    add_confirmed_subscribers("zpravodaj", 3)
+    send(make_issue())
+    run_jobs(app)
+    assert len(outbox.mails) == 3
+    assert hashed == [True, True, True]
+    for mail in outbox.mails:
+        assert dkim.verify(mail.data, dnsfunc=offline_dns())
