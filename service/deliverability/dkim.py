@@ -9,6 +9,11 @@ way `dkim.DKIM.sign`/`gen_header` build it, from the same dkimpy helpers
 the RSA PKCS#1 v1.5 signature over the SHA-256 of the canonical headers is
 computed by OpenSSL through `cryptography` (thousands a second).
 
+The copies of one issue differ only in a few header fields and body lines:
+what they share is canonicalised once (header fields by their text, the
+body's shared parts through `SharedBody`, the signature field's layout once
+a second), so that the RSA signature is most of what a copy costs.
+
 rsa-sha256, relaxed/relaxed: relaxed header canonicalisation survives relays
 that refold headers, relaxed body survives trailing-whitespace changes.
 """
@@ -278,7 +283,8 @@ class SharedBody:
     An issue's skeleton (service/issues/rendering.py) makes one, and each copy it
     personalises is a `PersonalCopy` naming it: the signer canonicalises the shared
     parts once, not in every copy, and per copy only the lines that hold a
-    personal piece (relaxed body canonicalisation is line by line).
+    personal piece (relaxed body canonicalisation, the only one the signer uses,
+    is line by line).
     """
 
     __slots__ = ("_relaxed", "parts")
