@@ -46,7 +46,12 @@ PARTS = (
     ("the SMTP exchange (SmtpTransport.send, signing included)", "workers/smtp.py", "send"),
     ("  DKIM signing", "service/deliverability/dkim.py", "__call__"),
     ("personalising (MessageSkeleton.personalise)", "service/issues/rendering.py", "personalise"),
-    ("recording and claiming (BatchSender._claim)", "workers/delivery.py", "_claim"),
+    (
+        "recording and claiming: sending it (BatchSender._start_claim)",
+        "workers/delivery.py",
+        "_start_claim",
+    ),
+    ("  waiting for its result (_ClaimsInFlight.wait)", "workers/delivery.py", "wait"),
     ("  psycopg's execute (all statements)", "psycopg/cursor.py", "execute"),
     ("loading a batch's rows (_load_unfinished)", "workers/delivery.py", "_load_unfinished"),
     ("a batch's set-up (BatchSender.__init__)", "workers/delivery.py", "__init__"),
@@ -158,12 +163,19 @@ def _time_parts() -> dict[str, list[float]]:
         ("personalising", MessageSkeleton, "personalise"),
         ("SMTP exchange (signing included)", smtp.SmtpTransport, "send"),
         ("  DKIM signing", smtp.SmtpTransport, "_sign"),
-        ("recording and claiming", delivery.BatchSender, "_claim"),
+        ("recording and claiming: sending it", delivery.BatchSender, "_start_claim"),
+        (
+            "  waiting for its result (PostgreSQL)",
+            getattr(delivery, "_ClaimsInFlight", None),
+            "wait",
+        ),
         ("a batch's set-up (BatchSender.__init__)", delivery.BatchSender, "__init__"),
         ("loading a batch's rows", delivery.BatchSender, "_load_unfinished"),
         ("closing a batch", delivery.BatchSender, "_finish"),
         ("fan-out", delivery, "fan_out"),
     ):
+        if owner is None or not hasattr(owner, name):
+            continue  # an older checkout (ZPRAVODAJ_ROOT) without that part
         spent = parts.setdefault(label, [0.0])
         setattr(owner, name, _timed(getattr(owner, name), spent))
     return parts

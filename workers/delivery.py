@@ -15,7 +15,12 @@ Jobs, all on the `bulk` queue and all safe to run twice:
 Per message, one statement (its own transaction) records the previous message
 as sent and claims this one, only if the issue is still sending, the batch
 still ours and the subscription still confirmed; only then is the message
-sent. A worker killed at any point leaves at most the one message in flight
+sent. On PostgreSQL the statement runs while the worker personalises the
+message and sends its envelope (MAIL FROM, RCPT TO); the worker waits for its
+commit before DATA and resets the SMTP transaction if the claim failed
+(`_ClaimsInFlight`, `SmtpTransport.send`'s gate), so the server never accepts a
+message before its claim and the previous message's record are committed.
+A worker killed at any point leaves at most the one message in flight
 unrecorded, and that is the only one another worker may send again. Batches
 are leased (`owner`, `heartbeat`), the heartbeat renewed from a thread of the
 holder's own while it works (service/lease.py), so a send that waits long for
@@ -35,11 +40,14 @@ import fcntl
 import logging
 import re
 import secrets
+import select as io_select
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+import psycopg
 from flask import current_app
+from psycopg import pq
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job, JobStatus
@@ -71,7 +79,13 @@ from service.models import (
 
 from . import shutdown
 from .rate_limit import SendRateLimiter, parse_domain_rates
-from .smtp import PermanentFailure, RecipientRefused, ServerUnavailable, TransientFailure
+from .smtp import (
+    PermanentFailure,
+    RecipientRefused,
+    ServerUnavailable,
+    TransientFailure,
+    Withdrawn,
+)
 from .smtp_recovery import WAITING_KEY
 from .transport import app_transport
 
@@ -569,9 +583,16 @@ class _Statements:
         self.writer_queue = _sqlite_writer_queue(connection) if self.sqlite else None
         if self.sqlite:
             self.record_and_claim, self.beat = self.RECORD_AND_CLAIM, self.BEAT
+            self.claims: _ClaimsInFlight | None = None
         else:  # psycopg: %(name)s placeholders
             self.record_and_claim = _pyformat(self.RECORD_AND_CLAIM)
             self.beat = _pyformat(self.BEAT)
+            self.claims = _ClaimsInFlight(driver.pgconn, self.RECORD_AND_CLAIM)
+            # Prepared once per server session: the pool's record of the connection
+            # remembers it (and forgets it with the connection).
+            if not connection.info.get(_ClaimsInFlight.NAME):
+                self.claims.prepare()
+                connection.info[_ClaimsInFlight.NAME] = True
 
     def time(self, moment: datetime) -> Any:
         """A timestamp as SQLAlchemy stores it (SQLite keeps text with microseconds)."""
@@ -594,9 +615,164 @@ class _Statements:
         finally:
             fcntl.flock(self.writer_queue, fcntl.LOCK_UN)
 
+    def start_claim(self, params: dict[str, Any]) -> _Claim:
+        """Start the record-and-claim statement for `params["claim_id"]`.
+
+        On PostgreSQL it is only sent: the caller does the SMTP envelope while
+        the database executes and commits it, and waits for it (`_Claim.wait`)
+        before DATA. On SQLite, where the statement costs no round trip, it runs
+        at once, so a failed claim costs no SMTP exchange at all."""
+        if self.claims is None:
+            return _Claim(params["claim_id"], rows=self.run(self.record_and_claim, params))
+        self.claims.send(params)
+        return _Claim(params["claim_id"], waiting=self.claims)
+
     def close(self) -> None:
+        if self.claims is not None:
+            with contextlib.suppress(Exception):
+                self.claims.drain()
         if self.writer_queue is not None:
             self.writer_queue.close()
+
+
+class _ClaimsInFlight:
+    """RECORD_AND_CLAIM sent on PostgreSQL without waiting for its result, on libpq's
+    asynchronous API under psycopg's connection (the connection is in autocommit
+    and psycopg has set it non-blocking).
+
+    The statement is prepared once per server session under a name of its own
+    (again if psycopg deallocated it), its parameters sent as text with explicit
+    casts: nothing depends on psycopg's adaptation. One statement is
+    in flight at most, and every path waits for it (`wait` or `drain`) before
+    the connection runs anything else.
+    """
+
+    NAME = b"zpravodaj_record_and_claim"
+    TYPES: ClassVar[dict[str, str]] = {
+        "sent_id": "bigint", "message_id": "text", "now": "timestamp", "claim_id": "bigint",
+        "subscriber_id": "bigint", "list_id": "bigint", "issue_id": "bigint",
+        "batch_id": "bigint", "owner": "text",
+    }  # fmt: skip
+
+    def __init__(self, pgconn: Any, sql: str) -> None:
+        self.pgconn = pgconn
+        self.names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.names:
+                self.names.append(name)
+            return f"(${self.names.index(name) + 1}::{self.TYPES[name]})"
+
+        self.sql = re.sub(r":(\w+)", number, sql)
+        self.in_flight = False
+        self.params: dict[str, Any] = {}
+
+    def prepare(self) -> None:
+        result = self.pgconn.prepare(self.NAME, self.sql.encode())
+        if result.status != pq.ExecStatus.COMMAND_OK and (
+            result.error_field(pq.DiagnosticField.SQLSTATE) != b"42P05"  # prepared already
+        ):
+            raise psycopg.errors.error_from_result(result)
+
+    def send(self, params: dict[str, Any]) -> None:
+        self.drain()  # never two at once (every path waits already)
+        self.params = params
+        values = [_as_text(params[name]) for name in self.names]
+        self.pgconn.send_query_prepared(self.NAME, values)
+        self.in_flight = True
+        while self.pgconn.flush():  # non-blocking: the query did not all fit the socket yet
+            ready = _wait_for(self.pgconn.socket, io_select.POLLIN | io_select.POLLOUT)
+            if ready & io_select.POLLIN:
+                self.pgconn.consume_input()
+
+    def wait(self) -> list[int]:
+        """The ids the statement touched, once its transaction is committed (libpq
+        reports the end of the statement only after ReadyForQuery, which the
+        server sends after the commit and, with synchronous_commit on, the flush)."""
+        results = []
+        pgconn = self.pgconn
+        try:
+            while True:
+                while pgconn.is_busy():
+                    _wait_for(pgconn.socket, io_select.POLLIN)
+                    pgconn.consume_input()
+                result = pgconn.get_result()
+                if result is None:
+                    break
+                results.append(result)
+        finally:
+            self.in_flight = False
+        rows: list[int] = []
+        for result in results:
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                rows += (int(result.get_value(i, 0)) for i in range(result.ntuples))
+            elif result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000":
+                # Deallocated under us: psycopg runs DEALLOCATE ALL after a ROLLBACK
+                # or DROP on this connection when it has prepared statements of its
+                # own. Nothing ran; prepare it again and send it again.
+                self.prepare()
+                self.send(self.params)
+                return self.wait()
+            else:
+                raise psycopg.errors.error_from_result(result)
+        return rows
+
+    def drain(self) -> None:
+        """Wait for a statement still in flight (after an error elsewhere)."""
+        if self.in_flight:
+            self.wait()
+
+
+class _Claim:
+    """A record-and-claim statement, done (SQLite) or in flight (PostgreSQL)."""
+
+    def __init__(
+        self,
+        delivery_id: int,
+        rows: list[tuple] | None = None,
+        waiting: _ClaimsInFlight | None = None,
+    ) -> None:
+        self.delivery_id = delivery_id
+        self._waiting = waiting
+        self.claimed: bool | None = (
+            None if rows is None else any(row[0] == delivery_id for row in rows)
+        )
+
+    @property
+    def settled(self) -> bool:
+        return self.claimed is not None
+
+    def wait(self) -> bool:
+        """Whether the delivery is ours to send; the previous message's record and this
+        claim are committed by the time this returns."""
+        if self.claimed is None:
+            assert self._waiting is not None
+            self.claimed = self.delivery_id in self._waiting.wait()
+        return self.claimed
+
+    def drain(self) -> None:
+        """Wait for the statement after an error, ignoring its outcome."""
+        if self.claimed is None and self._waiting is not None:
+            with contextlib.suppress(Exception):
+                self._waiting.drain()
+
+
+def _wait_for(fd: int, events: int) -> int:
+    """Block (the GIL released, so the lease keeper runs) until `fd` is ready for
+    `events`; returns the events that happened (an error or hang-up counts too)."""
+    poll = io_select.poll()
+    poll.register(fd, events)
+    return next((happened for _, happened in poll.poll()), 0)
+
+
+def _as_text(value: object) -> bytes | None:
+    """A parameter in PostgreSQL's text format (the statement casts each one)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ").encode()
+    return str(value).encode()
 
 
 def _sqlite_writer_queue(connection: Connection) -> IO[bytes] | None:
@@ -674,11 +850,8 @@ class BatchSender:
                 # nothing claimed: a worker taking over must see both.
                 self._record_sent()
                 self.limiter.wait((row.ascii_email or row.email).rpartition("@")[2])
-            outcome = self._claim(row.id, row.subscriber_id)
-            if outcome == "stop":
+            if self._claim_and_send(row) == "stop":
                 return "stopped"
-            if outcome == "claimed":
-                self._send_one(row)
         self._record_sent()
         return self._finish()
 
@@ -735,13 +908,31 @@ class BatchSender:
         finish_if_complete(self.issue_id)
         return "done"
 
-    def _claim(self, delivery_id: int, subscriber_id: int) -> str:
-        """Record the previous message and claim this one (one statement); only when
-        the claim fails do we look at why (paused, cancelled, unsubscribed, erased)."""
+    def _claim_and_send(self, row: _UnfinishedRow) -> str:
+        """Record the previous message and claim this one (one statement), and send it.
+
+        On PostgreSQL the statement's round trip and commit overlap the message's
+        personalising, signing and SMTP envelope (MAIL FROM, RCPT TO): the transport
+        asks `claim.wait` before DATA, so the server never has message N before N's
+        claim and N-1's "sent" are committed. Only when the claim fails do we look
+        at why (paused, cancelled, unsubscribed, erased): returns "claimed",
+        "skipped" or "stop"."""
+        claim = self._start_claim(row.id, row.subscriber_id)
+        if claim.settled and not claim.claimed:  # SQLite: known before any SMTP
+            return self._why_not_claimed(row.id, row.subscriber_id)
+        try:
+            self._send_one(row, claim)
+        except Withdrawn:
+            return self._why_not_claimed(row.id, row.subscriber_id)
+        except BaseException:
+            claim.drain()
+            raise
+        return "claimed"
+
+    def _start_claim(self, delivery_id: int, subscriber_id: int) -> _Claim:
         sent_id, message_id = self.unrecorded or (None, None)
         self.unrecorded = None
-        touched = self.sql.run(
-            self.sql.record_and_claim,
+        return self.sql.start_claim(
             {
                 "sent_id": sent_id,
                 "message_id": message_id,
@@ -752,11 +943,8 @@ class BatchSender:
                 "issue_id": self.issue_id,
                 "batch_id": self.batch_id,
                 "owner": self.owner,
-            },
+            }
         )
-        if any(row[0] == delivery_id for row in touched):
-            return "claimed"
-        return self._why_not_claimed(delivery_id, subscriber_id)
 
     def _why_not_claimed(self, delivery_id: int, subscriber_id: int) -> str:
         issue_status = db.session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
@@ -789,15 +977,28 @@ class BatchSender:
         db.session.commit()
         return "skipped"
 
-    def _send_one(self, row: _UnfinishedRow) -> None:
+    def _send_one(self, row: _UnfinishedRow, claim: _Claim) -> None:
+        """Send the message whose claim `claim` is (raises Withdrawn when the claim
+        fails); a refusal is recorded only for a message that was ours to send."""
         address = row.ascii_email or row.email
         recipient = Recipient(address=address, name=row.name or "", public_key=row.public_key)
         message_id = self.skeleton.new_message_id(row.id)
         raw = self.skeleton.personalise(recipient, message_id)
         try:
-            self.transport.send(
-                self.envelope_sender(row.id), address, raw, smtputf8=row.ascii_email is None
-            )
+            try:
+                self.transport.send(
+                    self.envelope_sender(row.id),
+                    address,
+                    raw,
+                    smtputf8=row.ascii_email is None,
+                    gate=claim.wait,
+                )
+            except (PermanentFailure, TransientFailure):
+                # Refused before DATA (or signing failed): the claim may still be in
+                # flight, and a message not ours (unsubscribed meanwhile) is not recorded.
+                if not claim.wait():
+                    raise Withdrawn("not claimed") from None
+                raise
         except RecipientRefused as exc:
             self._set(row.id, status=DeliveryStatus.FAILED, last_error=str(exc)[:2000])
             record_refusal(address, str(exc), subscriber_id=row.subscriber_id, delivery_id=row.id)

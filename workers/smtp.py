@@ -43,6 +43,11 @@ class ServerUnavailable(TransientFailure):
     """No usable connection (refused, lost, login failed): nothing can be sent now."""
 
 
+class Withdrawn(Exception):
+    """The caller's `gate` said no after the server accepted the recipient: the
+    transaction was reset before DATA, so the server has nothing of the message."""
+
+
 class SmtpTransport:
     """A lazily opened, reused SMTP connection. Use as a context manager.
 
@@ -128,8 +133,23 @@ class SmtpTransport:
                 worker_status.record_smtp(self.capability_store, reason)
         return ServerUnavailable(reason)
 
-    def send(self, sender: str, recipient: str, raw: bytes, *, smtputf8: bool = False) -> None:
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        raw: bytes,
+        *,
+        smtputf8: bool = False,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
         """Send one message; raise PermanentFailure or TransientFailure when it is refused.
+
+        `gate`, when given, is asked once the server has accepted the envelope
+        (MAIL FROM and RCPT TO) and before DATA: if it says no, the transaction
+        is reset (RSET) and Withdrawn raised, the server holding nothing of the
+        message. The delivery engine's claim of the message runs on the database
+        meanwhile, and the gate waits for it (workers/delivery.py). The gate is
+        not asked when the exchange fails before that point.
 
         Counted as sent, failed or deferred by kind, with the time of the SMTP
         exchange (signing not included): service/metrics.py.
@@ -139,7 +159,7 @@ class SmtpTransport:
             if self.signer is not None:
                 raw = self._sign(raw)
             started = time.perf_counter()
-            self._exchange(sender, recipient, raw, smtputf8)
+            self._exchange(sender, recipient, raw, smtputf8, gate)
         except PermanentFailure:
             metrics.mail_result(self.kind, "failed", _since(started))
             raise
@@ -148,7 +168,14 @@ class SmtpTransport:
             raise
         metrics.mail_result(self.kind, "sent", _since(started))
 
-    def _exchange(self, sender: str, recipient: str, raw: bytes, smtputf8: bool) -> None:
+    def _exchange(
+        self,
+        sender: str,
+        recipient: str,
+        raw: bytes,
+        smtputf8: bool,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
         connection = self.connect()
         options = []
         if smtputf8:
@@ -159,7 +186,7 @@ class SmtpTransport:
                 options.append("BODY=8BITMIME")
         try:
             refused = _sendmail(
-                connection, sender, recipient, raw, options, self.settings.data_timeout
+                connection, sender, recipient, raw, options, self.settings.data_timeout, gate
             )
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = next(iter(exc.recipients.values()))
@@ -226,6 +253,7 @@ def _sendmail(
     raw: bytes,
     options: list[str],
     data_timeout: float,
+    gate: Callable[[], bool] | None = None,
 ) -> dict:
     """`smtplib.SMTP.sendmail` for one recipient whose addresses need no parsing.
 
@@ -233,8 +261,15 @@ def _sendmail(
     `quoteaddr`), half of its cost; ours are bare addresses the service built
     or validated, so they are only wrapped in angle brackets here. The replies
     are checked and the same exceptions raised as sendmail's.
+
+    `gate` (see SmtpTransport.send) is asked between RCPT TO and DATA: the last
+    point at which RSET still cancels the transaction cleanly (after DATA's 354
+    only a dropped connection would, and a server may take a message whose
+    connection dropped late). Addresses smtplib must parse ask it before MAIL.
     """
     if _NEEDS_PARSING.search(sender) or _NEEDS_PARSING.search(recipient):
+        if gate is not None and not gate():
+            raise Withdrawn("withdrawn before the envelope was sent")
         return connection.sendmail(sender, [recipient], raw, mail_options=options)
     connection.ehlo_or_helo_if_needed()
     esmtp = [f"size={len(raw)}"] if connection.has_extn("size") else []
@@ -257,6 +292,8 @@ def _sendmail(
         else:
             _reset_quietly(connection)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    if gate is not None:
+        _pass_gate(connection, gate)
     code, reply = _data(connection, raw, data_timeout)
     if code != 250:
         if code == 421:
@@ -265,6 +302,19 @@ def _sendmail(
             _reset_quietly(connection)
         raise smtplib.SMTPDataError(code, reply)
     return {}
+
+
+def _pass_gate(connection: smtplib.SMTP, gate: Callable[[], bool]) -> None:
+    """Ask `gate` with the envelope accepted; unless it says yes, reset the transaction
+    (the server then holds nothing of the message) and raise Withdrawn, or its error."""
+    try:
+        go_on = gate()
+    except BaseException:
+        _reset_quietly(connection)
+        raise
+    if not go_on:
+        _reset_quietly(connection)
+        raise Withdrawn("withdrawn after RCPT TO; the transaction was reset")
 
 
 # An address smtplib's sendmail must parse (brackets) or refuse (line breaks).

@@ -296,8 +296,8 @@ def test_worker_frozen_mid_message_past_its_lease_stops_at_its_next_claim(app, o
     sent_by = collections.defaultdict(list)  # owner -> addresses, in order
     real_send_one = workers.delivery.BatchSender._send_one
 
-    def slow_third_message(sender, row):
-        real_send_one(sender, row)
+    def slow_third_message(sender, row, *rest):
+        real_send_one(sender, row, *rest)
         sent_by[sender.owner].append(row.email)
         if len(sent_by) == 1 and len(sent_by[sender.owner]) == 3:  # A's third, once
             lease_runs_out(app, clock)
