@@ -7,10 +7,12 @@ List-Unsubscribe and List-Unsubscribe-Post:
 
 (a) dkimpy's `dkim.sign`: canonicalisation and RSA in pure Python, the PEM
     parsed on every call (that is its API);
-(b) `service.deliverability.dkim.DkimSigner`: dkimpy's canonicalisation and
-    header building, the RSA signature by OpenSSL (`cryptography`), key loaded once.
+(b) `service.deliverability.dkim.DkimSigner`: the same canonical forms as
+    dkimpy's (the parts every copy of the issue shares canonicalised once), the
+    RSA signature by OpenSSL (`cryptography`), key loaded once.
 
-Printed: signatures/s of each and the ratio; a sample of each is verified with
+Printed: signatures/s of each and the ratio, the CPU per signature of (b)
+beside OpenSSL's bare RSA signature; a sample of each is verified with
 `dkim.verify` against an offline DNS record.
 
 Run: .venv/bin/python bench/dkim_signing.py [N] [--dkimpy-n M]
@@ -124,18 +126,21 @@ def main() -> None:
 
     signer = DkimSigner(DOMAIN, SELECTOR, private_key=key)
     mine = messages[: args.n]
-    start = time.perf_counter()
+    signer(mine[0])  # dkimpy imported, the issue's shared body and signature field laid out
+    start, cpu = time.perf_counter(), time.process_time()
     ours = [signer(m) for m in mine]
     our_rate = rate(len(mine), time.perf_counter() - start)
+    our_cpu = (time.process_time() - cpu) / len(mine) * 1e6
 
     # The RSA step alone, for scale: what is left is canonicalisation and hashing.
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(len(mine)):
         key.sign(b"%d" % i, padding.PKCS1v15(), hashes.SHA256())
     rsa_rate = rate(len(mine), time.perf_counter() - start)
+    rsa_cpu = (time.process_time() - cpu) / len(mine) * 1e6
 
     checked = theirs[:20] + ours[:: max(1, len(ours) // 50)]
     verified = sum(dkim.verify(m, dnsfunc=dns) for m in checked)
@@ -150,6 +155,10 @@ def main() -> None:
         print(f"  {label:40} {value:8.0f} signatures/s  ({count} messages)")
     print(f"  ratio (b)/(a): {our_rate / dkimpy_rate:.1f} x")
     print(f"  for scale, OpenSSL's RSA-2048 signature alone: {rsa_rate:.0f}/s")
+    print(
+        f"  CPU per signature: DkimSigner {our_cpu:.0f} µs, RSA alone {rsa_cpu:.0f} µs, "
+        f"the rest (canonicalisation, hashing, the field) {our_cpu - rsa_cpu:.0f} µs"
+    )
     print(f"  verified with dkim.verify: {verified}/{len(checked)}")
     if verified != len(checked):
         raise SystemExit("some signatures did not verify")

@@ -32,6 +32,7 @@ from markupsafe import Markup
 
 from .. import tokens
 from ..czech import group_in_sentence
+from ..deliverability.dkim import PersonalCopy, SharedBody
 from ..i18n import in_language
 from ..links import external_url
 from ..mail import MAIL_POLICY, format_recipient, sender_address, sender_domain
@@ -335,14 +336,14 @@ class MessageSkeleton:
         if calendar is not None:
             after_html, after_calendar = after_html.split(_CALENDAR_MARK.encode(), 1)
             calendar_parts = [*_split_lines(with_attendee_slots(calendar[1])), after_calendar]
-        self._body: list[bytes | PersonalLine] = [
+        self._body, self._shared_body = _body_parts(
             b"\r\n\r\n" + before_text,
             *_split_lines(rendered.text),
             between,
             *_split_lines(rendered.html),
             after_html,
             *calendar_parts,
-        ]
+        )
         # An issue about one date of a series (meeting_occurrence) answers for that date.
         self._invitation, self._meeting_id = invitation, meeting_id
         # A preview's meeting has no id yet (never saved): its answer links are samples.
@@ -389,7 +390,7 @@ class MessageSkeleton:
         local = f"{self.issue_id or 0}.{delivery_id or 0}.{secrets.token_hex(6)}"
         return f"<{local}@{self.domain}>"
 
-    def personalise(self, recipient: Recipient, message_id: str) -> bytes:
+    def personalise(self, recipient: Recipient, message_id: str) -> PersonalCopy:
         """The complete message for one recipient, CRLF line endings, ready for SMTP."""
         unsubscribe_url, preferences_url, member_page_url = self.personal_links(recipient)
         to = format_recipient(_one_line(recipient.name), recipient.address, recipient.smtputf8)
@@ -411,9 +412,15 @@ class MessageSkeleton:
             )
         values = mapped(values)  # each link is in several lines: mapped once
         chunks = [personal_head, self._head]
+        pieces = []
         for part in self._body:
-            chunks.append(part if isinstance(part, bytes) else part.encode_mapped(values))
-        return b"".join(chunks)
+            if isinstance(part, bytes):
+                chunks.append(part)
+            else:
+                pieces.append(part.encode_mapped(values))
+                chunks.append(pieces[-1])
+        # Which parts of the body are whose: the DKIM signer hashes the shared ones once.
+        return PersonalCopy.of(b"".join(chunks), self._shared_body, pieces)
 
     def rsvp_url(self, recipient: Recipient) -> str:
         """The member's "Přijdu / Možná / Nepřijdu" page of the issue's meeting."""
@@ -425,6 +432,27 @@ class MessageSkeleton:
             )
         )
         return self._rsvp_prefix + token + self._rsvp_suffix
+
+
+def _body_parts(*parts: bytes | PersonalLine) -> tuple[list[bytes | PersonalLine], SharedBody]:
+    """The body (from the header's blank line on) with neighbouring static parts joined,
+    and its static parts as the `SharedBody` of every copy (an empty part wherever two
+    personal lines meet; without the header's blank line, which is not the body's)."""
+    body: list[bytes | PersonalLine] = []
+    shared = [b""]
+    for part in parts:
+        if isinstance(part, bytes):
+            if body and isinstance(body[-1], bytes):
+                body[-1] += part
+            else:
+                body.append(part)
+            shared[-1] += part
+        else:
+            body.append(part)
+            shared.append(b"")
+    if not shared[0].startswith(b"\r\n\r\n"):
+        raise ValueError("the skeleton's body must start with the header's blank line")
+    return body, SharedBody([shared[0][4:], *shared[1:]])
 
 
 def _one_line(text: str) -> str:
