@@ -237,10 +237,10 @@ def test_two_concurrent_clicks_move_the_subscription_once(app, step):
             db.session.commit()
             db.session.remove()
 
-    def reported(work: Callable[[], None]) -> Callable[[], None]:
+    def reported(click: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
-                work()
+                click()
             except BaseException as exc:  # reported in the main thread
                 errors.append(exc)
                 first_moved.set()  # neither waits for good on the other
