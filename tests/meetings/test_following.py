@@ -10,6 +10,7 @@ by `vobject`, and both must give the same local times in winter and summer.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import icalendar
@@ -464,7 +465,7 @@ def related_to(text: str) -> list[tuple[str, str]]:
 
 def test_the_split_series_name_each_other_in_every_calendar(app, client, outbox, members):  # noqa: F811
     """RFC 9253 RELATED-TO: the series so far names its continuation NEXT, the continuation
-    names the first series FIRST; in both mails and in the .ics downloads.
+    names the first series FIRST; in both mails, the .ics downloads and the members' feed.
     Split again, the middle series carries both and the last names the first one."""
     meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
     run_jobs(app)
@@ -483,6 +484,11 @@ def test_the_split_series_name_each_other_in_every_calendar(app, client, outbox,
     for one, links in ((old, [("NEXT", new.uid)]), (new, [("FIRST", old.uid)])):
         download = client.get(f"/meetings/{one.uid}.ics")
         assert related_to(download.get_data(as_text=True)) == links
+    # The members' feed carries both series, each with its link.
+    from tests.groups.test_calendar_feed import feed_path
+
+    feed = client.get(feed_path(client, member(0))).get_data(as_text=True)
+    assert related_to(feed) == [("NEXT", new.uid), ("FIRST", old.uid)]
     # The raw lines, as a calendar app reads them.
     assert f"RELATED-TO;RELTYPE=NEXT:{new.uid}" in calendar_text(ended_mail).replace("\r\n ", "")
 
@@ -497,3 +503,49 @@ def test_the_split_series_name_each_other_in_every_calendar(app, client, outbox,
     assert related_to(client.get(f"/meetings/{last.uid}.ics").get_data(as_text=True)) == [
         ("FIRST", old.uid)
     ]
+
+
+@pytest.mark.parametrize(
+    ("language", "previous", "following"),
+    [("cs", "Navazuje na", "Pokračuje jako"), ("en", "Follows on from", "Continues as")],
+)
+def test_the_admin_pages_link_the_split_series_in_both_languages(
+    app,
+    client,
+    accounts,
+    members,  # noqa: F811
+    language,
+    previous,
+    following,
+):
+    from tests.conftest import log_in
+
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    [_, second] = occurrences.upcoming(meeting, after=utcnow(), count=2)
+    split = series.move_following(
+        meeting, second.recurrence_id, meeting_input(naive_local(second.start)), None
+    )
+    db.session.commit()
+    old, new = the_meetings()
+    first_invitation = db.session.scalar(select(Issue.id).order_by(Issue.id))
+    log_in(client, accounts.coordinator.email)
+    client.get(f"/admin/?lang={language}")
+
+    def link(path: str, label: str) -> str:
+        page = " ".join(client.get(path).get_data(as_text=True).split())
+        found = re.search(rf"<dt>{label}</dt> <dd [^>]*><a href=\"([^\"]+)\">", page)
+        assert found, f"no {label!r} link on {path}"
+        return found.group(1)
+
+    assert link(f"/admin/issues/{split.invitation.id}", previous) == (
+        f"/admin/issues/{first_invitation}"
+    )
+    assert link(f"/admin/issues/{first_invitation}", following) == (
+        f"/admin/issues/{split.invitation.id}"
+    )
+    assert link(f"/admin/meetings/{new.id}/attendance", previous) == (
+        f"/admin/meetings/{old.id}/attendance"
+    )
+    assert link(f"/admin/meetings/{old.id}/attendance", following) == (
+        f"/admin/meetings/{new.id}/attendance"
+    )
