@@ -1026,8 +1026,9 @@ class Meeting(Model):
         return db.session.get(Meeting, self.follows_id) if self.follows_id else None
 
     def next_series(self) -> Meeting | None:
-        """The series that continues this one, if it was split."""
-        if not self.rrule:
+        """The series that continues this one, if it was split (none for a meeting not yet
+        stored, such as the live preview's: `follows_id == None` would match every series)."""
+        if not self.rrule or self.id is None:
             return None
         return db.session.scalar(
             select(Meeting).where(Meeting.follows_id == self.id).order_by(Meeting.id).limit(1)

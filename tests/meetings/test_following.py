@@ -549,3 +549,15 @@ def test_the_admin_pages_link_the_split_series_in_both_languages(
     assert link(f"/admin/meetings/{old.id}/attendance", following) == (
         f"/admin/meetings/{new.id}/attendance"
     )
+
+
+def test_a_meeting_not_yet_stored_continues_no_series(app):
+    """The live preview's meeting has no id: `follows_id == None` would match any series."""
+    stored = Meeting(
+        list_id=group().id, uid="ulozene@example.cz", start=utcnow(), end=utcnow(),
+        rrule="FREQ=WEEKLY",
+    )  # fmt: skip
+    db.session.add(stored)
+    db.session.commit()
+    unsaved = Meeting(list_id=group().id, uid="ukazka@example.cz", rrule="FREQ=WEEKLY")
+    assert unsaved.next_series() is None and unsaved.first_series() is unsaved
