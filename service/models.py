@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     exists,
     false,
+    select,
     text,
     update,
 )
@@ -1009,6 +1010,9 @@ class Meeting(Model):
     title: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # A series (one UID): RFC 5545 RRULE from `start`, e.g. FREQ=MONTHLY;BYDAY=2TU.
     rrule: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # A series split from this one on ("move this and all later dates", series.py): the
+    # series it continues. Calendars get RELATED-TO (RFC 9253) both ways.
+    follows_id: Mapped[int | None] = mapped_column(ForeignKey("meeting.id", ondelete="SET NULL"))
 
     mailing_list: Mapped[MailingList] = relationship()
 
@@ -1016,6 +1020,30 @@ class Meeting(Model):
     def started(self) -> bool:
         """Answers can change until the meeting starts."""
         return self.start <= utcnow()
+
+    def previous_series(self) -> Meeting | None:
+        """The series this one continues, if it was split off one."""
+        return db.session.get(Meeting, self.follows_id) if self.follows_id else None
+
+    def next_series(self) -> Meeting | None:
+        """The series that continues this one, if it was split (none for a meeting not yet
+        stored, such as the live preview's: `follows_id == None` would match every series)."""
+        if not self.rrule or self.id is None:
+            return None
+        return db.session.scalar(
+            select(Meeting).where(Meeting.follows_id == self.id).order_by(Meeting.id).limit(1)
+        )
+
+    def first_series(self) -> Meeting:
+        """The first series of its line (itself unless it continues another)."""
+        first, seen = self, {self.id}
+        while first.follows_id is not None and first.follows_id not in seen:
+            earlier = db.session.get(Meeting, first.follows_id)
+            if earlier is None:
+                break
+            first = earlier
+            seen.add(first.id)
+        return first
 
 
 class MeetingOccurrence(Model):

@@ -4,10 +4,10 @@ and two actors racing for the same step move the row once."""
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from service.clock import utcnow
@@ -24,6 +24,7 @@ from service.models import (
     SubscriptionStatus,
     guarded_transition,
 )
+from tests.waiting import wait_until
 
 S = SubscriptionStatus
 I = IssueStatus  # noqa: E741
@@ -173,34 +174,91 @@ def test_a_stale_second_actor_does_not_move_the_row_again(app):
 
 @pytest.mark.parametrize("step", ["confirm", "unsubscribe"])
 def test_two_concurrent_clicks_move_the_subscription_once(app, step):
-    """Two requests at once: the second UPDATE waits for the first to commit, then matches
-    nothing (PostgreSQL's row lock; SQLite's write lock)."""
+    """Two requests at once, both holding the row as it was (pending): the first moves it and
+    keeps its transaction open until the second has tried too, and only then commits.
+
+    The order is made, not hoped for: the second tries only after the first's UPDATE,
+    and the first commits only once the second's UPDATE is issued (on PostgreSQL,
+    once it waits for the first's row lock). Anything the second reads on its way
+    was read while the first had not committed. So a step that trusted what it read
+    (its loaded row, or a SELECT before an unconditional UPDATE) would move the row
+    twice. The guarded UPDATE waits for the first to commit, then matches nothing
+    (PostgreSQL re-reads the row it waited for; SQLite's write lock orders the two).
+    """
     subscription_id = subscription_in(S.PENDING).id
-    ready = threading.Barrier(2)
-    results: list[bool] = []
+    postgresql = db.engine.dialect.name == "postgresql"
+    both_loaded = threading.Barrier(2)
+    first_moved = threading.Event()
+    second_tried = threading.Event()
+    second_backend: list[int] = []  # its PostgreSQL backend's pid
+    results: dict[str, bool] = {}
     errors: list[BaseException] = []
 
-    def click() -> None:
-        try:
-            with app.app_context():
-                mine = db.session.get(Subscription, subscription_id)
-                ready.wait(timeout=30)
-                results.append(getattr(mine, step)())
-                time.sleep(0.3)  # hold the row while the other one tries
-                db.session.commit()
-                db.session.remove()
-        except BaseException as exc:  # reported in the main thread
-            errors.append(exc)
+    def second_is_waiting() -> bool:
+        """The second click's UPDATE is issued (and, on PostgreSQL, waits for the row)."""
+        if not second_tried.is_set():
+            return False
+        if not postgresql or "second" in results:
+            return True  # it returned: the first's commit won't change its answer now
+        with db.engine.connect() as connection:
+            waits_on = connection.scalar(
+                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": second_backend[0]},
+            )
+        return waits_on == "Lock"
+
+    def first() -> None:
+        with app.app_context():
+            mine = db.session.get(Subscription, subscription_id)
+            both_loaded.wait(timeout=60)
+            results["first"] = getattr(mine, step)()
+            first_moved.set()
+            wait_until(second_is_waiting, "the second click to try while the first holds the row")
+            db.session.commit()
+            db.session.remove()
+
+    def second() -> None:
+        with app.app_context():
+            mine = db.session.get(Subscription, subscription_id)
+            connection = db.session.connection()  # the one its step's UPDATE goes through
+            if postgresql:
+                second_backend.append(connection.scalar(text("SELECT pg_backend_pid()")))
+
+            def issued(conn, cursor, statement: str, *args) -> None:
+                if statement.lstrip().upper().startswith("UPDATE SUBSCRIPTION"):
+                    second_tried.set()
+
+            event.listen(connection, "before_cursor_execute", issued)
+            both_loaded.wait(timeout=60)
+            assert first_moved.wait(timeout=60), "the first click never moved the row"
+            results["second"] = getattr(mine, step)()
+            second_tried.set()  # a step that issued no UPDATE has tried all the same
+            event.remove(connection, "before_cursor_execute", issued)
+            db.session.commit()
+            db.session.remove()
+
+    def reported(click: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                click()
+            except BaseException as exc:  # reported in the main thread
+                errors.append(exc)
+                first_moved.set()  # neither waits for good on the other
+                second_tried.set()
+
+        return run
 
     # Daemons: a thread stuck for good fails this test, not the exit of the test process.
-    threads = [threading.Thread(target=click, daemon=True) for _ in range(2)]
+    threads = [threading.Thread(target=reported(click), daemon=True) for click in (first, second)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a click is stuck after 60 s"
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a click is stuck after 120 s"
     assert not errors
-    assert sorted(results) == [False, True]
+    assert results == {"first": True, "second": False}
+    db.session.expire_all()
+    assert db.session.get(Subscription, subscription_id).status == SUBSCRIPTION_STEPS[step][1]
 
 
 def test_guarded_transition_reports_whether_the_row_moved(app):

@@ -445,6 +445,7 @@ def _render_issue(
         meeting_values={**meeting_input_values(issue.meeting), **(values or {})},
         may_change_meeting=_may_change_meeting(issue),
         meeting_dates=_upcoming_dates(issue) if _may_change_meeting(issue) else [],
+        series_neighbours=series.neighbours(issue.meeting) if issue.meeting else {},
         documents=documents(issue),
         attachment_limit=attachments.max_bytes(),
     ), (422 if errors else 200)

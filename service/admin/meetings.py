@@ -16,7 +16,7 @@ from flask_babel import ngettext
 
 from ..clock import utcnow
 from ..extensions import db
-from ..meetings import attendance, occurrences
+from ..meetings import attendance, occurrences, series
 from ..meetings import rules as meetings
 from ..meetings.calendar import format_meeting_time, meeting_title
 from ..meetings.occurrences import Occurrence
@@ -87,6 +87,7 @@ def _context(meeting: Meeting) -> dict:
         "cancelled": cancelled,
         "date": date,
         "dates": occurrences.listed(meeting) if meeting.rrule else [],
+        "series_neighbours": series.neighbours(meeting),
         "termin": date.key if date else None,
         "people": people,
         "groups": attendance.by_institution(people),

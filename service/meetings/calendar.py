@@ -267,9 +267,23 @@ def _event(
     organizer.params["cn"] = icalendar.vText(meeting.mailing_list.name or name)
     event.add("organizer", organizer)
     event.add("sequence", sequence)
+    _add_series_links(event, meeting)
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "OPAQUE")
     return event
+
+
+def _add_series_links(event: icalendar.Event, meeting: Meeting) -> None:
+    """A series split ("move this and all later dates") and its continuation name each
+    other (RFC 9253 RELATED-TO, an ordering relation): the series so far names the one
+    that continues it as NEXT, and a continuation names the first series of the line as
+    FIRST (RFC 9253 has no "previous"; FIRST and the NEXT chain give the whole line).
+    Not SIBLING, PARENT or CHILD (RFC 5545): those are hierarchy, not succession."""
+    if meeting.follows_id is not None:
+        event.add("related-to", meeting.first_series().uid, parameters={"RELTYPE": "FIRST"})
+    following = meeting.next_series()
+    if following is not None:
+        event.add("related-to", following.uid, parameters={"RELTYPE": "NEXT"})
 
 
 def add_timezone(calendar: icalendar.Calendar) -> None:

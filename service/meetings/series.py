@@ -135,7 +135,7 @@ def move_following(
     follower = Meeting(
         list_id=meeting.list_id, uid=new_uid(), sequence=0, title=meeting_title(meeting),
         start=fields.start, end=fields.end, location=fields.location,
-        online_url=fields.online_url, agenda=fields.agenda, rrule=rule,
+        online_url=fields.online_url, agenda=fields.agenda, rrule=rule, follows_id=meeting.id,
     )  # fmt: skip
     db.session.add(follower)
     db.session.flush()
@@ -250,3 +250,30 @@ def _carry_over_answers(meeting: Meeting, follower: Meeting, split: datetime) ->
                 responded_at=answer.responded_at,
             )
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """The series a split one continues, or the one that continues it, as the admin links it."""
+
+    meeting: Meeting
+    rhythm: str  # "každý druhý čtvrtek v měsíci v 10:00", "…, naposledy 12. ledna 2027"
+    invitation_id: int | None  # its first invitation: its page in the admin
+
+
+def neighbours(meeting: Meeting) -> dict[str, Neighbour]:
+    """{"previous": …, "next": …}: the series `meeting` continues and the one continuing it,
+    where the series was split ("move this and all later dates")."""
+    found = {}
+    for kind, other in (("previous", meeting.previous_series()), ("next", meeting.next_series())):
+        if other is None:
+            continue
+        invitation_id = db.session.scalar(
+            select(Issue.id)
+            .where(Issue.meeting_id == other.id, Issue.meeting_occurrence.is_(None))
+            .order_by(Issue.id)
+            .limit(1)
+        )
+        rhythm = recurrence.describe(other.rrule, other.start, local_zone().key)
+        found[kind] = Neighbour(other, rhythm, invitation_id)
+    return found

@@ -10,6 +10,7 @@ by `vobject`, and both must give the same local times in winter and summer.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import icalendar
@@ -444,3 +445,119 @@ def test_the_split_mails_speak_the_groups_language(app, outbox, members):  # noq
     assert "The answers you have given hold for the new dates too" in text
     ended_text = " ".join(ended_mail.message.get_body(("plain",)).get_content().split())
     assert "The invitation to the new dates comes in a separate e-mail." in ended_text
+
+
+def related_to(text: str) -> list[tuple[str, str]]:
+    """Each VEVENT's RELATED-TO as (RELTYPE, UID), read by icalendar and checked by vobject."""
+    by_icalendar = []
+    for event in icalendar.Calendar.from_ical(text).walk("VEVENT"):
+        links = event.get("RELATED-TO", [])
+        for link in links if isinstance(links, list) else [links]:
+            by_icalendar.append((link.params["RELTYPE"], str(link)))
+    by_vobject = [
+        (line.params["RELTYPE"][0], line.value)
+        for event in vobject.readOne(text).vevent_list
+        for line in event.contents.get("related-to", [])
+    ]
+    assert by_icalendar == by_vobject
+    return by_icalendar
+
+
+def test_the_split_series_name_each_other_in_every_calendar(app, client, outbox, members):  # noqa: F811
+    """RFC 9253 RELATED-TO: the series so far names its continuation NEXT, the continuation
+    names the first series FIRST; in both mails, the .ics downloads and the members' feed.
+    Split again, the middle series carries both and the last names the first one."""
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    run_jobs(app)
+    outbox.catcher.clear()
+    [_, second, third] = occurrences.upcoming(meeting, after=utcnow(), count=3)
+    series.move_following(
+        meeting, second.recurrence_id, meeting_input(naive_local(second.start)), None
+    )
+    db.session.commit()
+    run_jobs(app)
+    old, new = the_meetings()
+
+    ended_mail, invitation_mail = mails_to(outbox, "odberatel0@example.cz")
+    assert related_to(calendar_text(ended_mail)) == [("NEXT", new.uid)]
+    assert related_to(calendar_text(invitation_mail)) == [("FIRST", old.uid)]
+    for one, links in ((old, [("NEXT", new.uid)]), (new, [("FIRST", old.uid)])):
+        download = client.get(f"/meetings/{one.uid}.ics")
+        assert related_to(download.get_data(as_text=True)) == links
+    # The members' feed carries both series, each with its link.
+    from tests.groups.test_calendar_feed import feed_path
+
+    feed = client.get(feed_path(client, member(0))).get_data(as_text=True)
+    assert related_to(feed) == [("NEXT", new.uid), ("FIRST", old.uid)]
+    # The raw lines, as a calendar app reads them.
+    assert f"RELATED-TO;RELTYPE=NEXT:{new.uid}" in calendar_text(ended_mail).replace("\r\n ", "")
+
+    # Split the new series again: a line of three.
+    moved = occurrences.find(new, new.start + (third.recurrence_id - second.recurrence_id))
+    series.move_following(new, moved.recurrence_id, meeting_input(naive_local(moved.start)), None)
+    db.session.commit()
+    db.session.expire_all()
+    last = db.session.scalar(select(Meeting).order_by(Meeting.id.desc()))
+    middle = client.get(f"/meetings/{new.uid}.ics").get_data(as_text=True)
+    assert related_to(middle) == [("FIRST", old.uid), ("NEXT", last.uid)]
+    assert related_to(client.get(f"/meetings/{last.uid}.ics").get_data(as_text=True)) == [
+        ("FIRST", old.uid)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("language", "previous", "following"),
+    [("cs", "Navazuje na", "Pokračuje jako"), ("en", "Follows on from", "Continues as")],
+)
+def test_the_admin_pages_link_the_split_series_in_both_languages(
+    app,
+    client,
+    accounts,
+    members,  # noqa: F811
+    language,
+    previous,
+    following,
+):
+    from tests.conftest import log_in
+
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    [_, second] = occurrences.upcoming(meeting, after=utcnow(), count=2)
+    split = series.move_following(
+        meeting, second.recurrence_id, meeting_input(naive_local(second.start)), None
+    )
+    db.session.commit()
+    old, new = the_meetings()
+    first_invitation = db.session.scalar(select(Issue.id).order_by(Issue.id))
+    log_in(client, accounts.coordinator.email)
+    client.get(f"/admin/?lang={language}")
+
+    def link(path: str, label: str) -> str:
+        page = " ".join(client.get(path).get_data(as_text=True).split())
+        found = re.search(rf"<dt>{label}</dt> <dd [^>]*><a href=\"([^\"]+)\">", page)
+        assert found, f"no {label!r} link on {path}"
+        return found.group(1)
+
+    assert link(f"/admin/issues/{split.invitation.id}", previous) == (
+        f"/admin/issues/{first_invitation}"
+    )
+    assert link(f"/admin/issues/{first_invitation}", following) == (
+        f"/admin/issues/{split.invitation.id}"
+    )
+    assert link(f"/admin/meetings/{new.id}/attendance", previous) == (
+        f"/admin/meetings/{old.id}/attendance"
+    )
+    assert link(f"/admin/meetings/{old.id}/attendance", following) == (
+        f"/admin/meetings/{new.id}/attendance"
+    )
+
+
+def test_a_meeting_not_yet_stored_continues_no_series(app):
+    """The live preview's meeting has no id: `follows_id == None` would match any series."""
+    stored = Meeting(
+        list_id=group().id, uid="ulozene@example.cz", start=utcnow(), end=utcnow(),
+        rrule="FREQ=WEEKLY",
+    )  # fmt: skip
+    db.session.add(stored)
+    db.session.commit()
+    unsaved = Meeting(list_id=group().id, uid="ukazka@example.cz", rrule="FREQ=WEEKLY")
+    assert unsaved.next_series() is None and unsaved.first_series() is unsaved

@@ -434,3 +434,62 @@ def test_the_api_and_the_admin_move_and_cancel_single_dates(app, client, account
         headers={"Authorization": f"Bearer {stranger}"},
     )
     assert refused.status_code == 404
+
+
+def test_the_sheet_of_a_date_leads_back_to_that_dates_attendance(app, client, accounts, members):  # noqa: F811
+    """Before: "Zpět na účast" on a date's printable sheet led to the series' default date."""
+    from html.parser import HTMLParser
+
+    from tests.conftest import log_in
+
+    meeting = series_invitation(second_tuesday().replace(hour=9, minute=30))
+    [_, second] = occurrences.upcoming(meeting, after=utcnow(), count=2)
+    log_in(client, accounts.coordinator.email)
+    attendance = client.get(f"/admin/meetings/{meeting.id}/attendance?termin={second.key}")
+    sheet_link = next(
+        href for href in links_of(attendance.get_data(as_text=True)) if "/attendance/sheet" in href
+    )
+    sheet = client.get(sheet_link)
+    assert sheet.status_code == 200
+
+    class Back(HTMLParser):
+        """The href of the link whose text is "Zpět na účast"."""
+
+        href: str | None = None
+        _open: str | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "a":
+                self._open = dict(attrs).get("href")
+
+        def handle_data(self, data):
+            if self._open is not None and data.strip() == "Zpět na účast":
+                self.href = self._open
+
+        def handle_endtag(self, tag):
+            if tag == "a":
+                self._open = None
+
+    back = Back()
+    back.feed(sheet.get_data(as_text=True))
+    assert back.href == f"/admin/meetings/{meeting.id}/attendance?termin={second.key}"
+    page = client.get(back.href).get_data(as_text=True)
+    assert f'name="termin" value="{second.key}"' in page
+
+
+def links_of(html: str) -> list[str]:
+    """Every link's href on a page, unescaped."""
+    from html.parser import HTMLParser
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "a" and dict(attrs).get("href"):
+                self.found.append(dict(attrs)["href"])
+
+    parser = Links()
+    parser.feed(html)
+    return parser.found
