@@ -45,8 +45,13 @@ ON_USE_LIBRARIES = (
     # The archive's Atom feed.
     "xml",
 )  # fmt: skip
-# The service's own modules that only one page or command needs.
-ON_USE_MODULES = ("flask_limiter.commands", "service.api.openapi", "babel.messages.pofile")
+# The service's own modules that only one page or command needs; the dev outbox (whose
+# index is an SQLite file: sqlite3 and libsqlite3 in every process on PostgreSQL) only
+# in development, where DEV_OUTBOX_DIR is set.
+ON_USE_MODULES = (
+    "flask_limiter.commands", "service.api.openapi", "babel.messages.pofile",
+    "service.dev.outbox", "service.dev.outbox_index",
+)  # fmt: skip
 
 # `zpravodaj worker --burst` as a service runs it (python -m service worker), with the modules
 # it loaded written down when it exits: start-up, registration, one round of periodic work.
