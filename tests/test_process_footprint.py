@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -122,14 +121,6 @@ def test_a_started_worker_loads_no_heavy_module_it_does_not_use(app, tmp_path):
     # one came in: ~2.5 MB of PostgreSQL dialect in every process on SQLite).
     other = "sqlite" if app.config["DATABASE_URL"].startswith("postgres") else "postgresql"
     assert f"sqlalchemy.dialects.{other}" not in modules
-
-
-def test_a_worker_hands_its_free_c_heap_back_where_the_c_library_can():
-    """glibc's malloc_trim (workers/app_worker.py): after start-up, each round of periodic
-    work and before each fork; elsewhere (musl, macOS) a no-op instead of an error."""
-    from workers.app_worker import release_free_heap
-
-    assert release_free_heap() is (platform.libc_ver()[0] == "glibc")
 
 
 def test_db_upgrade_still_migrates(tmp_path):
