@@ -88,7 +88,6 @@ def _register_blueprints(app: Flask) -> None:
     from .admin.routes import bp as admin_bp
     from .api.routes import bp as api_bp
     from .archive.routes import bp as archive_bp
-    from .dev.outbox import bp as outbox_bp
     from .groups.routes import bp as groups_bp
     from .meetings.routes import bp as meetings_bp
     from .meetings.routes import rsvp_bp
@@ -102,6 +101,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(rsvp_bp)
     app.register_blueprint(api_bp)
     if app.config.get("DEV_OUTBOX_DIR"):
+        # Only then imported: its index is an SQLite file, and importing it loads
+        # sqlite3 and libsqlite3 (~1 MB) into every process, on PostgreSQL too.
+        from .dev.outbox import bp as outbox_bp
+
         app.register_blueprint(outbox_bp)
 
 
