@@ -57,6 +57,9 @@ def test_website_frames_the_form_and_a_visitor_signs_up(app, live_server, websit
     expect(email).to_have_attribute("aria-invalid", "true")
     expect(email).to_have_attribute("aria-describedby", "email-error")
     expect(frame.locator(".field.has-error", has=email).locator("#email-error")).to_have_count(1)
+    # Measure once the stylesheet is applied to the new page (its error border): a layout
+    # read before that is the browser's default, label and field side by side.
+    expect(email).to_have_css("border-top-width", "2px")
     field_box, error_box = email.bounding_box(), error.bounding_box()
     assert field_box is not None and error_box is not None
     below = error_box["y"] - (field_box["y"] + field_box["height"])
