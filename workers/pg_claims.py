@@ -83,8 +83,13 @@ class ClaimsInFlight:
                 if result is None:
                     break
                 results.append(result)
-        finally:
-            self.in_flight = False
+        except BaseException:
+            # Still in flight unless the connection is gone: a wait cut short (by a
+            # signal's exception, say) leaves it to `drain`, never to the pool.
+            if pgconn.status == pq.ConnStatus.BAD:
+                self.in_flight = False
+            raise
+        self.in_flight = False
         rows: list[int] = []
         for result in results:
             if result.status == pq.ExecStatus.TUPLES_OK:

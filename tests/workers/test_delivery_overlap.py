@@ -237,3 +237,38 @@ def test_claim_statement_deallocated_under_the_worker_is_prepared_again(
     assert len(sends) >= 10  # eight claims and the two sent again
     assert sorted(catcher.recipients()) == ADDRESSES
     assert set(statuses().values()) == {"sent"}
+
+
+def test_a_wait_cut_short_leaves_the_statement_to_drain_not_to_the_pool(app, monkeypatch):
+    """An exception in the middle of the wait (a signal's, say) must not mark the
+    statement done: `drain` then reads its result, and the connection is clean for
+    whatever runs on it next."""
+    if not is_postgresql():
+        pytest.skip("SQLite runs the statement at once")
+
+    class Probe(workers.pg_claims.ClaimsInFlight):
+        NAME = b"zpravodaj_test_probe"  # not the pooled connection's own statement
+
+    # The statement waits on a lock another connection holds, so it is still running
+    # when the wait is cut short, however slow the machine.
+    with db.engine.connect() as holder, db.engine.connect() as connection:
+        holder.exec_driver_sql("SELECT pg_advisory_lock(4242)")
+        pgconn = connection.connection.driver_connection.pgconn
+        claims = Probe(pgconn, "SELECT :sent_id FROM (SELECT pg_advisory_xact_lock(4242)) AS held")
+        claims.prepare()
+        claims.send({"sent_id": 7})
+        real_wait_for = workers.pg_claims.wait_for
+
+        def interrupted(fd: int, events: int) -> int:
+            monkeypatch.setattr(workers.pg_claims, "wait_for", real_wait_for)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(workers.pg_claims, "wait_for", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            claims.drain()  # waits for the statement: cut short at once
+        assert claims.in_flight
+        holder.exec_driver_sql("SELECT pg_advisory_unlock(4242)")
+        claims.drain()
+        assert not claims.in_flight
+        assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+        connection.exec_driver_sql(f"DEALLOCATE {claims.NAME.decode()}")
