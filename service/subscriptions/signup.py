@@ -239,17 +239,18 @@ def wait_for_sign_ups_in_flight() -> None:
     and a row handed over after it finds the mark gone and queues the next job.
 
     PostgreSQL: a SHARE lock on the table waits for the transactions holding its ROW
-    EXCLUSIVE lock (those that inserted) and is released at once; it waits at most a
-    second (a sign-up stuck longer is the next job's or the reconciler's). SQLite: an
+    EXCLUSIVE lock (those that inserted) and is released at once; it waits at most
+    200 ms, since new sign-ups queue behind the waiting lock (a sign-up stuck longer is
+    the next job's or the reconciler's). SQLite: an
     empty write waits for the one writer there can be.
     """
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SET LOCAL lock_timeout = '1s'"))
+        connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
         try:
             connection.execute(text("LOCK TABLE signup_request IN SHARE MODE"))
         except OperationalError:
-            log.warning("sign-ups in flight held the table for over a second; not waiting")
+            log.warning("sign-ups in flight held the table for over 200 ms; not waiting")
     else:
         connection.execute(text("DELETE FROM signup_request WHERE 0 = 1"))
     db.session.rollback()
