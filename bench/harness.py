@@ -9,7 +9,11 @@ checkout with today's script, e.g. profile_signup.py before/after).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 import os
+import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -25,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd.smtp import SMTP  # noqa: E402
 
 from service import create_app  # noqa: E402
 from service.dev.processes import free_port  # noqa: E402
@@ -86,22 +91,128 @@ class CountingSink:
             self.count, self.signed, self.first_at = 0, 0, None
 
 
-def start_counting_sink(lean: bool = False) -> tuple[CountingSink, int, Any]:
-    """A CountingSink on a free port of 127.0.0.1: (sink, port, its controller to stop).
+def start_counting_sink(lean: bool = False, processes: int = 0) -> tuple[Any, int, Any]:
+    """A counting sink on a free port of 127.0.0.1: (sink, port, its controller to stop).
 
-    `lean`: a minimal SMTP responder (LeanSmtp) instead of aiosmtpd, whose own
-    CPU per message (≈ 1–2 ms, parsing the message line by line in Python)
-    shares the two cores with what is measured and caps both the baseline and
-    the pipeline (two workers cannot beat one when one already fills it).
+    By default aiosmtpd in a thread of this process: one Python thread serves every
+    connection, and its CPU per message (≈ 0.8–2 ms, parsing the message line by
+    line) shares the GIL and the two cores with what is measured.
+    `lean`: a minimal SMTP responder (LeanSmtp) in that thread instead of aiosmtpd.
+    `processes` > 0: aiosmtpd in that many processes of its own, each serving one
+    connection at a time from one listening socket (ProcessSink), as a real MTA's
+    smtpd processes serve concurrent connections in parallel; then the sink is a
+    SharedCountingSink.
     """
-    sink = CountingSink()
     port = free_port("127.0.0.1")
+    if processes:
+        shared = SharedCountingSink()
+        pool = ProcessSink(shared, port, processes)
+        pool.start()
+        return shared, port, pool
+    sink = CountingSink()
     controller: Any = (
         LeanSmtp(sink, port) if lean else Controller(sink, port=port, hostname="127.0.0.1")
     )
     controller.start()
     asyncio.set_event_loop(asyncio.new_event_loop())
     return sink, port, controller
+
+
+def sink_thread_id(controller: Any) -> int | None:
+    """The native id of the thread serving an in-process sink (None for ProcessSink)."""
+    thread = getattr(controller, "_thread", None) or getattr(controller, "thread", None)
+    return getattr(thread, "native_id", None)
+
+
+class SharedCountingSink(CountingSink):
+    """A CountingSink whose figures live in shared memory, written by ProcessSink's
+    processes (forked after it is made) and read by the benchmark."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("fork")
+        # count, signed, first_at (perf_counter: CLOCK_MONOTONIC, the same in every process)
+        self._values = context.RawArray("d", 3)
+        self.lock = context.Lock()  # type: ignore[assignment]
+        self.reset()
+
+    count = property(lambda self: int(self._values[0]))  # type: ignore[assignment]
+    signed = property(lambda self: int(self._values[1]))  # type: ignore[assignment]
+    first_at = property(lambda self: self._values[2] or None)  # type: ignore[assignment]
+
+    def received(self, content: bytes) -> None:
+        with self.lock:
+            self._values[0] += 1
+            self._values[1] += content.startswith(b"DKIM-Signature:")
+            if not self._values[2]:
+                self._values[2] = time.perf_counter()
+
+    def reset(self) -> None:
+        with self.lock:
+            self._values[0] = self._values[1] = self._values[2] = 0.0
+
+
+class _OneSession(SMTP):
+    """aiosmtpd's session, telling its process when the connection is gone."""
+
+    def __init__(self, handler: Any, closed: asyncio.Future, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._closed = closed
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
+class ProcessSink:
+    """aiosmtpd in `processes` forked processes accepting from one listening socket, each
+    serving one connection at a time (the kernel hands a new connection to a process
+    waiting in accept()), as Postfix's smtpd processes do: concurrent connections are
+    served in parallel, a lone connection by one process, as with one thread."""
+
+    def __init__(self, sink: SharedCountingSink, port: int, processes: int) -> None:
+        self.sink, self.port, self.processes = sink, port, processes
+        self.pids: list[int] = []
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        for _ in range(self.processes):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the sink's process
+                code = 0
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    self._serve(listener)
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            self.pids.append(pid)
+        listener.close()
+
+    def _serve(self, listener: socket.socket) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        while True:
+            connection, _ = listener.accept()
+            closed = loop.create_future()
+            session = _OneSession(
+                self.sink, closed, hostname="sink.localhost", enable_SMTPUTF8=True, loop=loop
+            )
+            loop.run_until_complete(loop.connect_accepted_socket(lambda s=session: s, connection))
+            loop.run_until_complete(closed)
+            loop.run_until_complete(asyncio.sleep(0))  # the session's cancelled coroutine ends
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in self.pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 class _LeanSession(asyncio.Protocol):

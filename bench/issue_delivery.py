@@ -48,10 +48,12 @@ from harness import (
     delivery_config,
     median_of,
     ratio,
+    sink_thread_id,
     start_counting_sink,
 )
 from rq import Worker
 from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
 
 from service import create_app
 from service.clock import utcnow
@@ -145,8 +147,9 @@ def personalise_cost(n: int) -> dict[str, float]:
     return result
 
 
-def raw_smtplib(port: int, n: int) -> tuple[float, float]:
-    """(msg/s, CPU ms per message) of raw smtplib over one connection, pre-rendered."""
+def raw_smtplib(port: int, n: int, accounts: CpuAccounts) -> dict[str, float]:
+    """msg/s, CPU ms per message (its thread's, and every part's) of raw smtplib over one
+    connection, pre-rendered."""
     issue = new_issue()
     skeleton = skeleton_for(issue)
     messages = [
@@ -156,10 +159,17 @@ def raw_smtplib(port: int, n: int) -> tuple[float, float]:
         for i in range(n)
     ]  # fmt: skip
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as connection:
+        accounts.start()
         start, cpu = time.perf_counter(), time.thread_time()
         for address, raw in messages:
             connection.sendmail("zpravodaj@localhost.localdomain", [address], raw)
-        return n / (time.perf_counter() - start), (time.thread_time() - cpu) * 1000 / n
+        rate, cpu_ms = n / (time.perf_counter() - start), (time.thread_time() - cpu) * 1000 / n
+        parts = accounts.stop()
+    return {
+        "rate": rate,
+        "cpu_ms": cpu_ms,
+        **{f"{part}_cpu_ms": seconds * 1000 / n for part, seconds in parts.items()},
+    }
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -171,12 +181,109 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return own / tick, children / tick
 
 
+def _ticks(path: str) -> int:
+    """utime + stime, in clock ticks, of a /proc/…/stat file (0 if it is gone)."""
+    try:
+        fields = Path(path).read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class CpuAccounts:
+    """The CPU of everything a delivery run makes busy, by part, from /proc: this
+    process (the benchmark's own threads) apart from the sink's thread, the sink
+    (that thread, or ProcessSink's processes), the private Redis, PostgreSQL's
+    backends connected to the benchmark's database (sampled while the run lasts:
+    a work horse's connection ends with it) and PostgreSQL's shared processes
+    (WAL writer, checkpointer…; shared with whatever else uses that server).
+    The workers and their horses are counted by `pipeline` itself."""
+
+    def __init__(self, controller: object, redis_pid: int | None, database: str | None) -> None:
+        self.sink_tid = sink_thread_id(controller)
+        self.sink_pids = list(getattr(controller, "pids", []))
+        self.redis_pid = redis_pid
+        self.database = database
+        self.backends: dict[int, list[int]] = {}  # pid: [ticks at first sight, latest]
+        self.shared: dict[int, list[int]] = {}
+
+    def _postgres(self) -> None:
+        if not self.database:
+            return
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid not in self.kinds:
+                self.kinds[pid] = self._kind(entry.path)
+            table = self.kinds[pid]
+            if table is None:
+                continue
+            ticks = _ticks(f"{entry.path}/stat")
+            if pid in table:
+                table[pid][1] = max(table[pid][1], ticks)
+            else:  # first seen: from its current CPU, or from 0 if it began during the run
+                table[pid] = [0 if self.started else ticks, ticks]
+
+    def _kind(self, path: str) -> dict[int, list[int]] | None:
+        """Which table a process's CPU goes to: a backend of our database, PostgreSQL's
+        postmaster or shared processes, or none (anything else, other databases' backends)."""
+        try:
+            cmdline = Path(path, "cmdline").read_bytes()
+        except OSError:
+            return None
+        if cmdline.split(b"\0")[0].endswith(b"/bin/postgres"):
+            return self.shared  # the postmaster, which forks every backend
+        if not cmdline.startswith(b"postgres: "):
+            return None
+        words = cmdline.split()
+        if len(words) > 3 and words[3] == self.database.encode():  # type: ignore[union-attr]
+            return self.backends
+        return self.shared if b"(" not in cmdline else None
+
+    started = False
+
+    def start(self) -> None:
+        self.backends, self.shared, self.started = {}, {}, False
+        self.kinds: dict[int, dict[int, list[int]] | None] = {}
+        self._postgres()
+        self.started = True
+        self.before = self._fixed()
+
+    def sample(self) -> None:
+        self._postgres()
+
+    def _fixed(self) -> dict[str, int]:
+        sink = (
+            _ticks(f"/proc/self/task/{self.sink_tid}/stat")
+            if self.sink_tid
+            else sum(_ticks(f"/proc/{pid}/stat") for pid in self.sink_pids)
+        )
+        own = _ticks("/proc/self/stat")
+        return {
+            "sink": sink,
+            "bench": own - sink if self.sink_tid else own,
+            "redis": _ticks(f"/proc/{self.redis_pid}/stat") if self.redis_pid else 0,
+        }
+
+    def stop(self) -> dict[str, float]:
+        """Seconds of CPU of each part since start()."""
+        self._postgres()
+        after = self._fixed()
+        tick = os.sysconf("SC_CLK_TCK")
+        result = {key: (after[key] - self.before[key]) / tick for key in after}
+        result["postgres"] = sum(b - a for a, b in self.backends.values()) / tick
+        result["postgres_shared"] = sum(b - a for a, b in self.shared.values()) / tick
+        return result
+
+
 class RssSampler(threading.Thread):
     """Peak resident memory of some processes and of their children, from /proc."""
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], accounts: CpuAccounts | None = None) -> None:
         super().__init__(daemon=True)
         self.pids = set(pids)
+        self.accounts = accounts
         self.peak = {"worker": 0, "horse": 0}
         self.stopped = threading.Event()
 
@@ -188,7 +295,11 @@ class RssSampler(threading.Thread):
         return 0
 
     def run(self) -> None:
+        ticks = 0
         while not self.stopped.wait(0.02):
+            ticks += 1
+            if self.accounts and ticks % 5 == 0:  # PostgreSQL's backends, every 100 ms
+                self.accounts.sample()
             for pid in self.pids:
                 try:
                     self.peak["worker"] = max(self.peak["worker"], self._rss(pid))
@@ -225,12 +336,16 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
         time.sleep(0.1)
 
 
-def pipeline(procs: list[subprocess.Popen], env: dict, sink: CountingSink, n: int) -> dict:
-    """Deliver one issue with the running workers: msg/s, CPU per message, first mail, RSS."""
-    sampler = RssSampler([proc.pid for proc in procs])
-    sampler.start()
+def pipeline(
+    procs: list[subprocess.Popen], env: dict, sink: CountingSink, n: int, accounts: CpuAccounts
+) -> dict:
+    """Deliver one issue with the running workers: msg/s, CPU per message (the workers'
+    and every other part's), first mail, RSS."""
+    sampler = RssSampler([proc.pid for proc in procs], accounts)
     issue = new_issue()
     sink.reset()
+    accounts.start()
+    sampler.start()
     cpu_before = [cpu_seconds(proc.pid) for proc in procs]
     start = time.perf_counter()
     sending.send_now(issue)
@@ -246,6 +361,7 @@ def pipeline(procs: list[subprocess.Popen], env: dict, sink: CountingSink, n: in
     elapsed = time.perf_counter() - start
     time.sleep(0.3)  # the last work horse is reaped: its CPU joins the parent's
     cpu_after = [cpu_seconds(proc.pid) for proc in procs]
+    parts = accounts.stop()
     own = sum(after[0] - before[0] for before, after in zip(cpu_before, cpu_after, strict=True))
     horses = sum(after[1] - before[1] for before, after in zip(cpu_before, cpu_after, strict=True))
     sampler.stopped.set()
@@ -257,6 +373,8 @@ def pipeline(procs: list[subprocess.Popen], env: dict, sink: CountingSink, n: in
         "cpu_ms": (own + horses) * 1000 / n,
         "worker_cpu_ms": own * 1000 / n,
         "horse_cpu_ms": horses * 1000 / n,
+        **{f"{part}_cpu_ms": seconds * 1000 / n for part, seconds in parts.items()},
+        "elapsed": elapsed,
         "answered": answered,
         "first_mail": (sink.first_at - start) if sink.first_at else float("nan"),
         "worker_rss_mb": sampler.peak["worker"] / 2**20,
@@ -276,14 +394,32 @@ def main() -> None:
         action="store_true",
         help="a minimal SMTP responder instead of aiosmtpd (whose CPU caps both sides)",
     )
+    parser.add_argument(
+        "--sink-processes",
+        type=int,
+        default=0,
+        metavar="P",
+        help="aiosmtpd in P processes, each serving one connection at a time, as an MTA "
+        "serves concurrent connections in parallel (default: one thread of this process)",
+    )
+    parser.add_argument(
+        "--parts", action="store_true", help="print the CPU per message of every process"
+    )
     args = parser.parse_args()
     global MEETING
     MEETING = args.meeting
 
     load_before = os.getloadavg()[0]
-    sink, port, controller = start_counting_sink(lean=args.lean_sink)
+    if args.lean_sink and args.sink_processes:
+        parser.error("--lean-sink runs in one thread; it takes no --sink-processes")
+    sink, port, controller = start_counting_sink(args.lean_sink, args.sink_processes)
     with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         database_url = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
+        accounts = CpuAccounts(
+            controller,
+            redis._process.pid if redis._process else None,
+            make_url(database_url).database if database_url.startswith("postgres") else None,
+        )
         config = {**delivery_config(database_url, redis.url, port), "RATE_LIMITS": False}
         if args.dkim:
             config.update(dkim_settings(tmp))
@@ -292,14 +428,13 @@ def main() -> None:
         with app.app_context():
             fresh_list(args.n, "group" if args.meeting else "newsletter")
             cost = personalise_cost(min(args.n, 2000)) if args.meeting else None
-            baselines = [raw_smtplib(port, args.n) for _ in range(args.runs)]
-            baseline = statistics.median(rate for rate, _ in baselines)
-            baseline_cpu = statistics.median(cpu for _, cpu in baselines)
+            raw = median_of([raw_smtplib(port, args.n, accounts) for _ in range(args.runs)])
+            baseline, baseline_cpu = raw["rate"], raw["cpu_ms"]
             results = {}
             for count in (1, 2):
                 procs = start_workers(env, count)
                 try:
-                    runs = [pipeline(procs, env, sink, args.n) for _ in range(args.runs)]
+                    runs = [pipeline(procs, env, sink, args.n, accounts) for _ in range(args.runs)]
                 finally:
                     stop_workers(procs)
                 results[count] = median_of(runs)
@@ -308,10 +443,17 @@ def main() -> None:
 
     kind = database_kind(database_url)
     one, two = results[1], results[2]
+    sink_name = (
+        f"aiosmtpd in {args.sink_processes} processes"
+        if args.sink_processes
+        else "lean"
+        if args.lean_sink
+        else "aiosmtpd"
+    )
     what = "meeting invitation" if args.meeting else "issue"
     print(
         f"{what} delivery to {args.n} subscribers ({kind}), "
-        f"one {'lean' if args.lean_sink else 'aiosmtpd'} sink on loopback, "
+        f"one {sink_name} sink on loopback, "
         f"medians of {args.runs}; load average {load_before:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end"
     )
@@ -339,10 +481,52 @@ def main() -> None:
             f"first mail after {result['first_mail'] * 1000:.0f} ms"
         )
     print(f"  two workers / one worker: {ratio(two['rate'], one['rate'])} x")
+    if args.parts:
+        print_parts(raw, one, two, bool(args.sink_processes))
     print(
         f"  peak RSS: worker process {one['worker_rss_mb']:.0f} MB, "
         f"work horse (one batch or the fan-out) {one['horse_rss_mb']:.0f} MB"
     )
+
+
+PARTS = (
+    ("bench", "benchmark process (without the sink)"),
+    ("sink", "sink"),
+    ("worker", "worker processes"),
+    ("horse", "work horses"),
+    ("postgres", "PostgreSQL backends of this database"),
+    ("postgres_shared", "PostgreSQL shared (postmaster, WAL writer…)"),
+    ("redis", "Redis"),
+)
+
+
+def print_parts(raw: dict, one: dict, two: dict, sink_in_processes: bool) -> None:
+    """CPU per message of each process, and what they allow on the machine's cores."""
+    print("  CPU per message, ms, by process (medians):      raw smtplib  one worker  two workers")
+    totals = {}
+    for label, result in (("raw", raw), ("one", one), ("two", two)):
+        totals[label] = sum(result.get(f"{part}_cpu_ms", 0.0) for part, _ in PARTS)
+    for part, name in PARTS:
+        print(
+            f"    {name:45} {raw.get(f'{part}_cpu_ms', 0.0):11.3f} {one[f'{part}_cpu_ms']:11.3f} "
+            f"{two[f'{part}_cpu_ms']:12.3f}"
+        )
+    print(
+        f"    {'all of them':45} {totals['raw']:11.3f} {totals['one']:11.3f} {totals['two']:12.3f}"
+    )
+    cores = os.cpu_count() or 1
+    for label, result in (("one worker", one), ("two workers", two)):
+        busy = totals["one" if label == "one worker" else "two"]
+        print(
+            f"  {label}: all parts busy {busy * result['rate'] / 1000:.2f} of {cores} cores; "
+            f"CPU ceiling on {cores} cores {cores * 1000 / busy:.0f} msg/s"
+            + (
+                ""
+                if sink_in_processes
+                else f"; the sink's one thread caps at {1000 / result['sink_cpu_ms']:.0f} msg/s"
+                f" ({result['sink_cpu_ms'] * result['rate'] / 1000:.2f} of a core busy)"
+            )
+        )
 
 
 if __name__ == "__main__":
