@@ -17,13 +17,16 @@ their work horses (sampled from /proc every 20 ms while the issue is sent;
 run it with a larger N to see that neither grows with the list).
 
 Run: .venv/bin/python bench/issue_delivery.py [N] [--database-url URL] [--dkim] [--runs R]
-[--meeting]
+[--meeting] [--lean-sink | --sink-processes P] [--parts]
 (default N=3000 on a temporary SQLite file; pass a PostgreSQL URL to measure that;
 --dkim has the workers DKIM-sign every mail with a temporary 2048-bit key, while
 the baseline stays unsigned raw smtplib; --meeting sends a working group's
 meeting invitation instead of a newsletter, each copy with its own ATTENDEE,
 ORGANIZER and RSVP link, and also prints the CPU time of personalising one
-copy with and without the invitation, medians of five runs).
+copy with and without the invitation, medians of five runs; --sink-processes P serves
+the sink from P aiosmtpd processes, one connection each at a time, for the baseline and
+the workers alike; --parts prints the CPU per message of every process involved and the
+CPU ceiling on the machine's cores).
 """
 
 from __future__ import annotations
