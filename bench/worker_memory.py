@@ -15,7 +15,10 @@ database (no recipient id passes through Python) and a work horse holds one
 batch's rows at a time. Printed: medians of --runs, the ratios to the bare
 worker, and the target (80 MB).
 
-Run: .venv/bin/python bench/worker_memory.py [N] [--database-url URL] [--runs R]
+With --dkim the workers sign every mail with a fresh 2048-bit key (the worker
+loads the key and the signing code before forking, for its horses).
+
+Run: .venv/bin/python bench/worker_memory.py [N] [--database-url URL] [--runs R] [--dkim]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from aiosmtpd.controller import Controller
 from issue_delivery import (
     CountingSink,
     RssSampler,
+    dkim_settings,
     fresh_list,
     new_issue,
     start_workers,
@@ -112,6 +116,7 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=20_000)
     parser.add_argument("--database-url")
     parser.add_argument("--runs", type=int, default=3, help="runs of each (medians printed)")
+    parser.add_argument("--dkim", action="store_true", help="the workers sign every mail")
     args = parser.parse_args()
 
     sink = CountingSink()
@@ -126,6 +131,8 @@ def main() -> None:
             "SMTP_URL": f"smtp://127.0.0.1:{port}", "SECRET_KEY": "bench",
             "RATE_LIMITS": False, "BASE_URL": "https://zpravodaj.example",
         }  # fmt: skip
+        if args.dkim:
+            config.update(dkim_settings(tmp))
         env = {**os.environ, **{k: str(v) for k, v in config.items()}, "RATE_LIMITS": "off"}
         app = create_app(config)
         with app.app_context():
@@ -145,7 +152,8 @@ def main() -> None:
     controller.stop()
 
     kind = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
-    print(f"worker resident memory (RSS from /proc), {kind}, medians of {args.runs}")
+    signing = ", DKIM on" if args.dkim else ""
+    print(f"worker resident memory (RSS from /proc), {kind}{signing}, medians of {args.runs}")
     print(f"  bare RQ worker, idle:             {bare:6.1f} MB (baseline)")
     rows = (
         ("zpravodaj worker, idle:", statistics.median(idle)),

@@ -11,7 +11,7 @@ from flask import Flask
 
 from .paths import PROJECT_ROOT, instance_path, resource_dir
 
-__all__ = ["PROJECT_ROOT", "__version__", "create_app"]
+__all__ = ["PROJECT_ROOT", "__version__", "create_app", "create_worker_app"]
 
 try:
     # The installed distribution's version (pyproject.toml): `zpravodaj --version`, /readyz.
@@ -25,25 +25,54 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # The app's parts are imported here, not at the top: every `import service.x`
     # (a worker, a migration, the CLI before it needs an app) runs this package
     # first, and must not load every blueprint of the web app with it.
-    from . import (
-        commands,
-        database,
-        errors,
-        health,
-        http_guards,
-        i18n,
-        input_guard,
-        jobs,
-        logging_setup,
-        metrics,
-        privacy,
-        site,
-    )
+    from . import commands, errors, health, http_guards, input_guard, jobs, metrics, privacy, site
     from .admin import auth as admin_auth
     from .api import errors as api_errors
-    from .config import check_required, load_config
-    from .extensions import limiter
     from .issues import attachments
+    from .web_extensions import limiter
+
+    app = _app_with_settings(test_config)
+    # Request hooks run in the order they are registered; these three come first.
+    api_errors.init_app(app)  # unknown /api/v1 paths: the API's 404/405, before anything else
+    attachments.init_app(app)  # uploads: their own size limit, before the guard reads the form
+    input_guard.init_app(app)  # only usable text reaches the rate limiter and the views
+    limiter.init_app(app)
+    jobs.init_app(app)
+    errors.init_app(app)
+    http_guards.init_app(app)
+    site.init_app(app)
+    admin_auth.init_app(app)
+    _register_blueprints(app)
+    health.init_app(app)
+    metrics.init_app(app)
+    app.register_blueprint(privacy.bp)
+    commands.init_app(app)
+    return app
+
+
+def create_worker_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The app `zpravodaj worker` runs its jobs in: the web app's settings, database,
+    Redis, languages, template filters and URL map (mails link to its pages), without
+    its pages.
+
+    Its URL rules come from `url_rules.RULES` (a test keeps them the web app's), so a
+    worker imports no view, form, rate limiter, admin sign-in or CLI command: about
+    13 MB less in every worker and work horse (issue 14, bench/README.md).
+    """
+    from . import jobs, metrics, site, url_rules
+
+    app = _app_with_settings(test_config)
+    jobs.init_app(app)
+    site.init_templates(app)
+    metrics.configure(app)
+    url_rules.add_to(app)
+    return app
+
+
+def _app_with_settings(test_config: dict[str, Any] | None) -> Flask:
+    """The part the web app and the worker's share: settings, logging, languages, database."""
+    from . import database, i18n, logging_setup
+    from .config import check_required, load_config
 
     app = Flask(
         __name__,
@@ -58,25 +87,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     _derive_extension_config(app)
     logging_setup.init_app(app)
-
     i18n.init_app(app)
     database.init_app(app)
-    # Request hooks run in the order they are registered; these three come first.
-    api_errors.init_app(app)  # unknown /api/v1 paths: the API's 404/405, before anything else
-    attachments.init_app(app)  # uploads: their own size limit, before the guard reads the form
-    input_guard.init_app(app)  # only usable text reaches the rate limiter and the views
-    limiter.init_app(app)
-    jobs.init_app(app)
-    errors.init_app(app)
-    http_guards.init_app(app)
-    site.init_app(app)
-    admin_auth.init_app(app)
-    privacy.init_app(app)
-    _register_blueprints(app)
-    health.init_app(app)
-    metrics.init_app(app)
-    app.register_blueprint(privacy.bp)
-    commands.init_app(app)
     return app
 
 

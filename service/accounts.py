@@ -13,7 +13,6 @@ import secrets
 
 from flask_babel import gettext as _
 from flask_babel import ngettext
-from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -48,6 +47,10 @@ def signed_in_user() -> User | None:
     The User itself rather than Flask-Login's untyped proxy of it, so that it
     can be passed on and stored on rows.
     """
+    # Imported here: this module serves commands and workers too, which never sign in
+    # (Flask-Login imports Flask's test client: ~1 MB in a worker).
+    from flask_login import current_user
+
     user = current_user._get_current_object()
     return user if isinstance(user, User) and user.is_authenticated else None
 

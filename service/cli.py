@@ -14,14 +14,16 @@ is forced to the environment's language as the command is looked up.
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo
 
-from . import __version__, commands, create_app, metrics
+from . import __version__, create_app, create_worker_app, metrics
 from .cli_language import lazy_gettext as _l
 from .cli_language import speak_in
 from .config import ConfigError
@@ -35,18 +37,39 @@ class SettingsError(click.ClickException):
     """The app cannot be built from this environment: the one-line reason, no traceback."""
 
 
-def _create_app() -> Flask:
+def _create_app(factory: Callable[[], Flask] = create_app) -> Flask:
     # A `zpravodaj dev` running in this checkout lends its settings (dev/env_file.py).
     env_file.load_if_running(instance_path())
     metrics.follow_environment()  # the dev instance's metrics directory, if any
     try:
-        return create_app()
+        return factory()
     except ConfigError as exc:
         raise SettingsError(str(exc)) from exc
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_worker_app(command: F) -> F:
+    """Flask's `with_appcontext` for `zpravodaj worker`: the command runs in the worker's
+    app (`create_worker_app`: the settings and URL map without the web's pages), or in
+    the app already current (a test's)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if current_app:
+            return command(*args, **kwargs)
+        with _create_app(create_worker_app).app_context():
+            return command(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 def app_commands() -> click.Group:
     """The app's commands without building an app: what `create_app` adds to `app.cli`."""
+    # Imported here: the CLI's own commands (`worker` among them) need none of these.
+    from . import commands
+
     group = click.Group()
     commands.register(group)
     return group

@@ -1,14 +1,14 @@
-"""Unbound Flask extensions, bound to the app in `create_app`."""
+"""Unbound Flask extensions every process binds to its app (the database).
+
+The web app's own (rate limits, admin sign-in, CSRF) are in web_extensions.py:
+a worker, which imports this module, never loads them (issue 14).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 
@@ -38,10 +38,3 @@ if TYPE_CHECKING:
     Model = Base
 else:
     Model = db.Model
-# Limits are declared on the views; storage and on/off come from the config.
-limiter = Limiter(key_func=get_remote_address)
-# Admin sessions; the API authenticates with bearer tokens instead.
-login_manager = LoginManager()
-# Checked on the admin blueprint only: public forms and the one-click
-# endpoint are protected by rate limits, the honeypot and double opt-in.
-csrf = CSRFProtect()

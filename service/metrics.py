@@ -165,7 +165,7 @@ CONSENT_COUNTERS: dict[str, Counter] = {
     "complaint": UNSUBSCRIBES,  # a spam complaint takes the person off marketing lists
 }
 
-_enabled = True  # METRICS; set by init_app, inherited by forked work horses
+_enabled = True  # METRICS; set by configure, inherited by forked work horses
 
 
 def empty_directory(directory: Path) -> None:
@@ -259,14 +259,21 @@ bp = Blueprint("metrics", __name__)
 
 def init_app(app: Flask) -> None:
     """Count requests and serve /metrics, unless METRICS=off."""
-    global _enabled
-    _enabled = app.config["METRICS"]
+    configure(app)
     if not _enabled:
         return
-    app.config["METRICS_ALLOW_NETWORKS"] = parse_networks(app.config["METRICS_ALLOW"])
     app.before_request(_start_timer)
     app.after_request(_count_request)
     app.register_blueprint(bp)
+
+
+def configure(app: Flask) -> None:
+    """METRICS on or off, and METRICS_ALLOW read, for this process and its work horses
+    (the web app's and the worker's)."""
+    global _enabled
+    _enabled = app.config["METRICS"]
+    if _enabled:
+        app.config["METRICS_ALLOW_NETWORKS"] = parse_networks(app.config["METRICS_ALLOW"])
 
 
 def parse_networks(text: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -12,7 +12,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -792,12 +791,13 @@ user_list = Table(
 )
 
 
-class User(UserMixin, Model):
+class User(Model):
     """An editor, administrator or group coordinator of the admin UI and API.
 
-    Flask-Login's UserMixin supplies is_authenticated and is_anonymous;
-    is_active follows the `active` column (a disabled account cannot sign in),
-    and get_id names the session generation too.
+    What Flask-Login asks of a user, written out as its UserMixin would give it
+    (importing flask_login here would load it, and the test client it imports,
+    into every worker): is_active follows the `active` column (a disabled
+    account cannot sign in), and get_id names the session generation too.
     """
 
     __tablename__ = "user_account"
@@ -826,9 +826,22 @@ class User(UserMixin, Model):
         back_populates="user", cascade="all, delete-orphan"
     )
 
+    # Equal by get_id, hashed by identity: Flask-Login's UserMixin's rules.
+    __hash__ = object.__hash__
+    is_anonymous = False
+
     @property
     def is_active(self) -> bool:  # a column-backed flag
         return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.is_active
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, User):
+            return self.get_id() == other.get_id()
+        return NotImplemented
 
     def get_id(self) -> str:
         """What Flask-Login keeps in the session: the account and its session

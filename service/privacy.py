@@ -9,7 +9,7 @@ can open any stored consent or notice text by its id.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -19,7 +19,6 @@ from .admin.auth import login_required
 from .archive.dates import czech_date, local_date
 from .extensions import db
 from .issues.markdown import markdown_to_html
-from .links import external_url
 from .models import ConsentText
 
 bp = Blueprint("privacy", __name__)
@@ -30,11 +29,6 @@ KIND_LABELS = {
     "group_consent": _l("Souhlas se členstvím v pracovní skupině"),
     "privacy": _l("Zásady zpracování osobních údajů"),
 }
-
-
-def init_app(app: Flask) -> None:
-    """`privacy_url()` for templates: absolute on BASE_URL, so mails built by workers link it."""
-    app.jinja_env.globals["privacy_url"] = lambda: external_url("privacy.notice")
 
 
 def _date(text: ConsentText) -> str:

@@ -8,6 +8,7 @@ from flask_babel import lazy_gettext as _l
 
 from .czech import group_in_sentence, names_a_group, plural
 from .i18n import current_language
+from .links import external_url
 from .lookalikes import address_filter
 from .stored_messages import shown
 
@@ -17,6 +18,15 @@ _CONSTANT_PAGES_MAX = 64
 
 def init_app(app: Flask) -> None:
     """Register the template filters and globals and the home URL on `app`."""
+    init_templates(app)
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("subscriptions.subscribe_page"))
+
+
+def init_templates(app: Flask) -> None:
+    """The template filters and globals, of pages and of mails (the worker's app too)."""
     app.jinja_env.filters["plural"] = plural
     # Czech declines the group's name inside a sentence; English says it as it is.
     app.jinja_env.filters["group_genitive"] = group_in_sentence
@@ -26,10 +36,8 @@ def init_app(app: Flask) -> None:
     # A message stored in Czech (an import's skipped line) in the reader's language.
     app.jinja_env.filters["translated"] = shown
     app.jinja_env.globals["site_name"] = _l("Sociální bydlení v ČR")
-
-    @app.get("/")
-    def index():
-        return redirect(url_for("subscriptions.subscribe_page"))
+    # Absolute on BASE_URL, so that mails built by workers link the privacy notice.
+    app.jinja_env.globals["privacy_url"] = lambda: external_url("privacy.notice")
 
 
 def render_constant_page(template: str) -> str:

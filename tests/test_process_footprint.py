@@ -52,6 +52,15 @@ ON_USE_MODULES = (
     "flask_limiter.commands", "service.api.openapi", "babel.messages.pofile",
     "service.dev.outbox", "service.dev.outbox_index",
 )  # fmt: skip
+# What only the web app's pages use, which a worker's app (`create_worker_app`) never
+# loads (issue 14: about 7 MB of a worker's 89 on PostgreSQL).
+WEB_ONLY_LIBRARIES = ("flask_limiter", "limits", "flask_login", "flask_wtf", "wtforms")
+WEB_ONLY_MODULES = (
+    "service.web_extensions", "service.commands", "service.admin", "service.api",
+    "service.http_guards", "service.input_guard", "service.privacy", "service.health",
+    "service.subscriptions.routes", "service.groups.routes", "service.archive.routes",
+    "service.meetings.routes", "flask.testing",
+)  # fmt: skip
 
 # `zpravodaj worker --burst` as a service runs it (python -m service worker), with the modules
 # it loaded written down when it exits: start-up, registration, one round of periodic work.
@@ -121,6 +130,10 @@ def test_a_started_worker_loads_no_heavy_module_it_does_not_use(app, tmp_path):
     # one came in: ~2.5 MB of PostgreSQL dialect in every process on SQLite).
     other = "sqlite" if app.config["DATABASE_URL"].startswith("postgres") else "postgresql"
     assert f"sqlalchemy.dialects.{other}" not in modules
+    # The worker's app has the web app's URL map as data (service/url_rules.py), not its
+    # pages: no view, form, rate limiter, admin sign-in or CLI command of the web app.
+    assert top_level & set(WEB_ONLY_LIBRARIES) == set()
+    assert {m for m in modules if m.startswith(WEB_ONLY_MODULES)} == set()
     if app.config["DATABASE_URL"].startswith("sqlite"):
         # psycopg and the libraries its wheel bundles (workers/pg_claims.py imports it)
         assert "workers.delivery" in modules

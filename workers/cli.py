@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
 from redis.exceptions import ConnectionError, TimeoutError
 
 from service import metrics
+from service.cli import with_worker_app
 from service.cli_language import lazy_gettext as _l
 from service.cli_language import option
 from service.deliverability.dkim import DkimKeyError, signer_from_config
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 )  # fmt: skip
 @option("--simple", is_flag=True, help=_l("Spouští úlohy v tomto procesu, bez forku."))
 @metrics.port_options
-@with_appcontext
+@with_worker_app
 def worker_command(
     burst: bool,
     queues: tuple[str, ...],

@@ -42,9 +42,10 @@ from wtforms import i18n as wtforms_i18n
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
-from ..extensions import csrf, db, limiter, login_manager
+from ..extensions import db
 from ..i18n import current_language
 from ..models import MailingList, User
+from ..web_extensions import csrf, limiter, login_manager
 from . import navigation, throttling
 from .blueprint import bp
 

@@ -14,8 +14,9 @@ from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 
 from .. import accounts
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import MailingList, User
+from ..web_extensions import limiter
 from .blueprint import bp
 from .errors import ApiError
 

@@ -35,7 +35,7 @@ from ..archive.dates import czech_date, local_date
 from ..clock import utcnow
 from ..consent import RequestInfo
 from ..database import commit_with_retry
-from ..extensions import db, limiter
+from ..extensions import db
 from ..i18n import use_person_language
 from ..institutions import institution_labels
 from ..issues.markdown import markdown_to_html
@@ -59,6 +59,7 @@ from ..signed_links import (
 )
 from ..subscriptions.emails import personal_links
 from ..subscriptions.forms import name_problem
+from ..web_extensions import limiter
 from . import joining
 from .dates import format_meeting_time
 
