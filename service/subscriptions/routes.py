@@ -165,6 +165,11 @@ def subscribe() -> ResponseReturnValue:
         )
 
     # The same work for every address, known or not: one row, one job (signup.py says why).
+    _store(data, _insert(data, valid, list_ids), checked=checked)
+    return _accepted(data)
+
+
+def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -> Callable[[], int]:
     def insert() -> int:
         return signup.record_request(
             valid.address,
@@ -175,8 +180,7 @@ def subscribe() -> ResponseReturnValue:
             current_language(),
         )
 
-    _store(data, insert, checked=checked)
-    return _accepted(data)
+    return insert
 
 
 def _insert_for_known_list(
