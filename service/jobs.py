@@ -143,12 +143,14 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
 
 
 # The sign-ups' hand-off (issue 14). A sign-up's request stores its row and, in the
-# same Redis round trip as its rate limits (service/subscriptions/limits.py), still
-# inside its transaction, makes sure that one job, `workers.signup.process_signups`,
+# same Redis round trip as its rate limits (service/subscriptions/rate_limits.py), still
+# inside its transaction (on SQLite: after its commit, `signal_signups`), makes sure
+# that one job, `workers.signup.process_signups`,
 # is queued to work through every stored row: this key names the job that is queued
 # and has not started yet. The job deletes the key, then waits for the sign-up
 # transactions in flight (signup.wait_for_sign_ups_in_flight), then reads the rows:
-# a row handed over before the delete is committed by the time the job reads it, and
+# a row handed over before the delete is committed by the time the job reads it (one
+# handed over after its commit was committed before), and
 # a row handed over after it sets the key again and queues the next job, so no row is
 # left without a job to read it. Under load one job serves many sign-ups. The key
 # expires, so a job lost from Redis holds nothing up for long; the reconciler queues

@@ -13,8 +13,11 @@ the drain job was one more. Here one Lua script does it all, atomically: it test
 every limit, counts the request in those that count it, and, when a sign-up was
 stored, sets the hand-off key (service/jobs.py, SIGNUP_DRAIN_QUEUED). Only when no
 drain job was queued does the caller spend a second round trip on queueing one.
-The view calls `check` once it knows its answer, after the sign-up's INSERT and
-before its commit: a request over a limit rolls its row back and gets the 429.
+The view calls `check` once it knows its answer. On PostgreSQL that is after the
+sign-up's INSERT and before its commit: a request over a limit rolls its row back and
+gets the 429. On SQLite it is before the INSERT, and the hand-off (`hand_off`, a second
+round trip) follows the commit: a transaction left open across the round trip would
+hold SQLite's one write lock through it (routes.py `_store`).
 
 Redis away: the limits are kept in this process's memory (as Flask-Limiter's
 in-memory fallback did), the sign-up is stored all the same, and the reconciler
@@ -45,6 +48,7 @@ from ..jobs import (
     new_drain_job_id,
     queue_signup_drain,
     redis_connection,
+    signal_signups,
 )
 
 log = logging.getLogger(__name__)
@@ -164,6 +168,8 @@ def check(typed_email: str, *, accepted: bool, hand_off: bool = False) -> None:
     limit refuses; the headers describing the limit go on the response either way.
     """
     limits = _limits(typed_email, accepted)
+    if not limits and not hand_off:
+        return  # limits off, nothing to hand over: no round trip
     job_id = new_drain_job_id() if hand_off else ""
     try:
         refused, ttl, remaining, queued = _run_script(limits, job_id)
@@ -191,6 +197,17 @@ def check(typed_email: str, *, accepted: bool, hand_off: bool = False) -> None:
             queue_signup_drain(job_id)
         except Exception:
             log.warning("could not queue the sign-up drain job; the reconciler will")
+
+
+def hand_off() -> None:
+    """Make sure a drain job is queued for a sign-up stored and committed already (SQLite's
+    order: its limits were checked before it was stored, see routes.py `_store`): one
+    round trip, two when it queues the job. Redis away: the row waits for the reconciler,
+    as any failed hand-off's does."""
+    try:
+        signal_signups()
+    except Exception:
+        log.warning("could not hand the sign-up over; the reconciler will")
 
 
 def _run_script(limits: list[Limit], job_id: str) -> tuple[int, int, int, int]:

@@ -6,6 +6,7 @@ link opens a page with a button and only its POST acts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
@@ -116,9 +117,9 @@ def subscribe_embed() -> ResponseReturnValue:
 
 @bp.post("/subscribe")
 def subscribe() -> ResponseReturnValue:
-    """A sign-up: its rate limits and its hand-off are one Redis round trip, made once the
-    answer is known (rate_limits.py): an accepted sign-up's row is stored first and rolled
-    back if a limit refuses it; only accepted sign-ups count toward the address limit."""
+    """A sign-up: its rate limits and its hand-off cost one Redis round trip (two on SQLite),
+    made once the answer is known (rate_limits.py); only accepted sign-ups count toward
+    the address limit, and a refused one leaves no row (`_store` says in which order)."""
     try:
         data = SubscribeInput.from_request(request)
     except UnreadableRequest as exc:
@@ -134,8 +135,16 @@ def subscribe() -> ResponseReturnValue:
     slugs = data.list_slugs
     if not slugs and not data.list_choice_shown:
         slugs = [current_app.config["DEFAULT_LIST"]]
-    if valid is not None and not errors and len(set(slugs)) == 1 and _stored(data, valid, slugs[0]):
-        return _accepted(data)
+    checked = False  # whether this request's limits were checked (and counted) already
+    if valid is not None and not errors and len(set(slugs)) == 1:
+        # The common sign-up, to one newsletter this process has seen: one INSERT that
+        # checks the list itself (signup.record_request_for_known_list).
+        list_id = signup.known_newsletter_id(slugs[0])
+        if list_id is not None:
+            if _store(data, _insert_for_known_list(data, valid, slugs[0], list_id)):
+                return _accepted(data)
+            # The list was renamed or deleted since: nothing written; looked up below.
+            checked = signup.limits_before_storing()
     list_ids, unknown = signup.newsletter_ids(slugs)
     if not slugs:
         errors["list"] = str(NO_LIST_CHOSEN)
@@ -143,7 +152,8 @@ def subscribe() -> ResponseReturnValue:
         errors["list"] = str(UNKNOWN_LIST)
 
     if errors or valid is None:
-        rate_limits.check(data.email_text, accepted=False)
+        if not checked:
+            rate_limits.check(data.email_text, accepted=False)
         if data.is_json:
             return jsonify(errors=errors, codes=error_codes(errors)), 422
         return _render_form(
@@ -155,34 +165,71 @@ def subscribe() -> ResponseReturnValue:
         )
 
     # The same work for every address, known or not: one row, one job (signup.py says why).
-    signup.record_request(
-        valid.address,
-        valid.name,
-        list_ids,
-        consent.form_consent_text_id(data.consent_hash),
-        _request_info(data),
-        current_language(),
-    )
-    rate_limits.check(data.email_text, accepted=True, hand_off=True)
-    db.session.commit()
+    _store(data, _insert(data, valid, list_ids), checked=checked)
     return _accepted(data)
 
 
-def _stored(data: SubscribeInput, valid: ValidatedSignup, slug: str) -> bool:
-    """The common sign-up, to one newsletter this process has seen: one INSERT that checks
-    the list itself (signup.record_request_for_known_list). False: nothing was written."""
-    request_id = signup.record_request_for_known_list(
-        slug,
-        valid.address,
-        valid.name,
-        consent.form_consent_text_id(data.consent_hash),
-        _request_info(data),
-        current_language(),
-    )
-    if request_id is None:
+def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -> Callable[[], int]:
+    def insert() -> int:
+        return signup.record_request(
+            valid.address,
+            valid.name,
+            list_ids,
+            consent.form_consent_text_id(data.consent_hash),
+            _request_info(data),
+            current_language(),
+        )
+
+    return insert
+
+
+def _insert_for_known_list(
+    data: SubscribeInput, valid: ValidatedSignup, slug: str, list_id: int
+) -> Callable[[], int | None]:
+    def insert() -> int | None:
+        return signup.record_request_for_known_list(
+            slug,
+            list_id,
+            valid.address,
+            valid.name,
+            consent.form_consent_text_id(data.consent_hash),
+            _request_info(data),
+            current_language(),
+        )
+
+    return insert
+
+
+def _store(data: SubscribeInput, insert: Callable[[], int | None], checked: bool = False) -> bool:
+    """Store an accepted sign-up with `insert` (None: it wrote nothing), check its limits
+    and hand it over; whether it was stored. A refused sign-up (RateLimited) leaves no row.
+
+    PostgreSQL: the INSERT, then the limits and the hand-off in one round trip inside the
+    transaction, then the commit; a refused sign-up is rolled back. Inserts do not wait
+    for each other there, and a refused request costs no commit.
+
+    SQLite: the limits first, then the INSERT and its commit, then the hand-off (a second
+    round trip). SQLite has one writer at a time: a transaction that stayed open across
+    the Redis round trip held the write lock through it, and the other web processes'
+    INSERTs slept in SQLite's busy handler (1, 2, 5, 10 … ms at a time) meanwhile
+    (bench/README.md, sixth round). A hand-off after the commit needs no wait for
+    sign-ups in flight either: the row is there before the drain job can be told.
+    `checked`: the limits were checked already (by an earlier attempt of this request
+    that wrote nothing).
+    """
+    if not signup.limits_before_storing():
+        if insert() is None:
+            return False
+        rate_limits.check(data.email_text, accepted=True, hand_off=True)
+        db.session.commit()
+        return True
+    if not checked:
+        rate_limits.check(data.email_text, accepted=True)
+    if insert() is None:
+        db.session.rollback()
         return False
-    rate_limits.check(data.email_text, accepted=True, hand_off=True)
     db.session.commit()
+    rate_limits.hand_off()
     return True
 
 

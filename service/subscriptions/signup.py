@@ -5,7 +5,8 @@ constant work for every address: one INSERT of a `SignupRequest` row, one
 Redis round trip (rate_limits.py) that checks its rate limits and makes sure a
 job is queued to process the stored rows (`workers.signup.process_signups`;
 service/jobs.py, SIGNUP_DRAIN_QUEUED, says how no row is left without one),
-and one commit. Everything that would
+and one commit (on SQLite: the limits, then the INSERT and its commit, then the
+hand-off, routes.py `_store` says why). Everything that would
 differ between a new, a pending, a confirmed or a suppressed address (the
 subscriber and subscription rows, the consent event with its hash chain, the
 confirmation or "already subscribed" mail, the hourly mail cap) runs in that
@@ -96,23 +97,43 @@ def record_request(
     return db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
 
 
+def known_newsletter_id(slug: str) -> int | None:
+    """The id this process saw for the newsletter `slug` (a hint, never trusted: the INSERT
+    of `record_request_for_known_list` checks it); None when not known."""
+    return current_app.extensions.get(_KNOWN_IDS, {}).get(slug)
+
+
 def record_request_for_known_list(
     slug: str,
+    list_id: int,
     address: Address,
     name: str,
     consent_text_id: int,
     info: RequestInfo,
     language: str,
 ) -> int | None:
-    """`record_request` for one newsletter whose id this process has seen, checked by the
-    INSERT itself; None (nothing written) when the id is not known or no longer that
-    newsletter's: then the caller looks the slug up (`newsletter_ids`) as for any."""
-    list_id = current_app.extensions.get(_KNOWN_IDS, {}).get(slug)
-    if list_id is None:
-        return None
+    """`record_request` for one newsletter whose id this process has seen
+    (`known_newsletter_id`), checked by the INSERT itself; None (nothing written) when the
+    id is no longer that newsletter's: then the caller looks the slug up
+    (`newsletter_ids`) as for any."""
     values = _values(address, name, [list_id], consent_text_id, info, language)
     values.update(list_id=list_id, slug=slug, requested_at=utcnow())
     return db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
+
+
+def limits_before_storing() -> bool:
+    """Whether a sign-up checks its rate limits before it stores its row and hands the row
+    over after the commit (SQLite: a write holds the database's one write lock, which must
+    not wait on Redis), rather than both in one Redis round trip inside its transaction,
+    before the commit (PostgreSQL). routes.py `_store` says why."""
+    extensions = current_app.extensions
+    found = extensions.get(_LIMITS_FIRST)
+    if found is None:
+        found = extensions[_LIMITS_FIRST] = db.engine.dialect.name == "sqlite"
+    return found
+
+
+_LIMITS_FIRST = "zpravodaj_signup_limits_first"
 
 
 def _values(
@@ -232,8 +253,11 @@ def _newsletters(list_ids: list[int]) -> list[MailingList]:
 def wait_for_sign_ups_in_flight() -> None:
     """Wait until every sign-up transaction that has stored its row has ended.
 
-    A sign-up stores its row and then, still inside its transaction, hands it over
-    (one Redis round trip with its rate limits, see limits.py); it commits after. The
+    On PostgreSQL a sign-up stores its row and then, still inside its transaction, hands
+    it over (one Redis round trip with its rate limits, see rate_limits.py); it commits
+    after. (On SQLite it hands the row over after its commit, routes.py `_store`, so
+    there is nothing to wait for; the empty write below stays for a web process of the
+    previous release during an upgrade.) The
     drain job clears the hand-off mark first and then calls this, so a row handed
     over before the mark was cleared is committed (or rolled back) when the job reads,
     and a row handed over after it finds the mark gone and queues the next job.

@@ -19,10 +19,12 @@ from datetime import timedelta
 
 import pytest
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 from rq.registry import StartedJobRegistry
 from sqlalchemy import func, select, text, update
 
+from service import jobs as service_jobs
 from service import ledger
 from service.dev.processes import free_port
 from service.extensions import db
@@ -83,6 +85,29 @@ def test_a_sign_up_made_while_redis_is_down_is_processed_later(client, app, outb
     assert counts() == DONE_ONCE
     assert [m.rcpt_tos for m in outbox.mails] == [[ADDRESS]]
     assert "Potvrďte prosím odběr" in outbox.mails[0].message["Subject"]
+
+
+def test_a_sign_up_whose_hand_off_fails_after_storing_is_processed_later(
+    client, app, outbox, monkeypatch
+):
+    """Redis answers the limits but the drain job cannot be queued (Redis gone just then):
+    the sign-up is stored all the same (on SQLite it was committed before the hand-off),
+    and the reconciler queues its drain job."""
+
+    def redis_gone(job_id=None):
+        raise RedisConnectionError("gone")
+
+    monkeypatch.setattr(service_jobs, "enqueue_signup_drain", redis_gone)
+    sign_up(client)
+    assert counts()["signup_request"] == 1
+    assert redis_connection().get(SIGNUP_DRAIN_QUEUED) is None  # no job named, none queued
+    assert mail_queue_jobs() == []
+    monkeypatch.undo()
+
+    assert reconcile()["signup_requests"] == 1
+    run_jobs(app)
+    assert counts() == DONE_ONCE
+    assert [m.rcpt_tos for m in outbox.mails] == [[ADDRESS]]
 
 
 def test_a_flushed_redis_loses_no_sign_up(client, app, outbox):
