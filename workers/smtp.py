@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -166,7 +168,7 @@ class SmtpTransport:
         *,
         smtputf8: bool = False,
         gate: Callable[[], bool] | None = None,
-        meanwhile: Callable[[], None] | None = None,
+        meanwhile: Callable[[Callable[[], bool]], None] | None = None,
     ) -> None:
         """Send one message; raise PermanentFailure or TransientFailure when it is refused.
 
@@ -175,7 +177,9 @@ class SmtpTransport:
         are written and before the server's answer to them is read: the server
         is busy with the message then, and the caller can prepare the next one
         (it must not raise, and must not touch what the answer decides). It is
-        not run when the exchange fails before the dot.
+        given a function that says whether the answer has arrived, so it can
+        stop early rather than hold up the answer. It is not run when the
+        exchange fails before the dot.
 
         `gate`, when given, is asked once the server has accepted the envelope
         (MAIL FROM and RCPT TO) and before DATA: if it says no, the transaction
@@ -211,7 +215,7 @@ class SmtpTransport:
         raw: bytes,
         smtputf8: bool,
         gate: Callable[[], bool] | None = None,
-        meanwhile: Callable[[], None] | None = None,
+        meanwhile: Callable[[Callable[[], bool]], None] | None = None,
     ) -> None:
         connection = self.connect()
         options = []
@@ -298,7 +302,7 @@ def _sendmail(
     options: list[str],
     data_timeout: float,
     gate: Callable[[], bool] | None = None,
-    meanwhile: Callable[[], None] | None = None,
+    meanwhile: Callable[[Callable[[], bool]], None] | None = None,
 ) -> dict:
     """`smtplib.SMTP.sendmail` for one recipient whose addresses need no parsing.
 
@@ -374,7 +378,7 @@ def _data(
     connection: smtplib.SMTP,
     raw: bytes,
     timeout: float,
-    meanwhile: Callable[[], None] | None = None,
+    meanwhile: Callable[[Callable[[], bool]], None] | None = None,
 ) -> tuple[int, bytes]:
     """`smtplib.SMTP.data`, except that the answer to the final dot is waited for
     `timeout` seconds (SMTP_DATA_TIMEOUT) instead of the commands' SMTP_TIMEOUT, and
@@ -387,9 +391,9 @@ def _data(
     if not quoted.endswith(b"\r\n"):
         quoted += b"\r\n"
     connection.send(quoted + b".\r\n")
-    if meanwhile is not None:
-        meanwhile()
     sock = connection.sock
+    if meanwhile is not None and sock is not None:
+        meanwhile(lambda: _readable(sock))
     if sock is None:  # closed by a failed send, which smtplib has raised already
         raise smtplib.SMTPServerDisconnected("connection lost while sending the message")
     command_timeout = sock.gettimeout()
@@ -404,6 +408,13 @@ def _data(
     if connection.sock is not None:
         connection.sock.settimeout(command_timeout)
     return answer
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether something (the server's answer) waits to be read, without waiting."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def dot_stuffed(raw: bytes) -> bytes:
