@@ -151,9 +151,9 @@ def test_worker_killed_mid_issue_a_new_worker_completes_it(app):
 
 
 class KillingSink(MailCatcher):
-    """At the `at`-th message's end of DATA, before answering it, kills -9 `worker`:
-    the worker is then between that message's final dot and its answer, where it
-    composes and signs the next message."""
+    """At the `at`-th message's end of DATA, before answering it, kills -9 `worker`
+    and its work horse: the worker is then between that message's final dot and
+    its answer (where a worker might do the next copy's work meanwhile)."""
 
     def __init__(self, at: int) -> None:
         super().__init__()
@@ -170,10 +170,10 @@ class KillingSink(MailCatcher):
 
 
 def test_worker_killed_between_a_dot_and_its_answer_leaves_that_message_alone_in_flight(app):
-    """DKIM on: kill -9 while the server holds the 20th message's answer (the worker
-    signs the 21st meanwhile). The database says the 20th "sending", all before it
-    "sent", the 21st "pending" (composed, never claimed); a new worker sends the
-    rest, and only the 20th may arrive twice."""
+    """DKIM on: kill -9 while the server holds the 20th message's answer. The
+    database says the 20th "sending", all before it "sent", the 21st "pending"
+    (never claimed); a new worker sends the rest, and only the 20th may arrive
+    twice."""
     sink = KillingSink(at=20)
     controller = start_catcher(sink)
     smtp_url = f"smtp://127.0.0.1:{controller.port}"
