@@ -184,7 +184,7 @@ def _time_parts() -> dict[str, list[float]]:
         ("fan-out", delivery, "fan_out"),
     ):
         if owner is None or not hasattr(owner, name):
-            continue  # an older checkout (ZPRAVODAJ_ROOT) without that part
+            continue  # a checkout (ZPRAVODAJ_ROOT) without that part
         spent = parts.setdefault(label, [0.0, 0.0])
         setattr(owner, name, _timed(getattr(owner, name), spent))
     return parts
