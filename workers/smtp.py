@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -46,6 +48,23 @@ class ServerUnavailable(TransientFailure):
 class Withdrawn(Exception):
     """The caller's `gate` said no after the server accepted the recipient: the
     transaction was reset before DATA, so the server has nothing of the message."""
+
+
+class Signed:
+    """A message signed ahead of its turn (`SmtpTransport.sign_ahead`): the bytes to
+    send, or the error its signing (or composing) raised, raised again when it is
+    sent, exactly where signing it then would have raised it."""
+
+    __slots__ = ("error", "raw")
+
+    def __init__(self, raw: bytes, error: Exception | None = None) -> None:
+        self.raw = raw
+        self.error = error
+
+    def result(self) -> bytes:
+        if self.error is not None:
+            raise self.error
+        return self.raw
 
 
 class SmtpTransport:
@@ -133,16 +152,34 @@ class SmtpTransport:
                 worker_status.record_smtp(self.capability_store, reason)
         return ServerUnavailable(reason)
 
+    def sign_ahead(self, raw: bytes) -> Signed:
+        """Sign `raw` now for a later `send` (while the server digests the message before
+        it: see `send`'s `meanwhile`); a signing error is kept for that send to raise."""
+        try:
+            return Signed(self._sign(raw))
+        except Exception as exc:
+            return Signed(raw, exc)
+
     def send(
         self,
         sender: str,
         recipient: str,
-        raw: bytes,
+        raw: bytes | Signed,
         *,
         smtputf8: bool = False,
         gate: Callable[[], bool] | None = None,
+        meanwhile: Callable[[Callable[[], bool]], None] | None = None,
     ) -> None:
         """Send one message; raise PermanentFailure or TransientFailure when it is refused.
+
+        `raw` is signed here, unless it comes `Signed` already (`sign_ahead`).
+        `meanwhile`, when given, runs once the whole message and its final dot
+        are written and before the server's answer to them is read: the server
+        is busy with the message then, and the caller can prepare the next one
+        (it must not raise, and must not touch what the answer decides). It is
+        given a function that says whether the answer has arrived, so it can
+        stop early rather than hold up the answer. It is not run when the
+        exchange fails before the dot.
 
         `gate`, when given, is asked once the server has accepted the envelope
         (MAIL FROM and RCPT TO) and before DATA: if it says no, the transaction
@@ -152,14 +189,17 @@ class SmtpTransport:
         not asked when the exchange fails before that point.
 
         Counted as sent, failed or deferred by kind, with the time of the SMTP
-        exchange (signing not included): service/metrics.py.
+        exchange (signing not included; `meanwhile`'s time is, when it outlasts
+        the server's, as the answer is read only after it): service/metrics.py.
         """
         started = None
         try:
-            if self.signer is not None:
+            if isinstance(raw, Signed):
+                raw = raw.result()
+            elif self.signer is not None:
                 raw = self._sign(raw)
             started = time.perf_counter()
-            self._exchange(sender, recipient, raw, smtputf8, gate)
+            self._exchange(sender, recipient, raw, smtputf8, gate, meanwhile)
         except PermanentFailure:
             metrics.mail_result(self.kind, "failed", _since(started))
             raise
@@ -175,6 +215,7 @@ class SmtpTransport:
         raw: bytes,
         smtputf8: bool,
         gate: Callable[[], bool] | None = None,
+        meanwhile: Callable[[Callable[[], bool]], None] | None = None,
     ) -> None:
         connection = self.connect()
         options = []
@@ -186,7 +227,14 @@ class SmtpTransport:
                 options.append("BODY=8BITMIME")
         try:
             refused = _sendmail(
-                connection, sender, recipient, raw, options, self.settings.data_timeout, gate
+                connection,
+                sender,
+                recipient,
+                raw,
+                options,
+                self.settings.data_timeout,
+                gate,
+                meanwhile,
             )
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = next(iter(exc.recipients.values()))
@@ -254,6 +302,7 @@ def _sendmail(
     options: list[str],
     data_timeout: float,
     gate: Callable[[], bool] | None = None,
+    meanwhile: Callable[[Callable[[], bool]], None] | None = None,
 ) -> dict:
     """`smtplib.SMTP.sendmail` for one recipient whose addresses need no parsing.
 
@@ -294,7 +343,7 @@ def _sendmail(
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     if gate is not None:
         _pass_gate(connection, gate)
-    code, reply = _data(connection, raw, data_timeout)
+    code, reply = _data(connection, raw, data_timeout, meanwhile)
     if code != 250:
         if code == 421:
             connection.close()
@@ -325,9 +374,15 @@ class NoAnswerToMessage(smtplib.SMTPServerDisconnected):
     """The whole message went out and the server never answered: it may have it."""
 
 
-def _data(connection: smtplib.SMTP, raw: bytes, timeout: float) -> tuple[int, bytes]:
+def _data(
+    connection: smtplib.SMTP,
+    raw: bytes,
+    timeout: float,
+    meanwhile: Callable[[Callable[[], bool]], None] | None = None,
+) -> tuple[int, bytes]:
     """`smtplib.SMTP.data`, except that the answer to the final dot is waited for
-    `timeout` seconds (SMTP_DATA_TIMEOUT) instead of the commands' SMTP_TIMEOUT."""
+    `timeout` seconds (SMTP_DATA_TIMEOUT) instead of the commands' SMTP_TIMEOUT, and
+    that `meanwhile` (SmtpTransport.send) runs between the dot and that answer."""
     connection.putcmd("data")
     code, reply = connection.getreply()
     if code != 354:
@@ -337,6 +392,8 @@ def _data(connection: smtplib.SMTP, raw: bytes, timeout: float) -> tuple[int, by
         quoted += b"\r\n"
     connection.send(quoted + b".\r\n")
     sock = connection.sock
+    if meanwhile is not None and sock is not None:
+        meanwhile(lambda: _readable(sock))
     if sock is None:  # closed by a failed send, which smtplib has raised already
         raise smtplib.SMTPServerDisconnected("connection lost while sending the message")
     command_timeout = sock.gettimeout()
@@ -351,6 +408,13 @@ def _data(connection: smtplib.SMTP, raw: bytes, timeout: float) -> tuple[int, by
     if connection.sock is not None:
         connection.sock.settimeout(command_timeout)
     return answer
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether something (the server's answer) waits to be read, without waiting."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def dot_stuffed(raw: bytes) -> bytes:

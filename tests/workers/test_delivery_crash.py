@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,8 +23,9 @@ from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
 from service.jobs import redis_connection
-from service.models import Delivery, DeliveryBatch, Issue, MailingList
+from service.models import Delivery, DeliveryBatch, Issue, MailingList, Subscriber
 from tests.conftest import add_confirmed_subscribers
+from tests.deliverability.keys import dkim_settings
 from tests.waiting import wait_until
 from tests.workers.test_outgoing_mail import worker_env
 
@@ -67,14 +69,30 @@ def start_worker(app, smtp_url: str, log: Path | None = None, **settings: str) -
 def stop(worker: subprocess.Popen, sig=signal.SIGKILL) -> None:
     """Stop a worker with `sig`. A warm shutdown (SIGTERM) lets the batch in hand
     finish, which can take long on a loaded machine; how it stops is not what these
-    tests check, so after a minute it is killed rather than failing the test."""
+    tests check, so after a minute it is killed rather than failing the test.
+
+    SIGKILL goes to its work horse too: RQ puts the horse in a process group of its
+    own (`os.setpgrp`), so killing the worker's group leaves the horse sending."""
     if worker.poll() is None:
+        horses = work_horses(worker.pid) if sig == signal.SIGKILL else []
         os.killpg(worker.pid, sig)
+        for horse in horses:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(horse, signal.SIGKILL)
         try:
             worker.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(60)
+
+
+def work_horses(pid: int) -> list[int]:
+    """The worker's children: its work horse while it runs a job."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in children.split()]
 
 
 def issue_status(issue_id: int) -> str:
@@ -130,6 +148,69 @@ def test_worker_killed_mid_issue_a_new_worker_completes_it(app):
     finally:
         controller.stop()
     assert_everyone_once_at_most_one_twice(sink.mails)
+
+
+class KillingSink(MailCatcher):
+    """At the `at`-th message's end of DATA, before answering it, kills -9 `worker`
+    and its work horse: the worker is then between that message's final dot and
+    its answer (where a worker might do the next copy's work meanwhile)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.worker: subprocess.Popen | None = None
+        self.killed_at: str | None = None
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        if len(self.mails) == self.at and self.worker is not None:
+            stop(self.worker)
+            [self.killed_at] = envelope.rcpt_tos
+        return answer
+
+
+def test_worker_killed_between_a_dot_and_its_answer_leaves_that_message_alone_in_flight(app):
+    """DKIM on: kill -9 while the server holds the 20th message's answer. The
+    database says the 20th "sending", all before it "sent", the 21st "pending"
+    (never claimed); a new worker sends the rest, and only the 20th may arrive
+    twice."""
+    sink = KillingSink(at=20)
+    controller = start_catcher(sink)
+    smtp_url = f"smtp://127.0.0.1:{controller.port}"
+    try:
+        issue_id = start_issue()
+        sink.worker = start_worker(app, smtp_url, **dkim_settings())
+        try:
+            wait_until(lambda: sink.killed_at, "the kill at the 20th message", interval=0.1)
+        finally:
+            stop(sink.worker)
+        db.session.expire_all()
+        statuses = {
+            address: status
+            for address, status in db.session.execute(
+                select(Subscriber.email, Delivery.status)
+                .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+                .order_by(Delivery.id)
+            )
+        }
+        db.session.commit()
+        order = list(statuses)
+        at = order.index(sink.killed_at)
+        assert at == 19
+        assert statuses[sink.killed_at] == "sending"
+        assert {statuses[address] for address in order[:at]} == {"sent"}
+        assert {statuses[address] for address in order[at + 1 :]} == {"pending"}
+
+        second = start_worker(app, smtp_url, **dkim_settings())
+        try:
+            wait_until_sent(issue_id, "the issue to complete by itself", timeout=120)
+        finally:
+            stop(second, signal.SIGTERM)
+    finally:
+        controller.stop()
+    assert_everyone_once_at_most_one_twice(sink.mails)
+    got = collections.Counter(r for m in sink.mails for r in m.rcpt_tos)
+    assert {address for address, n in got.items() if n > 1} <= {sink.killed_at}
 
 
 def test_redis_flushed_while_workers_send_loses_nothing(app):

@@ -13,20 +13,31 @@ watch from the sink (aiosmtpd, real database, real worker) that:
 
 On SQLite the claim still runs before any SMTP (no round trip to overlap), and
 the same tests hold there.
+
+Between a message's final dot and the server's answer to it, the worker
+composes and DKIM-signs the next message (CPU work only; its claim still comes
+after the answer, in the next statement). The tests with `signatures` watch
+that from the sink too: the next message is signed while this one's answer is
+held back, and the database still says this one "sending", the next "pending".
 """
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
 import workers.delivery
 import workers.pg_claims
+from service.deliverability.dkim import DkimError, DkimSigner
 from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.extensions import db
 from service.issues import sending
 from service.models import Bounce, Delivery, DeliveryBatch, Issue
 from tests.conftest import add_confirmed_subscribers, run_jobs
+from tests.deliverability.keys import dkim_settings
+from tests.waiting import TIMEOUT
 from tests.workers.test_delivery import _sql_on_the_side, make_issue, send
 
 ADDRESSES = [f"odberatel{n}@example.cz" for n in range(8)]
@@ -92,6 +103,47 @@ def watching_sink(app):
     for catcher, controller in started:
         controller.stop()
         catcher.engine.dispose()
+
+
+class Signatures:
+    """Counts the DKIM signatures the worker makes, in order, and lets another thread
+    (the sink's) wait for a count. `fail_at` makes that signature (1-based) fail."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.fail_at: int | None = None
+        self.changed = threading.Condition()
+        self.timed_out = False
+
+    def wait_for(self, count: int) -> bool:
+        """Whether `count` signatures are made; after one wait in vain, no more waits
+        (with the old order each would hold the worker's answer for the whole wait)."""
+        if self.timed_out:
+            return False
+        with self.changed:
+            done = self.changed.wait_for(lambda: self.count >= count, TIMEOUT)
+        self.timed_out = not done
+        return done
+
+
+@pytest.fixture
+def signatures(app, monkeypatch) -> Signatures:
+    """DKIM on for the test's workers (in this process), every signature counted."""
+    app.config.update(dkim_settings())
+    watched = Signatures()
+    real_call = DkimSigner.__call__
+
+    def counted(signer, raw):
+        with watched.changed:
+            watched.count += 1
+            number = watched.count
+            watched.changed.notify_all()
+        if number == watched.fail_at:
+            raise DkimError("this copy cannot be signed")
+        return real_call(signer, raw)
+
+    monkeypatch.setattr(DkimSigner, "__call__", counted)
+    return watched
 
 
 def is_postgresql() -> bool:
@@ -272,3 +324,149 @@ def test_a_wait_cut_short_leaves_the_statement_to_drain_not_to_the_pool(app, mon
         assert not claims.in_flight
         assert connection.exec_driver_sql("SELECT 1").scalar() == 1
         connection.exec_driver_sql(f"DEALLOCATE {claims.NAME.decode()}")
+
+
+def test_the_next_message_is_signed_while_the_server_holds_this_ones_answer(
+    app, watching_sink, signatures
+):
+    """At each message's end of DATA the sink holds its answer back until the worker
+    has signed the next message: it does (it composes the next copy between the dot
+    and the answer, where it used to wait idle), and at that moment the database
+    still says this message "sending" and the next "pending": the next one's claim
+    comes only after this answer, so a pause or an unsubscribe landing now still
+    stops it, and a kill -9 now leaves only this one in flight."""
+    app.config["BATCH_SIZE"] = 8
+    add_confirmed_subscribers("zpravodaj", 8)
+    seen: list[tuple[int, bool, dict[str, str]]] = []
+
+    def hold_the_answer(n: int) -> None:
+        if n < len(ADDRESSES):
+            signed = signatures.wait_for(n + 1)
+            seen.append((n, signed, statuses_on_the_side(catcher)))
+
+    catcher = watching_sink(hold_the_answer)
+    issue = make_issue()
+    catcher.issue_id = issue.id
+    send(issue)
+    run_jobs(app)
+
+    assert sorted(catcher.recipients()) == ADDRESSES
+    assert [n for n, signed, _ in seen if not signed] == []
+    for n, _, statuses_then in seen:
+        this, following = ADDRESSES[n - 1], ADDRESSES[n]
+        assert statuses_then[this] == "sending", (n, statuses_then)
+        assert statuses_then[following] == "pending", (n, statuses_then)
+        assert {statuses_then[a] for a in ADDRESSES[: n - 1]} <= {"sent"}, (n, statuses_then)
+    assert signatures.count == 8  # each copy signed once
+    assert set(statuses().values()) == {"sent"}
+
+
+def statuses_on_the_side(catcher: WatchingCatcher) -> dict[str, str]:
+    """The issue's delivery statuses, read on the sink's own connection."""
+    with catcher.engine.connect() as connection:
+        return dict(
+            connection.execute(
+                text(
+                    "SELECT s.email, d.status FROM delivery d"
+                    " JOIN subscriber s ON s.id = d.subscriber_id WHERE d.issue_id = :issue"
+                ),
+                {"issue": catcher.issue_id},
+            ).all()
+        )
+
+
+@pytest.mark.parametrize("change", ["unsubscribe", "pause"])
+def test_a_change_after_the_next_message_is_signed_still_stops_it(
+    app, watching_sink, signatures, change
+):
+    """The unsubscribe or pause lands at the second message's end of DATA, once the
+    worker has composed and signed the third: the third's claim (after the second's
+    answer) fails, and the server never gets the third message."""
+    app.config["BATCH_SIZE"] = 8
+    ids = add_confirmed_subscribers("zpravodaj", 8)
+    issue = make_issue()
+    issue_id = issue.id
+    signed_before_the_change: list[bool] = []
+
+    def act(n: int) -> None:
+        if n != 2:
+            return
+        signed_before_the_change.append(signatures.wait_for(3))
+        if change == "pause":
+            _sql_on_the_side(app, "UPDATE issue SET status='paused' WHERE id=:i", i=issue_id)
+        else:
+            _sql_on_the_side(
+                app, "UPDATE subscription SET status='unsubscribed' WHERE subscriber_id=:s",
+                s=ids[2],
+            )  # fmt: skip
+
+    catcher = watching_sink(act)
+    catcher.issue_id = issue_id
+    send(issue)
+    run_jobs(app)
+
+    assert signed_before_the_change == [True]
+    third = ADDRESSES[2]
+    assert ("DATA", third) not in catcher.events
+    final = statuses()
+    assert final[ADDRESSES[1]] == "sent"
+    if change == "pause":
+        assert catcher.recipients() == ADDRESSES[:2]
+        assert {final[address] for address in ADDRESSES[2:]} == {"pending"}
+    else:
+        assert sorted(catcher.recipients()) == [a for a in ADDRESSES if a != third]
+        assert final[third] == "skipped"
+
+
+def test_a_signing_failure_of_the_next_message_is_that_messages_own(app, watching_sink, signatures):
+    """The third copy cannot be signed: the error, met while the server digested the
+    second, is the third's alone (recorded failed in its turn); the second is
+    recorded sent and mailed once, and the rest go on."""
+    app.config["BATCH_SIZE"] = 8
+    add_confirmed_subscribers("zpravodaj", 8)
+    signatures.fail_at = 3
+    catcher = watching_sink()
+    issue = make_issue()
+    catcher.issue_id = issue.id
+    send(issue)
+    run_jobs(app)
+
+    third = ADDRESSES[2]
+    assert catcher.recipients() == [a for a in ADDRESSES if a != third]
+    final = statuses()
+    assert final[third] == "failed"
+    assert {final[a] for a in ADDRESSES if a != third} == {"sent"}
+    assert "DKIM signing failed" in db.session.scalar(
+        select(Delivery.last_error).where(Delivery.status == "failed")
+    )
+
+
+def test_a_failure_composing_the_next_message_leaves_this_one_recorded(
+    app, watching_sink, monkeypatch
+):
+    """Composing the third copy fails (a bug, say) while the server digests the
+    second: the second's answer is still read and recorded "sent" in the third's
+    claim, and the failure stops the batch at the third, which the server never
+    gets; nothing is left for a second worker to send twice but the third, which
+    was never sent."""
+    app.config["BATCH_SIZE"] = 8
+    add_confirmed_subscribers("zpravodaj", 8)
+    catcher = watching_sink()
+    issue = make_issue()
+    catcher.issue_id = issue.id
+    real_personalise = workers.delivery.MessageSkeleton.personalise
+
+    def personalise(skeleton, recipient, message_id):
+        if recipient.address == ADDRESSES[2]:
+            raise RuntimeError("cannot compose this copy")
+        return real_personalise(skeleton, recipient, message_id)
+
+    monkeypatch.setattr(workers.delivery.MessageSkeleton, "personalise", personalise)
+    send(issue)
+    run_jobs(app)
+
+    assert catcher.recipients() == ADDRESSES[:2]
+    final = statuses()
+    assert (final[ADDRESSES[0]], final[ADDRESSES[1]]) == ("sent", "sent")
+    assert final[ADDRESSES[2]] in ("sending", "pending")
+    assert {final[a] for a in ADDRESSES[3:]} == {"pending"}
