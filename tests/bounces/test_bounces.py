@@ -269,7 +269,9 @@ def test_soft_bounces_suppress_after_the_limit_spread_over_the_days(
     app.config.update(BOUNCE_SOFT_LIMIT=3, BOUNCE_SOFT_DAYS=4)
     mails = send_issue(app, outbox, count=1)
     ((address, mail),) = mails.items()
-    start = utcnow()
+    # Days are UTC days: start in the morning, so that two hours later is still the same
+    # day whatever the time the test runs (from 22:00 UTC on they fell on two days).
+    start = (utcnow() + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
     # Two bounces on the first day are one bad day.
     for hours in (0, 2):
         result = soft_bounce_on(
