@@ -20,8 +20,9 @@ message's envelope (MAIL FROM, RCPT TO); the worker waits for its
 commit before DATA and resets the SMTP transaction if the claim failed
 (`ClaimsInFlight`, `SmtpTransport.send`'s gate), so the server never accepts a
 message before its claim and the previous message's record are committed.
-Each message is composed and signed while the server digests the one before
-(between its final dot and the answer): CPU work only, its claim still after.
+With DKIM on, each message is composed and signed while the server digests the
+one before (between its final dot and the answer): CPU work only, its claim
+still after.
 A worker killed at any point leaves at most the one message in flight
 unrecorded, and that is the only one another worker may send again. Batches
 are leased (`owner`, `heartbeat`), the heartbeat renewed from a thread of the
@@ -840,7 +841,7 @@ class BatchSender:
         On PostgreSQL the statement's round trip and commit overlap the message's
         SMTP envelope (MAIL FROM, RCPT TO): the transport asks `claim.wait` before
         DATA, so the server never has message N before N's claim and N-1's "sent"
-        are committed. The message itself was composed and signed while the server
+        are committed. With DKIM on, the message was composed and signed while the server
         digested the one before (`_send_one`): only CPU work, nothing the database
         or the server sees, so a claim that fails wastes that and nothing else.
         Only when the claim fails do we look at why (paused, cancelled,
