@@ -20,7 +20,7 @@ def test_the_worker_app_builds_urls_from_the_web_apps_rules(app_config):
     web = create_app({**app_config, "METRICS": True, "DEV_OUTBOX_DIR": None})
     worker = create_worker_app(app_config)
     expected = rules_of(web)
-    assert rules_of(worker) == expected, (
+    assert by_endpoint(rules_of(worker)) == by_endpoint(expected), (
         "service/url_rules.py differs from the web app's routes; its RULES should be:\n"
         + pprint.pformat(expected, width=100)
     )
@@ -31,6 +31,17 @@ def test_the_worker_app_builds_urls_from_the_web_apps_rules(app_config):
     with worker.app_context():
         assert external_url("subscriptions.unsubscribe", token="t0ken") == web_url
         assert web_url == f"{app_config['BASE_URL']}/unsubscribe/t0ken"
+
+
+def by_endpoint(rules: tuple[tuple, ...]) -> dict[str, list[tuple]]:
+    """Each endpoint's rules in their order: what building a link looks at. The order
+    across endpoints is left out: it follows which view modules a process imported
+    first (a test importing `service.admin.issues` before the admin's routes put its
+    rules first, and this test failed in a full run), and never changes a link."""
+    endpoints: dict[str, list[tuple]] = {}
+    for rule in rules:
+        endpoints.setdefault(rule[1], []).append(rule)
+    return endpoints
 
 
 class Anything(str):
