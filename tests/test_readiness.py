@@ -8,6 +8,7 @@ time, as such a worker would have left it.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -153,7 +154,10 @@ def test_a_worker_silent_for_longer_than_the_window_does_not_count(migrated):
     worker_status.record_smtp(redis_connection(), None)
     workers = status_of(migrated, "workers")
     assert workers["status"] == "fail"
-    assert workers["detail"] == "no heartbeat for 300 s (over 60 s)"
+    # 300 s, or a little more when the machine is slow between the write and the read
+    silent = re.fullmatch(r"no heartbeat for (\d+) s \(over 60 s\)", workers["detail"])
+    assert silent is not None, workers["detail"]
+    assert 300 <= int(silent[1]) < 400
     worker_status.record_heartbeat(redis_connection(), "new-worker")
     assert ready(migrated).status_code == 200
 
@@ -163,7 +167,9 @@ def test_an_smtp_report_nobody_refreshed_is_stale(migrated):
     worker_status.record_smtp(redis_connection(), None, now=time.time() - 1000)
     smtp = status_of(migrated, "smtp")
     assert smtp["status"] == "fail"
-    assert smtp["detail"] == "not checked for 1000 s (workers down?)"
+    stale = re.fullmatch(r"not checked for (\d+) s \(workers down\?\)", smtp["detail"])
+    assert stale is not None, smtp["detail"]
+    assert 1000 <= int(stale[1]) < 1100  # 1000 s, or a little more on a slow machine
 
 
 def test_a_schema_not_at_head_is_not_ready(app, runner):

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 # How long a stopping worker waits for RQ's scheduler process before killing it: the
 # scheduler holds nothing that matters (its lock expires), and waits for Redis in an outage.
 SCHEDULER_STOP_SECONDS = 5
+SCHEDULER_SIGNAL_INTERVAL = 0.5
 
 
 class AppContextMixin(BaseWorker):
@@ -82,16 +84,46 @@ class AppContextMixin(BaseWorker):
                 worker_status.forget_worker(self.connection, self.name)
         super().teardown()
 
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop, listening for SIGTERM and Ctrl-C from its first step.
+
+        RQ installs its signal handlers only after it has registered the worker
+        and forked its scheduler process: a SIGTERM in between (a stop soon after
+        a start) killed the worker on the spot, unregistered, and left the
+        scheduler running for ever, orphaned, holding the scheduler lock. Such a
+        signal is now remembered and acted on once RQ's handlers are in place."""
+        self._early_stop_signal: int | None = None
+
+        def remember(signum: int, frame: object) -> None:
+            self._early_stop_signal = signum
+
+        signal.signal(signal.SIGINT, remember)
+        signal.signal(signal.SIGTERM, remember)
+        return bool(super().work(*args, **kwargs))
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        early = getattr(self, "_early_stop_signal", None)
+        if early is not None:
+            name = signal.Signals(early).name
+            log.info("stopping: %s arrived while the worker was starting", name)
+            self.handle_warm_shutdown_request()
+            self._stop_requested = True  # the loop's first check stops it, then teardown
+
     def stop_scheduler(self) -> None:
-        """RQ's, but never waiting for ever: its scheduler process may be waiting for Redis."""
+        """RQ's, but never waiting for ever: its scheduler process may be waiting for Redis,
+        or not yet listening (a SIGTERM before its handler is installed is lost, so it is
+        sent again until the process ends)."""
         if self.scheduler is None:  # RQ calls this only when there is one
             return
         process = self.scheduler._process
         if process is None or not process.pid:
             return
-        with contextlib.suppress(OSError):
-            os.kill(process.pid, signal.SIGTERM)
-        process.join(SCHEDULER_STOP_SECONDS)
+        deadline = time.monotonic() + SCHEDULER_STOP_SECONDS
+        while process.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGTERM)
+            process.join(SCHEDULER_SIGNAL_INTERVAL)
         if process.is_alive():
             process.kill()
             process.join()

@@ -246,7 +246,9 @@ def test_scheduled_issue_starts_at_its_time_through_the_rq_scheduler(app, outbox
     assert registry.get_scheduled_time(job_id) == at
 
     scheduler = RQScheduler([BULK_QUEUE], connection=redis_connection())
-    scheduler.acquire_locks()  # what a worker started with the scheduler does
+    # What a worker started with the scheduler does. Only one scheduler holds a queue's
+    # lock: one left running by an earlier test's worker made this test fail.
+    assert BULK_QUEUE in scheduler.acquire_locks(), "another scheduler holds the lock"
     for not_yet in (timedelta(0), timedelta(minutes=59, seconds=58)):
         clock.now = at.replace(tzinfo=None) - timedelta(hours=1) + not_yet
         scheduler.enqueue_scheduled_jobs()  # not due yet: nothing moves
