@@ -286,7 +286,8 @@ def _cors_for_website(response: Response) -> Response:
     """Let the programme's website post the form from its own pages (CORS)."""
     # By rule, not endpoint: the automatic OPTIONS (preflight) answer belongs
     # to whichever view of /subscribe was registered first.
-    if request.url_rule is None or request.url_rule.rule != "/subscribe":
+    rule = request.url_rule
+    if rule is None or rule.rule != "/subscribe":
         return response
     origin = request.headers.get("Origin")
     if origin and origin in current_app.config["EMBED_ORIGINS"]:
