@@ -55,18 +55,22 @@ def settings(database_url: str, redis_url: str) -> dict[str, str]:
     }
 
 
-def own_schema(url: str) -> str:
-    """`url` narrowed to a schema made for this run (as signup_throughput.py does)."""
+SCHEMA = f"zpravodaj_cpu_{os.getpid()}"
+
+
+def own_schema(url: str, drop: bool = False) -> str:
+    """`url` narrowed to a schema made for this run (as signup_throughput.py does);
+    `drop`: drop that schema instead."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url).set(drivername="postgresql+psycopg")
-    schema = f"zpravodaj_cpu_{os.getpid()}"
     plain = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(plain, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        connection.execute(f"CREATE SCHEMA {schema}")
-    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        connection.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        if not drop:
+            connection.execute(f"CREATE SCHEMA {SCHEMA}")
+    return parsed.update_query_dict({"options": f"-csearch_path={SCHEMA}"}).render_as_string(
         hide_password=False
     )
 
@@ -135,6 +139,14 @@ def main() -> None:
     )
     parser.add_argument("--callers", nargs="*", default=[], help="with --profile: who calls these")
     args = parser.parse_args()
+    try:
+        measure(args)
+    finally:
+        if args.postgresql:
+            own_schema(args.postgresql, drop=True)
+
+
+def measure(args: argparse.Namespace) -> None:
     with PrivateRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         url = own_schema(args.postgresql) if args.postgresql else f"sqlite:///{tmp}/cpu.sqlite3"
         os.environ.update(settings(url, redis.url))
