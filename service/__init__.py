@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, Request, Response
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
+from .headers import vary_on
 from .paths import PROJECT_ROOT, instance_path, resource_dir
 from .request_values import first
 
@@ -91,7 +92,7 @@ class CookieSession(SecureCookieSessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not session and not session.modified:  # nothing to write or delete
             if session.accessed:
-                response.vary.add("Cookie")
+                vary_on(response, ("Cookie",))
             return
         super().save_session(app, session, response)
 

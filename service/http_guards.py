@@ -9,10 +9,10 @@ from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import embedded_form_post, error_page, wants_json
+from .headers import add_missing
 
 # An admin form posted without its CSRF token, with a wrong one, or from a lost session.
 CSRF_MESSAGE = _l("Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou.")
@@ -65,15 +65,3 @@ def init_app(app: Flask) -> None:
 CSP_START = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
 CSP_START += "frame-ancestors "
 CSP_NOT_FRAMED = CSP_START + "'none'"
-
-
-def add_missing(headers: Headers, defaults: list[tuple[str, str]]) -> None:
-    """`headers.setdefault(name, value)` for each pair, in order, with one look at the
-    headers: each setdefault scans them all (issue 14: the headers of a sign-up's answer
-    were scanned some 200 times)."""
-    if not defaults:
-        return
-    present = {name.lower() for name, _ in headers}
-    for name, value in defaults:
-        if name.lower() not in present:
-            headers.add(name, value)

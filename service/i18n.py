@@ -26,6 +26,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale, refresh
 from markupsafe import Markup
 
+from .headers import vary_on
 from .paths import PACKAGE_ROOT
 from .request_values import first
 
@@ -142,7 +143,7 @@ def _remember_choice(response: Response) -> Response:
             samesite="Lax",
         )
     # The same URL answers in another language by these.
-    response.vary.update(("Accept-Language",) if _in_api() else ("Accept-Language", "Cookie"))
+    vary_on(response, ("Accept-Language",) if _in_api() else ("Accept-Language", "Cookie"))
     return response
 
 

@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import TooManyRequests
 
 from ..addresses import address_hash
-from ..http_guards import add_missing
+from ..headers import add_missing
 from ..jobs import (
     SIGNUP_DRAIN_QUEUED,
     SIGNUP_DRAIN_QUEUED_SECONDS,

@@ -19,6 +19,7 @@ from ..errors import error_page, message_for
 from ..extensions import db
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
+from ..headers import vary_on
 from ..i18n import current_language, use_person_language, valid_language
 from ..institutions import institution_labels
 from ..models import (
@@ -295,7 +296,7 @@ def _cors_for_website(response: Response) -> Response:
         response.headers["Access-Control-Allow-Methods"] = "POST"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Max-Age"] = "86400"
-    response.vary.add("Origin")
+    vary_on(response, ("Origin",))
     return response
 
 
