@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request, Response
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
+from .headers import vary_on
 from .paths import PROJECT_ROOT, instance_path, resource_dir
+from .request_values import first
 
 __all__ = ["PROJECT_ROOT", "__version__", "create_app", "create_worker_app"]
 
@@ -69,12 +73,63 @@ def create_worker_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+class CookieSession(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, which builds its signer only for a request that
+    carries a session cookie or an answer that sets one.
+
+    Flask made the signing serializer (itsdangerous, which serialises an empty dict to
+    learn what it produces) when opening every request's session, and read seven cookie
+    settings when saving it, before it found there was no cookie to read or write: about
+    a tenth of a sign-up's instructions (issue 14, bench/README.md, seventh round). The
+    answers are the same: an empty new session, `Vary: Cookie` when it was looked at.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not first(request.cookies, self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not session and not session.modified:  # nothing to write or delete
+            if session.accessed:
+                vary_on(response, ("Cookie",))
+            return
+        super().save_session(app, session, response)
+
+
+class App(Flask):
+    """Flask, remembering which of the app's functions are coroutines.
+
+    Flask calls `ensure_sync` for every hook, view and teardown of every request (about
+    20 for a sign-up), and each call asked `inspect.iscoroutinefunction`, which unwraps
+    methods and partials: about a tenth of a sign-up's instructions (issue 14,
+    bench/README.md, seventh round). A function stays what it is, so the answer is
+    kept per function (the app's functions are a fixed set; bound methods of one object
+    and function are equal, so each is kept once).
+    """
+
+    session_interface = CookieSession()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            return self._sync_functions[func]
+        except KeyError:
+            synchronous = self._sync_functions[func] = super().ensure_sync(func)
+            return synchronous
+        except TypeError:  # an unhashable callable: asked every time, as Flask does
+            return super().ensure_sync(func)
+
+
 def _app_with_settings(test_config: dict[str, Any] | None) -> Flask:
     """The part the web app and the worker's share: settings, logging, languages, database."""
     from . import database, i18n, logging_setup
     from .config import check_required, load_config
 
-    app = Flask(
+    app = App(
         __name__,
         instance_path=str(instance_path()),
         template_folder=str(resource_dir("templates")),

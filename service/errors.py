@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+from .request_values import first
 
 MESSAGES = {
     400: _l("Požadavek se nepodařilo přečíst."),
@@ -74,7 +75,7 @@ def posted_field(name: str) -> str | None:
     if request.method != "POST":
         return None
     try:
-        return request.form.get(name)
+        return first(request.form, name)
     except HTTPException:
         return None
 

@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import embedded_form_post, error_page, wants_json
+from .headers import add_missing
 
 # An admin form posted without its CSRF token, with a wrong one, or from a lost session.
 CSRF_MESSAGE = _l("Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou.")
@@ -42,21 +43,25 @@ def init_app(app: Flask) -> None:
         )
         if embeddable:
             ancestors = " ".join(["'self'", *app.config["EMBED_ORIGINS"]])
+            defaults = [("Content-Security-Policy", CSP_START + ancestors)]
         else:
-            ancestors = "'none'"
-            response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; "
-            f"object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}",
-        )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            defaults = [("X-Frame-Options", "DENY"), ("Content-Security-Policy", CSP_NOT_FRAMED)]
+        defaults.append(("X-Content-Type-Options", "nosniff"))
         # Links carrying a token must not leak it to other sites through Referer.
-        if request.view_args and "token" in request.view_args:
+        view_args = request.view_args
+        if view_args and "token" in view_args:
+            add_missing(response.headers, defaults)
             response.headers["Referrer-Policy"] = "no-referrer"
             response.headers["Cache-Control"] = "no-store"
+            defaults = []
         else:
-            response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+            defaults.append(("Referrer-Policy", "strict-origin-when-cross-origin"))
         if request.is_secure:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+            defaults.append(("Strict-Transport-Security", "max-age=31536000"))
+        add_missing(response.headers, defaults)
         return response
+
+
+CSP_START = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+CSP_START += "frame-ancestors "
+CSP_NOT_FRAMED = CSP_START + "'none'"

@@ -26,7 +26,9 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale, refresh
 from markupsafe import Markup
 
+from .headers import vary_on
 from .paths import PACKAGE_ROOT
+from .request_values import first
 
 LANGUAGES = ("cs", "en")
 DEFAULT_LANGUAGE = "cs"
@@ -50,11 +52,11 @@ def valid_language(value: object) -> str | None:
 
 def requested_language() -> str | None:
     """The language named by ?lang= (or the form field `lang`), if any and valid."""
-    named = valid_language(request.args.get("lang"))
+    named = valid_language(first(request.args, "lang"))
     if named is None and request.method == "POST" and request.mimetype in _FORM_TYPES:
         # Reading the form may fail (too large, malformed): the error page still needs a language.
         try:
-            named = valid_language(request.form.get("lang"))
+            named = valid_language(first(request.form, "lang"))
         except Exception:
             named = None
     return named
@@ -72,7 +74,7 @@ def select_language() -> str:
     return (
         requested_language()
         or getattr(g, "person_language", None)
-        or (None if _in_api() else valid_language(request.cookies.get(LANGUAGE_COOKIE)))
+        or (None if _in_api() else valid_language(first(request.cookies, LANGUAGE_COOKIE)))
         or request.accept_languages.best_match(LANGUAGES)
         or DEFAULT_LANGUAGE
     )
@@ -130,8 +132,8 @@ def _choose_afresh(endpoint: str | None, values: dict | None) -> None:
 
 def _remember_choice(response: Response) -> Response:
     """A ?lang= choice is remembered in a cookie, so the next pages keep the language."""
-    named = valid_language(request.args.get("lang"))
-    if named is not None and request.cookies.get(LANGUAGE_COOKIE) != named and not _in_api():
+    named = valid_language(first(request.args, "lang"))
+    if named is not None and first(request.cookies, LANGUAGE_COOKIE) != named and not _in_api():
         response.set_cookie(
             LANGUAGE_COOKIE,
             named,
@@ -141,7 +143,7 @@ def _remember_choice(response: Response) -> Response:
             samesite="Lax",
         )
     # The same URL answers in another language by these.
-    response.vary.update(("Accept-Language",) if _in_api() else ("Accept-Language", "Cookie"))
+    vary_on(response, ("Accept-Language",) if _in_api() else ("Accept-Language", "Cookie"))
     return response
 
 

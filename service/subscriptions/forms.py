@@ -76,14 +76,17 @@ class SubscribeInput:
                 is_json=True,
             )
         form = request.form
+        # The first value of each field (`form.get` would build and catch an exception
+        # for each field not posted: service/request_values.py).
+        fields = form.to_dict()
         return cls(
-            email=form.get("email", ""),
-            name=form.get("name", ""),
+            email=fields.get("email", ""),
+            name=fields.get("name", ""),
             list_slugs=form.getlist("list"),
-            list_choice_shown=form.get("list_choice") == "1",
-            honeypot=form.get("website", ""),
-            embed=form.get("form") == "embed",
-            consent_hash=form.get("consent") or None,
+            list_choice_shown=fields.get("list_choice") == "1",
+            honeypot=fields.get("website", ""),
+            embed=fields.get("form") == "embed",
+            consent_hash=fields.get("consent") or None,
         )
 
     @property

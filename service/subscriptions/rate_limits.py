@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import TooManyRequests
 
 from ..addresses import address_hash
+from ..headers import add_missing
 from ..jobs import (
     SIGNUP_DRAIN_QUEUED,
     SIGNUP_DRAIN_QUEUED_SECONDS,
@@ -239,7 +240,5 @@ def _in_memory(limits: list[Limit]) -> tuple[int, int, int]:
 
 def add_headers(response: Any) -> Any:
     """The headers of the limit `check` saw, on the sign-up's answer (202, 400, 422)."""
-    for name, value in g.pop("signup_limit_headers", None) or []:
-        if name not in response.headers:
-            response.headers[name] = value
+    add_missing(response.headers, g.pop("signup_limit_headers", None) or [])
     return response

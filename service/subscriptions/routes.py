@@ -19,6 +19,7 @@ from ..errors import error_page, message_for
 from ..extensions import db
 from ..groups import membership
 from ..groups.joining import MemberDetails, details_problems
+from ..headers import vary_on
 from ..i18n import current_language, use_person_language, valid_language
 from ..institutions import institution_labels
 from ..models import (
@@ -286,7 +287,8 @@ def _cors_for_website(response: Response) -> Response:
     """Let the programme's website post the form from its own pages (CORS)."""
     # By rule, not endpoint: the automatic OPTIONS (preflight) answer belongs
     # to whichever view of /subscribe was registered first.
-    if request.url_rule is None or request.url_rule.rule != "/subscribe":
+    rule = request.url_rule
+    if rule is None or rule.rule != "/subscribe":
         return response
     origin = request.headers.get("Origin")
     if origin and origin in current_app.config["EMBED_ORIGINS"]:
@@ -294,7 +296,7 @@ def _cors_for_website(response: Response) -> Response:
         response.headers["Access-Control-Allow-Methods"] = "POST"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Max-Age"] = "86400"
-    response.vary.add("Origin")
+    vary_on(response, ("Origin",))
     return response
 
 

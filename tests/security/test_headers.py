@@ -280,3 +280,28 @@ def test_proxy_fix_trusts_only_as_many_hops_as_configured(database_url, redis_ur
         "/_test/remote", headers={"X-Forwarded-For": "10.0.0.66, 203.0.113.7"}
     )
     assert response.get_data(as_text=True) == "203.0.113.7"
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [None, "", "Origin", "origin, Accept-Language", "Cookie,Origin", "*", '"x, y", Origin'],
+)
+@pytest.mark.parametrize("names", [("Origin",), ("Accept-Language", "Cookie"), ("cookie",)])
+def test_vary_on_writes_what_werkzeugs_vary_update_writes(existing, names):
+    """service.headers.vary_on, used by the hooks instead of `response.vary.update`."""
+    from flask import Response
+
+    from service.headers import add_missing, vary_on
+
+    ours, theirs = Response(), Response()
+    if existing is not None:
+        ours.headers["Vary"] = theirs.headers["Vary"] = existing
+    vary_on(ours, names)
+    theirs.vary.update(names)
+    assert ours.headers.getlist("Vary") == theirs.headers.getlist("Vary")
+
+    defaults = [("X-Frame-Options", "DENY"), ("vary", "Other"), ("X-Frame-Options", "SAMEORIGIN")]
+    add_missing(ours.headers, defaults)
+    for name, value in defaults:
+        theirs.headers.setdefault(name, value)
+    assert ours.headers.to_wsgi_list() == theirs.headers.to_wsgi_list()

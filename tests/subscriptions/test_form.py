@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flask import current_app
+from flask_limiter.util import get_qualified_name
 from redis import Redis
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import OperationalError
@@ -20,6 +21,7 @@ from service.models import (
     Subscription,
 )
 from service.subscriptions import rate_limits
+from service.web_extensions import limiter
 from tests.conftest import process_signups
 from tests.test_addresses import INVALID
 
@@ -484,6 +486,26 @@ class TestRateLimits:
         assert statuses == [202, 202, 202, 202, 429]
         assert db.session.scalar(select(func.count()).select_from(SignupRequest)) == 4
         db.session.commit()
+
+    def test_flask_limiter_skips_only_endpoints_it_has_no_limits_for(self, app, client):
+        """Its hook skips `POST /subscribe` (rate_limits.py counts that endpoint's limits):
+        skipping must lose nothing, so Flask-Limiter holds no limit of its own there,
+        while the sign-in it does limit is still checked by it."""
+        assert limiter.own_limits_endpoints == {"subscriptions.subscribe"}
+        for endpoint in limiter.own_limits_endpoints:
+            name = get_qualified_name(app.view_functions[endpoint])
+            with app.test_request_context("/subscribe", method="POST"):
+                defaults, decorated = limiter.limit_manager.resolve_limits(
+                    app, endpoint, endpoint.split(".")[0], name, True, False
+                )
+                assert (list(defaults), list(decorated)) == ([], [])
+        client.post("/subscribe", json={"email": "jana@seznam.cz"})
+        with app.test_request_context("/admin/login", method="POST"):
+            name = get_qualified_name(app.view_functions["admin.login"])
+            _, decorated = limiter.limit_manager.resolve_limits(
+                app, "admin.login", "admin", name, False, True
+            )
+            assert decorated
 
     def test_reading_the_form_is_not_limited(self, client):
         for _ in range(10):
