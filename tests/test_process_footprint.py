@@ -14,9 +14,11 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 from service import code_positions
 from service.paths import PROJECT_ROOT
+from tests.waiting import wait_until
 
 # What gunicorn (wsgi.py) and `zpravodaj worker` (service.cli, workers.app_worker) import.
 PROBE = """
@@ -186,6 +188,34 @@ def test_a_started_worker_runs_without_column_positions(app, tmp_path):
     assert probe["xoptions"] == {"no_debug_ranges": True}
     assert probe["columns"] is False
     assert probe["model_columns"] and set(probe["model_columns"]) == {None}
+
+
+def test_python_m_service_worker_restarts_with_the_option(app, tmp_path):
+    """`python -m service worker` (the dev command's and the tests' way) restarts in
+    service/__main__.py, before the CLI's imports; same process id, same arguments."""
+    env = service_env(tmp_path)
+    env.update(DATABASE_URL=app.config["DATABASE_URL"], REDIS_URL=app.config["REDIS_URL"])
+    env.pop("PYTHONNODEBUGRANGES", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "worker"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    try:
+        arguments = wait_until(
+            lambda: b"no_debug_ranges" in cmdline.read_bytes() and cmdline.read_bytes(),
+            "the worker started again with -X no_debug_ranges",
+            abort=lambda: proc.poll() is not None,
+        )
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert arguments.split(b"\0")[:-1] == [
+        sys.executable.encode(), b"-X", b"no_debug_ranges", b"-m", b"service", b"worker"
+    ]  # fmt: skip
 
 
 def test_the_restart_keeps_the_command_and_happens_once(monkeypatch):
