@@ -23,7 +23,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo
 
-from . import __version__, code_positions, create_app, create_worker_app, metrics
+from . import __version__, create_app, create_worker_app, metrics
 from .cli_language import lazy_gettext as _l
 from .cli_language import speak_in
 from .config import ConfigError
@@ -53,17 +53,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 def with_worker_app(command: F) -> F:
     """Flask's `with_appcontext` for `zpravodaj worker`: the command runs in the worker's
     app (`create_worker_app`: the settings and URL map without the web's pages), or in
-    the app already current (a test's).
-
-    Run as its own process (no app current), it first starts itself again with
-    `-X no_debug_ranges` if it was not (code_positions.py: ≈ 0.5 MB less in the worker
-    and in each work horse; tracebacks lose only their ^^^ column markers)."""
+    the app already current (a test's)."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         if current_app:
             return command(*args, **kwargs)
-        code_positions.restart_without_columns()
         with _create_app(create_worker_app).app_context():
             return command(*args, **kwargs)
 

@@ -14,11 +14,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
-from service import code_positions
 from service.paths import PROJECT_ROOT
-from tests.waiting import wait_until
 
 # What gunicorn (wsgi.py) and `zpravodaj worker` (service.cli, workers.app_worker) import.
 PROBE = """
@@ -66,22 +63,13 @@ WEB_ONLY_MODULES = (
 )  # fmt: skip
 
 # `zpravodaj worker --burst` as a service runs it (python -m service worker), with the modules
-# it loaded written down when it exits: start-up, registration, one round of periodic work;
-# and whether its code objects have column positions (it starts itself again without them).
+# it loaded written down when it exits: start-up, registration, one round of periodic work.
 WORKER_PROBE = """
 import atexit, json, sys
 out = sys.argv[1]
 def write():
-    from service.code_positions import columns_kept
-    from service.models import Subscriber
     with open(out, "w") as file:
-        json.dump({
-            "modules": sorted(sys.modules),
-            "xoptions": sys._xoptions,
-            "columns": columns_kept(),
-            # code loaded from a .pyc by this process (the service's models) has none either
-            "model_columns": [c for *_, c, _ in Subscriber.__init__.__code__.co_positions()],
-        }, file)
+        json.dump(sorted(sys.modules), file)
 atexit.register(write)
 sys.argv = ["zpravodaj", "worker", "--burst"]
 from service.cli import main
@@ -133,8 +121,7 @@ def test_a_started_worker_loads_no_heavy_module_it_does_not_use(app, tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    probe = json.loads(out.read_text())
-    modules = set(probe["modules"])
+    modules = set(json.loads(out.read_text()))
     assert {"workers.cli", "workers.app_worker", "rq.worker"} <= modules  # it did start
     top_level = {name.split(".")[0] for name in modules}
     assert top_level & {"alembic", "flask_migrate", *ON_USE_LIBRARIES} == set()
@@ -166,95 +153,3 @@ def test_db_upgrade_still_migrates(tmp_path):
     with sqlite3.connect(tmp_path / "probe.sqlite3") as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"alembic_version", "signup_request", "subscriber"} <= tables
-
-
-def test_a_started_worker_runs_without_column_positions(app, tmp_path):
-    """`zpravodaj worker` starts itself again with `-X no_debug_ranges` (service/code_positions.py):
-    its code objects, those loaded from .pyc files too, carry no column table."""
-    env = service_env(tmp_path)
-    env.update(DATABASE_URL=app.config["DATABASE_URL"], REDIS_URL=app.config["REDIS_URL"])
-    env.pop("PYTHONNODEBUGRANGES", None)
-    out = tmp_path / "probe.json"
-    result = subprocess.run(
-        [sys.executable, "-c", WORKER_PROBE, str(out)],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    probe = json.loads(out.read_text())
-    assert probe["xoptions"] == {"no_debug_ranges": True}
-    assert probe["columns"] is False
-    assert probe["model_columns"] and set(probe["model_columns"]) == {None}
-
-
-def test_python_m_service_worker_restarts_with_the_option(app, tmp_path):
-    """`python -m service worker` (the dev command's and the tests' way) restarts in
-    service/__main__.py, before the CLI's imports; same process id, same arguments."""
-    env = service_env(tmp_path)
-    env.update(DATABASE_URL=app.config["DATABASE_URL"], REDIS_URL=app.config["REDIS_URL"])
-    env.pop("PYTHONNODEBUGRANGES", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    cmdline = Path(f"/proc/{proc.pid}/cmdline")
-    try:
-        arguments = wait_until(
-            lambda: b"no_debug_ranges" in cmdline.read_bytes() and cmdline.read_bytes(),
-            "the worker started again with -X no_debug_ranges",
-            abort=lambda: proc.poll() is not None,
-        )
-    finally:
-        proc.terminate()
-        proc.wait(60)
-    assert arguments.split(b"\0")[:-1] == [
-        sys.executable.encode(), b"-X", b"no_debug_ranges", b"-m", b"service", b"worker"
-    ]  # fmt: skip
-
-
-def test_the_restart_keeps_the_command_and_happens_once(monkeypatch):
-    monkeypatch.setattr(sys, "orig_argv", ["python3", "-m", "service", "worker", "--burst"])
-    monkeypatch.setattr(sys, "_xoptions", {})
-    monkeypatch.setattr(code_positions, "columns_kept", lambda: True)
-    assert code_positions.restart_command() == [
-        sys.executable, "-X", "no_debug_ranges", "-m", "service", "worker", "--burst"
-    ]  # fmt: skip
-    # Started with the option (even where it would not take): never again.
-    monkeypatch.setattr(sys, "_xoptions", {"no_debug_ranges": True})
-    assert code_positions.restart_command() is None
-    # Already without columns (PYTHONNODEBUGRANGES=1): nothing to do.
-    monkeypatch.setattr(sys, "_xoptions", {})
-    monkeypatch.setattr(code_positions, "columns_kept", lambda: False)
-    assert code_positions.restart_command() is None
-    executed = []
-    monkeypatch.setattr(os, "execv", lambda *args: executed.append(args))
-    code_positions.restart_without_columns()
-    assert executed == []
-    monkeypatch.setattr(code_positions, "columns_kept", lambda: True)
-    code_positions.restart_without_columns()
-    command = [sys.executable, "-X", "no_debug_ranges", *sys.orig_argv[1:]]
-    assert executed == [(sys.executable, command)]
-
-
-def test_columns_kept_tells_the_interpreter_option():
-    """The probe agrees with the interpreter: a fresh one keeps columns, one with the option
-    (or its environment variable) does not."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONNODEBUGRANGES"}
-    probe = "from service.code_positions import columns_kept; print(columns_kept())"
-    runs = {
-        "plain": [sys.executable, "-c", probe],
-        "option": [sys.executable, "-X", "no_debug_ranges", "-c", probe],
-    }
-    answers = {
-        name: subprocess.run(
-            command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
-        ).stdout.strip()
-        for name, command in runs.items()
-    }
-    assert answers == {"plain": "True", "option": "False"}
