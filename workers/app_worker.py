@@ -91,7 +91,7 @@ class AppContextMixin(BaseWorker):
 
         RQ installs its signal handlers only after it has registered the worker
         and forked its scheduler process: a SIGTERM in between (a stop soon after
-        a start) killed the worker on the spot, unregistered, and left the
+        a start) killed the worker on the spot, still registered, and left the
         scheduler running for ever, orphaned, holding the scheduler lock. Such a
         signal is now remembered and acted on once RQ's handlers are in place."""
         self._early_stop_signal: int | None = None
