@@ -62,17 +62,41 @@ class AppContextMixin(BaseWorker):
                 metrics.job_finished(name, ok)
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's registry cleaning, plus the periodic work of schedule.py."""
-        super().run_maintenance_tasks()
-        with self.app.app_context():
-            try:
-                schedule.run_periodic_work()
-            except StopRequested:
-                raise  # SIGTERM/Ctrl-C while reconciling: RQ's way of stopping an idle worker
-            except Exception:
-                log.exception("reconciler failed; it will run again")
-            finally:
-                db.session.remove()
+        """RQ's registry cleaning, plus the periodic work of schedule.py, with a stop request
+        held back until both are done.
+
+        RQ stops an idle worker by raising StopRequested from its SIGTERM handler, wherever
+        the main thread stands. Inside a database call that exception came out as a driver
+        error ("another command is already in progress", "user-defined function raised
+        exception"), was logged as a failed reconciler, and the worker ran on: the stop
+        was lost, until a SIGKILL killed it still registered and orphaned its scheduler.
+        Here a SIGTERM only notes the request (`_shutdown`); the periodic work sees it
+        between its lines (schedule.py), and the worker stops right after."""
+        if self._stop_requested:
+            raise StopRequested
+        self._in_periodic_work = True
+        try:
+            super().run_maintenance_tasks()
+            with self.app.app_context():
+                try:
+                    schedule.run_periodic_work()
+                except Exception:
+                    log.exception("reconciler failed; it will run again")
+                finally:
+                    db.session.remove()
+        finally:
+            self._in_periodic_work = False
+        if self._stop_requested:
+            raise StopRequested  # RQ's way of ending an idle worker's loop, raised here safely
+
+    def _shutdown(self) -> None:
+        """RQ's reaction to SIGTERM and Ctrl-C, which raises StopRequested in an idle worker:
+        during the periodic work it only notes the request (see run_maintenance_tasks)."""
+        if getattr(self, "_in_periodic_work", False):
+            log.info("stopping once the periodic work in hand is done")
+            self._stop_requested = True
+            return
+        super()._shutdown()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's heartbeat, plus the one `/readyz` counts (service/worker_status.py)."""

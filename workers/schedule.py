@@ -22,6 +22,7 @@ from service.clock import utcnow
 from service.jobs import redis_connection
 from service.subscriptions.reminders import send_due_reminders
 
+from . import shutdown
 from .reconcile import reconcile
 from .retention import run_retention
 
@@ -91,5 +92,7 @@ def run_periodic_work() -> dict[str, int]:
     """Everything a worker does between jobs, in the order of SCHEDULE."""
     done: dict[str, int] = {}
     for work in SCHEDULE:
+        if shutdown.requested():  # the worker is stopping: the next one runs the rest
+            break
         done.update(run_if_due(work))
     return done
