@@ -48,6 +48,7 @@ class AppContextMixin(BaseWorker):
     """
 
     app: Flask
+    _in_periodic_work = False  # see run_maintenance_tasks
 
     def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         name = job_name(job)
@@ -92,7 +93,7 @@ class AppContextMixin(BaseWorker):
     def _shutdown(self) -> None:
         """RQ's reaction to SIGTERM and Ctrl-C, which raises StopRequested in an idle worker:
         during the periodic work it only notes the request (see run_maintenance_tasks)."""
-        if getattr(self, "_in_periodic_work", False):
+        if self._in_periodic_work:
             log.info("stopping once the periodic work in hand is done")
             self._stop_requested = True
             return
