@@ -53,6 +53,24 @@ def missing_part(reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """`@pytest.mark.one_database`: run on SQLite only, the other database's copies are
+    deselected. For checks of what the templates, CSS and scripts produce (axe-core,
+    layout on a phone, word breaking), which the database cannot change; flows that
+    store data keep running on every database."""
+    kept, deselected = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        database = callspec.params.get("database_url", "sqlite") if callspec else "sqlite"
+        if item.get_closest_marker("one_database") is not None and database != "sqlite":
+            deselected.append(item)
+        else:
+            kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 def pytest_sessionstart(session) -> None:
     """Under CI the PostgreSQL half of the suite must run."""
     if STRICT and not TEST_DATABASE_URL:

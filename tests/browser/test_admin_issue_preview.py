@@ -95,6 +95,8 @@ def test_preview_button_works_without_a_script(app, accounts, live_server, brows
         context.close()
 
 
+# What axe-core checks comes from templates and CSS, not from the database: SQLite only.
+@pytest.mark.one_database
 @pytest.mark.parametrize("lang", ["cs", "en"])
 def test_issue_pages_have_no_accessibility_violations(
     app, accounts, live_server, axe_page, axe_source, lang

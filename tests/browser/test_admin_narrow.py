@@ -152,6 +152,8 @@ def phone(browser):
     context.close()
 
 
+# Layout and word breaking come from templates and CSS, not from the database: SQLite only.
+@pytest.mark.one_database
 @pytest.mark.parametrize("lang", ["cs", "en"])
 def test_every_admin_page_fits_a_phone_without_breaking_words(
     app, live_server, admin_content, phone, tmp_path, lang

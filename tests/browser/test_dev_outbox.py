@@ -51,6 +51,8 @@ def long_mail(outbox_dir) -> None:
         controller.stop()
 
 
+# The frame's layout comes from templates, CSS and script; the outbox is files: SQLite only.
+@pytest.mark.one_database
 def test_the_mail_frame_grows_with_the_mail_and_nothing_overflows(
     outbox_dir, long_mail, live_server, page
 ):

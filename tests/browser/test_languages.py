@@ -136,6 +136,8 @@ def axe_page(browser):
     context.close()
 
 
+# What axe-core checks comes from templates and CSS, not from the database: SQLite only.
+@pytest.mark.one_database
 @pytest.mark.parametrize("lang", ["cs", "en"])
 def test_public_pages_have_no_accessibility_violations(live_server, axe_page, axe_source, lang):
     page = axe_page
@@ -147,6 +149,8 @@ def test_public_pages_have_no_accessibility_violations(live_server, axe_page, ax
     assert violations(page, axe_source) == [], "the form with errors"
 
 
+# What axe-core checks comes from templates and CSS, not from the database: SQLite only.
+@pytest.mark.one_database
 @pytest.mark.parametrize("lang", ["cs", "en"])
 def test_admin_pages_have_no_accessibility_violations(
     live_server, axe_page, axe_source, accounts, lang
@@ -160,6 +164,8 @@ def test_admin_pages_have_no_accessibility_violations(
         assert violations(page, axe_source) == [], path
 
 
+# What axe-core checks comes from templates and CSS, not from the database: SQLite only.
+@pytest.mark.one_database
 @pytest.mark.parametrize("lang", ["cs", "en"])
 def test_every_admin_page_with_content_has_no_accessibility_violations(
     live_server,
