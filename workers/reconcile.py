@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from redis import Redis
 from rq.job import Job
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
 from service import metrics
 from service.clock import utcnow
@@ -87,11 +88,10 @@ def reconcile_signup_requests() -> int:
     """
     config = current_app.config
     now = utcnow()
-    expired = rows_matched(
-        delete(SignupRequest).where(
-            SignupRequest.requested_at < now - timedelta(hours=config["MAIL_MAX_AGE_HOURS"])
-        )
-    )
+    too_old = SignupRequest.requested_at < now - timedelta(hours=config["MAIL_MAX_AGE_HOURS"])
+    expired = 0
+    if _any(SignupRequest.id, too_old):  # a write only when there is one: see _any
+        expired = rows_matched(delete(SignupRequest).where(too_old))
     if expired:
         log.warning("dropped %d sign-up request(s) not processed in time", expired)
     # Leave young rows alone: their own hand-off may be a moment away.
@@ -144,12 +144,23 @@ def reconcile_imports() -> int:
 
 def _expire_stale(cutoff: datetime) -> None:
     """Give up on mails that could not be sent for days: their links have expired anyway."""
+    stale = and_(OutgoingMail.status == MailStatus.QUEUED, OutgoingMail.created_at < cutoff)
+    if not _any(OutgoingMail.id, stale):  # a write only when there is one: see _any
+        return
     db.session.execute(
         update(OutgoingMail)
-        .where(OutgoingMail.status == MailStatus.QUEUED, OutgoingMail.created_at < cutoff)
+        .where(stale)
         .values(status=MailStatus.FAILED, last_error="not sent in time; given up")
     )
     db.session.commit()
+
+
+def _any(column: Any, condition: ColumnElement[bool]) -> bool:
+    """Whether a row matches: the reconciler runs on every worker's every tick, and on
+    SQLite an UPDATE or DELETE takes the database's one write lock even when it matches
+    nothing, waiting out the busy timeout (10 s) behind any long write, such as an import's
+    chunk, for work there was none of."""
+    return db.session.scalar(select(column).where(condition).limit(1)) is not None
 
 
 def _fetch(job_id: str, connection: Redis) -> Job | None:

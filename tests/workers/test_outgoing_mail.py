@@ -11,7 +11,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from service.dev.mail_catcher import MailCatcher, start_catcher
 from service.dev.processes import free_port
@@ -338,3 +338,23 @@ def test_a_worker_whose_claim_was_taken_leaves_the_new_holders_record(
     assert send_outgoing(mail_id) == "claim lost"
     row = mail_row()
     assert (row.status, row.claimed_at, row.last_error) == ("sent", later, None)
+
+
+def test_reconciler_with_nothing_to_do_writes_nothing(app, database_url):
+    """On SQLite an UPDATE or DELETE takes the one write lock even when it matches
+    nothing: the reconciler of every worker's tick waited out the busy timeout behind
+    any long write (an import's chunk, a test's held transaction), then failed with
+    "database is locked", for work there was none of."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL locks rows, not the database")
+    import sqlite3
+
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's long write
+    try:
+        db.session.execute(text("PRAGMA busy_timeout=100"))  # fail fast if it waits at all
+        assert reconcile()["outgoing_mail"] == 0
+        assert reconcile()["signup_requests"] == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
