@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -26,6 +25,7 @@ from sqlalchemy import Engine, text
 import workers.cli
 from service.cli import main
 from service.extensions import db
+from tests.waiting import wait_until
 from workers import schedule
 from workers.app_worker import AppWorker
 
@@ -69,9 +69,12 @@ def signal_when_sleeping(engine: Engine, backend: int) -> None:
         "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND query LIKE '%pg_sleep%'"
     )
     with engine.connect() as connection:
-        while not connection.scalar(sleeping, {"pid": backend}):
-            connection.rollback()
-            time.sleep(0.01)
+
+        def asleep() -> bool:
+            connection.rollback()  # a fresh snapshot of pg_stat_activity each look
+            return bool(connection.scalar(sleeping, {"pid": backend}))
+
+        wait_until(asleep, "the query in pg_sleep", interval=0.01)
     signal_me()
 
 
