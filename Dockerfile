@@ -8,6 +8,8 @@
 # container's own metrics directory (PROMETHEUS_MULTIPROC_DIR). A container is
 # its own host for the metrics: the web's /metrics adds up its gunicorn
 # processes; a worker or bounce container serves its own on METRICS_PORT.
+# Workers run with PYTHONOPTIMIZE=2 (compose.yaml): the bytecode for that level is
+# compiled here, for the standard library and the venv (service/bytecode.py).
 ARG PYTHON=python:3.11-slim-bookworm
 
 # --- build: the wheel, by the locked hatchling ----------------------------------------
@@ -41,6 +43,7 @@ COPY --from=build /dist /tmp/dist
 RUN python -m venv /opt/zpravodaj \
     && /opt/zpravodaj/bin/pip install --no-cache-dir --require-hashes -r /tmp/runtime.txt \
     && /opt/zpravodaj/bin/pip install --no-cache-dir --no-deps /tmp/dist/*.whl \
+    && /opt/zpravodaj/bin/python -OO -m service.bytecode \
     && rm -rf /tmp/runtime.txt /tmp/dist
 USER zpravodaj
 WORKDIR /var/lib/zpravodaj

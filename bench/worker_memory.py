@@ -18,7 +18,12 @@ worker, and the target (80 MB).
 With --dkim the workers sign every mail with a fresh 2048-bit key (the worker
 loads the key and the signing code before forking, for its horses).
 
+With --optimize 2 the workers (and the bare worker) run as the systemd unit and
+compose.yaml run them: PYTHONOPTIMIZE=2, their bytecode compiled beforehand by
+`python -m service.bytecode` into a PYTHONPYCACHEPREFIX.
+
 Run: .venv/bin/python bench/worker_memory.py [N] [--database-url URL] [--runs R] [--dkim]
+     [--optimize 0|1|2]
 """
 
 from __future__ import annotations
@@ -78,9 +83,9 @@ def settled_rss(pid: int, seconds: float = 3.0) -> float:
     return max(rss_mb(pid) for _ in range(5) if time.sleep(0.1) is None)
 
 
-def bare_worker_rss(redis_url: str) -> float:
+def bare_worker_rss(redis_url: str, env: dict[str, str]) -> float:
     proc = subprocess.Popen(
-        [sys.executable, "-c", BARE_WORKER, redis_url],
+        [sys.executable, "-c", BARE_WORKER, redis_url], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -117,6 +122,11 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--runs", type=int, default=3, help="runs of each (medians printed)")
     parser.add_argument("--dkim", action="store_true", help="the workers sign every mail")
+    parser.add_argument(
+        "--optimize", choices=("0", "1", "2"), default=None,
+        help="PYTHONOPTIMIZE for the workers and the bare worker (2: as the unit and image run "
+        "them), with their bytecode compiled first into a PYTHONPYCACHEPREFIX, as the unit does",
+    )  # fmt: skip
     args = parser.parse_args()
 
     sink = CountingSink()
@@ -134,10 +144,15 @@ def main() -> None:
         if args.dkim:
             config.update(dkim_settings(tmp))
         env = {**os.environ, **{k: str(v) for k, v in config.items()}, "RATE_LIMITS": "off"}
+        if args.optimize is not None:
+            env["PYTHONOPTIMIZE"] = args.optimize
+            env["PYTHONPYCACHEPREFIX"] = f"{tmp}/bytecode"
+            subprocess.run([sys.executable, "-m", "service.bytecode"], env=env, check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
         app = create_app(config)
         with app.app_context():
             fresh_list(args.n)
-            bare = statistics.median(bare_worker_rss(redis.url) for _ in range(args.runs))
+            bare = statistics.median(bare_worker_rss(redis.url, env) for _ in range(args.runs))
             idle, worker, horse = [], [], []
             for _ in range(args.runs):
                 [proc] = start_workers(env, 1)

@@ -36,7 +36,7 @@ from redis import Redis
 
 from service.dev.processes import free_port
 from tests.conftest import missing_part
-from tests.test_deploy import COMMANDS
+from tests.test_deploy import COMMANDS, WORKER_PYTHON
 from tests.waiting import exited, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]
@@ -250,10 +250,10 @@ def test_the_dockerfile_builds_and_its_parts_run(image, tmp_path, redis_url, out
         files = {path.name for path in metrics.iterdir()}
         assert "counter_1.db" not in files and any(name.startswith("counter_") for name in files)
 
-    # A worker container: its own metrics on METRICS_PORT (compose.yaml).
+    # A worker container: its own metrics on METRICS_PORT, optimised (compose.yaml).
     port = free_port()
     worker_log = tmp_path / "worker.log"
-    with container(image, COMMANDS["worker"], worker_log, **settings,
+    with container(image, COMMANDS["worker"], worker_log, **settings, **WORKER_PYTHON,
                    METRICS_PORT=str(port), METRICS_HOST="127.0.0.1") as worker:  # fmt: skip
         # Its counts appear once it has counted; an answer shows it serves the directory.
         wait_until(
@@ -262,3 +262,5 @@ def test_the_dockerfile_builds_and_its_parts_run(image, tmp_path, redis_url, out
             details=worker_log.read_text,
         )  # fmt: skip
     assert "Traceback" not in web_log.read_text() + worker_log.read_text()
+    # The image may not write (PYTHONDONTWRITEBYTECODE): its build compiled the bytecode.
+    assert "compiled from source" not in worker_log.read_text()

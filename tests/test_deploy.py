@@ -34,6 +34,9 @@ COMMANDS = {
     "worker": ["zpravodaj", "worker"],
     "bounces": ["zpravodaj", "bounces", "serve"],
 }
+# The worker's Python runs optimised (-OO, service/bytecode.py): the unit and compose.yaml
+# set this, and the wheel and container tests run their workers with it.
+WORKER_PYTHON = {"PYTHONOPTIMIZE": "2"}
 UNIT_OF = {
     "migrate": "zpravodaj-migrate.service",
     "web": "zpravodaj-web.service",
@@ -133,6 +136,31 @@ def test_the_metrics_directory_is_new_and_empty_whenever_no_part_runs(tmp_path):
     [command] = settings["ExecStart"]
     subprocess.run(command.replace(METRICS_DIR, str(directory)).split(), check=True, timeout=60)
     assert directory.is_dir() and not any(directory.iterdir())
+
+
+def test_the_worker_unit_runs_optimised_with_its_bytecode_compiled_first():
+    settings = unit_settings(UNIT_OF["worker"])
+    cache = "/var/cache/zpravodaj/bytecode"
+    [environment] = [line for line in settings["Environment"] if "PYTHONOPTIMIZE" in line]
+    assert dict(pair.split("=") for pair in environment.split()) == {
+        **WORKER_PYTHON, "PYTHONPYCACHEPREFIX": cache,
+    }  # fmt: skip
+    # ProtectSystem=strict: the cache directory is the unit's own, writable one.
+    assert settings["CacheDirectory"] == ["zpravodaj"]
+    # Before each start; a failure ("-") only costs memory, the worker starts all the same.
+    assert settings["ExecStartPre"] == [f"-{BIN}python -m service.bytecode"]
+    for part in ("web", "bounces", "migrate"):
+        assert "PYTHONOPTIMIZE" not in " ".join(unit_settings(UNIT_OF[part]).get("Environment", []))
+
+
+def test_the_worker_container_runs_optimised_on_the_images_bytecode():
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert WORKER_PYTHON.items() <= services["worker"]["environment"].items()
+    assert "PYTHONOPTIMIZE" not in services["web"]["environment"]
+    # The image compiles it while it can still write (before USER), after the wheel.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    compiled = dockerfile.index("/opt/zpravodaj/bin/python -OO -m service.bytecode")
+    assert dockerfile.index("--no-deps /tmp/dist/*.whl") < compiled < dockerfile.index("USER ")
 
 
 def test_the_web_and_the_workers_start_after_the_migrations():

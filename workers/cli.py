@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ import click
 from flask import current_app
 from redis.exceptions import ConnectionError, TimeoutError
 
-from service import metrics
+from service import bytecode, metrics
 from service.cli import with_worker_app
 from service.cli_language import lazy_gettext as _l
 from service.cli_language import option
@@ -45,6 +46,7 @@ def worker_command(
     # The app itself, to hand to another thread: Flask's type hints describe
     # current_app as the app, so they do not know the proxy's method.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _check_bytecode()
     metrics.start_port(metrics_host, metrics_port, app.config)
     _probe_smtp()
     _warm_dkim(app.config)
@@ -71,6 +73,24 @@ def worker_command(
         logger.warning("stopped while Redis was unreachable (%s)", exc)
     finally:
         watcher.stop()
+
+
+def _check_bytecode() -> None:
+    """Under PYTHONOPTIMIZE, warn when modules had no bytecode for that level.
+
+    Python then compiles them from source at every start, which costs a worker more
+    memory than the optimisation saves (service/bytecode.py).
+    """
+    if not sys.flags.optimize:
+        return
+    missing = bytecode.compiled_from_source()
+    if missing:
+        logger.warning(
+            "%d modules had no bytecode for optimisation level %d and were compiled from "
+            "source (%s, ...), which costs memory at every start: run "
+            "`python -m service.bytecode` as the worker's user (README.md, Deploying)",
+            len(missing), sys.flags.optimize, ", ".join(missing[:3]),
+        )  # fmt: skip
 
 
 def _warm_dkim(config: Mapping[str, Any]) -> None:
