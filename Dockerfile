@@ -43,7 +43,7 @@ COPY --from=build /dist /tmp/dist
 RUN python -m venv /opt/zpravodaj \
     && /opt/zpravodaj/bin/pip install --no-cache-dir --require-hashes -r /tmp/runtime.txt \
     && /opt/zpravodaj/bin/pip install --no-cache-dir --no-deps /tmp/dist/*.whl \
-    && /opt/zpravodaj/bin/python -OO -m service.bytecode \
+    && /opt/zpravodaj/bin/python -OO -P -m service.bytecode \
     && rm -rf /tmp/runtime.txt /tmp/dist
 USER zpravodaj
 WORKDIR /var/lib/zpravodaj

@@ -3,24 +3,29 @@
 Workers run with `PYTHONOPTIMIZE=2` (the systemd unit, compose.yaml): Python without
 docstrings and asserts, about 6 MB less for a worker and for each of its work horses
 (bench/README.md, Worker memory). That level's bytecode lives in `.opt-2.pyc` files,
-which pip never writes and a read-only installation cannot: without them Python compiles
-every module from source at every start, which costs more memory than the docstrings
-save. Hence:
+which pip never writes. Where nothing can be written (the image, whose folders are
+read-only to its user), Python would compile every module from source at every start,
+and the compiler's leftovers take back about half of what the optimisation saves; where
+the bytecode can be written (the unit's cache directory), the first start after an
+install or upgrade pays that once. Hence:
 
 - `python -m service.bytecode [FOLDER ...]` compiles, at the running interpreter's
-  level, the standard library (without its tests and GUI) and the installed packages,
-  or the folders given: beside the sources, or into `PYTHONPYCACHEPREFIX` when that is
-  set (the systemd unit's cache directory). Only what changed is compiled again.
-- `compiled_from_source()` names the loaded modules that had no bytecode on disk; the
-  worker warns about them at start.
+  level, the standard library (without its tests and GUI), the installed packages and
+  the project's own, or the folders given: beside the sources, or into
+  `PYTHONPYCACHEPREFIX` when that is set (the unit's cache directory). Only what
+  changed is compiled again. Exit status 1 when the bytecode cannot be written at all.
+- `compiled_from_source()` names the loaded modules that had no current bytecode on
+  disk; the worker warns about them at start.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 PROJECT_PACKAGES = ("service", "workers")
@@ -44,7 +49,7 @@ def folders() -> list[Path]:
         folder = Path(paths[key])
         if folder.is_dir() and folder not in found:
             found.append(folder)
-    if not any(project.is_relative_to(folder) for folder in found):
+    if not any(project.is_relative_to(folder.resolve()) for folder in found):
         found += [project / package for package in PROJECT_PACKAGES]
     return found
 
@@ -64,30 +69,79 @@ def compile_folders(paths: list[Path]) -> bool:
     import compileall  # only here: a worker imports this module for `compiled_from_source`
 
     skip = unused()
-    results = [compileall.compile_dir(path, quiet=1, rx=skip, workers=1) for path in paths]
+    # compileall passes over linked folders; packages linked into site-packages (some
+    # installers, the wheel test) are imported through the link, so compiled through it.
+    linked = [entry for path in paths if path.is_dir() for entry in sorted(path.iterdir())
+              if entry.is_symlink() and entry.is_dir()]  # fmt: skip
+    results = [
+        compileall.compile_dir(path, quiet=1, rx=skip, workers=1) for path in [*paths, *linked]
+    ]
     return all(results)
 
 
-def compiled_from_source() -> list[str]:
-    """The loaded modules whose bytecode is not on disk (sorted by name).
+def unwritable_prefix() -> str | None:
+    """Why bytecode cannot be written into PYTHONPYCACHEPREFIX, or None (also when unset).
 
-    Python compiled them from source in this process, and will again in the next one.
+    Checked once up front, so that a full or read-only cache gives one line, not an
+    error for each of thousands of modules.
+    """
+    prefix = sys.pycache_prefix
+    if not prefix:
+        return None
+    try:
+        os.makedirs(prefix, exist_ok=True)
+        with tempfile.TemporaryFile(dir=prefix) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+    except OSError as exc:
+        return f"{prefix}: {exc.strerror or exc}"
+    return None
+
+
+def _current(source: str, cached: str) -> bool:
+    """Whether `cached` holds bytecode for `source` as it is now (what the import checks)."""
+    try:
+        with open(cached, "rb") as file:
+            header = file.read(16)
+        stat = os.stat(source)
+    except OSError:
+        return False
+    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    if int.from_bytes(header[4:8], "little") != 0:
+        return True  # checked by hash, not by time: the import decides, not worth reading
+    mtime, size = int.from_bytes(header[8:12], "little"), int.from_bytes(header[12:16], "little")
+    return (mtime, size) == (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+
+
+def compiled_from_source() -> list[str]:
+    """The loaded modules without current bytecode on disk (sorted by name).
+
+    Python compiled them from source in this process, and will again in the next one
+    unless it could write what it compiled.
     """
     missing = []
     for name, module in list(sys.modules.items()):
         spec = getattr(module, "__spec__", None)
         if spec is None or not spec.has_location or not spec.cached:
             continue  # built in, frozen, or an extension module: no bytecode
-        if not os.path.exists(spec.cached):
+        if not (spec.origin or "").endswith(".py"):
+            continue  # loaded from bytecode alone, without a source to compile
+        if not _current(spec.origin, spec.cached):
             missing.append(name)
     return sorted(missing)
 
 
 def main(argv: list[str]) -> int:
+    level = sys.flags.optimize
+    reason = unwritable_prefix()
+    if reason is not None:
+        print(f"bytecode for optimisation level {level} cannot be written: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     paths = [Path(arg) for arg in argv] or folders()
     ok = compile_folders(paths)
     where = sys.pycache_prefix or "beside the sources"
-    level = sys.flags.optimize
     print(f"bytecode for optimisation level {level} is up to date in {where}"
           + ("" if ok else " (except the modules named above, which do not compile)"))  # fmt: skip
     return 0

@@ -148,7 +148,10 @@ def test_the_worker_unit_runs_optimised_with_its_bytecode_compiled_first():
     # ProtectSystem=strict: the cache directory is the unit's own, writable one.
     assert settings["CacheDirectory"] == ["zpravodaj"]
     # Before each start; a failure ("-") only costs memory, the worker starts all the same.
-    assert settings["ExecStartPre"] == [f"-{BIN}python -m service.bytecode"]
+    # One instance compiles at a time; -P: the working directory is not on the module path.
+    assert settings["ExecStartPre"] == [
+        f"-/usr/bin/flock {cache}.lock {BIN}python -P -m service.bytecode"
+    ]
     for part in ("web", "bounces", "migrate"):
         assert "PYTHONOPTIMIZE" not in " ".join(unit_settings(UNIT_OF[part]).get("Environment", []))
 
@@ -159,7 +162,7 @@ def test_the_worker_container_runs_optimised_on_the_images_bytecode():
     assert "PYTHONOPTIMIZE" not in services["web"]["environment"]
     # The image compiles it while it can still write (before USER), after the wheel.
     dockerfile = (ROOT / "Dockerfile").read_text()
-    compiled = dockerfile.index("/opt/zpravodaj/bin/python -OO -m service.bytecode")
+    compiled = dockerfile.index("/opt/zpravodaj/bin/python -OO -P -m service.bytecode")
     assert dockerfile.index("--no-deps /tmp/dist/*.whl") < compiled < dockerfile.index("USER ")
 
 

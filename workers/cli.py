@@ -78,17 +78,17 @@ def worker_command(
 def _check_bytecode() -> None:
     """Under PYTHONOPTIMIZE, warn when modules had no bytecode for that level.
 
-    Python then compiles them from source at every start, which costs a worker more
-    memory than the optimisation saves (service/bytecode.py).
+    Python then compiled them from source, whose leftovers take back about half of what
+    the optimisation saves (service/bytecode.py).
     """
     if not sys.flags.optimize:
         return
     missing = bytecode.compiled_from_source()
     if missing:
         logger.warning(
-            "%d modules had no bytecode for optimisation level %d and were compiled from "
-            "source (%s, ...), which costs memory at every start: run "
-            "`python -m service.bytecode` as the worker's user (README.md, Deploying)",
+            "%d modules had no current bytecode for optimisation level %d and were compiled "
+            "from source (%s, ...), which costs memory: run `python -m service.bytecode` as "
+            "the worker's user, or rebuild the image (README.md, Deploying and scaling)",
             len(missing), sys.flags.optimize, ", ".join(missing[:3]),
         )  # fmt: skip
 
