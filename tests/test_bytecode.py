@@ -36,6 +36,22 @@ print(json.dumps({
 """
 
 
+def make_package(tmp_path: Path, **extra: str) -> Path:
+    """`pkg` with `mod` (MODULE) and any other modules given, under tmp_path/code."""
+    package = tmp_path / "code" / "pkg"
+    package.mkdir(parents=True)
+    for name, text in {"__init__": "", "mod": MODULE, **extra}.items():
+        (package / f"{name}.py").write_text(text)
+    return package
+
+
+def compile_folder(package: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "service.bytecode", str(package)], env=env, cwd=package.parent,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def optimised_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(
@@ -57,10 +73,7 @@ def probe(env: dict[str, str], cwd: Path) -> dict:
 
 
 def test_compiling_a_folder_gives_the_optimised_bytecode_in_the_cache_prefix(tmp_path):
-    package = tmp_path / "code" / "pkg"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "mod.py").write_text(MODULE)
+    package = make_package(tmp_path)
     env = optimised_env(tmp_path)
 
     before = probe(env, tmp_path)
@@ -68,10 +81,7 @@ def test_compiling_a_folder_gives_the_optimised_bytecode_in_the_cache_prefix(tmp
     assert before == {"from_source": ["pkg", "pkg.mod"], "doc": None, "answer": 42, "optimize": 2}
     assert not (tmp_path / "cache").exists()
 
-    result = subprocess.run(
-        [sys.executable, "-m", "service.bytecode", str(package)], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = compile_folder(package, env)
     assert result.returncode == 0, result.stderr
     assert f"level 2 is up to date in {tmp_path / 'cache'}" in result.stdout
     # The bytecode is in the prefix, not beside the sources (a read-only installation).
@@ -81,16 +91,9 @@ def test_compiling_a_folder_gives_the_optimised_bytecode_in_the_cache_prefix(tmp
 
 
 def test_a_module_that_does_not_compile_leaves_the_others_compiled(tmp_path):
-    package = tmp_path / "code" / "pkg"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "mod.py").write_text(MODULE)
-    (package / "broken.py").write_text("def (:\n")
+    package = make_package(tmp_path, broken="def (:\n")
     env = optimised_env(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "service.bytecode", str(package)], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = compile_folder(package, env)
     # Not an error for the unit's ExecStartPre: a module that cannot compile cannot be imported.
     assert result.returncode == 0
     assert "broken.py" in result.stdout and "except the modules named above" in result.stdout
@@ -134,13 +137,9 @@ def test_an_optimised_worker_warns_when_it_had_to_compile_from_source(app, tmp_p
 
 
 def test_bytecode_older_than_its_source_counts_as_missing(tmp_path):
-    package = tmp_path / "code" / "pkg"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "mod.py").write_text(MODULE)
+    package = make_package(tmp_path)
     env = optimised_env(tmp_path)
-    compiled = [sys.executable, "-m", "service.bytecode", str(package)]
-    subprocess.run(compiled, env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    assert compile_folder(package, env).returncode == 0
     assert probe(env, tmp_path)["from_source"] == []
     # An upgrade changed the module, and its bytecode could not be written since.
     (package / "mod.py").write_text(MODULE + "\n# changed\n")
@@ -149,15 +148,10 @@ def test_bytecode_older_than_its_source_counts_as_missing(tmp_path):
 
 
 def test_a_cache_that_cannot_be_written_is_one_line_and_a_failure(tmp_path):
-    package = tmp_path / "code" / "pkg"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
+    package = make_package(tmp_path)
     (tmp_path / "file").write_text("not a directory")
     env = optimised_env(tmp_path, PYTHONPYCACHEPREFIX=str(tmp_path / "file" / "cache"))
-    result = subprocess.run(
-        [sys.executable, "-m", "service.bytecode", str(package)], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = compile_folder(package, env)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert f"cannot be written: {tmp_path / 'file' / 'cache'}" in result.stderr
