@@ -14,8 +14,8 @@ install or upgrade pays that once. Hence:
   the project's own, or the folders given: beside the sources, or into
   `PYTHONPYCACHEPREFIX` when that is set (the unit's cache directory). Only what
   changed is compiled again. Exit status 1 when the bytecode cannot be written at all.
-- `compiled_from_source()` names the loaded modules that had no current bytecode on
-  disk; the worker warns about them at start.
+- `compiled_from_source()` names the loaded modules that still have no current
+  bytecode on disk; the worker warns about them at start.
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def _current(source: str, cached: str) -> bool:
 def compiled_from_source() -> list[str]:
     """The loaded modules without current bytecode on disk (sorted by name).
 
-    Python compiled them from source in this process, and will again in the next one
-    unless it could write what it compiled.
+    Python compiled them from source in this process and could not write the result
+    (where it could, the file is there now), so the next process will compile them too.
     """
     missing = []
     for name, module in list(sys.modules.items()):
