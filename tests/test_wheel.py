@@ -8,18 +8,22 @@ gunicorn, `zpravodaj worker` and the bounce receiver. A sign-up travels
 through them to a captured confirmation mail, is confirmed, and a bounce
 received over SMTP suppresses another address.
 
-The new venv gets its third-party packages from .venv by symlinks (fast, and
-offline), never the project itself: `service` and `workers` come from the
-wheel alone, so a template, static file or migration missing from the wheel
-fails here.
+The new venv gets exactly the locked runtime releases (requirements/runtime.txt,
+what the image and an operator install) from .venv by symlinks (fast, and
+offline), none of the test tools, and never the project itself: `service` and
+`workers` come from the wheel alone, so a template, static file or migration
+missing from the wheel fails here, and so does a dependency missing from the
+runtime set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.metadata
 import io
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -63,6 +67,23 @@ def _build_wheel(into: Path) -> Path:
     return wheel
 
 
+def _runtime_entries() -> set[str]:
+    """The names in site-packages of the runtime lock's releases (packages, modules and
+    their dist-info), as far as they are installed here (a release for another platform
+    or Python version is not)."""
+    pinned = re.findall(
+        r"^([A-Za-z0-9_.-]+)==", (ROOT / "requirements" / "runtime.txt").read_text(), re.M
+    )
+    entries: set[str] = set()
+    for name in pinned:
+        try:
+            files = importlib.metadata.distribution(name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        entries.update(file.parts[0] for file in files if file.parts[0] != "..")
+    return entries
+
+
 def _fresh_venv(path: Path, wheel: Path) -> Path:
     """A new venv with the wheel installed, and .venv's other packages linked in."""
     subprocess.run(
@@ -75,10 +96,12 @@ def _fresh_venv(path: Path, wheel: Path) -> Path:
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     [site] = (path / "lib").glob("python3*/site-packages")
+    runtime = _runtime_entries()
     for entry in SITE.iterdir():
         if entry.name.startswith(PROJECT_ENTRIES) or (site / entry.name).exists():
             continue
-        (site / entry.name).symlink_to(entry)
+        if entry.name in runtime:
+            (site / entry.name).symlink_to(entry)
     # The dependencies' console scripts the commands use, run by the new venv's Python.
     for program in {command[0] for command in COMMANDS.values()}:
         script = path / "bin" / program
