@@ -85,7 +85,7 @@ def _runtime_entries() -> set[str]:
 
 
 def _fresh_venv(path: Path, wheel: Path) -> Path:
-    """A new venv with the wheel installed, and .venv's other packages linked in."""
+    """A new venv with the wheel installed, and .venv's runtime releases linked in."""
     subprocess.run(
         [sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120
     )
