@@ -22,6 +22,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from .jobs import redis_connection
+from .request_values import bound
 
 
 def _remember_domains() -> None:
@@ -153,10 +154,11 @@ def smtputf8_allowed() -> bool:
     in the SMTP server's EHLO (unknown counts as no: refusing is safe,
     accepting an address that can never be mailed is not).
     """
-    setting = current_app.config["SMTPUTF8"]
+    app = bound(current_app)  # each read through the proxy looks the app up again
+    setting = app.config["SMTPUTF8"]
     if setting != "auto":
         return setting == "on"
-    cached = current_app.extensions.get(SMTPUTF8_CAPABILITY_CACHE)
+    cached = app.extensions.get(SMTPUTF8_CAPABILITY_CACHE)
     if cached and time.monotonic() - cached[0] < _CAPABILITY_CACHE_SECONDS:
         return cached[1]
     try:

@@ -15,6 +15,7 @@ from . import metrics
 from .extensions import db
 from .i18n import current_language
 from .models import ConsentEvent, ConsentText, MailingList, Subscriber
+from .request_values import bound
 
 CONSENT_TEMPLATE = "consent/subscribe.txt"
 
@@ -156,9 +157,10 @@ def _current_digest(kind: str) -> str:
     each language's digest is remembered per app: a sign-up that posts no hash (an
     API client) renders no template for it. Not while Flask reloads edited templates.
     """
-    if current_app.jinja_env.auto_reload:
+    app = bound(current_app)  # each read through the proxy looks the app up again
+    if app.jinja_env.auto_reload:
         return hashlib.sha256(render_text(kind).encode()).hexdigest()
-    digests: dict[tuple[str, str], str] = current_app.extensions.setdefault(
+    digests: dict[tuple[str, str], str] = app.extensions.setdefault(
         "zpravodaj_form_text_digests", {}
     )
     key = (kind, current_language())

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
-from .request_values import first
+from .request_values import bound, first
 
 MESSAGES = {
     400: _l("Požadavek se nepodařilo přečíst."),
@@ -72,10 +72,11 @@ def wants_json() -> bool:
 
 def posted_field(name: str) -> str | None:
     """A form field, or None when the body is unreadable (too large, malformed)."""
-    if request.method != "POST":
+    current = bound(request)  # read once, not through the proxy twice
+    if current.method != "POST":
         return None
     try:
-        return first(request.form, name)
+        return first(current.form, name)
     except HTTPException:
         return None
 

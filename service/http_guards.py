@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import embedded_form_post, error_page, wants_json
 from .headers import add_missing
+from .request_values import bound
 
 # An admin form posted without its CSRF token, with a wrong one, or from a lost session.
 CSRF_MESSAGE = _l("Platnost formuláře vypršela. Načtěte stránku znovu a odešlete ho ještě jednou.")
@@ -38,8 +39,10 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _security_headers(response):
-        embeddable = request.endpoint == "subscriptions.subscribe_embed" or (
-            request.endpoint == "subscriptions.subscribe" and embedded_form_post()
+        current = bound(request)  # read once, not through the proxy each time
+        endpoint = current.endpoint
+        embeddable = endpoint == "subscriptions.subscribe_embed" or (
+            endpoint == "subscriptions.subscribe" and embedded_form_post()
         )
         if embeddable:
             ancestors = " ".join(["'self'", *app.config["EMBED_ORIGINS"]])
@@ -48,7 +51,7 @@ def init_app(app: Flask) -> None:
             defaults = [("X-Frame-Options", "DENY"), ("Content-Security-Policy", CSP_NOT_FRAMED)]
         defaults.append(("X-Content-Type-Options", "nosniff"))
         # Links carrying a token must not leak it to other sites through Referer.
-        view_args = request.view_args
+        view_args = current.view_args
         if view_args and "token" in view_args:
             add_missing(response.headers, defaults)
             response.headers["Referrer-Policy"] = "no-referrer"
@@ -56,7 +59,7 @@ def init_app(app: Flask) -> None:
             defaults = []
         else:
             defaults.append(("Referrer-Policy", "strict-origin-when-cross-origin"))
-        if request.is_secure:
+        if current.is_secure:
             defaults.append(("Strict-Transport-Security", "max-age=31536000"))
         add_missing(response.headers, defaults)
         return response

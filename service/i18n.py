@@ -22,13 +22,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from babel import Locale
+from flask import Flask, Request, Response, current_app, g, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale, refresh
 from markupsafe import Markup
 
 from .headers import vary_on
 from .paths import PACKAGE_ROOT
-from .request_values import first
+from .request_values import bound, first
 
 LANGUAGES = ("cs", "en")
 DEFAULT_LANGUAGE = "cs"
@@ -42,6 +43,12 @@ LANGUAGE_NAMES = {"cs": "Čeština", "en": "English"}
 
 babel = Babel()
 
+# One Locale per language, shared by every request and mail: Flask-Babel parsed the
+# selector's answer into a new one each time, and `current_language` then built its
+# identifier again on every call (three per sign-up; issue 14, bench/README.md, eighth
+# round). A Locale is never changed once made.
+_LOCALES = {language: Locale.parse(language) for language in LANGUAGES}
+
 
 def valid_language(value: object) -> str | None:
     """`value` when it names a language of the service ("cs", "en"), else None."""
@@ -52,11 +59,12 @@ def valid_language(value: object) -> str | None:
 
 def requested_language() -> str | None:
     """The language named by ?lang= (or the form field `lang`), if any and valid."""
-    named = valid_language(first(request.args, "lang"))
-    if named is None and request.method == "POST" and request.mimetype in _FORM_TYPES:
+    current = bound(request)
+    named = valid_language(first(current.args, "lang"))
+    if named is None and current.method == "POST" and current.mimetype in _FORM_TYPES:
         # Reading the form may fail (too large, malformed): the error page still needs a language.
         try:
-            named = valid_language(first(request.form, "lang"))
+            named = valid_language(first(current.form, "lang"))
         except Exception:
             named = None
     return named
@@ -71,19 +79,20 @@ def select_language() -> str:
     """The language of this request (Flask-Babel's locale selector)."""
     if not has_request_context():
         return getattr(g, "person_language", None) or DEFAULT_LANGUAGE
+    current = bound(request)
     return (
         requested_language()
         or getattr(g, "person_language", None)
-        or (None if _in_api() else valid_language(first(request.cookies, LANGUAGE_COOKIE)))
-        or request.accept_languages.best_match(LANGUAGES)
+        or (None if _in_api(current) else valid_language(first(current.cookies, LANGUAGE_COOKIE)))
+        or current.accept_languages.best_match(LANGUAGES)
         or DEFAULT_LANGUAGE
     )
 
 
-def _in_api() -> bool:
+def _in_api(current: Request) -> bool:
     """Whether the request is for the JSON API, whose clients keep no cookies (its answer
     follows ?lang= and Accept-Language alone)."""
-    return request.path.startswith("/api/")
+    return current.path.startswith("/api/")
 
 
 def use_person_language(language: str | None) -> None:
@@ -96,7 +105,17 @@ def use_person_language(language: str | None) -> None:
 
 def current_language() -> str:
     """ "cs" or "en": the language pages and mails of this context are rendered in."""
-    return str(get_locale() or DEFAULT_LANGUAGE)
+    locale = get_locale()
+    for language, shared in _LOCALES.items():
+        if locale is shared:
+            return language
+    return str(locale or DEFAULT_LANGUAGE)
+
+
+def _selected_locale() -> Locale | str:
+    """Flask-Babel's locale selector: the shared Locale of `select_language`'s answer."""
+    language = select_language()
+    return _LOCALES.get(language) or language
 
 
 def content_lang(content_language: str = DEFAULT_LANGUAGE) -> Markup:
@@ -115,7 +134,7 @@ def mail_language(language: str | None) -> str:
 @contextmanager
 def in_language(language: str | None) -> Iterator[None]:
     """Render (templates, gettext, dates) in `language` inside the block; Czech when unknown."""
-    with force_locale(mail_language(language)):
+    with force_locale(_LOCALES[mail_language(language)]):
         yield
 
 
@@ -132,8 +151,10 @@ def _choose_afresh(endpoint: str | None, values: dict | None) -> None:
 
 def _remember_choice(response: Response) -> Response:
     """A ?lang= choice is remembered in a cookie, so the next pages keep the language."""
-    named = valid_language(first(request.args, "lang"))
-    if named is not None and first(request.cookies, LANGUAGE_COOKIE) != named and not _in_api():
+    current = bound(request)
+    in_api = _in_api(current)
+    named = valid_language(first(current.args, "lang"))
+    if named is not None and first(current.cookies, LANGUAGE_COOKIE) != named and not in_api:
         response.set_cookie(
             LANGUAGE_COOKIE,
             named,
@@ -143,7 +164,7 @@ def _remember_choice(response: Response) -> Response:
             samesite="Lax",
         )
     # The same URL answers in another language by these.
-    vary_on(response, ("Accept-Language",) if _in_api() else ("Accept-Language", "Cookie"))
+    vary_on(response, ("Accept-Language",) if in_api else ("Accept-Language", "Cookie"))
     return response
 
 
@@ -188,7 +209,7 @@ def init_app(app: Flask) -> None:
         # A checkout (or an editable install): catalogues edited since the last
         # compile are compiled now, so a page never shows a stale translation.
         compile_catalogues()
-    babel.init_app(app, locale_selector=select_language)
+    babel.init_app(app, locale_selector=_selected_locale)
     # A URL value preprocessor runs first in every request, routed or not.
     app.url_value_preprocessor(_choose_afresh)
     app.after_request(_remember_choice)

@@ -16,7 +16,9 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from flask import Flask, abort, request
+from flask import Flask, Request, abort, request
+
+from .request_values import bound
 
 _UNUSABLE = re.compile(r"[\x00\ud800-\udfff]")
 # No path of this service holds a control character; such a path is an attack or a typo.
@@ -46,43 +48,44 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
-def _unusable_url() -> bool:
+def _unusable_url(current: Request) -> bool:
     """A path or query string that is not clean UTF-8 text.
 
     Werkzeug decodes both with errors="replace", so broken UTF-8 would reach
     the views as U+FFFD; the raw bytes are checked instead.
     """
-    environ = request.environ
+    environ = current.environ
     # PATH_INFO holds the percent-decoded bytes of the path as latin-1 (PEP 3333).
     raw_path = environ.get("PATH_INFO", "").encode("latin-1", "replace")
-    if not _is_utf8(raw_path) or _UNUSABLE_IN_PATH.search(request.path):
+    if not _is_utf8(raw_path) or _UNUSABLE_IN_PATH.search(current.path):
         return True
     raw_query = environ.get("QUERY_STRING", "").encode("latin-1", "replace")
     if not _is_utf8(unquote_to_bytes(raw_query.replace(b"+", b" "))):
         return True
-    return _has_unusable_text(list((request.view_args or {}).values()))
+    return _has_unusable_text(list((current.view_args or {}).values()))
 
 
 def unusable_request() -> bool:
     """Whether any part of the request holds text the service must not process."""
-    if _unusable_url():
+    current = bound(request)  # read once, not through the proxy for each part
+    if _unusable_url(current):
         return True
-    texts = [value for _, value in request.args.items(multi=True)]
-    texts += _header_values(request.environ)
-    cookies = request.cookies
+    texts = [value for _, value in current.args.items(multi=True)]
+    texts += _header_values(current.environ)
+    cookies = current.cookies
     texts += cookies.keys()
     texts += [value for _, value in cookies.items(multi=True)]
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        texts += [value for _, value in request.form.items(multi=True)]
-        texts += [upload.filename or "" for upload in request.files.values()]
+    if current.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        texts += [value for _, value in current.form.items(multi=True)]
+        texts += [upload.filename or "" for upload in current.files.values()]
     # One search over all of them: the pattern matches single characters, so joining
     # the texts finds exactly what searching each would (issue 14: a search and a few
     # calls per value were an eighth of a sign-up's instructions).
     if _UNUSABLE.search("\n".join(texts)):
         return True
-    if request.is_json:
+    if current.is_json:
         try:
-            return _has_unusable_text(request.get_json(silent=True))
+            return _has_unusable_text(current.get_json(silent=True))
         except RecursionError:
             return True  # absurdly nested JSON
     return False

@@ -30,6 +30,8 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 
+from .request_values import bound
+
 LOG_FORMATS = ("text", "json")
 # The ids a line may carry, in the order the text format shows them.
 CONTEXT_FIELDS = ("request_id", "job_id", "issue_id")
@@ -200,36 +202,46 @@ def request_id_from(trusted_proxy: bool) -> str:
     Without a proxy in front anybody could set the header, and put whatever
     they like into the logs; a proxy we trust (PROXY_FIX) overwrites it.
     """
-    given = request.headers.get("X-Request-ID", "")
-    if trusted_proxy and REQUEST_ID.fullmatch(given):
-        return given
+    if trusted_proxy:  # (only then read: a header not sent costs Werkzeug an exception)
+        given = request.headers.get("X-Request-ID", "")
+        if REQUEST_ID.fullmatch(given):
+            return given
     return uuid.uuid4().hex
 
 
+# The request hooks below bind `g` and `request` once (`bound`): each read through
+# Flask's proxies looks the object up again (issue 14, bench/README.md, eighth round).
+
+
 def _begin_request() -> None:
-    g.request_id = request_id_from(current_app.config["PROXY_FIX"] > 0)
-    g.request_started = time.perf_counter()
-    g.log_context_token = _context.set({**_context.get(), "request_id": g.request_id})
+    request_globals = bound(g)
+    request_id = request_globals.request_id = request_id_from(current_app.config["PROXY_FIX"] > 0)
+    request_globals.request_started = time.perf_counter()
+    request_globals.log_context_token = _context.set({**_context.get(), "request_id": request_id})
 
 
 def _end_request(response):
-    request_id = g.get("request_id")
+    request_globals = bound(g)
+    request_id = request_globals.get("request_id")
     if request_id is None:  # a request that failed before its first hook
         return response
     response.headers["X-Request-ID"] = request_id
-    elapsed = time.perf_counter() - g.request_started
-    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    elapsed = time.perf_counter() - request_globals.request_started
+    current = bound(request)
+    path = current.path
+    level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
     # The route, not the path: paths carry the tokens of personal links, and a
     # log must not hold what unsubscribes or exports someone.
-    route = request.url_rule.rule if request.url_rule is not None else request.path[:200]
+    rule = current.url_rule
+    route = rule.rule if rule is not None else path[:200]
     access_log.log(
-        level, "%s %s %s %.1f ms", request.method, route, response.status_code, elapsed * 1000
+        level, "%s %s %s %.1f ms", current.method, route, response.status_code, elapsed * 1000
     )
     return response
 
 
 def _forget_request(_error: BaseException | None) -> None:
-    token = g.pop("log_context_token", None)
+    token = bound(g).pop("log_context_token", None)
     if token is not None:
         try:
             _context.reset(token)

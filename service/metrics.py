@@ -54,6 +54,7 @@ from .cli_language import option
 from .extensions import db
 from .jobs import ALL_QUEUES, queue
 from .models import Delivery, Issue, MailingList, MailStatus, OutgoingMail
+from .request_values import bound
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -289,9 +290,11 @@ def _count_request(response: Response) -> Response:
     started = g.get("metrics_started")
     if started is not None:
         # The endpoint, not the path: paths carry tokens and would make a series per link.
-        endpoint = request.endpoint or "unmatched"
-        HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-        HTTP_SECONDS.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        current = bound(request)  # read once, not through the proxy each time
+        endpoint = current.endpoint or "unmatched"
+        method = current.method
+        HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
+        HTTP_SECONDS.labels(endpoint, method).observe(time.perf_counter() - started)
     return response
 
 

@@ -10,6 +10,7 @@ from .czech import group_in_sentence, names_a_group, plural
 from .i18n import current_language
 from .links import external_url
 from .lookalikes import address_filter
+from .request_values import bound
 from .stored_messages import shown
 
 # More keys than a page could ever have (two languages, one path each): a bound, not a size.
@@ -49,10 +50,11 @@ def render_constant_page(template: str) -> str:
     Not while Flask reloads edited templates (development), where a cached page would
     hide the edit.
     """
-    app = current_app
+    app = bound(current_app)  # each read through the proxy looks the app up again
     if app.jinja_env.auto_reload:
         return render_template(template)
-    key = (template, current_language(), request.script_root, request.path)
+    current = bound(request)
+    key = (template, current_language(), current.script_root, current.path)
     pages: dict[tuple[str, str, str, str], str] = app.extensions.setdefault(
         "zpravodaj_constant_pages", {}
     )

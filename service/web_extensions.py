@@ -7,10 +7,12 @@ Python objects, and a worker's app (`create_worker_app`) never serves a request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import flask_limiter
-from flask import request
+from flask import Flask, Response, request
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
@@ -24,7 +26,7 @@ class Limiter(flask_limiter.Limiter):
     `POST /subscribe` checks its limits in one Redis script with its hand-off
     (subscriptions/rate_limits.py); Flask-Limiter's hook found nothing to check there and
     still cost about a tenth of the sign-up's CPU (issue 14, bench/README.md, seventh
-    round). Its after-request hook then finds no limit to describe, as before.
+    round). Its after-request and teardown hooks skip them too (`init_app`).
     """
 
     def __init__(self, *args: Any, own_limits_endpoints: frozenset[str], **kwargs: Any) -> None:
@@ -37,6 +39,50 @@ class Limiter(flask_limiter.Limiter):
         if in_middleware and request.endpoint in self.own_limits_endpoints:
             return
         super()._check_request_limit(callable_name, in_middleware)
+
+    def init_app(self, app: Flask) -> None:
+        """Flask-Limiter's set-up; its after-request hook (headers of the limits it checked,
+        conditional deductions) and its teardown (forgetting them) skip the same endpoints.
+
+        With its check skipped, a request to those endpoints has no limit, deduction or
+        state of Flask-Limiter's: the hooks built an empty state only to find nothing in
+        it, about 2 % of a sign-up's instructions (issue 14, bench/README.md, eighth
+        round). `skipped_hooks` names the hooks found and wrapped (a test checks both
+        were: a Flask-Limiter that registers them otherwise keeps them as they are).
+        """
+        super().init_app(app)
+        self.skipped_hooks: list[str] = []
+        after = app.after_request_funcs.setdefault(None, [])
+        for index, hook in enumerate(after):
+            if isinstance(hook, partial) and hook.args == (self,):
+                after[index] = _after_request_unless(self.own_limits_endpoints, hook)
+                self.skipped_hooks.append(hook.func.__name__)
+        teardown = app.teardown_request_funcs.setdefault(None, [])
+        for index, hook in enumerate(teardown):
+            if getattr(hook, "__self__", None) is self:
+                teardown[index] = _teardown_unless(self.own_limits_endpoints, hook)
+                self.skipped_hooks.append(hook.__name__)
+
+
+def _after_request_unless(
+    endpoints: frozenset[str], hook: Callable[..., Any]
+) -> Callable[[Response], Response]:
+    def after_request(response: Response) -> Response:
+        if request.endpoint in endpoints:
+            return response
+        return hook(response)
+
+    return after_request
+
+
+def _teardown_unless(
+    endpoints: frozenset[str], hook: Callable[..., Any]
+) -> Callable[[BaseException | None], None]:
+    def teardown(error: BaseException | None = None) -> None:
+        if request.endpoint not in endpoints:
+            hook(error)
+
+    return teardown
 
 
 # Limits are declared on the views; storage and on/off come from the config.

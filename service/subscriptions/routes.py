@@ -29,6 +29,7 @@ from ..models import (
     SubscriptionStatus,
     SuppressionReason,
 )
+from ..request_values import bound
 from ..signed_links import (
     LinkExpired,
     LinkProblem,
@@ -122,7 +123,7 @@ def subscribe() -> ResponseReturnValue:
     made once the answer is known (rate_limits.py); only accepted sign-ups count toward
     the address limit, and a refused one leaves no row (`_store` says in which order)."""
     try:
-        data = SubscribeInput.from_request(request)
+        data = SubscribeInput.from_request(bound(request))
     except UnreadableRequest as exc:
         rate_limits.check("", accepted=False)
         return jsonify(errors={"request": str(exc)}, codes={"request": "bad_request"}), 400
@@ -236,7 +237,7 @@ def _store(data: SubscribeInput, insert: Callable[[], int | None], checked: bool
 
 def _request_info(data: SubscribeInput) -> RequestInfo:
     return RequestInfo.from_request(
-        request, "api" if data.is_json else ("embed" if data.embed else "page")
+        bound(request), "api" if data.is_json else ("embed" if data.embed else "page")
     )
 
 
@@ -287,10 +288,11 @@ def _cors_for_website(response: Response) -> Response:
     """Let the programme's website post the form from its own pages (CORS)."""
     # By rule, not endpoint: the automatic OPTIONS (preflight) answer belongs
     # to whichever view of /subscribe was registered first.
-    rule = request.url_rule
+    current = bound(request)  # read once, not through the proxy each time
+    rule = current.url_rule
     if rule is None or rule.rule != "/subscribe":
         return response
-    origin = request.headers.get("Origin")
+    origin = current.headers.get("Origin")
     if origin and origin in current_app.config["EMBED_ORIGINS"]:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST"

@@ -507,6 +507,16 @@ class TestRateLimits:
             )
             assert decorated
 
+    def test_flask_limiters_other_hooks_skip_the_same_endpoints_only(self, app, client):
+        """Its after-request and teardown hooks are wrapped to skip them too: both found,
+        and the sign-in it limits still gets its limit's headers from them."""
+        assert limiter.skipped_hooks == ["__inject_headers", "__release_context"]
+        signup = client.post("/subscribe", json={"email": "jana@seznam.cz"})
+        assert signup.status_code == 202
+        assert len(signup.headers.getlist("X-RateLimit-Limit")) == 1  # rate_limits.py's
+        sign_in = client.post("/admin/login", data={"email": "x@seznam.cz", "password": "x"})
+        assert sign_in.headers.get("X-RateLimit-Limit")
+
     def test_reading_the_form_is_not_limited(self, client):
         for _ in range(10):
             assert client.get("/subscribe").status_code == 200
