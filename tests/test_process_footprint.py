@@ -140,6 +140,46 @@ def test_a_started_worker_loads_no_heavy_module_it_does_not_use(app, tmp_path):
         assert "psycopg" not in top_level
 
 
+# A `zpravodaj` command as an operator runs it, with the modules it loaded written down.
+CLI_PROBE = """
+import atexit, json, sys
+out = sys.argv[1]
+def write():
+    with open(out, "w") as file:
+        json.dump(sorted(sys.modules), file)
+atexit.register(write)
+sys.argv = ["zpravodaj", *sys.argv[2:]]
+from service.cli import main
+main()
+"""
+
+
+def cli_modules(tmp_path, *command: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    out = tmp_path / "modules.json"
+    result = subprocess.run(
+        [sys.executable, "-c", CLI_PROBE, str(out), *command], env=service_env(tmp_path),
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return result, set(json.loads(out.read_text()))
+
+
+def test_the_apps_commands_load_no_plug_in_commands(tmp_path):
+    """`subscribers export` and the like are the app's: Flask-Limiter's `limiter` plug-in
+    (with rich, 3.9 MB) is loaded only for a name the app does not have."""
+    assert subprocess.run(
+        [sys.executable, "-m", "service", "db", "upgrade"], env=service_env(tmp_path),
+        cwd=PROJECT_ROOT, capture_output=True, timeout=120,
+    ).returncode == 0  # fmt: skip
+    result, modules = cli_modules(tmp_path, "lists", "show")
+    assert result.returncode == 0, result.stderr
+    assert "service.commands" in modules  # it ran the app's command
+    assert {"rich", "flask_limiter.commands"} & modules == set()
+    # The plug-in is still there when asked for.
+    result, modules = cli_modules(tmp_path, "limiter", "--help")
+    assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr
+    assert "flask_limiter.commands" in modules
+
+
 def test_db_upgrade_still_migrates(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "service", "db", "upgrade"],
