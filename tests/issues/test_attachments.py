@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 import zipfile
 
 import pytest
@@ -18,24 +19,40 @@ from tests.conftest import BASE_URL, add_confirmed_subscribers, run_jobs
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 
 
-def office_file(main_type: str) -> bytes:
+def zip_file(entries: dict[str, str | bytes]) -> bytes:
+    """A ZIP archive whose bytes do not depend on the clock.
+
+    These archives are test parameters, so their bytes are part of the test ids, which
+    every pytest-xdist process computes on its own: with the current time in each entry
+    (zipfile's default), two processes collecting a second apart had different tests,
+    and the whole run stopped ("Different tests were collected between gw0 and gw1").
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(
-            "[Content_Types].xml",
-            f'<?xml version="1.0"?><Types><Override PartName="/x" ContentType="{main_type}"/>'
-            "</Types>",
-        )
-        archive.writestr("word/document.xml", "<w:document/>")
+        for name, data in entries.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 12, 1, 0, 0, 0)), data)
     return buffer.getvalue()
+
+
+def office_file(main_type: str) -> bytes:
+    return zip_file({
+        "[Content_Types].xml": (
+            f'<?xml version="1.0"?><Types><Override PartName="/x" ContentType="{main_type}"/>'
+            "</Types>"
+        ),
+        "word/document.xml": "<w:document/>",
+    })  # fmt: skip
 
 
 def odt_file(mimetype: bytes = attachments.ODT_MIMETYPE) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("mimetype", mimetype)
-        archive.writestr("content.xml", "<office:document-content/>")
-    return buffer.getvalue()
+    return zip_file({"mimetype": mimetype, "content.xml": "<office:document-content/>"})
+
+
+def test_the_test_archives_do_not_depend_on_the_clock(monkeypatch):
+    made = office_file(attachments.DOCX_MAIN), odt_file()
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert (office_file(attachments.DOCX_MAIN), odt_file()) == made
 
 
 def draft(slug: str = "ostrava-psb") -> Issue:
