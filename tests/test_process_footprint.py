@@ -62,16 +62,17 @@ WEB_ONLY_MODULES = (
     "service.meetings.routes", "flask.testing",
 )  # fmt: skip
 
-# `zpravodaj worker --burst` as a service runs it (python -m service worker), with the modules
-# it loaded written down when it exits: start-up, registration, one round of periodic work.
-WORKER_PROBE = """
+# A `zpravodaj` command as an operator or a service runs it, with the modules it loaded
+# written down when it exits (for `worker --burst`: start-up, registration, one round of
+# periodic work).
+CLI_PROBE = """
 import atexit, json, sys
 out = sys.argv[1]
 def write():
     with open(out, "w") as file:
         json.dump(sorted(sys.modules), file)
 atexit.register(write)
-sys.argv = ["zpravodaj", "worker", "--burst"]
+sys.argv = ["zpravodaj", *sys.argv[2:]]
 from service.cli import main
 main()
 """
@@ -113,7 +114,7 @@ def test_a_started_worker_loads_no_heavy_module_it_does_not_use(app, tmp_path):
     )
     out = tmp_path / "modules.json"
     result = subprocess.run(
-        [sys.executable, "-c", WORKER_PROBE, str(out)],
+        [sys.executable, "-c", CLI_PROBE, str(out), "worker", "--burst"],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -138,20 +139,6 @@ def test_a_started_worker_loads_no_heavy_module_it_does_not_use(app, tmp_path):
         # psycopg and the libraries its wheel bundles (workers/pg_claims.py imports it)
         assert "workers.delivery" in modules
         assert "psycopg" not in top_level
-
-
-# A `zpravodaj` command as an operator runs it, with the modules it loaded written down.
-CLI_PROBE = """
-import atexit, json, sys
-out = sys.argv[1]
-def write():
-    with open(out, "w") as file:
-        json.dump(sorted(sys.modules), file)
-atexit.register(write)
-sys.argv = ["zpravodaj", *sys.argv[2:]]
-from service.cli import main
-main()
-"""
 
 
 def cli_modules(tmp_path, *command: str) -> tuple[subprocess.CompletedProcess, set[str]]:
