@@ -15,7 +15,7 @@ from .headers import vary_on
 from .paths import PROJECT_ROOT, instance_path, resource_dir
 from .request_values import first
 
-__all__ = ["PROJECT_ROOT", "__version__", "create_app", "create_worker_app"]
+__all__ = ["PROJECT_ROOT", "__version__", "create_app", "create_command_app", "create_worker_app"]
 
 try:
     # The installed distribution's version (pyproject.toml): `zpravodaj --version`, /readyz.
@@ -63,10 +63,36 @@ def create_worker_app(test_config: dict[str, Any] | None = None) -> Flask:
     worker imports no view, form, rate limiter, admin sign-in or CLI command: about
     13 MB less in every worker and work horse (issue 14, bench/README.md).
     """
-    from . import jobs, metrics, site, url_rules
+    from . import jobs
+
+    app = _app_without_pages(test_config)
+    jobs.init_app(app)
+    return app
+
+
+def create_command_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The app the `zpravodaj` commands of the app (lists, subscribers, users…) run in:
+    the worker's app with those commands, connecting to Redis when one first needs it.
+
+    A command reads and writes the database, queues jobs and builds the mails' links,
+    as a worker does, and serves no page: without the web's views, forms, rate limiter
+    and admin sign-in, and without Redis's client and RQ until a command queues a job,
+    `zpravodaj subscribers export` of a million subscribers stays under 80 MB (issue 14,
+    bench/README.md). `run`, `routes` and `shell` keep the web app (service/cli.py).
+    """
+    from . import commands
+
+    app = _app_without_pages(test_config)
+    commands.init_app(app)
+    return app
+
+
+def _app_without_pages(test_config: dict[str, Any] | None) -> Flask:
+    """The worker's and the commands' app: the settings, the mails' templates, the event
+    metrics and the URL map (build-only), without the web's pages."""
+    from . import metrics, site, url_rules
 
     app = _app_with_settings(test_config)
-    jobs.init_app(app)
     site.init_templates(app)
     metrics.configure(app)
     url_rules.add_to(app)

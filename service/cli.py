@@ -23,7 +23,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo
 
-from . import __version__, create_app, create_worker_app, metrics
+from . import __version__, create_app, create_command_app, create_worker_app, metrics
 from .cli_language import lazy_gettext as _l
 from .cli_language import speak_in
 from .config import ConfigError
@@ -45,6 +45,11 @@ def _create_app(factory: Callable[[], Flask] = create_app) -> Flask:
         return factory()
     except ConfigError as exc:
         raise SettingsError(str(exc)) from exc
+
+
+def _create_command_app() -> Flask:
+    """The app the app's commands run in (`create_command_app`: no web pages)."""
+    return _create_app(create_command_app)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,11 +111,39 @@ def _db_commands() -> click.Group:
 
 class ZpravodajGroup(FlaskGroup):
     """Flask's CLI group, whose help works without settings (Flask's prints a traceback),
-    and whose `db` commands load Alembic only when they run."""
+    and whose `db` commands load Alembic only when they run.
+
+    Commands of this distribution's other packages (the workers' `worker`) are found by
+    entry point, so that `service` never imports `workers`; in a group of our own, since
+    Flask's `flask.commands` would add them to every Flask app installed beside this one.
+    Each is imported when asked for: `worker` imports every module of the workers, with
+    Redis's client and RQ (about 9 MB), which an export or `lists show` never needs.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._entry_points = {e.name: e for e in entry_points(group="zpravodaj.commands")}
+
+    def _own_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """A command of the group itself, one of another package's loaded now if need be."""
+        command = click.Group.get_command(self, ctx, name)
+        if command is None and name in self._entry_points:
+            command = self._entry_points.pop(name).load()
+            self.add_command(command, name)
+        return command
 
     def _settings_error(self, ctx: click.Context) -> str | None:
+        """Why the app's commands cannot run (a setting missing or bad), loading their app.
+
+        Only the app's commands get here, the group's own (`run`, `routes`, `shell`)
+        being found first: theirs is the web app, these run in the command app (unless
+        the group was given an app: a test's `ScriptInfo`, `--app`).
+        """
+        info = ctx.ensure_object(ScriptInfo)
+        if info.create_app is _create_app:
+            info.create_app = _create_command_app
         try:
-            ctx.ensure_object(ScriptInfo).load_app()
+            info.load_app()
         except SettingsError as exc:
             return exc.message
         return None
@@ -121,7 +154,7 @@ class ZpravodajGroup(FlaskGroup):
         # `flask.commands` (Flask-Limiter's `limiter`, which imports rich and attrs: 2.5 MB
         # in every worker, 3.9 MB in every `zpravodaj subscribers export`); those load
         # only for a name neither has.
-        command = click.Group.get_command(self, ctx, name)
+        command = self._own_command(ctx, name)
         if command is not None:
             return command
         reason = self._settings_error(ctx)
@@ -157,11 +190,12 @@ class ZpravodajGroup(FlaskGroup):
             raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        others = {*self._entry_points, "db"}
         if self._settings_error(ctx) is None:
-            return sorted({*super().list_commands(ctx), "db"})
+            return sorted({*super().list_commands(ctx), *others})
         self._load_plugin_commands()
         names = set(click.Group.list_commands(self, ctx))
-        return sorted(names | set(app_commands().list_commands(ctx)) | {"db"})
+        return sorted(names | set(app_commands().list_commands(ctx)) | others)
 
 
 def cli() -> ZpravodajGroup:
@@ -175,12 +209,6 @@ def cli() -> ZpravodajGroup:
     click.version_option(
         __version__, "--version", prog_name="zpravodaj", message="%(prog)s %(version)s"
     )(group)
-    # Commands of this distribution's other packages (the workers' `worker`),
-    # found by entry point so that `service` never imports `workers`; a group
-    # of our own, since Flask's `flask.commands` would add them to every Flask
-    # app installed beside this one.
-    for entry in entry_points(group="zpravodaj.commands"):
-        group.add_command(entry.load(), entry.name)
     group.add_command(dev_command)
     group.add_command(dkim_group)  # works before the app can load (no DKIM_* yet)
     return group

@@ -5,6 +5,10 @@ microblog's `launch_task` does, so the web process stays free of SMTP code.
 Work is enqueued only after the transaction that created its rows commits,
 so no job can point at a row that does not exist; an enqueue that fails
 (Redis down) leaves the rows for the reconciler.
+
+Redis's client and RQ are imported where a connection is made or a job queued, not
+at the top: most `zpravodaj` commands (an export, `lists show`) import this module
+and never queue a job, and the two weigh about 7 MB (issue 14, bench/README.md).
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
-from redis import Redis
-from rq import Queue, Retry
-from rq.job import Job, JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from .extensions import db
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq import Queue, Retry
+    from rq.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +41,45 @@ DEFAULT_QUEUE = "default"  # housekeeping
 ALL_QUEUES = (MAIL_QUEUE, BULK_QUEUE, DEFAULT_QUEUE)
 
 # A job in these states will still run; the reconciler re-enqueues work whose job is in none.
-LIVE_JOB_STATES = frozenset(
-    {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-)
+# RQ's `JobStatus` members are these strings (a `str` enum: equal, and hashed alike).
+LIVE_JOB_STATES = frozenset({"queued", "started", "scheduled", "deferred"})
 
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
 
 
 def init_app(app: Flask) -> None:
+    """Give the app its Redis connection up front (the web app's and the workers': they
+    use it at once). The commands' app gets one at its first use (`redis_connection`)."""
+    app.extensions["redis"] = _connect(app.config["REDIS_URL"])
+
+
+def _connect(url: str) -> Redis:
+    from redis import Redis
+
     # Short socket timeouts: a dead Redis must not hang a web request.
-    app.extensions["redis"] = Redis.from_url(
-        app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5
-    )
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
 
 def redis_connection() -> Redis:
-    return current_app.extensions["redis"]
+    extensions = current_app.extensions
+    try:
+        return extensions["redis"]
+    except KeyError:  # an app without one up front (init_app): connect now, once
+        connection = extensions["redis"] = _connect(current_app.config["REDIS_URL"])
+        return connection
 
 
 def queue(name: str) -> Queue:
+    from rq import Queue
+
     return Queue(name, connection=redis_connection())
 
 
 def mail_retry() -> Retry:
     """Backoff for transient SMTP failures, from MAIL_RETRY_INTERVALS."""
+    from rq import Retry
+
     intervals = current_app.config["MAIL_RETRY_INTERVALS"]
     return Retry(max=len(intervals), interval=intervals)
 
@@ -204,6 +224,8 @@ def queue_signup_drain(job_id: str) -> None:
 
 
 def enqueue_signup_drain(job_id: str | None = None) -> Job:
+    from rq import Queue
+
     job = Queue.prepare_data(
         "workers.signup.process_signups",
         job_id=job_id or new_drain_job_id(),
@@ -286,6 +308,8 @@ def enqueue_batches(batches: list[tuple[int, str]]) -> list[Job]:
     """Enqueue delivery batches, given as (batch id, job id), in one Redis round trip."""
     if not batches:
         return []
+    from rq import Queue
+
     bulk = queue(BULK_QUEUE)
     return bulk.enqueue_many(
         [Queue.prepare_data(**batch_job(batch_id, job_id)) for batch_id, job_id in batches]

@@ -45,7 +45,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from rq.job import Job
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, scoped_session
 
@@ -482,6 +481,8 @@ def _redis_facts() -> Iterator[GaugeMetricFamily]:
         age = 0.0
         first = q.get_job_ids(0, 1)
         if first:
+            from rq.job import Job  # here: the CLI counts its events without RQ (jobs.py)
+
             job = Job.fetch(first[0], connection=q.connection)
             if job.enqueued_at is not None:
                 age = max(0.0, now - job.enqueued_at.timestamp())

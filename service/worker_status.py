@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from redis import Redis
-from redis.client import Pipeline
-from redis.typing import EncodableT, FieldT
+if TYPE_CHECKING:  # only the connection's types: `zpravodaj status` imports this module
+    from redis import Redis
+    from redis.client import Pipeline
+    from redis.typing import EncodableT, FieldT
 
 # A sorted set: worker name -> time of its last heartbeat (Unix seconds).
 HEARTBEATS_KEY = "zpravodaj:worker-heartbeats"

@@ -24,11 +24,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from flask import Flask, g
+from flask.testing import FlaskCliRunner
+from flask_babel import force_locale
 from jinja2.bccache import Bucket, BytecodeCache
 from redis import Redis
 
-from service import create_app
+from service import create_app, create_command_app
 from service.addresses import SMTPUTF8_CAPABILITY_CACHE
+from service.cli_language import cli_language
 from service.dev.mail_catcher import CaughtMail, MailCatcher, start_catcher
 from service.dev.redis_server import PrivateRedis
 from service.extensions import db
@@ -428,9 +431,32 @@ def client(app):
     return app.test_client()
 
 
+class CommandRunner(FlaskCliRunner):
+    """Runs the app's commands in their own app's context, as `zpravodaj` does (the
+    test's app context, pushed by `app`, would otherwise be the one they run in), in the
+    CLI's language (`ZPRAVODAJ_LANGUAGE`), with the settings the test gave the test's
+    app (tests edit `app.config`)."""
+
+    def __init__(self, command_app: Flask, settings_of: Flask) -> None:
+        super().__init__(command_app)
+        self.settings_of = settings_of
+
+    def invoke(self, *args, **kwargs):
+        self.app.config.update(self.settings_of.config)
+        with self.app.app_context(), force_locale(cli_language()):
+            return super().invoke(*args, **kwargs)
+
+
 @pytest.fixture
-def runner(app):
-    return app.test_cli_runner()
+def runner(app, app_config):
+    """The app's commands as `zpravodaj` runs them: in the commands' app
+    (`create_command_app`: no web pages), on the test's database and Redis."""
+    command_app = create_command_app(app_config)
+    command_app.jinja_env.bytecode_cache = TEMPLATE_CACHE
+    yield CommandRunner(command_app, settings_of=app)
+    with command_app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def run_jobs(app, queues=ALL_QUEUES) -> None:

@@ -167,6 +167,41 @@ def test_the_apps_commands_load_no_plug_in_commands(tmp_path):
     assert "flask_limiter.commands" in modules
 
 
+# The web's pages, which the commands' app (`create_command_app`) never loads.
+WEB_PAGE_MODULES = tuple(
+    name for name in WEB_ONLY_MODULES if name not in ("service.commands", "service.health")
+)
+
+
+def test_the_apps_commands_run_without_the_web_pages_the_workers_or_rq(tmp_path):
+    """An export or `lists show` runs in the commands' app, which has no page, and does
+    not load the workers' `worker` command nor Redis's client and RQ, which it never
+    uses: issue 14's 80 MB for an export of a million subscribers."""
+    env = service_env(tmp_path)
+    for command in (["db", "upgrade"], ["lists", "create", "zpravodaj", "--name", "Zpravodaj"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "service", *command], env=env, cwd=PROJECT_ROOT,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    for command in (["lists", "show"], ["subscribers", "export", "--list", "zpravodaj"]):
+        result, modules = cli_modules(tmp_path, *command)
+        assert result.returncode == 0, result.stderr
+        assert "service.commands" in modules  # it ran the app's command
+        top_level = {name.split(".")[0] for name in modules}
+        assert top_level & {*WEB_ONLY_LIBRARIES, "workers", "redis", "rq"} == set(), command
+        assert {m for m in modules if m.startswith(WEB_PAGE_MODULES)} == set(), command
+    assert result.stdout.splitlines() == [
+        "email,name,status,subscribed_at,confirmed_at,unsubscribed_at"
+    ]
+    # `worker` is still listed and found when asked for.
+    result, modules = cli_modules(tmp_path, "--help")
+    assert result.returncode == 0 and "  worker " in result.stdout, result.stderr
+    result, modules = cli_modules(tmp_path, "worker", "--help")
+    assert result.returncode == 0 and "--burst" in result.stdout, result.stderr
+    assert "workers.cli" in modules
+
+
 def test_db_upgrade_still_migrates(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "service", "db", "upgrade"],

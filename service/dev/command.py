@@ -34,7 +34,6 @@ from ..paths import instance_path
 from ..subscriptions import actions
 from . import env_file
 from .processes import spawn, stop
-from .redis_server import NoRedisServer, PrivateRedis
 
 DEMO_LISTS = (
     (
@@ -254,6 +253,10 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Imported by this command alone, as the mail catcher below: Redis's client is of
+    # no use to the other commands that register this one (service/cli.py).
+    from .redis_server import NoRedisServer, PrivateRedis
+
     try:
         redis = None
         if not os.environ.get("REDIS_URL"):

@@ -10,9 +10,9 @@ a date moved alone gets its own job when its update goes out.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from flask import current_app
-from rq.job import Job
 from sqlalchemy import select
 
 from .. import jobs
@@ -21,6 +21,9 @@ from ..extensions import db
 from ..models import Meeting, MeetingOccurrence
 from . import occurrences
 from .occurrences import Occurrence
+
+if TYPE_CHECKING:  # RQ is imported where jobs are queued (jobs.py says why)
+    from rq.job import Job
 
 # How many dates ahead a series is searched for the next one to remind.
 LOOKAHEAD = 12
