@@ -132,15 +132,17 @@ class ZpravodajGroup(FlaskGroup):
             self.add_command(command, name)
         return command
 
-    def _settings_error(self, ctx: click.Context) -> str | None:
-        """Why the app's commands cannot run (a setting missing or bad), loading their app.
+    def _settings_error(self, ctx: click.Context, commands_app: bool = True) -> str | None:
+        """Why the app cannot be built (a setting missing or bad), building it.
 
-        Only the app's commands get here, the group's own (`run`, `routes`, `shell`)
-        being found first: theirs is the web app, these run in the command app (unless
-        the group was given an app: a test's `ScriptInfo`, `--app`).
+        The group's own commands (`run`, `routes`, `shell`) never get here, being found
+        first, and build the web app as they run. The app's commands and `db` run in the
+        commands' app; other packages' `flask.commands` (`commands_app` false: the
+        `limiter` command reads the web app's rate limiter) in the web app. Unless the
+        group was given an app: a test's `ScriptInfo`, `--app`.
         """
         info = ctx.ensure_object(ScriptInfo)
-        if info.create_app is _create_app:
+        if commands_app and info.create_app is _create_app:
             info.create_app = _create_command_app
         try:
             info.load_app()
@@ -157,7 +159,8 @@ class ZpravodajGroup(FlaskGroup):
         command = self._own_command(ctx, name)
         if command is not None:
             return command
-        reason = self._settings_error(ctx)
+        apps = name == "db" or app_commands().get_command(ctx, name) is not None
+        reason = self._settings_error(ctx, commands_app=apps)
         if reason is None:
             command = _db_commands() if name == "db" else self._app_command(ctx, name)
             if command is not None:

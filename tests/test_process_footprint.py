@@ -161,10 +161,14 @@ def test_the_apps_commands_load_no_plug_in_commands(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "service.commands" in modules  # it ran the app's command
     assert {"rich", "flask_limiter.commands"} & modules == set()
-    # The plug-in is still there when asked for.
+    # The plug-in is still there when asked for, and runs in the web app, whose rate
+    # limiter it reads (the app's commands have an app without one).
     result, modules = cli_modules(tmp_path, "limiter", "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr
     assert "flask_limiter.commands" in modules
+    result, modules = cli_modules(tmp_path, "limiter", "config")
+    assert result.returncode == 0, result.stderr
+    assert "'zpravodaj-limits'" in result.stdout and "No Flask-Limiter" not in result.stdout
 
 
 # The web's pages, which the commands' app (`create_command_app`) never loads.
