@@ -14,6 +14,9 @@ install or upgrade pays that once. Hence:
   the project's own, or the folders given: beside the sources, or into
   `PYTHONPYCACHEPREFIX` when that is set (the unit's cache directory). Only what
   changed is compiled again. Exit status 1 when the bytecode cannot be written at all.
+  In `PYTHONPYCACHEPREFIX` it also removes what no longer applies: the bytecode of
+  modules that are gone (an upgrade dropped them, the venv moved) and of other Python
+  versions, which would otherwise pile up release after release (`prune`).
 - `compiled_from_source()` names the loaded modules that still have no current
   bytecode on disk; the worker warns about them at start.
 """
@@ -98,6 +101,38 @@ def unwritable_prefix() -> str | None:
     return None
 
 
+# A file of the prefix's tree: `<source's folder>/<module>.<cache tag>[.opt-N].pyc`.
+PREFIX_FILE = re.compile(r"^(?P<module>[^.]+)\.(?P<tag>[^.]+)(\.opt-[12])?\.pyc$")
+
+
+def prune(prefix: Path) -> int:
+    """Remove from the cache prefix the bytecode no module uses any more; how many files.
+
+    That is the bytecode of another Python (its cache tag differs) and of a source that
+    no longer exists, where the prefix's tree mirrors the sources' absolute paths; then
+    the folders left empty. Any other file is left alone, as is a `__pycache__` folder
+    (not the prefix's layout: a prefix set to a folder that also holds sources).
+    """
+    tag = sys.implementation.cache_tag
+    removed = 0
+    for folder, _, files in os.walk(prefix, topdown=False):
+        here = Path(folder)
+        if here.name == "__pycache__":
+            continue
+        source_folder = Path("/") / here.relative_to(prefix)
+        for name in files:
+            match = PREFIX_FILE.match(name)
+            if match is None:
+                continue
+            source = source_folder / f"{match['module']}.py"
+            if match["tag"] != tag or not source.is_file():
+                (here / name).unlink(missing_ok=True)
+                removed += 1
+        if here != prefix and not any(here.iterdir()):
+            here.rmdir()
+    return removed
+
+
 def _current(source: str, cached: str) -> bool:
     """Whether `cached` holds bytecode for `source` as it is now (what the import checks)."""
     try:
@@ -144,6 +179,10 @@ def main(argv: list[str]) -> int:
     where = sys.pycache_prefix or "beside the sources"
     print(f"bytecode for optimisation level {level} is up to date in {where}"
           + ("" if ok else " (except the modules named above, which do not compile)"))  # fmt: skip
+    if sys.pycache_prefix:
+        removed = prune(Path(sys.pycache_prefix))
+        if removed:
+            print(f"removed {removed} bytecode files of modules that are gone or of another Python")
     return 0
 
 

@@ -90,6 +90,42 @@ def test_compiling_a_folder_gives_the_optimised_bytecode_in_the_cache_prefix(tmp
     assert probe(env, tmp_path)["from_source"] == []
 
 
+def test_the_cache_prefix_drops_bytecode_of_removed_modules_and_other_pythons(tmp_path):
+    """An upgrade that drops a module, or a new Python, leaves bytecode nothing will use:
+    the next compile removes it, and the folders it leaves empty; the rest stays."""
+    package = make_package(tmp_path, gone="X = 1\n")
+    (package / "sub").mkdir()
+    (package / "sub" / "__init__.py").write_text("")
+    env = optimised_env(tmp_path)
+    assert compile_folder(package, env).returncode == 0
+    cache = tmp_path / "cache"
+    mirrored = cache / package.relative_to("/")
+    old_python = mirrored / "mod.cpython-39.opt-2.pyc"
+    old_python.write_bytes(b"old")
+    other_file = mirrored / "notes.txt"
+    other_file.write_text("not bytecode")
+    # Not the prefix's layout (a prefix that also holds sources): never touched.
+    legacy = cache / "elsewhere" / "__pycache__" / "y.cpython-39.pyc"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"old")
+    (package / "gone.py").unlink()
+    (package / "sub" / "__init__.py").unlink()
+    (package / "sub").rmdir()
+
+    result = compile_folder(package, env)
+    assert result.returncode == 0, result.stderr
+    assert "removed 3 bytecode files" in result.stdout
+    tag = sys.implementation.cache_tag
+    assert sorted(p.name for p in mirrored.iterdir()) == [
+        f"__init__.{tag}.opt-2.pyc", f"mod.{tag}.opt-2.pyc", "notes.txt"
+    ]
+    assert not (mirrored / "sub").exists()
+    assert legacy.exists()
+    assert probe(env, tmp_path)["from_source"] == []
+    # Nothing left to remove: said nothing.
+    assert "removed" not in compile_folder(package, env).stdout
+
+
 def test_a_module_that_does_not_compile_leaves_the_others_compiled(tmp_path):
     package = make_package(tmp_path, broken="def (:\n")
     env = optimised_env(tmp_path)
