@@ -117,7 +117,9 @@ def test_the_cache_prefix_drops_bytecode_of_removed_modules_and_other_pythons(tm
     assert "removed 3 bytecode files" in result.stdout
     tag = sys.implementation.cache_tag
     assert sorted(p.name for p in mirrored.iterdir()) == [
-        f"__init__.{tag}.opt-2.pyc", f"mod.{tag}.opt-2.pyc", "notes.txt"
+        f"__init__.{tag}.opt-2.pyc",
+        f"mod.{tag}.opt-2.pyc",
+        "notes.txt",
     ]
     assert not (mirrored / "sub").exists()
     assert legacy.exists()
