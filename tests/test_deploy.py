@@ -58,6 +58,7 @@ HARDENING = {
 
 METRICS_DIR = "/run/zpravodaj-metrics"
 METRICS_DIR_UNIT = "zpravodaj-metrics-dir.service"
+WEB_SOCKET = "zpravodaj-web.socket"
 COMMON_BLOCK = "# --- the same in every Zpravodaj unit"
 ENTRYPOINT = ROOT / "deploy" / "container-entrypoint.sh"
 
@@ -78,10 +79,10 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     # verify also checks that each ExecStart program exists: point the units at
     # this virtual environment's, which has the same console scripts as the wheel's.
     venv_bin = str(Path(sys.executable).parent) + "/"
-    for unit in UNITS.glob("*.service"):
+    for unit in UNITS.glob("*"):
         (tmp_path / unit.name).write_text(unit.read_text().replace(BIN, venv_bin))
     result = subprocess.run(
-        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.glob("*.service"))],
+        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.glob("*"))],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     # Unknown keys and bad values are only warnings (exit 0): any output is a finding.
@@ -102,6 +103,7 @@ def test_each_unit_runs_the_wheel_tests_command_hardened(part):
 
 def test_every_unit_carries_the_same_user_settings_and_hardening():
     blocks = {unit.name: unit.read_text().partition(COMMON_BLOCK) for unit in UNITS.glob("*")}
+    blocks.pop(WEB_SOCKET)  # not a process: no user, no hardening
     assert set(blocks) == {*UNIT_OF.values(), METRICS_DIR_UNIT}
     assert all(block[1] for block in blocks.values()), "a unit without the common block"
     assert len({block[2] for block in blocks.values()}) == 1, "the common blocks differ"
@@ -164,6 +166,19 @@ def test_the_worker_container_runs_optimised_on_the_images_bytecode():
     dockerfile = (ROOT / "Dockerfile").read_text()
     compiled = dockerfile.index("/opt/zpravodaj/bin/python -OO -P -m service.bytecode")
     assert dockerfile.index("--no-deps /tmp/dist/*.whl") < compiled < dockerfile.index("USER ")
+
+
+def test_the_web_listens_on_systemds_socket_and_is_restarted_not_reloaded(monkeypatch):
+    """An upgrade restarts the web: a reload (gunicorn's HUP) would fork the new processes
+    from a master holding the old release's package and Flask. systemd keeps the socket,
+    so connections wait through the restart (tests/operations/test_gunicorn.py)."""
+    web = unit_settings(UNIT_OF["web"])
+    assert WEB_SOCKET in web["Requires"][0].split() and WEB_SOCKET in web["After"][0].split()
+    assert "ExecReload" not in web
+    socket = unit_settings(WEB_SOCKET)
+    default = gunicorn_settings(monkeypatch)["bind"]
+    assert socket["ListenStream"] == default == ["127.0.0.1:8000"]  # WEB_BIND's default
+    assert socket["WantedBy"] == ["sockets.target"]
 
 
 def test_the_web_and_the_workers_start_after_the_migrations():

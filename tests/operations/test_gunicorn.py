@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -95,6 +96,62 @@ def gunicorn(environment, tmp_path) -> Iterator[tuple[str, Path]]:
     finally:
         process.terminate()
         process.wait(30)
+
+
+# systemd's socket activation (deploy/systemd/zpravodaj-web.socket), as systemd does it:
+# the listening socket as descriptor 3, LISTEN_FDS=1, and LISTEN_PID naming the process
+# that runs gunicorn (sd_listen_fds checks it), which exec keeps.
+SOCKET_ACTIVATED = """
+import os, sys
+os.dup2(int(sys.argv[1]), 3)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+gunicorn = ["-m", "gunicorn", "--config", "python:service.gunicorn_conf"]
+os.execv(sys.executable, [sys.executable, *gunicorn])
+"""
+
+
+def test_a_restart_on_systemds_socket_refuses_no_connection(environment, tmp_path):
+    """An upgrade restarts the web (a reload would mix the releases: deploy/systemd): a
+    connection made while no gunicorn runs waits in systemd's socket and is answered by
+    the next one. Under systemd the socket's address is the web's, not WEB_BIND."""
+    unused = free_port()
+    env = {**environment, "WEB_BIND": f"127.0.0.1:{unused}", "WEB_CONCURRENCY": "1"}
+    log = tmp_path / "gunicorn.log"
+    with socket.create_server(("127.0.0.1", 0)) as listener, log.open("wb") as sink:
+        port = listener.getsockname()[1]
+
+        def start() -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-c", SOCKET_ACTIVATED, str(listener.fileno())],
+                pass_fds=(listener.fileno(),), cwd=PROJECT, env=env, stdout=sink,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+        first = start()
+        try:
+            wait_until(
+                lambda: _request(f"http://127.0.0.1:{port}/healthz")[0] == 200,
+                "gunicorn to answer /healthz on the inherited socket", timeout=START_TIMEOUT,
+                abort=lambda: exited(first), details=log.read_text,
+            )  # fmt: skip
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", unused), timeout=10).close()
+        finally:
+            first.terminate()
+            assert first.wait(30) == 0, log.read_text()
+        # Nothing serves the socket now: the kernel queues the connection and its request.
+        with socket.create_connection(("127.0.0.1", port), timeout=START_TIMEOUT) as waiting:
+            waiting.sendall(
+                f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            second = start()
+            try:
+                answer = b"".join(iter(lambda: waiting.recv(65536), b""))
+            finally:
+                second.terminate()
+                second.wait(30)
+    assert answer.startswith(b"HTTP/1.1 200"), (answer[:200], log.read_text())
 
 
 def _samples(base: str, **headers: str) -> dict[tuple[str, tuple], float]:
