@@ -216,7 +216,11 @@ def _derive_extension_config(app: Flask) -> None:
     if config.get("MAX_CONTENT_LENGTH") is None:
         config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     config["RATELIMIT_ENABLED"] = config["RATE_LIMITS"]
-    config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
+    # The rate limiter's storage (the `limits` library) names a Redis socket redis+unix://.
+    redis_url = config["REDIS_URL"]
+    if redis_url.startswith("unix://"):
+        redis_url = "redis+" + redis_url
+    config["RATELIMIT_STORAGE_URI"] = redis_url
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 2, "socket_timeout": 2}
     config["RATELIMIT_KEY_PREFIX"] = "zpravodaj-limits"
     config["RATELIMIT_HEADERS_ENABLED"] = True

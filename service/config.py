@@ -182,6 +182,7 @@ def check_required(config: Mapping[str, Any]) -> None:
             " nebo lokálně spusťte `zpravodaj dev`."
         )
     check_smtp_url(config["SMTP_URL"])
+    check_redis_url(config["REDIS_URL"])
     if config.get("SMTPUTF8") not in {"auto", "on", "off"}:
         raise ConfigError("SMTPUTF8 must be one of auto, on, off.")
     if config["SMTP_TIMEOUT"] < 1:
@@ -251,6 +252,29 @@ def check_smtp_url(url: str) -> None:
         parts.port  # noqa: B018  (raises ValueError for a port that is no number or too large)
     except ValueError:
         raise ConfigError("SMTP_URL: the port must be a number up to 65535.") from None
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
+
+
+def check_redis_url(url: str) -> None:
+    """A scheme redis-py knows and a usable port; the URL (and its password) is not echoed.
+
+    Checked at start-up by every process: the web, the workers and each command, which
+    connects only when it first needs Redis and would otherwise take such a URL for a
+    Redis that is down (a bounce piped in by the MTA answered "stored" for a forward no
+    worker would ever send).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            "REDIS_URL: start it with redis://, rediss:// or unix:// "
+            "(e.g. redis://127.0.0.1:6379/0 or unix:///run/redis/redis.sock)."
+        )
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number or too large)
+    except ValueError:
+        raise ConfigError("REDIS_URL: the port must be a number up to 65535.") from None
 
 
 DKIM_SETTINGS = ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_PATH")

@@ -180,6 +180,30 @@ def test_smtp_url_with_an_unknown_scheme_is_named(tmp_path, url):
 
 
 @pytest.mark.parametrize(
+    "url", ["localhost:6379", "127.0.0.1:6379", "http://127.0.0.1:6379", "redis+unix:///x"]
+)
+def test_redis_url_with_an_unknown_scheme_is_named(tmp_path, url):
+    message = refusal(tmp_path, REDIS_URL=url)
+    assert message.startswith("REDIS_URL: start it with redis://, rediss:// or unix://")
+    assert "\n" not in message
+
+
+def test_redis_url_with_a_bad_port_is_named(tmp_path):
+    message = refusal(tmp_path, REDIS_URL="redis://:tajne-heslo@127.0.0.1:99999/0")
+    assert message == "REDIS_URL: the port must be a number up to 65535."
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:6379/0", "rediss://:heslo@redis.example:6380/1", "unix:///run/r.sock"],
+)
+def test_redis_urls_of_the_documented_forms_pass_and_reach_the_rate_limiter(tmp_path, url):
+    app = create_app({**GOOD, "REDIS_URL": url, "DATABASE_URL": f"sqlite:///{tmp_path}/db"})
+    expected = "redis+" + url if url.startswith("unix:") else url
+    assert app.config["RATELIMIT_STORAGE_URI"] == expected
+
+
+@pytest.mark.parametrize(
     "url",
     ["smtp://mail.example:dvacetpět", "smtps://zpravodaj:heslo-k-relayi@mail.example:99999"],
 )
@@ -296,6 +320,9 @@ def test_create_app_refuses_a_bad_setting_from_the_environment(monkeypatch, tmp_
         ("SMTP_URL", "smtp+tls://zpravodaj:heslo-k-relayi@mail.example", "SMTP_URL: "),
         ("BATCH_LEASE_SECONDS", "5", "BATCH_LEASE_SECONDS must be longer than SMTP_TIMEOUT."),
         ("RECONCILE_INTERVAL", "půl minuty", "RECONCILE_INTERVAL='půl minuty' is not valid"),
+        # The commands' app connects to Redis only when it needs it: refused up front all
+        # the same (it ran `lists show` and took in bounces with this before).
+        ("REDIS_URL", "localhost:6379", "REDIS_URL: start it with redis://"),
     ],
 )
 def test_the_command_line_says_which_setting_is_wrong(tmp_path, name, value, expected):
