@@ -242,16 +242,7 @@ def check_smtp_url(url: str) -> None:
 
     Checked at start-up: otherwise the web starts and every mail fails in the worker.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in SMTP_SCHEMES:
-        raise ConfigError(
-            "SMTP_URL: start it with smtp://, smtp+starttls:// or smtps:// "
-            "(e.g. smtp+starttls://user:password@mail.example:587)."
-        )
-    try:
-        parts.port  # noqa: B018  (raises ValueError for a port that is no number or too large)
-    except ValueError:
-        raise ConfigError("SMTP_URL: the port must be a number up to 65535.") from None
+    _check_url("SMTP_URL", url, SMTP_SCHEMES, "smtp+starttls://user:password@mail.example:587")
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
@@ -265,16 +256,20 @@ def check_redis_url(url: str) -> None:
     Redis that is down (a bounce piped in by the MTA answered "stored" for a forward no
     worker would ever send).
     """
+    examples = "redis://127.0.0.1:6379/0 or unix:///run/redis/redis.sock"
+    _check_url("REDIS_URL", url, REDIS_SCHEMES, examples)
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...], examples: str) -> None:
+    """One of `schemes` and a port that is a number: one line naming the setting."""
     parts = urlsplit(url)
-    if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigError(
-            "REDIS_URL: start it with redis://, rediss:// or unix:// "
-            "(e.g. redis://127.0.0.1:6379/0 or unix:///run/redis/redis.sock)."
-        )
+    if parts.scheme not in schemes:
+        starts = ", ".join(f"{scheme}://" for scheme in schemes[:-1])
+        raise ConfigError(f"{name}: start it with {starts} or {schemes[-1]}:// (e.g. {examples}).")
     try:
         parts.port  # noqa: B018  (raises ValueError for a port that is no number or too large)
     except ValueError:
-        raise ConfigError("REDIS_URL: the port must be a number up to 65535.") from None
+        raise ConfigError(f"{name}: the port must be a number up to 65535.") from None
 
 
 DKIM_SETTINGS = ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_PATH")
