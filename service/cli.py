@@ -70,8 +70,10 @@ def with_worker_app(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+@functools.cache
 def app_commands() -> click.Group:
-    """The app's commands without building an app: what `create_app` adds to `app.cli`."""
+    """The app's commands without building an app: what `create_command_app` adds to
+    `app.cli` (built once: the command look-up asks it, and so does a refusal)."""
     # Imported here: the CLI's own commands (`worker` among them) need none of these.
     from . import commands
 

@@ -171,6 +171,8 @@ def test_an_optimised_worker_warns_when_it_had_to_compile_from_source(app, tmp_p
     )  # fmt: skip
     assert "had no current bytecode for optimisation level 2 and were compiled from" in log
     assert "python -m service.bytecode" in log and "rebuild the image" in log
+    # Unoptimised, pip's bytecode serves (and a checkout's costs nothing worth a warning).
+    assert "compiled from source" not in started(PYTHONDONTWRITEBYTECODE="1")
     # (Where the bytecode is compiled first, the wheel test's worker says nothing.)
 
 
