@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -68,6 +70,48 @@ def redis_connection() -> Redis:
     except KeyError:  # an app without one up front (init_app): connect now, once
         connection = extensions["redis"] = _connect(current_app.config["REDIS_URL"])
         return connection
+
+
+# This thread's own connection for `command`: (the client it belongs to, the process
+# that opened it, the connection).
+_own = threading.local()
+
+
+def command(*args: Any) -> Any:
+    """Run one Redis command on this thread's own connection to `redis_connection()`'s
+    server, without redis-py's client layer: its pool, retry wrapper, response callbacks
+    and telemetry hooks are about a third of a command's CPU (bench/README.md, tenth
+    round), which the sign-up pays on every request. The reply is RESP's as is (bytes,
+    integers, lists); a server's error raises redis-py's (ResponseError, NoScriptError).
+
+    A connection found broken (Redis restarted since its last use) is dropped and the
+    command sent once more on a new one; a timeout is not retried, since the command may
+    have run."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = redis_connection()
+    own = getattr(_own, "held", None)
+    if own is None or own[0] is not client or own[1] != os.getpid():
+        if own is not None and own[1] == os.getpid():
+            own[2].disconnect()
+        own = _own.held = (client, os.getpid(), client.connection_pool.make_connection())
+    try:
+        return _send(own[2], args)
+    except RedisConnectionError:  # dropped by _send: the next send connects anew
+        return _send(own[2], args)
+
+
+def _send(connection: Any, args: tuple[Any, ...]) -> Any:
+    from redis.exceptions import ResponseError
+
+    try:
+        connection.send_command(*args)
+        return connection.read_response()
+    except ResponseError:
+        raise  # the server's whole reply was read: the connection stays good
+    except BaseException:
+        connection.disconnect()  # a reply may still be on its way: never read it as ours
+        raise
 
 
 def queue(name: str) -> Queue:
@@ -163,14 +207,13 @@ def enqueue_outgoing_mail(mail_id: int) -> Job:
 
 
 # The sign-ups' hand-off (issue 14). A sign-up's request stores its row and, in the
-# same Redis round trip as its rate limits (service/subscriptions/rate_limits.py), still
-# inside its transaction (on SQLite: after its commit, `signal_signups`), makes sure
-# that one job, `workers.signup.process_signups`,
+# same Redis round trip as its rate limits (service/subscriptions/rate_limits.py), before
+# its commit (on SQLite before its INSERT, holding a lock file the job waits for),
+# makes sure that one job, `workers.signup.process_signups`,
 # is queued to work through every stored row: this key names the job that is queued
 # and has not started yet. The job deletes the key, then waits for the sign-up
 # transactions in flight (signup.wait_for_sign_ups_in_flight), then reads the rows:
-# a row handed over before the delete is committed by the time the job reads it (one
-# handed over after its commit was committed before), and
+# a row handed over before the delete is committed by the time the job reads it, and
 # a row handed over after it sets the key again and queues the next job, so no row is
 # left without a job to read it. Under load one job serves many sign-ups. The key
 # expires, so a job lost from Redis holds nothing up for long; the reconciler queues

@@ -210,14 +210,15 @@ def _store(data: SubscribeInput, insert: Callable[[], int | None], checked: bool
     transaction, then the commit; a refused sign-up is rolled back. Inserts do not wait
     for each other there, and a refused request costs no commit.
 
-    SQLite: the limits first, then the INSERT and its commit, then the hand-off (a second
-    round trip). SQLite has one writer at a time: a transaction that stayed open across
-    the Redis round trip held the write lock through it, and the other web processes'
-    INSERTs slept in SQLite's busy handler (1, 2, 5, 10 … ms at a time) meanwhile
-    (bench/README.md, sixth round). A hand-off after the commit needs no wait for
-    sign-ups in flight either: the row is there before the drain job can be told.
-    `checked`: the limits were checked already (by an earlier attempt of this request
-    that wrote nothing).
+    SQLite: the limits and the hand-off in one round trip first, then the INSERT and its
+    commit. SQLite has one writer at a time: a transaction that stayed open across the
+    Redis round trip held the write lock through it, and the other web processes' INSERTs
+    slept in SQLite's busy handler (1, 2, 5, 10 … ms at a time) meanwhile (bench/README.md,
+    sixth round). Instead the sign-up holds the sign-ups' lock file shared from the round
+    trip to its commit, which the drain job waits for before it reads
+    (`signup.in_flight`); without that file (an in-memory database) it hands over after
+    the commit, in a second round trip. `checked`: the limits were checked already (by an
+    earlier attempt of this request that wrote nothing): it hands over after the commit.
     """
     if not signup.limits_before_storing():
         if insert() is None:
@@ -225,13 +226,16 @@ def _store(data: SubscribeInput, insert: Callable[[], int | None], checked: bool
         rate_limits.check(data.email_text, accepted=True, hand_off=True)
         db.session.commit()
         return True
-    if not checked:
-        rate_limits.check(data.email_text, accepted=True)
-    if insert() is None:
-        db.session.rollback()
-        return False
-    db.session.commit()
-    rate_limits.hand_off()
+    with signup.in_flight() as waited_for:
+        handed_over = waited_for and not checked
+        if not checked:
+            rate_limits.check(data.email_text, accepted=True, hand_off=handed_over)
+        if insert() is None:
+            db.session.rollback()
+            return False
+        db.session.commit()
+    if not handed_over:
+        rate_limits.hand_off()
     return True
 
 

@@ -5,8 +5,8 @@ constant work for every address: one INSERT of a `SignupRequest` row, one
 Redis round trip (rate_limits.py) that checks its rate limits and makes sure a
 job is queued to process the stored rows (`workers.signup.process_signups`;
 service/jobs.py, SIGNUP_DRAIN_QUEUED, says how no row is left without one),
-and one commit (on SQLite: the limits, then the INSERT and its commit, then the
-hand-off, routes.py `_store` says why). Everything that would
+and one commit (on SQLite the round trip comes before the INSERT, routes.py `_store`
+says why). Everything that would
 differ between a new, a pending, a confirmed or a suppressed address (the
 subscriber and subscription rows, the consent event with its hash chain, the
 confirmation or "already subscribed" mail, the hourly mail cap) runs in that
@@ -23,7 +23,14 @@ split the rows, and a run killed before its commit leaves the row for the next.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, select, text
@@ -122,10 +129,10 @@ def record_request_for_known_list(
 
 
 def limits_before_storing() -> bool:
-    """Whether a sign-up checks its rate limits before it stores its row and hands the row
-    over after the commit (SQLite: a write holds the database's one write lock, which must
-    not wait on Redis), rather than both in one Redis round trip inside its transaction,
-    before the commit (PostgreSQL). routes.py `_store` says why."""
+    """Whether a sign-up checks its rate limits and hands its row over before it stores the
+    row (SQLite: a write holds the database's one write lock, which must not wait on
+    Redis), rather than in one Redis round trip after the INSERT, inside its transaction
+    (PostgreSQL). routes.py `_store` says why."""
     extensions = current_app.extensions
     found = extensions.get(_LIMITS_FIRST)
     if found is None:
@@ -134,6 +141,64 @@ def limits_before_storing() -> bool:
 
 
 _LIMITS_FIRST = "zpravodaj_signup_limits_first"
+
+# How long a drain job waits for the sign-ups in flight before it reads anyway (those it
+# then misses wait for the next job, which the next sign-up queues, or the reconciler).
+IN_FLIGHT_WAIT_SECONDS = 0.2
+
+
+@contextmanager
+def in_flight() -> Iterator[bool]:
+    """SQLite: while a sign-up is handed over but not yet committed, hold the sign-ups'
+    lock file (beside the database) shared; yields whether it is held (not for a database
+    without a file: the caller then hands over after its commit).
+
+    The drain job takes the file exclusively once, after it cleared the hand-off mark and
+    before it reads (`wait_for_sign_ups_in_flight`): a row handed over before that is
+    committed (or rolled back) by then. Shared, so sign-ups never wait for each other on
+    it, and two system calls where a hand-off after the commit cost a second Redis round
+    trip (bench/README.md, tenth round). A flock belongs to the open file, not to the
+    thread: each thread opens its own (`WEB_THREADS`).
+    """
+    lock = _own_lock_file()
+    if lock is None:
+        yield False
+        return
+    fcntl.flock(lock, fcntl.LOCK_SH)
+    try:
+        yield True
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+_lock_files = threading.local()  # this thread's (process id, open lock file)
+
+
+def _own_lock_file() -> IO[bytes] | None:
+    path = _lock_path()
+    if path is None:
+        return None
+    own = getattr(_lock_files, "held", None)
+    if own is None or own[0] != os.getpid() or own[1].name != path:
+        if own is not None and own[0] == os.getpid():
+            own[1].close()  # another database's (an app of the test suite's)
+        # A file opened before a fork would be shared with the parent's other children.
+        own = _lock_files.held = (os.getpid(), open(path, "ab"))  # noqa: SIM115 (kept open)
+    return own[1]
+
+
+def _lock_path() -> str | None:
+    """The sign-ups' lock file of an SQLite database with a file; None otherwise."""
+    extensions = current_app.extensions
+    path = extensions.get(_LOCK_PATH)
+    if path is None:
+        database = db.engine.url.database if db.engine.dialect.name == "sqlite" else None
+        usable = database and database != ":memory:" and not database.startswith("file:")
+        path = extensions[_LOCK_PATH] = f"{database}-signups.lock" if usable else ""
+    return path or None
+
+
+_LOCK_PATH = "zpravodaj_signup_lock_path"
 
 
 def _values(
@@ -251,30 +316,57 @@ def _newsletters(list_ids: list[int]) -> list[MailingList]:
 
 
 def wait_for_sign_ups_in_flight() -> None:
-    """Wait until every sign-up transaction that has stored its row has ended.
+    """Wait until every sign-up transaction that has handed its row over has ended.
 
-    On PostgreSQL a sign-up stores its row and then, still inside its transaction, hands
-    it over (one Redis round trip with its rate limits, see rate_limits.py); it commits
-    after. (On SQLite it hands the row over after its commit, routes.py `_store`, so
-    there is nothing to wait for; the empty write below stays for a web process of the
-    previous release during an upgrade.) The
-    drain job clears the hand-off mark first and then calls this, so a row handed
-    over before the mark was cleared is committed (or rolled back) when the job reads,
-    and a row handed over after it finds the mark gone and queues the next job.
+    A sign-up hands its row over before its commit: on PostgreSQL in one Redis round trip
+    with its rate limits after its INSERT, on SQLite in that round trip before its INSERT
+    (rate_limits.py, routes.py `_store`). The drain job clears the hand-off mark first and
+    then calls this, so a row handed over before the mark was cleared is committed (or
+    rolled back) when the job reads, and a row handed over after it finds the mark gone
+    and queues the next job.
 
     PostgreSQL: a SHARE lock on the table waits for the transactions holding its ROW
-    EXCLUSIVE lock (those that inserted) and is released at once; it waits at most
-    200 ms, since new sign-ups queue behind the waiting lock (a sign-up stuck longer is
-    the next job's or the reconciler's). SQLite: an
-    empty write waits for the one writer there can be.
+    EXCLUSIVE lock (those that inserted) and is released at once. SQLite: the sign-ups'
+    lock file, taken exclusively (`in_flight`), then an empty write, which waits for the
+    one writer there can be (a web process of a release that wrote before its round trip).
+    Either waits at most IN_FLIGHT_WAIT_SECONDS: new sign-ups queue behind PostgreSQL's
+    waiting lock, and a steady stream of them can keep the file shared; a sign-up stuck
+    longer is the next job's or the reconciler's.
     """
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        milliseconds = int(IN_FLIGHT_WAIT_SECONDS * 1000)
+        connection.execute(text(f"SET LOCAL lock_timeout = '{milliseconds}ms'"))
         try:
             connection.execute(text("LOCK TABLE signup_request IN SHARE MODE"))
         except OperationalError:
-            log.warning("sign-ups in flight held the table for over 200 ms; not waiting")
+            log.warning("sign-ups in flight held the table too long; not waiting for them")
     else:
+        _wait_for_the_lock_file()
         connection.execute(text("DELETE FROM signup_request WHERE 0 = 1"))
     db.session.rollback()
+
+
+def _wait_for_the_lock_file() -> None:
+    path = _lock_path()
+    if path is None:
+        return
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+    with open(path, "ab") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # Polled: Linux grants new shared locks while an exclusive one waits.
+                if time.monotonic() > deadline:
+                    log.warning("sign-ups in flight held their lock file too long; not waiting")
+                    return
+                lock_file_busy()
+            else:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                return
+
+
+def lock_file_busy() -> None:
+    """The drain job found a sign-up in flight: try again in a moment."""
+    time.sleep(0.0005)

@@ -10,6 +10,7 @@ address and browser.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from service.dev.processes import free_port
 from service.extensions import db
 from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
 from service.models import ConsentEvent, OutgoingMail, SignupRequest, Subscriber, Subscription
-from service.subscriptions import actions, signup
+from service.subscriptions import actions, rate_limits, signup
 from tests.conftest import run_jobs
 from tests.waiting import exited, wait_until
 from tests.workers.test_outgoing_mail import worker_env
@@ -306,6 +307,83 @@ def test_a_run_out_of_time_hands_the_rest_to_a_new_job(client, app, monkeypatch)
     monkeypatch.undo()
     run_jobs(app)
     assert counts()["signup_request"] == 0
+
+
+# --- a drain job and the sign-ups in flight (issue 14) ---------------------------
+
+
+def test_a_drain_job_that_starts_between_a_hand_off_and_its_commit_waits_and_does_it(
+    client, app, monkeypatch
+):
+    """A sign-up hands its row over in its rate limits' round trip, before its commit (on
+    SQLite before its INSERT too). A drain job that clears the mark in between must wait
+    for the commit before it reads (signup.wait_for_sign_ups_in_flight: the sign-ups'
+    lock file on SQLite, the table's lock on PostgreSQL), or the row would wait for the
+    reconciler. Here the job starts at that worst moment and must do the row."""
+    sqlite = db.engine.dialect.name == "sqlite"
+    monkeypatch.setattr(signup, "IN_FLIGHT_WAIT_SECONDS", 120.0)  # conditions decide here
+    job_waits = threading.Event()
+    real_busy = signup.lock_file_busy
+
+    def busy() -> None:
+        job_waits.set()
+        real_busy()
+
+    monkeypatch.setattr(signup, "lock_file_busy", busy)
+
+    def the_job_waits() -> bool:
+        if sqlite:
+            return job_waits.is_set()
+        with db.engine.connect() as other:
+            return bool(
+                other.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                        " AND relation = 'signup_request'::regclass"
+                    )
+                )
+            )
+
+    done: list[dict[str, int]] = []
+    jobs: list[threading.Thread] = []
+
+    def drain() -> None:
+        with app.app_context():
+            try:
+                done.append(process_signups())
+            finally:
+                db.session.remove()
+
+    real_script = rate_limits._run_script
+
+    def script_then_a_drain_job(limits, job_id):
+        reply = real_script(limits, job_id)
+        assert job_id, "the hand-off was not in the script's round trip"
+        jobs.append(threading.Thread(target=drain))
+        jobs[0].start()
+        wait_until(the_job_waits, "the drain job to wait for the sign-up", abort=lambda: done)
+        return reply
+
+    monkeypatch.setattr(rate_limits, "_run_script", script_then_a_drain_job)
+    sign_up(client)
+    jobs[0].join(60)
+    assert done == [{"done": 1, "skipped": 0, "failed": 0}]
+    assert counts()["signup_request"] == 0
+    assert counts()["subscriber"] == 1
+
+
+def test_a_sign_up_stuck_in_flight_holds_a_drain_job_up_for_a_moment_only(app, caplog):
+    """SQLite: a process that holds the sign-ups' lock file for good (stuck between its
+    round trip and its commit) must not stop the drain jobs: they read after
+    IN_FLIGHT_WAIT_SECONDS and say so."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL waits on its table lock, with lock_timeout")
+    path = signup._lock_path()
+    assert path is not None
+    with open(path, "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)  # a sign-up in flight that never ends
+        assert process_signups() == {"done": 0, "skipped": 0, "failed": 0}
+    assert "held their lock file too long" in caplog.text
 
 
 # --- two drain jobs at once, and the reconciler (issue 14) ------------------------
