@@ -359,7 +359,7 @@ def test_a_drain_job_that_starts_between_a_hand_off_and_its_commit_waits_and_doe
     def script_then_a_drain_job(limits, job_id):
         reply = real_script(limits, job_id)
         assert job_id, "the hand-off was not in the script's round trip"
-        jobs.append(threading.Thread(target=drain))
+        jobs.append(threading.Thread(target=drain, daemon=True))
         jobs[0].start()
         wait_until(the_job_waits, "the drain job to wait for the sign-up", abort=lambda: done)
         return reply
