@@ -80,7 +80,7 @@ _own = threading.local()
 def command(*args: Any) -> Any:
     """Run one Redis command on this thread's own connection to `redis_connection()`'s
     server, without redis-py's client layer: its pool, retry wrapper, response callbacks
-    and telemetry hooks are about a third of a command's CPU (bench/README.md, tenth
+    and telemetry hooks are about a third of a command's CPU (bench/README.md, eleventh
     round), which the sign-up pays on every request. The reply is RESP's as is (bytes,
     integers, lists); a server's error raises redis-py's (ResponseError, NoScriptError).
 

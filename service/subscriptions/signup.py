@@ -157,10 +157,14 @@ def in_flight() -> Iterator[bool]:
     before it reads (`wait_for_sign_ups_in_flight`): a row handed over before that is
     committed (or rolled back) by then. Shared, so sign-ups never wait for each other on
     it, and two system calls where a hand-off after the commit cost a second Redis round
-    trip (bench/README.md, tenth round). A flock belongs to the open file, not to the
+    trip (bench/README.md, eleventh round). A flock belongs to the open file, not to the
     thread: each thread opens its own (`WEB_THREADS`).
     """
-    lock = _own_lock_file()
+    try:
+        lock = _own_lock_file()
+    except OSError as error:  # an unwritable directory: SQLite's own journal will say more
+        log.warning("cannot open the sign-ups' lock file (%s); handing over after commits", error)
+        lock = None
     if lock is None:
         yield False
         return
@@ -352,7 +356,12 @@ def _wait_for_the_lock_file() -> None:
     if path is None:
         return
     deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
-    with open(path, "ab") as lock:
+    try:
+        lock = open(path, "ab")  # noqa: SIM115 (closed below)
+    except OSError as error:
+        log.warning("cannot open the sign-ups' lock file (%s); not waiting for them", error)
+        return
+    with lock:
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

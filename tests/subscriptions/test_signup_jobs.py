@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -384,6 +385,22 @@ def test_a_sign_up_stuck_in_flight_holds_a_drain_job_up_for_a_moment_only(app, c
         fcntl.flock(held, fcntl.LOCK_SH)  # a sign-up in flight that never ends
         assert process_signups() == {"done": 0, "skipped": 0, "failed": 0}
     assert "held their lock file too long" in caplog.text
+
+
+def test_a_lock_file_that_cannot_be_opened_costs_a_round_trip_not_a_sign_up(client, app, caplog):
+    """SQLite: the sign-ups' lock file unwritable (a directory gone or read-only), the
+    sign-up hands over after its commit instead, and the drain job reads without waiting."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no lock file")
+    app.extensions["zpravodaj_signup_lock_path"] = str(
+        Path(app.instance_path, "no such directory", "signups.lock")
+    )
+    sign_up(client)
+    [drain] = mail_queue_jobs()
+    assert drain.startswith("signup-drain-")
+    assert process_signups() == {"done": 1, "skipped": 0, "failed": 0}
+    assert counts()["signup_request"] == 0
+    assert caplog.text.count("cannot open the sign-ups' lock file") == 2
 
 
 # --- two drain jobs at once, and the reconciler (issue 14) ------------------------
