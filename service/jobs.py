@@ -94,7 +94,8 @@ def command(*args: Any) -> Any:
     if own is None or own[0] is not client or own[1] != os.getpid():
         if own is not None and own[1] == os.getpid():
             own[2].disconnect()
-        own = _own.held = (client, os.getpid(), client.connection_pool.make_connection())
+        pool = client.connection_pool  # its settings, not its count of connections
+        own = _own.held = (client, os.getpid(), pool.connection_class(**pool.connection_kwargs))
     try:
         return _send(own[2], args)
     except RedisConnectionError:  # dropped by _send: the next send connects anew

@@ -41,7 +41,10 @@ def process_signups() -> dict[str, int]:
     queues its successor and returns.
     """
     drain_started()  # before the first read: a sign-up from now on queues the next run
-    signup.wait_for_sign_ups_in_flight()  # those that signalled before: their rows now
+    # Those that signalled before: their rows now. A sign-up still in flight when the
+    # wait gave up (its commit slow) has no job but this one: the run ends by queueing
+    # its successor then, which waits again.
+    waited = signup.wait_for_sign_ups_in_flight()
     counts = {"done": 0, "skipped": 0, "failed": 0}
     deadline = time.monotonic() + DRAIN_SECONDS
     after = 0
@@ -62,6 +65,8 @@ def process_signups() -> dict[str, int]:
             after = claimed[0]  # the next run tries it again (the reconciler queues one)
             continue
         if outcome is None:
+            if not waited:
+                signal_signups()
             return counts
         counts[outcome] += 1
         after = claimed[0]

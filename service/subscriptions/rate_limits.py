@@ -29,6 +29,7 @@ queues its drain job once Redis is back (the database is the source of truth).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -50,6 +51,7 @@ from ..jobs import (
     SIGNUP_DRAIN_QUEUED,
     SIGNUP_DRAIN_QUEUED_SECONDS,
     command,
+    ensure_signup_drain,
     new_drain_job_id,
     queue_signup_drain,
     signal_signups,
@@ -174,6 +176,12 @@ def check(typed_email: str, *, accepted: bool, hand_off: bool = False) -> None:
         log.warning("Redis away: sign-up limits kept in memory, the hand-off to the reconciler")
         refused, ttl, remaining = _in_memory(limits)
         queued = 0
+        if job_id:
+            # The script may have run with its reply lost (a timeout, a dropped
+            # connection): then the hand-off key names a job nobody queued, which would
+            # hold the next sign-ups' hand-offs up until it expires. Queue one if so.
+            with contextlib.suppress(Exception):
+                ensure_signup_drain()
     if limits:
         limit = limits[refused - 1] if refused else limits[0]
         reset_at = int(time.time() + max(ttl, 0)) + 1

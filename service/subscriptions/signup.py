@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, select, text
@@ -162,7 +161,7 @@ def in_flight() -> Iterator[bool]:
     """
     try:
         lock = _own_lock_file()
-    except OSError as error:  # an unwritable directory: SQLite's own journal will say more
+    except OSError as error:  # a missing directory, or no right to make the file
         log.warning("cannot open the sign-ups' lock file (%s); handing over after commits", error)
         lock = None
     if lock is None:
@@ -175,20 +174,28 @@ def in_flight() -> Iterator[bool]:
         fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-_lock_files = threading.local()  # this thread's (process id, open lock file)
+_lock_files = threading.local()  # this thread's (process id, path, open descriptor)
 
 
-def _own_lock_file() -> IO[bytes] | None:
+def _own_lock_file() -> int | None:
     path = _lock_path()
     if path is None:
         return None
     own = getattr(_lock_files, "held", None)
-    if own is None or own[0] != os.getpid() or own[1].name != path:
-        if own is not None and own[0] == os.getpid():
-            own[1].close()  # another database's (an app of the test suite's)
-        # A file opened before a fork would be shared with the parent's other children.
-        own = _lock_files.held = (os.getpid(), open(path, "ab"))  # noqa: SIM115 (kept open)
-    return own[1]
+    if own is not None and own[0] == os.getpid() and own[1] == path:
+        try:
+            if os.stat(path).st_ino == os.fstat(own[2]).st_ino:
+                return own[2]
+        except FileNotFoundError:  # removed (a restore, a clean-up): the drain job makes anew
+            pass
+    if own is not None:
+        _lock_files.held = None  # never closed twice: the number may be another file's then
+        if own[0] == os.getpid():
+            os.close(own[2])  # replaced, or another database's (an app of the test suite's)
+    # A descriptor opened before a fork would share its lock with the parent's other
+    # children: each process opens its own.
+    _lock_files.held = (os.getpid(), path, _open_lock_file(path))
+    return _lock_files.held[2]
 
 
 def _lock_path() -> str | None:
@@ -319,7 +326,7 @@ def _newsletters(list_ids: list[int]) -> list[MailingList]:
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
-def wait_for_sign_ups_in_flight() -> None:
+def wait_for_sign_ups_in_flight() -> bool:
     """Wait until every sign-up transaction that has handed its row over has ended.
 
     A sign-up hands its row over before its commit: on PostgreSQL in one Redis round trip
@@ -335,33 +342,36 @@ def wait_for_sign_ups_in_flight() -> None:
     one writer there can be (a web process of a release that wrote before its round trip).
     Either waits at most IN_FLIGHT_WAIT_SECONDS: new sign-ups queue behind PostgreSQL's
     waiting lock, and a steady stream of them can keep the file shared; a sign-up stuck
-    longer is the next job's or the reconciler's.
+    longer is the next job's (the caller queues one). Whether it waited for them all.
     """
     connection = db.session.connection()
+    waited = True
     if connection.dialect.name == "postgresql":
-        milliseconds = int(IN_FLIGHT_WAIT_SECONDS * 1000)
+        milliseconds = max(1, int(IN_FLIGHT_WAIT_SECONDS * 1000))  # 0 would wait for ever
         connection.execute(text(f"SET LOCAL lock_timeout = '{milliseconds}ms'"))
         try:
             connection.execute(text("LOCK TABLE signup_request IN SHARE MODE"))
         except OperationalError:
             log.warning("sign-ups in flight held the table too long; not waiting for them")
+            waited = False
     else:
-        _wait_for_the_lock_file()
+        waited = _wait_for_the_lock_file()
         connection.execute(text("DELETE FROM signup_request WHERE 0 = 1"))
     db.session.rollback()
+    return waited
 
 
-def _wait_for_the_lock_file() -> None:
+def _wait_for_the_lock_file() -> bool:
     path = _lock_path()
     if path is None:
-        return
+        return True
     deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
     try:
-        lock = open(path, "ab")  # noqa: SIM115 (closed below)
+        lock = _open_lock_file(path)
     except OSError as error:
         log.warning("cannot open the sign-ups' lock file (%s); not waiting for them", error)
-        return
-    with lock:
+        return False
+    try:
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -369,11 +379,19 @@ def _wait_for_the_lock_file() -> None:
                 # Polled: Linux grants new shared locks while an exclusive one waits.
                 if time.monotonic() > deadline:
                     log.warning("sign-ups in flight held their lock file too long; not waiting")
-                    return
+                    return False
                 lock_file_busy()
             else:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-                return
+                return True
+    finally:
+        os.close(lock)
+
+
+def _open_lock_file(path: str) -> int:
+    """The lock file, opened for reading (a flock needs no more), made if missing: the web
+    and the workers may run as users that cannot write each other's files."""
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def lock_file_busy() -> None:

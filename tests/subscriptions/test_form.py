@@ -6,13 +6,15 @@ import pytest
 from flask import current_app
 from flask_limiter.util import get_qualified_name
 from redis import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from service import jobs
 from service.dev.processes import free_port
 from service.extensions import db
-from service.jobs import SIGNUP_DRAIN_QUEUED, redis_connection
+from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
 from service.models import (
     ConsentEvent,
     MailingList,
@@ -395,6 +397,35 @@ class TestRateLimits:
         assert redis_connection().get(SIGNUP_DRAIN_QUEUED)  # handed over, by the EVAL too
         limited = [client.post("/subscribe", json={"email": "eva@seznam.cz"}) for _ in range(3)]
         assert [r.status_code for r in limited] == [202, 429, 429]  # the IP limit: counted
+
+    def test_the_scripts_own_connection_leaves_the_pools_room_alone(self, client, app):
+        """jobs.command's connection is not one of the client's pool: a pool limited to one
+        connection (`?max_connections=1`) still serves the app's other commands."""
+        real = app.extensions["redis"]
+        app.extensions["redis"] = Redis.from_url(current_app.config["REDIS_URL"], max_connections=1)
+        try:
+            assert client.post("/subscribe", json={"email": "jana@seznam.cz"}).status_code == 202
+            assert redis_connection().ping()  # before: MaxConnectionsError
+            assert redis_connection().get(SIGNUP_DRAIN_QUEUED)
+        finally:
+            app.extensions["redis"] = real
+
+    def test_a_script_whose_reply_is_lost_leaves_no_hand_off_without_a_job(
+        self, client, monkeypatch
+    ):
+        """The script ran (the hand-off key set) but its reply was lost (a timeout): the
+        sign-up is stored as with Redis away, and a drain job is queued for the key, which
+        otherwise named a job nobody queued and held other hand-offs up until it expired."""
+        real = jobs.command
+
+        def lost_reply(*args):
+            real(*args)
+            raise RedisTimeoutError("Timeout reading from socket")
+
+        monkeypatch.setattr(rate_limits, "command", lost_reply)
+        assert client.post("/subscribe", json={"email": "jana@seznam.cz"}).status_code == 202
+        named = redis_connection().get(SIGNUP_DRAIN_QUEUED).decode()
+        assert named in Queue(MAIL_QUEUE, connection=redis_connection()).get_job_ids()
 
     def test_a_connection_redis_dropped_is_replaced_and_the_sign_up_counted(self, client):
         """The script runs on the thread's own connection (jobs.command); Redis restarted

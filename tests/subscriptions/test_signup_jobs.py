@@ -10,6 +10,7 @@ address and browser.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -401,6 +402,72 @@ def test_a_lock_file_that_cannot_be_opened_costs_a_round_trip_not_a_sign_up(clie
     assert process_signups() == {"done": 1, "skipped": 0, "failed": 0}
     assert counts()["signup_request"] == 0
     assert caplog.text.count("cannot open the sign-ups' lock file") == 2
+
+
+def test_a_drain_job_that_gives_up_waiting_leaves_a_successor(client, app, monkeypatch):
+    """A sign-up still in flight when the drain job's wait runs out (its commit slow: SQLite's
+    write lock busy) has no job but this one, which read past it: the job queues its
+    successor, which waits again and does the row. Before, it waited for the reconciler."""
+    monkeypatch.setattr(signup, "IN_FLIGHT_WAIT_SECONDS", 0.001)
+    sqlite = db.engine.dialect.name == "sqlite"
+    holder = db.engine.connect()
+    if sqlite:
+        path = signup._lock_path()
+        assert path is not None
+        held = os.open(path, os.O_RDONLY | os.O_CREAT)
+        fcntl.flock(held, fcntl.LOCK_SH)  # a sign-up between its hand-off and its commit
+    else:
+        holder.execute(text("LOCK TABLE signup_request IN ROW EXCLUSIVE MODE"))
+    try:
+        assert process_signups() == {"done": 0, "skipped": 0, "failed": 0}
+    finally:
+        if sqlite:
+            os.close(held)
+        holder.rollback()
+        holder.close()
+    [successor] = mail_queue_jobs()
+    assert successor.startswith("signup-drain-")
+    assert redis_connection().get(SIGNUP_DRAIN_QUEUED) == successor.encode()
+
+
+def test_a_replaced_lock_file_is_the_one_sign_ups_hold(client, app):
+    """The lock file removed (a restore, a clean-up) while the web runs: its processes lock
+    the new one, which the drain job opens, not the old one they kept open."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no lock file")
+    sign_up(client)
+    path = signup._lock_path()
+    assert path is not None
+    os.remove(path)
+    with app.test_request_context(), signup.in_flight() as held:
+        assert held
+        probe = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
+
+
+def test_a_lock_file_that_failed_to_open_never_closes_another_files_descriptor(client, app):
+    """The thread's lock file closed to open another that then failed: the next sign-up
+    must not close that descriptor number again, which by then is another file's (here a
+    probe's; in the suite it was SQLite's database, which then read as malformed)."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no lock file")
+    sign_up(client)  # the thread's lock file open
+    real = app.extensions["zpravodaj_signup_lock_path"]
+    app.extensions["zpravodaj_signup_lock_path"] = str(Path(real).parent / "gone" / "x.lock")
+    sign_up(client, "petr@seznam.cz")  # closes it, fails to open the other
+    probe = os.open(os.devnull, os.O_RDONLY)  # the lowest free number: the one just closed
+    try:
+        app.extensions["zpravodaj_signup_lock_path"] = real
+        sign_up(client, "eva@seznam.cz")
+        # Before: closed by the sign-up, and the number given to its new lock file.
+        assert os.path.samestat(os.fstat(probe), os.stat(os.devnull))
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(probe)
 
 
 # --- two drain jobs at once, and the reconciler (issue 14) ------------------------
