@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -38,6 +38,16 @@ def commit_with_retry(work: Callable[[], object], attempts: int = 3) -> None:
             db.session.rollback()
             if attempt == attempts - 1:
                 raise
+
+
+def sqlite_lock_path(url: URL, purpose: str) -> str | None:
+    """A lock file beside an SQLite database's file, for the processes that share it to
+    queue or wait on (`<database>-<purpose>.lock`); None for another database, an
+    in-memory one or a `file:` URI."""
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{database}-{purpose}.lock"
 
 
 @event.listens_for(Engine, "connect")

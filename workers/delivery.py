@@ -58,6 +58,7 @@ from service import jobs
 from service.bounces.recording import record_refusal
 from service.bounces.verp import envelope_sender_for
 from service.clock import utcnow
+from service.database import sqlite_lock_path
 from service.extensions import db
 from service.issues.rendering import MessageSkeleton, Recipient, skeleton_for
 from service.issues.sending import begin_delivery, recipients_condition, recipients_query
@@ -709,10 +710,8 @@ class _Claim:
 
 def _sqlite_writer_queue(connection: Connection) -> IO[bytes] | None:
     """A lock file beside the SQLite database that the workers' per-message writes queue on."""
-    database = connection.engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return open(f"{database}-delivery.lock", "ab")  # closed by close()
+    path = sqlite_lock_path(connection.engine.url, "delivery")
+    return None if path is None else open(path, "ab")  # closed by close()
 
 
 def _pyformat(sql: str) -> str:

@@ -38,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
+from ..database import sqlite_lock_path
 from ..extensions import db
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
@@ -203,9 +204,7 @@ def _lock_path() -> str | None:
     extensions = current_app.extensions
     path = extensions.get(_LOCK_PATH)
     if path is None:
-        database = db.engine.url.database if db.engine.dialect.name == "sqlite" else None
-        usable = database and database != ":memory:" and not database.startswith("file:")
-        path = extensions[_LOCK_PATH] = f"{database}-signups.lock" if usable else ""
+        path = extensions[_LOCK_PATH] = sqlite_lock_path(db.engine.url, "signups") or ""
     return path or None
 
 
