@@ -171,9 +171,13 @@ def subscribe() -> ResponseReturnValue:
     return _accepted(data)
 
 
-def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -> Callable[[], int]:
-    def insert() -> int:
-        return signup.record_request(
+# How a sign-up is stored, given its transaction: the row's id, None when nothing was written.
+Insert = Callable[[signup.Recording], int | None]
+
+
+def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -> Insert:
+    def insert(recording: signup.Recording) -> int:
+        return recording.insert(
             valid.address,
             valid.name,
             list_ids,
@@ -187,9 +191,9 @@ def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -
 
 def _insert_for_known_list(
     data: SubscribeInput, valid: ValidatedSignup, slug: str, list_id: int
-) -> Callable[[], int | None]:
-    def insert() -> int | None:
-        return signup.record_request_for_known_list(
+) -> Insert:
+    def insert(recording: signup.Recording) -> int | None:
+        return recording.insert_for_known_list(
             slug,
             list_id,
             valid.address,
@@ -202,9 +206,12 @@ def _insert_for_known_list(
     return insert
 
 
-def _store(data: SubscribeInput, insert: Callable[[], int | None], checked: bool = False) -> bool:
+def _store(data: SubscribeInput, insert: Insert, checked: bool = False) -> bool:
     """Store an accepted sign-up with `insert` (None: it wrote nothing), check its limits
     and hand it over; whether it was stored. A refused sign-up (RateLimited) leaves no row.
+
+    The sign-up has a transaction of its own (`signup.recording`: one INSERT and its
+    commit, without the ORM session); what it did not commit is rolled back.
 
     PostgreSQL: the INSERT, then the limits and the hand-off in one round trip inside the
     transaction, then the commit; a refused sign-up is rolled back. Inserts do not wait
@@ -220,20 +227,20 @@ def _store(data: SubscribeInput, insert: Callable[[], int | None], checked: bool
     the commit, in a second round trip. `checked`: the limits were checked already (by an
     earlier attempt of this request that wrote nothing): it hands over after the commit.
     """
-    if not signup.limits_before_storing():
-        if insert() is None:
-            return False
-        rate_limits.check(data.email_text, accepted=True, hand_off=True)
-        db.session.commit()
-        return True
-    with signup.in_flight() as waited_for:
-        handed_over = waited_for and not checked
-        if not checked:
-            rate_limits.check(data.email_text, accepted=True, hand_off=handed_over)
-        if insert() is None:
-            db.session.rollback()
-            return False
-        db.session.commit()
+    with signup.recording() as recording:
+        if not signup.limits_before_storing():
+            if insert(recording) is None:
+                return False
+            rate_limits.check(data.email_text, accepted=True, hand_off=True)
+            recording.commit()
+            return True
+        with signup.in_flight() as waited_for:
+            handed_over = waited_for and not checked
+            if not checked:
+                rate_limits.check(data.email_text, accepted=True, hand_off=handed_over)
+            if insert(recording) is None:
+                return False
+            recording.commit()
     if not handed_over:
         rate_limits.hand_off()
     return True

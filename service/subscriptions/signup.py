@@ -30,25 +30,26 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
-from ..database import sqlite_lock_path
+from ..database import DriverStatement, sqlite_lock_path
 from ..extensions import db
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
 
 log = logging.getLogger(__name__)
 
-# The request's two statements, built once: SQLAlchemy Core on the session's
-# connection, with bound parameters, costs a fraction of building them per request.
+# The request's statements, built once (and its INSERTs compiled once per app: `recording`).
 _requests = SignupRequest.__table__
-_INSERT_REQUEST = _requests.insert().returning(_requests.c.id)
 _lists = MailingList.__table__
 _NEWSLETTERS_BY_SLUG = select(_lists.c.slug, _lists.c.id).where(
     _lists.c.slug.in_(bindparam("slugs", expanding=True)),
@@ -65,11 +66,17 @@ _FIELDS = (
     "email", "email_key", "ascii_email", "name", "list_ids", "consent_text_id",
     "channel", "ip", "user_agent", "origin", "language", "requested_at",
 )  # fmt: skip
+_FIELD_VALUES = [bindparam(f, type_=_requests.c[f].type) for f in _FIELDS]
+_INSERT_REQUEST = (
+    _requests.insert()
+    .values(dict(zip(_FIELDS, _FIELD_VALUES, strict=True)))
+    .returning(_requests.c.id)
+)
 _INSERT_IF_NEWSLETTER = (
     _requests.insert()
     .from_select(
         _FIELDS,
-        select(*[bindparam(f, type_=_requests.c[f].type) for f in _FIELDS]).where(
+        select(*_FIELD_VALUES).where(
             exists().where(
                 _lists.c.id == bindparam("list_id"),
                 _lists.c.slug == bindparam("slug"),
@@ -85,47 +92,92 @@ _KNOWN_IDS = "zpravodaj_newsletter_ids"
 _KNOWN_IDS_MAX = 1000
 
 
-def record_request(
-    address: Address,
-    name: str,
-    list_ids: list[int],
-    consent_text_id: int,
-    info: RequestInfo,
-    language: str,
-) -> int:
-    """Store the sign-up in the open transaction: the same for every address. The caller
-    hands it over (rate_limits.check) and commits. Returns the request's id. `language`
-    is the page's (service.i18n), which a new subscriber's mails will be written in.
+class Recording:
+    """A sign-up's own transaction: its INSERT and its commit, on a connection of the
+    engine's pool (`recording`), without SQLAlchemy's execution or the ORM session
+    (database.DriverStatement says why; issue 14, twelfth round). What it does not
+    commit is rolled back when the connection goes back to the pool."""
 
-    One INSERT … RETURNING through SQLAlchemy Core: the ORM's unit of work
-    would cost more than the statement itself, and nothing here needs an object.
-    """
-    values = _values(address, name, list_ids, consent_text_id, info, language)
-    return db.session.connection().execute(_INSERT_REQUEST, values).scalar_one()
+    def __init__(self, connection: Any, statements: _Statements) -> None:
+        self._connection = connection
+        self._cursor = connection.cursor()
+        self._statements = statements
+
+    def insert(
+        self,
+        address: Address,
+        name: str,
+        list_ids: list[int],
+        consent_text_id: int,
+        info: RequestInfo,
+        language: str,
+    ) -> int:
+        """Store the sign-up: the same for every address. The caller hands it over
+        (rate_limits.check) and commits. Returns the request's id. `language` is the
+        page's (service.i18n), which a new subscriber's mails will be written in."""
+        values = _values(address, name, list_ids, consent_text_id, info, language)
+        return self._statements.insert.execute(self._cursor, values)[0]
+
+    def insert_for_known_list(
+        self,
+        slug: str,
+        list_id: int,
+        address: Address,
+        name: str,
+        consent_text_id: int,
+        info: RequestInfo,
+        language: str,
+    ) -> int | None:
+        """`insert` for one newsletter whose id this process has seen (`known_newsletter_id`),
+        checked by the INSERT itself; None (nothing written) when the id is no longer that
+        newsletter's: then the caller looks the slug up (`newsletter_ids`) as for any."""
+        values = _values(address, name, [list_id], consent_text_id, info, language)
+        values.update(list_id=list_id, slug=slug)
+        row = self._statements.insert_if_newsletter.execute(self._cursor, values)
+        return None if row is None else row[0]
+
+    def commit(self) -> None:
+        self._connection.commit()
+
+
+@dataclass(frozen=True)
+class _Statements:
+    insert: DriverStatement
+    insert_if_newsletter: DriverStatement
+
+
+@contextmanager
+def recording() -> Iterator[Recording]:
+    """A `Recording` on a connection of the pool, given back (rolled back) at the end."""
+    extensions = current_app.extensions
+    engine, statements = extensions.get(_STATEMENTS) or _compile_statements(extensions)
+    connection = engine.raw_connection()
+    try:
+        yield Recording(connection, statements)
+    finally:
+        connection.close()
+
+
+_STATEMENTS = "zpravodaj_signup_statements"
+
+
+def _compile_statements(extensions: dict[str, Any]) -> tuple[Engine, _Statements]:
+    engine = db.engine
+    dialect = engine.dialect
+    found = extensions[_STATEMENTS] = (
+        engine,
+        _Statements(
+            insert=DriverStatement(_INSERT_REQUEST, dialect),
+            insert_if_newsletter=DriverStatement(_INSERT_IF_NEWSLETTER, dialect),
+        ),
+    )
+    return found
 
 
 def known_newsletter_id(slug: str) -> int | None:
     """The id this process saw for the newsletter `slug` (a hint, never trusted: the INSERT
-    of `record_request_for_known_list` checks it); None when not known."""
+    of `Recording.insert_for_known_list` checks it); None when not known."""
     return current_app.extensions.get(_KNOWN_IDS, {}).get(slug)
-
-
-def record_request_for_known_list(
-    slug: str,
-    list_id: int,
-    address: Address,
-    name: str,
-    consent_text_id: int,
-    info: RequestInfo,
-    language: str,
-) -> int | None:
-    """`record_request` for one newsletter whose id this process has seen
-    (`known_newsletter_id`), checked by the INSERT itself; None (nothing written) when the
-    id is no longer that newsletter's: then the caller looks the slug up
-    (`newsletter_ids`) as for any."""
-    values = _values(address, name, [list_id], consent_text_id, info, language)
-    values.update(list_id=list_id, slug=slug, requested_at=utcnow())
-    return db.session.connection().execute(_INSERT_IF_NEWSLETTER, values).scalar()
 
 
 def limits_before_storing() -> bool:
@@ -231,6 +283,7 @@ def _values(
         "user_agent": info.user_agent,
         "origin": info.origin,
         "language": language,
+        "requested_at": utcnow(),
     }
 
 
