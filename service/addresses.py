@@ -9,7 +9,6 @@ and SMTPUTF8 only when the mail server can take it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import importlib
 import re
@@ -183,14 +182,17 @@ def address_hashes(address_key: str) -> list[str]:
     config = current_app.config
     keys = [config["SUPPRESSION_KEY"] or config["SECRET_KEY"], config["SECRET_KEY"]]
     keys += config["SECRET_KEY_FALLBACKS"]
-    message = b"suppression:" + address_key.encode()
-    return [
-        hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-        for key in dict.fromkeys(keys)
-        if key
-    ]
+    return [_keyed_hash(key, address_key) for key in dict.fromkeys(keys) if key]
 
 
 def address_hash(address_key: str) -> str:
-    """The hash a new suppression of the address is stored under."""
-    return address_hashes(address_key)[0]
+    """The hash a new suppression of the address is stored under (the first of
+    `address_hashes`, without computing the others: each sign-up's rate limit keys one)."""
+    config = current_app.config
+    key = config["SUPPRESSION_KEY"] or config["SECRET_KEY"]
+    return _keyed_hash(key, address_key) if key else address_hashes(address_key)[0]
+
+
+def _keyed_hash(key: str, address_key: str) -> str:
+    # hmac.digest: OpenSSL's one-shot HMAC, the same value as hmac.new(…).hexdigest().
+    return hmac.digest(key.encode(), b"suppression:" + address_key.encode(), "sha256").hex()

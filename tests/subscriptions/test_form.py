@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from flask import current_app
 from flask_limiter.util import get_qualified_name
@@ -11,7 +13,8 @@ from rq import Queue
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from service import jobs
+from service import consent, jobs
+from service.clock import utcnow
 from service.dev.processes import free_port
 from service.extensions import db
 from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
@@ -23,7 +26,7 @@ from service.models import (
     Subscriber,
     Subscription,
 )
-from service.subscriptions import rate_limits
+from service.subscriptions import rate_limits, signup
 from service.web_extensions import limiter
 from tests.conftest import process_signups
 from tests.test_addresses import INVALID
@@ -594,3 +597,80 @@ def redis_commands(action) -> list[str]:
             if command["client_type"] != "lua" and command["command"].split()[0] != "HELLO":
                 seen.append(command["command"].split()[0].lower())
     return seen
+
+
+class TestTheSignUpsOwnTransaction:
+    """A sign-up stores its row on a pool connection through the driver, without the ORM
+    session (signup.Recording, database.DriverStatement): the row must read back as the
+    ORM would have written it, and a sign-up that fails before its commit leaves nothing."""
+
+    @pytest.mark.parametrize("form", [False, True], ids=["json-two-lists", "form-one-list"])
+    def test_the_row_reads_back_as_the_orm_writes_it(self, client, form):
+        ids = {
+            slug: id_ for slug, id_ in db.session.execute(select(MailingList.slug, MailingList.id))
+        }
+        headers = {
+            "User-Agent": "Prohlížeč/1.0 (ěščřžýáíé)",
+            "Origin": "https://www.socialnibydleni.example",
+        }
+        before = utcnow()
+        if form:  # the common sign-up: one newsletter whose id the process knows by now
+            client.post("/subscribe", data={"email": "prvni@seznam.cz", "list": "zpravodaj"})
+            response = client.post(
+                "/subscribe?lang=en",
+                data={"email": "Jana@Příklad.cz", "name": "Jana Nováková", "list": "zpravodaj"},
+                headers=headers,
+            )
+            lists = [ids["zpravodaj"]]
+        else:
+            response = client.post(
+                "/subscribe",
+                json={
+                    "email": "Jana@Příklad.cz",
+                    "name": "Jana Nováková",
+                    "list": ["novinky", "zpravodaj"],
+                },
+                headers=headers,
+            )
+            lists = [ids["novinky"], ids["zpravodaj"]]
+        assert response.status_code == 202
+        row = db.session.scalars(select(SignupRequest).order_by(SignupRequest.id.desc())).first()
+        assert row is not None
+        assert (row.email, row.ascii_email, row.email_key) == (
+            "Jana@příklad.cz",
+            "Jana@xn--pklad-zsa96e.cz",
+            "jana@příklad.cz",
+        )
+        assert row.name == "Jana Nováková"
+        assert row.list_ids == lists
+        assert row.consent_text_id == consent.form_consent_text_id(None)
+        assert (row.channel, row.ip) == ("page" if form else "api", "127.0.0.1")
+        assert (row.user_agent, row.origin) == (headers["User-Agent"], headers["Origin"])
+        assert row.language == ("en" if form else "cs")
+        assert isinstance(row.requested_at, datetime)
+        assert before <= row.requested_at <= utcnow()
+        db.session.commit()
+        process_signups()
+        assert db.session.scalar(select(Subscriber.email).filter_by(email_key="jana@příklad.cz"))
+
+    def test_a_sign_up_that_fails_before_its_commit_leaves_no_row_and_no_lock(
+        self, client, monkeypatch
+    ):
+        """Its connection goes back to the pool rolled back: on SQLite an open write
+        transaction left on it would hold the database's one write lock, and the next
+        sign-up would wait SQLite's busy timeout and fail."""
+        failing = {"left": 1}
+        real_commit = signup.Recording.commit
+
+        def commit(recording):
+            if failing["left"]:
+                failing["left"] -= 1
+                raise OperationalError("COMMIT", {}, Exception("the disk went away"))
+            real_commit(recording)
+
+        monkeypatch.setattr(signup.Recording, "commit", commit)
+        assert client.post("/subscribe", json={"email": "jana@seznam.cz"}).status_code == 500
+        assert client.post("/subscribe", json={"email": "petr@seznam.cz"}).status_code == 202
+        emails = db.session.scalars(select(SignupRequest.email)).all()
+        assert emails == ["petr@seznam.cz"]
+        db.session.commit()
