@@ -101,6 +101,8 @@ def current_text(kind: str, *, commit: bool = True) -> ConsentText:
             # another text under this number (then the next number is tried).
             found = text_by_hash(kind, digest)
             if found:
+                if commit:  # the attempt began a write transaction (SQLite: its write lock)
+                    db.session.commit()
                 return found
             continue
         if commit:

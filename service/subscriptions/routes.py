@@ -119,8 +119,9 @@ def subscribe_embed() -> ResponseReturnValue:
 
 @bp.post("/subscribe")
 def subscribe() -> ResponseReturnValue:
-    """A sign-up: its rate limits and its hand-off cost one Redis round trip (two on SQLite),
-    made once the answer is known (rate_limits.py); only accepted sign-ups count toward
+    """A sign-up: its rate limits and its hand-off cost one Redis round trip (two on an
+    in-memory SQLite database), made once the answer is known (rate_limits.py); its row is
+    stored in a transaction of its own (`_store`). Only accepted sign-ups count toward
     the address limit, and a refused one leaves no row (`_store` says in which order)."""
     try:
         data = SubscribeInput.from_request(bound(request))
@@ -175,15 +176,17 @@ def subscribe() -> ResponseReturnValue:
 Insert = Callable[[signup.Recording], int | None]
 
 
+# The row's values are worked out here, before its transaction begins (`_store`): the
+# consent text's id may need the ORM session (a text not yet stored is stored then).
+
+
 def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -> Insert:
+    consent_text_id = consent.form_consent_text_id(data.consent_hash)
+    info, language = _request_info(data), current_language()
+
     def insert(recording: signup.Recording) -> int:
         return recording.insert(
-            valid.address,
-            valid.name,
-            list_ids,
-            consent.form_consent_text_id(data.consent_hash),
-            _request_info(data),
-            current_language(),
+            valid.address, valid.name, list_ids, consent_text_id, info, language
         )
 
     return insert
@@ -192,15 +195,12 @@ def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -
 def _insert_for_known_list(
     data: SubscribeInput, valid: ValidatedSignup, slug: str, list_id: int
 ) -> Insert:
+    consent_text_id = consent.form_consent_text_id(data.consent_hash)
+    info, language = _request_info(data), current_language()
+
     def insert(recording: signup.Recording) -> int | None:
         return recording.insert_for_known_list(
-            slug,
-            list_id,
-            valid.address,
-            valid.name,
-            consent.form_consent_text_id(data.consent_hash),
-            _request_info(data),
-            current_language(),
+            slug, list_id, valid.address, valid.name, consent_text_id, info, language
         )
 
     return insert

@@ -148,7 +148,15 @@ class _Statements:
 
 @contextmanager
 def recording() -> Iterator[Recording]:
-    """A `Recording` on a connection of the pool, given back (rolled back) at the end."""
+    """A `Recording` on a connection of the pool, given back (rolled back) at the end.
+
+    A transaction the request's ORM session has open is committed first: what it wrote
+    (a consent text stored on its first use) is what the row refers to, and on SQLite
+    its write lock would hold this INSERT, on another connection, until SQLite's busy
+    timeout ran out.
+    """
+    if db.session.registry.has() and db.session().in_transaction():
+        db.session.commit()
     extensions = current_app.extensions
     engine, statements = extensions.get(_STATEMENTS) or _compile_statements(extensions)
     connection = engine.raw_connection()

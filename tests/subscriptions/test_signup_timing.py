@@ -4,7 +4,9 @@ No timing is asserted here (bench/signup_timing.py prints the medians of a
 new and a known address and their ratio); instead the requests for a new, a
 pending, a confirmed, an unsubscribed and a suppressed address must run the
 same SQL statements, in the same order (seen by SQLAlchemy's
-before_cursor_execute event), and hand over to the same job. The work that
+before_cursor_execute event, and for the sign-up's own INSERT, which skips
+SQLAlchemy's execution, by `DriverStatement.execute`), and hand over to the
+same job. The work that
 does differ runs in that job (service/subscriptions/signup.py).
 """
 
@@ -21,6 +23,7 @@ from sqlalchemy import event, select, update
 
 from service import consent
 from service.clock import utcnow
+from service.database import DriverStatement
 from service.extensions import db
 from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
 from service.models import MailingList, SignupRequest, Subscriber, Subscription
@@ -42,10 +45,18 @@ def statements() -> Iterator[list[str]]:
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
         seen.append(re.sub(r"\s+", " ", statement).strip())
 
+    run_by_the_driver = DriverStatement.execute
+
+    def record_driver_statement(statement: DriverStatement, cursor, values):
+        seen.append(re.sub(r"\s+", " ", statement.sql).strip())
+        return run_by_the_driver(statement, cursor, values)
+
     event.listen(db.engine, "before_cursor_execute", record)
+    DriverStatement.execute = record_driver_statement  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        DriverStatement.execute = run_by_the_driver  # type: ignore[method-assign]
         event.remove(db.engine, "before_cursor_execute", record)
 
 
