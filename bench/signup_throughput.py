@@ -162,14 +162,13 @@ class Server:
     ) -> None:
         self.port = free_port()
         self.split_dir = split_dir
+        # This checkout first: gunicorn reads its config file (which imports
+        # service.gunicorn_conf) before it changes into `chdir`, and an editable install
+        # of another checkout in the same virtualenv would otherwise provide `service`.
+        env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}", **env}
         if split_dir is not None:  # served through the wrapper that splits the CPU
             split_dir.mkdir()
-            env = {
-                **env,
-                "SPLIT_APP": app_spec,
-                "SPLIT_DIR": str(split_dir),
-                "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}",
-            }
+            env = {**env, "SPLIT_APP": app_spec, "SPLIT_DIR": str(split_dir)}
             app_spec = "cpu_split_app:app"
         self.process = subprocess.Popen(
             [
