@@ -165,7 +165,8 @@ class Server:
         # This checkout first: gunicorn reads its config file (which imports
         # service.gunicorn_conf) before it changes into `chdir`, and an editable install
         # of another checkout in the same virtualenv would otherwise provide `service`.
-        env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}", **env}
+        given = env.get("PYTHONPATH")  # a caller's own (signup_lock_probe.py's), then these
+        env = {**env, "PYTHONPATH": ":".join(filter(None, (given, str(ROOT), str(ROOT / "bench"))))}
         if split_dir is not None:  # served through the wrapper that splits the CPU
             split_dir.mkdir()
             env = {**env, "SPLIT_APP": app_spec, "SPLIT_DIR": str(split_dir)}
@@ -368,7 +369,11 @@ def prepare_database(url: str, env: dict[str, str]) -> None:
 
 def bench(database_url: str, redis_url: str, args: argparse.Namespace) -> None:
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "REDIS"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DATABASE", "REDIS")) and k != "PYTHONPATH"  # Server's own
+        },
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SMTP_URL": "smtp://127.0.0.1:9",  # no worker runs: nothing is ever sent

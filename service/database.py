@@ -9,8 +9,8 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Dialect, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -58,16 +58,19 @@ class DriverStatement:
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            # An expanding IN or a literal rendered per run: its SQL differs run by run.
+            raise ValueError("a statement whose SQL is finished at each run cannot be reused")
         self.sql = str(compiled)
         # A positional driver (SQLite's `?`) takes a sequence in this order; a named one
         # (psycopg's `%(name)s`) the dictionary.
         self._positions: Sequence[str] | None = compiled.positiontup
-        binds = compiled.binds
+        binds = compiled.bind_names  # each parameter and its name in the SQL
         # Literal values of the statement (`kind = 'newsletter'`) are parameters too.
-        self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
+        self._fixed = {name: bind.value for bind, name in binds.items() if not bind.required}
         self._conversions = [
             (name, convert)
-            for name, bind in binds.items()
+            for bind, name in binds.items()
             if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         ]
 
@@ -81,9 +84,29 @@ class DriverStatement:
         return [merged[name] for name in self._positions]
 
     def execute(self, cursor: DBAPICursor, values: Mapping[str, Any]) -> Any:
-        """Run the statement; the first row of its result (RETURNING), None when none."""
+        """Run the statement; the first row of its result (RETURNING), None when none.
+        The driver's errors are raised as they come (`driver_error` wraps them)."""
         cursor.execute(self.sql, self.parameters(values))
         return cursor.fetchone() if cursor.description else None
+
+
+def driver_error(
+    error: Any, statement: str, dialect: Dialect, connection: PoolProxiedConnection
+) -> StatementError:
+    """A driver's error as SQLAlchemy raises it (`sqlalchemy.exc.OperationalError`, …), for
+    work done on a pool connection through the driver (DriverStatement). A connection the
+    database dropped is invalidated, so the pool does not hand it out again."""
+    disconnected = dialect.is_disconnect(error, connection, None)
+    if disconnected:
+        connection.invalidate(error)
+    return DBAPIError.instance(
+        statement,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=disconnected,
+        dialect=dialect,
+    )
 
 
 def sqlite_lock_path(url: URL, purpose: str) -> str | None:

@@ -35,13 +35,14 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from ..addresses import Address
 from ..clock import utcnow
 from ..consent import RequestInfo
-from ..database import DriverStatement, sqlite_lock_path
+from ..database import DriverStatement, driver_error, sqlite_lock_path
 from ..extensions import db
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
 from . import actions
@@ -98,9 +99,16 @@ class Recording:
     (database.DriverStatement says why; issue 14, twelfth round). What it does not
     commit is rolled back when the connection goes back to the pool."""
 
-    def __init__(self, connection: Any, statements: _Statements) -> None:
+    def __init__(
+        self,
+        connection: PoolProxiedConnection,
+        cursor: Any,
+        dialect: Dialect,
+        statements: _Statements,
+    ) -> None:
         self._connection = connection
-        self._cursor = connection.cursor()
+        self._cursor = cursor
+        self._dialect = dialect
         self._statements = statements
 
     def insert(
@@ -116,7 +124,7 @@ class Recording:
         (rate_limits.check) and commits. Returns the request's id. `language` is the
         page's (service.i18n), which a new subscriber's mails will be written in."""
         values = _values(address, name, list_ids, consent_text_id, info, language)
-        return self._statements.insert.execute(self._cursor, values)[0]
+        return self._execute(self._statements.insert, values)[0]
 
     def insert_for_known_list(
         self,
@@ -133,11 +141,20 @@ class Recording:
         newsletter's: then the caller looks the slug up (`newsletter_ids`) as for any."""
         values = _values(address, name, [list_id], consent_text_id, info, language)
         values.update(list_id=list_id, slug=slug)
-        row = self._statements.insert_if_newsletter.execute(self._cursor, values)
+        row = self._execute(self._statements.insert_if_newsletter, values)
         return None if row is None else row[0]
 
     def commit(self) -> None:
-        self._connection.commit()
+        try:
+            self._connection.commit()
+        except self._dialect.loaded_dbapi.Error as error:
+            raise driver_error(error, "COMMIT", self._dialect, self._connection) from error
+
+    def _execute(self, statement: DriverStatement, values: dict[str, object]) -> Any:
+        try:
+            return statement.execute(self._cursor, values)
+        except self._dialect.loaded_dbapi.Error as error:
+            raise driver_error(error, statement.sql, self._dialect, self._connection) from error
 
 
 @dataclass(frozen=True)
@@ -161,7 +178,11 @@ def recording() -> Iterator[Recording]:
     engine, statements = extensions.get(_STATEMENTS) or _compile_statements(extensions)
     connection = engine.raw_connection()
     try:
-        yield Recording(connection, statements)
+        cursor = connection.cursor()
+        try:
+            yield Recording(connection, cursor, engine.dialect, statements)
+        finally:
+            cursor.close()
     finally:
         connection.close()
 

@@ -10,11 +10,14 @@ from flask_limiter.util import get_qualified_name
 from redis import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
-from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service import consent, jobs
+from service.addresses import parse_address
 from service.clock import utcnow
+from service.consent import RequestInfo
+from service.database import DriverStatement
 from service.dev.processes import free_port
 from service.extensions import db
 from service.jobs import MAIL_QUEUE, SIGNUP_DRAIN_QUEUED, redis_connection
@@ -674,3 +677,34 @@ class TestTheSignUpsOwnTransaction:
         emails = db.session.scalars(select(SignupRequest.email)).all()
         assert emails == ["petr@seznam.cz"]
         db.session.commit()
+
+    def test_a_driver_error_is_raised_as_sqlalchemys_and_a_dropped_connection_never_reused(
+        self, app, client
+    ):
+        """The sign-up's statements skip SQLAlchemy's execution, not its exceptions: a
+        foreign key the row breaks is an IntegrityError, and on PostgreSQL a connection the
+        server dropped is invalidated rather than handed to the next sign-up."""
+        address = parse_address("jana@seznam.cz", allow_smtputf8=True)
+        info = RequestInfo(ip="127.0.0.1", user_agent=None, channel="api", origin=None)
+        with app.test_request_context("/subscribe", method="POST"):
+            with pytest.raises(IntegrityError), signup.recording() as recording:
+                recording.insert(address, "", [1], 999_999, info, "cs")  # no such consent text
+            if db.engine.dialect.name == "postgresql":
+                with pytest.raises(OperationalError) as dropped, signup.recording() as recording:
+                    with db.engine.connect() as other:  # as a restarted server does
+                        other.execute(
+                            text("SELECT pg_terminate_backend(:pid)"),
+                            # psycopg's connection, behind the pool's proxy: its server process
+                            {"pid": recording._connection.dbapi_connection.info.backend_pid},
+                        )
+                    recording.insert(address, "", [1], 1, info, "cs")
+                assert dropped.value.connection_invalidated
+        assert db.engine.pool.checkedout() == 0
+        assert client.post("/subscribe", json={"email": "petr@seznam.cz"}).status_code == 202
+
+    def test_a_statement_finished_at_each_run_is_refused(self, app):
+        expanding = select(MailingList.id).where(
+            MailingList.slug.in_(bindparam("slugs", expanding=True))
+        )
+        with pytest.raises(ValueError, match="finished at each run"):
+            DriverStatement(expanding, db.engine.dialect)
