@@ -176,13 +176,15 @@ def subscribe() -> ResponseReturnValue:
 Insert = Callable[[signup.Recording], int | None]
 
 
-# The row's values are worked out here, before its transaction begins (`_store`): the
-# consent text's id may need the ORM session (a text not yet stored is stored then).
+def _request_values(data: SubscribeInput) -> tuple[int, RequestInfo, str]:
+    """The row's consent text id, request details and language, worked out before its
+    transaction begins (`_store`): the consent text's id may need the ORM session (a text
+    not yet stored is stored then)."""
+    return consent.form_consent_text_id(data.consent_hash), _request_info(data), current_language()
 
 
 def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -> Insert:
-    consent_text_id = consent.form_consent_text_id(data.consent_hash)
-    info, language = _request_info(data), current_language()
+    consent_text_id, info, language = _request_values(data)
 
     def insert(recording: signup.Recording) -> int:
         return recording.insert(
@@ -195,8 +197,7 @@ def _insert(data: SubscribeInput, valid: ValidatedSignup, list_ids: list[int]) -
 def _insert_for_known_list(
     data: SubscribeInput, valid: ValidatedSignup, slug: str, list_id: int
 ) -> Insert:
-    consent_text_id = consent.form_consent_text_id(data.consent_hash)
-    info, language = _request_info(data), current_language()
+    consent_text_id, info, language = _request_values(data)
 
     def insert(recording: signup.Recording) -> int | None:
         return recording.insert_for_known_list(
