@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, Request, Response
+from flask.ctx import RequestContext
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 from .headers import vary_on
 from .paths import PROJECT_ROOT, instance_path, resource_dir
@@ -123,6 +127,46 @@ class CookieSession(SecureCookieSessionInterface):
         super().save_session(app, session, response)
 
 
+class AppRequest(Request):
+    """Flask's request, reading its size limits from the configuration of the app it was
+    made for (`App.request_context`). Flask's read `current_app` through its proxy twice
+    on each read of a limit, and parsing a form reads them eight times (issue 14,
+    bench/README.md, thirteenth round). A limit set on the request (a view allowing a
+    larger upload) still wins, as in Flask."""
+
+    app_config: Mapping[str, Any] | None = None
+
+    @property
+    def max_content_length(self) -> int | None:
+        if self._max_content_length is not None or self.app_config is None:
+            return super().max_content_length
+        return cast(int | None, self.app_config["MAX_CONTENT_LENGTH"])
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
+
+    @property
+    def max_form_memory_size(self) -> int | None:
+        if self._max_form_memory_size is not None or self.app_config is None:
+            return super().max_form_memory_size
+        return cast(int | None, self.app_config["MAX_FORM_MEMORY_SIZE"])
+
+    @max_form_memory_size.setter
+    def max_form_memory_size(self, value: int | None) -> None:
+        self._max_form_memory_size = value
+
+    @property  # type: ignore[override]
+    def max_form_parts(self) -> int | None:
+        if self._max_form_parts is not None or self.app_config is None:
+            return super().max_form_parts
+        return cast(int | None, self.app_config["MAX_FORM_PARTS"])
+
+    @max_form_parts.setter
+    def max_form_parts(self, value: int | None) -> None:
+        self._max_form_parts = value
+
+
 class App(Flask):
     """Flask, remembering which of the app's functions are coroutines.
 
@@ -135,6 +179,12 @@ class App(Flask):
     """
 
     session_interface = CookieSession()
+    request_class = AppRequest
+
+    def request_context(self, environ: WSGIEnvironment) -> RequestContext:
+        context = super().request_context(environ)
+        cast(AppRequest, context.request).app_config = self.config
+        return context
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, cast
 
 from flask import Flask
@@ -56,7 +57,11 @@ class DriverStatement:
     driver. The caller owns the DBAPI connection and its transaction.
     """
 
-    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, cached: Collection[str] = ()
+    ) -> None:
+        """`cached`: parameters whose conversions are remembered by value (a few distinct,
+        hashable values: the sign-up's tuple of list ids, whose JSON is written once)."""
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         if compiled.post_compile_params or compiled.literal_execute_params:
             # An expanding IN or a literal rendered per run: its SQL differs run by run.
@@ -69,7 +74,7 @@ class DriverStatement:
         # Literal values of the statement (`kind = 'newsletter'`) are parameters too.
         self._fixed = {name: bind.value for bind, name in binds.items() if not bind.required}
         self._conversions = [
-            (name, convert)
+            (name, lru_cache(maxsize=64)(convert) if name in cached else convert)
             for bind, name in binds.items()
             if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         ]

@@ -23,7 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from babel import Locale
-from flask import Flask, Request, Response, current_app, g, has_request_context, request
+from flask import (
+    Flask,
+    Request,
+    Response,
+    current_app,
+    g,
+    has_app_context,
+    has_request_context,
+    request,
+)
 from flask_babel import Babel, force_locale, get_locale, refresh
 from markupsafe import Markup
 
@@ -105,7 +114,10 @@ def use_person_language(language: str | None) -> None:
 
 def current_language() -> str:
     """ "cs" or "en": the language pages and mails of this context are rendered in."""
-    locale = get_locale()
+    # The locale Flask-Babel keeps for this context once chosen, read without its
+    # look-ups of `g` through the proxy (seven per call; a sign-up asks three times).
+    kept = vars(bound(g)).get("_flask_babel") if has_app_context() else None
+    locale = getattr(kept, "babel_locale", None) or get_locale()
     for language, shared in _LOCALES.items():
         if locale is shared:
             return language
@@ -145,8 +157,11 @@ def _choose_afresh(endpoint: str | None, values: dict | None) -> None:
     request inside an app context that is already pushed (a test, a CLI
     command calling the app) shares it with the requests before it.
     """
-    g.pop("person_language", None)
-    refresh()
+    request_globals = vars(bound(g))
+    # A request of its own (under gunicorn, always) starts with a fresh `g`: nothing to forget.
+    if "person_language" in request_globals or "_flask_babel" in request_globals:
+        request_globals.pop("person_language", None)
+        refresh()
 
 
 def _remember_choice(response: Response) -> Response:

@@ -292,9 +292,25 @@ def _count_request(response: Response) -> Response:
         current = bound(request)  # read once, not through the proxy each time
         endpoint = current.endpoint or "unmatched"
         method = current.method
-        HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-        HTTP_SECONDS.labels(endpoint, method).observe(time.perf_counter() - started)
+        if method not in _METHODS:
+            method = "other"  # any token is a method to HTTP: one series for them all
+        status = response.status_code
+        series = _request_series.get((endpoint, method, status))
+        if series is None:
+            series = _request_series[endpoint, method, status] = (
+                HTTP_REQUESTS.labels(endpoint, method, str(status)),
+                HTTP_SECONDS.labels(endpoint, method),
+            )
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
     return response
+
+
+# (endpoint, method, status) -> the two series a request of that kind counts in:
+# `labels()` checks and joins its label values and takes a lock on every call. The
+# keys are the app's endpoints, methods and statuses, a bounded set.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 @bp.get("/metrics")

@@ -89,10 +89,12 @@ for i = count, 1, -1 do
   else
     current = tonumber(redis.call('GET', KEYS[i]) or '0')
   end
-  remaining = amount - current
-  ttl = redis.call('TTL', KEYS[i])
-  if ttl < 0 then
-    ttl = window
+  if i == 1 then
+    remaining = amount - current
+    ttl = redis.call('TTL', KEYS[i])
+    if ttl < 0 then
+      ttl = window
+    end
   end
 end
 local queued = 0

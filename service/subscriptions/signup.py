@@ -196,8 +196,10 @@ def _compile_statements(extensions: dict[str, Any]) -> tuple[Engine, _Statements
     found = extensions[_STATEMENTS] = (
         engine,
         _Statements(
-            insert=DriverStatement(_INSERT_REQUEST, dialect),
-            insert_if_newsletter=DriverStatement(_INSERT_IF_NEWSLETTER, dialect),
+            insert=DriverStatement(_INSERT_REQUEST, dialect, cached=("list_ids",)),
+            insert_if_newsletter=DriverStatement(
+                _INSERT_IF_NEWSLETTER, dialect, cached=("list_ids",)
+            ),
         ),
     )
     return found
@@ -305,7 +307,7 @@ def _values(
         "email_key": address.key,
         "ascii_email": address.ascii_email,
         "name": name,
-        "list_ids": list_ids,
+        "list_ids": tuple(list_ids),  # hashable: its JSON is remembered (_compile_statements)
         "consent_text_id": consent_text_id,
         "channel": info.channel,
         "ip": info.ip,

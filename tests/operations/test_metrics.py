@@ -132,6 +132,23 @@ def test_http_requests_are_counted_by_endpoint_and_status(client):
     assert grew(before, after, "zpravodaj_http_requests_total", **unmatched) == 1
 
 
+def test_made_up_methods_share_one_series(client):
+    """A client may send any token as its method: each one a series of its own would let
+    a scanner grow /metrics (and the process's memory) without end."""
+    before = scrape(client)
+    for n in range(5):
+        assert client.open("/subscribe", method=f"PROBE{n}").status_code == 405
+    after = scrape(client)
+    methods = {
+        dict(labels)["method"]
+        for name, labels in after
+        if name == "zpravodaj_http_requests_total" and dict(labels)["endpoint"] == "unmatched"
+    }
+    assert not any(method.startswith("PROBE") for method in methods), methods
+    other = {"endpoint": "unmatched", "method": "other", "status": "405"}
+    assert grew(before, after, "zpravodaj_http_requests_total", **other) == 5
+
+
 def test_reconciler_actions_are_counted(app, client):
     add_confirmed_subscribers("zpravodaj", 5)
     issue = make_issue()
