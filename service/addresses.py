@@ -131,7 +131,7 @@ def parse_address(
 
 def parse_address_for_app(raw: object) -> Address:
     """`parse_address` with the running app's SMTPUTF8 and DNS settings."""
-    config = current_app.config
+    config = bound(current_app).config
     return parse_address(
         raw,
         allow_smtputf8=smtputf8_allowed(),
@@ -188,7 +188,7 @@ def address_hashes(address_key: str) -> list[str]:
 def address_hash(address_key: str) -> str:
     """The hash a new suppression of the address is stored under (the first of
     `address_hashes`, without computing the others: each sign-up's rate limit keys one)."""
-    config = current_app.config
+    config = bound(current_app).config
     key = config["SUPPRESSION_KEY"] or config["SECRET_KEY"]
     return _keyed_hash(key, address_key) if key else address_hashes(address_key)[0]
 

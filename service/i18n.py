@@ -91,7 +91,7 @@ def select_language() -> str:
     current = bound(request)
     return (
         requested_language()
-        or getattr(g, "person_language", None)
+        or vars(bound(g)).get("person_language")
         or (None if _in_api(current) else valid_language(first(current.cookies, LANGUAGE_COOKIE)))
         or current.accept_languages.best_match(LANGUAGES)
         or DEFAULT_LANGUAGE

@@ -27,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from .extensions import db
+from .request_values import bound
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -64,7 +65,7 @@ def _connect(url: str) -> Redis:
 
 
 def redis_connection() -> Redis:
-    extensions = current_app.extensions
+    extensions = bound(current_app).extensions
     try:
         return extensions["redis"]
     except KeyError:  # an app without one up front (init_app): connect now, once

@@ -116,8 +116,14 @@ class TextFormatter(logging.Formatter):
             for field in CONTEXT_FIELDS
             if (value := getattr(record, field, None)) is not None
         ]
-        record.context = f" [{', '.join(ids)}]" if ids else ""
-        return super().format(record)
+        record.context = context = f" [{', '.join(ids)}]" if ids else ""
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        # TEXT_FORMAT written out: Formatter's way (the style object, the record's
+        # attributes as a dictionary) cost more than the rest of an access line.
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
+        return f"{record.asctime} {record.levelname} {record.name}{context}: {record.message}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -227,7 +233,9 @@ def request_id_from(trusted_proxy: bool) -> str:
 
 def _begin_request() -> None:
     request_globals = bound(g)
-    request_id = request_globals.request_id = request_id_from(current_app.config["PROXY_FIX"] > 0)
+    request_id = request_globals.request_id = request_id_from(
+        bound(current_app).config["PROXY_FIX"] > 0
+    )
     request_globals.request_started = time.perf_counter()
     request_globals.log_context_token = _context.set({**_context.get(), "request_id": request_id})
 

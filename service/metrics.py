@@ -286,7 +286,7 @@ def _start_timer() -> None:
 
 
 def _count_request(response: Response) -> Response:
-    started = g.get("metrics_started")
+    started = bound(g).get("metrics_started")
     if started is not None:
         # The endpoint, not the path: paths carry tokens and would make a series per link.
         current = bound(request)  # read once, not through the proxy each time

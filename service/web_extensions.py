@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import flask_limiter
-from flask import Flask, Response, request
+import flask_login
+from flask import Flask, Response, current_app, request, session
 from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+
+from .request_values import bound
 
 
 class Limiter(flask_limiter.Limiter):
@@ -36,7 +38,7 @@ class Limiter(flask_limiter.Limiter):
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True
     ) -> None:
-        if in_middleware and request.endpoint in self.own_limits_endpoints:
+        if in_middleware and bound(request).endpoint in self.own_limits_endpoints:
             return
         super()._check_request_limit(callable_name, in_middleware)
 
@@ -68,7 +70,7 @@ def _after_request_unless(
     endpoints: frozenset[str], hook: Callable[..., Any]
 ) -> Callable[[Response], Response]:
     def after_request(response: Response) -> Response:
-        if request.endpoint in endpoints:
+        if bound(request).endpoint in endpoints:
             return response
         return hook(response)
 
@@ -79,10 +81,25 @@ def _teardown_unless(
     endpoints: frozenset[str], hook: Callable[..., Any]
 ) -> Callable[[BaseException | None], None]:
     def teardown(error: BaseException | None = None) -> None:
-        if request.endpoint not in endpoints:
+        if bound(request).endpoint not in endpoints:
             hook(error)
 
     return teardown
+
+
+class LoginManager(flask_login.LoginManager):
+    """Flask-Login, whose hook after every request does its work only when there is any:
+    a remember-me cookie to set or clear (the session says so) or refreshed on each
+    request (REMEMBER_COOKIE_REFRESH_EACH_REQUEST). Otherwise it read the session and
+    the setting through Flask's proxies to do nothing, on every public page and sign-up
+    (2 % of a sign-up's instructions; issue 14, bench/README.md, thirteenth round)."""
+
+    def _update_remember_cookie(self, response: Response) -> Response:
+        if "_remember" in bound(session) or bound(current_app).config.get(
+            "REMEMBER_COOKIE_REFRESH_EACH_REQUEST"
+        ):
+            return cast(Response, super()._update_remember_cookie(response))
+        return response
 
 
 # Limits are declared on the views; storage and on/off come from the config.

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from ..errors import MESSAGES, code_for
 from ..extensions import db
 from ..issues.sending import IssueStateError
+from ..request_values import bound
 from ..subscriptions.forms import ERROR_CODES
 from .blueprint import bp
 
@@ -142,7 +143,7 @@ def _in_api() -> bool:
 
 def _unmatched_api_route() -> Response | None:
     """404/405 in the API's shape for /api/v1 paths that match no route or no method."""
-    error = request.routing_exception
+    error = bound(request).routing_exception
     if isinstance(error, NotFound | MethodNotAllowed) and _in_api():
         return _http_error_response(error)
     return None

@@ -22,6 +22,7 @@ from flask_babel import gettext as _
 from ..extensions import db
 from ..meetings.calendar import documents
 from ..models import Attachment, Issue
+from ..request_values import bound
 
 ODT_MIMETYPE = b"application/vnd.oasis.opendocument.text"
 DOCX_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
@@ -162,5 +163,6 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _allow_uploads() -> None:
-        if request.endpoint in UPLOAD_ENDPOINTS:
-            request.max_content_length = max_bytes() + 1024 * 1024
+        current = bound(request)  # one look-up, not one per read through the proxy
+        if current.endpoint in UPLOAD_ENDPOINTS:
+            current.max_content_length = max_bytes() + 1024 * 1024

@@ -56,6 +56,7 @@ from ..jobs import (
     queue_signup_drain,
     signal_signups,
 )
+from ..request_values import bound
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +141,10 @@ def _limits(typed_email: str, accepted: bool) -> list[Limit]:
     """The limits of this request, in the order Flask-Limiter took them (shortest window
     first): the first that refuses is the one the 429 names, and the first is the one
     the headers of an accepted request describe."""
-    config = current_app.config
+    config = bound(current_app).config
     if not config["RATE_LIMITS"]:
         return []
-    ip = request.remote_addr or "127.0.0.1"
+    ip = bound(request).remote_addr or "127.0.0.1"
     # A keyed hash, not the address: the key lives in Redis for up to an hour, and
     # Redis is no place for personal data the privacy notice does not name.
     address = "subscribe-address:" + address_hash(typed_email.strip().casefold() or "-")
@@ -251,5 +252,5 @@ def _in_memory(limits: list[Limit]) -> tuple[int, int, int]:
 
 def add_headers(response: Any) -> Any:
     """The headers of the limit `check` saw, on the sign-up's answer (202, 400, 422)."""
-    add_missing(response.headers, g.pop("signup_limit_headers", None) or [])
+    add_missing(response.headers, bound(g).pop("signup_limit_headers", None) or [])
     return response

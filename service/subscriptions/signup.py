@@ -45,6 +45,7 @@ from ..consent import RequestInfo
 from ..database import DriverStatement, driver_error, sqlite_lock_path
 from ..extensions import db
 from ..models import ConsentText, ListKind, MailingList, SignupRequest, rows_matched
+from ..request_values import bound
 from . import actions
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def recording() -> Iterator[Recording]:
     """
     if db.session.registry.has() and db.session().in_transaction():
         db.session.commit()
-    extensions = current_app.extensions
+    extensions = bound(current_app).extensions
     engine, statements = extensions.get(_STATEMENTS) or _compile_statements(extensions)
     connection = engine.raw_connection()
     try:
@@ -208,7 +209,7 @@ def _compile_statements(extensions: dict[str, Any]) -> tuple[Engine, _Statements
 def known_newsletter_id(slug: str) -> int | None:
     """The id this process saw for the newsletter `slug` (a hint, never trusted: the INSERT
     of `Recording.insert_for_known_list` checks it); None when not known."""
-    return current_app.extensions.get(_KNOWN_IDS, {}).get(slug)
+    return bound(current_app).extensions.get(_KNOWN_IDS, {}).get(slug)
 
 
 def limits_before_storing() -> bool:
@@ -216,7 +217,7 @@ def limits_before_storing() -> bool:
     row (SQLite: a write holds the database's one write lock, which must not wait on
     Redis), rather than in one Redis round trip after the INSERT, inside its transaction
     (PostgreSQL). routes.py `_store` says why."""
-    extensions = current_app.extensions
+    extensions = bound(current_app).extensions
     found = extensions.get(_LIMITS_FIRST)
     if found is None:
         found = extensions[_LIMITS_FIRST] = db.engine.dialect.name == "sqlite"
@@ -284,7 +285,7 @@ def _own_lock_file() -> int | None:
 
 def _lock_path() -> str | None:
     """The sign-ups' lock file of an SQLite database with a file; None otherwise."""
-    extensions = current_app.extensions
+    extensions = bound(current_app).extensions
     path = extensions.get(_LOCK_PATH)
     if path is None:
         path = extensions[_LOCK_PATH] = sqlite_lock_path(db.engine.url, "signups") or ""

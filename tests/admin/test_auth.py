@@ -77,6 +77,21 @@ def test_sign_out_needs_a_post_with_csrf(client, accounts):
     assert client.get("/admin/").status_code == 302
 
 
+def test_sign_out_clears_a_remember_me_cookie(client, accounts):
+    """Flask-Login's hook after each request runs only when it has work
+    (web_extensions.LoginManager): signing out still deletes a remember-me cookie."""
+    log_in(client, "redakce@socialnibydleni.example")
+    client.set_cookie("remember_token", "1|left-from-an-older-sign-in")
+    token = csrf_token_of(client, "/admin/")
+    response = client.post("/admin/logout", data={"csrf_token": token})
+    assert response.status_code == 302
+    cleared = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("remember_token=")]
+    assert cleared and "Expires=Thu, 01 Jan 1970" in cleared[0], cleared
+    # A public page with no remember-me work sets no cookie of Flask-Login's.
+    page = client.get("/subscribe")
+    assert not [c for c in page.headers.getlist("Set-Cookie") if c.startswith("remember_token=")]
+
+
 def test_session_cookie_is_http_only_and_same_site(client, accounts):
     response = log_in(client, "redakce@socialnibydleni.example")
     cookies = response.headers.getlist("Set-Cookie")
