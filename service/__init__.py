@@ -132,7 +132,8 @@ class AppRequest(Request):
     made for (`App.request_context`). Flask's read `current_app` through its proxy twice
     on each read of a limit, and parsing a form reads them eight times (issue 14,
     bench/README.md, thirteenth round). A limit set on the request (a view allowing a
-    larger upload) still wins, as in Flask."""
+    larger upload) still wins, as in Flask. A request read after its context ended keeps
+    its app's limits (Flask's fell back to Werkzeug's defaults there)."""
 
     app_config: Mapping[str, Any] | None = None
 

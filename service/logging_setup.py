@@ -260,13 +260,16 @@ def _end_request(response):
         args = (current.method, route, response.status_code, elapsed * 1000)
         access_log.handle(
             access_log.makeRecord(
-                access_log.name, level, __file__, 0, _ACCESS_LINE, args, None, "_end_request"
+                access_log.name, level, *_ACCESS_SOURCE, _ACCESS_LINE, args, None, _ACCESS_FUNCTION
             )
         )
     return response
 
 
 _ACCESS_LINE = "%s %s %s %.1f ms"
+# Where the access line comes from, for formats that show it: this hook.
+_ACCESS_SOURCE = (__file__, _end_request.__code__.co_firstlineno)
+_ACCESS_FUNCTION = _end_request.__name__
 
 
 def _forget_request(_error: BaseException | None) -> None:

@@ -188,6 +188,7 @@ def follow_environment() -> None:
         return
     _multiprocess = True
     values.ValueClass = values.MultiProcessValue(process_identifier=_process_identity)
+    _request_series.clear()  # children of the values counted into memory until now
     for metric in (m for m in globals().values() if isinstance(m, Counter | Histogram)):
         if metric._labelnames:
             metric.clear()  # its children are made, with the new values, on first use

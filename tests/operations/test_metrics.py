@@ -288,6 +288,56 @@ print(generate_latest(registry).decode())
 """
 
 
+FOLLOW_AFTER_A_REQUEST = """
+import os, sys, time
+from flask import Flask, Response, g
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from service import metrics
+
+def count_a_request():
+    with Flask("probe").test_request_context("/nowhere"):
+        g.metrics_started = time.perf_counter()
+        metrics._count_request(Response(status=404))
+
+metrics.empty_directory(metrics.Path(sys.argv[1]))
+count_a_request()  # counted in memory, before the directory is known
+os.environ[metrics.MULTIPROC_ENV] = sys.argv[1]
+metrics.follow_environment()
+count_a_request()
+count_a_request()
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry, path=sys.argv[1])
+print(generate_latest(registry).decode())
+"""
+
+
+def run_counting(script: str, directory) -> dict:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(directory)],
+        capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(result.stdout)
+        for sample in family.samples
+    }
+
+
+def test_requests_counted_before_the_directory_was_followed_are_counted_into_it_after(tmp_path):
+    """The web's series are remembered per kind of request (metrics._request_series): the
+    ones made before the directory was followed count into memory nobody reads."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    samples = run_counting(FOLLOW_AFTER_A_REQUEST, directory)
+    labels = (("endpoint", "unmatched"), ("method", "GET"), ("status", "404"))
+    assert samples.get(("zpravodaj_http_requests_total", labels)) == 2, samples
+
+
 def test_a_directory_set_after_import_is_counted_into_and_emptied_first(tmp_path):
     import subprocess
     import sys
