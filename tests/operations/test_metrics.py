@@ -312,6 +312,8 @@ print(generate_latest(registry).decode())
 
 
 def run_counting(script: str, directory) -> dict:
+    """Run `script` in a new process with the metrics directory as its argument: the
+    samples it prints, by (name, sorted labels)."""
     import subprocess
     import sys
 
@@ -339,23 +341,10 @@ def test_requests_counted_before_the_directory_was_followed_are_counted_into_it_
 
 
 def test_a_directory_set_after_import_is_counted_into_and_emptied_first(tmp_path):
-    import subprocess
-    import sys
-
     directory = tmp_path / "metrics"
     directory.mkdir()
     (directory / "counter_999999.db").write_bytes(b"counts of a process that ran before")
-    result = subprocess.run(
-        [sys.executable, "-c", FOLLOW, str(directory)],
-        capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(result.stdout)
-        for sample in family.samples
-    }
+    samples = run_counting(FOLLOW, directory)
     assert samples[("zpravodaj_mails_total", (("kind", "issue"), ("result", "sent")))] == 1
     assert samples[("zpravodaj_smtp_send_seconds_count", ())] == 1
     assert "counter_999999.db" not in {path.name for path in directory.iterdir()}
