@@ -127,6 +127,25 @@ class CookieSession(SecureCookieSessionInterface):
         super().save_session(app, session, response)
 
 
+def _limit_from_app(attribute: str, key: str) -> Any:
+    """A size limit of `AppRequest`: the one set on the request, else the app's `key`
+    setting, else (no app known) Flask's own answer."""
+    flasks = cast(property, getattr(Request, attribute)).fget
+    assert flasks is not None  # Flask's limits are read-write properties
+    own = "_" + attribute
+
+    def read(self: AppRequest) -> int | None:
+        set_here = getattr(self, own)
+        if set_here is not None or self.app_config is None:
+            return cast(int | None, flasks(self))
+        return cast(int | None, self.app_config[key])
+
+    def write(self: AppRequest, value: int | None) -> None:
+        setattr(self, own, value)
+
+    return property(read, write)
+
+
 class AppRequest(Request):
     """Flask's request, reading its size limits from the configuration of the app it was
     made for (`App.request_context`). Flask's read `current_app` through its proxy twice
@@ -137,35 +156,9 @@ class AppRequest(Request):
 
     app_config: Mapping[str, Any] | None = None
 
-    @property
-    def max_content_length(self) -> int | None:
-        if self._max_content_length is not None or self.app_config is None:
-            return super().max_content_length
-        return cast(int | None, self.app_config["MAX_CONTENT_LENGTH"])
-
-    @max_content_length.setter
-    def max_content_length(self, value: int | None) -> None:
-        self._max_content_length = value
-
-    @property
-    def max_form_memory_size(self) -> int | None:
-        if self._max_form_memory_size is not None or self.app_config is None:
-            return super().max_form_memory_size
-        return cast(int | None, self.app_config["MAX_FORM_MEMORY_SIZE"])
-
-    @max_form_memory_size.setter
-    def max_form_memory_size(self, value: int | None) -> None:
-        self._max_form_memory_size = value
-
-    @property  # type: ignore[override]
-    def max_form_parts(self) -> int | None:
-        if self._max_form_parts is not None or self.app_config is None:
-            return super().max_form_parts
-        return cast(int | None, self.app_config["MAX_FORM_PARTS"])
-
-    @max_form_parts.setter
-    def max_form_parts(self, value: int | None) -> None:
-        self._max_form_parts = value
+    max_content_length = _limit_from_app("max_content_length", "MAX_CONTENT_LENGTH")
+    max_form_memory_size = _limit_from_app("max_form_memory_size", "MAX_FORM_MEMORY_SIZE")
+    max_form_parts = _limit_from_app("max_form_parts", "MAX_FORM_PARTS")
 
 
 class App(Flask):
